@@ -1,0 +1,1 @@
+//! resilient: resilience strategies that return typed results.
