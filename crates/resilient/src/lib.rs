@@ -1,1 +1,54 @@
-//! resilient: resilience strategies that return typed results.
+//! # resilient
+//!
+//! Wrap any async (or blocking) operation in retry, timeouts, bulkheads and other
+//! resilience strategies, and get a typed `Result<T, resilient::Error<E>>` back.
+//!
+//! ```
+//! use resilient::{Error, Jitter, Pipeline, Retry, Timeout};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .timeout(Timeout::request(Duration::from_secs(30)))
+//!     .retry(Retry::exponential(Duration::from_millis(100)).attempts(3).jitter(Jitter::Full))
+//!     .timeout(Timeout::operation(Duration::from_secs(5)))
+//!     .build()
+//!     .expect("valid configuration");
+//!
+//! let user: Result<&str, Error<std::io::Error>> =
+//!     pipeline.execute(|| async { Ok("ada") }).await;
+//! assert_eq!(user.unwrap(), "ada");
+//! # }
+//! ```
+//!
+//! See [`Pipeline`] for the phases a call goes through, [`Guard`] for the seam that
+//! admission strategies plug into, and [`testing`] for deterministic tests.
+
+#![warn(missing_docs)]
+
+mod core;
+
+pub mod bulkhead;
+pub mod retry;
+pub mod testing;
+pub mod timeout;
+#[cfg(feature = "tower")]
+pub mod tower;
+
+pub(crate) use crate::core::context;
+
+pub use crate::bulkhead::{Bulkhead, BulkheadBuilder};
+pub use crate::core::clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use crate::core::context::{Context, inherited_deadline};
+pub use crate::core::error::{ConfigError, Error, RetryAfter, TimeoutScope};
+pub use crate::core::guard::{Acquire, Guard, Permit, Rejection, WaitFuture};
+pub use crate::core::outcome::{AllErrors, Classify, HonorRetryAfter, Outcome, WithDelay};
+pub use crate::core::pipeline::{Pipeline, PipelineBuilder};
+pub use crate::core::random::{
+    RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
+};
+pub use crate::retry::{
+    Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder, RetryEvent, RetryReason,
+};
+pub use crate::timeout::{Timeout, Timeouts};
+pub use tokio_util::sync::CancellationToken;

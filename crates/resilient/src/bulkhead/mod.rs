@@ -1,0 +1,185 @@
+//! Bulkhead: a cap on concurrent calls, with an optional bounded wait queue.
+//!
+//! Slots are RAII permits: a finished, failed or cancelled call gives its slot back, and a
+//! cancelled waiter leaves the queue.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::{Acquire, ConfigError, Context, Guard, Outcome, Permit, Rejection};
+
+/// Limits how many calls run at once.
+///
+/// ```
+/// use resilient::{Bulkhead, Error, Pipeline};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pipeline = Pipeline::builder()
+///     .guard(Bulkhead::new(10).queue(100).max_wait(Duration::from_secs(1)).build().unwrap())
+///     .build()
+///     .unwrap();
+/// let r: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(1) }).await;
+/// assert_eq!(r.unwrap(), 1);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Bulkhead {
+    slots: Semaphore,
+    max_concurrent: usize,
+    max_queue: usize,
+    max_wait: Option<Duration>,
+    queued: AtomicUsize,
+}
+
+/// Configures a [`Bulkhead`].
+#[derive(Debug, Clone)]
+pub struct BulkheadBuilder {
+    max_concurrent: usize,
+    max_queue: usize,
+    max_wait: Option<Duration>,
+}
+
+impl Bulkhead {
+    /// At most `max_concurrent` calls at once; no queue unless [`BulkheadBuilder::queue`].
+    // The builder is the configuration; `new` returns it so settings chain naturally.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(max_concurrent: usize) -> BulkheadBuilder {
+        BulkheadBuilder {
+            max_concurrent,
+            max_queue: 0,
+            max_wait: None,
+        }
+    }
+
+    /// Calls running now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent - self.slots.available_permits()
+    }
+
+    /// Calls waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+impl BulkheadBuilder {
+    /// Up to `n` callers may wait for a slot (default 0: reject at once).
+    pub fn queue(mut self, n: usize) -> Self {
+        self.max_queue = n;
+        self
+    }
+
+    /// The longest a queued caller waits before [`crate::Error::BulkheadFull`].
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = Some(d);
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Bulkhead, ConfigError> {
+        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
+            return Err(ConfigError::new(
+                "bulkhead.max_concurrent",
+                format!(
+                    "must be between 1 and {} (got {})",
+                    Semaphore::MAX_PERMITS,
+                    self.max_concurrent
+                ),
+            ));
+        }
+        Ok(Bulkhead {
+            slots: Semaphore::new(self.max_concurrent),
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+            max_wait: self.max_wait,
+            queued: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Leaves the queue count when dropped (also when the waiting future is cancelled).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Guard for Bulkhead {
+    fn name(&self) -> &'static str {
+        "bulkhead"
+    }
+
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        if let Ok(p) = self.slots.try_acquire() {
+            p.forget();
+            return Acquire::Ready(Ok(Permit::new(self, 0)));
+        }
+        let admitted = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < self.max_queue).then_some(q + 1)
+            })
+            .is_ok();
+        if !admitted {
+            return Acquire::Ready(Err(Rejection::BulkheadFull));
+        }
+        let queued = Queued(&self.queued);
+        Acquire::Wait(Box::pin(async move {
+            let _queued = queued;
+            let got = match self.max_wait {
+                Some(d) => tokio::time::timeout(d, self.slots.acquire())
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
+                None => self.slots.acquire().await.ok(),
+            };
+            match got {
+                Some(p) => {
+                    p.forget();
+                    Ok(Permit::new(self, 0))
+                }
+                None => Err(Rejection::BulkheadFull),
+            }
+        }))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {
+        self.slots.add_permits(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_zero_slots() {
+        let e = Bulkhead::new(0).build().unwrap_err();
+        assert_eq!(e.field(), "bulkhead.max_concurrent");
+    }
+
+    #[test]
+    fn slot_released_on_record_and_on_drop() {
+        let b = Bulkhead::new(1).build().unwrap();
+        let ctx = Context::new();
+        let Acquire::Ready(Ok(p)) = b.acquire(&ctx) else {
+            panic!("first call must be admitted")
+        };
+        assert_eq!(b.in_flight(), 1);
+        assert!(matches!(
+            b.acquire(&ctx),
+            Acquire::Ready(Err(Rejection::BulkheadFull))
+        ));
+        p.record(Outcome::Success, Duration::ZERO);
+        assert_eq!(b.in_flight(), 0);
+        let Acquire::Ready(Ok(p)) = b.acquire(&ctx) else {
+            panic!("slot must be free again")
+        };
+        drop(p);
+        assert_eq!(b.in_flight(), 0);
+    }
+}

@@ -1,0 +1,297 @@
+//! The error every pipeline returns, and configuration errors.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutScope {
+    /// One attempt took longer than the operation timeout.
+    Operation,
+    /// The whole logical call (attempts, backoff waits, queueing) took longer than the
+    /// request timeout.
+    Request,
+    /// A deadline inherited from an enclosing pipeline ran out first.
+    Inherited,
+}
+
+impl fmt::Display for TimeoutScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutScope::Operation => "operation",
+            TimeoutScope::Request => "request",
+            TimeoutScope::Inherited => "inherited deadline",
+        })
+    }
+}
+
+/// The result of running an operation through a pipeline: the caller's own error `E`, or
+/// what a strategy decided.
+///
+/// ```
+/// use resilient::Error;
+/// use std::time::Duration;
+///
+/// let e: Error<std::io::Error> = Error::RateLimited { retry_after: Some(Duration::from_secs(2)) };
+/// assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+/// assert!(e.is_transient());
+/// assert_eq!(e.to_string(), "rate limited; retry after 2s");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The operation failed with its own error and no retry was made (retry not configured,
+    /// or the error was classified as not worth retrying).
+    Inner(E),
+    /// Every permitted attempt failed; `last` is the final attempt's error.
+    RetriesExhausted {
+        /// Attempts made, including the first.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// A timeout fired.
+    Timeout {
+        /// Which timeout.
+        scope: TimeoutScope,
+        /// Time spent in that scope.
+        elapsed: Duration,
+    },
+    /// The caller cancelled the call (through its cancellation token).
+    Cancelled,
+    /// A circuit breaker is open and rejected the call.
+    CircuitOpen {
+        /// How long the breaker is expected to stay open, if known.
+        retry_after: Option<Duration>,
+    },
+    /// A rate limiter rejected the call.
+    RateLimited {
+        /// When capacity for this call is expected, if known.
+        retry_after: Option<Duration>,
+    },
+    /// A bulkhead had no free slot (and no queue room, or the queue wait ran out).
+    BulkheadFull,
+    /// A custom guard rejected the call.
+    Rejected {
+        /// The guard's name.
+        guard: &'static str,
+        /// When to try again, if the guard knows.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl<E> Error<E> {
+    /// The caller's own error, if this is one.
+    pub fn inner(&self) -> Option<&E> {
+        match self {
+            Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Consumes `self`, returning the caller's own error if this is one.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before trying again, when a strategy knows it.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::CircuitOpen { retry_after }
+            | Error::RateLimited { retry_after }
+            | Error::Rejected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same call later may succeed: timeouts and rejections by a
+    /// strategy are transient; the caller's own errors and cancellation are not judged here.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. }
+                | Error::CircuitOpen { .. }
+                | Error::RateLimited { .. }
+                | Error::BulkheadFull
+                | Error::Rejected { .. }
+        )
+    }
+
+    /// Whether a timeout (of any scope) ended the call.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Maps the caller's error type.
+    pub fn map_inner<F, G: FnOnce(E) -> F>(self, f: G) -> Error<F> {
+        match self {
+            Error::Inner(e) => Error::Inner(f(e)),
+            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+                attempts,
+                last: f(last),
+            },
+            Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
+            Error::Cancelled => Error::Cancelled,
+            Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
+            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            Error::BulkheadFull => Error::BulkheadFull,
+            Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
+        }
+    }
+}
+
+impl<E> From<crate::Rejection> for Error<E> {
+    fn from(r: crate::Rejection) -> Self {
+        match r {
+            crate::Rejection::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
+            crate::Rejection::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            crate::Rejection::BulkheadFull => Error::BulkheadFull,
+            crate::Rejection::Other { guard, retry_after } => {
+                Error::Rejected { guard, retry_after }
+            }
+        }
+    }
+}
+
+fn write_after(f: &mut fmt::Formatter<'_>, what: &str, after: &Option<Duration>) -> fmt::Result {
+    match after {
+        Some(d) => write!(f, "{what}; retry after {d:?}"),
+        None => f.write_str(what),
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Inner(e) => e.fmt(f),
+            Error::RetriesExhausted { attempts, last } => {
+                write!(f, "gave up after {attempts} attempts: {last}")
+            }
+            Error::Timeout { scope, elapsed } => {
+                write!(f, "{scope} timeout after {elapsed:?}")
+            }
+            Error::Cancelled => f.write_str("cancelled by the caller"),
+            Error::CircuitOpen { retry_after } => write_after(f, "circuit open", retry_after),
+            Error::RateLimited { retry_after } => write_after(f, "rate limited", retry_after),
+            Error::BulkheadFull => f.write_str("bulkhead full"),
+            Error::Rejected { guard, retry_after } => {
+                write_after(f, &format!("rejected by {guard}"), retry_after)
+            }
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for Error<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An error type that can say how long to wait before retrying (a server-directed delay,
+/// such as an HTTP `Retry-After`).
+///
+/// Retry honours it through [`crate::HonorRetryAfter`].
+pub trait RetryAfter {
+    /// The requested delay, if any.
+    fn retry_after(&self) -> Option<Duration>;
+}
+
+impl<E> RetryAfter for Error<E> {
+    fn retry_after(&self) -> Option<Duration> {
+        Error::retry_after(self)
+    }
+}
+
+/// An invalid configuration, naming the field and the rule it broke.
+///
+/// ```
+/// use resilient::{Pipeline, Retry};
+/// use std::time::Duration;
+/// let err = Pipeline::builder()
+///     .retry(Retry::constant(Duration::from_millis(10)).attempts(0))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "retry.attempts");
+/// assert!(err.to_string().contains("at least 1"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    rule: String,
+}
+
+impl ConfigError {
+    /// A configuration error for `field` that broke `rule`.
+    pub fn new(field: &'static str, rule: impl Into<String>) -> Self {
+        Self {
+            field,
+            rule: rule.into(),
+        }
+    }
+
+    /// The dotted name of the offending field, e.g. `timeout.operation`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The rule that was broken.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: `{}` {}", self.field, self.rule)
+    }
+}
+
+impl StdError for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Boom;
+    impl fmt::Display for Boom {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("boom")
+        }
+    }
+    impl StdError for Boom {}
+
+    #[test]
+    fn display_source_and_helpers() {
+        let e: Error<Boom> = Error::RetriesExhausted {
+            attempts: 3,
+            last: Boom,
+        };
+        assert_eq!(e.to_string(), "gave up after 3 attempts: boom");
+        assert_eq!(e.source().unwrap().to_string(), "boom");
+        assert!(!e.is_transient());
+        assert!(e.inner().is_some());
+        let t: Error<Boom> = Error::Timeout {
+            scope: TimeoutScope::Request,
+            elapsed: Duration::from_millis(1500),
+        };
+        assert_eq!(t.to_string(), "request timeout after 1.5s");
+        assert!(t.is_transient() && t.is_timeout() && t.source().is_none());
+        let c: Error<Boom> = Error::CircuitOpen { retry_after: None };
+        assert_eq!(c.to_string(), "circuit open");
+        let mapped = Error::Inner(Boom).map_inner(|_| 5u8);
+        assert_eq!(mapped.into_inner(), Some(5));
+        assert_eq!(
+            Error::<Boom>::Cancelled.to_string(),
+            "cancelled by the caller"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The guard seam: strategies that admit or reject calls without knowing `T` or `E`.
+//!
+//! Rate limiters, circuit breakers, bulkheads and custom gates implement [`Guard`]. The
+//! pipeline asks a guard for a [`Permit`] before the operation runs and reports the
+//! [`Outcome`] and duration through that permit afterwards. A permit dropped without a
+//! report (the call's future was cancelled) tells the guard so: capacity is never leaked.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::{Context, Outcome};
+
+/// Why a guard refused a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// A circuit breaker is open.
+    CircuitOpen {
+        /// How long it is expected to stay open.
+        retry_after: Option<Duration>,
+    },
+    /// A rate limiter has no capacity.
+    RateLimited {
+        /// When capacity is expected.
+        retry_after: Option<Duration>,
+    },
+    /// A bulkhead has no free slot.
+    BulkheadFull,
+    /// Any other guard.
+    Other {
+        /// The guard's name.
+        guard: &'static str,
+        /// When to try again, if known.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Rejection {
+    /// The retry-after hint carried by this rejection.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Rejection::CircuitOpen { retry_after }
+            | Rejection::RateLimited { retry_after }
+            | Rejection::Other { retry_after, .. } => *retry_after,
+            Rejection::BulkheadFull => None,
+        }
+    }
+}
+
+/// A future that resolves to a permit once a waiting guard admits the call.
+pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Permit<'a>, Rejection>> + Send + 'a>>;
+
+/// The answer to [`Guard::acquire`].
+pub enum Acquire<'a> {
+    /// Decided at once (the fast path: no allocation).
+    Ready(Result<Permit<'a>, Rejection>),
+    /// The guard makes the caller wait (queueing, rate-limit waits). Dropping the future
+    /// must give back any reservation it holds.
+    Wait(WaitFuture<'a>),
+}
+
+impl<'a> Acquire<'a> {
+    /// Resolves the acquisition, awaiting if the guard asked to wait.
+    pub async fn resolve(self) -> Result<Permit<'a>, Rejection> {
+        match self {
+            Acquire::Ready(r) => r,
+            Acquire::Wait(f) => f.await,
+        }
+    }
+}
+
+impl fmt::Debug for Acquire<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Acquire::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            Acquire::Wait(_) => f.write_str("Wait(..)"),
+        }
+    }
+}
+
+/// A strategy that admits or rejects calls.
+///
+/// Implementations must be cheap on the admit path (atomics, no locks where avoidable) and
+/// must release whatever a permit holds in [`Guard::on_release`], which runs exactly once
+/// per permit: after [`Permit::record`] or on drop.
+///
+/// ```
+/// use resilient::{Acquire, Context, Guard, Outcome, Permit, Rejection};
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::Duration;
+///
+/// /// Rejects everything while switched off.
+/// #[derive(Debug, Default)]
+/// struct Switch(AtomicBool);
+///
+/// impl Guard for Switch {
+///     fn name(&self) -> &'static str { "switch" }
+///     fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+///         if self.0.load(Ordering::Relaxed) {
+///             Acquire::Ready(Err(Rejection::Other { guard: "switch", retry_after: None }))
+///         } else {
+///             Acquire::Ready(Ok(Permit::new(self, 0)))
+///         }
+///     }
+///     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+/// }
+/// let s = Switch::default();
+/// let ctx = Context::new();
+/// assert!(matches!(s.acquire(&ctx), Acquire::Ready(Ok(_))));
+/// ```
+pub trait Guard: Send + Sync + fmt::Debug + 'static {
+    /// A short name for errors and events.
+    fn name(&self) -> &'static str;
+
+    /// Asks for admission.
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a>;
+
+    /// Called once per permit: with `Some((outcome, duration))` when the call finished and
+    /// was recorded, with `None` when the permit was dropped unrecorded (cancelled).
+    /// `token` is the value the permit was created with.
+    fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>);
+}
+
+/// Admission to run one call (or one attempt), released exactly once.
+#[must_use = "dropping a permit releases it as cancelled"]
+pub struct Permit<'a> {
+    guard: Option<&'a dyn Guard>,
+    token: u64,
+}
+
+impl<'a> Permit<'a> {
+    /// A permit of `guard`; `token` is handed back in [`Guard::on_release`].
+    pub fn new(guard: &'a dyn Guard, token: u64) -> Self {
+        Self {
+            guard: Some(guard),
+            token,
+        }
+    }
+
+    /// A permit that holds nothing (for guards that have nothing to release).
+    pub fn none() -> Self {
+        Self {
+            guard: None,
+            token: 0,
+        }
+    }
+
+    /// The token this permit was created with.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Reports how the call went and releases the permit.
+    pub fn record(mut self, outcome: Outcome, duration: Duration) {
+        if let Some(g) = self.guard.take() {
+            g.on_release(self.token, Some((outcome, duration)));
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            g.on_release(self.token, None);
+        }
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("guard", &self.guard.map(|g| g.name()))
+            .field("token", &self.token)
+            .finish()
+    }
+}

@@ -1,0 +1,155 @@
+//! Outcome classification: which results count as failures.
+//!
+//! One classifier is evaluated once per attempt; its verdict feeds the retry decision and
+//! every guard (breakers count failures, bulkheads and limiters ignore it).
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::RetryAfter;
+
+/// How one attempt's result is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The call worked.
+    Success,
+    /// The call failed in a way strategies should react to (retry it, count it).
+    Failure,
+    /// The result is an error the strategies should neither retry nor count
+    /// (e.g. a 404, or a validation error).
+    Ignored,
+}
+
+/// Judges the result of one attempt.
+///
+/// Implemented for closures `Fn(&Result<T, E>) -> Outcome`; [`AllErrors`] (the default)
+/// treats every `Err` as a failure.
+///
+/// ```
+/// use resilient::{Classify, Outcome};
+/// let only_5xx = |r: &Result<u16, u16>| match r {
+///     Ok(_) => Outcome::Success,
+///     Err(code) if *code >= 500 => Outcome::Failure,
+///     Err(_) => Outcome::Ignored,
+/// };
+/// assert_eq!(only_5xx.classify(&Err(503)), Outcome::Failure);
+/// assert_eq!(only_5xx.classify(&Err(404)), Outcome::Ignored);
+/// ```
+pub trait Classify<T, E>: Send + Sync + 'static {
+    /// The verdict on one attempt.
+    fn classify(&self, result: &Result<T, E>) -> Outcome;
+
+    /// A delay the result itself asks for before the next attempt (server-directed, like
+    /// `Retry-After`). It replaces the computed backoff, bounded by the retry's
+    /// `max_server_delay`. `attempt` is the attempt that produced `result` (1-based).
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        let _ = (attempt, result);
+        None
+    }
+}
+
+/// The default classifier: `Ok` is a success, every `Err` a failure.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllErrors;
+
+impl<T, E> Classify<T, E> for AllErrors {
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+impl<T, E, F> Classify<T, E> for F
+where
+    F: Fn(&Result<T, E>) -> Outcome + Send + Sync + 'static,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// Wraps a classifier so that errors implementing [`RetryAfter`] direct the retry delay.
+///
+/// ```
+/// use resilient::{AllErrors, Classify, HonorRetryAfter, RetryAfter};
+/// use std::time::Duration;
+/// struct Throttled(u64);
+/// impl RetryAfter for Throttled {
+///     fn retry_after(&self) -> Option<Duration> { Some(Duration::from_secs(self.0)) }
+/// }
+/// let c = HonorRetryAfter(AllErrors);
+/// let r: Result<(), Throttled> = Err(Throttled(3));
+/// assert_eq!(c.retry_after(1, &r), Some(Duration::from_secs(3)));
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HonorRetryAfter<C>(pub C);
+
+impl<T, E: RetryAfter, C: Classify<T, E>> Classify<T, E> for HonorRetryAfter<C> {
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.0.classify(result)
+    }
+
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        match result {
+            Err(e) => e.retry_after(),
+            Ok(_) => self.0.retry_after(attempt, result),
+        }
+    }
+}
+
+/// A classifier with a custom, error-aware delay: `delay(attempt, &error)` returning
+/// `Some(d)` waits `d` before the next attempt instead of the configured backoff.
+///
+/// ```
+/// use resilient::{AllErrors, Classify, WithDelay};
+/// use std::time::Duration;
+/// let c = WithDelay::new(AllErrors, |attempt: u32, _e: &&str| {
+///     Some(Duration::from_millis(10 * u64::from(attempt)))
+/// });
+/// assert_eq!(c.retry_after(3, &Err::<(), _>("x")), Some(Duration::from_millis(30)));
+/// ```
+pub struct WithDelay<C, F, E> {
+    inner: C,
+    delay: F,
+    _e: PhantomData<fn(&E)>,
+}
+
+impl<C, F, E> WithDelay<C, F, E> {
+    /// Wraps `inner` with the delay function.
+    pub fn new(inner: C, delay: F) -> Self {
+        Self {
+            inner,
+            delay,
+            _e: PhantomData,
+        }
+    }
+}
+
+impl<C: Clone, F: Clone, E> Clone for WithDelay<C, F, E> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.delay.clone())
+    }
+}
+
+impl<T, E: 'static, C, F> Classify<T, E> for WithDelay<C, F, E>
+where
+    C: Classify<T, E>,
+    F: Fn(u32, &E) -> Option<Duration> + Send + Sync + 'static,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.inner.classify(result)
+    }
+
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        match result {
+            Err(e) => (self.delay)(attempt, e),
+            Ok(_) => self.inner.retry_after(attempt, result),
+        }
+    }
+}

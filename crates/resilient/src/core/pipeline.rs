@@ -1,0 +1,735 @@
+//! The pipeline: configuration (built and validated once) and the phased engine that runs
+//! an operation through it.
+//!
+//! # Phases
+//!
+//! Every call runs the same phases, outermost first:
+//!
+//! 1. **request timeout** and caller cancellation, bounding everything below (the tighter
+//!    of this pipeline's request timeout and any deadline inherited from an enclosing
+//!    pipeline wins);
+//! 2. **per-call guards**: guards added to the builder *before* `.retry(..)`; a logical
+//!    call is admitted and counted once, however many attempts it makes;
+//! 3. **the retry loop** (backoff, jitter, budget, server-directed delays);
+//! 4. **per-attempt guards**: guards added *after* `.retry(..)`; each attempt is admitted
+//!    and counted on its own;
+//! 5. **operation timeout** around the attempt;
+//! 6. the **operation** itself.
+//!
+//! The engine is one `async fn` per call (no boxing of the operation, no allocation on the
+//! success path); guards are trait objects that only see a [`Context`].
+
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{AMBIENT, Ambient};
+use crate::{
+    AllErrors, Classify, ConfigError, Context, Error, Guard, Outcome, Permit, Rejection, Retry,
+    RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope, Timeouts, system_clock,
+};
+
+type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
+
+/// A validated, shareable resilience pipeline. Cloning is cheap (one `Arc`); clones share
+/// all state (budgets, breakers, limiters).
+///
+/// `C` is the [`Classify`] strategy that judges results ([`AllErrors`] by default).
+///
+/// ```
+/// use resilient::{Error, Pipeline, Retry, Timeout};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pipeline = Pipeline::builder()
+///     .timeout(Timeout::request(Duration::from_secs(30)))
+///     .retry(Retry::exponential(Duration::from_millis(1)).attempts(3))
+///     .timeout(Timeout::operation(Duration::from_secs(5)))
+///     .build()
+///     .unwrap();
+///
+/// let mut calls = 0;
+/// let out: Result<u32, Error<&str>> = pipeline
+///     .execute(|| {
+///         calls += 1;
+///         let n = calls;
+///         async move { if n < 3 { Err("flaky") } else { Ok(n) } }
+///     })
+///     .await;
+/// assert_eq!(out.unwrap(), 3);
+/// # }
+/// ```
+pub struct Pipeline<C = AllErrors> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Pipeline<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<C> {
+    name: Option<Arc<str>>,
+    tags: Option<Arc<[(String, String)]>>,
+    timeouts: Timeouts,
+    call_guards: Vec<Arc<dyn Guard>>,
+    attempt_guards: Vec<Arc<dyn Guard>>,
+    retry: Option<Retry>,
+    classify: C,
+    clock: SharedClock,
+    stages: Vec<String>,
+}
+
+impl<C> fmt::Debug for Pipeline<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.inner.name)
+            .field("stages", &self.inner.stages)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Pipeline`]. The order of calls is the order of the phases: guards before
+/// `.retry(..)` apply per call, guards after it per attempt.
+pub struct PipelineBuilder<C = AllErrors> {
+    name: Option<Arc<str>>,
+    tags: Vec<(String, String)>,
+    timeouts: Timeouts,
+    call_guards: Vec<Arc<dyn Guard>>,
+    attempt_guards: Vec<Arc<dyn Guard>>,
+    retry: Option<Retry>,
+    classify: C,
+    clock: SharedClock,
+    stages: Vec<String>,
+    error: Option<ConfigError>,
+}
+
+impl fmt::Debug for PipelineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("stages", &self.stages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Starts a builder.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder {
+            name: None,
+            tags: Vec::new(),
+            timeouts: Timeouts::default(),
+            call_guards: Vec::new(),
+            attempt_guards: Vec::new(),
+            retry: None,
+            classify: AllErrors,
+            clock: system_clock(),
+            stages: Vec::new(),
+            error: None,
+        }
+    }
+}
+
+impl<C> PipelineBuilder<C> {
+    /// Names the operation (shown in [`Context::operation`], events and errors).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a tag visible to guards through [`Context::tag`].
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets one level of the timeout hierarchy.
+    pub fn timeout(mut self, t: Timeout) -> Self {
+        self.stages.push(format!("{t:?}"));
+        self.timeouts.set(t);
+        self
+    }
+
+    /// Sets the whole timeout hierarchy at once.
+    pub fn timeouts(mut self, t: Timeouts) -> Self {
+        self.stages.push(format!("{t:?}"));
+        self.timeouts = t;
+        self
+    }
+
+    /// Adds the retry loop. Guards added before it apply per call, after it per attempt.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        if self.retry.is_some() && self.error.is_none() {
+            self.error = Some(ConfigError::new(
+                "retry",
+                "is set twice; a pipeline has one retry loop",
+            ));
+        }
+        self.stages.push("Retry".into());
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Adds a guard at the current position.
+    pub fn guard(self, guard: impl Guard) -> Self {
+        self.guard_arc(Arc::new(guard))
+    }
+
+    /// Adds a shared guard at the current position (share one breaker between pipelines).
+    pub fn guard_arc(mut self, guard: Arc<dyn Guard>) -> Self {
+        let per_attempt = self.retry.is_some();
+        self.stages.push(format!(
+            "{}({})",
+            guard.name(),
+            if per_attempt {
+                "per attempt"
+            } else {
+                "per call"
+            }
+        ));
+        if per_attempt {
+            self.attempt_guards.push(guard);
+        } else {
+            self.call_guards.push(guard);
+        }
+        self
+    }
+
+    /// Uses `clock` for durations measured by the engine (guards take their own clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets how results are judged (see [`Classify`]).
+    pub fn classify<C2>(self, classify: C2) -> PipelineBuilder<C2> {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify,
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+        }
+    }
+
+    /// Validates the configuration and builds the pipeline.
+    pub fn build(self) -> Result<Pipeline<C>, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.timeouts.validate()?;
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
+            if let Some(request) = self.timeouts.request {
+                let min = retry.min_total_delay();
+                if min >= request {
+                    return Err(ConfigError::new(
+                        "retry",
+                        format!(
+                            "plan waits at least {min:?} over {} retries, which already \
+                             exceeds timeout.request ({request:?})",
+                            retry.max_attempts - 1
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                name: self.name,
+                tags: (!self.tags.is_empty()).then(|| self.tags.into()),
+                timeouts: self.timeouts,
+                call_guards: self.call_guards,
+                attempt_guards: self.attempt_guards,
+                retry: self.retry,
+                classify: self.classify,
+                clock: self.clock,
+                stages: self.stages,
+            }),
+        })
+    }
+}
+
+/// What one attempt produced.
+enum Attempt<T, E> {
+    Done(Result<T, E>),
+    TimedOut(Duration),
+    Rejected(Rejection),
+}
+
+/// The engine's decision after a failed attempt.
+enum Next {
+    Stop,
+    Wait(Duration),
+}
+
+fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
+    start.map_or(Duration::ZERO, |s| clock.now().saturating_sub(s))
+}
+
+impl<C: Send + Sync + 'static> Pipeline<C> {
+    /// The configured timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.inner.timeouts
+    }
+
+    /// The operation name.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// The phases in builder order, for display and debugging.
+    pub fn stages(&self) -> &[String] {
+        &self.inner.stages
+    }
+
+    /// Runs `op` through the pipeline.
+    pub async fn execute<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(None, |_| op()).await
+    }
+
+    /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
+    pub async fn execute_with<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(None, |ctx| op(ctx.clone())).await
+    }
+
+    /// Runs `op`, ending with [`Error::Cancelled`] as soon as `token` is cancelled.
+    /// Nested pipelines inherit the token.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline};
+    /// use tokio_util::sync::CancellationToken;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let token = CancellationToken::new();
+    /// token.cancel();
+    /// let p = Pipeline::builder().build().unwrap();
+    /// let r = p
+    ///     .execute_cancellable(&token, || std::future::pending::<Result<(), ()>>())
+    ///     .await;
+    /// assert!(matches!(r, Err(Error::Cancelled)));
+    /// # }
+    /// ```
+    pub async fn execute_cancellable<T, E, F, Fut>(
+        &self,
+        token: &CancellationToken,
+        mut op: F,
+    ) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run(Some(token.clone()), |_| op()).await
+    }
+
+    async fn run<T, E, F, Fut>(
+        &self,
+        cancel: Option<CancellationToken>,
+        op: F,
+    ) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        let ambient = Ambient::current();
+        let (inherited_deadline, inherited_cancel) = match ambient {
+            Some(a) => (a.deadline, a.cancel),
+            None => (None, None),
+        };
+        let cancel = cancel.or(inherited_cancel);
+        let start = Instant::now();
+        let own = inner.timeouts.request.map(|r| start + r);
+        let (deadline, scope) = match (own, inherited_deadline) {
+            (Some(o), Some(i)) if i < o => (Some(i), TimeoutScope::Inherited),
+            (Some(o), _) => (Some(o), TimeoutScope::Request),
+            (None, Some(i)) => (Some(i), TimeoutScope::Inherited),
+            (None, None) => (None, TimeoutScope::Request),
+        };
+        let mut ctx = Context {
+            attempt: 1,
+            operation: inner.name.clone(),
+            deadline,
+            tags: inner.tags.clone(),
+        };
+        if deadline.is_none() && cancel.is_none() {
+            return self.call(&mut ctx, op).await;
+        }
+        let ambient = Ambient {
+            deadline,
+            cancel: cancel.clone(),
+        };
+        let body = AMBIENT.scope(ambient, self.call(&mut ctx, op));
+        let timed = async {
+            match deadline {
+                Some(d) => match tokio::time::timeout_at(d, body).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout {
+                        scope,
+                        elapsed: start.elapsed(),
+                    }),
+                },
+                None => body.await,
+            }
+        };
+        match cancel {
+            None => timed.await,
+            Some(token) => {
+                let mut timed = pin!(timed);
+                let mut cancelled = pin!(token.cancelled());
+                poll_fn(|cx| {
+                    if cancelled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(Error::Cancelled));
+                    }
+                    timed.as_mut().poll(cx)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Phase 2 and below: per-call guards around the retry loop.
+    async fn call<T, E, F, Fut>(&self, ctx: &mut Context, op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        if inner.call_guards.is_empty() {
+            return self.retry_loop(ctx, op).await.0;
+        }
+        let mut permits = Permits::new();
+        for g in &inner.call_guards {
+            match g.acquire(ctx).resolve().await {
+                Ok(p) => permits.push(p),
+                Err(r) => return Err(r.into()),
+            }
+        }
+        let t0 = inner.clock.now();
+        let (result, outcome) = self.retry_loop(ctx, op).await;
+        let took = inner.clock.now().saturating_sub(t0);
+        for p in permits {
+            p.record(outcome, took);
+        }
+        result
+    }
+
+    /// Phase 3: the retry loop. Returns the result and the logical call's outcome.
+    async fn retry_loop<T, E, F, Fut>(
+        &self,
+        ctx: &mut Context,
+        mut op: F,
+    ) -> (Result<T, Error<E>>, Outcome)
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        let started = inner
+            .retry
+            .as_ref()
+            .and_then(|r| r.max_elapsed)
+            .map(|_| inner.clock.now());
+        if let Some(b) = inner.retry.as_ref().and_then(|r| r.budget.as_ref()) {
+            b.deposit();
+        }
+        let mut previous = None;
+        let mut attempt = 1;
+        loop {
+            ctx.attempt = attempt;
+            let (result, outcome) = self.attempt(ctx, &mut op).await;
+            if outcome != Outcome::Failure {
+                return (finish(result, attempt), outcome);
+            }
+            let remaining = ctx
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            match self.next(
+                attempt,
+                previous,
+                &result,
+                elapsed_since(&inner.clock, started),
+                remaining,
+            ) {
+                Next::Stop => return (finish(result, attempt), outcome),
+                Next::Wait(delay) => {
+                    drop(result);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    previous = Some(delay);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Phases 4 to 6: per-attempt guards, operation timeout, the operation.
+    async fn attempt<T, E, F, Fut>(&self, ctx: &Context, op: &mut F) -> (Attempt<T, E>, Outcome)
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        let mut permits = Permits::new();
+        for g in &inner.attempt_guards {
+            match g.acquire(ctx).resolve().await {
+                Ok(p) => permits.push(p),
+                Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
+            }
+        }
+        let t0 = (!permits.is_empty()).then(|| inner.clock.now());
+        let result = match inner.timeouts.operation {
+            Some(limit) => match tokio::time::timeout(limit, op(ctx)).await {
+                Ok(r) => Attempt::Done(r),
+                Err(_) => Attempt::TimedOut(limit),
+            },
+            None => Attempt::Done(op(ctx).await),
+        };
+        let outcome = match &result {
+            Attempt::Done(r) => inner.classify.classify(r),
+            _ => Outcome::Failure,
+        };
+        if let Some(t0) = t0 {
+            let took = inner.clock.now().saturating_sub(t0);
+            for p in permits {
+                p.record(outcome, took);
+            }
+        }
+        (result, outcome)
+    }
+
+    /// Decides whether failed attempt `attempt` is retried and after which delay.
+    fn next<T, E>(
+        &self,
+        attempt: u32,
+        previous: Option<Duration>,
+        result: &Attempt<T, E>,
+        elapsed: Duration,
+        remaining: Option<Duration>,
+    ) -> Next
+    where
+        C: Classify<T, E>,
+    {
+        let inner = &*self.inner;
+        let Some(retry) = &inner.retry else {
+            return Next::Stop;
+        };
+        if attempt >= retry.max_attempts {
+            return Next::Stop;
+        }
+        let (server, reason) = match result {
+            Attempt::Done(r) => (
+                inner.classify.retry_after(attempt, r),
+                if r.is_ok() {
+                    RetryReason::FailedResult
+                } else {
+                    RetryReason::Error
+                },
+            ),
+            Attempt::TimedOut(_) => (None, RetryReason::Timeout),
+            Attempt::Rejected(rej) => {
+                if !retry.retry_rejected {
+                    return Next::Stop;
+                }
+                (rej.retry_after(), RetryReason::Rejected)
+            }
+        };
+        let Some(delay) = retry.next_delay(attempt, previous, server) else {
+            return Next::Stop;
+        };
+        if retry
+            .max_elapsed
+            .is_some_and(|max| elapsed.saturating_add(delay) > max)
+        {
+            return Next::Stop;
+        }
+        // Waiting past the deadline cannot help: fail fast with the last result.
+        if remaining.is_some_and(|left| delay >= left) {
+            return Next::Stop;
+        }
+        if let Some(budget) = &retry.budget
+            && !budget.try_withdraw()
+        {
+            return Next::Stop;
+        }
+        if let Some(hook) = &retry.on_retry {
+            hook(&RetryEvent {
+                operation: inner.name.as_deref(),
+                attempt,
+                delay,
+                reason,
+            });
+        }
+        Next::Wait(delay)
+    }
+
+    /// Runs a blocking operation through the pipeline on the current thread.
+    ///
+    /// Waits (backoff) go through the pipeline's clock. A running blocking call cannot be
+    /// interrupted: an attempt that overruns the operation timeout is counted as a
+    /// timeout once it returns (its result is discarded), and the request deadline is
+    /// checked before each attempt and each wait. Guards that would make the caller wait
+    /// reject instead.
+    ///
+    /// ```
+    /// use resilient::{Pipeline, Retry};
+    /// let p = Pipeline::builder().retry(Retry::immediate().attempts(2)).build().unwrap();
+    /// let mut n = 0;
+    /// let r = p.execute_blocking(|| { n += 1; if n == 1 { Err("first") } else { Ok(n) } });
+    /// assert_eq!(r.unwrap(), 2);
+    /// ```
+    pub fn execute_blocking<T, E, F>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut() -> Result<T, E>,
+    {
+        let inner = &*self.inner;
+        let clock = &inner.clock;
+        let start = clock.now();
+        let deadline = inner.timeouts.request.map(|r| start.saturating_add(r));
+        let expired = |now: Duration| -> Option<Error<E>> {
+            deadline.filter(|d| now >= *d).map(|_| Error::Timeout {
+                scope: TimeoutScope::Request,
+                elapsed: now.saturating_sub(start),
+            })
+        };
+        let mut ctx = Context {
+            attempt: 1,
+            operation: inner.name.clone(),
+            deadline: None,
+            tags: inner.tags.clone(),
+        };
+        let mut call_permits = Permits::new();
+        for g in &inner.call_guards {
+            match acquire_blocking(&**g, &ctx) {
+                Ok(p) => call_permits.push(p),
+                Err(r) => return Err(r.into()),
+            }
+        }
+        if let Some(b) = inner.retry.as_ref().and_then(|r| r.budget.as_ref()) {
+            b.deposit();
+        }
+        let mut previous = None;
+        let mut attempt = 1;
+        let (result, outcome) = loop {
+            ctx.attempt = attempt;
+            if let Some(e) = expired(clock.now()) {
+                break (Err(e), Outcome::Failure);
+            }
+            let mut permits = Permits::new();
+            let mut rejected = None;
+            for g in &inner.attempt_guards {
+                match acquire_blocking(&**g, &ctx) {
+                    Ok(p) => permits.push(p),
+                    Err(r) => {
+                        rejected = Some(r);
+                        break;
+                    }
+                }
+            }
+            let (result, outcome) = match rejected {
+                Some(r) => {
+                    drop(permits);
+                    (Attempt::Rejected(r), Outcome::Failure)
+                }
+                None => {
+                    let t0 = clock.now();
+                    let r = op();
+                    let took = clock.now().saturating_sub(t0);
+                    let (result, outcome) = match inner.timeouts.operation {
+                        Some(limit) if took > limit => (Attempt::TimedOut(took), Outcome::Failure),
+                        _ => {
+                            let o = inner.classify.classify(&r);
+                            (Attempt::Done(r), o)
+                        }
+                    };
+                    for p in permits {
+                        p.record(outcome, took);
+                    }
+                    (result, outcome)
+                }
+            };
+            if outcome != Outcome::Failure {
+                break (finish(result, attempt), outcome);
+            }
+            let now = clock.now();
+            let remaining = deadline.map(|d| d.saturating_sub(now));
+            match self.next(
+                attempt,
+                previous,
+                &result,
+                now.saturating_sub(start),
+                remaining,
+            ) {
+                Next::Stop => break (finish(result, attempt), outcome),
+                Next::Wait(delay) => {
+                    drop(result);
+                    if !delay.is_zero() {
+                        clock.sleep_blocking(delay);
+                    }
+                    previous = Some(delay);
+                    attempt += 1;
+                }
+            }
+        };
+        let took = clock.now().saturating_sub(start);
+        for p in call_permits {
+            p.record(outcome, took);
+        }
+        result
+    }
+}
+
+fn acquire_blocking<'a>(g: &'a dyn Guard, ctx: &Context) -> Result<Permit<'a>, Rejection> {
+    match g.acquire(ctx) {
+        crate::Acquire::Ready(r) => r,
+        crate::Acquire::Wait(_) => Err(Rejection::Other {
+            guard: g.name(),
+            retry_after: None,
+        }),
+    }
+}
+
+/// Turns the last attempt into the call's result.
+fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
+    match result {
+        Attempt::Done(Ok(t)) => Ok(t),
+        Attempt::Done(Err(e)) if attempts > 1 => Err(Error::RetriesExhausted { attempts, last: e }),
+        Attempt::Done(Err(e)) => Err(Error::Inner(e)),
+        Attempt::TimedOut(elapsed) => Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            elapsed,
+        }),
+        Attempt::Rejected(r) => Err(r.into()),
+    }
+}

@@ -1,0 +1,274 @@
+//! Retry: how many attempts, how long to wait between them, and when to stop.
+//!
+//! The retry loop itself runs inside the pipeline engine (it has to call the operation
+//! again); this module holds its configuration, the backoff schedules, jitter, retry
+//! budgets and the retry event.
+
+mod backoff;
+mod budget;
+
+pub use backoff::{Backoff, Jitter};
+pub use budget::{RetryBudget, RetryBudgetBuilder};
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{ConfigError, SharedRandom, thread_random};
+
+/// Why an attempt is being retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// The operation returned an error classified as a failure.
+    Error,
+    /// The operation returned `Ok` classified as a failure.
+    FailedResult,
+    /// The attempt hit the operation timeout.
+    Timeout,
+    /// A per-attempt guard rejected the attempt.
+    Rejected,
+}
+
+/// Emitted before each retry wait.
+#[derive(Debug, Clone)]
+pub struct RetryEvent<'a> {
+    /// The pipeline's operation name.
+    pub operation: Option<&'a str>,
+    /// The attempt that failed (1-based).
+    pub attempt: u32,
+    /// The wait before the next attempt.
+    pub delay: Duration,
+    /// Why it is retried.
+    pub reason: RetryReason,
+}
+
+/// A hook called before each retry.
+pub type RetryHook = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
+
+/// Retry configuration.
+///
+/// ```
+/// use resilient::{Jitter, Retry};
+/// use std::time::Duration;
+///
+/// let retry = Retry::exponential(Duration::from_millis(100))
+///     .attempts(4)
+///     .factor(2.0)
+///     .max_delay(Duration::from_secs(2))
+///     .jitter(Jitter::Full)
+///     .max_elapsed(Duration::from_secs(10));
+/// assert_eq!(retry.max_attempts(), 4);
+/// ```
+#[derive(Clone)]
+pub struct Retry {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) jitter: Jitter,
+    pub(crate) max_delay: Duration,
+    pub(crate) max_elapsed: Option<Duration>,
+    pub(crate) max_server_delay: Duration,
+    pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) retry_rejected: bool,
+    pub(crate) on_retry: Option<RetryHook>,
+    pub(crate) rng: SharedRandom,
+}
+
+impl fmt::Debug for Retry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("jitter", &self.jitter)
+            .field("max_delay", &self.max_delay)
+            .field("max_elapsed", &self.max_elapsed)
+            .field("max_server_delay", &self.max_server_delay)
+            .field("budget", &self.budget.is_some())
+            .field("retry_rejected", &self.retry_rejected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retry {
+    fn with_backoff(backoff: Backoff) -> Self {
+        Self {
+            max_attempts: 3,
+            backoff,
+            jitter: Jitter::None,
+            max_delay: Duration::from_secs(60),
+            max_elapsed: None,
+            max_server_delay: Duration::from_secs(60),
+            budget: None,
+            retry_rejected: false,
+            on_retry: None,
+            rng: thread_random(),
+        }
+    }
+
+    /// The same delay before every retry. 3 attempts by default.
+    pub fn constant(delay: Duration) -> Self {
+        Self::with_backoff(Backoff::Constant(delay))
+    }
+
+    /// Retries at once (no delay).
+    pub fn immediate() -> Self {
+        Self::constant(Duration::ZERO)
+    }
+
+    /// `initial + step * (n - 1)` before retry `n`.
+    pub fn linear(initial: Duration, step: Duration) -> Self {
+        Self::with_backoff(Backoff::Linear { initial, step })
+    }
+
+    /// `initial * 2^(n - 1)` before retry `n` (change the factor with [`Retry::factor`]).
+    pub fn exponential(initial: Duration) -> Self {
+        Self::with_backoff(Backoff::Exponential {
+            initial,
+            factor: 2.0,
+        })
+    }
+
+    /// Any schedule; `f(n)` returning `None` stops retrying. For error-aware delays, see
+    /// [`crate::WithDelay`].
+    pub fn custom(f: impl Fn(u32) -> Option<Duration> + Send + Sync + 'static) -> Self {
+        Self::with_backoff(Backoff::Custom(Arc::new(f)))
+    }
+
+    /// Total attempts including the first (default 3).
+    pub fn attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The growth factor of an exponential backoff (ignored otherwise).
+    pub fn factor(mut self, factor: f64) -> Self {
+        if let Backoff::Exponential { factor: f, .. } = &mut self.backoff {
+            *f = factor;
+        }
+        self
+    }
+
+    /// The jitter applied to each delay (default none).
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Caps each delay (default 60 s).
+    pub fn max_delay(mut self, cap: Duration) -> Self {
+        self.max_delay = cap;
+        self
+    }
+
+    /// Stops retrying when the time since the first attempt, plus the next wait, would
+    /// exceed `limit`.
+    pub fn max_elapsed(mut self, limit: Duration) -> Self {
+        self.max_elapsed = Some(limit);
+        self
+    }
+
+    /// Caps a server-directed delay (see [`crate::Classify::retry_after`]); a longer request
+    /// stops retrying. Default 60 s.
+    pub fn max_server_delay(mut self, cap: Duration) -> Self {
+        self.max_server_delay = cap;
+        self
+    }
+
+    /// Shares a retry budget: each retry needs a token from it.
+    pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Whether attempts rejected by a per-attempt guard (an open breaker, a rate limiter)
+    /// are retried (default `false`). A rejection's `retry_after` directs the wait.
+    pub fn retry_rejected(mut self, yes: bool) -> Self {
+        self.retry_rejected = yes;
+        self
+    }
+
+    /// A hook called before each retry wait.
+    pub fn on_retry(mut self, hook: impl Fn(&RetryEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.on_retry = Some(Arc::new(hook));
+        self
+    }
+
+    /// The random source for jitter (inject a [`crate::SeededRandom`] in tests).
+    pub fn rng(mut self, rng: SharedRandom) -> Self {
+        self.rng = rng;
+        self
+    }
+
+    /// Total attempts including the first.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The delay before the retry that follows failed attempt `attempt`, or `None` to stop.
+    /// `server` is a delay the failed result asked for.
+    pub(crate) fn next_delay(
+        &self,
+        attempt: u32,
+        previous: Option<Duration>,
+        server: Option<Duration>,
+    ) -> Option<Duration> {
+        if let Some(d) = server {
+            return (d <= self.max_server_delay).then_some(d);
+        }
+        let base = self.backoff.delay(attempt)?;
+        Some(self.jitter.apply(
+            base,
+            self.backoff.initial(),
+            previous,
+            self.max_delay,
+            &*self.rng,
+        ))
+    }
+
+    /// The least total time the waits of a full run of attempts can take.
+    pub(crate) fn min_total_delay(&self) -> Duration {
+        let retries = self.max_attempts.saturating_sub(1).min(10_000);
+        let mut total = Duration::ZERO;
+        for n in 1..=retries {
+            let Some(base) = self.backoff.delay(n) else {
+                break;
+            };
+            let base = base.min(self.max_delay);
+            let initial = self.backoff.initial().min(self.max_delay);
+            total = total.saturating_add(self.jitter.min_of(base, initial));
+        }
+        total
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "retry.attempts",
+                "must be at least 1 (got 0)",
+            ));
+        }
+        if let Backoff::Exponential { factor, .. } = self.backoff
+            && !(factor >= 1.0 && factor.is_finite())
+        {
+            return Err(ConfigError::new(
+                "retry.factor",
+                format!("must be a finite number >= 1 (got {factor})"),
+            ));
+        }
+        if let Jitter::Proportional(p) = self.jitter
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(ConfigError::new(
+                "retry.jitter",
+                format!("proportional jitter must be within 0..=1 (got {p})"),
+            ));
+        }
+        if self.max_elapsed == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "retry.max_elapsed",
+                "must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+}
