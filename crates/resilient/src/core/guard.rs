@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::{Context, Outcome};
+use crate::{ConfigError, Context, Outcome, Timeouts};
 
 /// Why a guard refused a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,14 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
     /// was recorded, with `None` when the permit was dropped unrecorded (cancelled).
     /// `token` is the value the permit was created with.
     fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>);
+
+    /// Called once when a pipeline containing this guard is built, with the pipeline's
+    /// timeout hierarchy: a guard may validate itself against it or adopt a time scale
+    /// (a breaker takes `circuit` as its longest open time). An error fails the build.
+    fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+        let _ = timeouts;
+        Ok(())
+    }
 }
 
 /// Admission to run one call (or one attempt), released exactly once.

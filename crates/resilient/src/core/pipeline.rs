@@ -233,6 +233,9 @@ impl<C> PipelineBuilder<C> {
             return Err(e);
         }
         self.timeouts.validate()?;
+        for g in self.call_guards.iter().chain(&self.attempt_guards) {
+            g.attach(&self.timeouts)?;
+        }
         if let Some(retry) = &self.retry {
             retry.validate()?;
             if let Some(request) = self.timeouts.request {

@@ -1,0 +1,1 @@
+//! Benchmarks of `resilient` side by side with peer crates live in `benches/`.
