@@ -52,3 +52,8 @@ pub use crate::retry::{
 };
 pub use crate::timeout::{Timeout, Timeouts};
 pub use tokio_util::sync::CancellationToken;
+
+/// The README's examples, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

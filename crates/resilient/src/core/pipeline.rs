@@ -470,7 +470,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             ctx.attempt = attempt;
             let (result, outcome) = self.attempt(ctx, &mut op).await;
             if outcome != Outcome::Failure {
-                return (finish(result, attempt), outcome);
+                return (finish(result, 1), outcome);
             }
             let remaining = ctx
                 .deadline
@@ -683,7 +683,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
             };
             if outcome != Outcome::Failure {
-                break (finish(result, attempt), outcome);
+                break (finish(result, 1), outcome);
             }
             let now = clock.now();
             let remaining = deadline.map(|d| d.saturating_sub(now));
@@ -723,7 +723,8 @@ fn acquire_blocking<'a>(g: &'a dyn Guard, ctx: &Context) -> Result<Permit<'a>, R
     }
 }
 
-/// Turns the last attempt into the call's result.
+/// Turns the last attempt into the call's result. `attempts` counts the failed attempts
+/// that led here (1 when the last result was not a failure: nothing was exhausted).
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
         Attempt::Done(Ok(t)) => Ok(t),
