@@ -292,3 +292,24 @@ async fn tower_layer_retries_a_service_with_cloned_requests() {
     let out = svc.ready().await.unwrap().call("x".to_owned()).await;
     assert_eq!(out.unwrap(), "x!");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_per_attempt_rejection_is_not_a_failure_of_the_call() {
+    let per_call = Arc::new(Recorder::default());
+    let limiter = Arc::new(Recorder {
+        reject_after: Some(0),
+        ..Default::default()
+    });
+    let p = Pipeline::builder()
+        .guard_arc(per_call.clone())
+        .retry(Retry::immediate().attempts(2))
+        .guard_arc(limiter)
+        .build()
+        .unwrap();
+    let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+    assert!(matches!(r, Err(Error::Rejected { .. })));
+    assert_eq!(
+        *per_call.released.lock().unwrap(),
+        vec![Some(Outcome::Ignored)]
+    );
+}

@@ -482,7 +482,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 elapsed_since(&inner.clock, started),
                 remaining,
             ) {
-                Next::Stop => return (finish(result, attempt), outcome),
+                Next::Stop => {
+                    let outcome = call_outcome(&result);
+                    return (finish(result, attempt), outcome);
+                }
                 Next::Wait(delay) => {
                     drop(result);
                     if !delay.is_zero() {
@@ -694,7 +697,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 now.saturating_sub(start),
                 remaining,
             ) {
-                Next::Stop => break (finish(result, attempt), outcome),
+                Next::Stop => {
+                    let outcome = call_outcome(&result);
+                    break (finish(result, attempt), outcome);
+                }
                 Next::Wait(delay) => {
                     drop(result);
                     if !delay.is_zero() {
@@ -720,6 +726,15 @@ fn acquire_blocking<'a>(g: &'a dyn Guard, ctx: &Context) -> Result<Permit<'a>, R
             guard: g.name(),
             retry_after: None,
         }),
+    }
+}
+
+/// How a failed logical call is reported to per-call guards: a rejection by a per-attempt
+/// guard says nothing about the dependency, so it is not counted as its failure.
+fn call_outcome<T, E>(last: &Attempt<T, E>) -> Outcome {
+    match last {
+        Attempt::Rejected(_) => Outcome::Ignored,
+        _ => Outcome::Failure,
     }
 }
 
