@@ -295,3 +295,198 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(kind: &'static str, attr: TokenStream, item: TokenStream) -> String {
+        let out = expand(kind, attr, item).to_string();
+        assert!(
+            out.contains("compile_error"),
+            "expected an error, got {out}"
+        );
+        out
+    }
+
+    fn ok(kind: &'static str, attr: TokenStream, item: TokenStream) -> String {
+        let out = expand(kind, attr, item).to_string();
+        assert!(!out.contains("compile_error"), "unexpected error: {out}");
+        out
+    }
+
+    fn plain() -> TokenStream {
+        quote!(
+            fn f() -> Result<(), ()> {
+                Ok(())
+            }
+        )
+    }
+
+    #[test]
+    fn argument_errors() {
+        let cases: &[(&str, TokenStream, &str)] = &[
+            ("retry", quote!(attempts = 2, attempts = 3), "given twice"),
+            ("retry", quote!(attempts = -1), "expected an integer"),
+            ("retry", quote!(attempts = "3"), "expected an integer"),
+            (
+                "retry",
+                quote!(backoff = fibonacci("1s")),
+                "unknown backoff",
+            ),
+            (
+                "retry",
+                quote!(backoff = constant("1s", "2s")),
+                "takes 1 argument",
+            ),
+            ("retry", quote!(backoff = linear("1s")), "takes 2 argument"),
+            ("retry", quote!(backoff = "1s"), "expected a name or a call"),
+            (
+                "retry",
+                quote!(backoff = constant(100)),
+                "expected a duration",
+            ),
+            ("retry", quote!(factor = 0.5), "finite number >= 1"),
+            (
+                "retry",
+                quote!(backoff = constant("1s"), factor = 2.0),
+                "only applies",
+            ),
+            ("retry", quote!(jitter = proportional(1.5)), "within 0..=1"),
+            ("retry", quote!(jitter = full(1)), "takes no arguments"),
+            ("retry", quote!(jitter = random), "unknown jitter"),
+            ("retry", quote!(max_elapsed = "0s"), "greater than zero"),
+            (
+                "retry",
+                quote!(max_delay = "10 fortnights"),
+                "invalid duration",
+            ),
+            ("retry", quote!(attempts), "expected `=`"),
+            ("timeout", quote!(), "at least one"),
+            ("timeout", quote!(request = "0ms"), "greater than zero"),
+            (
+                "timeout",
+                quote!(request = "10s", circuit = "5s"),
+                "circuit timeout",
+            ),
+            (
+                "timeout",
+                quote!(operation = "10s", circuit = "5s"),
+                "circuit timeout",
+            ),
+            ("timeout", quote!(deadline = "5s"), "unknown key `deadline`"),
+            ("bulkhead", quote!(queue = 3), "needs `max_concurrent"),
+            ("bulkhead", quote!(max_concurrent = 0), "at least 1"),
+        ];
+        for (kind, attr, message) in cases {
+            let out = error_of(kind, attr.clone(), plain());
+            assert!(out.contains(message), "{kind}({attr}): {out}");
+        }
+    }
+
+    #[test]
+    fn function_errors() {
+        let cases: &[(TokenStream, &str)] = &[
+            (
+                quote!(
+                    const fn f() -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "const fn",
+            ),
+            (
+                quote!(
+                    fn f() {}
+                ),
+                "must return a `Result",
+            ),
+            (
+                quote!(
+                    fn f(self) -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "must take `&self`",
+            ),
+            (
+                quote!(
+                    fn f(mut self) -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "must take `&self`",
+            ),
+            (
+                quote!(
+                    fn f(self: Box<Self>) -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "must take `&self`",
+            ),
+            (
+                quote!(
+                    fn f(ref x: u8) -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "`ref` bindings",
+            ),
+            (
+                quote!(
+                    struct S;
+                ),
+                "applies to functions",
+            ),
+        ];
+        for (item, message) in cases {
+            let out = error_of("retry", quote!(), item.clone());
+            assert!(out.contains(message), "{item}: {out}");
+        }
+    }
+
+    #[test]
+    fn stacked_attributes_merge_and_stay_as_no_ops() {
+        let item = quote!(
+            #[doc = "kept"]
+            #[resilient::timeout(request = "1s")]
+            #[bulkhead(max_concurrent = 2)]
+            async fn f(x: u8) -> Result<u8, ()> {
+                Ok(x)
+            }
+        );
+        let out = ok("retry", quote!(attempts = 2), item);
+        // one pipeline: timeout, then the per-call bulkhead, then retry
+        let t = out.find(". timeout (").expect("timeout");
+        let b = out.find(". guard (").expect("bulkhead");
+        let r = out.find(". retry (").expect("retry");
+        assert!(t < b && b < r, "{out}");
+        assert_eq!(out.matches("LazyLock :: new").count(), 1);
+        assert_eq!(out.matches(MERGED).count(), 2);
+        assert!(out.contains("\"kept\""));
+        // the merged attributes expand to the item unchanged
+        let merged = format_ident!("{}", MERGED);
+        assert_eq!(
+            expand("timeout", quote!(#merged), plain()).to_string(),
+            plain().to_string()
+        );
+    }
+
+    #[test]
+    fn return_types() {
+        let rewritten = |ret: TokenStream| {
+            let ty: Type = syn::parse2(ret).unwrap();
+            let out = resilient_return(&ty);
+            quote!(#out).to_string().replace(' ', "")
+        };
+        assert_eq!(
+            rewritten(quote!(std::result::Result<u8, MyError>)),
+            "std::result::Result<u8,::resilient::Error<MyError>>"
+        );
+        assert_eq!(
+            rewritten(quote!(io::Result<u8>)),
+            "::resilient::__private::Resilient<io::Result<u8>>"
+        );
+    }
+}

@@ -4,54 +4,16 @@
 //! Use them through the `resilient` crate (its default `macros` feature re-exports them);
 //! the generated code names `::resilient`, so this crate is not meant to be used alone.
 //!
-//! # What the attributes do
+//! The attributes' shared rules follow (each attribute's page repeats them).
 //!
-//! On a function returning `Result<T, E>` (async or not), the attributes:
-//!
-//! * change the return type to `Result<T, resilient::Error<E>>` (an alias such as
-//!   `io::Result<T>` works too);
-//! * build **one** pipeline from **all** the resilience attributes on the function, however
-//!   they are stacked, in the engine's phase order: request timeout, per-call guards
-//!   (bulkhead), the retry loop, operation timeout (per attempt);
-//! * build it once per function, on first call, in a `static`: every call shares its
-//!   state (the bulkhead's slots, for instance);
-//! * run the body once per attempt through `Pipeline::execute` (async functions) or
-//!   `Pipeline::execute_blocking` (plain functions).
-//!
-//! # Requirements on the function
-//!
-//! * **Arguments must be `Clone`**: each attempt runs the body on fresh clones of them
-//!   (references are `Copy`, so `&T` arguments always work and cost nothing). Destructuring
-//!   patterns are fine (the whole argument is cloned, then destructured).
-//! * Methods take `&self`. `self`, `mut self` and `&mut self` are rejected at compile
-//!   time: the body runs more than once, and the attempts cannot all own or mutably borrow
-//!   `self`.
-//! * `return` and `?` in the body end the **attempt** (a failed attempt is then retried as
-//!   configured), exactly like the body's final expression.
-//! * Not for `const fn` or trait method declarations without a body.
-//!
-//! # Errors
-//!
-//! Durations (`"250us"`, `"100ms"`, `"1.5s"`, `"2m"`, `"1h"`), unknown keys, a strategy
-//! given twice and obviously invalid settings (`attempts = 0`, an operation timeout above the
-//! request timeout, a zero timeout, a `factor` below 1 ...) are **compile errors** pointing at
-//! the offending token. Anything the macros cannot judge alone is checked by
-//! `PipelineBuilder::build` when the function is first called: an invalid combination
-//! (for example a retry plan whose minimum waits already exceed the request timeout)
-//! **panics on first call** with the `ConfigError` message, naming the function; later
-//! calls panic too.
-//!
-//! # Stacking
-//!
-//! The outermost (first) attribute takes over the resilience attributes written below it
-//! and removes them, so the order in which you stack them does not matter. Recognised
-//! spellings are `#[resilient::NAME(..)]`, `#[::resilient::NAME(..)]` and an imported
-//! `#[NAME(..)]` (with `use resilient::retry;`). Each strategy may appear once.
-
+#![doc = include_str!("../doc/attributes.md")]
 #![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 
+// Adding a strategy (say `circuit`): a parser module in `strategy/` producing a `Stage`
+// (its phase and builder call), its row in `strategy::KINDS`, an entry point below, and its
+// name in the `pub use resilient_macros::{..}` of `resilient`.
 mod args;
 mod duration;
 mod expand;
@@ -112,6 +74,8 @@ mod strategy;
 ///     Err(resilient::Error::RetriesExhausted { attempts: 2, .. })
 /// ));
 /// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
 #[proc_macro_attribute]
 pub fn retry(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("retry", attr.into(), item.into()).into()
@@ -151,6 +115,8 @@ pub fn retry(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ));
 /// # }
 /// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
 #[proc_macro_attribute]
 pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("timeout", attr.into(), item.into()).into()
@@ -180,6 +146,8 @@ pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// assert_eq!(query("select 1").await.unwrap(), 8);
 /// # }
 /// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
 #[proc_macro_attribute]
 pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("bulkhead", attr.into(), item.into()).into()

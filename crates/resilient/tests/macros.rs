@@ -317,3 +317,69 @@ fn configuration_errors_the_macro_cannot_see_panic_on_first_call() {
 
     let _ = retry_plan_longer_than_request();
 }
+
+#[tokio::test(start_paused = true)]
+async fn factor_and_max_delay_shape_the_waits() {
+    #[resilient::retry(
+        attempts = 4,
+        backoff = exponential("10ms"),
+        factor = 3,
+        max_delay = "50ms",
+        jitter = none
+    )]
+    async fn always_fails() -> Result<(), ()> {
+        Err(())
+    }
+
+    let start = Instant::now();
+    assert!(always_fails().await.is_err());
+    assert_eq!(start.elapsed(), MS * 90); // 10 + 30 + min(90, 50)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_documented_setting_compiles() {
+    #[::resilient::retry]
+    async fn defaults() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(
+        attempts = 5,
+        backoff = linear("10ms", "5ms"),
+        max_delay = "1s",
+        max_elapsed = "2m",
+        jitter = proportional(0.2)
+    )]
+    #[resilient::timeout(operation = "250us", request = "1.5s", circuit = "1h")]
+    #[resilient::bulkhead(max_concurrent = 3, queue = 0, max_wait = "0ms")]
+    async fn everything() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(backoff = constant("1ms"), jitter = full)]
+    async fn full() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(backoff = exponential("1ms"), jitter = equal)]
+    async fn equal() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(backoff = immediate, jitter = decorrelated)]
+    async fn decorrelated() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::bulkhead(max_concurrent = 1)]
+    async fn bulkhead_only() -> Result<(), ()> {
+        Ok(())
+    }
+
+    defaults().await.unwrap();
+    everything().await.unwrap();
+    full().await.unwrap();
+    equal().await.unwrap();
+    decorrelated().await.unwrap();
+    bulkhead_only().await.unwrap();
+}
