@@ -53,6 +53,12 @@ pub use crate::retry::{
 pub use crate::timeout::{Timeout, Timeouts};
 pub use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "macros")]
+pub use resilient_macros::{bulkhead, retry, timeout};
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub mod __private;
+
 /// The README's examples, compiled and run as doctests so the README stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
