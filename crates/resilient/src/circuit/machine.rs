@@ -480,10 +480,9 @@ impl Breaker {
                 if w.state() == Open {
                     let current = self.store.load_deadline();
                     if current.at(w.epoch()).is_some_and(|until| until > now) {
-                        let at = Duration::from_millis(now.as_millis() as u64);
                         let _ = self
                             .store
-                            .cas_deadline(current, PhaseDeadline::new(w.epoch(), at));
+                            .cas_deadline(current, PhaseDeadline::new(w.epoch(), now));
                     }
                 }
             }

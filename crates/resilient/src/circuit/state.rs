@@ -192,20 +192,21 @@ impl fmt::Debug for StateWord {
     }
 }
 
-const TAG_BITS: u32 = 20;
-const MILLIS_BITS: u32 = 64 - TAG_BITS;
-const MILLIS_MASK: u64 = (1 << MILLIS_BITS) - 1;
+const TAG_BITS: u32 = 12;
+const MICROS_BITS: u32 = 64 - TAG_BITS;
+const MICROS_MASK: u64 = (1 << MICROS_BITS) - 1;
 
 /// The end of the current phase (open until / half-open give-up time), tagged with the
 /// epoch it belongs to so that a reader never acts on a previous phase's deadline.
 ///
-/// Millisecond resolution, rounded up. Opaque apart from the accessors.
+/// Microsecond resolution (rounded down, so a phase never lasts longer than configured);
+/// good for 142 years of clock time. Opaque apart from the accessors.
 ///
 /// ```
 /// use resilient::circuit::PhaseDeadline;
 /// use std::time::Duration;
-/// let d = PhaseDeadline::new(3, Duration::from_micros(1500));
-/// assert_eq!(d.at(3), Some(Duration::from_millis(2)));
+/// let d = PhaseDeadline::new(3, Duration::from_nanos(1_500_700));
+/// assert_eq!(d.at(3), Some(Duration::from_micros(1500)));
 /// assert_eq!(d.at(4), None);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -214,11 +215,8 @@ pub struct PhaseDeadline(u64);
 impl PhaseDeadline {
     /// The deadline `at` (clock time) for epoch `epoch`.
     pub fn new(epoch: u32, at: Duration) -> Self {
-        let ms = at
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .min(u128::from(MILLIS_MASK)) as u64;
-        Self((u64::from(epoch & ((1 << TAG_BITS) - 1)) << MILLIS_BITS) | ms)
+        let micros = at.as_micros().min(u128::from(MICROS_MASK)) as u64;
+        Self((u64::from(epoch & ((1 << TAG_BITS) - 1)) << MICROS_BITS) | micros)
     }
 
     /// The deadline from its raw bits.
@@ -234,8 +232,8 @@ impl PhaseDeadline {
     /// The deadline if it belongs to `epoch`.
     #[inline]
     pub fn at(self, epoch: u32) -> Option<Duration> {
-        let tag = (self.0 >> MILLIS_BITS) as u32;
-        (tag == epoch & ((1 << TAG_BITS) - 1)).then(|| Duration::from_millis(self.0 & MILLIS_MASK))
+        let tag = (self.0 >> MICROS_BITS) as u32;
+        (tag == epoch & ((1 << TAG_BITS) - 1)).then(|| Duration::from_micros(self.0 & MICROS_MASK))
     }
 }
 
@@ -264,10 +262,11 @@ mod tests {
     }
 
     #[test]
-    fn deadline_is_tagged_and_rounded_up() {
-        let d = PhaseDeadline::new(9, Duration::from_nanos(1));
-        assert_eq!(d.at(9), Some(Duration::from_millis(1)));
+    fn deadline_is_tagged_and_rounded_down() {
+        let d = PhaseDeadline::new(9, Duration::from_nanos(1999));
+        assert_eq!(d.at(9), Some(Duration::from_micros(1)));
         assert_eq!(d.at(10), None);
+        assert_eq!(d.at(9 + 4096), d.at(9), "the tag keeps the low 12 bits");
         assert_eq!(PhaseDeadline::default().at(0), Some(Duration::ZERO));
     }
 }
