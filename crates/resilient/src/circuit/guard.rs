@@ -103,27 +103,3 @@ impl<C> PipelineBuilder<C> {
         self.guard_arc(breaker.into_guard())
     }
 }
-
-#[cfg(feature = "tower")]
-impl CircuitBreaker {
-    /// This breaker alone as a tower `Layer` (a one-guard pipeline; clones share state).
-    ///
-    /// ```
-    /// use resilient::CircuitBreaker;
-    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let breaker = CircuitBreaker::consecutive_failures(5).build().unwrap();
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(breaker.layer())
-    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x + 1) }));
-    /// assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 2);
-    /// # }
-    /// ```
-    pub fn layer(&self) -> crate::tower::PipelineLayer<crate::AllErrors> {
-        crate::Pipeline::builder()
-            .circuit_breaker(self)
-            .build()
-            .expect("a pipeline without timeouts accepts any valid breaker")
-            .layer()
-    }
-}

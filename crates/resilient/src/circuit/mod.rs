@@ -63,6 +63,8 @@ mod config;
 mod events;
 mod guard;
 mod health;
+#[cfg(feature = "tower")]
+mod layer;
 mod machine;
 mod recovery;
 mod snapshot;
@@ -74,6 +76,8 @@ pub use config::CircuitBreakerBuilder;
 pub use events::{CircuitEvent, CircuitObserver, TransitionReason};
 pub use guard::IntoCircuitBreaker;
 pub use health::{HealthCheck, HealthState, ProbeOutput};
+#[cfg(feature = "tower")]
+pub use layer::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 pub use snapshot::CircuitSnapshot;
 pub use state::{CircuitState, PhaseDeadline, StateWord};
 pub use store::{LocalStore, StateStore};

@@ -7,7 +7,7 @@
 //! passed (once per bucket span, not per call).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How recent calls are sampled to judge the failure and slow-call rates.
@@ -149,23 +149,41 @@ fn decode(v: u64) -> Counts {
 /// The last N calls.
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
-    head: AtomicUsize,
+    /// Calls recorded (wraps; the ring position is `head mod len`).
+    head: AtomicU32,
+    /// `u64::MAX / len + 1`: turns `mod len` into two multiplications (Lemire's fastmod).
+    magic: u64,
     packed: AtomicU64,
 }
 
 impl CountWindow {
     pub(crate) fn new(size: usize) -> Self {
+        let len = size.clamp(1, Window::MAX_COUNT as usize);
         Self {
-            slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
-            head: AtomicUsize::new(0),
+            slots: (0..len).map(|_| AtomicU8::new(0)).collect(),
+            head: AtomicU32::new(0),
+            magic: (u64::MAX / len as u64).wrapping_add(1),
             packed: AtomicU64::new(0),
         }
     }
 
+    /// `n mod len` without a division.
+    #[inline]
+    fn position(&self, n: u32) -> usize {
+        let low = self.magic.wrapping_mul(u64::from(n));
+        ((u128::from(low) * self.slots.len() as u128) >> 64) as usize
+    }
+
     #[inline]
     fn record(&self, code: u8) -> Option<Counts> {
-        let i = self.head.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let old = self.slots[i].swap(code, Ordering::AcqRel);
+        // When the head wraps at 2^32 one slot is skipped: harmless, the counts always
+        // follow the slots' actual contents.
+        let slot = &self.slots[self.position(self.head.fetch_add(1, Ordering::Relaxed))];
+        // The steady state (a success replacing a success) needs no write at all.
+        if slot.load(Ordering::Relaxed) == code {
+            return None;
+        }
+        let old = slot.swap(code, Ordering::AcqRel);
         if old == code {
             return None;
         }
@@ -326,6 +344,16 @@ mod tests {
             .wrapping_sub(contribution(FAIL))
             .wrapping_add(contribution(FAIL));
         assert_eq!(decode(v), Counts::default());
+    }
+
+    #[test]
+    fn fastmod_matches_modulo() {
+        for len in [1usize, 2, 3, 7, 10, 100, 1000, Window::MAX_COUNT as usize] {
+            let w = CountWindow::new(len);
+            for n in [0u32, 1, 2, 99, 100, 101, 12345, u32::MAX - 1, u32::MAX] {
+                assert_eq!(w.position(n), n as usize % len, "{n} mod {len}");
+            }
+        }
     }
 
     #[test]
