@@ -85,8 +85,12 @@ pub use window::Window;
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
+
+use pin_project_lite::pin_project;
 
 use machine::{Admit, Breaker};
 
@@ -129,18 +133,80 @@ struct Held<'a> {
 
 impl Held<'_> {
     #[inline]
-    fn record(mut self, outcome: Outcome, duration: Duration) {
-        if let Some(t) = self.token.take() {
-            self.breaker.release(t, Some((outcome, duration)));
+    fn record(self, outcome: Outcome, duration: Duration) {
+        let this = std::mem::ManuallyDrop::new(self);
+        if let Some(t) = this.token {
+            this.breaker.release(t, Some((outcome, duration)));
         }
     }
 }
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(t) = self.token.take() {
             self.breaker.release(t, None);
         }
+    }
+}
+
+pin_project! {
+    /// The future of [`CircuitBreaker::call`] and [`CircuitBreaker::call_with`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Call<'a, F, Fut, C> {
+        breaker: &'a CircuitBreaker,
+        op: Option<F>,
+        #[pin]
+        fut: Option<Fut>,
+        held: Option<Held<'a>>,
+        started: Option<Duration>,
+        classify: C,
+    }
+}
+
+impl<F, Fut, C> fmt::Debug for Call<'_, F, Fut, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("breaker", &self.breaker.name())
+            .field("started", &self.fut.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T, E, F, Fut, C> Future for Call<'a, F, Fut, C>
+where
+    C: Classify<T, E>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(op) = this.op.take() {
+            let breaker: &'a CircuitBreaker = this.breaker;
+            match breaker.admit() {
+                Ok(held) => *this.held = Some(held),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let inner = &breaker.inner;
+            *this.started = inner.measures_duration().then(|| inner.clock.now());
+            this.fut.set(Some(op()));
+        }
+        let fut = this
+            .fut
+            .as_mut()
+            .as_pin_mut()
+            .expect("Call polled after completion");
+        let result = ready!(fut.poll(cx));
+        this.fut.set(None);
+        if let Some(held) = this.held.take() {
+            let took = this.started.map_or(Duration::ZERO, |t| {
+                held.breaker.clock.now().saturating_sub(t)
+            });
+            held.record(this.classify.classify(&result), took);
+        }
+        Poll::Ready(result.map_err(Error::Inner))
     }
 }
 
@@ -237,12 +303,15 @@ impl CircuitBreaker {
     }
 
     /// Runs `op` through the breaker: every `Err` counts as a failure.
-    pub async fn call<T, E, F, Fut>(&self, op: F) -> Result<T, Error<E>>
+    ///
+    /// Admission happens when the returned future is first polled; dropping it before it
+    /// finishes releases the admission without counting the call.
+    pub fn call<T, E, F, Fut>(&self, op: F) -> Call<'_, F, Fut, AllErrors>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.call_with(&AllErrors, op).await
+        self.call_with(AllErrors, op)
     }
 
     /// Runs `op` through the breaker, judging its result with `classify`.
@@ -256,23 +325,24 @@ impl CircuitBreaker {
     ///     Err(_) => Outcome::Failure,
     ///     Ok(_) => Outcome::Success,
     /// };
-    /// let _ = b.call_with(&not_found, || async { Err(404) }).await;
+    /// let _ = b.call_with(not_found, || async { Err(404) }).await;
     /// assert!(b.is_ready());
     /// # }
     /// ```
-    pub async fn call_with<T, E, C, F, Fut>(&self, classify: &C, op: F) -> Result<T, Error<E>>
+    pub fn call_with<T, E, C, F, Fut>(&self, classify: C, op: F) -> Call<'_, F, Fut, C>
     where
         C: Classify<T, E>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let held = self.admit()?;
-        let measure = self.inner.measures_duration();
-        let t0 = measure.then(|| self.inner.clock.now());
-        let result = op().await;
-        let took = t0.map_or(Duration::ZERO, |t| self.inner.clock.now().saturating_sub(t));
-        held.record(classify.classify(&result), took);
-        result.map_err(Error::Inner)
+        Call {
+            breaker: self,
+            op: Some(op),
+            fut: None,
+            held: None,
+            started: None,
+            classify,
+        }
     }
 
     /// Runs a blocking `op` through the breaker on the current thread.
