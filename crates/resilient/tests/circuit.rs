@@ -752,3 +752,14 @@ fn a_shared_state_store_shares_the_state_machine() {
     probe.record(Outcome::Success, MS);
     assert_eq!(b.state(), CircuitState::Closed);
 }
+
+#[test]
+fn a_panicking_break_generator_does_not_leave_the_breaker_open_without_deadline() {
+    let (b, _clock) = build(
+        CircuitBreaker::consecutive_failures(1).break_duration_with(|_| panic!("generator bug")),
+    );
+    let tripped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fail(&b)));
+    assert!(tripped.is_err(), "the generator's panic propagates");
+    assert_eq!(b.state(), CircuitState::Closed, "no half-made transition");
+    assert!(admit(&b).is_ok());
+}

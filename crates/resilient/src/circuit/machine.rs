@@ -164,12 +164,10 @@ impl Breaker {
                             return Err(self.reject(Open, Some(until - now)));
                         }
                         Some(_) => {
+                            // The caller that ends the break becomes the first probe.
                             let next = w.next(HalfOpen).with_issued(1);
-                            match self.store.cas(w, next) {
-                                Ok(()) => {
-                                    self.entered(w, next, TransitionReason::BreakElapsed, now);
-                                    return Ok(Admit::Token(next.token()));
-                                }
+                            match self.publish(w, next, TransitionReason::BreakElapsed, now) {
+                                Ok(next) => return Ok(Admit::Token(next.token())),
                                 Err(actual) => w = actual,
                             }
                         }
@@ -369,7 +367,19 @@ impl Breaker {
         reason: TransitionReason,
         now: Duration,
     ) -> Result<StateWord, StateWord> {
-        let next = from.next(to);
+        self.publish(from, from.next(to), reason, now)
+    }
+
+    /// Replaces `from` with `next` (a word of the next epoch) and does what entering
+    /// `next`'s state takes.
+    fn publish(
+        &self,
+        from: StateWord,
+        next: StateWord,
+        reason: TransitionReason,
+        now: Duration,
+    ) -> Result<StateWord, StateWord> {
+        let to = next.state();
         if matches!(to, Closed | MetricsOnly) {
             // Start the new phase with an empty window. Done before publishing it, so that
             // calls admitted in the new epoch never see the old counts.
@@ -378,22 +388,23 @@ impl Breaker {
             }
             self.consecutive.store(0, Ordering::Release);
         }
+        // The break is computed before `Open` is published: a custom generator that panics
+        // leaves the state as it was, instead of open with no deadline.
+        let failed_recovery = from.state() == HalfOpen;
+        let pause = (to == Open).then(|| {
+            let failed = self.failed_recoveries.load(Ordering::Acquire);
+            self.recovery
+                .duration(failed.saturating_add(u32::from(failed_recovery)))
+        });
         self.store.cas(from, next)?;
-        self.entered(from, next, reason, now);
-        Ok(next)
-    }
-
-    fn entered(&self, from: StateWord, next: StateWord, reason: TransitionReason, now: Duration) {
-        match next.state() {
+        match to {
             Open => {
-                let failed = if from.state() == HalfOpen {
-                    self.failed_recoveries.fetch_add(1, Ordering::AcqRel) + 1
-                } else {
-                    self.failed_recoveries.load(Ordering::Acquire)
-                };
-                let pause = self.recovery.duration(failed);
+                if failed_recovery {
+                    self.failed_recoveries.fetch_add(1, Ordering::AcqRel);
+                }
+                let until = now.saturating_add(pause.unwrap_or_default());
                 self.store
-                    .store_deadline(PhaseDeadline::new(next.epoch(), now.saturating_add(pause)));
+                    .store_deadline(PhaseDeadline::new(next.epoch(), until));
             }
             HalfOpen => {
                 if let Some(max) = self.max_half_open_wait {
@@ -407,9 +418,10 @@ impl Breaker {
         self.observers
             .emit(&self.name, || CircuitEvent::StateTransition {
                 from: from.state(),
-                to: next.state(),
+                to,
                 reason,
             });
+        Ok(next)
     }
 
     /// Forces `to` (manual control).
