@@ -103,6 +103,54 @@ fn async_calls(c: &mut Criterion) {
     g.finish();
 }
 
+/// The same calls with the result consumed at once (`is_ok`), as callers usually do: this
+/// separates the breaker's cost from the cost of moving each crate's error type around
+/// (`resilient::Error<()>` is 32 bytes, recloser's and failsafe's are 1 to 8).
+fn consumed_calls(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ctx = rt.enter();
+    let mut g = c.benchmark_group("circuit_closed_consumed");
+    let ours = rate_breaker();
+    g.bench_function("resilient_rate_sync", |b| {
+        b.iter(|| ours.call_blocking(|| Ok::<u64, ()>(black_box(1))).is_ok())
+    });
+    g.bench_function("resilient_rate_async", |b| {
+        b.iter(|| {
+            now(async {
+                ours.call(|| std::future::ready(Ok::<u64, ()>(black_box(1))))
+                    .await
+                    .is_ok()
+            })
+        })
+    });
+    let rc = recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .build();
+    g.bench_function("recloser_sync", |b| {
+        b.iter(|| rc.call(|| Ok::<u64, ()>(black_box(1))).is_ok())
+    });
+    let arc = recloser::AsyncRecloser::from(
+        recloser::Recloser::custom()
+            .error_rate(0.5)
+            .closed_len(100)
+            .build(),
+    );
+    g.bench_function("recloser_async", |b| {
+        b.iter(|| {
+            now(async {
+                arc.call(std::future::ready(Ok::<u64, ()>(black_box(1))))
+                    .await
+                    .is_ok()
+            })
+        })
+    });
+    g.finish();
+}
+
 fn tower_calls(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,5 +185,11 @@ fn tower_calls(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sync_calls, async_calls, tower_calls);
+criterion_group!(
+    benches,
+    sync_calls,
+    async_calls,
+    consumed_calls,
+    tower_calls
+);
 criterion_main!(benches);
