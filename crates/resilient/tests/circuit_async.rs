@@ -315,3 +315,23 @@ async fn health_check_config_is_validated() {
         .unwrap_err();
     assert_eq!(err.field(), "circuit.health_check.healthy_after");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_does_not_leak_the_probe_permit() {
+    let breaker = CircuitBreaker::consecutive_failures(1)
+        .open_for(SEC)
+        .build()
+        .unwrap();
+    let _ = breaker.call(|| async { Err::<(), _>(()) }).await;
+    tokio::time::sleep(SEC).await;
+    let b = breaker.clone();
+    let probe = tokio::spawn(async move {
+        let panicking = |_: &Result<(), ()>| -> Outcome { panic!("classifier bug") };
+        b.call_with(panicking, || async { Ok(()) }).await
+    });
+    assert!(probe.await.unwrap_err().is_panic());
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    assert_eq!(breaker.snapshot().probes_in_flight, 0, "released on unwind");
+    breaker.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}

@@ -150,6 +150,9 @@ impl Drop for Held<'_> {
     }
 }
 
+/// No admission held (tokens never reach this value: epochs have 31 bits).
+const NO_TOKEN: u64 = u64::MAX;
+
 pin_project! {
     /// The future of [`CircuitBreaker::call`] and [`CircuitBreaker::call_with`].
     #[must_use = "futures do nothing unless polled"]
@@ -158,9 +161,19 @@ pin_project! {
         op: Option<F>,
         #[pin]
         fut: Option<Fut>,
-        held: Option<Held<'a>>,
+        token: u64,
         started: Option<Duration>,
         classify: C,
+    }
+
+    impl<'a, F, Fut, C> PinnedDrop for Call<'a, F, Fut, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.token != NO_TOKEN {
+                // Dropped before the call finished: released, not counted.
+                this.breaker.inner.release(*this.token, None);
+            }
+        }
     }
 }
 
@@ -173,7 +186,7 @@ impl<F, Fut, C> fmt::Debug for Call<'_, F, Fut, C> {
     }
 }
 
-impl<'a, T, E, F, Fut, C> Future for Call<'a, F, Fut, C>
+impl<T, E, F, Fut, C> Future for Call<'_, F, Fut, C>
 where
     C: Classify<T, E>,
     F: FnOnce() -> Fut,
@@ -183,13 +196,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let inner = &this.breaker.inner;
         if let Some(op) = this.op.take() {
-            let breaker: &'a CircuitBreaker = this.breaker;
-            match breaker.admit() {
-                Ok(held) => *this.held = Some(held),
-                Err(e) => return Poll::Ready(Err(e)),
+            match inner.try_acquire() {
+                Ok(Admit::Token(t)) => *this.token = t,
+                Ok(Admit::Free) => {}
+                Err(r) => return Poll::Ready(Err(r.into())),
             }
-            let inner = &breaker.inner;
             *this.started = inner.measures_duration().then(|| inner.clock.now());
             this.fut.set(Some(op()));
         }
@@ -199,12 +212,15 @@ where
             .as_pin_mut()
             .expect("Call polled after completion");
         let result = ready!(fut.poll(cx));
-        this.fut.set(None);
-        if let Some(held) = this.held.take() {
-            let took = this.started.map_or(Duration::ZERO, |t| {
-                held.breaker.clock.now().saturating_sub(t)
-            });
-            held.record(this.classify.classify(&result), took);
+        if *this.token != NO_TOKEN {
+            // Judged before the token is taken: a panicking classifier still releases it
+            // (as cancelled) on drop.
+            let outcome = this.classify.classify(&result);
+            let took = this
+                .started
+                .map_or(Duration::ZERO, |t| inner.clock.now().saturating_sub(t));
+            let token = std::mem::replace(this.token, NO_TOKEN);
+            inner.release(token, Some((outcome, took)));
         }
         Poll::Ready(result.map_err(Error::Inner))
     }
@@ -339,7 +355,7 @@ impl CircuitBreaker {
             breaker: self,
             op: Some(op),
             fut: None,
-            held: None,
+            token: NO_TOKEN,
             started: None,
             classify,
         }
