@@ -335,3 +335,25 @@ async fn a_panicking_classifier_does_not_leak_the_probe_permit() {
     breaker.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
+
+/// Documents the engine's current behaviour: the request timeout drops the call, so a
+/// per-call breaker sees a cancellation (not counted), while an operation timeout inside
+/// the breaker counts as a failure (see `operation_timeouts_count_as_failures_per_attempt`).
+#[tokio::test(start_paused = true)]
+async fn request_timeout_drops_the_call_uncounted() {
+    let breaker = CircuitBreaker::consecutive_failures(1).build().unwrap();
+    let pipeline = Pipeline::builder()
+        .timeout(Timeout::request(SEC))
+        .circuit_breaker(&breaker)
+        .build()
+        .unwrap();
+    let r: Result<(), Error<()>> = pipeline
+        .execute(|| async {
+            tokio::time::sleep(5 * SEC).await;
+            Ok(())
+        })
+        .await;
+    assert!(r.unwrap_err().is_timeout());
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    assert_eq!(breaker.snapshot().consecutive_failures, 0);
+}

@@ -21,7 +21,9 @@
 //!
 //! Results are judged by the pipeline's [`crate::Classify`]: [`crate::Outcome::Ignored`]
 //! results are not counted. Placed before `.retry(..)` the breaker counts one logical call
-//! once, however many attempts it made; after it, every attempt counts.
+//! once, however many attempts it made; after it, every attempt counts. An attempt ended by
+//! the operation timeout counts as a failure; a call ended by the request timeout (or by
+//! the caller) is dropped and, like any cancelled call, not counted.
 //!
 //! # Three ways to use it
 //!
