@@ -377,6 +377,29 @@ mod tests {
             ("timeout", quote!(deadline = "5s"), "unknown key `deadline`"),
             ("bulkhead", quote!(queue = 3), "needs `max_concurrent"),
             ("bulkhead", quote!(max_concurrent = 0), "at least 1"),
+            ("circuit", quote!(window = 20), "needs `failure_rate"),
+            ("circuit", quote!(failure_rate = 1.5), "fraction in (0, 1]"),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, consecutive_failures = 3),
+                "choose one",
+            ),
+            ("circuit", quote!(consecutive_failures = 0), "at least 1"),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, window = "soon"),
+                "number of calls",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, per = request),
+                "`per` is",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, slow_rate = 0.5),
+                "needs `slow_call",
+            ),
         ];
         for (kind, attr, message) in cases {
             let out = error_of(kind, attr.clone(), plain());

@@ -152,3 +152,36 @@ pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("bulkhead", attr.into(), item.into()).into()
 }
+
+/// Puts a circuit breaker in front of the function, shared by all its calls: after too many
+/// failures it rejects calls at once with `Error::CircuitOpen { retry_after }` for a while,
+/// then lets probe calls through to test recovery.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `failure_rate` | open when this fraction of the window failed, `(0, 1]` | one of the two |
+/// | `consecutive_failures` | open after this many failures in a row | one of the two |
+/// | `window` | a number of calls (`20`) or a time span (`"60s"`) | the breaker's default |
+/// | `minimum_calls` | calls needed before the rate is judged | the breaker's default |
+/// | `open_for` | how long it stays open before probing | the breaker's default |
+/// | `max_open_for` | cap of the break, which doubles after each failed recovery | no growth |
+/// | `half_open_probes` | probe calls let through when half-open | the breaker's default |
+/// | `slow_call` / `slow_rate` | calls slower than `slow_call` count as slow; open when `slow_rate` of them are | off |
+/// | `per` | `call`: a logical call counts once, retries included; `attempt`: every attempt counts | `call` |
+///
+/// ```
+/// #[resilient::circuit(failure_rate = 0.5, window = 20, open_for = "30s")]
+/// async fn fetch(id: u64) -> Result<u64, std::io::Error> {
+///     Ok(id)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(fetch(3).await.unwrap(), 3);
+/// # }
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("circuit", attr.into(), item.into()).into()
+}

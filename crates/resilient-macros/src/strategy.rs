@@ -2,6 +2,7 @@
 //! [`KINDS`] and one `#[proc_macro_attribute]` entry point in `lib.rs`.
 
 mod bulkhead;
+mod circuit;
 mod retry;
 mod timeout;
 
@@ -22,8 +23,7 @@ pub(crate) enum Phase {
     PerCall,
     /// The retry loop.
     Retry,
-    /// Guards admitted once per attempt (circuit breakers, rate limiters).
-    #[allow(dead_code)] // the next strategies (circuit, rate_limit) go here
+    /// Guards admitted once per attempt (`per = attempt` breakers, rate limiters).
     PerAttempt,
 }
 
@@ -58,6 +58,10 @@ pub(crate) const KINDS: &[Kind] = &[
     Kind {
         name: "bulkhead",
         parse: bulkhead::parse,
+    },
+    Kind {
+        name: "circuit",
+        parse: circuit::parse,
     },
 ];
 

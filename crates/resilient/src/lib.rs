@@ -59,7 +59,7 @@ pub use crate::timeout::{Timeout, Timeouts};
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, retry, timeout};
+pub use resilient_macros::{bulkhead, circuit, retry, timeout};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;

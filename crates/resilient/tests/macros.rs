@@ -383,3 +383,52 @@ async fn every_documented_setting_compiles() {
     decorrelated().await.unwrap();
     bulkhead_only().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn circuit_opens_after_failures_and_rejects_without_calling() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::circuit(consecutive_failures = 2, open_for = "10s")]
+    async fn down() -> Result<(), &'static str> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Err("down")
+    }
+
+    assert!(matches!(down().await, Err(Error::Inner("down"))));
+    assert!(matches!(down().await, Err(Error::Inner("down"))));
+    match down().await {
+        Err(Error::CircuitOpen { retry_after }) => {
+            let left = retry_after.expect("an open breaker knows its retry_after");
+            // the breaker keeps its deadlines at microsecond resolution
+            assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(10) - MS);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        2,
+        "an open circuit does not call"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn circuit_per_call_counts_a_retried_call_once() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    #[resilient::circuit(consecutive_failures = 2, window = "60s", open_for = "1s")]
+    async fn flaky() -> Result<u32, &'static str> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n.is_multiple_of(3) {
+            Ok(n)
+        } else {
+            Err("flaky")
+        }
+    }
+
+    // each call fails twice, then succeeds: three attempts, but one logical success
+    for _ in 0..4 {
+        assert!(flaky().await.is_ok());
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 12);
+}
