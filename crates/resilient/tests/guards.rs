@@ -266,6 +266,7 @@ impl NowForTest for ManualClock {
     }
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test(start_paused = true)]
 async fn tower_layer_retries_a_service_with_cloned_requests() {
     use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
