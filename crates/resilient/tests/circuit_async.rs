@@ -336,11 +336,11 @@ async fn a_panicking_classifier_does_not_leak_the_probe_permit() {
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
 
-/// Documents the engine's current behaviour: the request timeout drops the call, so a
-/// per-call breaker sees a cancellation (not counted), while an operation timeout inside
-/// the breaker counts as a failure (see `operation_timeouts_count_as_failures_per_attempt`).
+/// A request timeout that fires while a per-call breaker's permit is held is recorded as a
+/// failure of the call before the timeout is returned (an operation timeout inside the
+/// breaker counts too: see `operation_timeouts_count_as_failures_per_attempt`).
 #[tokio::test(start_paused = true)]
-async fn request_timeout_drops_the_call_uncounted() {
+async fn request_timeout_counts_as_a_failure_of_the_call() {
     let breaker = CircuitBreaker::consecutive_failures(1).build().unwrap();
     let pipeline = Pipeline::builder()
         .timeout(Timeout::request(SEC))
@@ -354,6 +354,7 @@ async fn request_timeout_drops_the_call_uncounted() {
         })
         .await;
     assert!(r.unwrap_err().is_timeout());
-    assert_eq!(breaker.state(), CircuitState::Closed);
-    assert_eq!(breaker.snapshot().consecutive_failures, 0);
+    // a dependency that only hangs must still trip a per-call breaker
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(breaker.snapshot().consecutive_failures, 1);
 }

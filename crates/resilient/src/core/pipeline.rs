@@ -388,7 +388,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 // One future layer less on the plain path.
                 return self.retry_loop(&mut ctx, op).await.0;
             }
-            return self.call(&mut ctx, op).await;
+            return self.call(&mut ctx, None, op).await;
         }
         let ambient = Ambient {
             deadline,
@@ -396,7 +396,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         // One poll loop for cancellation, the body and the deadline (in that order), rather
         // than nested combinators: the body future is moved once, not once per wrapper.
-        let mut body = pin!(AMBIENT.scope(ambient, self.call(&mut ctx, op)));
+        let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
+        let mut body = pin!(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op)));
         let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
         let mut cancelled = pin!(cancel.as_ref().map(|t| t.cancelled()));
         poll_fn(|cx| {
@@ -422,7 +423,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Phase 2 and below: per-call guards around the retry loop.
-    async fn call<T, E, F, Fut>(&self, ctx: &mut Context, op: F) -> Result<T, Error<E>>
+    ///
+    /// `deadline` is the request deadline with its scope and the call's start: when it
+    /// fires while per-call permits are held, they record a failure (a dependency that
+    /// only hangs must still trip a per-call breaker) before the timeout is returned.
+    async fn call<T, E, F, Fut>(
+        &self,
+        ctx: &mut Context,
+        deadline: Option<(Instant, TimeoutScope, Instant)>,
+        op: F,
+    ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
@@ -440,7 +450,27 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         }
         let t0 = inner.clock.now();
-        let (result, outcome) = self.retry_loop(ctx, op).await;
+        let (result, outcome) = match deadline {
+            None => self.retry_loop(ctx, op).await,
+            Some((at, scope, start)) => {
+                let mut attempts = pin!(self.retry_loop(ctx, op));
+                let mut expiry = pin!(tokio::time::sleep_until(at));
+                poll_fn(|cx| {
+                    if let Poll::Ready(r) = attempts.as_mut().poll(cx) {
+                        return Poll::Ready(r);
+                    }
+                    if expiry.as_mut().poll(cx).is_ready() {
+                        let timeout = Error::Timeout {
+                            scope,
+                            elapsed: start.elapsed(),
+                        };
+                        return Poll::Ready((Err(timeout), Outcome::Failure));
+                    }
+                    Poll::Pending
+                })
+                .await
+            }
+        };
         let took = inner.clock.now().saturating_sub(t0);
         for p in permits {
             p.record(outcome, took);
