@@ -22,8 +22,9 @@
 //! Results are judged by the pipeline's [`crate::Classify`]: [`crate::Outcome::Ignored`]
 //! results are not counted. Placed before `.retry(..)` the breaker counts one logical call
 //! once, however many attempts it made; after it, every attempt counts. An attempt ended by
-//! the operation timeout counts as a failure; a call ended by the request timeout (or by
-//! the caller) is dropped and, like any cancelled call, not counted.
+//! the operation timeout counts as a failure, and so does a call that the request timeout
+//! ends while a per-call breaker admitted it (a dependency that only hangs must still trip
+//! the breaker); a call the caller cancels is not counted.
 //!
 //! # Three ways to use it
 //!
