@@ -164,7 +164,10 @@ mod tests {
         };
         assert_eq!(lin.delay(1), Some(MS * 10));
         assert_eq!(lin.delay(4), Some(MS * 25));
-        assert_eq!(lin.delay(u32::MAX), Some(MS * 10 + (MS * 5) * (u32::MAX - 1)));
+        assert_eq!(
+            lin.delay(u32::MAX),
+            Some(MS * 10 + (MS * 5) * (u32::MAX - 1))
+        );
         let exp = Backoff::Exponential {
             initial: MS * 100,
             factor: 2.0,
