@@ -11,6 +11,10 @@ use super::algorithm::{Algorithm, AtomicLimiter};
 use super::decision::{Decision, Nanos, Policy, nanos};
 use crate::ConfigError;
 
+/// How far (in windows or periods) a stored state may be ahead of a caller's clock reading
+/// and still be taken as a race with a later reading rather than as a wrapped index.
+pub(crate) const RACE_WINDOWS: u32 = 1024;
+
 /// Fixed-window configuration (limit and window, adjustable at runtime).
 ///
 /// ```
@@ -81,6 +85,18 @@ impl FixedWindow {
         Ok(())
     }
 
+    /// The window to count in: `now`'s, or the stored one if a racing caller with a later
+    /// clock reading already moved there (time never goes backwards for the state).
+    #[inline]
+    fn index(state: u64, index: u64) -> u64 {
+        let ahead = ((state >> 32) as u32).wrapping_sub(index as u32);
+        if ahead != 0 && ahead <= RACE_WINDOWS && state & 0xFFFF_FFFF != 0 {
+            index + u64::from(ahead)
+        } else {
+            index
+        }
+    }
+
     #[inline]
     fn used(state: u64, index: u64) -> u64 {
         if (state >> 32) as u32 == index as u32 {
@@ -96,9 +112,9 @@ impl Algorithm for FixedWindow {
     fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision) {
         let limit = self.limit.load(Ordering::Relaxed);
         let w = self.window.load(Ordering::Relaxed);
-        let index = now / w;
+        let index = Self::index(state, now / w);
         let used = Self::used(state, index);
-        let to_end = (index + 1).saturating_mul(w) - now;
+        let to_end = (index + 1).saturating_mul(w).saturating_sub(now);
         if used + cost <= limit {
             let u = used + cost;
             let next = ((index as u32 as u64) << 32) | u;
@@ -123,18 +139,18 @@ impl Algorithm for FixedWindow {
     }
 
     fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
-        let index = now / self.window.load(Ordering::Relaxed);
+        let index = Self::index(state, now / self.window.load(Ordering::Relaxed));
         let used = Self::used(state, index);
         ((index as u32 as u64) << 32) | used.saturating_sub(cost)
     }
 
     fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
         let w = self.window.load(Ordering::Relaxed);
-        let index = now / w;
+        let index = Self::index(state, now / w);
         if Self::used(state, index) == 0 {
             0
         } else {
-            (index + 1).saturating_mul(w) - now
+            (index + 1).saturating_mul(w).saturating_sub(now)
         }
     }
 

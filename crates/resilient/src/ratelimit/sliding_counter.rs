@@ -84,9 +84,19 @@ impl SlidingWindowCounter {
 
     #[inline]
     fn roll(state: u64, now: Nanos, w: u64) -> Rolled {
-        let index = now / w;
-        let offset = now - index * w;
+        let mut index = now / w;
+        let mut offset = now - index * w;
         let stored = state >> (2 * BITS);
+        let ahead = stored.wrapping_sub(index) & IDX_MASK;
+        if ahead != 0
+            && ahead <= u64::from(super::fixed_window::RACE_WINDOWS)
+            && state & ((1 << (2 * BITS)) - 1) != 0
+        {
+            // A racing caller with a later clock reading already rolled the window:
+            // count in its window, from that window's start (the conservative weight).
+            index += ahead;
+            offset = 0;
+        }
         let (prev, cur) = if stored == index & IDX_MASK {
             ((state >> BITS) & MASK, state & MASK)
         } else if (stored + 1) & IDX_MASK == index & IDX_MASK {

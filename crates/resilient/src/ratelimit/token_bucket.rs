@@ -86,10 +86,15 @@ impl TokenBucket {
         if deficit == 0 {
             return (period, 0);
         }
-        let elapsed = u64::from((period as u32).wrapping_sub((state >> 32) as u32));
+        let elapsed = (period as u32).wrapping_sub((state >> 32) as u32);
+        if elapsed.wrapping_neg() <= super::fixed_window::RACE_WINDOWS {
+            // A racing caller with a later clock reading already refilled further: keep
+            // its period (time never goes backwards for the state).
+            return (period + u64::from(elapsed.wrapping_neg()), deficit);
+        }
         (
             period,
-            deficit.saturating_sub(elapsed.saturating_mul(amount)),
+            deficit.saturating_sub(u64::from(elapsed).saturating_mul(amount)),
         )
     }
 
