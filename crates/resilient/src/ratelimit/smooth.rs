@@ -373,7 +373,7 @@ impl Smooth {
                 limit,
                 remaining: 0,
                 reset: reset(&st, st.next_free),
-                retry_after: Duration::from_nanos((wait - max_wait as f64).ceil() as u64),
+                retry_after: Duration::from_nanos(wait.ceil() as u64),
             });
         }
         let from_stored = (cost as f64).min(st.stored);
