@@ -30,6 +30,10 @@ use crate::ConfigError;
 pub struct Gcra {
     interval: AtomicU64,
     burst: AtomicU64,
+    /// `burst × interval`, the tolerance in ns.
+    cap: AtomicU64,
+    /// `1 / interval` as `f64` bits: turns the division for `remaining` into a multiply.
+    inverse: AtomicU64,
 }
 
 fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
@@ -56,10 +60,14 @@ impl Gcra {
     /// `rate`, with a burst (total capacity) of `burst` units.
     pub fn with_burst(rate: Rate, burst: u64) -> Result<Self, ConfigError> {
         let (t, b) = check(rate, burst)?;
-        Ok(Self {
-            interval: AtomicU64::new(t),
-            burst: AtomicU64::new(b),
-        })
+        let g = Self {
+            interval: AtomicU64::new(0),
+            burst: AtomicU64::new(0),
+            cap: AtomicU64::new(0),
+            inverse: AtomicU64::new(0),
+        };
+        g.store(t, b);
+        Ok(g)
     }
 
     /// A lock-free limiter for `rate` (burst `rate.count`).
@@ -70,6 +78,31 @@ impl Gcra {
     /// A lock-free limiter for `rate` with burst `burst`.
     pub fn limiter_with_burst(rate: Rate, burst: u64) -> Result<AtomicLimiter<Self>, ConfigError> {
         Self::with_burst(rate, burst).map(AtomicLimiter::new)
+    }
+
+    fn store(&self, t: u64, b: u64) {
+        self.interval.store(t, Ordering::Relaxed);
+        self.burst.store(b, Ordering::Relaxed);
+        self.cap.store(b * t, Ordering::Relaxed);
+        self.inverse
+            .store((1.0 / t as f64).to_bits(), Ordering::Relaxed);
+    }
+
+    /// `x / t`, exact, by a multiply and one correction step.
+    #[inline]
+    fn units(&self, x: u64, t: u64) -> u64 {
+        let q = (x as f64 * f64::from_bits(self.inverse.load(Ordering::Relaxed))) as u64;
+        if q >= 1 << 50 {
+            return x / t; // beyond the f64 fast path's exactness
+        }
+        let p = q * t;
+        if p > x {
+            q - 1
+        } else if x - p >= t {
+            q + 1
+        } else {
+            q
+        }
     }
 
     /// The emission interval (time to replenish one unit).
@@ -108,21 +141,21 @@ impl AtomicLimiter<Gcra> {
             let used = u128::from(tat - now) * u128::from(t_new) / u128::from(t_old);
             now.saturating_add(u64::try_from(used).unwrap_or(u64::MAX))
         });
-        alg.interval.store(t_new, Ordering::Relaxed);
-        alg.burst.store(b_new, Ordering::Relaxed);
+        alg.store(t_new, b_new);
         Ok(())
     }
 }
 
 impl Gcra {
     #[inline]
-    fn decision(allowed: bool, b: u64, t: u64, tat: u64, now: Nanos, retry: Nanos) -> Decision {
+    fn decision(&self, allowed: bool, tat: u64, now: Nanos, retry: Nanos) -> Decision {
+        let t = self.interval.load(Ordering::Relaxed);
         let used = tat.saturating_sub(now);
-        let cap = b * t;
+        let cap = self.cap.load(Ordering::Relaxed);
         Decision {
             allowed,
-            limit: b,
-            remaining: cap.saturating_sub(used) / t,
+            limit: self.burst.load(Ordering::Relaxed),
+            remaining: self.units(cap.saturating_sub(used), t),
             reset: Duration::from_nanos(used),
             retry_after: Duration::from_nanos(retry),
         }
@@ -133,14 +166,14 @@ impl Algorithm for Gcra {
     #[inline]
     fn step(&self, tat: u64, now: Nanos, cost: u64) -> (u64, Decision) {
         let t = self.interval.load(Ordering::Relaxed);
-        let b = self.burst.load(Ordering::Relaxed);
+        let cap = self.cap.load(Ordering::Relaxed);
         let base = tat.max(now);
         let next = base.saturating_add(cost.saturating_mul(t));
-        let over = (next - now).saturating_sub(b.saturating_mul(t));
+        let over = (next - now).saturating_sub(cap);
         if over == 0 {
-            (next, Self::decision(true, b, t, next, now, 0))
+            (next, self.decision(true, next, now, 0))
         } else {
-            (tat, Self::decision(false, b, t, base, now, over))
+            (tat, self.decision(false, base, now, over))
         }
     }
 
@@ -150,14 +183,14 @@ impl Algorithm for Gcra {
 
     fn reserve(&self, tat: u64, now: Nanos, cost: u64, max_wait: Nanos) -> Option<(u64, Decision)> {
         let t = self.interval.load(Ordering::Relaxed);
-        let b = self.burst.load(Ordering::Relaxed);
+        let cap = self.cap.load(Ordering::Relaxed);
         let base = tat.max(now);
         let next = base.saturating_add(cost.saturating_mul(t));
-        let wait = (next - now).saturating_sub(b.saturating_mul(t));
+        let wait = (next - now).saturating_sub(cap);
         Some(if wait <= max_wait {
-            (next, Self::decision(true, b, t, next, now, wait))
+            (next, self.decision(true, next, now, wait))
         } else {
-            (tat, Self::decision(false, b, t, base, now, wait))
+            (tat, self.decision(false, base, now, wait))
         })
     }
 
@@ -170,10 +203,9 @@ impl Algorithm for Gcra {
     }
 
     fn policy(&self) -> Policy {
-        let b = self.burst();
         Policy {
-            quota: b,
-            window: Duration::from_nanos(b.saturating_mul(self.interval.load(Ordering::Relaxed))),
+            quota: self.burst(),
+            window: Duration::from_nanos(self.cap.load(Ordering::Relaxed)),
         }
     }
 }

@@ -49,6 +49,8 @@
 
 pub mod algorithm;
 pub mod decision;
+#[cfg(feature = "quanta")]
+pub mod fast_clock;
 pub mod fixed_window;
 pub mod gcra;
 pub mod guard;
@@ -62,6 +64,8 @@ pub mod token_bucket;
 
 pub use algorithm::{Algorithm, AtomicLimiter, Limiter};
 pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
+#[cfg(feature = "quanta")]
+pub use fast_clock::FastClock;
 pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;
 pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
