@@ -3,11 +3,16 @@
 //!
 //! Run: `cargo bench -p resilient-bench --bench ratelimit -- --warm-up-time 1 --measurement-time 3`
 //!
-//! Each side uses its default real clock (governor: quanta's TSC clock; resilient:
-//! `SystemClock`, i.e. `std::time::Instant`), plus a `same clock` pair where governor also
-//! reads `std::time::Instant` (its `MonotonicClock`), so the algorithms compare on equal
-//! time sources. Quotas are large, so every check is an admission (a CAS), the costlier
-//! path.
+//! Rows per group:
+//! - `governor`: governor's `check()` with its default clock (quanta, TSC);
+//! - `resilient_fast_clock`: our fast path (`allow()`: admitted, or the time until it
+//!   would be, which is what governor's `check()` returns) with [`FastClock`] (quanta, TSC);
+//! - `resilient_fast_clock_full_decision`: `check()`, which also computes limit,
+//!   remaining and reset for headers;
+//! - `governor_same_clock` / `resilient`: both on `std::time::Instant` (governor's
+//!   `MonotonicClock`, our default `SystemClock`).
+//!
+//! Quotas are large, so every check is an admission (a CAS), the costlier path.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -16,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter as Governor};
+use resilient::SharedClock;
 use resilient::ratelimit::{FastClock, Gcra, KeyedLimiter, Rate, RateLimiter};
 
 const PER_SECOND: u32 = 1_000_000_000;
@@ -25,36 +33,48 @@ fn quota() -> Quota {
     Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap())
 }
 
-fn ours() -> RateLimiter {
-    RateLimiter::builder()
-        .limit(Gcra::limiter(Rate::per_second(u64::from(PER_SECOND))).unwrap())
-        .build()
-        .unwrap()
+fn fast() -> SharedClock {
+    Arc::new(FastClock::new())
 }
 
-/// Ours with the TSC clock (the same kind of clock as governor's default).
-fn ours_tsc() -> RateLimiter {
-    RateLimiter::builder()
-        .limit(Gcra::limiter(Rate::per_second(u64::from(PER_SECOND))).unwrap())
-        .clock(Arc::new(FastClock::new()))
-        .build()
-        .unwrap()
+fn ours(clock: Option<SharedClock>) -> RateLimiter {
+    let b = RateLimiter::builder()
+        .limit(Gcra::limiter(Rate::per_second(u64::from(PER_SECOND))).unwrap());
+    match clock {
+        Some(c) => b.clock(c),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
+
+fn ours_keyed(clock: Option<SharedClock>) -> KeyedLimiter<u64, Gcra> {
+    let b = KeyedLimiter::builder(Gcra::new(Rate::per_second(u64::from(PER_SECOND))).unwrap());
+    match clock {
+        Some(c) => b.clock(c),
+        None => b,
+    }
+    .build()
+    .unwrap()
 }
 
 fn single_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("single_thread_check");
     let gov = Governor::direct(quota());
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
-    let r = ours_tsc();
+    let r = ours(Some(fast()));
     g.bench_function("resilient_fast_clock", |b| {
+        b.iter(|| black_box(r.allow().is_ok()))
+    });
+    g.bench_function("resilient_fast_clock_full_decision", |b| {
         b.iter(|| black_box(r.check().allowed))
     });
-    let r = ours();
-    g.bench_function("resilient", |b| b.iter(|| black_box(r.check().allowed)));
     let gov_std = Governor::direct_with_clock(quota(), MonotonicClock);
     g.bench_function("governor_same_clock", |b| {
         b.iter(|| black_box(gov_std.check().is_ok()))
     });
+    let r = ours(None);
+    g.bench_function("resilient", |b| b.iter(|| black_box(r.allow().is_ok())));
     g.finish();
 }
 
@@ -80,60 +100,54 @@ fn two(iters: u64, check: impl Fn() -> bool + Sync) -> Duration {
 
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("two_threads_one_limiter");
-    let gov = Arc::new(Governor::direct(quota()));
+    let gov = Governor::direct(quota());
     g.bench_function("governor", |b| {
         b.iter_custom(|n| two(n, || gov.check().is_ok()))
     });
-    let r = ours();
-    g.bench_function("resilient", |b| {
+    let r = ours(Some(fast()));
+    g.bench_function("resilient_fast_clock", |b| {
+        b.iter_custom(|n| two(n, || r.allow().is_ok()))
+    });
+    g.bench_function("resilient_fast_clock_full_decision", |b| {
         b.iter_custom(|n| two(n, || r.check().allowed))
     });
     let gov_std = Governor::direct_with_clock(quota(), MonotonicClock);
     g.bench_function("governor_same_clock", |b| {
         b.iter_custom(|n| two(n, || gov_std.check().is_ok()))
     });
+    let r = ours(None);
+    g.bench_function("resilient", |b| {
+        b.iter_custom(|n| two(n, || r.allow().is_ok()))
+    });
     g.finish();
 }
 
 fn keyed(c: &mut Criterion) {
     let mut g = c.benchmark_group("keyed_1000_keys");
-    let gov = Governor::keyed(quota());
     let mut i = 0u64;
+    let mut next = move || {
+        i = if i == 999 { 0 } else { i + 1 };
+        i
+    };
+    let gov = Governor::keyed(quota());
     g.bench_function("governor", |b| {
-        b.iter(|| {
-            i = (i + 1) % 1000;
-            black_box(gov.check_key(&i).is_ok())
-        })
+        b.iter(|| black_box(gov.check_key(&next()).is_ok()))
     });
-    let kf = KeyedLimiter::builder(Gcra::new(Rate::per_second(u64::from(PER_SECOND))).unwrap())
-        .clock(Arc::new(FastClock::new()))
-        .build::<u64>()
-        .unwrap();
+    let k = ours_keyed(Some(fast()));
     g.bench_function("resilient_fast_clock", |b| {
-        b.iter(|| {
-            i = (i + 1) % 1000;
-            black_box(kf.check(&i, 1).map(|d| d.allowed))
-        })
+        b.iter(|| black_box(k.allow(&next(), 1).is_ok()))
     });
-    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(u64::from(PER_SECOND))).unwrap())
-        .build::<u64>()
-        .unwrap();
-    g.bench_function("resilient", |b| {
-        b.iter(|| {
-            i = (i + 1) % 1000;
-            black_box(k.check(&i, 1).map(|d| d.allowed))
-        })
+    g.bench_function("resilient_fast_clock_full_decision", |b| {
+        b.iter(|| black_box(k.check(&next(), 1).map(|d| d.allowed)))
     });
-    let gov_std: Governor<_, _, _, governor::middleware::NoOpMiddleware<Instant>> = Governor::new(
-        quota(),
-        governor::state::keyed::DashMapStateStore::<u64>::default(),
-        MonotonicClock,
-    );
+    let gov_std: Governor<_, _, _, NoOpMiddleware<Instant>> =
+        Governor::new(quota(), DashMapStateStore::<u64>::default(), MonotonicClock);
     g.bench_function("governor_same_clock", |b| {
-        b.iter(|| {
-            i = (i + 1) % 1000;
-            black_box(gov_std.check_key(&i).is_ok())
-        })
+        b.iter(|| black_box(gov_std.check_key(&next()).is_ok()))
+    });
+    let k = ours_keyed(None);
+    g.bench_function("resilient", |b| {
+        b.iter(|| black_box(k.allow(&next(), 1).is_ok()))
     });
     g.finish();
 }

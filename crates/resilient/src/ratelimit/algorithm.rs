@@ -29,6 +29,19 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
     /// [`Algorithm::max_cost`].
     fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision);
 
+    /// The admission alone: `Ok(next_state)`, or `Err(retry_after)` in nanoseconds. Same
+    /// outcome as [`Algorithm::step`] without computing the rest of the decision (the
+    /// fast path behind [`Limiter::admit`]).
+    #[inline]
+    fn admit(&self, state: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+        let (next, d) = self.step(state, now, cost);
+        if d.allowed {
+            Ok(next)
+        } else {
+            Err(nanos(d.retry_after))
+        }
+    }
+
     /// Gives `cost` units taken at about `now` back (a rolled-back quota or a cancelled
     /// waiter).
     fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64;
@@ -64,6 +77,18 @@ pub trait Limiter: Send + Sync + fmt::Debug + 'static {
     /// Admits and consumes `cost` units if available now.
     fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError>;
 
+    /// The fast path: admits and consumes `cost` units at `now` (nanoseconds), or says how
+    /// long until they would be admitted (`u64::MAX`: never, the cost exceeds the
+    /// capacity). Computes nothing else.
+    #[inline]
+    fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        match self.try_acquire(Duration::from_nanos(now), cost) {
+            Ok(d) if d.allowed => Ok(()),
+            Ok(d) => Err(nanos(d.retry_after)),
+            Err(_) => Err(u64::MAX),
+        }
+    }
+
     /// What [`Limiter::try_acquire`] would decide, without consuming anything.
     fn peek(&self, now: Duration, cost: u64) -> Decision;
 
@@ -93,6 +118,10 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     #[inline]
     fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
         (**self).try_acquire(now, cost)
+    }
+    #[inline]
+    fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        (**self).admit(now, cost)
     }
     fn peek(&self, now: Duration, cost: u64) -> Decision {
         (**self).peek(now, cost)
@@ -180,6 +209,26 @@ impl<A: Algorithm> AtomicLimiter<A> {
         }
     }
 
+    /// The fast path at `now` nanoseconds: `Ok(())` if admitted (and consumed), else the
+    /// nanoseconds until it would be (no cost check).
+    #[inline]
+    pub fn admit_at(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let next = self.alg.admit(s, now, cost)?;
+            if next == s {
+                return Ok(());
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
     fn cost_ok(&self, cost: u64) -> Result<(), CostError> {
         let max = self.alg.max_cost();
         if cost > max {
@@ -195,6 +244,14 @@ impl<A: Algorithm> Limiter for AtomicLimiter<A> {
     fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
         self.cost_ok(cost)?;
         Ok(self.check_at(nanos(now), cost))
+    }
+
+    #[inline]
+    fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        if cost > self.alg.max_cost() {
+            return Err(u64::MAX);
+        }
+        self.admit_at(now, cost)
     }
 
     fn peek(&self, now: Duration, cost: u64) -> Decision {

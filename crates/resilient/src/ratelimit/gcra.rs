@@ -177,6 +177,17 @@ impl Algorithm for Gcra {
         }
     }
 
+    #[inline]
+    fn admit(&self, tat: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+        let t = self.interval.load(Ordering::Relaxed);
+        let cap = self.cap.load(Ordering::Relaxed);
+        let next = tat.max(now).saturating_add(cost.saturating_mul(t));
+        match (next - now).saturating_sub(cap) {
+            0 => Ok(next),
+            over => Err(over),
+        }
+    }
+
     fn refund(&self, tat: u64, _now: Nanos, cost: u64) -> u64 {
         tat.saturating_sub(cost.saturating_mul(self.interval.load(Ordering::Relaxed)))
     }

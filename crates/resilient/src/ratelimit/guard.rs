@@ -8,7 +8,7 @@ use std::time::Duration;
 use smallvec::SmallVec;
 
 use super::algorithm::Limiter;
-use super::decision::{CostError, Decision, Rate};
+use super::decision::{CostError, Decision, Rate, nanos};
 use super::gcra::Gcra;
 use crate::{
     Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
@@ -159,6 +159,32 @@ impl RateLimiter {
         self.decide(now, inner.cost)
             .map(|v| v.binding())
             .unwrap_or_else(|_| inner.limits[0].peek(now, inner.cost))
+    }
+
+    /// The fast path: admits one request of the configured cost now, or returns how long
+    /// until it would be admitted. Computes nothing else (use [`RateLimiter::check`] for
+    /// the full decision, e.g. for headers).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// let l = RateLimiter::gcra(Rate::per_second(1)).build().unwrap();
+    /// assert!(l.allow().is_ok());
+    /// assert!(l.allow().unwrap_err() > std::time::Duration::ZERO);
+    /// ```
+    #[inline]
+    pub fn allow(&self) -> Result<(), Duration> {
+        let inner = &*self.inner;
+        if let [one] = inner.limits.as_slice() {
+            return one
+                .admit(nanos(inner.clock.now()), inner.cost)
+                .map_err(Duration::from_nanos);
+        }
+        let d = self.check();
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(d.retry_after)
+        }
     }
 
     /// Decides a request of `cost` units now (the binding decision).
@@ -371,11 +397,11 @@ impl Guard for RateLimiter {
     fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
         let max_wait = match self.inner.mode {
             Mode::Reject => {
-                let d = self.check();
-                return Acquire::Ready(if d.allowed {
-                    Ok(Permit::none())
-                } else {
-                    Err(d.rejection())
+                return Acquire::Ready(match self.allow() {
+                    Ok(()) => Ok(Permit::none()),
+                    Err(after) => Err(Rejection::RateLimited {
+                        retry_after: (after != Duration::MAX).then_some(after),
+                    }),
                 });
             }
             Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),

@@ -18,6 +18,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use hashbrown::HashTable;
 
@@ -185,10 +186,62 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
         Ok(self.check_at(key, nanos(self.clock.now()), cost))
     }
 
+    /// The fast path: admits `cost` units for `key` now, or returns the time until they
+    /// would be admitted (`Duration::MAX` if `cost` exceeds the capacity).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap()).build().unwrap();
+    /// assert!(k.allow(&"10.0.0.1", 1).is_ok());
+    /// assert!(k.allow(&"10.0.0.1", 1).is_err());
+    /// ```
+    #[inline]
+    pub fn allow(&self, key: &K, cost: u64) -> Result<(), Duration> {
+        if cost > self.alg.max_cost() {
+            return Err(Duration::MAX);
+        }
+        let now = nanos(self.clock.now());
+        let hash = self.hasher.hash_one(key);
+        {
+            let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = table.find(hash, |e| e.key == *key) {
+                return self
+                    .admit(&e.state, now, cost)
+                    .map_err(Duration::from_nanos);
+            }
+        }
+        let d = self.check_at(key, now, cost);
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(d.retry_after)
+        }
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry<K>>> {
+        &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
+    }
+
+    #[inline]
+    fn admit(&self, state: &AtomicU64, now: u64, cost: u64) -> Result<(), u64> {
+        let mut s = state.load(Ordering::Relaxed);
+        loop {
+            let next = self.alg.admit(s, now, cost)?;
+            if next == s {
+                return Ok(());
+            }
+            match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(a) => s = a,
+            }
+        }
+    }
+
     /// Decides `cost` for `key` at `now` nanoseconds (no cost check).
     pub fn check_at(&self, key: &K, now: u64, cost: u64) -> Decision {
         let hash = self.hasher.hash_one(key);
-        let shard = &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)];
+        let shard = self.shard(hash);
         {
             let table = shard.read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
