@@ -6,7 +6,7 @@
 //! Rows per group:
 //! - `governor`: governor's `check()` with its default clock (quanta, TSC);
 //! - `resilient_fast_clock`: our fast path (`allow()`: admitted, or the time until it
-//!   would be, which is what governor's `check()` returns) with [`FastClock`] (quanta, TSC);
+//!   would be, which is what governor's `check()` returns) with `FastClock` (quanta, TSC, via `.fast_clock()`);
 //! - `resilient_fast_clock_full_decision`: `check()`, which also computes limit,
 //!   remaining and reset for headers;
 //! - `governor_same_clock` / `resilient`: both on `std::time::Instant` (governor's
@@ -16,7 +16,7 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -24,8 +24,7 @@ use governor::clock::MonotonicClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter as Governor};
-use resilient::SharedClock;
-use resilient::ratelimit::{FastClock, Gcra, KeyedLimiter, Rate, RateLimiter};
+use resilient::ratelimit::{Gcra, KeyedLimiter, Rate, RateLimiter};
 
 const PER_SECOND: u32 = 1_000_000_000;
 
@@ -33,36 +32,23 @@ fn quota() -> Quota {
     Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap())
 }
 
-fn fast() -> SharedClock {
-    Arc::new(FastClock::new())
-}
-
-fn ours(clock: Option<SharedClock>) -> RateLimiter {
+/// Ours with the TSC clock read inline (`fast == true`) or the default `SystemClock`.
+fn ours(fast: bool) -> RateLimiter {
     let b = RateLimiter::builder()
         .limit(Gcra::limiter(Rate::per_second(u64::from(PER_SECOND))).unwrap());
-    match clock {
-        Some(c) => b.clock(c),
-        None => b,
-    }
-    .build()
-    .unwrap()
+    if fast { b.fast_clock() } else { b }.build().unwrap()
 }
 
-fn ours_keyed(clock: Option<SharedClock>) -> KeyedLimiter<u64, Gcra> {
+fn ours_keyed(fast: bool) -> KeyedLimiter<u64, Gcra> {
     let b = KeyedLimiter::builder(Gcra::new(Rate::per_second(u64::from(PER_SECOND))).unwrap());
-    match clock {
-        Some(c) => b.clock(c),
-        None => b,
-    }
-    .build()
-    .unwrap()
+    if fast { b.fast_clock() } else { b }.build().unwrap()
 }
 
 fn single_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("single_thread_check");
     let gov = Governor::direct(quota());
     g.bench_function("governor", |b| b.iter(|| black_box(gov.check().is_ok())));
-    let r = ours(Some(fast()));
+    let r = ours(true);
     g.bench_function("resilient_fast_clock", |b| {
         b.iter(|| black_box(r.allow().is_ok()))
     });
@@ -73,7 +59,7 @@ fn single_thread(c: &mut Criterion) {
     g.bench_function("governor_same_clock", |b| {
         b.iter(|| black_box(gov_std.check().is_ok()))
     });
-    let r = ours(None);
+    let r = ours(false);
     g.bench_function("resilient", |b| b.iter(|| black_box(r.allow().is_ok())));
     g.finish();
 }
@@ -104,7 +90,7 @@ fn two_threads(c: &mut Criterion) {
     g.bench_function("governor", |b| {
         b.iter_custom(|n| two(n, || gov.check().is_ok()))
     });
-    let r = ours(Some(fast()));
+    let r = ours(true);
     g.bench_function("resilient_fast_clock", |b| {
         b.iter_custom(|n| two(n, || r.allow().is_ok()))
     });
@@ -115,7 +101,7 @@ fn two_threads(c: &mut Criterion) {
     g.bench_function("governor_same_clock", |b| {
         b.iter_custom(|n| two(n, || gov_std.check().is_ok()))
     });
-    let r = ours(None);
+    let r = ours(false);
     g.bench_function("resilient", |b| {
         b.iter_custom(|n| two(n, || r.allow().is_ok()))
     });
@@ -133,7 +119,7 @@ fn keyed(c: &mut Criterion) {
     g.bench_function("governor", |b| {
         b.iter(|| black_box(gov.check_key(&next()).is_ok()))
     });
-    let k = ours_keyed(Some(fast()));
+    let k = ours_keyed(true);
     g.bench_function("resilient_fast_clock", |b| {
         b.iter(|| black_box(k.allow(&next(), 1).is_ok()))
     });
@@ -145,7 +131,7 @@ fn keyed(c: &mut Criterion) {
     g.bench_function("governor_same_clock", |b| {
         b.iter(|| black_box(gov_std.check_key(&next()).is_ok()))
     });
-    let k = ours_keyed(None);
+    let k = ours_keyed(false);
     g.bench_function("resilient", |b| {
         b.iter(|| black_box(k.allow(&next(), 1).is_ok()))
     });

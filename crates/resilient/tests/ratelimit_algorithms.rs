@@ -349,3 +349,66 @@ fn invalid_configuration_names_the_field() {
         assert!(!err.rule().is_empty());
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn algorithms(limit: u64, period_ms: u64) -> Vec<Box<dyn Algorithm>> {
+        let per = Duration::from_millis(period_ms);
+        vec![
+            Box::new(Gcra::new(Rate::new(limit, per)).unwrap()),
+            Box::new(TokenBucket::new(limit, Rate::new(limit.div_ceil(3), per)).unwrap()),
+            Box::new(FixedWindow::new(limit, per).unwrap()),
+            Box::new(SlidingWindowCounter::new(limit, per).unwrap()),
+        ]
+    }
+
+    proptest! {
+        /// The fast path (`admit`) and the full `step` always agree, and a replayed
+        /// sequence never admits more than capacity + rate x elapsed.
+        #[test]
+        fn admit_agrees_with_step(
+            limit in 1u64..50,
+            period_ms in 1u64..2_000,
+            ops in proptest::collection::vec((0u64..300_000_000, 0u64..60), 1..60),
+        ) {
+            for alg in algorithms(limit, period_ms) {
+                let (mut state, mut now, mut admitted) = (0u64, 0u64, 0u64);
+                for &(gap, cost) in &ops {
+                    now += gap;
+                    let cost = cost % (limit + 1);
+                    let (next, d) = alg.step(state, now, cost);
+                    match alg.admit(state, now, cost) {
+                        Ok(n) => prop_assert!(d.allowed && n == next, "{alg:?}"),
+                        Err(retry) => {
+                            prop_assert!(!d.allowed, "{alg:?}");
+                            prop_assert_eq!(Duration::from_nanos(retry), d.retry_after);
+                            prop_assert_eq!(next, state);
+                        }
+                    }
+                    prop_assert!(d.remaining <= d.limit);
+                    if d.allowed {
+                        admitted += cost;
+                    }
+                    state = next;
+                }
+                let periods = now / (period_ms * 1_000_000) + 1;
+                prop_assert!(admitted <= limit * (periods + 1), "{alg:?} {admitted}");
+            }
+        }
+
+        /// GCRA's division-free `remaining` is exact.
+        #[test]
+        fn gcra_remaining_is_exact(count in 1u64..1_000_000_000, per_ms in 1u64..100_000_000, frac in 0.0f64..=1.0) {
+            let g = Gcra::new(Rate::new(count, Duration::from_millis(per_ms))).unwrap();
+            let t = g.interval().as_nanos() as u64;
+            let cap = g.burst() * t;
+            let used = (cap as f64 * frac) as u64;
+            let now = 1u64 << 40;
+            let (_, d) = g.step(now + used, now, 0);
+            prop_assert!(d.allowed);
+            prop_assert_eq!(d.remaining, (cap - used) / t);
+        }
+    }
+}

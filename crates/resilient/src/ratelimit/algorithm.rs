@@ -193,20 +193,23 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// Decides `cost` at `now` in nanoseconds, consuming it if allowed (no cost check).
     #[inline]
     pub fn check_at(&self, now: Nanos, cost: u64) -> Decision {
+        // Run the cheap admission under the CAS, then compute the full decision from the
+        // state it was admitted (or denied) in: the window between load and CAS stays
+        // short under contention.
         let mut s = self.state.load(Ordering::Relaxed);
-        loop {
-            let (next, d) = self.alg.step(s, now, cost);
-            if !d.allowed || next == s {
-                return d;
+        while let Ok(next) = self.alg.admit(s, now, cost) {
+            if next == s {
+                break;
             }
             match self
                 .state
                 .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return d,
+                Ok(_) => break,
                 Err(actual) => s = actual,
             }
         }
+        self.alg.step(s, now, cost).1
     }
 
     /// The fast path at `now` nanoseconds: `Ok(())` if admitted (and consumed), else the

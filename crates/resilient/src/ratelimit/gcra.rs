@@ -91,7 +91,12 @@ impl Gcra {
     /// `x / t`, exact, by a multiply and one correction step.
     #[inline]
     fn units(&self, x: u64, t: u64) -> u64 {
-        let q = (x as f64 * f64::from_bits(self.inverse.load(Ordering::Relaxed))) as u64;
+        if x >= 1 << 62 {
+            return x / t; // beyond the fast path's range
+        }
+        // Signed conversions are single instructions on x86-64; both values fit.
+        let q = (x as i64 as f64 * f64::from_bits(self.inverse.load(Ordering::Relaxed))) as i64;
+        let q = q.max(0) as u64;
         if q >= 1 << 50 {
             return x / t; // beyond the f64 fast path's exactness
         }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use smallvec::SmallVec;
 
 use super::algorithm::Limiter;
-use super::decision::{CostError, Decision, Rate, nanos};
+use super::decision::{CostError, Decision, Rate};
 use super::gcra::Gcra;
+use super::time::Time;
 use crate::{
     Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
     system_clock,
@@ -90,7 +91,7 @@ pub struct RateLimiter {
 
 struct Inner {
     limits: SmallVec<[Box<dyn Limiter>; 2]>,
-    clock: SharedClock,
+    clock: Time,
     cost: u64,
     mode: Mode,
 }
@@ -108,7 +109,7 @@ impl fmt::Debug for RateLimiter {
 /// Configures a [`RateLimiter`].
 pub struct RateLimiterBuilder {
     limits: SmallVec<[Box<dyn Limiter>; 2]>,
-    clock: SharedClock,
+    clock: Time,
     cost: u64,
     mode: Mode,
     error: Option<ConfigError>,
@@ -129,7 +130,7 @@ impl RateLimiter {
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
             limits: SmallVec::new(),
-            clock: system_clock(),
+            clock: Time::Shared(system_clock()),
             cost: 1,
             mode: Mode::Reject,
             error: None,
@@ -176,7 +177,7 @@ impl RateLimiter {
         let inner = &*self.inner;
         if let [one] = inner.limits.as_slice() {
             return one
-                .admit(nanos(inner.clock.now()), inner.cost)
+                .admit(inner.clock.nanos(), inner.cost)
                 .map_err(Duration::from_nanos);
         }
         let d = self.check();
@@ -298,7 +299,15 @@ impl RateLimiterBuilder {
 
     /// The clock (default [`crate::system_clock`], which follows tokio's paused time).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.clock = Time::Shared(clock);
+        self
+    }
+
+    /// Uses a [`FastClock`](super::FastClock), read inline (the fastest time source; it
+    /// does not follow tokio's paused time).
+    #[cfg(feature = "quanta")]
+    pub fn fast_clock(mut self) -> Self {
+        self.clock = Time::Fast(super::FastClock::new());
         self
     }
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use super::algorithm::Algorithm;
-use super::decision::{CostError, Decision, nanos};
+use super::decision::{CostError, Decision};
+use super::time::Time;
 use crate::{ConfigError, SharedClock, system_clock};
 
 struct Entry<K> {
@@ -68,7 +69,7 @@ pub struct KeyedLimiter<K, A, S = RandomState> {
     shards: Box<[RwLock<HashTable<Entry<K>>>]>,
     hasher: S,
     per_shard: usize,
-    clock: SharedClock,
+    clock: Time,
 }
 
 /// Configures a [`KeyedLimiter`].
@@ -77,7 +78,7 @@ pub struct KeyedLimiterBuilder<A, S = RandomState> {
     max_keys: usize,
     shards: usize,
     hasher: S,
-    clock: SharedClock,
+    clock: Time,
 }
 
 impl<A: fmt::Debug, S> fmt::Debug for KeyedLimiterBuilder<A, S> {
@@ -109,7 +110,7 @@ impl<A: Algorithm> KeyedLimiter<(), A> {
             max_keys: 1_000_000,
             shards: 16,
             hasher: RandomState::new(),
-            clock: system_clock(),
+            clock: Time::Shared(system_clock()),
         }
     }
 }
@@ -129,7 +130,15 @@ impl<A: Algorithm, S: BuildHasher> KeyedLimiterBuilder<A, S> {
 
     /// The clock (default [`crate::system_clock`]).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.clock = Time::Shared(clock);
+        self
+    }
+
+    /// Uses a [`FastClock`](super::FastClock), read inline (the fastest time source; it
+    /// does not follow tokio's paused time).
+    #[cfg(feature = "quanta")]
+    pub fn fast_clock(mut self) -> Self {
+        self.clock = Time::Fast(super::FastClock::new());
         self
     }
 
@@ -183,7 +192,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
         if cost > max {
             return Err(CostError { cost, max });
         }
-        Ok(self.check_at(key, nanos(self.clock.now()), cost))
+        Ok(self.check_at(key, self.clock.nanos(), cost))
     }
 
     /// The fast path: admits `cost` units for `key` now, or returns the time until they
@@ -200,7 +209,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
         if cost > self.alg.max_cost() {
             return Err(Duration::MAX);
         }
-        let now = nanos(self.clock.now());
+        let now = self.clock.nanos();
         let hash = self.hasher.hash_one(key);
         {
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
@@ -273,16 +282,16 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
     #[inline]
     fn cas(&self, state: &AtomicU64, now: u64, cost: u64) -> Decision {
         let mut s = state.load(Ordering::Relaxed);
-        loop {
-            let (next, d) = self.alg.step(s, now, cost);
-            if !d.allowed || next == s {
-                return d;
+        while let Ok(next) = self.alg.admit(s, now, cost) {
+            if next == s {
+                break;
             }
             match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return d,
+                Ok(_) => break,
                 Err(a) => s = a,
             }
         }
+        self.alg.step(s, now, cost).1
     }
 
     fn make_room(&self, table: &mut HashTable<Entry<K>>, now: u64) {
@@ -304,7 +313,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
 
     /// Forgets every key whose limiter has fully recovered; returns the keys kept.
     pub fn retain_recent(&self) -> usize {
-        let now = nanos(self.clock.now());
+        let now = self.clock.nanos();
         self.shards
             .iter()
             .map(|s| {

@@ -60,6 +60,7 @@ pub mod keyed;
 pub mod sliding_counter;
 pub mod sliding_log;
 pub mod smooth;
+mod time;
 pub mod token_bucket;
 
 pub use algorithm::{Algorithm, AtomicLimiter, Limiter};
