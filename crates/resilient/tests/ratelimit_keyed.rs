@@ -106,3 +106,37 @@ fn invalid_keyed_config_is_rejected() {
         .unwrap_err();
     assert_eq!(e.field(), "keyed_limiter.max_keys");
 }
+
+#[test]
+fn eviction_is_batched_and_keeps_the_heaviest_keys() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(100)).unwrap())
+        .max_keys(64)
+        .shards(1)
+        .clock(Arc::new(clock.clone()))
+        .build::<u64>()
+        .unwrap();
+    // Key i used i + 1 units: key 0 is the closest to recovery.
+    for key in 0..64 {
+        k.check(&key, key + 1).unwrap();
+    }
+    k.check(&1_000, 1).unwrap();
+    // 64 / 16 = 4 keys evicted in one pass (0..4), then the new one inserted.
+    assert_eq!(k.len(), 61);
+    for key in 0..4 {
+        assert_eq!(
+            k.check(&key, 0).unwrap().remaining,
+            100,
+            "key {key} was evicted"
+        );
+    }
+    assert_eq!(
+        k.check(&63, 0).unwrap().remaining,
+        36,
+        "the heaviest key kept its state"
+    );
+    for key in 2_000..3_000 {
+        k.check(&key, 1).unwrap();
+        assert!(k.len() <= 64);
+    }
+}

@@ -7,11 +7,13 @@
 //!   is indistinguishable from a key never seen, so forgetting it loses nothing. Such keys
 //!   are dropped by [`KeyedLimiter::retain_recent`] and automatically whenever a shard is
 //!   full;
-//! - **hard cap** ([`KeyedLimiterBuilder::max_keys`]): when a shard is full and holds no idle
-//!   key, the key that would recover soonest (smallest time-to-idle, i.e. the least
-//!   information lost) is evicted. An evicted key that returns starts with a full limiter,
-//!   so under sustained pressure from more active keys than the cap, a key can get more than
-//!   its share; size the cap above the number of keys active in one refill period.
+//! - **hard cap** ([`KeyedLimiterBuilder::max_keys`], split evenly over the shards): when a
+//!   shard is full and holds no idle key, the sixteenth of its keys that would recover
+//!   soonest (smallest time-to-idle, i.e. the least information lost) is evicted in one
+//!   pass, so the eviction scan is amortised over the following inserts. An evicted key
+//!   that returns starts with a full limiter, so under sustained pressure from more active
+//!   keys than the cap, a key can get more than its share; size the cap above the number of
+//!   keys active in one refill period.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -295,20 +297,17 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
     }
 
     fn make_room(&self, table: &mut HashTable<Entry<K>>, now: u64) {
-        table.retain(|e| self.alg.time_to_idle(e.state.load(Ordering::Relaxed), now) > 0);
+        let ttl = |e: &Entry<K>| self.alg.time_to_idle(e.state.load(Ordering::Relaxed), now);
+        table.retain(|e| ttl(e) > 0);
         if table.len() < self.per_shard {
             return;
         }
-        let ttl = |e: &Entry<K>| self.alg.time_to_idle(e.state.load(Ordering::Relaxed), now);
-        let victim = table
-            .iter()
-            .map(|e| (ttl(e), self.hasher.hash_one(&e.key)))
-            .min();
-        if let Some((best, h)) = victim
-            && let Ok(entry) = table.find_entry(h, |e| ttl(e) == best)
-        {
-            entry.remove();
-        }
+        // Evict a batch (1/16 of the shard) of the keys closest to recovery, so that the
+        // scan is paid once per batch of new keys, not once per new key.
+        let mut ttls: Vec<u64> = table.iter().map(ttl).collect();
+        let k = (self.per_shard / 16).clamp(1, ttls.len()) - 1;
+        let (_, &mut threshold, _) = ttls.select_nth_unstable(k);
+        table.retain(|e| ttl(e) > threshold);
     }
 
     /// Forgets every key whose limiter has fully recovered; returns the keys kept.
