@@ -29,6 +29,7 @@
 mod core;
 
 pub mod bulkhead;
+pub mod circuit;
 pub mod ratelimit;
 pub mod retry;
 pub mod testing;
@@ -39,6 +40,10 @@ pub mod tower;
 pub(crate) use crate::core::context;
 
 pub use crate::bulkhead::{Bulkhead, BulkheadBuilder};
+pub use crate::circuit::{
+    CircuitBreaker, CircuitBreakerBuilder, CircuitEvent, CircuitObserver, CircuitSnapshot,
+    CircuitState,
+};
 pub use crate::core::clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use crate::core::context::{Context, inherited_deadline};
 pub use crate::core::error::{ConfigError, Error, RetryAfter, TimeoutScope};
@@ -54,3 +59,14 @@ pub use crate::retry::{
 };
 pub use crate::timeout::{Timeout, Timeouts};
 pub use tokio_util::sync::CancellationToken;
+
+#[cfg(feature = "macros")]
+pub use resilient_macros::{bulkhead, circuit, retry, timeout};
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub mod __private;
+
+/// The README's examples, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -302,23 +302,23 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Runs `op` through the pipeline.
-    pub async fn execute<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error<E>>
+    pub fn execute<T, E, F, Fut>(&self, mut op: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         C: Classify<T, E>,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(None, |_| op()).await
+        self.run(None, move |_| op())
     }
 
     /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
-    pub async fn execute_with<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error<E>>
+    pub fn execute_with<T, E, F, Fut>(&self, mut op: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         C: Classify<T, E>,
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(None, |ctx| op(ctx.clone())).await
+        self.run(None, move |ctx| op(ctx.clone()))
     }
 
     /// Runs `op`, ending with [`Error::Cancelled`] as soon as `token` is cancelled.
@@ -337,17 +337,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// assert!(matches!(r, Err(Error::Cancelled)));
     /// # }
     /// ```
-    pub async fn execute_cancellable<T, E, F, Fut>(
+    pub fn execute_cancellable<T, E, F, Fut>(
         &self,
         token: &CancellationToken,
         mut op: F,
-    ) -> Result<T, Error<E>>
+    ) -> impl Future<Output = Result<T, Error<E>>>
     where
         C: Classify<T, E>,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(Some(token.clone()), |_| op()).await
+        self.run(Some(token.clone()), move |_| op())
     }
 
     async fn run<T, E, F, Fut>(
@@ -367,8 +367,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             None => (None, None),
         };
         let cancel = cancel.or(inherited_cancel);
-        let start = Instant::now();
-        let own = inner.timeouts.request.map(|r| start + r);
+        // Reading the clock costs as much as the rest of the success path: only with a deadline.
+        let start =
+            (inner.timeouts.request.is_some() || inherited_deadline.is_some()).then(Instant::now);
+        let own = inner.timeouts.request.zip(start).map(|(r, s)| s + r);
         let (deadline, scope) = match (own, inherited_deadline) {
             (Some(o), Some(i)) if i < o => (Some(i), TimeoutScope::Inherited),
             (Some(o), _) => (Some(o), TimeoutScope::Request),
@@ -382,43 +384,55 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             tags: inner.tags.clone(),
         };
         if deadline.is_none() && cancel.is_none() {
-            return self.call(&mut ctx, op).await;
+            if inner.call_guards.is_empty() {
+                // One future layer less on the plain path.
+                return self.retry_loop(&mut ctx, op).await.0;
+            }
+            return self.call(&mut ctx, None, op).await;
         }
         let ambient = Ambient {
             deadline,
             cancel: cancel.clone(),
         };
-        let body = AMBIENT.scope(ambient, self.call(&mut ctx, op));
-        let timed = async {
-            match deadline {
-                Some(d) => match tokio::time::timeout_at(d, body).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::Timeout {
-                        scope,
-                        elapsed: start.elapsed(),
-                    }),
-                },
-                None => body.await,
+        // One poll loop for cancellation, the body and the deadline (in that order), rather
+        // than nested combinators: the body future is moved once, not once per wrapper.
+        let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
+        let mut body = pin!(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op)));
+        let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
+        let mut cancelled = pin!(cancel.as_ref().map(|t| t.cancelled()));
+        poll_fn(|cx| {
+            if let Some(c) = cancelled.as_mut().as_pin_mut()
+                && c.poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(Error::Cancelled));
             }
-        };
-        match cancel {
-            None => timed.await,
-            Some(token) => {
-                let mut timed = pin!(timed);
-                let mut cancelled = pin!(token.cancelled());
-                poll_fn(|cx| {
-                    if cancelled.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(Error::Cancelled));
-                    }
-                    timed.as_mut().poll(cx)
-                })
-                .await
+            if let Poll::Ready(r) = body.as_mut().poll(cx) {
+                return Poll::Ready(r);
             }
-        }
+            if let Some(s) = sleep.as_mut().as_pin_mut()
+                && s.poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(Error::Timeout {
+                    scope,
+                    elapsed: start.map_or(Duration::ZERO, |s| s.elapsed()),
+                }));
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Phase 2 and below: per-call guards around the retry loop.
-    async fn call<T, E, F, Fut>(&self, ctx: &mut Context, op: F) -> Result<T, Error<E>>
+    ///
+    /// `deadline` is the request deadline with its scope and the call's start: when it
+    /// fires while per-call permits are held, they record a failure (a dependency that
+    /// only hangs must still trip a per-call breaker) before the timeout is returned.
+    async fn call<T, E, F, Fut>(
+        &self,
+        ctx: &mut Context,
+        deadline: Option<(Instant, TimeoutScope, Instant)>,
+        op: F,
+    ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
@@ -436,7 +450,27 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         }
         let t0 = inner.clock.now();
-        let (result, outcome) = self.retry_loop(ctx, op).await;
+        let (result, outcome) = match deadline {
+            None => self.retry_loop(ctx, op).await,
+            Some((at, scope, start)) => {
+                let mut attempts = pin!(self.retry_loop(ctx, op));
+                let mut expiry = pin!(tokio::time::sleep_until(at));
+                poll_fn(|cx| {
+                    if let Poll::Ready(r) = attempts.as_mut().poll(cx) {
+                        return Poll::Ready(r);
+                    }
+                    if expiry.as_mut().poll(cx).is_ready() {
+                        let timeout = Error::Timeout {
+                            scope,
+                            elapsed: start.elapsed(),
+                        };
+                        return Poll::Ready((Err(timeout), Outcome::Failure));
+                    }
+                    Poll::Pending
+                })
+                .await
+            }
+        };
         let took = inner.clock.now().saturating_sub(t0);
         for p in permits {
             p.record(outcome, took);
@@ -445,51 +479,67 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Phase 3: the retry loop. Returns the result and the logical call's outcome.
-    async fn retry_loop<T, E, F, Fut>(
+    #[allow(clippy::manual_async_fn)] // deliberate: see the comment in the body
+    fn retry_loop<T, E, F, Fut>(
         &self,
         ctx: &mut Context,
         mut op: F,
-    ) -> (Result<T, Error<E>>, Outcome)
+    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let inner = &*self.inner;
-        let started = inner
-            .retry
-            .as_ref()
-            .and_then(|r| r.max_elapsed)
-            .map(|_| inner.clock.now());
-        if let Some(b) = inner.retry.as_ref().and_then(|r| r.budget.as_ref()) {
-            b.deposit();
-        }
-        let mut previous = None;
-        let mut attempt = 1;
-        loop {
-            ctx.attempt = attempt;
-            let (result, outcome) = self.attempt(ctx, &mut op).await;
-            if outcome != Outcome::Failure {
-                return (finish(result, attempt), outcome);
+        // An async block, not an `async fn`: its captures are used in place rather than
+        // copied into the future's locals on the first poll (measurably cheaper here).
+        async move {
+            let inner = &*self.inner;
+            let started = inner
+                .retry
+                .as_ref()
+                .and_then(|r| r.max_elapsed)
+                .map(|_| inner.clock.now());
+            if let Some(b) = inner.retry.as_ref().and_then(|r| r.budget.as_ref()) {
+                b.deposit();
             }
-            let remaining = ctx
-                .deadline
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            match self.next(
-                attempt,
-                previous,
-                &result,
-                elapsed_since(&inner.clock, started),
-                remaining,
-            ) {
-                Next::Stop => return (finish(result, attempt), outcome),
-                Next::Wait(delay) => {
-                    drop(result);
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+            let mut previous = None;
+            let mut attempt = 1;
+            loop {
+                ctx.attempt = attempt;
+                let (result, outcome) =
+                    if inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none() {
+                        // Phase 6 alone: no need for `attempt`'s future.
+                        let r = op(ctx).await;
+                        let outcome = inner.classify.classify(&r);
+                        (Attempt::Done(r), outcome)
+                    } else {
+                        self.attempt(ctx, &mut op).await
+                    };
+                if outcome != Outcome::Failure {
+                    return (finish(result, 1), outcome);
+                }
+                let remaining = ctx
+                    .deadline
+                    .map(|d| d.saturating_duration_since(Instant::now()));
+                match self.next(
+                    attempt,
+                    previous,
+                    &result,
+                    elapsed_since(&inner.clock, started),
+                    remaining,
+                ) {
+                    Next::Stop => {
+                        let outcome = call_outcome(&result);
+                        return (finish(result, attempt), outcome);
                     }
-                    previous = Some(delay);
-                    attempt += 1;
+                    Next::Wait(delay) => {
+                        drop(result);
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        previous = Some(delay);
+                        attempt += 1;
+                    }
                 }
             }
         }
@@ -683,7 +733,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
             };
             if outcome != Outcome::Failure {
-                break (finish(result, attempt), outcome);
+                break (finish(result, 1), outcome);
             }
             let now = clock.now();
             let remaining = deadline.map(|d| d.saturating_sub(now));
@@ -694,7 +744,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 now.saturating_sub(start),
                 remaining,
             ) {
-                Next::Stop => break (finish(result, attempt), outcome),
+                Next::Stop => {
+                    let outcome = call_outcome(&result);
+                    break (finish(result, attempt), outcome);
+                }
                 Next::Wait(delay) => {
                     drop(result);
                     if !delay.is_zero() {
@@ -723,7 +776,17 @@ fn acquire_blocking<'a>(g: &'a dyn Guard, ctx: &Context) -> Result<Permit<'a>, R
     }
 }
 
-/// Turns the last attempt into the call's result.
+/// How a failed logical call is reported to per-call guards: a rejection by a per-attempt
+/// guard says nothing about the dependency, so it is not counted as its failure.
+fn call_outcome<T, E>(last: &Attempt<T, E>) -> Outcome {
+    match last {
+        Attempt::Rejected(_) => Outcome::Ignored,
+        _ => Outcome::Failure,
+    }
+}
+
+/// Turns the last attempt into the call's result. `attempts` counts the failed attempts
+/// that led here (1 when the last result was not a failure: nothing was exhausted).
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
         Attempt::Done(Ok(t)) => Ok(t),

@@ -1,0 +1,187 @@
+//! Attribute macros for [resilient](https://docs.rs/resilient): `#[resilient::retry]`,
+//! `#[resilient::timeout]` and `#[resilient::bulkhead]`.
+//!
+//! Use them through the `resilient` crate (its default `macros` feature re-exports them);
+//! the generated code names `::resilient`, so this crate is not meant to be used alone.
+//!
+//! The attributes' shared rules follow (each attribute's page repeats them).
+//!
+#![doc = include_str!("../doc/attributes.md")]
+#![warn(missing_docs)]
+
+use proc_macro::TokenStream;
+
+// Adding a strategy (say `circuit`): a parser module in `strategy/` producing a `Stage`
+// (its phase and builder call), its row in `strategy::KINDS`, an entry point below, and its
+// name in the `pub use resilient_macros::{..}` of `resilient`.
+mod args;
+mod duration;
+mod expand;
+mod strategy;
+
+/// Retries the function: the body runs again after a failed attempt, up to `attempts`
+/// times in all, with backoff waits between attempts.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `attempts` | total attempts, first included (`>= 1`) | `3` |
+/// | `backoff` | `exponential("100ms")`, `constant("1s")`, `linear("100ms", "50ms")` (initial, step), `immediate` | `exponential("100ms")` |
+/// | `factor` | growth of an exponential backoff (`>= 1`) | `2.0` |
+/// | `max_delay` | caps each wait | `"60s"` |
+/// | `max_elapsed` | stops retrying when the time since the first attempt plus the next wait would exceed it | none |
+/// | `jitter` | `none`, `full`, `equal`, `decorrelated`, `proportional(0.2)` | `none` |
+///
+/// The retry runs inside the request timeout and outside the operation timeout of a
+/// stacked `#[resilient::timeout]`, and after (per call) a stacked `#[resilient::bulkhead]`.
+/// The error after the last failed attempt is `Error::RetriesExhausted { attempts, last }`.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static CALLS: AtomicU32 = AtomicU32::new(0);
+///
+/// #[resilient::retry(attempts = 3, backoff = exponential("1ms"), jitter = full)]
+/// async fn fetch_user(id: u64) -> Result<String, std::io::Error> {
+///     if CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+///         return Err(std::io::Error::other("flaky"));
+///     }
+///     Ok(format!("user {id}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // The caller sees `Result<String, resilient::Error<std::io::Error>>`.
+/// let user: Result<String, resilient::Error<std::io::Error>> = fetch_user(7).await;
+/// assert_eq!(user.unwrap(), "user 7");
+/// assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+/// # }
+/// ```
+///
+/// Plain (blocking) functions and `&self` methods work too:
+///
+/// ```
+/// struct Parser;
+///
+/// impl Parser {
+///     #[resilient::retry(attempts = 2, backoff = immediate)]
+///     fn parse(&self, text: &str) -> Result<u32, std::num::ParseIntError> {
+///         text.trim().parse()
+///     }
+/// }
+///
+/// assert_eq!(Parser.parse(" 42 ").unwrap(), 42);
+/// assert!(matches!(
+///     Parser.parse("x"),
+///     Err(resilient::Error::RetriesExhausted { attempts: 2, .. })
+/// ));
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn retry(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("retry", attr.into(), item.into()).into()
+}
+
+/// Bounds the function in time: `operation` bounds each attempt, `request` the whole call
+/// (attempts, backoff waits and queueing included), `circuit` is the breakers' time scale.
+///
+/// | key | value |
+/// | --- | --- |
+/// | `operation` | per attempt, e.g. `"5s"` |
+/// | `request` | whole call, e.g. `"30s"` |
+/// | `circuit` | breaker time scale, e.g. `"300s"` |
+///
+/// At least one is required, and `operation <= request <= circuit` (checked at compile
+/// time). A timeout ends the call with `Error::Timeout { scope, elapsed }`; an attempt
+/// that hits the operation timeout is retried like a failed one when `#[resilient::retry]`
+/// is stacked. Plain (blocking) functions cannot be interrupted: see
+/// `Pipeline::execute_blocking`.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilient::{Error, TimeoutScope};
+///
+/// #[resilient::timeout(operation = "10ms", request = "1s")]
+/// #[resilient::retry(attempts = 2, backoff = immediate)]
+/// async fn slow() -> Result<(), std::convert::Infallible> {
+///     tokio::time::sleep(Duration::from_secs(1)).await;
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // Each of the two attempts times out after 10 ms.
+/// assert!(matches!(
+///     slow().await,
+///     Err(Error::Timeout { scope: TimeoutScope::Operation, .. })
+/// ));
+/// # }
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("timeout", attr.into(), item.into()).into()
+}
+
+/// Caps how many calls of the function run at once, across all callers (the bulkhead lives
+/// in the function's pipeline, shared by every call). A call is admitted once, outside the
+/// retry loop: its retries keep its slot.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `max_concurrent` | calls running at once (`>= 1`), required | |
+/// | `queue` | callers that may wait for a slot | `0` (reject at once) |
+/// | `max_wait` | longest a queued caller waits | no limit |
+///
+/// A call that finds no slot and no queue room, or whose wait runs out, fails with
+/// `Error::BulkheadFull`. Plain (blocking) functions never wait: they are rejected when
+/// no slot is free.
+///
+/// ```
+/// #[resilient::bulkhead(max_concurrent = 10, queue = 100, max_wait = "1s")]
+/// async fn query(sql: &str) -> Result<usize, std::io::Error> {
+///     Ok(sql.len())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(query("select 1").await.unwrap(), 8);
+/// # }
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("bulkhead", attr.into(), item.into()).into()
+}
+
+/// Puts a circuit breaker in front of the function, shared by all its calls: after too many
+/// failures it rejects calls at once with `Error::CircuitOpen { retry_after }` for a while,
+/// then lets probe calls through to test recovery.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `failure_rate` | open when this fraction of the window failed, `(0, 1]` | one of the two |
+/// | `consecutive_failures` | open after this many failures in a row | one of the two |
+/// | `window` | a number of calls (`20`) or a time span (`"60s"`) | the breaker's default |
+/// | `minimum_calls` | calls needed before the rate is judged | the breaker's default |
+/// | `open_for` | how long it stays open before probing | the breaker's default |
+/// | `max_open_for` | cap of the break, which doubles after each failed recovery | no growth |
+/// | `half_open_probes` | probe calls let through when half-open | the breaker's default |
+/// | `slow_call` / `slow_rate` | calls slower than `slow_call` count as slow; open when `slow_rate` of them are | off |
+/// | `per` | `call`: a logical call counts once, retries included; `attempt`: every attempt counts | `call` |
+///
+/// ```
+/// #[resilient::circuit(failure_rate = 0.5, window = 20, open_for = "30s")]
+/// async fn fetch(id: u64) -> Result<u64, std::io::Error> {
+///     Ok(id)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(fetch(3).await.unwrap(), 3);
+/// # }
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("circuit", attr.into(), item.into()).into()
+}

@@ -1,0 +1,105 @@
+//! Drives a flaky simulated service through a pipeline and prints what happened.
+//!
+//! Run with `cargo run --example quickstart`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use resilient::{
+    Bulkhead, Error, Jitter, Pipeline, RandomSource, Retry, RetryBudget, SeededRandom, Timeout,
+};
+
+/// A pretend remote service: fails often, sometimes hangs.
+struct FlakyService {
+    rng: SeededRandom,
+    calls: AtomicU32,
+}
+
+#[derive(Debug)]
+enum ServiceError {
+    Unavailable,
+}
+
+impl std::fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("503 service unavailable")
+    }
+}
+
+impl FlakyService {
+    async fn get_user(&self, id: u64) -> Result<String, ServiceError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let roll = self.rng.next_f64();
+        if roll < 0.45 {
+            Err(ServiceError::Unavailable)
+        } else if roll < 0.6 {
+            // hangs far longer than the operation timeout
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(format!("user-{id} (late)"))
+        } else {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok(format!("user-{id}"))
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let service = Arc::new(FlakyService {
+        rng: SeededRandom::new(2024),
+        calls: AtomicU32::new(0),
+    });
+    let retries = Arc::new(AtomicU32::new(0));
+    let counter = retries.clone();
+
+    let pipeline = Pipeline::builder()
+        .name("get_user")
+        .timeout(Timeout::request(Duration::from_millis(400)))
+        .guard(Bulkhead::new(8).queue(16).build()?)
+        .retry(
+            Retry::exponential(Duration::from_millis(10))
+                .attempts(4)
+                .jitter(Jitter::Equal)
+                .rng(Arc::new(SeededRandom::new(7)))
+                .budget(RetryBudget::builder(0.5).build()?)
+                .on_retry(move |ev| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    println!(
+                        "    retry after attempt {} ({:?}), waiting {:?}",
+                        ev.attempt, ev.reason, ev.delay
+                    );
+                }),
+        )
+        .timeout(Timeout::operation(Duration::from_millis(50)))
+        .build()?;
+
+    println!("pipeline stages: {:?}\n", pipeline.stages());
+    let (mut ok, mut failed) = (0, 0);
+    for id in 1..=10 {
+        println!("call {id}:");
+        let svc = service.clone();
+        let result: Result<String, Error<ServiceError>> = pipeline
+            .execute(|| {
+                let svc = svc.clone();
+                async move { svc.get_user(id).await }
+            })
+            .await;
+        match result {
+            Ok(user) => {
+                ok += 1;
+                println!("  -> ok: {user}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  -> error: {e}");
+            }
+        }
+    }
+    println!(
+        "\n{ok} succeeded, {failed} failed, {} service calls, {} retries",
+        service.calls.load(Ordering::Relaxed),
+        retries.load(Ordering::Relaxed)
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The breaker as a pipeline [`Guard`], a builder shortcut and a tower layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::machine::Admit;
+use super::{CircuitBreaker, CircuitBreakerBuilder};
+use crate::{
+    Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, Timeouts,
+};
+
+impl Guard for CircuitBreaker {
+    fn name(&self) -> &'static str {
+        "circuit_breaker"
+    }
+
+    #[inline]
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        Acquire::Ready(match self.inner.try_acquire() {
+            Ok(Admit::Token(t)) => Ok(Permit::new(self, t)),
+            Ok(Admit::Free) => Ok(Permit::none()),
+            Err(r) => Err(r),
+        })
+    }
+
+    #[inline]
+    fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>) {
+        self.inner.release(token, outcome);
+    }
+
+    /// Takes the pipeline's `circuit` timeout as the longest break and checks that a time
+    /// window and the base break fit inside it.
+    fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+        self.inner.attach(timeouts)
+    }
+}
+
+/// What [`PipelineBuilder::circuit_breaker`] accepts: a built breaker (shared, by value
+/// or by reference) or a builder (its validation error fails the pipeline's `build`).
+pub trait IntoCircuitBreaker {
+    /// The breaker as a shareable guard.
+    fn into_guard(self) -> Arc<dyn Guard>;
+}
+
+impl IntoCircuitBreaker for CircuitBreaker {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self)
+    }
+}
+
+impl IntoCircuitBreaker for &CircuitBreaker {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self.clone())
+    }
+}
+
+impl IntoCircuitBreaker for CircuitBreakerBuilder {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        match self.build() {
+            Ok(b) => Arc::new(b),
+            Err(e) => Arc::new(Invalid(e)),
+        }
+    }
+}
+
+/// A breaker whose configuration was invalid: fails the pipeline build.
+#[derive(Debug)]
+struct Invalid(ConfigError);
+
+impl Guard for Invalid {
+    fn name(&self) -> &'static str {
+        "circuit_breaker"
+    }
+
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        Acquire::Ready(Err(Rejection::CircuitOpen { retry_after: None }))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+
+    fn attach(&self, _timeouts: &Timeouts) -> Result<(), ConfigError> {
+        Err(self.0.clone())
+    }
+}
+
+impl<C> PipelineBuilder<C> {
+    /// Adds a circuit breaker at the current position: before `.retry(..)` it counts each
+    /// logical call once, after it each attempt. Pass `&breaker` to keep a handle (for
+    /// snapshots, manual control or sharing between pipelines).
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, Pipeline, Timeout};
+    /// use std::time::Duration;
+    ///
+    /// let err = Pipeline::builder()
+    ///     .timeout(Timeout::circuit(Duration::from_secs(10)))
+    ///     .circuit_breaker(CircuitBreaker::failure_rate(0.5).open_for(Duration::from_secs(60)))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "circuit.open_for");
+    /// ```
+    pub fn circuit_breaker(self, breaker: impl IntoCircuitBreaker) -> Self {
+        self.guard_arc(breaker.into_guard())
+    }
+}

@@ -1,0 +1,311 @@
+//! Health-check integration: a background task probes the dependency at an interval and
+//! keeps a healthy / degraded / unhealthy verdict with hysteresis.
+//!
+//! The verdict can open the breaker before enough real calls failed, lets the breaker
+//! probe early when the dependency is healthy again, and answers readiness endpoints
+//! through [`crate::CircuitBreaker::health`] and [`crate::CircuitBreaker::is_ready`]. The
+//! task holds only a weak reference and stops as soon as the last handle to the breaker is
+//! dropped.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::machine::Breaker;
+use crate::ConfigError;
+
+/// The health check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthState {
+    /// The probe keeps succeeding.
+    Healthy,
+    /// Recent probes disagree: between the two thresholds.
+    Degraded,
+    /// The probe failed (or timed out) enough times in a row.
+    Unhealthy,
+}
+
+impl HealthState {
+    fn code(self) -> u8 {
+        match self {
+            HealthState::Healthy => 1,
+            HealthState::Degraded => 2,
+            HealthState::Unhealthy => 3,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(HealthState::Healthy),
+            2 => Some(HealthState::Degraded),
+            3 => Some(HealthState::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
+/// What a health probe returns: `bool` (`true` = healthy) or any `Result` (`Ok` =
+/// healthy).
+pub trait ProbeOutput {
+    /// Whether the probe found the dependency healthy.
+    fn is_healthy(&self) -> bool;
+}
+
+impl ProbeOutput for bool {
+    fn is_healthy(&self) -> bool {
+        *self
+    }
+}
+
+impl<T, E> ProbeOutput for Result<T, E> {
+    fn is_healthy(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+type ProbeFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+type ProbeFn = Box<dyn FnMut() -> ProbeFuture + Send>;
+
+/// A periodic health probe for a breaker (see [`crate::CircuitBreakerBuilder::health_check`]).
+///
+/// ```
+/// use resilient::circuit::{HealthCheck, HealthState};
+/// use resilient::CircuitBreaker;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let breaker = CircuitBreaker::failure_rate(0.5)
+///     .health_check(
+///         HealthCheck::new(Duration::from_secs(30), || async {
+///             Ok::<_, std::io::Error>(()) // e.g. GET /health
+///         })
+///         .timeout(Duration::from_secs(2))
+///         .unhealthy_after(3)
+///         .healthy_after(2),
+///     )
+///     .build()
+///     .unwrap();
+/// assert_eq!(breaker.health(), Some(HealthState::Healthy));
+/// assert!(breaker.is_ready());
+/// # }
+/// ```
+pub struct HealthCheck {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) unhealthy_after: u32,
+    pub(crate) healthy_after: u32,
+    pub(crate) open_when_unhealthy: bool,
+    pub(crate) probe_when_healthy: bool,
+    probe: ProbeFn,
+}
+
+impl HealthCheck {
+    /// Runs `probe` every `interval` (first run one interval after the breaker is built).
+    /// The probe's timeout defaults to the interval; unhealthy after 3 failed probes in a
+    /// row, healthy again after 2 successful ones.
+    pub fn new<F, Fut, R>(interval: Duration, mut probe: F) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: ProbeOutput,
+    {
+        Self {
+            interval,
+            timeout: interval,
+            unhealthy_after: 3,
+            healthy_after: 2,
+            open_when_unhealthy: true,
+            probe_when_healthy: true,
+            probe: Box::new(move || {
+                let fut = probe();
+                Box::pin(async move { fut.await.is_healthy() })
+            }),
+        }
+    }
+
+    /// The longest one probe may take; a probe that overruns counts as failed.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Consecutive failed probes that make the dependency unhealthy (default 3).
+    pub fn unhealthy_after(mut self, n: u32) -> Self {
+        self.unhealthy_after = n;
+        self
+    }
+
+    /// Consecutive successful probes that make it healthy again (default 2).
+    pub fn healthy_after(mut self, n: u32) -> Self {
+        self.healthy_after = n;
+        self
+    }
+
+    /// Whether becoming unhealthy opens a closed or half-open breaker (default `true`).
+    pub fn open_when_unhealthy(mut self, yes: bool) -> Self {
+        self.open_when_unhealthy = yes;
+        self
+    }
+
+    /// Whether becoming healthy ends an open breaker's break at once, so the next call
+    /// probes (default `true`).
+    pub fn probe_when_healthy(mut self, yes: bool) -> Self {
+        self.probe_when_healthy = yes;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval.is_zero() {
+            return Err(ConfigError::new(
+                "circuit.health_check.interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new(
+                "circuit.health_check.timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.unhealthy_after == 0 {
+            return Err(ConfigError::new(
+                "circuit.health_check.unhealthy_after",
+                "must be at least 1",
+            ));
+        }
+        if self.healthy_after == 0 {
+            return Err(ConfigError::new(
+                "circuit.health_check.healthy_after",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for HealthCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthCheck")
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("unhealthy_after", &self.unhealthy_after)
+            .field("healthy_after", &self.healthy_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The verdict shared between the task and the breaker (0 = no health check).
+#[derive(Debug, Default)]
+pub(crate) struct HealthCell(AtomicU8);
+
+impl HealthCell {
+    pub(crate) fn get(&self) -> Option<HealthState> {
+        HealthState::from_code(self.0.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set(&self, s: HealthState) {
+        self.0.store(s.code(), Ordering::Release);
+    }
+}
+
+/// Consecutive-result counters behind the verdict.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Hysteresis {
+    ok: u32,
+    failed: u32,
+}
+
+impl Hysteresis {
+    /// The verdict after one more probe result.
+    pub(crate) fn step(
+        &mut self,
+        current: HealthState,
+        healthy: bool,
+        healthy_after: u32,
+        unhealthy_after: u32,
+    ) -> HealthState {
+        if healthy {
+            self.ok = self.ok.saturating_add(1);
+            self.failed = 0;
+        } else {
+            self.failed = self.failed.saturating_add(1);
+            self.ok = 0;
+        }
+        if self.failed >= unhealthy_after {
+            HealthState::Unhealthy
+        } else if self.ok >= healthy_after {
+            HealthState::Healthy
+        } else if (current == HealthState::Healthy && !healthy)
+            || (current == HealthState::Unhealthy && healthy)
+        {
+            HealthState::Degraded
+        } else {
+            current
+        }
+    }
+}
+
+/// Spawns the probe loop on `runtime`.
+pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
+    breaker: Weak<Breaker>,
+    mut check: HealthCheck,
+    stop: CancellationToken,
+) {
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval_at(Instant::now() + check.interval, check.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut hysteresis = Hysteresis::default();
+        loop {
+            if stop.run_until_cancelled(ticker.tick()).await.is_none() {
+                return;
+            }
+            let probe = (check.probe)();
+            let healthy = match stop
+                .run_until_cancelled(tokio::time::timeout(check.timeout, probe))
+                .await
+            {
+                None => return,
+                Some(Ok(healthy)) => healthy,
+                Some(Err(_elapsed)) => false,
+            };
+            let Some(b) = breaker.upgrade() else { return };
+            b.apply_health(&mut hysteresis, healthy, &check);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use HealthState::*;
+
+    #[test]
+    fn hysteresis_needs_streaks_to_flip() {
+        let mut h = Hysteresis::default();
+        let mut s = Healthy;
+        let mut run = |results: &[bool]| {
+            results
+                .iter()
+                .map(|&r| {
+                    s = h.step(s, r, 2, 3);
+                    s
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            run(&[false, true, false, false, false]),
+            [Degraded, Degraded, Degraded, Degraded, Unhealthy]
+        );
+        assert_eq!(
+            run(&[true, false, true, true]),
+            [Degraded, Degraded, Degraded, Healthy]
+        );
+    }
+}

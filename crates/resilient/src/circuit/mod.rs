@@ -1,0 +1,402 @@
+//! Circuit breaker: stop calling a dependency that keeps failing, probe it carefully, and
+//! resume when it recovered.
+//!
+//! # States
+//!
+//! - [`CircuitState::Closed`]: calls flow; outcomes go into a sliding [`Window`] (or a
+//!   consecutive-failure count). When the failure rate or slow-call rate reaches its
+//!   threshold (compared with `>=`, once `minimum_calls` are in the window) the breaker
+//!   opens.
+//! - [`CircuitState::Open`]: calls fail fast with [`crate::Error::CircuitOpen`] carrying
+//!   `retry_after`. The break grows with exponential backoff and jitter over repeated failed
+//!   recoveries, is capped (also by the pipeline's `circuit` timeout), and resets after a
+//!   successful close.
+//! - [`CircuitState::HalfOpen`]: exactly `half_open_probes` calls are admitted. Permits are
+//!   RAII: a probe whose future is dropped gives its permit back and counts as neither
+//!   success nor failure. The required successes close the breaker; a failed (or slow)
+//!   probe reopens it; an optional maximum wait reopens it if probes hang.
+//! - Manual: [`CircuitState::Isolated`] (forced open), [`CircuitState::Disabled`] (always
+//!   pass, record nothing) and [`CircuitState::MetricsOnly`] (record and emit events, never
+//!   reject).
+//!
+//! Results are judged by the pipeline's [`crate::Classify`]: [`crate::Outcome::Ignored`]
+//! results are not counted. Placed before `.retry(..)` the breaker counts one logical call
+//! once, however many attempts it made; after it, every attempt counts. An attempt ended by
+//! the operation timeout counts as a failure, and so does a call that the request timeout
+//! ends while a per-call breaker admitted it (a dependency that only hangs must still trip
+//! the breaker); a call the caller cancels is not counted.
+//!
+//! # Three ways to use it
+//!
+//! ```
+//! use resilient::circuit::Window;
+//! use resilient::{CircuitBreaker, Error, Pipeline, Retry};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let breaker = CircuitBreaker::failure_rate(0.5)
+//!     .window(Window::count(20))
+//!     .open_for(Duration::from_secs(30))
+//!     .build()
+//!     .unwrap();
+//!
+//! // 1. Standalone.
+//! let r: Result<u8, Error<std::io::Error>> = breaker.call(|| async { Ok(1) }).await;
+//! assert_eq!(r.unwrap(), 1);
+//!
+//! // 2. In a pipeline (clones share state: one breaker, many pipelines).
+//! let pipeline = Pipeline::builder()
+//!     .circuit_breaker(&breaker)
+//!     .retry(Retry::immediate().attempts(3))
+//!     .build()
+//!     .unwrap();
+//! let r: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(2) }).await;
+//! assert_eq!(r.unwrap(), 2);
+//!
+//! // 3. As a tower layer: `ServiceBuilder::new().layer(breaker.layer())`.
+//! assert_eq!(breaker.snapshot().buffered_calls, 2);
+//! # }
+//! ```
+//!
+//! Observe it with a [`CircuitObserver`] and [`CircuitBreaker::snapshot`]; integrate a
+//! health probe with [`HealthCheck`]; share its state across processes through a
+//! [`StateStore`].
+
+mod config;
+mod events;
+mod guard;
+mod health;
+#[cfg(feature = "tower")]
+mod layer;
+mod machine;
+mod recovery;
+mod snapshot;
+mod state;
+mod store;
+mod window;
+
+pub use config::CircuitBreakerBuilder;
+pub use events::{CircuitEvent, CircuitObserver, TransitionReason};
+pub use guard::IntoCircuitBreaker;
+pub use health::{HealthCheck, HealthState, ProbeOutput};
+#[cfg(feature = "tower")]
+pub use layer::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
+pub use snapshot::CircuitSnapshot;
+pub use state::{CircuitState, PhaseDeadline, StateWord};
+pub use store::{LocalStore, StateStore};
+pub use window::Window;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+
+use machine::{Admit, Breaker};
+
+use crate::{AllErrors, Classify, Error, Outcome};
+
+/// A circuit breaker. Cloning is cheap and clones share all state.
+///
+/// Build one with [`CircuitBreaker::builder`], [`CircuitBreaker::failure_rate`] or
+/// [`CircuitBreaker::consecutive_failures`]. See the [module docs](crate::circuit).
+///
+/// ```
+/// use resilient::{CircuitBreaker, CircuitState, Error};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let breaker = CircuitBreaker::consecutive_failures(2).build().unwrap();
+/// for _ in 0..2 {
+///     let _ = breaker.call(|| async { Err::<(), _>("down") }).await;
+/// }
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// let r = breaker.call(|| async { Ok::<_, &str>(()) }).await;
+/// assert!(matches!(r, Err(Error::CircuitOpen { retry_after: Some(_) })));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    inner: Arc<Breaker>,
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// A standalone call's admission, released exactly once (also on cancellation or panic).
+struct Held<'a> {
+    breaker: &'a Breaker,
+    token: Option<u64>,
+}
+
+impl Held<'_> {
+    #[inline]
+    fn record(self, outcome: Outcome, duration: Duration) {
+        let this = std::mem::ManuallyDrop::new(self);
+        if let Some(t) = this.token {
+            this.breaker.release(t, Some((outcome, duration)));
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(t) = self.token.take() {
+            self.breaker.release(t, None);
+        }
+    }
+}
+
+/// No admission held (tokens never reach this value: epochs have 31 bits).
+const NO_TOKEN: u64 = u64::MAX;
+
+pin_project! {
+    /// The future of [`CircuitBreaker::call`] and [`CircuitBreaker::call_with`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Call<'a, F, Fut, C> {
+        breaker: &'a CircuitBreaker,
+        op: Option<F>,
+        #[pin]
+        fut: Option<Fut>,
+        token: u64,
+        started: Option<Duration>,
+        classify: C,
+    }
+
+    impl<'a, F, Fut, C> PinnedDrop for Call<'a, F, Fut, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.token != NO_TOKEN {
+                // Dropped before the call finished: released, not counted.
+                this.breaker.inner.release(*this.token, None);
+            }
+        }
+    }
+}
+
+impl<F, Fut, C> fmt::Debug for Call<'_, F, Fut, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("breaker", &self.breaker.name())
+            .field("started", &self.fut.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E, F, Fut, C> Future for Call<'_, F, Fut, C>
+where
+    C: Classify<T, E>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let inner = &this.breaker.inner;
+        if let Some(op) = this.op.take() {
+            match inner.try_acquire() {
+                Ok(Admit::Token(t)) => *this.token = t,
+                Ok(Admit::Free) => {}
+                Err(r) => return Poll::Ready(Err(r.into())),
+            }
+            *this.started = inner.measures_duration().then(|| inner.clock.now());
+            this.fut.set(Some(op()));
+        }
+        let fut = this
+            .fut
+            .as_mut()
+            .as_pin_mut()
+            .expect("Call polled after completion");
+        let result = ready!(fut.poll(cx));
+        if *this.token != NO_TOKEN {
+            // Judged before the token is taken: a panicking classifier still releases it
+            // (as cancelled) on drop.
+            let outcome = this.classify.classify(&result);
+            let took = this
+                .started
+                .map_or(Duration::ZERO, |t| inner.clock.now().saturating_sub(t));
+            let token = std::mem::replace(this.token, NO_TOKEN);
+            inner.release(token, Some((outcome, took)));
+        }
+        Poll::Ready(result.map_err(Error::Inner))
+    }
+}
+
+impl CircuitBreaker {
+    /// A builder with the defaults: 50% failure rate over the last 100 calls, judged from
+    /// 10 calls on, 30 s break, one half-open probe.
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
+    }
+
+    /// A builder that opens when failures make up at least `rate` of the window.
+    pub fn failure_rate(rate: f64) -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new().failure_rate(rate)
+    }
+
+    /// A builder that opens after `n` failures in a row (no window, no rate).
+    pub fn consecutive_failures(n: u32) -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
+            .without_failure_rate()
+            .consecutive_failures(n)
+    }
+
+    pub(crate) fn from_breaker(inner: Arc<Breaker>) -> Self {
+        Self { inner }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The current state.
+    pub fn state(&self) -> CircuitState {
+        self.inner.state()
+    }
+
+    /// A point-in-time view: state, rates, counts.
+    pub fn snapshot(&self) -> CircuitSnapshot {
+        self.inner.snapshot()
+    }
+
+    /// The health check's verdict (`None` without a health check).
+    pub fn health(&self) -> Option<HealthState> {
+        self.inner.health()
+    }
+
+    /// For readiness endpoints: the breaker admits calls and the health check (if any)
+    /// does not report the dependency unhealthy.
+    ///
+    /// ```
+    /// use resilient::CircuitBreaker;
+    /// let b = CircuitBreaker::builder().build().unwrap();
+    /// assert!(b.is_ready());
+    /// b.isolate();
+    /// assert!(!b.is_ready());
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        self.state().admits_calls() && self.health() != Some(HealthState::Unhealthy)
+    }
+
+    /// Forces the breaker open until [`CircuitBreaker::reset`] (maintenance, incidents).
+    pub fn isolate(&self) {
+        self.inner.force(CircuitState::Isolated);
+    }
+
+    /// Lets every call through and records nothing until [`CircuitBreaker::reset`].
+    pub fn disable(&self) {
+        self.inner.force(CircuitState::Disabled);
+    }
+
+    /// Records calls and emits events but never rejects (shadow roll-out).
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, CircuitState};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let b = CircuitBreaker::consecutive_failures(1).build().unwrap();
+    /// b.metrics_only();
+    /// for _ in 0..3 {
+    ///     let r = b.call(|| async { Err::<(), _>("down") }).await;
+    ///     assert!(matches!(r, Err(resilient::Error::Inner("down"))));
+    /// }
+    /// assert_eq!(b.state(), CircuitState::MetricsOnly);
+    /// assert_eq!(b.snapshot().consecutive_failures, 3);
+    /// # }
+    /// ```
+    pub fn metrics_only(&self) {
+        self.inner.force(CircuitState::MetricsOnly);
+    }
+
+    /// Closes the breaker with an empty window and no backoff history (also ends a
+    /// forced state).
+    pub fn reset(&self) {
+        self.inner.force(CircuitState::Closed);
+    }
+
+    /// Runs `op` through the breaker: every `Err` counts as a failure.
+    ///
+    /// Admission happens when the returned future is first polled; dropping it before it
+    /// finishes releases the admission without counting the call.
+    pub fn call<T, E, F, Fut>(&self, op: F) -> Call<'_, F, Fut, AllErrors>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_with(AllErrors, op)
+    }
+
+    /// Runs `op` through the breaker, judging its result with `classify`.
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, Outcome};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let b = CircuitBreaker::consecutive_failures(1).build().unwrap();
+    /// let not_found = |r: &Result<(), u16>| match r {
+    ///     Err(404) => Outcome::Ignored,
+    ///     Err(_) => Outcome::Failure,
+    ///     Ok(_) => Outcome::Success,
+    /// };
+    /// let _ = b.call_with(not_found, || async { Err(404) }).await;
+    /// assert!(b.is_ready());
+    /// # }
+    /// ```
+    pub fn call_with<T, E, C, F, Fut>(&self, classify: C, op: F) -> Call<'_, F, Fut, C>
+    where
+        C: Classify<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        Call {
+            breaker: self,
+            op: Some(op),
+            fut: None,
+            token: NO_TOKEN,
+            started: None,
+            classify,
+        }
+    }
+
+    /// Runs a blocking `op` through the breaker on the current thread.
+    ///
+    /// ```
+    /// use resilient::CircuitBreaker;
+    /// let b = CircuitBreaker::failure_rate(0.5).build().unwrap();
+    /// let r = b.call_blocking(|| "7".parse::<u8>());
+    /// assert_eq!(r.unwrap(), 7);
+    /// ```
+    pub fn call_blocking<T, E, F>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        let held = self.admit()?;
+        let measure = self.inner.measures_duration();
+        let t0 = measure.then(|| self.inner.clock.now());
+        let result = op();
+        let took = t0.map_or(Duration::ZERO, |t| self.inner.clock.now().saturating_sub(t));
+        held.record(AllErrors.classify(&result), took);
+        result.map_err(Error::Inner)
+    }
+
+    #[inline]
+    fn admit<E>(&self) -> Result<Held<'_>, Error<E>> {
+        match self.inner.try_acquire() {
+            Ok(Admit::Token(t)) => Ok(Held {
+                breaker: &self.inner,
+                token: Some(t),
+            }),
+            Ok(Admit::Free) => Ok(Held {
+                breaker: &self.inner,
+                token: None,
+            }),
+            Err(r) => Err(r.into()),
+        }
+    }
+}

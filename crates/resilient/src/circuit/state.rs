@@ -1,0 +1,272 @@
+//! The breaker's state and its packed, atomically updated representation.
+//!
+//! Everything that must change together — the state, the half-open probe accounting and a
+//! transition counter (the *epoch*) — lives in one 64-bit [`StateWord`], so every
+//! transition is a single compare-and-swap. A permit remembers the epoch it was issued in;
+//! a result that arrives after the breaker moved on is discarded instead of polluting the
+//! new state.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The state of a circuit breaker.
+///
+/// ```
+/// use resilient::CircuitState;
+/// assert!(CircuitState::Closed.admits_calls());
+/// assert!(!CircuitState::Isolated.admits_calls());
+/// assert_eq!(CircuitState::HalfOpen.to_string(), "half-open");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CircuitState {
+    /// Calls flow; outcomes are recorded and judged.
+    Closed,
+    /// Calls are rejected until the break duration has elapsed.
+    Open,
+    /// A limited number of probe calls test whether the dependency recovered.
+    HalfOpen,
+    /// Forced open by hand: every call is rejected until released.
+    Isolated,
+    /// Forced closed: every call passes, nothing is recorded.
+    Disabled,
+    /// Calls pass and are recorded (rates, events) but never rejected: for shadow roll-outs.
+    MetricsOnly,
+}
+
+impl CircuitState {
+    /// Whether calls are (normally) let through in this state.
+    pub fn admits_calls(self) -> bool {
+        !matches!(self, CircuitState::Open | CircuitState::Isolated)
+    }
+
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+            CircuitState::Isolated => 3,
+            CircuitState::Disabled => 4,
+            CircuitState::MetricsOnly => 5,
+        }
+    }
+
+    pub(crate) fn from_code(code: u64) -> Self {
+        match code & KIND_MASK {
+            0 => CircuitState::Closed,
+            1 => CircuitState::Open,
+            2 => CircuitState::HalfOpen,
+            3 => CircuitState::Isolated,
+            4 => CircuitState::Disabled,
+            _ => CircuitState::MetricsOnly,
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half-open",
+            CircuitState::Isolated => "isolated",
+            CircuitState::Disabled => "disabled",
+            CircuitState::MetricsOnly => "metrics-only",
+        })
+    }
+}
+
+const KIND_BITS: u32 = 3;
+const KIND_MASK: u64 = (1 << KIND_BITS) - 1;
+const PROBE_BITS: u32 = 15;
+const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
+const ISSUED_SHIFT: u32 = KIND_BITS;
+const SUCCESS_SHIFT: u32 = KIND_BITS + PROBE_BITS;
+const EPOCH_SHIFT: u32 = KIND_BITS + 2 * PROBE_BITS;
+
+/// The largest number of half-open probes a word can account for.
+pub(crate) const MAX_PROBES: u32 = PROBE_MASK as u32;
+
+/// The packed breaker state: state, epoch and half-open probe counters in one `u64`.
+///
+/// Layout (low to high bits): state (3), probes issued (15), probe successes (15), epoch
+/// (31). Exposed so that a [`crate::circuit::StateStore`] can keep it elsewhere; treat
+/// it as opaque apart from the accessors.
+///
+/// ```
+/// use resilient::circuit::StateWord;
+/// use resilient::CircuitState;
+/// let w = StateWord::new(CircuitState::HalfOpen, 7);
+/// assert_eq!(w.state(), CircuitState::HalfOpen);
+/// assert_eq!(w.epoch(), 7);
+/// assert_eq!(w.probes_issued(), 0);
+/// assert_eq!(StateWord::from_raw(w.raw()), w);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct StateWord(u64);
+
+impl StateWord {
+    /// A word in `state` at `epoch` with no probes issued.
+    pub fn new(state: CircuitState, epoch: u32) -> Self {
+        Self(state.code() | (u64::from(epoch) << EPOCH_SHIFT))
+    }
+
+    /// The word from its raw bits.
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw bits.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The state.
+    #[inline]
+    pub fn state(self) -> CircuitState {
+        CircuitState::from_code(self.0)
+    }
+
+    /// The transition counter (wraps after 2^31 transitions).
+    #[inline]
+    pub fn epoch(self) -> u32 {
+        (self.0 >> EPOCH_SHIFT) as u32
+    }
+
+    /// Half-open probes currently held or already succeeded in this epoch.
+    #[inline]
+    pub fn probes_issued(self) -> u32 {
+        ((self.0 >> ISSUED_SHIFT) & PROBE_MASK) as u32
+    }
+
+    /// Half-open probes that succeeded in this epoch.
+    #[inline]
+    pub fn probe_successes(self) -> u32 {
+        ((self.0 >> SUCCESS_SHIFT) & PROBE_MASK) as u32
+    }
+
+    /// The word for the next state (epoch + 1, counters cleared).
+    pub(crate) fn next(self, state: CircuitState) -> Self {
+        Self::new(state, next_epoch(self.epoch()))
+    }
+
+    pub(crate) fn with_issued(self, issued: u32) -> Self {
+        Self(
+            (self.0 & !(PROBE_MASK << ISSUED_SHIFT))
+                | ((u64::from(issued) & PROBE_MASK) << ISSUED_SHIFT),
+        )
+    }
+
+    pub(crate) fn with_successes(self, n: u32) -> Self {
+        Self(
+            (self.0 & !(PROBE_MASK << SUCCESS_SHIFT))
+                | ((u64::from(n) & PROBE_MASK) << SUCCESS_SHIFT),
+        )
+    }
+
+    /// The permit token for a call admitted in this word's epoch and state.
+    #[inline]
+    pub(crate) fn token(self) -> u64 {
+        (u64::from(self.epoch()) << KIND_BITS) | (self.0 & KIND_MASK)
+    }
+}
+
+pub(crate) fn next_epoch(e: u32) -> u32 {
+    e.wrapping_add(1) & (u32::MAX >> 1)
+}
+
+/// Splits a permit token into epoch and state.
+#[inline]
+pub(crate) fn split_token(token: u64) -> (u32, CircuitState) {
+    ((token >> KIND_BITS) as u32, CircuitState::from_code(token))
+}
+
+impl fmt::Debug for StateWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateWord")
+            .field("state", &self.state())
+            .field("epoch", &self.epoch())
+            .field("probes_issued", &self.probes_issued())
+            .field("probe_successes", &self.probe_successes())
+            .finish()
+    }
+}
+
+const TAG_BITS: u32 = 12;
+const MICROS_BITS: u32 = 64 - TAG_BITS;
+const MICROS_MASK: u64 = (1 << MICROS_BITS) - 1;
+
+/// The end of the current phase (open until / half-open give-up time), tagged with the
+/// epoch it belongs to so that a reader never acts on a previous phase's deadline.
+///
+/// Microsecond resolution (rounded down, so a phase never lasts longer than configured);
+/// good for 142 years of clock time. Opaque apart from the accessors.
+///
+/// ```
+/// use resilient::circuit::PhaseDeadline;
+/// use std::time::Duration;
+/// let d = PhaseDeadline::new(3, Duration::from_nanos(1_500_700));
+/// assert_eq!(d.at(3), Some(Duration::from_micros(1500)));
+/// assert_eq!(d.at(4), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PhaseDeadline(u64);
+
+impl PhaseDeadline {
+    /// The deadline `at` (clock time) for epoch `epoch`.
+    pub fn new(epoch: u32, at: Duration) -> Self {
+        let micros = at.as_micros().min(u128::from(MICROS_MASK)) as u64;
+        Self((u64::from(epoch & ((1 << TAG_BITS) - 1)) << MICROS_BITS) | micros)
+    }
+
+    /// The deadline from its raw bits.
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw bits.
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The deadline if it belongs to `epoch`.
+    #[inline]
+    pub fn at(self, epoch: u32) -> Option<Duration> {
+        let tag = (self.0 >> MICROS_BITS) as u32;
+        (tag == epoch & ((1 << TAG_BITS) - 1)).then(|| Duration::from_micros(self.0 & MICROS_MASK))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_fields_round_trip() {
+        let w = StateWord::new(CircuitState::HalfOpen, 42)
+            .with_issued(3)
+            .with_successes(2);
+        assert_eq!(w.state(), CircuitState::HalfOpen);
+        assert_eq!(
+            (w.epoch(), w.probes_issued(), w.probe_successes()),
+            (42, 3, 2)
+        );
+        let n = w.next(CircuitState::Closed);
+        assert_eq!(
+            (n.state(), n.epoch(), n.probes_issued()),
+            (CircuitState::Closed, 43, 0)
+        );
+        assert_eq!(split_token(w.token()), (42, CircuitState::HalfOpen));
+        let top = StateWord::new(CircuitState::Open, u32::MAX >> 1);
+        assert_eq!(top.next(CircuitState::HalfOpen).epoch(), 0);
+    }
+
+    #[test]
+    fn deadline_is_tagged_and_rounded_down() {
+        let d = PhaseDeadline::new(9, Duration::from_nanos(1999));
+        assert_eq!(d.at(9), Some(Duration::from_micros(1)));
+        assert_eq!(d.at(10), None);
+        assert_eq!(d.at(9 + 4096), d.at(9), "the tag keeps the low 12 bits");
+        assert_eq!(PhaseDeadline::default().at(0), Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,316 @@
+//! The guard seam: placement per call or per attempt, permits released on every path,
+//! the bulkhead, blocking execution and the tower adapter.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use resilient::testing::{ManualClock, Script};
+use resilient::{
+    Acquire, Bulkhead, Context, Error, Guard, Outcome, Permit, Pipeline, Rejection, Retry, Timeout,
+    TimeoutScope,
+};
+use tokio::time::{Instant, sleep};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Counts admissions and records every release.
+#[derive(Debug, Default)]
+struct Recorder {
+    admitted: AtomicU32,
+    released: Mutex<Vec<Option<Outcome>>>,
+    reject_after: Option<u32>,
+}
+
+impl Guard for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        let n = self.admitted.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.reject_after.is_some_and(|max| n > max) {
+            return Acquire::Ready(Err(Rejection::Other {
+                guard: "recorder",
+                retry_after: Some(MS * 7),
+            }));
+        }
+        Acquire::Ready(Ok(Permit::new(self, u64::from(n))))
+    }
+    fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
+        self.released.lock().unwrap().push(outcome.map(|(o, _)| o));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn guards_before_retry_count_calls_after_retry_count_attempts() {
+    let per_call = Arc::new(Recorder::default());
+    let per_attempt = Arc::new(Recorder::default());
+    let p = Pipeline::builder()
+        .guard_arc(per_call.clone())
+        .retry(Retry::immediate().attempts(3))
+        .guard_arc(per_attempt.clone())
+        .build()
+        .unwrap();
+    assert_eq!(
+        p.stages(),
+        ["recorder(per call)", "Retry", "recorder(per attempt)"]
+    );
+    let script = Script::new([Err("a"), Err("b"), Ok(1)]);
+    p.execute(|| script.next()).await.unwrap();
+    assert_eq!(per_call.admitted.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *per_call.released.lock().unwrap(),
+        vec![Some(Outcome::Success)]
+    );
+    assert_eq!(per_attempt.admitted.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        *per_attempt.released.lock().unwrap(),
+        vec![
+            Some(Outcome::Failure),
+            Some(Outcome::Failure),
+            Some(Outcome::Success)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_releases_its_permits_unrecorded() {
+    let g = Arc::new(Recorder::default());
+    let p = Pipeline::builder().guard_arc(g.clone()).build().unwrap();
+    let fut = p.execute(|| async {
+        sleep(Duration::from_secs(10)).await;
+        Ok::<_, ()>(())
+    });
+    let r = tokio::time::timeout(MS * 10, fut).await;
+    assert!(r.is_err(), "the call should still be running when dropped");
+    assert_eq!(*g.released.lock().unwrap(), vec![None]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_map_to_errors_and_are_retried_only_when_asked() {
+    let g = Arc::new(Recorder {
+        reject_after: Some(1),
+        ..Default::default()
+    });
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(3))
+        .guard_arc(g.clone())
+        .build()
+        .unwrap();
+    let r: Result<(), _> = p.execute(|| async { Err("down") }).await;
+    match r {
+        Err(Error::Rejected { guard, retry_after }) => {
+            assert_eq!(guard, "recorder");
+            assert_eq!(retry_after, Some(MS * 7));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(g.admitted.load(Ordering::SeqCst), 2);
+
+    let g = Arc::new(Recorder {
+        reject_after: Some(0),
+        ..Default::default()
+    });
+    let p = Pipeline::builder()
+        .retry(Retry::constant(MS).attempts(3).retry_rejected(true))
+        .guard_arc(g.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+    assert!(matches!(r, Err(Error::Rejected { .. })));
+    assert_eq!(g.admitted.load(Ordering::SeqCst), 3);
+    // the rejection's retry_after (7 ms) directs the waits
+    assert_eq!(start.elapsed(), MS * 14);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_caps_concurrency_queues_and_rejects() {
+    let p = Pipeline::builder()
+        .guard(Bulkhead::new(2).queue(1).build().unwrap())
+        .build()
+        .unwrap();
+    let running = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (p, running, peak) = (p.clone(), running.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            p.execute(|| {
+                let (running, peak) = (running.clone(), peak.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    sleep(MS * 100).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, ()>(())
+                }
+            })
+            .await
+        }));
+    }
+    let mut ok = 0;
+    let mut full = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Error::BulkheadFull) => full += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, full), (3, 1)); // 2 run, 1 waits, 1 is turned away
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_leaves_the_bulkhead_queue() {
+    let bulkhead = Arc::new(Bulkhead::new(1).queue(1).build().unwrap());
+    let p = Pipeline::builder()
+        .guard_arc(bulkhead.clone())
+        .build()
+        .unwrap();
+    let busy = tokio::spawn({
+        let p = p.clone();
+        async move {
+            p.execute(|| async {
+                sleep(Duration::from_secs(1)).await;
+                Ok::<_, ()>(())
+            })
+            .await
+        }
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.in_flight(), 1);
+    let waiter = p.execute(|| async { Ok::<_, ()>(()) });
+    assert!(tokio::time::timeout(MS * 10, waiter).await.is_err());
+    assert_eq!(
+        bulkhead.queued(),
+        0,
+        "the dropped waiter must leave the queue"
+    );
+    busy.await.unwrap().unwrap();
+    assert_eq!(bulkhead.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_max_wait_rejects_after_waiting() {
+    let p = Pipeline::builder()
+        .guard(Bulkhead::new(1).queue(5).max_wait(MS * 50).build().unwrap())
+        .build()
+        .unwrap();
+    let q = p.clone();
+    let _busy = tokio::spawn(async move {
+        q.execute(|| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok::<_, ()>(())
+        })
+        .await
+    });
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    let r = p.execute(|| async { Ok::<_, ()>(()) }).await;
+    assert!(matches!(r, Err(Error::BulkheadFull)));
+    assert_eq!(start.elapsed(), MS * 50);
+}
+
+#[test]
+fn blocking_execution_waits_on_the_pipeline_clock() {
+    let clock = ManualClock::new();
+    let g = Arc::new(Recorder::default());
+    let p = Pipeline::builder()
+        .clock(Arc::new(clock.clone()))
+        .retry(Retry::exponential(MS * 100).attempts(3))
+        .guard_arc(g.clone())
+        .build()
+        .unwrap();
+    let script = Script::new([Err("a"), Err("b"), Ok(5)]);
+    assert_eq!(p.execute_blocking(|| script.next_now()).unwrap(), 5);
+    assert_eq!(clock.now_for_test(), MS * 300);
+    assert_eq!(g.admitted.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn blocking_overruns_count_as_timeouts_and_the_deadline_holds() {
+    let clock = ManualClock::new();
+    let p = Pipeline::builder()
+        .clock(Arc::new(clock.clone()))
+        .timeout(Timeout::request(Duration::from_secs(10)))
+        .retry(Retry::constant(Duration::from_secs(1)).attempts(5))
+        .timeout(Timeout::operation(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let mut calls = 0;
+    let r: Result<(), Error<()>> = p.execute_blocking(|| {
+        calls += 1;
+        clock.advance(Duration::from_secs(3)); // every attempt overruns
+        Ok(())
+    });
+    // attempts start at 0, 4 and 8 s; the wait after the third would cross 10 s
+    assert_eq!(calls, 3);
+    assert!(matches!(
+        r,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            ..
+        })
+    ));
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> Duration;
+}
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> Duration {
+        resilient::Clock::now(self)
+    }
+}
+
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn tower_layer_retries_a_service_with_cloned_requests() {
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let inner = service_fn(move |req: String| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 2 {
+                Err(format!("fail {n}"))
+            } else {
+                Ok(format!("{req}!"))
+            }
+        }
+    });
+    let p = Pipeline::builder()
+        .retry(Retry::constant(MS).attempts(3))
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new().layer(p.layer()).service(inner);
+    let out = svc.ready().await.unwrap().call("hi".to_owned()).await;
+    assert_eq!(out.unwrap(), "hi!");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let out = svc.ready().await.unwrap().call("x".to_owned()).await;
+    assert_eq!(out.unwrap(), "x!");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_attempt_rejection_is_not_a_failure_of_the_call() {
+    let per_call = Arc::new(Recorder::default());
+    let limiter = Arc::new(Recorder {
+        reject_after: Some(0),
+        ..Default::default()
+    });
+    let p = Pipeline::builder()
+        .guard_arc(per_call.clone())
+        .retry(Retry::immediate().attempts(2))
+        .guard_arc(limiter)
+        .build()
+        .unwrap();
+    let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+    assert!(matches!(r, Err(Error::Rejected { .. })));
+    assert_eq!(
+        *per_call.released.lock().unwrap(),
+        vec![Some(Outcome::Ignored)]
+    );
+}

@@ -1,0 +1,434 @@
+//! The attribute macros, end to end: what the generated functions do on tokio's paused
+//! clock (no real sleeps).
+
+#![cfg(feature = "macros")]
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use resilient::{Error, TimeoutScope};
+use tokio::time::{Instant, sleep};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn retry_reruns_a_flaky_fn_with_the_configured_waits() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 4, backoff = exponential("100ms"))]
+    async fn flaky(id: u64) -> Result<u64, String> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            return Err(format!("attempt {n} failed"));
+        }
+        Ok(id * 10)
+    }
+
+    let start = Instant::now();
+    assert_eq!(flaky(4).await.unwrap(), 40);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    // waits of 100 ms and 200 ms, nothing else
+    assert_eq!(start.elapsed(), MS * 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_exhaustion_reports_attempts_and_the_last_error() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = linear("10ms", "10ms"), max_delay = "15ms")]
+    async fn always_fails() -> Result<(), u32> {
+        Err(CALLS.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    let start = Instant::now();
+    match always_fails().await {
+        Err(Error::RetriesExhausted { attempts, last }) => {
+            assert_eq!(attempts, 3);
+            assert_eq!(last, 3);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(start.elapsed(), MS * 25); // 10, then 20 capped to 15
+}
+
+#[tokio::test(start_paused = true)]
+async fn question_mark_and_early_return_end_the_attempt() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = constant("1s"))]
+    async fn parse(text: &str) -> Result<u32, std::num::ParseIntError> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst);
+        if n == 0 {
+            let _: u32 = "not a number".parse()?;
+        }
+        if n == 1 {
+            return Ok(99);
+        }
+        Ok(text.parse()?)
+    }
+
+    assert_eq!(parse("5").await.unwrap(), 99);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn arguments_are_fresh_clones_on_every_attempt() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    async fn push(mut log: Vec<u32>, (a, b): (u32, u32), _: u8) -> Result<Vec<u32>, ()> {
+        log.push(a + b);
+        if CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+            return Err(());
+        }
+        Ok(log)
+    }
+
+    // Each attempt starts from the caller's vector, not from the previous attempt's.
+    assert_eq!(push(vec![1], (2, 3), 0).await.unwrap(), vec![1, 5]);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stacked_retry_and_timeout_are_one_pipeline() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    // The first attempt overruns the operation timeout and is retried by the same pipeline.
+    #[resilient::retry(attempts = 3, backoff = constant("100ms"))]
+    #[resilient::timeout(operation = "1s", request = "10s")]
+    async fn slow_then_fast() -> Result<u32, ()> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 {
+            sleep(Duration::from_secs(5)).await;
+        }
+        Ok(n)
+    }
+
+    let start = Instant::now();
+    assert_eq!(slow_then_fast().await.unwrap(), 2);
+    assert_eq!(start.elapsed(), MS * 1100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_timeout_bounds_all_attempts_whatever_the_stacking_order() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    // timeout written first this time: it takes over the retry below it
+    #[resilient::timeout(operation = "1s", request = "2500ms")]
+    #[resilient::retry(attempts = 10, backoff = constant("100ms"))]
+    async fn hangs() -> Result<(), ()> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+
+    let start = Instant::now();
+    match hangs().await {
+        Err(Error::Timeout { scope, elapsed }) => {
+            assert_eq!(scope, TimeoutScope::Request);
+            assert_eq!(elapsed, MS * 2500);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(start.elapsed(), MS * 2500);
+    // attempts at 0 s, 1.1 s and 2.2 s; the third is cut by the request timeout
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operation_timeout_alone_applies_per_call() {
+    #[resilient::timeout(operation = "50ms")]
+    async fn slow() -> Result<(), ()> {
+        sleep(Duration::from_secs(1)).await;
+        Ok(())
+    }
+
+    let start = Instant::now();
+    assert!(matches!(
+        slow().await,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            ..
+        })
+    ));
+    assert_eq!(start.elapsed(), MS * 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_state_is_shared_by_all_calls() {
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    #[resilient::bulkhead(max_concurrent = 2, queue = 1)]
+    async fn work(n: u32) -> Result<u32, ()> {
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        sleep(Duration::from_secs(1)).await;
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    let start = Instant::now();
+    // Two run, one queues, the fourth finds no room.
+    let (a, b, c, d) = tokio::join!(work(1), work(2), work(3), work(4));
+    assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (1, 2, 3));
+    assert!(matches!(d, Err(Error::BulkheadFull)));
+    assert_eq!(PEAK.load(Ordering::SeqCst), 2);
+    // the queued call ran after a slot freed
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_is_per_call_outside_the_retry_loop() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    // One slot: if the bulkhead were per attempt the retry would still get it back, but a
+    // second concurrent call must be rejected while the first is retrying.
+    #[resilient::retry(attempts = 3, backoff = constant("1s"))]
+    #[resilient::bulkhead(max_concurrent = 1, max_wait = "10ms", queue = 5)]
+    async fn retried(fail: bool) -> Result<(), ()> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        if fail { Err(()) } else { Ok(()) }
+    }
+
+    let second = async {
+        sleep(MS * 500).await; // the first call is between attempts now
+        retried(false).await
+    };
+    let (first, second) = tokio::join!(retried(true), second);
+    assert!(matches!(
+        first,
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    assert!(matches!(second, Err(Error::BulkheadFull)));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn blocking_functions_run_through_execute_blocking() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    fn read(path: &str) -> std::io::Result<String> {
+        if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(std::io::Error::other("busy"));
+        }
+        Ok(format!("contents of {path}"))
+    }
+
+    // `io::Result<T>` becomes `Result<T, resilient::Error<io::Error>>`.
+    let r: Result<String, Error<std::io::Error>> = read("a.txt");
+    assert_eq!(r.unwrap(), "contents of a.txt");
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+}
+
+struct Client {
+    calls: AtomicU32,
+    base: String,
+}
+
+impl Client {
+    #[resilient::retry(attempts = 3, backoff = constant("10ms"), jitter = none)]
+    #[resilient::timeout(request = "1s")]
+    async fn get(&self, id: u64) -> Result<String, String> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err("first call fails".into());
+        }
+        Ok(Self::url(&self.base, id))
+    }
+
+    fn url(base: &str, id: u64) -> String {
+        format!("{base}/{id}")
+    }
+
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    fn get_blocking(&self) -> Result<u32, String> {
+        Ok(self.calls.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shared_ref_self_methods() {
+    let client = Client {
+        calls: AtomicU32::new(0),
+        base: "https://api".into(),
+    };
+    let start = Instant::now();
+    assert_eq!(client.get(7).await.unwrap(), "https://api/7");
+    assert_eq!(start.elapsed(), MS * 10);
+    assert_eq!(client.get_blocking().unwrap(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn generic_functions_share_one_pipeline() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    async fn echo<T: Clone + std::fmt::Debug>(value: T) -> Result<T, String> {
+        if CALLS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            return Err(format!("{value:?} failed once"));
+        }
+        Ok(value)
+    }
+
+    assert_eq!(echo(1u8).await.unwrap(), 1);
+    assert_eq!(echo("x").await.unwrap(), "x");
+}
+
+#[tokio::test(start_paused = true)]
+async fn generated_futures_are_send() {
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    #[resilient::bulkhead(max_concurrent = 1)]
+    async fn job(name: String) -> Result<usize, std::io::Error> {
+        sleep(MS).await;
+        Ok(name.len())
+    }
+
+    let handle = tokio::spawn(job("abc".to_string()));
+    assert_eq!(handle.await.unwrap().unwrap(), 3);
+}
+
+mod imported {
+    use resilient::{retry, timeout};
+
+    #[retry(attempts = 2, backoff = immediate)]
+    #[timeout(operation = "1s")]
+    pub async fn short_names() -> Result<u8, ()> {
+        Ok(1)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn imported_short_names_stack_too() {
+    assert_eq!(imported::short_names().await.unwrap(), 1);
+}
+
+#[test]
+#[should_panic(
+    expected = "invalid resilience configuration on `macros::retry_plan_longer_than_request`"
+)]
+fn configuration_errors_the_macro_cannot_see_panic_on_first_call() {
+    // 2 waits of at least 1 s each exceed the 1.5 s request timeout: PipelineBuilder::build
+    // rejects it when the function is first called.
+    #[resilient::retry(attempts = 3, backoff = constant("1s"))]
+    #[resilient::timeout(request = "1500ms")]
+    fn retry_plan_longer_than_request() -> Result<(), ()> {
+        Ok(())
+    }
+
+    let _ = retry_plan_longer_than_request();
+}
+
+#[tokio::test(start_paused = true)]
+async fn factor_and_max_delay_shape_the_waits() {
+    #[resilient::retry(
+        attempts = 4,
+        backoff = exponential("10ms"),
+        factor = 3,
+        max_delay = "50ms",
+        jitter = none
+    )]
+    async fn always_fails() -> Result<(), ()> {
+        Err(())
+    }
+
+    let start = Instant::now();
+    assert!(always_fails().await.is_err());
+    assert_eq!(start.elapsed(), MS * 90); // 10 + 30 + min(90, 50)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_documented_setting_compiles() {
+    #[::resilient::retry]
+    async fn defaults() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(
+        attempts = 5,
+        backoff = linear("10ms", "5ms"),
+        max_delay = "1s",
+        max_elapsed = "2m",
+        jitter = proportional(0.2)
+    )]
+    #[resilient::timeout(operation = "250us", request = "1.5s", circuit = "1h")]
+    #[resilient::bulkhead(max_concurrent = 3, queue = 0, max_wait = "0ms")]
+    async fn everything() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(backoff = constant("1ms"), jitter = full)]
+    async fn full() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(backoff = exponential("1ms"), jitter = equal)]
+    async fn equal() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(backoff = immediate, jitter = decorrelated)]
+    async fn decorrelated() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::bulkhead(max_concurrent = 1)]
+    async fn bulkhead_only() -> Result<(), ()> {
+        Ok(())
+    }
+
+    defaults().await.unwrap();
+    everything().await.unwrap();
+    full().await.unwrap();
+    equal().await.unwrap();
+    decorrelated().await.unwrap();
+    bulkhead_only().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn circuit_opens_after_failures_and_rejects_without_calling() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::circuit(consecutive_failures = 2, open_for = "10s")]
+    async fn down() -> Result<(), &'static str> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Err("down")
+    }
+
+    assert!(matches!(down().await, Err(Error::Inner("down"))));
+    assert!(matches!(down().await, Err(Error::Inner("down"))));
+    match down().await {
+        Err(Error::CircuitOpen { retry_after }) => {
+            let left = retry_after.expect("an open breaker knows its retry_after");
+            // the breaker keeps its deadlines at microsecond resolution
+            assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(10) - MS);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        2,
+        "an open circuit does not call"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn circuit_per_call_counts_a_retried_call_once() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    #[resilient::circuit(consecutive_failures = 2, window = "60s", open_for = "1s")]
+    async fn flaky() -> Result<u32, &'static str> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n.is_multiple_of(3) {
+            Ok(n)
+        } else {
+            Err("flaky")
+        }
+    }
+
+    // each call fails twice, then succeeds: three attempts, but one logical success
+    for _ in 0..4 {
+        assert!(flaky().await.is_ok());
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 12);
+}

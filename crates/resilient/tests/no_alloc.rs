@@ -1,0 +1,82 @@
+//! The success path allocates nothing: counted with a global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use resilient::{Bulkhead, Error, Pipeline, Retry, RetryBudget, Timeout};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+#[test]
+fn pipelines_are_shareable() {
+    assert_send_sync_clone::<Pipeline>();
+}
+
+#[test]
+fn success_path_does_not_allocate() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pipelines = [
+        Pipeline::builder()
+            .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+            .build()
+            .unwrap(),
+        Pipeline::builder()
+            .name("full")
+            .timeout(Timeout::request(Duration::from_secs(30)))
+            .guard(Bulkhead::new(4).build().unwrap())
+            .retry(
+                Retry::exponential(Duration::from_millis(10))
+                    .attempts(3)
+                    .budget(RetryBudget::builder(0.1).build().unwrap()),
+            )
+            .guard(Bulkhead::new(4).build().unwrap())
+            .timeout(Timeout::operation(Duration::from_secs(5)))
+            .build()
+            .unwrap(),
+    ];
+    rt.block_on(async {
+        for p in &pipelines {
+            // warm up lazily initialised runtime structures (timer wheel, task-locals)
+            for _ in 0..3 {
+                let _: Result<u64, Error<()>> = p.execute(|| async { Ok(1) }).await;
+            }
+            ALLOCS.store(0, Ordering::SeqCst);
+            COUNTING.store(true, Ordering::SeqCst);
+            for i in 0..100u64 {
+                let r: Result<u64, Error<()>> = p.execute(|| async move { Ok(i) }).await;
+                assert_eq!(r.unwrap(), i);
+            }
+            COUNTING.store(false, Ordering::SeqCst);
+            assert_eq!(
+                ALLOCS.load(Ordering::SeqCst),
+                0,
+                "allocations on the success path of {:?}",
+                p.stages()
+            );
+        }
+    });
+}

@@ -1,0 +1,282 @@
+//! Retry behaviour of the pipeline engine, on tokio's paused clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use resilient::testing::{ManualClock, Script, SeededRandom};
+use resilient::{
+    Error, HonorRetryAfter, Jitter, Outcome, Pipeline, Retry, RetryAfter, RetryBudget, RetryReason,
+    WithDelay,
+};
+use tokio::time::Instant;
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn retries_until_success_with_exponential_waits() {
+    let p = Pipeline::builder()
+        .retry(Retry::exponential(MS * 100).attempts(4))
+        .build()
+        .unwrap();
+    let script = Script::new([Err("a"), Err("b"), Ok(42)]);
+    let start = Instant::now();
+    let r = p.execute(|| script.next()).await;
+    assert_eq!(r.unwrap(), 42);
+    assert_eq!(script.calls(), 3);
+    // waits of 100 ms and 200 ms, nothing else
+    assert_eq!(start.elapsed(), MS * 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhaustion_reports_attempts_and_last_error() {
+    let p = Pipeline::builder()
+        .retry(Retry::linear(MS * 10, MS * 10).attempts(3))
+        .build()
+        .unwrap();
+    let script: Script<(), &str> = Script::new([Err("first"), Err("second"), Err("third")]);
+    let start = Instant::now();
+    match p.execute(|| script.next()).await {
+        Err(Error::RetriesExhausted { attempts, last }) => {
+            assert_eq!(attempts, 3);
+            assert_eq!(last, "third");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(start.elapsed(), MS * 30); // 10 + 20
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_retry_the_error_is_inner() {
+    let p = Pipeline::builder().build().unwrap();
+    let r: Result<(), _> = p.execute(|| async { Err("nope") }).await;
+    assert!(matches!(r, Err(Error::Inner("nope"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ignored_errors_are_not_retried() {
+    let classify = |r: &Result<u8, u16>| match r {
+        Ok(_) => Outcome::Success,
+        Err(code) if *code >= 500 => Outcome::Failure,
+        Err(_) => Outcome::Ignored,
+    };
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(5))
+        .classify(classify)
+        .build()
+        .unwrap();
+    let script = Script::new([Err(503), Err(404), Ok(1)]);
+    let r = p.execute(|| script.next()).await;
+    assert!(matches!(r, Err(Error::Inner(404))));
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_results_can_count_as_failures() {
+    // "HTTP 503 is a failure" even though the transport returned Ok.
+    let classify = |r: &Result<u16, ()>| match r {
+        Ok(503) => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    };
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(3))
+        .classify(classify)
+        .build()
+        .unwrap();
+    let script = Script::new([Ok(503), Ok(200)]);
+    assert_eq!(p.execute(|| script.next()).await.unwrap(), 200);
+    // when every attempt is a failed Ok, the last one is handed back
+    let script = Script::new([Ok(503)]);
+    assert_eq!(p.execute(|| script.next()).await.unwrap(), 503);
+    assert_eq!(script.calls(), 3);
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Throttled(Duration);
+
+impl RetryAfter for Throttled {
+    fn retry_after(&self) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_directed_delay_replaces_backoff_and_is_bounded() {
+    let p = Pipeline::builder()
+        .retry(
+            Retry::constant(MS * 10)
+                .attempts(3)
+                .max_server_delay(Duration::from_secs(5)),
+        )
+        .classify(HonorRetryAfter(resilient::AllErrors))
+        .build()
+        .unwrap();
+    let script = Script::new([Err(Throttled(Duration::from_secs(2))), Ok(1)]);
+    let start = Instant::now();
+    assert_eq!(p.execute(|| script.next()).await.unwrap(), 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+
+    // a server asking for more than the bound stops the retries at once
+    let script = Script::new([Err(Throttled(Duration::from_secs(60))), Ok(1)]);
+    let start = Instant::now();
+    let r = p.execute(|| script.next()).await;
+    assert!(matches!(r, Err(Error::Inner(_))));
+    assert_eq!(script.calls(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_aware_custom_delay() {
+    let delay = |attempt: u32, e: &&str| (*e == "slow").then(|| MS * (100 * attempt));
+    let p = Pipeline::builder()
+        .retry(Retry::constant(MS).attempts(4))
+        .classify(WithDelay::new(resilient::AllErrors, delay))
+        .build()
+        .unwrap();
+    let script = Script::new([Err("slow"), Err("slow"), Err("fast"), Ok(())]);
+    let start = Instant::now();
+    p.execute(|| script.next()).await.unwrap();
+    // 100 ms, 200 ms, then the plain 1 ms backoff
+    assert_eq!(start.elapsed(), MS * 301);
+}
+
+#[tokio::test(start_paused = true)]
+async fn custom_schedule_can_stop_retrying() {
+    let p = Pipeline::builder()
+        .retry(Retry::custom(|n| (n <= 1).then_some(MS * 5)).attempts(10))
+        .build()
+        .unwrap();
+    let script: Script<(), &str> = Script::new([Err("x")]);
+    let r = p.execute(|| script.next()).await;
+    assert!(matches!(
+        r,
+        Err(Error::RetriesExhausted { attempts: 2, .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_elapsed_caps_total_time_including_waits() {
+    let clock = ManualClock::new();
+    let p = Pipeline::builder()
+        .retry(
+            Retry::constant(Duration::from_secs(1))
+                .attempts(100)
+                .max_elapsed(Duration::from_millis(3500)),
+        )
+        .build()
+        .unwrap();
+    let _ = clock; // the engine's default clock follows tokio's paused time
+    let script: Script<(), &str> = Script::new([Err("x")]);
+    let start = Instant::now();
+    let r = p.execute(|| script.next()).await;
+    assert!(matches!(
+        r,
+        Err(Error::RetriesExhausted { attempts: 4, .. })
+    ));
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_retry_reports_attempt_delay_and_reason() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let p = Pipeline::builder()
+        .name("fetch")
+        .retry(Retry::exponential(MS * 10).attempts(3).on_retry(move |ev| {
+            log.lock().unwrap().push((
+                ev.operation.map(str::to_owned),
+                ev.attempt,
+                ev.delay,
+                ev.reason,
+            ));
+        }))
+        .build()
+        .unwrap();
+    let script: Script<(), &str> = Script::new([Err("x")]);
+    let _ = p.execute(|| script.next()).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        vec![
+            (Some("fetch".to_owned()), 1, MS * 10, RetryReason::Error),
+            (Some("fetch".to_owned()), 2, MS * 20, RetryReason::Error),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn seeded_jitter_is_reproducible_and_bounded() {
+    async fn run(seed: u64) -> Vec<Duration> {
+        let delays = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = delays.clone();
+        let p = Pipeline::builder()
+            .retry(
+                Retry::exponential(MS * 100)
+                    .attempts(6)
+                    .jitter(Jitter::Full)
+                    .rng(Arc::new(SeededRandom::new(seed)))
+                    .on_retry(move |ev| log.lock().unwrap().push(ev.delay)),
+            )
+            .build()
+            .unwrap();
+        let _ = p.execute(|| async { Err::<(), _>("x") }).await;
+        delays.lock().unwrap().clone()
+    }
+    let a = run(9).await;
+    assert_eq!(a, run(9).await);
+    assert_ne!(a, run(10).await);
+    for (i, d) in a.iter().enumerate() {
+        assert!(*d <= MS * (100 << i), "retry {i}: {d:?}");
+    }
+}
+
+/// 1000 calls to a dependency that always fails, 3 attempts each, behind a 10% budget:
+/// without the budget that is 3000 attempts; with it, about 1000 + 100 + the reserve.
+#[tokio::test(start_paused = true)]
+async fn retry_budget_bounds_a_storm() {
+    let clock = ManualClock::new();
+    let budget = RetryBudget::builder(0.1)
+        .min_per_sec(5)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(3).budget(budget))
+        .build()
+        .unwrap();
+    let attempts = AtomicU32::new(0);
+    for _ in 0..1000 {
+        let _ = p
+            .execute(|| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                async { Err::<(), _>("down") }
+            })
+            .await;
+    }
+    let total = attempts.load(Ordering::Relaxed);
+    // 1000 first attempts + 100 budgeted retries + 5 from the one-second reserve
+    assert!(total <= 1000 + 100 + 5, "{total} attempts");
+    assert!(
+        total >= 1000 + 95,
+        "the budget should still allow retries: {total}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_is_shared_by_clones() {
+    let budget = RetryBudget::builder(0.5)
+        .min_per_sec(0)
+        .clock(Arc::new(ManualClock::new()))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(2).budget(budget.clone()))
+        .build()
+        .unwrap();
+    let q = p.clone();
+    let ok = || async { Ok::<_, ()>(()) };
+    p.execute(ok).await.unwrap();
+    q.execute(ok).await.unwrap();
+    assert_eq!(budget.available(), 1);
+}

@@ -1,0 +1,296 @@
+//! Timeout hierarchies, deadline propagation and cancellation, on tokio's paused clock.
+
+use std::time::Duration;
+
+use resilient::{CancellationToken, Error, Pipeline, Retry, Timeout, TimeoutScope, Timeouts};
+use tokio::time::{Instant, sleep};
+
+const MS: Duration = Duration::from_millis(1);
+
+async fn slow(d: Duration) -> Result<&'static str, &'static str> {
+    sleep(d).await;
+    Ok("done")
+}
+
+#[tokio::test(start_paused = true)]
+async fn operation_timeout_bounds_each_attempt_and_is_retried() {
+    let p = Pipeline::builder()
+        .retry(Retry::constant(MS * 100).attempts(3))
+        .timeout(Timeout::operation(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let mut n = 0;
+    let start = Instant::now();
+    let r = p
+        .execute(|| {
+            n += 1;
+            // the first two attempts hang, the third is quick
+            slow(if n < 3 { Duration::from_secs(60) } else { MS })
+        })
+        .await;
+    assert_eq!(r.unwrap(), "done");
+    assert_eq!(start.elapsed(), Duration::from_secs(2) + MS * 201);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operation_timeout_error_names_its_scope() {
+    let p = Pipeline::builder()
+        .timeout(Timeout::operation(MS * 50))
+        .build()
+        .unwrap();
+    match p.execute(|| slow(Duration::from_secs(1))).await {
+        Err(Error::Timeout { scope, elapsed }) => {
+            assert_eq!(scope, TimeoutScope::Operation);
+            assert_eq!(elapsed, MS * 50);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_timeout_covers_retries_and_waits() {
+    let p = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .retry(Retry::constant(MS * 100).attempts(4))
+        .timeout(Timeout::operation(MS * 300))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = p.execute(|| slow(Duration::from_secs(60))).await;
+    // attempts at 0, 400, 800 ms; the third is cut by the request deadline at 1 s
+    match r {
+        Err(Error::Timeout { scope, elapsed }) => {
+            assert_eq!(scope, TimeoutScope::Request);
+            assert_eq!(elapsed, Duration::from_secs(1));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_past_the_deadline_fails_fast_with_the_last_error() {
+    let p = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .retry(Retry::exponential(MS * 200).factor(3.0).attempts(3))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r: Result<(), _> = p
+        .execute(|| async {
+            sleep(MS * 100).await;
+            Err("down")
+        })
+        .await;
+    // attempts run 0-100 ms and 300-400 ms; the next wait (600 ms) would reach the
+    // deadline, so the call ends at 400 ms with the last error instead of a timeout
+    assert!(matches!(
+        r,
+        Err(Error::RetriesExhausted {
+            attempts: 2,
+            last: "down"
+        })
+    ));
+    assert_eq!(start.elapsed(), MS * 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_pipeline_inherits_the_tighter_outer_deadline() {
+    let outer = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let inner = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = outer
+        .execute(|| {
+            let inner = inner.clone();
+            async move {
+                inner
+                    .execute_with(|ctx| {
+                        let left = ctx.remaining().unwrap();
+                        assert!(left <= Duration::from_secs(1), "inner sees {left:?}");
+                        slow(Duration::from_secs(5))
+                    })
+                    .await
+            }
+        })
+        .await;
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    let err = r.unwrap_err();
+    // the inner call ended on the inherited deadline
+    match err {
+        Error::Inner(Error::Timeout { scope, .. }) => assert_eq!(scope, TimeoutScope::Inherited),
+        Error::Timeout { scope, .. } => assert_eq!(scope, TimeoutScope::Request),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_pipeline_keeps_its_own_tighter_deadline() {
+    let outer = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let inner = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = outer
+        .execute(|| {
+            let inner = inner.clone();
+            async move { inner.execute(|| slow(Duration::from_secs(5))).await }
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Err(Error::Inner(Error::Timeout {
+            scope: TimeoutScope::Request,
+            ..
+        }))
+    ));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_is_distinct_from_timeout() {
+    let p = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        sleep(MS * 100).await;
+        cancel.cancel();
+    });
+    let start = Instant::now();
+    let r = p
+        .execute_cancellable(&token, || slow(Duration::from_secs(60)))
+        .await;
+    assert!(matches!(r, Err(Error::Cancelled)));
+    assert_eq!(start.elapsed(), MS * 100);
+
+    let token = CancellationToken::new();
+    let r = p
+        .execute_cancellable(&token, || slow(Duration::from_secs(60)))
+        .await;
+    assert!(matches!(
+        r,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Request,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_pipelines_inherit_cancellation() {
+    let outer = Pipeline::builder().build().unwrap();
+    let inner = Pipeline::builder()
+        .retry(Retry::constant(Duration::from_secs(1)).attempts(100))
+        .build()
+        .unwrap();
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_millis(2500)).await;
+        cancel.cancel();
+    });
+    let start = Instant::now();
+    let r = outer
+        .execute_cancellable(&token, || {
+            let inner = inner.clone();
+            async move { inner.execute(|| async { Err::<(), _>("down") }).await }
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Err(Error::Cancelled) | Err(Error::Inner(Error::Cancelled))
+    ));
+    assert_eq!(start.elapsed(), Duration::from_millis(2500));
+}
+
+#[test]
+fn invalid_hierarchies_are_rejected_with_the_field_named() {
+    let e = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .timeout(Timeout::operation(Duration::from_secs(5)))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "timeout.operation");
+    assert!(
+        e.to_string().contains("must not exceed timeout.request"),
+        "{e}"
+    );
+
+    let e = Pipeline::builder()
+        .timeouts(Timeouts::hierarchy(
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        ))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "timeout.circuit");
+
+    let e = Pipeline::builder()
+        .timeout(Timeout::operation(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "timeout.operation");
+    assert!(e.to_string().contains("greater than zero"));
+
+    // 100 + 200 + 400 + 800 ms of backoff can never fit in one second
+    let e = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .retry(Retry::exponential(Duration::from_millis(100)).attempts(5))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "retry");
+    assert!(e.to_string().contains("exceeds timeout.request"), "{e}");
+
+    // with full jitter the minimum wait is zero, so the same plan is accepted
+    assert!(
+        Pipeline::builder()
+            .timeout(Timeout::request(Duration::from_secs(1)))
+            .retry(
+                Retry::exponential(Duration::from_millis(100))
+                    .attempts(5)
+                    .jitter(resilient::Jitter::Full)
+            )
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
+fn invalid_retry_settings_are_rejected() {
+    let cases: Vec<(Retry, &str)> = vec![
+        (Retry::immediate().attempts(0), "retry.attempts"),
+        (Retry::exponential(MS).factor(0.5), "retry.factor"),
+        (Retry::exponential(MS).factor(f64::NAN), "retry.factor"),
+        (
+            Retry::immediate().jitter(resilient::Jitter::Proportional(1.5)),
+            "retry.jitter",
+        ),
+        (
+            Retry::immediate().max_elapsed(Duration::ZERO),
+            "retry.max_elapsed",
+        ),
+    ];
+    for (retry, field) in cases {
+        let e = Pipeline::builder().retry(retry).build().unwrap_err();
+        assert_eq!(e.field(), field, "{e}");
+    }
+    let e = Pipeline::builder()
+        .retry(Retry::immediate())
+        .retry(Retry::immediate())
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "retry");
+}
