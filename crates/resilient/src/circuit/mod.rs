@@ -102,7 +102,7 @@ use crate::{AllErrors, Classify, Error, Outcome};
 /// A circuit breaker. Cloning is cheap and clones share all state.
 ///
 /// Build one with [`CircuitBreaker::builder`], [`CircuitBreaker::failure_rate`] or
-/// [`CircuitBreaker::consecutive_failures`]. See the [module docs](crate::circuit).
+/// [`CircuitBreaker::consecutive_failures`]. See the [module docs](mod@crate::circuit).
 ///
 /// ```
 /// use resilient::{CircuitBreaker, CircuitState, Error};
