@@ -214,7 +214,14 @@ fn smooth_reject_mode_and_debt_bound() {
     assert!(!d.allowed);
     assert_eq!(d.retry_after, s(3));
     assert!(l.try_acquire(s(4), 1).unwrap().allowed);
-    assert_eq!(l.try_acquire(s(4), 5), Err(CostError { cost: 5, max: 4 }));
+    // Larger than the debt allowance: waits for a stored permit (one second after the
+    // one-permit debt is paid at 5 s).
+    let d = l.try_acquire(s(4), 5).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, s(2));
+    assert!(l.try_acquire(s(6), 5).unwrap().allowed);
+    // More than debt allowance plus the most that can be stored: never.
+    assert_eq!(l.try_acquire(s(20), 6), Err(CostError { cost: 6, max: 5 }));
 }
 
 #[test]

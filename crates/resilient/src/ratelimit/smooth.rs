@@ -178,8 +178,9 @@ fn stable_interval(rate: Rate) -> f64 {
 }
 
 impl SmoothBuilder {
-    /// The most permits' worth of debt one request may leave (default 1). Requests costing
-    /// more than stored permits plus this are a [`CostError`].
+    /// The most permits' worth of debt one request may leave (default 1). A request costing
+    /// more than this plus the stored permits waits for permits to be stored; one costing
+    /// more than this plus the most that can be stored is a [`CostError`].
     pub fn max_debt(mut self, permits: u64) -> Self {
         self.max_debt = permits;
         self
@@ -358,16 +359,22 @@ impl Smooth {
         let now = now as f64;
         st.resync(now);
         let limit = st.max_permits.ceil().max(1.0) as u64;
-        let max = self.max_debt.saturating_add(st.stored as u64);
+        let max = self.max_debt.saturating_add(st.max_permits as u64);
         if cost > max {
             return Err(CostError { cost, max });
         }
-        let wait = (st.next_free - now).max(0.0);
+        let mut wait = (st.next_free - now).max(0.0);
+        // A request larger than the debt allowance needs stored permits for the rest:
+        // it waits until enough have accumulated.
+        let short = cost as f64 - self.max_debt as f64 - st.stored;
+        if short > 0.0 {
+            wait += short * st.cooldown();
+        }
         let reset = |st: &State, next: f64| {
             let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
             Duration::from_nanos(((next - now).max(0.0) + refill) as u64)
         };
-        if wait > max_wait as f64 {
+        if short > 0.0 || wait > max_wait as f64 {
             return Ok(Decision {
                 allowed: false,
                 limit,
