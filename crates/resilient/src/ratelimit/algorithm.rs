@@ -72,7 +72,23 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
 
 /// A stateful limiter, as the [`RateLimiter`](super::RateLimiter) guard and quotas use it.
 ///
-/// `now` is the time since the clock's origin (see [`crate::Clock`]).
+/// `now` is the time since the clock's origin (see [`crate::Clock`]). Every algorithm
+/// implements it, so they are interchangeable behind `dyn Limiter`:
+///
+/// ```
+/// use resilient::ratelimit::{FixedWindow, Gcra, Limiter, Rate, SlidingWindowLog};
+/// use std::time::Duration;
+/// let limiters: Vec<Box<dyn Limiter>> = vec![
+///     Box::new(Gcra::limiter(Rate::per_second(2)).unwrap()),
+///     Box::new(FixedWindow::limiter(2, Duration::from_secs(1)).unwrap()),
+///     Box::new(SlidingWindowLog::new(2, Duration::from_secs(1)).unwrap()),
+/// ];
+/// for l in &limiters {
+///     assert!(l.try_acquire(Duration::ZERO, 2).unwrap().allowed);
+///     assert!(l.admit(0, 1).is_err());
+///     assert_eq!(l.policy().quota, 2);
+/// }
+/// ```
 pub trait Limiter: Send + Sync + fmt::Debug + 'static {
     /// Admits and consumes `cost` units if available now.
     fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError>;

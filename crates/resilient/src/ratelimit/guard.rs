@@ -17,6 +17,16 @@ use crate::{
 };
 
 /// What happens when a limit has no capacity.
+///
+/// ```
+/// use resilient::ratelimit::{Mode, Rate, RateLimiter};
+/// use std::time::Duration;
+/// let waiting = RateLimiter::gcra(Rate::per_second(10))
+///     .mode(Mode::Wait(Duration::from_millis(250)))
+///     .build()
+///     .unwrap();
+/// # let _ = waiting;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Reject at once with [`crate::Error::RateLimited`] and its `retry_after`.
