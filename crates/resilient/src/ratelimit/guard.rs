@@ -13,7 +13,6 @@ use super::gcra::Gcra;
 use super::time::Time;
 use crate::{
     Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
-    system_clock,
 };
 
 /// What happens when a limit has no capacity.
@@ -140,7 +139,7 @@ impl RateLimiter {
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
             limits: SmallVec::new(),
-            clock: Time::Shared(system_clock()),
+            clock: Time::System,
             cost: 1,
             mode: Mode::Reject,
             error: None,

@@ -27,7 +27,7 @@ use hashbrown::HashTable;
 use super::algorithm::Algorithm;
 use super::decision::{CostError, Decision};
 use super::time::Time;
-use crate::{ConfigError, SharedClock, system_clock};
+use crate::{ConfigError, SharedClock};
 
 struct Entry<K> {
     key: K,
@@ -112,7 +112,7 @@ impl<A: Algorithm> KeyedLimiter<(), A> {
             max_keys: 1_000_000,
             shards: 16,
             hasher: RandomState::new(),
-            clock: Time::Shared(system_clock()),
+            clock: Time::System,
         }
     }
 }

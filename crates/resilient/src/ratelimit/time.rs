@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use super::decision::nanos;
-use crate::SharedClock;
+use crate::{Clock, SharedClock};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Time {
+    /// The default [`crate::SystemClock`], called inline.
+    System,
     Shared(SharedClock),
     #[cfg(feature = "quanta")]
     Fast(super::FastClock),
@@ -18,6 +20,7 @@ impl Time {
     #[inline]
     pub(crate) fn nanos(&self) -> u64 {
         match self {
+            Time::System => nanos(crate::SystemClock.now()),
             Time::Shared(c) => nanos(c.now()),
             #[cfg(feature = "quanta")]
             Time::Fast(c) => c.now_nanos(),
@@ -27,6 +30,7 @@ impl Time {
     #[inline]
     pub(crate) fn now(&self) -> Duration {
         match self {
+            Time::System => crate::SystemClock.now(),
             Time::Shared(c) => c.now(),
             #[cfg(feature = "quanta")]
             Time::Fast(c) => Duration::from_nanos(c.now_nanos()),
