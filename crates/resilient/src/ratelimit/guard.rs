@@ -13,6 +13,7 @@ use super::gcra::Gcra;
 use super::time::Time;
 use crate::{
     Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
+    system_clock,
 };
 
 /// What happens when a limit has no capacity.
@@ -139,7 +140,7 @@ impl RateLimiter {
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
             limits: SmallVec::new(),
-            clock: Time::System,
+            clock: Time::Shared(system_clock()),
             cost: 1,
             mode: Mode::Reject,
             error: None,

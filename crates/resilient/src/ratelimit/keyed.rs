@@ -27,7 +27,7 @@ use hashbrown::HashTable;
 use super::algorithm::Algorithm;
 use super::decision::{CostError, Decision};
 use super::time::Time;
-use crate::{ConfigError, SharedClock};
+use crate::{ConfigError, SharedClock, system_clock};
 
 struct Entry<K> {
     key: K,
@@ -112,7 +112,7 @@ impl<A: Algorithm> KeyedLimiter<(), A> {
             max_keys: 1_000_000,
             shards: 16,
             hasher: RandomState::new(),
-            clock: Time::System,
+            clock: Time::Shared(system_clock()),
         }
     }
 }

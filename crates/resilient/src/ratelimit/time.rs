@@ -5,12 +5,10 @@
 use std::time::Duration;
 
 use super::decision::nanos;
-use crate::{Clock, SharedClock};
+use crate::SharedClock;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Time {
-    /// The default [`crate::SystemClock`], called inline.
-    System,
     Shared(SharedClock),
     #[cfg(feature = "quanta")]
     Fast(super::FastClock),
@@ -20,7 +18,6 @@ impl Time {
     #[inline]
     pub(crate) fn nanos(&self) -> u64 {
         match self {
-            Time::System => nanos(crate::SystemClock.now()),
             Time::Shared(c) => nanos(c.now()),
             #[cfg(feature = "quanta")]
             Time::Fast(c) => c.now_nanos(),
@@ -30,7 +27,6 @@ impl Time {
     #[inline]
     pub(crate) fn now(&self) -> Duration {
         match self {
-            Time::System => crate::SystemClock.now(),
             Time::Shared(c) => c.now(),
             #[cfg(feature = "quanta")]
             Time::Fast(c) => Duration::from_nanos(c.now_nanos()),
