@@ -19,10 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_retry_after(&text, now);
     let _ = parse_ratelimit(&text);
     let _ = parse_ratelimit_policy(&text);
-    let headers: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .collect();
+    let headers: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(':')).collect();
     let limits = ServerLimits::from_headers(headers, now);
     let _ = limits.delay();
 });
