@@ -30,6 +30,7 @@ mod core;
 
 pub mod bulkhead;
 pub mod circuit;
+pub mod ratelimit;
 pub mod retry;
 pub mod testing;
 pub mod timeout;
@@ -52,6 +53,7 @@ pub use crate::core::pipeline::{Pipeline, PipelineBuilder};
 pub use crate::core::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
+pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
 pub use crate::retry::{
     Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder, RetryEvent, RetryReason,
 };

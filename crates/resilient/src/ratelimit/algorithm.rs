@@ -1,0 +1,321 @@
+//! The two seams: [`Algorithm`], a pure state transition over one packed `u64`, and
+//! [`Limiter`], a stateful limiter; [`AtomicLimiter`] joins them with a lock-free CAS loop.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::decision::{CostError, Decision, Nanos, Policy, nanos};
+
+/// A rate-limiting algorithm as a pure function of `(state, now, cost)`.
+///
+/// The whole per-key state is one `u64` (`0` is a fresh, full limiter), so the same
+/// transition runs under a compare-and-swap loop in memory ([`AtomicLimiter`]), per key in a
+/// [`KeyedLimiter`](super::KeyedLimiter), or as a Redis script that mirrors it. The
+/// configuration (`&self`) is read with relaxed atomics, so rates can change at runtime.
+///
+/// ```
+/// use resilient::ratelimit::{Algorithm, Gcra, Rate};
+/// let gcra = Gcra::new(Rate::per_second(2)).unwrap();
+/// let (s1, d1) = gcra.step(0, 0, 2);
+/// assert!(d1.allowed && d1.remaining == 0);
+/// let (s2, d2) = gcra.step(s1, 0, 1);
+/// assert!(!d2.allowed && s2 == s1); // a denial leaves the state untouched
+/// ```
+pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
+    /// Decides a request of `cost` units at `now` (nanoseconds). Returns the next state
+    /// (equal to `state` when denied) and the decision. `cost` must be at most
+    /// [`Algorithm::max_cost`].
+    fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision);
+
+    /// The admission alone: `Ok(next_state)`, or `Err(retry_after)` in nanoseconds. Same
+    /// outcome as [`Algorithm::step`] without computing the rest of the decision (the
+    /// fast path behind [`Limiter::admit`]).
+    #[inline]
+    fn admit(&self, state: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+        let (next, d) = self.step(state, now, cost);
+        if d.allowed {
+            Ok(next)
+        } else {
+            Err(nanos(d.retry_after))
+        }
+    }
+
+    /// Gives `cost` units taken at about `now` back (a rolled-back quota or a cancelled
+    /// waiter).
+    fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64;
+
+    /// Takes `cost` units now, even if they only become available within `max_wait`; the
+    /// decision's `retry_after` is how long the caller must wait before using them. `None`
+    /// when the algorithm cannot reserve future capacity (waiters then poll).
+    fn reserve(
+        &self,
+        state: u64,
+        now: Nanos,
+        cost: u64,
+        max_wait: Nanos,
+    ) -> Option<(u64, Decision)> {
+        let _ = (state, now, cost, max_wait);
+        None
+    }
+
+    /// Time until `state` is equivalent to a fresh key (then it can be forgotten).
+    fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos;
+
+    /// The largest cost a single request may have.
+    fn max_cost(&self) -> u64;
+
+    /// The quota this algorithm enforces.
+    fn policy(&self) -> Policy;
+}
+
+/// A stateful limiter, as the [`RateLimiter`](super::RateLimiter) guard and quotas use it.
+///
+/// `now` is the time since the clock's origin (see [`crate::Clock`]). Every algorithm
+/// implements it, so they are interchangeable behind `dyn Limiter`:
+///
+/// ```
+/// use resilient::ratelimit::{FixedWindow, Gcra, Limiter, Rate, SlidingWindowLog};
+/// use std::time::Duration;
+/// let limiters: Vec<Box<dyn Limiter>> = vec![
+///     Box::new(Gcra::limiter(Rate::per_second(2)).unwrap()),
+///     Box::new(FixedWindow::limiter(2, Duration::from_secs(1)).unwrap()),
+///     Box::new(SlidingWindowLog::new(2, Duration::from_secs(1)).unwrap()),
+/// ];
+/// for l in &limiters {
+///     assert!(l.try_acquire(Duration::ZERO, 2).unwrap().allowed);
+///     assert!(l.admit(0, 1).is_err());
+///     assert_eq!(l.policy().quota, 2);
+/// }
+/// ```
+pub trait Limiter: Send + Sync + fmt::Debug + 'static {
+    /// Admits and consumes `cost` units if available now.
+    fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError>;
+
+    /// The fast path: admits and consumes `cost` units at `now` (nanoseconds), or says how
+    /// long until they would be admitted (`u64::MAX`: never, the cost exceeds the
+    /// capacity). Computes nothing else.
+    #[inline]
+    fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        match self.try_acquire(Duration::from_nanos(now), cost) {
+            Ok(d) if d.allowed => Ok(()),
+            Ok(d) => Err(nanos(d.retry_after)),
+            Err(_) => Err(u64::MAX),
+        }
+    }
+
+    /// What [`Limiter::try_acquire`] would decide, without consuming anything.
+    fn peek(&self, now: Duration, cost: u64) -> Decision;
+
+    /// Gives back `cost` units taken at about `now`.
+    fn refund(&self, now: Duration, cost: u64);
+
+    /// Reserves `cost` units available within `max_wait` (see [`Algorithm::reserve`]);
+    /// `None` if this limiter cannot reserve.
+    fn reserve(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<Decision, CostError>> {
+        let _ = (now, cost, max_wait);
+        None
+    }
+
+    /// The largest cost a single request may have.
+    fn max_cost(&self) -> u64;
+
+    /// The quota enforced.
+    fn policy(&self) -> Policy;
+}
+
+impl<L: Limiter + ?Sized> Limiter for Arc<L> {
+    #[inline]
+    fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
+        (**self).try_acquire(now, cost)
+    }
+    #[inline]
+    fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        (**self).admit(now, cost)
+    }
+    fn peek(&self, now: Duration, cost: u64) -> Decision {
+        (**self).peek(now, cost)
+    }
+    fn refund(&self, now: Duration, cost: u64) {
+        (**self).refund(now, cost)
+    }
+    fn reserve(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<Decision, CostError>> {
+        (**self).reserve(now, cost, max_wait)
+    }
+    fn max_cost(&self) -> u64 {
+        (**self).max_cost()
+    }
+    fn policy(&self) -> Policy {
+        (**self).policy()
+    }
+}
+
+/// An [`Algorithm`] with its state in one `AtomicU64`: lock-free, one CAS per admission.
+///
+/// ```
+/// use resilient::ratelimit::{FixedWindow, Limiter};
+/// use std::time::Duration;
+/// let l = FixedWindow::limiter(2, Duration::from_secs(1)).unwrap();
+/// let now = Duration::from_millis(100);
+/// assert!(l.try_acquire(now, 1).unwrap().allowed);
+/// assert!(l.try_acquire(now, 1).unwrap().allowed);
+/// let d = l.try_acquire(now, 1).unwrap();
+/// assert!(!d.allowed);
+/// assert_eq!(d.retry_after, Duration::from_millis(900));
+/// ```
+#[derive(Debug)]
+pub struct AtomicLimiter<A> {
+    state: AtomicU64,
+    alg: A,
+}
+
+impl<A: Algorithm> AtomicLimiter<A> {
+    /// A fresh (full) limiter running `alg`.
+    pub fn new(alg: A) -> Self {
+        Self {
+            state: AtomicU64::new(0),
+            alg,
+        }
+    }
+
+    /// The algorithm (and its runtime-adjustable configuration).
+    pub fn algorithm(&self) -> &A {
+        &self.alg
+    }
+
+    /// The raw packed state (for inspection, or to hand to a distributed store).
+    pub fn state(&self) -> u64 {
+        self.state.load(Ordering::Relaxed)
+    }
+
+    /// Applies `f` to the state atomically (used to rescale state on a rate change).
+    pub(crate) fn update(&self, mut f: impl FnMut(u64) -> u64) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(f(s)));
+    }
+
+    /// Decides `cost` at `now` in nanoseconds, consuming it if allowed (no cost check).
+    #[inline]
+    pub fn check_at(&self, now: Nanos, cost: u64) -> Decision {
+        // Run the cheap admission under the CAS, then compute the full decision from the
+        // state it was admitted (or denied) in: the window between load and CAS stays
+        // short under contention.
+        let mut s = self.state.load(Ordering::Relaxed);
+        while let Ok(next) = self.alg.admit(s, now, cost) {
+            if next == s {
+                break;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => s = actual,
+            }
+        }
+        self.alg.step(s, now, cost).1
+    }
+
+    /// The fast path at `now` nanoseconds: `Ok(())` if admitted (and consumed), else the
+    /// nanoseconds until it would be (no cost check).
+    #[inline]
+    pub fn admit_at(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let next = self.alg.admit(s, now, cost)?;
+            if next == s {
+                return Ok(());
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    fn cost_ok(&self, cost: u64) -> Result<(), CostError> {
+        let max = self.alg.max_cost();
+        if cost > max {
+            Err(CostError { cost, max })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<A: Algorithm> Limiter for AtomicLimiter<A> {
+    #[inline]
+    fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
+        self.cost_ok(cost)?;
+        Ok(self.check_at(nanos(now), cost))
+    }
+
+    #[inline]
+    fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
+        if cost > self.alg.max_cost() {
+            return Err(u64::MAX);
+        }
+        self.admit_at(now, cost)
+    }
+
+    fn peek(&self, now: Duration, cost: u64) -> Decision {
+        let cost = cost.min(self.alg.max_cost());
+        self.alg
+            .step(self.state.load(Ordering::Acquire), nanos(now), cost)
+            .1
+    }
+
+    fn refund(&self, now: Duration, cost: u64) {
+        let now = nanos(now);
+        self.update(|s| self.alg.refund(s, now, cost));
+    }
+
+    fn reserve(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<Decision, CostError>> {
+        if let Err(e) = self.cost_ok(cost) {
+            return Some(Err(e));
+        }
+        let (now, max_wait) = (nanos(now), nanos(max_wait));
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let (next, d) = self.alg.reserve(s, now, cost, max_wait)?;
+            if !d.allowed || next == s {
+                return Some(Ok(d));
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Ok(d)),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    fn max_cost(&self) -> u64 {
+        self.alg.max_cost()
+    }
+
+    fn policy(&self) -> Policy {
+        self.alg.policy()
+    }
+}

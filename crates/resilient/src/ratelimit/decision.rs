@@ -1,0 +1,180 @@
+//! What a limiter answers: [`Decision`], the [`Rate`] and [`Policy`] it enforces, and the
+//! error for a request that can never fit.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::{ConfigError, Rejection};
+
+/// Nanoseconds since the clock's origin: the time unit of every state transition.
+pub type Nanos = u64;
+
+/// `d` in nanoseconds, saturating at `u64::MAX` (about 584 years).
+#[inline]
+pub fn nanos(d: Duration) -> Nanos {
+    let n = d.as_nanos();
+    if n > u128::from(u64::MAX) {
+        u64::MAX
+    } else {
+        n as u64
+    }
+}
+
+/// One limiter's answer to one request.
+///
+/// `limit` is the limiter's **burst**: the total capacity, i.e. the most units that can be
+/// admitted at one instant by a limiter that has been idle long enough. `remaining` is what
+/// is left right after this decision, `reset` the time until the limiter is back to full
+/// capacity, and `retry_after` (zero when allowed) the time until a request of the same
+/// cost would be admitted.
+///
+/// ```
+/// use resilient::ratelimit::{Decision, Gcra, Limiter, Rate};
+/// use std::time::Duration;
+///
+/// let l = Gcra::limiter(Rate::per_second(10)).unwrap();
+/// let d: Decision = l.try_acquire(Duration::ZERO, 4).unwrap();
+/// assert!(d.allowed);
+/// assert_eq!((d.limit, d.remaining), (10, 6));
+/// assert_eq!(d.reset, Duration::from_millis(400));
+/// assert_eq!(d.retry_after, Duration::ZERO);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request was admitted (and its cost consumed).
+    pub allowed: bool,
+    /// The burst: total capacity in units.
+    pub limit: u64,
+    /// Units left after this decision.
+    pub remaining: u64,
+    /// Time until the limiter is full again.
+    pub reset: Duration,
+    /// Time until a request of the same cost would be admitted; zero when allowed. When a
+    /// waiting acquisition reserved capacity, the time the caller must wait before using it.
+    pub retry_after: Duration,
+}
+
+impl Decision {
+    /// The rejection a guard reports for this (denied) decision.
+    ///
+    /// ```
+    /// use resilient::Rejection;
+    /// use resilient::ratelimit::Decision;
+    /// use std::time::Duration;
+    /// let d = Decision { allowed: false, limit: 1, remaining: 0,
+    ///     reset: Duration::from_secs(1), retry_after: Duration::from_secs(1) };
+    /// assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: Some(Duration::from_secs(1)) });
+    /// ```
+    pub fn rejection(&self) -> Rejection {
+        Rejection::RateLimited {
+            retry_after: Some(self.retry_after),
+        }
+    }
+}
+
+/// A rate: `count` units per `per`.
+///
+/// ```
+/// use resilient::ratelimit::Rate;
+/// use std::time::Duration;
+/// let r = Rate::per_second(4);
+/// assert_eq!(r.interval(), Duration::from_millis(250));
+/// assert_eq!(Rate::new(10_000, Duration::from_secs(86_400)), Rate::per_day(10_000));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    /// Units per period.
+    pub count: u64,
+    /// The period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `count` units per `per`.
+    pub const fn new(count: u64, per: Duration) -> Self {
+        Self { count, per }
+    }
+    /// `count` per second.
+    pub const fn per_second(count: u64) -> Self {
+        Self::new(count, Duration::from_secs(1))
+    }
+    /// `count` per minute.
+    pub const fn per_minute(count: u64) -> Self {
+        Self::new(count, Duration::from_secs(60))
+    }
+    /// `count` per hour.
+    pub const fn per_hour(count: u64) -> Self {
+        Self::new(count, Duration::from_secs(3600))
+    }
+    /// `count` per day.
+    pub const fn per_day(count: u64) -> Self {
+        Self::new(count, Duration::from_secs(86_400))
+    }
+
+    /// The time one unit takes to be replenished (`per / count`, at least 1 ns).
+    pub fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_nanos())
+    }
+
+    pub(crate) fn interval_nanos(&self) -> Nanos {
+        (nanos(self.per) / self.count.max(1)).max(1)
+    }
+
+    /// Checks `count >= 1` and `per > 0`, naming `field` in the error.
+    pub(crate) fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
+        if self.count == 0 {
+            return Err(ConfigError::new(field, "count must be at least 1"));
+        }
+        if self.per.is_zero() {
+            return Err(ConfigError::new(field, "period must be longer than zero"));
+        }
+        Ok(())
+    }
+}
+
+/// The quota a limiter enforces, as published in `RateLimit-Policy`: `quota` units per
+/// `window`.
+///
+/// ```
+/// use resilient::ratelimit::{Gcra, Limiter, Rate};
+/// use std::time::Duration;
+/// let l = Gcra::limiter(Rate::per_minute(100)).unwrap();
+/// assert_eq!(l.policy().quota, 100);
+/// assert_eq!(l.policy().window, Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Policy {
+    /// Units per window.
+    pub quota: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+/// A request whose cost exceeds what the limiter can ever admit at once: an error, not a
+/// wait that would never end.
+///
+/// ```
+/// use resilient::ratelimit::{CostError, Gcra, Limiter, Rate};
+/// use std::time::Duration;
+/// let l = Gcra::limiter(Rate::per_second(5)).unwrap();
+/// assert_eq!(l.try_acquire(Duration::ZERO, 6), Err(CostError { cost: 6, max: 5 }));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostError {
+    /// The request's cost.
+    pub cost: u64,
+    /// The most the limiter admits at once.
+    pub max: u64,
+}
+
+impl fmt::Display for CostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "request cost {} exceeds the limiter's capacity {}",
+            self.cost, self.max
+        )
+    }
+}
+
+impl std::error::Error for CostError {}

@@ -1,0 +1,167 @@
+//! Fixed window counter: at most `limit` units per aligned window `[k·W, (k+1)·W)`.
+//!
+//! Packed state: window index (high 32 bits, wrapping) and units used in it (low 32 bits).
+//! At a window boundary up to `2·limit` units can pass within a short span; use a sliding
+//! window to avoid that.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::algorithm::{Algorithm, AtomicLimiter};
+use super::decision::{Decision, Nanos, Policy, nanos};
+use crate::ConfigError;
+
+/// How far (in windows or periods) a stored state may be ahead of a caller's clock reading
+/// and still be taken as a race with a later reading rather than as a wrapped index.
+pub(crate) const RACE_WINDOWS: u32 = 1024;
+
+/// Fixed-window configuration (limit and window, adjustable at runtime).
+///
+/// ```
+/// use resilient::ratelimit::{FixedWindow, Limiter};
+/// use std::time::Duration;
+/// let l = FixedWindow::limiter(3, Duration::from_secs(10)).unwrap();
+/// let d = l.try_acquire(Duration::from_secs(4), 3).unwrap();
+/// assert!(d.allowed && d.remaining == 0);
+/// assert_eq!(d.reset, Duration::from_secs(6));
+/// assert!(l.try_acquire(Duration::from_secs(10), 3).unwrap().allowed);
+/// ```
+#[derive(Debug)]
+pub struct FixedWindow {
+    limit: AtomicU64,
+    window: AtomicU64,
+}
+
+pub(crate) fn check_window(
+    limit: u64,
+    max: u64,
+    window: Duration,
+    field_limit: &'static str,
+    field_window: &'static str,
+) -> Result<(), ConfigError> {
+    if limit == 0 || limit > max {
+        return Err(ConfigError::new(
+            field_limit,
+            format!("must be between 1 and {max} (got {limit})"),
+        ));
+    }
+    if window.is_zero() {
+        return Err(ConfigError::new(field_window, "must be longer than zero"));
+    }
+    Ok(())
+}
+
+impl FixedWindow {
+    /// `limit` units per `window`.
+    pub fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
+        check_window(
+            limit,
+            u64::from(u32::MAX),
+            window,
+            "fixed_window.limit",
+            "fixed_window.window",
+        )?;
+        Ok(Self {
+            limit: AtomicU64::new(limit),
+            window: AtomicU64::new(nanos(window)),
+        })
+    }
+
+    /// A lock-free limiter.
+    pub fn limiter(limit: u64, window: Duration) -> Result<AtomicLimiter<Self>, ConfigError> {
+        Self::new(limit, window).map(AtomicLimiter::new)
+    }
+
+    /// Changes the limit at runtime; units counted in the current window stay counted.
+    pub fn set_limit(&self, limit: u64) -> Result<(), ConfigError> {
+        check_window(
+            limit,
+            u64::from(u32::MAX),
+            Duration::from_nanos(1),
+            "fixed_window.limit",
+            "fixed_window.window",
+        )?;
+        self.limit.store(limit, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The window to count in: `now`'s, or the stored one if a racing caller with a later
+    /// clock reading already moved there (time never goes backwards for the state).
+    #[inline]
+    fn index(state: u64, index: u64) -> u64 {
+        let ahead = ((state >> 32) as u32).wrapping_sub(index as u32);
+        if ahead != 0 && ahead <= RACE_WINDOWS && state & 0xFFFF_FFFF != 0 {
+            index + u64::from(ahead)
+        } else {
+            index
+        }
+    }
+
+    #[inline]
+    fn used(state: u64, index: u64) -> u64 {
+        if (state >> 32) as u32 == index as u32 {
+            state & 0xFFFF_FFFF
+        } else {
+            0
+        }
+    }
+}
+
+impl Algorithm for FixedWindow {
+    #[inline]
+    fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let w = self.window.load(Ordering::Relaxed);
+        let index = Self::index(state, now / w);
+        let used = Self::used(state, index);
+        let to_end = (index + 1).saturating_mul(w).saturating_sub(now);
+        if used + cost <= limit {
+            let u = used + cost;
+            let next = ((index as u32 as u64) << 32) | u;
+            let d = Decision {
+                allowed: true,
+                limit,
+                remaining: limit - u,
+                reset: Duration::from_nanos(if u == 0 { 0 } else { to_end }),
+                retry_after: Duration::ZERO,
+            };
+            (next, d)
+        } else {
+            let d = Decision {
+                allowed: false,
+                limit,
+                remaining: limit.saturating_sub(used),
+                reset: Duration::from_nanos(to_end),
+                retry_after: Duration::from_nanos(to_end),
+            };
+            (state, d)
+        }
+    }
+
+    fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
+        let index = Self::index(state, now / self.window.load(Ordering::Relaxed));
+        let used = Self::used(state, index);
+        ((index as u32 as u64) << 32) | used.saturating_sub(cost)
+    }
+
+    fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
+        let w = self.window.load(Ordering::Relaxed);
+        let index = Self::index(state, now / w);
+        if Self::used(state, index) == 0 {
+            0
+        } else {
+            (index + 1).saturating_mul(w).saturating_sub(now)
+        }
+    }
+
+    fn max_cost(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            quota: self.limit.load(Ordering::Relaxed),
+            window: Duration::from_nanos(self.window.load(Ordering::Relaxed)),
+        }
+    }
+}

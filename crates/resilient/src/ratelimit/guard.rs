@@ -1,0 +1,489 @@
+//! [`RateLimiter`]: one or more limits (a quota) behind the [`Guard`] seam, rejecting at once
+//! or waiting up to a maximum, plus builder and tower integration.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+
+use super::algorithm::Limiter;
+use super::decision::{CostError, Decision, Rate};
+use super::gcra::Gcra;
+use super::time::Time;
+use crate::{
+    Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
+    system_clock,
+};
+
+/// What happens when a limit has no capacity.
+///
+/// ```
+/// use resilient::ratelimit::{Mode, Rate, RateLimiter};
+/// use std::time::Duration;
+/// let waiting = RateLimiter::gcra(Rate::per_second(10))
+///     .mode(Mode::Wait(Duration::from_millis(250)))
+///     .build()
+///     .unwrap();
+/// # let _ = waiting;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reject at once with [`crate::Error::RateLimited`] and its `retry_after`.
+    Reject,
+    /// Wait up to this long for capacity (never past the call's deadline), then reject.
+    /// Limiters that can reserve future capacity (GCRA, smooth) take a reservation and the
+    /// caller sleeps until it is due; a cancelled waiter gives its reservation back. The
+    /// others poll at their `retry_after` and hold nothing while waiting.
+    Wait(Duration),
+}
+
+/// The decisions of every limit of a quota for one request.
+///
+/// ```
+/// use resilient::ratelimit::{Gcra, Rate, RateLimiter};
+/// let l = RateLimiter::builder()
+///     .limit(Gcra::limiter(Rate::per_second(10)).unwrap())
+///     .limit(Gcra::limiter(Rate::per_day(10_000)).unwrap())
+///     .build()
+///     .unwrap();
+/// let v = l.check_quota(1).unwrap();
+/// assert!(v.allowed);
+/// assert_eq!(v.decisions[0].remaining, 9);
+/// assert_eq!(v.decisions[1].remaining, 9_999);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether every limit admitted the request (only then is anything consumed).
+    pub allowed: bool,
+    /// One decision per limit, in the order the limits were added.
+    pub decisions: SmallVec<[Decision; 2]>,
+}
+
+impl Verdict {
+    /// The decision that matters most: when denied, the denial with the longest
+    /// `retry_after`; when allowed, the limit with the fewest units remaining.
+    pub fn binding(&self) -> Decision {
+        let pick = if self.allowed {
+            self.decisions.iter().min_by_key(|d| d.remaining)
+        } else {
+            self.decisions
+                .iter()
+                .filter(|d| !d.allowed)
+                .max_by_key(|d| d.retry_after)
+        };
+        *pick.expect("a rate limiter has at least one limit")
+    }
+}
+
+/// A rate-limiting guard over one or more limits.
+///
+/// With several limits (a quota such as 10/s *and* 10,000/day) a request is admitted only if
+/// every limit admits it, and then consumed from all; if any refuses, none is consumed.
+/// Clones share state.
+///
+/// ```
+/// use resilient::{Error, Pipeline};
+/// use resilient::ratelimit::{Rate, RateLimiter};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let limiter = RateLimiter::gcra(Rate::per_second(1)).build().unwrap();
+/// let pipeline = Pipeline::builder().rate_limit(limiter).build().unwrap();
+/// let first: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(1) }).await;
+/// assert!(first.is_ok());
+/// let second: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(2) }).await;
+/// assert!(matches!(second, Err(Error::RateLimited { retry_after: Some(_) })));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: SmallVec<[Box<dyn Limiter>; 2]>,
+    clock: Time,
+    cost: u64,
+    mode: Mode,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("limits", &self.inner.limits)
+            .field("cost", &self.inner.cost)
+            .field("mode", &self.inner.mode)
+            .finish()
+    }
+}
+
+/// Configures a [`RateLimiter`].
+pub struct RateLimiterBuilder {
+    limits: SmallVec<[Box<dyn Limiter>; 2]>,
+    clock: Time,
+    cost: u64,
+    mode: Mode,
+    error: Option<ConfigError>,
+}
+
+impl fmt::Debug for RateLimiterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiterBuilder")
+            .field("limits", &self.limits)
+            .field("cost", &self.cost)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// Starts a builder with no limits.
+    pub fn builder() -> RateLimiterBuilder {
+        RateLimiterBuilder {
+            limits: SmallVec::new(),
+            clock: Time::Shared(system_clock()),
+            cost: 1,
+            mode: Mode::Reject,
+            error: None,
+        }
+    }
+
+    /// A builder with one GCRA limit of `rate` (burst `rate.count`).
+    pub fn gcra(rate: Rate) -> RateLimiterBuilder {
+        let b = Self::builder();
+        match Gcra::limiter(rate) {
+            Ok(l) => b.limit(l),
+            Err(e) => b.fail(e),
+        }
+    }
+
+    /// Decides one request of the configured cost now (the binding decision).
+    #[inline]
+    pub fn check(&self) -> Decision {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        if let [one] = inner.limits.as_slice() {
+            // The cost was validated at build; a runtime capacity cut reports a denial.
+            return one
+                .try_acquire(now, inner.cost)
+                .unwrap_or_else(|_| one.peek(now, inner.cost));
+        }
+        self.decide(now, inner.cost)
+            .map(|v| v.binding())
+            .unwrap_or_else(|_| inner.limits[0].peek(now, inner.cost))
+    }
+
+    /// The fast path: admits one request of the configured cost now, or returns how long
+    /// until it would be admitted. Computes nothing else (use [`RateLimiter::check`] for
+    /// the full decision, e.g. for headers).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// let l = RateLimiter::gcra(Rate::per_second(1)).build().unwrap();
+    /// assert!(l.allow().is_ok());
+    /// assert!(l.allow().unwrap_err() > std::time::Duration::ZERO);
+    /// ```
+    #[inline]
+    pub fn allow(&self) -> Result<(), Duration> {
+        let inner = &*self.inner;
+        if let [one] = inner.limits.as_slice() {
+            return one
+                .admit(inner.clock.nanos(), inner.cost)
+                .map_err(Duration::from_nanos);
+        }
+        let d = self.check();
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(d.retry_after)
+        }
+    }
+
+    /// Decides a request of `cost` units now (the binding decision).
+    pub fn check_n(&self, cost: u64) -> Result<Decision, CostError> {
+        let now = self.inner.clock.now();
+        if let [one] = self.inner.limits.as_slice() {
+            return one.try_acquire(now, cost);
+        }
+        self.decide(now, cost).map(|v| v.binding())
+    }
+
+    /// Decides a request of `cost` units now, reporting every limit.
+    pub fn check_quota(&self, cost: u64) -> Result<Verdict, CostError> {
+        self.decide(self.inner.clock.now(), cost)
+    }
+
+    /// The limits, in the order they were added.
+    pub fn limits(&self) -> impl Iterator<Item = &dyn Limiter> {
+        self.inner.limits.iter().map(|b| &**b)
+    }
+
+    fn decide(&self, now: Duration, cost: u64) -> Result<Verdict, CostError> {
+        let limits = &self.inner.limits;
+        for l in limits {
+            let max = l.max_cost();
+            if cost > max {
+                return Err(CostError { cost, max });
+            }
+        }
+        let mut decisions = SmallVec::new();
+        let mut allowed = true;
+        for l in limits {
+            if !allowed {
+                decisions.push(l.peek(now, cost));
+                continue;
+            }
+            let d = l.try_acquire(now, cost)?;
+            if !d.allowed {
+                allowed = false;
+                for taken in &limits[..decisions.len()] {
+                    taken.refund(now, cost);
+                }
+            }
+            decisions.push(d);
+        }
+        Ok(Verdict { allowed, decisions })
+    }
+
+    /// Reserves `cost` on every limit within `max_wait`: `Ok(wait)` or the rejection.
+    /// `None` if some limit cannot reserve.
+    fn reserve(&self, now: Duration, max_wait: Duration) -> Option<Result<Duration, Rejection>> {
+        let limits = &self.inner.limits;
+        let cost = self.inner.cost;
+        let mut wait = Duration::ZERO;
+        for (i, l) in limits.iter().enumerate() {
+            let r = l.reserve(now, cost, max_wait);
+            let refused = match r {
+                Some(Ok(d)) if d.allowed => {
+                    wait = wait.max(d.retry_after);
+                    None
+                }
+                Some(Ok(d)) => Some(Some(d.rejection())),
+                Some(Err(_)) => Some(Some(Rejection::RateLimited { retry_after: None })),
+                None => Some(None),
+            };
+            if let Some(refusal) = refused {
+                for taken in &limits[..i] {
+                    taken.refund(now, cost);
+                }
+                return refusal.map(Err);
+            }
+        }
+        Some(Ok(wait))
+    }
+
+    /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let layer = RateLimiter::gcra(Rate::per_second(1)).build().unwrap().layer();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(layer.clone())
+    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+    /// assert!(svc.ready().await.unwrap().call(8).await.unwrap_err().retry_after().is_some());
+    /// # }
+    /// ```
+    #[cfg(feature = "tower")]
+    pub fn layer(&self) -> crate::tower::PipelineLayer<crate::AllErrors> {
+        crate::Pipeline::builder()
+            .guard(self.clone())
+            .build()
+            .expect("a pipeline of one guard is always valid")
+            .layer()
+    }
+}
+
+impl RateLimiterBuilder {
+    fn fail(mut self, e: ConfigError) -> Self {
+        self.error.get_or_insert(e);
+        self
+    }
+
+    /// Adds a limit; with several, all must admit (a quota).
+    pub fn limit(mut self, limit: impl Limiter) -> Self {
+        self.limits.push(Box::new(limit));
+        self
+    }
+
+    /// The clock (default [`crate::system_clock`], which follows tokio's paused time).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Time::Shared(clock);
+        self
+    }
+
+    /// Uses a [`FastClock`](super::FastClock), read inline (the fastest time source; it
+    /// does not follow tokio's paused time).
+    #[cfg(feature = "quanta")]
+    pub fn fast_clock(mut self) -> Self {
+        self.clock = Time::Fast(super::FastClock::new());
+        self
+    }
+
+    /// Units each guarded call costs (default 1).
+    pub fn cost(mut self, cost: u64) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Reject at once or wait (default [`Mode::Reject`]).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Shorthand for `mode(Mode::Wait(max))`.
+    pub fn max_wait(self, max: Duration) -> Self {
+        self.mode(Mode::Wait(max))
+    }
+
+    /// Validates and builds.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// let e = RateLimiter::gcra(Rate::per_second(5)).cost(6).build().unwrap_err();
+    /// assert_eq!(e.field(), "rate_limiter.cost");
+    /// let e = RateLimiter::builder().build().unwrap_err();
+    /// assert_eq!(e.field(), "rate_limiter.limits");
+    /// ```
+    pub fn build(self) -> Result<RateLimiter, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.limits.is_empty() {
+            return Err(ConfigError::new(
+                "rate_limiter.limits",
+                "needs at least one limit",
+            ));
+        }
+        if self.cost == 0 {
+            return Err(ConfigError::new("rate_limiter.cost", "must be at least 1"));
+        }
+        for l in &self.limits {
+            if self.cost > l.max_cost() {
+                return Err(ConfigError::new(
+                    "rate_limiter.cost",
+                    format!(
+                        "must not exceed every limit's capacity ({} > {})",
+                        self.cost,
+                        l.max_cost()
+                    ),
+                ));
+            }
+        }
+        Ok(RateLimiter {
+            inner: Arc::new(Inner {
+                limits: self.limits,
+                clock: self.clock,
+                cost: self.cost,
+                mode: self.mode,
+            }),
+        })
+    }
+}
+
+/// Gives a reservation back unless the wait completed.
+struct Reservation<'a> {
+    limiter: &'a RateLimiter,
+    armed: bool,
+}
+
+impl Reservation<'_> {
+    /// The wait completed: the reservation is used, not given back.
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let inner = &*self.limiter.inner;
+            let now = inner.clock.now();
+            for l in &inner.limits {
+                l.refund(now, inner.cost);
+            }
+        }
+    }
+}
+
+impl Guard for RateLimiter {
+    fn name(&self) -> &'static str {
+        "rate_limiter"
+    }
+
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        let max_wait = match self.inner.mode {
+            Mode::Reject => {
+                return Acquire::Ready(match self.allow() {
+                    Ok(()) => Ok(Permit::none()),
+                    Err(after) => Err(Rejection::RateLimited {
+                        retry_after: (after != Duration::MAX).then_some(after),
+                    }),
+                });
+            }
+            Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),
+        };
+        let clock = &self.inner.clock;
+        let now = clock.now();
+        match self.reserve(now, max_wait) {
+            Some(Ok(wait)) if wait.is_zero() => Acquire::Ready(Ok(Permit::none())),
+            Some(Ok(wait)) => {
+                let held = Reservation {
+                    limiter: self,
+                    armed: true,
+                };
+                Acquire::Wait(Box::pin(async move {
+                    tokio::time::sleep(wait).await;
+                    held.keep();
+                    Ok(Permit::none())
+                }))
+            }
+            Some(Err(r)) => Acquire::Ready(Err(r)),
+            None => {
+                let d = self.check();
+                if d.allowed {
+                    return Acquire::Ready(Ok(Permit::none()));
+                }
+                if d.retry_after > max_wait {
+                    return Acquire::Ready(Err(d.rejection()));
+                }
+                let until = now + max_wait;
+                Acquire::Wait(Box::pin(async move {
+                    let mut d = d;
+                    loop {
+                        tokio::time::sleep(d.retry_after).await;
+                        d = self.check();
+                        if d.allowed {
+                            return Ok(Permit::none());
+                        }
+                        if clock.now() + d.retry_after > until {
+                            return Err(d.rejection());
+                        }
+                    }
+                }))
+            }
+        }
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+}
+
+impl<C> PipelineBuilder<C> {
+    /// Adds a rate limiter at the current position (per call before `.retry(..)`, per
+    /// attempt after it).
+    ///
+    /// ```
+    /// use resilient::Pipeline;
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// let p = Pipeline::builder()
+    ///     .rate_limit(RateLimiter::gcra(Rate::per_second(100)).build().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(p.stages(), ["rate_limiter(per call)"]);
+    /// ```
+    pub fn rate_limit(self, limiter: RateLimiter) -> Self {
+        self.guard(limiter)
+    }
+}

@@ -1,0 +1,448 @@
+//! Smooth limiters after Guava's `RateLimiter`: spaced permits, *pay later* burst debt, and
+//! warm-up.
+//!
+//! A smooth limiter keeps the time the next request may start (`next_free`) and a number
+//! of stored permits. A request is admitted as soon as `next_free` has passed, whatever its
+//! cost: its cost moves `next_free` forward and is paid by the callers that come after it
+//! (Guava's "pay later"). The debt one request can leave is bounded by
+//! [`SmoothBuilder::max_debt`] permits; larger requests are a [`CostError`].
+//!
+//! - [`Smooth::bursty`]: stored permits (up to `max_burst` worth of time, 1 s by default)
+//!   are free. A new limiter starts with none stored.
+//! - [`Smooth::warming_up`]: Guava's `SmoothWarmingUp`: a cold limiter (new, or idle long
+//!   enough) issues permits at `cold_factor` (3) times the stable interval and speeds up
+//!   linearly in stored permits until it reaches the stable rate after `warmup`.
+//! - [`Smooth::linear_ramp`]: the rate itself ramps linearly in time, from
+//!   `start_fraction` of the stable rate to the full rate over `ramp`, after a cold start
+//!   or an idle period of at least `ramp`.
+//!
+//! State is a few floats behind a short lock (the algorithm needs more than one word).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::algorithm::Limiter;
+use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
+use crate::ConfigError;
+
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Bursty { max_burst: f64 },
+    WarmingUp { warmup: f64, cold_factor: f64 },
+    Linear { ramp: f64, start: f64 },
+}
+
+/// Configures a [`Smooth`] limiter.
+#[derive(Debug, Clone)]
+pub struct SmoothBuilder {
+    rate: Rate,
+    shape: Shape,
+    max_debt: u64,
+}
+
+/// A Guava-style smooth limiter (see the [module docs](self)).
+///
+/// Guava's "pay later" sequence at 1 permit/s: acquiring 1, 1, 2, 4, 8, 1 permits waits
+/// 0, 1, 1, 2, 4, 8 seconds; each request pays for the one before it.
+///
+/// ```
+/// use resilient::ratelimit::{Limiter, Rate, Smooth};
+/// use std::time::Duration;
+/// let l = Smooth::bursty(Rate::per_second(1)).max_debt(8).build().unwrap();
+/// let mut now = Duration::ZERO;
+/// let mut waits = vec![];
+/// for cost in [1, 1, 2, 4, 8, 1] {
+///     let wait = l.reserve(now, cost, Duration::MAX).unwrap().unwrap().retry_after;
+///     waits.push(wait.as_secs());
+///     now += wait;
+/// }
+/// assert_eq!(waits, [0, 1, 1, 2, 4, 8]);
+/// ```
+#[derive(Debug)]
+pub struct Smooth {
+    max_debt: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    shape: Shape,
+    /// Stable interval between permits, ns.
+    stable: f64,
+    max_permits: f64,
+    stored: f64,
+    next_free: f64,
+    /// Linear ramp: when the current active period began (`None` = cold).
+    active_since: Option<f64>,
+    // Warm-up derived values.
+    threshold: f64,
+    slope: f64,
+}
+
+impl Smooth {
+    /// Guava's `SmoothBursty` at `rate`.
+    pub fn bursty(rate: Rate) -> SmoothBuilder {
+        SmoothBuilder {
+            rate,
+            shape: Shape::Bursty { max_burst: 1e9 },
+            max_debt: 1,
+        }
+    }
+
+    /// Guava's `SmoothWarmingUp` at `rate` with the given warm-up period (cold factor 3).
+    ///
+    /// At 2 permits/s with a 4 s warm-up, a cold limiter's successive waits are 0.00,
+    /// 1.38, 1.13, 0.88, 0.63, 0.50 s:
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Limiter, Rate, Smooth};
+    /// use std::time::Duration;
+    /// let l = Smooth::warming_up(Rate::per_second(2), Duration::from_secs(4)).build().unwrap();
+    /// let mut now = Duration::ZERO;
+    /// let mut waits = vec![];
+    /// for _ in 0..6 {
+    ///     let wait = l.reserve(now, 1, Duration::MAX).unwrap().unwrap().retry_after;
+    ///     waits.push((wait.as_secs_f64() * 100.0).round() / 100.0);
+    ///     now += wait;
+    /// }
+    /// assert_eq!(waits, [0.0, 1.38, 1.13, 0.88, 0.63, 0.5]);
+    /// ```
+    pub fn warming_up(rate: Rate, warmup: Duration) -> SmoothBuilder {
+        SmoothBuilder {
+            rate,
+            shape: Shape::WarmingUp {
+                warmup: nanos(warmup) as f64,
+                cold_factor: 3.0,
+            },
+            max_debt: 1,
+        }
+    }
+
+    /// A linear ramp: the rate grows from `1/3` of `rate` (see
+    /// [`SmoothBuilder::start_fraction`]) to `rate` over `ramp`.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Limiter, Rate, Smooth};
+    /// use std::time::Duration;
+    /// let l = Smooth::linear_ramp(Rate::per_second(1), Duration::from_secs(10)).build().unwrap();
+    /// let first = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// let second = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// assert_eq!(first.retry_after, Duration::ZERO);
+    /// assert_eq!(second.retry_after, Duration::from_secs(3)); // cold: a third of the rate
+    /// ```
+    pub fn linear_ramp(rate: Rate, ramp: Duration) -> SmoothBuilder {
+        SmoothBuilder {
+            rate,
+            shape: Shape::Linear {
+                ramp: nanos(ramp) as f64,
+                start: 1.0 / 3.0,
+            },
+            max_debt: 1,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the rate at runtime (Guava's `setRate`): debt already owed stays owed and
+    /// stored permits are rescaled to the new maximum.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Limiter, Rate, Smooth};
+    /// use std::time::Duration;
+    /// let l = Smooth::bursty(Rate::per_second(1)).build().unwrap();
+    /// l.reserve(Duration::ZERO, 1, Duration::MAX);
+    /// l.set_rate(Duration::ZERO, Rate::per_second(10)).unwrap();
+    /// // The debt of the first permit (1 s) is still owed.
+    /// let d = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// assert_eq!(d.retry_after, Duration::from_secs(1));
+    /// ```
+    pub fn set_rate(&self, now: Duration, rate: Rate) -> Result<(), ConfigError> {
+        rate.validate("smooth.rate")?;
+        let mut st = self.lock();
+        st.resync(nanos(now) as f64);
+        let old_max = st.max_permits;
+        st.configure(stable_interval(rate));
+        st.stored = if old_max > 0.0 {
+            st.stored * st.max_permits / old_max
+        } else {
+            0.0
+        };
+        Ok(())
+    }
+}
+
+fn stable_interval(rate: Rate) -> f64 {
+    nanos(rate.per) as f64 / rate.count as f64
+}
+
+impl SmoothBuilder {
+    /// The most permits' worth of debt one request may leave (default 1). A request costing
+    /// more than this plus the stored permits waits for permits to be stored; one costing
+    /// more than this plus the most that can be stored is a [`CostError`].
+    pub fn max_debt(mut self, permits: u64) -> Self {
+        self.max_debt = permits;
+        self
+    }
+
+    /// Bursty only: how much unused time is saved as stored permits (default 1 s).
+    pub fn max_burst(mut self, d: Duration) -> Self {
+        if let Shape::Bursty { max_burst } = &mut self.shape {
+            *max_burst = nanos(d) as f64;
+        }
+        self
+    }
+
+    /// Warm-up only: how much slower than stable a cold limiter is (default 3).
+    pub fn cold_factor(mut self, f: f64) -> Self {
+        if let Shape::WarmingUp { cold_factor, .. } = &mut self.shape {
+            *cold_factor = f;
+        }
+        self
+    }
+
+    /// Linear ramp only: the fraction of the rate a cold limiter starts at (default 1/3).
+    pub fn start_fraction(mut self, f: f64) -> Self {
+        if let Shape::Linear { start, .. } = &mut self.shape {
+            *start = f;
+        }
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Smooth, ConfigError> {
+        self.rate.validate("smooth.rate")?;
+        if self.max_debt == 0 {
+            return Err(ConfigError::new("smooth.max_debt", "must be at least 1"));
+        }
+        match self.shape {
+            Shape::Bursty { max_burst } if max_burst < 0.0 => {
+                return Err(ConfigError::new("smooth.max_burst", "must not be negative"));
+            }
+            Shape::WarmingUp {
+                warmup,
+                cold_factor,
+            } => {
+                if warmup <= 0.0 {
+                    return Err(ConfigError::new(
+                        "smooth.warmup",
+                        "must be longer than zero",
+                    ));
+                }
+                if !(cold_factor > 1.0 && cold_factor.is_finite()) {
+                    return Err(ConfigError::new(
+                        "smooth.cold_factor",
+                        "must be a finite number above 1",
+                    ));
+                }
+            }
+            Shape::Linear { ramp, start } => {
+                if ramp <= 0.0 {
+                    return Err(ConfigError::new("smooth.ramp", "must be longer than zero"));
+                }
+                if !(start > 0.0 && start <= 1.0) {
+                    return Err(ConfigError::new(
+                        "smooth.start_fraction",
+                        "must be in (0, 1]",
+                    ));
+                }
+            }
+            Shape::Bursty { .. } => {}
+        }
+        let mut st = State {
+            shape: self.shape,
+            stable: 0.0,
+            max_permits: 0.0,
+            stored: 0.0,
+            next_free: 0.0,
+            active_since: None,
+            threshold: 0.0,
+            slope: 0.0,
+        };
+        st.configure(stable_interval(self.rate));
+        if let Shape::WarmingUp { .. } = st.shape {
+            st.stored = st.max_permits; // starts cold
+        }
+        Ok(Smooth {
+            max_debt: self.max_debt,
+            state: Mutex::new(st),
+        })
+    }
+}
+
+impl State {
+    fn configure(&mut self, stable: f64) {
+        self.stable = stable;
+        match self.shape {
+            Shape::Bursty { max_burst } => self.max_permits = max_burst / stable,
+            Shape::WarmingUp {
+                warmup,
+                cold_factor,
+            } => {
+                let cold = stable * cold_factor;
+                self.threshold = 0.5 * warmup / stable;
+                self.max_permits = self.threshold + 2.0 * warmup / (stable + cold);
+                self.slope = (cold - stable) / (self.max_permits - self.threshold);
+            }
+            Shape::Linear { .. } => self.max_permits = 0.0,
+        }
+    }
+
+    fn cooldown(&self) -> f64 {
+        match self.shape {
+            Shape::WarmingUp { warmup, .. } => warmup / self.max_permits,
+            _ => self.stable,
+        }
+    }
+
+    fn resync(&mut self, now: f64) {
+        if now > self.next_free {
+            if let Shape::Linear { ramp, .. } = self.shape {
+                if now - self.next_free >= ramp {
+                    self.active_since = None;
+                }
+            } else {
+                let fresh = (now - self.next_free) / self.cooldown();
+                self.stored = (self.stored + fresh).min(self.max_permits);
+            }
+            self.next_free = now;
+        }
+    }
+
+    /// Guava's `storedPermitsToWaitTime` for the warm-up shape.
+    fn stored_time(&self, take: f64) -> f64 {
+        match self.shape {
+            Shape::WarmingUp { .. } => {
+                let above = self.stored - self.threshold;
+                let mut take = take;
+                let mut t = 0.0;
+                if above > 0.0 {
+                    let hi = above.min(take);
+                    let len = self.permits_to_time(above) + self.permits_to_time(above - hi);
+                    t = hi * len / 2.0;
+                    take -= hi;
+                }
+                t + self.stable * take
+            }
+            _ => 0.0,
+        }
+    }
+
+    fn permits_to_time(&self, permits: f64) -> f64 {
+        self.stable + permits * self.slope
+    }
+
+    /// Time the permits not covered by stored ones cost, starting at `next_free`.
+    fn fresh_time(&mut self, fresh: f64) -> f64 {
+        match self.shape {
+            Shape::Linear { ramp, start } => {
+                let since = *self.active_since.get_or_insert(self.next_free);
+                let mut t = self.next_free;
+                let mut left = fresh;
+                while left > 0.0 {
+                    let frac = start + (1.0 - start) * ((t - since) / ramp).min(1.0);
+                    let part = left.min(1.0);
+                    t += part * self.stable / frac;
+                    left -= part;
+                }
+                t - self.next_free
+            }
+            _ => fresh * self.stable,
+        }
+    }
+}
+
+impl Smooth {
+    fn decide(&self, now: Nanos, cost: u64, max_wait: Nanos) -> Result<Decision, CostError> {
+        let mut st = self.lock();
+        let now = now as f64;
+        st.resync(now);
+        let limit = st.max_permits.ceil().max(1.0) as u64;
+        let max = self.max_debt.saturating_add(st.max_permits as u64);
+        if cost > max {
+            return Err(CostError { cost, max });
+        }
+        let mut wait = (st.next_free - now).max(0.0);
+        // A request larger than the debt allowance needs stored permits for the rest:
+        // it waits until enough have accumulated.
+        let short = cost as f64 - self.max_debt as f64 - st.stored;
+        if short > 0.0 {
+            wait += short * st.cooldown();
+        }
+        let reset = |st: &State, next: f64| {
+            let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
+            Duration::from_nanos(((next - now).max(0.0) + refill) as u64)
+        };
+        if short > 0.0 || wait > max_wait as f64 {
+            return Ok(Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset: reset(&st, st.next_free),
+                retry_after: Duration::from_nanos(wait.ceil() as u64),
+            });
+        }
+        let from_stored = (cost as f64).min(st.stored);
+        let owed = st.stored_time(from_stored) + st.fresh_time(cost as f64 - from_stored);
+        st.stored -= from_stored;
+        st.next_free += owed;
+        Ok(Decision {
+            allowed: true,
+            limit,
+            remaining: st.stored as u64,
+            reset: reset(&st, st.next_free),
+            retry_after: Duration::from_nanos(wait.round() as u64),
+        })
+    }
+}
+
+impl Limiter for Smooth {
+    fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
+        self.decide(nanos(now), cost, 0)
+    }
+
+    fn peek(&self, now: Duration, _cost: u64) -> Decision {
+        let mut st = self.lock();
+        let now = nanos(now) as f64;
+        st.resync(now);
+        let wait = (st.next_free - now).max(0.0);
+        let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
+        Decision {
+            allowed: wait == 0.0,
+            limit: st.max_permits.ceil().max(1.0) as u64,
+            remaining: st.stored as u64,
+            reset: Duration::from_nanos((wait + refill) as u64),
+            retry_after: Duration::from_nanos(wait as u64),
+        }
+    }
+
+    fn refund(&self, _now: Duration, cost: u64) {
+        let mut st = self.lock();
+        let back = cost as f64 * st.stable;
+        st.next_free = (st.next_free - back).max(0.0);
+    }
+
+    fn reserve(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<Decision, CostError>> {
+        Some(self.decide(nanos(now), cost, nanos(max_wait)))
+    }
+
+    fn max_cost(&self) -> u64 {
+        let st = self.lock();
+        self.max_debt.saturating_add(st.max_permits as u64)
+    }
+
+    fn policy(&self) -> Policy {
+        let st = self.lock();
+        let quota = st.max_permits.ceil().max(1.0) as u64;
+        Policy {
+            quota,
+            window: Duration::from_nanos((quota as f64 * st.stable) as u64),
+        }
+    }
+}

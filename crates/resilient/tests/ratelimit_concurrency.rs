@@ -1,0 +1,145 @@
+//! Many threads hammer one limiter while a manual clock advances: no algorithm ever admits
+//! more than `capacity + rate × elapsed`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use resilient::ratelimit::{
+    FixedWindow, Gcra, KeyedLimiter, Limiter, Rate, SlidingWindowCounter, SlidingWindowLog, Smooth,
+    TokenBucket,
+};
+use resilient::{Clock, ManualClock};
+
+const THREADS: usize = 3;
+const TICKS: u64 = 10_000; // 50 µs each: 500 ms of manual time
+
+/// Runs the hammer and returns (admitted, elapsed).
+fn hammer(check: Arc<dyn Fn(Duration) -> bool + Send + Sync>) -> (u64, Duration) {
+    let clock = ManualClock::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let admitted = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (clock, stop, admitted, check) =
+                (clock.clone(), stop.clone(), admitted.clone(), check.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if check(clock.now()) {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..TICKS {
+        for _ in 0..200 {
+            std::hint::spin_loop();
+        }
+        clock.advance(Duration::from_micros(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    (admitted.load(Ordering::Relaxed), clock.now())
+}
+
+/// capacity + rate × elapsed, with the rate in units per second.
+fn bound(capacity: u64, per_second: u64, elapsed: Duration) -> u64 {
+    capacity + (per_second as f64 * elapsed.as_secs_f64()).floor() as u64
+}
+
+fn run(name: &str, limiter: impl Limiter, capacity: u64, per_second: u64, slack: u64) {
+    let l = Arc::new(limiter);
+    let (admitted, elapsed) = hammer(Arc::new(move |now| l.try_acquire(now, 1).unwrap().allowed));
+    let max = bound(capacity, per_second, elapsed) + slack;
+    assert!(admitted <= max, "{name}: admitted {admitted} > {max}");
+    assert!(admitted >= capacity, "{name}: admitted only {admitted}");
+}
+
+#[test]
+fn gcra_never_over_admits() {
+    run(
+        "gcra",
+        Gcra::limiter_with_burst(Rate::per_second(100), 10).unwrap(),
+        10,
+        100,
+        0,
+    );
+}
+
+#[test]
+fn token_bucket_never_over_admits() {
+    run(
+        "token bucket",
+        TokenBucket::limiter(10, Rate::new(10, Duration::from_millis(100))).unwrap(),
+        10,
+        100,
+        0,
+    );
+}
+
+#[test]
+fn fixed_window_never_over_admits() {
+    run(
+        "fixed window",
+        FixedWindow::limiter(10, Duration::from_millis(100)).unwrap(),
+        10,
+        100,
+        0,
+    );
+}
+
+#[test]
+fn sliding_window_counter_never_over_admits() {
+    run(
+        "sliding counter",
+        SlidingWindowCounter::limiter(10, Duration::from_millis(100)).unwrap(),
+        10,
+        100,
+        0,
+    );
+}
+
+#[test]
+fn sliding_window_log_never_over_admits() {
+    run(
+        "sliding log",
+        SlidingWindowLog::new(10, Duration::from_millis(100)).unwrap(),
+        10,
+        100,
+        0,
+    );
+}
+
+#[test]
+fn smooth_never_over_admits_beyond_its_debt() {
+    // Stored permits up to 100 ms (10), plus at most one permit of debt.
+    run(
+        "smooth",
+        Smooth::bursty(Rate::per_second(100))
+            .max_burst(Duration::from_millis(100))
+            .build()
+            .unwrap(),
+        10,
+        100,
+        1,
+    );
+}
+
+#[test]
+fn keyed_limiter_never_over_admits_on_one_key() {
+    let keyed = Arc::new(
+        KeyedLimiter::builder(Gcra::with_burst(Rate::per_second(100), 10).unwrap())
+            .build::<u32>()
+            .unwrap(),
+    );
+    let (admitted, elapsed) = hammer(Arc::new(move |now| {
+        keyed
+            .check_at(&7, resilient::ratelimit::nanos(now), 1)
+            .allowed
+    }));
+    assert!(admitted <= bound(10, 100, elapsed), "{admitted}");
+    assert!(admitted >= 10);
+}

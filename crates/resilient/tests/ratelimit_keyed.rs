@@ -1,0 +1,142 @@
+//! Keyed limiters: separate state per key, idle expiry, hard cap and eviction policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use resilient::ManualClock;
+use resilient::ratelimit::{FixedWindow, Gcra, KeyedLimiter, Rate, SlidingWindowCounter};
+
+#[test]
+fn keys_have_separate_state() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(2)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<String>()
+        .unwrap();
+    assert!(k.check(&"a".into(), 2).unwrap().allowed);
+    let d = k.check(&"a".into(), 1).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, Duration::from_millis(500));
+    assert!(k.check(&"b".into(), 2).unwrap().allowed);
+    assert_eq!(k.len(), 2);
+    assert!(k.check(&"a".into(), 3).is_err());
+}
+
+#[test]
+fn idle_keys_expire_without_changing_decisions() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::builder(FixedWindow::new(5, Duration::from_secs(10)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<u32>()
+        .unwrap();
+    for key in 0..100 {
+        k.check(&key, 1).unwrap();
+    }
+    k.check(&7, 4).unwrap();
+    assert_eq!(k.len(), 100);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(k.retain_recent(), 100); // same window: nothing forgotten
+    assert!(!k.check(&7, 1).unwrap().allowed);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(k.retain_recent(), 0); // next window: every key is fresh again
+    assert!(k.is_empty());
+    assert_eq!(k.check(&7, 5).unwrap().remaining, 0);
+}
+
+#[test]
+fn a_request_that_leaves_a_fresh_state_stores_nothing() {
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(2)).unwrap())
+        .build::<u8>()
+        .unwrap();
+    let d = k.check(&1, 0).unwrap();
+    assert!(d.allowed && d.remaining == 2);
+    assert!(k.is_empty());
+}
+
+#[test]
+fn hard_cap_evicts_the_key_closest_to_recovery() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+        .max_keys(4)
+        .shards(1)
+        .clock(Arc::new(clock.clone()))
+        .build::<u32>()
+        .unwrap();
+    // Keys 0..4 use 10, 8, 6, 4 units: key 3 recovers soonest.
+    for (key, cost) in [(0, 10), (1, 8), (2, 6), (3, 4)] {
+        k.check(&key, cost).unwrap();
+    }
+    assert_eq!(k.len(), 4);
+    k.check(&99, 1).unwrap();
+    assert_eq!(k.len(), 4, "the cap holds");
+    // Key 3 was evicted: it comes back with a full limiter.
+    assert_eq!(k.check(&3, 0).unwrap().remaining, 10);
+    // The heaviest key kept its state.
+    assert!(!k.check(&0, 1).unwrap().allowed);
+}
+
+#[test]
+fn full_shard_drops_idle_keys_first() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::builder(SlidingWindowCounter::new(10, Duration::from_secs(1)).unwrap())
+        .max_keys(8)
+        .shards(1)
+        .clock(Arc::new(clock.clone()))
+        .build::<u64>()
+        .unwrap();
+    for key in 0..1_000 {
+        k.check(&key, 1).unwrap();
+        assert!(k.len() <= 8);
+    }
+    clock.advance(Duration::from_secs(2));
+    k.check(&5_000, 10).unwrap();
+    assert_eq!(k.len(), 1, "all recovered keys were dropped to make room");
+}
+
+#[test]
+fn invalid_keyed_config_is_rejected() {
+    let e = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+        .shards(3)
+        .build::<u8>()
+        .unwrap_err();
+    assert_eq!(e.field(), "keyed_limiter.shards");
+    let e = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+        .max_keys(2)
+        .build::<u8>()
+        .unwrap_err();
+    assert_eq!(e.field(), "keyed_limiter.max_keys");
+}
+
+#[test]
+fn eviction_is_batched_and_keeps_the_heaviest_keys() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(100)).unwrap())
+        .max_keys(64)
+        .shards(1)
+        .clock(Arc::new(clock.clone()))
+        .build::<u64>()
+        .unwrap();
+    // Key i used i + 1 units: key 0 is the closest to recovery.
+    for key in 0..64 {
+        k.check(&key, key + 1).unwrap();
+    }
+    k.check(&1_000, 1).unwrap();
+    // 64 / 16 = 4 keys evicted in one pass (0..4), then the new one inserted.
+    assert_eq!(k.len(), 61);
+    for key in 0..4 {
+        assert_eq!(
+            k.check(&key, 0).unwrap().remaining,
+            100,
+            "key {key} was evicted"
+        );
+    }
+    assert_eq!(
+        k.check(&63, 0).unwrap().remaining,
+        36,
+        "the heaviest key kept its state"
+    );
+    for key in 2_000..3_000 {
+        k.check(&key, 1).unwrap();
+        assert!(k.len() <= 64);
+    }
+}
