@@ -150,6 +150,10 @@ impl Guard for Bulkhead {
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {
         self.slots.add_permits(1);
     }
+
+    fn measures_duration(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

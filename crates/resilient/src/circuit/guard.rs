@@ -28,6 +28,10 @@ impl Guard for CircuitBreaker {
         self.inner.release(token, outcome);
     }
 
+    fn measures_duration(&self) -> bool {
+        self.inner.measures_duration()
+    }
+
     /// Takes the pipeline's `circuit` timeout as the longest break and checks that a time
     /// window and the base break fit inside it.
     fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {

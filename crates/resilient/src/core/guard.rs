@@ -122,6 +122,13 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
     /// `token` is the value the permit was created with.
     fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>);
 
+    /// Whether [`Guard::on_release`] uses the call's duration. The engine reads the clock
+    /// around a call only when one of its guards does (default `true`; a bulkhead or a
+    /// rate limiter answer `false`, a breaker only with slow-call detection or observers).
+    fn measures_duration(&self) -> bool {
+        true
+    }
+
     /// Called once when a pipeline containing this guard is built, with the pipeline's
     /// timeout hierarchy: a guard may validate itself against it or adopt a time scale
     /// (a breaker takes `circuit` as its longest open time). An error fails the build.
@@ -160,7 +167,8 @@ impl<'a> Permit<'a> {
         self.token
     }
 
-    /// Reports how the call went and releases the permit.
+    /// Reports how the call went and releases the permit. `duration` is zero when no guard
+    /// of the phase [measures durations](Guard::measures_duration).
     pub fn record(mut self, outcome: Outcome, duration: Duration) {
         if let Some(g) = self.guard.take() {
             g.on_release(self.token, Some((outcome, duration)));

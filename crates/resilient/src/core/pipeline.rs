@@ -84,6 +84,10 @@ struct Inner<C> {
     timeouts: Timeouts,
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
+    /// Whether any per-call guard uses durations (else the clock is not read for them).
+    time_calls: bool,
+    /// Whether any per-attempt guard uses durations.
+    time_attempts: bool,
     retry: Option<Retry>,
     classify: C,
     clock: SharedClock,
@@ -257,6 +261,8 @@ impl<C> PipelineBuilder<C> {
                 name: self.name,
                 tags: (!self.tags.is_empty()).then(|| self.tags.into()),
                 timeouts: self.timeouts,
+                time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
+                time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 call_guards: self.call_guards,
                 attempt_guards: self.attempt_guards,
                 retry: self.retry,
@@ -449,7 +455,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 Err(r) => return Err(r.into()),
             }
         }
-        let t0 = inner.clock.now();
+        let t0 = inner.time_calls.then(|| inner.clock.now());
         let (result, outcome) = match deadline {
             None => self.retry_loop(ctx, op).await,
             Some((at, scope, start)) => {
@@ -471,7 +477,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 .await
             }
         };
-        let took = inner.clock.now().saturating_sub(t0);
+        let took = t0.map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
         for p in permits {
             p.record(outcome, took);
         }
@@ -560,7 +566,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
             }
         }
-        let t0 = (!permits.is_empty()).then(|| inner.clock.now());
+        let t0 = inner.time_attempts.then(|| inner.clock.now());
         let result = match inner.timeouts.operation {
             Some(limit) => match tokio::time::timeout(limit, op(ctx)).await {
                 Ok(r) => Attempt::Done(r),
@@ -572,11 +578,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             Attempt::Done(r) => inner.classify.classify(r),
             _ => Outcome::Failure,
         };
-        if let Some(t0) = t0 {
-            let took = inner.clock.now().saturating_sub(t0);
-            for p in permits {
-                p.record(outcome, took);
-            }
+        let took = t0.map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
+        for p in permits {
+            p.record(outcome, took);
         }
         (result, outcome)
     }

@@ -468,6 +468,10 @@ impl Guard for RateLimiter {
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+
+    fn measures_duration(&self) -> bool {
+        false
+    }
 }
 
 impl<C> PipelineBuilder<C> {
