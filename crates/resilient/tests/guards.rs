@@ -314,3 +314,51 @@ async fn a_per_attempt_rejection_is_not_a_failure_of_the_call() {
         vec![Some(Outcome::Ignored)]
     );
 }
+
+/// Records the durations it is given; may decline to use them.
+#[derive(Debug)]
+struct Durations {
+    wants: bool,
+    seen: Mutex<Vec<Duration>>,
+}
+
+impl Guard for Durations {
+    fn name(&self) -> &'static str {
+        "durations"
+    }
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        Acquire::Ready(Ok(Permit::new(self, 0)))
+    }
+    fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
+        self.seen.lock().unwrap().push(outcome.unwrap().1);
+    }
+    fn measures_duration(&self) -> bool {
+        self.wants
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_are_measured_only_for_guards_that_use_them() {
+    let timed = Arc::new(Durations {
+        wants: true,
+        seen: Mutex::default(),
+    });
+    let untimed = Arc::new(Durations {
+        wants: false,
+        seen: Mutex::default(),
+    });
+    let p = Pipeline::builder()
+        .guard_arc(untimed.clone())
+        .retry(Retry::immediate())
+        .guard_arc(timed.clone())
+        .build()
+        .unwrap();
+    p.execute(|| async {
+        sleep(MS * 100).await;
+        Ok::<_, ()>(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(*timed.seen.lock().unwrap(), vec![MS * 100]);
+    assert_eq!(*untimed.seen.lock().unwrap(), vec![Duration::ZERO]);
+}
