@@ -218,6 +218,16 @@ impl<A: Algorithm, S: BuildHasher, const N: usize> KeyedLimiterBuilder<A, S, N> 
     }
 
     /// Shorthand for `mode(Mode::Wait(max))`.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Mode, Rate};
+    /// use std::time::Duration;
+    /// let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+    ///     .max_wait(Duration::from_secs(1))
+    ///     .build::<u64>()
+    ///     .unwrap();
+    /// assert_eq!(k.mode(), Mode::Wait(Duration::from_secs(1)));
+    /// ```
     pub fn max_wait(self, max: Duration) -> Self {
         self.mode(Mode::Wait(max))
     }
@@ -348,6 +358,23 @@ fn cas_reserve<A: Algorithm>(
 impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLimiter<K, A, S, N> {
     /// The limits every key gets, in order (one, unless built with [`KeyedLimiter::quota`]);
     /// their configuration can change at runtime.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Algorithm, FixedWindow, KeyedLimiter, Mode};
+    /// use std::time::Duration;
+    /// let k = KeyedLimiter::quota([
+    ///     FixedWindow::new(10, Duration::from_secs(1)).unwrap(),
+    ///     FixedWindow::new(600, Duration::from_secs(3600)).unwrap(),
+    /// ])
+    /// .build::<u64>()
+    /// .unwrap();
+    /// assert_eq!(k.algorithms()[1].policy().quota, 600);
+    /// assert_eq!(k.max_cost(), 10); // the smallest capacity
+    /// assert_eq!(k.mode(), Mode::Reject);
+    /// // Raise the per-second limit of every key at runtime.
+    /// k.algorithms()[0].set_limit(20).unwrap();
+    /// assert_eq!(k.max_cost(), 20);
+    /// ```
     pub fn algorithms(&self) -> &[A; N] {
         &self.algs
     }

@@ -58,7 +58,22 @@ pub struct KeyedLayer<K, A, F, S = std::collections::hash_map::RandomState, cons
     key: F,
 }
 
-/// The `Service` made by [`KeyedLayer`].
+/// The `Service` made by [`KeyedLayer`]: admits each request under its key, then drives
+/// (a clone of) the inner service to readiness and calls it.
+///
+/// ```
+/// use resilient::ratelimit::{Gcra, KeyedLimiter, KeyedService, Rate};
+/// use tower::{Layer, service_fn};
+/// let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap())
+///     .build::<u32>()
+///     .unwrap()
+///     .layer(|n: &u32| *n);
+/// let svc = layer.layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// let _also_shares_the_limiter = svc.clone();
+/// # fn is_service<S: tower::Service<u32>>(_: &S) {}
+/// # is_service(&svc);
+/// # let _: &KeyedService<_, u32, Gcra, _> = &svc;
+/// ```
 pub struct KeyedService<
     Svc,
     K,
@@ -128,6 +143,15 @@ impl<K, A, F, S, const N: usize> KeyedLayer<K, A, F, S, N> {
     }
 
     /// The shared limiter.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap())
+    ///     .build::<u32>()
+    ///     .unwrap()
+    ///     .layer(|n: &u32| *n);
+    /// assert!(layer.limiter().is_empty());
+    /// ```
     pub fn limiter(&self) -> &Arc<KeyedLimiter<K, A, S, N>> {
         &self.limiter
     }
