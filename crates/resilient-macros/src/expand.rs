@@ -400,6 +400,54 @@ mod tests {
                 quote!(failure_rate = 0.5, slow_rate = 0.5),
                 "needs `slow_call",
             ),
+            ("rate_limit", quote!(per = "1s"), "needs `rate"),
+            ("rate_limit", quote!(rate = 0), "`rate` must be at least 1"),
+            ("rate_limit", quote!(rate = "10"), "expected an integer"),
+            (
+                "rate_limit",
+                quote!(rate = 10, per = "0s"),
+                "greater than zero",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, per = "1 sec"),
+                "invalid duration",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, burst = 0),
+                "`burst` must be at least 1",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, algorithm = leaky_bucket),
+                "unknown algorithm `leaky_bucket`",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, algorithm = gcra(1)),
+                "takes a bare name",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, algorithm = fixed_window, burst = 5),
+                "only applies to `gcra` and `token_bucket`",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, max_wait = 5),
+                "expected a duration",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, scope = request),
+                "`scope` is",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, limit = 3),
+                "unknown key `limit`",
+            ),
         ];
         for (kind, attr, message) in cases {
             let out = error_of(kind, attr.clone(), plain());

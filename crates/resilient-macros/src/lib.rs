@@ -1,5 +1,6 @@
 //! Attribute macros for [resilient](https://docs.rs/resilient): `#[resilient::retry]`,
-//! `#[resilient::timeout]` and `#[resilient::bulkhead]`.
+//! `#[resilient::timeout]`, `#[resilient::bulkhead]`, `#[resilient::circuit]` and
+//! `#[resilient::rate_limit]`.
 //!
 //! Use them through the `resilient` crate (its default `macros` feature re-exports them);
 //! the generated code names `::resilient`, so this crate is not meant to be used alone.
@@ -184,4 +185,67 @@ pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("circuit", attr.into(), item.into()).into()
+}
+
+/// Rate-limits the function: one limiter, shared by every call (it lives in the function's
+/// pipeline). Over the limit, a call fails at once with
+/// `Error::RateLimited { retry_after }`, or, with `max_wait`, waits for capacity up to that
+/// long first.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `rate` | units admitted per `per` (`>= 1`), required | |
+/// | `per` | the period of `rate`, e.g. `"1s"`, `"1m"` | `"1s"` |
+/// | `algorithm` | `gcra`, `token_bucket`, `fixed_window`, `sliding_log`, `sliding_window` | `gcra` |
+/// | `burst` | total capacity (`gcra`: burst; `token_bucket`: bucket size, refilled by `rate` every `per`) | `rate` |
+/// | `max_wait` | wait mode: wait up to this long for capacity (async functions), then reject | reject at once |
+/// | `scope` | `attempt`: every attempt of a stacked `#[resilient::retry]` is limited; `call`: a logical call is limited once, its retries included | `attempt` |
+///
+/// The algorithms are those of `resilient::ratelimit`: `gcra` (continuous token bucket),
+/// `token_bucket` (refills `rate` units at every `per` boundary), `fixed_window`,
+/// `sliding_log` (exact) and `sliding_window` (the weighted counter approximation); the
+/// window algorithms admit `rate` units per window of length `per`. With the default
+/// `scope = attempt`, a limiter under `#[resilient::retry]` counts every attempt, so
+/// retries use up the rate too, and an attempt the limiter rejects ends the call with
+/// `Error::RateLimited`; with `scope = call` the call takes one unit before its first
+/// attempt, however many attempts it makes. In wait mode, a
+/// waiting call whose future is dropped gives its reservation back; plain (blocking)
+/// functions never wait, they are rejected when they would have to.
+///
+/// ```
+/// use resilient::Error;
+///
+/// #[resilient::rate_limit(rate = 2, per = "1s")]
+/// async fn search(q: &str) -> Result<usize, std::io::Error> {
+///     Ok(q.len())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(search("a").await.unwrap(), 1);
+/// assert_eq!(search("bb").await.unwrap(), 2);
+/// // The third call within the second is over the limit.
+/// let third = search("ccc").await.unwrap_err();
+/// assert!(matches!(third, Error::RateLimited { retry_after: Some(_) }));
+/// # }
+/// ```
+///
+/// Wait mode, a larger burst, and a limit per logical call:
+///
+/// ```
+/// #[resilient::rate_limit(algorithm = gcra, rate = 100, per = "1s", burst = 20,
+///                         max_wait = "500ms", scope = call)]
+/// #[resilient::retry(attempts = 3, backoff = immediate)]
+/// async fn send(n: u32) -> Result<u32, std::io::Error> {
+///     Ok(n)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(send(5).await.unwrap(), 5);
+/// # }
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn rate_limit(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("rate_limit", attr.into(), item.into()).into()
 }

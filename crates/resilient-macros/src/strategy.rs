@@ -3,6 +3,7 @@
 
 mod bulkhead;
 mod circuit;
+mod rate_limit;
 mod retry;
 mod timeout;
 
@@ -62,6 +63,10 @@ pub(crate) const KINDS: &[Kind] = &[
     Kind {
         name: "circuit",
         parse: circuit::parse,
+    },
+    Kind {
+        name: "rate_limit",
+        parse: rate_limit::parse,
     },
 ];
 

@@ -432,3 +432,106 @@ async fn circuit_per_call_counts_a_retried_call_once() {
     }
     assert_eq!(CALLS.load(Ordering::SeqCst), 12);
 }
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_rejects_the_call_over_the_limit_with_retry_after() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::rate_limit(rate = 2, per = "1s")]
+    async fn limited(x: u32) -> Result<u32, String> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Ok(x)
+    }
+
+    assert_eq!(limited(1).await.unwrap(), 1);
+    assert_eq!(limited(2).await.unwrap(), 2);
+    // GCRA at 2/s: the third unit is due 500 ms from now.
+    match limited(3).await {
+        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, Some(MS * 500)),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        2,
+        "the rejected call never ran"
+    );
+    sleep(MS * 500).await;
+    assert_eq!(limited(4).await.unwrap(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_in_wait_mode_delays_instead_of_rejecting() {
+    #[resilient::rate_limit(rate = 1, per = "100ms", max_wait = "250ms")]
+    async fn paced(x: u32) -> Result<u32, String> {
+        Ok(x)
+    }
+
+    let start = Instant::now();
+    assert_eq!(paced(1).await.unwrap(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(paced(2).await.unwrap(), 2);
+    assert_eq!(start.elapsed(), MS * 100);
+    assert_eq!(paced(3).await.unwrap(), 3);
+    assert_eq!(start.elapsed(), MS * 200);
+    // Three callers at once: the third would wait 300 ms > max_wait, so it is rejected
+    // at once with the time it would have had to wait.
+    let (a, b, c) = tokio::join!(paced(4), paced(5), paced(6));
+    assert_eq!((a.unwrap(), b.unwrap()), (4, 5));
+    assert!(matches!(c, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 300));
+    assert_eq!(start.elapsed(), MS * 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_scope_decides_whether_retries_use_up_the_rate() {
+    static PER_ATTEMPT: AtomicU32 = AtomicU32::new(0);
+    static PER_CALL: AtomicU32 = AtomicU32::new(0);
+
+    // Default scope = attempt: each attempt takes a unit; the third attempt within the
+    // window is rejected by the limiter, which ends the call.
+    #[resilient::rate_limit(algorithm = fixed_window, rate = 2, per = "1s")]
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    async fn per_attempt() -> Result<u32, String> {
+        let n = PER_ATTEMPT.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            Err(format!("attempt {n}"))
+        } else {
+            Ok(n)
+        }
+    }
+
+    // scope = call: the call takes one unit, however many attempts it makes.
+    #[resilient::rate_limit(algorithm = gcra, rate = 1, per = "1s", scope = call)]
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    async fn per_call() -> Result<u32, String> {
+        let n = PER_CALL.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            Err(format!("attempt {n}"))
+        } else {
+            Ok(n)
+        }
+    }
+
+    let start = Instant::now();
+    let r = per_attempt().await;
+    assert_eq!(
+        PER_ATTEMPT.load(Ordering::SeqCst),
+        2,
+        "the third attempt was limited"
+    );
+    assert!(
+        matches!(
+            r,
+            Err(Error::RateLimited {
+                retry_after: Some(_)
+            })
+        ),
+        "{r:?}"
+    );
+
+    assert_eq!(per_call().await.unwrap(), 3);
+    assert_eq!(PER_CALL.load(Ordering::SeqCst), 3);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert!(
+        matches!(per_call().await, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 1000)
+    );
+}

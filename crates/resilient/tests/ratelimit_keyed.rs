@@ -140,3 +140,109 @@ fn eviction_is_batched_and_keeps_the_heaviest_keys() {
         assert!(k.len() <= 64);
     }
 }
+
+#[test]
+fn a_quota_per_key_admits_only_if_every_limit_admits() {
+    let clock = ManualClock::new();
+    // Per key: 2 per second and 5 per minute.
+    let k = KeyedLimiter::quota([
+        Gcra::new(Rate::per_second(2)).unwrap(),
+        Gcra::new(Rate::per_minute(5)).unwrap(),
+    ])
+    .clock(Arc::new(clock.clone()))
+    .build::<&str>()
+    .unwrap();
+    assert_eq!(k.max_cost(), 2);
+
+    let v = k.check_quota(&"a", 2).unwrap();
+    assert!(v.allowed);
+    assert_eq!((v.decisions[0].remaining, v.decisions[1].remaining), (0, 3));
+    // The per-second limit refuses: the per-minute one keeps its 3 units.
+    let v = k.check_quota(&"a", 1).unwrap();
+    assert!(!v.allowed);
+    assert!(!v.decisions[0].allowed && v.decisions[1].allowed);
+    assert_eq!(
+        v.decisions[1].remaining, 2,
+        "reported as if taken, but given back"
+    );
+    assert_eq!(v.binding().retry_after, Duration::from_millis(500));
+
+    clock.advance(Duration::from_secs(1));
+    assert!(k.check(&"a", 2).unwrap().allowed); // 1 left per minute
+    clock.advance(Duration::from_secs(1));
+    // Now the per-minute limit binds (12 s per unit, 4 of 5 units in use for 46 s more):
+    // 2 units fit once 10 s have passed.
+    let d = k.check(&"a", 2).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, Duration::from_secs(10));
+    assert_eq!(d.limit, 5);
+    // ... and it did not take from the per-second limit: 1 unit fits both.
+    let v = k.check_quota(&"a", 1).unwrap();
+    assert!(v.allowed);
+    assert_eq!((v.decisions[0].remaining, v.decisions[1].remaining), (1, 0));
+    // Another key has its own quota.
+    assert!(k.check_quota(&"b", 2).unwrap().allowed);
+    // A cost above the smallest capacity is an error.
+    assert_eq!(
+        k.check(&"a", 3).unwrap_err(),
+        resilient::ratelimit::CostError { cost: 3, max: 2 }
+    );
+    assert_eq!(k.allow(&"a", 3), Err(Duration::MAX));
+}
+
+#[test]
+fn a_keyed_quota_is_forgotten_only_when_every_limit_has_recovered() {
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::quota([
+        Gcra::new(Rate::per_second(10)).unwrap(),
+        Gcra::new(Rate::per_minute(60)).unwrap(),
+    ])
+    .clock(Arc::new(clock.clone()))
+    .build::<u8>()
+    .unwrap();
+    assert!(k.allow(&1, 1).is_ok());
+    clock.advance(Duration::from_millis(500));
+    // recovered per second, not per minute (1 s interval)
+    assert_eq!(k.retain_recent(), 1);
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(k.retain_recent(), 0);
+    // a zero-cost request on a new key stores nothing
+    assert!(k.check_quota(&2, 0).unwrap().allowed);
+    assert!(k.is_empty());
+}
+
+#[test]
+fn a_keyed_quota_mixes_boxed_algorithms() {
+    use resilient::ratelimit::Algorithm;
+    let clock = ManualClock::new();
+    let k = KeyedLimiter::quota([
+        Box::new(Gcra::new(Rate::per_second(10)).unwrap()) as Box<dyn Algorithm>,
+        Box::new(FixedWindow::new(3, Duration::from_secs(60)).unwrap()),
+    ])
+    .clock(Arc::new(clock.clone()))
+    .build::<u8>()
+    .unwrap();
+    for _ in 0..3 {
+        assert!(k.allow(&1, 1).is_ok());
+    }
+    let v = k.check_quota(&1, 1).unwrap();
+    assert!(!v.allowed);
+    assert!(v.decisions[0].allowed && !v.decisions[1].allowed);
+    // The GCRA limit got its unit back: refused again, it reports the same 6 left.
+    assert_eq!(v.decisions[0].remaining, 6);
+    let again = k.check_quota(&1, 1).unwrap();
+    assert!(!again.allowed);
+    assert_eq!(again.decisions[0].remaining, 6);
+    clock.advance(Duration::from_secs(60));
+    let v = k.check_quota(&1, 1).unwrap();
+    assert!(v.allowed);
+    assert_eq!(v.decisions[0].remaining, 9);
+    assert_eq!(v.decisions[1].remaining, 2);
+}
+
+#[test]
+fn an_empty_quota_is_a_config_error() {
+    let none: [Gcra; 0] = [];
+    let e = KeyedLimiter::quota(none).build::<u8>().unwrap_err();
+    assert_eq!(e.field(), "keyed_limiter.limits");
+}

@@ -19,4 +19,14 @@ async fn operation_above_request() -> Result<(), ()> {
     Ok(())
 }
 
+#[resilient::rate_limit(rate = 10, algorithm = leaky_bucket)]
+async fn unknown_algorithm() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::rate_limit(rate = 10, algorithm = sliding_log, burst = 5)]
+async fn burst_on_a_window() -> Result<(), ()> {
+    Ok(())
+}
+
 fn main() {}

@@ -70,6 +70,47 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
     fn policy(&self) -> Policy;
 }
 
+macro_rules! forward_algorithm {
+    ($($ptr:ident),*) => {$(
+        /// Forwards to the pointee: a shared (`Arc`) configuration can be changed while a
+        /// limiter uses it, and boxed algorithms of different types can form one
+        /// [`KeyedLimiter::quota`](super::KeyedLimiter::quota).
+        impl<A: Algorithm + ?Sized> Algorithm for $ptr<A> {
+            #[inline]
+            fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision) {
+                (**self).step(state, now, cost)
+            }
+            #[inline]
+            fn admit(&self, state: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+                (**self).admit(state, now, cost)
+            }
+            fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
+                (**self).refund(state, now, cost)
+            }
+            fn reserve(
+                &self,
+                state: u64,
+                now: Nanos,
+                cost: u64,
+                max_wait: Nanos,
+            ) -> Option<(u64, Decision)> {
+                (**self).reserve(state, now, cost, max_wait)
+            }
+            fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
+                (**self).time_to_idle(state, now)
+            }
+            fn max_cost(&self) -> u64 {
+                (**self).max_cost()
+            }
+            fn policy(&self) -> Policy {
+                (**self).policy()
+            }
+        }
+    )*};
+}
+
+forward_algorithm!(Box, Arc);
+
 /// A stateful limiter, as the [`RateLimiter`](super::RateLimiter) guard and quotas use it.
 ///
 /// `now` is the time since the clock's origin (see [`crate::Clock`]). Every algorithm

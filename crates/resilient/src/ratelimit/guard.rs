@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use super::algorithm::Limiter;
 use super::decision::{CostError, Decision, Rate};
 use super::gcra::Gcra;
+use super::quota;
 use super::time::Time;
 use crate::{
     Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
@@ -225,23 +226,12 @@ impl RateLimiter {
                 return Err(CostError { cost, max });
             }
         }
-        let mut decisions = SmallVec::new();
-        let mut allowed = true;
-        for l in limits {
-            if !allowed {
-                decisions.push(l.peek(now, cost));
-                continue;
-            }
-            let d = l.try_acquire(now, cost)?;
-            if !d.allowed {
-                allowed = false;
-                for taken in &limits[..decisions.len()] {
-                    taken.refund(now, cost);
-                }
-            }
-            decisions.push(d);
-        }
-        Ok(Verdict { allowed, decisions })
+        quota::all_or_none(
+            limits.len(),
+            |i| limits[i].try_acquire(now, cost),
+            |i| limits[i].peek(now, cost),
+            |i| limits[i].refund(now, cost),
+        )
     }
 
     /// Reserves `cost` on every limit within `max_wait`: `Ok(wait)` or the rejection.
@@ -249,26 +239,11 @@ impl RateLimiter {
     fn reserve(&self, now: Duration, max_wait: Duration) -> Option<Result<Duration, Rejection>> {
         let limits = &self.inner.limits;
         let cost = self.inner.cost;
-        let mut wait = Duration::ZERO;
-        for (i, l) in limits.iter().enumerate() {
-            let r = l.reserve(now, cost, max_wait);
-            let refused = match r {
-                Some(Ok(d)) if d.allowed => {
-                    wait = wait.max(d.retry_after);
-                    None
-                }
-                Some(Ok(d)) => Some(Some(d.rejection())),
-                Some(Err(_)) => Some(Some(Rejection::RateLimited { retry_after: None })),
-                None => Some(None),
-            };
-            if let Some(refusal) = refused {
-                for taken in &limits[..i] {
-                    taken.refund(now, cost);
-                }
-                return refusal.map(Err);
-            }
-        }
-        Some(Ok(wait))
+        quota::reserve_all(
+            limits.len(),
+            |i| limits[i].reserve(now, cost, max_wait),
+            |i| limits[i].refund(now, cost),
+        )
     }
 
     /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]).

@@ -1,5 +1,9 @@
 //! Keyed limiters: one packed state per key (user, API key, IP), with bounded memory.
 //!
+//! A key may also carry a **quota** of several limits ([`KeyedLimiter::quota`]: say 10/s
+//! *and* 10,000/day per API key), one packed state per limit: a request is admitted only if
+//! every limit admits it, and if one refuses, nothing is consumed from the others.
+//!
 //! Keys live in a sharded hash table (one `RwLock` per shard; the admission itself is a CAS
 //! on the key's `AtomicU64`, under the shard's *read* lock). Memory is bounded two ways:
 //!
@@ -25,27 +29,31 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use super::algorithm::Algorithm;
-use super::decision::{CostError, Decision};
+use super::decision::{CostError, Decision, Nanos, nanos};
+use super::guard::{Mode, Verdict};
+use super::quota;
 use super::time::Time;
-use crate::{ConfigError, SharedClock, system_clock};
+use crate::{ConfigError, Rejection, SharedClock, system_clock};
 
-struct Entry<K> {
+struct Entry<K, const N: usize> {
     key: K,
-    state: AtomicU64,
+    state: [AtomicU64; N],
 }
 
-/// The bytes one key occupies in a [`KeyedLimiter`] table slot: the key, its packed state,
-/// plus one control byte, before the hash table's load factor (at most 7/8 full).
+/// The bytes one key occupies in a [`KeyedLimiter`] table slot (one limit per key): the
+/// key, its packed state, plus one control byte, before the hash table's load factor (at
+/// most 7/8 full). A quota of `n` limits adds 8 bytes per extra limit.
 ///
 /// ```
 /// // A u64 key: 8 (key) + 8 (state) + 1 (control byte).
 /// assert_eq!(resilient::ratelimit::bytes_per_key::<u64>(), 17);
 /// ```
 pub const fn bytes_per_key<K>() -> usize {
-    std::mem::size_of::<Entry<K>>() + 1
+    std::mem::size_of::<Entry<K, 1>>() + 1
 }
 
-/// Per-key limiters sharing one algorithm configuration.
+/// Per-key limiters sharing one configuration: one algorithm ([`KeyedLimiter::builder`])
+/// or a quota of `N` limits per key ([`KeyedLimiter::quota`]).
 ///
 /// ```
 /// use resilient::ManualClock;
@@ -66,39 +74,43 @@ pub const fn bytes_per_key<K>() -> usize {
 /// assert_eq!(per_user.retain_recent(), 0); // both recovered: forgotten
 /// assert_eq!(per_user.len(), 0);
 /// ```
-pub struct KeyedLimiter<K, A, S = RandomState> {
-    alg: A,
-    shards: Box<[RwLock<HashTable<Entry<K>>>]>,
+pub struct KeyedLimiter<K, A, S = RandomState, const N: usize = 1> {
+    algs: [A; N],
+    shards: Box<[RwLock<HashTable<Entry<K, N>>>]>,
     hasher: S,
     per_shard: usize,
     clock: Time,
+    mode: Mode,
 }
 
 /// Configures a [`KeyedLimiter`].
-pub struct KeyedLimiterBuilder<A, S = RandomState> {
-    alg: A,
+pub struct KeyedLimiterBuilder<A, S = RandomState, const N: usize = 1> {
+    algs: [A; N],
     max_keys: usize,
     shards: usize,
     hasher: S,
     clock: Time,
+    mode: Mode,
 }
 
-impl<A: fmt::Debug, S> fmt::Debug for KeyedLimiterBuilder<A, S> {
+impl<A: fmt::Debug, S, const N: usize> fmt::Debug for KeyedLimiterBuilder<A, S, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiterBuilder")
-            .field("alg", &self.alg)
+            .field("algs", &self.algs)
             .field("max_keys", &self.max_keys)
             .field("shards", &self.shards)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
 
-impl<K, A: fmt::Debug, S> fmt::Debug for KeyedLimiter<K, A, S> {
+impl<K, A: fmt::Debug, S, const N: usize> fmt::Debug for KeyedLimiter<K, A, S, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
-            .field("alg", &self.alg)
+            .field("algs", &self.algs)
             .field("shards", &self.shards.len())
             .field("per_shard", &self.per_shard)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -107,17 +119,60 @@ impl<A: Algorithm> KeyedLimiter<(), A> {
     /// Starts a builder (1,000,000 keys at most by default, 16 shards). The key type is
     /// chosen by [`KeyedLimiterBuilder::build`].
     pub fn builder(alg: A) -> KeyedLimiterBuilder<A> {
+        KeyedLimiter::quota([alg])
+    }
+}
+
+impl<A: Algorithm, const N: usize> KeyedLimiter<(), A, RandomState, N> {
+    /// Starts a builder for a **quota per key**: every key gets one state per limit, and a
+    /// request is admitted only if all `N` limits admit it (then it is consumed from all);
+    /// if any refuses, none is consumed. [`KeyedLimiter::check_quota`] reports each limit,
+    /// [`KeyedLimiter::check`] the binding one.
+    ///
+    /// The limits share one algorithm type; to mix algorithms, box them
+    /// (`[Box<dyn Algorithm>; N]`).
+    ///
+    /// ```
+    /// use resilient::ManualClock;
+    /// use resilient::ratelimit::{Algorithm, FixedWindow, Gcra, KeyedLimiter, Rate};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// // Per API key: 10 per second and 10,000 per day.
+    /// let per_key = KeyedLimiter::quota([
+    ///     Gcra::new(Rate::per_second(10)).unwrap(),
+    ///     Gcra::new(Rate::per_day(10_000)).unwrap(),
+    /// ])
+    /// .clock(Arc::new(clock.clone()))
+    /// .build()
+    /// .unwrap();
+    /// let v = per_key.check_quota(&"key-1", 1).unwrap();
+    /// assert!(v.allowed);
+    /// assert_eq!((v.decisions[0].remaining, v.decisions[1].remaining), (9, 9_999));
+    ///
+    /// // Mixed algorithms, boxed.
+    /// let mixed = KeyedLimiter::quota([
+    ///     Box::new(Gcra::new(Rate::per_second(10)).unwrap()) as Box<dyn Algorithm>,
+    ///     Box::new(FixedWindow::new(10_000, Duration::from_secs(86_400)).unwrap()),
+    /// ])
+    /// .build::<u64>()
+    /// .unwrap();
+    /// assert!(mixed.check(&7, 1).unwrap().allowed);
+    /// ```
+    pub fn quota(limits: [A; N]) -> KeyedLimiterBuilder<A, RandomState, N> {
         KeyedLimiterBuilder {
-            alg,
+            algs: limits,
             max_keys: 1_000_000,
             shards: 16,
             hasher: RandomState::new(),
             clock: Time::Shared(system_clock()),
+            mode: Mode::Reject,
         }
     }
 }
 
-impl<A: Algorithm, S: BuildHasher> KeyedLimiterBuilder<A, S> {
+impl<A: Algorithm, S: BuildHasher, const N: usize> KeyedLimiterBuilder<A, S, N> {
     /// The hard cap on keys held (default 1,000,000).
     pub fn max_keys(mut self, n: usize) -> Self {
         self.max_keys = n;
@@ -130,7 +185,7 @@ impl<A: Algorithm, S: BuildHasher> KeyedLimiterBuilder<A, S> {
         self
     }
 
-    /// The clock (default [`crate::system_clock`]).
+    /// The clock (default [`crate::system_clock`], which follows tokio's paused time).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Time::Shared(clock);
         self
@@ -144,19 +199,71 @@ impl<A: Algorithm, S: BuildHasher> KeyedLimiterBuilder<A, S> {
         self
     }
 
+    /// What the tower layer ([`KeyedLimiter::layer`]) does when a key has no capacity:
+    /// reject at once (the default) or wait up to a maximum. The synchronous methods
+    /// ([`KeyedLimiter::check`], [`KeyedLimiter::allow`]) always answer at once.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Mode, Rate};
+    /// use std::time::Duration;
+    /// let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+    ///     .mode(Mode::Wait(Duration::from_millis(250)))
+    ///     .build::<u64>()
+    ///     .unwrap();
+    /// assert_eq!(k.mode(), Mode::Wait(Duration::from_millis(250)));
+    /// ```
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Shorthand for `mode(Mode::Wait(max))`.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Mode, Rate};
+    /// use std::time::Duration;
+    /// let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+    ///     .max_wait(Duration::from_secs(1))
+    ///     .build::<u64>()
+    ///     .unwrap();
+    /// assert_eq!(k.mode(), Mode::Wait(Duration::from_secs(1)));
+    /// ```
+    pub fn max_wait(self, max: Duration) -> Self {
+        self.mode(Mode::Wait(max))
+    }
+
     /// The hasher for keys (default: std's DoS-resistant `RandomState`).
-    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> KeyedLimiterBuilder<A, S2> {
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> KeyedLimiterBuilder<A, S2, N> {
         KeyedLimiterBuilder {
-            alg: self.alg,
+            algs: self.algs,
             max_keys: self.max_keys,
             shards: self.shards,
             hasher,
             clock: self.clock,
+            mode: self.mode,
         }
     }
 
     /// Validates and builds.
-    pub fn build<K: Hash + Eq + Clone>(self) -> Result<KeyedLimiter<K, A, S>, ConfigError> {
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// let none: [Gcra; 0] = [];
+    /// let e = KeyedLimiter::quota(none).build::<u64>().unwrap_err();
+    /// assert_eq!(e.field(), "keyed_limiter.limits");
+    /// let e = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+    ///     .shards(3)
+    ///     .build::<u64>()
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), "keyed_limiter.shards");
+    /// ```
+    pub fn build<K: Hash + Eq + Clone>(self) -> Result<KeyedLimiter<K, A, S, N>, ConfigError> {
+        if N == 0 {
+            return Err(ConfigError::new(
+                "keyed_limiter.limits",
+                "needs at least one limit",
+            ));
+        }
         if self.shards == 0 || !self.shards.is_power_of_two() {
             return Err(ConfigError::new(
                 "keyed_limiter.shards",
@@ -171,30 +278,167 @@ impl<A: Algorithm, S: BuildHasher> KeyedLimiterBuilder<A, S> {
         }
         let per_shard = self.max_keys / self.shards;
         Ok(KeyedLimiter {
-            alg: self.alg,
+            algs: self.algs,
             shards: (0..self.shards)
                 .map(|_| RwLock::new(HashTable::new()))
                 .collect(),
             hasher: self.hasher,
             per_shard,
             clock: self.clock,
+            mode: self.mode,
         })
     }
 }
 
-impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
+impl<K, A, S> KeyedLimiter<K, A, S, 1> {
     /// The shared algorithm (its configuration can change at runtime).
     pub fn algorithm(&self) -> &A {
-        &self.alg
+        &self.algs[0]
+    }
+}
+
+/// Admits `cost` on one packed state by CAS: `Err(retry_after)` in nanoseconds.
+#[inline]
+fn cas_admit<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) -> Result<(), u64> {
+    let mut s = state.load(Ordering::Relaxed);
+    loop {
+        let next = alg.admit(s, now, cost)?;
+        if next == s {
+            return Ok(());
+        }
+        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Ok(()),
+            Err(a) => s = a,
+        }
+    }
+}
+
+/// Decides `cost` on one packed state by CAS, consuming it if allowed.
+#[inline]
+fn cas<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) -> Decision {
+    let mut s = state.load(Ordering::Relaxed);
+    while let Ok(next) = alg.admit(s, now, cost) {
+        if next == s {
+            break;
+        }
+        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(a) => s = a,
+        }
+    }
+    alg.step(s, now, cost).1
+}
+
+fn cas_refund<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) {
+    let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+        Some(alg.refund(s, now, cost))
+    });
+}
+
+fn cas_reserve<A: Algorithm>(
+    alg: &A,
+    state: &AtomicU64,
+    now: u64,
+    cost: u64,
+    max_wait: u64,
+) -> Option<Decision> {
+    let mut s = state.load(Ordering::Acquire);
+    loop {
+        let (next, d) = alg.reserve(s, now, cost, max_wait)?;
+        if !d.allowed || next == s {
+            return Some(d);
+        }
+        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(d),
+            Err(a) => s = a,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLimiter<K, A, S, N> {
+    /// The limits every key gets, in order (one, unless built with [`KeyedLimiter::quota`]);
+    /// their configuration can change at runtime.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Algorithm, FixedWindow, KeyedLimiter, Mode};
+    /// use std::time::Duration;
+    /// let k = KeyedLimiter::quota([
+    ///     FixedWindow::new(10, Duration::from_secs(1)).unwrap(),
+    ///     FixedWindow::new(600, Duration::from_secs(3600)).unwrap(),
+    /// ])
+    /// .build::<u64>()
+    /// .unwrap();
+    /// assert_eq!(k.algorithms()[1].policy().quota, 600);
+    /// assert_eq!(k.max_cost(), 10); // the smallest capacity
+    /// assert_eq!(k.mode(), Mode::Reject);
+    /// // Raise the per-second limit of every key at runtime.
+    /// k.algorithms()[0].set_limit(20).unwrap();
+    /// assert_eq!(k.max_cost(), 20);
+    /// ```
+    pub fn algorithms(&self) -> &[A; N] {
+        &self.algs
     }
 
-    /// Decides `cost` units for `key` now, consuming them if allowed.
-    pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
-        let max = self.alg.max_cost();
-        if cost > max {
-            return Err(CostError { cost, max });
+    /// What the tower layer does when a key has no capacity (see
+    /// [`KeyedLimiterBuilder::mode`]).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The largest cost a single request may have: the smallest capacity of the limits.
+    pub fn max_cost(&self) -> u64 {
+        self.algs.iter().map(|a| a.max_cost()).min().unwrap_or(0)
+    }
+
+    fn cost_ok(&self, cost: u64) -> Result<(), CostError> {
+        for a in &self.algs {
+            let max = a.max_cost();
+            if cost > max {
+                return Err(CostError { cost, max });
+            }
         }
+        Ok(())
+    }
+
+    /// Decides `cost` units for `key` now, consuming them if allowed. With a quota, the
+    /// binding decision (see [`Verdict::binding`]).
+    pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
+        self.cost_ok(cost)?;
         Ok(self.check_at(key, self.clock.nanos(), cost))
+    }
+
+    /// Decides `cost` units for `key` now, reporting every limit of the key's quota:
+    /// admitted only if all admit, and then consumed from all; if any refuses, nothing is
+    /// consumed.
+    ///
+    /// ```
+    /// use resilient::ManualClock;
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let k = KeyedLimiter::quota([
+    ///     Gcra::new(Rate::per_second(2)).unwrap(),
+    ///     Gcra::new(Rate::per_minute(3)).unwrap(),
+    /// ])
+    /// .clock(Arc::new(clock.clone()))
+    /// .build()
+    /// .unwrap();
+    /// assert!(k.check_quota(&"u", 2).unwrap().allowed);
+    /// clock.advance(Duration::from_secs(1));
+    /// // The per-second limit is full again, the per-minute one has one unit left.
+    /// let v = k.check_quota(&"u", 2).unwrap();
+    /// assert!(!v.allowed);
+    /// assert!(v.decisions[0].allowed && !v.decisions[1].allowed);
+    /// assert_eq!(v.binding().retry_after, Duration::from_secs(19));
+    /// // Nothing was consumed: one unit still fits both.
+    /// assert!(k.check_quota(&"u", 1).unwrap().allowed);
+    /// ```
+    pub fn check_quota(&self, key: &K, cost: u64) -> Result<Verdict, CostError> {
+        self.cost_ok(cost)?;
+        let now = self.clock.nanos();
+        Ok(self.with_states(key, now, |st| self.decide(st, now, cost)))
     }
 
     /// The fast path: admits `cost` units for `key` now, or returns the time until they
@@ -208,16 +452,15 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
     /// ```
     #[inline]
     pub fn allow(&self, key: &K, cost: u64) -> Result<(), Duration> {
-        if cost > self.alg.max_cost() {
+        if self.cost_ok(cost).is_err() {
             return Err(Duration::MAX);
         }
         let now = self.clock.nanos();
-        let hash = self.hasher.hash_one(key);
-        {
+        if N == 1 {
+            let hash = self.hasher.hash_one(key);
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
-                return self
-                    .admit(&e.state, now, cost)
+                return cas_admit(&self.algs[0], &e.state[0], now, cost)
                     .map_err(Duration::from_nanos);
             }
         }
@@ -230,74 +473,119 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry<K>>> {
+    fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry<K, N>>> {
         &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
     }
 
+    /// Runs `f` on `key`'s states. A new key's states start fresh; the key is stored only
+    /// if `f` changed them (a request that leaves a fresh state stores nothing).
     #[inline]
-    fn admit(&self, state: &AtomicU64, now: u64, cost: u64) -> Result<(), u64> {
-        let mut s = state.load(Ordering::Relaxed);
-        loop {
-            let next = self.alg.admit(s, now, cost)?;
-            if next == s {
-                return Ok(());
-            }
-            match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
-                Err(a) => s = a,
-            }
-        }
-    }
-
-    /// Decides `cost` for `key` at `now` nanoseconds (no cost check).
-    pub fn check_at(&self, key: &K, now: u64, cost: u64) -> Decision {
+    fn with_states<R>(&self, key: &K, now: u64, f: impl FnOnce(&[AtomicU64; N]) -> R) -> R {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
         {
             let table = shard.read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
-                return self.cas(&e.state, now, cost);
+                return f(&e.state);
             }
         }
         let mut table = shard.write().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = table.find(hash, |e| e.key == *key) {
-            return self.cas(&e.state, now, cost);
+            return f(&e.state);
         }
-        let (state, d) = self.alg.step(0, now, cost);
-        if state == 0 {
-            return d; // nothing to remember
+        let state: [AtomicU64; N] = std::array::from_fn(|_| AtomicU64::new(0));
+        let r = f(&state);
+        if self.time_to_idle(&state, now) == 0 {
+            return r; // as good as fresh: nothing to remember
         }
         if table.len() >= self.per_shard {
             self.make_room(&mut table, now);
         }
-        table.insert_unique(
-            hash,
-            Entry {
-                key: key.clone(),
-                state: AtomicU64::new(state),
-            },
-            |e| self.hasher.hash_one(&e.key),
-        );
-        d
+        let entry = Entry {
+            key: key.clone(),
+            state,
+        };
+        table.insert_unique(hash, entry, |e| self.hasher.hash_one(&e.key));
+        r
     }
 
-    #[inline]
-    fn cas(&self, state: &AtomicU64, now: u64, cost: u64) -> Decision {
-        let mut s = state.load(Ordering::Relaxed);
-        while let Ok(next) = self.alg.admit(s, now, cost) {
-            if next == s {
-                break;
+    /// Every limit's decision on `states` (all or none consumed).
+    fn decide(&self, states: &[AtomicU64; N], now: u64, cost: u64) -> Verdict {
+        let algs = &self.algs;
+        quota::all_or_none(
+            N,
+            |i| Ok(cas(&algs[i], &states[i], now, cost)),
+            |i| algs[i].step(states[i].load(Ordering::Acquire), now, cost).1,
+            |i| cas_refund(&algs[i], &states[i], now, cost),
+        )
+        .expect("acquire never fails")
+    }
+
+    /// Decides `cost` for `key` at `now` nanoseconds (no cost check). With a quota, the
+    /// binding decision.
+    pub fn check_at(&self, key: &K, now: u64, cost: u64) -> Decision {
+        self.with_states(key, now, |st| {
+            if N == 1 {
+                cas(&self.algs[0], &st[0], now, cost)
+            } else {
+                self.decide(st, now, cost).binding()
             }
-            match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(a) => s = a,
+        })
+    }
+
+    /// Reserves `cost` for `key` on every limit, available within `max_wait`: `Ok(wait)`
+    /// (sleep that long, or give the units back with `refund`), the
+    /// rejection, or `None` if some limit cannot reserve future capacity.
+    pub(crate) fn reserve(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<Duration, Rejection>> {
+        if self.cost_ok(cost).is_err() {
+            return Some(Err(Rejection::RateLimited { retry_after: None }));
+        }
+        let now = self.clock.nanos();
+        let max_wait = nanos(max_wait);
+        let algs = &self.algs;
+        self.with_states(key, now, |st| {
+            quota::reserve_all(
+                N,
+                |i| cas_reserve(&algs[i], &st[i], now, cost, max_wait).map(Ok),
+                |i| cas_refund(&algs[i], &st[i], now, cost),
+            )
+        })
+    }
+
+    /// Gives `cost` units taken for `key` back (a cancelled waiter). A key forgotten since
+    /// is left alone.
+    pub(crate) fn refund(&self, key: &K, cost: u64) {
+        let now = self.clock.nanos();
+        let hash = self.hasher.hash_one(key);
+        let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = table.find(hash, |e| e.key == *key) {
+            for (alg, state) in self.algs.iter().zip(&e.state) {
+                cas_refund(alg, state, now, cost);
             }
         }
-        self.alg.step(s, now, cost).1
     }
 
-    fn make_room(&self, table: &mut HashTable<Entry<K>>, now: u64) {
-        let ttl = |e: &Entry<K>| self.alg.time_to_idle(e.state.load(Ordering::Relaxed), now);
+    /// The limiter's clock reading.
+    pub(crate) fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    fn time_to_idle(&self, states: &[AtomicU64; N], now: Nanos) -> Nanos {
+        self.algs
+            .iter()
+            .zip(states)
+            .map(|(a, s)| a.time_to_idle(s.load(Ordering::Relaxed), now))
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn make_room(&self, table: &mut HashTable<Entry<K, N>>, now: u64) {
+        let ttl = |e: &Entry<K, N>| self.time_to_idle(&e.state, now);
         table.retain(|e| ttl(e) > 0);
         if table.len() < self.per_shard {
             return;
@@ -310,14 +598,15 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher> KeyedLimiter<K, A, S> {
         table.retain(|e| ttl(e) > threshold);
     }
 
-    /// Forgets every key whose limiter has fully recovered; returns the keys kept.
+    /// Forgets every key whose limiter has fully recovered (every limit of its quota);
+    /// returns the keys kept.
     pub fn retain_recent(&self) -> usize {
         let now = self.clock.nanos();
         self.shards
             .iter()
             .map(|s| {
                 let mut t = s.write().unwrap_or_else(|e| e.into_inner());
-                t.retain(|e| self.alg.time_to_idle(e.state.load(Ordering::Relaxed), now) > 0);
+                t.retain(|e| self.time_to_idle(&e.state, now) > 0);
                 t.len()
             })
             .sum()

@@ -66,7 +66,12 @@
 //!   `Arc` to change it while a guard uses it.
 //! - **Keyed** ([`KeyedLimiter`]): one packed `u64` per key, idle keys expire (a fully
 //!   recovered key equals a fresh one, so dropping it loses nothing), a hard cap evicts
-//!   the key closest to recovery.
+//!   the key closest to recovery. [`KeyedLimiter::quota`] gives every key several limits
+//!   (one packed `u64` each), admitted only if all admit, with the same all-or-nothing
+//!   rule as a [`RateLimiter`] quota.
+//! - **tower**: [`RateLimiter::layer`] and, per key, [`KeyedLimiter::layer`] (a `Clone`
+//!   [`KeyedLayer`] taking the key from each request: user, API key, IP), both rejecting
+//!   with [`crate::Error::RateLimited`] or waiting in wait mode.
 //! - **HTTP** ([`headers`], feature `http-headers`): `RateLimit`/`RateLimit-Policy`
 //!   (draft-ietf-httpapi-ratelimit-headers-10, as Structured Fields), `X-RateLimit-*` and
 //!   `Retry-After`, written from decisions and parsed on the client side
@@ -151,6 +156,9 @@ pub mod guard;
 #[cfg(feature = "http-headers")]
 pub mod headers;
 pub mod keyed;
+#[cfg(feature = "tower")]
+mod keyed_layer;
+mod quota;
 pub mod sliding_counter;
 pub mod sliding_log;
 pub mod smooth;
@@ -165,6 +173,8 @@ pub use fixed_window::FixedWindow;
 pub use gcra::Gcra;
 pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
 pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, bytes_per_key};
+#[cfg(feature = "tower")]
+pub use keyed_layer::{KeyedLayer, KeyedService};
 pub use sliding_counter::{MAX_SLIDING_LIMIT, SlidingWindowCounter};
 pub use sliding_log::SlidingWindowLog;
 pub use smooth::{Smooth, SmoothBuilder};

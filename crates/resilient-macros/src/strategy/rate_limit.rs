@@ -1,0 +1,141 @@
+//! `#[resilient::rate_limit(algorithm = gcra, rate = 100, per = "1s", burst = 20, ..)]`
+
+use proc_macro2::Span;
+use quote::quote;
+use syn::Expr;
+
+use super::{Phase, Stage};
+use crate::args::{self, Arg};
+use crate::duration::tokens as dur;
+
+const KEYS: &[&str] = &["algorithm", "rate", "per", "burst", "max_wait", "scope"];
+
+const ALGORITHMS: &str =
+    "`gcra`, `token_bucket`, `fixed_window`, `sliding_log` or `sliding_window`";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    Gcra,
+    TokenBucket,
+    FixedWindow,
+    SlidingLog,
+    SlidingWindow,
+}
+
+fn positive(value: &Expr, key: &str) -> syn::Result<u64> {
+    let n: u64 = args::int(value)?;
+    if n == 0 {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` must be at least 1"),
+        ));
+    }
+    Ok(n)
+}
+
+pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
+    let mut algorithm = Algorithm::Gcra;
+    let mut rate = None;
+    let mut per = std::time::Duration::from_secs(1);
+    let mut burst: Option<(u64, &Expr)> = None;
+    let mut max_wait = None;
+    let mut phase = Phase::PerAttempt;
+    for Arg { key, value } in &list {
+        match key.to_string().as_str() {
+            "algorithm" => {
+                let (word, rest) = args::call(value)?;
+                if !rest.is_empty() {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        format!("`algorithm` takes a bare name: {ALGORITHMS}"),
+                    ));
+                }
+                algorithm = match word.to_string().as_str() {
+                    "gcra" => Algorithm::Gcra,
+                    "token_bucket" => Algorithm::TokenBucket,
+                    "fixed_window" => Algorithm::FixedWindow,
+                    "sliding_log" => Algorithm::SlidingLog,
+                    "sliding_window" => Algorithm::SlidingWindow,
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            value,
+                            format!("unknown algorithm `{other}`; expected {ALGORITHMS}"),
+                        ));
+                    }
+                };
+            }
+            "rate" => rate = Some(positive(value, "rate")?),
+            "per" => {
+                per = args::duration(value)?;
+                if per.is_zero() {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`per` must be greater than zero",
+                    ));
+                }
+            }
+            "burst" => burst = Some((positive(value, "burst")?, value)),
+            "max_wait" => max_wait = Some(args::duration(value)?),
+            "scope" => {
+                let (word, _) = args::call(value)?;
+                phase = match word.to_string().as_str() {
+                    "call" => Phase::PerCall,
+                    "attempt" => Phase::PerAttempt,
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            value,
+                            "`scope` is `call` (a logical call is limited once) or `attempt` \
+                             (every attempt is limited)",
+                        ));
+                    }
+                };
+            }
+            _ => return Err(args::unknown("rate_limit", key, KEYS)),
+        }
+    }
+    let Some(rate) = rate else {
+        return Err(syn::Error::new(
+            attr,
+            "`rate_limit` needs `rate = N` (units per `per`, default \"1s\")",
+        ));
+    };
+    if let Some((_, e)) = burst
+        && !matches!(algorithm, Algorithm::Gcra | Algorithm::TokenBucket)
+    {
+        return Err(syn::Error::new_spanned(
+            e,
+            "`burst` only applies to `gcra` and `token_bucket`; a window algorithm's burst \
+             is its `rate`",
+        ));
+    }
+    let burst = burst.map_or(rate, |(b, _)| b);
+    let per = dur(per);
+    let rate_expr = quote!(::resilient::ratelimit::Rate::new(#rate, #per));
+    let limit = match algorithm {
+        Algorithm::Gcra => {
+            quote!(::resilient::ratelimit::Gcra::limiter_with_burst(#rate_expr, #burst)?)
+        }
+        Algorithm::TokenBucket => {
+            quote!(::resilient::ratelimit::TokenBucket::limiter(#burst, #rate_expr)?)
+        }
+        Algorithm::FixedWindow => {
+            quote!(::resilient::ratelimit::FixedWindow::limiter(#rate, #per)?)
+        }
+        Algorithm::SlidingLog => {
+            quote!(::resilient::ratelimit::SlidingWindowLog::new(#rate, #per)?)
+        }
+        Algorithm::SlidingWindow => {
+            quote!(::resilient::ratelimit::SlidingWindowCounter::limiter(#rate, #per)?)
+        }
+    };
+    let mode = max_wait.map(|d| {
+        let d = dur(d);
+        quote!(.max_wait(#d))
+    });
+    Ok(Stage {
+        phase,
+        calls: quote!(.guard(
+            ::resilient::RateLimiter::builder().limit(#limit) #mode .build()?
+        )),
+    })
+}

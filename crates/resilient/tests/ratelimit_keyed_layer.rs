@@ -1,0 +1,182 @@
+//! The keyed tower layer on tokio's paused clock: per-key limits, retry_after, shared state
+//! between clones, wait mode and cancellation.
+
+#![cfg(feature = "tower")]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use resilient::Error;
+use resilient::ratelimit::{FixedWindow, Gcra, KeyedLimiter, Rate};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt, service_fn};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[derive(Clone, Debug)]
+struct Req {
+    user: &'static str,
+    n: u32,
+}
+
+fn req(user: &'static str, n: u32) -> Req {
+    Req { user, n }
+}
+
+fn echo() -> impl Service<Req, Response = u32, Error = Infallible, Future: Send> + Clone + Send {
+    service_fn(|r: Req| async move { Ok::<_, Infallible>(r.n) })
+}
+
+async fn call<S>(svc: &mut S, r: Req) -> Result<u32, Error<Infallible>>
+where
+    S: Service<Req, Response = u32, Error = Error<Infallible>>,
+{
+    svc.ready().await?.call(r).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_keys_are_limited_independently_with_the_right_retry_after() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(2)).unwrap())
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let mut svc = tower::Layer::layer(&layer, echo());
+
+    assert_eq!(call(&mut svc, req("ada", 1)).await.unwrap(), 1);
+    assert_eq!(call(&mut svc, req("ada", 2)).await.unwrap(), 2);
+    match call(&mut svc, req("ada", 3)).await {
+        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, Some(MS * 500)),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // bob's limit is untouched by ada's
+    assert_eq!(call(&mut svc, req("bob", 4)).await.unwrap(), 4);
+    assert_eq!(call(&mut svc, req("bob", 5)).await.unwrap(), 5);
+    assert!(matches!(
+        call(&mut svc, req("bob", 6)).await,
+        Err(Error::RateLimited { .. })
+    ));
+
+    // after 250 ms ada is still 250 ms short; after 500 ms she gets one unit back
+    tokio::time::sleep(MS * 250).await;
+    assert_eq!(
+        call(&mut svc, req("ada", 7))
+            .await
+            .unwrap_err()
+            .retry_after(),
+        Some(MS * 250)
+    );
+    tokio::time::sleep(MS * 250).await;
+    assert_eq!(call(&mut svc, req("ada", 8)).await.unwrap(), 8);
+    assert_eq!(layer.limiter().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cloned_layer_and_its_services_share_state() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let clone = layer.clone();
+    let mut a = tower::Layer::layer(&layer, echo());
+    let mut b = tower::Layer::layer(&clone, echo());
+    let mut c = a.clone();
+
+    assert_eq!(call(&mut a, req("ada", 1)).await.unwrap(), 1);
+    assert!(matches!(
+        call(&mut b, req("ada", 2)).await,
+        Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 1000
+    ));
+    assert!(matches!(
+        call(&mut c, req("ada", 3)).await,
+        Err(Error::RateLimited { .. })
+    ));
+    assert_eq!(call(&mut b, req("bob", 4)).await.unwrap(), 4);
+    assert!(std::sync::Arc::ptr_eq(layer.limiter(), clone.limiter()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_mode_delays_up_to_max_wait_then_rejects() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::new(1, MS * 100)).unwrap())
+        .max_wait(MS * 250)
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let svc = tower::Layer::layer(&layer, echo());
+    let start = Instant::now();
+
+    let timed = |user, n| {
+        let mut svc = svc.clone();
+        async move {
+            let out = call(&mut svc, req(user, n)).await;
+            (out, start.elapsed())
+        }
+    };
+    // Four of ada's requests at once: admitted at 0, 100 and 200 ms; the fourth would wait
+    // 300 ms > 250 ms and is rejected at once. bob is not delayed by ada's queue.
+    let (a, b, c, d, bob) = tokio::join!(
+        timed("ada", 1),
+        timed("ada", 2),
+        timed("ada", 3),
+        timed("ada", 4),
+        timed("bob", 5)
+    );
+    assert_eq!((a.0.unwrap(), a.1), (1, Duration::ZERO));
+    assert_eq!((b.0.unwrap(), b.1), (2, MS * 100));
+    assert_eq!((c.0.unwrap(), c.1), (3, MS * 200));
+    assert!(matches!(d.0, Err(Error::RateLimited { retry_after: Some(w) }) if w == MS * 300));
+    assert_eq!(d.1, Duration::ZERO);
+    assert_eq!((bob.0.unwrap(), bob.1), (5, Duration::ZERO));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_gives_its_reservation_back() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::new(1, MS * 100)).unwrap())
+        .max_wait(Duration::from_secs(1))
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let mut svc = tower::Layer::layer(&layer, echo());
+    let start = Instant::now();
+
+    assert_eq!(call(&mut svc, req("ada", 1)).await.unwrap(), 1);
+    // The second request reserves the slot at 100 ms, but is dropped at 50 ms.
+    let dropped = tokio::time::timeout(MS * 50, call(&mut svc, req("ada", 2))).await;
+    assert!(dropped.is_err());
+    // Had the reservation been kept, the next would wait until 200 ms.
+    assert_eq!(call(&mut svc, req("ada", 3)).await.unwrap(), 3);
+    assert_eq!(start.elapsed(), MS * 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_mode_polls_limits_that_cannot_reserve() {
+    let layer = KeyedLimiter::builder(FixedWindow::new(1, MS * 100).unwrap())
+        .max_wait(MS * 150)
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let mut svc = tower::Layer::layer(&layer, echo());
+    let start = Instant::now();
+
+    assert_eq!(call(&mut svc, req("ada", 1)).await.unwrap(), 1);
+    // The next window starts within 100 ms (wherever the window boundary falls).
+    assert_eq!(call(&mut svc, req("ada", 2)).await.unwrap(), 2);
+    let waited = start.elapsed();
+    assert!(waited > Duration::ZERO && waited <= MS * 100, "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_errors_come_back_as_inner() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap())
+        .build::<u32>()
+        .unwrap()
+        .layer(|n: &u32| n % 2);
+    let mut svc = tower::Layer::layer(
+        &layer,
+        service_fn(|n: u32| async move { if n > 10 { Err("too big") } else { Ok(n) } }),
+    );
+    assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
+    assert!(matches!(
+        svc.ready().await.unwrap().call(11).await,
+        Err(Error::Inner("too big"))
+    ));
+}
