@@ -210,7 +210,7 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `Error::RateLimited`; with `scope = call` the call takes one unit before its first
 /// attempt, however many attempts it makes. In wait mode, a
 /// waiting call whose future is dropped gives its reservation back; plain (blocking)
-/// functions never wait, they are rejected when they would have to.
+/// functions never wait: they are rejected with `Error::RateLimited` when they would have to.
 ///
 /// ```
 /// use resilient::Error;

@@ -362,3 +362,36 @@ async fn durations_are_measured_only_for_guards_that_use_them() {
     assert_eq!(*timed.seen.lock().unwrap(), vec![MS * 100]);
     assert_eq!(*untimed.seen.lock().unwrap(), vec![Duration::ZERO]);
 }
+
+#[test]
+fn blocking_callers_get_the_guards_own_rejection_instead_of_waiting() {
+    use resilient::ratelimit::{Rate, RateLimiter};
+    let clock = ManualClock::new();
+    let limiter = RateLimiter::gcra(Rate::per_second(1))
+        .max_wait(Duration::from_secs(5))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
+    assert!(p.execute_blocking(|| Ok::<_, ()>(())).is_ok());
+    match p.execute_blocking(|| Ok::<_, ()>(())) {
+        Err(Error::RateLimited { retry_after }) => {
+            assert_eq!(retry_after, Some(Duration::from_secs(1)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let bulkhead = Arc::new(Bulkhead::new(1).queue(10).build().unwrap());
+    let p = Pipeline::builder()
+        .guard_arc(bulkhead.clone())
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    let held = bulkhead.acquire_now(&ctx).unwrap();
+    assert!(matches!(
+        p.execute_blocking(|| Ok::<_, ()>(())),
+        Err(Error::BulkheadFull)
+    ));
+    drop(held);
+    assert!(p.execute_blocking(|| Ok::<_, ()>(())).is_ok());
+}

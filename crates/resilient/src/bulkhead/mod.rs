@@ -154,6 +154,18 @@ impl Guard for Bulkhead {
     fn measures_duration(&self) -> bool {
         false
     }
+
+    /// Blocking callers never queue: with no free slot they get
+    /// [`Rejection::BulkheadFull`].
+    fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
+        match self.slots.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                Ok(Permit::new(self, 0))
+            }
+            Err(_) => Err(Rejection::BulkheadFull),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,20 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
     /// `token` is the value the permit was created with.
     fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>);
 
+    /// Admission without waiting, for blocking execution (which cannot await). The default
+    /// takes [`Guard::acquire`]'s answer when it is ready and otherwise drops the wait
+    /// (giving back whatever it reserved) and rejects as [`Rejection::Other`]; guards
+    /// override it to reject with their own variant and `retry_after`.
+    fn acquire_now(&self, ctx: &Context) -> Result<Permit<'_>, Rejection> {
+        match self.acquire(ctx) {
+            Acquire::Ready(r) => r,
+            Acquire::Wait(_) => Err(Rejection::Other {
+                guard: self.name(),
+                retry_after: None,
+            }),
+        }
+    }
+
     /// Whether [`Guard::on_release`] uses the call's duration. The engine reads the clock
     /// around a call only when one of its guards does (default `true`; a bulkhead or a
     /// rate limiter answer `false`, a breaker only with slow-call detection or observers).

@@ -688,7 +688,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         let mut call_permits = Permits::new();
         for g in &inner.call_guards {
-            match acquire_blocking(&**g, &ctx) {
+            match g.acquire_now(&ctx) {
                 Ok(p) => call_permits.push(p),
                 Err(r) => return Err(r.into()),
             }
@@ -706,7 +706,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let mut permits = Permits::new();
             let mut rejected = None;
             for g in &inner.attempt_guards {
-                match acquire_blocking(&**g, &ctx) {
+                match g.acquire_now(&ctx) {
                     Ok(p) => permits.push(p),
                     Err(r) => {
                         rejected = Some(r);
@@ -767,16 +767,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             p.record(outcome, took);
         }
         result
-    }
-}
-
-fn acquire_blocking<'a>(g: &'a dyn Guard, ctx: &Context) -> Result<Permit<'a>, Rejection> {
-    match g.acquire(ctx) {
-        crate::Acquire::Ready(r) => r,
-        crate::Acquire::Wait(_) => Err(Rejection::Other {
-            guard: g.name(),
-            retry_after: None,
-        }),
     }
 }
 

@@ -388,6 +388,17 @@ impl Guard for RateLimiter {
         "rate_limiter"
     }
 
+    /// Blocking callers never wait: over the limit they get
+    /// [`Rejection::RateLimited`] with the time until capacity.
+    fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
+        match self.allow() {
+            Ok(()) => Ok(Permit::none()),
+            Err(after) => Err(Rejection::RateLimited {
+                retry_after: (after != Duration::MAX).then_some(after),
+            }),
+        }
+    }
+
     fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
         let max_wait = match self.inner.mode {
             Mode::Reject => {
