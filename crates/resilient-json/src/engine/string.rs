@@ -1,0 +1,310 @@
+//! Quoted strings: any quote style, missing or misplaced end quotes, unescaped quotes and
+//! control characters, invalid escapes, escaped (stringified) JSON and `+` concatenation.
+//!
+//! A string is first read assuming its end quote is right ([`Mode::Normal`]). When the end
+//! quote turns out to be wrong (followed by text instead of a delimiter), the string is read
+//! again from its start, ending at a comma before that quote ([`Mode::StopAt`]) or at the
+//! first delimiter ([`Mode::StopAtDelimiter`]). A `StopAt` pass may only fall back to
+//! `StopAtDelimiter`, which never retries, so a string is read at most three times.
+
+use super::{Engine, Result};
+use crate::chars::{
+    QuoteKind, closing_quote_len, is_delimiter, is_unquoted_delimiter, is_url_char, is_url_start,
+    is_ws, push_control_escape, quote_at, special_ws_len, utf8_len,
+};
+use crate::error::RepairErrorKind;
+use crate::report::RepairKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Normal,
+    StopAtDelimiter,
+    StopAt(usize),
+}
+
+impl Engine<'_> {
+    /// `true` at a quote, or at a backslash before a quote (escaped JSON like `{\"a\": 1}`).
+    pub(super) fn at_string_start(&self) -> bool {
+        quote_at(self.s, self.i).is_some()
+            || (self.peek() == Some(b'\\') && quote_at(self.s, self.i + 1).is_some())
+    }
+
+    /// Reads the string at the cursor and writes it as a JSON string (without its opening
+    /// quote when `emit_open` is false, to join concatenated strings).
+    pub(super) fn parse_string(&mut self, emit_open: bool) -> Result<()> {
+        self.flush_ws();
+        let start = self.i;
+        let out_before = self.out.len();
+        let notes_before = self.repairs.as_ref().map_or(0, Vec::len);
+        let mut mode = Mode::Normal;
+        loop {
+            self.i = start;
+            self.out.truncate(out_before);
+            if let Some(r) = self.repairs.as_mut() {
+                r.truncate(notes_before);
+            }
+            match self.string_pass(start, mode, emit_open)? {
+                None => return Ok(()),
+                Some(next) => mode = next,
+            }
+        }
+    }
+
+    /// One reading of a string; returns the mode to read it again with, if it must be.
+    fn string_pass(&mut self, start: usize, mode: Mode, emit_open: bool) -> Result<Option<Mode>> {
+        let s = self.s;
+        let len = s.len();
+        let mut i = start;
+        let skip_escapes = s[i] == b'\\';
+        if skip_escapes {
+            self.note(RepairKind::StringifiedJson, i);
+            i += 1;
+        }
+        let Some((kind, qlen)) = quote_at(s, i) else {
+            return self.error(RepairErrorKind::Internal);
+        };
+        if kind != QuoteKind::Double {
+            self.note(RepairKind::Quotes, i);
+        }
+        let open_quote = i;
+        i += qlen;
+        if emit_open {
+            self.out.push(b'"');
+        }
+        let content_start = self.out.len();
+        let content_in = i;
+        let mut just_skipped = true;
+        let limit = match mode {
+            Mode::StopAt(k) => k.min(len),
+            _ => len,
+        };
+        loop {
+            if i >= limit {
+                if i >= len && mode == Mode::Normal {
+                    let p = prev_non_ws(s, len, open_quote);
+                    if p > open_quote && is_delimiter(s[p]) {
+                        return Ok(Some(Mode::StopAtDelimiter));
+                    }
+                }
+                self.note(RepairKind::MissingEndQuote, i);
+                self.close_content(content_start);
+                self.i = i;
+                return Ok(None);
+            }
+            let b = s[i];
+            let ql = closing_quote_len(s, i, kind);
+            if ql > 0 {
+                let after = i + ql;
+                let j = skip_inline_ws(s, after);
+                let ends = match s.get(j) {
+                    None => true,
+                    Some(&n) => {
+                        is_delimiter(n) || n.is_ascii_digit() || quote_at(s, j).is_some()
+                    }
+                };
+                if ends || mode == Mode::StopAtDelimiter {
+                    self.out.push(b'"');
+                    self.i = after;
+                    return Ok(None);
+                }
+                let p = prev_non_ws(s, i, open_quote);
+                if p > open_quote && is_delimiter(s[p]) {
+                    return Ok(Some(if s[p] == b',' && mode == Mode::Normal {
+                        Mode::StopAt(p)
+                    } else {
+                        Mode::StopAtDelimiter
+                    }));
+                }
+                // a quote inside the text
+                self.note(RepairKind::UnescapedQuote, i);
+                if b == b'\'' {
+                    self.out.push(b'\'');
+                } else {
+                    self.out.extend_from_slice(b"\\\"");
+                }
+                i = after;
+                just_skipped = false;
+                continue;
+            }
+            if mode == Mode::StopAtDelimiter && is_unquoted_delimiter(b) {
+                if b == b'/' && is_url_start(s, content_in, i) {
+                    let url_start = i;
+                    while i < len && is_url_char(s[i]) {
+                        i += 1;
+                    }
+                    self.out.extend_from_slice(&s[url_start..i]);
+                }
+                self.note(RepairKind::MissingEndQuote, i);
+                self.close_content(content_start);
+                self.i = i;
+                return Ok(None);
+            }
+            match b {
+                b'\\' if skip_escapes && !just_skipped => {
+                    i += 1;
+                    just_skipped = true;
+                    continue;
+                }
+                b'\\' => i = self.escape(i)?,
+                b'"' => {
+                    self.note(RepairKind::UnescapedQuote, i);
+                    self.out.extend_from_slice(b"\\\"");
+                    i += 1;
+                }
+                0..=0x1F => {
+                    self.note(RepairKind::ControlCharacter, i);
+                    push_control_escape(&mut self.out, b);
+                    i += 1;
+                }
+                _ => {
+                    // a run of ordinary characters
+                    let mut j = (i + utf8_len(b)).min(limit);
+                    while j < limit && !is_special(s[j], kind, mode) {
+                        j += 1;
+                    }
+                    self.out.extend_from_slice(&s[i..j]);
+                    i = j;
+                }
+            }
+            just_skipped = false;
+        }
+    }
+
+    /// Handles the escape sequence at `i` (a backslash); returns the offset after it.
+    fn escape(&mut self, i: usize) -> Result<usize> {
+        let s = self.s;
+        let Some(&n) = s.get(i + 1) else {
+            self.note(RepairKind::InvalidEscape, i);
+            return Ok(i + 1);
+        };
+        match n {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                self.out.extend_from_slice(&s[i..i + 2]);
+                Ok(i + 2)
+            }
+            b'u' => self.unicode_escape(i),
+            0..=0x1F => {
+                self.note(RepairKind::ControlCharacter, i);
+                push_control_escape(&mut self.out, n);
+                Ok(i + 2)
+            }
+            _ => {
+                // invalid escape like `\a` or `\'`: keep the character, drop the backslash
+                self.note(RepairKind::InvalidEscape, i);
+                let end = (i + 1 + utf8_len(n)).min(s.len());
+                self.out.extend_from_slice(&s[i + 1..end]);
+                Ok(end)
+            }
+        }
+    }
+
+    /// Handles `\u` at `i`; lone surrogates become U+FFFD, a truncated escape at the end of
+    /// the input is dropped.
+    fn unicode_escape(&mut self, i: usize) -> Result<usize> {
+        let s = self.s;
+        let hex = |at: usize| -> Option<u16> {
+            let h = s.get(at..at + 4)?;
+            if !h.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+        };
+        let Some(v) = hex(i + 2) else {
+            let digits = s[i + 2..].iter().take(4).take_while(|b| b.is_ascii_hexdigit()).count();
+            if i + 2 + digits >= s.len() {
+                self.note(RepairKind::MissingEndQuote, i);
+                return Ok(s.len());
+            }
+            self.i = i;
+            return self.error(RepairErrorKind::InvalidUnicodeEscape);
+        };
+        if (0xD800..0xDC00).contains(&v)
+            && s.get(i + 6..i + 8) == Some(b"\\u")
+            && hex(i + 8).is_some_and(|low| (0xDC00..0xE000).contains(&low))
+        {
+            self.out.extend_from_slice(&s[i..i + 12]);
+            return Ok(i + 12);
+        }
+        if (0xD800..0xE000).contains(&v) {
+            self.note(RepairKind::InvalidEscape, i);
+            self.out.extend_from_slice(b"\\ufffd");
+        } else {
+            self.out.extend_from_slice(&s[i..i + 6]);
+        }
+        Ok(i + 6)
+    }
+
+    /// Ends a string whose end quote is missing: the quote goes before trailing spaces.
+    fn close_content(&mut self, content_start: usize) {
+        let spaces = self.out[content_start..].iter().rev().take_while(|&&b| b == b' ').count();
+        self.out.truncate(self.out.len() - spaces);
+        self.out.push(b'"');
+        self.ws.extend(std::iter::repeat_n(b' ', spaces));
+    }
+
+    /// Joins `"a" + "b"` into `"ab"`.
+    pub(super) fn parse_concat(&mut self) -> Result<()> {
+        loop {
+            let save = (self.i, self.ws.len());
+            self.skip_ws();
+            if self.peek() != Some(b'+') {
+                return Ok(());
+            }
+            let plus = self.i;
+            self.i += 1;
+            self.skip_ws();
+            if !self.at_string_start() {
+                // a `+` followed by something else: drop it
+                self.note(RepairKind::Concatenation, plus);
+                let _ = save;
+                return Ok(());
+            }
+            self.note(RepairKind::Concatenation, plus);
+            self.ws.clear();
+            if self.out.last() == Some(&b'"') {
+                self.out.pop();
+                self.parse_string(false)?;
+            } else {
+                self.parse_string(true)?;
+            }
+        }
+    }
+}
+
+/// Bytes that end a run of ordinary string characters.
+fn is_special(b: u8, kind: QuoteKind, mode: Mode) -> bool {
+    b == b'"'
+        || b == b'\\'
+        || b < 0x20
+        || (kind != QuoteKind::Double && matches!(b, b'\'' | b'`' | 0xC2 | 0xE2))
+        || (mode == Mode::StopAtDelimiter && is_unquoted_delimiter(b))
+}
+
+/// Index of the last non-whitespace byte before `i`, not going below `floor`.
+fn prev_non_ws(s: &[u8], i: usize, floor: usize) -> usize {
+    let mut p = i;
+    while p > floor {
+        p -= 1;
+        if !is_ws(s[p]) {
+            return p;
+        }
+    }
+    floor
+}
+
+/// Skips spaces, tabs and carriage returns (not newlines) and special whitespace.
+fn skip_inline_ws(s: &[u8], mut j: usize) -> usize {
+    loop {
+        match s.get(j) {
+            Some(b' ' | b'\t' | b'\r') => j += 1,
+            Some(_) => {
+                let n = special_ws_len(s, j);
+                if n == 0 {
+                    return j;
+                }
+                j += n;
+            }
+            None => return j,
+        }
+    }
+}
