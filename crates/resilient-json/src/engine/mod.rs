@@ -43,7 +43,8 @@ enum Obj {
 #[derive(Debug, Clone, Copy)]
 enum Frame {
     Array { seq: Seq, last_item: usize },
-    Object(Obj),
+    /// An object and the output offset of its `{`.
+    Object(Obj, usize),
     /// `name(` of a JSONP wrapper or a MongoDB call: the argument replaces the call.
     Call { done: bool },
     /// `(`: a tuple, written as an array once a comma shows it has several items.
@@ -64,6 +65,11 @@ pub(crate) struct Engine<'a> {
     value_start: usize,
     /// Several root values were found: the output is wrapped in an array.
     multi: bool,
+    /// Output offset before the object key being read (and its comma).
+    key_mark: usize,
+    /// Output offset of an empty string cut off by the end of the input (`["`), dropped when
+    /// its container is closed.
+    truncated_empty: Option<usize>,
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
@@ -78,6 +84,8 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         repairs: report.then(Vec::new),
         value_start: 0,
         multi: false,
+        key_mark: 0,
+        truncated_empty: None,
     };
     e.run_root()?;
     let repairs = e.repairs.take().unwrap_or_default();
@@ -214,9 +222,10 @@ impl Engine<'_> {
         self.value_start = self.out.len();
         match c {
             b'{' => {
+                let start = self.out.len();
                 self.out.push(b'{');
                 self.i += 1;
-                self.stack.push(Frame::Object(Obj::Open));
+                self.stack.push(Frame::Object(Obj::Open, start));
             }
             b'[' => {
                 self.out.push(b'[');
@@ -247,7 +256,7 @@ impl Engine<'_> {
                 *seq = Seq::After;
                 *last_item = start;
             }
-            Some(Frame::Object(st)) => *st = Obj::After,
+            Some(Frame::Object(st, _)) => *st = Obj::After,
             Some(Frame::Call { done }) => *done = true,
             Some(Frame::Paren { seq, items, .. }) => {
                 *seq = Seq::After;
@@ -265,6 +274,12 @@ impl Engine<'_> {
 
     /// Closes the innermost container with `close`, consuming it from the input when present.
     fn close(&mut self, close: &[u8], consume: bool) {
+        if let Some(p) = self.truncated_empty.take()
+            && self.at_eof()
+            && self.out.len() == p + 2
+        {
+            self.out.truncate(p);
+        }
         self.strip_trailing_comma();
         if consume {
             self.emit(close);
@@ -282,7 +297,7 @@ impl Engine<'_> {
         while let Some(&top) = self.stack.last() {
             match top {
                 Frame::Array { seq, last_item } => self.step_array(seq, last_item)?,
-                Frame::Object(st) => self.step_object(st)?,
+                Frame::Object(st, start) => self.step_object(st, start)?,
                 Frame::Call { done } => self.step_call(done)?,
                 Frame::Paren { seq, out_start, items, comma } => {
                     self.step_paren(seq, out_start, items, comma)?
@@ -290,6 +305,12 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `true` when the container below the innermost one is an object.
+    fn parent_is_object(&self) -> bool {
+        let n = self.stack.len();
+        n >= 2 && matches!(self.stack[n - 2], Frame::Object(..))
     }
 
     fn at_fence(&self) -> bool {
@@ -315,6 +336,10 @@ impl Engine<'_> {
                         self.note(RepairKind::RedundantComma, self.i);
                         self.i += 1;
                     }
+                    Some(b'}') if !self.parent_is_object() => {
+                        self.note(RepairKind::RedundantClosingBracket, self.i);
+                        self.i += 1;
+                    }
                     Some(_) if self.at_fence() => self.close(b"]", false),
                     Some(_) => {
                         if !self.begin_value()? {
@@ -326,6 +351,10 @@ impl Engine<'_> {
             Seq::After => match self.peek() {
                 None => self.close(b"]", false),
                 Some(b']') => self.close(b"]", true),
+                Some(b'}') if !self.parent_is_object() => {
+                    self.note(RepairKind::RedundantClosingBracket, self.i);
+                    self.i += 1;
+                }
                 Some(b',') => {
                     self.emit(b",");
                     self.i += 1;
@@ -338,7 +367,7 @@ impl Engine<'_> {
                     self.emit(b":");
                     self.i += 1;
                     self.set_top(Frame::Array { seq: Seq::After, last_item });
-                    self.stack.push(Frame::Object(Obj::Value { colon: true }));
+                    self.stack.push(Frame::Object(Obj::Value { colon: true }, last_item));
                 }
                 Some(_) if self.at_fence() => self.close(b"]", false),
                 Some(_) if self.can_start_value() => {
@@ -352,7 +381,8 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn step_object(&mut self, st: Obj) -> Result<()> {
+    fn step_object(&mut self, st: Obj, start: usize) -> Result<()> {
+        let set = |e: &mut Self, st: Obj| e.set_top(Frame::Object(st, start));
         self.skip_ws();
         match st {
             Obj::Open => {
@@ -360,7 +390,7 @@ impl Engine<'_> {
                     self.note(RepairKind::RedundantComma, self.i);
                     self.i += 1;
                 }
-                self.set_top(Frame::Object(Obj::Key));
+                set(self, Obj::Key);
             }
             Obj::Key => {
                 self.skip_ellipsis();
@@ -374,8 +404,12 @@ impl Engine<'_> {
                     Some(b'{' | b'[' | b']') => self.close(b"}", false),
                     Some(_) if self.at_fence() => self.close(b"}", false),
                     Some(_) => {
+                        self.key_mark = self.out.len();
+                        if self.out.last() == Some(&b',') {
+                            self.key_mark -= 1;
+                        }
                         if self.parse_key()? {
-                            self.set_top(Frame::Object(Obj::Colon));
+                            set(self, Obj::Colon);
                         } else {
                             return self.error(RepairErrorKind::ObjectKeyExpected);
                         }
@@ -386,23 +420,46 @@ impl Engine<'_> {
                 Some(b':') => {
                     self.emit(b":");
                     self.i += 1;
-                    self.set_top(Frame::Object(Obj::Value { colon: true }));
+                    set(self, Obj::Value { colon: true });
                 }
                 Some(b'=') => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.emit(b":");
                     self.i += 1;
-                    self.set_top(Frame::Object(Obj::Value { colon: true }));
+                    set(self, Obj::Value { colon: true });
+                }
+                None if self.truncated_empty.is_some() => {
+                    // `{"`: a key cut off before it started
+                    self.out.truncate(self.key_mark.max(start + 1));
+                    self.truncated_empty = None;
+                    self.close(b"}", false);
                 }
                 None => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    self.set_top(Frame::Object(Obj::Value { colon: true }));
+                    set(self, Obj::Value { colon: true });
                 }
                 Some(_) if self.can_start_value() => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    self.set_top(Frame::Object(Obj::Value { colon: false }));
+                    set(self, Obj::Value { colon: false });
+                }
+                Some(b'}') => {
+                    // a key without value at the end: drop it
+                    self.note(RepairKind::SurroundingText, self.i);
+                    self.out.truncate(self.key_mark.max(start + 1));
+                    self.ws.clear();
+                    self.close(b"}", true);
+                }
+                Some(b',')
+                    if self.out.get(self.key_mark) == Some(&b'"')
+                        && self.out[start + 1..self.key_mark].iter().all(|&b| is_ws(b)) =>
+                {
+                    // `{'a', 'b'}`: a set, written as an array
+                    self.note(RepairKind::Tuple, self.i);
+                    self.out[start] = b'[';
+                    let last_item = self.key_mark;
+                    self.set_top(Frame::Array { seq: Seq::After, last_item });
                 }
                 Some(_) => return self.error(RepairErrorKind::ColonExpected),
             },
@@ -411,7 +468,7 @@ impl Engine<'_> {
                     if colon || self.at_eof() {
                         self.note(RepairKind::MissingValue, self.i);
                         self.emit(b"null");
-                        self.set_top(Frame::Object(Obj::After));
+                        set(self, Obj::After);
                     } else {
                         return self.error(RepairErrorKind::ColonExpected);
                     }
@@ -423,13 +480,13 @@ impl Engine<'_> {
                 Some(b',') => {
                     self.emit(b",");
                     self.i += 1;
-                    self.set_top(Frame::Object(Obj::Key));
+                    set(self, Obj::Key);
                 }
                 Some(_) if self.at_fence() => self.close(b"}", false),
                 Some(b) if b != b'{' && b != b'[' && b != b'(' && self.can_start_value() => {
                     self.note(RepairKind::MissingComma, self.i);
                     self.out.push(b',');
-                    self.set_top(Frame::Object(Obj::Key));
+                    set(self, Obj::Key);
                 }
                 Some(_) => self.close(b"}", false),
             },

@@ -10,8 +10,9 @@ use crate::report::RepairKind;
 enum Next {
     /// Nothing (or only ignorable text): done.
     Done,
-    /// Another root value starts at the cursor.
-    Value,
+    /// Another root value starts at the cursor; `newline` tells whether a line break (or a
+    /// code fence) separated it from the previous one, `comma` whether a comma did.
+    Value { comma: bool, newline: bool },
     /// The root object was closed too early and has been reopened.
     Reopened,
 }
@@ -19,31 +20,66 @@ enum Next {
 impl Engine<'_> {
     pub(super) fn run_root(&mut self) -> Result<()> {
         let fenced = self.prelude();
-        let mut first = true;
+        let mut kept = 0usize;
+        let mut first_start = 0usize;
+        let mut sep: Option<(bool, bool)> = None;
         loop {
-            let start = self.out.len() + self.ws.len();
+            let comma_pos = self.out.len();
+            if sep.is_some() {
+                self.out.push(b',');
+            }
             if !self.begin_value()? {
                 self.skip_ws();
+                if kept == 0 && self.at_eof() {
+                    return self.error(RepairErrorKind::Empty);
+                }
                 if self.at_eof() {
-                    return if first {
-                        self.error(RepairErrorKind::Empty)
-                    } else {
-                        self.strip_trailing_comma();
-                        Ok(())
-                    };
+                    self.out.truncate(comma_pos);
+                    break;
                 }
                 return self.unexpected();
             }
-            first = false;
-            loop {
+            let start = self.value_start;
+            let next = loop {
                 self.drive()?;
-                match self.after_root(start, fenced)? {
-                    Next::Done => return Ok(()),
-                    Next::Value => break,
+                match self.after_root(start, fenced, sep.is_none())? {
                     Next::Reopened => {}
+                    other => break other,
+                }
+            };
+            match sep {
+                None => {
+                    kept = 1;
+                    first_start = start;
+                }
+                Some((comma, newline)) => {
+                    let end = self.out.len();
+                    if newline || !self.inserts.is_empty() {
+                        kept += 1;
+                    } else if is_empty_container(&self.out[start..end]) {
+                        // `{"a": 1}, []`: an empty value after the real one
+                        self.out.truncate(comma_pos);
+                    } else if kept == 1
+                        && (is_empty_container(&self.out[first_start..comma_pos])
+                            || (!comma && self.out.get(first_start) == self.out.get(start)))
+                    {
+                        // `[]{"a": 1}` or `[1][2]`: the later value replaces the earlier one
+                        self.out.drain(first_start..start);
+                    } else {
+                        kept += 1;
+                    }
                 }
             }
+            match next {
+                Next::Value { comma, newline } => sep = Some((comma, newline)),
+                _ => break,
+            }
         }
+        self.multi = kept >= 2;
+        if self.multi {
+            self.note(RepairKind::MultipleValues, 0);
+        }
+        Ok(())
     }
 
     /// Skips an opening code fence, or prose before the JSON. Returns `true` when the JSON was
@@ -126,7 +162,7 @@ impl Engine<'_> {
     }
 
     /// Decides what follows a complete root value that started at output offset `start`.
-    fn after_root(&mut self, start: usize, fenced: bool) -> Result<Next> {
+    fn after_root(&mut self, start: usize, fenced: bool, first: bool) -> Result<Next> {
         self.skip_ws();
         let closed_fence = self.skip_closing_fence();
         if fenced && closed_fence {
@@ -136,7 +172,7 @@ impl Engine<'_> {
                     self.note(RepairKind::SurroundingText, self.i);
                     self.i = p;
                     self.skip_opening_fence();
-                    self.next_root_value()
+                    self.next_root_value(false, true)
                 }
                 None => {
                     self.note(RepairKind::SurroundingText, self.i);
@@ -161,12 +197,12 @@ impl Engine<'_> {
             let at = self.i;
             self.i += 1;
             self.skip_ws();
-            if root_is_object && self.out.last() == Some(&b'}') && self.key_colon_ahead() {
+            if first && root_is_object && self.out.last() == Some(&b'}') && self.key_colon_ahead() {
                 // `{"a": 1}, "b": 2}`: the object was closed too early
                 self.note(RepairKind::ReopenedObject, at);
                 self.out.pop();
                 self.out.push(b',');
-                self.stack.push(Frame::Object(Obj::Key));
+                self.stack.push(Frame::Object(Obj::Key, start));
                 return Ok(Next::Reopened);
             }
             if self.at_eof() {
@@ -195,7 +231,7 @@ impl Engine<'_> {
                 self.i = self.s.len();
                 return Ok(Next::Done);
             }
-            return Ok(self.next_root_value());
+            return Ok(self.next_root_value(comma, newline));
         }
         if root_is_container && self.peek().is_some_and(is_ident_start) {
             self.note(RepairKind::SurroundingText, self.i);
@@ -205,13 +241,9 @@ impl Engine<'_> {
         self.unexpected()
     }
 
-    fn next_root_value(&mut self) -> Next {
-        if !self.multi {
-            self.note(RepairKind::MultipleValues, self.i);
-            self.multi = true;
-        }
-        self.out.push(b',');
-        Next::Value
+    fn next_root_value(&mut self, comma: bool, newline: bool) -> Next {
+        self.multi = true;
+        Next::Value { comma, newline }
     }
 
     /// `true` when a key (quoted or not) followed by a colon starts at the cursor.
@@ -235,11 +267,17 @@ impl Engine<'_> {
         while j < s.len() && is_ws(s[j]) {
             j += 1;
         }
-        s.get(j) == Some(&b':')
+        s.get(j) == Some(&b':') || s.get(j) == Some(&b'"')
     }
 }
 
 /// Offset of the first `pat` in `s` at or after `from`.
 fn find(s: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
     s.get(from..)?.windows(pat.len()).position(|w| w == pat).map(|p| from + p)
+}
+
+/// `true` for `{}` or `[]` (with optional whitespace).
+fn is_empty_container(v: &[u8]) -> bool {
+    let mut it = v.iter().copied().filter(|&b| !is_ws(b));
+    matches!((it.next(), it.next(), it.next()), (Some(b'{'), Some(b'}'), None) | (Some(b'['), Some(b']'), None))
 }

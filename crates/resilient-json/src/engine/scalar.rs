@@ -144,7 +144,13 @@ impl Engine<'_> {
                 repaired |= self.digits(&mut j);
             }
         }
-        if !at_number_end(s, j) {
+        let mut stray_quote = false;
+        if s.get(j) == Some(&b'"') {
+            // `12345",`: a number with a stray end quote
+            let k = skip_ascii_ws(s, j + 1);
+            stray_quote = k >= s.len() || matches!(s[k], b',' | b'}' | b']');
+        }
+        if !stray_quote && !at_number_end(s, j) {
             return fail(self);
         }
         let int = &s[int_start..int_end];
@@ -158,7 +164,7 @@ impl Engine<'_> {
         } else if repaired {
             self.note(RepairKind::Number, start);
         }
-        self.i = j;
+        self.i = j + usize::from(stray_quote);
         true
     }
 
@@ -268,8 +274,34 @@ impl Engine<'_> {
         if !can_start_unquoted(self.s, self.i) {
             return Ok(false);
         }
+        if let Some(q) = self.word_before_key() {
+            // `{"a": 1, COMMENT "b": 2}`: a stray word before a quoted key
+            self.note(RepairKind::SurroundingText, self.i);
+            self.i = q;
+            self.parse_string(true)?;
+            return Ok(true);
+        }
         self.flush_ws();
         Ok(self.unquoted(true))
+    }
+
+    /// When the cursor is at a bare word followed by a quoted key and a colon, returns the
+    /// offset of that key's quote.
+    fn word_before_key(&self) -> Option<usize> {
+        let s = self.s;
+        let mut j = self.i;
+        while j < s.len() && is_ident(s[j]) {
+            j += 1;
+        }
+        if j == self.i || !s.get(j).is_some_and(|&b| b == b' ' || b == b'\t') {
+            return None;
+        }
+        let q = skip_ascii_ws(s, j);
+        if s.get(q) != Some(&b'"') {
+            return None;
+        }
+        let end = q + 1 + s[q + 1..].iter().position(|&b| b == b'"' || b == b'\n')?;
+        (s[end] == b'"' && s.get(skip_ascii_ws(s, end + 1)) == Some(&b':')).then_some(q)
     }
 
     /// Reads an unquoted string up to a delimiter and writes it quoted. `undefined` becomes
@@ -285,23 +317,31 @@ impl Engine<'_> {
                 break;
             }
             if depth > 0 {
-                if b == b')' {
+                if matches!(b, b')' | b']' | b'}') {
                     depth -= 1;
-                } else if b == b'(' {
+                } else if matches!(b, b'(' | b'[' | b'{') {
                     depth += 1;
                 }
                 j += 1;
                 continue;
             }
-            if is_unquoted_delimiter(b)
+            if !key
+                && (b == b'(' || (matches!(b, b'{' | b'[') && j > start && s[j - 1].is_ascii_alphanumeric()))
+            {
+                depth += 1;
+                j += 1;
+                continue;
+            }
+            let fraction = b == b'/'
+                && j > start
+                && s[j - 1].is_ascii_digit()
+                && s.get(j + 1).is_some_and(u8::is_ascii_digit);
+            if (is_unquoted_delimiter(b) && !fraction)
                 || quote_at(s, j).is_some()
                 || (key && b == b':')
                 || (in_paren && b == b')')
             {
                 break;
-            }
-            if b == b'(' && !key {
-                depth += 1;
             }
             j += 1;
         }

@@ -74,6 +74,9 @@ impl Engine<'_> {
         let content_start = self.out.len();
         let content_in = i;
         let mut just_skipped = true;
+        // brackets opened inside the text: a quote followed by the matching closing bracket,
+        // like `"(5'3")"`, is part of the text
+        let mut depth = [0u32; 3];
         let limit = match mode {
             Mode::StopAt(k) => k.min(len),
             _ => len,
@@ -87,6 +90,9 @@ impl Engine<'_> {
                     }
                 }
                 self.note(RepairKind::MissingEndQuote, i);
+                if i >= len && self.out.len() == content_start && emit_open {
+                    self.truncated_empty = Some(content_start - 1);
+                }
                 self.close_content(content_start);
                 self.i = i;
                 return Ok(None);
@@ -96,19 +102,52 @@ impl Engine<'_> {
             if ql > 0 {
                 let after = i + ql;
                 let j = skip_inline_ws(s, after);
-                let ends = match s.get(j) {
-                    None => true,
-                    Some(&n) => {
-                        is_delimiter(n) || n.is_ascii_digit() || quote_at(s, j).is_some()
+                let in_brackets = depth[1] > 0 || depth[2] > 0;
+                let inside = match s.get(j) {
+                    Some(b')') => depth[0] > 0,
+                    Some(b']') => depth[1] > 0,
+                    Some(b'}') => depth[2] > 0,
+                    // `{"k": 1}` quoted inside the text
+                    Some(b':') => in_brackets,
+                    // `"72""` at the end: the first quote is part of the text
+                    Some(_) if j == after && i > content_in => {
+                        let q2 = closing_quote_len(s, after, kind);
+                        q2 > 0 && {
+                            let k = skip_inline_ws(s, after + q2);
+                            k >= len || matches!(s[k], b',' | b'}' | b']' | b':' | b'\n')
+                        }
                     }
+                    _ => false,
                 };
-                if ends || mode == Mode::StopAtDelimiter {
+                let ends = !inside
+                    && match s.get(j) {
+                        None => true,
+                        Some(&n) => {
+                            is_delimiter(n)
+                                || n == b'#'
+                                || n.is_ascii_digit()
+                                || quote_at(s, j).is_some()
+                        }
+                    };
+                if ends || (mode == Mode::StopAtDelimiter && !inside) {
+                    self.trim_raw_newlines(content_start, content_in, i);
                     self.out.push(b'"');
                     self.i = after;
                     return Ok(None);
                 }
                 let p = prev_non_ws(s, i, open_quote);
-                if p > open_quote && is_delimiter(s[p]) {
+                if i == content_in && s.get(j).is_some_and(|&b| !is_ws(b)) {
+                    // `""value"`: a doubled opening quote
+                    self.note(RepairKind::UnescapedQuote, i);
+                    i = after;
+                    continue;
+                }
+                if !inside
+                    && !in_brackets
+                    && p > open_quote
+                    && is_delimiter(s[p])
+                    && !matches!(s[p], b'(' | b'[' | b'{')
+                {
                     return Ok(Some(if s[p] == b',' && mode == Mode::Normal {
                         Mode::StopAt(p)
                     } else {
@@ -162,6 +201,17 @@ impl Engine<'_> {
                     while j < limit && !is_special(s[j], kind, mode) {
                         j += 1;
                     }
+                    for &c in &s[i..j] {
+                        match c {
+                            b'(' => depth[0] += 1,
+                            b')' => depth[0] = depth[0].saturating_sub(1),
+                            b'[' => depth[1] += 1,
+                            b']' => depth[1] = depth[1].saturating_sub(1),
+                            b'{' => depth[2] += 1,
+                            b'}' => depth[2] = depth[2].saturating_sub(1),
+                            _ => {}
+                        }
+                    }
                     self.out.extend_from_slice(&s[i..j]);
                     i = j;
                 }
@@ -186,6 +236,14 @@ impl Engine<'_> {
             0..=0x1F => {
                 self.note(RepairKind::ControlCharacter, i);
                 push_control_escape(&mut self.out, n);
+                Ok(i + 2)
+            }
+            b's' | b'd' | b'w' | b'S' | b'D' | b'W' | b'(' | b')' | b'[' | b']' | b'{' | b'}'
+            | b'.' | b'*' | b'?' | b'|' | b'^' | b'$' => {
+                // a regular expression escape like `\s` or `\(`: keep the backslash
+                self.note(RepairKind::InvalidEscape, i);
+                self.out.extend_from_slice(b"\\\\");
+                self.out.push(n);
                 Ok(i + 2)
             }
             _ => {
@@ -232,6 +290,24 @@ impl Engine<'_> {
             self.out.extend_from_slice(&s[i..i + 6]);
         }
         Ok(i + 6)
+    }
+
+    /// Removes raw line breaks (and the blanks around them) right before an end quote, as in
+    /// `"text\n"` written over two lines.
+    fn trim_raw_newlines(&mut self, content_start: usize, content_in: usize, quote: usize) {
+        let s = self.s;
+        let mut p = quote;
+        let mut out_len = 0;
+        let mut newline = false;
+        while p > content_in && matches!(s[p - 1], b'\n' | b'\r' | b' ' | b'\t') {
+            p -= 1;
+            newline |= matches!(s[p], b'\n' | b'\r');
+            out_len += if s[p] == b' ' { 1 } else { 2 };
+        }
+        if newline && p > content_in && s[p - 1] != b'\\' {
+            let keep = self.out.len().saturating_sub(out_len).max(content_start);
+            self.out.truncate(keep);
+        }
     }
 
     /// Ends a string whose end quote is missing: the quote goes before trailing spaces.
