@@ -70,6 +70,10 @@ pub(crate) struct Engine<'a> {
     /// Output offset of an empty string cut off by the end of the input (`["`), dropped when
     /// its container is closed.
     truncated_empty: Option<usize>,
+    /// Offset of the last `"` in the input.
+    last_quote: Option<usize>,
+    /// The object key just read was not quoted.
+    key_unquoted: bool,
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
@@ -86,6 +90,8 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         multi: false,
         key_mark: 0,
         truncated_empty: None,
+        last_quote: input.bytes().rposition(|b| b == b'"'),
+        key_unquoted: false,
     };
     e.run_root()?;
     let repairs = e.repairs.take().unwrap_or_default();
@@ -173,9 +179,16 @@ impl Engine<'_> {
                     Some(p) => body + p + 2,
                     None => s.len(),
                 };
-            } else if (b == b'/' && s.get(self.i + 1) == Some(&b'/')) || b == b'#' {
+            } else if b == b'/' && s.get(self.i + 1) == Some(&b'/') {
                 self.note(RepairKind::Comment, self.i);
                 self.i = match s[self.i..].iter().position(|&c| c == b'\n') {
+                    Some(p) => self.i + p,
+                    None => s.len(),
+                };
+            } else if b == b'#' {
+                // a `#` comment ends at the line end or before a closing bracket
+                self.note(RepairKind::Comment, self.i);
+                self.i = match s[self.i..].iter().position(|&c| matches!(c, b'\n' | b'}' | b']')) {
                     Some(p) => self.i + p,
                     None => s.len(),
                 };
@@ -239,7 +252,12 @@ impl Engine<'_> {
                 self.stack.push(Frame::Paren { seq: Seq::Open, out_start, items: 0, comma: false });
             }
             _ if self.at_string_start() => {
-                self.parse_string(true)?;
+                let place = match self.stack.last() {
+                    None => string::Place::Root,
+                    Some(Frame::Array { .. }) => string::Place::ArrayItem,
+                    Some(_) => string::Place::Other,
+                };
+                self.parse_string(true, place)?;
                 self.parse_concat()?;
                 self.value_done();
             }
@@ -401,6 +419,16 @@ impl Engine<'_> {
                         self.note(RepairKind::RedundantComma, self.i);
                         self.i += 1;
                     }
+                    Some(b'[') if self.out.ends_with(b"],") => {
+                        // `{"a": [1], [2]}`: more items for the array before
+                        self.note(RepairKind::MissingClosingBracket, self.i);
+                        self.out.truncate(self.out.len() - 2);
+                        self.out.push(b',');
+                        self.ws.clear();
+                        self.i += 1;
+                        let last_item = self.out.len();
+                        self.stack.push(Frame::Array { seq: Seq::Item, last_item });
+                    }
                     Some(b'{' | b'[' | b']') => self.close(b"}", false),
                     Some(_) if self.at_fence() => self.close(b"}", false),
                     Some(_) => {
@@ -408,6 +436,7 @@ impl Engine<'_> {
                         if self.out.last() == Some(&b',') {
                             self.key_mark -= 1;
                         }
+                        self.key_unquoted = !self.at_string_start();
                         if self.parse_key()? {
                             set(self, Obj::Colon);
                         } else {
@@ -428,7 +457,7 @@ impl Engine<'_> {
                     self.i += 1;
                     set(self, Obj::Value { colon: true });
                 }
-                None if self.truncated_empty.is_some() => {
+                None if self.truncated_empty.is_some() || self.key_unquoted => {
                     // `{"`: a key cut off before it started
                     self.out.truncate(self.key_mark.max(start + 1));
                     self.truncated_empty = None;

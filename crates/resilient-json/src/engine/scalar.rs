@@ -1,6 +1,7 @@
 //! Unquoted values: numbers, literals, unquoted strings and keys, function calls (JSONP,
 //! MongoDB) and regular expression literals.
 
+use super::string::{LOOKAHEAD, Place};
 use super::{Engine, Frame, Result};
 use crate::chars::{
     is_delimiter, is_ident, is_ident_start, is_unquoted_delimiter, is_url_char, is_url_start,
@@ -38,6 +39,12 @@ impl Engine<'_> {
             self.i = end;
             self.value_done();
             return Ok(true);
+        }
+        if c == b'-' && self.s.get(self.i + 1).is_some_and(|&b| is_ws(b)) {
+            // a dash followed by a space is not a number: skip it
+            self.note(RepairKind::SurroundingText, self.i);
+            self.i += 1;
+            return Ok(false);
         }
         if (c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.')) && self.number() {
             self.value_done();
@@ -267,7 +274,7 @@ impl Engine<'_> {
     /// Reads an object key that is not quoted (it ends at a colon too).
     pub(super) fn parse_key(&mut self) -> Result<bool> {
         if self.at_string_start() {
-            self.parse_string(true)?;
+            self.parse_string(true, Place::Key)?;
             self.parse_concat()?;
             return Ok(true);
         }
@@ -278,7 +285,7 @@ impl Engine<'_> {
             // `{"a": 1, COMMENT "b": 2}`: a stray word before a quoted key
             self.note(RepairKind::SurroundingText, self.i);
             self.i = q;
-            self.parse_string(true)?;
+            self.parse_string(true, Place::Key)?;
             return Ok(true);
         }
         self.flush_ws();
@@ -289,18 +296,13 @@ impl Engine<'_> {
     /// offset of that key's quote.
     fn word_before_key(&self) -> Option<usize> {
         let s = self.s;
-        let mut j = self.i;
-        while j < s.len() && is_ident(s[j]) {
-            j += 1;
-        }
-        if j == self.i || !s.get(j).is_some_and(|&b| b == b' ' || b == b'\t') {
+        let window = &s[self.i..(self.i + LOOKAHEAD).min(s.len())];
+        let q = self.i + window.iter().position(|&b| matches!(b, b'"' | b'\n' | b':' | b','))?;
+        if s[q] != b'"' || q == self.i || !is_ws(s[q - 1]) {
             return None;
         }
-        let q = skip_ascii_ws(s, j);
-        if s.get(q) != Some(&b'"') {
-            return None;
-        }
-        let end = q + 1 + s[q + 1..].iter().position(|&b| b == b'"' || b == b'\n')?;
+        let rest = &s[q + 1..(q + 1 + LOOKAHEAD).min(s.len())];
+        let end = q + 1 + rest.iter().position(|&b| b == b'"' || b == b'\n')?;
         (s[end] == b'"' && s.get(skip_ascii_ws(s, end + 1)) == Some(&b':')).then_some(q)
     }
 
@@ -348,6 +350,16 @@ impl Engine<'_> {
         if s.get(j) == Some(&b'/') && is_url_start(s, start, j) {
             while j < s.len() && is_url_char(s[j]) {
                 j += 1;
+            }
+        }
+        if !key && s.get(j) == Some(&b',') && !self.stack.is_empty() {
+            // `ipsum, sic, datum.",`: text missing its start quote runs to its end quote
+            let window = &s[j..(j + LOOKAHEAD).min(s.len())];
+            if let Some(p) = window.iter().position(|&b| matches!(b, b'"' | b'\n' | b':' | b'{' | b'[' | b'}' | b']')) {
+                let k = skip_ascii_ws(s, j + p + 1);
+                if window[p] == b'"' && (k >= s.len() || matches!(s[k], b',' | b'}' | b']')) {
+                    j += p;
+                }
             }
         }
         while j > start && is_ws(s[j - 1]) {

@@ -17,9 +17,34 @@ use crate::report::RepairKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// Trust end quotes that are followed by a delimiter.
     Normal,
-    StopAtDelimiter,
+    /// End at the first delimiter. With `accept_quotes`, any end quote ends the string too;
+    /// without, quotes are judged as in `Normal` but never cause another reading.
+    Delimiter { accept_quotes: bool },
+    /// End at this offset (a comma before a quote that turned out to start the next string).
     StopAt(usize),
+}
+
+/// How far some heuristics look ahead. A bound keeps the engine linear on any input.
+pub(super) const LOOKAHEAD: usize = 256;
+
+/// What to make of a quote that could end the string.
+enum Quote {
+    End,
+    Content,
+    /// A doubled opening quote (`""value"`): drop it.
+    Skip,
+    Retry(Mode),
+}
+
+/// Where the string being read stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    Root,
+    Key,
+    ArrayItem,
+    Other,
 }
 
 impl Engine<'_> {
@@ -31,7 +56,7 @@ impl Engine<'_> {
 
     /// Reads the string at the cursor and writes it as a JSON string (without its opening
     /// quote when `emit_open` is false, to join concatenated strings).
-    pub(super) fn parse_string(&mut self, emit_open: bool) -> Result<()> {
+    pub(super) fn parse_string(&mut self, emit_open: bool, place: Place) -> Result<()> {
         self.flush_ws();
         let start = self.i;
         let out_before = self.out.len();
@@ -43,7 +68,7 @@ impl Engine<'_> {
             if let Some(r) = self.repairs.as_mut() {
                 r.truncate(notes_before);
             }
-            match self.string_pass(start, mode, emit_open)? {
+            match self.string_pass(start, mode, emit_open, place)? {
                 None => return Ok(()),
                 Some(next) => mode = next,
             }
@@ -51,7 +76,13 @@ impl Engine<'_> {
     }
 
     /// One reading of a string; returns the mode to read it again with, if it must be.
-    fn string_pass(&mut self, start: usize, mode: Mode, emit_open: bool) -> Result<Option<Mode>> {
+    fn string_pass(
+        &mut self,
+        start: usize,
+        mode: Mode,
+        emit_open: bool,
+        place: Place,
+    ) -> Result<Option<Mode>> {
         let s = self.s;
         let len = s.len();
         let mut i = start;
@@ -77,6 +108,7 @@ impl Engine<'_> {
         // brackets opened inside the text: a quote followed by the matching closing bracket,
         // like `"(5'3")"`, is part of the text
         let mut depth = [0u32; 3];
+        let mut escaped = 0usize;
         let limit = match mode {
             Mode::StopAt(k) => k.min(len),
             _ => len,
@@ -84,9 +116,14 @@ impl Engine<'_> {
         loop {
             if i >= limit {
                 if i >= len && mode == Mode::Normal {
-                    let p = prev_non_ws(s, len, open_quote);
+                    // a closing code fence right at the end does not belong to the string
+                    let mut end = prev_non_ws(s, len, open_quote) + 1;
+                    if end >= open_quote + 4 && s[..end].ends_with(b"```") {
+                        end -= 3;
+                    }
+                    let p = prev_non_ws(s, end, open_quote);
                     if p > open_quote && is_delimiter(s[p]) {
-                        return Ok(Some(Mode::StopAtDelimiter));
+                        return Ok(Some(Mode::Delimiter { accept_quotes: true }));
                     }
                 }
                 self.note(RepairKind::MissingEndQuote, i);
@@ -101,71 +138,33 @@ impl Engine<'_> {
             let ql = closing_quote_len(s, i, kind);
             if ql > 0 {
                 let after = i + ql;
-                let j = skip_inline_ws(s, after);
-                let in_brackets = depth[1] > 0 || depth[2] > 0;
-                let inside = match s.get(j) {
-                    Some(b')') => depth[0] > 0,
-                    Some(b']') => depth[1] > 0,
-                    Some(b'}') => depth[2] > 0,
-                    // `{"k": 1}` quoted inside the text
-                    Some(b':') => in_brackets,
-                    // `"72""` at the end: the first quote is part of the text
-                    Some(_) if j == after && i > content_in => {
-                        let q2 = closing_quote_len(s, after, kind);
-                        q2 > 0 && {
-                            let k = skip_inline_ws(s, after + q2);
-                            k >= len || matches!(s[k], b',' | b'}' | b']' | b':' | b'\n')
+                let q = QuoteAt { i, after, open_quote, content_in, kind, depth, escaped };
+                match self.judge_quote(&q, mode, place) {
+                    Quote::End => {
+                        self.trim_raw_newlines(content_start, content_in, i);
+                        self.out.push(b'"');
+                        self.i = after;
+                        return Ok(None);
+                    }
+                    Quote::Retry(m) => return Ok(Some(m)),
+                    Quote::Skip => self.note(RepairKind::UnescapedQuote, i),
+                    Quote::Content => {
+                        self.note(RepairKind::UnescapedQuote, i);
+                        escaped += 1;
+                        if b == b'\'' {
+                            self.out.push(b'\'');
+                        } else {
+                            self.out.extend_from_slice(b"\\\"");
                         }
                     }
-                    _ => false,
-                };
-                let ends = !inside
-                    && match s.get(j) {
-                        None => true,
-                        Some(&n) => {
-                            is_delimiter(n)
-                                || n == b'#'
-                                || n.is_ascii_digit()
-                                || quote_at(s, j).is_some()
-                        }
-                    };
-                if ends || (mode == Mode::StopAtDelimiter && !inside) {
-                    self.trim_raw_newlines(content_start, content_in, i);
-                    self.out.push(b'"');
-                    self.i = after;
-                    return Ok(None);
-                }
-                let p = prev_non_ws(s, i, open_quote);
-                if i == content_in && s.get(j).is_some_and(|&b| !is_ws(b)) {
-                    // `""value"`: a doubled opening quote
-                    self.note(RepairKind::UnescapedQuote, i);
-                    i = after;
-                    continue;
-                }
-                if !inside
-                    && !in_brackets
-                    && p > open_quote
-                    && is_delimiter(s[p])
-                    && !matches!(s[p], b'(' | b'[' | b'{')
-                {
-                    return Ok(Some(if s[p] == b',' && mode == Mode::Normal {
-                        Mode::StopAt(p)
-                    } else {
-                        Mode::StopAtDelimiter
-                    }));
-                }
-                // a quote inside the text
-                self.note(RepairKind::UnescapedQuote, i);
-                if b == b'\'' {
-                    self.out.push(b'\'');
-                } else {
-                    self.out.extend_from_slice(b"\\\"");
                 }
                 i = after;
                 just_skipped = false;
                 continue;
             }
-            if mode == Mode::StopAtDelimiter && is_unquoted_delimiter(b) {
+            if matches!(mode, Mode::Delimiter { .. })
+                && (is_unquoted_delimiter(b) || (b == b':' && place == Place::Key))
+            {
                 if b == b'/' && is_url_start(s, content_in, i) {
                     let url_start = i;
                     while i < len && is_url_char(s[i]) {
@@ -198,7 +197,7 @@ impl Engine<'_> {
                 _ => {
                     // a run of ordinary characters
                     let mut j = (i + utf8_len(b)).min(limit);
-                    while j < limit && !is_special(s[j], kind, mode) {
+                    while j < limit && !is_special(s[j], kind, mode, place) {
                         j += 1;
                     }
                     for &c in &s[i..j] {
@@ -217,6 +216,89 @@ impl Engine<'_> {
                 }
             }
             just_skipped = false;
+        }
+    }
+
+    /// Decides whether the quote at `q.i` ends the string.
+    fn judge_quote(&self, q: &QuoteAt, mode: Mode, place: Place) -> Quote {
+        let s = self.s;
+        let len = s.len();
+        let j = skip_inline_ws(s, q.after);
+        let next = s.get(j).copied();
+        let in_brackets = q.depth[1] > 0 || q.depth[2] > 0;
+        let inside = match next {
+            Some(b')') => q.depth[0] > 0,
+            Some(b']') => q.depth[1] > 0,
+            Some(b'}') => q.depth[2] > 0,
+            // `{"k": 1}` quoted inside the text
+            Some(b':') => in_brackets,
+            // `"72""` or `"...\n"\n",`: this quote is text, the next one ends the string
+            Some(b) if q.i > q.content_in && (b == b'\n' || closing_quote_len(s, j, q.kind) > 0) => {
+                let k = skip_all_ws(s, j);
+                let q2 = closing_quote_len(s, k, q.kind);
+                q2 > 0 && {
+                    let m = skip_inline_ws(s, k + q2);
+                    m >= len || matches!(s[m], b',' | b'}' | b']' | b':' | b'\n')
+                }
+            }
+            _ => false,
+        };
+        if inside {
+            return Quote::Content;
+        }
+        let ends = match next {
+            None => true,
+            Some(n) => {
+                is_delimiter(n)
+                    || n == b'#'
+                    || (!in_brackets && (n.is_ascii_digit() || quote_at(s, j).is_some()))
+            }
+        };
+        if ends || mode == (Mode::Delimiter { accept_quotes: true }) {
+            return Quote::End;
+        }
+        if q.i == q.content_in && next.is_some_and(|b| !is_ws(b)) {
+            return Quote::Skip;
+        }
+        if place == Place::ArrayItem && q.escaped == 0 && j > q.after && mode == Mode::Normal {
+            // `["a" b", "c"]`: items missing quotes and commas
+            return Quote::End;
+        }
+        if place != Place::Root && q.kind == QuoteKind::Double && Some(q.i) == self.last_quote {
+            // the last quote of the input, followed by stray text
+            return Quote::End;
+        }
+        let p = prev_non_ws(s, q.i, q.open_quote);
+        if !in_brackets
+            && p > q.open_quote
+            && is_delimiter(s[p])
+            && !matches!(s[p], b'(' | b'[' | b'{')
+        {
+            return match mode {
+                Mode::Normal if s[p] == b',' && (place != Place::Other || self.key_ahead(q.i)) => {
+                    Quote::Retry(Mode::StopAt(p))
+                }
+                Mode::Normal if s[p] == b',' => Quote::Content,
+                Mode::Normal | Mode::StopAt(_) => {
+                    Quote::Retry(Mode::Delimiter { accept_quotes: true })
+                }
+                Mode::Delimiter { .. } => Quote::Content,
+            };
+        }
+        Quote::Content
+    }
+
+    /// `true` when a quoted key (`"name"` and a colon) starts at the quote `q`, looking at most
+    /// [`LOOKAHEAD`] bytes ahead.
+    fn key_ahead(&self, q: usize) -> bool {
+        let s = self.s;
+        let window = &s[q + 1..(q + 1 + LOOKAHEAD).min(s.len())];
+        match window.iter().position(|&b| b == b'"' || b == b'\n') {
+            Some(p) if window[p] == b'"' => {
+                let k = skip_inline_ws(s, q + 1 + p + 1);
+                s.get(k) == Some(&b':')
+            }
+            _ => false,
         }
     }
 
@@ -339,21 +421,35 @@ impl Engine<'_> {
             self.ws.clear();
             if self.out.last() == Some(&b'"') {
                 self.out.pop();
-                self.parse_string(false)?;
+                self.parse_string(false, Place::Other)?;
             } else {
-                self.parse_string(true)?;
+                self.parse_string(true, Place::Other)?;
             }
         }
     }
 }
 
 /// Bytes that end a run of ordinary string characters.
-fn is_special(b: u8, kind: QuoteKind, mode: Mode) -> bool {
+fn is_special(b: u8, kind: QuoteKind, mode: Mode, place: Place) -> bool {
     b == b'"'
         || b == b'\\'
         || b < 0x20
         || (kind != QuoteKind::Double && matches!(b, b'\'' | b'`' | 0xC2 | 0xE2))
-        || (mode == Mode::StopAtDelimiter && is_unquoted_delimiter(b))
+        || (matches!(mode, Mode::Delimiter { .. })
+            && (is_unquoted_delimiter(b) || (b == b':' && place == Place::Key)))
+}
+
+/// A quote that may end the string being read, with what is known about the string so far.
+struct QuoteAt {
+    i: usize,
+    after: usize,
+    open_quote: usize,
+    content_in: usize,
+    kind: QuoteKind,
+    /// Unclosed `(`, `[` and `{` in the text so far.
+    depth: [u32; 3],
+    /// Quotes already kept as part of the text.
+    escaped: usize,
 }
 
 /// Index of the last non-whitespace byte before `i`, not going below `floor`.
@@ -366,6 +462,14 @@ fn prev_non_ws(s: &[u8], i: usize, floor: usize) -> usize {
         }
     }
     floor
+}
+
+/// Skips all whitespace, line breaks included.
+fn skip_all_ws(s: &[u8], mut j: usize) -> usize {
+    while j < s.len() && is_ws(s[j]) {
+        j += 1;
+    }
+    j
 }
 
 /// Skips spaces, tabs and carriage returns (not newlines) and special whitespace.
