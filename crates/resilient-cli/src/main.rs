@@ -57,7 +57,10 @@ fn json_repair(args: &[String]) -> ExitCode {
     let input = match read_input(file.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("resilient json-repair: cannot read {}: {e}", file.as_deref().unwrap_or("stdin"));
+            eprintln!(
+                "resilient json-repair: cannot read {}: {e}",
+                file.as_deref().unwrap_or("stdin")
+            );
             return ExitCode::from(2);
         }
     };

@@ -89,7 +89,9 @@ pub(crate) fn is_url_char(b: u8) -> bool {
 
 /// `true` when `s[start..end]` followed by `//` is a URL scheme like `https://`.
 pub(crate) fn is_url_start(s: &[u8], start: usize, end: usize) -> bool {
-    const SCHEMES: [&[u8]; 7] = [b"http", b"https", b"ftp", b"mailto", b"file", b"data", b"irc"];
+    const SCHEMES: [&[u8]; 7] = [
+        b"http", b"https", b"ftp", b"mailto", b"file", b"data", b"irc",
+    ];
     end > start
         && s.get(end.wrapping_sub(1)) == Some(&b':')
         && s.get(end) == Some(&b'/')

@@ -42,13 +42,23 @@ enum Obj {
 /// An open container on the explicit stack.
 #[derive(Debug, Clone, Copy)]
 enum Frame {
-    Array { seq: Seq, last_item: usize },
+    Array {
+        seq: Seq,
+        last_item: usize,
+    },
     /// An object and the output offset of its `{`.
     Object(Obj, usize),
     /// `name(` of a JSONP wrapper or a MongoDB call: the argument replaces the call.
-    Call { done: bool },
+    Call {
+        done: bool,
+    },
     /// `(`: a tuple, written as an array once a comma shows it has several items.
-    Paren { seq: Seq, out_start: usize, items: usize, comma: bool },
+    Paren {
+        seq: Seq,
+        out_start: usize,
+        items: usize,
+        comma: bool,
+    },
 }
 
 pub(crate) struct Engine<'a> {
@@ -74,6 +84,8 @@ pub(crate) struct Engine<'a> {
     last_quote: Option<usize>,
     /// The object key just read was not quoted.
     key_unquoted: bool,
+    /// Bytes that string reading may still scan (see `string.rs`).
+    reread_budget: usize,
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
@@ -92,6 +104,7 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         truncated_empty: None,
         last_quote: input.bytes().rposition(|b| b == b'"'),
         key_unquoted: false,
+        reread_budget: input.len().saturating_mul(3).saturating_add(4096),
     };
     e.run_root()?;
     let repairs = e.repairs.take().unwrap_or_default();
@@ -188,7 +201,10 @@ impl Engine<'_> {
             } else if b == b'#' {
                 // a `#` comment ends at the line end or before a closing bracket
                 self.note(RepairKind::Comment, self.i);
-                self.i = match s[self.i..].iter().position(|&c| matches!(c, b'\n' | b'}' | b']')) {
+                self.i = match s[self.i..]
+                    .iter()
+                    .position(|&c| matches!(c, b'\n' | b'}' | b']'))
+                {
                     Some(p) => self.i + p,
                     None => s.len(),
                 };
@@ -218,7 +234,10 @@ impl Engine<'_> {
             None => false,
             Some(b) => {
                 b.is_ascii_alphanumeric()
-                    || matches!(b, b'{' | b'[' | b'(' | b'-' | b'+' | b'.' | b'_' | b'$' | b'\\')
+                    || matches!(
+                        b,
+                        b'{' | b'[' | b'(' | b'-' | b'+' | b'.' | b'_' | b'$' | b'\\'
+                    )
                     || quote_at(self.s, self.i).is_some()
             }
         }
@@ -243,13 +262,21 @@ impl Engine<'_> {
             b'[' => {
                 self.out.push(b'[');
                 self.i += 1;
-                self.stack.push(Frame::Array { seq: Seq::Open, last_item: 0 });
+                self.stack.push(Frame::Array {
+                    seq: Seq::Open,
+                    last_item: 0,
+                });
             }
             b'(' => {
                 self.note(RepairKind::Tuple, self.i);
                 self.i += 1;
                 let out_start = self.out.len();
-                self.stack.push(Frame::Paren { seq: Seq::Open, out_start, items: 0, comma: false });
+                self.stack.push(Frame::Paren {
+                    seq: Seq::Open,
+                    out_start,
+                    items: 0,
+                    comma: false,
+                });
             }
             _ if self.at_string_start() => {
                 let place = match self.stack.last() {
@@ -307,6 +334,8 @@ impl Engine<'_> {
             self.out.extend_from_slice(close);
         }
         self.stack.pop();
+        // the completed value is a container, not a string that could become a key
+        self.value_start = usize::MAX;
         self.value_done();
     }
 
@@ -317,9 +346,12 @@ impl Engine<'_> {
                 Frame::Array { seq, last_item } => self.step_array(seq, last_item)?,
                 Frame::Object(st, start) => self.step_object(st, start)?,
                 Frame::Call { done } => self.step_call(done)?,
-                Frame::Paren { seq, out_start, items, comma } => {
-                    self.step_paren(seq, out_start, items, comma)?
-                }
+                Frame::Paren {
+                    seq,
+                    out_start,
+                    items,
+                    comma,
+                } => self.step_paren(seq, out_start, items, comma)?,
             }
         }
         Ok(())
@@ -343,7 +375,10 @@ impl Engine<'_> {
                     self.note(RepairKind::RedundantComma, self.i);
                     self.i += 1;
                 }
-                self.set_top(Frame::Array { seq: Seq::Item, last_item });
+                self.set_top(Frame::Array {
+                    seq: Seq::Item,
+                    last_item,
+                });
             }
             Seq::Item => {
                 self.skip_ellipsis();
@@ -376,7 +411,10 @@ impl Engine<'_> {
                 Some(b',') => {
                     self.emit(b",");
                     self.i += 1;
-                    self.set_top(Frame::Array { seq: Seq::Item, last_item });
+                    self.set_top(Frame::Array {
+                        seq: Seq::Item,
+                        last_item,
+                    });
                 }
                 Some(b':') if self.out.get(last_item) == Some(&b'"') => {
                     // `["key": "value"]`: the last item was the key of an object
@@ -384,14 +422,21 @@ impl Engine<'_> {
                     self.inserts.push((last_item, b'{'));
                     self.emit(b":");
                     self.i += 1;
-                    self.set_top(Frame::Array { seq: Seq::After, last_item });
-                    self.stack.push(Frame::Object(Obj::Value { colon: true }, last_item));
+                    self.set_top(Frame::Array {
+                        seq: Seq::After,
+                        last_item,
+                    });
+                    self.stack
+                        .push(Frame::Object(Obj::Value { colon: true }, last_item));
                 }
                 Some(_) if self.at_fence() => self.close(b"]", false),
                 Some(_) if self.can_start_value() => {
                     self.note(RepairKind::MissingComma, self.i);
                     self.out.push(b',');
-                    self.set_top(Frame::Array { seq: Seq::Item, last_item });
+                    self.set_top(Frame::Array {
+                        seq: Seq::Item,
+                        last_item,
+                    });
                 }
                 Some(_) => self.close(b"]", false),
             },
@@ -427,7 +472,10 @@ impl Engine<'_> {
                         self.ws.clear();
                         self.i += 1;
                         let last_item = self.out.len();
-                        self.stack.push(Frame::Array { seq: Seq::Item, last_item });
+                        self.stack.push(Frame::Array {
+                            seq: Seq::Item,
+                            last_item,
+                        });
                     }
                     Some(b'{' | b'[' | b']') => self.close(b"}", false),
                     Some(_) if self.at_fence() => self.close(b"}", false),
@@ -488,7 +536,10 @@ impl Engine<'_> {
                     self.note(RepairKind::Tuple, self.i);
                     self.out[start] = b'[';
                     let last_item = self.key_mark;
-                    self.set_top(Frame::Array { seq: Seq::After, last_item });
+                    self.set_top(Frame::Array {
+                        seq: Seq::After,
+                        last_item,
+                    });
                 }
                 Some(_) => return self.error(RepairErrorKind::ColonExpected),
             },
@@ -558,6 +609,7 @@ impl Engine<'_> {
                 e.out.push(b']');
             }
             e.stack.pop();
+            e.value_start = usize::MAX;
             e.value_done();
         };
         match (seq, self.peek()) {
@@ -578,7 +630,12 @@ impl Engine<'_> {
                 }
                 self.emit(b",");
                 self.i += 1;
-                self.set_top(Frame::Paren { seq: Seq::Item, out_start, items, comma: true });
+                self.set_top(Frame::Paren {
+                    seq: Seq::Item,
+                    out_start,
+                    items,
+                    comma: true,
+                });
             }
             (Seq::After, _) => close(self, false),
         }

@@ -189,14 +189,20 @@ impl Engine<'_> {
         if self.at_eof() {
             return Ok(Next::Done);
         }
-        let root_is_object = self.out.get(start..).is_some_and(|r| {
-            r.iter().find(|b| !is_ws(**b)) == Some(&b'{')
-        });
+        let root_is_object = self
+            .out
+            .get(start..)
+            .is_some_and(|r| r.iter().find(|b| !is_ws(**b)) == Some(&b'{'));
         let comma = self.peek() == Some(b',');
         if comma {
             let at = self.i;
             self.i += 1;
             self.skip_ws();
+            while self.peek() == Some(b',') {
+                self.note(RepairKind::RedundantComma, self.i);
+                self.i += 1;
+                self.skip_ws();
+            }
             if first && root_is_object && self.out.last() == Some(&b'}') && self.key_colon_ahead() {
                 // `{"a": 1}, "b": 2}`: the object was closed too early
                 self.note(RepairKind::ReopenedObject, at);
@@ -220,7 +226,10 @@ impl Engine<'_> {
             return Ok(Next::Done);
         }
         let root_is_container = root_is_object
-            || self.out.get(start..).is_some_and(|r| r.iter().find(|b| !is_ws(**b)) == Some(&b'['));
+            || self
+                .out
+                .get(start..)
+                .is_some_and(|r| r.iter().find(|b| !is_ws(**b)) == Some(&b'['));
         let next_is_container = matches!(self.peek(), Some(b'{' | b'['));
         if self.can_start_value()
             && (comma || newline || self.multi || (root_is_container && next_is_container))
@@ -273,11 +282,17 @@ impl Engine<'_> {
 
 /// Offset of the first `pat` in `s` at or after `from`.
 fn find(s: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
-    s.get(from..)?.windows(pat.len()).position(|w| w == pat).map(|p| from + p)
+    s.get(from..)?
+        .windows(pat.len())
+        .position(|w| w == pat)
+        .map(|p| from + p)
 }
 
 /// `true` for `{}` or `[]` (with optional whitespace).
 fn is_empty_container(v: &[u8]) -> bool {
     let mut it = v.iter().copied().filter(|&b| !is_ws(b));
-    matches!((it.next(), it.next(), it.next()), (Some(b'{'), Some(b'}'), None) | (Some(b'['), Some(b']'), None))
+    matches!(
+        (it.next(), it.next(), it.next()),
+        (Some(b'{'), Some(b'}'), None) | (Some(b'['), Some(b']'), None)
+    )
 }

@@ -212,7 +212,9 @@ impl Engine<'_> {
             self.stack.push(Frame::Call { done: false });
             return true;
         }
-        if word.eq_ignore_ascii_case(b"new") && k > j && s.get(k).is_some_and(|&b| is_ident_start(b))
+        if word.eq_ignore_ascii_case(b"new")
+            && k > j
+            && s.get(k).is_some_and(|&b| is_ident_start(b))
         {
             let mut e = k;
             while e < s.len() && is_ident(s[e]) {
@@ -253,7 +255,8 @@ impl Engine<'_> {
         }
         let mut e = m;
         if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.') {
-            while e < s.len() && (s[e].is_ascii_alphanumeric() || matches!(s[e], b'.' | b'+' | b'-'))
+            while e < s.len()
+                && (s[e].is_ascii_alphanumeric() || matches!(s[e], b'.' | b'+' | b'-'))
             {
                 e += 1;
             }
@@ -297,7 +300,10 @@ impl Engine<'_> {
     fn word_before_key(&self) -> Option<usize> {
         let s = self.s;
         let window = &s[self.i..(self.i + LOOKAHEAD).min(s.len())];
-        let q = self.i + window.iter().position(|&b| matches!(b, b'"' | b'\n' | b':' | b','))?;
+        let q = self.i
+            + window
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'\n' | b':' | b','))?;
         if s[q] != b'"' || q == self.i || !is_ws(s[q - 1]) {
             return None;
         }
@@ -311,7 +317,10 @@ impl Engine<'_> {
     fn unquoted(&mut self, key: bool) -> bool {
         let s = self.s;
         let start = self.i;
-        let in_paren = matches!(self.stack.last(), Some(Frame::Paren { .. } | Frame::Call { .. }));
+        let in_paren = matches!(
+            self.stack.last(),
+            Some(Frame::Paren { .. } | Frame::Call { .. })
+        );
         let mut depth = 0usize;
         let mut j = start;
         while let Some(&b) = s.get(j) {
@@ -328,7 +337,8 @@ impl Engine<'_> {
                 continue;
             }
             if !key
-                && (b == b'(' || (matches!(b, b'{' | b'[') && j > start && s[j - 1].is_ascii_alphanumeric()))
+                && (b == b'('
+                    || (matches!(b, b'{' | b'[') && j > start && s[j - 1].is_ascii_alphanumeric()))
             {
                 depth += 1;
                 j += 1;
@@ -355,7 +365,10 @@ impl Engine<'_> {
         if !key && s.get(j) == Some(&b',') && !self.stack.is_empty() {
             // `ipsum, sic, datum.",`: text missing its start quote runs to its end quote
             let window = &s[j..(j + LOOKAHEAD).min(s.len())];
-            if let Some(p) = window.iter().position(|&b| matches!(b, b'"' | b'\n' | b':' | b'{' | b'[' | b'}' | b']')) {
+            if let Some(p) = window
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'\n' | b':' | b'{' | b'[' | b'}' | b']'))
+            {
                 let k = skip_ascii_ws(s, j + p + 1);
                 if window[p] == b'"' && (k >= s.len() || matches!(s[k], b',' | b'}' | b']')) {
                     j += p;
@@ -373,7 +386,14 @@ impl Engine<'_> {
             self.note(RepairKind::NonJsonLiteral, start);
             self.out.extend_from_slice(b"null");
         } else {
-            self.note(if key { RepairKind::UnquotedKey } else { RepairKind::UnquotedString }, start);
+            self.note(
+                if key {
+                    RepairKind::UnquotedKey
+                } else {
+                    RepairKind::UnquotedString
+                },
+                start,
+            );
             self.out.push(b'"');
             push_escaped(&mut self.out, text);
             self.out.push(b'"');

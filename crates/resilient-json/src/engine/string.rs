@@ -61,15 +61,36 @@ impl Engine<'_> {
         let start = self.i;
         let out_before = self.out.len();
         let notes_before = self.repairs.as_ref().map_or(0, Vec::len);
-        let mut mode = Mode::Normal;
+        // Rereading is paid from a budget proportional to the input; once it is spent,
+        // strings are read once, ending at the first delimiter or quote. This keeps inputs
+        // with many misleading quotes linear.
+        let mut mode = if self.reread_budget == 0 {
+            Mode::Delimiter {
+                accept_quotes: true,
+            }
+        } else {
+            Mode::Normal
+        };
         loop {
             self.i = start;
             self.out.truncate(out_before);
             if let Some(r) = self.repairs.as_mut() {
                 r.truncate(notes_before);
             }
-            match self.string_pass(start, mode, emit_open, place)? {
+            let result = self.string_pass(start, mode, emit_open, place)?;
+            self.reread_budget = self
+                .reread_budget
+                .saturating_sub(self.i.saturating_sub(start));
+            match result {
                 None => return Ok(()),
+                Some(next) if self.reread_budget == 0 => {
+                    mode = match next {
+                        Mode::StopAt(k) => Mode::StopAt(k),
+                        _ => Mode::Delimiter {
+                            accept_quotes: true,
+                        },
+                    }
+                }
                 Some(next) => mode = next,
             }
         }
@@ -123,11 +144,18 @@ impl Engine<'_> {
                     }
                     let p = prev_non_ws(s, end, open_quote);
                     if p > open_quote && is_delimiter(s[p]) {
-                        return Ok(Some(Mode::Delimiter { accept_quotes: true }));
+                        self.i = i;
+                        return Ok(Some(Mode::Delimiter {
+                            accept_quotes: true,
+                        }));
                     }
                 }
                 self.note(RepairKind::MissingEndQuote, i);
-                if i >= len && self.out.len() == content_start && emit_open {
+                if i >= len
+                    && self.out.len() == content_start
+                    && emit_open
+                    && matches!(place, Place::ArrayItem | Place::Key)
+                {
                     self.truncated_empty = Some(content_start - 1);
                 }
                 self.close_content(content_start);
@@ -138,7 +166,15 @@ impl Engine<'_> {
             let ql = closing_quote_len(s, i, kind);
             if ql > 0 {
                 let after = i + ql;
-                let q = QuoteAt { i, after, open_quote, content_in, kind, depth, escaped };
+                let q = QuoteAt {
+                    i,
+                    after,
+                    open_quote,
+                    content_in,
+                    kind,
+                    depth,
+                    escaped,
+                };
                 match self.judge_quote(&q, mode, place) {
                     Quote::End => {
                         self.trim_raw_newlines(content_start, content_in, i);
@@ -146,7 +182,10 @@ impl Engine<'_> {
                         self.i = after;
                         return Ok(None);
                     }
-                    Quote::Retry(m) => return Ok(Some(m)),
+                    Quote::Retry(m) => {
+                        self.i = after;
+                        return Ok(Some(m));
+                    }
                     Quote::Skip => self.note(RepairKind::UnescapedQuote, i),
                     Quote::Content => {
                         self.note(RepairKind::UnescapedQuote, i);
@@ -233,7 +272,9 @@ impl Engine<'_> {
             // `{"k": 1}` quoted inside the text
             Some(b':') => in_brackets,
             // `"72""` or `"...\n"\n",`: this quote is text, the next one ends the string
-            Some(b) if q.i > q.content_in && (b == b'\n' || closing_quote_len(s, j, q.kind) > 0) => {
+            Some(b)
+                if q.i > q.content_in && (b == b'\n' || closing_quote_len(s, j, q.kind) > 0) =>
+            {
                 let k = skip_all_ws(s, j);
                 let q2 = closing_quote_len(s, k, q.kind);
                 q2 > 0 && {
@@ -254,7 +295,12 @@ impl Engine<'_> {
                     || (!in_brackets && (n.is_ascii_digit() || quote_at(s, j).is_some()))
             }
         };
-        if ends || mode == (Mode::Delimiter { accept_quotes: true }) {
+        if ends
+            || mode
+                == (Mode::Delimiter {
+                    accept_quotes: true,
+                })
+        {
             return Quote::End;
         }
         if q.i == q.content_in && next.is_some_and(|b| !is_ws(b)) {
@@ -279,9 +325,9 @@ impl Engine<'_> {
                     Quote::Retry(Mode::StopAt(p))
                 }
                 Mode::Normal if s[p] == b',' => Quote::Content,
-                Mode::Normal | Mode::StopAt(_) => {
-                    Quote::Retry(Mode::Delimiter { accept_quotes: true })
-                }
+                Mode::Normal | Mode::StopAt(_) => Quote::Retry(Mode::Delimiter {
+                    accept_quotes: true,
+                }),
                 Mode::Delimiter { .. } => Quote::Content,
             };
         }
@@ -350,7 +396,11 @@ impl Engine<'_> {
             u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
         };
         let Some(v) = hex(i + 2) else {
-            let digits = s[i + 2..].iter().take(4).take_while(|b| b.is_ascii_hexdigit()).count();
+            let digits = s[i + 2..]
+                .iter()
+                .take(4)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
             if i + 2 + digits >= s.len() {
                 self.note(RepairKind::MissingEndQuote, i);
                 return Ok(s.len());
@@ -394,7 +444,11 @@ impl Engine<'_> {
 
     /// Ends a string whose end quote is missing: the quote goes before trailing spaces.
     fn close_content(&mut self, content_start: usize) {
-        let spaces = self.out[content_start..].iter().rev().take_while(|&&b| b == b' ').count();
+        let spaces = self.out[content_start..]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b' ')
+            .count();
         self.out.truncate(self.out.len() - spaces);
         self.out.push(b'"');
         self.ws.extend(std::iter::repeat_n(b' ', spaces));
