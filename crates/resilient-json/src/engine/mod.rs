@@ -250,6 +250,7 @@ impl Engine<'_> {
         let Some(c) = self.peek() else {
             return Ok(false);
         };
+        let before_ws = self.out.len();
         self.flush_ws();
         self.value_start = self.out.len();
         match c {
@@ -288,7 +289,14 @@ impl Engine<'_> {
                 self.parse_concat()?;
                 self.value_done();
             }
-            _ => return self.scalar(),
+            _ => {
+                if !self.scalar()? {
+                    // nothing written: keep the whitespace pending
+                    let ws = self.out.split_off(before_ws);
+                    self.ws = ws;
+                    return Ok(false);
+                }
+            }
         }
         Ok(true)
     }
@@ -324,6 +332,9 @@ impl Engine<'_> {
             && self.out.len() == p + 2
         {
             self.out.truncate(p);
+            while self.out.last().is_some_and(|&b| is_ws(b)) {
+                self.out.pop();
+            }
         }
         self.strip_trailing_comma();
         if consume {
@@ -468,7 +479,9 @@ impl Engine<'_> {
                         // `{"a": [1], [2]}`: more items for the array before
                         self.note(RepairKind::MissingClosingBracket, self.i);
                         self.out.truncate(self.out.len() - 2);
-                        self.out.push(b',');
+                        if self.out.iter().rev().find(|b| !is_ws(**b)) != Some(&b'[') {
+                            self.out.push(b',');
+                        }
                         self.ws.clear();
                         self.i += 1;
                         let last_item = self.out.len();

@@ -207,7 +207,9 @@ impl Engine<'_> {
                 // `{"a": 1}, "b": 2}`: the object was closed too early
                 self.note(RepairKind::ReopenedObject, at);
                 self.out.pop();
-                self.out.push(b',');
+                if self.out.iter().rev().find(|b| !is_ws(**b)) != Some(&b'{') {
+                    self.out.push(b',');
+                }
                 self.stack.push(Frame::Object(Obj::Key, start));
                 return Ok(Next::Reopened);
             }
