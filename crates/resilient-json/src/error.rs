@@ -12,8 +12,6 @@ pub enum RepairErrorKind {
     UnexpectedCharacter(char),
     /// An object member without a key, like `{:2}`.
     ObjectKeyExpected,
-    /// An object key followed by something that is neither a colon nor a value, like `{"a",`.
-    ColonExpected,
     /// A `\u` escape that is neither four hex digits nor cut off by the end of the input.
     InvalidUnicodeEscape,
     /// The engine produced text that is not valid JSON. This is a bug: please report the input.
@@ -55,7 +53,6 @@ impl fmt::Display for RepairError {
             RepairErrorKind::Empty => write!(f, "no JSON value found")?,
             RepairErrorKind::UnexpectedCharacter(c) => write!(f, "unexpected character {c:?}")?,
             RepairErrorKind::ObjectKeyExpected => write!(f, "object key expected")?,
-            RepairErrorKind::ColonExpected => write!(f, "colon expected")?,
             RepairErrorKind::InvalidUnicodeEscape => write!(f, "invalid unicode escape")?,
             RepairErrorKind::Internal => write!(f, "internal error: repaired text is not JSON")?,
         }

@@ -239,6 +239,7 @@ impl Engine<'_> {
                         b'{' | b'[' | b'(' | b'-' | b'+' | b'.' | b'_' | b'$' | b'\\'
                     )
                     || quote_at(self.s, self.i).is_some()
+                    || (b >= 0x80 && special_ws_len(self.s, self.i) == 0)
             }
         }
     }
@@ -350,6 +351,13 @@ impl Engine<'_> {
         self.value_done();
     }
 
+    /// Skips one character that cannot start or continue anything here.
+    fn skip_garbage(&mut self) {
+        self.note(RepairKind::SurroundingText, self.i);
+        let n = self.peek().map_or(1, crate::chars::utf8_len);
+        self.i = (self.i + n).min(self.s.len());
+    }
+
     /// Runs the open containers until the stack is empty.
     fn drive(&mut self) -> Result<()> {
         while let Some(&top) = self.stack.last() {
@@ -407,7 +415,10 @@ impl Engine<'_> {
                     Some(_) if self.at_fence() => self.close(b"]", false),
                     Some(_) => {
                         if !self.begin_value()? {
-                            self.close(b"]", false);
+                            match self.peek() {
+                                None | Some(b')' | b'}') => self.close(b"]", false),
+                                Some(_) => self.skip_garbage(),
+                            }
                         }
                     }
                 }
@@ -500,8 +511,10 @@ impl Engine<'_> {
                         self.key_unquoted = !self.at_string_start();
                         if self.parse_key()? {
                             set(self, Obj::Colon);
-                        } else {
+                        } else if self.peek() == Some(b':') {
                             return self.error(RepairErrorKind::ObjectKeyExpected);
+                        } else {
+                            self.skip_garbage();
                         }
                     }
                 }
@@ -554,17 +567,19 @@ impl Engine<'_> {
                         last_item,
                     });
                 }
-                Some(_) => return self.error(RepairErrorKind::ColonExpected),
+                Some(_) => {
+                    // `{"a" ]`: a key without colon or value
+                    self.note(RepairKind::MissingColon, self.i);
+                    self.out.push(b':');
+                    set(self, Obj::Value { colon: false });
+                }
             },
             Obj::Value { colon } => {
                 if self.at_fence() || !self.begin_value()? {
-                    if colon || self.at_eof() {
-                        self.note(RepairKind::MissingValue, self.i);
-                        self.emit(b"null");
-                        set(self, Obj::After);
-                    } else {
-                        return self.error(RepairErrorKind::ColonExpected);
-                    }
+                    let _ = colon;
+                    self.note(RepairKind::MissingValue, self.i);
+                    self.emit(b"null");
+                    set(self, Obj::After);
                 }
             }
             Obj::After => match self.peek() {
@@ -581,7 +596,8 @@ impl Engine<'_> {
                     self.out.push(b',');
                     set(self, Obj::Key);
                 }
-                Some(_) => self.close(b"}", false),
+                Some(b']' | b')' | b'{' | b'[') => self.close(b"}", false),
+                Some(_) => self.skip_garbage(),
             },
         }
         Ok(())

@@ -143,7 +143,14 @@ impl Engine<'_> {
                         end -= 3;
                     }
                     let p = prev_non_ws(s, end, open_quote);
-                    if p > open_quote && is_delimiter(s[p]) {
+                    let retry = match place {
+                        // `{"key:value}`: only a closing bracket shows the key went too far
+                        Place::Key => matches!(s[p], b'}' | b']'),
+                        // at the root there is no structure to go on with, except `"a +`
+                        Place::Root => s[p] == b'+',
+                        _ => is_delimiter(s[p]) && !matches!(s[p], b'/' | b':'),
+                    };
+                    if p > open_quote && retry {
                         self.i = i;
                         return Ok(Some(Mode::Delimiter {
                             accept_quotes: true,
@@ -202,7 +209,8 @@ impl Engine<'_> {
                 continue;
             }
             if matches!(mode, Mode::Delimiter { .. })
-                && (is_unquoted_delimiter(b) || (b == b':' && place == Place::Key))
+                && ((is_unquoted_delimiter(b) && (b != b'/' || is_comment_start(s, i)))
+                    || (b == b':' && place == Place::Key))
             {
                 if b == b'/' && is_url_start(s, content_in, i) {
                     let url_start = i;
@@ -266,11 +274,11 @@ impl Engine<'_> {
         let next = s.get(j).copied();
         let in_brackets = q.depth[1] > 0 || q.depth[2] > 0;
         let inside = match next {
-            Some(b')') => q.depth[0] > 0,
-            Some(b']') => q.depth[1] > 0,
-            Some(b'}') => q.depth[2] > 0,
+            Some(b')') => q.depth[0] > 0 && self.quote_follows(j),
+            Some(b']') => q.depth[1] > 0 && self.quote_follows(j),
+            Some(b'}') => q.depth[2] > 0 && self.quote_follows(j),
             // `{"k": 1}` quoted inside the text
-            Some(b':') => in_brackets,
+            Some(b':') => in_brackets && place != Place::Key,
             // `"72""` or `"...\n"\n",`: this quote is text, the next one ends the string
             Some(b)
                 if q.i > q.content_in && (b == b'\n' || closing_quote_len(s, j, q.kind) > 0) =>
@@ -332,6 +340,21 @@ impl Engine<'_> {
             };
         }
         Quote::Content
+    }
+
+    /// `true` when, after the closing bracket at `j`, the next quote (within [`LOOKAHEAD`]
+    /// bytes) looks like the end of a string: the string goes on after the bracket, as in
+    /// `"the list [1, 2"] more"`.
+    fn quote_follows(&self, j: usize) -> bool {
+        let s = self.s;
+        let window = &s[j + 1..(j + 1 + LOOKAHEAD).min(s.len())];
+        match window.iter().position(|&b| b == b'"') {
+            Some(p) => {
+                let k = skip_inline_ws(s, j + 1 + p + 1);
+                k >= s.len() || matches!(s[k], b',' | b'}' | b']' | b'\n')
+            }
+            None => false,
+        }
     }
 
     /// `true` when a quoted key (`"name"` and a colon) starts at the quote `q`, looking at most
@@ -516,6 +539,11 @@ fn prev_non_ws(s: &[u8], i: usize, floor: usize) -> usize {
         }
     }
     floor
+}
+
+/// `true` at `//` or `/*`.
+fn is_comment_start(s: &[u8], i: usize) -> bool {
+    s.get(i) == Some(&b'/') && matches!(s.get(i + 1), Some(b'/' | b'*'))
 }
 
 /// Skips all whitespace, line breaks included.
