@@ -307,7 +307,7 @@ fn jsonp_and_function_calls() {
 fn numbers() {
     check(
         "[2., .5, -.5, +1, 1_000, 2e, -]",
-        "[2.0, 0.5, -0.5, 1, 1000, 2, -0]",
+        "[2.0, 0.5, -0.5, 1, 1000, 2e0, -0]",
         RepairKind::Number,
     );
     check(

@@ -300,6 +300,7 @@ impl Engine<'_> {
             Some(n) => {
                 is_delimiter(n)
                     || n == b'#'
+                    || (n == b'=' && place == Place::Key)
                     || (!in_brackets && (n.is_ascii_digit() || quote_at(s, j).is_some()))
             }
         };
