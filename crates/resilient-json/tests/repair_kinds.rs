@@ -388,3 +388,18 @@ fn stray_words_are_dropped() {
         RepairKind::SurroundingText,
     );
 }
+
+#[test]
+fn a_typical_language_model_answer() {
+    let input = "Here is the data:\n```json\n[\n  {id: 1, 'name': 'pen', \"tags\": ['red', \"big\",], // note\n   \
+                 price: 1.50, active: True, note: \"said \"hi\" twice\" parent: None},\n  \
+                 {id: 2, 'name': 'cup";
+    let out = repair(input).unwrap();
+    assert_eq!(
+        value(&out),
+        value(
+            r#"[{"id": 1, "name": "pen", "tags": ["red", "big"], "price": 1.5, "active": true,
+                 "note": "said \"hi\" twice", "parent": null}, {"id": 2, "name": "cup"}]"#
+        )
+    );
+}

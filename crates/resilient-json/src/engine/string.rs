@@ -312,6 +312,10 @@ impl Engine<'_> {
         {
             return Quote::End;
         }
+        if place != Place::Key && j > q.after && self.key_follows(j) {
+            // `"text" next: 1`: a comma is missing before an unquoted key
+            return Quote::End;
+        }
         if q.i == q.content_in && next.is_some_and(|b| !is_ws(b)) {
             return Quote::Skip;
         }
@@ -356,6 +360,24 @@ impl Engine<'_> {
             }
             None => false,
         }
+    }
+
+    /// `true` when an unquoted key and a colon (like `name:`) start at `j`.
+    fn key_follows(&self, j: usize) -> bool {
+        let s = self.s;
+        if !s
+            .get(j)
+            .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+        {
+            return false;
+        }
+        let end = (j + LOOKAHEAD).min(s.len());
+        let mut k = j;
+        while k < end && (s[k].is_ascii_alphanumeric() || s[k] == b'_' || s[k] == b'$') {
+            k += 1;
+        }
+        let k = skip_inline_ws(s, k);
+        s.get(k) == Some(&b':') && !s.get(k + 1).is_some_and(|&b| b == b'/')
     }
 
     /// `true` when a quoted key (`"name"` and a colon) starts at the quote `q`, looking at most
