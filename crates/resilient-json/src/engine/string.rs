@@ -130,6 +130,7 @@ impl Engine<'_> {
         // like `"(5'3")"`, is part of the text
         let mut depth = [0u32; 3];
         let mut escaped = 0usize;
+        let mut doubled_open = false;
         let limit = match mode {
             Mode::StopAt(k) => k.min(len),
             _ => len,
@@ -172,7 +173,15 @@ impl Engine<'_> {
             let b = s[i];
             let ql = closing_quote_len(s, i, kind);
             if ql > 0 {
-                let after = i + ql;
+                let mut after = i + ql;
+                let q2 = closing_quote_len(s, after, kind);
+                if doubled_open && q2 > 0 {
+                    // `""key""`: doubled quotes around the text
+                    after += q2;
+                    self.out.push(b'"');
+                    self.i = after;
+                    return Ok(None);
+                }
                 let q = QuoteAt {
                     i,
                     after,
@@ -193,7 +202,10 @@ impl Engine<'_> {
                         self.i = after;
                         return Ok(Some(m));
                     }
-                    Quote::Skip => self.note(RepairKind::UnescapedQuote, i),
+                    Quote::Skip => {
+                        self.note(RepairKind::UnescapedQuote, i);
+                        doubled_open = true;
+                    }
                     Quote::Content => {
                         self.note(RepairKind::UnescapedQuote, i);
                         escaped += 1;
@@ -209,7 +221,9 @@ impl Engine<'_> {
                 continue;
             }
             if matches!(mode, Mode::Delimiter { .. })
-                && ((is_unquoted_delimiter(b) && (b != b'/' || is_comment_start(s, i)))
+                && ((is_unquoted_delimiter(b)
+                    && (b != b'/' || is_comment_start(s, i))
+                    && (b != b',' || !self.prose_comma(i, place)))
                     || (b == b':' && place == Place::Key))
             {
                 if b == b'/' && is_url_start(s, content_in, i) {
@@ -295,8 +309,16 @@ impl Engine<'_> {
         if inside {
             return Quote::Content;
         }
+        if q.i == q.content_in
+            && j == q.after
+            && next.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            // `""key""`: a doubled opening quote
+            return Quote::Skip;
+        }
         let ends = match next {
             None => true,
+            Some(b',') => !self.prose_comma(j, place),
             Some(n) => {
                 is_delimiter(n)
                     || n == b'#'
@@ -362,6 +384,32 @@ impl Engine<'_> {
         }
     }
 
+    /// `true` when the comma at `c`, inside an object value, is followed by words that are not
+    /// a key (`"a": "x, y and z"`): the comma is part of the text.
+    fn prose_comma(&self, c: usize, place: Place) -> bool {
+        if place != Place::Other || !matches!(self.stack.last(), Some(super::Frame::Object(..))) {
+            return false;
+        }
+        let s = self.s;
+        let k = skip_inline_ws(s, c + 1);
+        if !s.get(k).is_some_and(|b| b.is_ascii_alphabetic()) || self.key_follows(k) {
+            return false;
+        }
+        let window = &s[k..(k + LOOKAHEAD).min(s.len())];
+        match window
+            .iter()
+            .position(|&b| matches!(b, b'"' | b':' | b'\n' | b'{' | b'['))
+        {
+            // a quote that ends the text, not one that starts a key
+            Some(p) if window[p] == b'"' => {
+                let m = skip_inline_ws(s, k + p + 1);
+                m >= s.len() || matches!(s[m], b',' | b'}' | b']')
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
     /// `true` when an unquoted key and a colon (like `name:`) start at `j`.
     fn key_follows(&self, j: usize) -> bool {
         let s = self.s;
@@ -376,8 +424,12 @@ impl Engine<'_> {
         while k < end && (s[k].is_ascii_alphanumeric() || s[k] == b'_' || s[k] == b'$') {
             k += 1;
         }
+        if s.get(k) == Some(&b'"') {
+            // `b":` a key missing its opening quote
+            k += 1;
+        }
         let k = skip_inline_ws(s, k);
-        s.get(k) == Some(&b':') && !s.get(k + 1).is_some_and(|&b| b == b'/')
+        s.get(k) == Some(&b':') && s.get(k + 1).is_none_or(|&b| b != b'/')
     }
 
     /// `true` when a quoted key (`"name"` and a colon) starts at the quote `q`, looking at most
