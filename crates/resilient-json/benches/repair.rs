@@ -18,7 +18,7 @@ fn valid(size: usize) -> String {
             "name": format!("item {i}"),
             "tags": ["red", "large", "café"],
             "price": (i as f64) * 1.25,
-            "active": i % 3 == 0,
+            "active": i.is_multiple_of(3),
             "note": "said \"hello\" twice",
             "parent": null,
         });
