@@ -77,7 +77,7 @@ fn assert_repairs_to_json(input: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn never_panics_and_output_is_json(input in any::<String>()) {

@@ -70,6 +70,8 @@ impl Engine<'_> {
                     }
                 }
             }
+            // only values that were kept let later values follow without a separator
+            self.multi = kept >= 2;
             match next {
                 Next::Value { comma, newline } => sep = Some((comma, newline)),
                 _ => break,
@@ -244,7 +246,8 @@ impl Engine<'_> {
             }
             return Ok(self.next_root_value(comma, newline));
         }
-        if root_is_container && self.peek().is_some_and(is_ident_start) {
+        if root_is_container {
+            // text after the JSON, like `{"a": 1} and more`
             self.note(RepairKind::SurroundingText, self.i);
             self.i = self.s.len();
             return Ok(Next::Done);

@@ -128,7 +128,7 @@ impl Engine<'_> {
         let mut just_skipped = true;
         // brackets opened inside the text: a quote followed by the matching closing bracket,
         // like `"(5'3")"`, is part of the text
-        let mut depth = [0u32; 3];
+        let mut depth = [0u32; 4];
         let mut escaped = 0usize;
         let mut doubled_open = false;
         let limit = match mode {
@@ -154,7 +154,7 @@ impl Engine<'_> {
                     if p > open_quote && retry {
                         self.i = i;
                         return Ok(Some(Mode::Delimiter {
-                            accept_quotes: true,
+                            accept_quotes: false,
                         }));
                     }
                 }
@@ -244,7 +244,7 @@ impl Engine<'_> {
                     just_skipped = true;
                     continue;
                 }
-                b'\\' => i = self.escape(i)?,
+                b'\\' => i = self.escape(i, kind)?,
                 b'"' => {
                     self.note(RepairKind::UnescapedQuote, i);
                     self.out.extend_from_slice(b"\\\"");
@@ -261,14 +261,23 @@ impl Engine<'_> {
                     while j < limit && !is_special(s[j], kind, mode, place) {
                         j += 1;
                     }
-                    for &c in &s[i..j] {
+                    for (at, &c) in s[i..j].iter().enumerate() {
                         match c {
                             b'(' => depth[0] += 1,
                             b')' => depth[0] = depth[0].saturating_sub(1),
                             b'[' => depth[1] += 1,
                             b']' => depth[1] = depth[1].saturating_sub(1),
-                            b'{' => depth[2] += 1,
-                            b'}' => depth[2] = depth[2].saturating_sub(1),
+                            b'{' => {
+                                depth[2] += 1;
+                                // `{"`: JSON quoted inside the text
+                                if s.get(i + at + 1) == Some(&b'"') {
+                                    depth[3] += 1;
+                                }
+                            }
+                            b'}' => {
+                                depth[2] = depth[2].saturating_sub(1);
+                                depth[3] = depth[3].saturating_sub(1);
+                            }
                             _ => {}
                         }
                     }
@@ -292,7 +301,7 @@ impl Engine<'_> {
             Some(b']') => q.depth[1] > 0 && self.quote_follows(j),
             Some(b'}') => q.depth[2] > 0 && self.quote_follows(j),
             // `{"k": 1}` quoted inside the text
-            Some(b':') => in_brackets && place != Place::Key,
+            Some(b':') => q.depth[3] > 0 && place != Place::Key,
             // `"72""` or `"...\n"\n",`: this quote is text, the next one ends the string
             Some(b)
                 if q.i > q.content_in && (b == b'\n' || closing_quote_len(s, j, q.kind) > 0) =>
@@ -345,7 +354,11 @@ impl Engine<'_> {
             // `["a" b", "c"]`: items missing quotes and commas
             return Quote::End;
         }
-        if place != Place::Root && q.kind == QuoteKind::Double && Some(q.i) == self.last_quote {
+        if place != Place::Root
+            && q.kind == QuoteKind::Double
+            && q.escaped == 0
+            && Some(q.i) == self.last_quote
+        {
             // the last quote of the input, followed by stray text
             return Quote::End;
         }
@@ -447,7 +460,7 @@ impl Engine<'_> {
     }
 
     /// Handles the escape sequence at `i` (a backslash); returns the offset after it.
-    fn escape(&mut self, i: usize) -> Result<usize> {
+    fn escape(&mut self, i: usize, kind: QuoteKind) -> Result<usize> {
         let s = self.s;
         let Some(&n) = s.get(i + 1) else {
             self.note(RepairKind::InvalidEscape, i);
@@ -467,6 +480,13 @@ impl Engine<'_> {
             b's' | b'd' | b'w' | b'S' | b'D' | b'W' | b'(' | b')' | b'[' | b']' | b'{' | b'}'
             | b'.' | b'*' | b'?' | b'|' | b'^' | b'$' => {
                 // a regular expression escape like `\s` or `\(`: keep the backslash
+                self.note(RepairKind::InvalidEscape, i);
+                self.out.extend_from_slice(b"\\\\");
+                self.out.push(n);
+                Ok(i + 2)
+            }
+            _ if kind != QuoteKind::Double && n.is_ascii_alphanumeric() => {
+                // `'\le'`: in a single-quoted (Python) string an unknown escape is literal
                 self.note(RepairKind::InvalidEscape, i);
                 self.out.extend_from_slice(b"\\\\");
                 self.out.push(n);
@@ -598,8 +618,9 @@ struct QuoteAt {
     open_quote: usize,
     content_in: usize,
     kind: QuoteKind,
-    /// Unclosed `(`, `[` and `{` in the text so far.
-    depth: [u32; 3],
+    /// Unclosed `(`, `[` and `{` in the text so far, and how many of those `{` were
+    /// followed by a quote.
+    depth: [u32; 4],
     /// Quotes already kept as part of the text.
     escaped: usize,
 }
