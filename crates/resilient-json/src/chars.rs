@@ -1,5 +1,61 @@
 //! Byte and character classes used by the repair engine.
 
+/// Class bit: `"`, `\\` and control characters, special inside every string.
+pub(crate) const STR: u8 = 1;
+/// Class bit: `'`, `` ` `` and the first bytes of curly quotes and `´`, special inside strings
+/// that were not opened with `"`.
+pub(crate) const QUOTE_LIKE: u8 = 2;
+/// Class bit: characters that end an unquoted string (see [`is_unquoted_delimiter`]).
+pub(crate) const DELIM: u8 = 4;
+/// Class bit: brackets and parentheses.
+pub(crate) const BRACKET: u8 = 8;
+/// Class bit: `:`.
+pub(crate) const COLON: u8 = 16;
+
+/// Class bit: bytes that may start whitespace or a comment (`\t\n\r /#` and non-ASCII).
+pub(crate) const WS_START: u8 = 32;
+
+/// Class bits of every byte, so that hot loops test one table entry per byte.
+pub(crate) static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = STR;
+        i += 1;
+    }
+    t[b'"' as usize] = STR;
+    t[b'\\' as usize] = STR;
+    t[b'\'' as usize] = QUOTE_LIKE;
+    t[b'`' as usize] = QUOTE_LIKE;
+    t[0xC2] = QUOTE_LIKE;
+    t[0xE2] = QUOTE_LIKE;
+    let delims = b",[]/{}\n+";
+    let mut k = 0;
+    while k < delims.len() {
+        t[delims[k] as usize] |= DELIM;
+        k += 1;
+    }
+    let brackets = b"()[]{}";
+    let mut k = 0;
+    while k < brackets.len() {
+        t[brackets[k] as usize] |= BRACKET;
+        k += 1;
+    }
+    t[b':' as usize] |= COLON;
+    let starts = b" \t\n\r/#";
+    let mut k = 0;
+    while k < starts.len() {
+        t[starts[k] as usize] |= WS_START;
+        k += 1;
+    }
+    let mut k = 0x80;
+    while k < 0x100 {
+        t[k] |= WS_START;
+        k += 1;
+    }
+    t
+};
+
 /// ASCII whitespace allowed by JSON.
 pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -33,6 +89,7 @@ pub(crate) enum QuoteKind {
 }
 
 /// The quote character starting at `i` and its length in bytes.
+#[inline]
 pub(crate) fn quote_at(s: &[u8], i: usize) -> Option<(QuoteKind, usize)> {
     match s.get(i)? {
         b'"' => Some((QuoteKind::Double, 1)),
@@ -49,7 +106,11 @@ pub(crate) fn quote_at(s: &[u8], i: usize) -> Option<(QuoteKind, usize)> {
 }
 
 /// Length of the quote at `i` if it closes a string opened by `open`, or 0.
+#[inline]
 pub(crate) fn closing_quote_len(s: &[u8], i: usize, open: QuoteKind) -> usize {
+    if open == QuoteKind::Double {
+        return usize::from(s.get(i) == Some(&b'"'));
+    }
     match (open, quote_at(s, i)) {
         (QuoteKind::Double, Some((QuoteKind::Double, n))) => n,
         (QuoteKind::Single, _) if s.get(i) == Some(&b'\'') => 1,
@@ -118,7 +179,10 @@ pub(crate) fn push_control_escape(out: &mut Vec<u8>, c: u8) {
 
 /// Writes `raw` as the content of a JSON string (quotes not included).
 pub(crate) fn push_escaped(out: &mut Vec<u8>, raw: &[u8]) {
-    for &b in raw {
+    let clean = raw.iter().position(|&b| CLASS[usize::from(b)] & STR != 0);
+    let (plain, rest) = raw.split_at(clean.unwrap_or(raw.len()));
+    out.extend_from_slice(plain);
+    for &b in rest {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),

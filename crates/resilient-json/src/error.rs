@@ -14,7 +14,8 @@ pub enum RepairErrorKind {
     ObjectKeyExpected,
     /// A `\u` escape that is neither four hex digits nor cut off by the end of the input.
     InvalidUnicodeEscape,
-    /// The engine produced text that is not valid JSON. This is a bug: please report the input.
+    /// The engine produced text that is not valid JSON. This is a bug, only detected in debug
+    /// builds and under fuzzing: please report the input.
     Internal,
 }
 

@@ -25,7 +25,9 @@
 //! - Time and memory are linear in the input size, whatever the input: nesting is tracked on
 //!   a heap stack (200 000 nested brackets are fine) and each byte is read a bounded number of
 //!   times.
-//! - The result of [`repair`] is always strict JSON (it is validated before it is returned).
+//! - The result of [`repair`] is strict JSON. The engine is written to emit only strict JSON;
+//!   property tests and a fuzz target check this with a strict validator, which also runs on
+//!   every output in debug builds.
 //! - Inputs that cannot be repaired give a [`RepairError`] with a byte position.
 #![deny(missing_docs)]
 

@@ -3,7 +3,7 @@
 //! It accepts exactly RFC 8259 JSON with one restriction shared with `serde_json`: `\u` escapes
 //! must not leave a surrogate unpaired.
 
-use crate::chars::is_ws;
+use crate::chars::{CLASS, STR, is_ws};
 
 /// `true` when `s` is one strict JSON value surrounded by optional whitespace.
 pub(crate) fn is_valid(s: &[u8]) -> bool {
@@ -17,10 +17,14 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    #[inline(always)]
     fn ws(&mut self) {
-        while self.i < self.s.len() && is_ws(self.s[self.i]) {
-            self.i += 1;
+        let s = self.s;
+        let mut i = self.i;
+        while i < s.len() && is_ws(s[i]) {
+            i += 1;
         }
+        self.i = i;
     }
 
     fn peek(&self) -> Option<u8> {
@@ -149,6 +153,12 @@ impl Validator<'_> {
     fn string(&mut self) -> Option<()> {
         self.i += 1; // opening quote
         loop {
+            let s = self.s;
+            let mut i = self.i;
+            while i < s.len() && CLASS[usize::from(s[i])] & STR == 0 {
+                i += 1;
+            }
+            self.i = i;
             let b = self.peek()?;
             self.i += 1;
             match b {

@@ -436,12 +436,13 @@ fn can_start_unquoted(s: &[u8], i: usize) -> bool {
 
 /// `true` when a number ends at `j` (end of input, whitespace or a delimiter, but not a `/`
 /// followed by a digit, which makes a fraction like `1/3` that is kept as a string).
+#[inline]
 fn at_number_end(s: &[u8], j: usize) -> bool {
     match s.get(j) {
         None => true,
         Some(&b) => {
             is_ws(b)
-                || special_ws_len(s, j) > 0
+                || (b >= 0x80 && special_ws_len(s, j) > 0)
                 || (is_delimiter(b) && !(b == b'/' && s.get(j + 1).is_some_and(u8::is_ascii_digit)))
         }
     }

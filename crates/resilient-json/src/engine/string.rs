@@ -9,8 +9,9 @@
 
 use super::{Engine, Result};
 use crate::chars::{
-    QuoteKind, closing_quote_len, is_delimiter, is_unquoted_delimiter, is_url_char, is_url_start,
-    is_ws, push_control_escape, quote_at, special_ws_len, utf8_len,
+    BRACKET, CLASS, COLON, DELIM, QUOTE_LIKE, QuoteKind, STR, closing_quote_len, is_delimiter,
+    is_unquoted_delimiter, is_url_char, is_url_start, is_ws, push_control_escape, quote_at,
+    special_ws_len, utf8_len,
 };
 use crate::error::RepairErrorKind;
 use crate::report::RepairKind;
@@ -49,6 +50,7 @@ pub(super) enum Place {
 
 impl Engine<'_> {
     /// `true` at a quote, or at a backslash before a quote (escaped JSON like `{\"a\": 1}`).
+    #[inline]
     pub(super) fn at_string_start(&self) -> bool {
         quote_at(self.s, self.i).is_some()
             || (self.peek() == Some(b'\\') && quote_at(self.s, self.i + 1).is_some())
@@ -171,7 +173,11 @@ impl Engine<'_> {
                 return Ok(None);
             }
             let b = s[i];
-            let ql = closing_quote_len(s, i, kind);
+            let ql = if CLASS[usize::from(b)] & (STR | QUOTE_LIKE) != 0 {
+                closing_quote_len(s, i, kind)
+            } else {
+                0
+            };
             if ql > 0 {
                 let mut after = i + ql;
                 let q2 = closing_quote_len(s, after, kind);
@@ -257,29 +263,31 @@ impl Engine<'_> {
                 }
                 _ => {
                     // a run of ordinary characters
-                    let mut j = (i + utf8_len(b)).min(limit);
-                    while j < limit && !is_special(s[j], kind, mode, place) {
-                        j += 1;
+                    let mut stop = STR;
+                    if kind != QuoteKind::Double {
+                        stop |= QUOTE_LIKE;
                     }
-                    for (at, &c) in s[i..j].iter().enumerate() {
-                        match c {
-                            b'(' => depth[0] += 1,
-                            b')' => depth[0] = depth[0].saturating_sub(1),
-                            b'[' => depth[1] += 1,
-                            b']' => depth[1] = depth[1].saturating_sub(1),
-                            b'{' => {
-                                depth[2] += 1;
-                                // `{"`: JSON quoted inside the text
-                                if s.get(i + at + 1) == Some(&b'"') {
-                                    depth[3] += 1;
-                                }
-                            }
-                            b'}' => {
-                                depth[2] = depth[2].saturating_sub(1);
-                                depth[3] = depth[3].saturating_sub(1);
-                            }
-                            _ => {}
+                    if matches!(mode, Mode::Delimiter { .. }) {
+                        stop |= DELIM;
+                        if place == Place::Key {
+                            stop |= COLON;
                         }
+                    }
+                    if CLASS[usize::from(b)] & BRACKET != 0 {
+                        track_bracket(&mut depth, b, s.get(i + 1) == Some(&b'"'));
+                    }
+                    let mut j = (i + utf8_len(b)).min(limit);
+                    let mask = stop | BRACKET;
+                    loop {
+                        while j < limit && CLASS[usize::from(s[j])] & mask == 0 {
+                            j += 1;
+                        }
+                        if j < limit && CLASS[usize::from(s[j])] & stop == 0 {
+                            track_bracket(&mut depth, s[j], s.get(j + 1) == Some(&b'"'));
+                            j += 1;
+                            continue;
+                        }
+                        break;
                     }
                     self.out.extend_from_slice(&s[i..j]);
                     i = j;
@@ -601,16 +609,6 @@ impl Engine<'_> {
     }
 }
 
-/// Bytes that end a run of ordinary string characters.
-fn is_special(b: u8, kind: QuoteKind, mode: Mode, place: Place) -> bool {
-    b == b'"'
-        || b == b'\\'
-        || b < 0x20
-        || (kind != QuoteKind::Double && matches!(b, b'\'' | b'`' | 0xC2 | 0xE2))
-        || (matches!(mode, Mode::Delimiter { .. })
-            && (is_unquoted_delimiter(b) || (b == b':' && place == Place::Key)))
-}
-
 /// A quote that may end the string being read, with what is known about the string so far.
 struct QuoteAt {
     i: usize,
@@ -637,6 +635,28 @@ fn prev_non_ws(s: &[u8], i: usize, floor: usize) -> usize {
     floor
 }
 
+/// Counts an opening or closing bracket met inside a string.
+fn track_bracket(depth: &mut [u32; 4], c: u8, quote_next: bool) {
+    match c {
+        b'(' => depth[0] += 1,
+        b')' => depth[0] = depth[0].saturating_sub(1),
+        b'[' => depth[1] += 1,
+        b']' => depth[1] = depth[1].saturating_sub(1),
+        b'{' => {
+            depth[2] += 1;
+            // `{"`: JSON quoted inside the text
+            if quote_next {
+                depth[3] += 1;
+            }
+        }
+        b'}' => {
+            depth[2] = depth[2].saturating_sub(1);
+            depth[3] = depth[3].saturating_sub(1);
+        }
+        _ => {}
+    }
+}
+
 /// `true` at `//` or `/*`.
 fn is_comment_start(s: &[u8], i: usize) -> bool {
     s.get(i) == Some(&b'/') && matches!(s.get(i + 1), Some(b'/' | b'*'))
@@ -655,14 +675,14 @@ fn skip_inline_ws(s: &[u8], mut j: usize) -> usize {
     loop {
         match s.get(j) {
             Some(b' ' | b'\t' | b'\r') => j += 1,
-            Some(_) => {
+            Some(&b) if b >= 0x80 => {
                 let n = special_ws_len(s, j);
                 if n == 0 {
                     return j;
                 }
                 j += n;
             }
-            None => return j,
+            _ => return j,
         }
     }
 }
