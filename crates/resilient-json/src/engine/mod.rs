@@ -303,6 +303,7 @@ impl Engine<'_> {
                     comma: false,
                 });
             }
+            b'0'..=b'9' if self.plain_number() => self.value_done(),
             _ if self.at_string_start() => {
                 let place = match self.stack.last() {
                     None => string::Place::Root,
@@ -389,8 +390,8 @@ impl Engine<'_> {
     fn drive(&mut self) -> Result<()> {
         while let Some(&top) = self.stack.last() {
             match top {
-                Frame::Array { seq, last_item } => self.step_array(seq, last_item)?,
-                Frame::Object(st, start) => self.step_object(st, start)?,
+                Frame::Array { seq, last_item } => self.run_array(seq, last_item)?,
+                Frame::Object(st, start) => self.run_object(st, start)?,
                 Frame::Call { done } => self.step_call(done)?,
                 Frame::Paren {
                     seq,
@@ -413,6 +414,47 @@ impl Engine<'_> {
         self.starts_with(b"```")
     }
 
+    /// Steps the innermost array for as long as it stays the innermost container, without
+    /// going back through the dispatch in `drive`.
+    fn run_array(&mut self, mut seq: Seq, mut last_item: usize) -> Result<()> {
+        let depth = self.stack.len();
+        loop {
+            self.step_array(seq, last_item)?;
+            if self.stack.len() != depth {
+                return Ok(());
+            }
+            match self.stack.last() {
+                Some(&Frame::Array {
+                    seq: s,
+                    last_item: l,
+                }) => {
+                    seq = s;
+                    last_item = l;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Steps the innermost object for as long as it stays the innermost container.
+    fn run_object(&mut self, mut st: Obj, mut start: usize) -> Result<()> {
+        let depth = self.stack.len();
+        loop {
+            self.step_object(st, start)?;
+            if self.stack.len() != depth {
+                return Ok(());
+            }
+            match self.stack.last() {
+                Some(&Frame::Object(s, b)) => {
+                    st = s;
+                    start = b;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    #[inline(always)]
     fn step_array(&mut self, seq: Seq, last_item: usize) -> Result<()> {
         self.skip_ws();
         match seq {
@@ -493,6 +535,7 @@ impl Engine<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn step_object(&mut self, st: Obj, start: usize) -> Result<()> {
         let set = |e: &mut Self, st: Obj| e.set_top(Frame::Object(st, start));
         self.skip_ws();

@@ -28,6 +28,40 @@ pub(super) fn keyword(word: &[u8]) -> Option<(&'static [u8], Option<RepairKind>)
 }
 
 impl Engine<'_> {
+    /// Fast path for the common valid number like `12` or `3.25` followed by a delimiter or
+    /// whitespace: copies it and returns `true`. Anything else goes to [`Self::number`].
+    #[inline(always)]
+    pub(super) fn plain_number(&mut self) -> bool {
+        let s = self.s;
+        let start = self.i;
+        let mut j = start + 1;
+        while j < s.len() && s[j].is_ascii_digit() {
+            j += 1;
+        }
+        if s[start] == b'0' && j > start + 1 {
+            return false;
+        }
+        if s.get(j) == Some(&b'.') {
+            let frac = j + 1;
+            j = frac;
+            while j < s.len() && s[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j == frac {
+                return false;
+            }
+        }
+        if !matches!(
+            s.get(j),
+            None | Some(b',' | b']' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
+        ) {
+            return false;
+        }
+        self.out.extend_from_slice(&s[start..j]);
+        self.i = j;
+        true
+    }
+
     /// Reads a scalar that is not a quoted string. Returns `false` when none starts here.
     pub(super) fn scalar(&mut self) -> Result<bool> {
         let c = self.s[self.i];
