@@ -403,3 +403,11 @@ fn a_typical_language_model_answer() {
         )
     );
 }
+
+#[test]
+fn missing_end_quotes_inside_objects() {
+    check("{\"a\": \"one, two}", r#"{"a": "one, two"}"#, RepairKind::MissingEndQuote);
+    check("{\"a\": \"one, b: 2}", r#"{"a": "one", "b": 2}"#, RepairKind::MissingEndQuote);
+    check("{\"a\": \"x} \"y\" z}", r#"{"a": "x} \"y\" z"}"#, RepairKind::MissingEndQuote);
+    check("[\"one, two]", r#"["one", "two"]"#, RepairKind::MissingEndQuote);
+}

@@ -229,7 +229,8 @@ impl Engine<'_> {
             if matches!(mode, Mode::Delimiter { .. })
                 && ((is_unquoted_delimiter(b)
                     && (b != b'/' || is_comment_start(s, i))
-                    && (b != b',' || !self.prose_comma(i, place)))
+                    && (b != b',' || !self.prose_comma(i, place))
+                    && (b != b'}' || self.brace_ends_value(i, place)))
                     || (b == b':' && place == Place::Key))
             {
                 if b == b'/' && is_url_start(s, content_in, i) {
@@ -371,10 +372,13 @@ impl Engine<'_> {
             return Quote::End;
         }
         let p = prev_non_ws(s, q.i, q.open_quote);
+        // an unmatched closing bracket inside the text (`"value} "tail"`) is text too
+        let stray_closer = (s[p] == b'}' && q.depth[2] == 0) || (s[p] == b']' && q.depth[1] == 0);
         if !in_brackets
             && p > q.open_quote
             && is_delimiter(s[p])
             && !matches!(s[p], b'(' | b'[' | b'{')
+            && !stray_closer
         {
             return match mode {
                 Mode::Normal if s[p] == b',' && (place != Place::Other || self.key_ahead(q.i)) => {
@@ -429,6 +433,22 @@ impl Engine<'_> {
             Some(_) => false,
             None => true,
         }
+    }
+
+    /// Whether the `}` at `c`, met while looking for the end of an object value that lost its
+    /// end quote, closes the object: it does when it is the last one, or when structure or a
+    /// key follows it. Otherwise it is text (`"value} more text}`).
+    fn brace_ends_value(&self, c: usize, place: Place) -> bool {
+        if place != Place::Other || !matches!(self.stack.last(), Some(super::Frame::Object(..))) {
+            return true;
+        }
+        let s = self.s;
+        let k = skip_all_ws(s, c + 1);
+        k >= s.len()
+            || matches!(s[k], b',' | b'}' | b']')
+            || s[k..].starts_with(b"```")
+            || self.key_follows(k)
+            || (s[k] == b'"' && self.key_ahead(k))
     }
 
     /// `true` when an unquoted key and a colon (like `name:`) start at `j`.
