@@ -406,8 +406,38 @@ fn a_typical_language_model_answer() {
 
 #[test]
 fn missing_end_quotes_inside_objects() {
-    check("{\"a\": \"one, two}", r#"{"a": "one, two"}"#, RepairKind::MissingEndQuote);
-    check("{\"a\": \"one, b: 2}", r#"{"a": "one", "b": 2}"#, RepairKind::MissingEndQuote);
-    check("{\"a\": \"x} \"y\" z}", r#"{"a": "x} \"y\" z"}"#, RepairKind::MissingEndQuote);
-    check("[\"one, two]", r#"["one", "two"]"#, RepairKind::MissingEndQuote);
+    check(
+        "{\"a\": \"one, two}",
+        r#"{"a": "one, two"}"#,
+        RepairKind::MissingEndQuote,
+    );
+    check(
+        "{\"a\": \"one, b: 2}",
+        r#"{"a": "one", "b": 2}"#,
+        RepairKind::MissingEndQuote,
+    );
+    check(
+        "{\"a\": \"x} \"y\" z}",
+        r#"{"a": "x} \"y\" z"}"#,
+        RepairKind::MissingEndQuote,
+    );
+    check(
+        "[\"one, two]",
+        r#"["one", "two"]"#,
+        RepairKind::MissingEndQuote,
+    );
+}
+
+#[test]
+fn quotes_after_prose_colons_are_text() {
+    check(
+        "{\"a\": \"Note: \"x\" is, as said, fine\", \"b\": 1}",
+        r#"{"a": "Note: \"x\" is, as said, fine", "b": 1}"#,
+        RepairKind::UnescapedQuote,
+    );
+    check(
+        "{\"a\": \"first, b: \"second\"}",
+        r#"{"a": "first", "b": "second"}"#,
+        RepairKind::MissingEndQuote,
+    );
 }

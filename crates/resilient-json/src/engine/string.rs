@@ -374,11 +374,14 @@ impl Engine<'_> {
         let p = prev_non_ws(s, q.i, q.open_quote);
         // an unmatched closing bracket inside the text (`"value} "tail"`) is text too
         let stray_closer = (s[p] == b'}' && q.depth[2] == 0) || (s[p] == b']' && q.depth[1] == 0);
+        // `Note: "x"`: a colon after a word that does not follow a comma is text
+        let prose_colon = s[p] == b':' && place != Place::Key && !key_before(s, p, q.open_quote);
         if !in_brackets
             && p > q.open_quote
             && is_delimiter(s[p])
             && !matches!(s[p], b'(' | b'[' | b'{')
             && !stray_closer
+            && !prose_colon
         {
             return match mode {
                 Mode::Normal if s[p] == b',' && (place != Place::Other || self.key_ahead(q.i)) => {
@@ -423,7 +426,7 @@ impl Engine<'_> {
         let window = &s[k..(k + LOOKAHEAD).min(s.len())];
         match window
             .iter()
-            .position(|&b| matches!(b, b'"' | b':' | b'\n' | b'{' | b'['))
+            .position(|&b| matches!(b, b'"' | b':' | b'{' | b'['))
         {
             // a quote that ends the text, not one that starts a key
             Some(p) if window[p] == b'"' => {
@@ -653,6 +656,29 @@ fn prev_non_ws(s: &[u8], i: usize, floor: usize) -> usize {
         }
     }
     floor
+}
+
+/// `true` when the colon at `colon` follows a word that follows a comma or an opening brace
+/// (`, b:`), that is when it looks like a key inside the text rather than prose.
+fn key_before(s: &[u8], colon: usize, floor: usize) -> bool {
+    let mut k = colon;
+    while k > floor && matches!(s[k - 1], b' ' | b'\t') {
+        k -= 1;
+    }
+    let word_end = k;
+    while k > floor
+        && word_end - k < LOOKAHEAD
+        && (s[k - 1].is_ascii_alphanumeric() || s[k - 1] == b'_')
+    {
+        k -= 1;
+    }
+    if k == word_end {
+        return false;
+    }
+    while k > floor && matches!(s[k - 1], b' ' | b'\t') {
+        k -= 1;
+    }
+    k > floor && matches!(s[k - 1], b',' | b'{')
 }
 
 /// Counts an opening or closing bracket met inside a string.
