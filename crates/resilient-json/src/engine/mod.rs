@@ -5,8 +5,16 @@
 //! buffer (`ws`) so that a missing comma, colon or bracket can be placed right after the
 //! previous token in O(1). The few repairs that must change earlier output (a tuple that turns
 //! out to be an array, an array item that turns out to be an object key) are recorded as
-//! insertions and applied in one final pass. Each input byte is looked at a bounded number of
-//! times (strings at most three times, see `string.rs`), so time and memory are linear.
+//! insertions and applied in one final pass.
+//!
+//! Time and memory are linear: strings are read at most three times and rereading is paid
+//! from a budget proportional to the input (`string.rs`), and heuristics that look ahead
+//! (is this quote the end of the string? is this word a key?) look at most
+//! `string::LOOKAHEAD` bytes.
+//!
+//! Module map: `root.rs` handles what surrounds the JSON (code fences, prose, several root
+//! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
+//! this file holds the container state machine.
 
 mod root;
 mod scalar;
