@@ -127,6 +127,24 @@ impl Engine<'_> {
         }
         let content_start = self.out.len();
         let content_in = i;
+        if mode == Mode::Normal
+            && !skip_escapes
+            && place != Place::Root
+            && self.reread_budget > 0
+            && matches!(kind, QuoteKind::Double | QuoteKind::Single)
+        {
+            match self.simple_string_end(i, kind, place) {
+                Ok(end) => {
+                    // fast path: plain text, then the end quote right before a delimiter
+                    self.out.extend_from_slice(&s[i..end]);
+                    self.out.push(b'"');
+                    self.i = end + 1;
+                    return Ok(None);
+                }
+                // the bytes looked at are read again below: pay them from the budget
+                Err(scanned) => self.reread_budget = self.reread_budget.saturating_sub(scanned),
+            }
+        }
         let mut just_skipped = true;
         // brackets opened inside the text: a quote followed by the matching closing bracket,
         // like `"(5'3")"`, is part of the text
@@ -295,6 +313,41 @@ impl Engine<'_> {
                 }
             }
             just_skipped = false;
+        }
+    }
+
+    /// For a string of plain text (no escapes, control characters, brackets or other quotes)
+    /// whose end quote is directly followed by `,` `:` `]` or `}`, returns the offset of that
+    /// end quote. Such a quote always ends the string, so the general rules can be skipped.
+    /// Otherwise returns how many bytes were looked at.
+    #[inline]
+    fn simple_string_end(
+        &self,
+        from: usize,
+        kind: QuoteKind,
+        place: Place,
+    ) -> std::result::Result<usize, usize> {
+        let s = self.s;
+        let quote = if kind == QuoteKind::Double {
+            b'"'
+        } else {
+            b'\''
+        };
+        let mut j = from;
+        while j < s.len() {
+            let c = s[j];
+            if c == quote {
+                break;
+            }
+            if CLASS[usize::from(c)] & (STR | BRACKET) != 0 {
+                return Err(j - from);
+            }
+            j += 1;
+        }
+        match s.get(j + 1) {
+            Some(b':' | b']' | b'}') if j > from => Ok(j),
+            Some(b',') if j > from && !self.prose_comma(j + 1, place) => Ok(j),
+            _ => Err(j - from),
         }
     }
 
