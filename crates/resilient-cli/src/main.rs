@@ -1,0 +1,94 @@
+//! `resilient`: command-line tools of the resilient project.
+//!
+//! ```text
+//! resilient json-repair [FILE]   repair JSON from FILE (or stdin) and print it
+//! resilient --help
+//! ```
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+Usage: resilient <COMMAND> [ARGS]
+
+Commands:
+  json-repair [FILE]  Repair malformed JSON read from FILE (stdin when absent or '-')
+                      and write valid JSON to stdout. Exits with 1 and a message on
+                      stderr when the input cannot be repaired.
+
+Options:
+  -h, --help          Print this help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match cmd.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        "json-repair" => json_repair(&args[1..]),
+        other => {
+            eprintln!("resilient: unknown command '{other}'\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn json_repair(args: &[String]) -> ExitCode {
+    let mut file = None;
+    for a in args {
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            _ if file.is_some() => {
+                eprintln!("resilient json-repair: unexpected argument '{a}'");
+                return ExitCode::from(2);
+            }
+            _ => file = Some(a.clone()),
+        }
+    }
+    let input = match read_input(file.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "resilient json-repair: cannot read {}: {e}",
+                file.as_deref().unwrap_or("stdin")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match resilient_json::repair(&input) {
+        Ok(json) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(json.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("resilient json-repair: cannot write output: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("resilient json-repair: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn read_input(file: Option<&str>) -> std::io::Result<String> {
+    let mut bytes = Vec::new();
+    match file {
+        None | Some("-") => {
+            std::io::stdin().read_to_end(&mut bytes)?;
+        }
+        Some(path) => bytes = std::fs::read(path)?,
+    }
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}

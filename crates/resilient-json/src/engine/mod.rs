@@ -1,0 +1,776 @@
+//! The repair engine: one forward pass over the input with an explicit stack of open
+//! containers, so that nesting depth costs heap memory, never call-stack depth.
+//!
+//! Output is written as the input is read. Whitespace between tokens is held back in a small
+//! buffer (`ws`) so that a missing comma, colon or bracket can be placed right after the
+//! previous token in O(1). The few repairs that must change earlier output (a tuple that turns
+//! out to be an array, an array item that turns out to be an object key) are recorded as
+//! insertions and applied in one final pass.
+//!
+//! Time and memory are linear: strings are read at most three times and rereading is paid
+//! from a budget proportional to the input (`string.rs`), and heuristics that look ahead
+//! (is this quote the end of the string? is this word a key?) look at most
+//! `string::LOOKAHEAD` bytes.
+//!
+//! Module map: `root.rs` handles what surrounds the JSON (code fences, prose, several root
+//! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
+//! this file holds the container state machine.
+
+mod root;
+mod scalar;
+mod string;
+
+use crate::chars::{CLASS, WS_START, is_ws, quote_at, special_ws_len};
+use crate::error::{RepairError, RepairErrorKind};
+use crate::report::{Repair, RepairKind};
+
+type Result<T> = std::result::Result<T, RepairError>;
+
+/// Where an array (or a parenthesised tuple) is in its item sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seq {
+    /// Right after the opening bracket.
+    Open,
+    /// Expecting an item.
+    Item,
+    /// After an item, expecting a comma or the closing bracket.
+    After,
+}
+
+/// Where an object is in its member sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obj {
+    Open,
+    Key,
+    Colon,
+    Value { colon: bool },
+    After,
+}
+
+/// An open container on the explicit stack.
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    Array {
+        seq: Seq,
+        last_item: usize,
+    },
+    /// An object and the output offset of its `{`.
+    Object(Obj, usize),
+    /// `name(` of a JSONP wrapper or a MongoDB call: the argument replaces the call.
+    Call {
+        done: bool,
+    },
+    /// `(`: a tuple, written as an array once a comma shows it has several items.
+    Paren {
+        seq: Seq,
+        out_start: usize,
+        items: usize,
+        comma: bool,
+    },
+}
+
+pub(crate) struct Engine<'a> {
+    s: &'a [u8],
+    i: usize,
+    out: Vec<u8>,
+    /// Whitespace read but not yet written.
+    ws: Vec<u8>,
+    /// Bytes to insert into `out` at the given offsets, applied by `finish`.
+    inserts: Vec<(usize, u8)>,
+    stack: Vec<Frame>,
+    repairs: Option<Vec<Repair>>,
+    /// Output offset where the most recent value started.
+    value_start: usize,
+    /// Several root values were found: the output is wrapped in an array.
+    multi: bool,
+    /// Output offset before the object key being read (and its comma).
+    key_mark: usize,
+    /// Output offset of an empty string cut off by the end of the input (`["`), dropped when
+    /// its container is closed.
+    truncated_empty: Option<usize>,
+    /// Offset of the last `"` in the input.
+    last_quote: Option<usize>,
+    /// The object key just read was not quoted.
+    key_unquoted: bool,
+    /// Bytes that string reading may still scan (see `string.rs`).
+    reread_budget: usize,
+}
+
+/// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
+pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
+    let mut e = Engine {
+        s: input.as_bytes(),
+        i: 0,
+        out: Vec::with_capacity(input.len() + input.len() / 8 + 16),
+        ws: Vec::new(),
+        inserts: Vec::new(),
+        stack: Vec::new(),
+        repairs: report.then(Vec::new),
+        value_start: 0,
+        multi: false,
+        key_mark: 0,
+        truncated_empty: None,
+        last_quote: input.bytes().rposition(|b| b == b'"'),
+        key_unquoted: false,
+        reread_budget: input.len().saturating_mul(3).saturating_add(4096),
+    };
+    e.run_root()?;
+    let repairs = e.repairs.take().unwrap_or_default();
+    let out = e.finish();
+    // The engine only writes strict JSON. Debug builds (all tests) and the fuzz target
+    // check every output with the strict validator; release builds trust the engine and
+    // save that extra pass.
+    if cfg!(any(debug_assertions, fuzzing)) && !crate::validate::is_valid(&out) {
+        return Err(RepairError::new(RepairErrorKind::Internal, 0));
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Ok((s, repairs)),
+        Err(_) => Err(RepairError::new(RepairErrorKind::Internal, 0)),
+    }
+}
+
+impl Engine<'_> {
+    #[inline(always)]
+    fn note(&mut self, kind: RepairKind, position: usize) {
+        if let Some(r) = self.repairs.as_mut() {
+            r.push(Repair { kind, position });
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn at_eof(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn starts_with(&self, pat: &[u8]) -> bool {
+        self.s.get(self.i..).is_some_and(|r| r.starts_with(pat))
+    }
+
+    fn error<T>(&self, kind: RepairErrorKind) -> Result<T> {
+        Err(RepairError::new(kind, self.i))
+    }
+
+    fn unexpected<T>(&self) -> Result<T> {
+        let c = std::str::from_utf8(&self.s[self.i..])
+            .ok()
+            .and_then(|r| r.chars().next())
+            .unwrap_or('\u{fffd}');
+        self.error(RepairErrorKind::UnexpectedCharacter(c))
+    }
+
+    /// Writes pending whitespace, then `bytes`.
+    fn emit(&mut self, bytes: &[u8]) {
+        self.flush_ws();
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Writes pending whitespace, then `b`.
+    #[inline(always)]
+    fn emit_byte(&mut self, b: u8) {
+        self.flush_ws();
+        self.out.push(b);
+    }
+
+    #[inline(always)]
+    fn flush_ws(&mut self) {
+        if !self.ws.is_empty() {
+            self.out.extend_from_slice(&self.ws);
+            self.ws.clear();
+        }
+    }
+
+    /// Removes a comma written right before the pending whitespace.
+    fn strip_trailing_comma(&mut self) {
+        if self.out.last() == Some(&b',') {
+            self.out.pop();
+            self.note(RepairKind::TrailingComma, self.i);
+        }
+    }
+
+    /// Skips whitespace (kept for the output) and comments (dropped).
+    #[inline(always)]
+    fn skip_ws(&mut self) {
+        match self.s.get(self.i) {
+            Some(&b) if CLASS[usize::from(b)] & WS_START != 0 => self.skip_ws_slow(),
+            _ => {}
+        }
+    }
+
+    #[inline(never)]
+    fn skip_ws_slow(&mut self) {
+        let s = self.s;
+        while let Some(&b) = s.get(self.i) {
+            if is_ws(b) {
+                let run = s[self.i..].iter().take_while(|&&c| is_ws(c)).count();
+                self.ws.extend_from_slice(&s[self.i..self.i + run]);
+                self.i += run;
+            } else if b >= 0x80 {
+                let n = special_ws_len(s, self.i);
+                if n == 0 {
+                    break;
+                }
+                self.note(RepairKind::Whitespace, self.i);
+                self.ws.push(b' ');
+                self.i += n;
+            } else if b == b'/' && s.get(self.i + 1) == Some(&b'*') {
+                self.note(RepairKind::Comment, self.i);
+                let body = self.i + 2;
+                self.i = match s[body..].windows(2).position(|w| w == b"*/") {
+                    Some(p) => body + p + 2,
+                    None => s.len(),
+                };
+            } else if b == b'/' && s.get(self.i + 1) == Some(&b'/') {
+                self.note(RepairKind::Comment, self.i);
+                self.i = match s[self.i..].iter().position(|&c| c == b'\n') {
+                    Some(p) => self.i + p,
+                    None => s.len(),
+                };
+            } else if b == b'#' {
+                // a `#` comment ends at the line end or before a closing bracket
+                self.note(RepairKind::Comment, self.i);
+                self.i = match s[self.i..]
+                    .iter()
+                    .position(|&c| matches!(c, b'\n' | b'}' | b']'))
+                {
+                    Some(p) => self.i + p,
+                    None => s.len(),
+                };
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Skips `...` standing for omitted items, and a comma after it.
+    #[inline(always)]
+    fn skip_ellipsis(&mut self) {
+        if self.peek() == Some(b'.') && self.starts_with(b"...") {
+            self.note(RepairKind::Ellipsis, self.i);
+            self.i += 3;
+            self.skip_ws();
+            if self.peek() == Some(b',') {
+                self.i += 1;
+                self.skip_ws();
+            }
+        }
+    }
+
+    /// `true` when the byte at the cursor can start a value (used to decide whether a
+    /// missing comma or colon should be inserted).
+    fn can_start_value(&self) -> bool {
+        match self.peek() {
+            None => false,
+            Some(b) => {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'{' | b'[' | b'(' | b'-' | b'+' | b'.' | b'_' | b'$' | b'\\'
+                    )
+                    || quote_at(self.s, self.i).is_some()
+                    || (b >= 0x80 && special_ws_len(self.s, self.i) == 0)
+            }
+        }
+    }
+
+    /// Starts a value at the cursor. Scalars are written completely; containers are opened and
+    /// pushed. Returns `false` when no value starts here.
+    fn begin_value(&mut self) -> Result<bool> {
+        self.skip_ws();
+        let Some(c) = self.peek() else {
+            return Ok(false);
+        };
+        let before_ws = self.out.len();
+        self.flush_ws();
+        self.value_start = self.out.len();
+        match c {
+            b'{' => {
+                let start = self.out.len();
+                self.out.push(b'{');
+                self.i += 1;
+                self.stack.push(Frame::Object(Obj::Open, start));
+            }
+            b'[' => {
+                self.out.push(b'[');
+                self.i += 1;
+                self.stack.push(Frame::Array {
+                    seq: Seq::Open,
+                    last_item: 0,
+                });
+            }
+            b'(' => {
+                self.note(RepairKind::Tuple, self.i);
+                self.i += 1;
+                let out_start = self.out.len();
+                self.stack.push(Frame::Paren {
+                    seq: Seq::Open,
+                    out_start,
+                    items: 0,
+                    comma: false,
+                });
+            }
+            b'0'..=b'9' if self.plain_number() => self.value_done(),
+            _ if self.at_string_start() => {
+                let place = match self.stack.last() {
+                    None => string::Place::Root,
+                    Some(Frame::Array { .. }) => string::Place::ArrayItem,
+                    Some(_) => string::Place::Other,
+                };
+                self.parse_string(true, place)?;
+                self.parse_concat()?;
+                self.value_done();
+            }
+            _ => {
+                if !self.scalar()? {
+                    // nothing written: keep the whitespace pending
+                    let ws = self.out.split_off(before_ws);
+                    self.ws = ws;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Tells the innermost open container that one of its values is complete.
+    fn value_done(&mut self) {
+        let start = self.value_start;
+        match self.stack.last_mut() {
+            Some(Frame::Array { seq, last_item }) => {
+                *seq = Seq::After;
+                *last_item = start;
+            }
+            Some(Frame::Object(st, _)) => *st = Obj::After,
+            Some(Frame::Call { done }) => *done = true,
+            Some(Frame::Paren { seq, items, .. }) => {
+                *seq = Seq::After;
+                *items += 1;
+            }
+            None => {}
+        }
+    }
+
+    fn set_top(&mut self, f: Frame) {
+        if let Some(top) = self.stack.last_mut() {
+            *top = f;
+        }
+    }
+
+    /// Closes the innermost container with `close`, consuming it from the input when present.
+    fn close(&mut self, close: &[u8], consume: bool) {
+        if let Some(p) = self.truncated_empty.take()
+            && self.at_eof()
+            && self.out.len() == p + 2
+        {
+            self.out.truncate(p);
+            while self.out.last().is_some_and(|&b| is_ws(b)) {
+                self.out.pop();
+            }
+        }
+        self.strip_trailing_comma();
+        if consume {
+            if let [b] = close {
+                self.emit_byte(*b);
+            } else {
+                self.emit(close);
+            }
+            self.i += 1;
+        } else {
+            self.note(RepairKind::MissingClosingBracket, self.i);
+            self.out.extend_from_slice(close);
+        }
+        self.stack.pop();
+        // the completed value is a container, not a string that could become a key
+        self.value_start = usize::MAX;
+        self.value_done();
+    }
+
+    /// Skips one character that cannot start or continue anything here.
+    fn skip_garbage(&mut self) {
+        self.note(RepairKind::SurroundingText, self.i);
+        let n = self.peek().map_or(1, crate::chars::utf8_len);
+        self.i = (self.i + n).min(self.s.len());
+    }
+
+    /// Runs the open containers until the stack is empty.
+    fn drive(&mut self) -> Result<()> {
+        while let Some(&top) = self.stack.last() {
+            match top {
+                Frame::Array { seq, last_item } => self.run_array(seq, last_item)?,
+                Frame::Object(st, start) => self.run_object(st, start)?,
+                Frame::Call { done } => self.step_call(done)?,
+                Frame::Paren {
+                    seq,
+                    out_start,
+                    items,
+                    comma,
+                } => self.step_paren(seq, out_start, items, comma)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// `true` when the container below the innermost one is an object.
+    fn parent_is_object(&self) -> bool {
+        let n = self.stack.len();
+        n >= 2 && matches!(self.stack[n - 2], Frame::Object(..))
+    }
+
+    fn at_fence(&self) -> bool {
+        self.starts_with(b"```")
+    }
+
+    /// Steps the innermost array for as long as it stays the innermost container, without
+    /// going back through the dispatch in `drive`.
+    fn run_array(&mut self, mut seq: Seq, mut last_item: usize) -> Result<()> {
+        let depth = self.stack.len();
+        loop {
+            self.step_array(seq, last_item)?;
+            if self.stack.len() != depth {
+                return Ok(());
+            }
+            match self.stack.last() {
+                Some(&Frame::Array {
+                    seq: s,
+                    last_item: l,
+                }) => {
+                    seq = s;
+                    last_item = l;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Steps the innermost object for as long as it stays the innermost container.
+    fn run_object(&mut self, mut st: Obj, mut start: usize) -> Result<()> {
+        let depth = self.stack.len();
+        loop {
+            self.step_object(st, start)?;
+            if self.stack.len() != depth {
+                return Ok(());
+            }
+            match self.stack.last() {
+                Some(&Frame::Object(s, b)) => {
+                    st = s;
+                    start = b;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn step_array(&mut self, seq: Seq, last_item: usize) -> Result<()> {
+        self.skip_ws();
+        match seq {
+            Seq::Open => {
+                if self.peek() == Some(b',') {
+                    self.note(RepairKind::RedundantComma, self.i);
+                    self.i += 1;
+                }
+                self.set_top(Frame::Array {
+                    seq: Seq::Item,
+                    last_item,
+                });
+            }
+            Seq::Item => {
+                self.skip_ellipsis();
+                match self.peek() {
+                    None => self.close(b"]", false),
+                    Some(b']') => self.close(b"]", true),
+                    Some(b',') => {
+                        self.note(RepairKind::RedundantComma, self.i);
+                        self.i += 1;
+                    }
+                    Some(b'}') if !self.parent_is_object() => {
+                        self.note(RepairKind::RedundantClosingBracket, self.i);
+                        self.i += 1;
+                    }
+                    Some(_) if self.at_fence() => self.close(b"]", false),
+                    Some(_) => {
+                        if !self.begin_value()? {
+                            match self.peek() {
+                                None | Some(b')' | b'}') => self.close(b"]", false),
+                                Some(_) => self.skip_garbage(),
+                            }
+                        }
+                    }
+                }
+            }
+            Seq::After => match self.peek() {
+                None => self.close(b"]", false),
+                Some(b']') => self.close(b"]", true),
+                Some(b'}') if !self.parent_is_object() => {
+                    self.note(RepairKind::RedundantClosingBracket, self.i);
+                    self.i += 1;
+                }
+                Some(b',') => {
+                    self.emit_byte(b',');
+                    self.i += 1;
+                    self.set_top(Frame::Array {
+                        seq: Seq::Item,
+                        last_item,
+                    });
+                }
+                Some(b':') if self.out.get(last_item) == Some(&b'"') => {
+                    // `["key": "value"]`: the last item was the key of an object
+                    self.note(RepairKind::MissingClosingBracket, self.i);
+                    self.inserts.push((last_item, b'{'));
+                    self.emit_byte(b':');
+                    self.i += 1;
+                    self.set_top(Frame::Array {
+                        seq: Seq::After,
+                        last_item,
+                    });
+                    self.stack
+                        .push(Frame::Object(Obj::Value { colon: true }, last_item));
+                }
+                Some(_) if self.at_fence() => self.close(b"]", false),
+                Some(_) if self.can_start_value() => {
+                    self.note(RepairKind::MissingComma, self.i);
+                    self.out.push(b',');
+                    self.set_top(Frame::Array {
+                        seq: Seq::Item,
+                        last_item,
+                    });
+                }
+                Some(_) => self.close(b"]", false),
+            },
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn step_object(&mut self, st: Obj, start: usize) -> Result<()> {
+        let set = |e: &mut Self, st: Obj| e.set_top(Frame::Object(st, start));
+        self.skip_ws();
+        match st {
+            Obj::Open => {
+                if self.peek() == Some(b',') {
+                    self.note(RepairKind::RedundantComma, self.i);
+                    self.i += 1;
+                }
+                set(self, Obj::Key);
+            }
+            Obj::Key => {
+                self.skip_ellipsis();
+                match self.peek() {
+                    None => self.close(b"}", false),
+                    Some(b'}') => self.close(b"}", true),
+                    Some(b',') => {
+                        self.note(RepairKind::RedundantComma, self.i);
+                        self.i += 1;
+                    }
+                    Some(b'[') if self.out.ends_with(b"],") => {
+                        // `{"a": [1], [2]}`: more items for the array before
+                        self.note(RepairKind::MissingClosingBracket, self.i);
+                        self.out.truncate(self.out.len() - 2);
+                        if self.out.iter().rev().find(|b| !is_ws(**b)) != Some(&b'[') {
+                            self.out.push(b',');
+                        }
+                        self.ws.clear();
+                        self.i += 1;
+                        let last_item = self.out.len();
+                        self.stack.push(Frame::Array {
+                            seq: Seq::Item,
+                            last_item,
+                        });
+                    }
+                    Some(b'{' | b'[' | b']') => self.close(b"}", false),
+                    Some(_) if self.at_fence() => self.close(b"}", false),
+                    Some(_) => {
+                        self.key_mark = self.out.len();
+                        if self.out.last() == Some(&b',') {
+                            self.key_mark -= 1;
+                        }
+                        self.key_unquoted = !self.at_string_start();
+                        if self.parse_key()? {
+                            set(self, Obj::Colon);
+                        } else if self.peek() == Some(b':') {
+                            return self.error(RepairErrorKind::ObjectKeyExpected);
+                        } else {
+                            self.skip_garbage();
+                        }
+                    }
+                }
+            }
+            Obj::Colon => match self.peek() {
+                Some(b':') => {
+                    self.emit_byte(b':');
+                    self.i += 1;
+                    set(self, Obj::Value { colon: true });
+                }
+                Some(b'=') => {
+                    self.note(RepairKind::MissingColon, self.i);
+                    self.emit_byte(b':');
+                    self.i += 1;
+                    set(self, Obj::Value { colon: true });
+                }
+                None if self.truncated_empty.is_some() || self.key_unquoted => {
+                    // `{"`: a key cut off before it started
+                    self.out.truncate(self.key_mark.max(start + 1));
+                    self.truncated_empty = None;
+                    self.close(b"}", false);
+                }
+                None => {
+                    self.note(RepairKind::MissingColon, self.i);
+                    self.out.push(b':');
+                    set(self, Obj::Value { colon: true });
+                }
+                Some(_) if self.can_start_value() => {
+                    self.note(RepairKind::MissingColon, self.i);
+                    self.out.push(b':');
+                    set(self, Obj::Value { colon: false });
+                }
+                Some(b'}') => {
+                    // a key without value at the end: drop it
+                    self.note(RepairKind::SurroundingText, self.i);
+                    self.out.truncate(self.key_mark.max(start + 1));
+                    self.ws.clear();
+                    self.close(b"}", true);
+                }
+                Some(b',')
+                    if self.out.get(self.key_mark) == Some(&b'"')
+                        && self.out[start + 1..self.key_mark].iter().all(|&b| is_ws(b)) =>
+                {
+                    // `{'a', 'b'}`: a set, written as an array
+                    self.note(RepairKind::Tuple, self.i);
+                    self.out[start] = b'[';
+                    let last_item = self.key_mark;
+                    self.set_top(Frame::Array {
+                        seq: Seq::After,
+                        last_item,
+                    });
+                }
+                Some(_) => {
+                    // `{"a" ]`: a key without colon or value
+                    self.note(RepairKind::MissingColon, self.i);
+                    self.out.push(b':');
+                    set(self, Obj::Value { colon: false });
+                }
+            },
+            Obj::Value { colon } => {
+                if self.at_fence() || !self.begin_value()? {
+                    let _ = colon;
+                    self.note(RepairKind::MissingValue, self.i);
+                    self.emit(b"null");
+                    set(self, Obj::After);
+                }
+            }
+            Obj::After => match self.peek() {
+                None => self.close(b"}", false),
+                Some(b'}') => self.close(b"}", true),
+                Some(b',') => {
+                    self.emit_byte(b',');
+                    self.i += 1;
+                    set(self, Obj::Key);
+                }
+                Some(_) if self.at_fence() => self.close(b"}", false),
+                Some(b) if b != b'{' && b != b'[' && b != b'(' && self.can_start_value() => {
+                    self.note(RepairKind::MissingComma, self.i);
+                    self.out.push(b',');
+                    set(self, Obj::Key);
+                }
+                Some(b']' | b')' | b'{' | b'[') => self.close(b"}", false),
+                Some(_) => self.skip_garbage(),
+            },
+        }
+        Ok(())
+    }
+
+    fn step_call(&mut self, done: bool) -> Result<()> {
+        if !done {
+            self.skip_ws();
+            if self.peek() == Some(b')') || !self.begin_value()? {
+                self.emit(b"null");
+                self.set_top(Frame::Call { done: true });
+            }
+            return Ok(());
+        }
+        self.skip_ws();
+        if self.peek() == Some(b')') {
+            self.i += 1;
+            self.skip_ws();
+            if self.peek() == Some(b';') {
+                self.i += 1;
+            }
+        }
+        self.stack.pop();
+        self.value_done();
+        Ok(())
+    }
+
+    fn step_paren(&mut self, seq: Seq, out_start: usize, items: usize, comma: bool) -> Result<()> {
+        self.skip_ws();
+        let close = |e: &mut Self, consume: bool| {
+            if consume {
+                e.i += 1;
+            }
+            if items == 0 {
+                e.emit(b"[]");
+            } else if comma {
+                e.strip_trailing_comma();
+                e.out.push(b']');
+            }
+            e.stack.pop();
+            e.value_start = usize::MAX;
+            e.value_done();
+        };
+        match (seq, self.peek()) {
+            (_, None) => close(self, false),
+            (_, Some(b')')) => close(self, true),
+            (Seq::Open | Seq::Item, Some(b',')) => {
+                self.note(RepairKind::RedundantComma, self.i);
+                self.i += 1;
+            }
+            (Seq::Open | Seq::Item, _) => {
+                if !self.begin_value()? {
+                    close(self, false);
+                }
+            }
+            (Seq::After, Some(b',')) => {
+                if !comma {
+                    self.inserts.push((out_start, b'['));
+                }
+                self.emit_byte(b',');
+                self.i += 1;
+                self.set_top(Frame::Paren {
+                    seq: Seq::Item,
+                    out_start,
+                    items,
+                    comma: true,
+                });
+            }
+            (Seq::After, _) => close(self, false),
+        }
+        Ok(())
+    }
+
+    /// Applies recorded insertions and returns the output.
+    fn finish(mut self) -> Vec<u8> {
+        self.flush_ws();
+        if self.inserts.is_empty() && !self.multi {
+            return self.out;
+        }
+        self.inserts.sort_by_key(|&(pos, _)| pos);
+        let mut out = Vec::with_capacity(self.out.len() + self.inserts.len() + 4);
+        if self.multi {
+            out.extend_from_slice(b"[\n");
+        }
+        let mut from = 0;
+        for &(pos, b) in &self.inserts {
+            let pos = pos.min(self.out.len()).max(from);
+            out.extend_from_slice(&self.out[from..pos]);
+            out.push(b);
+            from = pos;
+        }
+        out.extend_from_slice(&self.out[from..]);
+        if self.multi {
+            out.extend_from_slice(b"\n]");
+        }
+        out
+    }
+}
