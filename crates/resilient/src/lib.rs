@@ -29,6 +29,15 @@
 mod core;
 
 pub mod bulkhead;
+/// JSON parsing with correction, for malformed JSON from LLMs and truncated responses: see
+/// the `resilient-json` crate (feature `json`).
+///
+/// ```
+/// let fixed = resilient::json::repair("{name: 'Ada', tags: ['x', 'y',]").unwrap();
+/// assert_eq!(fixed, r#"{"name": "Ada", "tags": ["x", "y"]}"#);
+/// ```
+#[cfg(feature = "json")]
+pub use resilient_json as json;
 pub mod circuit;
 pub mod ratelimit;
 pub mod retry;
