@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use resilient::circuit::Window;
 use resilient::{
-    Bulkhead, Error, Jitter, Pipeline, RandomSource, Retry, RetryBudget, SeededRandom, Timeout,
+    Bulkhead, CircuitBreaker, Error, Jitter, Pipeline, RandomSource, Retry, RetryBudget,
+    SeededRandom, Timeout,
 };
 
 /// A pretend remote service: fails often, sometimes hangs.
@@ -31,9 +33,9 @@ impl FlakyService {
     async fn get_user(&self, id: u64) -> Result<String, ServiceError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let roll = self.rng.next_f64();
-        if roll < 0.45 {
+        if roll < 0.35 {
             Err(ServiceError::Unavailable)
-        } else if roll < 0.6 {
+        } else if roll < 0.45 {
             // hangs far longer than the operation timeout
             tokio::time::sleep(Duration::from_secs(10)).await;
             Ok(format!("user-{id} (late)"))
@@ -53,6 +55,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let retries = Arc::new(AtomicU32::new(0));
     let counter = retries.clone();
 
+    // Counts every attempt (it sits after `.retry`): opens when half of the last 20 failed.
+    let breaker = CircuitBreaker::failure_rate(0.5)
+        .window(Window::count(20))
+        .minimum_calls(10)
+        .open_for(Duration::from_millis(30))
+        .build()?;
+
     let pipeline = Pipeline::builder()
         .name("get_user")
         .timeout(Timeout::request(Duration::from_millis(400)))
@@ -71,12 +80,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     );
                 }),
         )
+        .circuit_breaker(&breaker)
         .timeout(Timeout::operation(Duration::from_millis(50)))
         .build()?;
 
     println!("pipeline stages: {:?}\n", pipeline.stages());
     let (mut ok, mut failed) = (0, 0);
-    for id in 1..=10 {
+    for id in 1..=12 {
+        // callers arrive every 10 ms
+        tokio::time::sleep(Duration::from_millis(10)).await;
         println!("call {id}:");
         let svc = service.clone();
         let result: Result<String, Error<ServiceError>> = pipeline
@@ -100,6 +112,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\n{ok} succeeded, {failed} failed, {} service calls, {} retries",
         service.calls.load(Ordering::Relaxed),
         retries.load(Ordering::Relaxed)
+    );
+    let snapshot = breaker.snapshot();
+    println!(
+        "breaker: {:?}, failure rate {} over {} calls, {} rejected",
+        snapshot.state,
+        snapshot
+            .failure_rate
+            .map_or("not judged yet".to_owned(), |r| format!(
+                "{:.0}%",
+                r * 100.0
+            )),
+        snapshot.buffered_calls,
+        snapshot.rejected_calls
     );
     Ok(())
 }
