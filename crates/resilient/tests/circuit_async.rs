@@ -9,6 +9,7 @@ use resilient::circuit::{HealthCheck, HealthState, TransitionReason, Window};
 use resilient::{
     CircuitBreaker, CircuitEvent, CircuitState, Error, Outcome, Pipeline, Retry, Timeout,
 };
+#[cfg(feature = "tower")]
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -96,6 +97,7 @@ async fn operation_timeouts_count_as_failures_per_attempt() {
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test(start_paused = true)]
 async fn tower_layer_opens_and_fails_fast() {
     let breaker = CircuitBreaker::consecutive_failures(2).build().unwrap();

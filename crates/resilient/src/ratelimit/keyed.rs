@@ -19,6 +19,9 @@
 //!   keys than the cap, a key can get more than its share; size the cap above the number of
 //!   keys active in one refill period.
 
+// The reservation helpers serve the keyed tower layer's wait mode only.
+#![cfg_attr(not(feature = "tower"), allow(dead_code))]
+
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
