@@ -395,3 +395,38 @@ fn blocking_callers_get_the_guards_own_rejection_instead_of_waiting() {
     drop(held);
     assert!(p.execute_blocking(|| Ok::<_, ()>(())).is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_request_timeout_bounds_queueing_in_a_per_call_guard() {
+    let bulkhead = Arc::new(Bulkhead::new(1).queue(4).build().unwrap());
+    let p = Pipeline::builder()
+        .timeout(Timeout::request(MS * 200))
+        .guard_arc(bulkhead.clone())
+        .build()
+        .unwrap();
+    let q = p.clone();
+    let _busy = tokio::spawn(async move {
+        q.execute(|| async {
+            sleep(MS * 150).await;
+            Ok::<_, ()>(())
+        })
+        .await
+    });
+    tokio::task::yield_now().await;
+    let never = Pipeline::builder()
+        .timeout(Timeout::request(MS * 50))
+        .guard_arc(bulkhead.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = never.execute(|| async { Ok::<_, ()>(()) }).await;
+    assert!(matches!(
+        r,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Request,
+            ..
+        })
+    ));
+    assert_eq!(start.elapsed(), MS * 50);
+    assert_eq!(bulkhead.queued(), 0, "the timed-out waiter left the queue");
+}

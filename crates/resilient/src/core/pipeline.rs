@@ -21,19 +21,19 @@
 
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use smallvec::SmallVec;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{AMBIENT, Ambient};
 use crate::{
-    AllErrors, Classify, ConfigError, Context, Error, Guard, Outcome, Permit, Rejection, Retry,
-    RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope, Timeouts, system_clock,
+    Acquire, AllErrors, Classify, ConfigError, Context, Error, Guard, Outcome, Permit, Rejection,
+    Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope, Timeouts, system_clock,
 };
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
@@ -404,7 +404,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // than nested combinators: the body future is moved once, not once per wrapper.
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
         let mut body = pin!(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op)));
-        let mut sleep = pin!(deadline.map(tokio::time::sleep_until));
+        // With per-call guards, `call` owns the deadline timer (it must record the timeout
+        // on their permits); one timer per call either way.
+        let mut sleep = pin!(
+            deadline
+                .filter(|_| inner.call_guards.is_empty())
+                .map(tokio::time::sleep_until)
+        );
         let mut cancelled = pin!(cancel.as_ref().map(|t| t.cancelled()));
         poll_fn(|cx| {
             if let Some(c) = cancelled.as_mut().as_pin_mut()
@@ -448,34 +454,58 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if inner.call_guards.is_empty() {
             return self.retry_loop(ctx, op).await.0;
         }
+        // The call's one deadline timer: it bounds queueing in the guards and the retry
+        // loop (`run` leaves the deadline to this phase when per-call guards exist).
+        let mut expiry = pin!(deadline.map(|(at, _, _)| tokio::time::sleep_until(at)));
+        let expired = |cx: &mut std::task::Context<'_>, expiry: &mut Pin<&mut Option<Sleep>>| {
+            let (_, scope, start) = deadline?;
+            let fired = expiry.as_mut().as_pin_mut()?.poll(cx).is_ready();
+            fired.then(|| Error::Timeout {
+                scope,
+                elapsed: start.elapsed(),
+            })
+        };
         let mut permits = Permits::new();
         for g in &inner.call_guards {
-            match g.acquire(ctx).resolve().await {
+            let admitted = match g.acquire(ctx) {
+                Acquire::Ready(r) => r,
+                Acquire::Wait(mut wait) => {
+                    let raced = poll_fn(|cx| {
+                        if let Poll::Ready(r) = wait.as_mut().poll(cx) {
+                            return Poll::Ready(Ok(r));
+                        }
+                        match expired(cx, &mut expiry) {
+                            Some(timeout) => Poll::Ready(Err(timeout)),
+                            None => Poll::Pending,
+                        }
+                    })
+                    .await;
+                    match raced {
+                        Ok(r) => r,
+                        Err(timeout) => return Err(timeout),
+                    }
+                }
+            };
+            match admitted {
                 Ok(p) => permits.push(p),
                 Err(r) => return Err(r.into()),
             }
         }
         let t0 = inner.time_calls.then(|| inner.clock.now());
-        let (result, outcome) = match deadline {
-            None => self.retry_loop(ctx, op).await,
-            Some((at, scope, start)) => {
-                let mut attempts = pin!(self.retry_loop(ctx, op));
-                let mut expiry = pin!(tokio::time::sleep_until(at));
-                poll_fn(|cx| {
-                    if let Poll::Ready(r) = attempts.as_mut().poll(cx) {
-                        return Poll::Ready(r);
-                    }
-                    if expiry.as_mut().poll(cx).is_ready() {
-                        let timeout = Error::Timeout {
-                            scope,
-                            elapsed: start.elapsed(),
-                        };
-                        return Poll::Ready((Err(timeout), Outcome::Failure));
-                    }
-                    Poll::Pending
-                })
-                .await
-            }
+        let (result, outcome) = if deadline.is_none() {
+            self.retry_loop(ctx, op).await
+        } else {
+            let mut attempts = pin!(self.retry_loop(ctx, op));
+            poll_fn(|cx| {
+                if let Poll::Ready(r) = attempts.as_mut().poll(cx) {
+                    return Poll::Ready(r);
+                }
+                match expired(cx, &mut expiry) {
+                    Some(timeout) => Poll::Ready((Err(timeout), Outcome::Failure)),
+                    None => Poll::Pending,
+                }
+            })
+            .await
         };
         let took = t0.map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
         for p in permits {
