@@ -146,7 +146,13 @@ fn sliding_window_log_is_exact() {
 }
 
 fn waits(l: &Smooth, costs: &[u64]) -> Vec<f64> {
+    waits_from(Duration::ZERO, l, costs)
+}
+
+/// The waits of successive reservations, the first made at `start`.
+fn waits_from(start: Duration, l: &Smooth, costs: &[u64]) -> Vec<f64> {
     let clock = ManualClock::new();
+    clock.set(start);
     use resilient::Clock;
     costs
         .iter()
@@ -180,6 +186,26 @@ fn guava_warm_up_sequence() {
         waits(&l, &[1, 1, 1, 1, 1, 1, 1, 1]),
         [0.0, 1.38, 1.13, 0.88, 0.63, 0.5, 0.5, 0.5]
     );
+}
+
+/// A limiter's first request starts it, however far the clock is past its origin: a new
+/// bursty limiter has nothing stored (Guava), a new warming-up one starts cold.
+#[test]
+fn smooth_limiters_start_at_their_first_request() {
+    let day = s(86_400);
+    let bursty = Smooth::bursty(Rate::per_second(2)).build().unwrap();
+    assert_eq!(waits_from(day, &bursty, &[1, 1, 1]), [0.0, 0.5, 0.5]);
+    let warming = Smooth::warming_up(Rate::per_second(2), s(4))
+        .build()
+        .unwrap();
+    assert_eq!(
+        waits_from(day, &warming, &[1, 1, 1, 1, 1, 1]),
+        [0.0, 1.38, 1.13, 0.88, 0.63, 0.5]
+    );
+    // A refund before anything was taken changes nothing.
+    let fresh = Smooth::bursty(Rate::per_second(2)).build().unwrap();
+    fresh.refund(day, 5);
+    assert_eq!(waits_from(day, &fresh, &[1, 1]), [0.0, 0.5]);
 }
 
 #[test]

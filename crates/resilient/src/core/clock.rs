@@ -51,9 +51,23 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+/// The fixed origin of [`SystemClock`], placed well before the first reading.
+///
+/// It must precede every instant the clock is ever read at, including the virtual "now" of
+/// a paused tokio runtime that was created (and so based) *before* this origin was first
+/// initialised, perhaps by another runtime on another thread. Were the origin simply the
+/// first reading, such a runtime would read a saturated zero until its virtual time caught
+/// up, and time would appear to stand still. Backing off by a day (or less, where the
+/// platform's monotonic clock cannot go that far back) leaves ample room.
 fn origin() -> tokio::time::Instant {
     static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(tokio::time::Instant::now)
+    *ORIGIN.get_or_init(|| {
+        let now = tokio::time::Instant::now();
+        [86_400, 3_600, 60, 1]
+            .into_iter()
+            .find_map(|secs| now.checked_sub(Duration::from_secs(secs)))
+            .unwrap_or(now)
+    })
 }
 
 impl Clock for SystemClock {

@@ -71,6 +71,8 @@ struct State {
     stable: f64,
     max_permits: f64,
     stored: f64,
+    /// When the next request may start, ns; `NaN` until the first request, whose time
+    /// starts the limiter (a clock's origin says nothing about how long it was idle).
     next_free: f64,
     /// Linear ramp: when the current active period began (`None` = cold).
     active_since: Option<f64>,
@@ -255,7 +257,7 @@ impl SmoothBuilder {
             stable: 0.0,
             max_permits: 0.0,
             stored: 0.0,
-            next_free: 0.0,
+            next_free: f64::NAN,
             active_since: None,
             threshold: 0.0,
             slope: 0.0,
@@ -297,7 +299,10 @@ impl State {
     }
 
     fn resync(&mut self, now: f64) {
-        if now > self.next_free {
+        if self.next_free.is_nan() {
+            // First request: the limiter starts now, with what it was built with stored.
+            self.next_free = now;
+        } else if now > self.next_free {
             if let Shape::Linear { ramp, .. } = self.shape {
                 if now - self.next_free >= ramp {
                     self.active_since = None;
@@ -419,6 +424,9 @@ impl Limiter for Smooth {
 
     fn refund(&self, _now: Duration, cost: u64) {
         let mut st = self.lock();
+        if st.next_free.is_nan() {
+            return; // nothing was ever taken
+        }
         let back = cost as f64 * st.stable;
         st.next_free = (st.next_free - back).max(0.0);
     }
