@@ -263,6 +263,57 @@ async fn retry_budget_bounds_a_storm() {
     );
 }
 
+/// An hour of healthy traffic must not bank an hour of retries: deposits expire after the
+/// budget's ttl, so the storm that follows an outage is bounded by `ratio` of the calls
+/// made within the ttl plus the reserve, however long the service was healthy before.
+#[tokio::test(start_paused = true)]
+async fn retry_budget_forgets_deposits_older_than_its_ttl() {
+    let clock = ManualClock::new();
+    // production clocks read far past zero
+    clock.set(Duration::from_secs(100_000));
+    let budget = RetryBudget::builder(0.1)
+        .min_per_sec(5)
+        .ttl(Duration::from_secs(10))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(3).budget(budget.clone()))
+        .build()
+        .unwrap();
+    // one healthy hour: 10 calls a second
+    for _ in 0..3600 {
+        for _ in 0..10 {
+            p.execute(|| async { Ok::<_, &str>(()) }).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    // what is left: the last ttl's deposits (100 calls at 10%) plus the full reserve
+    // (min_per_sec * ttl)
+    let left = budget.available();
+    assert!(left <= 10 + 50, "{left} retries banked");
+    // the outage: 1000 failing calls at once, 3 attempts each
+    let attempts = AtomicU32::new(0);
+    for _ in 0..1000 {
+        let _ = p
+            .execute(|| {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                async { Err::<(), _>("down") }
+            })
+            .await;
+    }
+    let retries = attempts.load(Ordering::Relaxed) - 1000;
+    // ratio * (calls within ttl: 100 healthy + 1000 failing) + reserve (5/s * 10 s)
+    assert!(retries <= 110 + 50, "{retries} retries");
+    assert!(
+        retries >= 100,
+        "the budget should still allow retries: {retries}"
+    );
+    // once the ttl has passed with no traffic, nothing is left but the reserve
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(budget.available(), 50);
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_is_shared_by_clones() {
     let budget = RetryBudget::builder(0.5)

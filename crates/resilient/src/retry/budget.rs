@@ -14,13 +14,24 @@ const SCALE: i64 = 1_000; // milli-tokens
 /// available. A failing dependency then sees at most about `ratio` extra load, never a
 /// retry storm.
 ///
+/// Deposits expire: they are kept in a ring of time slices covering the budget's `ttl`
+/// (like Finagle's windowed adder), and a withdrawal is recorded in the same ring. A retry
+/// is allowed while the deposits of the last `ttl` exceed its withdrawals, so within any
+/// `ttl` the retries number at most `ratio` times the calls of that `ttl`, plus the
+/// reserve — however long the service was healthy before an outage. (Concurrent
+/// withdrawals may overdraw the window by a token or so; the bound is otherwise exact to
+/// one slice, a tenth of the `ttl`.)
+///
 /// ```
 /// use resilient::{ManualClock, RetryBudget};
 /// use std::sync::Arc;
+/// use std::time::Duration;
 ///
+/// let clock = ManualClock::new();
 /// let budget = RetryBudget::builder(0.1)
 ///     .min_per_sec(0)
-///     .clock(Arc::new(ManualClock::new()))
+///     .ttl(Duration::from_secs(10))
+///     .clock(Arc::new(clock.clone()))
 ///     .build()
 ///     .unwrap();
 /// for _ in 0..20 {
@@ -29,12 +40,17 @@ const SCALE: i64 = 1_000; // milli-tokens
 /// assert!(budget.try_withdraw());
 /// assert!(budget.try_withdraw());
 /// assert!(!budget.try_withdraw()); // 20 calls at 10% buy 2 retries
+///
+/// for _ in 0..20 {
+///     budget.deposit();
+/// }
+/// clock.advance(Duration::from_secs(11));
+/// assert_eq!(budget.available(), 0); // deposits older than the ttl are gone
 /// ```
 #[derive(Debug)]
 pub struct RetryBudget {
     ratio_milli: i64,
-    max_balance: i64,
-    balance: AtomicI64,
+    window: Window,
     reserve_rate: u32,
     reserve_cap: i64,
     reserve: AtomicI64,
@@ -62,29 +78,29 @@ impl RetryBudget {
         }
     }
 
-    /// Records a call (its first attempt): deposits `ratio` of a token.
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a call (its first attempt): deposits `ratio` of a token, which expires after
+    /// the budget's `ttl`.
     pub fn deposit(&self) {
-        let cap = self.max_balance;
-        let add = self.ratio_milli;
-        let _ = self
-            .balance
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |b| {
-                (b < cap).then(|| (b + add).min(cap))
-            });
+        if self.ratio_milli == 0 {
+            return;
+        }
+        let slice = self.window.slice(self.now_nanos());
+        self.window.add(slice, self.ratio_milli);
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_withdraw(&self) -> bool {
-        if self
-            .balance
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |b| {
-                (b >= SCALE).then_some(b - SCALE)
-            })
-            .is_ok()
-        {
+        let now = self.now_nanos();
+        let slice = self.window.slice(now);
+        if self.window.sum(slice) >= SCALE {
+            self.window.add(slice, -SCALE);
             return true;
         }
-        self.refill_reserve();
+        self.refill_reserve(now);
         self.reserve
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |b| {
                 (b >= SCALE).then_some(b - SCALE)
@@ -92,19 +108,19 @@ impl RetryBudget {
             .is_ok()
     }
 
-    /// Retries currently available (deposits plus reserve), rounded down.
+    /// Retries currently available (live deposits plus reserve), rounded down.
     pub fn available(&self) -> u64 {
-        self.refill_reserve();
-        let b = self.balance.load(Ordering::Acquire).max(0)
+        let now = self.now_nanos();
+        self.refill_reserve(now);
+        let b = self.window.sum(self.window.slice(now)).max(0)
             + self.reserve.load(Ordering::Acquire).max(0);
         (b / SCALE) as u64
     }
 
-    fn refill_reserve(&self) {
+    fn refill_reserve(&self, now: u64) {
         if self.reserve_rate == 0 {
             return;
         }
-        let now = u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX);
         let last = self.reserve_refilled_at.load(Ordering::Acquire);
         // one milli-token every (1e9 / rate / 1000) ns
         let per_milli = 1_000_000 / u64::from(self.reserve_rate);
@@ -134,6 +150,91 @@ impl RetryBudget {
     }
 }
 
+/// Slices in the window: each covers a tenth of the ttl.
+const SLICES: u64 = 10;
+/// A bucket packs the slice it counts for (its low `TAG_BITS`) and a signed balance of
+/// milli-tokens (`VALUE_BITS`, saturating) into one word, so that it is reset and updated
+/// in one compare-and-swap, without locks.
+const VALUE_BITS: u32 = 40;
+const TAG_BITS: u32 = 64 - VALUE_BITS;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
+const VALUE_MAX: i64 = (1 << (VALUE_BITS - 1)) - 1;
+const VALUE_MIN: i64 = -(1 << (VALUE_BITS - 1));
+
+fn pack(slice: u64, value: i64) -> u64 {
+    ((slice & TAG_MASK) << VALUE_BITS) | (value.clamp(VALUE_MIN, VALUE_MAX) as u64 & VALUE_MASK)
+}
+
+fn unpack(word: u64) -> (u64, i64) {
+    // the value sign-extended from its 40 bits
+    (word >> VALUE_BITS, ((word << TAG_BITS) as i64) >> TAG_BITS)
+}
+
+/// A ring of per-slice balances covering the last ttl, on the budget's clock.
+#[derive(Debug)]
+struct Window {
+    slice_nanos: u64,
+    buckets: [AtomicU64; SLICES as usize],
+    /// The latest slice written: when it is a whole window old, every bucket is stale
+    /// (whatever its tag, which only holds the slice's low bits).
+    latest: AtomicU64,
+}
+
+impl Window {
+    fn new(ttl: Duration, now: u64) -> Self {
+        let ttl = u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX);
+        let slice_nanos = (ttl / SLICES).max(1);
+        Self {
+            slice_nanos,
+            buckets: Default::default(),
+            latest: AtomicU64::new(now / slice_nanos),
+        }
+    }
+
+    fn slice(&self, now: u64) -> u64 {
+        now / self.slice_nanos
+    }
+
+    /// Adds `delta` milli-tokens to `slice`'s bucket, resetting it if it held an older slice.
+    fn add(&self, slice: u64, delta: i64) {
+        let latest = self.latest.load(Ordering::Acquire);
+        let all_stale = slice.saturating_sub(latest) >= SLICES;
+        if slice > latest {
+            self.latest.fetch_max(slice, Ordering::AcqRel);
+        }
+        let bucket = &self.buckets[(slice % SLICES) as usize];
+        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            let (tag, value) = unpack(w);
+            let live = !all_stale && tag == slice & TAG_MASK;
+            Some(pack(
+                slice,
+                if live { value } else { 0 }.saturating_add(delta),
+            ))
+        });
+    }
+
+    /// The balance of the slices in `(slice - SLICES, slice]`.
+    fn sum(&self, slice: u64) -> i64 {
+        if slice.saturating_sub(self.latest.load(Ordering::Acquire)) >= SLICES {
+            return 0;
+        }
+        let mut total = 0i64;
+        for (i, bucket) in (0u64..).zip(&self.buckets) {
+            // the one live slice this bucket may hold
+            let back = (slice % SLICES + SLICES - i) % SLICES;
+            let Some(held) = slice.checked_sub(back) else {
+                continue;
+            };
+            let (tag, value) = unpack(bucket.load(Ordering::Acquire));
+            if tag == held & TAG_MASK {
+                total = total.saturating_add(value);
+            }
+        }
+        total
+    }
+}
+
 impl RetryBudgetBuilder {
     /// Retries always allowed per second, whatever the deposits (default 10).
     pub fn min_per_sec(mut self, n: u32) -> Self {
@@ -141,14 +242,15 @@ impl RetryBudgetBuilder {
         self
     }
 
-    /// How long deposits and the reserve may accumulate, which bounds the balance
-    /// (default 10 s): at most `ratio * calls in ttl` deposited retries are kept.
+    /// How long a deposit lives (default 10 s): the retries available are `ratio` times
+    /// the calls of the last `ttl`, less the retries made in it. The reserve also
+    /// accumulates up to `min_per_sec * ttl`. Between 1 s and 1 h.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
-    /// The clock used for the reserve's refill.
+    /// The clock that ages deposits and refills the reserve.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
@@ -169,16 +271,13 @@ impl RetryBudgetBuilder {
             ));
         }
         let ratio_milli = (self.ratio * SCALE as f64).round() as i64;
-        // The balance may hold what `ratio` of a busy ttl would deposit; we cap it at a
-        // generous ratio * 1000 calls per second over the ttl.
-        let ttl_secs = self.ttl.as_secs() as i64;
-        let max_balance = (ratio_milli * 1000 * ttl_secs).max(SCALE);
-        let reserve_cap = i64::from(self.min_per_sec) * ttl_secs * SCALE;
+        // min_per_sec retries a second over the ttl, in milli-tokens: per_sec * ttl in ms
+        let ttl_millis = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let reserve_cap = i64::from(self.min_per_sec).saturating_mul(ttl_millis);
         let now = u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX);
         Ok(Arc::new(RetryBudget {
             ratio_milli,
-            max_balance,
-            balance: AtomicI64::new(0),
+            window: Window::new(self.ttl, now),
             reserve_rate: self.min_per_sec,
             reserve_cap,
             // start with a full second of reserve
@@ -210,6 +309,64 @@ mod tests {
         assert!(!b.try_withdraw());
         clock.advance(Duration::from_secs(100));
         assert_eq!(b.available(), 20); // capped at min_per_sec * ttl
+    }
+
+    #[test]
+    fn deposits_expire_after_the_ttl() {
+        let clock = ManualClock::new();
+        clock.set(Duration::from_secs(86_400 * 3));
+        let b = RetryBudget::builder(0.5)
+            .min_per_sec(0)
+            .ttl(Duration::from_secs(10))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            b.deposit(); // 5 retries, deposited at t = 0
+        }
+        clock.advance(Duration::from_secs(5));
+        for _ in 0..4 {
+            b.deposit(); // 2 more at t = 5
+        }
+        assert_eq!(b.available(), 7);
+        assert!(b.try_withdraw()); // recorded at t = 5
+        assert_eq!(b.available(), 6);
+        clock.advance(Duration::from_millis(5_500)); // t = 10.5: the first 5 expired
+        // the 2 of t = 5 are left, less the withdrawal made at t = 5
+        assert_eq!(b.available(), 1);
+        clock.advance(Duration::from_secs(5)); // t = 15.5: all expired
+        assert_eq!(b.available(), 0);
+        assert!(!b.try_withdraw());
+        // a long idle period (beyond the tags' range) leaves nothing behind either
+        for _ in 0..10 {
+            b.deposit();
+        }
+        clock.advance(Duration::from_millis(100) * (1 << 24));
+        assert_eq!(b.available(), 0);
+        b.deposit();
+        b.deposit();
+        assert_eq!(b.available(), 1);
+    }
+
+    #[test]
+    fn fractional_ttl_counts_for_the_reserve() {
+        let clock = ManualClock::new();
+        let b = RetryBudget::builder(0.0)
+            .min_per_sec(10)
+            .ttl(Duration::from_millis(1_500))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(b.available(), 15);
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        for v in [0, 1, -1, 1_000, -1_000, VALUE_MAX, VALUE_MIN] {
+            assert_eq!(unpack(pack(12_345, v)), (12_345, v));
+        }
+        assert_eq!(unpack(pack(TAG_MASK + 3, i64::MAX)), (2, VALUE_MAX));
     }
 
     #[test]
