@@ -57,14 +57,14 @@ pub use crate::core::clock::{Clock, ManualClock, SharedClock, SystemClock, syste
 pub use crate::core::context::{Context, inherited_deadline};
 pub use crate::core::error::{ConfigError, Error, RetryAfter, TimeoutScope};
 pub use crate::core::guard::{Acquire, Guard, Permit, Rejection, WaitFuture};
-pub use crate::core::outcome::{AllErrors, Classify, HonorRetryAfter, Outcome, WithDelay};
+pub use crate::core::outcome::{AllErrors, Classify, HonorRetryAfter, OnRetry, Outcome, WithDelay};
 pub use crate::core::pipeline::{Pipeline, PipelineBuilder};
 pub use crate::core::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
 pub use crate::retry::{
-    Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder, RetryEvent, RetryReason,
+    Backoff, FailedAttempt, Jitter, Retry, RetryBudget, RetryBudgetBuilder, RetryEvent, RetryReason,
 };
 pub use crate::timeout::{Timeout, Timeouts};
 pub use tokio_util::sync::CancellationToken;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use resilient::testing::{ManualClock, Script, SeededRandom};
 use resilient::{
-    Error, HonorRetryAfter, Jitter, Outcome, Pipeline, Retry, RetryAfter, RetryBudget, RetryReason,
-    WithDelay,
+    Error, FailedAttempt, HonorRetryAfter, Jitter, Outcome, Pipeline, Retry, RetryAfter,
+    RetryBudget, RetryEvent, RetryReason, Timeout, WithDelay,
 };
 use tokio::time::Instant;
 
@@ -203,6 +203,108 @@ async fn on_retry_reports_attempt_delay_and_reason() {
             (Some("fetch".to_owned()), 2, MS * 20, RetryReason::Error),
         ]
     );
+}
+
+/// The typed hook sees the failed attempt itself: the error, the failed `Ok`, or the timeout.
+#[tokio::test(start_paused = true)]
+async fn typed_on_retry_sees_the_error_or_the_timeout() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let classify = |r: &Result<u16, String>| match r {
+        Ok(503) | Err(_) => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+    };
+    let p = Pipeline::builder()
+        .retry(Retry::constant(MS * 10).attempts(5))
+        .timeout(Timeout::operation(MS * 100))
+        .classify(classify)
+        .on_retry(
+            move |ev: &RetryEvent<'_>, failed: FailedAttempt<'_, u16, String>| {
+                let what = match failed {
+                    FailedAttempt::Error(e) => format!("error {e}"),
+                    FailedAttempt::Result(code) => format!("result {code}"),
+                    FailedAttempt::Timeout(after) => format!("timeout after {after:?}"),
+                    _ => "other".to_owned(),
+                };
+                log.lock()
+                    .unwrap()
+                    .push((ev.attempt, ev.delay, ev.reason, what));
+            },
+        )
+        .build()
+        .unwrap();
+    let calls = AtomicU32::new(0);
+    let r = p
+        .execute(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+            async move {
+                match n {
+                    1 => Err("refused".to_owned()),
+                    2 => std::future::pending().await,
+                    3 => Ok(503),
+                    _ => Ok(200),
+                }
+            }
+        })
+        .await;
+    assert_eq!(r.unwrap(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        *seen,
+        vec![
+            (1, MS * 10, RetryReason::Error, "error refused".to_owned()),
+            (
+                2,
+                MS * 10,
+                RetryReason::Timeout,
+                "timeout after 100ms".to_owned()
+            ),
+            (
+                3,
+                MS * 10,
+                RetryReason::FailedResult,
+                "result 503".to_owned()
+            ),
+        ]
+    );
+}
+
+/// Both hooks fire, the untyped one first; the typed one also serves blocking calls.
+#[test]
+fn typed_on_retry_fires_for_blocking_calls_with_the_untyped_hook() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (a, b) = (seen.clone(), seen.clone());
+    let p = Pipeline::builder()
+        .retry(
+            Retry::immediate()
+                .attempts(2)
+                .on_retry(move |ev| a.lock().unwrap().push(format!("untyped {}", ev.attempt))),
+        )
+        .on_retry(
+            move |ev: &RetryEvent<'_>, failed: FailedAttempt<'_, (), &str>| {
+                let e = failed.error().copied().unwrap_or("none");
+                b.lock().unwrap().push(format!("typed {} {e}", ev.attempt));
+            },
+        )
+        .build()
+        .unwrap();
+    let r = p.execute_blocking(|| Err::<(), _>("nope"));
+    assert!(matches!(
+        r,
+        Err(Error::RetriesExhausted { attempts: 2, .. })
+    ));
+    assert_eq!(*seen.lock().unwrap(), ["untyped 1", "typed 1 nope"]);
+}
+
+#[test]
+fn classify_after_a_typed_hook_is_a_config_error() {
+    let e = Pipeline::builder()
+        .retry(Retry::immediate())
+        .on_retry(|_: &RetryEvent<'_>, _: FailedAttempt<'_, (), ()>| {})
+        .classify(|_: &Result<(), ()>| Outcome::Failure)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "on_retry");
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::RetryAfter;
+use crate::{FailedAttempt, RetryAfter, RetryEvent};
 
 /// How one attempt's result is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +45,14 @@ pub trait Classify<T, E>: Send + Sync + 'static {
     fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
         let _ = (attempt, result);
         None
+    }
+
+    /// Called before each retry wait with the event and the failed attempt (its error,
+    /// failed result or timeout). Does nothing by default; [`OnRetry`] (made by
+    /// [`crate::PipelineBuilder::on_retry`]) adds a hook.
+    #[inline]
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        let _ = (event, failed);
     }
 }
 
@@ -100,6 +108,11 @@ impl<T, E: RetryAfter, C: Classify<T, E>> Classify<T, E> for HonorRetryAfter<C> 
             Ok(_) => self.0.retry_after(attempt, result),
         }
     }
+
+    #[inline]
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        self.0.on_retry(event, failed);
+    }
 }
 
 /// A classifier with a custom, error-aware delay: `delay(attempt, &error)` returning
@@ -151,5 +164,65 @@ where
             Err(e) => (self.delay)(attempt, e),
             Ok(_) => self.inner.retry_after(attempt, result),
         }
+    }
+
+    #[inline]
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        self.inner.on_retry(event, failed);
+    }
+}
+
+/// A classifier with a typed retry hook: `hook(&event, failed)` runs before each retry wait
+/// and sees the failed attempt's error (or failed result, or timeout). Made by
+/// [`crate::PipelineBuilder::on_retry`]; judging and delays are left to the inner classifier.
+pub struct OnRetry<C, F, T, E> {
+    inner: C,
+    hook: F,
+    _te: PhantomData<fn(&T, &E)>,
+}
+
+impl<C, F, T, E> OnRetry<C, F, T, E> {
+    /// Wraps `inner` with the hook.
+    pub fn new(inner: C, hook: F) -> Self {
+        Self {
+            inner,
+            hook,
+            _te: PhantomData,
+        }
+    }
+}
+
+impl<C: Clone, F: Clone, T, E> Clone for OnRetry<C, F, T, E> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.hook.clone())
+    }
+}
+
+impl<C: std::fmt::Debug, F, T, E> std::fmt::Debug for OnRetry<C, F, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnRetry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static, E: 'static, C, F> Classify<T, E> for OnRetry<C, F, T, E>
+where
+    C: Classify<T, E>,
+    F: Fn(&RetryEvent<'_>, FailedAttempt<'_, T, E>) + Send + Sync + 'static,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.inner.classify(result)
+    }
+
+    #[inline]
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        self.inner.retry_after(attempt, result)
+    }
+
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        self.inner.on_retry(event, failed);
+        (self.hook)(event, failed);
     }
 }

@@ -32,8 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{AMBIENT, Ambient};
 use crate::{
-    Acquire, AllErrors, Classify, ConfigError, Context, Error, Guard, Outcome, Permit, Rejection,
-    Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope, Timeouts, system_clock,
+    Acquire, AllErrors, Classify, ConfigError, Context, Error, FailedAttempt, Guard, OnRetry,
+    Outcome, Permit, Rejection, Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope,
+    Timeouts, system_clock,
 };
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
@@ -116,6 +117,8 @@ pub struct PipelineBuilder<C = AllErrors> {
     clock: SharedClock,
     stages: Vec<String>,
     error: Option<ConfigError>,
+    /// Whether `on_retry` wrapped the classifier (a later `classify` would drop the hook).
+    typed_hook: bool,
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -140,6 +143,7 @@ impl Pipeline {
             clock: system_clock(),
             stages: Vec::new(),
             error: None,
+            typed_hook: false,
         }
     }
 }
@@ -215,8 +219,15 @@ impl<C> PipelineBuilder<C> {
         self
     }
 
-    /// Sets how results are judged (see [`Classify`]).
-    pub fn classify<C2>(self, classify: C2) -> PipelineBuilder<C2> {
+    /// Sets how results are judged (see [`Classify`]). Call it before
+    /// [`on_retry`](Self::on_retry), whose hook wraps the classifier.
+    pub fn classify<C2>(mut self, classify: C2) -> PipelineBuilder<C2> {
+        if self.typed_hook && self.error.is_none() {
+            self.error = Some(ConfigError::new(
+                "on_retry",
+                "must come after classify(..), which would otherwise drop the hook",
+            ));
+        }
         PipelineBuilder {
             name: self.name,
             tags: self.tags,
@@ -228,6 +239,59 @@ impl<C> PipelineBuilder<C> {
             clock: self.clock,
             stages: self.stages,
             error: self.error,
+            typed_hook: self.typed_hook,
+        }
+    }
+
+    /// A typed hook called before each retry wait with the [`RetryEvent`] (attempt, delay,
+    /// reason) and the [`FailedAttempt`]: the operation's error, the result classified as a
+    /// failure, the operation timeout or a guard's rejection. It fixes the pipeline's
+    /// result type to `Result<T, E>`. Without it nothing is called (no cost).
+    ///
+    /// It wraps the classifier, so it comes after [`classify`](Self::classify). The
+    /// untyped [`Retry::on_retry`] hook, if any, runs first.
+    ///
+    /// ```
+    /// use resilient::{FailedAttempt, Pipeline, Retry, RetryEvent};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::constant(Duration::from_millis(1)).attempts(2))
+    ///     .on_retry(|ev: &RetryEvent<'_>, failed: FailedAttempt<'_, u32, std::io::Error>| {
+    ///         if let Some(e) = failed.error() {
+    ///             eprintln!("attempt {} failed ({e}); retrying in {:?}", ev.attempt, ev.delay);
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let mut first = true;
+    /// let r = pipeline
+    ///     .execute(|| {
+    ///         let fail = std::mem::take(&mut first);
+    ///         async move { if fail { Err(std::io::Error::other("refused")) } else { Ok(7) } }
+    ///     })
+    ///     .await;
+    /// assert_eq!(r.unwrap(), 7);
+    /// # }
+    /// ```
+    pub fn on_retry<T, E, F>(mut self, hook: F) -> PipelineBuilder<OnRetry<C, F, T, E>>
+    where
+        F: Fn(&RetryEvent<'_>, FailedAttempt<'_, T, E>) + Send + Sync + 'static,
+    {
+        self.stages.push("OnRetry".into());
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify: OnRetry::new(self.classify, hook),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
         }
     }
 
@@ -669,14 +733,24 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         {
             return Next::Stop;
         }
+        let event = RetryEvent {
+            operation: inner.name.as_deref(),
+            attempt,
+            delay,
+            reason,
+        };
         if let Some(hook) = &retry.on_retry {
-            hook(&RetryEvent {
-                operation: inner.name.as_deref(),
-                attempt,
-                delay,
-                reason,
-            });
+            hook(&event);
         }
+        inner.classify.on_retry(
+            &event,
+            match result {
+                Attempt::Done(Ok(t)) => FailedAttempt::Result(t),
+                Attempt::Done(Err(e)) => FailedAttempt::Error(e),
+                Attempt::TimedOut(elapsed) => FailedAttempt::Timeout(*elapsed),
+                Attempt::Rejected(r) => FailedAttempt::Rejected(r),
+            },
+        );
         Next::Wait(delay)
     }
 

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ConfigError, SharedRandom, thread_random};
+use crate::{ConfigError, Rejection, SharedRandom, thread_random};
 
 /// Why an attempt is being retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,39 @@ pub struct RetryEvent<'a> {
 
 /// A hook called before each retry.
 pub type RetryHook = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
+
+/// The failed attempt that is about to be retried, as the typed retry hook sees it (see
+/// [`crate::PipelineBuilder::on_retry`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FailedAttempt<'a, T, E> {
+    /// The operation returned an error classified as a failure.
+    Error(&'a E),
+    /// The operation returned `Ok` classified as a failure (e.g. an HTTP 503).
+    Result(&'a T),
+    /// The attempt ran into the operation timeout after this long.
+    Timeout(Duration),
+    /// A per-attempt guard rejected the attempt (see [`Retry::retry_rejected`]).
+    Rejected(&'a Rejection),
+}
+
+impl<T, E> Clone for FailedAttempt<'_, T, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, E> Copy for FailedAttempt<'_, T, E> {}
+
+impl<'a, T, E> FailedAttempt<'a, T, E> {
+    /// The operation's error, if the attempt failed with one.
+    pub fn error(&self) -> Option<&'a E> {
+        match *self {
+            FailedAttempt::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Retry configuration.
 ///
@@ -187,7 +220,10 @@ impl Retry {
         self
     }
 
-    /// A hook called before each retry wait.
+    /// A hook called before each retry wait, with the attempt, the delay and the reason.
+    ///
+    /// This hook is untyped (a `Retry` serves any operation); to see the error itself, use
+    /// the typed [`crate::PipelineBuilder::on_retry`]. When both are set, this one runs first.
     pub fn on_retry(mut self, hook: impl Fn(&RetryEvent<'_>) + Send + Sync + 'static) -> Self {
         self.on_retry = Some(Arc::new(hook));
         self
