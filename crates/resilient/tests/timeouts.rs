@@ -156,6 +156,87 @@ async fn nested_pipeline_keeps_its_own_tighter_deadline() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
+/// The operation timeout tightens the deadline each attempt sees, in its `Context` and in
+/// nested pipelines: with operation = 1 s and request = 30 s, an attempt has 1 s, not 30.
+#[tokio::test(start_paused = true)]
+async fn the_operation_timeout_is_the_attempts_deadline_for_context_and_nested_pipelines() {
+    let outer = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(30)))
+        .retry(Retry::constant(MS * 100).attempts(2))
+        .timeout(Timeout::operation(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let inner = Pipeline::builder().build().unwrap();
+    let start = Instant::now();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let r = outer
+        .execute_with(|ctx| {
+            let inner = inner.clone();
+            seen.lock().unwrap().push(ctx.remaining().unwrap());
+            async move {
+                // a nested pipeline with no timeout of its own inherits the attempt's
+                inner
+                    .execute_with(|ctx| {
+                        let left = ctx.remaining().unwrap();
+                        assert!(left <= Duration::from_secs(1), "nested sees {left:?}");
+                        slow(Duration::from_secs(5))
+                    })
+                    .await
+            }
+        })
+        .await;
+    // each attempt ended after its 1 s, on the attempt's deadline, not the request's
+    assert_eq!(start.elapsed(), MS * 2100);
+    assert_eq!(*seen.lock().unwrap(), [Duration::from_secs(1); 2]);
+    match r {
+        Err(Error::RetriesExhausted { attempts: 2, last }) => assert!(matches!(
+            last,
+            Error::Timeout {
+                scope: TimeoutScope::Inherited,
+                ..
+            }
+        )),
+        Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            ..
+        }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_deadline_is_the_tighter_of_operation_and_request() {
+    let p = Pipeline::builder()
+        .timeout(Timeout::request(MS * 1500))
+        .retry(Retry::constant(MS * 100).attempts(3))
+        .timeout(Timeout::operation(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let start = Instant::now();
+    let r = p
+        .execute_with(|ctx| {
+            seen.lock().unwrap().push(ctx.remaining().unwrap());
+            async move {
+                // and the ambient deadline matches what the context says
+                let inherited = resilient::inherited_deadline().unwrap();
+                assert_eq!(Some(inherited), ctx.deadline());
+                slow(Duration::from_secs(5)).await
+            }
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Request,
+            ..
+        })
+    ));
+    assert_eq!(start.elapsed(), MS * 1500);
+    // attempt 1 at 0 ms: 1 s; attempt 2 at 1100 ms: the request's last 400 ms
+    assert_eq!(*seen.lock().unwrap(), [Duration::from_secs(1), MS * 400]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancellation_is_distinct_from_timeout() {
     let p = Pipeline::builder()

@@ -51,8 +51,9 @@ impl Context {
         self.operation.as_deref()
     }
 
-    /// The effective deadline of the call (the tighter of the pipeline's request timeout and
-    /// any inherited one).
+    /// The effective deadline: the tighter of the pipeline's request timeout and any
+    /// inherited one and, for the operation itself, of the attempt's operation timeout.
+    /// Nested pipelines run by the operation inherit the same deadline.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

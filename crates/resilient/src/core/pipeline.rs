@@ -13,7 +13,8 @@
 //! 3. **the retry loop** (backoff, jitter, budget, server-directed delays);
 //! 4. **per-attempt guards**: guards added *after* `.retry(..)`; each attempt is admitted
 //!    and counted on its own;
-//! 5. **operation timeout** around the attempt;
+//! 5. **operation timeout** around the attempt: the attempt's deadline (the tighter of
+//!    the call's and `now + operation`) is the one its [`Context`] and nested pipelines see;
 //! 6. the **operation** itself.
 //!
 //! The engine is one `async fn` per call (no boxing of the operation, no allocation on the
@@ -646,7 +647,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Phases 4 to 6: per-attempt guards, operation timeout, the operation.
-    async fn attempt<T, E, F, Fut>(&self, ctx: &Context, op: &mut F) -> (Attempt<T, E>, Outcome)
+    async fn attempt<T, E, F, Fut>(&self, ctx: &mut Context, op: &mut F) -> (Attempt<T, E>, Outcome)
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
@@ -662,10 +663,24 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         }
         let t0 = inner.time_attempts.then(|| inner.clock.now());
         let result = match inner.timeouts.operation {
-            Some(limit) => match tokio::time::timeout(limit, op(ctx)).await {
-                Ok(r) => Attempt::Done(r),
-                Err(_) => Attempt::TimedOut(limit),
-            },
+            Some(limit) => {
+                // The attempt's deadline, the tighter of the call's and the operation
+                // timeout's, is what the operation's `Context` and nested pipelines see.
+                let at = Instant::now() + limit;
+                let call_deadline = ctx.deadline;
+                let deadline = call_deadline.map_or(at, |d| d.min(at));
+                ctx.deadline = Some(deadline);
+                let fut = op(ctx);
+                ctx.deadline = call_deadline;
+                let ambient = Ambient {
+                    deadline: Some(deadline),
+                    cancel: AMBIENT.try_with(|a| a.cancel.clone()).ok().flatten(),
+                };
+                match tokio::time::timeout_at(at, AMBIENT.scope(ambient, fut)).await {
+                    Ok(r) => Attempt::Done(r),
+                    Err(_) => Attempt::TimedOut(limit),
+                }
+            }
             None => Attempt::Done(op(ctx).await),
         };
         let outcome = match &result {
