@@ -349,6 +349,40 @@ fn invalid_hierarchies_are_rejected_with_the_field_named() {
     );
 }
 
+/// Long plans are summed in full (until they exceed the request timeout), not cut off
+/// after the first ten thousand retries; and checking them stays quick.
+#[test]
+fn long_retry_plans_are_checked_against_the_request_timeout() {
+    let plan = |retry: Retry, request: Duration| {
+        Pipeline::builder()
+            .timeout(Timeout::request(request))
+            .retry(retry)
+            .build()
+    };
+    let secs = Duration::from_secs;
+    // 99,999 waits of 1 ms: 100 s
+    let e = plan(Retry::constant(MS).attempts(100_000), secs(30)).unwrap_err();
+    assert_eq!(e.field(), "retry");
+    assert!(e.to_string().contains("exceeds timeout.request"), "{e}");
+    assert!(plan(Retry::constant(MS).attempts(u32::MAX), secs(30)).is_err());
+    assert!(plan(Retry::linear(MS, MS).attempts(u32::MAX), secs(3600)).is_err());
+    assert!(plan(Retry::exponential(MS).attempts(u32::MAX), secs(3600)).is_err());
+    // what fits is accepted: 19,999 waits of 1 ms
+    assert!(plan(Retry::constant(MS).attempts(20_000), secs(30)).is_ok());
+    // zero waits never add up, however many
+    assert!(plan(Retry::immediate().attempts(u32::MAX), secs(1)).is_ok());
+    let full = resilient::Jitter::Full;
+    assert!(plan(Retry::constant(MS).attempts(u32::MAX).jitter(full), secs(1)).is_ok());
+    // capped schedules are counted at their cap: 999 waits of at most 10 ms
+    let capped = Retry::exponential(MS).max_delay(MS * 10).attempts(1_000);
+    assert!(plan(capped.clone(), MS * 9_900).is_err());
+    assert!(plan(capped, MS * 10_000).is_ok());
+    // custom schedules too
+    let custom = Retry::custom(|n| Some(MS * (n % 2))).attempts(200_001);
+    assert!(plan(custom.clone(), secs(100)).is_err());
+    assert!(plan(custom, MS * 100_001).is_ok());
+}
+
 #[test]
 fn invalid_retry_settings_are_rejected() {
     let cases: Vec<(Retry, &str)> = vec![

@@ -308,7 +308,7 @@ impl<C> PipelineBuilder<C> {
         if let Some(retry) = &self.retry {
             retry.validate()?;
             if let Some(request) = self.timeouts.request {
-                let min = retry.min_total_delay();
+                let min = retry.min_total_delay(request);
                 if min >= request {
                     return Err(ConfigError::new(
                         "retry",

@@ -261,17 +261,48 @@ impl Retry {
         ))
     }
 
-    /// The least total time the waits of a full run of attempts can take.
-    pub(crate) fn min_total_delay(&self) -> Duration {
-        let retries = self.max_attempts.saturating_sub(1).min(10_000);
+    /// The least total time the waits of a full run of attempts can take, summed only as
+    /// far as needed to compare it with `limit`: the result is at least `limit` exactly
+    /// when the plan's least total is; below `limit` it may be a lower bound.
+    pub(crate) fn min_total_delay(&self, limit: Duration) -> Duration {
+        /// Steps summed at most: a custom schedule is checked over its first million
+        /// retries; a built-in one is undecided past that only in contrived cases (a factor
+        /// barely above 1 from a nanosecond), which are accepted.
+        const MAX_STEPS: u32 = 1_000_000;
+        let retries = self.max_attempts.saturating_sub(1);
+        let initial = self.backoff.initial().min(self.max_delay);
+        let least = |n: u32| {
+            let base = self.backoff.delay(n)?.min(self.max_delay);
+            Some(self.jitter.min_of(base, initial))
+        };
         let mut total = Duration::ZERO;
+        if let Backoff::Custom(_) = self.backoff {
+            for n in 1..=retries.min(MAX_STEPS) {
+                let Some(wait) = least(n) else {
+                    break;
+                };
+                total = total.saturating_add(wait);
+                if total >= limit {
+                    break;
+                }
+            }
+            return total;
+        }
+        // Built-in schedules never shrink, nor does a jitter's least delay as its base
+        // grows: every later wait is at least the current one and at most the least delay
+        // of a capped base. Those bounds decide most plans within a few steps.
+        let most = self.jitter.min_of(self.max_delay, initial);
         for n in 1..=retries {
-            let Some(base) = self.backoff.delay(n) else {
-                break;
-            };
-            let base = base.min(self.max_delay);
-            let initial = self.backoff.initial().min(self.max_delay);
-            total = total.saturating_add(self.jitter.min_of(base, initial));
+            let wait = least(n).unwrap_or(Duration::ZERO);
+            total = total.saturating_add(wait);
+            let left = retries - n;
+            let low = total.saturating_add(wait.saturating_mul(left));
+            if low >= limit || wait >= most || n >= MAX_STEPS {
+                return low;
+            }
+            if total.saturating_add(most.saturating_mul(left)) < limit {
+                return low; // even waits all at the cap stay below `limit`
+            }
         }
         total
     }
