@@ -47,6 +47,83 @@ async fn operation_timeout_error_names_its_scope() {
     }
 }
 
+/// A non-idempotent call may have taken effect when its attempt timed out: retrying it on
+/// a timeout can be switched off, while its errors are still retried.
+#[tokio::test(start_paused = true)]
+async fn timeouts_are_not_retried_when_told_so() {
+    let p = Pipeline::builder()
+        .retry(
+            Retry::constant(MS * 100)
+                .attempts(3)
+                .retry_on_timeout(false),
+        )
+        .timeout(Timeout::operation(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let start = Instant::now();
+    let r = p
+        .execute(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            slow(Duration::from_secs(5))
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            ..
+        })
+    ));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    // errors are still retried
+    let r = p.execute(|| async { Err::<(), _>("refused") }).await;
+    assert!(matches!(
+        r,
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    // and so are timeouts by default, as the same plan without the opt-out shows
+    let p = Pipeline::builder()
+        .retry(Retry::constant(MS * 100).attempts(3))
+        .timeout(Timeout::operation(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    calls.store(0, std::sync::atomic::Ordering::Relaxed);
+    let _ = p
+        .execute(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            slow(Duration::from_secs(5))
+        })
+        .await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+#[test]
+fn blocking_timeouts_are_not_retried_when_told_so() {
+    let clock = resilient::ManualClock::new();
+    let p = Pipeline::builder()
+        .clock(std::sync::Arc::new(clock.clone()))
+        .retry(Retry::immediate().attempts(3).retry_on_timeout(false))
+        .timeout(Timeout::operation(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let mut calls = 0;
+    let r = p.execute_blocking(|| {
+        calls += 1;
+        clock.advance(Duration::from_secs(2));
+        Ok::<_, ()>(())
+    });
+    assert!(matches!(
+        r,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            ..
+        })
+    ));
+    assert_eq!(calls, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn request_timeout_covers_retries_and_waits() {
     let p = Pipeline::builder()

@@ -722,7 +722,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     RetryReason::Error
                 },
             ),
-            Attempt::TimedOut(_) => (None, RetryReason::Timeout),
+            Attempt::TimedOut(_) => {
+                if !retry.retry_on_timeout {
+                    return Next::Stop;
+                }
+                (None, RetryReason::Timeout)
+            }
             Attempt::Rejected(rej) => {
                 if !retry.retry_rejected {
                     return Next::Stop;

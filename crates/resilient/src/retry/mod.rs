@@ -103,6 +103,7 @@ pub struct Retry {
     pub(crate) max_server_delay: Duration,
     pub(crate) budget: Option<Arc<RetryBudget>>,
     pub(crate) retry_rejected: bool,
+    pub(crate) retry_on_timeout: bool,
     pub(crate) on_retry: Option<RetryHook>,
     pub(crate) rng: SharedRandom,
 }
@@ -118,6 +119,7 @@ impl fmt::Debug for Retry {
             .field("max_server_delay", &self.max_server_delay)
             .field("budget", &self.budget.is_some())
             .field("retry_rejected", &self.retry_rejected)
+            .field("retry_on_timeout", &self.retry_on_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +135,7 @@ impl Retry {
             max_server_delay: Duration::from_secs(60),
             budget: None,
             retry_rejected: false,
+            retry_on_timeout: true,
             on_retry: None,
             rng: thread_random(),
         }
@@ -217,6 +220,28 @@ impl Retry {
     /// are retried (default `false`). A rejection's `retry_after` directs the wait.
     pub fn retry_rejected(mut self, yes: bool) -> Self {
         self.retry_rejected = yes;
+        self
+    }
+
+    /// Whether an attempt that ran into the operation timeout is retried (default `true`).
+    ///
+    /// A timed-out attempt may still have taken effect (the server may have processed the
+    /// request after the client gave up): for operations that are not idempotent, pass
+    /// `false`, and a timeout ends the call with [`crate::Error::Timeout`] while errors are
+    /// still retried.
+    ///
+    /// ```
+    /// use resilient::{Retry, Timeout, Pipeline};
+    /// use std::time::Duration;
+    /// let charge_card = Pipeline::builder()
+    ///     .retry(Retry::exponential(Duration::from_millis(100)).retry_on_timeout(false))
+    ///     .timeout(Timeout::operation(Duration::from_secs(2)))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = charge_card;
+    /// ```
+    pub fn retry_on_timeout(mut self, yes: bool) -> Self {
+        self.retry_on_timeout = yes;
         self
     }
 
