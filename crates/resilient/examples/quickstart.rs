@@ -29,6 +29,19 @@ impl std::fmt::Display for ServiceError {
     }
 }
 
+impl std::error::Error for ServiceError {}
+
+/// An error and its sources, each message once ("gave up after 4 attempts: 503 ...").
+fn report(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out = format!("{out}: {cause}");
+        next = cause.source();
+    }
+    out
+}
+
 impl FlakyService {
     async fn get_user(&self, id: u64) -> Result<String, ServiceError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -104,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Err(e) => {
                 failed += 1;
-                println!("  -> error: {e}");
+                println!("  -> error: {}", report(&e));
             }
         }
     }

@@ -43,9 +43,11 @@ impl fmt::Display for TimeoutScope {
 #[non_exhaustive]
 pub enum Error<E> {
     /// The operation failed with its own error and no retry was made (retry not configured,
-    /// or the error was classified as not worth retrying).
+    /// or the error was classified as not worth retrying). Transparent: it displays as `E`
+    /// and its source is `E`'s source.
     Inner(E),
-    /// Every permitted attempt failed; `last` is the final attempt's error.
+    /// Every permitted attempt failed; `last` is the final attempt's error. Displays as
+    /// "gave up after N attempts"; `last` is its source.
     RetriesExhausted {
         /// Attempts made, including the first.
         attempts: u32,
@@ -165,12 +167,56 @@ fn write_after(f: &mut fmt::Formatter<'_>, what: &str, after: &Option<Duration>)
     }
 }
 
+impl<E> Error<Error<E>> {
+    /// Merges the error of a pipeline nested in another into one level.
+    ///
+    /// The caller's error comes out as `Inner`, or as `RetriesExhausted` if either pipeline
+    /// gave up retrying it (with the outer pipeline's attempt count when the outer one
+    /// did); a strategy's verdict (a timeout, an open circuit, ...) comes out as is,
+    /// whichever pipeline reached it.
+    ///
+    /// ```
+    /// use resilient::{Error, TimeoutScope};
+    /// use std::time::Duration;
+    ///
+    /// let nested: Error<Error<&str>> = Error::Inner(Error::Timeout {
+    ///     scope: TimeoutScope::Inherited,
+    ///     elapsed: Duration::from_secs(1),
+    /// });
+    /// assert!(matches!(nested.flatten(), Error::Timeout { .. }));
+    /// let nested: Error<Error<&str>> = Error::Inner(Error::Inner("refused"));
+    /// assert!(matches!(nested.flatten(), Error::Inner("refused")));
+    /// ```
+    pub fn flatten(self) -> Error<E> {
+        match self {
+            Error::Inner(inner) => inner,
+            Error::RetriesExhausted { attempts, last } => match last {
+                Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => {
+                    Error::RetriesExhausted { attempts, last: e }
+                }
+                verdict => verdict,
+            },
+            Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
+            Error::Cancelled => Error::Cancelled,
+            Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
+            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            Error::BulkheadFull => Error::BulkheadFull,
+            Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
+        }
+    }
+}
+
+/// `Inner` is transparent: it displays as the caller's error and passes on that error's
+/// source. `RetriesExhausted` says how many attempts were made and returns the last error
+/// as its [`source`](StdError::source), so that reporters walking the chain (anyhow's
+/// `{:#}`, `tracing`'s error fields) print each message once. To print the last error with
+/// it, walk the chain, or match `RetriesExhausted { last, .. }`.
 impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Inner(e) => e.fmt(f),
-            Error::RetriesExhausted { attempts, last } => {
-                write!(f, "gave up after {attempts} attempts: {last}")
+            Error::RetriesExhausted { attempts, .. } => {
+                write!(f, "gave up after {attempts} attempts")
             }
             Error::Timeout { scope, elapsed } => {
                 write!(f, "{scope} timeout after {elapsed:?}")
@@ -189,7 +235,8 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
 impl<E: StdError + 'static> StdError for Error<E> {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
+            Error::Inner(e) => e.source(),
+            Error::RetriesExhausted { last, .. } => Some(last),
             _ => None,
         }
     }
@@ -269,13 +316,37 @@ mod tests {
     }
     impl StdError for Boom {}
 
+    #[derive(Debug)]
+    struct Wrapper(Boom);
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+    impl StdError for Wrapper {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// What anyhow's `{:#}` and most error reporters print: each error in the chain once.
+    fn chain(e: &dyn StdError) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(s) = next {
+            out = format!("{out}: {s}");
+            next = s.source();
+        }
+        out
+    }
+
     #[test]
     fn display_source_and_helpers() {
         let e: Error<Boom> = Error::RetriesExhausted {
             attempts: 3,
             last: Boom,
         };
-        assert_eq!(e.to_string(), "gave up after 3 attempts: boom");
+        assert_eq!(e.to_string(), "gave up after 3 attempts");
         assert_eq!(e.source().unwrap().to_string(), "boom");
         assert!(!e.is_transient());
         assert!(e.inner().is_some());
@@ -293,5 +364,78 @@ mod tests {
             Error::<Boom>::Cancelled.to_string(),
             "cancelled by the caller"
         );
+    }
+
+    #[test]
+    fn error_chains_print_each_message_once() {
+        // `Inner` is transparent: the caller's error, with the caller's source
+        let e = Error::Inner(Wrapper(Boom));
+        assert_eq!(e.to_string(), "wrapper");
+        assert_eq!(chain(&e), "wrapper: boom");
+        let e = Error::RetriesExhausted {
+            attempts: 3,
+            last: Wrapper(Boom),
+        };
+        assert_eq!(chain(&e), "gave up after 3 attempts: wrapper: boom");
+        let e: Error<Wrapper> = Error::BulkheadFull;
+        assert_eq!(chain(&e), "bulkhead full");
+        // nested pipelines
+        let e = Error::RetriesExhausted {
+            attempts: 2,
+            last: Error::Inner(Boom),
+        };
+        assert_eq!(chain(&e), "gave up after 2 attempts: boom");
+    }
+
+    #[test]
+    fn flatten_merges_nested_pipeline_errors() {
+        let timeout = || Error::<Boom>::Timeout {
+            scope: TimeoutScope::Inherited,
+            elapsed: Duration::from_secs(1),
+        };
+        assert!(matches!(
+            Error::Inner(Error::Inner(Boom)).flatten(),
+            Error::Inner(Boom)
+        ));
+        assert!(matches!(
+            Error::Inner(Error::<Boom>::RetriesExhausted {
+                attempts: 4,
+                last: Boom
+            })
+            .flatten(),
+            Error::RetriesExhausted { attempts: 4, .. }
+        ));
+        assert!(matches!(
+            Error::Inner(timeout()).flatten(),
+            Error::Timeout {
+                scope: TimeoutScope::Inherited,
+                ..
+            }
+        ));
+        // the outer retries ran out on the caller's error: the outer count is kept
+        assert!(matches!(
+            Error::RetriesExhausted {
+                attempts: 3,
+                last: Error::RetriesExhausted {
+                    attempts: 5,
+                    last: Boom
+                }
+            }
+            .flatten(),
+            Error::RetriesExhausted { attempts: 3, .. }
+        ));
+        // ... or on a strategy's verdict in the inner pipeline, which is returned
+        assert!(matches!(
+            Error::RetriesExhausted {
+                attempts: 3,
+                last: timeout()
+            }
+            .flatten(),
+            Error::Timeout { .. }
+        ));
+        assert!(matches!(
+            Error::<Error<Boom>>::Cancelled.flatten(),
+            Error::Cancelled
+        ));
     }
 }
