@@ -373,6 +373,98 @@ async fn nested_pipelines_inherit_cancellation() {
     assert_eq!(start.elapsed(), Duration::from_millis(2500));
 }
 
+/// A blocking call nested in an async pipeline respects the outer deadline: it cannot be
+/// interrupted, but it starts no attempt past it.
+#[tokio::test(start_paused = true)]
+async fn blocking_calls_inherit_the_outer_deadline() {
+    let outer = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let clock = resilient::ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
+    let blocking = Pipeline::builder()
+        .clock(std::sync::Arc::new(clock.clone()))
+        .retry(Retry::immediate().attempts(10))
+        .build()
+        .unwrap();
+    let calls = std::cell::Cell::new(0);
+    let r = outer
+        .execute(|| {
+            let (blocking, clock, calls) = (&blocking, &clock, &calls);
+            async move {
+                sleep(MS * 600).await; // 400 ms left
+                let r = blocking.execute_blocking(|| {
+                    calls.set(calls.get() + 1);
+                    clock.advance(MS * 150);
+                    Err::<(), _>("slow and failing")
+                });
+                Ok::<_, Error<&str>>(r)
+            }
+        })
+        .await;
+    // attempts at 0, 150 and 300 ms; at 450 ms the outer deadline has passed, and the
+    // last error is returned at once (as in async calls, a wait that cannot fit fails fast)
+    assert_eq!(calls.get(), 3);
+    assert!(
+        matches!(r, Ok(Err(Error::RetriesExhausted { attempts: 3, .. }))),
+        "{r:?}"
+    );
+
+    // started with no time left, it makes no attempt and names the inherited deadline
+    calls.set(0);
+    let r = outer
+        .execute(|| {
+            let (blocking, calls) = (&blocking, &calls);
+            async move {
+                sleep(Duration::from_secs(1)).await;
+                let r = blocking.execute_blocking(|| {
+                    calls.set(calls.get() + 1);
+                    Ok::<_, &str>(())
+                });
+                Ok::<_, Error<&str>>(r)
+            }
+        })
+        .await;
+    assert_eq!(calls.get(), 0);
+    assert!(
+        matches!(
+            r,
+            Ok(Err(Error::Timeout {
+                scope: TimeoutScope::Inherited,
+                ..
+            }))
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_calls_inherit_cancellation() {
+    let outer = Pipeline::builder().build().unwrap();
+    let blocking = Pipeline::builder()
+        .retry(Retry::immediate().attempts(3))
+        .build()
+        .unwrap();
+    let token = CancellationToken::new();
+    let mut calls = 0;
+    let r = outer
+        .execute_cancellable(&token, || {
+            token.cancel();
+            let r = blocking.execute_blocking(|| {
+                calls += 1;
+                Err::<(), _>("x")
+            });
+            async move { Ok::<_, ()>(r) }
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Ok(Err(Error::Cancelled)) | Err(Error::Cancelled)
+    ));
+    assert_eq!(calls, 0);
+}
+
 #[test]
 fn invalid_hierarchies_are_rejected_with_the_field_named() {
     let e = Pipeline::builder()

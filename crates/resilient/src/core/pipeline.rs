@@ -782,6 +782,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// checked before each attempt and each wait. Guards that would make the caller wait
     /// reject instead.
     ///
+    /// Called from the operation of an async pipeline, it also honours that call's
+    /// deadline (the tighter one wins, as [`TimeoutScope::Inherited`]) and cancellation
+    /// ([`Error::Cancelled`]), checked before each attempt.
+    ///
     /// ```
     /// use resilient::{Pipeline, Retry};
     /// let p = Pipeline::builder().retry(Retry::immediate().attempts(2)).build().unwrap();
@@ -797,17 +801,35 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let inner = &*self.inner;
         let clock = &inner.clock;
         let start = clock.now();
-        let deadline = inner.timeouts.request.map(|r| start.saturating_add(r));
+        // Inside an async pipeline's call (a blocking call made by its operation), the
+        // enclosing deadline and cancellation apply too; the tighter deadline wins.
+        let (inherited, cancel) = match Ambient::current() {
+            Some(a) => (a.deadline, a.cancel),
+            None => (None, None),
+        };
+        let request = inner.timeouts.request;
+        let left = inherited.map(|d| d.saturating_duration_since(Instant::now()));
+        let (limit, scope) = match (request, left) {
+            (Some(r), Some(i)) if i < r => (Some(i), TimeoutScope::Inherited),
+            (Some(r), _) => (Some(r), TimeoutScope::Request),
+            (None, Some(i)) => (Some(i), TimeoutScope::Inherited),
+            (None, None) => (None, TimeoutScope::Request),
+        };
+        let deadline = limit.map(|l| start.saturating_add(l));
         let expired = |now: Duration| -> Option<Error<E>> {
+            if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                return Some(Error::Cancelled);
+            }
             deadline.filter(|d| now >= *d).map(|_| Error::Timeout {
-                scope: TimeoutScope::Request,
+                scope,
                 elapsed: now.saturating_sub(start),
             })
         };
         let mut ctx = Context {
             attempt: 1,
             operation: inner.name.clone(),
-            deadline: None,
+            // the tokio instant is known when a deadline is inherited
+            deadline: inherited.zip(limit).map(|(i, l)| i.min(Instant::now() + l)),
             tags: inner.tags.clone(),
         };
         let mut call_permits = Permits::new();
