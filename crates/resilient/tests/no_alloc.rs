@@ -4,7 +4,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use resilient::{Bulkhead, Error, Pipeline, Retry, RetryBudget, Timeout};
+use resilient::{
+    Bulkhead, CancellationToken, Error, FailedAttempt, Pipeline, Retry, RetryBudget, RetryEvent,
+    Timeout,
+};
 
 struct Counting;
 
@@ -44,6 +47,18 @@ fn success_path_does_not_allocate() {
             .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
             .build()
             .unwrap(),
+        // request timeout, no per-call guards: `run` owns the one deadline timer
+        Pipeline::builder()
+            .timeout(Timeout::request(Duration::from_secs(30)))
+            .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+            .build()
+            .unwrap(),
+        // operation timeout alone: the attempt's deadline and ambient scope
+        Pipeline::builder()
+            .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+            .timeout(Timeout::operation(Duration::from_secs(5)))
+            .build()
+            .unwrap(),
         Pipeline::builder()
             .name("full")
             .timeout(Timeout::request(Duration::from_secs(30)))
@@ -78,5 +93,50 @@ fn success_path_does_not_allocate() {
                 p.stages()
             );
         }
+    });
+}
+
+/// Caller cancellation (with and without a request timeout) and a typed retry hook cost
+/// no allocation on the success path either.
+#[test]
+fn cancellable_success_path_does_not_allocate() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let plain = Pipeline::builder()
+        .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+        .on_retry(|_: &RetryEvent<'_>, _: FailedAttempt<'_, u64, ()>| {})
+        .build()
+        .unwrap();
+    let timed = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(30)))
+        .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+        .timeout(Timeout::operation(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let token = CancellationToken::new();
+    rt.block_on(async {
+        for _ in 0..3 {
+            let _ = plain
+                .execute_cancellable(&token, || async { Ok(1u64) })
+                .await;
+            let _: Result<u64, Error<()>> =
+                timed.execute_cancellable(&token, || async { Ok(1) }).await;
+        }
+        ALLOCS.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for i in 0..100u64 {
+            let r: Result<u64, Error<()>> = plain
+                .execute_cancellable(&token, || async move { Ok(i) })
+                .await;
+            assert_eq!(r.unwrap(), i);
+            let r: Result<u64, Error<()>> = timed
+                .execute_cancellable(&token, || async move { Ok(i) })
+                .await;
+            assert_eq!(r.unwrap(), i);
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        assert_eq!(ALLOCS.load(Ordering::SeqCst), 0);
     });
 }
