@@ -55,7 +55,7 @@ pub use crate::circuit::{
 };
 pub use crate::core::clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use crate::core::context::{Context, inherited_deadline};
-pub use crate::core::error::{ConfigError, Error, RetryAfter, TimeoutScope};
+pub use crate::core::error::{BoxError, BoxedError, ConfigError, Error, RetryAfter, TimeoutScope};
 pub use crate::core::guard::{Acquire, Guard, Permit, Rejection, WaitFuture};
 pub use crate::core::outcome::{AllErrors, Classify, HonorRetryAfter, OnRetry, Outcome, WithDelay};
 pub use crate::core::pipeline::{Pipeline, PipelineBuilder};

@@ -294,6 +294,82 @@ async fn tower_layer_retries_a_service_with_cloned_requests() {
     assert_eq!(out.unwrap(), "x!");
 }
 
+/// `pipeline.layer().boxed_errors()` composes with stacks of `BoxError` services: inner
+/// errors that are already `BoxError`s, layers above that need `Error: Into<BoxError>`, and
+/// type-erased services.
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn tower_layer_composes_with_box_error_stacks() {
+    use resilient::{BoxError, BoxedError, Timeout, TimeoutScope};
+    use tower::util::BoxCloneService;
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    /// Like tower's own middleware (timeout, buffer, load-shed): needs `Into<BoxError>`.
+    fn needs_box_errors<S>(svc: S) -> BoxCloneService<u32, u32, BoxError>
+    where
+        S: Service<u32, Response = u32> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+    {
+        ServiceBuilder::new()
+            .boxed_clone()
+            .map_err(Into::into)
+            .service(svc)
+    }
+
+    let p = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .retry(Retry::constant(MS).attempts(2))
+        .build()
+        .unwrap();
+    // the inner service's error is already a BoxError
+    let inner = service_fn(|x: u32| async move {
+        match x {
+            0 => Err::<u32, BoxError>(std::io::Error::other("refused").into()),
+            1 => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(1)
+            }
+            _ => Ok(x * 2),
+        }
+    });
+    let mut svc = needs_box_errors(
+        ServiceBuilder::new()
+            .layer(p.layer().boxed_errors())
+            .service(inner),
+    );
+    assert_eq!(svc.ready().await.unwrap().call(21).await.unwrap(), 42);
+    // a strategy's verdict: downcast to Error<BoxedError>
+    let err = svc.ready().await.unwrap().call(0).await.unwrap_err();
+    match err.downcast_ref::<Error<BoxedError>>() {
+        Some(Error::RetriesExhausted { attempts: 2, last }) => {
+            assert_eq!(last.to_string(), "refused");
+            assert!(last.0.downcast_ref::<std::io::Error>().is_some());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(matches!(
+        err.downcast_ref::<Error<BoxedError>>(),
+        Some(Error::Timeout {
+            scope: TimeoutScope::Request,
+            ..
+        })
+    ));
+    // without retries the inner error comes out as itself
+    let once = Pipeline::builder().build().unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(once.layer().boxed_errors())
+        .service(service_fn(|_: u32| async {
+            Err::<u32, _>(std::io::Error::other("refused"))
+        }));
+    let err: BoxError = svc.ready().await.unwrap().call(0).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<std::io::Error>().unwrap().to_string(),
+        "refused"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_per_attempt_rejection_is_not_a_failure_of_the_call() {
     let per_call = Arc::new(Recorder::default());

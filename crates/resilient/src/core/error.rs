@@ -242,6 +242,64 @@ impl<E: StdError + 'static> StdError for Error<E> {
     }
 }
 
+/// A boxed, thread-safe error, as tower stacks and many libraries pass them around.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A [`BoxError`] that is itself a [`std::error::Error`] (a `Box<dyn Error>` is not), so
+/// that `Error<BoxedError>` is one too. Transparent: it displays as the boxed error and
+/// passes on its source.
+///
+/// Made by [`Error::into_boxed`]; downcast a [`BoxError`] to `Error<BoxedError>` to see
+/// which strategy stopped a call.
+#[derive(Debug)]
+pub struct BoxedError(pub BoxError);
+
+impl fmt::Display for BoxedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for BoxedError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
+
+impl<E> Error<E> {
+    /// Converts into a [`BoxError`], for error types (such as `BoxError` itself) that make
+    /// `Error<E>` no [`std::error::Error`].
+    ///
+    /// The caller's own error (`Inner`) is returned as itself, boxed: downcast it to `E`'s
+    /// type as if no pipeline were there. Every other variant becomes a boxed
+    /// `Error<BoxedError>` (a `RetriesExhausted` keeps its last error, boxed).
+    ///
+    /// ```
+    /// use resilient::{BoxError, BoxedError, Error, TimeoutScope};
+    /// use std::time::Duration;
+    ///
+    /// let refused: Error<BoxError> = Error::Inner(std::io::Error::other("refused").into());
+    /// let boxed = refused.into_boxed();
+    /// assert!(boxed.downcast_ref::<std::io::Error>().is_some());
+    ///
+    /// let timeout: Error<BoxError> = Error::Timeout {
+    ///     scope: TimeoutScope::Request,
+    ///     elapsed: Duration::from_secs(1),
+    /// };
+    /// let boxed = timeout.into_boxed();
+    /// assert!(boxed.downcast_ref::<Error<BoxedError>>().unwrap().is_timeout());
+    /// ```
+    pub fn into_boxed(self) -> BoxError
+    where
+        E: Into<BoxError>,
+    {
+        match self {
+            Error::Inner(e) => e.into(),
+            other => Box::new(other.map_inner(|e| BoxedError(e.into()))),
+        }
+    }
+}
+
 /// An error type that can say how long to wait before retrying (a server-directed delay,
 /// such as an HTTP `Retry-After`).
 ///
