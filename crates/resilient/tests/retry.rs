@@ -222,7 +222,7 @@ async fn typed_on_retry_sees_the_error_or_the_timeout() {
             move |ev: &RetryEvent<'_>, failed: FailedAttempt<'_, u16, String>| {
                 let what = match failed {
                     FailedAttempt::Error(e) => format!("error {e}"),
-                    FailedAttempt::Result(code) => format!("result {code}"),
+                    FailedAttempt::FailedResult(code) => format!("result {code}"),
                     FailedAttempt::Timeout(after) => format!("timeout after {after:?}"),
                     _ => "other".to_owned(),
                 };

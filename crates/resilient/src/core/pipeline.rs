@@ -765,7 +765,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         inner.classify.on_retry(
             &event,
             match result {
-                Attempt::Done(Ok(t)) => FailedAttempt::Result(t),
+                Attempt::Done(Ok(t)) => FailedAttempt::FailedResult(t),
                 Attempt::Done(Err(e)) => FailedAttempt::Error(e),
                 Attempt::TimedOut(elapsed) => FailedAttempt::Timeout(*elapsed),
                 Attempt::Rejected(r) => FailedAttempt::Rejected(r),

@@ -54,7 +54,7 @@ pub enum FailedAttempt<'a, T, E> {
     /// The operation returned an error classified as a failure.
     Error(&'a E),
     /// The operation returned `Ok` classified as a failure (e.g. an HTTP 503).
-    Result(&'a T),
+    FailedResult(&'a T),
     /// The attempt ran into the operation timeout after this long.
     Timeout(Duration),
     /// A per-attempt guard rejected the attempt (see [`Retry::retry_rejected`]).
