@@ -177,7 +177,9 @@ struct Window {
     slice_nanos: u64,
     buckets: [AtomicU64; SLICES as usize],
     /// The latest slice written: when it is a whole window old, every bucket is stale
-    /// (whatever its tag, which only holds the slice's low bits).
+    /// (whatever its tag, which only holds the slice's low bits). What remains possible is
+    /// a bucket left untouched for a multiple of 2^24 slices (19 days at the least) while
+    /// others were written, read as live: a few retries too many, once.
     latest: AtomicU64,
 }
 
