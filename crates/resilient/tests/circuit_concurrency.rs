@@ -167,3 +167,60 @@ fn window_counters_do_not_drift_under_contention() {
         assert_eq!((s.buffered_calls, s.failed_calls), (16, 0));
     }
 }
+
+#[test]
+fn time_window_totals_do_not_drift_while_buckets_recycle() {
+    let clock = ManualClock::new();
+    clock.set(Duration::from_secs(500_000));
+    let breaker = CircuitBreaker::failure_rate(0.5)
+        .window(Window::time_buckets(Duration::from_millis(40), 4))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    breaker.metrics_only();
+    for _ in 0..20 {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // time moves while calls are recorded: buckets recycle under the recorders
+            s.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    clock.advance(Duration::from_millis(3));
+                    std::thread::yield_now();
+                }
+            });
+            let recorders: Vec<_> = (0..4)
+                .map(|t| {
+                    let b = &breaker;
+                    s.spawn(move || {
+                        for i in 0..3_000 {
+                            let Acquire::Ready(Ok(p)) = b.acquire(&Context::new()) else {
+                                panic!("metrics-only never rejects")
+                            };
+                            let outcome = if (i + t) % 3 == 0 {
+                                Outcome::Failure
+                            } else {
+                                Outcome::Success
+                            };
+                            p.record(outcome, Duration::ZERO);
+                        }
+                    })
+                })
+                .collect();
+            for r in recorders {
+                r.join().unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let s = breaker.snapshot();
+        assert!(s.failed_calls <= s.buffered_calls, "{s:?}");
+        // Once the window has passed, every bucket was recycled: the totals must be 0.
+        clock.advance(Duration::from_millis(40));
+        let s = breaker.snapshot();
+        assert_eq!((s.buffered_calls, s.failed_calls), (0, 0), "{s:?}");
+        for _ in 0..7 {
+            breaker.call_blocking(|| Err::<(), _>(())).unwrap_err();
+        }
+        let s = breaker.snapshot();
+        assert_eq!((s.buffered_calls, s.failed_calls), (7, 7));
+    }
+}
