@@ -540,7 +540,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             // mostly small steps, sometimes an idle gap of up to a minute
-            now += if x.is_multiple_of(50) { x % 60_000 } else { x % 700 };
+            now += if x.is_multiple_of(50) {
+                x % 60_000
+            } else {
+                x % 700
+            };
             let code = [OK, FAIL, SLOW_OK, 7][(x >> 20) as usize % 4];
             let got = w.record(at(now), code).unwrap();
             model.push((now, code));
