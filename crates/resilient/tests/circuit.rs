@@ -1210,3 +1210,33 @@ fn call_blocking_with_classifies() {
     assert!(catch(|| b.call_blocking_with(panicking, || Ok(()))).is_err());
     assert_eq!(b.state(), CircuitState::Closed);
 }
+
+#[test]
+fn a_deadline_from_4096_transitions_ago_does_not_pass_for_the_current_one() {
+    let (b, clock, store) = paused(CircuitBreaker::consecutive_failures(1).open_for(SEC));
+    fail(&b); // open at epoch 1: its deadline is tagged 1
+    b.reset(); // epoch 2
+    for _ in 0..2047 {
+        b.isolate();
+        b.reset();
+    }
+    clock.advance(10 * SEC); // epoch 1's deadline is long past
+    // The next trip opens epoch 4097, whose 12-bit tag is 1 again. Before the opener
+    // writes its deadline, another caller looks.
+    let other = b.clone();
+    let seen = Arc::new(Mutex::new(None));
+    let sink = seen.clone();
+    store.on(CircuitState::Closed, CircuitState::Open, move || {
+        *sink.lock().unwrap() = Some(admit(&other).map(drop));
+    });
+    fail(&b);
+    assert_eq!(
+        seen.lock().unwrap().take().unwrap().unwrap_err(),
+        Rejection::CircuitOpen {
+            retry_after: Some(SEC)
+        },
+        "a full break, not one that ended 4096 transitions ago"
+    );
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(retry_after(&b), Some(SEC));
+}
