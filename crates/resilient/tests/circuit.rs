@@ -763,3 +763,480 @@ fn a_panicking_break_generator_does_not_leave_the_breaker_open_without_deadline(
     assert_eq!(b.state(), CircuitState::Closed, "no half-made transition");
     assert!(admit(&b).is_ok());
 }
+
+/// A store that runs a hook right after a chosen transition was published and before the
+/// publishing thread writes the phase deadline: as if that thread were paused there.
+#[derive(Default)]
+struct Paused {
+    local: LocalStore,
+    hook: Mutex<Option<Hook>>,
+    /// Deadline writes to drop (a store that loses an update).
+    lose_deadlines: std::sync::atomic::AtomicU32,
+}
+
+type Hook = (CircuitState, CircuitState, Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Paused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Paused")
+    }
+}
+
+impl Paused {
+    fn on(&self, from: CircuitState, to: CircuitState, f: impl FnOnce() + Send + 'static) {
+        *self.hook.lock().unwrap() = Some((from, to, Box::new(f)));
+    }
+}
+
+impl StateStore for Paused {
+    fn load(&self) -> StateWord {
+        self.local.load()
+    }
+    fn compare_exchange(&self, current: StateWord, new: StateWord) -> Result<(), StateWord> {
+        self.local.compare_exchange(current, new)?;
+        let due = {
+            let mut hook = self.hook.lock().unwrap();
+            match &*hook {
+                Some((from, to, _)) if *from == current.state() && *to == new.state() => {
+                    hook.take()
+                }
+                _ => None,
+            }
+        };
+        if let Some((_, _, f)) = due {
+            f();
+        }
+        Ok(())
+    }
+    fn load_deadline(&self) -> PhaseDeadline {
+        self.local.load_deadline()
+    }
+    fn compare_exchange_deadline(
+        &self,
+        current: PhaseDeadline,
+        new: PhaseDeadline,
+    ) -> Result<(), PhaseDeadline> {
+        let lose = &self.lose_deadlines;
+        if lose.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            lose.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
+        self.local.compare_exchange_deadline(current, new)
+    }
+}
+
+fn paused(b: CircuitBreakerBuilder) -> (CircuitBreaker, ManualClock, Arc<Paused>) {
+    let store = Arc::new(Paused::default());
+    let (breaker, clock) = build(b.store(store.clone()));
+    clock.set(Duration::from_secs(200_000)); // production clocks read far from zero
+    (breaker, clock, store)
+}
+
+#[test]
+fn a_stale_half_open_deadline_cannot_overwrite_a_newer_open_phase() {
+    let (b, clock, store) = paused(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .half_open_probes(2)
+            .required_successes(1)
+            .max_half_open_wait(10 * SEC),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    // Thread A ends the break; before it writes the half-open deadline, another probe
+    // fails and reopens the breaker (a new epoch with its own deadline).
+    let other = b.clone();
+    store.on(CircuitState::Open, CircuitState::HalfOpen, move || {
+        admit(&other)
+            .expect("second probe")
+            .record(Outcome::Failure, MS);
+        assert_eq!(other.state(), CircuitState::Open);
+    });
+    let a = admit(&b).expect("A is the first probe");
+    assert_eq!(b.state(), CircuitState::Open, "reopened under A");
+    assert_eq!(
+        retry_after(&b),
+        Some(SEC),
+        "the new open phase keeps its deadline"
+    );
+    clock.advance(SEC);
+    admit(&b)
+        .expect("the break ends: probing again")
+        .record(Outcome::Success, MS);
+    drop(a); // A's stale probe counts for nothing
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[test]
+fn a_stale_deadline_cannot_overwrite_one_after_a_reset_and_new_trip() {
+    let (b, clock, store) = paused(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .max_half_open_wait(10 * SEC),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    let other = b.clone();
+    store.on(CircuitState::Open, CircuitState::HalfOpen, move || {
+        other.reset();
+        fail(&other);
+    });
+    let _a = admit(&b).expect("A probes");
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(retry_after(&b), Some(SEC));
+    clock.advance(SEC);
+    assert!(admit(&b).is_ok(), "not stuck open");
+}
+
+#[test]
+fn a_lost_deadline_is_recomputed_instead_of_leaving_the_breaker_open() {
+    let (b, clock, store) = paused(CircuitBreaker::consecutive_failures(1).open_for(SEC));
+    store
+        .lose_deadlines
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(
+        retry_after(&b),
+        Some(SEC),
+        "a fresh break for the missing deadline"
+    );
+    clock.advance(SEC);
+    admit(&b).expect("probe").record(Outcome::Success, MS);
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+fn panicky_observer(
+    b: CircuitBreakerBuilder,
+    when: fn(&CircuitEvent) -> bool,
+) -> CircuitBreakerBuilder {
+    b.observer(move |_: &str, e: &CircuitEvent| {
+        if when(e) {
+            panic!("observer bug on {e:?}")
+        }
+    })
+}
+
+fn catch<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+#[test]
+fn a_panicking_observer_cannot_leak_a_probe_permit() {
+    // panics on the probe's own outcome event
+    let (b, clock) = build(panicky_observer(
+        CircuitBreaker::consecutive_failures(1).open_for(SEC),
+        |e| matches!(e, CircuitEvent::Success { .. }),
+    ));
+    fail(&b);
+    clock.advance(SEC);
+    let probe = admit(&b).unwrap();
+    assert!(catch(|| probe.record(Outcome::Success, MS)).is_err());
+    assert_eq!(b.state(), CircuitState::Closed, "counted before the events");
+
+    // panics on the transition that makes the caller the first probe
+    let (b, clock) = build(panicky_observer(
+        CircuitBreaker::consecutive_failures(1).open_for(SEC),
+        |e| {
+            matches!(
+                e,
+                CircuitEvent::StateTransition {
+                    to: CircuitState::HalfOpen,
+                    ..
+                }
+            )
+        },
+    ));
+    fail(&b);
+    clock.advance(SEC);
+    assert!(catch(|| admit(&b).map(drop)).is_err());
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    assert_eq!(b.snapshot().probes_in_flight, 0, "the permit came back");
+    admit(&b).expect("probe").record(Outcome::Success, MS);
+    assert_eq!(b.state(), CircuitState::Closed);
+
+    // panics on a failed probe's failure event
+    let (b, clock) = build(panicky_observer(
+        CircuitBreaker::consecutive_failures(1).open_for(SEC),
+        |e| matches!(e, CircuitEvent::Failure { .. }),
+    ));
+    assert!(catch(|| fail(&b)).is_err());
+    assert_eq!(b.state(), CircuitState::Open, "tripped before the events");
+    clock.advance(SEC);
+    let probe = admit(&b).unwrap();
+    assert!(catch(|| probe.record(Outcome::Failure, MS)).is_err());
+    assert_eq!(b.state(), CircuitState::Open, "reopened");
+    assert_eq!(retry_after(&b), Some(SEC));
+}
+
+#[test]
+fn a_panicking_break_generator_cannot_leak_a_probe_permit() {
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .break_duration_with(|failed| if failed == 0 { SEC } else { panic!("bug") }),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    let probe = admit(&b).unwrap();
+    assert!(catch(|| probe.record(Outcome::Failure, MS)).is_err());
+    assert_eq!(b.state(), CircuitState::HalfOpen, "no half-made transition");
+    assert_eq!(b.snapshot().probes_in_flight, 0, "the permit came back");
+    admit(&b).expect("probe").record(Outcome::Success, MS);
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[test]
+fn ready_once_the_break_elapsed_even_before_a_call_probes() {
+    let (b, clock) = build(CircuitBreaker::consecutive_failures(1).open_for(SEC));
+    clock.set(Duration::from_secs(100_000));
+    fail(&b);
+    assert!(!b.is_ready());
+    clock.advance(SEC - MS);
+    assert!(!b.is_ready());
+    clock.advance(MS);
+    assert_eq!(b.state(), CircuitState::Open, "no call has probed yet");
+    assert!(b.is_ready(), "a call would be admitted as a probe");
+    b.isolate();
+    assert!(!b.is_ready());
+}
+
+fn exceeded(log: &Log) -> Vec<TransitionReason> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            CircuitEvent::ThresholdExceeded { reason } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_only_signals_when_it_would_have_opened() {
+    let (b, _clock, log) = logged(CircuitBreaker::consecutive_failures(2));
+    b.metrics_only();
+    fail(&b);
+    assert!(exceeded(&log).is_empty());
+    fail(&b);
+    assert_eq!(exceeded(&log), [TransitionReason::ConsecutiveFailures]);
+    fail(&b);
+    assert_eq!(exceeded(&log).len(), 1, "once per crossing");
+    ok(&b);
+    fail(&b);
+    fail(&b);
+    assert_eq!(exceeded(&log).len(), 2, "crossed again");
+    assert_eq!(b.state(), CircuitState::MetricsOnly, "never opens");
+
+    let (b, _clock, log) = logged(
+        CircuitBreaker::failure_rate(0.5)
+            .slow_calls(SEC, 0.5)
+            .window(Window::count(4))
+            .minimum_calls(4),
+    );
+    b.metrics_only();
+    for _ in 0..3 {
+        ok(&b);
+    }
+    call(&b, Outcome::Success, 2 * SEC);
+    assert!(exceeded(&log).is_empty(), "1 of 4 slow");
+    call(&b, Outcome::Failure, 2 * SEC);
+    assert_eq!(exceeded(&log), [TransitionReason::SlowCallRate]);
+    fail(&b);
+    assert_eq!(exceeded(&log).len(), 1);
+    // the events come after the call's own events
+    let events = log.lock().unwrap().clone();
+    let at = events
+        .iter()
+        .position(|e| matches!(e, CircuitEvent::ThresholdExceeded { .. }))
+        .unwrap();
+    assert!(matches!(events[at - 1], CircuitEvent::Failure { .. }));
+    b.reset();
+    b.metrics_only();
+    for _ in 0..2 {
+        fail(&b);
+    }
+    for _ in 0..2 {
+        ok(&b);
+    }
+    assert_eq!(
+        exceeded(&log)[1..],
+        [TransitionReason::FailureRate],
+        "a new metrics-only phase starts unarmed"
+    );
+}
+
+#[test]
+fn manual_control_while_probes_are_in_flight() {
+    for force in [
+        CircuitBreaker::isolate as fn(&CircuitBreaker),
+        CircuitBreaker::disable,
+        CircuitBreaker::reset,
+        CircuitBreaker::metrics_only,
+    ] {
+        let (b, clock) = build(
+            CircuitBreaker::consecutive_failures(1)
+                .open_for(SEC)
+                .half_open_probes(2),
+        );
+        fail(&b);
+        clock.advance(SEC);
+        let p1 = admit(&b).unwrap();
+        let p2 = admit(&b).unwrap();
+        force(&b);
+        let state = b.state();
+        assert_ne!(state, CircuitState::HalfOpen);
+        assert_eq!(b.snapshot().probes_in_flight, 0);
+        // the probes' results belong to the past phase
+        p1.record(Outcome::Failure, MS);
+        drop(p2);
+        assert_eq!(b.state(), state, "{state}: stale probes change nothing");
+        b.reset();
+        ok(&b);
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+}
+
+#[test]
+fn manual_control_while_open() {
+    let (b, clock, log) = logged(CircuitBreaker::consecutive_failures(1).open_for(10 * SEC));
+    clock.set(Duration::from_secs(100_000));
+    fail(&b);
+    b.isolate();
+    clock.advance(20 * SEC);
+    assert_eq!(
+        retry_after(&b),
+        None,
+        "isolated: the elapsed break does not matter"
+    );
+    assert!(!b.is_ready());
+    b.reset();
+    ok(&b);
+    fail(&b);
+    assert_eq!(
+        retry_after(&b),
+        Some(10 * SEC),
+        "a fresh break after the reset"
+    );
+    b.disable();
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Disabled);
+    b.reset();
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Open);
+    b.metrics_only();
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::MetricsOnly);
+    let to: Vec<_> = transitions(&log).iter().map(|t| (t.1, t.2)).collect();
+    assert_eq!(
+        to,
+        [
+            (CircuitState::Open, TransitionReason::ConsecutiveFailures),
+            (CircuitState::Isolated, TransitionReason::Manual),
+            (CircuitState::Closed, TransitionReason::Manual),
+            (CircuitState::Open, TransitionReason::ConsecutiveFailures),
+            (CircuitState::Disabled, TransitionReason::Manual),
+            (CircuitState::Closed, TransitionReason::Manual),
+            (CircuitState::Open, TransitionReason::ConsecutiveFailures),
+            (CircuitState::MetricsOnly, TransitionReason::Manual),
+        ]
+    );
+}
+
+#[test]
+fn slow_call_rate_on_a_time_window() {
+    let (b, clock, log) = logged(
+        CircuitBreaker::failure_rate(1.0)
+            .slow_calls(SEC, 0.5)
+            .window(Window::time_buckets(10 * SEC, 10))
+            .minimum_calls(4),
+    );
+    clock.set(Duration::from_secs(100_000) + SEC / 2);
+    call(&b, Outcome::Success, 2 * SEC);
+    call(&b, Outcome::Failure, 2 * SEC); // failures alone do not trip this breaker
+    clock.advance(5 * SEC);
+    ok(&b);
+    clock.advance(5 * SEC); // the two slow calls' bucket ages out
+    ok(&b);
+    call(&b, Outcome::Success, 2 * SEC);
+    assert_eq!(b.state(), CircuitState::Closed, "1 slow of 3");
+    call(&b, Outcome::Success, SEC); // at the slow-call duration: slow
+    assert_eq!(b.state(), CircuitState::Open, "2 slow of 4");
+    assert_eq!(transitions(&log)[0].2, TransitionReason::SlowCallRate);
+}
+
+#[test]
+fn failed_probe_reports_probe_failed() {
+    let (b, clock, log) = logged(CircuitBreaker::consecutive_failures(1).open_for(SEC));
+    fail(&b);
+    clock.advance(SEC);
+    admit(&b).unwrap().record(Outcome::Failure, MS);
+    assert_eq!(
+        transitions(&log),
+        [
+            (
+                CircuitState::Closed,
+                CircuitState::Open,
+                TransitionReason::ConsecutiveFailures
+            ),
+            (
+                CircuitState::Open,
+                CircuitState::HalfOpen,
+                TransitionReason::BreakElapsed
+            ),
+            (
+                CircuitState::HalfOpen,
+                CircuitState::Open,
+                TransitionReason::ProbeFailed
+            ),
+        ]
+    );
+}
+
+#[test]
+fn call_blocking_with_classifies() {
+    let (b, _clock) = build(CircuitBreaker::consecutive_failures(1));
+    let only_5xx = |r: &Result<u16, ()>| match r {
+        Ok(s) if *s >= 500 => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+        Err(()) => Outcome::Ignored,
+    };
+    assert_eq!(b.call_blocking_with(only_5xx, || Ok(404)).unwrap(), 404);
+    assert!(b.call_blocking_with(only_5xx, || Err(())).is_err());
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.call_blocking_with(only_5xx, || Ok(503)).unwrap(), 503);
+    assert_eq!(b.state(), CircuitState::Open, "a 503 counts as a failure");
+    let panicking = |_: &Result<(), ()>| -> Outcome { panic!("classifier bug") };
+    b.reset();
+    assert!(catch(|| b.call_blocking_with(panicking, || Ok(()))).is_err());
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[test]
+fn a_deadline_from_4096_transitions_ago_does_not_pass_for_the_current_one() {
+    let (b, clock, store) = paused(CircuitBreaker::consecutive_failures(1).open_for(SEC));
+    fail(&b); // open at epoch 1: its deadline is tagged 1
+    b.reset(); // epoch 2
+    for _ in 0..2047 {
+        b.isolate();
+        b.reset();
+    }
+    clock.advance(10 * SEC); // epoch 1's deadline is long past
+    // The next trip opens epoch 4097, whose 12-bit tag is 1 again. Before the opener
+    // writes its deadline, another caller looks.
+    let other = b.clone();
+    let seen = Arc::new(Mutex::new(None));
+    let sink = seen.clone();
+    store.on(CircuitState::Closed, CircuitState::Open, move || {
+        *sink.lock().unwrap() = Some(admit(&other).map(drop));
+    });
+    fail(&b);
+    assert_eq!(
+        seen.lock().unwrap().take().unwrap().unwrap_err(),
+        Rejection::CircuitOpen {
+            retry_after: Some(SEC)
+        },
+        "a full break, not one that ended 4096 transitions ago"
+    );
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(retry_after(&b), Some(SEC));
+}

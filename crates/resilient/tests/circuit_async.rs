@@ -360,3 +360,265 @@ async fn request_timeout_counts_as_a_failure_of_the_call() {
     assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(breaker.snapshot().consecutive_failures, 1);
 }
+
+fn reasons(events: &std::sync::Mutex<Vec<CircuitEvent>>) -> Vec<TransitionReason> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            CircuitEvent::StateTransition { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A breaker with a switchable health probe (checked every second, one result flips the
+/// verdict) and an event log.
+fn health_switched(
+    builder: resilient::circuit::CircuitBreakerBuilder,
+    hold: bool,
+) -> (
+    CircuitBreaker,
+    Arc<AtomicBool>,
+    Arc<std::sync::Mutex<Vec<CircuitEvent>>>,
+) {
+    let up = Arc::new(AtomicBool::new(true));
+    let u = up.clone();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let breaker = builder
+        .observer(move |_: &str, e: &CircuitEvent| sink.lock().unwrap().push(e.clone()))
+        .health_check(
+            HealthCheck::new(SEC, move || {
+                let healthy = u.load(Ordering::SeqCst);
+                async move { healthy }
+            })
+            .unhealthy_after(1)
+            .healthy_after(1)
+            .hold_open_while_unhealthy(hold),
+        )
+        .build()
+        .unwrap();
+    (breaker, up, events)
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_real_calls_probe_after_the_break_even_while_unhealthy() {
+    let (breaker, up, events) =
+        health_switched(CircuitBreaker::failure_rate(0.5).open_for(2 * SEC), false);
+    up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(SEC + SEC / 2).await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    tokio::time::sleep(2 * SEC).await;
+    assert_eq!(breaker.health(), Some(HealthState::Unhealthy));
+    breaker.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Closed,
+        "the real call is the ground truth"
+    );
+    assert_eq!(
+        reasons(&events),
+        [
+            TransitionReason::Unhealthy,
+            TransitionReason::BreakElapsed,
+            TransitionReason::ProbesSucceeded
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hold_open_while_unhealthy_keeps_the_break_until_the_verdict_recovers() {
+    let (breaker, up, _events) =
+        health_switched(CircuitBreaker::failure_rate(0.5).open_for(2 * SEC), true);
+    up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(SEC + SEC / 2).await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    tokio::time::sleep(10 * SEC).await;
+    let r = breaker.call(|| async { Ok::<_, ()>(()) }).await;
+    assert!(
+        matches!(r, Err(Error::CircuitOpen { retry_after: None })),
+        "held open past its break: {r:?}"
+    );
+    assert!(!breaker.is_ready());
+    up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(SEC).await;
+    assert_eq!(breaker.health(), Some(HealthState::Healthy));
+    assert!(breaker.is_ready());
+    breaker.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unhealthy_moves_half_open_back_to_open() {
+    let (breaker, up, events) = health_switched(
+        CircuitBreaker::consecutive_failures(1).open_for(SEC / 4),
+        false,
+    );
+    let _ = breaker.call(|| async { Err::<(), _>(()) }).await;
+    tokio::time::sleep(SEC / 2).await;
+    // a probe is in flight when the health check turns unhealthy
+    let b = breaker.clone();
+    let probe = tokio::spawn(async move {
+        b.call(|| async {
+            tokio::time::sleep(10 * SEC).await;
+            Ok::<_, ()>(())
+        })
+        .await
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    up.store(false, Ordering::SeqCst);
+    tokio::time::sleep(SEC).await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(
+        reasons(&events),
+        [
+            TransitionReason::ConsecutiveFailures,
+            TransitionReason::BreakElapsed,
+            TransitionReason::Unhealthy
+        ]
+    );
+    probe.await.unwrap().unwrap();
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Open,
+        "the probe's late success is stale"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_health_probe_counts_as_unhealthy_and_checks_go_on() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let breaker = CircuitBreaker::failure_rate(0.5)
+        .health_check(
+            HealthCheck::new(SEC, move || {
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                if n == 0 {
+                    panic!("probe bug (building the future)");
+                }
+                async move {
+                    if n == 1 {
+                        panic!("probe bug (inside the future)");
+                    }
+                    true
+                }
+            })
+            .unhealthy_after(2)
+            .healthy_after(1)
+            .open_when_unhealthy(false),
+        )
+        .build()
+        .unwrap();
+    tokio::time::sleep(2 * SEC + SEC / 2).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        breaker.health(),
+        Some(HealthState::Unhealthy),
+        "two failures"
+    );
+    tokio::time::sleep(SEC).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "the task survived");
+    assert_eq!(breaker.health(), Some(HealthState::Healthy));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_observer_does_not_stop_the_health_checks() {
+    let up = Arc::new(AtomicBool::new(false));
+    let u = up.clone();
+    let breaker = CircuitBreaker::failure_rate(0.5)
+        .observer(|_: &str, e: &CircuitEvent| {
+            if matches!(e, CircuitEvent::HealthChanged { .. }) {
+                panic!("observer bug")
+            }
+        })
+        .health_check(
+            HealthCheck::new(SEC, move || {
+                let healthy = u.load(Ordering::SeqCst);
+                async move { healthy }
+            })
+            .unhealthy_after(1)
+            .healthy_after(1),
+        )
+        .build()
+        .unwrap();
+    tokio::time::sleep(SEC + SEC / 2).await;
+    assert_eq!(breaker.health(), Some(HealthState::Unhealthy));
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Open,
+        "opened before the events"
+    );
+    up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(SEC).await;
+    assert_eq!(
+        breaker.health(),
+        Some(HealthState::Healthy),
+        "still checking"
+    );
+}
+
+#[test]
+fn the_verdict_is_withdrawn_when_the_health_task_dies_with_its_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let breaker = rt.block_on(async {
+        let b = CircuitBreaker::failure_rate(0.5)
+            .health_check(
+                HealthCheck::new(SEC, || async { false })
+                    .unhealthy_after(1)
+                    .open_when_unhealthy(false),
+            )
+            .build()
+            .unwrap();
+        tokio::time::sleep(SEC + SEC / 2).await;
+        b
+    });
+    assert_eq!(breaker.health(), Some(HealthState::Unhealthy));
+    assert!(!breaker.is_ready());
+    drop(rt);
+    assert_eq!(breaker.health(), None, "no frozen verdict");
+    assert!(breaker.is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_half_open_probe_reopens_the_breaker() {
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let breaker = CircuitBreaker::consecutive_failures(1)
+        .slow_calls(SEC, 0.5)
+        .open_for(SEC)
+        .observer(move |_: &str, e: &CircuitEvent| sink.lock().unwrap().push(e.clone()))
+        .build()
+        .unwrap();
+    let _ = breaker.call(|| async { Err::<(), _>(()) }).await;
+    tokio::time::sleep(SEC).await;
+    let r = breaker
+        .call(|| async {
+            tokio::time::sleep(2 * SEC).await;
+            Ok::<_, ()>(7)
+        })
+        .await;
+    assert_eq!(r.unwrap(), 7, "the caller still gets its result");
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(
+        events.lock().unwrap().iter().rev().find_map(|e| match e {
+            CircuitEvent::StateTransition { from, to, reason } => Some((*from, *to, *reason)),
+            _ => None,
+        }),
+        Some((
+            CircuitState::HalfOpen,
+            CircuitState::Open,
+            TransitionReason::ProbeFailed
+        ))
+    );
+    assert!(events.lock().unwrap().contains(&CircuitEvent::SlowCall {
+        duration: 2 * SEC,
+        failed: false
+    }));
+}

@@ -105,3 +105,120 @@ proptest! {
         }
     }
 }
+
+/// One step of a time-window run: time passes, then one call with its outcome.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    after_ms: u64,
+    failed: bool,
+    slow: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        prop_oneof![8 => 0u64..300, 1 => 0u64..5_000],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(after_ms, failed, slow)| Step {
+            after_ms,
+            failed,
+            slow,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A time window (with a slow-call rate too) opens at the first call after which the
+    /// calls of the slices in the window, once at least `min`, reach either threshold.
+    #[test]
+    fn time_window_matches_the_bucket_model(
+        buckets in 1u32..12,
+        span_ms in 1u64..400,
+        min in 1u32..20,
+        pct in 1u32..=100,
+        slow_pct in 1u32..=100,
+        steps in proptest::collection::vec(step(), 0..120),
+    ) {
+        const SLOW: Duration = Duration::from_millis(500);
+        let clock = ManualClock::new();
+        let origin = Duration::from_secs(1_000_000);
+        clock.set(origin);
+        let b = CircuitBreaker::failure_rate(f64::from(pct) / 100.0)
+            .slow_calls(SLOW, f64::from(slow_pct) / 100.0)
+            .window(Window::time_buckets(
+                Duration::from_millis(span_ms * u64::from(buckets)),
+                buckets,
+            ))
+            .minimum_calls(min)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let slice = |now: Duration| now.as_millis() as u64 / span_ms + 1;
+        let mut model: Vec<(u64, Step)> = Vec::new();
+        let mut now = origin;
+        for (i, st) in steps.iter().enumerate() {
+            now += Duration::from_millis(st.after_ms);
+            clock.set(now);
+            let Acquire::Ready(Ok(p)) = b.acquire(&Context::new()) else {
+                panic!("closed breaker must admit")
+            };
+            let outcome = if st.failed { Outcome::Failure } else { Outcome::Success };
+            p.record(outcome, if st.slow { SLOW } else { Duration::ZERO });
+            let s = slice(now);
+            model.push((s, *st));
+            let live: Vec<Step> = model
+                .iter()
+                .filter(|(sl, _)| sl + u64::from(buckets) > s)
+                .map(|m| m.1)
+                .collect();
+            let total = live.len() as u32;
+            let failed = live.iter().filter(|c| c.failed).count() as u32;
+            let slow = live.iter().filter(|c| c.slow).count() as u32;
+            let trips = total >= min && (failed * 100 >= pct * total || slow * 100 >= slow_pct * total);
+            if trips {
+                prop_assert_eq!(b.state(), CircuitState::Open, "call {} should open", i);
+                break;
+            }
+            prop_assert_eq!(b.state(), CircuitState::Closed, "call {} should not open", i);
+            let snap = b.snapshot();
+            prop_assert_eq!(
+                (snap.buffered_calls, snap.failed_calls, snap.slow_calls),
+                (u64::from(total), u64::from(failed), u64::from(slow))
+            );
+        }
+    }
+
+    /// Consecutive-failures mode opens exactly at the `n`th failure in a row; successes
+    /// reset the run, ignored results leave it alone.
+    #[test]
+    fn consecutive_mode_matches_the_run_model(
+        n in 1u32..8,
+        outcomes in proptest::collection::vec(0u8..3, 0..100),
+    ) {
+        let b = CircuitBreaker::consecutive_failures(n)
+            .clock(Arc::new(ManualClock::new()))
+            .build()
+            .unwrap();
+        let mut run = 0;
+        for (i, o) in outcomes.into_iter().enumerate() {
+            let Acquire::Ready(Ok(p)) = b.acquire(&Context::new()) else {
+                panic!("closed breaker must admit")
+            };
+            let outcome = [Outcome::Success, Outcome::Failure, Outcome::Ignored][o as usize];
+            p.record(outcome, Duration::from_millis(1));
+            match o {
+                0 => run = 0,
+                1 => run += 1,
+                _ => {}
+            }
+            if run >= n {
+                prop_assert_eq!(b.state(), CircuitState::Open, "call {} should open", i);
+                break;
+            }
+            prop_assert_eq!(b.state(), CircuitState::Closed, "call {}", i);
+            prop_assert_eq!(b.snapshot().consecutive_failures, run);
+        }
+    }
+}

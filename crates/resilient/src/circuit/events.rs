@@ -81,6 +81,14 @@ pub enum CircuitEvent {
         /// How long the breaker expects to stay open, if known.
         retry_after: Option<Duration>,
     },
+    /// Metrics-only: a trip condition was reached, so a normal breaker would have opened
+    /// now (the shadow roll-out's signal). Emitted when the condition is first reached and
+    /// again only after a recorded call found it no longer met.
+    ThresholdExceeded {
+        /// Which condition: [`TransitionReason::FailureRate`],
+        /// [`TransitionReason::SlowCallRate`] or [`TransitionReason::ConsecutiveFailures`].
+        reason: TransitionReason,
+    },
     /// The health check changed its verdict.
     HealthChanged {
         /// The previous verdict.

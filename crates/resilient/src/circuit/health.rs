@@ -9,9 +9,11 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
@@ -102,6 +104,7 @@ pub struct HealthCheck {
     pub(crate) healthy_after: u32,
     pub(crate) open_when_unhealthy: bool,
     pub(crate) probe_when_healthy: bool,
+    pub(crate) hold_open_while_unhealthy: bool,
     probe: ProbeFn,
 }
 
@@ -122,6 +125,7 @@ impl HealthCheck {
             healthy_after: 2,
             open_when_unhealthy: true,
             probe_when_healthy: true,
+            hold_open_while_unhealthy: false,
             probe: Box::new(move || {
                 let fut = probe();
                 Box::pin(async move { fut.await.is_healthy() })
@@ -157,6 +161,29 @@ impl HealthCheck {
     /// probes (default `true`).
     pub fn probe_when_healthy(mut self, yes: bool) -> Self {
         self.probe_when_healthy = yes;
+        self
+    }
+
+    /// Whether an open breaker stays open while the verdict is unhealthy, even after its
+    /// break elapsed (default `false`).
+    ///
+    /// By default the break ends on schedule and real calls probe the dependency: a probe
+    /// that succeeds closes the breaker even while the health check still says unhealthy
+    /// (real traffic is the ground truth, and a broken health endpoint cannot keep a working
+    /// dependency cut off). With `true` the health check has the last word: no call probes
+    /// until the verdict is degraded or healthy again, and rejections carry no
+    /// `retry_after` meanwhile. A half-open breaker is not affected (see
+    /// [`HealthCheck::open_when_unhealthy`]).
+    ///
+    /// ```
+    /// use resilient::circuit::HealthCheck;
+    /// use std::time::Duration;
+    /// let check = HealthCheck::new(Duration::from_secs(10), || async { true })
+    ///     .hold_open_while_unhealthy(true);
+    /// # let _ = check;
+    /// ```
+    pub fn hold_open_while_unhealthy(mut self, yes: bool) -> Self {
+        self.hold_open_while_unhealthy = yes;
         self
     }
 
@@ -212,6 +239,10 @@ impl HealthCell {
     pub(crate) fn set(&self, s: HealthState) {
         self.0.store(s.code(), Ordering::Release);
     }
+
+    pub(crate) fn clear(&self) {
+        self.0.store(0, Ordering::Release);
+    }
 }
 
 /// Consecutive-result counters behind the verdict.
@@ -252,6 +283,10 @@ impl Hysteresis {
 }
 
 /// Spawns the probe loop on `runtime`.
+///
+/// The loop survives a panicking probe (counted as a failed probe) and a panicking
+/// observer. If it ends while the breaker lives on (its runtime shut down), the verdict is
+/// withdrawn: [`crate::CircuitBreaker::health`] reports `None` rather than a frozen verdict.
 pub(crate) fn spawn(
     runtime: &tokio::runtime::Handle,
     breaker: Weak<Breaker>,
@@ -259,6 +294,7 @@ pub(crate) fn spawn(
     stop: CancellationToken,
 ) {
     runtime.spawn(async move {
+        let stopped = Withdraw(breaker);
         let mut ticker = tokio::time::interval_at(Instant::now() + check.interval, check.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut hysteresis = Hysteresis::default();
@@ -266,19 +302,52 @@ pub(crate) fn spawn(
             if stop.run_until_cancelled(ticker.tick()).await.is_none() {
                 return;
             }
-            let probe = (check.probe)();
-            let healthy = match stop
-                .run_until_cancelled(tokio::time::timeout(check.timeout, probe))
-                .await
-            {
-                None => return,
-                Some(Ok(healthy)) => healthy,
-                Some(Err(_elapsed)) => false,
+            let probe = catch_unwind(AssertUnwindSafe(|| (check.probe)()));
+            let healthy = match probe {
+                Err(_panicked) => false,
+                Ok(probe) => match stop
+                    .run_until_cancelled(tokio::time::timeout(check.timeout, CatchUnwind(probe)))
+                    .await
+                {
+                    None => return,
+                    Some(Ok(Ok(healthy))) => healthy,
+                    // panicked or timed out
+                    Some(Ok(Err(_))) | Some(Err(_)) => false,
+                },
             };
-            let Some(b) = breaker.upgrade() else { return };
-            b.apply_health(&mut hysteresis, healthy, &check);
+            let Some(b) = stopped.0.upgrade() else { return };
+            // An observer's panic must not end the health checks.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                b.apply_health(&mut hysteresis, healthy, &check);
+            }));
         }
     });
+}
+
+/// Withdraws the verdict when the health task ends (dropped with its runtime).
+struct Withdraw(Weak<Breaker>);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.upgrade() {
+            b.health_stopped();
+        }
+    }
+}
+
+/// A probe future whose panic becomes `Err`.
+struct CatchUnwind(ProbeFuture);
+
+impl Future for CatchUnwind {
+    type Output = std::thread::Result<bool>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(healthy)) => Poll::Ready(Ok(healthy)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 #[cfg(test)]

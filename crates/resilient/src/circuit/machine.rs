@@ -7,7 +7,7 @@
 //! one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -72,7 +72,40 @@ pub(crate) struct Breaker {
     observers: Observers,
     rejected: AtomicU64,
     health: HealthCell,
+    /// Keep an open breaker open while the health check says unhealthy.
+    hold_open_while_unhealthy: bool,
+    /// Metrics-only: the last recorded call left a trip condition reached.
+    over_threshold: AtomicBool,
     _stop_health: Option<DropGuard>,
+}
+
+/// How a finished call was judged (before any event is emitted).
+#[derive(Clone, Copy)]
+enum Judged {
+    Cancelled,
+    Ignored(Duration),
+    Counted {
+        failed: bool,
+        slow: bool,
+        duration: Duration,
+    },
+}
+
+/// An event owed after the state was updated.
+#[derive(Clone, Copy)]
+enum After {
+    Moved(CircuitState, CircuitState, TransitionReason),
+    Exceeded(TransitionReason),
+}
+
+/// Gives a half-open permit back if dropped, that is if user code (an observer, a break
+/// generator) panics before the permit was accounted for; defused with `mem::forget`.
+struct GiveBack<'a>(&'a Breaker, u32);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        self.0.give_back(self.1);
+    }
 }
 
 impl std::fmt::Debug for Breaker {
@@ -113,6 +146,10 @@ impl Breaker {
             observers: Observers(s.observers.into()),
             rejected: AtomicU64::new(0),
             health: HealthCell::default(),
+            hold_open_while_unhealthy: health
+                .as_ref()
+                .is_some_and(|(check, _)| check.hold_open_while_unhealthy),
+            over_threshold: AtomicBool::new(false),
             _stop_health: stop.clone().map(CancellationToken::drop_guard),
         });
         if let (Some((check, runtime)), Some(stop)) = (health, stop) {
@@ -136,6 +173,25 @@ impl Breaker {
         self.health.get()
     }
 
+    /// For readiness endpoints: calls would be admitted (an open breaker whose break has
+    /// elapsed admits the next call as a probe) and the health check, if any, does not
+    /// report the dependency unhealthy.
+    pub(crate) fn is_ready(&self) -> bool {
+        if self.health.get() == Some(HealthState::Unhealthy) {
+            return false;
+        }
+        let w = self.store.load();
+        match w.state() {
+            Isolated => false,
+            Open => self
+                .store
+                .load_deadline()
+                .at(w.epoch())
+                .is_some_and(|until| self.clock.now() >= until),
+            _ => true,
+        }
+    }
+
     // ---- admission -------------------------------------------------------------------
 
     #[inline]
@@ -157,20 +213,27 @@ impl Breaker {
                 Isolated => return Err(self.reject(Isolated, None)),
                 Open => {
                     let now = self.clock.now();
-                    match self.store.load_deadline().at(w.epoch()) {
-                        // The opening thread has not published the deadline yet.
-                        None => return Err(self.reject(Open, None)),
-                        Some(until) if now < until => {
-                            return Err(self.reject(Open, Some(until - now)));
+                    let until = self.phase_end(w, now, || {
+                        self.recovery
+                            .duration(self.failed_recoveries.load(Ordering::Acquire))
+                    });
+                    if now < until {
+                        return Err(self.reject(Open, Some(until - now)));
+                    }
+                    if self.held_open_by_health() {
+                        return Err(self.reject(Open, None));
+                    }
+                    // The caller that ends the break becomes the first probe.
+                    let next = w.next(HalfOpen).with_issued(1);
+                    match self.publish(w, next, now) {
+                        Ok(next) => {
+                            // Should an observer panic, the permit goes back.
+                            let permit = GiveBack(self, next.epoch());
+                            self.emit_transition(Open, HalfOpen, TransitionReason::BreakElapsed);
+                            std::mem::forget(permit);
+                            return Ok(Admit::Token(next.token()));
                         }
-                        Some(_) => {
-                            // The caller that ends the break becomes the first probe.
-                            let next = w.next(HalfOpen).with_issued(1);
-                            match self.publish(w, next, TransitionReason::BreakElapsed, now) {
-                                Ok(next) => return Ok(Admit::Token(next.token())),
-                                Err(actual) => w = actual,
-                            }
-                        }
+                        Err(actual) => w = actual,
                     }
                 }
                 HalfOpen => {
@@ -184,14 +247,9 @@ impl Breaker {
                             }
                         }
                     }
-                    if self.max_half_open_wait.is_some() {
+                    if let Some(max) = self.max_half_open_wait {
                         let now = self.clock.now();
-                        if self
-                            .store
-                            .load_deadline()
-                            .at(w.epoch())
-                            .is_some_and(|until| now >= until)
-                        {
+                        if now >= self.phase_end(w, now, || max) {
                             match self.transition(w, Open, TransitionReason::HalfOpenTimeout, now) {
                                 Ok(next) => w = next,
                                 Err(actual) => w = actual,
@@ -205,6 +263,31 @@ impl Breaker {
         }
     }
 
+    /// When the phase `w` ends. A phase whose deadline is missing (its writer has not
+    /// published it yet, or a store lost it) gets one of `length` from now instead of
+    /// lasting forever; the phase's own writer still replaces it.
+    fn phase_end(
+        &self,
+        w: StateWord,
+        now: Duration,
+        length: impl FnOnce() -> Duration,
+    ) -> Duration {
+        let seen = self.store.load_deadline();
+        if let Some(until) = seen.at(w.epoch()) {
+            return until;
+        }
+        let until = now.saturating_add(length());
+        let fresh = PhaseDeadline::new(w.epoch(), until);
+        self.store
+            .repair_deadline(seen, fresh, w.epoch())
+            .unwrap_or(until)
+    }
+
+    /// Whether the health check keeps an open breaker from probing.
+    fn held_open_by_health(&self) -> bool {
+        self.hold_open_while_unhealthy && self.health.get() == Some(HealthState::Unhealthy)
+    }
+
     fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> Rejection {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.observers
@@ -213,6 +296,9 @@ impl Breaker {
     }
 
     // ---- recording -------------------------------------------------------------------
+    //
+    // The state is updated first and events are emitted after: observers (user code) run
+    // when the permit is already accounted for, so a panicking observer cannot leak it.
 
     /// Releases a permit: `None` when it was dropped unrecorded.
     #[inline]
@@ -225,42 +311,69 @@ impl Breaker {
         }
     }
 
-    /// Emits the outcome events; returns `(failed, slow)` or `None` if not counted.
     #[inline]
-    fn judge_outcome(
-        &self,
-        outcome: Option<(Outcome, Duration)>,
-        probe: bool,
-    ) -> Option<(bool, bool)> {
-        let Some((outcome, duration)) = outcome else {
-            self.observers
-                .emit(&self.name, || CircuitEvent::Cancelled { probe });
-            return None;
-        };
-        let failed = match outcome {
-            Outcome::Success => false,
-            Outcome::Failure => true,
-            Outcome::Ignored => {
-                self.observers
-                    .emit(&self.name, || CircuitEvent::Ignored { duration });
-                return None;
-            }
-        };
-        let slow = duration >= self.slow_after;
-        if !self.observers.is_empty() {
-            if slow {
-                self.observers
-                    .emit(&self.name, || CircuitEvent::SlowCall { duration, failed });
-            }
-            self.observers.emit(&self.name, || {
-                if failed {
-                    CircuitEvent::Failure { duration }
-                } else {
-                    CircuitEvent::Success { duration }
-                }
-            });
+    fn judge(&self, outcome: Option<(Outcome, Duration)>) -> Judged {
+        match outcome {
+            None => Judged::Cancelled,
+            Some((Outcome::Ignored, duration)) => Judged::Ignored(duration),
+            Some((outcome, duration)) => Judged::Counted {
+                failed: matches!(outcome, Outcome::Failure),
+                slow: duration >= self.slow_after,
+                duration,
+            },
         }
-        Some((failed, slow))
+    }
+
+    /// Emits the events of one call's outcome.
+    #[inline]
+    fn emit_outcome(&self, judged: Judged, probe: bool) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let name = &self.name;
+        match judged {
+            Judged::Cancelled => self
+                .observers
+                .emit(name, || CircuitEvent::Cancelled { probe }),
+            Judged::Ignored(duration) => self
+                .observers
+                .emit(name, || CircuitEvent::Ignored { duration }),
+            Judged::Counted {
+                failed,
+                slow,
+                duration,
+            } => {
+                if slow {
+                    self.observers
+                        .emit(name, || CircuitEvent::SlowCall { duration, failed });
+                }
+                self.observers.emit(name, || {
+                    if failed {
+                        CircuitEvent::Failure { duration }
+                    } else {
+                        CircuitEvent::Success { duration }
+                    }
+                });
+            }
+        }
+    }
+
+    fn emit_after(&self, after: After) {
+        match after {
+            After::Moved(from, to, reason) => self.emit_transition(from, to, reason),
+            After::Exceeded(reason) => self
+                .observers
+                .emit(&self.name, || CircuitEvent::ThresholdExceeded { reason }),
+        }
+    }
+
+    fn emit_transition(&self, from: CircuitState, to: CircuitState, reason: TransitionReason) {
+        self.observers
+            .emit(&self.name, || CircuitEvent::StateTransition {
+                from,
+                to,
+                reason,
+            });
     }
 
     #[inline]
@@ -270,12 +383,28 @@ impl Breaker {
         state: CircuitState,
         outcome: Option<(Outcome, Duration)>,
     ) {
-        let Some((failed, slow)) = self.judge_outcome(outcome, false) else {
-            return;
+        let judged = self.judge(outcome);
+        let after = match judged {
+            Judged::Counted { failed, slow, .. } => self.record_closed(epoch, state, failed, slow),
+            _ => None,
         };
+        self.emit_outcome(judged, false);
+        if let Some(after) = after {
+            self.emit_after(after);
+        }
+    }
+
+    #[inline]
+    fn record_closed(
+        &self,
+        epoch: u32,
+        state: CircuitState,
+        failed: bool,
+        slow: bool,
+    ) -> Option<After> {
         let w = self.store.load();
         if w.epoch() != epoch {
-            return; // the breaker moved on while this call ran
+            return None; // the breaker moved on while this call ran
         }
         let mut trip = None;
         if self.consecutive_limit != 0 {
@@ -288,16 +417,33 @@ impl Breaker {
                 self.consecutive.store(0, Ordering::Relaxed);
             }
         }
+        // Whether the window's verdict is known (a count window reports nothing when a
+        // call replaced an identical one).
+        let mut judged_window = self.window.is_none();
         if let Some(window) = &self.window
             && let Some(counts) = window.record(|| self.clock.now(), code(failed, slow))
-            && trip.is_none()
         {
-            trip = self.exceeded(counts);
+            judged_window = true;
+            if trip.is_none() {
+                trip = self.exceeded(counts);
+            }
         }
-        if let Some(reason) = trip
-            && state == Closed
-        {
-            let _ = self.transition(w, Open, reason, self.clock.now());
+        match (trip, state) {
+            (Some(reason), Closed) => self
+                .publish(w, w.next(Open), self.clock.now())
+                .ok()
+                .map(|_| After::Moved(Closed, Open, reason)),
+            // Metrics-only: report that the breaker would have opened, once per crossing.
+            (Some(reason), _) => (!self.over_threshold.load(Ordering::Relaxed)
+                && !self.over_threshold.swap(true, Ordering::AcqRel))
+            .then_some(After::Exceeded(reason)),
+            (None, MetricsOnly) if judged_window => {
+                if self.over_threshold.load(Ordering::Relaxed) {
+                    self.over_threshold.store(false, Ordering::Relaxed);
+                }
+                None
+            }
+            (None, _) => None,
         }
     }
 
@@ -319,38 +465,64 @@ impl Breaker {
     }
 
     fn release_probe(&self, epoch: u32, outcome: Option<(Outcome, Duration)>) {
-        let verdict = self
-            .judge_outcome(outcome, true)
-            .map(|(failed, slow)| failed || (slow && self.slow_ppm != 0));
+        let judged = self.judge(outcome);
+        let verdict = match judged {
+            Judged::Counted { failed, slow, .. } => Some(failed || (slow && self.slow_ppm != 0)),
+            Judged::Cancelled | Judged::Ignored(_) => None,
+        };
+        // A panic while settling (a custom break generator) gives the permit back.
+        let permit = GiveBack(self, epoch);
+        let moved = self.settle_probe(epoch, verdict);
+        std::mem::forget(permit);
+        self.emit_outcome(judged, true);
+        if let Some(moved) = moved {
+            self.emit_after(moved);
+        }
+    }
+
+    /// Counts a probe's verdict (`None`: cancelled or ignored, the permit goes back).
+    fn settle_probe(&self, epoch: u32, verdict: Option<bool>) -> Option<After> {
+        let Some(failed) = verdict else {
+            self.give_back(epoch);
+            return None;
+        };
         let mut w = self.store.load();
         loop {
             if w.state() != HalfOpen || w.epoch() != epoch {
-                return;
+                return None;
             }
-            let attempt = match verdict {
-                // Cancelled or ignored: the permit goes back, nothing is counted.
-                None => self
-                    .store
-                    .cas(w, w.with_issued(w.probes_issued().saturating_sub(1))),
-                Some(true) => self
-                    .transition(w, Open, TransitionReason::ProbeFailed, self.clock.now())
-                    .map(drop),
-                Some(false) => {
-                    let successes = w.probe_successes() + 1;
-                    if successes >= self.required {
-                        self.transition(
-                            w,
-                            Closed,
-                            TransitionReason::ProbesSucceeded,
-                            self.clock.now(),
-                        )
-                        .map(drop)
-                    } else {
-                        self.store.cas(w, w.with_successes(successes))
-                    }
-                }
+            let now = || self.clock.now();
+            let attempt = if failed {
+                self.publish(w, w.next(Open), now())
+                    .map(|_| Some(After::Moved(HalfOpen, Open, TransitionReason::ProbeFailed)))
+            } else if w.probe_successes() + 1 >= self.required {
+                self.publish(w, w.next(Closed), now()).map(|_| {
+                    Some(After::Moved(
+                        HalfOpen,
+                        Closed,
+                        TransitionReason::ProbesSucceeded,
+                    ))
+                })
+            } else {
+                self.store
+                    .cas(w, w.with_successes(w.probe_successes() + 1))
+                    .map(|()| None)
             };
             match attempt {
+                Ok(moved) => return moved,
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// Returns a half-open permit of `epoch` uncounted (if that phase still lasts).
+    fn give_back(&self, epoch: u32) {
+        let mut w = self.store.load();
+        while w.state() == HalfOpen && w.epoch() == epoch {
+            match self
+                .store
+                .cas(w, w.with_issued(w.probes_issued().saturating_sub(1)))
+            {
                 Ok(()) => return,
                 Err(actual) => w = actual,
             }
@@ -359,7 +531,7 @@ impl Breaker {
 
     // ---- transitions -----------------------------------------------------------------
 
-    /// Moves from `from` to `to` if the state is still `from`.
+    /// Moves from `from` to `to` if the state is still `from`, and reports it.
     pub(crate) fn transition(
         &self,
         from: StateWord,
@@ -367,16 +539,17 @@ impl Breaker {
         reason: TransitionReason,
         now: Duration,
     ) -> Result<StateWord, StateWord> {
-        self.publish(from, from.next(to), reason, now)
+        let next = self.publish(from, from.next(to), now)?;
+        self.emit_transition(from.state(), to, reason);
+        Ok(next)
     }
 
     /// Replaces `from` with `next` (a word of the next epoch) and does what entering
-    /// `next`'s state takes.
+    /// `next`'s state takes; emits nothing.
     fn publish(
         &self,
         from: StateWord,
         next: StateWord,
-        reason: TransitionReason,
         now: Duration,
     ) -> Result<StateWord, StateWord> {
         let to = next.state();
@@ -387,40 +560,37 @@ impl Breaker {
                 w.reset();
             }
             self.consecutive.store(0, Ordering::Release);
+            self.over_threshold.store(false, Ordering::Release);
         }
         // The break is computed before `Open` is published: a custom generator that panics
         // leaves the state as it was, instead of open with no deadline.
         let failed_recovery = from.state() == HalfOpen;
-        let pause = (to == Open).then(|| {
-            let failed = self.failed_recoveries.load(Ordering::Acquire);
-            self.recovery
-                .duration(failed.saturating_add(u32::from(failed_recovery)))
-        });
+        let until = match to {
+            Open => {
+                let failed = self.failed_recoveries.load(Ordering::Acquire);
+                now.saturating_add(
+                    self.recovery
+                        .duration(failed.saturating_add(u32::from(failed_recovery))),
+                )
+            }
+            HalfOpen => self
+                .max_half_open_wait
+                .map_or(Duration::MAX, |max| now.saturating_add(max)),
+            _ => Duration::MAX,
+        };
         self.store.cas(from, next)?;
         match to {
-            Open => {
-                if failed_recovery {
-                    self.failed_recoveries.fetch_add(1, Ordering::AcqRel);
-                }
-                let until = now.saturating_add(pause.unwrap_or_default());
-                self.store
-                    .store_deadline(PhaseDeadline::new(next.epoch(), until));
-            }
-            HalfOpen => {
-                if let Some(max) = self.max_half_open_wait {
-                    self.store
-                        .store_deadline(PhaseDeadline::new(next.epoch(), now.saturating_add(max)));
-                }
+            Open if failed_recovery => {
+                self.failed_recoveries.fetch_add(1, Ordering::AcqRel);
             }
             Closed => self.failed_recoveries.store(0, Ordering::Release),
             _ => {}
         }
-        self.observers
-            .emit(&self.name, || CircuitEvent::StateTransition {
-                from: from.state(),
-                to,
-                reason,
-            });
+        // Every phase writes a deadline ("never" where it has none), so the stored one
+        // always belongs to a recent phase and its 12-bit epoch tag cannot pass for the
+        // current phase's after 4096 transitions without one.
+        self.store
+            .publish_deadline(PhaseDeadline::new(next.epoch(), until), next.epoch());
         Ok(next)
     }
 
@@ -471,18 +641,17 @@ impl Breaker {
             return;
         }
         self.health.set(next);
-        self.observers
-            .emit(&self.name, || CircuitEvent::HealthChanged {
-                from: current,
-                to: next,
-            });
         let now = self.clock.now();
+        let mut moved = None;
         match next {
             HealthState::Unhealthy if check.open_when_unhealthy => {
                 let mut w = self.store.load();
                 while matches!(w.state(), Closed | HalfOpen) {
-                    match self.transition(w, Open, TransitionReason::Unhealthy, now) {
-                        Ok(_) => break,
+                    match self.publish(w, w.next(Open), now) {
+                        Ok(_) => {
+                            moved = Some(w.state());
+                            break;
+                        }
                         Err(actual) => w = actual,
                     }
                 }
@@ -500,6 +669,20 @@ impl Breaker {
             }
             _ => {}
         }
+        self.observers
+            .emit(&self.name, || CircuitEvent::HealthChanged {
+                from: current,
+                to: next,
+            });
+        if let Some(from) = moved {
+            self.emit_transition(from, Open, TransitionReason::Unhealthy);
+        }
+    }
+
+    /// The health task stopped while the breaker lives on (its runtime shut down): its
+    /// verdict would never change again, so it no longer counts.
+    pub(crate) fn health_stopped(&self) {
+        self.health.clear();
     }
 
     // ---- snapshot --------------------------------------------------------------------

@@ -10,14 +10,19 @@
 //! - [`CircuitState::Open`]: calls fail fast with [`crate::Error::CircuitOpen`] carrying
 //!   `retry_after`. The break grows with exponential backoff and jitter over repeated failed
 //!   recoveries, is capped (also by the pipeline's `circuit` timeout), and resets after a
-//!   successful close.
+//!   successful close. There is no timer: the first call after the break moves the breaker
+//!   to half-open and becomes a probe (so [`CircuitBreaker::state`] reads `Open` until a
+//!   call arrives, while [`CircuitBreaker::is_ready`] already says ready).
 //! - [`CircuitState::HalfOpen`]: exactly `half_open_probes` calls are admitted. Permits are
 //!   RAII: a probe whose future is dropped gives its permit back and counts as neither
 //!   success nor failure. The required successes close the breaker; a failed (or slow)
 //!   probe reopens it; an optional maximum wait reopens it if probes hang.
 //! - Manual: [`CircuitState::Isolated`] (forced open), [`CircuitState::Disabled`] (always
 //!   pass, record nothing) and [`CircuitState::MetricsOnly`] (record and emit events, never
-//!   reject).
+//!   reject; [`CircuitEvent::ThresholdExceeded`] says when it would have opened).
+//!   [`crate::Error::CircuitOpen`] does not say which state rejected a call: an isolated
+//!   breaker rejects with `retry_after: None`, and observers see the state in
+//!   [`CircuitEvent::Rejected`].
 //!
 //! Results are judged by the pipeline's [`crate::Classify`]: [`crate::Outcome::Ignored`]
 //! results are not counted. Placed before `.retry(..)` the breaker counts one logical call
@@ -267,13 +272,19 @@ impl CircuitBreaker {
         self.inner.snapshot()
     }
 
-    /// The health check's verdict (`None` without a health check).
+    /// The health check's verdict (`None` without a health check, or once the check's
+    /// task has stopped because its runtime shut down).
     pub fn health(&self) -> Option<HealthState> {
         self.inner.health()
     }
 
-    /// For readiness endpoints: the breaker admits calls and the health check (if any)
-    /// does not report the dependency unhealthy.
+    /// For readiness endpoints: the breaker would admit a call and the health check (if
+    /// any) does not report the dependency unhealthy.
+    ///
+    /// An open breaker whose break has elapsed is ready: it moves to half-open only when a
+    /// call arrives (there is no timer), and that call is admitted as a probe. So a pod
+    /// taken out of rotation while its breaker is open comes back once the break is over
+    /// ([`CircuitBreaker::state`] still reports `Open` until the probe arrives).
     ///
     /// ```
     /// use resilient::CircuitBreaker;
@@ -283,7 +294,7 @@ impl CircuitBreaker {
     /// assert!(!b.is_ready());
     /// ```
     pub fn is_ready(&self) -> bool {
-        self.state().admits_calls() && self.health() != Some(HealthState::Unhealthy)
+        self.inner.is_ready()
     }
 
     /// Forces the breaker open until [`CircuitBreaker::reset`] (maintenance, incidents).
@@ -376,12 +387,37 @@ impl CircuitBreaker {
     where
         F: FnOnce() -> Result<T, E>,
     {
+        self.call_blocking_with(AllErrors, op)
+    }
+
+    /// Runs a blocking `op` through the breaker on the current thread, judging its result
+    /// with `classify`.
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, Outcome};
+    /// let b = CircuitBreaker::consecutive_failures(1).build().unwrap();
+    /// let not_found = |r: &Result<(), u16>| match r {
+    ///     Err(404) => Outcome::Ignored,
+    ///     Err(_) => Outcome::Failure,
+    ///     Ok(_) => Outcome::Success,
+    /// };
+    /// let _ = b.call_blocking_with(not_found, || Err(404));
+    /// assert!(b.is_ready());
+    /// ```
+    pub fn call_blocking_with<T, E, C, F>(&self, classify: C, op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnOnce() -> Result<T, E>,
+    {
         let held = self.admit()?;
         let measure = self.inner.measures_duration();
         let t0 = measure.then(|| self.inner.clock.now());
         let result = op();
         let took = t0.map_or(Duration::ZERO, |t| self.inner.clock.now().saturating_sub(t));
-        held.record(AllErrors.classify(&result), took);
+        // Judged before the admission is given up: a panicking classifier releases it (as
+        // cancelled) on unwind.
+        let outcome = classify.classify(&result);
+        held.record(outcome, took);
         result.map_err(Error::Inner)
     }
 

@@ -4,10 +4,17 @@
 //! Only the state machine lives in the store (state, epoch, half-open probe counts and the
 //! phase deadline): that is what must agree everywhere for "exactly N probes" to hold
 //! cluster-wide. Sliding windows stay local to each process.
+//!
+//! Not yet solved for a cross-process store: a [`PhaseDeadline`] is a reading of the
+//! breaker's own clock, and the default clock counts from an origin local to each process,
+//! so processes sharing a store would disagree about when a break ends. Such a store needs
+//! breakers built on a clock with a shared time base (for example wall-clock time).
+//! The failed-recovery count that drives break backoff is also kept per process.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use super::state::{PhaseDeadline, StateWord};
 
@@ -156,11 +163,40 @@ impl Store {
         }
     }
 
-    /// Sets the deadline unconditionally.
-    pub(crate) fn store_deadline(&self, new: PhaseDeadline) {
+    /// Publishes `new`, the deadline of the phase that began at `epoch`, unless the state
+    /// has already moved past that phase.
+    ///
+    /// The writer of a phase is paused between publishing the state and writing its
+    /// deadline; meanwhile the breaker may move on and a later phase publish its own
+    /// deadline. An unconditional write would then replace the newer deadline with a stale
+    /// one (an open phase without a deadline of its own). Here a stale write can only land
+    /// before the newer phase's writer, which then replaces it: its compare-exchange sees
+    /// the change, and the state it reads after the deadline it read is at least as new.
+    pub(crate) fn publish_deadline(&self, new: PhaseDeadline, epoch: u32) {
         let mut cur = self.load_deadline();
-        while let Err(actual) = self.cas_deadline(cur, new) {
-            cur = actual;
+        while self.load().epoch() == epoch {
+            match self.cas_deadline(cur, new) {
+                Ok(()) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Replaces `seen` (a deadline that does not belong to the phase of `epoch`) with
+    /// `fresh` while that phase lasts; returns the deadline of the phase now in the store,
+    /// if any.
+    pub(crate) fn repair_deadline(
+        &self,
+        seen: PhaseDeadline,
+        fresh: PhaseDeadline,
+        epoch: u32,
+    ) -> Option<Duration> {
+        if self.load().epoch() != epoch {
+            return None;
+        }
+        match self.cas_deadline(seen, fresh) {
+            Ok(()) => fresh.at(epoch),
+            Err(actual) => actual.at(epoch),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Sliding windows of recent call outcomes: the last N calls, or the calls of the last
 //! duration split into buckets.
 //!
-//! Both are lock-free on the recording path. The count window keeps one byte per call in
-//! a ring and a packed running total updated with a single `fetch_add`; the time window
-//! keeps per-bucket counters and only takes a short lock to recycle a bucket whose span has
-//! passed (once per bucket span, not per call).
+//! Both keep running totals, so judging a window costs the same whatever its size. The
+//! count window keeps one byte per call in a ring and a packed total updated with a single
+//! `fetch_add`; the time window keeps per-bucket counters (each tagged with its time slice
+//! in the same atomic word) and only takes a short lock to recycle the buckets whose slice
+//! has passed (once per slice, not per call).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -33,7 +34,9 @@ pub enum Window {
     Time {
         /// The span of the window.
         duration: Duration,
-        /// The number of slices (more is smoother, fewer is cheaper to sum).
+        /// The number of slices (more is smoother; the cost per call does not depend on
+        /// it, but each bucket counts at most `(2^31 - 1) / buckets` calls, capped at
+        /// 16,777,215).
         buckets: u32,
     },
 }
@@ -209,21 +212,47 @@ impl CountWindow {
     }
 }
 
+/// Bucket words: the time slice's tag in the top 16 bits, so that a count and the slice it
+/// belongs to change together in one compare-exchange.
+const TAG_SHIFT: u32 = 48;
+const TAG_MASK: u64 = (1 << 16) - 1;
+/// In the calls word: calls (bits 0..24) and failures (bits 24..48).
+const BUCKET_FIELD: u32 = 24;
+const BUCKET_MASK: u64 = (1 << BUCKET_FIELD) - 1;
+/// In the slow word: slow calls (bits 0..48).
+const SLOW_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
 struct Bucket {
-    /// The time slice (1-based; 0 = never used) this bucket holds.
-    slice: AtomicU64,
-    /// Calls (low 32 bits) and failures (high 32 bits).
+    /// Tag, failures and calls of the slice this bucket holds.
     calls: AtomicU64,
-    slow: AtomicU32,
+    /// Tag and slow calls of the slice this bucket holds.
+    slow: AtomicU64,
 }
 
-/// The calls of the last duration, in buckets.
+/// The calls of the last duration, in buckets, with running totals.
+///
+/// Recording is one compare-exchange on the bucket's word (tag and counts together, so a
+/// call that stalled while its bucket was recycled for a newer slice is dropped instead of
+/// landing in the newer slice) and one `fetch_add` on the totals: judging the window costs
+/// the same with 10 buckets or 10,000. The first call of each new slice takes a lock to
+/// recycle the buckets whose slices aged out, subtracting their counts from the totals.
+///
+/// A bucket counts at most `min(2^24 - 1, (2^31 - 1) / buckets)` calls (16.7 million up to
+/// 128 buckets); calls beyond that in the same slice are not counted.
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
     span_nanos: u64,
-    /// The latest slice that saw a failure or a slow call (0 = none).
-    last_bad: AtomicU64,
-    recycle: Mutex<()>,
+    /// Calls one bucket may count.
+    bucket_cap: u64,
+    /// The newest slice the buckets were advanced to (0 = none yet): every slice in
+    /// `(head - buckets, head]` has its bucket tagged for it.
+    head: AtomicU64,
+    /// The sum over all buckets: calls (low 32 bits) and failures (high 32 bits), as
+    /// signed digits (briefly negative while a recycle overtakes a recording).
+    totals: AtomicU64,
+    /// The sum of slow calls over all buckets (two's complement, briefly negative likewise).
+    slow_total: AtomicU64,
+    advancing: Mutex<()>,
 }
 
 impl TimeWindow {
@@ -233,14 +262,16 @@ impl TimeWindow {
         Self {
             buckets: (0..buckets)
                 .map(|_| Bucket {
-                    slice: AtomicU64::new(0),
                     calls: AtomicU64::new(0),
-                    slow: AtomicU32::new(0),
+                    slow: AtomicU64::new(0),
                 })
                 .collect(),
             span_nanos: u64::try_from(span).unwrap_or(u64::MAX),
-            last_bad: AtomicU64::new(0),
-            recycle: Mutex::new(()),
+            bucket_cap: BUCKET_MASK.min((i32::MAX as u64) / buckets as u64),
+            head: AtomicU64::new(0),
+            totals: AtomicU64::new(0),
+            slow_total: AtomicU64::new(0),
+            advancing: Mutex::new(()),
         }
     }
 
@@ -251,78 +282,179 @@ impl TimeWindow {
             .saturating_add(1)
     }
 
-    fn record(&self, now: Duration, code: u8) -> Option<Counts> {
-        let s = self.slice_of(now);
+    /// The bucket of slice `s` and the tag it carries while holding `s`.
+    #[inline]
+    fn bucket(&self, s: u64) -> (&Bucket, u64) {
         let n = self.buckets.len() as u64;
-        let b = &self.buckets[(s % n) as usize];
-        loop {
-            let cur = b.slice.load(Ordering::Acquire);
-            if cur == s {
-                break;
-            }
-            if cur > s {
-                // Recorded so late that its slice has already been recycled: drop it.
-                return None;
-            }
-            let _guard = self.recycle.lock().unwrap_or_else(|e| e.into_inner());
-            if b.slice.load(Ordering::Acquire) < s {
-                b.calls.store(0, Ordering::Release);
-                b.slow.store(0, Ordering::Release);
-                b.slice.store(s, Ordering::Release);
-            }
-        }
-        let failed = code & 2 != 0;
-        let slow = code & 4 != 0;
-        b.calls
-            .fetch_add(1 | (u64::from(failed) << 32), Ordering::AcqRel);
-        if slow {
-            b.slow.fetch_add(1, Ordering::AcqRel);
-        }
-        if failed || slow {
-            self.last_bad.fetch_max(s, Ordering::AcqRel);
-        } else {
-            let bad = self.last_bad.load(Ordering::Acquire);
-            if bad == 0 || bad + n <= s {
-                // No failure or slow call in the window: a success cannot trip anything.
-                return None;
-            }
-        }
-        Some(self.sum(s))
+        (
+            &self.buckets[(s % n) as usize],
+            ((s / n) & TAG_MASK) << TAG_SHIFT,
+        )
     }
 
-    fn sum(&self, s: u64) -> Counts {
-        let n = self.buckets.len() as u64;
-        let mut c = Counts::default();
-        for b in self.buckets.iter() {
-            let sl = b.slice.load(Ordering::Acquire);
-            if sl != 0 && sl <= s && sl + n > s {
-                let calls = b.calls.load(Ordering::Acquire);
-                c.total += calls & 0xFFFF_FFFF;
-                c.failures += calls >> 32;
-                c.slow += u64::from(b.slow.load(Ordering::Acquire));
+    fn record(&self, now: Duration, code: u8) -> Option<Counts> {
+        let s = self.slice_of(now);
+        if s > self.head.load(Ordering::Acquire) {
+            self.advance(s);
+        }
+        let (b, tag) = self.bucket(s);
+        let failed = code & 2 != 0;
+        let mut cur = b.calls.load(Ordering::Acquire);
+        loop {
+            #[cfg(test)]
+            tests::paused_here(self);
+            if cur & !SLOW_MASK != tag {
+                // Recorded so late that its slice has been recycled: drop it.
+                return None;
+            }
+            if cur & BUCKET_MASK >= self.bucket_cap {
+                return None;
+            }
+            let next = cur + (1 | (u64::from(failed) << BUCKET_FIELD));
+            match b
+                .calls
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
             }
         }
-        c
+        let delta = 1 | (u64::from(failed) << 32);
+        let totals = self
+            .totals
+            .fetch_add(delta, Ordering::AcqRel)
+            .wrapping_add(delta);
+        let mut slow_total = None;
+        if code & 4 != 0 {
+            let mut cur = b.slow.load(Ordering::Acquire);
+            // A mismatch: the bucket was recycled since the call was counted, which takes
+            // the call out of the totals too.
+            while cur & !SLOW_MASK == tag {
+                match b.slow.compare_exchange_weak(
+                    cur,
+                    cur + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        slow_total = Some(self.slow_total.fetch_add(1, Ordering::AcqRel) + 1);
+                        break;
+                    }
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+        let slow_total = slow_total.unwrap_or_else(|| self.slow_total.load(Ordering::Acquire));
+        Some(decode_totals(totals, slow_total))
+    }
+
+    /// Recycles the buckets of the slices after `head` up to `s` (at most all of them)
+    /// and moves `head` to `s`.
+    #[cold]
+    fn advance(&self, s: u64) {
+        let _guard = self.advancing.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.head.load(Ordering::Acquire);
+        if s <= head {
+            return;
+        }
+        let n = self.buckets.len() as u64;
+        for t in head.max(s.saturating_sub(n)) + 1..=s {
+            let (b, tag) = self.bucket(t);
+            let old = b.calls.swap(tag, Ordering::AcqRel);
+            self.subtract(old);
+            let old = b.slow.swap(tag, Ordering::AcqRel);
+            self.subtract_slow(old);
+        }
+        self.head.store(s, Ordering::Release);
+    }
+
+    /// Takes a bucket's removed calls word out of the totals.
+    #[inline]
+    fn subtract(&self, word: u64) {
+        let calls = word & BUCKET_MASK;
+        if calls != 0 {
+            let failures = (word >> BUCKET_FIELD) & BUCKET_MASK;
+            self.totals
+                .fetch_sub(calls | (failures << 32), Ordering::AcqRel);
+        }
+    }
+
+    #[inline]
+    fn subtract_slow(&self, word: u64) {
+        let slow = word & SLOW_MASK;
+        if slow != 0 {
+            self.slow_total.fetch_sub(slow, Ordering::AcqRel);
+        }
     }
 
     fn counts(&self, now: Duration) -> Counts {
-        self.sum(self.slice_of(now))
+        let s = self.slice_of(now);
+        if s > self.head.load(Ordering::Acquire) {
+            self.advance(s);
+        }
+        decode_totals(
+            self.totals.load(Ordering::Acquire),
+            self.slow_total.load(Ordering::Acquire),
+        )
     }
 
     fn reset(&self) {
-        let _guard = self.recycle.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.advancing.lock().unwrap_or_else(|e| e.into_inner());
         for b in self.buckets.iter() {
-            b.slice.store(0, Ordering::Release);
-            b.calls.store(0, Ordering::Release);
-            b.slow.store(0, Ordering::Release);
+            // Keep each bucket's tag, empty its counts.
+            let old = b.calls.fetch_and(!SLOW_MASK, Ordering::AcqRel);
+            self.subtract(old);
+            let old = b.slow.fetch_and(!SLOW_MASK, Ordering::AcqRel);
+            self.subtract_slow(old);
         }
-        self.last_bad.store(0, Ordering::Release);
+    }
+}
+
+/// Decodes the time window's totals (signed digits; negatives read as zero).
+fn decode_totals(totals: u64, slow: u64) -> Counts {
+    let calls = i64::from(totals as u32 as i32);
+    let failures = (totals as i64).wrapping_sub(calls) >> 32;
+    Counts {
+        total: calls.max(0) as u64,
+        failures: failures.max(0) as u64,
+        slow: (slow as i64).max(0) as u64,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    std::thread_local! {
+        static PAUSE: std::cell::Cell<Option<fn(&TimeWindow)>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Runs the hook set for this thread (once), where a recording thread could stall.
+    pub(super) fn paused_here(w: &TimeWindow) {
+        if let Some(f) = PAUSE.with(|p| p.take()) {
+            f(w);
+        }
+    }
+
+    #[test]
+    fn a_late_call_never_lands_in_a_recycled_bucket() {
+        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let at = |s: u64| Duration::from_secs(100_000 + s);
+        // While a call of t=5 stalls after finding its bucket, another thread recycles
+        // that bucket for t=15 (the same bucket, ten slices later).
+        PAUSE.with(|p| {
+            p.set(Some(|w: &TimeWindow| {
+                w.record(Duration::from_secs(100_015), OK);
+            }))
+        });
+        w.record(at(5), FAIL);
+        let c = w.counts(at(15));
+        assert_eq!(
+            (c.total, c.failures),
+            (1, 0),
+            "the stale failure was dropped"
+        );
+    }
 
     const OK: u8 = 1;
     const FAIL: u8 = 3;
@@ -382,16 +514,74 @@ mod tests {
     #[test]
     fn time_window_drops_old_buckets() {
         let w = TimeWindow::new(Duration::from_secs(10), 10);
-        let at = Duration::from_secs;
-        assert!(w.record(at(0), OK).is_none());
+        let at = |s: u64| Duration::from_secs(86_400 + s);
+        assert_eq!(w.record(at(0), OK).unwrap().total, 1);
         assert_eq!(w.record(at(1), FAIL).unwrap().total, 2);
         assert_eq!(w.counts(at(9)).total, 2);
         assert_eq!(w.counts(at(10)).total, 1); // slice of t=0 aged out
         assert_eq!(w.counts(at(11)).total, 0);
-        // a success long after the last failure does not need a check
-        assert!(w.record(at(30), OK).is_none());
+        assert_eq!(w.record(at(30), OK).unwrap().total, 1);
         assert_eq!(w.counts(at(30)).total, 1);
         w.reset();
         assert_eq!(w.counts(at(30)), Counts::default());
+        assert_eq!(w.record(at(30), SLOW_OK).unwrap().slow, 1);
+    }
+
+    #[test]
+    fn time_window_totals_follow_the_buckets() {
+        let w = TimeWindow::new(Duration::from_secs(10), 5);
+        let t0 = 1_000_000_000u64; // far from zero, like a production clock
+        let at = |ms: u64| Duration::from_millis(t0 + ms);
+        let mut model: Vec<(u64, u8)> = Vec::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut now = 0;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // mostly small steps, sometimes an idle gap of up to a minute
+            now += if x.is_multiple_of(50) {
+                x % 60_000
+            } else {
+                x % 700
+            };
+            let code = [OK, FAIL, SLOW_OK, 7][(x >> 20) as usize % 4];
+            let got = w.record(at(now), code).unwrap();
+            model.push((now, code));
+            let s = w.slice_of(at(now));
+            let live: Vec<u8> = model
+                .iter()
+                .filter(|(t, _)| w.slice_of(at(*t)) + 5 > s)
+                .map(|m| m.1)
+                .collect();
+            let want = Counts {
+                total: live.len() as u64,
+                failures: live.iter().filter(|c| *c & 2 != 0).count() as u64,
+                slow: live.iter().filter(|c| *c & 4 != 0).count() as u64,
+            };
+            assert_eq!(got, want, "at {now} ms");
+            assert_eq!(w.counts(at(now)), want);
+        }
+    }
+
+    #[test]
+    fn a_full_bucket_stops_counting() {
+        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let cap = w.bucket_cap;
+        assert_eq!(cap, BUCKET_MASK);
+        let at = Duration::from_secs(86_400);
+        let (b, tag) = {
+            w.record(at, OK);
+            w.bucket(w.slice_of(at))
+        };
+        b.calls.store(tag | (cap - 1), Ordering::Release);
+        w.totals.store(cap - 1, Ordering::Release);
+        assert_eq!(w.record(at, FAIL).unwrap().total, cap);
+        assert!(w.record(at, FAIL).is_none(), "full");
+        assert_eq!(w.counts(at).total, cap);
+        assert_eq!(
+            TimeWindow::new(Duration::from_secs(10), 10_000).bucket_cap,
+            214_748
+        );
     }
 }
