@@ -445,3 +445,56 @@ mod properties {
         }
     }
 }
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A refill-period change a day past the clock's origin keeps the bucket's deficit (the
+/// stored period index used to be read in the new period's units and wiped the deficit).
+#[test]
+fn token_bucket_period_change_keeps_state_at_a_realistic_clock() {
+    let l = TokenBucket::limiter(20, Rate::per_second(10)).unwrap();
+    assert!(l.try_acquire(DAY, 20).unwrap().allowed);
+    l.algorithm().set(20, Rate::new(20, s(2))).unwrap();
+    // No boundary of the new 2 s period has passed: still empty.
+    expect(
+        l.try_acquire(DAY + ms(500), 1).unwrap(),
+        false,
+        0,
+        ms(1_500),
+        ms(1_500),
+    );
+    // The refill period that was running when the rate changed ends one new period after
+    // it began; then 20 tokens come back at once.
+    assert!(!l.try_acquire(DAY + ms(1_999), 1).unwrap().allowed);
+    expect(l.try_acquire(DAY + s(2), 20).unwrap(), true, 0, s(2), ms(0));
+    // Changing back keeps it too (a day later still).
+    l.algorithm().set(20, Rate::per_second(10)).unwrap();
+    let d = l.try_acquire(DAY + ms(2_100), 1).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, ms(900));
+    // Setting the same period again and again does not postpone refills.
+    for i in 0..10 {
+        l.algorithm().set(20, Rate::per_second(10)).unwrap();
+        l.peek(DAY + ms(2_200 + i * 100), 0);
+    }
+    assert_eq!(l.peek(DAY + s(5), 0).remaining, 20);
+}
+
+/// The same for keyed states: every key keeps its deficit across a period change.
+#[test]
+fn keyed_token_bucket_period_change_keeps_state() {
+    use resilient::ratelimit::KeyedLimiter;
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let k = KeyedLimiter::builder(TokenBucket::new(10, Rate::per_second(10)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<u8>()
+        .unwrap();
+    assert!(k.check(&1, 10).unwrap().allowed);
+    k.algorithm().set(10, Rate::new(10, s(4))).unwrap();
+    clock.advance(ms(900));
+    let d = k.check(&1, 1).unwrap();
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(d.retry_after, ms(3_100));
+    assert!(k.check(&2, 10).unwrap().allowed, "other keys start full");
+}

@@ -147,6 +147,7 @@
 //! clock: `std::time::Instant` costs some 20 ns more than the TSC here.
 
 pub mod algorithm;
+mod config;
 pub mod decision;
 #[cfg(feature = "quanta")]
 pub mod fast_clock;
