@@ -498,3 +498,153 @@ fn keyed_token_bucket_period_change_keeps_state() {
     assert_eq!(d.retry_after, ms(3_100));
     assert!(k.check(&2, 10).unwrap().allowed, "other keys start full");
 }
+
+/// A GCRA rate change given a `now` that is not the limiter's time (here zero, a day
+/// behind the clock) must not lock the limiter out: the debt is never stretched past the
+/// longer of the old debt and the new capacity.
+#[test]
+fn gcra_rate_change_with_a_stale_now_never_locks_out() {
+    let l = Gcra::limiter(Rate::per_second(10)).unwrap();
+    assert!(l.try_acquire(DAY, 10).unwrap().allowed);
+    l.set_rate(Duration::ZERO, Rate::per_second(1), 10).unwrap();
+    let d = l.try_acquire(DAY + s(2), 1).unwrap();
+    assert!(d.allowed, "{d:?}");
+}
+
+/// Rate changes through the owner of the clock: `RateLimiter::set_rate` reads the
+/// limiter's own time, a day past the clock's origin here.
+#[test]
+fn rate_changes_through_the_rate_limiter_at_a_realistic_clock() {
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let l = RateLimiter::builder()
+        .limit(Gcra::limiter(Rate::per_second(10)).unwrap())
+        .limit(TokenBucket::limiter(100, Rate::per_second(100)).unwrap())
+        .limit(SlidingWindowLog::new(50, s(10)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        assert!(l.check().allowed);
+    }
+    // 10/s -> 1/s: the 10 units in use take 10 s to come back, one per second.
+    l.set_rate(0, Rate::per_second(1), 10).unwrap();
+    let v = l.check_quota(1).unwrap();
+    assert!(!v.allowed);
+    assert_eq!(
+        (v.decisions[0].retry_after, v.decisions[0].reset),
+        (s(1), s(10))
+    );
+    clock.advance(s(1));
+    assert!(l.check().allowed);
+    assert!(!l.check().allowed);
+    // Back up to 10/s: 10 units were in use at 1 s each (10 s); at 100 ms each, 1 s.
+    l.set_rate(0, Rate::per_second(10), 10).unwrap();
+    assert_eq!(l.check_quota(0).unwrap().decisions[0].reset, s(1));
+    // The sliding log's limit: 11 units in its window, limit lowered to 11.
+    l.set_rate(2, Rate::new(11, s(10)), 11).unwrap();
+    assert_eq!(l.check_quota(0).unwrap().decisions[2].remaining, 0);
+    assert_eq!(
+        l.set_rate(2, Rate::new(11, s(5)), 11).unwrap_err().field(),
+        "sliding_window_log.window"
+    );
+    assert_eq!(
+        l.set_rate(2, Rate::new(11, s(10)), 12).unwrap_err().field(),
+        "sliding_window_log.limit"
+    );
+    // The token bucket (refilled at the 1 s boundary, then 1 token taken): capacity
+    // 100 -> 200, the token in use stays in use.
+    l.set_rate(1, Rate::per_second(100), 200).unwrap();
+    assert_eq!(l.check_quota(0).unwrap().decisions[1].remaining, 199);
+    assert_eq!(
+        l.set_rate(3, Rate::per_second(1), 1).unwrap_err().field(),
+        "rate_limiter.limit"
+    );
+}
+
+/// A smooth limiter's debt stays owed across a rate change, a day past the origin.
+#[test]
+fn smooth_rate_change_keeps_the_debt_at_a_realistic_clock() {
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let l = RateLimiter::builder()
+        .limit(Smooth::bursty(Rate::per_second(10)).build().unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    assert!(l.check().allowed); // leaves 100 ms of debt
+    l.set_rate(0, Rate::per_second(1), 1).unwrap();
+    let d = l.check();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, ms(100));
+    clock.advance(ms(100));
+    assert!(l.check().allowed);
+    let d = l.check();
+    assert_eq!(d.retry_after, s(1), "the new rate prices the next permit");
+}
+
+/// Keyed GCRA changes rate at runtime: every key's units in use stay in use.
+#[test]
+fn keyed_gcra_changes_rate_at_runtime() {
+    use resilient::ratelimit::KeyedLimiter;
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let k = KeyedLimiter::quota([
+        Gcra::new(Rate::per_second(10)).unwrap(),
+        Gcra::new(Rate::per_minute(600)).unwrap(),
+    ])
+    .clock(Arc::new(clock.clone()))
+    .build::<u32>()
+    .unwrap();
+    for key in 0..100 {
+        assert!(k.check(&key, 10).unwrap().allowed);
+    }
+    k.set_rate(0, Rate::per_second(1), 10).unwrap();
+    for key in 0..100 {
+        let v = k.check_quota(&key, 1).unwrap();
+        assert!(!v.allowed);
+        assert_eq!(v.decisions[0].retry_after, s(1), "key {key}");
+        assert_eq!(v.decisions[0].reset, s(10), "key {key}");
+    }
+    // A new key starts full under the new rate.
+    assert_eq!(k.check_quota(&1_000, 0).unwrap().decisions[0].limit, 10);
+    clock.advance(s(1));
+    assert!(k.check(&7, 1).unwrap().allowed);
+    assert!(!k.check(&7, 1).unwrap().allowed);
+    // The second limit of the quota, alone: 600/min -> 60/min, burst 60. Key 7 has one
+    // unit of it in use (the other 10 came back during the second).
+    k.set_rate(1, Rate::per_minute(60), 60).unwrap();
+    let v = k.check_quota(&7, 0).unwrap();
+    assert_eq!((v.decisions[1].limit, v.decisions[1].remaining), (60, 59));
+    assert_eq!(v.decisions[1].reset, s(1));
+    assert_eq!(
+        k.set_rate(2, Rate::per_second(1), 1).unwrap_err().field(),
+        "keyed_limiter.limit"
+    );
+}
+
+/// Keyed window limits and boxed algorithms change at runtime too.
+#[test]
+fn keyed_windows_and_boxed_algorithms_change_at_runtime() {
+    use resilient::ratelimit::KeyedLimiter;
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let k = KeyedLimiter::quota([
+        Box::new(FixedWindow::new(5, s(10)).unwrap()) as Box<dyn Algorithm>,
+        Box::new(SlidingWindowCounter::new(5, s(10)).unwrap()),
+    ])
+    .clock(Arc::new(clock.clone()))
+    .build::<u8>()
+    .unwrap();
+    assert!(k.check(&1, 5).unwrap().allowed);
+    assert!(!k.check(&1, 1).unwrap().allowed);
+    k.set_rate(0, Rate::new(8, s(10)), 8).unwrap();
+    k.set_rate(1, Rate::new(8, s(10)), 8).unwrap();
+    let v = k.check_quota(&1, 3).unwrap();
+    assert!(v.allowed);
+    assert_eq!((v.decisions[0].remaining, v.decisions[1].remaining), (0, 0));
+    assert_eq!(
+        k.set_rate(0, Rate::new(8, s(20)), 8).unwrap_err().field(),
+        "fixed_window.window"
+    );
+}

@@ -188,6 +188,7 @@ async fn tower_layer_is_clone_and_shares_state() {
 #[test]
 fn shared_limit_changes_rate_at_runtime() {
     let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
     let gcra = Arc::new(Gcra::limiter(Rate::per_second(1)).unwrap());
     let limiter = RateLimiter::builder()
         .limit(gcra.clone())
@@ -196,7 +197,8 @@ fn shared_limit_changes_rate_at_runtime() {
         .unwrap();
     assert!(limiter.check().allowed);
     assert!(!limiter.check().allowed);
-    gcra.set_rate(Duration::ZERO, Rate::per_second(10), 10)
+    // On the shared handle, at the limiter's own time.
+    gcra.set_rate(limiter.now(), Rate::per_second(10), 10)
         .unwrap();
     // The unit in use stays in use; nine more are available at once.
     for _ in 0..9 {

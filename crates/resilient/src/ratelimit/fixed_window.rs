@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
-use super::decision::{Decision, Nanos, Policy, nanos};
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
+use super::decision::{Decision, Nanos, Policy, Rate, nanos};
 use crate::ConfigError;
 
 /// How far (in windows or periods) a stored state may be ahead of a caller's clock reading
@@ -49,6 +49,30 @@ pub(crate) fn check_window(
         return Err(ConfigError::new(field_window, "must be longer than zero"));
     }
     Ok(())
+}
+
+/// The limit a window algorithm's `set_rate(rate, burst)` asks for: windows cannot change
+/// length at runtime, and a window's burst is its limit.
+pub(crate) fn window_limit(
+    rate: Rate,
+    burst: u64,
+    window: Nanos,
+    field_limit: &'static str,
+    field_window: &'static str,
+) -> Result<u64, ConfigError> {
+    if nanos(rate.per) != window {
+        return Err(ConfigError::new(
+            field_window,
+            "cannot change at runtime (set_rate needs rate.per equal to the window)",
+        ));
+    }
+    if burst != rate.count {
+        return Err(ConfigError::new(
+            field_limit,
+            "a window's burst is its limit: set_rate needs burst equal to rate.count",
+        ));
+    }
+    Ok(burst)
 }
 
 impl FixedWindow {
@@ -156,6 +180,19 @@ impl Algorithm for FixedWindow {
 
     fn max_cost(&self) -> u64 {
         self.limit.load(Ordering::Relaxed)
+    }
+
+    /// [`FixedWindow::set_limit`] to `rate.count`, which must equal `burst`, with
+    /// `rate.per` equal to the window.
+    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let limit = window_limit(
+            rate,
+            burst,
+            self.window.load(Ordering::Relaxed),
+            "fixed_window.limit",
+            "fixed_window.window",
+        )?;
+        self.set_limit(limit).map(|()| Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {

@@ -218,6 +218,62 @@ impl RateLimiter {
         self.inner.limits.iter().map(|b| &**b)
     }
 
+    /// This limiter's time: the reading of its clock, the `now` every decision is made at.
+    /// Low-level calls that take a `now` on one of its limits (say
+    /// [`AtomicLimiter::set_rate`](super::AtomicLimiter::set_rate) on a shared handle)
+    /// must be given this, not another clock's reading.
+    ///
+    /// ```
+    /// use resilient::{Clock, ManualClock};
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.set(Duration::from_secs(86_400));
+    /// let l = RateLimiter::gcra(Rate::per_second(1)).clock(Arc::new(clock.clone())).build().unwrap();
+    /// assert_eq!(l.now(), clock.now());
+    /// ```
+    pub fn now(&self) -> Duration {
+        self.inner.clock.now()
+    }
+
+    /// Changes the rate and burst of limit `limit` (in the order added) at runtime, at
+    /// this limiter's time, keeping its state (see [`Limiter::set_rate`]: GCRA keeps the
+    /// units in use, a token bucket its tokens, a smooth limiter its debt).
+    ///
+    /// ```
+    /// use resilient::ManualClock;
+    /// use resilient::ratelimit::{Gcra, Rate, RateLimiter};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.set(Duration::from_secs(86_400));
+    /// let l = RateLimiter::builder()
+    ///     .limit(Gcra::limiter(Rate::per_second(10)).unwrap())
+    ///     .limit(Gcra::limiter(Rate::per_day(10_000)).unwrap())
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// for _ in 0..10 {
+    ///     assert!(l.check().allowed);
+    /// }
+    /// // Down to 1 per second: the 10 units in use now take 10 s to come back.
+    /// l.set_rate(0, Rate::per_second(1), 10).unwrap();
+    /// let d = l.check();
+    /// assert_eq!((d.allowed, d.retry_after), (false, Duration::from_secs(1)));
+    /// assert_eq!(l.set_rate(2, Rate::per_second(1), 1).unwrap_err().field(), "rate_limiter.limit");
+    /// ```
+    pub fn set_rate(&self, limit: usize, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let limits = &self.inner.limits;
+        let l = limits.get(limit).ok_or_else(|| {
+            ConfigError::new(
+                "rate_limiter.limit",
+                format!("no limit {limit} (there are {})", limits.len()),
+            )
+        })?;
+        l.set_rate(self.inner.clock.now(), rate, burst)
+    }
+
     fn decide(&self, now: Duration, cost: u64) -> Result<Verdict, CostError> {
         let limits = &self.inner.limits;
         for l in limits {

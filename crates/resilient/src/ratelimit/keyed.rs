@@ -32,7 +32,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use super::algorithm::Algorithm;
-use super::decision::{CostError, Decision, Nanos, nanos};
+use super::decision::{CostError, Decision, Nanos, Rate, nanos};
 use super::guard::{Mode, Verdict};
 use super::quota;
 use super::time::Time;
@@ -573,9 +573,62 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         }
     }
 
-    /// The limiter's clock reading.
-    pub(crate) fn now(&self) -> Duration {
+    /// This limiter's time: the reading of its clock, the `now` every decision is made at
+    /// (what low-level calls taking a `now`, such as [`KeyedLimiter::check_at`], expect).
+    pub fn now(&self) -> Duration {
         self.clock.now()
+    }
+
+    /// Changes the rate and burst of limit `limit` (`0` unless built with
+    /// [`KeyedLimiter::quota`]) for every key at runtime, at this limiter's time, keeping
+    /// each key's state (see [`Algorithm::set_rate`]: GCRA keeps the units in use, up to
+    /// the new burst; a token bucket its tokens; a window its counts).
+    ///
+    /// The change holds every shard's lock while it carries the keys' states over (a pass
+    /// over all keys), so decisions wait for it; the hot path is not slowed otherwise.
+    /// Change the rate through this method rather than on a shared algorithm directly,
+    /// which would leave the keys' states in the old rate's terms.
+    ///
+    /// ```
+    /// use resilient::ManualClock;
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.set(Duration::from_secs(86_400));
+    /// let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build::<&str>()
+    ///     .unwrap();
+    /// assert!(k.check(&"ada", 10).unwrap().allowed);
+    /// k.set_rate(0, Rate::per_second(100), 100).unwrap();
+    /// // ada's 10 units stay in use; 90 more fit at once.
+    /// assert_eq!(k.check(&"ada", 0).unwrap().remaining, 90);
+    /// ```
+    pub fn set_rate(&self, limit: usize, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let alg = self.algs.get(limit).ok_or_else(|| {
+            ConfigError::new(
+                "keyed_limiter.limit",
+                format!("no limit {limit} (there are {N})"),
+            )
+        })?;
+        // Every shard, in order (the only place holding more than one): no decision sees
+        // the new configuration with an old state.
+        let tables: Vec<_> = self
+            .shards
+            .iter()
+            .map(|s| s.write().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let rescale = alg.set_rate(self.clock.nanos(), rate, burst)?;
+        if !rescale.is_none() {
+            for table in &tables {
+                for e in table.iter() {
+                    let s = &e.state[limit];
+                    s.store(rescale.apply(s.load(Ordering::Relaxed)), Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn time_to_idle(&self, states: &[AtomicU64; N], now: Nanos) -> Nanos {

@@ -60,10 +60,15 @@
 //! - **Quotas**: several limits on one [`RateLimiter`] (10/s *and* 10,000/day) admit only
 //!   if all admit; if one refuses, the units taken from the others are given back.
 //!   [`RateLimiter::check_quota`] reports each limit.
-//! - **Runtime changes** keep state: [`AtomicLimiter::set_rate`] (GCRA; units in use stay
-//!   in use), [`TokenBucket::set`], [`FixedWindow::set_limit`],
-//!   [`SlidingWindowCounter::set_limit`], [`Smooth::set_rate`]. Share a limit through an
-//!   `Arc` to change it while a guard uses it.
+//! - **Runtime changes** keep state, and go through the owner of the clock, which knows
+//!   the limiter's time: [`RateLimiter::set_rate`] and [`KeyedLimiter::set_rate`] (GCRA
+//!   keeps the units in use, up to the new burst; a token bucket its tokens; a smooth
+//!   limiter its debt; windows their counts). On a shared handle (an `Arc` of a limit a
+//!   guard uses), [`AtomicLimiter::set_rate`] takes a `now` that must be the limiter's
+//!   time ([`RateLimiter::now`]); [`TokenBucket::set`], [`FixedWindow::set_limit`],
+//!   [`SlidingWindowCounter::set_limit`], [`SlidingWindowLog::set_limit`] and
+//!   [`Smooth::set_rate`] need none. The configuration is read as one snapshot per
+//!   decision (a sequence lock: readers never block).
 //! - **Keyed** ([`KeyedLimiter`]): one packed `u64` per key, idle keys expire (a fully
 //!   recovered key equals a fresh one, so dropping it loses nothing), a hard cap evicts
 //!   the key closest to recovery. [`KeyedLimiter::quota`] gives every key several limits
@@ -166,7 +171,7 @@ pub mod smooth;
 mod time;
 pub mod token_bucket;
 
-pub use algorithm::{Algorithm, AtomicLimiter, Limiter};
+pub use algorithm::{Algorithm, AtomicLimiter, Limiter, Rescale};
 pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 #[cfg(feature = "quanta")]
 pub use fast_clock::FastClock;

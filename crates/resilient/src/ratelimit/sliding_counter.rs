@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
-use super::decision::{Decision, Nanos, Policy, nanos};
-use super::fixed_window::check_window;
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
+use super::decision::{Decision, Nanos, Policy, Rate, nanos};
+use super::fixed_window::{check_window, window_limit};
 use crate::ConfigError;
 
 const BITS: u32 = 20;
@@ -186,6 +186,19 @@ impl Algorithm for SlidingWindowCounter {
 
     fn max_cost(&self) -> u64 {
         self.limit.load(Ordering::Relaxed)
+    }
+
+    /// [`SlidingWindowCounter::set_limit`] to `rate.count`, which must equal `burst`, with
+    /// `rate.per` equal to the window.
+    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let limit = window_limit(
+            rate,
+            burst,
+            self.window.load(Ordering::Relaxed),
+            "sliding_window_counter.limit",
+            "sliding_window_counter.window",
+        )?;
+        self.set_limit(limit).map(|()| Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {

@@ -147,25 +147,37 @@ impl Smooth {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the rate at runtime (Guava's `setRate`): debt already owed stays owed and
-    /// stored permits are rescaled to the new maximum.
+    /// Changes the rate at runtime (Guava's `setRate`): debt already owed stays owed (in
+    /// time) and stored permits are rescaled to the new maximum. Needs no clock reading:
+    /// idle time since the last request is counted at the new rate when the next request
+    /// comes, which stores the same fraction of the maximum as Guava's resync at the old
+    /// rate followed by the rescale (so a caller can never move the limiter's time).
     ///
     /// ```
     /// use resilient::ratelimit::{Limiter, Rate, Smooth};
     /// use std::time::Duration;
     /// let l = Smooth::bursty(Rate::per_second(1)).build().unwrap();
-    /// l.reserve(Duration::ZERO, 1, Duration::MAX);
-    /// l.set_rate(Duration::ZERO, Rate::per_second(10)).unwrap();
+    /// let now = Duration::from_secs(86_400); // the limiter's clock reading
+    /// l.reserve(now, 1, Duration::MAX);
+    /// l.set_rate(Rate::per_second(10)).unwrap();
     /// // The debt of the first permit (1 s) is still owed.
-    /// let d = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// let d = l.reserve(now, 1, Duration::MAX).unwrap().unwrap();
     /// assert_eq!(d.retry_after, Duration::from_secs(1));
     /// ```
-    pub fn set_rate(&self, now: Duration, rate: Rate) -> Result<(), ConfigError> {
+    pub fn set_rate(&self, rate: Rate) -> Result<(), ConfigError> {
+        self.change_rate(rate, None)
+    }
+
+    /// Sets the rate and, for a bursty limiter, the most stored permits (`burst`).
+    fn change_rate(&self, rate: Rate, burst: Option<u64>) -> Result<(), ConfigError> {
         rate.validate("smooth.rate")?;
+        let stable = stable_interval(rate);
         let mut st = self.lock();
-        st.resync(nanos(now) as f64);
+        if let (Some(b), Shape::Bursty { max_burst }) = (burst, &mut st.shape) {
+            *max_burst = b as f64 * stable;
+        }
         let old_max = st.max_permits;
-        st.configure(stable_interval(rate));
+        st.configure(stable);
         st.stored = if old_max > 0.0 {
             st.stored * st.max_permits / old_max
         } else {
@@ -443,6 +455,13 @@ impl Limiter for Smooth {
     fn max_cost(&self) -> u64 {
         let st = self.lock();
         self.max_debt.saturating_add(st.max_permits as u64)
+    }
+
+    /// [`Smooth::set_rate`]; `burst` sets a bursty limiter's most stored permits (its
+    /// `max_burst` becomes `burst` intervals) and is ignored by warming-up and linear-ramp
+    /// limiters, whose capacity follows from their warm-up or ramp. `now` is not needed.
+    fn set_rate(&self, _now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        self.change_rate(rate, Some(burst))
     }
 
     fn policy(&self) -> Policy {

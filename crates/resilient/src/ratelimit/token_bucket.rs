@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
 use super::config::ConfigCell;
 use super::decision::{Decision, Nanos, Policy, Rate, nanos};
 use crate::ConfigError;
@@ -236,6 +236,12 @@ impl Algorithm for TokenBucket {
 
     fn max_cost(&self) -> u64 {
         self.cfg.read()[0]
+    }
+
+    /// [`TokenBucket::set`] with `burst` as the capacity and `rate` as the refill; states
+    /// carry over unchanged.
+    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        self.set(burst, rate).map(|()| Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {
