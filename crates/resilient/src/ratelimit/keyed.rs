@@ -12,12 +12,16 @@
 //!   are dropped by [`KeyedLimiter::retain_recent`] and automatically whenever a shard is
 //!   full;
 //! - **hard cap** ([`KeyedLimiterBuilder::max_keys`], split evenly over the shards): when a
-//!   shard is full and holds no idle key, the sixteenth of its keys that would recover
-//!   soonest (smallest time-to-idle, i.e. the least information lost) is evicted in one
-//!   pass, so the eviction scan is amortised over the following inserts. An evicted key
-//!   that returns starts with a full limiter, so under sustained pressure from more active
-//!   keys than the cap, a key can get more than its share; size the cap above the number of
-//!   keys active in one refill period.
+//!   shard is full and holds no idle key, exactly a sixteenth of its keys (at least one) is
+//!   evicted in one pass, so the eviction scan is amortised over the following inserts.
+//!   The keys evicted are those whose loss matters least: the smallest fraction of a limit
+//!   in use (what the key could take again if it came back fresh), then the soonest to
+//!   recover, ties broken by the key's hash. Keys that tie (a fixed window's keys all
+//!   recover at the window's end) are evicted only as far as the batch needs, so limited
+//!   keys stay limited while lighter keys remain. An evicted key that returns starts with
+//!   a full limiter, so under sustained pressure from more active keys than the cap, a key
+//!   can get more than its share; size the cap above the number of keys active in one
+//!   refill period.
 
 // The reservation helpers serve the keyed tower layer's wait mode only.
 #![cfg_attr(not(feature = "tower"), allow(dead_code))]
@@ -640,18 +644,49 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             .unwrap_or(0)
     }
 
+    /// How much forgetting `e` loses, smallest first: the largest fraction of a limit it
+    /// has in use (what it could take again if it came back fresh), then its time to idle,
+    /// then its hash (a deterministic tie-break).
+    fn eviction_rank(&self, e: &Entry<K, N>, now: u64) -> (u64, u64, u64) {
+        let used = self
+            .algs
+            .iter()
+            .zip(&e.state)
+            .map(|(a, s)| {
+                let d = a.step(s.load(Ordering::Relaxed), now, 0).1;
+                let in_use = d.limit.saturating_sub(d.remaining);
+                ((u128::from(in_use) << 32) / u128::from(d.limit.max(1))) as u64
+            })
+            .max()
+            .unwrap_or(0);
+        (
+            used,
+            self.time_to_idle(&e.state, now),
+            self.hasher.hash_one(&e.key),
+        )
+    }
+
     fn make_room(&self, table: &mut HashTable<Entry<K, N>>, now: u64) {
-        let ttl = |e: &Entry<K, N>| self.time_to_idle(&e.state, now);
-        table.retain(|e| ttl(e) > 0);
+        table.retain(|e| self.time_to_idle(&e.state, now) > 0);
         if table.len() < self.per_shard {
             return;
         }
-        // Evict a batch (1/16 of the shard) of the keys closest to recovery, so that the
-        // scan is paid once per batch of new keys, not once per new key.
-        let mut ttls: Vec<u64> = table.iter().map(ttl).collect();
-        let k = (self.per_shard / 16).clamp(1, ttls.len()) - 1;
-        let (_, &mut threshold, _) = ttls.select_nth_unstable(k);
-        table.retain(|e| ttl(e) > threshold);
+        // Evict exactly a batch (1/16 of the shard) of the keys that lose least, so that
+        // the scan is paid once per batch of new keys, not once per new key. Keys may tie
+        // (a fixed window's all end together): the batch takes only as many of the tied
+        // ones as it needs.
+        let mut ranks: Vec<_> = table.iter().map(|e| self.eviction_rank(e, now)).collect();
+        let k = (self.per_shard / 16).clamp(1, ranks.len());
+        let (_, &mut cut, _) = ranks.select_nth_unstable(k - 1);
+        let mut tied = ranks[..k].iter().filter(|&&r| r == cut).count();
+        table.retain(|e| match self.eviction_rank(e, now).cmp(&cut) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if tied > 0 => {
+                tied -= 1;
+                false
+            }
+            _ => true,
+        });
     }
 
     /// Forgets every key whose limiter has fully recovered (every limit of its quota);
