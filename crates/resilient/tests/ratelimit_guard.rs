@@ -207,3 +207,85 @@ fn shared_limit_changes_rate_at_runtime() {
     assert!(!limiter.check().allowed);
     assert_eq!(gcra.policy().quota, 10);
 }
+
+/// A limit's capacity cut at runtime below the guard's configured cost: every path
+/// denies (nothing is consumed), and the rejection says "never" (no retry_after) rather
+/// than a wait of centuries.
+#[tokio::test(start_paused = true)]
+async fn a_capacity_cut_below_the_cost_denies_with_no_retry_after() {
+    use resilient::Rejection;
+    let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
+    let per_sec = Arc::new(Gcra::limiter(Rate::per_second(10)).unwrap());
+    let per_min = Arc::new(Gcra::limiter(Rate::per_minute(100)).unwrap());
+    let quota = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(per_min.clone())
+        .cost(5)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let single = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .cost(5)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    per_sec
+        .set_rate(quota.now(), Rate::per_second(2), 2)
+        .unwrap();
+    for l in [&quota, &single] {
+        let d = l.check();
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(d.retry_after, Duration::MAX);
+        assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: None });
+        assert_eq!(l.allow(), Err(Duration::MAX));
+        match l.acquire_now(&Context::new()) {
+            Err(r) => assert_eq!(r, Rejection::RateLimited { retry_after: None }),
+            Ok(_) => panic!("admitted"),
+        }
+        let p = Pipeline::builder().rate_limit(l.clone()).build().unwrap();
+        assert!(matches!(
+            call(&p).await,
+            Err(Error::RateLimited { retry_after: None })
+        ));
+    }
+    // Wait mode: no wait can help, rejected at once.
+    let waiting = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(FixedWindow::limiter(100, Duration::from_secs(1)).unwrap())
+        .cost(5)
+        .max_wait(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    assert!(waiting.is_err(), "the cost is checked at build");
+    per_sec
+        .set_rate(quota.now(), Rate::per_second(10), 10)
+        .unwrap();
+    let waiting = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(FixedWindow::limiter(100, Duration::from_secs(1)).unwrap())
+        .cost(5)
+        .max_wait(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    waiting.set_rate(0, Rate::per_second(2), 2).unwrap();
+    let p = Pipeline::builder().rate_limit(waiting).build().unwrap();
+    let start = Instant::now();
+    assert!(matches!(
+        call(&p).await,
+        Err(Error::RateLimited { retry_after: None })
+    ));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        per_min.peek(quota.now(), 0).remaining,
+        100,
+        "nothing consumed"
+    );
+    assert_eq!(
+        per_sec.peek(quota.now(), 0).remaining,
+        2,
+        "nothing consumed"
+    );
+}

@@ -36,7 +36,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use super::algorithm::Algorithm;
-use super::decision::{CostError, Decision, Nanos, Rate, nanos};
+use super::decision::{CostError, Decision, Nanos, Rate, nanos, wait};
 use super::guard::{Mode, Verdict};
 use super::quota;
 use super::time::Time;
@@ -467,8 +467,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             let hash = self.hasher.hash_one(key);
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
-                return cas_admit(&self.algs[0], &e.state[0], now, cost)
-                    .map_err(Duration::from_nanos);
+                return cas_admit(&self.algs[0], &e.state[0], now, cost).map_err(wait);
             }
         }
         let d = self.check_at(key, now, cost);
