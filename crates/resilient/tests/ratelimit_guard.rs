@@ -289,3 +289,29 @@ async fn a_capacity_cut_below_the_cost_denies_with_no_retry_after() {
         "nothing consumed"
     );
 }
+
+/// A smooth limiter in wait mode reserves a request larger than its debt allowance plus
+/// the stored permits: it waits for the permits it lacks instead of being rejected.
+#[tokio::test(start_paused = true)]
+async fn smooth_wait_mode_reserves_a_request_beyond_the_debt_allowance() {
+    let limiter = RateLimiter::builder()
+        .limit(Smooth::bursty(Rate::per_second(10)).build().unwrap())
+        .cost(5)
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
+    let start = Instant::now();
+    // Fresh: nothing stored and one permit of debt allowed, so it waits for 4 permits.
+    call(&p).await.unwrap();
+    let first = start.elapsed();
+    assert!(first >= ms(400) && first <= ms(401), "{first:?}");
+    // The next pays the 1 permit of debt, then waits for 4 more: 500 ms.
+    call(&p).await.unwrap();
+    let second = start.elapsed();
+    assert!(second >= ms(900) && second <= ms(902), "{second:?}");
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}

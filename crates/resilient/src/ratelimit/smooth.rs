@@ -193,8 +193,10 @@ fn stable_interval(rate: Rate) -> f64 {
 
 impl SmoothBuilder {
     /// The most permits' worth of debt one request may leave (default 1). A request costing
-    /// more than this plus the stored permits waits for permits to be stored; one costing
-    /// more than this plus the most that can be stored is a [`CostError`].
+    /// more than this plus the stored permits waits for permits to be stored (in wait mode
+    /// it reserves them: it sleeps while they are stored and nobody else takes them; in
+    /// reject mode its `retry_after` says how long); one costing more than this plus the
+    /// most that can be stored is a [`CostError`].
     pub fn max_debt(mut self, permits: u64) -> Self {
         self.max_debt = permits;
         self
@@ -383,15 +385,13 @@ impl Smooth {
         let mut wait = (st.next_free - now).max(0.0);
         // A request larger than the debt allowance needs stored permits for the rest:
         // it waits until enough have accumulated.
-        let short = cost as f64 - self.max_debt as f64 - st.stored;
-        if short > 0.0 {
-            wait += short * st.cooldown();
-        }
+        let short = (cost as f64 - self.max_debt as f64 - st.stored).max(0.0);
+        wait += short * st.cooldown();
         let reset = |st: &State, next: f64| {
             let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
             Duration::from_nanos(((next - now).max(0.0) + refill) as u64)
         };
-        if short > 0.0 || wait > max_wait as f64 {
+        if wait > max_wait as f64 {
             return Ok(Decision {
                 allowed: false,
                 limit,
@@ -399,6 +399,12 @@ impl Smooth {
                 reset: reset(&st, st.next_free),
                 retry_after: Duration::from_nanos(wait.ceil() as u64),
             });
+        }
+        if short > 0.0 {
+            // Reserved: the permits it lacks are stored while it waits, and nobody else
+            // can take them (the next free time moves past them).
+            st.next_free += short * st.cooldown();
+            st.stored = (st.stored + short).min(st.max_permits);
         }
         let from_stored = (cost as f64).min(st.stored);
         let owed = st.stored_time(from_stored) + st.fresh_time(cost as f64 - from_stored);
