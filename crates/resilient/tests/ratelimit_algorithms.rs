@@ -648,3 +648,31 @@ fn keyed_windows_and_boxed_algorithms_change_at_runtime() {
         "fixed_window.window"
     );
 }
+
+/// A smooth limiter's `remaining` is what a request could take right now without
+/// waiting: the stored permits plus the debt allowance once the next free time has come
+/// (0 while an earlier request's debt is being paid). `limit` is the most an idle limiter
+/// admits at once: the most stored permits plus the debt allowance.
+#[test]
+fn smooth_remaining_counts_permits_available_without_waiting() {
+    let l = Smooth::bursty(Rate::per_second(10))
+        .max_debt(2)
+        .build()
+        .unwrap();
+    let p = l.peek(DAY, 0);
+    assert_eq!((p.allowed, p.limit, p.remaining), (true, 12, 2), "fresh");
+    let d = l.try_acquire(DAY, 1).unwrap();
+    assert_eq!(
+        (d.allowed, d.remaining),
+        (true, 0),
+        "the next must wait 100 ms"
+    );
+    // Idle for a second: 10 permits stored (the most), taking 3 leaves 7 + 2.
+    let d = l.try_acquire(DAY + ms(1_100), 3).unwrap();
+    assert_eq!((d.allowed, d.limit, d.remaining), (true, 12, 9));
+    // Denied (it needs one more stored permit), with 9 still available at once.
+    let d = l.try_acquire(DAY + ms(1_100), 10).unwrap();
+    assert_eq!((d.allowed, d.remaining, d.retry_after), (false, 9, ms(100)));
+    assert!(l.try_acquire(DAY + ms(1_100), 9).unwrap().allowed);
+    assert_eq!(l.policy().quota, 12);
+}

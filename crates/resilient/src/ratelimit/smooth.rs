@@ -42,6 +42,13 @@ pub struct SmoothBuilder {
 
 /// A Guava-style smooth limiter (see the [module docs](self)).
 ///
+/// Its decisions' `limit` (the burst) is the most an idle limiter admits at once: the
+/// most stored permits plus the debt allowance ([`SmoothBuilder::max_debt`]); `remaining`
+/// is what a request could take right now without waiting: the stored permits plus the
+/// debt allowance once the next free time has come, and 0 while earlier debt is being
+/// paid (a smooth limiter spaces requests, so right after a request that left debt, the
+/// next one must wait; use `retry_after` and `reset` for how long).
+///
 /// Guava's "pay later" sequence at 1 permit/s: acquiring 1, 1, 2, 4, 8, 1 permits waits
 /// 0, 1, 1, 2, 4, 8 seconds; each request pays for the one before it.
 ///
@@ -373,14 +380,29 @@ impl State {
 }
 
 impl Smooth {
+    /// The burst: the most an idle limiter admits at once (the most stored permits, whole,
+    /// plus the debt allowance); also the largest cost.
+    fn limit(&self, st: &State) -> u64 {
+        self.max_debt.saturating_add(st.max_permits as u64)
+    }
+
+    /// Permits a request could take at `now` without waiting: the stored ones plus the debt
+    /// allowance once the next free time has come, else none.
+    fn remaining(&self, st: &State, now: f64) -> u64 {
+        if st.next_free.is_nan() || st.next_free <= now {
+            (st.stored as u64).saturating_add(self.max_debt)
+        } else {
+            0
+        }
+    }
+
     fn decide(&self, now: Nanos, cost: u64, max_wait: Nanos) -> Result<Decision, CostError> {
         let mut st = self.lock();
         let now = now as f64;
         st.resync(now);
-        let limit = st.max_permits.ceil().max(1.0) as u64;
-        let max = self.max_debt.saturating_add(st.max_permits as u64);
-        if cost > max {
-            return Err(CostError { cost, max });
+        let limit = self.limit(&st);
+        if cost > limit {
+            return Err(CostError { cost, max: limit });
         }
         let mut wait = (st.next_free - now).max(0.0);
         // A request larger than the debt allowance needs stored permits for the rest:
@@ -395,7 +417,7 @@ impl Smooth {
             return Ok(Decision {
                 allowed: false,
                 limit,
-                remaining: 0,
+                remaining: self.remaining(&st, now),
                 reset: reset(&st, st.next_free),
                 retry_after: Duration::from_nanos(wait.ceil() as u64),
             });
@@ -413,7 +435,7 @@ impl Smooth {
         Ok(Decision {
             allowed: true,
             limit,
-            remaining: st.stored as u64,
+            remaining: self.remaining(&st, now),
             reset: reset(&st, st.next_free),
             retry_after: Duration::from_nanos(wait.round() as u64),
         })
@@ -425,18 +447,28 @@ impl Limiter for Smooth {
         self.decide(nanos(now), cost, 0)
     }
 
-    fn peek(&self, now: Duration, _cost: u64) -> Decision {
+    /// Whether a request of `cost` would be admitted now; it does not start a limiter that
+    /// has had no request yet.
+    fn peek(&self, now: Duration, cost: u64) -> Decision {
         let mut st = self.lock();
         let now = nanos(now) as f64;
-        st.resync(now);
-        let wait = (st.next_free - now).max(0.0);
+        if !st.next_free.is_nan() {
+            st.resync(now);
+        }
+        let next_free = if st.next_free.is_nan() {
+            now
+        } else {
+            st.next_free
+        };
+        let short = (cost as f64 - self.max_debt as f64 - st.stored).max(0.0);
+        let wait = (next_free - now).max(0.0) + short * st.cooldown();
         let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
         Decision {
             allowed: wait == 0.0,
-            limit: st.max_permits.ceil().max(1.0) as u64,
-            remaining: st.stored as u64,
-            reset: Duration::from_nanos((wait + refill) as u64),
-            retry_after: Duration::from_nanos(wait as u64),
+            limit: self.limit(&st),
+            remaining: self.remaining(&st, now),
+            reset: Duration::from_nanos(((next_free - now).max(0.0) + refill) as u64),
+            retry_after: Duration::from_nanos(wait.ceil() as u64),
         }
     }
 
@@ -459,8 +491,7 @@ impl Limiter for Smooth {
     }
 
     fn max_cost(&self) -> u64 {
-        let st = self.lock();
-        self.max_debt.saturating_add(st.max_permits as u64)
+        self.limit(&self.lock())
     }
 
     /// [`Smooth::set_rate`]; `burst` sets a bursty limiter's most stored permits (its
@@ -472,7 +503,7 @@ impl Limiter for Smooth {
 
     fn policy(&self) -> Policy {
         let st = self.lock();
-        let quota = st.max_permits.ceil().max(1.0) as u64;
+        let quota = self.limit(&st);
         Policy {
             quota,
             window: Duration::from_nanos((quota as f64 * st.stable) as u64),
