@@ -258,7 +258,7 @@ fn linear_ramp_reaches_full_rate() {
         .unwrap();
     let w = waits(&l, &[1; 40]);
     assert_eq!(w[0], 0.0);
-    assert_eq!(w[1], 0.2); // half rate when cold
+    assert_eq!(w[1], 0.19); // half rate when cold, rising: 5t + 1.25t² = 1 permit
     assert!(w[5] < 0.2 && w[5] > 0.1, "{w:?}");
     assert_eq!(*w.last().unwrap(), 0.1); // full rate after the ramp
     assert_eq!(
@@ -675,4 +675,27 @@ fn smooth_remaining_counts_permits_available_without_waiting() {
     assert_eq!((d.allowed, d.remaining, d.retry_after), (false, 9, ms(100)));
     assert!(l.try_acquire(DAY + ms(1_100), 9).unwrap().allowed);
     assert_eq!(l.policy().quota, 12);
+}
+
+/// The linear ramp prices permits by the integral of the rate over time (closed form,
+/// any cost at once). At 10/s, from half rate over 2 s: the ramp issues 15 permits in its
+/// 2 s (0.5 → 1 × 10/s, on average 7.5/s); 20 permits from cold take 2 s + 5 × 100 ms.
+#[test]
+fn linear_ramp_prices_permits_by_the_integral_of_the_rate() {
+    for t0 in [Duration::ZERO, DAY] {
+        let l = Smooth::linear_ramp(Rate::per_second(10), s(2))
+            .start_fraction(0.5)
+            .max_debt(1_000_000_000)
+            .build()
+            .unwrap();
+        assert_eq!(waits_from(t0, &l, &[20, 1]), [0.0, 2.5]);
+        // A huge request is priced at once: 10^9 permits, 1.5 s of them in the ramp.
+        let l = Smooth::linear_ramp(Rate::per_second(10), s(2))
+            .start_fraction(0.5)
+            .max_debt(1_000_000_000)
+            .build()
+            .unwrap();
+        let w = waits_from(t0, &l, &[1_000_000_000, 1]);
+        assert_eq!(w[1], 2.0 + (1e9 - 15.0) / 10.0);
+    }
 }

@@ -127,17 +127,21 @@ impl Smooth {
         }
     }
 
-    /// A linear ramp: the rate grows from `1/3` of `rate` (see
-    /// [`SmoothBuilder::start_fraction`]) to `rate` over `ramp`.
+    /// A linear ramp: the rate grows linearly in time from `1/3` of `rate` (see
+    /// [`SmoothBuilder::start_fraction`]) to `rate` over `ramp`; a request's permits take
+    /// the time over which that rate issues them (its integral).
     ///
     /// ```
     /// use resilient::ratelimit::{Limiter, Rate, Smooth};
     /// use std::time::Duration;
     /// let l = Smooth::linear_ramp(Rate::per_second(1), Duration::from_secs(10)).build().unwrap();
-    /// let first = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
-    /// let second = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// let now = Duration::from_secs(86_400);
+    /// let first = l.reserve(now, 1, Duration::MAX).unwrap().unwrap();
+    /// let second = l.reserve(now, 1, Duration::MAX).unwrap().unwrap();
     /// assert_eq!(first.retry_after, Duration::ZERO);
-    /// assert_eq!(second.retry_after, Duration::from_secs(3)); // cold: a third of the rate
+    /// // Cold, the rate starts at a third of 1/s and grows by 1/15 per second per second:
+    /// // the first permit is issued after 2.42 s (t/3 + t²/30 = 1), not 1 s.
+    /// assert_eq!(second.retry_after.as_millis(), 2_416);
     /// ```
     pub fn linear_ramp(rate: Rate, ramp: Duration) -> SmoothBuilder {
         SmoothBuilder {
@@ -363,16 +367,27 @@ impl State {
     fn fresh_time(&mut self, fresh: f64) -> f64 {
         match self.shape {
             Shape::Linear { ramp, start } => {
+                // The rate, as a fraction of the stable rate, ramps linearly from `start`
+                // at `since` to 1 at `since + ramp`; `fresh` permits take the time `t` over
+                // which its integral reaches `fresh × stable` (closed form, any cost).
                 let since = *self.active_since.get_or_insert(self.next_free);
-                let mut t = self.next_free;
-                let mut left = fresh;
-                while left > 0.0 {
-                    let frac = start + (1.0 - start) * ((t - since) / ramp).min(1.0);
-                    let part = left.min(1.0);
-                    t += part * self.stable / frac;
-                    left -= part;
+                let x0 = (self.next_free - since).max(0.0);
+                let mut work = fresh * self.stable;
+                let mut t = 0.0;
+                if x0 < ramp {
+                    // frac(x0 + y) = b + 2·k·y, so the integral up to y is b·y + k·y².
+                    let k = (1.0 - start) / (2.0 * ramp);
+                    let b = start + 2.0 * k * x0;
+                    let len = ramp - x0;
+                    let in_ramp = b * len + k * len * len;
+                    if work <= in_ramp {
+                        // The root of k·y² + b·y = work, in a form stable for small k.
+                        return 2.0 * work / (b + (b * b + 4.0 * k * work).sqrt());
+                    }
+                    t = len;
+                    work -= in_ramp;
                 }
-                t - self.next_free
+                t + work
             }
             _ => fresh * self.stable,
         }
