@@ -699,3 +699,45 @@ fn linear_ramp_prices_permits_by_the_integral_of_the_rate() {
         assert_eq!(w[1], 2.0 + (1e9 - 15.0) / 10.0);
     }
 }
+
+/// Absurd windows (beyond `MAX_WINDOW`, 100 years) are configuration errors naming the
+/// field, and the longest allowed window's arithmetic does not overflow.
+#[test]
+fn absurd_windows_are_rejected_at_build() {
+    use resilient::ratelimit::MAX_WINDOW;
+    let huge = MAX_WINDOW + Duration::from_nanos(1);
+    for (err, field) in [
+        (
+            SlidingWindowCounter::new(1, Duration::MAX).unwrap_err(),
+            "sliding_window_counter.window",
+        ),
+        (
+            SlidingWindowCounter::new(1, huge).unwrap_err(),
+            "sliding_window_counter.window",
+        ),
+        (
+            FixedWindow::new(1, huge).unwrap_err(),
+            "fixed_window.window",
+        ),
+        (
+            SlidingWindowLog::new(1, huge).unwrap_err(),
+            "sliding_window_log.window",
+        ),
+    ] {
+        assert_eq!(err.field(), field, "{err}");
+    }
+    let l = SlidingWindowCounter::limiter(2, MAX_WINDOW).unwrap();
+    let now = DAY;
+    expect(
+        l.try_acquire(now, 2).unwrap(),
+        true,
+        0,
+        MAX_WINDOW * 2 - now,
+        ms(0),
+    );
+    let d = l.try_acquire(now, 1).unwrap();
+    assert!(!d.allowed && d.retry_after > MAX_WINDOW);
+    let l = FixedWindow::limiter(1, MAX_WINDOW).unwrap();
+    assert!(l.try_acquire(now, 1).unwrap().allowed);
+    assert_eq!(l.try_acquire(now, 1).unwrap().retry_after, MAX_WINDOW - now);
+}

@@ -48,8 +48,29 @@ pub(crate) fn check_window(
     if window.is_zero() {
         return Err(ConfigError::new(field_window, "must be longer than zero"));
     }
+    if window > MAX_WINDOW {
+        return Err(ConfigError::new(
+            field_window,
+            format!("must be at most 100 years ({} s)", MAX_WINDOW.as_secs()),
+        ));
+    }
     Ok(())
 }
+
+/// The longest window the window algorithms ([`FixedWindow`],
+/// [`SlidingWindowCounter`](super::SlidingWindowCounter),
+/// [`SlidingWindowLog`](super::SlidingWindowLog)) accept: 100 years (365-day years). Longer
+/// ones are configuration errors; this bound keeps every time computed from a window
+/// (such as two windows for a sliding counter's reset) within a `u64` of nanoseconds.
+///
+/// ```
+/// use resilient::ratelimit::{FixedWindow, MAX_WINDOW};
+/// use std::time::Duration;
+/// assert!(FixedWindow::new(1, MAX_WINDOW).is_ok());
+/// let e = FixedWindow::new(1, Duration::MAX).unwrap_err();
+/// assert_eq!(e.field(), "fixed_window.window");
+/// ```
+pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// The limit a window algorithm's `set_rate(rate, burst)` asks for: windows cannot change
 /// length at runtime, and a window's burst is its limit.
@@ -139,7 +160,7 @@ impl Algorithm for FixedWindow {
         let index = Self::index(state, now / w);
         let used = Self::used(state, index);
         let to_end = (index + 1).saturating_mul(w).saturating_sub(now);
-        if used + cost <= limit {
+        if used.saturating_add(cost) <= limit {
             let u = used + cost;
             let next = ((index as u32 as u64) << 32) | u;
             let d = Decision {

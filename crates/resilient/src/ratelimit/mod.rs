@@ -175,7 +175,7 @@ pub use algorithm::{Algorithm, AtomicLimiter, Limiter, Rescale};
 pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 #[cfg(feature = "quanta")]
 pub use fast_clock::FastClock;
-pub use fixed_window::FixedWindow;
+pub use fixed_window::{FixedWindow, MAX_WINDOW};
 pub use gcra::Gcra;
 pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
 pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, bytes_per_key};

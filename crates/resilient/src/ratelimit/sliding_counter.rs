@@ -126,10 +126,11 @@ impl SlidingWindowCounter {
     }
 
     fn reset(r: &Rolled, w: u64) -> u64 {
+        // `w` is at most `MAX_WINDOW` (checked at build), so `2·w` fits; saturate anyway.
         if r.cur > 0 {
-            2 * w - r.offset
+            w.saturating_mul(2).saturating_sub(r.offset)
         } else if r.prev > 0 {
-            w - r.offset
+            w.saturating_sub(r.offset)
         } else {
             0
         }
@@ -157,10 +158,10 @@ impl Algorithm for SlidingWindowCounter {
             };
             (Self::pack(&r), d)
         } else {
-            let retry = if r.cur + cost <= limit {
+            let retry = if r.cur.saturating_add(cost) <= limit {
                 Self::until(r.prev, limit - r.cur - cost, r.offset, w)
             } else {
-                (w - r.offset) + Self::until(r.cur, limit - cost, 0, w)
+                (w - r.offset).saturating_add(Self::until(r.cur, limit.saturating_sub(cost), 0, w))
             };
             let d = Decision {
                 allowed: false,
