@@ -309,3 +309,52 @@ fn an_empty_quota_is_a_config_error() {
     let e = KeyedLimiter::quota(none).build::<u8>().unwrap_err();
     assert_eq!(e.field(), "keyed_limiter.limits");
 }
+
+/// After a spike of keys, `retain_recent` gives the tables' memory back.
+#[test]
+fn retain_recent_shrinks_the_tables_after_a_spike() {
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<u32>()
+        .unwrap();
+    for key in 0..20_000 {
+        k.check(&key, 1).unwrap();
+    }
+    assert!(k.capacity() >= 20_000);
+    clock.advance(Duration::from_millis(100));
+    assert!(k.check(&7, 5).unwrap().allowed);
+    assert_eq!(k.retain_recent(), 1);
+    assert!(k.capacity() < 1_000, "capacity {}", k.capacity());
+    // Still correct afterwards.
+    assert!(!k.check(&7, 6).unwrap().allowed);
+    for key in 0..1_000 {
+        k.check(&key, 1).unwrap();
+    }
+    assert_eq!(k.len(), 1_000);
+}
+
+/// A sweeper task forgets idle keys periodically and stops once the limiter is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_sweeper_forgets_idle_keys_and_stops_with_the_limiter() {
+    let k = Arc::new(
+        KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+            .build::<u32>()
+            .unwrap(),
+    );
+    let sweeper = k.spawn_sweeper(Duration::from_secs(5));
+    for key in 0..100 {
+        k.check(&key, 10).unwrap();
+    }
+    assert_eq!(k.len(), 100);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(k.len(), 100, "not swept yet");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(k.len(), 0, "swept at 5 s");
+    drop(k);
+    tokio::time::timeout(Duration::from_secs(10), sweeper)
+        .await
+        .expect("the sweeper stops once the limiter is dropped")
+        .unwrap();
+}

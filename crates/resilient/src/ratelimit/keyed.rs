@@ -8,9 +8,11 @@
 //! on the key's `AtomicU64`, under the shard's *read* lock). Memory is bounded two ways:
 //!
 //! - **idle keys expire**: a key whose state has fully recovered (its limiter is full again)
-//!   is indistinguishable from a key never seen, so forgetting it loses nothing. Such keys
-//!   are dropped by [`KeyedLimiter::retain_recent`] and automatically whenever a shard is
-//!   full;
+//!   is indistinguishable from a key never seen, so forgetting it loses nothing. Expiry is
+//!   not driven by time alone: such keys stay in memory (harmlessly) until
+//!   [`KeyedLimiter::retain_recent`] runs, which also shrinks the tables after a spike;
+//!   call it periodically, or let [`KeyedLimiter::spawn_sweeper`] do it on tokio. A full
+//!   shard also drops its idle keys before it evicts anything;
 //! - **hard cap** ([`KeyedLimiterBuilder::max_keys`], split evenly over the shards): when a
 //!   shard is full and holds no idle key, exactly a sixteenth of its keys (at least one) is
 //!   evicted in one pass, so the eviction scan is amortised over the following inserts.
@@ -688,8 +690,13 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         });
     }
 
-    /// Forgets every key whose limiter has fully recovered (every limit of its quota);
-    /// returns the keys kept.
+    /// Forgets every key whose limiter has fully recovered (every limit of its quota), and
+    /// gives memory back after a spike (a table at most a quarter full shrinks); returns
+    /// the keys kept. Takes each shard's lock in turn, for a pass over its keys.
+    ///
+    /// Idle keys are not forgotten by time alone: call this periodically (or
+    /// [`KeyedLimiter::spawn_sweeper`]); otherwise they are only dropped when their shard is
+    /// full and needs room.
     pub fn retain_recent(&self) -> usize {
         let now = self.clock.nanos();
         self.shards
@@ -697,8 +704,21 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             .map(|s| {
                 let mut t = s.write().unwrap_or_else(|e| e.into_inner());
                 t.retain(|e| self.time_to_idle(&e.state, now) > 0);
+                if t.capacity() > 4 * t.len() {
+                    let len = t.len();
+                    t.shrink_to(2 * len, |e| self.hasher.hash_one(&e.key));
+                }
                 t.len()
             })
+            .sum()
+    }
+
+    /// Keys the tables can hold before they grow (their memory is this times
+    /// [`bytes_per_key`], roughly).
+    pub fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).capacity())
             .sum()
     }
 
@@ -718,5 +738,52 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// The hard cap on keys (rounded down to a multiple of the shard count).
     pub fn max_keys(&self) -> usize {
         self.per_shard * self.shards.len()
+    }
+}
+
+impl<K, A, S, const N: usize> KeyedLimiter<K, A, S, N>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    A: Algorithm,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    /// Spawns a tokio task that calls [`KeyedLimiter::retain_recent`] every `every` (at
+    /// least 1 ms), so idle keys are forgotten and memory given back without a caller
+    /// doing it. The task holds only a weak reference: it stops at its next tick once the
+    /// limiter is dropped (or abort it through the handle). Must be called within a tokio
+    /// runtime. Each sweep runs on the runtime's thread, taking each shard's lock in turn.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let per_ip = Arc::new(
+    ///     KeyedLimiter::builder(Gcra::new(Rate::per_minute(60)).unwrap())
+    ///         .build::<std::net::IpAddr>()
+    ///         .unwrap(),
+    /// );
+    /// let sweeper = per_ip.spawn_sweeper(Duration::from_secs(60));
+    /// // ... use `per_ip`, e.g. as `KeyedLayer::new(per_ip.clone(), |req| ...)` ...
+    /// # sweeper.abort();
+    /// # }
+    /// ```
+    pub fn spawn_sweeper(
+        self: &std::sync::Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let limiter = std::sync::Arc::downgrade(self);
+        let every = every.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(limiter) = limiter.upgrade() else {
+                    return;
+                };
+                limiter.retain_recent();
+            }
+        })
     }
 }

@@ -69,9 +69,11 @@
 //!   [`SlidingWindowCounter::set_limit`], [`SlidingWindowLog::set_limit`] and
 //!   [`Smooth::set_rate`] need none. The configuration is read as one snapshot per
 //!   decision (a sequence lock: readers never block).
-//! - **Keyed** ([`KeyedLimiter`]): one packed `u64` per key, idle keys expire (a fully
-//!   recovered key equals a fresh one, so dropping it loses nothing), a hard cap evicts
-//!   the key closest to recovery. [`KeyedLimiter::quota`] gives every key several limits
+//! - **Keyed** ([`KeyedLimiter`]): one packed `u64` per key; idle keys (a fully
+//!   recovered key equals a fresh one, so dropping it loses nothing) are forgotten by
+//!   [`KeyedLimiter::retain_recent`], run periodically or by
+//!   [`KeyedLimiter::spawn_sweeper`], and by a full shard; a hard cap evicts a sixteenth
+//!   of a full shard, the keys with the least in use. [`KeyedLimiter::quota`] gives every key several limits
 //!   (one packed `u64` each), admitted only if all admit, with the same all-or-nothing
 //!   rule as a [`RateLimiter`] quota.
 //! - **tower**: [`RateLimiter::layer`] and, per key, [`KeyedLimiter::layer`] (a `Clone`
