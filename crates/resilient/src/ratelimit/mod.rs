@@ -77,7 +77,8 @@
 //!   (one packed `u64` each), admitted only if all admit, with the same all-or-nothing
 //!   rule as a [`RateLimiter`] quota.
 //! - **tower**: [`RateLimiter::layer`] and, per key, [`KeyedLimiter::layer`] (a `Clone`
-//!   [`KeyedLayer`] taking the key from each request: user, API key, IP), both rejecting
+//!   [`KeyedLayer`] taking the key from each request: user, API key, IP, and optionally
+//!   its cost, [`KeyedLayer::cost`]), both rejecting
 //!   with [`crate::Error::RateLimited`] or waiting in wait mode.
 //! - **HTTP** ([`headers`], feature `http-headers`): `RateLimit`/`RateLimit-Policy`
 //!   (draft-ietf-httpapi-ratelimit-headers-10, as Structured Fields), `X-RateLimit-*` and
@@ -182,7 +183,7 @@ pub use gcra::Gcra;
 pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
 pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, bytes_per_key};
 #[cfg(feature = "tower")]
-pub use keyed_layer::{KeyedLayer, KeyedService};
+pub use keyed_layer::{KeyedLayer, KeyedService, RequestCost, UnitCost};
 pub use sliding_counter::{MAX_SLIDING_LIMIT, SlidingWindowCounter};
 pub use sliding_log::SlidingWindowLog;
 pub use smooth::{Smooth, SmoothBuilder};
