@@ -344,8 +344,9 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// [`RateLimiter::set_rate`](super::RateLimiter::set_rate), which reads it). A decision
     /// racing the change may be made under either configuration.
     ///
-    /// For GCRA the units in use stay in use, up to the new burst: a limiter that had used 3
-    /// units still has 3 in use under the new rate (they refill at the new speed).
+    /// For GCRA the units in use stay in use: a limiter that had used 3 units still has 3
+    /// in use under the new rate (they refill at the new speed); when the rate drops, what
+    /// is in use beyond a full new burst is forgiven.
     ///
     /// ```
     /// use resilient::ratelimit::{Gcra, Limiter, Rate};

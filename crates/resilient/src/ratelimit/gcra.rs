@@ -185,8 +185,9 @@ impl Algorithm for Gcra {
 
     /// Sets the rate and the burst. The units in use at `now` stay in use (they refill at
     /// the new speed), except that a debt is never stretched past the longer of itself and
-    /// the new capacity (`burst × interval`): units in use beyond the new burst are
-    /// forgiven, and a `now` that is not the owner's time cannot lock the limiter out.
+    /// the new capacity (`burst × interval`): when the rate drops, units in use beyond a
+    /// full new burst are forgiven, and a `now` that is not the owner's time cannot lock
+    /// the limiter out.
     fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
         let (t, b) = check(rate, burst)?;
         let mut old = 0;

@@ -586,8 +586,9 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
 
     /// Changes the rate and burst of limit `limit` (`0` unless built with
     /// [`KeyedLimiter::quota`]) for every key at runtime, at this limiter's time, keeping
-    /// each key's state (see [`Algorithm::set_rate`]: GCRA keeps the units in use, up to
-    /// the new burst; a token bucket its tokens; a window its counts).
+    /// each key's state (see [`Algorithm::set_rate`]: GCRA keeps the units in use (a rate
+    /// drop forgives those beyond a full new burst); a token bucket its tokens; a window
+    /// its counts).
     ///
     /// The change holds every shard's lock while it carries the keys' states over (a pass
     /// over all keys), so decisions wait for it; the hot path is not slowed otherwise.

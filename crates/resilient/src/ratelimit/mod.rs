@@ -62,7 +62,8 @@
 //!   [`RateLimiter::check_quota`] reports each limit.
 //! - **Runtime changes** keep state, and go through the owner of the clock, which knows
 //!   the limiter's time: [`RateLimiter::set_rate`] and [`KeyedLimiter::set_rate`] (GCRA
-//!   keeps the units in use, up to the new burst; a token bucket its tokens; a smooth
+//!   keeps the units in use, a rate drop forgiving those beyond a full new burst; a
+//!   token bucket its tokens; a smooth
 //!   limiter its debt; windows their counts). On a shared handle (an `Arc` of a limit a
 //!   guard uses), [`AtomicLimiter::set_rate`] takes a `now` that must be the limiter's
 //!   time ([`RateLimiter::now`]); [`TokenBucket::set`], [`FixedWindow::set_limit`],
