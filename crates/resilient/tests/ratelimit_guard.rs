@@ -315,3 +315,69 @@ async fn smooth_wait_mode_reserves_a_request_beyond_the_debt_allowance() {
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// A cancelled waiter on a smooth limiter gives its reservation back: the next caller
+/// waits only for the slot the cancelled one held.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_smooth_waiter_gives_its_reservation_back() {
+    let limiter = RateLimiter::builder()
+        .limit(Smooth::bursty(Rate::per_second(1)).build().unwrap())
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    assert!(limiter.check().allowed); // the next slot is at 1 s
+    let Acquire::Wait(waiting) = limiter.acquire(&ctx) else {
+        panic!("the second call must wait")
+    };
+    // It held the slot at 1 s (and pushed the next to 2 s); cancelled at 300 ms.
+    assert!(
+        tokio::time::timeout(ms(300), waiting).await.is_err(),
+        "cancelled"
+    );
+    let start = Instant::now();
+    assert!(limiter.acquire(&ctx).resolve().await.is_ok());
+    let waited = start.elapsed();
+    assert!(waited >= ms(700) && waited <= ms(701), "{waited:?}");
+    // ... and that one is kept: the next slot is at 2 s.
+    let d = limiter.check();
+    assert!(!d.allowed);
+    assert!(
+        d.retry_after > ms(999) && d.retry_after <= ms(1_000),
+        "{d:?}"
+    );
+}
+
+/// A cancelled waiter on a quota gives its units back to every limit.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_quota_waiter_gives_back_to_every_limit() {
+    let per_sec = Arc::new(Gcra::limiter(Rate::per_second(1)).unwrap());
+    let per_min = Arc::new(Gcra::limiter_with_burst(Rate::per_minute(10), 3).unwrap());
+    let limiter = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(per_min.clone())
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    assert!(limiter.check().allowed);
+    let remaining =
+        |l: &Arc<resilient::ratelimit::AtomicLimiter<Gcra>>| l.peek(limiter.now(), 0).remaining;
+    assert_eq!((remaining(&per_sec), remaining(&per_min)), (0, 2));
+    let Acquire::Wait(waiting) = limiter.acquire(&ctx) else {
+        panic!("the second call must wait for the per-second limit")
+    };
+    // Reserved on both: the per-minute limit took its unit at once.
+    assert_eq!(remaining(&per_min), 1);
+    assert!(tokio::time::timeout(ms(300), waiting).await.is_err());
+    assert_eq!(remaining(&per_min), 2, "given back");
+    let d = per_sec.peek(limiter.now(), 1);
+    assert_eq!(
+        d.retry_after,
+        ms(700),
+        "given back: only the first unit is in use"
+    );
+    // A waiter that completes keeps its units on both.
+    assert!(limiter.acquire(&ctx).resolve().await.is_ok());
+    assert_eq!((remaining(&per_sec), remaining(&per_min)), (0, 1));
+}
