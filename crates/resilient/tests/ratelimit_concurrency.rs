@@ -6,17 +6,30 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use resilient::ratelimit::{
-    FixedWindow, Gcra, KeyedLimiter, Limiter, Rate, SlidingWindowCounter, SlidingWindowLog, Smooth,
-    TokenBucket,
+    FixedWindow, Gcra, KeyedLimiter, Limiter, Rate, RateLimiter, SlidingWindowCounter,
+    SlidingWindowLog, Smooth, TokenBucket,
 };
 use resilient::{Clock, ManualClock};
 
 const THREADS: usize = 3;
 const TICKS: u64 = 10_000; // 50 µs each: 500 ms of manual time
 
+/// Where the hammer's clock starts: a day past its origin, like a production clock.
+const START: Duration = Duration::from_secs(86_400);
+
 /// Runs the hammer and returns (admitted, elapsed).
 fn hammer(check: Arc<dyn Fn(Duration) -> bool + Send + Sync>) -> (u64, Duration) {
     let clock = ManualClock::new();
+    clock.set(START);
+    hammer_on(&clock, check)
+}
+
+/// Runs the hammer on `clock` (from its current reading) and returns (admitted, elapsed).
+fn hammer_on(
+    clock: &ManualClock,
+    check: Arc<dyn Fn(Duration) -> bool + Send + Sync>,
+) -> (u64, Duration) {
+    let start = clock.now();
     let stop = Arc::new(AtomicBool::new(false));
     let admitted = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..THREADS)
@@ -42,7 +55,7 @@ fn hammer(check: Arc<dyn Fn(Duration) -> bool + Send + Sync>) -> (u64, Duration)
     for w in workers {
         w.join().unwrap();
     }
-    (admitted.load(Ordering::Relaxed), clock.now())
+    (admitted.load(Ordering::Relaxed), clock.now() - start)
 }
 
 /// capacity + rate × elapsed, with the rate in units per second.
@@ -142,4 +155,42 @@ fn keyed_limiter_never_over_admits_on_one_key() {
     }));
     assert!(admitted <= bound(10, 100, elapsed), "{admitted}");
     assert!(admitted >= 10);
+}
+
+/// A quota of three limits hammered from many threads: the window limits refuse most
+/// requests, so the units taken from the others are given back all the time. The first
+/// limit, an exact log whose window outlasts the run, must end holding exactly the units
+/// admitted (every refund happened, none twice), and no limit is exceeded.
+#[test]
+fn a_quota_with_refunds_never_over_admits_and_loses_no_unit() {
+    let clock = ManualClock::new();
+    clock.set(START);
+    let log = Arc::new(SlidingWindowLog::new(1_000_000, Duration::from_secs(10)).unwrap());
+    let windowed = Arc::new(FixedWindow::limiter(5, Duration::from_millis(100)).unwrap());
+    let gcra = Arc::new(Gcra::limiter_with_burst(Rate::per_second(80), 3).unwrap());
+    let quota = RateLimiter::builder()
+        .limit(log.clone())
+        .limit(windowed.clone())
+        .limit(gcra.clone())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let l = quota.clone();
+    let (admitted, elapsed) = hammer_on(&clock, Arc::new(move |_| l.allow().is_ok()));
+    let windows = elapsed.as_millis() as u64 / 100 + 1;
+    assert!(
+        admitted <= 5 * windows,
+        "window limit: {admitted} > {}",
+        5 * windows
+    );
+    assert!(admitted <= bound(3, 80, elapsed), "gcra: {admitted}");
+    assert!(admitted >= 5, "admitted only {admitted}");
+    let held = 1_000_000 - log.peek(clock.now(), 0).remaining;
+    assert_eq!(held, admitted, "the log holds exactly the admitted units");
+    // The same with the full decision path (check), which reports every limit.
+    let l = quota.clone();
+    let before = held;
+    let (admitted, _) = hammer_on(&clock, Arc::new(move |_| l.check().allowed));
+    let held = 1_000_000 - log.peek(clock.now(), 0).remaining;
+    assert_eq!(held - before, admitted);
 }

@@ -188,6 +188,7 @@ async fn tower_layer_is_clone_and_shares_state() {
 #[test]
 fn shared_limit_changes_rate_at_runtime() {
     let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
     let gcra = Arc::new(Gcra::limiter(Rate::per_second(1)).unwrap());
     let limiter = RateLimiter::builder()
         .limit(gcra.clone())
@@ -196,7 +197,8 @@ fn shared_limit_changes_rate_at_runtime() {
         .unwrap();
     assert!(limiter.check().allowed);
     assert!(!limiter.check().allowed);
-    gcra.set_rate(Duration::ZERO, Rate::per_second(10), 10)
+    // On the shared handle, at the limiter's own time.
+    gcra.set_rate(limiter.now(), Rate::per_second(10), 10)
         .unwrap();
     // The unit in use stays in use; nine more are available at once.
     for _ in 0..9 {
@@ -204,4 +206,178 @@ fn shared_limit_changes_rate_at_runtime() {
     }
     assert!(!limiter.check().allowed);
     assert_eq!(gcra.policy().quota, 10);
+}
+
+/// A limit's capacity cut at runtime below the guard's configured cost: every path
+/// denies (nothing is consumed), and the rejection says "never" (no retry_after) rather
+/// than a wait of centuries.
+#[tokio::test(start_paused = true)]
+async fn a_capacity_cut_below_the_cost_denies_with_no_retry_after() {
+    use resilient::Rejection;
+    let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
+    let per_sec = Arc::new(Gcra::limiter(Rate::per_second(10)).unwrap());
+    let per_min = Arc::new(Gcra::limiter(Rate::per_minute(100)).unwrap());
+    let quota = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(per_min.clone())
+        .cost(5)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let single = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .cost(5)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    per_sec
+        .set_rate(quota.now(), Rate::per_second(2), 2)
+        .unwrap();
+    for l in [&quota, &single] {
+        let d = l.check();
+        assert!(!d.allowed, "{d:?}");
+        assert_eq!(d.retry_after, Duration::MAX);
+        assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: None });
+        assert_eq!(l.allow(), Err(Duration::MAX));
+        match l.acquire_now(&Context::new()) {
+            Err(r) => assert_eq!(r, Rejection::RateLimited { retry_after: None }),
+            Ok(_) => panic!("admitted"),
+        }
+        let p = Pipeline::builder().rate_limit(l.clone()).build().unwrap();
+        assert!(matches!(
+            call(&p).await,
+            Err(Error::RateLimited { retry_after: None })
+        ));
+    }
+    // Wait mode: no wait can help, rejected at once.
+    let waiting = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(FixedWindow::limiter(100, Duration::from_secs(1)).unwrap())
+        .cost(5)
+        .max_wait(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    assert!(waiting.is_err(), "the cost is checked at build");
+    per_sec
+        .set_rate(quota.now(), Rate::per_second(10), 10)
+        .unwrap();
+    let waiting = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(FixedWindow::limiter(100, Duration::from_secs(1)).unwrap())
+        .cost(5)
+        .max_wait(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    waiting.set_rate(0, Rate::per_second(2), 2).unwrap();
+    let p = Pipeline::builder().rate_limit(waiting).build().unwrap();
+    let start = Instant::now();
+    assert!(matches!(
+        call(&p).await,
+        Err(Error::RateLimited { retry_after: None })
+    ));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        per_min.peek(quota.now(), 0).remaining,
+        100,
+        "nothing consumed"
+    );
+    assert_eq!(
+        per_sec.peek(quota.now(), 0).remaining,
+        2,
+        "nothing consumed"
+    );
+}
+
+/// A smooth limiter in wait mode reserves a request larger than its debt allowance plus
+/// the stored permits: it waits for the permits it lacks instead of being rejected.
+#[tokio::test(start_paused = true)]
+async fn smooth_wait_mode_reserves_a_request_beyond_the_debt_allowance() {
+    let limiter = RateLimiter::builder()
+        .limit(Smooth::bursty(Rate::per_second(10)).build().unwrap())
+        .cost(5)
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
+    let start = Instant::now();
+    // Fresh: nothing stored and one permit of debt allowed, so it waits for 4 permits.
+    call(&p).await.unwrap();
+    let first = start.elapsed();
+    assert!(first >= ms(400) && first <= ms(401), "{first:?}");
+    // The next pays the 1 permit of debt, then waits for 4 more: 500 ms.
+    call(&p).await.unwrap();
+    let second = start.elapsed();
+    assert!(second >= ms(900) && second <= ms(902), "{second:?}");
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A cancelled waiter on a smooth limiter gives its reservation back: the next caller
+/// waits only for the slot the cancelled one held.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_smooth_waiter_gives_its_reservation_back() {
+    let limiter = RateLimiter::builder()
+        .limit(Smooth::bursty(Rate::per_second(1)).build().unwrap())
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    assert!(limiter.check().allowed); // the next slot is at 1 s
+    let Acquire::Wait(waiting) = limiter.acquire(&ctx) else {
+        panic!("the second call must wait")
+    };
+    // It held the slot at 1 s (and pushed the next to 2 s); cancelled at 300 ms.
+    assert!(
+        tokio::time::timeout(ms(300), waiting).await.is_err(),
+        "cancelled"
+    );
+    let start = Instant::now();
+    assert!(limiter.acquire(&ctx).resolve().await.is_ok());
+    let waited = start.elapsed();
+    assert!(waited >= ms(700) && waited <= ms(701), "{waited:?}");
+    // ... and that one is kept: the next slot is at 2 s.
+    let d = limiter.check();
+    assert!(!d.allowed);
+    assert!(
+        d.retry_after > ms(999) && d.retry_after <= ms(1_000),
+        "{d:?}"
+    );
+}
+
+/// A cancelled waiter on a quota gives its units back to every limit.
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_quota_waiter_gives_back_to_every_limit() {
+    let per_sec = Arc::new(Gcra::limiter(Rate::per_second(1)).unwrap());
+    let per_min = Arc::new(Gcra::limiter_with_burst(Rate::per_minute(10), 3).unwrap());
+    let limiter = RateLimiter::builder()
+        .limit(per_sec.clone())
+        .limit(per_min.clone())
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    assert!(limiter.check().allowed);
+    let remaining =
+        |l: &Arc<resilient::ratelimit::AtomicLimiter<Gcra>>| l.peek(limiter.now(), 0).remaining;
+    assert_eq!((remaining(&per_sec), remaining(&per_min)), (0, 2));
+    let Acquire::Wait(waiting) = limiter.acquire(&ctx) else {
+        panic!("the second call must wait for the per-second limit")
+    };
+    // Reserved on both: the per-minute limit took its unit at once.
+    assert_eq!(remaining(&per_min), 1);
+    assert!(tokio::time::timeout(ms(300), waiting).await.is_err());
+    assert_eq!(remaining(&per_min), 2, "given back");
+    let d = per_sec.peek(limiter.now(), 1);
+    assert_eq!(
+        d.retry_after,
+        ms(700),
+        "given back: only the first unit is in use"
+    );
+    // A waiter that completes keeps its units on both.
+    assert!(limiter.acquire(&ctx).resolve().await.is_ok());
+    assert_eq!((remaining(&per_sec), remaining(&per_min)), (0, 1));
 }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use resilient::ManualClock;
+
+const DAY: Duration = Duration::from_secs(86_400);
 use resilient::ratelimit::{FixedWindow, Gcra, KeyedLimiter, Rate, SlidingWindowCounter};
 
 #[test]
@@ -78,19 +80,80 @@ fn hard_cap_evicts_the_key_closest_to_recovery() {
 #[test]
 fn full_shard_drops_idle_keys_first() {
     let clock = ManualClock::new();
+    clock.set(DAY);
     let k = KeyedLimiter::builder(SlidingWindowCounter::new(10, Duration::from_secs(1)).unwrap())
         .max_keys(8)
         .shards(1)
         .clock(Arc::new(clock.clone()))
         .build::<u64>()
         .unwrap();
-    for key in 0..1_000 {
+    // Key 0 is limited; the others come and go in the same window (all tied on time to
+    // idle): one key is evicted per new key, never the limited one, never more.
+    assert!(k.check(&0, 10).unwrap().allowed);
+    for key in 1..1_000 {
         k.check(&key, 1).unwrap();
-        assert!(k.len() <= 8);
+        assert_eq!(k.len(), (key as usize + 1).min(8), "after key {key}");
     }
+    assert!(
+        !k.check(&0, 1).unwrap().allowed,
+        "the limited key stays limited"
+    );
     clock.advance(Duration::from_secs(2));
     k.check(&5_000, 10).unwrap();
     assert_eq!(k.len(), 1, "all recovered keys were dropped to make room");
+}
+
+/// Every key of a fixed window ties on time to idle (the window's end): a full shard
+/// evicts a sixteenth of its keys, the least used, not all of them.
+#[test]
+fn a_full_shard_of_tied_keys_evicts_a_sixteenth_least_used_first() {
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let k = KeyedLimiter::builder(FixedWindow::new(5, Duration::from_secs(10)).unwrap())
+        .max_keys(64)
+        .shards(1)
+        .clock(Arc::new(clock.clone()))
+        .build::<u64>()
+        .unwrap();
+    // Keys 0..8 are limited, 8..16 used 3 units, the rest 1.
+    for key in 0..64 {
+        let cost = match key {
+            0..8 => 5,
+            8..16 => 3,
+            _ => 1,
+        };
+        assert!(k.check(&key, cost).unwrap().allowed);
+    }
+    k.check(&1_000, 1).unwrap();
+    assert_eq!(
+        k.len(),
+        64 - 4 + 1,
+        "64 / 16 = 4 keys evicted, then the new one"
+    );
+    for key in 0..8 {
+        assert!(
+            !k.check(&key, 1).unwrap().allowed,
+            "key {key} stays limited"
+        );
+    }
+    for key in 8..16 {
+        assert_eq!(
+            k.check(&key, 0).unwrap().remaining,
+            2,
+            "key {key} kept its state"
+        );
+    }
+    // Under sustained pressure the limited keys still stay limited.
+    for key in 2_000..2_500 {
+        k.check(&key, 1).unwrap();
+        assert!(k.len() <= 64 && k.len() >= 60);
+    }
+    for key in 0..8 {
+        assert!(
+            !k.check(&key, 1).unwrap().allowed,
+            "key {key} stays limited"
+        );
+    }
 }
 
 #[test]
@@ -245,4 +308,53 @@ fn an_empty_quota_is_a_config_error() {
     let none: [Gcra; 0] = [];
     let e = KeyedLimiter::quota(none).build::<u8>().unwrap_err();
     assert_eq!(e.field(), "keyed_limiter.limits");
+}
+
+/// After a spike of keys, `retain_recent` gives the tables' memory back.
+#[test]
+fn retain_recent_shrinks_the_tables_after_a_spike() {
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<u32>()
+        .unwrap();
+    for key in 0..20_000 {
+        k.check(&key, 1).unwrap();
+    }
+    assert!(k.capacity() >= 20_000);
+    clock.advance(Duration::from_millis(100));
+    assert!(k.check(&7, 5).unwrap().allowed);
+    assert_eq!(k.retain_recent(), 1);
+    assert!(k.capacity() < 1_000, "capacity {}", k.capacity());
+    // Still correct afterwards.
+    assert!(!k.check(&7, 6).unwrap().allowed);
+    for key in 0..1_000 {
+        k.check(&key, 1).unwrap();
+    }
+    assert_eq!(k.len(), 1_000);
+}
+
+/// A sweeper task forgets idle keys periodically and stops once the limiter is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_sweeper_forgets_idle_keys_and_stops_with_the_limiter() {
+    let k = Arc::new(
+        KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+            .build::<u32>()
+            .unwrap(),
+    );
+    let sweeper = k.spawn_sweeper(Duration::from_secs(5));
+    for key in 0..100 {
+        k.check(&key, 10).unwrap();
+    }
+    assert_eq!(k.len(), 100);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(k.len(), 100, "not swept yet");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(k.len(), 0, "swept at 5 s");
+    drop(k);
+    tokio::time::timeout(Duration::from_secs(10), sweeper)
+        .await
+        .expect("the sweeper stops once the limiter is dropped")
+        .unwrap();
 }

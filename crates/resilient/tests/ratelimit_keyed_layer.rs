@@ -183,3 +183,47 @@ async fn inner_errors_come_back_as_inner() {
         Err(Error::Inner("too big"))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cost_extractor_charges_each_request_its_weight() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user)
+        .cost(|r: &Req| u64::from(r.n));
+    let mut svc = tower::Layer::layer(&layer, echo());
+    assert_eq!(call(&mut svc, req("ada", 6)).await.unwrap(), 6);
+    // 4 units left: a request weighing 5 must wait for one more (100 ms).
+    match call(&mut svc, req("ada", 5)).await {
+        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, Some(MS * 100)),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(call(&mut svc, req("ada", 4)).await.unwrap(), 4);
+    // Heavier than the capacity: it can never pass, so no retry_after.
+    assert!(matches!(
+        call(&mut svc, req("bob", 11)).await,
+        Err(Error::RateLimited { retry_after: None })
+    ));
+    // Weightless requests pass.
+    assert_eq!(call(&mut svc, req("ada", 0)).await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_weighted_waiter_gives_its_whole_weight_back() {
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+        .max_wait(Duration::from_secs(2))
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user)
+        .cost(|r: &Req| u64::from(r.n));
+    let mut svc = tower::Layer::layer(&layer, echo());
+    let start = Instant::now();
+    assert_eq!(call(&mut svc, req("ada", 10)).await.unwrap(), 10);
+    // Weighing 5, it reserves the capacity due at 500 ms, but is dropped at 100 ms.
+    let dropped = tokio::time::timeout(MS * 100, call(&mut svc, req("ada", 5))).await;
+    assert!(dropped.is_err());
+    // Had its 5 units been kept, the next 5 would wait until 1 s; they are due at 500 ms.
+    assert_eq!(call(&mut svc, req("ada", 5)).await.unwrap(), 5);
+    let elapsed = start.elapsed();
+    assert!(elapsed >= MS * 500 && elapsed <= MS * 501, "{elapsed:?}");
+}

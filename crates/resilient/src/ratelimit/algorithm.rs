@@ -6,7 +6,72 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::decision::{CostError, Decision, Nanos, Policy, nanos};
+use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
+use crate::ConfigError;
+
+/// How states kept under an algorithm's old configuration carry over to a new one: what
+/// [`Algorithm::set_rate`] returns, applied by the owner of the states to each of them
+/// ([`AtomicLimiter::set_rate`], [`KeyedLimiter::set_rate`](super::KeyedLimiter::set_rate)).
+///
+/// ```
+/// use resilient::ratelimit::Rescale;
+/// // A debt (a GCRA TAT past `at`) of 2 s at 100 ms per unit becomes 20 s at 1 s per
+/// // unit, but never longer than the new capacity (here 10 s) or the old debt.
+/// let at = 86_400_000_000_000;
+/// let r = Rescale::debt(at, 1_000_000_000, 100_000_000, 10_000_000_000);
+/// assert_eq!(r.apply(at + 2_000_000_000), at + 10_000_000_000);
+/// assert_eq!(r.apply(at - 5), at - 5); // no debt: unchanged
+/// assert!(Rescale::NONE.is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rescale {
+    at: Nanos,
+    num: u64,
+    den: u64,
+    bound: Nanos,
+}
+
+impl Rescale {
+    /// States carry over unchanged.
+    pub const NONE: Rescale = Rescale {
+        at: 0,
+        num: 1,
+        den: 1,
+        bound: 0,
+    };
+
+    /// A state that is a time (a GCRA TAT): the debt `state - at` (if any) is scaled by
+    /// `num / den`, but never made longer than the longer of itself and `bound`.
+    pub fn debt(at: Nanos, num: u64, den: u64, bound: Nanos) -> Self {
+        Self {
+            at,
+            num,
+            den: den.max(1),
+            bound,
+        }
+    }
+
+    /// Whether every state carries over unchanged.
+    pub fn is_none(&self) -> bool {
+        self.num == self.den
+    }
+
+    /// The state under the new configuration.
+    pub fn apply(&self, state: u64) -> u64 {
+        if self.is_none() || state <= self.at {
+            return state;
+        }
+        let debt = state - self.at;
+        let scaled = u128::from(debt) * u128::from(self.num) / u128::from(self.den);
+        let scaled = u64::try_from(scaled).unwrap_or(u64::MAX);
+        self.at.saturating_add(scaled.min(debt.max(self.bound)))
+    }
+}
+
+/// The error of a limiter or algorithm without runtime rate changes.
+pub(crate) fn no_set_rate(field: &'static str) -> ConfigError {
+    ConfigError::new(field, "cannot change the rate at runtime")
+}
 
 /// A rate-limiting algorithm as a pure function of `(state, now, cost)`.
 ///
@@ -68,6 +133,21 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
 
     /// The quota this algorithm enforces.
     fn policy(&self) -> Policy;
+
+    /// Changes the rate and burst (total capacity) at runtime at `now`, which must be the
+    /// time of the limiter owning the states (its clock reading); returns how those states
+    /// carry over. Call it through the owner, which reads its clock and applies the
+    /// [`Rescale`] to its states: [`AtomicLimiter::set_rate`],
+    /// [`KeyedLimiter::set_rate`](super::KeyedLimiter::set_rate),
+    /// [`RateLimiter::set_rate`](super::RateLimiter::set_rate).
+    ///
+    /// GCRA sets its rate and burst; a token bucket its refill (`rate`) and capacity
+    /// (`burst`); the window algorithms their limit, with `rate.per` equal to their window
+    /// and `burst` equal to `rate.count`. The default: a [`ConfigError`].
+    fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let _ = (now, rate, burst);
+        Err(no_set_rate("rate_limiter.set_rate"))
+    }
 }
 
 macro_rules! forward_algorithm {
@@ -104,6 +184,9 @@ macro_rules! forward_algorithm {
             }
             fn policy(&self) -> Policy {
                 (**self).policy()
+            }
+            fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+                (**self).set_rate(now, rate, burst)
             }
         }
     )*};
@@ -169,6 +252,17 @@ pub trait Limiter: Send + Sync + fmt::Debug + 'static {
 
     /// The quota enforced.
     fn policy(&self) -> Policy;
+
+    /// Changes the rate and burst at runtime, keeping state. `now` must be the time of the
+    /// clock this limiter is used with (a [`RateLimiter`](super::RateLimiter)'s
+    /// [`now`](super::RateLimiter::now)); [`RateLimiter::set_rate`](super::RateLimiter::set_rate)
+    /// passes it. See [`Algorithm::set_rate`] for what `rate` and `burst` mean to each
+    /// algorithm; a [`Smooth`](super::Smooth) limiter takes `burst` as a bursty limiter's
+    /// most stored permits. The default: a [`ConfigError`].
+    fn set_rate(&self, now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let _ = (now, rate, burst);
+        Err(no_set_rate("rate_limiter.set_rate"))
+    }
 }
 
 impl<L: Limiter + ?Sized> Limiter for Arc<L> {
@@ -199,6 +293,9 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     }
     fn policy(&self) -> Policy {
         (**self).policy()
+    }
+    fn set_rate(&self, now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        (**self).set_rate(now, rate, burst)
     }
 }
 
@@ -238,6 +335,34 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// The raw packed state (for inspection, or to hand to a distributed store).
     pub fn state(&self) -> u64 {
         self.state.load(Ordering::Relaxed)
+    }
+
+    /// Changes the rate and burst at runtime (see [`Algorithm::set_rate`]) and carries the
+    /// state over. `now` must be this limiter's time: the reading of the clock its
+    /// callers pass to it, e.g. [`RateLimiter::now`](super::RateLimiter::now) when it is
+    /// a limit of a [`RateLimiter`](super::RateLimiter) (or use
+    /// [`RateLimiter::set_rate`](super::RateLimiter::set_rate), which reads it). A decision
+    /// racing the change may be made under either configuration.
+    ///
+    /// For GCRA the units in use stay in use: a limiter that had used 3 units still has 3
+    /// in use under the new rate (they refill at the new speed); when the rate drops, what
+    /// is in use beyond a full new burst is forgiven.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, Limiter, Rate};
+    /// use std::time::Duration;
+    /// let l = Gcra::limiter(Rate::per_second(10)).unwrap();
+    /// let now = Duration::from_secs(86_400); // the limiter's clock reading
+    /// l.try_acquire(now, 3).unwrap();
+    /// l.set_rate(now, Rate::per_second(100), 100).unwrap();
+    /// assert_eq!(l.peek(now, 0).remaining, 97);
+    /// ```
+    pub fn set_rate(&self, now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let rescale = self.alg.set_rate(nanos(now), rate, burst)?;
+        if !rescale.is_none() {
+            self.update(|s| rescale.apply(s));
+        }
+        Ok(())
     }
 
     /// Applies `f` to the state atomically (used to rescale state on a rate change).
@@ -358,5 +483,9 @@ impl<A: Algorithm> Limiter for AtomicLimiter<A> {
 
     fn policy(&self) -> Policy {
         self.alg.policy()
+    }
+
+    fn set_rate(&self, now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        AtomicLimiter::set_rate(self, now, rate, burst)
     }
 }

@@ -20,6 +20,18 @@ pub fn nanos(d: Duration) -> Nanos {
     }
 }
 
+/// The wait `n` nanoseconds stand for: `u64::MAX` (the "never" of [`Limiter::admit`](
+/// super::Limiter::admit)) is `Duration::MAX`, which a rejection reports as no
+/// `retry_after` at all.
+#[inline]
+pub(crate) fn wait(n: Nanos) -> Duration {
+    if n == u64::MAX {
+        Duration::MAX
+    } else {
+        Duration::from_nanos(n)
+    }
+}
+
 /// One limiter's answer to one request.
 ///
 /// `limit` is the limiter's **burst**: the total capacity, i.e. the most units that can be
@@ -51,11 +63,14 @@ pub struct Decision {
     pub reset: Duration,
     /// Time until a request of the same cost would be admitted; zero when allowed. When a
     /// waiting acquisition reserved capacity, the time the caller must wait before using it.
+    /// `Duration::MAX` means never (the cost exceeds the limit's capacity, e.g. after a
+    /// runtime cut).
     pub retry_after: Duration,
 }
 
 impl Decision {
-    /// The rejection a guard reports for this (denied) decision.
+    /// The rejection a guard reports for this (denied) decision: its `retry_after`, or
+    /// none if that is `Duration::MAX` (never).
     ///
     /// ```
     /// use resilient::Rejection;
@@ -64,10 +79,22 @@ impl Decision {
     /// let d = Decision { allowed: false, limit: 1, remaining: 0,
     ///     reset: Duration::from_secs(1), retry_after: Duration::from_secs(1) };
     /// assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: Some(Duration::from_secs(1)) });
+    /// let never = Decision { retry_after: Duration::MAX, ..d };
+    /// assert_eq!(never.rejection(), Rejection::RateLimited { retry_after: None });
     /// ```
     pub fn rejection(&self) -> Rejection {
         Rejection::RateLimited {
-            retry_after: Some(self.retry_after),
+            retry_after: (self.retry_after != Duration::MAX).then_some(self.retry_after),
+        }
+    }
+
+    /// This decision as a denial that can never be admitted (the cost exceeds the
+    /// capacity): nothing consumed, `retry_after` `Duration::MAX`.
+    pub(crate) fn never(self) -> Self {
+        Self {
+            allowed: false,
+            retry_after: Duration::MAX,
+            ..self
         }
     }
 }

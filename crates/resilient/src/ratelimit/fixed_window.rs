@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
-use super::decision::{Decision, Nanos, Policy, nanos};
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
+use super::decision::{Decision, Nanos, Policy, Rate, nanos};
 use crate::ConfigError;
 
 /// How far (in windows or periods) a stored state may be ahead of a caller's clock reading
@@ -48,7 +48,52 @@ pub(crate) fn check_window(
     if window.is_zero() {
         return Err(ConfigError::new(field_window, "must be longer than zero"));
     }
+    if window > MAX_WINDOW {
+        return Err(ConfigError::new(
+            field_window,
+            format!("must be at most 100 years ({} s)", MAX_WINDOW.as_secs()),
+        ));
+    }
     Ok(())
+}
+
+/// The longest window the window algorithms ([`FixedWindow`],
+/// [`SlidingWindowCounter`](super::SlidingWindowCounter),
+/// [`SlidingWindowLog`](super::SlidingWindowLog)) accept: 100 years (365-day years). Longer
+/// ones are configuration errors; this bound keeps every time computed from a window
+/// (such as two windows for a sliding counter's reset) within a `u64` of nanoseconds.
+///
+/// ```
+/// use resilient::ratelimit::{FixedWindow, MAX_WINDOW};
+/// use std::time::Duration;
+/// assert!(FixedWindow::new(1, MAX_WINDOW).is_ok());
+/// let e = FixedWindow::new(1, Duration::MAX).unwrap_err();
+/// assert_eq!(e.field(), "fixed_window.window");
+/// ```
+pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// The limit a window algorithm's `set_rate(rate, burst)` asks for: windows cannot change
+/// length at runtime, and a window's burst is its limit.
+pub(crate) fn window_limit(
+    rate: Rate,
+    burst: u64,
+    window: Nanos,
+    field_limit: &'static str,
+    field_window: &'static str,
+) -> Result<u64, ConfigError> {
+    if nanos(rate.per) != window {
+        return Err(ConfigError::new(
+            field_window,
+            "cannot change at runtime (set_rate needs rate.per equal to the window)",
+        ));
+    }
+    if burst != rate.count {
+        return Err(ConfigError::new(
+            field_limit,
+            "a window's burst is its limit: set_rate needs burst equal to rate.count",
+        ));
+    }
+    Ok(burst)
 }
 
 impl FixedWindow {
@@ -115,7 +160,7 @@ impl Algorithm for FixedWindow {
         let index = Self::index(state, now / w);
         let used = Self::used(state, index);
         let to_end = (index + 1).saturating_mul(w).saturating_sub(now);
-        if used + cost <= limit {
+        if used.saturating_add(cost) <= limit {
             let u = used + cost;
             let next = ((index as u32 as u64) << 32) | u;
             let d = Decision {
@@ -156,6 +201,19 @@ impl Algorithm for FixedWindow {
 
     fn max_cost(&self) -> u64 {
         self.limit.load(Ordering::Relaxed)
+    }
+
+    /// [`FixedWindow::set_limit`] to `rate.count`, which must equal `burst`, with
+    /// `rate.per` equal to the window.
+    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let limit = window_limit(
+            rate,
+            burst,
+            self.window.load(Ordering::Relaxed),
+            "fixed_window.limit",
+            "fixed_window.window",
+        )?;
+        self.set_limit(limit).map(|()| Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {

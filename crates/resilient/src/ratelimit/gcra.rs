@@ -5,10 +5,10 @@
 //! `now` is admitted iff `max(tat, now) + c·T - now <= B·T`; it then moves `tat` to
 //! `max(tat, now) + c·T`. The limiter is full when `tat <= now`, so state `0` is fresh.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
+use super::config::ConfigCell;
 use super::decision::{Decision, Nanos, Policy, Rate};
 use crate::ConfigError;
 
@@ -28,12 +28,19 @@ use crate::ConfigError;
 /// ```
 #[derive(Debug)]
 pub struct Gcra {
-    interval: AtomicU64,
-    burst: AtomicU64,
-    /// `burst × interval`, the tolerance in ns.
-    cap: AtomicU64,
-    /// `1 / interval` as `f64` bits: turns the division for `remaining` into a multiply.
-    inverse: AtomicU64,
+    /// `[interval, burst, cap, inverse]`: the emission interval (ns), the burst, `burst ×
+    /// interval` (the tolerance, ns) and `1 / interval` as `f64` bits (turns the division
+    /// for `remaining` into a multiply), read as one snapshot.
+    cfg: ConfigCell<4>,
+}
+
+/// One consistent reading of the configuration.
+#[derive(Debug, Clone, Copy)]
+struct Cfg {
+    t: u64,
+    burst: u64,
+    cap: u64,
+    inverse: f64,
 }
 
 fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
@@ -51,6 +58,10 @@ fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
     Ok((t, burst))
 }
 
+fn words(t: u64, b: u64) -> [u64; 4] {
+    [t, b, b * t, (1.0 / t as f64).to_bits()]
+}
+
 impl Gcra {
     /// `rate`, with a burst of `rate.count`.
     pub fn new(rate: Rate) -> Result<Self, ConfigError> {
@@ -60,14 +71,9 @@ impl Gcra {
     /// `rate`, with a burst (total capacity) of `burst` units.
     pub fn with_burst(rate: Rate, burst: u64) -> Result<Self, ConfigError> {
         let (t, b) = check(rate, burst)?;
-        let g = Self {
-            interval: AtomicU64::new(0),
-            burst: AtomicU64::new(0),
-            cap: AtomicU64::new(0),
-            inverse: AtomicU64::new(0),
-        };
-        g.store(t, b);
-        Ok(g)
+        Ok(Self {
+            cfg: ConfigCell::new(words(t, b)),
+        })
     }
 
     /// A lock-free limiter for `rate` (burst `rate.count`).
@@ -80,22 +86,26 @@ impl Gcra {
         Self::with_burst(rate, burst).map(AtomicLimiter::new)
     }
 
-    fn store(&self, t: u64, b: u64) {
-        self.interval.store(t, Ordering::Relaxed);
-        self.burst.store(b, Ordering::Relaxed);
-        self.cap.store(b * t, Ordering::Relaxed);
-        self.inverse
-            .store((1.0 / t as f64).to_bits(), Ordering::Relaxed);
+    #[inline]
+    fn load(&self) -> Cfg {
+        let [t, burst, cap, inverse] = self.cfg.read();
+        Cfg {
+            t,
+            burst,
+            cap,
+            inverse: f64::from_bits(inverse),
+        }
     }
 
     /// `x / t`, exact, by a multiply and one correction step.
     #[inline]
-    fn units(&self, x: u64, t: u64) -> u64 {
+    fn units(x: u64, c: &Cfg) -> u64 {
+        let t = c.t;
         if x >= 1 << 62 {
             return x / t; // beyond the fast path's range
         }
         // Signed conversions are single instructions on x86-64; both values fit.
-        let q = (x as i64 as f64 * f64::from_bits(self.inverse.load(Ordering::Relaxed))) as i64;
+        let q = (x as i64 as f64 * c.inverse) as i64;
         let q = q.max(0) as u64;
         if q >= 1 << 50 {
             return x / t; // beyond the f64 fast path's exactness
@@ -112,55 +122,21 @@ impl Gcra {
 
     /// The emission interval (time to replenish one unit).
     pub fn interval(&self) -> Duration {
-        Duration::from_nanos(self.interval.load(Ordering::Relaxed))
+        Duration::from_nanos(self.load().t)
     }
 
     /// The burst (total capacity).
     pub fn burst(&self) -> u64 {
-        self.burst.load(Ordering::Relaxed)
+        self.load().burst
     }
-}
 
-impl AtomicLimiter<Gcra> {
-    /// Changes the rate and burst at runtime, keeping the units in use: a limiter that had
-    /// used 3 units still has 3 in use under the new rate (they just refill at the new
-    /// speed).
-    ///
-    /// ```
-    /// use resilient::ratelimit::{Gcra, Limiter, Rate};
-    /// use std::time::Duration;
-    /// let l = Gcra::limiter(Rate::per_second(10)).unwrap();
-    /// l.try_acquire(Duration::ZERO, 3).unwrap();
-    /// l.set_rate(Duration::ZERO, Rate::per_second(100), 100).unwrap();
-    /// assert_eq!(l.peek(Duration::ZERO, 0).remaining, 97);
-    /// ```
-    pub fn set_rate(&self, now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
-        let (t_new, b_new) = check(rate, burst)?;
-        let now = super::decision::nanos(now);
-        let alg = self.algorithm();
-        let t_old = alg.interval.load(Ordering::Relaxed);
-        self.update(|tat| {
-            if tat <= now {
-                return tat;
-            }
-            let used = u128::from(tat - now) * u128::from(t_new) / u128::from(t_old);
-            now.saturating_add(u64::try_from(used).unwrap_or(u64::MAX))
-        });
-        alg.store(t_new, b_new);
-        Ok(())
-    }
-}
-
-impl Gcra {
     #[inline]
-    fn decision(&self, allowed: bool, tat: u64, now: Nanos, retry: Nanos) -> Decision {
-        let t = self.interval.load(Ordering::Relaxed);
+    fn decision(c: &Cfg, allowed: bool, tat: u64, now: Nanos, retry: Nanos) -> Decision {
         let used = tat.saturating_sub(now);
-        let cap = self.cap.load(Ordering::Relaxed);
         Decision {
             allowed,
-            limit: self.burst.load(Ordering::Relaxed),
-            remaining: self.units(cap.saturating_sub(used), t),
+            limit: c.burst,
+            remaining: Self::units(c.cap.saturating_sub(used), c),
             reset: Duration::from_nanos(used),
             retry_after: Duration::from_nanos(retry),
         }
@@ -170,22 +146,20 @@ impl Gcra {
 impl Algorithm for Gcra {
     #[inline]
     fn step(&self, tat: u64, now: Nanos, cost: u64) -> (u64, Decision) {
-        let t = self.interval.load(Ordering::Relaxed);
-        let cap = self.cap.load(Ordering::Relaxed);
+        let c = self.load();
         let base = tat.max(now);
-        let next = base.saturating_add(cost.saturating_mul(t));
-        let over = (next - now).saturating_sub(cap);
+        let next = base.saturating_add(cost.saturating_mul(c.t));
+        let over = (next - now).saturating_sub(c.cap);
         if over == 0 {
-            (next, self.decision(true, next, now, 0))
+            (next, Self::decision(&c, true, next, now, 0))
         } else {
-            (tat, self.decision(false, base, now, over))
+            (tat, Self::decision(&c, false, base, now, over))
         }
     }
 
     #[inline]
     fn admit(&self, tat: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
-        let t = self.interval.load(Ordering::Relaxed);
-        let cap = self.cap.load(Ordering::Relaxed);
+        let [t, _, cap, _] = self.cfg.read();
         let next = tat.max(now).saturating_add(cost.saturating_mul(t));
         match (next - now).saturating_sub(cap) {
             0 => Ok(next),
@@ -194,20 +168,34 @@ impl Algorithm for Gcra {
     }
 
     fn refund(&self, tat: u64, _now: Nanos, cost: u64) -> u64 {
-        tat.saturating_sub(cost.saturating_mul(self.interval.load(Ordering::Relaxed)))
+        tat.saturating_sub(cost.saturating_mul(self.load().t))
     }
 
     fn reserve(&self, tat: u64, now: Nanos, cost: u64, max_wait: Nanos) -> Option<(u64, Decision)> {
-        let t = self.interval.load(Ordering::Relaxed);
-        let cap = self.cap.load(Ordering::Relaxed);
+        let c = self.load();
         let base = tat.max(now);
-        let next = base.saturating_add(cost.saturating_mul(t));
-        let wait = (next - now).saturating_sub(cap);
+        let next = base.saturating_add(cost.saturating_mul(c.t));
+        let wait = (next - now).saturating_sub(c.cap);
         Some(if wait <= max_wait {
-            (next, self.decision(true, next, now, wait))
+            (next, Self::decision(&c, true, next, now, wait))
         } else {
-            (tat, self.decision(false, base, now, wait))
+            (tat, Self::decision(&c, false, base, now, wait))
         })
+    }
+
+    /// Sets the rate and the burst. The units in use at `now` stay in use (they refill at
+    /// the new speed), except that a debt is never stretched past the longer of itself and
+    /// the new capacity (`burst × interval`): when the rate drops, units in use beyond a
+    /// full new burst are forgiven, and a `now` that is not the owner's time cannot lock
+    /// the limiter out.
+    fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let (t, b) = check(rate, burst)?;
+        let mut old = 0;
+        self.cfg.update(|w| {
+            old = w[0];
+            Ok::<_, ConfigError>(words(t, b))
+        })?;
+        Ok(Rescale::debt(now, t, old, b * t))
     }
 
     fn time_to_idle(&self, tat: u64, now: Nanos) -> Nanos {
@@ -219,9 +207,10 @@ impl Algorithm for Gcra {
     }
 
     fn policy(&self) -> Policy {
+        let c = self.load();
         Policy {
-            quota: self.burst(),
-            window: Duration::from_nanos(self.cap.load(Ordering::Relaxed)),
+            quota: c.burst,
+            window: Duration::from_nanos(c.cap),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use smallvec::SmallVec;
 
 use super::algorithm::Limiter;
-use super::decision::{CostError, Decision, Rate};
+use super::decision::{CostError, Decision, Rate, wait};
 use super::gcra::Gcra;
 use super::quota;
 use super::time::Time;
@@ -157,7 +157,10 @@ impl RateLimiter {
         }
     }
 
-    /// Decides one request of the configured cost now (the binding decision).
+    /// Decides one request of the configured cost now (the binding decision). If a limit's
+    /// capacity was cut at runtime below the configured cost, the request can never be
+    /// admitted: a denial of that limit with `retry_after` `Duration::MAX`, and nothing
+    /// consumed.
     #[inline]
     pub fn check(&self) -> Decision {
         let inner = &*self.inner;
@@ -166,16 +169,20 @@ impl RateLimiter {
             // The cost was validated at build; a runtime capacity cut reports a denial.
             return one
                 .try_acquire(now, inner.cost)
-                .unwrap_or_else(|_| one.peek(now, inner.cost));
+                .unwrap_or_else(|_| one.peek(now, inner.cost).never());
         }
         self.decide(now, inner.cost)
             .map(|v| v.binding())
-            .unwrap_or_else(|_| inner.limits[0].peek(now, inner.cost))
+            .unwrap_or_else(|_| {
+                let l = inner.limits.iter().find(|l| l.max_cost() < inner.cost);
+                l.unwrap_or(&inner.limits[0]).peek(now, inner.cost).never()
+            })
     }
 
     /// The fast path: admits one request of the configured cost now, or returns how long
-    /// until it would be admitted. Computes nothing else (use [`RateLimiter::check`] for
-    /// the full decision, e.g. for headers).
+    /// until it would be admitted (`Duration::MAX`: never, a limit's capacity was cut
+    /// below the cost). Computes nothing else (use [`RateLimiter::check`] for the full
+    /// decision, e.g. for headers).
     ///
     /// ```
     /// use resilient::ratelimit::{Rate, RateLimiter};
@@ -187,9 +194,7 @@ impl RateLimiter {
     pub fn allow(&self) -> Result<(), Duration> {
         let inner = &*self.inner;
         if let [one] = inner.limits.as_slice() {
-            return one
-                .admit(inner.clock.nanos(), inner.cost)
-                .map_err(Duration::from_nanos);
+            return one.admit(inner.clock.nanos(), inner.cost).map_err(wait);
         }
         let d = self.check();
         if d.allowed {
@@ -216,6 +221,62 @@ impl RateLimiter {
     /// The limits, in the order they were added.
     pub fn limits(&self) -> impl Iterator<Item = &dyn Limiter> {
         self.inner.limits.iter().map(|b| &**b)
+    }
+
+    /// This limiter's time: the reading of its clock, the `now` every decision is made at.
+    /// Low-level calls that take a `now` on one of its limits (say
+    /// [`AtomicLimiter::set_rate`](super::AtomicLimiter::set_rate) on a shared handle)
+    /// must be given this, not another clock's reading.
+    ///
+    /// ```
+    /// use resilient::{Clock, ManualClock};
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.set(Duration::from_secs(86_400));
+    /// let l = RateLimiter::gcra(Rate::per_second(1)).clock(Arc::new(clock.clone())).build().unwrap();
+    /// assert_eq!(l.now(), clock.now());
+    /// ```
+    pub fn now(&self) -> Duration {
+        self.inner.clock.now()
+    }
+
+    /// Changes the rate and burst of limit `limit` (in the order added) at runtime, at
+    /// this limiter's time, keeping its state (see [`Limiter::set_rate`]: GCRA keeps the
+    /// units in use, a token bucket its tokens, a smooth limiter its debt).
+    ///
+    /// ```
+    /// use resilient::ManualClock;
+    /// use resilient::ratelimit::{Gcra, Rate, RateLimiter};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.set(Duration::from_secs(86_400));
+    /// let l = RateLimiter::builder()
+    ///     .limit(Gcra::limiter(Rate::per_second(10)).unwrap())
+    ///     .limit(Gcra::limiter(Rate::per_day(10_000)).unwrap())
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// for _ in 0..10 {
+    ///     assert!(l.check().allowed);
+    /// }
+    /// // Down to 1 per second: the 10 units in use now take 10 s to come back.
+    /// l.set_rate(0, Rate::per_second(1), 10).unwrap();
+    /// let d = l.check();
+    /// assert_eq!((d.allowed, d.retry_after), (false, Duration::from_secs(1)));
+    /// assert_eq!(l.set_rate(2, Rate::per_second(1), 1).unwrap_err().field(), "rate_limiter.limit");
+    /// ```
+    pub fn set_rate(&self, limit: usize, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let limits = &self.inner.limits;
+        let l = limits.get(limit).ok_or_else(|| {
+            ConfigError::new(
+                "rate_limiter.limit",
+                format!("no limit {limit} (there are {})", limits.len()),
+            )
+        })?;
+        l.set_rate(self.inner.clock.now(), rate, burst)
     }
 
     fn decide(&self, now: Duration, cost: u64) -> Result<Verdict, CostError> {
@@ -358,6 +419,13 @@ impl RateLimiterBuilder {
     }
 }
 
+/// The rejection for a wait of `after` (`Duration::MAX`: never, so no `retry_after`).
+fn rejection(after: Duration) -> Rejection {
+    Rejection::RateLimited {
+        retry_after: (after != Duration::MAX).then_some(after),
+    }
+}
+
 /// Gives a reservation back unless the wait completed.
 struct Reservation<'a> {
     limiter: &'a RateLimiter,
@@ -391,23 +459,13 @@ impl Guard for RateLimiter {
     /// Blocking callers never wait: over the limit they get
     /// [`Rejection::RateLimited`] with the time until capacity.
     fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        match self.allow() {
-            Ok(()) => Ok(Permit::none()),
-            Err(after) => Err(Rejection::RateLimited {
-                retry_after: (after != Duration::MAX).then_some(after),
-            }),
-        }
+        self.allow().map(|()| Permit::none()).map_err(rejection)
     }
 
     fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
         let max_wait = match self.inner.mode {
             Mode::Reject => {
-                return Acquire::Ready(match self.allow() {
-                    Ok(()) => Ok(Permit::none()),
-                    Err(after) => Err(Rejection::RateLimited {
-                        retry_after: (after != Duration::MAX).then_some(after),
-                    }),
-                });
+                return Acquire::Ready(self.allow().map(|()| Permit::none()).map_err(rejection));
             }
             Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),
         };

@@ -8,16 +8,22 @@
 //! on the key's `AtomicU64`, under the shard's *read* lock). Memory is bounded two ways:
 //!
 //! - **idle keys expire**: a key whose state has fully recovered (its limiter is full again)
-//!   is indistinguishable from a key never seen, so forgetting it loses nothing. Such keys
-//!   are dropped by [`KeyedLimiter::retain_recent`] and automatically whenever a shard is
-//!   full;
+//!   is indistinguishable from a key never seen, so forgetting it loses nothing. Expiry is
+//!   not driven by time alone: such keys stay in memory (harmlessly) until
+//!   [`KeyedLimiter::retain_recent`] runs, which also shrinks the tables after a spike;
+//!   call it periodically, or let [`KeyedLimiter::spawn_sweeper`] do it on tokio. A full
+//!   shard also drops its idle keys before it evicts anything;
 //! - **hard cap** ([`KeyedLimiterBuilder::max_keys`], split evenly over the shards): when a
-//!   shard is full and holds no idle key, the sixteenth of its keys that would recover
-//!   soonest (smallest time-to-idle, i.e. the least information lost) is evicted in one
-//!   pass, so the eviction scan is amortised over the following inserts. An evicted key
-//!   that returns starts with a full limiter, so under sustained pressure from more active
-//!   keys than the cap, a key can get more than its share; size the cap above the number of
-//!   keys active in one refill period.
+//!   shard is full and holds no idle key, exactly a sixteenth of its keys (at least one) is
+//!   evicted in one pass, so the eviction scan is amortised over the following inserts.
+//!   The keys evicted are those whose loss matters least: the smallest fraction of a limit
+//!   in use (what the key could take again if it came back fresh), then the soonest to
+//!   recover, ties broken by the key's hash. Keys that tie (a fixed window's keys all
+//!   recover at the window's end) are evicted only as far as the batch needs, so limited
+//!   keys stay limited while lighter keys remain. An evicted key that returns starts with
+//!   a full limiter, so under sustained pressure from more active keys than the cap, a key
+//!   can get more than its share; size the cap above the number of keys active in one
+//!   refill period.
 
 // The reservation helpers serve the keyed tower layer's wait mode only.
 #![cfg_attr(not(feature = "tower"), allow(dead_code))]
@@ -32,7 +38,7 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use super::algorithm::Algorithm;
-use super::decision::{CostError, Decision, Nanos, nanos};
+use super::decision::{CostError, Decision, Nanos, Rate, nanos, wait};
 use super::guard::{Mode, Verdict};
 use super::quota;
 use super::time::Time;
@@ -463,8 +469,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             let hash = self.hasher.hash_one(key);
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
-                return cas_admit(&self.algs[0], &e.state[0], now, cost)
-                    .map_err(Duration::from_nanos);
+                return cas_admit(&self.algs[0], &e.state[0], now, cost).map_err(wait);
             }
         }
         let d = self.check_at(key, now, cost);
@@ -573,9 +578,63 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         }
     }
 
-    /// The limiter's clock reading.
-    pub(crate) fn now(&self) -> Duration {
+    /// This limiter's time: the reading of its clock, the `now` every decision is made at
+    /// (what low-level calls taking a `now`, such as [`KeyedLimiter::check_at`], expect).
+    pub fn now(&self) -> Duration {
         self.clock.now()
+    }
+
+    /// Changes the rate and burst of limit `limit` (`0` unless built with
+    /// [`KeyedLimiter::quota`]) for every key at runtime, at this limiter's time, keeping
+    /// each key's state (see [`Algorithm::set_rate`]: GCRA keeps the units in use (a rate
+    /// drop forgives those beyond a full new burst); a token bucket its tokens; a window
+    /// its counts).
+    ///
+    /// The change holds every shard's lock while it carries the keys' states over (a pass
+    /// over all keys), so decisions wait for it; the hot path is not slowed otherwise.
+    /// Change the rate through this method rather than on a shared algorithm directly,
+    /// which would leave the keys' states in the old rate's terms.
+    ///
+    /// ```
+    /// use resilient::ManualClock;
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.set(Duration::from_secs(86_400));
+    /// let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build::<&str>()
+    ///     .unwrap();
+    /// assert!(k.check(&"ada", 10).unwrap().allowed);
+    /// k.set_rate(0, Rate::per_second(100), 100).unwrap();
+    /// // ada's 10 units stay in use; 90 more fit at once.
+    /// assert_eq!(k.check(&"ada", 0).unwrap().remaining, 90);
+    /// ```
+    pub fn set_rate(&self, limit: usize, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let alg = self.algs.get(limit).ok_or_else(|| {
+            ConfigError::new(
+                "keyed_limiter.limit",
+                format!("no limit {limit} (there are {N})"),
+            )
+        })?;
+        // Every shard, in order (the only place holding more than one): no decision sees
+        // the new configuration with an old state.
+        let tables: Vec<_> = self
+            .shards
+            .iter()
+            .map(|s| s.write().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let rescale = alg.set_rate(self.clock.nanos(), rate, burst)?;
+        if !rescale.is_none() {
+            for table in &tables {
+                for e in table.iter() {
+                    let s = &e.state[limit];
+                    s.store(rescale.apply(s.load(Ordering::Relaxed)), Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn time_to_idle(&self, states: &[AtomicU64; N], now: Nanos) -> Nanos {
@@ -587,22 +646,58 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             .unwrap_or(0)
     }
 
+    /// How much forgetting `e` loses, smallest first: the largest fraction of a limit it
+    /// has in use (what it could take again if it came back fresh), then its time to idle,
+    /// then its hash (a deterministic tie-break).
+    fn eviction_rank(&self, e: &Entry<K, N>, now: u64) -> (u64, u64, u64) {
+        let used = self
+            .algs
+            .iter()
+            .zip(&e.state)
+            .map(|(a, s)| {
+                let d = a.step(s.load(Ordering::Relaxed), now, 0).1;
+                let in_use = d.limit.saturating_sub(d.remaining);
+                ((u128::from(in_use) << 32) / u128::from(d.limit.max(1))) as u64
+            })
+            .max()
+            .unwrap_or(0);
+        (
+            used,
+            self.time_to_idle(&e.state, now),
+            self.hasher.hash_one(&e.key),
+        )
+    }
+
     fn make_room(&self, table: &mut HashTable<Entry<K, N>>, now: u64) {
-        let ttl = |e: &Entry<K, N>| self.time_to_idle(&e.state, now);
-        table.retain(|e| ttl(e) > 0);
+        table.retain(|e| self.time_to_idle(&e.state, now) > 0);
         if table.len() < self.per_shard {
             return;
         }
-        // Evict a batch (1/16 of the shard) of the keys closest to recovery, so that the
-        // scan is paid once per batch of new keys, not once per new key.
-        let mut ttls: Vec<u64> = table.iter().map(ttl).collect();
-        let k = (self.per_shard / 16).clamp(1, ttls.len()) - 1;
-        let (_, &mut threshold, _) = ttls.select_nth_unstable(k);
-        table.retain(|e| ttl(e) > threshold);
+        // Evict exactly a batch (1/16 of the shard) of the keys that lose least, so that
+        // the scan is paid once per batch of new keys, not once per new key. Keys may tie
+        // (a fixed window's all end together): the batch takes only as many of the tied
+        // ones as it needs.
+        let mut ranks: Vec<_> = table.iter().map(|e| self.eviction_rank(e, now)).collect();
+        let k = (self.per_shard / 16).clamp(1, ranks.len());
+        let (_, &mut cut, _) = ranks.select_nth_unstable(k - 1);
+        let mut tied = ranks[..k].iter().filter(|&&r| r == cut).count();
+        table.retain(|e| match self.eviction_rank(e, now).cmp(&cut) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if tied > 0 => {
+                tied -= 1;
+                false
+            }
+            _ => true,
+        });
     }
 
-    /// Forgets every key whose limiter has fully recovered (every limit of its quota);
-    /// returns the keys kept.
+    /// Forgets every key whose limiter has fully recovered (every limit of its quota), and
+    /// gives memory back after a spike (a table at most a quarter full shrinks); returns
+    /// the keys kept. Takes each shard's lock in turn, for a pass over its keys.
+    ///
+    /// Idle keys are not forgotten by time alone: call this periodically (or
+    /// [`KeyedLimiter::spawn_sweeper`]); otherwise they are only dropped when their shard is
+    /// full and needs room.
     pub fn retain_recent(&self) -> usize {
         let now = self.clock.nanos();
         self.shards
@@ -610,8 +705,21 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             .map(|s| {
                 let mut t = s.write().unwrap_or_else(|e| e.into_inner());
                 t.retain(|e| self.time_to_idle(&e.state, now) > 0);
+                if t.capacity() > 4 * t.len() {
+                    let len = t.len();
+                    t.shrink_to(2 * len, |e| self.hasher.hash_one(&e.key));
+                }
                 t.len()
             })
+            .sum()
+    }
+
+    /// Keys the tables can hold before they grow (their memory is this times
+    /// [`bytes_per_key`], roughly).
+    pub fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).capacity())
             .sum()
     }
 
@@ -631,5 +739,52 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// The hard cap on keys (rounded down to a multiple of the shard count).
     pub fn max_keys(&self) -> usize {
         self.per_shard * self.shards.len()
+    }
+}
+
+impl<K, A, S, const N: usize> KeyedLimiter<K, A, S, N>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    A: Algorithm,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    /// Spawns a tokio task that calls [`KeyedLimiter::retain_recent`] every `every` (at
+    /// least 1 ms), so idle keys are forgotten and memory given back without a caller
+    /// doing it. The task holds only a weak reference: it stops at its next tick once the
+    /// limiter is dropped (or abort it through the handle). Must be called within a tokio
+    /// runtime. Each sweep runs on the runtime's thread, taking each shard's lock in turn.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let per_ip = Arc::new(
+    ///     KeyedLimiter::builder(Gcra::new(Rate::per_minute(60)).unwrap())
+    ///         .build::<std::net::IpAddr>()
+    ///         .unwrap(),
+    /// );
+    /// let sweeper = per_ip.spawn_sweeper(Duration::from_secs(60));
+    /// // ... use `per_ip`, e.g. as `KeyedLayer::new(per_ip.clone(), |req| ...)` ...
+    /// # sweeper.abort();
+    /// # }
+    /// ```
+    pub fn spawn_sweeper(
+        self: &std::sync::Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let limiter = std::sync::Arc::downgrade(self);
+        let every = every.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(limiter) = limiter.upgrade() else {
+                    return;
+                };
+                limiter.retain_recent();
+            }
+        })
     }
 }

@@ -19,7 +19,9 @@ use crate::{Error, Rejection};
 
 /// A tower `Layer` that rate-limits each request under the key `key(&request)` returns.
 /// Made by [`KeyedLimiter::layer`] or [`KeyedLayer::new`]. Clones (and every service they
-/// make) share the limiter.
+/// make) share the limiter. Each request costs one unit, or what [`KeyedLayer::cost`]'s
+/// extractor says (a request heavier than the key's capacity is rejected with no
+/// `retry_after`: it can never pass).
 ///
 /// A request over its key's limit fails with [`Error::RateLimited`] and its
 /// `retry_after`; in wait mode ([`KeyedLimiterBuilder::max_wait`](super::KeyedLimiterBuilder::max_wait))
@@ -53,9 +55,42 @@ use crate::{Error, Rejection};
 /// assert_eq!(svc.ready().await.unwrap().call(bob).await.unwrap(), "hello");
 /// # }
 /// ```
-pub struct KeyedLayer<K, A, F, S = std::collections::hash_map::RandomState, const N: usize = 1> {
+pub struct KeyedLayer<
+    K,
+    A,
+    F,
+    S = std::collections::hash_map::RandomState,
+    const N: usize = 1,
+    C = UnitCost,
+> {
     limiter: Arc<KeyedLimiter<K, A, S, N>>,
     key: F,
+    cost: C,
+}
+
+/// What a request to a [`KeyedLayer`] costs: [`UnitCost`] (1, the default) or any
+/// `Fn(&Req) -> u64` given to [`KeyedLayer::cost`].
+pub trait RequestCost<Req> {
+    /// The units `req` costs.
+    fn cost(&self, req: &Req) -> u64;
+}
+
+/// Every request costs one unit (the default of a [`KeyedLayer`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitCost;
+
+impl<Req> RequestCost<Req> for UnitCost {
+    #[inline]
+    fn cost(&self, _req: &Req) -> u64 {
+        1
+    }
+}
+
+impl<Req, F: Fn(&Req) -> u64> RequestCost<Req> for F {
+    #[inline]
+    fn cost(&self, req: &Req) -> u64 {
+        self(req)
+    }
 }
 
 /// The `Service` made by [`KeyedLayer`]: admits each request under its key, then drives
@@ -81,32 +116,38 @@ pub struct KeyedService<
     F,
     S = std::collections::hash_map::RandomState,
     const N: usize = 1,
+    C = UnitCost,
 > {
     inner: Svc,
     limiter: Arc<KeyedLimiter<K, A, S, N>>,
     key: F,
+    cost: C,
 }
 
-impl<K, A, F: Clone, S, const N: usize> Clone for KeyedLayer<K, A, F, S, N> {
+impl<K, A, F: Clone, S, const N: usize, C: Clone> Clone for KeyedLayer<K, A, F, S, N, C> {
     fn clone(&self) -> Self {
         Self {
             limiter: self.limiter.clone(),
             key: self.key.clone(),
+            cost: self.cost.clone(),
         }
     }
 }
 
-impl<Svc: Clone, K, A, F: Clone, S, const N: usize> Clone for KeyedService<Svc, K, A, F, S, N> {
+impl<Svc: Clone, K, A, F: Clone, S, const N: usize, C: Clone> Clone
+    for KeyedService<Svc, K, A, F, S, N, C>
+{
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             key: self.key.clone(),
+            cost: self.cost.clone(),
         }
     }
 }
 
-impl<K, A: fmt::Debug, F, S, const N: usize> fmt::Debug for KeyedLayer<K, A, F, S, N> {
+impl<K, A: fmt::Debug, F, S, const N: usize, C> fmt::Debug for KeyedLayer<K, A, F, S, N, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLayer")
             .field("limiter", &self.limiter)
@@ -114,8 +155,8 @@ impl<K, A: fmt::Debug, F, S, const N: usize> fmt::Debug for KeyedLayer<K, A, F, 
     }
 }
 
-impl<Svc: fmt::Debug, K, A: fmt::Debug, F, S, const N: usize> fmt::Debug
-    for KeyedService<Svc, K, A, F, S, N>
+impl<Svc: fmt::Debug, K, A: fmt::Debug, F, S, const N: usize, C> fmt::Debug
+    for KeyedService<Svc, K, A, F, S, N, C>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedService")
@@ -139,7 +180,34 @@ impl<K, A, F, S, const N: usize> KeyedLayer<K, A, F, S, N> {
     /// assert!(Arc::ptr_eq(layer.limiter(), &limiter));
     /// ```
     pub fn new(limiter: Arc<KeyedLimiter<K, A, S, N>>, key: F) -> Self {
-        Self { limiter, key }
+        Self {
+            limiter,
+            key,
+            cost: UnitCost,
+        }
+    }
+}
+
+impl<K, A, F, S, const N: usize, C> KeyedLayer<K, A, F, S, N, C> {
+    /// Charges each request what `cost(&request)` returns instead of one unit (say its
+    /// bytes, or the tokens an API call consumes).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// struct Req { user: u64, rows: u64 }
+    /// let layer = KeyedLimiter::builder(Gcra::new(Rate::per_second(1_000)).unwrap())
+    ///     .build::<u64>()
+    ///     .unwrap()
+    ///     .layer(|r: &Req| r.user)
+    ///     .cost(|r: &Req| r.rows);
+    /// # let _ = layer;
+    /// ```
+    pub fn cost<C2>(self, cost: C2) -> KeyedLayer<K, A, F, S, N, C2> {
+        KeyedLayer {
+            limiter: self.limiter,
+            key: self.key,
+            cost,
+        }
     }
 
     /// The shared limiter.
@@ -176,14 +244,15 @@ impl<K, A, S, const N: usize> KeyedLimiter<K, A, S, N> {
     }
 }
 
-impl<Svc, K, A, F: Clone, S, const N: usize> Layer<Svc> for KeyedLayer<K, A, F, S, N> {
-    type Service = KeyedService<Svc, K, A, F, S, N>;
+impl<Svc, K, A, F: Clone, S, const N: usize, C: Clone> Layer<Svc> for KeyedLayer<K, A, F, S, N, C> {
+    type Service = KeyedService<Svc, K, A, F, S, N, C>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
         KeyedService {
             inner,
             limiter: self.limiter.clone(),
             key: self.key.clone(),
+            cost: self.cost.clone(),
         }
     }
 }
@@ -197,6 +266,7 @@ where
 {
     limiter: &'a KeyedLimiter<K, A, S, N>,
     key: &'a K,
+    cost: u64,
     armed: bool,
 }
 
@@ -205,7 +275,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> Drop
 {
     fn drop(&mut self) {
         if self.armed {
-            self.limiter.refund(self.key, 1);
+            self.limiter.refund(self.key, self.cost);
         }
     }
 }
@@ -216,10 +286,11 @@ fn rejection(retry_after: Duration) -> Rejection {
     }
 }
 
-/// Admits one request for `key`, waiting in wait mode.
+/// Admits a request of `cost` for `key`, waiting in wait mode.
 async fn admit<K, A, S, const N: usize>(
     limiter: &KeyedLimiter<K, A, S, N>,
     key: &K,
+    cost: u64,
 ) -> Result<(), Rejection>
 where
     K: Hash + Eq + Clone,
@@ -227,16 +298,17 @@ where
     S: BuildHasher,
 {
     let max_wait = match limiter.mode() {
-        Mode::Reject => return limiter.allow(key, 1).map_err(rejection),
+        Mode::Reject => return limiter.allow(key, cost).map_err(rejection),
         Mode::Wait(w) => w,
     };
     let start = limiter.now();
-    match limiter.reserve(key, 1, max_wait) {
+    match limiter.reserve(key, cost, max_wait) {
         Some(Ok(wait)) if wait.is_zero() => Ok(()),
         Some(Ok(wait)) => {
             let mut held = Reservation {
                 limiter,
                 key,
+                cost,
                 armed: true,
             };
             tokio::time::sleep(wait).await;
@@ -248,7 +320,7 @@ where
             // Limits that cannot reserve: poll at their retry_after, holding nothing.
             let until = start + max_wait;
             loop {
-                let d = match limiter.check(key, 1) {
+                let d = match limiter.check(key, cost) {
                     Ok(d) => d,
                     Err(_) => return Err(rejection(Duration::MAX)),
                 };
@@ -264,8 +336,9 @@ where
     }
 }
 
-impl<Svc, Req, K, A, F, S, const N: usize> Service<Req> for KeyedService<Svc, K, A, F, S, N>
+impl<Svc, Req, K, A, F, S, const N: usize, C> Service<Req> for KeyedService<Svc, K, A, F, S, N, C>
 where
+    C: RequestCost<Req>,
     Svc: Service<Req> + Clone + Send + 'static,
     Svc::Future: Send,
     Svc::Response: Send,
@@ -288,17 +361,18 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key)(&req);
+        let cost = self.cost.cost(&req);
         let limiter = self.limiter.clone();
         // Reject mode answers at once, before the future is first polled.
         let early = match limiter.mode() {
-            Mode::Reject => Some(limiter.allow(&key, 1).map_err(rejection)),
+            Mode::Reject => Some(limiter.allow(&key, cost).map_err(rejection)),
             Mode::Wait(_) => None,
         };
         let mut svc = self.inner.clone();
         Box::pin(async move {
             match early {
                 Some(r) => r?,
-                None => admit(&limiter, &key).await?,
+                None => admit(&limiter, &key, cost).await?,
             }
             poll_fn(|cx| svc.poll_ready(cx))
                 .await

@@ -60,17 +60,26 @@
 //! - **Quotas**: several limits on one [`RateLimiter`] (10/s *and* 10,000/day) admit only
 //!   if all admit; if one refuses, the units taken from the others are given back.
 //!   [`RateLimiter::check_quota`] reports each limit.
-//! - **Runtime changes** keep state: [`AtomicLimiter::set_rate`] (GCRA; units in use stay
-//!   in use), [`TokenBucket::set`], [`FixedWindow::set_limit`],
-//!   [`SlidingWindowCounter::set_limit`], [`Smooth::set_rate`]. Share a limit through an
-//!   `Arc` to change it while a guard uses it.
-//! - **Keyed** ([`KeyedLimiter`]): one packed `u64` per key, idle keys expire (a fully
-//!   recovered key equals a fresh one, so dropping it loses nothing), a hard cap evicts
-//!   the key closest to recovery. [`KeyedLimiter::quota`] gives every key several limits
+//! - **Runtime changes** keep state, and go through the owner of the clock, which knows
+//!   the limiter's time: [`RateLimiter::set_rate`] and [`KeyedLimiter::set_rate`] (GCRA
+//!   keeps the units in use, a rate drop forgiving those beyond a full new burst; a
+//!   token bucket its tokens; a smooth
+//!   limiter its debt; windows their counts). On a shared handle (an `Arc` of a limit a
+//!   guard uses), [`AtomicLimiter::set_rate`] takes a `now` that must be the limiter's
+//!   time ([`RateLimiter::now`]); [`TokenBucket::set`], [`FixedWindow::set_limit`],
+//!   [`SlidingWindowCounter::set_limit`], [`SlidingWindowLog::set_limit`] and
+//!   [`Smooth::set_rate`] need none. The configuration is read as one snapshot per
+//!   decision (a sequence lock: readers never block).
+//! - **Keyed** ([`KeyedLimiter`]): one packed `u64` per key; idle keys (a fully
+//!   recovered key equals a fresh one, so dropping it loses nothing) are forgotten by
+//!   [`KeyedLimiter::retain_recent`], run periodically or by
+//!   [`KeyedLimiter::spawn_sweeper`], and by a full shard; a hard cap evicts a sixteenth
+//!   of a full shard, the keys with the least in use. [`KeyedLimiter::quota`] gives every key several limits
 //!   (one packed `u64` each), admitted only if all admit, with the same all-or-nothing
 //!   rule as a [`RateLimiter`] quota.
 //! - **tower**: [`RateLimiter::layer`] and, per key, [`KeyedLimiter::layer`] (a `Clone`
-//!   [`KeyedLayer`] taking the key from each request: user, API key, IP), both rejecting
+//!   [`KeyedLayer`] taking the key from each request: user, API key, IP, and optionally
+//!   its cost, [`KeyedLayer::cost`]), both rejecting
 //!   with [`crate::Error::RateLimited`] or waiting in wait mode.
 //! - **HTTP** ([`headers`], feature `http-headers`): `RateLimit`/`RateLimit-Policy`
 //!   (draft-ietf-httpapi-ratelimit-headers-10, as Structured Fields), `X-RateLimit-*` and
@@ -147,6 +156,7 @@
 //! clock: `std::time::Instant` costs some 20 ns more than the TSC here.
 
 pub mod algorithm;
+mod config;
 pub mod decision;
 #[cfg(feature = "quanta")]
 pub mod fast_clock;
@@ -165,16 +175,16 @@ pub mod smooth;
 mod time;
 pub mod token_bucket;
 
-pub use algorithm::{Algorithm, AtomicLimiter, Limiter};
+pub use algorithm::{Algorithm, AtomicLimiter, Limiter, Rescale};
 pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 #[cfg(feature = "quanta")]
 pub use fast_clock::FastClock;
-pub use fixed_window::FixedWindow;
+pub use fixed_window::{FixedWindow, MAX_WINDOW};
 pub use gcra::Gcra;
 pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
 pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, bytes_per_key};
 #[cfg(feature = "tower")]
-pub use keyed_layer::{KeyedLayer, KeyedService};
+pub use keyed_layer::{KeyedLayer, KeyedService, RequestCost, UnitCost};
 pub use sliding_counter::{MAX_SLIDING_LIMIT, SlidingWindowCounter};
 pub use sliding_log::SlidingWindowLog;
 pub use smooth::{Smooth, SmoothBuilder};

@@ -12,9 +12,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
-use super::decision::{Decision, Nanos, Policy, nanos};
-use super::fixed_window::check_window;
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
+use super::decision::{Decision, Nanos, Policy, Rate, nanos};
+use super::fixed_window::{check_window, window_limit};
 use crate::ConfigError;
 
 const BITS: u32 = 20;
@@ -126,10 +126,11 @@ impl SlidingWindowCounter {
     }
 
     fn reset(r: &Rolled, w: u64) -> u64 {
+        // `w` is at most `MAX_WINDOW` (checked at build), so `2·w` fits; saturate anyway.
         if r.cur > 0 {
-            2 * w - r.offset
+            w.saturating_mul(2).saturating_sub(r.offset)
         } else if r.prev > 0 {
-            w - r.offset
+            w.saturating_sub(r.offset)
         } else {
             0
         }
@@ -157,10 +158,10 @@ impl Algorithm for SlidingWindowCounter {
             };
             (Self::pack(&r), d)
         } else {
-            let retry = if r.cur + cost <= limit {
+            let retry = if r.cur.saturating_add(cost) <= limit {
                 Self::until(r.prev, limit - r.cur - cost, r.offset, w)
             } else {
-                (w - r.offset) + Self::until(r.cur, limit - cost, 0, w)
+                (w - r.offset).saturating_add(Self::until(r.cur, limit.saturating_sub(cost), 0, w))
             };
             let d = Decision {
                 allowed: false,
@@ -186,6 +187,19 @@ impl Algorithm for SlidingWindowCounter {
 
     fn max_cost(&self) -> u64 {
         self.limit.load(Ordering::Relaxed)
+    }
+
+    /// [`SlidingWindowCounter::set_limit`] to `rate.count`, which must equal `burst`, with
+    /// `rate.per` equal to the window.
+    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let limit = window_limit(
+            rate,
+            burst,
+            self.window.load(Ordering::Relaxed),
+            "sliding_window_counter.limit",
+            "sliding_window_counter.window",
+        )?;
+        self.set_limit(limit).map(|()| Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {

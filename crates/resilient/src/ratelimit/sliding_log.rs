@@ -4,12 +4,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::algorithm::Limiter;
-use super::decision::{CostError, Decision, Nanos, Policy, nanos};
-use super::fixed_window::check_window;
+use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
+use super::fixed_window::{check_window, window_limit};
 use crate::ConfigError;
+
+const MAX_LOG_LIMIT: u64 = u64::MAX / 2;
 
 /// An exact sliding-window limiter.
 ///
@@ -22,9 +25,15 @@ use crate::ConfigError;
 /// let d = l.try_acquire(Duration::from_secs(5), 1).unwrap();
 /// assert_eq!(d.retry_after, Duration::from_secs(6)); // when the entry at 1 s expires
 /// ```
+///
+/// A [refund](Limiter::refund) (a quota's rollback, a cancelled waiter) removes the
+/// *newest* units of the log, not necessarily those of the caller that gives them back: the
+/// log does not record who took what. The count is exact either way; only the expiry
+/// time of the units left can differ (newer units stay, expiring later than the refunded
+/// caller's would have), which errs on the side of admitting less.
 #[derive(Debug)]
 pub struct SlidingWindowLog {
-    limit: u64,
+    limit: AtomicU64,
     window: Nanos,
     log: Mutex<Log>,
 }
@@ -86,16 +95,43 @@ impl SlidingWindowLog {
     pub fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
         check_window(
             limit,
-            u64::MAX / 2,
+            MAX_LOG_LIMIT,
             window,
             "sliding_window_log.limit",
             "sliding_window_log.window",
         )?;
         Ok(Self {
-            limit,
+            limit: AtomicU64::new(limit),
             window: nanos(window),
             log: Mutex::new(Log::default()),
         })
+    }
+
+    /// Changes the limit at runtime; the units in the log stay counted.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Limiter, SlidingWindowLog};
+    /// use std::time::Duration;
+    /// let l = SlidingWindowLog::new(2, Duration::from_secs(10)).unwrap();
+    /// let now = Duration::from_secs(86_400);
+    /// assert!(l.try_acquire(now, 2).unwrap().allowed);
+    /// l.set_limit(3).unwrap();
+    /// assert_eq!(l.peek(now, 0).remaining, 1);
+    /// ```
+    pub fn set_limit(&self, limit: u64) -> Result<(), ConfigError> {
+        check_window(
+            limit,
+            MAX_LOG_LIMIT,
+            Duration::from_nanos(1),
+            "sliding_window_log.limit",
+            "sliding_window_log.window",
+        )?;
+        self.limit.store(limit, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -105,16 +141,14 @@ impl SlidingWindowLog {
 
 impl Limiter for SlidingWindowLog {
     fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
-        if cost > self.limit {
-            return Err(CostError {
-                cost,
-                max: self.limit,
-            });
+        let limit = self.limit();
+        if cost > limit {
+            return Err(CostError { cost, max: limit });
         }
         let now = nanos(now);
         let mut log = self.lock();
         log.expire(now, self.window);
-        let d = log.decide(now, self.window, self.limit, cost);
+        let d = log.decide(now, self.window, limit, cost);
         if d.allowed && cost > 0 {
             log.sum += cost;
             match log.entries.back_mut() {
@@ -129,9 +163,11 @@ impl Limiter for SlidingWindowLog {
         let now = nanos(now);
         let mut log = self.lock();
         log.expire(now, self.window);
-        log.decide(now, self.window, self.limit, cost.min(self.limit))
+        let limit = self.limit();
+        log.decide(now, self.window, limit, cost.min(limit))
     }
 
+    /// Removes the newest `cost` units of the log (see [`SlidingWindowLog`]).
     fn refund(&self, _now: Duration, mut cost: u64) {
         let mut log = self.lock();
         while cost > 0 {
@@ -149,13 +185,26 @@ impl Limiter for SlidingWindowLog {
     }
 
     fn max_cost(&self) -> u64 {
-        self.limit
+        self.limit()
     }
 
     fn policy(&self) -> Policy {
         Policy {
-            quota: self.limit,
+            quota: self.limit(),
             window: Duration::from_nanos(self.window),
         }
+    }
+
+    /// [`SlidingWindowLog::set_limit`] to `rate.count`, which must equal `burst`, with
+    /// `rate.per` equal to the window.
+    fn set_rate(&self, _now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        let limit = window_limit(
+            rate,
+            burst,
+            self.window,
+            "sliding_window_log.limit",
+            "sliding_window_log.window",
+        )?;
+        self.set_limit(limit)
     }
 }

@@ -42,6 +42,13 @@ pub struct SmoothBuilder {
 
 /// A Guava-style smooth limiter (see the [module docs](self)).
 ///
+/// Its decisions' `limit` (the burst) is the most an idle limiter admits at once: the
+/// most stored permits plus the debt allowance ([`SmoothBuilder::max_debt`]); `remaining`
+/// is what a request could take right now without waiting: the stored permits plus the
+/// debt allowance once the next free time has come, and 0 while earlier debt is being
+/// paid (a smooth limiter spaces requests, so right after a request that left debt, the
+/// next one must wait; use `retry_after` and `reset` for how long).
+///
 /// Guava's "pay later" sequence at 1 permit/s: acquiring 1, 1, 2, 4, 8, 1 permits waits
 /// 0, 1, 1, 2, 4, 8 seconds; each request pays for the one before it.
 ///
@@ -120,17 +127,21 @@ impl Smooth {
         }
     }
 
-    /// A linear ramp: the rate grows from `1/3` of `rate` (see
-    /// [`SmoothBuilder::start_fraction`]) to `rate` over `ramp`.
+    /// A linear ramp: the rate grows linearly in time from `1/3` of `rate` (see
+    /// [`SmoothBuilder::start_fraction`]) to `rate` over `ramp`; a request's permits take
+    /// the time over which that rate issues them (its integral).
     ///
     /// ```
     /// use resilient::ratelimit::{Limiter, Rate, Smooth};
     /// use std::time::Duration;
     /// let l = Smooth::linear_ramp(Rate::per_second(1), Duration::from_secs(10)).build().unwrap();
-    /// let first = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
-    /// let second = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// let now = Duration::from_secs(86_400);
+    /// let first = l.reserve(now, 1, Duration::MAX).unwrap().unwrap();
+    /// let second = l.reserve(now, 1, Duration::MAX).unwrap().unwrap();
     /// assert_eq!(first.retry_after, Duration::ZERO);
-    /// assert_eq!(second.retry_after, Duration::from_secs(3)); // cold: a third of the rate
+    /// // Cold, the rate starts at a third of 1/s and grows by 1/15 per second per second:
+    /// // the first permit is issued after 2.42 s (t/3 + t²/30 = 1), not 1 s.
+    /// assert_eq!(second.retry_after.as_millis(), 2_416);
     /// ```
     pub fn linear_ramp(rate: Rate, ramp: Duration) -> SmoothBuilder {
         SmoothBuilder {
@@ -147,25 +158,37 @@ impl Smooth {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Changes the rate at runtime (Guava's `setRate`): debt already owed stays owed and
-    /// stored permits are rescaled to the new maximum.
+    /// Changes the rate at runtime (Guava's `setRate`): debt already owed stays owed (in
+    /// time) and stored permits are rescaled to the new maximum. Needs no clock reading:
+    /// idle time since the last request is counted at the new rate when the next request
+    /// comes, which stores the same fraction of the maximum as Guava's resync at the old
+    /// rate followed by the rescale (so a caller can never move the limiter's time).
     ///
     /// ```
     /// use resilient::ratelimit::{Limiter, Rate, Smooth};
     /// use std::time::Duration;
     /// let l = Smooth::bursty(Rate::per_second(1)).build().unwrap();
-    /// l.reserve(Duration::ZERO, 1, Duration::MAX);
-    /// l.set_rate(Duration::ZERO, Rate::per_second(10)).unwrap();
+    /// let now = Duration::from_secs(86_400); // the limiter's clock reading
+    /// l.reserve(now, 1, Duration::MAX);
+    /// l.set_rate(Rate::per_second(10)).unwrap();
     /// // The debt of the first permit (1 s) is still owed.
-    /// let d = l.reserve(Duration::ZERO, 1, Duration::MAX).unwrap().unwrap();
+    /// let d = l.reserve(now, 1, Duration::MAX).unwrap().unwrap();
     /// assert_eq!(d.retry_after, Duration::from_secs(1));
     /// ```
-    pub fn set_rate(&self, now: Duration, rate: Rate) -> Result<(), ConfigError> {
+    pub fn set_rate(&self, rate: Rate) -> Result<(), ConfigError> {
+        self.change_rate(rate, None)
+    }
+
+    /// Sets the rate and, for a bursty limiter, the most stored permits (`burst`).
+    fn change_rate(&self, rate: Rate, burst: Option<u64>) -> Result<(), ConfigError> {
         rate.validate("smooth.rate")?;
+        let stable = stable_interval(rate);
         let mut st = self.lock();
-        st.resync(nanos(now) as f64);
+        if let (Some(b), Shape::Bursty { max_burst }) = (burst, &mut st.shape) {
+            *max_burst = b as f64 * stable;
+        }
         let old_max = st.max_permits;
-        st.configure(stable_interval(rate));
+        st.configure(stable);
         st.stored = if old_max > 0.0 {
             st.stored * st.max_permits / old_max
         } else {
@@ -181,8 +204,10 @@ fn stable_interval(rate: Rate) -> f64 {
 
 impl SmoothBuilder {
     /// The most permits' worth of debt one request may leave (default 1). A request costing
-    /// more than this plus the stored permits waits for permits to be stored; one costing
-    /// more than this plus the most that can be stored is a [`CostError`].
+    /// more than this plus the stored permits waits for permits to be stored (in wait mode
+    /// it reserves them: it sleeps while they are stored and nobody else takes them; in
+    /// reject mode its `retry_after` says how long); one costing more than this plus the
+    /// most that can be stored is a [`CostError`].
     pub fn max_debt(mut self, permits: u64) -> Self {
         self.max_debt = permits;
         self
@@ -342,16 +367,27 @@ impl State {
     fn fresh_time(&mut self, fresh: f64) -> f64 {
         match self.shape {
             Shape::Linear { ramp, start } => {
+                // The rate, as a fraction of the stable rate, ramps linearly from `start`
+                // at `since` to 1 at `since + ramp`; `fresh` permits take the time `t` over
+                // which its integral reaches `fresh × stable` (closed form, any cost).
                 let since = *self.active_since.get_or_insert(self.next_free);
-                let mut t = self.next_free;
-                let mut left = fresh;
-                while left > 0.0 {
-                    let frac = start + (1.0 - start) * ((t - since) / ramp).min(1.0);
-                    let part = left.min(1.0);
-                    t += part * self.stable / frac;
-                    left -= part;
+                let x0 = (self.next_free - since).max(0.0);
+                let mut work = fresh * self.stable;
+                let mut t = 0.0;
+                if x0 < ramp {
+                    // frac(x0 + y) = b + 2·k·y, so the integral up to y is b·y + k·y².
+                    let k = (1.0 - start) / (2.0 * ramp);
+                    let b = start + 2.0 * k * x0;
+                    let len = ramp - x0;
+                    let in_ramp = b * len + k * len * len;
+                    if work <= in_ramp {
+                        // The root of k·y² + b·y = work, in a form stable for small k.
+                        return 2.0 * work / (b + (b * b + 4.0 * k * work).sqrt());
+                    }
+                    t = len;
+                    work -= in_ramp;
                 }
-                t - self.next_free
+                t + work
             }
             _ => fresh * self.stable,
         }
@@ -359,34 +395,53 @@ impl State {
 }
 
 impl Smooth {
+    /// The burst: the most an idle limiter admits at once (the most stored permits, whole,
+    /// plus the debt allowance); also the largest cost.
+    fn limit(&self, st: &State) -> u64 {
+        self.max_debt.saturating_add(st.max_permits as u64)
+    }
+
+    /// Permits a request could take at `now` without waiting: the stored ones plus the debt
+    /// allowance once the next free time has come, else none.
+    fn remaining(&self, st: &State, now: f64) -> u64 {
+        if st.next_free.is_nan() || st.next_free <= now {
+            (st.stored as u64).saturating_add(self.max_debt)
+        } else {
+            0
+        }
+    }
+
     fn decide(&self, now: Nanos, cost: u64, max_wait: Nanos) -> Result<Decision, CostError> {
         let mut st = self.lock();
         let now = now as f64;
         st.resync(now);
-        let limit = st.max_permits.ceil().max(1.0) as u64;
-        let max = self.max_debt.saturating_add(st.max_permits as u64);
-        if cost > max {
-            return Err(CostError { cost, max });
+        let limit = self.limit(&st);
+        if cost > limit {
+            return Err(CostError { cost, max: limit });
         }
         let mut wait = (st.next_free - now).max(0.0);
         // A request larger than the debt allowance needs stored permits for the rest:
         // it waits until enough have accumulated.
-        let short = cost as f64 - self.max_debt as f64 - st.stored;
-        if short > 0.0 {
-            wait += short * st.cooldown();
-        }
+        let short = (cost as f64 - self.max_debt as f64 - st.stored).max(0.0);
+        wait += short * st.cooldown();
         let reset = |st: &State, next: f64| {
             let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
             Duration::from_nanos(((next - now).max(0.0) + refill) as u64)
         };
-        if short > 0.0 || wait > max_wait as f64 {
+        if wait > max_wait as f64 {
             return Ok(Decision {
                 allowed: false,
                 limit,
-                remaining: 0,
+                remaining: self.remaining(&st, now),
                 reset: reset(&st, st.next_free),
                 retry_after: Duration::from_nanos(wait.ceil() as u64),
             });
+        }
+        if short > 0.0 {
+            // Reserved: the permits it lacks are stored while it waits, and nobody else
+            // can take them (the next free time moves past them).
+            st.next_free += short * st.cooldown();
+            st.stored = (st.stored + short).min(st.max_permits);
         }
         let from_stored = (cost as f64).min(st.stored);
         let owed = st.stored_time(from_stored) + st.fresh_time(cost as f64 - from_stored);
@@ -395,7 +450,7 @@ impl Smooth {
         Ok(Decision {
             allowed: true,
             limit,
-            remaining: st.stored as u64,
+            remaining: self.remaining(&st, now),
             reset: reset(&st, st.next_free),
             retry_after: Duration::from_nanos(wait.round() as u64),
         })
@@ -407,18 +462,28 @@ impl Limiter for Smooth {
         self.decide(nanos(now), cost, 0)
     }
 
-    fn peek(&self, now: Duration, _cost: u64) -> Decision {
+    /// Whether a request of `cost` would be admitted now; it does not start a limiter that
+    /// has had no request yet.
+    fn peek(&self, now: Duration, cost: u64) -> Decision {
         let mut st = self.lock();
         let now = nanos(now) as f64;
-        st.resync(now);
-        let wait = (st.next_free - now).max(0.0);
+        if !st.next_free.is_nan() {
+            st.resync(now);
+        }
+        let next_free = if st.next_free.is_nan() {
+            now
+        } else {
+            st.next_free
+        };
+        let short = (cost as f64 - self.max_debt as f64 - st.stored).max(0.0);
+        let wait = (next_free - now).max(0.0) + short * st.cooldown();
         let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();
         Decision {
             allowed: wait == 0.0,
-            limit: st.max_permits.ceil().max(1.0) as u64,
-            remaining: st.stored as u64,
-            reset: Duration::from_nanos((wait + refill) as u64),
-            retry_after: Duration::from_nanos(wait as u64),
+            limit: self.limit(&st),
+            remaining: self.remaining(&st, now),
+            reset: Duration::from_nanos(((next_free - now).max(0.0) + refill) as u64),
+            retry_after: Duration::from_nanos(wait.ceil() as u64),
         }
     }
 
@@ -441,13 +506,19 @@ impl Limiter for Smooth {
     }
 
     fn max_cost(&self) -> u64 {
-        let st = self.lock();
-        self.max_debt.saturating_add(st.max_permits as u64)
+        self.limit(&self.lock())
+    }
+
+    /// [`Smooth::set_rate`]; `burst` sets a bursty limiter's most stored permits (its
+    /// `max_burst` becomes `burst` intervals) and is ignored by warming-up and linear-ramp
+    /// limiters, whose capacity follows from their warm-up or ramp. `now` is not needed.
+    fn set_rate(&self, _now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
+        self.change_rate(rate, Some(burst))
     }
 
     fn policy(&self) -> Policy {
         let st = self.lock();
-        let quota = st.max_permits.ceil().max(1.0) as u64;
+        let quota = self.limit(&st);
         Policy {
             quota,
             window: Duration::from_nanos((quota as f64 * st.stable) as u64),

@@ -6,11 +6,17 @@
 //! low 32 bits the *deficit* (tokens missing from a full bucket), so `0` is a full bucket.
 //! A wrap of the period index after exactly 2³² idle periods can only make the bucket look
 //! emptier than it is (it never over-admits).
+//!
+//! The period index is continuous across changes of the refill period: the configuration
+//! keeps the time and index at which the current period length took effect, so a state
+//! stored under an earlier period length still counts the boundaries that passed since
+//! (each at the length in force then). Periods start at multiples of `refill.per` from the
+//! clock's origin until the first change.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::{Algorithm, AtomicLimiter};
+use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
+use super::config::ConfigCell;
 use super::decision::{Decision, Nanos, Policy, Rate, nanos};
 use crate::ConfigError;
 
@@ -21,16 +27,56 @@ use crate::ConfigError;
 /// use std::time::Duration;
 /// // Up to 100 tokens; 10 tokens are added at every 1 s boundary.
 /// let l = TokenBucket::limiter(100, Rate::per_second(10)).unwrap();
-/// assert_eq!(l.try_acquire(Duration::ZERO, 95).unwrap().remaining, 5);
-/// let d = l.try_acquire(Duration::from_millis(500), 10).unwrap();
+/// let day = Duration::from_secs(86_400); // clock readings are large in production
+/// assert_eq!(l.try_acquire(day, 95).unwrap().remaining, 5);
+/// let d = l.try_acquire(day + Duration::from_millis(500), 10).unwrap();
 /// assert!(!d.allowed);
 /// assert_eq!(d.retry_after, Duration::from_millis(500));
 /// ```
 #[derive(Debug)]
 pub struct TokenBucket {
-    capacity: AtomicU64,
-    amount: AtomicU64,
-    every: AtomicU64,
+    /// `[capacity, amount, every, base_time, base_index, next_every]`: periods of `every`
+    /// ns start at `base_time` with index `base_index`; `next_every` (0: none) is a new
+    /// period length that the next decision puts in force at its own clock reading.
+    cfg: ConfigCell<6>,
+}
+
+/// One consistent reading of the configuration.
+#[derive(Debug, Clone, Copy)]
+struct Cfg {
+    cap: u64,
+    amount: u64,
+    every: u64,
+    base_time: Nanos,
+    base_index: u64,
+}
+
+impl Cfg {
+    fn from_words(w: [u64; 6]) -> Self {
+        Self {
+            cap: w[0],
+            amount: w[1],
+            every: w[2],
+            base_time: w[3],
+            base_index: w[4],
+        }
+    }
+
+    /// The index of the refill period `now` falls in.
+    #[inline]
+    fn period(&self, now: Nanos) -> u64 {
+        self.base_index + now.saturating_sub(self.base_time) / self.every
+    }
+
+    /// When period `index` starts.
+    #[inline]
+    fn start(&self, index: u64) -> Nanos {
+        self.base_time.saturating_add(
+            index
+                .saturating_sub(self.base_index)
+                .saturating_mul(self.every),
+        )
+    }
 }
 
 fn check(capacity: u64, refill: Rate) -> Result<(), ConfigError> {
@@ -49,9 +95,7 @@ impl TokenBucket {
     pub fn new(capacity: u64, refill: Rate) -> Result<Self, ConfigError> {
         check(capacity, refill)?;
         Ok(Self {
-            capacity: AtomicU64::new(capacity),
-            amount: AtomicU64::new(refill.count),
-            every: AtomicU64::new(nanos(refill.per)),
+            cfg: ConfigCell::new([capacity, refill.count, nanos(refill.per), 0, 0, 0]),
         })
     }
 
@@ -60,28 +104,66 @@ impl TokenBucket {
         Self::new(capacity, refill).map(AtomicLimiter::new)
     }
 
-    /// Changes capacity and refill at runtime; tokens in use stay in use.
+    /// Changes capacity and refill at runtime, for every state that uses this bucket (one
+    /// limiter's, or every key's of a [`KeyedLimiter`](super::KeyedLimiter)); tokens in use
+    /// stay in use. Needs no clock reading: a new refill *period* takes effect at the next
+    /// decision, at that decision's time. The refill period running then ends at the next
+    /// multiple of the new period from its start (so setting the same period again changes
+    /// nothing); boundaries already passed are never counted again.
     ///
     /// ```
     /// use resilient::ratelimit::{Limiter, Rate, TokenBucket};
     /// use std::time::Duration;
     /// let l = TokenBucket::limiter(10, Rate::per_second(10)).unwrap();
-    /// l.try_acquire(Duration::ZERO, 4).unwrap();
-    /// l.algorithm().set(20, Rate::per_second(20)).unwrap();
-    /// assert_eq!(l.peek(Duration::ZERO, 0).remaining, 16);
+    /// let now = Duration::from_secs(86_400);
+    /// l.try_acquire(now, 4).unwrap();
+    /// l.algorithm().set(20, Rate::new(20, Duration::from_secs(2))).unwrap();
+    /// let d = l.peek(now + Duration::from_millis(500), 0);
+    /// assert_eq!(d.remaining, 16); // the 4 tokens in use stay in use
+    /// assert_eq!(d.reset, Duration::from_millis(1_500)); // the current period now lasts 2 s
     /// ```
     pub fn set(&self, capacity: u64, refill: Rate) -> Result<(), ConfigError> {
         check(capacity, refill)?;
-        self.capacity.store(capacity, Ordering::Relaxed);
-        self.amount.store(refill.count, Ordering::Relaxed);
-        self.every.store(nanos(refill.per), Ordering::Relaxed);
-        Ok(())
+        let every = nanos(refill.per);
+        self.cfg.update(|w| {
+            let next = if every == w[2] { 0 } else { every };
+            Ok([capacity, refill.count, w[2], w[3], w[4], next])
+        })
+    }
+
+    /// The configuration in force at `now` (putting a pending period change in force).
+    #[inline]
+    fn config(&self, now: Nanos) -> Cfg {
+        let w = self.cfg.read();
+        if w[5] != 0 {
+            return self.switch_period(now);
+        }
+        Cfg::from_words(w)
+    }
+
+    /// Puts a new period length in force at `now`, keeping the period index continuous.
+    #[cold]
+    fn switch_period(&self, now: Nanos) -> Cfg {
+        let _ = self.cfg.update(|w| {
+            if w[5] == 0 {
+                return Ok::<_, ()>(w); // another caller did it
+            }
+            let old = Cfg::from_words(w);
+            let index = old.period(now);
+            let start = old.start(index);
+            let next = w[5];
+            // Keep the running period's start; count no boundary of the new length before
+            // `now` (it would refill for time already spent).
+            let start = start + now.saturating_sub(start) / next * next;
+            Ok([w[0], w[1], next, start, index, 0])
+        });
+        Cfg::from_words(self.cfg.read())
     }
 
     /// Refills `state` up to `now`: (current period, deficit).
     #[inline]
-    fn refill(&self, state: u64, now: Nanos, amount: u64, every: u64) -> (u64, u64) {
-        let period = now / every;
+    fn refill(state: u64, now: Nanos, cfg: &Cfg) -> (u64, u64) {
+        let period = cfg.period(now);
         let deficit = state & 0xFFFF_FFFF;
         if deficit == 0 {
             return (period, 0);
@@ -94,19 +176,17 @@ impl TokenBucket {
         }
         (
             period,
-            deficit.saturating_sub(u64::from(elapsed).saturating_mul(amount)),
+            deficit.saturating_sub(u64::from(elapsed).saturating_mul(cfg.amount)),
         )
     }
 
     /// Time from `now` until `need` tokens have been added.
-    fn time_for(need: u64, period: u64, now: Nanos, amount: u64, every: u64) -> Nanos {
+    fn time_for(need: u64, period: u64, now: Nanos, cfg: &Cfg) -> Nanos {
         if need == 0 {
             return 0;
         }
-        let periods = need.div_ceil(amount);
-        period
-            .saturating_add(periods)
-            .saturating_mul(every)
+        let periods = need.div_ceil(cfg.amount);
+        cfg.start(period.saturating_add(periods))
             .saturating_sub(now)
     }
 }
@@ -114,10 +194,9 @@ impl TokenBucket {
 impl Algorithm for TokenBucket {
     #[inline]
     fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision) {
-        let cap = self.capacity.load(Ordering::Relaxed);
-        let amount = self.amount.load(Ordering::Relaxed);
-        let every = self.every.load(Ordering::Relaxed);
-        let (period, deficit) = self.refill(state, now, amount, every);
+        let cfg = self.config(now);
+        let cap = cfg.cap;
+        let (period, deficit) = Self::refill(state, now, &cfg);
         let deficit = deficit.min(cap);
         let tokens = cap - deficit;
         if cost <= tokens {
@@ -127,7 +206,7 @@ impl Algorithm for TokenBucket {
                 allowed: true,
                 limit: cap,
                 remaining: tokens - cost,
-                reset: Duration::from_nanos(Self::time_for(d, period, now, amount, every)),
+                reset: Duration::from_nanos(Self::time_for(d, period, now, &cfg)),
                 retry_after: Duration::ZERO,
             };
             (next, dec)
@@ -136,41 +215,39 @@ impl Algorithm for TokenBucket {
                 allowed: false,
                 limit: cap,
                 remaining: tokens,
-                reset: Duration::from_nanos(Self::time_for(deficit, period, now, amount, every)),
-                retry_after: Duration::from_nanos(Self::time_for(
-                    cost - tokens,
-                    period,
-                    now,
-                    amount,
-                    every,
-                )),
+                reset: Duration::from_nanos(Self::time_for(deficit, period, now, &cfg)),
+                retry_after: Duration::from_nanos(Self::time_for(cost - tokens, period, now, &cfg)),
             };
             (state, dec)
         }
     }
 
     fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
-        let amount = self.amount.load(Ordering::Relaxed);
-        let every = self.every.load(Ordering::Relaxed);
-        let (period, deficit) = self.refill(state, now, amount, every);
+        let cfg = self.config(now);
+        let (period, deficit) = Self::refill(state, now, &cfg);
         ((period as u32 as u64) << 32) | deficit.saturating_sub(cost)
     }
 
     fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
-        let amount = self.amount.load(Ordering::Relaxed);
-        let every = self.every.load(Ordering::Relaxed);
-        let (period, deficit) = self.refill(state, now, amount, every);
-        Self::time_for(deficit, period, now, amount, every)
+        let cfg = self.config(now);
+        let (period, deficit) = Self::refill(state, now, &cfg);
+        Self::time_for(deficit, period, now, &cfg)
     }
 
     fn max_cost(&self) -> u64 {
-        self.capacity.load(Ordering::Relaxed)
+        self.cfg.read()[0]
+    }
+
+    /// [`TokenBucket::set`] with `burst` as the capacity and `rate` as the refill; states
+    /// carry over unchanged.
+    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        self.set(burst, rate).map(|()| Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {
-        let cap = self.capacity.load(Ordering::Relaxed);
-        let amount = self.amount.load(Ordering::Relaxed);
-        let every = self.every.load(Ordering::Relaxed);
+        let w = self.cfg.read();
+        let (cap, amount) = (w[0], w[1]);
+        let every = if w[5] != 0 { w[5] } else { w[2] };
         Policy {
             quota: cap,
             window: Duration::from_nanos(cap.div_ceil(amount).saturating_mul(every)),
