@@ -107,6 +107,17 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
         }
     }
 
+    /// [`Algorithm::admit`] for any cost: one above [`Algorithm::max_cost`] is never
+    /// admitted (`Err(u64::MAX)`). Algorithms whose configuration can change override it to
+    /// read that configuration once for both the check and the admission.
+    #[inline]
+    fn admit_any(&self, state: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+        if cost > self.max_cost() {
+            return Err(u64::MAX);
+        }
+        self.admit(state, now, cost)
+    }
+
     /// Gives `cost` units taken at about `now` back (a rolled-back quota or a cancelled
     /// waiter).
     fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64;
@@ -163,6 +174,10 @@ macro_rules! forward_algorithm {
             #[inline]
             fn admit(&self, state: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
                 (**self).admit(state, now, cost)
+            }
+            #[inline]
+            fn admit_any(&self, state: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+                (**self).admit_any(state, now, cost)
             }
             fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
                 (**self).refund(state, now, cost)
@@ -395,12 +410,12 @@ impl<A: Algorithm> AtomicLimiter<A> {
     }
 
     /// The fast path at `now` nanoseconds: `Ok(())` if admitted (and consumed), else the
-    /// nanoseconds until it would be (no cost check).
+    /// nanoseconds until it would be (`u64::MAX`: never, for a cost above the capacity).
     #[inline]
     pub fn admit_at(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
-            let next = self.alg.admit(s, now, cost)?;
+            let next = self.alg.admit_any(s, now, cost)?;
             if next == s {
                 return Ok(());
             }
@@ -433,9 +448,6 @@ impl<A: Algorithm> Limiter for AtomicLimiter<A> {
 
     #[inline]
     fn admit(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
-        if cost > self.alg.max_cost() {
-            return Err(u64::MAX);
-        }
         self.admit_at(now, cost)
     }
 

@@ -130,6 +130,16 @@ impl Gcra {
         self.load().burst
     }
 
+    /// The admission under interval `t` and tolerance `cap`.
+    #[inline]
+    fn admit_with(t: u64, cap: u64, tat: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+        let next = tat.max(now).saturating_add(cost.saturating_mul(t));
+        match (next - now).saturating_sub(cap) {
+            0 => Ok(next),
+            over => Err(over),
+        }
+    }
+
     #[inline]
     fn decision(c: &Cfg, allowed: bool, tat: u64, now: Nanos, retry: Nanos) -> Decision {
         let used = tat.saturating_sub(now);
@@ -160,11 +170,16 @@ impl Algorithm for Gcra {
     #[inline]
     fn admit(&self, tat: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
         let [t, _, cap, _] = self.cfg.read();
-        let next = tat.max(now).saturating_add(cost.saturating_mul(t));
-        match (next - now).saturating_sub(cap) {
-            0 => Ok(next),
-            over => Err(over),
+        Self::admit_with(t, cap, tat, now, cost)
+    }
+
+    #[inline]
+    fn admit_any(&self, tat: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
+        let [t, burst, cap, _] = self.cfg.read();
+        if cost > burst {
+            return Err(u64::MAX);
         }
+        Self::admit_with(t, cap, tat, now, cost)
     }
 
     fn refund(&self, tat: u64, _now: Nanos, cost: u64) -> u64 {
