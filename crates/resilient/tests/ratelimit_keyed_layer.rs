@@ -227,3 +227,54 @@ async fn a_cancelled_weighted_waiter_gives_its_whole_weight_back() {
     let elapsed = start.elapsed();
     assert!(elapsed >= MS * 500 && elapsed <= MS * 501, "{elapsed:?}");
 }
+
+/// Called inside a pipeline call, the layer never waits past that call's deadline: a wait
+/// that cannot end in time is rejected at once (and reserves nothing), instead of being
+/// cut off by the outer timeout later.
+#[tokio::test(start_paused = true)]
+async fn wait_mode_respects_an_enclosing_pipeline_deadline() {
+    use resilient::{Pipeline, Timeout};
+    let layer = KeyedLimiter::builder(Gcra::new(Rate::new(1, MS * 100)).unwrap())
+        .max_wait(MS * 250)
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let svc = tower::Layer::layer(&layer, echo());
+    let pipeline = Pipeline::builder()
+        .timeout(Timeout::request(MS * 150))
+        .build()
+        .unwrap();
+    let run = |n| {
+        let svc = svc.clone();
+        let pipeline = pipeline.clone();
+        async move {
+            let start = Instant::now();
+            let out = pipeline
+                .execute(|| {
+                    let mut svc = svc.clone();
+                    async move { call(&mut svc, req("ada", n)).await }
+                })
+                .await;
+            (out, start.elapsed())
+        }
+    };
+    let (first, second, third) = tokio::join!(run(1), run(2), run(3));
+    assert_eq!(first.0.unwrap(), 1);
+    // 100 ms fits in the 150 ms deadline: waited.
+    assert_eq!((second.0.unwrap(), second.1), (2, MS * 100));
+    // 200 ms does not: rejected at once, not timed out after 150 ms.
+    match third.0 {
+        Err(Error::Inner(Error::RateLimited { retry_after })) => {
+            assert_eq!(retry_after, Some(MS * 200));
+        }
+        other => panic!("expected an immediate RateLimited, got {other:?}"),
+    }
+    assert_eq!(third.1, Duration::ZERO);
+    // Nothing was reserved for the rejected request: the next unit is free at 200 ms,
+    // without waiting (a reservation would have pushed it to 300 ms).
+    tokio::time::sleep(MS * 100).await;
+    let mut s = svc.clone();
+    let at = Instant::now();
+    assert_eq!(call(&mut s, req("ada", 4)).await.unwrap(), 4);
+    assert_eq!(at.elapsed(), Duration::ZERO);
+}

@@ -299,7 +299,12 @@ where
 {
     let max_wait = match limiter.mode() {
         Mode::Reject => return limiter.allow(key, cost).map_err(rejection),
-        Mode::Wait(w) => w,
+        // Inside a pipeline call (this layer under `pipeline.layer()`, or a service called
+        // from an operation), never wait past the call's deadline: a wait that cannot end
+        // in time is a rejection now, with its retry_after, like the pipeline guard's.
+        Mode::Wait(w) => crate::inherited_deadline().map_or(w, |d| {
+            w.min(d.saturating_duration_since(tokio::time::Instant::now()))
+        }),
     };
     let start = limiter.now();
     match limiter.reserve(key, cost, max_wait) {
