@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use resilient::circuit::Window;
 use resilient::{
-    Bulkhead, CircuitBreaker, Error, Jitter, Pipeline, RandomSource, Retry, RetryBudget,
-    SeededRandom, Timeout,
+    Bulkhead, CircuitBreaker, Error, FailedAttempt, Jitter, Pipeline, RandomSource, Retry,
+    RetryBudget, RetryEvent, SeededRandom, Timeout,
 };
 
 /// A pretend remote service: fails often, sometimes hangs.
@@ -84,17 +84,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .attempts(4)
                 .jitter(Jitter::Equal)
                 .rng(Arc::new(SeededRandom::new(7)))
-                .budget(RetryBudget::builder(0.5).build()?)
-                .on_retry(move |ev| {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    println!(
-                        "    retry after attempt {} ({:?}), waiting {:?}",
-                        ev.attempt, ev.reason, ev.delay
-                    );
-                }),
+                .budget(RetryBudget::builder(0.5).build()?),
         )
         .circuit_breaker(&breaker)
         .timeout(Timeout::operation(Duration::from_millis(50)))
+        // Sees why each retried attempt failed: the service's own error, the timeout, or a
+        // guard's rejection.
+        .on_retry(
+            move |ev: &RetryEvent<'_>, failed: FailedAttempt<'_, String, ServiceError>| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let why = match failed {
+                    FailedAttempt::Error(e) => e.to_string(),
+                    FailedAttempt::Timeout(after) => format!("timed out after {after:?}"),
+                    other => format!("{other:?}"),
+                };
+                println!(
+                    "    attempt {} failed ({why}); retrying in {:?}",
+                    ev.attempt, ev.delay
+                );
+            },
+        )
         .build()?;
 
     println!("pipeline stages: {:?}\n", pipeline.stages());
