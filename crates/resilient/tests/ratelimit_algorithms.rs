@@ -579,6 +579,52 @@ fn token_bucket_period_change_keeps_state_at_a_realistic_clock() {
     assert_eq!(l.peek(DAY + s(5), 0).remaining, 20);
 }
 
+/// A refill-period change is put in force at the newest time any decision has seen, not
+/// at the clock reading of whichever caller reads the configuration first: a `peek` at an
+/// older `now` (or any caller whose reading is older) used to install it there, leaving the
+/// stored state ahead of the new period index by 20 periods counted at the new length.
+#[test]
+fn token_bucket_period_change_is_not_installed_at_an_older_now() {
+    let l = TokenBucket::limiter(10, Rate::new(10, ms(10))).unwrap();
+    assert!(l.try_acquire(DAY + ms(200), 10).unwrap().allowed);
+    l.algorithm().set(10, Rate::new(10, s(1))).unwrap();
+    l.peek(DAY, 0);
+    // The period running at 200 ms now lasts 1 s: its end (at 1.2 s) refills the bucket.
+    let d = l.try_acquire(DAY + ms(1_500), 1).unwrap();
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(d.remaining, 9);
+}
+
+/// The same with the state ahead by more than the race window (1998 periods of 1 ms): the
+/// wrapped difference used to read as ~2^32 elapsed periods and refill the bucket at once.
+#[test]
+fn token_bucket_period_change_at_an_older_now_never_refills_early() {
+    let l = TokenBucket::limiter(10, Rate::new(10, ms(1))).unwrap();
+    assert!(l.try_acquire(DAY + s(2), 10).unwrap().allowed);
+    l.algorithm().set(10, Rate::new(10, s(1))).unwrap();
+    l.peek(DAY, 0);
+    let d = l.try_acquire(DAY + s(2), 10).unwrap();
+    assert!(!d.allowed, "{d:?}");
+    assert_eq!(d.remaining, 0);
+    assert_eq!(d.retry_after, s(1));
+    assert!(l.try_acquire(DAY + s(3), 10).unwrap().allowed);
+}
+
+/// Through the owner of the clock (`set_rate` with the limiter's time), the change is in
+/// force at once: a later caller with an older reading changes nothing.
+#[test]
+fn token_bucket_set_rate_installs_the_period_at_the_owners_time() {
+    let l = TokenBucket::limiter(10, Rate::new(10, ms(10))).unwrap();
+    assert!(l.try_acquire(DAY + ms(200), 10).unwrap().allowed);
+    // The change at 205 ms, in the period that began at 200 ms: it now ends at 1.2 s.
+    l.set_rate(DAY + ms(205), Rate::new(10, s(1)), 10).unwrap();
+    assert_eq!(l.policy().window, s(1));
+    l.peek(DAY, 0);
+    assert!(!l.try_acquire(DAY + ms(1_199), 1).unwrap().allowed);
+    let d = l.try_acquire(DAY + ms(1_200), 1).unwrap();
+    assert!(d.allowed, "{d:?}");
+}
+
 /// The same for keyed states: every key keeps its deficit across a period change.
 #[test]
 fn keyed_token_bucket_period_change_keeps_state() {

@@ -12,7 +12,14 @@
 //! stored under an earlier period length still counts the boundaries that passed since
 //! (each at the length in force then). Periods start at multiples of `refill.per` from the
 //! clock's origin until the first change.
+//!
+//! A new period length is put in force at the newest time any decision has seen (the
+//! bucket keeps the highest period index it computed), never at an older clock reading: a
+//! state stored at a later reading than the one the change is made at would otherwise be
+//! ahead of the new index by periods then counted at the new length (or, beyond the race
+//! window, read as wrapped and refilled at once).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
@@ -37,8 +44,14 @@ use crate::ConfigError;
 pub struct TokenBucket {
     /// `[capacity, amount, every, base_time, base_index, next_every]`: periods of `every`
     /// ns start at `base_time` with index `base_index`; `next_every` (0: none) is a new
-    /// period length that the next decision puts in force at its own clock reading.
+    /// period length that the next decision puts in force, at its own clock reading or at
+    /// the start of period `seen`, whichever is later.
     cfg: ConfigCell<6>,
+    /// The highest period index a decision has computed: every stored state's index is at
+    /// most this (up to a race with a decision in flight), so a period change put in force
+    /// from its start never leaves a state ahead of the new index. Written once per period
+    /// (the first decision to see a new period), read on every decision.
+    seen: AtomicU64,
 }
 
 /// One consistent reading of the configuration.
@@ -96,6 +109,7 @@ impl TokenBucket {
         check(capacity, refill)?;
         Ok(Self {
             cfg: ConfigCell::new([capacity, refill.count, nanos(refill.per), 0, 0, 0]),
+            seen: AtomicU64::new(0),
         })
     }
 
@@ -107,9 +121,13 @@ impl TokenBucket {
     /// Changes capacity and refill at runtime, for every state that uses this bucket (one
     /// limiter's, or every key's of a [`KeyedLimiter`](super::KeyedLimiter)); tokens in use
     /// stay in use. Needs no clock reading: a new refill *period* takes effect at the next
-    /// decision, at that decision's time. The refill period running then ends at the next
-    /// multiple of the new period from its start (so setting the same period again changes
-    /// nothing); boundaries already passed are never counted again.
+    /// decision, at that decision's time or, if a decision already saw a later refill
+    /// period, at that period's start (a caller with an older clock reading, such as a
+    /// `peek` at an earlier time, cannot put it in force in the past). The refill period
+    /// running then ends at the next multiple of the new period from its start (so setting
+    /// the same period again changes nothing); boundaries already passed are never counted
+    /// again. [`Algorithm::set_rate`] (through the owner of the clock) puts it in force at
+    /// once.
     ///
     /// ```
     /// use resilient::ratelimit::{Limiter, Rate, TokenBucket};
@@ -141,7 +159,16 @@ impl TokenBucket {
         Cfg::from_words(w)
     }
 
-    /// Puts a new period length in force at `now`, keeping the period index continuous.
+    /// Records that a decision computed refill period `index` (see `seen`).
+    #[inline]
+    fn observe(&self, index: u64) {
+        if index > self.seen.load(Ordering::Relaxed) {
+            self.seen.fetch_max(index, Ordering::AcqRel);
+        }
+    }
+
+    /// Puts a new period length in force at `now`, or at the start of the newest period a
+    /// decision has seen if that is later, keeping the period index continuous.
     #[cold]
     fn switch_period(&self, now: Nanos) -> Cfg {
         let _ = self.cfg.update(|w| {
@@ -149,12 +176,14 @@ impl TokenBucket {
                 return Ok::<_, ()>(w); // another caller did it
             }
             let old = Cfg::from_words(w);
-            let index = old.period(now);
+            // Never in the past of a stored state: its index would be ahead of the new one.
+            let at = now.max(old.start(self.seen.load(Ordering::Acquire)));
+            let index = old.period(at);
             let start = old.start(index);
             let next = w[5];
             // Keep the running period's start; count no boundary of the new length before
-            // `now` (it would refill for time already spent).
-            let start = start + now.saturating_sub(start) / next * next;
+            // `at` (it would refill for time already spent).
+            let start = start + at.saturating_sub(start) / next * next;
             Ok([w[0], w[1], next, start, index, 0])
         });
         Cfg::from_words(self.cfg.read())
@@ -197,6 +226,7 @@ impl Algorithm for TokenBucket {
         let cfg = self.config(now);
         let cap = cfg.cap;
         let (period, deficit) = Self::refill(state, now, &cfg);
+        self.observe(period);
         let deficit = deficit.min(cap);
         let tokens = cap - deficit;
         if cost <= tokens {
@@ -225,6 +255,7 @@ impl Algorithm for TokenBucket {
     fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
         let cfg = self.config(now);
         let (period, deficit) = Self::refill(state, now, &cfg);
+        self.observe(period);
         ((period as u32 as u64) << 32) | deficit.saturating_sub(cost)
     }
 
@@ -239,9 +270,12 @@ impl Algorithm for TokenBucket {
     }
 
     /// [`TokenBucket::set`] with `burst` as the capacity and `rate` as the refill; states
-    /// carry over unchanged.
-    fn set_rate(&self, _now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
-        self.set(burst, rate).map(|()| Rescale::NONE)
+    /// carry over unchanged. A new refill period is put in force at once, at `now` (the
+    /// owner's time) or the start of the newest period a decision has seen, if later.
+    fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        self.set(burst, rate)?;
+        self.switch_period(now);
+        Ok(Rescale::NONE)
     }
 
     fn policy(&self) -> Policy {
