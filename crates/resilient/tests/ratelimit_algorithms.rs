@@ -644,6 +644,128 @@ fn keyed_token_bucket_period_change_keeps_state() {
     assert!(k.check(&2, 10).unwrap().allowed, "other keys start full");
 }
 
+/// A GCRA whose rate changes (once, when armed) in the middle of a decision: right after
+/// its first admission or step computed its result, as a racing `set_rate` could.
+#[derive(Debug)]
+struct RateChangesMidDecision {
+    inner: Gcra,
+    armed: std::sync::atomic::AtomicBool,
+    to: (Rate, u64),
+}
+
+impl RateChangesMidDecision {
+    fn new(rate: Rate, burst: u64, to: (Rate, u64)) -> Self {
+        Self {
+            inner: Gcra::with_burst(rate, burst).unwrap(),
+            armed: std::sync::atomic::AtomicBool::new(false),
+            to,
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn fire(&self, now: u64) {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.inner.set_rate(now, self.to.0, self.to.1).unwrap();
+        }
+    }
+}
+
+impl Algorithm for RateChangesMidDecision {
+    fn step(&self, state: u64, now: u64, cost: u64) -> (u64, Decision) {
+        let r = self.inner.step(state, now, cost);
+        self.fire(now);
+        r
+    }
+    fn admit(&self, state: u64, now: u64, cost: u64) -> Result<u64, u64> {
+        let r = self.inner.admit(state, now, cost);
+        self.fire(now);
+        r
+    }
+    fn refund(&self, state: u64, now: u64, cost: u64) -> u64 {
+        self.inner.refund(state, now, cost)
+    }
+    fn time_to_idle(&self, state: u64, now: u64) -> u64 {
+        self.inner.time_to_idle(state, now)
+    }
+    fn max_cost(&self) -> u64 {
+        self.inner.max_cost()
+    }
+    fn policy(&self) -> resilient::ratelimit::Policy {
+        self.inner.policy()
+    }
+}
+
+/// A decision reports what it did: allowed exactly when it consumed, even if the rate
+/// changes between the admission and the rest of the decision (the decision used to be
+/// computed again, under the new rate, from the state before the admission).
+#[test]
+fn a_decision_racing_a_rate_change_reports_what_it_did() {
+    use resilient::ratelimit::AtomicLimiter;
+    let at = DAY.as_nanos() as u64;
+    // Admitted at 10/s, then the rate drops to 1/s (burst 1): consumed, reported denied.
+    let l = AtomicLimiter::new(RateChangesMidDecision::new(
+        Rate::per_second(10),
+        10,
+        (Rate::per_second(1), 1),
+    ));
+    l.algorithm().arm();
+    let before = l.state();
+    let d = l.check_at(at, 10);
+    assert_eq!(d.allowed, l.state() != before, "{d:?}");
+    // Refused at 1/s, then the rate rises to 10/s (burst 20): reported allowed, not taken.
+    let l = AtomicLimiter::new(RateChangesMidDecision::new(
+        Rate::per_second(1),
+        1,
+        (Rate::per_second(10), 20),
+    ));
+    assert!(l.check_at(at, 1).allowed);
+    l.algorithm().arm();
+    let before = l.state();
+    let d = l.check_at(at, 1);
+    assert_eq!(d.allowed, l.state() != before, "{d:?}");
+}
+
+/// The same for a keyed limiter's decisions.
+#[test]
+fn a_keyed_decision_racing_a_rate_change_reports_what_it_did() {
+    use resilient::ratelimit::KeyedLimiter;
+    let clock = ManualClock::new();
+    clock.set(DAY);
+    // Admitted at 10/s, then the rate drops to 1/s (burst 1).
+    let k = KeyedLimiter::builder(RateChangesMidDecision::new(
+        Rate::per_second(10),
+        10,
+        (Rate::per_second(1), 1),
+    ))
+    .clock(Arc::new(clock.clone()))
+    .build::<u8>()
+    .unwrap();
+    k.algorithm().arm();
+    let d = k.check(&1, 10).unwrap();
+    // Fresh under the new rate, a key has 1 unit.
+    let consumed = k.check(&1, 0).unwrap().remaining < 1;
+    assert_eq!(d.allowed, consumed, "{d:?}");
+    // Refused at 1/s, then the rate rises to 10/s (burst 20).
+    let k = KeyedLimiter::builder(RateChangesMidDecision::new(
+        Rate::per_second(1),
+        1,
+        (Rate::per_second(10), 20),
+    ))
+    .clock(Arc::new(clock.clone()))
+    .build::<u8>()
+    .unwrap();
+    assert!(k.check(&1, 1).unwrap().allowed);
+    k.algorithm().arm();
+    let d = k.check(&1, 1).unwrap();
+    // 1 s of the 2 s capacity was in use (the wrapper skips the rescale): 10 of 20 units
+    // remain unless it took one.
+    let consumed = k.check(&1, 0).unwrap().remaining < 10;
+    assert_eq!(d.allowed, consumed, "{d:?}");
+}
+
 /// A GCRA rate change given a `now` that is not the limiter's time (here zero, a day
 /// behind the clock) must not lock the limiter out: the debt is never stretched past the
 /// longer of the old debt and the new capacity.

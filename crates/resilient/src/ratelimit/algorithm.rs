@@ -91,7 +91,9 @@ pub(crate) fn no_set_rate(field: &'static str) -> ConfigError {
 pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
     /// Decides a request of `cost` units at `now` (nanoseconds). Returns the next state
     /// (equal to `state` when denied) and the decision. `cost` must be at most
-    /// [`Algorithm::max_cost`].
+    /// [`Algorithm::max_cost`]. Both come from one reading of the configuration, so they
+    /// agree even while the rate changes (the decision is allowed exactly when it takes
+    /// units): the limiters' compare-and-swap loops rely on it.
     fn step(&self, state: u64, now: Nanos, cost: u64) -> (u64, Decision);
 
     /// The admission alone: `Ok(next_state)`, or `Err(retry_after)` in nanoseconds. Same
@@ -390,23 +392,23 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// Decides `cost` at `now` in nanoseconds, consuming it if allowed (no cost check).
     #[inline]
     pub fn check_at(&self, now: Nanos, cost: u64) -> Decision {
-        // Run the cheap admission under the CAS, then compute the full decision from the
-        // state it was admitted (or denied) in: the window between load and CAS stays
-        // short under contention.
+        // The next state and the decision come from one step, so from one reading of the
+        // configuration: a rate change racing the decision cannot make it report a denial
+        // for units it took, or an admission for units it did not.
         let mut s = self.state.load(Ordering::Relaxed);
-        while let Ok(next) = self.alg.admit(s, now, cost) {
-            if next == s {
-                break;
+        loop {
+            let (next, d) = self.alg.step(s, now, cost);
+            if !d.allowed || next == s {
+                return d;
             }
             match self
                 .state
                 .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => break,
+                Ok(_) => return d,
                 Err(actual) => s = actual,
             }
         }
-        self.alg.step(s, now, cost).1
     }
 
     /// The fast path at `now` nanoseconds: `Ok(())` if admitted (and consumed), else the

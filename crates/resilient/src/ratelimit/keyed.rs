@@ -322,20 +322,22 @@ fn cas_admit<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) -> R
     }
 }
 
-/// Decides `cost` on one packed state by CAS, consuming it if allowed.
+/// Decides `cost` on one packed state by CAS, consuming it if allowed. The next state and
+/// the decision come from one step (one reading of the configuration), so the decision
+/// says allowed exactly when it consumed, even racing a rate change.
 #[inline]
 fn cas<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) -> Decision {
     let mut s = state.load(Ordering::Relaxed);
-    while let Ok(next) = alg.admit(s, now, cost) {
-        if next == s {
-            break;
+    loop {
+        let (next, d) = alg.step(s, now, cost);
+        if !d.allowed || next == s {
+            return d;
         }
         match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => break,
+            Ok(_) => return d,
             Err(a) => s = a,
         }
     }
-    alg.step(s, now, cost).1
 }
 
 fn cas_refund<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) {
