@@ -18,9 +18,13 @@ const SCALE: i64 = 1_000; // milli-tokens
 /// (like Finagle's windowed adder), and a withdrawal is recorded in the same ring. A retry
 /// is allowed while the deposits of the last `ttl` exceed its withdrawals, so within any
 /// `ttl` the retries number at most `ratio` times the calls of that `ttl`, plus the
-/// reserve — however long the service was healthy before an outage. (Concurrent
-/// withdrawals may overdraw the window by a token or so; the bound is otherwise exact to
-/// one slice, a tenth of the `ttl`.)
+/// reserve — however long the service was healthy before an outage. The bound is exact to
+/// one slice, a tenth of the `ttl`: a withdrawal takes its token with a compare-and-swap on
+/// its slice's balance, checked against the window's balance, so concurrent withdrawals
+/// never overdraw it, except ones racing across a slice boundary (which each see the other
+/// slice's balance before the other's withdrawal: one token too many per extra slice, in
+/// practice at most one). A deposit or withdrawal made with a clock reading so late that
+/// its slice has left the window is not recorded.
 ///
 /// ```
 /// use resilient::{ManualClock, RetryBudget};
@@ -95,9 +99,7 @@ impl RetryBudget {
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_withdraw(&self) -> bool {
         let now = self.now_nanos();
-        let slice = self.window.slice(now);
-        if self.window.sum(slice) >= SCALE {
-            self.window.add(slice, -SCALE);
+        if self.window.take(self.window.slice(now), SCALE) {
             return true;
         }
         self.refill_reserve(now);
@@ -176,10 +178,11 @@ fn unpack(word: u64) -> (u64, i64) {
 struct Window {
     slice_nanos: u64,
     buckets: [AtomicU64; SLICES as usize],
-    /// The latest slice written: when it is a whole window old, every bucket is stale
-    /// (whatever its tag, which only holds the slice's low bits). What remains possible is
-    /// a bucket left untouched for a multiple of 2^24 slices (19 days at the least) while
-    /// others were written, read as live: a few retries too many, once.
+    /// The latest slice a writer has come to (moved before the writer touches a bucket):
+    /// when it is a whole window old, every bucket is stale (whatever its tag, which only
+    /// holds the slice's low bits). What remains possible is a bucket left untouched for a
+    /// multiple of 2^24 slices (19 days at the least) while others were written, read as
+    /// live: a few retries too many, once.
     latest: AtomicU64,
 }
 
@@ -199,21 +202,76 @@ impl Window {
     }
 
     /// Adds `delta` milli-tokens to `slice`'s bucket, resetting it if it held an older slice.
+    /// A late write, for a slice already out of the window of the newest slice written, is
+    /// dropped (its bucket may hold a newer slice by now).
     fn add(&self, slice: u64, delta: i64) {
-        let latest = self.latest.load(Ordering::Acquire);
-        let all_stale = slice.saturating_sub(latest) >= SLICES;
-        if slice > latest {
-            self.latest.fetch_max(slice, Ordering::AcqRel);
-        }
+        self.update(slice, delta, None);
+    }
+
+    /// Withdraws `amount` milli-tokens in `slice` if the window's balance holds them;
+    /// whether it did.
+    fn take(&self, slice: u64, amount: i64) -> bool {
+        self.update(slice, -amount, Some(amount))
+    }
+
+    /// Adds `delta` to `slice`'s bucket, only if the window's balance is at least `need`
+    /// (if any), judged against the bucket word it replaces: writers on the same slice,
+    /// deposits included, never act on a balance another changed in the meantime.
+    fn update(&self, slice: u64, delta: i64, need: Option<i64>) -> bool {
         let bucket = &self.buckets[(slice % SLICES) as usize];
-        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+        // The bucket before `latest`: every writer moves `latest` before writing a bucket,
+        // so if a writer for `slice` already wrote this one, the `latest` read next shows it.
+        let first = bucket.load(Ordering::Acquire);
+        let mut latest = self.latest.load(Ordering::Acquire);
+        if slice > latest {
+            latest = self.latest.fetch_max(slice, Ordering::AcqRel);
+        }
+        // Whether this writer found the whole window stale, as it was before its own write:
+        // then the bucket's first word is from a slice long gone, even if its tag (only the
+        // slice's low bits) matches. Any other word it sees was written since, by a writer
+        // of a current slice.
+        let stale = slice.saturating_sub(latest) >= SLICES;
+        let mut w = first;
+        loop {
+            #[cfg(test)]
+            tests::paused_here();
+            if slice.saturating_add(SLICES) <= self.latest.load(Ordering::Acquire) {
+                return false; // too late: its slice left the window (its bucket may be reused)
+            }
             let (tag, value) = unpack(w);
-            let live = !all_stale && tag == slice & TAG_MASK;
-            Some(pack(
-                slice,
-                if live { value } else { 0 }.saturating_add(delta),
-            ))
-        });
+            let live = tag == slice & TAG_MASK && !(stale && w == first);
+            let value = if live { value } else { 0 };
+            if let Some(need) = need {
+                let others = if stale { 0 } else { self.others(slice) };
+                if others.saturating_add(value) < need {
+                    return false;
+                }
+            }
+            let next = pack(slice, value.saturating_add(delta));
+            match bucket.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// The balance of the slice held by bucket `i`, if it is one of `(slice - SLICES, slice]`.
+    fn live(&self, slice: u64, i: u64) -> i64 {
+        // the one live slice this bucket may hold
+        let back = (slice % SLICES + SLICES - i) % SLICES;
+        let Some(held) = slice.checked_sub(back) else {
+            return 0;
+        };
+        let (tag, value) = unpack(self.buckets[i as usize].load(Ordering::Acquire));
+        if tag == held & TAG_MASK { value } else { 0 }
+    }
+
+    /// The balance of the slices in `(slice - SLICES, slice)`: the window but `slice`'s
+    /// own bucket.
+    fn others(&self, slice: u64) -> i64 {
+        (0..SLICES)
+            .filter(|&i| i != slice % SLICES)
+            .fold(0i64, |t, i| t.saturating_add(self.live(slice, i)))
     }
 
     /// The balance of the slices in `(slice - SLICES, slice]`.
@@ -221,19 +279,7 @@ impl Window {
         if slice.saturating_sub(self.latest.load(Ordering::Acquire)) >= SLICES {
             return 0;
         }
-        let mut total = 0i64;
-        for (i, bucket) in (0u64..).zip(&self.buckets) {
-            // the one live slice this bucket may hold
-            let back = (slice % SLICES + SLICES - i) % SLICES;
-            let Some(held) = slice.checked_sub(back) else {
-                continue;
-            };
-            let (tag, value) = unpack(bucket.load(Ordering::Acquire));
-            if tag == held & TAG_MASK {
-                total = total.saturating_add(value);
-            }
-        }
-        total
+        (0..SLICES).fold(0i64, |t, i| t.saturating_add(self.live(slice, i)))
     }
 }
 
@@ -294,6 +340,79 @@ impl RetryBudgetBuilder {
 mod tests {
     use super::*;
     use crate::ManualClock;
+
+    std::thread_local! {
+        static PAUSE: std::cell::Cell<Option<Box<dyn FnOnce()>>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Runs the hook set for this thread (once), where a writer could stall just before
+    /// its compare-and-swap on a bucket.
+    pub(super) fn paused_here() {
+        if let Some(f) = PAUSE.with(|p| p.take()) {
+            f();
+        }
+    }
+
+    fn pause_with(f: impl FnOnce() + 'static) {
+        PAUSE.with(|p| p.set(Some(Box::new(f))));
+    }
+
+    fn budget(ratio: f64, clock: &ManualClock) -> Arc<RetryBudget> {
+        RetryBudget::builder(ratio)
+            .min_per_sec(0)
+            .ttl(Duration::from_secs(10))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap()
+    }
+
+    /// A write for a slice whose bucket already holds a newer slice (ten slices on, the
+    /// same bucket) is dropped: it used to reset the bucket, wiping the newer balance.
+    #[test]
+    fn a_late_write_never_wipes_a_newer_slice() {
+        let now = 86_400 * 1_000_000_000;
+        let w = Window::new(Duration::from_secs(10), now);
+        let s = w.slice(now);
+        w.add(s + 10, -1_000);
+        w.add(s, 100);
+        assert_eq!(w.sum(s + 10), -1_000);
+    }
+
+    /// Two deposits racing after an idle window both count: the second writer's deposit
+    /// lands while the first stalls before its compare-and-swap, which then retries (and
+    /// used to reset the bucket again, from a staleness it had judged before the race).
+    #[test]
+    fn racing_deposits_after_idle_both_count() {
+        let clock = ManualClock::new();
+        clock.set(Duration::from_secs(86_400));
+        let b = budget(0.5, &clock);
+        clock.advance(Duration::from_secs(60)); // every slice is stale
+        let other = b.clone();
+        pause_with(move || other.deposit());
+        b.deposit();
+        assert_eq!(b.window.sum(b.window.slice(b.now_nanos())), 1_000);
+        assert_eq!(b.available(), 1);
+    }
+
+    /// Two withdrawals racing for the last token: only one gets it.
+    #[test]
+    fn racing_withdrawals_never_overdraw() {
+        let clock = ManualClock::new();
+        clock.set(Duration::from_secs(86_400));
+        let b = budget(0.5, &clock);
+        b.deposit();
+        b.deposit(); // one token
+        let other = b.clone();
+        let won = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let other_won = won.clone();
+        pause_with(move || other_won.store(other.try_withdraw(), Ordering::SeqCst));
+        let mine = b.try_withdraw();
+        assert!(
+            mine ^ won.load(Ordering::SeqCst),
+            "exactly one withdrawal wins"
+        );
+        assert_eq!(b.window.sum(b.window.slice(b.now_nanos())), 0);
+    }
 
     #[test]
     fn reserve_refills_over_time() {
