@@ -244,8 +244,8 @@ pub(crate) struct TimeWindow {
     span_nanos: u64,
     /// Calls one bucket may count.
     bucket_cap: u64,
-    /// The newest slice the buckets were advanced to (0 = none yet): every slice in
-    /// `(head - buckets, head]` has its bucket tagged for it.
+    /// The newest slice the buckets were advanced to (0 = none: at first and after a
+    /// reset): every slice in `(head - buckets, head]` has its bucket tagged for it.
     head: AtomicU64,
     /// The sum over all buckets: calls (low 32 bits) and failures (high 32 bits), as
     /// signed digits (briefly negative while a recycle overtakes a recording).
@@ -302,7 +302,7 @@ impl TimeWindow {
         let mut cur = b.calls.load(Ordering::Acquire);
         loop {
             #[cfg(test)]
-            tests::paused_here(self);
+            tests::paused_here(self, tests::Site::Calls);
             if cur & !SLOW_MASK != tag {
                 // Recorded so late that its slice has been recycled: drop it.
                 return None;
@@ -326,6 +326,8 @@ impl TimeWindow {
             .wrapping_add(delta);
         let mut slow_total = None;
         if code & 4 != 0 {
+            #[cfg(test)]
+            tests::paused_here(self, tests::Site::Slow);
             let mut cur = b.slow.load(Ordering::Acquire);
             // A mismatch: the bucket was recycled since the call was counted, which takes
             // the call out of the totals too.
@@ -398,15 +400,25 @@ impl TimeWindow {
         )
     }
 
+    /// Empties every bucket and changes its tag, as recycling does: a recording in flight
+    /// (its call counted before the reset, its slow count not yet) finds its bucket changed
+    /// and drops the rest, instead of counting a slow call the totals no longer hold. The
+    /// next recording or reading tags the buckets for the window again (`head` is back to
+    /// none).
     fn reset(&self) {
         let _guard = self.advancing.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.buckets.len() as u64;
+        let head = self.head.load(Ordering::Acquire);
+        // A tag no slice within 2^15 tag periods of `head` carries: half the tag space
+        // away from the window's.
+        let none = ((head / n).wrapping_add(1 << 15) & TAG_MASK) << TAG_SHIFT;
         for b in self.buckets.iter() {
-            // Keep each bucket's tag, empty its counts.
-            let old = b.calls.fetch_and(!SLOW_MASK, Ordering::AcqRel);
+            let old = b.calls.swap(none, Ordering::AcqRel);
             self.subtract(old);
-            let old = b.slow.fetch_and(!SLOW_MASK, Ordering::AcqRel);
+            let old = b.slow.swap(none, Ordering::AcqRel);
             self.subtract_slow(old);
         }
+        self.head.store(0, Ordering::Release);
     }
 }
 
@@ -425,14 +437,31 @@ fn decode_totals(totals: u64, slow: u64) -> Counts {
 mod tests {
     use super::*;
 
-    std::thread_local! {
-        static PAUSE: std::cell::Cell<Option<fn(&TimeWindow)>> = const { std::cell::Cell::new(None) };
+    /// Where a recording thread can be paused.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Site {
+        /// Before the compare-exchange counting the call in its bucket.
+        Calls,
+        /// After the call was counted, before the one counting it as slow.
+        Slow,
     }
 
-    /// Runs the hook set for this thread (once), where a recording thread could stall.
-    pub(super) fn paused_here(w: &TimeWindow) {
-        if let Some(f) = PAUSE.with(|p| p.take()) {
-            f(w);
+    type Hook = (Site, fn(&TimeWindow));
+
+    std::thread_local! {
+        static PAUSE: std::cell::Cell<Option<Hook>> = const { std::cell::Cell::new(None) };
+    }
+
+    fn pause_at(site: Site, f: fn(&TimeWindow)) {
+        PAUSE.with(|p| p.set(Some((site, f))));
+    }
+
+    /// Runs the hook set for this thread at `site` (once), where a recording thread could
+    /// stall.
+    pub(super) fn paused_here(w: &TimeWindow, site: Site) {
+        match PAUSE.with(|p| p.take()) {
+            Some((at, f)) if at == site => f(w),
+            other => PAUSE.with(|p| p.set(other)),
         }
     }
 
@@ -442,10 +471,8 @@ mod tests {
         let at = |s: u64| Duration::from_secs(100_000 + s);
         // While a call of t=5 stalls after finding its bucket, another thread recycles
         // that bucket for t=15 (the same bucket, ten slices later).
-        PAUSE.with(|p| {
-            p.set(Some(|w: &TimeWindow| {
-                w.record(Duration::from_secs(100_015), OK);
-            }))
+        pause_at(Site::Calls, |w| {
+            w.record(Duration::from_secs(100_015), OK);
         });
         w.record(at(5), FAIL);
         let c = w.counts(at(15));
@@ -454,6 +481,32 @@ mod tests {
             (1, 0),
             "the stale failure was dropped"
         );
+    }
+
+    /// A reset racing a slow call's recording (after its call was counted, before it was
+    /// counted as slow) takes the call out of the totals and never lets the slow count
+    /// land: reset used to keep the buckets' tags, so the slow count still matched and
+    /// the window read one slow call out of none.
+    #[test]
+    fn a_reset_racing_a_slow_call_never_counts_it_slow_alone() {
+        let w = TimeWindow::new(Duration::from_secs(10), 10);
+        let at = Duration::from_secs(86_400);
+        w.record(at, OK);
+        pause_at(Site::Slow, |w| w.reset());
+        w.record(at, SLOW_OK);
+        let c = w.counts(at);
+        assert!(c.slow <= c.total, "{c:?}");
+        assert_eq!(c, Counts::default());
+        // Recording goes on after the reset.
+        assert_eq!(
+            w.record(at, SLOW_OK),
+            Some(Counts {
+                total: 1,
+                failures: 0,
+                slow: 1
+            })
+        );
+        assert_eq!(w.counts(at).total, 1);
     }
 
     const OK: u8 = 1;
