@@ -766,6 +766,87 @@ fn a_keyed_decision_racing_a_rate_change_reports_what_it_did() {
     assert_eq!(d.allowed, consumed, "{d:?}");
 }
 
+/// A GCRA that runs a hook (a decision on its limiter) right after its configuration
+/// changed: where a decision racing `AtomicLimiter::set_rate` could land.
+struct DecideDuringRateChange {
+    inner: Gcra,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for DecideDuringRateChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl DecideDuringRateChange {
+    fn run_hook(&self) {
+        if let Some(h) = self.hook.lock().unwrap().take() {
+            h();
+        }
+    }
+}
+
+impl Algorithm for DecideDuringRateChange {
+    fn step(&self, state: u64, now: u64, cost: u64) -> (u64, Decision) {
+        self.inner.step(state, now, cost)
+    }
+    fn refund(&self, state: u64, now: u64, cost: u64) -> u64 {
+        self.inner.refund(state, now, cost)
+    }
+    fn time_to_idle(&self, state: u64, now: u64) -> u64 {
+        self.inner.time_to_idle(state, now)
+    }
+    fn max_cost(&self) -> u64 {
+        self.inner.max_cost()
+    }
+    fn policy(&self) -> resilient::ratelimit::Policy {
+        self.inner.policy()
+    }
+    fn set_rate(
+        &self,
+        now: u64,
+        rate: Rate,
+        burst: u64,
+    ) -> Result<resilient::ratelimit::Rescale, resilient::ConfigError> {
+        let r = self.inner.set_rate(now, rate, burst)?;
+        self.run_hook();
+        Ok(r)
+    }
+    fn set_rate_with(
+        &self,
+        now: u64,
+        rate: Rate,
+        burst: u64,
+        carry: &mut dyn FnMut(resilient::ratelimit::Rescale),
+    ) -> Result<(), resilient::ConfigError> {
+        self.inner.set_rate_with(now, rate, burst, carry)?;
+        self.run_hook();
+        Ok(())
+    }
+}
+
+/// A decision right after a rate change is rescaled at most once: the state is carried
+/// over before any decision can see the new rate (a decision made under the new rate on
+/// the old state used to be rescaled along with it).
+#[test]
+fn a_decision_racing_a_rate_change_is_not_rescaled_twice() {
+    use resilient::ratelimit::AtomicLimiter;
+    let at = DAY.as_nanos() as u64;
+    let l = Arc::new(AtomicLimiter::new(DecideDuringRateChange {
+        inner: Gcra::with_burst(Rate::per_second(1), 10).unwrap(),
+        hook: std::sync::Mutex::new(None),
+    }));
+    assert!(l.check_at(at, 1).allowed); // 1 s in use
+    let weak = Arc::downgrade(&l);
+    *l.algorithm().hook.lock().unwrap() = Some(Box::new(move || {
+        assert!(weak.upgrade().unwrap().check_at(at, 1).allowed);
+    }));
+    // 1/s -> 10/s: the unit in use takes 100 ms; the racing one 100 ms more.
+    l.set_rate(DAY, Rate::per_second(10), 20).unwrap();
+    assert_eq!(l.peek(DAY, 0).reset, ms(200));
+}
+
 /// A GCRA rate change given a `now` that is not the limiter's time (here zero, a day
 /// behind the clock) must not lock the limiter out: the debt is never stretched past the
 /// longer of the old debt and the new capacity.

@@ -161,6 +161,38 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
         let _ = (now, rate, burst);
         Err(no_set_rate("rate_limiter.set_rate"))
     }
+
+    /// [`Algorithm::set_rate`], with `carry` applying the [`Rescale`] to the owner's states
+    /// before any decision can read the new configuration: a decision racing the change is
+    /// then made on the old state under the old configuration (and carried over with it)
+    /// or on the carried-over state under the new one, never on the old state under the
+    /// new one (whose units the rescale would scale a second time). What
+    /// [`AtomicLimiter::set_rate`] uses.
+    ///
+    /// `carry` runs while the configuration is being written: it must not read this
+    /// algorithm's configuration (no decision on it), only apply the `Rescale`. The
+    /// default calls [`Algorithm::set_rate`], then `carry` (a decision may fall between);
+    /// GCRA, whose states carry over scaled, overrides it.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Algorithm, Gcra, Rate};
+    /// let gcra = Gcra::new(Rate::per_second(10)).unwrap();
+    /// let at = 86_400_000_000_000;
+    /// let mut tat = at + 1_000_000_000; // 10 units in use
+    /// gcra.set_rate_with(at, Rate::per_second(100), 100, &mut |r| tat = r.apply(tat))
+    ///     .unwrap();
+    /// assert_eq!(tat, at + 100_000_000); // still 10 units, at 10 ms each
+    /// ```
+    fn set_rate_with(
+        &self,
+        now: Nanos,
+        rate: Rate,
+        burst: u64,
+        carry: &mut dyn FnMut(Rescale),
+    ) -> Result<(), ConfigError> {
+        carry(self.set_rate(now, rate, burst)?);
+        Ok(())
+    }
 }
 
 macro_rules! forward_algorithm {
@@ -204,6 +236,15 @@ macro_rules! forward_algorithm {
             }
             fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
                 (**self).set_rate(now, rate, burst)
+            }
+            fn set_rate_with(
+                &self,
+                now: Nanos,
+                rate: Rate,
+                burst: u64,
+                carry: &mut dyn FnMut(Rescale),
+            ) -> Result<(), ConfigError> {
+                (**self).set_rate_with(now, rate, burst, carry)
             }
         }
     )*};
@@ -359,7 +400,8 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// callers pass to it, e.g. [`RateLimiter::now`](super::RateLimiter::now) when it is
     /// a limit of a [`RateLimiter`](super::RateLimiter) (or use
     /// [`RateLimiter::set_rate`](super::RateLimiter::set_rate), which reads it). A decision
-    /// racing the change may be made under either configuration.
+    /// racing the change may be made under either configuration; the state is carried
+    /// over before a decision can see the new one (see [`Algorithm::set_rate_with`]).
     ///
     /// For GCRA the units in use stay in use: a limiter that had used 3 units still has 3
     /// in use under the new rate (they refill at the new speed); when the rate drops, what
@@ -375,11 +417,12 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// assert_eq!(l.peek(now, 0).remaining, 97);
     /// ```
     pub fn set_rate(&self, now: Duration, rate: Rate, burst: u64) -> Result<(), ConfigError> {
-        let rescale = self.alg.set_rate(nanos(now), rate, burst)?;
-        if !rescale.is_none() {
-            self.update(|s| rescale.apply(s));
-        }
-        Ok(())
+        self.alg
+            .set_rate_with(nanos(now), rate, burst, &mut |rescale| {
+                if !rescale.is_none() {
+                    self.update(|s| rescale.apply(s));
+                }
+            })
     }
 
     /// Applies `f` to the state atomically (used to rescale state on a rate change).

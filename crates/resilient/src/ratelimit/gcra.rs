@@ -204,13 +204,25 @@ impl Algorithm for Gcra {
     /// full new burst are forgiven, and a `now` that is not the owner's time cannot lock
     /// the limiter out.
     fn set_rate(&self, now: Nanos, rate: Rate, burst: u64) -> Result<Rescale, ConfigError> {
+        let mut rescale = Rescale::NONE;
+        self.set_rate_with(now, rate, burst, &mut |r| rescale = r)?;
+        Ok(rescale)
+    }
+
+    /// [`Gcra::set_rate`](Algorithm::set_rate), carrying the states over while the new
+    /// configuration is being written (decisions wait for it to be published).
+    fn set_rate_with(
+        &self,
+        now: Nanos,
+        rate: Rate,
+        burst: u64,
+        carry: &mut dyn FnMut(Rescale),
+    ) -> Result<(), ConfigError> {
         let (t, b) = check(rate, burst)?;
-        let mut old = 0;
         self.cfg.update(|w| {
-            old = w[0];
+            carry(Rescale::debt(now, t, w[0], b * t));
             Ok::<_, ConfigError>(words(t, b))
-        })?;
-        Ok(Rescale::debt(now, t, old, b * t))
+        })
     }
 
     fn time_to_idle(&self, tat: u64, now: Nanos) -> Nanos {
