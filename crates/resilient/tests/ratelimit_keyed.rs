@@ -358,3 +358,78 @@ async fn a_sweeper_forgets_idle_keys_and_stops_with_the_limiter() {
         .expect("the sweeper stops once the limiter is dropped")
         .unwrap();
 }
+
+/// Units in use that never come back; once `shift` is armed, every cost-0 step after the
+/// first `after` reports 50 more units in use than the state holds (as a configuration
+/// changing in the middle of an eviction pass could).
+#[derive(Debug)]
+struct ShiftingRanks {
+    armed: std::sync::atomic::AtomicBool,
+    steps: std::sync::atomic::AtomicUsize,
+    after: usize,
+}
+
+impl resilient::ratelimit::Algorithm for ShiftingRanks {
+    fn step(&self, state: u64, _now: u64, cost: u64) -> (u64, resilient::ratelimit::Decision) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut in_use = state;
+        if cost == 0 && self.armed.load(SeqCst) && self.steps.fetch_add(1, SeqCst) >= self.after {
+            in_use += 50;
+        }
+        let allowed = in_use + cost <= 100;
+        let d = resilient::ratelimit::Decision {
+            allowed,
+            limit: 100,
+            remaining: 100u64.saturating_sub(in_use + if allowed { cost } else { 0 }),
+            reset: Duration::MAX,
+            retry_after: if allowed {
+                Duration::ZERO
+            } else {
+                Duration::MAX
+            },
+        };
+        (if allowed { state + cost } else { state }, d)
+    }
+    fn refund(&self, state: u64, _now: u64, cost: u64) -> u64 {
+        state.saturating_sub(cost)
+    }
+    fn time_to_idle(&self, state: u64, _now: u64) -> u64 {
+        if state == 0 { 0 } else { u64::MAX / 2 }
+    }
+    fn max_cost(&self) -> u64 {
+        100
+    }
+    fn policy(&self) -> resilient::ratelimit::Policy {
+        resilient::ratelimit::Policy {
+            quota: 100,
+            window: Duration::MAX,
+        }
+    }
+}
+
+/// A full shard evicts exactly its batch, chosen by one ranking of its keys: ranks that
+/// shift while it evicts (here all of them, upwards) used to leave the keys unevicted
+/// when they were ranked a second time to find the chosen ones.
+#[test]
+fn a_full_shard_evicts_its_batch_even_if_ranks_shift() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let k = KeyedLimiter::builder(ShiftingRanks {
+        armed: false.into(),
+        steps: 0.into(),
+        after: 16,
+    })
+    .max_keys(16)
+    .shards(1)
+    .build::<u64>()
+    .unwrap();
+    for key in 1..=16 {
+        assert!(k.check(&key, key).unwrap().allowed);
+    }
+    k.algorithm().armed.store(true, SeqCst);
+    assert!(k.check(&1_000, 1).unwrap().allowed);
+    k.algorithm().armed.store(false, SeqCst);
+    // 16 / 16 = 1 key evicted (key 1, the least used), then the new one inserted.
+    assert_eq!(k.len(), 16);
+    assert_eq!(k.check(&1, 0).unwrap().remaining, 100, "key 1 was evicted");
+    assert_eq!(k.check(&2, 0).unwrap().remaining, 98);
+}

@@ -679,18 +679,21 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         // the scan is paid once per batch of new keys, not once per new key. Keys may tie
         // (a fixed window's all end together): the batch takes only as many of the tied
         // ones as it needs.
-        let mut ranks: Vec<_> = table.iter().map(|e| self.eviction_rank(e, now)).collect();
+        // Each key is ranked once, with its bucket: the batch is exactly the `k` ranked
+        // lowest, even if ranks would come out differently a moment later (a
+        // configuration changing meanwhile).
+        let mut ranks: Vec<_> = table
+            .iter_buckets()
+            .filter_map(|i| Some((self.eviction_rank(table.get_bucket(i)?, now), i)))
+            .collect();
         let k = (self.per_shard / 16).clamp(1, ranks.len());
-        let (_, &mut cut, _) = ranks.select_nth_unstable(k - 1);
-        let mut tied = ranks[..k].iter().filter(|&&r| r == cut).count();
-        table.retain(|e| match self.eviction_rank(e, now).cmp(&cut) {
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal if tied > 0 => {
-                tied -= 1;
-                false
+        ranks.select_nth_unstable(k - 1);
+        for &(_, i) in &ranks[..k] {
+            // Removing an entry moves no other: the remaining indices stay valid.
+            if let Ok(e) = table.get_bucket_entry(i) {
+                e.remove();
             }
-            _ => true,
-        });
+        }
     }
 
     /// Forgets every key whose limiter has fully recovered (every limit of its quota), and
