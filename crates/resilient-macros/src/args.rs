@@ -135,3 +135,11 @@ pub(crate) fn arity<'a>(
         ))
     }
 }
+
+/// A `true` or `false` literal.
+pub(crate) fn boolean(e: &Expr) -> syn::Result<bool> {
+    match lit(e) {
+        Some(Lit::Bool(b)) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(e, "expected `true` or `false`")),
+    }
+}

@@ -2,7 +2,7 @@
 //! pipeline from them, and run the body through it.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
     Attribute, FnArg, GenericArgument, ItemFn, Meta, Pat, PatIdent, PathArguments, ReturnType,
@@ -16,6 +16,11 @@ use crate::strategy::{self, Kind, Stage};
 /// the item (rather than being removed) so that they still expand, as no-ops, and an
 /// imported `use resilient::timeout;` counts as used.
 const MERGED: &str = "__resilient_merged_into_outer_attribute";
+
+/// The name of the generated pipeline `static`. A rewritten function's body mentions it,
+/// which is how an attribute of ours that expands after another one (because the outer one
+/// did not recognise it) notices.
+const PIPELINE: &str = "__RESILIENT_PIPELINE";
 
 /// Expands `#[resilient::<kind>(attr)]` on `item`.
 pub(crate) fn expand(kind: &'static str, attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -37,6 +42,21 @@ pub(crate) fn expand(kind: &'static str, attr: TokenStream, item: TokenStream) -
         }
     };
     let own = strategy::find(kind).expect("every entry point has a row in KINDS");
+    if contains_ident(func.block.to_token_stream(), PIPELINE) {
+        // Another of our attributes rewrote this function already: this one was written
+        // below it under a name it could not recognise as ours.
+        let e = syn::Error::new(
+            Span::call_site(),
+            format!(
+                "this `{kind}` attribute is stacked below another resilience attribute, which \
+                 only takes over attributes spelled `#[resilient::NAME(..)]` (a bare or \
+                 renamed name could be another crate's attribute); write it as \
+                 `#[resilient::{kind}(..)]` so that both become one pipeline"
+            ),
+        )
+        .into_compile_error();
+        return quote!(#e #func);
+    }
     let mut errors: Option<syn::Error> = None;
     let mut add = |e: syn::Error| match &mut errors {
         Some(all) => all.combine(e),
@@ -45,6 +65,7 @@ pub(crate) fn expand(kind: &'static str, attr: TokenStream, item: TokenStream) -
 
     // This attribute, then the other strategy attributes still on the item (the ones
     // written below it), which it takes over so that all of them become one pipeline.
+    // Only `resilient::`-qualified ones: a bare `#[timeout]` may be another crate's.
     let mut found: Vec<(&'static Kind, Span, syn::Result<Vec<args::Arg>>)> =
         vec![(own, Span::call_site(), args::parse(attr))];
     for a in &mut func.attrs {
@@ -61,6 +82,7 @@ pub(crate) fn expand(kind: &'static str, attr: TokenStream, item: TokenStream) -
 
     let mut stages: Vec<Stage> = Vec::new();
     let mut seen: Vec<&'static str> = Vec::new();
+    let mut failed = false;
     for (k, span, parsed) in found {
         if seen.contains(&k.name) {
             add(syn::Error::new(
@@ -74,8 +96,24 @@ pub(crate) fn expand(kind: &'static str, attr: TokenStream, item: TokenStream) -
         }
         seen.push(k.name);
         match parsed.and_then(|a| (k.parse)(span, a)) {
-            Ok(stage) => stages.push(stage),
-            Err(e) => add(e),
+            Ok(mut stage) => {
+                stage.order = k.order;
+                stages.push(stage);
+            }
+            Err(e) => {
+                failed = true;
+                add(e);
+            }
+        }
+    }
+    if !failed && let Err(e) = strategy::check(&stages) {
+        add(e);
+    }
+    if func.sig.asyncness.is_none() {
+        for s in &mut stages {
+            for e in s.async_only.drain(..) {
+                add(e);
+            }
         }
     }
     let rewritten = rewrite(&func, &stages);
@@ -101,16 +139,27 @@ fn is_merged(args: &TokenStream) -> bool {
     matches!(args.clone().into_iter().next(), Some(proc_macro2::TokenTree::Ident(i)) if i == MERGED)
 }
 
-/// Whether `attr` is one of ours: `#[resilient::NAME(..)]`, `#[::resilient::NAME(..)]` or
-/// an imported `#[NAME(..)]` with NAME a known strategy.
+/// Whether `attr` is one of ours: `#[resilient::NAME(..)]` or `#[::resilient::NAME(..)]`
+/// with NAME a known strategy. A bare `#[NAME(..)]` is not taken over: a macro cannot tell
+/// an imported `resilient::NAME` from another crate's attribute of the same name (say
+/// `ntest::timeout`). If it is ours, its own expansion reports it (see [`PIPELINE`]).
 fn ours(attr: &Attribute) -> Option<&'static Kind> {
     let segs = &attr.path().segments;
-    let name = match segs.len() {
-        1 if attr.path().leading_colon.is_none() => &segs[0].ident,
-        2 if segs[0].ident == "resilient" => &segs[1].ident,
-        _ => return None,
-    };
-    strategy::find(&name.to_string())
+    match segs.len() {
+        2 if segs[0].ident == "resilient" && segs[0].arguments.is_none() => {
+            strategy::find(&segs[1].ident.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Whether `tokens` mention the identifier `name`, looking inside groups.
+fn contains_ident(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == name,
+        proc_macro2::TokenTree::Group(g) => contains_ident(g.stream(), name),
+        _ => false,
+    })
 }
 
 fn attr_args(attr: &Attribute) -> syn::Result<Vec<args::Arg>> {
@@ -195,55 +244,84 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
     for (i, input) in new_sig.inputs.iter_mut().enumerate() {
         match input {
             FnArg::Receiver(r) => {
-                let shared_ref = matches!(&*r.ty, Type::Reference(t) if t.mutability.is_none());
+                let shared_ref = r.reference.is_some() && r.mutability.is_none();
                 if !shared_ref {
                     return Err(syn::Error::new_spanned(
                         &*r,
                         "resilience attributes re-run the body once per attempt, so methods \
-                         must take `&self`; `self`, `mut self` and `&mut self` are not \
-                         supported (use interior mutability, or clone into a free function)",
+                         must take `&self`; `self`, `mut self`, `&mut self` and typed receivers \
+                         such as `self: Arc<Self>` are not supported (use interior \
+                         mutability, or clone into a free function)",
                     ));
                 }
             }
-            FnArg::Typed(t) => match &mut *t.pat {
-                Pat::Wild(_) => {}
-                Pat::Ident(PatIdent {
-                    by_ref: Some(r), ..
-                }) => {
+            FnArg::Typed(t) => {
+                if let Type::Reference(r) = &*t.ty
+                    && r.mutability.is_some()
+                {
                     return Err(syn::Error::new_spanned(
-                        *r,
-                        "`ref` bindings are not supported in arguments of a function with \
-                         resilience attributes",
+                        r,
+                        "a `&mut` argument cannot be handed to every attempt: the body may \
+                         run more than once, and each attempt gets its own copy of the \
+                         arguments; take `&T` (with interior mutability) or an owned `Clone` \
+                         value instead",
                     ));
                 }
-                Pat::Ident(
-                    p @ PatIdent {
-                        subpat: None,
-                        by_ref: None,
-                        ..
-                    },
-                ) => {
-                    let name = &p.ident;
-                    let mutability = p.mutability.take();
-                    rebind.extend(quote! {
-                        let #mutability #name = ::core::clone::Clone::clone(&#name);
-                    });
+                // The clone is spanned on the argument's type, so a type that is not
+                // `Clone` is reported there.
+                let clone = |arg: &dyn ToTokens| {
+                    quote_spanned!(t.ty.span()=>
+                        ::resilient::__private::AttemptArg::attempt_clone(&#arg)
+                    )
+                };
+                match &mut *t.pat {
+                    Pat::Wild(_) => {}
+                    Pat::Ident(PatIdent {
+                        by_ref: Some(r), ..
+                    }) => {
+                        return Err(syn::Error::new_spanned(
+                            *r,
+                            "`ref` bindings are not supported in arguments of a function with \
+                             resilience attributes",
+                        ));
+                    }
+                    Pat::Ident(
+                        p @ PatIdent {
+                            subpat: None,
+                            by_ref: None,
+                            ..
+                        },
+                    ) => {
+                        let name = &p.ident;
+                        let mutability = p.mutability.take();
+                        let value = clone(name);
+                        rebind.extend(quote! {
+                            let #mutability #name = #value;
+                        });
+                    }
+                    pat => {
+                        // Destructuring patterns: take the argument whole, destructure a clone.
+                        let name = format_ident!("__resilient_arg{}", i);
+                        let value = clone(&name);
+                        let original = std::mem::replace(pat, parse_quote!(#name));
+                        rebind.extend(quote! {
+                            let #original = #value;
+                        });
+                    }
                 }
-                pat => {
-                    // Destructuring patterns: take the argument whole, destructure a clone.
-                    let name = format_ident!("__resilient_arg{}", i);
-                    let original = std::mem::replace(pat, parse_quote!(#name));
-                    rebind.extend(quote! {
-                        let #original = ::core::clone::Clone::clone(&#name);
-                    });
-                }
-            },
+            }
         }
     }
 
+    // Phases in pipeline order; within a phase, the kinds' fixed order (see `KINDS`), so
+    // the order the attributes are written in does not matter.
     let mut ordered: Vec<&Stage> = stages.iter().collect();
-    ordered.sort_by_key(|s| s.phase);
+    ordered.sort_by_key(|s| (s.phase, s.order));
     let calls = ordered.iter().map(|s| &s.calls);
+    let (classify_ty, classify) = match stages.iter().find_map(|s| s.classify.as_ref()) {
+        Some((ty, value)) => (ty.clone(), quote!(.classify(#value))),
+        None => (quote!(::resilient::AllErrors), quote!()),
+    };
     let name = sig.ident.to_string();
     let body = &func.block;
     let attempt = quote! {
@@ -252,9 +330,10 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         #[allow(unreachable_code, clippy::needless_return)]
         return __resilient_ret;
     };
+    let pipeline = format_ident!("{}", PIPELINE);
     let run = if sig.asyncness.is_some() {
         quote! {
-            ::resilient::Pipeline::execute(&*__RESILIENT_PIPELINE, move || {
+            ::resilient::Pipeline::execute(__resilient_pipeline, move || {
                 #rebind
                 async move { #attempt }
             })
@@ -262,7 +341,7 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         }
     } else {
         quote! {
-            ::resilient::Pipeline::execute_blocking(&*__RESILIENT_PIPELINE, move || {
+            ::resilient::Pipeline::execute_blocking(__resilient_pipeline, move || {
                 #rebind
                 #attempt
             })
@@ -270,27 +349,29 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
     };
     let attrs = &func.attrs;
     let vis = &func.vis;
+    // The build result is kept, not unwrapped in the initializer: an invalid configuration
+    // then panics with its message on every call, rather than poisoning the `LazyLock`
+    // (whose later callers would only learn that an earlier initialization panicked).
     Ok(quote! {
         #(#attrs)*
         #vis #new_sig {
-            static __RESILIENT_PIPELINE: ::std::sync::LazyLock<::resilient::Pipeline> =
-                ::std::sync::LazyLock::new(|| {
-                    const NAME: &str = ::core::concat!(::core::module_path!(), "::", #name);
-                    let build = || -> ::core::result::Result<
-                        ::resilient::Pipeline,
-                        ::resilient::ConfigError,
-                    > {
-                        ::resilient::PipelineBuilder::build(
-                            ::resilient::Pipeline::builder().name(NAME) #(#calls)*,
-                        )
-                    };
-                    match build() {
-                        ::core::result::Result::Ok(pipeline) => pipeline,
-                        ::core::result::Result::Err(e) => ::core::panic!(
-                            "invalid resilience configuration on `{}`: {}", NAME, e
-                        ),
-                    }
-                });
+            const __RESILIENT_NAME: &str = ::core::concat!(::core::module_path!(), "::", #name);
+            static #pipeline: ::std::sync::LazyLock<
+                ::core::result::Result<
+                    ::resilient::Pipeline<#classify_ty>,
+                    ::resilient::ConfigError,
+                >,
+            > = ::std::sync::LazyLock::new(|| {
+                ::resilient::PipelineBuilder::build(
+                    ::resilient::Pipeline::builder().name(__RESILIENT_NAME) #classify #(#calls)*,
+                )
+            });
+            let __resilient_pipeline = match &*#pipeline {
+                ::core::result::Result::Ok(pipeline) => pipeline,
+                ::core::result::Result::Err(e) => {
+                    ::resilient::__private::invalid_configuration(__RESILIENT_NAME, e)
+                }
+            };
             #run
         }
     })
@@ -321,6 +402,21 @@ mod tests {
                 Ok(())
             }
         )
+    }
+
+    fn asynchronous() -> TokenStream {
+        quote!(
+            async fn f() -> Result<(), ()> {
+                Ok(())
+            }
+        )
+    }
+
+    /// The builder expression of the generated pipeline.
+    fn builder_of(out: &str) -> &str {
+        let start = out.find("LazyLock :: new").expect("a pipeline");
+        let end = out.find("let __resilient_pipeline").expect("a pipeline");
+        &out[start..end]
     }
 
     #[test]
@@ -362,6 +458,24 @@ mod tests {
                 "invalid duration",
             ),
             ("retry", quote!(attempts), "expected `=`"),
+            (
+                "retry",
+                quote!(retry_on_timeout = 1),
+                "expected `true` or `false`",
+            ),
+            (
+                "retry",
+                quote!(retry_rejected = "yes"),
+                "expected `true` or `false`",
+            ),
+            ("retry", quote!(max_server_delay = 5), "expected a duration"),
+            (
+                "retry",
+                quote!(honor_retry_after = true, honour_retry_after = true),
+                "given twice",
+            ),
+            ("retry", quote!(classify = "x"), "names a type"),
+            ("retry", quote!(classify = |r| r), "names a type"),
             ("timeout", quote!(), "at least one"),
             ("timeout", quote!(request = "0ms"), "greater than zero"),
             (
@@ -377,13 +491,19 @@ mod tests {
             ("timeout", quote!(deadline = "5s"), "unknown key `deadline`"),
             ("bulkhead", quote!(queue = 3), "needs `max_concurrent"),
             ("bulkhead", quote!(max_concurrent = 0), "at least 1"),
-            ("circuit", quote!(window = 20), "needs `failure_rate"),
-            ("circuit", quote!(failure_rate = 1.5), "fraction in (0, 1]"),
             (
-                "circuit",
-                quote!(failure_rate = 0.5, consecutive_failures = 3),
-                "choose one",
+                "bulkhead",
+                quote!(max_concurrent = 1, max_wait = "1s"),
+                "without `queue = N`",
             ),
+            (
+                "bulkhead",
+                quote!(max_concurrent = 1, queue = 0, max_wait = "1s"),
+                "without `queue = N`",
+            ),
+            ("circuit", quote!(window = 20), "needs `failure_rate"),
+            ("circuit", quote!(slow_call = "1s"), "needs `failure_rate"),
+            ("circuit", quote!(failure_rate = 1.5), "fraction in (0, 1]"),
             ("circuit", quote!(consecutive_failures = 0), "at least 1"),
             (
                 "circuit",
@@ -392,14 +512,89 @@ mod tests {
             ),
             (
                 "circuit",
+                quote!(failure_rate = 0.5, window = 0),
+                "between 1 and",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, window = "5us"),
+                "at least 10µs",
+            ),
+            (
+                "circuit",
                 quote!(failure_rate = 0.5, per = request),
-                "`per` is",
+                "`per` is `call`",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, scope = request),
+                "`scope` is `call`",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, scope = call, per = attempt),
+                "`per` is its old name",
             ),
             (
                 "circuit",
                 quote!(failure_rate = 0.5, slow_rate = 0.5),
                 "needs `slow_call",
             ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, break_jitter = 1.5),
+                "fraction in [0, 1]",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, required_successes = 2),
+                "must not exceed `half_open_probes` (1, the default)",
+            ),
+            (
+                "circuit",
+                quote!(
+                    failure_rate = 0.5,
+                    half_open_probes = 3,
+                    required_successes = 4
+                ),
+                "must not exceed `half_open_probes` (3)",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, half_open_probes = 40000),
+                "at most 32767",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, max_half_open_wait = "0s"),
+                "greater than zero",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, open_for = "0s"),
+                "greater than zero",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, window = 10, minimum_calls = 20),
+                "must not exceed the count window (10 calls)",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, minimum_calls = 101),
+                "(100 calls, the default)",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, max_open_for = "10s"),
+                "must be at least `open_for` (30s)",
+            ),
+            (
+                "circuit",
+                quote!(breaker = SHARED, failure_rate = 0.5),
+                "only `scope`",
+            ),
+            ("circuit", quote!(breaker = "SHARED"), "names a `static`"),
             ("rate_limit", quote!(per = "1s"), "needs `rate"),
             ("rate_limit", quote!(rate = 0), "`rate` must be at least 1"),
             ("rate_limit", quote!(rate = "10"), "expected an integer"),
@@ -448,10 +643,226 @@ mod tests {
                 quote!(rate = 10, limit = 3),
                 "unknown key `limit`",
             ),
+            ("rate_limit", quote!(rate = 10, cost = 0), "at least 1"),
+            (
+                "rate_limit",
+                quote!(rate = 10, cost = 11),
+                "capacity (10, its `burst`)",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, algorithm = sliding_log, cost = 11),
+                "capacity (10, its `rate` per window)",
+            ),
         ];
         for (kind, attr, message) in cases {
-            let out = error_of(kind, attr.clone(), plain());
+            let out = error_of(kind, attr.clone(), asynchronous());
             assert!(out.contains(message), "{kind}({attr}): {out}");
+        }
+    }
+
+    #[test]
+    fn accepted_arguments() {
+        let cases: &[(&str, TokenStream, &str)] = &[
+            (
+                "retry",
+                quote!(max_server_delay = "5s"),
+                ". max_server_delay (:: core :: time :: Duration :: new (5u64 , 0u32))",
+            ),
+            (
+                "retry",
+                quote!(honour_retry_after = true),
+                ". classify (:: resilient :: HonorRetryAfter (:: resilient :: AllErrors))",
+            ),
+            (
+                "retry",
+                quote!(classify = my::Transient, honor_retry_after = true),
+                "Pipeline < :: resilient :: HonorRetryAfter < my :: Transient > >",
+            ),
+            (
+                "retry",
+                quote!(classify = my::Transient, honor_retry_after = false),
+                "Pipeline < my :: Transient >",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, consecutive_failures = 3),
+                "failure_rate (0.5f64) . consecutive_failures (3u32) . name (__RESILIENT_NAME)",
+            ),
+            (
+                "circuit",
+                quote!(
+                    consecutive_failures = 3,
+                    half_open_probes = 3,
+                    required_successes = 2,
+                    break_jitter = 0.25,
+                    max_half_open_wait = "5s"
+                ),
+                ". half_open_probes (3u32) . required_successes (2u32) . break_jitter (0.25f64)",
+            ),
+            (
+                "circuit",
+                quote!(breaker = my::SHARED, per = attempt),
+                ". circuit_breaker (& * my :: SHARED)",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, window = "60s", minimum_calls = 500),
+                "",
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 10, burst = 20, cost = 15),
+                ". cost (15u64)",
+            ),
+            (
+                "bulkhead",
+                quote!(max_concurrent = 1, queue = 2, max_wait = "1s"),
+                "",
+            ),
+        ];
+        for (kind, attr, expected) in cases {
+            let out = ok(kind, attr.clone(), asynchronous());
+            assert!(out.contains(expected), "{kind}({attr}): {out}");
+        }
+    }
+
+    #[test]
+    fn settings_a_blocking_function_cannot_use_are_errors() {
+        let cases: &[(&str, TokenStream, &[&str])] = &[
+            (
+                "bulkhead",
+                quote!(max_concurrent = 1, queue = 2, max_wait = "1s"),
+                &["`queue` does nothing here", "`max_wait` does nothing here"],
+            ),
+            (
+                "rate_limit",
+                quote!(rate = 5, max_wait = "1s"),
+                &["`max_wait` does nothing here: plain (blocking) functions never wait"],
+            ),
+        ];
+        for (kind, attr, messages) in cases {
+            let out = error_of(kind, attr.clone(), plain());
+            for m in *messages {
+                assert!(out.contains(m), "{kind}({attr}): {out}");
+            }
+            ok(kind, attr.clone(), asynchronous());
+        }
+        // a queue of 0 is what a blocking function gets anyway
+        ok("bulkhead", quote!(max_concurrent = 1, queue = 0), plain());
+    }
+
+    #[test]
+    fn cross_attribute_errors() {
+        let stacked = |below: TokenStream| {
+            quote!(
+                #below
+                async fn f() -> Result<(), ()> {
+                    Ok(())
+                }
+            )
+        };
+        let errors: &[(&str, TokenStream, TokenStream, &str)] = &[
+            (
+                "retry",
+                quote!(attempts = 3, backoff = constant("1s")),
+                quote!(#[resilient::timeout(request = "1500ms")]),
+                "waits at least 2s over 2 retries, which already exceeds the request timeout (1.5s)",
+            ),
+            (
+                "timeout",
+                quote!(request = "2s"),
+                quote!(#[resilient::retry(attempts = 3, backoff = constant("1s"))]),
+                "waits at least 2s",
+            ),
+            (
+                "retry",
+                quote!(attempts = 4, backoff = exponential("100ms"), jitter = equal),
+                quote!(#[resilient::timeout(request = "350ms")]),
+                "waits at least 350ms",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5),
+                quote!(#[resilient::timeout(circuit = "10s")]),
+                "shorter than the breaker's `open_for` (30s, its default)",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, open_for = "20s"),
+                quote!(#[resilient::timeout(circuit = "10s")]),
+                "`open_for` must not exceed the circuit timeout (10s)",
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, window = "60s", open_for = "1s"),
+                quote!(#[resilient::timeout(circuit = "10s")]),
+                "time window (60s) must not exceed the circuit timeout",
+            ),
+            (
+                "retry",
+                quote!(retry_on_timeout = false),
+                quote!(#[resilient::timeout(request = "10s")]),
+                "there is none",
+            ),
+            (
+                "retry",
+                quote!(retry_rejected = true),
+                quote!(#[resilient::bulkhead(max_concurrent = 1)]),
+                "per-attempt guard",
+            ),
+            (
+                "retry",
+                quote!(retry_rejected = true),
+                quote!(#[resilient::rate_limit(rate = 1, scope = call)]),
+                "per-attempt guard",
+            ),
+        ];
+        for (kind, attr, below, message) in errors {
+            let out = error_of(kind, attr.clone(), stacked(below.clone()));
+            assert!(out.contains(message), "{kind}({attr}) {below}: {out}");
+        }
+        let fine: &[(&str, TokenStream, TokenStream)] = &[
+            // just under the limit, or a jitter that may wait nothing
+            (
+                "retry",
+                quote!(attempts = 3, backoff = constant("1s")),
+                quote!(#[resilient::timeout(request = "2001ms")]),
+            ),
+            (
+                "retry",
+                quote!(attempts = 3, backoff = constant("1s"), jitter = full),
+                quote!(#[resilient::timeout(request = "1s")]),
+            ),
+            (
+                "circuit",
+                quote!(failure_rate = 0.5, open_for = "10s", window = "10s"),
+                quote!(#[resilient::timeout(circuit = "10s")]),
+            ),
+            // a breaker of the user's is checked when the pipeline is built
+            (
+                "circuit",
+                quote!(breaker = SHARED),
+                quote!(#[resilient::timeout(circuit = "1s")]),
+            ),
+            (
+                "retry",
+                quote!(retry_on_timeout = false),
+                quote!(#[resilient::timeout(operation = "1s")]),
+            ),
+            (
+                "retry",
+                quote!(retry_rejected = true),
+                quote!(#[resilient::circuit(failure_rate = 0.5, scope = attempt)]),
+            ),
+            (
+                "retry",
+                quote!(retry_rejected = true),
+                quote!(#[resilient::rate_limit(rate = 1)]),
+            ),
+        ];
+        for (kind, attr, below) in fine {
+            ok(kind, attr.clone(), stacked(below.clone()));
         }
     }
 
@@ -498,11 +909,27 @@ mod tests {
             ),
             (
                 quote!(
+                    fn f(self: std::sync::Arc<Self>) -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "`self: Arc<Self>` are not supported",
+            ),
+            (
+                quote!(
                     fn f(ref x: u8) -> Result<(), ()> {
                         Ok(())
                     }
                 ),
                 "`ref` bindings",
+            ),
+            (
+                quote!(
+                    fn f(x: &mut Vec<u8>) -> Result<(), ()> {
+                        Ok(())
+                    }
+                ),
+                "a `&mut` argument cannot be handed to every attempt",
             ),
             (
                 quote!(
@@ -522,7 +949,7 @@ mod tests {
         let item = quote!(
             #[doc = "kept"]
             #[resilient::timeout(request = "1s")]
-            #[bulkhead(max_concurrent = 2)]
+            #[::resilient::bulkhead(max_concurrent = 2)]
             async fn f(x: u8) -> Result<u8, ()> {
                 Ok(x)
             }
@@ -530,7 +957,9 @@ mod tests {
         let out = ok("retry", quote!(attempts = 2), item);
         // one pipeline: timeout, then the per-call bulkhead, then retry
         let t = out.find(". timeout (").expect("timeout");
-        let b = out.find(". guard (").expect("bulkhead");
+        let b = out
+            .find(". guard (:: resilient :: Bulkhead")
+            .expect("bulkhead");
         let r = out.find(". retry (").expect("retry");
         assert!(t < b && b < r, "{out}");
         assert_eq!(out.matches("LazyLock :: new").count(), 1);
@@ -541,6 +970,105 @@ mod tests {
         assert_eq!(
             expand("timeout", quote!(#merged), plain()).to_string(),
             plain().to_string()
+        );
+    }
+
+    #[test]
+    fn the_order_of_the_attributes_does_not_matter() {
+        // Written in two different orders, per call and per attempt: the same pipeline,
+        // with the guards of each phase in the fixed order circuit, rate limit, bulkhead.
+        let one = ok(
+            "bulkhead",
+            quote!(max_concurrent = 4),
+            quote!(
+                #[resilient::rate_limit(rate = 10, scope = call)]
+                #[resilient::retry(attempts = 2)]
+                #[resilient::circuit(consecutive_failures = 3)]
+                async fn f() -> Result<(), ()> {
+                    Ok(())
+                }
+            ),
+        );
+        let two = ok(
+            "circuit",
+            quote!(consecutive_failures = 3),
+            quote!(
+                #[resilient::retry(attempts = 2)]
+                #[resilient::bulkhead(max_concurrent = 4)]
+                #[resilient::rate_limit(rate = 10, scope = call)]
+                async fn f() -> Result<(), ()> {
+                    Ok(())
+                }
+            ),
+        );
+        assert_eq!(builder_of(&one), builder_of(&two));
+        let b = builder_of(&one);
+        let c = b.find("CircuitBreaker").expect("circuit");
+        let l = b.find("RateLimiter").expect("rate limiter");
+        let h = b.find("Bulkhead").expect("bulkhead");
+        let r = b.find(". retry (").expect("retry");
+        assert!(c < l && l < h && h < r, "{b}");
+
+        let per_attempt = |first: &'static str, attr: TokenStream, below: TokenStream| {
+            let item = quote!(
+                #below
+                #[resilient::retry(attempts = 2)]
+                async fn f() -> Result<(), ()> {
+                    Ok(())
+                }
+            );
+            ok(first, attr, item)
+        };
+        let one = per_attempt(
+            "rate_limit",
+            quote!(rate = 10),
+            quote!(#[resilient::circuit(failure_rate = 0.5, scope = attempt)]),
+        );
+        let two = per_attempt(
+            "circuit",
+            quote!(failure_rate = 0.5, per = attempt),
+            quote!(#[resilient::rate_limit(rate = 10, scope = attempt)]),
+        );
+        assert_eq!(builder_of(&one), builder_of(&two));
+        let b = builder_of(&one);
+        let r = b.find(". retry (").expect("retry");
+        let c = b.find("CircuitBreaker").expect("circuit");
+        let l = b.find("RateLimiter").expect("rate limiter");
+        assert!(r < c && c < l, "{b}");
+    }
+
+    #[test]
+    fn only_qualified_attributes_are_taken_over() {
+        // A bare `#[timeout(..)]` may be another crate's (`ntest::timeout`): left alone.
+        let item = quote!(
+            #[timeout(1000)]
+            #[other::retry(times = 3)]
+            fn f() -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        let out = ok("retry", quote!(attempts = 2), item);
+        assert!(out.contains("# [timeout (1000)]"), "{out}");
+        assert!(out.contains("# [other :: retry (times = 3)]"), "{out}");
+        assert!(!out.contains(MERGED), "{out}");
+        // If it was ours after all, its own expansion finds the function rewritten and
+        // says how to write it.
+        let rewritten: ItemFn =
+            syn::parse_str(&ok("retry", quote!(attempts = 2), plain())).unwrap();
+        let out = error_of("timeout", quote!(request = "1s"), quote!(#rewritten));
+        assert!(
+            out.contains("write it as `#[resilient::timeout(..)]`"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_breaker_is_named_after_the_function() {
+        let out = ok("circuit", quote!(consecutive_failures = 2), plain());
+        assert!(out.contains("const __RESILIENT_NAME : & str = :: core :: concat ! (:: core :: module_path ! () , \"::\" , \"f\")"), "{out}");
+        assert!(
+            out.contains(". name (__RESILIENT_NAME) . build () ?"),
+            "{out}"
         );
     }
 

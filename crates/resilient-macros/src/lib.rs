@@ -31,10 +31,17 @@ mod strategy;
 /// | `max_delay` | caps each wait | `"60s"` |
 /// | `max_elapsed` | stops retrying when the time since the first attempt plus the next wait would exceed it | none |
 /// | `jitter` | `none`, `full`, `equal`, `decorrelated`, `proportional(0.2)` | `none` |
+/// | `retry_on_timeout` | whether an attempt that hit the operation timeout is retried (needs one); `false` for operations that are not idempotent | `true` |
+/// | `retry_rejected` | whether an attempt a per-attempt guard rejected (an open `scope = attempt` breaker, a rate limiter) is retried, after the rejection's `retry_after` | `false` |
+/// | `honor_retry_after` | `true`: an error implementing `resilient::RetryAfter` directs the next wait instead of the backoff (also spelled `honour_retry_after`) | `false` |
+/// | `max_server_delay` | caps a wait the result or a rejection asks for; a longer one stops retrying | `"60s"` |
+/// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
 ///
 /// The retry runs inside the request timeout and outside the operation timeout of a
-/// stacked `#[resilient::timeout]`, and after (per call) a stacked `#[resilient::bulkhead]`.
-/// The error after the last failed attempt is `Error::RetriesExhausted { attempts, last }`.
+/// stacked `#[resilient::timeout]`, and after the per-call guards (a stacked
+/// `#[resilient::bulkhead]`, a `scope = call` breaker or rate limiter). The error after
+/// the last failed attempt is `Error::RetriesExhausted { attempts, last }`. A plan whose
+/// least total wait already reaches a stacked request timeout is a compile error.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +61,52 @@ mod strategy;
 /// let user: Result<String, resilient::Error<std::io::Error>> = fetch_user(7).await;
 /// assert_eq!(user.unwrap(), "user 7");
 /// assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+/// # }
+/// ```
+///
+/// Only some errors retried, and the server's `Retry-After` honoured:
+///
+/// ```
+/// use std::time::Duration;
+/// use resilient::{Classify, Outcome, RetryAfter};
+///
+/// #[derive(Debug, Clone)]
+/// enum ApiError {
+///     Throttled(Duration),
+///     NotFound,
+/// }
+///
+/// impl RetryAfter for ApiError {
+///     fn retry_after(&self) -> Option<Duration> {
+///         match self {
+///             ApiError::Throttled(d) => Some(*d),
+///             ApiError::NotFound => None,
+///         }
+///     }
+/// }
+///
+/// /// A 404 is an answer, not a failure: neither retried nor counted.
+/// #[derive(Default)]
+/// struct NotFoundIsAnAnswer;
+///
+/// impl<T> Classify<T, ApiError> for NotFoundIsAnAnswer {
+///     fn classify(&self, r: &Result<T, ApiError>) -> Outcome {
+///         match r {
+///             Ok(_) => Outcome::Success,
+///             Err(ApiError::NotFound) => Outcome::Ignored,
+///             Err(_) => Outcome::Failure,
+///         }
+///     }
+/// }
+///
+/// #[resilient::retry(attempts = 3, classify = NotFoundIsAnAnswer, honor_retry_after = true,
+///                    max_server_delay = "5s")]
+/// async fn get(id: u64) -> Result<String, ApiError> {
+///     if id == 0 { Err(ApiError::NotFound) } else { Ok(format!("item {id}")) }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert!(matches!(get(0).await, Err(resilient::Error::Inner(ApiError::NotFound))));
 /// # }
 /// ```
 ///
@@ -92,7 +145,8 @@ pub fn retry(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `circuit` | breaker time scale, e.g. `"300s"` |
 ///
 /// At least one is required, and `operation <= request <= circuit` (checked at compile
-/// time). A timeout ends the call with `Error::Timeout { scope, elapsed }`; an attempt
+/// time, as are a stacked retry plan against `request` and a stacked breaker's `open_for`
+/// and time window against `circuit`). A timeout ends the call with `Error::Timeout { scope, elapsed }`; an attempt
 /// that hits the operation timeout is retried like a failed one when `#[resilient::retry]`
 /// is stacked. Plain (blocking) functions cannot be interrupted: see
 /// `Pipeline::execute_blocking`.
@@ -130,12 +184,14 @@ pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// | --- | --- | --- |
 /// | `max_concurrent` | calls running at once (`>= 1`), required | |
-/// | `queue` | callers that may wait for a slot | `0` (reject at once) |
-/// | `max_wait` | longest a queued caller waits | no limit |
+/// | `queue` | callers that may wait for a slot (async functions) | `0` (reject at once) |
+/// | `max_wait` | longest a queued caller waits (needs `queue >= 1`) | no limit |
 ///
 /// A call that finds no slot and no queue room, or whose wait runs out, fails with
 /// `Error::BulkheadFull`. Plain (blocking) functions never wait: they are rejected when
-/// no slot is free.
+/// no slot is free, so `queue` and `max_wait` on them are compile errors. Among the
+/// per-call guards the bulkhead comes last (innermost): a breaker or rate limiter that
+/// rejects a call does so before it takes a slot.
 ///
 /// ```
 /// #[resilient::bulkhead(max_concurrent = 10, queue = 100, max_wait = "1s")]
@@ -160,15 +216,23 @@ pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// | key | value | default |
 /// | --- | --- | --- |
-/// | `failure_rate` | open when this fraction of the window failed, `(0, 1]` | one of the two |
-/// | `consecutive_failures` | open after this many failures in a row | one of the two |
-/// | `window` | a number of calls (`20`) or a time span (`"60s"`) | the breaker's default |
-/// | `minimum_calls` | calls needed before the rate is judged | the breaker's default |
-/// | `open_for` | how long it stays open before probing | the breaker's default |
+/// | `failure_rate` | open when this fraction of the window failed, `(0, 1]` | one or both of the two |
+/// | `consecutive_failures` | open after this many failures in a row | one or both of the two |
+/// | `window` | a number of calls (`20`) or a time span (`"60s"`) | `100` calls |
+/// | `minimum_calls` | calls needed before the rate is judged (at most a count window) | `10` |
+/// | `open_for` | how long it stays open before probing | `"30s"` |
 /// | `max_open_for` | cap of the break, which doubles after each failed recovery | no growth |
-/// | `half_open_probes` | probe calls let through when half-open | the breaker's default |
-/// | `slow_call` / `slow_rate` | calls slower than `slow_call` count as slow; open when `slow_rate` of them are | off |
-/// | `per` | `call`: a logical call counts once, retries included; `attempt`: every attempt counts | `call` |
+/// | `break_jitter` | shortens each break by a random share up to this fraction, `[0, 1]` | `0` |
+/// | `half_open_probes` | probe calls let through when half-open | `1` |
+/// | `required_successes` | successful probes needed to close (at most `half_open_probes`) | all of them |
+/// | `max_half_open_wait` | reopens if half-open has not concluded within this | no limit |
+/// | `slow_call` / `slow_rate` | calls slower than `slow_call` count as slow; open when `slow_rate` of them are (adds to `failure_rate` / `consecutive_failures`) | off |
+/// | `scope` | `call`: a logical call counts once, retries included; `attempt`: every attempt counts (`per` is the old name of this key) | `call` |
+/// | `breaker` | a `static` of yours holding the breaker (`LazyLock<CircuitBreaker>`), for snapshots, manual control or sharing; only `scope` goes with it | built from the keys above |
+///
+/// A breaker built from the keys is named after the function (`module::path::name`).
+/// Among the guards of its phase the breaker comes first: when it is open, a call is
+/// rejected before it uses up a rate-limit unit or a bulkhead slot.
 ///
 /// ```
 /// #[resilient::circuit(failure_rate = 0.5, window = 20, open_for = "30s")]
@@ -178,6 +242,34 @@ pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// assert_eq!(fetch(3).await.unwrap(), 3);
+/// # }
+/// ```
+///
+/// A breaker of yours, to look at or to force open:
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+/// use resilient::{CircuitBreaker, CircuitState, Error};
+///
+/// static PAYMENTS: LazyLock<CircuitBreaker> = LazyLock::new(|| {
+///     CircuitBreaker::consecutive_failures(5)
+///         .open_for(Duration::from_secs(30))
+///         .name("payments")
+///         .build()
+///         .expect("valid breaker")
+/// });
+///
+/// #[resilient::circuit(breaker = PAYMENTS)]
+/// async fn pay(cents: u64) -> Result<u64, std::io::Error> {
+///     Ok(cents)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(pay(100).await.unwrap(), 100);
+/// PAYMENTS.isolate();
+/// assert_eq!(PAYMENTS.state(), CircuitState::Isolated);
+/// assert!(matches!(pay(100).await, Err(Error::CircuitOpen { .. })));
 /// # }
 /// ```
 ///
@@ -198,7 +290,8 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `per` | the period of `rate`, e.g. `"1s"`, `"1m"` | `"1s"` |
 /// | `algorithm` | `gcra`, `token_bucket`, `fixed_window`, `sliding_log`, `sliding_window` | `gcra` |
 /// | `burst` | total capacity (`gcra`: burst; `token_bucket`: bucket size, refilled by `rate` every `per`) | `rate` |
-/// | `max_wait` | wait mode: wait up to this long for capacity (async functions), then reject | reject at once |
+/// | `cost` | units each call (or attempt) takes, at most the capacity (`burst`, or `rate` for the window algorithms) | `1` |
+/// | `max_wait` | wait mode: wait up to this long for capacity (async functions only), then reject | reject at once |
 /// | `scope` | `attempt`: every attempt of a stacked `#[resilient::retry]` is limited; `call`: a logical call is limited once, its retries included | `attempt` |
 ///
 /// The algorithms are those of `resilient::ratelimit`: `gcra` (continuous token bucket),
@@ -208,9 +301,12 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `scope = attempt`, a limiter under `#[resilient::retry]` counts every attempt, so
 /// retries use up the rate too, and an attempt the limiter rejects ends the call with
 /// `Error::RateLimited`; with `scope = call` the call takes one unit before its first
-/// attempt, however many attempts it makes. In wait mode, a
-/// waiting call whose future is dropped gives its reservation back; plain (blocking)
-/// functions never wait: they are rejected with `Error::RateLimited` when they would have to.
+/// attempt, however many attempts it makes. (The default differs from a breaker's on
+/// purpose: a limiter protects the callee from every request sent, retries included.)
+/// In wait mode, a waiting call whose future is dropped gives its reservation back; plain
+/// (blocking) functions never wait: they are rejected with `Error::RateLimited` when they
+/// would have to, so `max_wait` on them is a compile error. Among the guards of its phase
+/// the limiter comes after a breaker and before the bulkhead.
 ///
 /// ```
 /// use resilient::Error;

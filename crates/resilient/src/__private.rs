@@ -18,3 +18,30 @@ impl<T, E> IntoResilient for Result<T, E> {
 
 /// `Result<T, E>` as `Result<T, Error<E>>`.
 pub type Resilient<R> = <R as IntoResilient>::Output;
+
+/// How each attempt gets its own copy of an argument: a clone. A trait (rather than
+/// `Clone::clone`) only for the message when an argument is not `Clone`.
+#[diagnostic::on_unimplemented(
+    message = "the arguments of a function with resilience attributes must be `Clone`, and `{Self}` is not",
+    label = "each attempt runs the body on a fresh clone of this argument",
+    note = "take a reference instead (references are `Copy`), or share the value in an `Arc`"
+)]
+pub trait AttemptArg: Sized {
+    /// A copy for one attempt.
+    fn attempt_clone(&self) -> Self;
+}
+
+impl<T: Clone> AttemptArg for T {
+    #[inline(always)]
+    fn attempt_clone(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// The panic of a function whose resilience configuration `PipelineBuilder::build`
+/// rejected: on every call, with the configuration error.
+#[cold]
+#[track_caller]
+pub fn invalid_configuration(function: &str, error: &crate::ConfigError) -> ! {
+    panic!("invalid resilience configuration on `{function}`: {error}")
+}

@@ -74,6 +74,17 @@ async fn guards_before_retry_count_calls_after_retry_count_attempts() {
     );
 }
 
+#[test]
+fn the_typed_retry_hook_is_not_a_stage() {
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(2))
+        .timeout(Timeout::operation(MS * 50))
+        .on_retry(|_: &resilient::RetryEvent<'_>, _: resilient::FailedAttempt<'_, (), ()>| {})
+        .build()
+        .unwrap();
+    assert_eq!(p.stages(), ["Retry", "Operation(50ms)"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_call_releases_its_permits_unrecorded() {
     let g = Arc::new(Recorder::default());

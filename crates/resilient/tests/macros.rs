@@ -3,10 +3,11 @@
 
 #![cfg(feature = "macros")]
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use resilient::{Error, TimeoutScope};
+use resilient::{CircuitBreaker, Classify, Error, Outcome, RetryAfter, TimeoutScope};
 use tokio::time::{Instant, sleep};
 
 const MS: Duration = Duration::from_millis(1);
@@ -288,10 +289,12 @@ async fn generated_futures_are_send() {
 }
 
 mod imported {
-    use resilient::{retry, timeout};
+    use resilient::retry;
 
+    // An imported short name works as the outermost attribute; the attributes it takes
+    // over below it are spelled `resilient::NAME`.
     #[retry(attempts = 2, backoff = immediate)]
-    #[timeout(operation = "1s")]
+    #[resilient::timeout(operation = "1s")]
     pub async fn short_names() -> Result<u8, ()> {
         Ok(1)
     }
@@ -303,19 +306,35 @@ async fn imported_short_names_stack_too() {
 }
 
 #[test]
-#[should_panic(
-    expected = "invalid resilience configuration on `macros::retry_plan_longer_than_request`"
-)]
-fn configuration_errors_the_macro_cannot_see_panic_on_first_call() {
-    // 2 waits of at least 1 s each exceed the 1.5 s request timeout: PipelineBuilder::build
-    // rejects it when the function is first called.
-    #[resilient::retry(attempts = 3, backoff = constant("1s"))]
-    #[resilient::timeout(request = "1500ms")]
-    fn retry_plan_longer_than_request() -> Result<(), ()> {
+fn configuration_errors_the_macro_cannot_see_panic_on_every_call() {
+    // A breaker of the user's whose break (60 s) exceeds the circuit timeout (10 s):
+    // PipelineBuilder::build rejects it when the function is first called.
+    static LONG_BREAK: LazyLock<CircuitBreaker> = LazyLock::new(|| {
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    });
+
+    #[resilient::circuit(breaker = LONG_BREAK)]
+    #[resilient::timeout(circuit = "10s")]
+    fn misconfigured() -> Result<(), ()> {
         Ok(())
     }
 
-    let _ = retry_plan_longer_than_request();
+    // Every call panics with the configuration error (not with a poisoned `LazyLock` after
+    // the first).
+    for _ in 0..3 {
+        let panic = std::panic::catch_unwind(misconfigured).unwrap_err();
+        let message = panic.downcast_ref::<String>().expect("a formatted message");
+        assert!(
+            message.starts_with(
+                "invalid resilience configuration on `macros::misconfigured`: invalid \
+                 configuration: `circuit.open_for` (60s) must not exceed timeout.circuit (10s)"
+            ),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -351,8 +370,37 @@ async fn every_documented_setting_compiles() {
         jitter = proportional(0.2)
     )]
     #[resilient::timeout(operation = "250us", request = "1.5s", circuit = "1h")]
-    #[resilient::bulkhead(max_concurrent = 3, queue = 0, max_wait = "0ms")]
+    #[resilient::bulkhead(max_concurrent = 3, queue = 1, max_wait = "0ms")]
     async fn everything() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::retry(
+        attempts = 2,
+        backoff = immediate,
+        max_server_delay = "1s",
+        retry_on_timeout = true,
+        retry_rejected = false,
+        honour_retry_after = false
+    )]
+    #[resilient::timeout(operation = "1s")]
+    #[resilient::circuit(
+        failure_rate = 0.5,
+        consecutive_failures = 5,
+        window = 20,
+        minimum_calls = 20,
+        open_for = "1s",
+        max_open_for = "1m",
+        break_jitter = 0.2,
+        half_open_probes = 3,
+        required_successes = 2,
+        max_half_open_wait = "10s",
+        slow_call = "2s",
+        slow_rate = 0.8,
+        scope = call
+    )]
+    #[resilient::rate_limit(rate = 10, burst = 20, cost = 2, max_wait = "1s", scope = attempt)]
+    async fn every_new_key() -> Result<(), ()> {
         Ok(())
     }
 
@@ -378,6 +426,7 @@ async fn every_documented_setting_compiles() {
 
     defaults().await.unwrap();
     everything().await.unwrap();
+    every_new_key().await.unwrap();
     full().await.unwrap();
     equal().await.unwrap();
     decorrelated().await.unwrap();
@@ -533,5 +582,283 @@ async fn rate_limit_scope_decides_whether_retries_use_up_the_rate() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(
         matches!(per_call().await, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 1000)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn guards_of_a_phase_run_in_the_same_order_whatever_the_attribute_order() {
+    // Per call, the breaker comes before the bulkhead: with the breaker open and the
+    // bulkhead full, a call is told the circuit is open, whichever attribute is on top.
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::consecutive_failures(1).build().unwrap()
+    }
+    static ONE: LazyLock<CircuitBreaker> = LazyLock::new(breaker);
+    static TWO: LazyLock<CircuitBreaker> = LazyLock::new(breaker);
+
+    #[resilient::circuit(breaker = ONE)]
+    #[resilient::bulkhead(max_concurrent = 1)]
+    async fn circuit_on_top(hold: bool) -> Result<(), ()> {
+        if hold {
+            sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    }
+
+    #[resilient::bulkhead(max_concurrent = 1)]
+    #[resilient::circuit(breaker = TWO)]
+    async fn bulkhead_on_top(hold: bool) -> Result<(), ()> {
+        if hold {
+            sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    }
+
+    // the second call comes once the first holds the only slot, and the breaker is open
+    let (first, second) = tokio::join!(circuit_on_top(true), async {
+        sleep(MS * 10).await;
+        ONE.isolate();
+        circuit_on_top(false).await
+    });
+    assert!(first.is_ok());
+    assert!(
+        matches!(second, Err(Error::CircuitOpen { .. })),
+        "{second:?}"
+    );
+    let (first, second) = tokio::join!(bulkhead_on_top(true), async {
+        sleep(MS * 10).await;
+        TWO.isolate();
+        bulkhead_on_top(false).await
+    });
+    assert!(first.is_ok());
+    assert!(
+        matches!(second, Err(Error::CircuitOpen { .. })),
+        "{second:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_does_not_use_up_the_rate_whatever_the_attribute_order() {
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::consecutive_failures(1).build().unwrap()
+    }
+    static ONE: LazyLock<CircuitBreaker> = LazyLock::new(breaker);
+    static TWO: LazyLock<CircuitBreaker> = LazyLock::new(breaker);
+
+    #[resilient::rate_limit(rate = 1, per = "1h", scope = call)]
+    #[resilient::circuit(breaker = ONE)]
+    async fn limit_on_top() -> Result<(), ()> {
+        Ok(())
+    }
+
+    #[resilient::circuit(breaker = TWO)]
+    #[resilient::rate_limit(rate = 1, per = "1h", scope = call)]
+    async fn circuit_on_top() -> Result<(), ()> {
+        Ok(())
+    }
+
+    ONE.isolate();
+    TWO.isolate();
+    assert!(matches!(
+        limit_on_top().await,
+        Err(Error::CircuitOpen { .. })
+    ));
+    assert!(matches!(
+        circuit_on_top().await,
+        Err(Error::CircuitOpen { .. })
+    ));
+    ONE.reset();
+    TWO.reset();
+    // the rejected calls took no unit: the only one of the hour is still there
+    assert!(limit_on_top().await.is_ok());
+    assert!(circuit_on_top().await.is_ok());
+    assert!(matches!(
+        limit_on_top().await,
+        Err(Error::RateLimited { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_is_not_retried_with_retry_on_timeout_false() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate, retry_on_timeout = false)]
+    #[resilient::timeout(operation = "100ms")]
+    async fn charge() -> Result<(), String> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        sleep(Duration::from_secs(1)).await;
+        Ok(())
+    }
+
+    let start = Instant::now();
+    assert!(matches!(
+        charge().await,
+        Err(Error::Timeout {
+            scope: TimeoutScope::Operation,
+            ..
+        })
+    ));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(start.elapsed(), MS * 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_attempts_are_retried_after_the_rejections_retry_after() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    static CAPPED: AtomicU32 = AtomicU32::new(0);
+
+    // The limiter (per attempt) admits one attempt a second: the second attempt is
+    // rejected, and retried once the limiter says it may be.
+    #[resilient::retry(attempts = 3, backoff = immediate, retry_rejected = true)]
+    #[resilient::rate_limit(rate = 1, per = "1s")]
+    async fn paced() -> Result<u32, String> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 { Err("first".into()) } else { Ok(n) }
+    }
+
+    // The same, but the limiter's 1 s exceeds `max_server_delay`: retrying stops.
+    #[resilient::retry(
+        attempts = 3,
+        backoff = immediate,
+        retry_rejected = true,
+        max_server_delay = "500ms"
+    )]
+    #[resilient::rate_limit(rate = 1, per = "1s")]
+    async fn capped() -> Result<u32, String> {
+        let n = CAPPED.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 { Err("first".into()) } else { Ok(n) }
+    }
+
+    let start = Instant::now();
+    assert_eq!(paced().await.unwrap(), 2);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert!(matches!(capped().await, Err(Error::RateLimited { .. })));
+    assert_eq!(CAPPED.load(Ordering::SeqCst), 1);
+}
+
+#[derive(Debug)]
+struct Throttled(Duration);
+
+impl RetryAfter for Throttled {
+    fn retry_after(&self) -> Option<Duration> {
+        Some(self.0)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn honor_retry_after_lets_the_error_direct_the_wait() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 2, backoff = constant("10s"), honor_retry_after = true)]
+    async fn throttled() -> Result<u32, Throttled> {
+        if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(Throttled(MS * 250));
+        }
+        Ok(7)
+    }
+
+    let start = Instant::now();
+    assert_eq!(throttled().await.unwrap(), 7);
+    assert_eq!(start.elapsed(), MS * 250);
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    Transient,
+    Permanent,
+}
+
+/// Only transient failures count (and are retried).
+#[derive(Default)]
+struct OnlyTransient;
+
+impl<T> Classify<T, Failure> for OnlyTransient {
+    fn classify(&self, r: &Result<T, Failure>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Success,
+            Err(Failure::Transient) => Outcome::Failure,
+            Err(Failure::Permanent) => Outcome::Ignored,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn classify_decides_which_errors_are_retried_and_counted() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate, classify = OnlyTransient)]
+    #[resilient::circuit(consecutive_failures = 1, open_for = "1m")]
+    async fn call(fail: Failure) -> Result<(), Failure> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Err(fail)
+    }
+
+    // A permanent error is neither retried nor counted by the breaker.
+    assert!(matches!(
+        call(Failure::Permanent).await,
+        Err(Error::Inner(Failure::Permanent))
+    ));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        call(Failure::Permanent).await,
+        Err(Error::Inner(Failure::Permanent))
+    ));
+    // A transient one is retried, and the failed call opens the breaker.
+    assert!(matches!(
+        call(Failure::Transient).await,
+        Err(Error::RetriesExhausted {
+            attempts: 3,
+            last: Failure::Transient
+        })
+    ));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 5);
+    assert!(matches!(
+        call(Failure::Permanent).await,
+        Err(Error::CircuitOpen { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn circuit_trips_on_either_condition_and_can_count_attempts() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    // A failure rate that needs 100 calls, and 2 failures in a row: the second trips it.
+    #[resilient::circuit(
+        failure_rate = 1.0,
+        window = 100,
+        minimum_calls = 100,
+        consecutive_failures = 2
+    )]
+    async fn down() -> Result<(), ()> {
+        Err(())
+    }
+
+    // Per attempt: the two failed attempts of one call open the breaker, which rejects
+    // the third attempt.
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    #[resilient::circuit(consecutive_failures = 2, scope = attempt)]
+    async fn flaky() -> Result<u32, ()> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 { Err(()) } else { Ok(n) }
+    }
+
+    assert!(matches!(down().await, Err(Error::Inner(()))));
+    assert!(matches!(down().await, Err(Error::Inner(()))));
+    assert!(matches!(down().await, Err(Error::CircuitOpen { .. })));
+    assert!(matches!(flaky().await, Err(Error::CircuitOpen { .. })));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_cost_takes_several_units_per_call() {
+    #[resilient::rate_limit(rate = 10, per = "1s", cost = 4)]
+    async fn heavy() -> Result<(), ()> {
+        Ok(())
+    }
+
+    assert!(heavy().await.is_ok());
+    assert!(heavy().await.is_ok());
+    // 8 of the 10 units are used: a third call of 4 must wait 200 ms
+    assert!(
+        matches!(heavy().await, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 200)
     );
 }

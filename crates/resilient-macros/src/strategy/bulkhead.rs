@@ -12,6 +12,8 @@ const KEYS: &[&str] = &["max_concurrent", "queue", "max_wait"];
 pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let mut max_concurrent = None;
     let mut settings = quote!();
+    let mut queue = None;
+    let mut max_wait = None;
     for Arg { key, value } in &list {
         match key.to_string().as_str() {
             "max_concurrent" => {
@@ -26,10 +28,12 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             }
             "queue" => {
                 let n: usize = args::int(value)?;
+                queue = Some((n, key));
                 settings.extend(quote!(.queue(#n)));
             }
             "max_wait" => {
                 let d = dur(args::duration(value)?);
+                max_wait = Some(key);
                 settings.extend(quote!(.max_wait(#d)));
             }
             _ => return Err(args::unknown("bulkhead", key, KEYS)),
@@ -41,8 +45,35 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             "`bulkhead` needs `max_concurrent = N`",
         ));
     };
-    Ok(Stage {
-        phase: Phase::PerCall,
-        calls: quote!(.guard(::resilient::Bulkhead::new(#n) #settings .build()?)),
-    })
+    if let Some(key) = max_wait
+        && queue.is_none_or(|(n, _)| n == 0)
+    {
+        return Err(syn::Error::new_spanned(
+            key,
+            "`max_wait` bounds the wait of queued callers, and without `queue = N` (N >= 1) \
+             no caller queues: a call that finds no free slot is rejected at once",
+        ));
+    }
+    let mut stage = Stage::new(
+        Phase::PerCall,
+        quote!(.guard(::resilient::Bulkhead::new(#n) #settings .build()?)),
+    );
+    let never_waits = "plain (blocking) functions never wait for a bulkhead slot: they are \
+                       rejected at once when none is free; remove it, or make the function \
+                       `async`";
+    if let Some((n, key)) = queue
+        && n > 0
+    {
+        stage.async_only.push(syn::Error::new_spanned(
+            key,
+            format!("`queue` does nothing here: {never_waits}"),
+        ));
+    }
+    if let Some(key) = max_wait {
+        stage.async_only.push(syn::Error::new_spanned(
+            key,
+            format!("`max_wait` does nothing here: {never_waits}"),
+        ));
+    }
+    Ok(stage)
 }

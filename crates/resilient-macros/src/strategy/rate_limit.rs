@@ -8,7 +8,15 @@ use super::{Phase, Stage};
 use crate::args::{self, Arg};
 use crate::duration::tokens as dur;
 
-const KEYS: &[&str] = &["algorithm", "rate", "per", "burst", "max_wait", "scope"];
+const KEYS: &[&str] = &[
+    "algorithm",
+    "rate",
+    "per",
+    "burst",
+    "cost",
+    "max_wait",
+    "scope",
+];
 
 const ALGORITHMS: &str =
     "`gcra`, `token_bucket`, `fixed_window`, `sliding_log` or `sliding_window`";
@@ -39,6 +47,7 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let mut per = std::time::Duration::from_secs(1);
     let mut burst: Option<(u64, &Expr)> = None;
     let mut max_wait = None;
+    let mut cost: Option<(u64, &Expr)> = None;
     let mut phase = Phase::PerAttempt;
     for Arg { key, value } in &list {
         match key.to_string().as_str() {
@@ -75,21 +84,9 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                 }
             }
             "burst" => burst = Some((positive(value, "burst")?, value)),
-            "max_wait" => max_wait = Some(args::duration(value)?),
-            "scope" => {
-                let (word, _) = args::call(value)?;
-                phase = match word.to_string().as_str() {
-                    "call" => Phase::PerCall,
-                    "attempt" => Phase::PerAttempt,
-                    _ => {
-                        return Err(syn::Error::new_spanned(
-                            value,
-                            "`scope` is `call` (a logical call is limited once) or `attempt` \
-                             (every attempt is limited)",
-                        ));
-                    }
-                };
-            }
+            "cost" => cost = Some((positive(value, "cost")?, value)),
+            "max_wait" => max_wait = Some((args::duration(value)?, key)),
+            "scope" => phase = super::scope(key, value, "is limited")?,
             _ => return Err(args::unknown("rate_limit", key, KEYS)),
         }
     }
@@ -109,6 +106,22 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
         ));
     }
     let burst = burst.map_or(rate, |(b, _)| b);
+    if let Some((c, e)) = cost
+        && c > burst
+    {
+        return Err(syn::Error::new_spanned(
+            e,
+            format!(
+                "`cost` ({c}) must not exceed the limiter's capacity ({burst}, its {}): such a \
+                 call could never be admitted",
+                if matches!(algorithm, Algorithm::Gcra | Algorithm::TokenBucket) {
+                    "`burst`"
+                } else {
+                    "`rate` per window"
+                }
+            ),
+        ));
+    }
     let per = dur(per);
     let rate_expr = quote!(::resilient::ratelimit::Rate::new(#rate, #per));
     let limit = match algorithm {
@@ -128,14 +141,24 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             quote!(::resilient::ratelimit::SlidingWindowCounter::limiter(#rate, #per)?)
         }
     };
-    let mode = max_wait.map(|d| {
+    let mode = max_wait.map(|(d, _)| {
         let d = dur(d);
         quote!(.max_wait(#d))
     });
-    Ok(Stage {
+    let cost = cost.map(|(c, _)| quote!(.cost(#c)));
+    let mut stage = Stage::new(
         phase,
-        calls: quote!(.guard(
-            ::resilient::RateLimiter::builder().limit(#limit) #mode .build()?
+        quote!(.guard(
+            ::resilient::RateLimiter::builder().limit(#limit) #cost #mode .build()?
         )),
-    })
+    );
+    if let Some((_, key)) = max_wait {
+        stage.async_only.push(syn::Error::new_spanned(
+            key,
+            "`max_wait` does nothing here: plain (blocking) functions never wait for rate \
+             capacity, they are rejected with `Error::RateLimited` when they would have to; \
+             remove it, or make the function `async`",
+        ));
+    }
+    Ok(stage)
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::Expr;
+use syn::spanned::Spanned;
 
 use super::{Phase, Stage};
 use crate::args::{self, Arg};
@@ -55,8 +56,10 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             format!("the circuit timeout ({c:?}) must be at least the request timeout ({inner:?})"),
         ));
     }
-    Ok(Stage {
-        phase: Phase::Timeouts,
-        calls,
-    })
+    let mut stage = Stage::new(Phase::Timeouts, calls);
+    let at = |level: Option<(Duration, &Expr)>| level.map(|(d, e)| (d, e.span()));
+    stage.facts.operation = at(operation);
+    stage.facts.request = at(request);
+    stage.facts.circuit_timeout = at(circuit);
+    Ok(stage)
 }

@@ -29,4 +29,46 @@ async fn burst_on_a_window() -> Result<(), ()> {
     Ok(())
 }
 
+#[resilient::rate_limit(rate = 10, burst = 4, cost = 5)]
+async fn cost_above_burst() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::bulkhead(max_concurrent = 2, queue = 10)]
+fn queue_on_a_blocking_function() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::rate_limit(rate = 10, max_wait = "1s")]
+fn wait_on_a_blocking_function() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::bulkhead(max_concurrent = 2, max_wait = "1s")]
+async fn max_wait_without_a_queue() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::retry(attempts = 3, backoff = constant("1s"))]
+#[resilient::timeout(request = "1500ms")]
+async fn retry_plan_longer_than_request() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::timeout(circuit = "10s")]
+#[resilient::circuit(failure_rate = 0.5)]
+async fn break_longer_than_circuit_timeout() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::circuit(failure_rate = 0.5, window = 10, minimum_calls = 20)]
+async fn minimum_calls_above_window() -> Result<(), ()> {
+    Ok(())
+}
+
+#[resilient::retry(retry_on_timeout = false)]
+async fn retry_on_timeout_without_operation_timeout() -> Result<(), ()> {
+    Ok(())
+}
+
 fn main() {}

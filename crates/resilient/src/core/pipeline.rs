@@ -276,11 +276,10 @@ impl<C> PipelineBuilder<C> {
     /// assert_eq!(r.unwrap(), 7);
     /// # }
     /// ```
-    pub fn on_retry<T, E, F>(mut self, hook: F) -> PipelineBuilder<OnRetry<C, F, T, E>>
+    pub fn on_retry<T, E, F>(self, hook: F) -> PipelineBuilder<OnRetry<C, F, T, E>>
     where
         F: Fn(&RetryEvent<'_>, FailedAttempt<'_, T, E>) + Send + Sync + 'static,
     {
-        self.stages.push("OnRetry".into());
         PipelineBuilder {
             name: self.name,
             tags: self.tags,
