@@ -1,7 +1,8 @@
-//! The success path allocates nothing: counted with a global allocator.
+//! The success path allocates nothing: counted with a global allocator, per thread (the
+//! tests of this binary run in parallel, each on its own current-thread runtime).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::time::Duration;
 
 use resilient::{
@@ -11,13 +12,27 @@ use resilient::{
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Starts counting this thread's allocations from zero.
+fn start_counting() {
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+}
+
+/// Stops counting and returns this thread's allocations since [`start_counting`].
+fn stop_counting() -> usize {
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
         }
         unsafe { System.alloc(layout) }
     }
@@ -79,15 +94,13 @@ fn success_path_does_not_allocate() {
             for _ in 0..3 {
                 let _: Result<u64, Error<()>> = p.execute(|| async { Ok(1) }).await;
             }
-            ALLOCS.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
+            start_counting();
             for i in 0..100u64 {
                 let r: Result<u64, Error<()>> = p.execute(|| async move { Ok(i) }).await;
                 assert_eq!(r.unwrap(), i);
             }
-            COUNTING.store(false, Ordering::SeqCst);
             assert_eq!(
-                ALLOCS.load(Ordering::SeqCst),
+                stop_counting(),
                 0,
                 "allocations on the success path of {:?}",
                 p.stages()
@@ -124,8 +137,7 @@ fn cancellable_success_path_does_not_allocate() {
             let _: Result<u64, Error<()>> =
                 timed.execute_cancellable(&token, || async { Ok(1) }).await;
         }
-        ALLOCS.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
+        start_counting();
         for i in 0..100u64 {
             let r: Result<u64, Error<()>> = plain
                 .execute_cancellable(&token, || async move { Ok(i) })
@@ -136,7 +148,6 @@ fn cancellable_success_path_does_not_allocate() {
                 .await;
             assert_eq!(r.unwrap(), i);
         }
-        COUNTING.store(false, Ordering::SeqCst);
-        assert_eq!(ALLOCS.load(Ordering::SeqCst), 0);
+        assert_eq!(stop_counting(), 0);
     });
 }
