@@ -390,6 +390,14 @@ fn stray_words_are_dropped() {
 }
 
 #[test]
+fn stray_characters_between_items_are_dropped() {
+    check("[1, ; 2]", "[1, 2]", RepairKind::SurroundingText);
+    // whitespace before a value that follows skipped characters stays in place
+    assert_eq!(repair("[ ; -1,  .5 ]").unwrap(), "[  -1,  0.5 ]");
+    assert_eq!(repair("[ \\ = +1]").unwrap(), "[   1]");
+}
+
+#[test]
 fn a_typical_language_model_answer() {
     let input = "Here is the data:\n```json\n[\n  {id: 1, 'name': 'pen', \"tags\": ['red', \"big\",], // note\n   \
                  price: 1.50, active: True, note: \"said \"hi\" twice\" parent: None},\n  \

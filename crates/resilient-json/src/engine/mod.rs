@@ -94,6 +94,41 @@ pub(crate) struct Engine<'a> {
     key_unquoted: bool,
     /// Bytes that string reading may still scan (see `string.rs`).
     reread_budget: usize,
+    /// Where the look-ahead after a comma in an unquoted value stops (see `scalar.rs`).
+    unquoted_stop: NextStop,
+    /// Where the look-ahead after a comma in a string stops (see `string.rs`).
+    prose_stop: NextStop,
+}
+
+/// Finds the next byte of a fixed set within [`string::LOOKAHEAD`] bytes of an offset,
+/// remembering how far it has looked: for items like `a,a,a,...` each look-ahead would
+/// otherwise scan the same bytes again (up to `LOOKAHEAD` of them per item). Queries at
+/// growing offsets scan every byte at most once; one at an earlier offset (a string read
+/// again) starts afresh and scans at most `LOOKAHEAD` bytes.
+#[derive(Default)]
+struct NextStop(std::cell::Cell<(usize, usize, bool)>);
+
+impl NextStop {
+    /// Offset of the first byte in `j..j + LOOKAHEAD` for which `is_stop` holds; `is_stop`
+    /// must be the same at every call.
+    fn find(&self, s: &[u8], j: usize, is_stop: impl Fn(u8) -> bool) -> Option<usize> {
+        let limit = (j + string::LOOKAHEAD).min(s.len());
+        // `from..to` holds no stop; when `found`, `to` is one
+        let (mut from, mut to, found) = self.0.get();
+        if from <= j && j <= to {
+            if found {
+                return (to < limit).then_some(to);
+            }
+        } else {
+            (from, to) = (j, j);
+        }
+        while to < limit && !is_stop(s[to]) {
+            to += 1;
+        }
+        let found = to < limit;
+        self.0.set((from, to, found));
+        found.then_some(to)
+    }
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
@@ -113,6 +148,8 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         last_quote: input.bytes().rposition(|b| b == b'"'),
         key_unquoted: false,
         reread_budget: input.len().saturating_mul(3).saturating_add(4096),
+        unquoted_stop: NextStop::default(),
+        prose_stop: NextStop::default(),
     };
     e.run_root()?;
     let repairs = e.repairs.take().unwrap_or_default();
@@ -282,7 +319,11 @@ impl Engine<'_> {
         let Some(c) = self.peek() else {
             return Ok(false);
         };
-        let before_ws = self.out.len();
+        if !(matches!(c, b'{' | b'[' | b'(') || c.is_ascii_alphanumeric() || self.at_string_start())
+        {
+            // possibly not a value at all (`-`, `+`, `.`, `/`, other characters)
+            return self.begin_scalar();
+        }
         self.flush_ws();
         self.value_start = self.out.len();
         match c {
@@ -312,7 +353,14 @@ impl Engine<'_> {
                 });
             }
             b'0'..=b'9' if self.plain_number() => self.value_done(),
-            _ if self.at_string_start() => {
+            // a digit or a letter always starts a value (a number, a literal, a function
+            // call or an unquoted string)
+            _ if c.is_ascii_alphanumeric() => {
+                if !self.scalar()? {
+                    return Ok(false);
+                }
+            }
+            _ => {
                 let place = match self.stack.last() {
                     None => string::Place::Root,
                     Some(Frame::Array { .. }) => string::Place::ArrayItem,
@@ -322,14 +370,25 @@ impl Engine<'_> {
                 self.parse_concat()?;
                 self.value_done();
             }
-            _ => {
-                if !self.scalar()? {
-                    // nothing written: keep the whitespace pending
-                    let ws = self.out.split_off(before_ws);
-                    self.ws = ws;
-                    return Ok(false);
-                }
-            }
+        }
+        Ok(true)
+    }
+
+    /// Starts a scalar that is not a quoted string; pending whitespace is written only when
+    /// a value is found. (Writing it first and taking it back on failure would copy it again
+    /// for every stray character, making `[ ; ; ; ...` quadratic.)
+    fn begin_scalar(&mut self) -> Result<bool> {
+        let at = self.out.len();
+        self.value_start = at + self.ws.len();
+        if !self.scalar()? {
+            return Ok(false);
+        }
+        if !self.ws.is_empty() {
+            // put the whitespace before what the scalar wrote: linear in what was written
+            let n = self.ws.len();
+            self.out.extend_from_slice(&self.ws);
+            self.out[at..].rotate_right(n);
+            self.ws.clear();
         }
         Ok(true)
     }
