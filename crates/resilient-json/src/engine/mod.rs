@@ -8,9 +8,11 @@
 //! insertions and applied in one final pass.
 //!
 //! Time and memory are linear: strings are read at most three times and rereading is paid
-//! from a budget proportional to the input (`string.rs`), and heuristics that look ahead
-//! (is this quote the end of the string? is this word a key?) look at most
-//! `string::LOOKAHEAD` bytes.
+//! from a budget proportional to the input (`string.rs`); heuristics that look ahead (is
+//! this quote the end of the string? is this word a key?) look at most `string::LOOKAHEAD`
+//! bytes, and the two that run at every comma remember how far they looked (`NextStop`);
+//! pending whitespace is written once, only when a value follows it (`begin_scalar`); output
+//! already written is only changed at its end or by the final insertion pass.
 //!
 //! Module map: `root.rs` handles what surrounds the JSON (code fences, prose, several root
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
@@ -43,7 +45,7 @@ enum Obj {
     Open,
     Key,
     Colon,
-    Value { colon: bool },
+    Value,
     After,
 }
 
@@ -584,8 +586,7 @@ impl Engine<'_> {
                         seq: Seq::After,
                         last_item,
                     });
-                    self.stack
-                        .push(Frame::Object(Obj::Value { colon: true }, last_item));
+                    self.stack.push(Frame::Object(Obj::Value, last_item));
                 }
                 Some(_) if self.at_fence() => self.close(b"]", false),
                 Some(_) if self.can_start_value() => {
@@ -660,13 +661,13 @@ impl Engine<'_> {
                 Some(b':') => {
                     self.emit_byte(b':');
                     self.i += 1;
-                    set(self, Obj::Value { colon: true });
+                    set(self, Obj::Value);
                 }
                 Some(b'=') => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.emit_byte(b':');
                     self.i += 1;
-                    set(self, Obj::Value { colon: true });
+                    set(self, Obj::Value);
                 }
                 None if self.truncated_empty.is_some() || self.key_unquoted => {
                     // `{"`: a key cut off before it started
@@ -677,12 +678,12 @@ impl Engine<'_> {
                 None => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    set(self, Obj::Value { colon: true });
+                    set(self, Obj::Value);
                 }
                 Some(_) if self.can_start_value() => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    set(self, Obj::Value { colon: false });
+                    set(self, Obj::Value);
                 }
                 Some(b'}') => {
                     // a key without value at the end: drop it
@@ -708,12 +709,11 @@ impl Engine<'_> {
                     // `{"a" ]`: a key without colon or value
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    set(self, Obj::Value { colon: false });
+                    set(self, Obj::Value);
                 }
             },
-            Obj::Value { colon } => {
+            Obj::Value => {
                 if self.at_fence() || !self.begin_value()? {
-                    let _ = colon;
                     self.note(RepairKind::MissingValue, self.i);
                     self.emit(b"null");
                     set(self, Obj::After);

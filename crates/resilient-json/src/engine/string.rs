@@ -658,7 +658,6 @@ impl Engine<'_> {
     /// Joins `"a" + "b"` into `"ab"`.
     pub(super) fn parse_concat(&mut self) -> Result<()> {
         loop {
-            let save = (self.i, self.ws.len());
             self.skip_ws();
             if self.peek() != Some(b'+') {
                 return Ok(());
@@ -669,7 +668,6 @@ impl Engine<'_> {
             if !self.at_string_start() {
                 // a `+` followed by something else: drop it
                 self.note(RepairKind::Concatenation, plus);
-                let _ = save;
                 return Ok(());
             }
             self.note(RepairKind::Concatenation, plus);
