@@ -14,7 +14,9 @@ Usage: resilient <COMMAND> [ARGS]
 Commands:
   json-repair [FILE]  Repair malformed JSON read from FILE (stdin when absent or '-')
                       and write valid JSON to stdout. Exits with 1 and a message on
-                      stderr when the input cannot be repaired.
+                      stderr when the input cannot be repaired. A character cut off
+                      at the end of the input is dropped; other invalid UTF-8 bytes
+                      become U+FFFD.
 
 Options:
   -h, --help          Print this help
@@ -90,5 +92,26 @@ fn read_input(file: Option<&str>) -> std::io::Result<String> {
         }
         Some(path) => bytes = std::fs::read(path)?,
     }
-    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(decode(bytes))
+}
+
+/// Decodes the input as UTF-8. Truncated responses are the main use: a multi-byte character
+/// cut off at the very end is dropped, and any other invalid byte becomes U+FFFD (lossy
+/// decoding) rather than failing the whole repair.
+fn decode(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            // a character has at most 4 bytes: a cut-off one starts in the last 3
+            let cut = (bytes.len().saturating_sub(3)..bytes.len()).find(|&k| {
+                std::str::from_utf8(&bytes[k..])
+                    .is_err_and(|e| e.valid_up_to() == 0 && e.error_len().is_none())
+            });
+            if let Some(k) = cut {
+                bytes.truncate(k);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
 }

@@ -4,6 +4,10 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn run(args: &[&str], stdin: &str) -> Output {
+    run_bytes(args, stdin.as_bytes())
+}
+
+fn run_bytes(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resilient"))
         .args(args)
         .stdin(Stdio::piped())
@@ -11,12 +15,7 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start resilient");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -82,4 +81,31 @@ fn help_and_unknown_commands() {
 
     let out = run(&[], "");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn input_cut_off_inside_a_character() {
+    // a truncated response can end in the middle of a multi-byte character: it is dropped
+    for (input, expected) in [
+        (&b"{\"name\": \"caf\xC3"[..], r#"{"name": "caf"}"#),
+        (b"[\"ab\xE2\x82", r#"["ab"]"#),
+        (b"[\"ok\", \"\xF0\x9F\x98", r#"["ok"]"#),
+    ] {
+        let out = run_bytes(&["json-repair"], input);
+        assert!(out.status.success(), "{input:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), expected);
+    }
+}
+
+#[test]
+fn invalid_utf8_becomes_replacement_characters() {
+    let out = run_bytes(&["json-repair"], b"{\"a\": \"x\xFFy\", \"b\": \"\x80\"}");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"a\": \"x\u{fffd}y\", \"b\": \"\u{fffd}\"}"
+    );
+    // a stray continuation byte at the end is not a cut-off character
+    let out = run_bytes(&["json-repair"], b"[1, \"a\x80");
+    assert_eq!(text(&out.stdout), "[1, \"a\u{fffd}\"]");
 }

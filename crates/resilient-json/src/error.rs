@@ -75,7 +75,7 @@ impl std::error::Error for RepairError {}
 pub enum ParseError {
     /// The input is not JSON and could not be repaired.
     Repair(RepairError),
-    /// The (repaired) JSON does not deserialize into the requested type.
+    /// The JSON (valid as given, or repaired) does not deserialize into the requested type.
     Json(serde_json::Error),
 }
 
@@ -83,7 +83,7 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseError::Repair(e) => write!(f, "cannot repair JSON: {e}"),
-            ParseError::Json(e) => write!(f, "cannot deserialize repaired JSON: {e}"),
+            ParseError::Json(e) => write!(f, "JSON does not fit the requested type: {e}"),
         }
     }
 }

@@ -79,6 +79,11 @@ pub fn repair_with_report(input: &str) -> Result<(String, Report), RepairError> 
 
 /// Deserializes `input` with `serde_json`, repairing it first only if strict parsing fails.
 ///
+/// Input that is valid JSON but does not fit `T` is not repaired: the `serde_json` error
+/// (a [`Category::Data`](serde_json::error::Category::Data) error, with its position in
+/// `input`) is returned at once. A type error met before a syntax error (NDJSON for a
+/// `Vec<T>`) still leads to a repair.
+///
 /// ```
 /// #[derive(serde::Deserialize, Debug, PartialEq)]
 /// struct User { name: String, age: u32 }
@@ -89,6 +94,14 @@ pub fn repair_with_report(input: &str) -> Result<(String, Report), RepairError> 
 pub fn parse<T: DeserializeOwned>(input: &str) -> Result<T, ParseError> {
     match serde_json::from_str(input) {
         Ok(v) => Ok(v),
+        // serde reports a type error as soon as it meets it, possibly before a syntax error
+        // further on: only valid JSON proves that repairing cannot help
+        Err(e)
+            if e.classify() == serde_json::error::Category::Data
+                && validate::is_valid(input.as_bytes()) =>
+        {
+            Err(ParseError::Json(e))
+        }
         Err(_) => {
             let fixed = engine::repair(input, false)?.0;
             Ok(serde_json::from_str(&fixed)?)

@@ -66,6 +66,11 @@ pub enum RepairKind {
     Whitespace,
     /// An object closed too early (`{"a": 1}, "b": 2}`) was reopened.
     ReopenedObject,
+    /// A root value was dropped because the value right after it (no comma or line break
+    /// between them) has the same structure, down to the keys of every object: the later
+    /// one is taken as a corrected version (`{"a": 1}{"a": 2}` gives `{"a": 2}`). Values
+    /// of any other shape are all kept, in an array ([`RepairKind::MultipleValues`]).
+    ReplacedValue,
 }
 
 impl fmt::Display for RepairKind {

@@ -114,3 +114,65 @@ fn adversarial_strings() {
         handled_quickly(name, &input);
     }
 }
+
+/// The fastest of `runs` repairs of `prefix` followed by `unit` repeated to about `bytes`.
+fn best_time(prefix: &str, unit: &str, bytes: usize, runs: usize) -> Duration {
+    let input = format!("{prefix}{}", unit.repeat(bytes / unit.len()));
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let _ = repair(&input);
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// `true` when repairing 4 times the input takes clearly more than 4 times as long: a
+/// linear engine needs about 4 times (up to 6 with cache effects), a quadratic one 16 times.
+/// The fastest of several runs, a factor of 10 and a small absolute allowance keep a busy
+/// machine from failing the test.
+fn superlinear(prefix: &str, unit: &str) -> (bool, Duration, Duration) {
+    const N: usize = 128 << 10;
+    let small = best_time(prefix, unit, N, 3);
+    let large = best_time(prefix, unit, 4 * N, 2);
+    (large > small * 10 + Duration::from_millis(30), small, large)
+}
+
+/// Repetitive shapes found by a search for superlinear behaviour (every ASCII punctuation
+/// character, keyword fragments, quotes, brackets and comments, with and without whitespace,
+/// at the root and inside arrays, objects and strings).
+#[test]
+fn repetitive_shapes_are_linear() {
+    for (prefix, unit) in [
+        // stray characters between whitespace inside an array: pending whitespace was
+        // written and taken back for each of them
+        ("[", " ;"),
+        ("[", " :"),
+        ("[", " ="),
+        ("[", " \\"),
+        ("[\"a\"", " + "),
+        ("```json\n[", ": "),
+        // each unquoted item looked up to 256 bytes ahead for an end quote
+        ("[\"", "a,"),
+        ("{", "a,"),
+        ("{\"a\": \"", "a,"),
+        // comparison shapes that were linear already
+        ("[", "1,"),
+        ("{\"a\": ", "+1"),
+        ("(", "..., "),
+    ] {
+        let (mut slow, mut small, mut large) = superlinear(prefix, unit);
+        if slow {
+            // measure again before calling it superlinear: the machine may have been busy
+            (slow, small, large) = superlinear(prefix, unit);
+        }
+        eprintln!("{prefix:?} + {unit:?}: {small:?} -> {large:?} for 4x the input");
+        assert!(
+            !slow,
+            "{prefix:?} + {unit:?} repeated: {small:?} for 128 KiB but {large:?} for 512 KiB"
+        );
+        let input = format!("{prefix}{}", unit.repeat(MIB / unit.len()));
+        handled_quickly(&format!("{prefix:?} + {unit:?}"), &input);
+    }
+}

@@ -339,6 +339,52 @@ fn several_values_become_an_array() {
         r#"[{"a": 1}, [2]]"#,
         RepairKind::MultipleValues,
     );
+    // values that follow each other directly, with the same bracket, are all kept
+    check(
+        "{\"a\":1}{\"b\":2}",
+        r#"[{"a": 1}, {"b": 2}]"#,
+        RepairKind::MultipleValues,
+    );
+    check("[1,2][3]", "[[1, 2], [3]]", RepairKind::MultipleValues);
+    check("[1,2][3,4]", "[[1, 2], [3, 4]]", RepairKind::MultipleValues);
+    check(
+        "[{\"a\":1}][{\"b\":2}]",
+        r#"[[{"a": 1}], [{"b": 2}]]"#,
+        RepairKind::MultipleValues,
+    );
+    check(
+        "{\"a\":{\"b\":1}}{\"a\":{\"c\":1}}",
+        r#"[{"a": {"b": 1}}, {"a": {"c": 1}}]"#,
+        RepairKind::MultipleValues,
+    );
+}
+
+#[test]
+fn an_updated_object_replaces_the_previous_one() {
+    // an object written again right after itself with the same keys (recursively) is
+    // taken as a corrected version, as in Python `json_repair`
+    for (input, expected) in [
+        (r#"{"a":1}{"a":2}"#, r#"{"a": 2}"#),
+        (r#"{"a":1,"b":[1]}{"b":[2],"a":3}"#, r#"{"b": [2], "a": 3}"#),
+        (
+            r#"[{"key":"value"}][{"key":"value_after"}]"#,
+            r#"[{"key": "value_after"}]"#,
+        ),
+    ] {
+        check(input, expected, RepairKind::ReplacedValue);
+    }
+    // an empty value before the real one is dropped
+    let (out, report) = repair_with_report(r#"[]{"key":"value"}"#).unwrap();
+    assert_eq!(value(&out), value(r#"{"key": "value"}"#));
+    assert!(!report.contains(RepairKind::ReplacedValue));
+    // on separate lines (NDJSON) or with a comma, all values are kept
+    for (input, expected) in [
+        ("{\"a\":1}\n{\"a\":2}", r#"[{"a": 1}, {"a": 2}]"#),
+        (r#"{"a":1}, {"a":2}"#, r#"[{"a": 1}, {"a": 2}]"#),
+    ] {
+        let out = repair(input).unwrap();
+        assert_eq!(value(&out), value(expected), "input {input:?} gave {out:?}");
+    }
 }
 
 #[test]
@@ -387,6 +433,14 @@ fn stray_words_are_dropped() {
         r#"{"a": true, "b": 2}"#,
         RepairKind::SurroundingText,
     );
+}
+
+#[test]
+fn stray_characters_between_items_are_dropped() {
+    check("[1, ; 2]", "[1, 2]", RepairKind::SurroundingText);
+    // whitespace before a value that follows skipped characters stays in place
+    assert_eq!(repair("[ ; -1,  .5 ]").unwrap(), "[  -1,  0.5 ]");
+    assert_eq!(repair("[ \\ = +1]").unwrap(), "[   1]");
 }
 
 #[test]

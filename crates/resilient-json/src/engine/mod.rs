@@ -8,9 +8,11 @@
 //! insertions and applied in one final pass.
 //!
 //! Time and memory are linear: strings are read at most three times and rereading is paid
-//! from a budget proportional to the input (`string.rs`), and heuristics that look ahead
-//! (is this quote the end of the string? is this word a key?) look at most
-//! `string::LOOKAHEAD` bytes.
+//! from a budget proportional to the input (`string.rs`); heuristics that look ahead (is
+//! this quote the end of the string? is this word a key?) look at most `string::LOOKAHEAD`
+//! bytes, and the two that run at every comma remember how far they looked (`NextStop`);
+//! pending whitespace is written once, only when a value follows it (`begin_scalar`); output
+//! already written is only changed at its end or by the final insertion pass.
 //!
 //! Module map: `root.rs` handles what surrounds the JSON (code fences, prose, several root
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
@@ -43,7 +45,7 @@ enum Obj {
     Open,
     Key,
     Colon,
-    Value { colon: bool },
+    Value,
     After,
 }
 
@@ -94,6 +96,41 @@ pub(crate) struct Engine<'a> {
     key_unquoted: bool,
     /// Bytes that string reading may still scan (see `string.rs`).
     reread_budget: usize,
+    /// Where the look-ahead after a comma in an unquoted value stops (see `scalar.rs`).
+    unquoted_stop: NextStop,
+    /// Where the look-ahead after a comma in a string stops (see `string.rs`).
+    prose_stop: NextStop,
+}
+
+/// Finds the next byte of a fixed set within [`string::LOOKAHEAD`] bytes of an offset,
+/// remembering how far it has looked: for items like `a,a,a,...` each look-ahead would
+/// otherwise scan the same bytes again (up to `LOOKAHEAD` of them per item). Queries at
+/// growing offsets scan every byte at most once; one at an earlier offset (a string read
+/// again) starts afresh and scans at most `LOOKAHEAD` bytes.
+#[derive(Default)]
+struct NextStop(std::cell::Cell<(usize, usize, bool)>);
+
+impl NextStop {
+    /// Offset of the first byte in `j..j + LOOKAHEAD` for which `is_stop` holds; `is_stop`
+    /// must be the same at every call.
+    fn find(&self, s: &[u8], j: usize, is_stop: impl Fn(u8) -> bool) -> Option<usize> {
+        let limit = (j + string::LOOKAHEAD).min(s.len());
+        // `from..to` holds no stop; when `found`, `to` is one
+        let (mut from, mut to, found) = self.0.get();
+        if from <= j && j <= to {
+            if found {
+                return (to < limit).then_some(to);
+            }
+        } else {
+            (from, to) = (j, j);
+        }
+        while to < limit && !is_stop(s[to]) {
+            to += 1;
+        }
+        let found = to < limit;
+        self.0.set((from, to, found));
+        found.then_some(to)
+    }
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
@@ -113,6 +150,8 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         last_quote: input.bytes().rposition(|b| b == b'"'),
         key_unquoted: false,
         reread_budget: input.len().saturating_mul(3).saturating_add(4096),
+        unquoted_stop: NextStop::default(),
+        prose_stop: NextStop::default(),
     };
     e.run_root()?;
     let repairs = e.repairs.take().unwrap_or_default();
@@ -282,7 +321,11 @@ impl Engine<'_> {
         let Some(c) = self.peek() else {
             return Ok(false);
         };
-        let before_ws = self.out.len();
+        if !(matches!(c, b'{' | b'[' | b'(') || c.is_ascii_alphanumeric() || self.at_string_start())
+        {
+            // possibly not a value at all (`-`, `+`, `.`, `/`, other characters)
+            return self.begin_scalar();
+        }
         self.flush_ws();
         self.value_start = self.out.len();
         match c {
@@ -312,7 +355,14 @@ impl Engine<'_> {
                 });
             }
             b'0'..=b'9' if self.plain_number() => self.value_done(),
-            _ if self.at_string_start() => {
+            // a digit or a letter always starts a value (a number, a literal, a function
+            // call or an unquoted string)
+            _ if c.is_ascii_alphanumeric() => {
+                if !self.scalar()? {
+                    return Ok(false);
+                }
+            }
+            _ => {
                 let place = match self.stack.last() {
                     None => string::Place::Root,
                     Some(Frame::Array { .. }) => string::Place::ArrayItem,
@@ -322,14 +372,25 @@ impl Engine<'_> {
                 self.parse_concat()?;
                 self.value_done();
             }
-            _ => {
-                if !self.scalar()? {
-                    // nothing written: keep the whitespace pending
-                    let ws = self.out.split_off(before_ws);
-                    self.ws = ws;
-                    return Ok(false);
-                }
-            }
+        }
+        Ok(true)
+    }
+
+    /// Starts a scalar that is not a quoted string; pending whitespace is written only when
+    /// a value is found. (Writing it first and taking it back on failure would copy it again
+    /// for every stray character, making `[ ; ; ; ...` quadratic.)
+    fn begin_scalar(&mut self) -> Result<bool> {
+        let at = self.out.len();
+        self.value_start = at + self.ws.len();
+        if !self.scalar()? {
+            return Ok(false);
+        }
+        if !self.ws.is_empty() {
+            // put the whitespace before what the scalar wrote: linear in what was written
+            let n = self.ws.len();
+            self.out.extend_from_slice(&self.ws);
+            self.out[at..].rotate_right(n);
+            self.ws.clear();
         }
         Ok(true)
     }
@@ -525,8 +586,7 @@ impl Engine<'_> {
                         seq: Seq::After,
                         last_item,
                     });
-                    self.stack
-                        .push(Frame::Object(Obj::Value { colon: true }, last_item));
+                    self.stack.push(Frame::Object(Obj::Value, last_item));
                 }
                 Some(_) if self.at_fence() => self.close(b"]", false),
                 Some(_) if self.can_start_value() => {
@@ -601,13 +661,13 @@ impl Engine<'_> {
                 Some(b':') => {
                     self.emit_byte(b':');
                     self.i += 1;
-                    set(self, Obj::Value { colon: true });
+                    set(self, Obj::Value);
                 }
                 Some(b'=') => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.emit_byte(b':');
                     self.i += 1;
-                    set(self, Obj::Value { colon: true });
+                    set(self, Obj::Value);
                 }
                 None if self.truncated_empty.is_some() || self.key_unquoted => {
                     // `{"`: a key cut off before it started
@@ -618,12 +678,12 @@ impl Engine<'_> {
                 None => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    set(self, Obj::Value { colon: true });
+                    set(self, Obj::Value);
                 }
                 Some(_) if self.can_start_value() => {
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    set(self, Obj::Value { colon: false });
+                    set(self, Obj::Value);
                 }
                 Some(b'}') => {
                     // a key without value at the end: drop it
@@ -649,12 +709,11 @@ impl Engine<'_> {
                     // `{"a" ]`: a key without colon or value
                     self.note(RepairKind::MissingColon, self.i);
                     self.out.push(b':');
-                    set(self, Obj::Value { colon: false });
+                    set(self, Obj::Value);
                 }
             },
-            Obj::Value { colon } => {
+            Obj::Value => {
                 if self.at_fence() || !self.begin_value()? {
-                    let _ = colon;
                     self.note(RepairKind::MissingValue, self.i);
                     self.emit(b"null");
                     set(self, Obj::After);

@@ -28,6 +28,7 @@ impl Engine<'_> {
             if sep.is_some() {
                 self.out.push(b',');
             }
+            let value_in = self.i;
             if !self.begin_value()? {
                 self.skip_ws();
                 if kept == 0 && self.at_eof() {
@@ -59,11 +60,15 @@ impl Engine<'_> {
                     } else if is_empty_container(&self.out[start..end]) {
                         // `{"a": 1}, []`: an empty value after the real one
                         self.out.truncate(comma_pos);
+                    } else if kept == 1 && is_empty_container(&self.out[first_start..comma_pos]) {
+                        // `[]{"a": 1}`: an empty value before the real one
+                        self.out.drain(first_start..start);
                     } else if kept == 1
-                        && (is_empty_container(&self.out[first_start..comma_pos])
-                            || (!comma && self.out.get(first_start) == self.out.get(start)))
+                        && !comma
+                        && is_update(&self.out[first_start..comma_pos], &self.out[start..end])
                     {
-                        // `[]{"a": 1}` or `[1][2]`: the later value replaces the earlier one
+                        // `{"a": 1}{"a": 2}`: the later value replaces the earlier one
+                        self.note(RepairKind::ReplacedValue, value_in);
                         self.out.drain(first_start..start);
                     } else {
                         kept += 1;
@@ -300,4 +305,56 @@ fn is_empty_container(v: &[u8]) -> bool {
         (it.next(), it.next(), it.next()),
         (Some(b'{'), Some(b'}'), None) | (Some(b'['), Some(b']'), None)
     )
+}
+
+/// `true` when the root value `later`, written right after `earlier` (no comma or line
+/// between them), looks like a corrected version of it, as in Python `json_repair`: both are
+/// objects, or non-empty arrays of objects of the same length, with the same keys and the
+/// same shape at every level (`{"a": 1}{"a": 2}`, `[{"k": "v"}][{"k": "w"}]`). Any other
+/// pair is kept as two values (`{"a": 1}{"b": 2}`, `[1, 2][3, 4]`), so nothing is lost
+/// unless the later value has the very same structure.
+///
+/// Both slices are complete JSON values written by the engine. This runs at most twice per
+/// root value, so the work stays linear.
+fn is_update(earlier: &[u8], later: &[u8]) -> bool {
+    use serde_json::Value;
+    let (Ok(a), Ok(b)) = (
+        serde_json::from_slice::<Value>(earlier),
+        serde_json::from_slice::<Value>(later),
+    ) else {
+        return false;
+    };
+    match (&a, &b) {
+        (Value::Object(_), Value::Object(_)) => same_shape(&a, &b),
+        (Value::Array(x), Value::Array(y)) => {
+            !x.is_empty()
+                && x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(v, w)| v.is_object() && same_shape(v, w))
+        }
+        _ => false,
+    }
+}
+
+/// Python `json_repair`'s `ObjectComparer.is_same_object`: the same type, the same keys and
+/// array lengths, recursively; scalar values themselves may differ. (`serde_json` limits
+/// nesting to 128 levels, which bounds the recursion.)
+fn same_shape(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_shape(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_shape(v, w))
+        }
+        (Value::Number(x), Value::Number(y)) => x.is_f64() == y.is_f64(),
+        (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Null, Value::Null) => true,
+        _ => false,
+    }
 }

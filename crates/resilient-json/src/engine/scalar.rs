@@ -398,14 +398,16 @@ impl Engine<'_> {
         }
         if !key && s.get(j) == Some(&b',') && !self.stack.is_empty() {
             // `ipsum, sic, datum.",`: text missing its start quote runs to its end quote
-            let window = &s[j..(j + LOOKAHEAD).min(s.len())];
-            if let Some(p) = window
-                .iter()
-                .position(|&b| matches!(b, b'"' | b'\n' | b':' | b'{' | b'[' | b'}' | b']'))
+            // the first `"`, line break, `:` or bracket after the comma
+            let stop = self.unquoted_stop.find(s, j, |b| {
+                matches!(b, b'"' | b'\n' | b':' | b'{' | b'[' | b'}' | b']')
+            });
+            if let Some(p) = stop
+                && s[p] == b'"'
             {
-                let k = skip_ascii_ws(s, j + p + 1);
-                if window[p] == b'"' && (k >= s.len() || matches!(s[k], b',' | b'}' | b']')) {
-                    j += p;
+                let k = skip_ascii_ws(s, p + 1);
+                if k >= s.len() || matches!(s[k], b',' | b'}' | b']') {
+                    j = p;
                 }
             }
         }

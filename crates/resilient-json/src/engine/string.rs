@@ -476,14 +476,13 @@ impl Engine<'_> {
         if !s.get(k).is_some_and(|b| b.is_ascii_alphabetic()) || self.key_follows(k) {
             return false;
         }
-        let window = &s[k..(k + LOOKAHEAD).min(s.len())];
-        match window
-            .iter()
-            .position(|&b| matches!(b, b'"' | b':' | b'{' | b'['))
-        {
+        let stop = self
+            .prose_stop
+            .find(s, k, |b| matches!(b, b'"' | b':' | b'{' | b'['));
+        match stop {
             // a quote that ends the text, not one that starts a key
-            Some(p) if window[p] == b'"' => {
-                let m = skip_inline_ws(s, k + p + 1);
+            Some(p) if s[p] == b'"' => {
+                let m = skip_inline_ws(s, p + 1);
                 m >= s.len() || matches!(s[m], b',' | b'}' | b']')
             }
             Some(_) => false,
@@ -659,7 +658,6 @@ impl Engine<'_> {
     /// Joins `"a" + "b"` into `"ab"`.
     pub(super) fn parse_concat(&mut self) -> Result<()> {
         loop {
-            let save = (self.i, self.ws.len());
             self.skip_ws();
             if self.peek() != Some(b'+') {
                 return Ok(());
@@ -670,7 +668,6 @@ impl Engine<'_> {
             if !self.at_string_start() {
                 // a `+` followed by something else: drop it
                 self.note(RepairKind::Concatenation, plus);
-                let _ = save;
                 return Ok(());
             }
             self.note(RepairKind::Concatenation, plus);
