@@ -120,9 +120,37 @@ pub trait Algorithm: Send + Sync + fmt::Debug + 'static {
         self.admit(state, now, cost)
     }
 
-    /// Gives `cost` units taken at about `now` back (a rolled-back quota or a cancelled
-    /// waiter).
+    /// Gives `cost` units taken at about `now` back, whatever was admitted since (blind).
+    /// The limiters no longer use it to roll back: see [`Algorithm::undo`], which gives
+    /// back only what no later admission depends on.
     fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64;
+
+    /// Undoes one admission or reservation of `cost` that replaced the state `before` with
+    /// `after`, for a request that will not run (a quota rolled back, a cancelled waiter):
+    /// returns the state to store in place of `state` (the current one), or `None` to
+    /// give nothing back.
+    ///
+    /// It may only give back what no later admission depends on. A reservation holds a
+    /// place in a queue (a GCRA slot in the future): moving the queue's end back while
+    /// reservations made after it keep their places would hand their slots out a second
+    /// time. The default therefore gives back only while the state is still `after` (the
+    /// undone request is the last one): it restores `before`, exactly as if the request
+    /// had never come; otherwise nothing. Algorithms whose units are interchangeable
+    /// within a window (token bucket, fixed window, sliding counter: they never reserve)
+    /// give back while the window or period that counted them is current.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Algorithm, Gcra, Rate};
+    /// let gcra = Gcra::new(Rate::per_second(10)).unwrap();
+    /// let (a, _) = gcra.step(0, 0, 1);
+    /// assert_eq!(gcra.undo(a, 0, a, 0, 1), Some(0)); // the last admission: undone
+    /// let (b, _) = gcra.step(a, 0, 1);
+    /// assert_eq!(gcra.undo(b, 0, a, 0, 1), None); // another came after it: kept
+    /// ```
+    fn undo(&self, state: u64, before: u64, after: u64, now: Nanos, cost: u64) -> Option<u64> {
+        let _ = (now, cost);
+        (state == after).then_some(before)
+    }
 
     /// Takes `cost` units now, even if they only become available within `max_wait`; the
     /// decision's `retry_after` is how long the caller must wait before using them. `None`
@@ -216,6 +244,16 @@ macro_rules! forward_algorithm {
             fn refund(&self, state: u64, now: Nanos, cost: u64) -> u64 {
                 (**self).refund(state, now, cost)
             }
+            fn undo(
+                &self,
+                state: u64,
+                before: u64,
+                after: u64,
+                now: Nanos,
+                cost: u64,
+            ) -> Option<u64> {
+                (**self).undo(state, before, after, now, cost)
+            }
             fn reserve(
                 &self,
                 state: u64,
@@ -251,6 +289,42 @@ macro_rules! forward_algorithm {
 }
 
 forward_algorithm!(Box, Arc);
+
+/// What one admission or reservation took from a [`Limiter`], for [`Limiter::undo`] to give
+/// it back if the request does not run. Opaque to callers: each limiter records what it
+/// needs to recognise whether anything admitted since depends on it (a packed limiter,
+/// the states before and after).
+///
+/// ```
+/// use resilient::ratelimit::{Gcra, Limiter, Rate};
+/// use std::time::Duration;
+/// let l = Gcra::limiter(Rate::per_second(1)).unwrap();
+/// let (d, ticket) = l.acquire_with_ticket(Duration::ZERO, 1).unwrap();
+/// assert!(d.allowed);
+/// l.undo(Duration::ZERO, 1, ticket); // the last admission: given back
+/// assert!(l.try_acquire(Duration::ZERO, 1).unwrap().allowed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ticket {
+    words: [u64; 4],
+}
+
+impl Ticket {
+    /// A ticket carrying `words` (for implementations of [`Limiter`] outside this crate).
+    pub const fn new(words: [u64; 4]) -> Self {
+        Self { words }
+    }
+
+    /// The words the limiter recorded.
+    pub const fn words(&self) -> [u64; 4] {
+        self.words
+    }
+
+    /// A packed limiter's ticket: the state replaced and the state stored.
+    pub(crate) const fn states(before: u64, after: u64) -> Self {
+        Self::new([before, after, 0, 0])
+    }
+}
 
 /// A stateful limiter, as the [`RateLimiter`](super::RateLimiter) guard and quotas use it.
 ///
@@ -305,6 +379,39 @@ pub trait Limiter: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// [`Limiter::try_acquire`], also returning the [`Ticket`] [`Limiter::undo`] needs to
+    /// give the units back. The default: an empty ticket (its `undo` calls
+    /// [`Limiter::refund`]).
+    fn acquire_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+    ) -> Result<(Decision, Ticket), CostError> {
+        self.try_acquire(now, cost).map(|d| (d, Ticket::default()))
+    }
+
+    /// [`Limiter::reserve`], also returning the [`Ticket`] [`Limiter::undo`] needs to give
+    /// the reservation back (a cancelled waiter). The default: an empty ticket.
+    fn reserve_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<(Decision, Ticket), CostError>> {
+        self.reserve(now, cost, max_wait)
+            .map(|r| r.map(|d| (d, Ticket::default())))
+    }
+
+    /// Gives back what the admission or reservation behind `ticket` took, if no later
+    /// admission depends on it (see [`Algorithm::undo`]): a reservation is given back
+    /// only while it is still the last one, so waiters queued behind it keep slots that
+    /// nobody else is handed. The default calls [`Limiter::refund`], which is only right
+    /// for a limiter that does not reserve: one that does must override this.
+    fn undo(&self, now: Duration, cost: u64, ticket: Ticket) {
+        let _ = ticket;
+        self.refund(now, cost);
+    }
+
     /// The largest cost a single request may have.
     fn max_cost(&self) -> u64;
 
@@ -345,6 +452,24 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
         max_wait: Duration,
     ) -> Option<Result<Decision, CostError>> {
         (**self).reserve(now, cost, max_wait)
+    }
+    fn acquire_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+    ) -> Result<(Decision, Ticket), CostError> {
+        (**self).acquire_with_ticket(now, cost)
+    }
+    fn reserve_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<(Decision, Ticket), CostError>> {
+        (**self).reserve_with_ticket(now, cost, max_wait)
+    }
+    fn undo(&self, now: Duration, cost: u64, ticket: Ticket) {
+        (**self).undo(now, cost, ticket)
     }
     fn max_cost(&self) -> u64 {
         (**self).max_cost()
@@ -454,6 +579,47 @@ impl<A: Algorithm> AtomicLimiter<A> {
         }
     }
 
+    /// [`AtomicLimiter::check_at`], also returning the states before and after (equal when
+    /// nothing was taken).
+    #[inline]
+    fn check_ticket(&self, now: Nanos, cost: u64) -> (Decision, Ticket) {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let (next, d) = self.alg.step(s, now, cost);
+            if !d.allowed || next == s {
+                return (d, Ticket::states(s, s));
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return (d, Ticket::states(s, next)),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Gives back what moved the state from `before` to `after`, if no later admission
+    /// depends on it ([`Algorithm::undo`]).
+    pub(crate) fn undo_states(&self, now: Nanos, cost: u64, before: u64, after: u64) {
+        if before == after {
+            return;
+        }
+        let mut s = self.state.load(Ordering::Acquire);
+        while let Some(next) = self.alg.undo(s, before, after, now, cost) {
+            if next == s {
+                return;
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
     /// The fast path at `now` nanoseconds: `Ok(())` if admitted (and consumed), else the
     /// nanoseconds until it would be (`u64::MAX`: never, for a cost above the capacity).
     #[inline]
@@ -514,6 +680,25 @@ impl<A: Algorithm> Limiter for AtomicLimiter<A> {
         cost: u64,
         max_wait: Duration,
     ) -> Option<Result<Decision, CostError>> {
+        self.reserve_with_ticket(now, cost, max_wait)
+            .map(|r| r.map(|(d, _)| d))
+    }
+
+    fn acquire_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+    ) -> Result<(Decision, Ticket), CostError> {
+        self.cost_ok(cost)?;
+        Ok(self.check_ticket(nanos(now), cost))
+    }
+
+    fn reserve_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<(Decision, Ticket), CostError>> {
         if let Err(e) = self.cost_ok(cost) {
             return Some(Err(e));
         }
@@ -522,16 +707,21 @@ impl<A: Algorithm> Limiter for AtomicLimiter<A> {
         loop {
             let (next, d) = self.alg.reserve(s, now, cost, max_wait)?;
             if !d.allowed || next == s {
-                return Some(Ok(d));
+                return Some(Ok((d, Ticket::states(s, s))));
             }
             match self
                 .state
                 .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(Ok(d)),
+                Ok(_) => return Some(Ok((d, Ticket::states(s, next)))),
                 Err(actual) => s = actual,
             }
         }
+    }
+
+    fn undo(&self, now: Duration, cost: u64, ticket: Ticket) {
+        let [before, after, ..] = ticket.words();
+        self.undo_states(nanos(now), cost, before, after);
     }
 
     fn max_cost(&self) -> u64 {

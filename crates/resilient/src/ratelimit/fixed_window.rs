@@ -189,6 +189,12 @@ impl Algorithm for FixedWindow {
         ((index as u32 as u64) << 32) | used.saturating_sub(cost)
     }
 
+    /// Units are interchangeable within a window (a fixed window never reserves): gives
+    /// `cost` back while the window that counted them is the stored one.
+    fn undo(&self, state: u64, _before: u64, after: u64, now: Nanos, cost: u64) -> Option<u64> {
+        ((state >> 32) == (after >> 32)).then(|| self.refund(state, now, cost))
+    }
+
     fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
         let w = self.window.load(Ordering::Relaxed);
         let index = Self::index(state, now / w);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use smallvec::SmallVec;
 
-use super::algorithm::Limiter;
+use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, Rate, wait};
 use super::gcra::Gcra;
 use super::quota;
@@ -34,7 +34,8 @@ pub enum Mode {
     Reject,
     /// Wait up to this long for capacity (never past the call's deadline), then reject.
     /// Limiters that can reserve future capacity (GCRA, smooth) take a reservation and the
-    /// caller sleeps until it is due; a cancelled waiter gives its reservation back. The
+    /// caller sleeps until it is due; a cancelled waiter gives its reservation back if no
+    /// later reservation depends on it (see [`Algorithm::undo`](super::Algorithm::undo)). The
     /// others poll at their `retry_after` and hold nothing while waiting.
     Wait(Duration),
 }
@@ -289,21 +290,26 @@ impl RateLimiter {
         }
         quota::all_or_none(
             limits.len(),
-            |i| limits[i].try_acquire(now, cost),
+            |i| limits[i].acquire_with_ticket(now, cost),
             |i| limits[i].peek(now, cost),
-            |i| limits[i].refund(now, cost),
+            |i, t| limits[i].undo(now, cost, t),
         )
     }
 
-    /// Reserves `cost` on every limit within `max_wait`: `Ok(wait)` or the rejection.
-    /// `None` if some limit cannot reserve.
-    fn reserve(&self, now: Duration, max_wait: Duration) -> Option<Result<Duration, Rejection>> {
+    /// Reserves `cost` on every limit within `max_wait`: `Ok((wait, tickets))` or the
+    /// rejection. `None` if some limit cannot reserve.
+    #[allow(clippy::type_complexity)]
+    fn reserve(
+        &self,
+        now: Duration,
+        max_wait: Duration,
+    ) -> Option<Result<(Duration, SmallVec<[Ticket; 2]>), Rejection>> {
         let limits = &self.inner.limits;
         let cost = self.inner.cost;
         quota::reserve_all(
             limits.len(),
-            |i| limits[i].reserve(now, cost, max_wait),
-            |i| limits[i].refund(now, cost),
+            |i| limits[i].reserve_with_ticket(now, cost, max_wait),
+            |i, t| limits[i].undo(now, cost, t),
         )
     }
 
@@ -426,9 +432,11 @@ fn rejection(after: Duration) -> Rejection {
     }
 }
 
-/// Gives a reservation back unless the wait completed.
+/// Gives a reservation back unless the wait completed: each limit's `undo`, which gives
+/// back only what no later reservation depends on (while it is still the last one).
 struct Reservation<'a> {
     limiter: &'a RateLimiter,
+    tickets: SmallVec<[Ticket; 2]>,
     armed: bool,
 }
 
@@ -444,8 +452,8 @@ impl Drop for Reservation<'_> {
         if self.armed {
             let inner = &*self.limiter.inner;
             let now = inner.clock.now();
-            for l in &inner.limits {
-                l.refund(now, inner.cost);
+            for (l, t) in inner.limits.iter().zip(&self.tickets).rev() {
+                l.undo(now, inner.cost, *t);
             }
         }
     }
@@ -472,10 +480,11 @@ impl Guard for RateLimiter {
         let clock = &self.inner.clock;
         let now = clock.now();
         match self.reserve(now, max_wait) {
-            Some(Ok(wait)) if wait.is_zero() => Acquire::Ready(Ok(Permit::none())),
-            Some(Ok(wait)) => {
+            Some(Ok((wait, _))) if wait.is_zero() => Acquire::Ready(Ok(Permit::none())),
+            Some(Ok((wait, tickets))) => {
                 let held = Reservation {
                     limiter: self,
+                    tickets,
                     armed: true,
                 };
                 Acquire::Wait(Box::pin(async move {

@@ -340,10 +340,48 @@ fn cas<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) -> Decisio
     }
 }
 
-fn cas_refund<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) {
-    let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-        Some(alg.refund(s, now, cost))
-    });
+/// [`cas`], also returning the states before and after (equal when nothing was taken).
+fn cas_ticket<A: Algorithm>(
+    alg: &A,
+    state: &AtomicU64,
+    now: u64,
+    cost: u64,
+) -> (Decision, (u64, u64)) {
+    let mut s = state.load(Ordering::Relaxed);
+    loop {
+        let (next, d) = alg.step(s, now, cost);
+        if !d.allowed || next == s {
+            return (d, (s, s));
+        }
+        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return (d, (s, next)),
+            Err(a) => s = a,
+        }
+    }
+}
+
+/// Gives back what moved `state` from `before` to `after`, if no later admission depends
+/// on it ([`Algorithm::undo`]).
+fn cas_undo<A: Algorithm>(
+    alg: &A,
+    state: &AtomicU64,
+    now: u64,
+    cost: u64,
+    (before, after): (u64, u64),
+) {
+    if before == after {
+        return;
+    }
+    let mut s = state.load(Ordering::Acquire);
+    while let Some(next) = alg.undo(s, before, after, now, cost) {
+        if next == s {
+            return;
+        }
+        match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(a) => s = a,
+        }
+    }
 }
 
 fn cas_reserve<A: Algorithm>(
@@ -352,19 +390,23 @@ fn cas_reserve<A: Algorithm>(
     now: u64,
     cost: u64,
     max_wait: u64,
-) -> Option<Decision> {
+) -> Option<(Decision, (u64, u64))> {
     let mut s = state.load(Ordering::Acquire);
     loop {
         let (next, d) = alg.reserve(s, now, cost, max_wait)?;
         if !d.allowed || next == s {
-            return Some(d);
+            return Some((d, (s, s)));
         }
         match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(d),
+            Ok(_) => return Some((d, (s, next))),
             Err(a) => s = a,
         }
     }
 }
+
+/// What a keyed reservation took from each limit of its key: the states before and
+/// after, to undo it if the waiter is cancelled.
+pub(crate) type KeyedTickets = smallvec::SmallVec<[(u64, u64); 2]>;
 
 impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLimiter<K, A, S, N> {
     /// The limits every key gets, in order (one, unless built with [`KeyedLimiter::quota`]);
@@ -524,9 +566,9 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         let algs = &self.algs;
         quota::all_or_none(
             N,
-            |i| Ok(cas(&algs[i], &states[i], now, cost)),
+            |i| Ok(cas_ticket(&algs[i], &states[i], now, cost)),
             |i| algs[i].step(states[i].load(Ordering::Acquire), now, cost).1,
-            |i| cas_refund(&algs[i], &states[i], now, cost),
+            |i, t| cas_undo(&algs[i], &states[i], now, cost, t),
         )
         .expect("acquire never fails")
     }
@@ -543,15 +585,15 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         })
     }
 
-    /// Reserves `cost` for `key` on every limit, available within `max_wait`: `Ok(wait)`
-    /// (sleep that long, or give the units back with `refund`), the
+    /// Reserves `cost` for `key` on every limit, available within `max_wait`:
+    /// `Ok((wait, tickets))` (sleep that long, or give the units back with `undo`), the
     /// rejection, or `None` if some limit cannot reserve future capacity.
     pub(crate) fn reserve(
         &self,
         key: &K,
         cost: u64,
         max_wait: Duration,
-    ) -> Option<Result<Duration, Rejection>> {
+    ) -> Option<Result<(Duration, KeyedTickets), Rejection>> {
         if self.cost_ok(cost).is_err() {
             return Some(Err(Rejection::RateLimited { retry_after: None }));
         }
@@ -562,20 +604,21 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             quota::reserve_all(
                 N,
                 |i| cas_reserve(&algs[i], &st[i], now, cost, max_wait).map(Ok),
-                |i| cas_refund(&algs[i], &st[i], now, cost),
+                |i, t| cas_undo(&algs[i], &st[i], now, cost, t),
             )
         })
     }
 
-    /// Gives `cost` units taken for `key` back (a cancelled waiter). A key forgotten since
-    /// is left alone.
-    pub(crate) fn refund(&self, key: &K, cost: u64) {
+    /// Gives back what a reservation of `cost` for `key` took (a cancelled waiter), on each
+    /// limit only while no later admission depends on it (see [`Algorithm::undo`]). A key
+    /// forgotten since is left alone.
+    pub(crate) fn undo(&self, key: &K, cost: u64, tickets: &KeyedTickets) {
         let now = self.clock.nanos();
         let hash = self.hasher.hash_one(key);
         let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = table.find(hash, |e| e.key == *key) {
-            for (alg, state) in self.algs.iter().zip(&e.state) {
-                cas_refund(alg, state, now, cost);
+            for ((alg, state), t) in self.algs.iter().zip(&e.state).zip(tickets).rev() {
+                cas_undo(alg, state, now, cost, *t);
             }
         }
     }

@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::algorithm::Algorithm;
 use super::guard::Mode;
-use super::keyed::KeyedLimiter;
+use super::keyed::{KeyedLimiter, KeyedTickets};
 use crate::{Error, Rejection};
 
 /// A tower `Layer` that rate-limits each request under the key `key(&request)` returns.
@@ -257,7 +257,8 @@ impl<Svc, K, A, F: Clone, S, const N: usize, C: Clone> Layer<Svc> for KeyedLayer
     }
 }
 
-/// Gives a keyed reservation back unless the wait completed.
+/// Gives a keyed reservation back unless the wait completed (only while no later
+/// reservation depends on it: see [`Algorithm::undo`]).
 struct Reservation<'a, K, A, S, const N: usize>
 where
     K: Hash + Eq + Clone,
@@ -267,6 +268,7 @@ where
     limiter: &'a KeyedLimiter<K, A, S, N>,
     key: &'a K,
     cost: u64,
+    tickets: KeyedTickets,
     armed: bool,
 }
 
@@ -275,7 +277,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> Drop
 {
     fn drop(&mut self) {
         if self.armed {
-            self.limiter.refund(self.key, self.cost);
+            self.limiter.undo(self.key, self.cost, &self.tickets);
         }
     }
 }
@@ -308,12 +310,13 @@ where
     };
     let start = limiter.now();
     match limiter.reserve(key, cost, max_wait) {
-        Some(Ok(wait)) if wait.is_zero() => Ok(()),
-        Some(Ok(wait)) => {
+        Some(Ok((wait, _))) if wait.is_zero() => Ok(()),
+        Some(Ok((wait, tickets))) => {
             let mut held = Reservation {
                 limiter,
                 key,
                 cost,
+                tickets,
                 armed: true,
             };
             tokio::time::sleep(wait).await;

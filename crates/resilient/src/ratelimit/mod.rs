@@ -49,7 +49,12 @@
 //!   [`crate::Error::RateLimited`] and its `retry_after`, or waits up to a maximum (never
 //!   past the call's deadline). GCRA and [`Smooth`] *reserve* the future capacity and the
 //!   caller sleeps until it is due; a cancelled waiter (its future dropped) gives the
-//!   reservation back. The window algorithms hold nothing while waiting and re-check at
+//!   reservation back if it is still the last one, and otherwise keeps it used: waiters
+//!   queued behind it hold the later slots, and moving the queue's end back under them
+//!   would hand those slots out twice. So the operations that start in any window of
+//!   length `w` never exceed `burst + rate·w`, whatever arrives, is cancelled or waits
+//!   (`tests/ratelimit_cancel.rs`). A quota that refuses gives back what its other limits
+//!   took on the same rule ([`Algorithm::undo`]). The window algorithms hold nothing while waiting and re-check at
 //!   their `retry_after`.
 //! - **Weighted requests**: every call takes a `cost`; a cost above a limiter's capacity
 //!   is a [`CostError`] (and a guard's configured cost is checked at build).
@@ -175,7 +180,7 @@ pub mod smooth;
 mod time;
 pub mod token_bucket;
 
-pub use algorithm::{Algorithm, AtomicLimiter, Limiter, Rescale};
+pub use algorithm::{Algorithm, AtomicLimiter, Limiter, Rescale, Ticket};
 pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 #[cfg(feature = "quanta")]
 pub use fast_clock::FastClock;

@@ -180,6 +180,12 @@ impl Algorithm for SlidingWindowCounter {
         Self::pack(&r)
     }
 
+    /// Units are interchangeable within a window (a sliding counter never reserves):
+    /// gives `cost` back while the window that counted them is the stored one.
+    fn undo(&self, state: u64, _before: u64, after: u64, now: Nanos, cost: u64) -> Option<u64> {
+        ((state >> (2 * BITS)) == (after >> (2 * BITS))).then(|| self.refund(state, now, cost))
+    }
+
     fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
         let w = self.window.load(Ordering::Relaxed);
         Self::reset(&Self::roll(state, now, w), w)

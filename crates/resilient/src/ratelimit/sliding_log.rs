@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::algorithm::Limiter;
+use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 use super::fixed_window::{check_window, window_limit};
 use crate::ConfigError;
@@ -26,11 +26,10 @@ const MAX_LOG_LIMIT: u64 = u64::MAX / 2;
 /// assert_eq!(d.retry_after, Duration::from_secs(6)); // when the entry at 1 s expires
 /// ```
 ///
-/// A [refund](Limiter::refund) (a quota's rollback, a cancelled waiter) removes the
-/// *newest* units of the log, not necessarily those of the caller that gives them back: the
-/// log does not record who took what. The count is exact either way; only the expiry
-/// time of the units left can differ (newer units stay, expiring later than the refunded
-/// caller's would have), which errs on the side of admitting less.
+/// A quota's rollback ([`Limiter::undo`]) removes the units from the log entry they were
+/// added to. A blind [refund](Limiter::refund) removes the *newest* units of the log, not
+/// necessarily those of the caller that gives them back (the count stays exact, but older
+/// units are left, which expire sooner than the newest would have).
 #[derive(Debug)]
 pub struct SlidingWindowLog {
     limit: AtomicU64,
@@ -141,6 +140,16 @@ impl SlidingWindowLog {
 
 impl Limiter for SlidingWindowLog {
     fn try_acquire(&self, now: Duration, cost: u64) -> Result<Decision, CostError> {
+        self.acquire_with_ticket(now, cost).map(|(d, _)| d)
+    }
+
+    /// The ticket records the time of the log entry the units were added to, so that
+    /// [`Limiter::undo`] removes them from that entry (not the newest ones).
+    fn acquire_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+    ) -> Result<(Decision, Ticket), CostError> {
         let limit = self.limit();
         if cost > limit {
             return Err(CostError { cost, max: limit });
@@ -149,14 +158,40 @@ impl Limiter for SlidingWindowLog {
         let mut log = self.lock();
         log.expire(now, self.window);
         let d = log.decide(now, self.window, limit, cost);
+        let mut ticket = Ticket::default();
         if d.allowed && cost > 0 {
             log.sum += cost;
-            match log.entries.back_mut() {
-                Some((t, c)) if *t >= now => *c += cost,
-                _ => log.entries.push_back((now, cost)),
-            }
+            let at = match log.entries.back_mut() {
+                Some((t, c)) if *t >= now => {
+                    *c += cost;
+                    *t
+                }
+                _ => {
+                    log.entries.push_back((now, cost));
+                    now
+                }
+            };
+            ticket = Ticket::new([at, cost, 1, 0]);
         }
-        Ok(d)
+        Ok((d, ticket))
+    }
+
+    /// Removes the units from the log entry they were added to (if it has not expired).
+    fn undo(&self, _now: Duration, cost: u64, ticket: Ticket) {
+        let [at, taken, valid, _] = ticket.words();
+        if valid == 0 {
+            return;
+        }
+        let mut log = self.lock();
+        let Some(i) = log.entries.iter().rposition(|&(t, _)| t == at) else {
+            return; // expired: nothing left to give back
+        };
+        let take = cost.min(taken).min(log.entries[i].1);
+        log.entries[i].1 -= take;
+        log.sum -= take;
+        if log.entries[i].1 == 0 {
+            log.entries.remove(i);
+        }
     }
 
     fn peek(&self, now: Duration, cost: u64) -> Decision {

@@ -21,7 +21,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::algorithm::Limiter;
+use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 use crate::ConfigError;
 
@@ -412,10 +412,43 @@ impl Smooth {
     }
 
     fn decide(&self, now: Nanos, cost: u64, max_wait: Nanos) -> Result<Decision, CostError> {
+        self.decide_ticket(now, cost, max_wait).map(|(d, _)| d)
+    }
+
+    /// [`Smooth::decide`], with the ticket that undoes it: the next free time and stored
+    /// permits before and after (as `f64` bits).
+    fn decide_ticket(
+        &self,
+        now: Nanos,
+        cost: u64,
+        max_wait: Nanos,
+    ) -> Result<(Decision, Ticket), CostError> {
         let mut st = self.lock();
         let now = now as f64;
         st.resync(now);
-        let limit = self.limit(&st);
+        let before = (st.next_free, st.stored);
+        let d = self.decide_locked(&mut st, now, cost, max_wait)?;
+        let ticket = if d.allowed {
+            Ticket::new([
+                before.0.to_bits(),
+                before.1.to_bits(),
+                st.next_free.to_bits(),
+                st.stored.to_bits(),
+            ])
+        } else {
+            Ticket::default()
+        };
+        Ok((d, ticket))
+    }
+
+    fn decide_locked(
+        &self,
+        st: &mut State,
+        now: f64,
+        cost: u64,
+        max_wait: Nanos,
+    ) -> Result<Decision, CostError> {
+        let limit = self.limit(st);
         if cost > limit {
             return Err(CostError { cost, max: limit });
         }
@@ -432,8 +465,8 @@ impl Smooth {
             return Ok(Decision {
                 allowed: false,
                 limit,
-                remaining: self.remaining(&st, now),
-                reset: reset(&st, st.next_free),
+                remaining: self.remaining(st, now),
+                reset: reset(st, st.next_free),
                 retry_after: Duration::from_nanos(wait.ceil() as u64),
             });
         }
@@ -450,8 +483,8 @@ impl Smooth {
         Ok(Decision {
             allowed: true,
             limit,
-            remaining: self.remaining(&st, now),
-            reset: reset(&st, st.next_free),
+            remaining: self.remaining(st, now),
+            reset: reset(st, st.next_free),
             retry_after: Duration::from_nanos(wait.round() as u64),
         })
     }
@@ -503,6 +536,39 @@ impl Limiter for Smooth {
         max_wait: Duration,
     ) -> Option<Result<Decision, CostError>> {
         Some(self.decide(nanos(now), cost, nanos(max_wait)))
+    }
+
+    fn acquire_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+    ) -> Result<(Decision, Ticket), CostError> {
+        self.decide_ticket(nanos(now), cost, 0)
+    }
+
+    fn reserve_with_ticket(
+        &self,
+        now: Duration,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Option<Result<(Decision, Ticket), CostError>> {
+        Some(self.decide_ticket(nanos(now), cost, nanos(max_wait)))
+    }
+
+    /// Gives a reservation back only while it is the last one (the next free time and
+    /// stored permits are still what it left): later reservations were placed after it and
+    /// keep their times, so moving the next free time back under them would hand their
+    /// time out twice.
+    fn undo(&self, _now: Duration, _cost: u64, ticket: Ticket) {
+        let [next_before, stored_before, next_after, stored_after] = ticket.words();
+        if ticket == Ticket::default() {
+            return;
+        }
+        let mut st = self.lock();
+        if st.next_free.to_bits() == next_after && st.stored.to_bits() == stored_after {
+            st.next_free = f64::from_bits(next_before);
+            st.stored = f64::from_bits(stored_before);
+        }
     }
 
     fn max_cost(&self) -> u64 {

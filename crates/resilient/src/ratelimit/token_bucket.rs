@@ -259,6 +259,13 @@ impl Algorithm for TokenBucket {
         ((period as u32 as u64) << 32) | deficit.saturating_sub(cost)
     }
 
+    /// Tokens are interchangeable (a token bucket never reserves), and giving `cost` back
+    /// after refills leaves the deficit the bucket would have had without the request, so
+    /// the tokens are always given back.
+    fn undo(&self, state: u64, _before: u64, _after: u64, now: Nanos, cost: u64) -> Option<u64> {
+        Some(self.refund(state, now, cost))
+    }
+
     fn time_to_idle(&self, state: u64, now: Nanos) -> Nanos {
         let cfg = self.config(now);
         let (period, deficit) = Self::refill(state, now, &cfg);
