@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
 use super::config::ConfigCell;
-use super::decision::{Decision, Nanos, Policy, Rate};
+use super::decision::{Decision, Nanos, Policy, Rate, nanos};
+use super::fixed_window::MAX_WINDOW;
 use crate::ConfigError;
 
 /// GCRA configuration: the emission interval and the burst (total capacity), both
@@ -49,13 +50,18 @@ fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
         return Err(ConfigError::new("gcra.burst", "must be at least 1"));
     }
     let t = rate.interval_nanos();
-    if burst.checked_mul(t).is_none() {
-        return Err(ConfigError::new(
+    // The tolerance `burst × interval` is added to clock readings: one near `u64::MAX`
+    // nanoseconds would saturate every admission check (and admit everything).
+    match burst.checked_mul(t) {
+        Some(cap) if cap <= nanos(MAX_WINDOW) => Ok((t, burst)),
+        _ => Err(ConfigError::new(
             "gcra.burst",
-            "times the emission interval must fit in 584 years",
-        ));
+            format!(
+                "times the emission interval (the time a full burst takes to refill) must be \
+                 at most 100 years (got {burst} × {t} ns)"
+            ),
+        )),
     }
-    Ok((t, burst))
 }
 
 fn words(t: u64, b: u64) -> [u64; 4] {
