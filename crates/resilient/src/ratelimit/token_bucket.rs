@@ -10,8 +10,11 @@
 //! The period index is continuous across changes of the refill period: the configuration
 //! keeps the time and index at which the current period length took effect, so a state
 //! stored under an earlier period length still counts the boundaries that passed since
-//! (each at the length in force then). Periods start at multiples of `refill.per` from the
-//! clock's origin until the first change.
+//! (each at the length in force then). Periods start at the bucket's first decision (its
+//! first use), then every `refill.per`: a bucket first used at any time refills a full
+//! period after that, not at the next multiple of `refill.per` from the clock's origin.
+//! All the states of one bucket (every key of a [`KeyedLimiter`](super::KeyedLimiter))
+//! share its periods.
 //!
 //! A new period length is put in force at the newest time any decision has seen (the
 //! bucket keeps the highest period index it computed), never at an older clock reading: a
@@ -45,7 +48,8 @@ pub struct TokenBucket {
     /// `[capacity, amount, every, base_time, base_index, next_every]`: periods of `every`
     /// ns start at `base_time` with index `base_index`; `next_every` (0: none) is a new
     /// period length that the next decision puts in force, at its own clock reading or at
-    /// the start of period `seen`, whichever is later.
+    /// the start of period `seen`, whichever is later; [`UNSTARTED`]: the bucket has not
+    /// been used, and its first decision starts period 0 at its own clock reading.
     cfg: ConfigCell<6>,
     /// The highest period index a decision has computed: every stored state's index is at
     /// most this (up to a race with a decision in flight), so a period change put in force
@@ -92,6 +96,9 @@ impl Cfg {
     }
 }
 
+/// `next_every` of a bucket no decision has used yet.
+const UNSTARTED: u64 = u64::MAX;
+
 fn check(capacity: u64, refill: Rate) -> Result<(), ConfigError> {
     refill.validate("token_bucket.refill")?;
     if capacity == 0 || capacity > u64::from(u32::MAX) {
@@ -108,7 +115,7 @@ impl TokenBucket {
     pub fn new(capacity: u64, refill: Rate) -> Result<Self, ConfigError> {
         check(capacity, refill)?;
         Ok(Self {
-            cfg: ConfigCell::new([capacity, refill.count, nanos(refill.per), 0, 0, 0]),
+            cfg: ConfigCell::new([capacity, refill.count, nanos(refill.per), 0, 0, UNSTARTED]),
             seen: AtomicU64::new(0),
         })
     }
@@ -144,6 +151,10 @@ impl TokenBucket {
         check(capacity, refill)?;
         let every = nanos(refill.per);
         self.cfg.update(|w| {
+            if w[5] == UNSTARTED {
+                // Not used yet: periods of the new length start at the first decision.
+                return Ok([capacity, refill.count, every, 0, 0, UNSTARTED]);
+            }
             let next = if every == w[2] { 0 } else { every };
             Ok([capacity, refill.count, w[2], w[3], w[4], next])
         })
@@ -174,6 +185,10 @@ impl TokenBucket {
         let _ = self.cfg.update(|w| {
             if w[5] == 0 {
                 return Ok::<_, ()>(w); // another caller did it
+            }
+            if w[5] == UNSTARTED {
+                // The first decision: period 0 starts now.
+                return Ok([w[0], w[1], w[2], now, 0, 0]);
             }
             let old = Cfg::from_words(w);
             // Never in the past of a stored state: its index would be ahead of the new one.
@@ -288,7 +303,11 @@ impl Algorithm for TokenBucket {
     fn policy(&self) -> Policy {
         let w = self.cfg.read();
         let (cap, amount) = (w[0], w[1]);
-        let every = if w[5] != 0 { w[5] } else { w[2] };
+        let every = if w[5] != 0 && w[5] != UNSTARTED {
+            w[5]
+        } else {
+            w[2]
+        };
         Policy {
             quota: cap,
             window: Duration::from_nanos(cap.div_ceil(amount).saturating_mul(every)),
