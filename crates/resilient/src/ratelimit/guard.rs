@@ -499,10 +499,13 @@ impl Guard for RateLimiter {
                 if d.allowed {
                     return Acquire::Ready(Ok(Permit::none()));
                 }
-                if d.retry_after > max_wait {
+                // A request that can never pass (`Duration::MAX`: a limit cut below the
+                // cost) is rejected at once, even with an unbounded wait.
+                if d.retry_after == Duration::MAX || d.retry_after > max_wait {
                     return Acquire::Ready(Err(d.rejection()));
                 }
-                let until = now + max_wait;
+                // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
+                let until = now.saturating_add(max_wait);
                 Acquire::Wait(Box::pin(async move {
                     let mut d = d;
                     loop {
@@ -511,7 +514,10 @@ impl Guard for RateLimiter {
                         if d.allowed {
                             return Ok(Permit::none());
                         }
-                        if clock.now() + d.retry_after > until {
+                        // The limit may have been cut below the cost while it waited.
+                        if d.retry_after == Duration::MAX
+                            || clock.now().saturating_add(d.retry_after) > until
+                        {
                             return Err(d.rejection());
                         }
                     }

@@ -326,16 +326,20 @@ where
         Some(Err(r)) => Err(r),
         None => {
             // Limits that cannot reserve: poll at their retry_after, holding nothing.
-            let until = start + max_wait;
+            // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
+            let until = start.saturating_add(max_wait);
             loop {
                 let d = match limiter.check(key, cost) {
                     Ok(d) => d,
+                    // The key's capacity was cut below the cost: it can never pass.
                     Err(_) => return Err(rejection(Duration::MAX)),
                 };
                 if d.allowed {
                     return Ok(());
                 }
-                if limiter.now() + d.retry_after > until {
+                if d.retry_after == Duration::MAX
+                    || limiter.now().saturating_add(d.retry_after) > until
+                {
                     return Err(d.rejection());
                 }
                 tokio::time::sleep(d.retry_after).await;
