@@ -203,3 +203,61 @@ proptest! {
         prop_assert_eq!(s.remaining, Some(d.remaining));
     }
 }
+
+/// A decision that can never be admitted (a limit cut below the cost: `retry_after` is
+/// `Duration::MAX`) writes no `Retry-After` and no `t` for its limit, instead of
+/// overflowing `as_secs() + 1` (a panic with overflow checks; `Retry-After: 1` and `t=0`
+/// in release builds, for a request that can never pass).
+#[test]
+fn a_never_decision_writes_no_retry_after_and_no_t() {
+    use resilient::ratelimit::{Decision, FixedWindow, RateLimiter};
+    use std::sync::Arc;
+    let window = Arc::new(FixedWindow::limiter(5, Duration::from_secs(60)).unwrap());
+    let l = RateLimiter::builder()
+        .limit(window.clone())
+        .cost(3)
+        .build()
+        .unwrap();
+    assert!(l.check().allowed);
+    window.algorithm().set_limit(2).unwrap();
+    let never = l.check();
+    assert!(!never.allowed);
+    assert_eq!(never.retry_after, Duration::MAX);
+    let other = Gcra::limiter(Rate::per_second(1)).unwrap();
+    let fine = other.try_acquire(Duration::ZERO, 1).unwrap();
+    let h = write_headers(&[
+        HeaderLimit {
+            name: "cut",
+            policy: window.policy(),
+            decision: never,
+        },
+        HeaderLimit {
+            name: "ok",
+            policy: other.policy(),
+            decision: fine,
+        },
+    ])
+    .unwrap();
+    assert_eq!(get(&h, "Retry-After"), None, "{h:?}");
+    let state = get(&h, "RateLimit").unwrap();
+    assert_eq!(state, r#""cut";r=0, "ok";r=0;t=1"#);
+    let parsed = parse_ratelimit(&state);
+    assert_eq!(parsed[0].reset, None);
+    assert_eq!(parsed[1].reset, Some(Duration::from_secs(1)));
+    assert_eq!(get(&h, "X-RateLimit-Limit"), Some("2"));
+    // The largest finite wait is written capped, never wrapped.
+    let long = Decision {
+        retry_after: Duration::MAX - Duration::from_nanos(1),
+        ..never
+    };
+    let h = write_headers(&[HeaderLimit {
+        name: "long",
+        policy: window.policy(),
+        decision: long,
+    }])
+    .unwrap();
+    assert!(
+        h.contains(&("Retry-After", "999999999999999".to_string())),
+        "{h:?}"
+    );
+}

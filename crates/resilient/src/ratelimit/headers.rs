@@ -12,6 +12,13 @@
 //!   the binding decision;
 //! - `Retry-After` (delta seconds, rounded up) when the request was denied.
 //!
+//! A decision that can never be admitted (`retry_after` is `Duration::MAX`: the request
+//! costs more than the limit's capacity, say after a runtime cut) has no time at which it
+//! would pass: its `RateLimit` member has no `t` parameter, and no `Retry-After` is
+//! written (retrying cannot help; the `X-RateLimit-*` values are written as usual). Any
+//! other duration is written in whole seconds rounded up, capped at the largest
+//! Structured Field integer (999,999,999,999,999).
+//!
 //! Parsing accepts all of those plus `Retry-After` as an HTTP-date; malformed values are
 //! ignored, never a panic.
 
@@ -26,7 +33,7 @@ use crate::{ConfigError, RetryAfter};
 const SF_MAX: u64 = 999_999_999_999_999;
 
 fn secs_up(d: Duration) -> u64 {
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let s = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     s.min(SF_MAX)
 }
 
@@ -84,10 +91,10 @@ pub fn write_headers(
             .bare_item(name)
             .parameter(q, sf_int(l.policy.quota))
             .parameter(w, sf_int(secs_up(l.policy.window)));
-        let _ = state
-            .bare_item(name)
-            .parameter(r, sf_int(d.remaining))
-            .parameter(t, sf_int(secs_up(until)));
+        let member = state.bare_item(name).parameter(r, sf_int(d.remaining));
+        if until != Duration::MAX {
+            let _ = member.parameter(t, sf_int(secs_up(until)));
+        }
     }
     let mut out = Vec::with_capacity(6);
     let (Some(policy), Some(state)) = (policy.finish(), state.finish()) else {
@@ -111,7 +118,7 @@ pub fn write_headers(
     out.push(("X-RateLimit-Limit", binding.limit.to_string()));
     out.push(("X-RateLimit-Remaining", binding.remaining.to_string()));
     out.push(("X-RateLimit-Reset", secs_up(binding.reset).to_string()));
-    if let Some(d) = denied {
+    if let Some(d) = denied.filter(|d| d.retry_after != Duration::MAX) {
         out.push(("Retry-After", secs_up(d.retry_after).max(1).to_string()));
     }
     Ok(out)
