@@ -57,3 +57,107 @@ fn token_bucket_periods_start_at_first_use() {
         Duration::from_secs(4)
     );
 }
+
+/// Two billion per second cannot be spaced in whole nanoseconds: it used to become one
+/// per nanosecond (a billion per second) silently. It is rejected, naming the field and
+/// the rule, on every constructor that takes a rate.
+#[test]
+fn rates_that_cannot_be_represented_are_rejected() {
+    use resilient::ratelimit::{KeyedLimiter, RateLimiter, Smooth};
+    let too_fast = Rate::new(2_000_000_000, Duration::from_secs(1));
+    let e = Gcra::new(too_fast).unwrap_err();
+    assert_eq!(e.field(), "gcra.rate");
+    assert!(e.rule().contains("nanosecond"), "{e}");
+    assert_eq!(
+        Gcra::with_burst(too_fast, 1).unwrap_err().field(),
+        "gcra.rate"
+    );
+    assert_eq!(
+        RateLimiter::gcra(too_fast).build().unwrap_err().field(),
+        "gcra.rate"
+    );
+    assert_eq!(
+        Smooth::bursty(too_fast).build().unwrap_err().field(),
+        "smooth.rate"
+    );
+    // A whole-nanosecond interval that would round the rate up by more than 0.1%.
+    assert_eq!(
+        Gcra::new(Rate::new(2, Duration::from_nanos(3)))
+            .unwrap_err()
+            .field(),
+        "gcra.rate"
+    );
+    // Runtime changes go through the same checks.
+    let l = RateLimiter::gcra(Rate::per_second(1)).build().unwrap();
+    assert_eq!(l.set_rate(0, too_fast, 1).unwrap_err().field(), "gcra.rate");
+    let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+        .build::<u8>()
+        .unwrap();
+    assert_eq!(k.set_rate(0, too_fast, 1).unwrap_err().field(), "gcra.rate");
+    let s = Smooth::bursty(Rate::per_second(1)).build().unwrap();
+    assert_eq!(s.set_rate(too_fast).unwrap_err().field(), "smooth.rate");
+    // A period that does not fit in u64 nanoseconds.
+    let e = resilient::ratelimit::TokenBucket::new(1, Rate::new(1, Duration::MAX)).unwrap_err();
+    assert_eq!(e.field(), "token_bucket.refill");
+    // One per nanosecond is exact, and accepted.
+    assert!(Gcra::new(Rate::new(1_000_000_000, Duration::from_secs(1))).is_ok());
+}
+
+fn count() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(2),
+        Just(3),
+        Just(u64::from(u32::MAX)),
+        Just(u64::MAX),
+        Just(2_000_000_000),
+        any::<u64>(),
+        1u64..10_000,
+    ]
+}
+
+fn period() -> impl proptest::strategy::Strategy<Value = Duration> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::from_nanos(1)),
+        Just(Duration::from_nanos(3)),
+        Just(Duration::from_secs(1)),
+        Just(Duration::from_nanos(u64::MAX)),
+        Just(Duration::MAX),
+        any::<u64>().prop_map(Duration::from_nanos),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        (1u64..10_000_000_000).prop_map(Duration::from_nanos),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever the rate: a GCRA either refuses it, naming its field, or enforces it
+    /// within 0.1% and never above it; a token bucket and a smooth limiter either refuse
+    /// it naming their field, or accept it.
+    #[test]
+    fn every_rate_is_enforced_as_given_or_rejected(count in count(), per in period(), burst in count()) {
+        let rate = Rate::new(count, per);
+        match Gcra::with_burst(rate, burst) {
+            Ok(g) => {
+                let t = g.interval().as_nanos();
+                let asked = per.as_nanos();
+                let total = t * u128::from(count);
+                proptest::prop_assert!(total <= asked, "{rate:?}: interval {t} ns admits more");
+                proptest::prop_assert!(asked * 1000 <= total * 1001, "{rate:?}: interval {t} ns");
+                let l = resilient::ratelimit::AtomicLimiter::new(g);
+                let d = l.try_acquire(Duration::from_secs(86_400), 1).unwrap();
+                proptest::prop_assert!(d.allowed);
+            }
+            Err(e) => proptest::prop_assert!(e.field() == "gcra.rate" || e.field() == "gcra.burst", "{e}"),
+        }
+        if let Err(e) = resilient::ratelimit::TokenBucket::new(1, rate) {
+            proptest::prop_assert_eq!(e.field(), "token_bucket.refill");
+        }
+        if let Err(e) = resilient::ratelimit::Smooth::bursty(rate).build() {
+            proptest::prop_assert_eq!(e.field(), "smooth.rate");
+        }
+    }
+}

@@ -147,7 +147,8 @@ impl Rate {
         (nanos(self.per) / self.count.max(1)).max(1)
     }
 
-    /// Checks `count >= 1` and `per > 0`, naming `field` in the error.
+    /// Checks `count >= 1`, `per > 0` and that `per` fits in a `u64` of nanoseconds
+    /// (about 584 years), naming `field` in the error.
     pub(crate) fn validate(&self, field: &'static str) -> Result<(), ConfigError> {
         if self.count == 0 {
             return Err(ConfigError::new(field, "count must be at least 1"));
@@ -155,7 +156,55 @@ impl Rate {
         if self.per.is_zero() {
             return Err(ConfigError::new(field, "period must be longer than zero"));
         }
+        if self.per.as_nanos() > u128::from(u64::MAX) {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "period must be at most u64::MAX nanoseconds, about 584 years (got {:?})",
+                    self.per
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// [`Rate::validate`], plus: at most one unit per nanosecond (limiters that space
+    /// units in time cannot space them closer).
+    pub(crate) fn validate_spacing(&self, field: &'static str) -> Result<(), ConfigError> {
+        self.validate(field)?;
+        if self.count > nanos(self.per) {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "must be at most one unit per nanosecond (got {} per {:?})",
+                    self.count, self.per
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Rate::validate_spacing`], plus: the interval `per / count` in whole nanoseconds
+    /// must give the rate within 0.1% (a whole-nanosecond interval rounds the rate up).
+    /// Returns the interval.
+    pub(crate) fn validate_interval(&self, field: &'static str) -> Result<Nanos, ConfigError> {
+        self.validate_spacing(field)?;
+        let per = nanos(self.per);
+        let t = per / self.count;
+        let rest = per % self.count;
+        // The interval admits `per / (t · count)` times the rate asked for.
+        if u128::from(rest) * 1000 > u128::from(t) * u128::from(self.count) {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "the interval per unit (period / count) must be a whole number of \
+                     nanoseconds within 0.1% (got {} per {:?}: {t} ns leaves {rest} ns per \
+                     period over)",
+                    self.count, self.per
+                ),
+            ));
+        }
+        Ok(t)
     }
 }
 

@@ -45,11 +45,10 @@ struct Cfg {
 }
 
 fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
-    rate.validate("gcra.rate")?;
+    let t = rate.validate_interval("gcra.rate")?;
     if burst == 0 {
         return Err(ConfigError::new("gcra.burst", "must be at least 1"));
     }
-    let t = rate.interval_nanos();
     // The tolerance `burst × interval` is added to clock readings: one near `u64::MAX`
     // nanoseconds would saturate every admission check (and admit everything).
     match burst.checked_mul(t) {

@@ -181,7 +181,7 @@ impl Smooth {
 
     /// Sets the rate and, for a bursty limiter, the most stored permits (`burst`).
     fn change_rate(&self, rate: Rate, burst: Option<u64>) -> Result<(), ConfigError> {
-        rate.validate("smooth.rate")?;
+        rate.validate_spacing("smooth.rate")?;
         let stable = stable_interval(rate);
         let mut st = self.lock();
         if let (Some(b), Shape::Bursty { max_burst }) = (burst, &mut st.shape) {
@@ -239,7 +239,7 @@ impl SmoothBuilder {
 
     /// Validates and builds.
     pub fn build(self) -> Result<Smooth, ConfigError> {
-        self.rate.validate("smooth.rate")?;
+        self.rate.validate_spacing("smooth.rate")?;
         if self.max_debt == 0 {
             return Err(ConfigError::new("smooth.max_debt", "must be at least 1"));
         }
