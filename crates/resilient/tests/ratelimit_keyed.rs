@@ -433,3 +433,26 @@ fn a_full_shard_evicts_its_batch_even_if_ranks_shift() {
     assert_eq!(k.check(&1, 0).unwrap().remaining, 100, "key 1 was evicted");
     assert_eq!(k.check(&2, 0).unwrap().remaining, 98);
 }
+
+/// `spawn_sweeper(Duration::MAX)` used to panic inside the task (`now + every`), so
+/// nothing was ever swept and nothing said so. The period is clamped to a year: the task
+/// lives, and sweeps.
+#[tokio::test(start_paused = true)]
+async fn a_sweeper_with_an_endless_period_lives_and_sweeps_yearly() {
+    let k = Arc::new(
+        KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+            .build::<u32>()
+            .unwrap(),
+    );
+    let sweeper = k.spawn_sweeper(Duration::MAX);
+    for key in 0..10 {
+        k.check(&key, 10).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(86_400)).await;
+    assert!(!sweeper.is_finished(), "the sweeper task must not die");
+    assert_eq!(k.len(), 10, "not swept yet");
+    tokio::time::sleep(resilient::ratelimit::MAX_SWEEP_PERIOD).await;
+    assert!(!sweeper.is_finished());
+    assert_eq!(k.len(), 0, "swept after a year");
+    sweeper.abort();
+}

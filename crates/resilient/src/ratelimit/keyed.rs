@@ -44,6 +44,10 @@ use super::quota;
 use super::time::Time;
 use crate::{ConfigError, Rejection, SharedClock, system_clock};
 
+/// The longest period [`KeyedLimiter::spawn_sweeper`] sweeps at (a 365-day year); longer
+/// ones are clamped to it.
+pub const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(365 * 86_400);
+
 struct Entry<K, const N: usize> {
     key: K,
     state: [AtomicU64; N],
@@ -796,9 +800,10 @@ where
     A: Algorithm,
     S: BuildHasher + Send + Sync + 'static,
 {
-    /// Spawns a tokio task that calls [`KeyedLimiter::retain_recent`] every `every` (at
-    /// least 1 ms), so idle keys are forgotten and memory given back without a caller
-    /// doing it. The task holds only a weak reference: it stops at its next tick once the
+    /// Spawns a tokio task that calls [`KeyedLimiter::retain_recent`] every `every`
+    /// (clamped to between 1 ms and [`MAX_SWEEP_PERIOD`], a year: any `Duration` is
+    /// accepted, and the task never panics on it), so idle keys are forgotten and memory
+    /// given back without a caller doing it. The task holds only a weak reference: it stops at its next tick once the
     /// limiter is dropped (or abort it through the handle). Must be called within a tokio
     /// runtime. Each sweep runs on the runtime's thread, taking each shard's lock in turn.
     ///
@@ -822,7 +827,7 @@ where
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
         let limiter = std::sync::Arc::downgrade(self);
-        let every = every.max(Duration::from_millis(1));
+        let every = every.clamp(Duration::from_millis(1), MAX_SWEEP_PERIOD);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

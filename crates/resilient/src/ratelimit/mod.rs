@@ -187,7 +187,7 @@ pub use fast_clock::FastClock;
 pub use fixed_window::{FixedWindow, MAX_WINDOW};
 pub use gcra::Gcra;
 pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
-pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, bytes_per_key};
+pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, MAX_SWEEP_PERIOD, bytes_per_key};
 #[cfg(feature = "tower")]
 pub use keyed_layer::{KeyedLayer, KeyedService, RequestCost, UnitCost};
 pub use sliding_counter::{MAX_SLIDING_LIMIT, SlidingWindowCounter};
