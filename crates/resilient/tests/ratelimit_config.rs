@@ -134,6 +134,11 @@ fn period() -> impl proptest::strategy::Strategy<Value = Duration> {
 }
 
 proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 512,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x2a7e),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
     /// Whatever the rate: a GCRA either refuses it, naming its field, or enforces it
     /// within 0.1% and never above it; a token bucket and a smooth limiter either refuse
     /// it naming their field, or accept it.
@@ -160,4 +165,56 @@ proptest::proptest! {
             proptest::prop_assert_eq!(e.field(), "smooth.rate");
         }
     }
+}
+
+/// A clock at the end of its range (`u64::MAX` nanoseconds) with a 1 ns window: the
+/// window index is `u64::MAX`, and the next index used to overflow (a panic).
+#[test]
+fn window_indexes_saturate_at_the_end_of_the_clock() {
+    use resilient::ratelimit::{Algorithm, FixedWindow, SlidingWindowCounter, TokenBucket};
+    let ns = Duration::from_nanos(1);
+    let algs: Vec<Box<dyn Algorithm>> = vec![
+        Box::new(FixedWindow::new(1, ns).unwrap()),
+        Box::new(SlidingWindowCounter::new(1, ns).unwrap()),
+        Box::new(TokenBucket::new(1, Rate::new(1, ns)).unwrap()),
+    ];
+    for a in algs {
+        let mut s = 0;
+        for now in [0, u64::MAX - 3, u64::MAX, u64::MAX - 1, u64::MAX] {
+            let (next, _) = a.step(s, now, 1);
+            let _ = a.time_to_idle(next, now);
+            let _ = a.refund(next, now, 1);
+            s = next;
+        }
+    }
+}
+
+/// A limiter whose clock stands still (here at the end of its range) never frees
+/// capacity: a waiter polling it ends when its maximum wait has passed in tokio's time,
+/// after a few polls, instead of polling every millisecond with no end in sight.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_on_a_clock_that_stands_still_ends_at_its_maximum_wait() {
+    use resilient::ratelimit::{RateLimiter, SlidingWindowCounter};
+    use resilient::{ManualClock, Pipeline};
+    use std::sync::Arc;
+    let clock = ManualClock::new();
+    clock.set(Duration::MAX);
+    let max_wait = Duration::from_secs(2 * 86_400);
+    let limiter = RateLimiter::builder()
+        .limit(SlidingWindowCounter::limiter(1, Duration::from_secs(86_400)).unwrap())
+        .max_wait(max_wait)
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
+    let call = || p.execute(|| async { Ok::<(), ()>(()) });
+    call().await.unwrap();
+    let start = tokio::time::Instant::now();
+    let r = tokio::time::timeout(2 * max_wait, call()).await;
+    assert!(
+        matches!(r, Ok(Err(resilient::Error::RateLimited { .. }))),
+        "{r:?}"
+    );
+    let waited = start.elapsed();
+    assert!(waited >= max_wait && waited < 2 * max_wait, "{waited:?}");
 }

@@ -20,6 +20,56 @@ pub fn nanos(d: Duration) -> Nanos {
     }
 }
 
+/// The shortest pause between two polls of a waiter on a limiter that cannot reserve (one
+/// tick of tokio's timer): a denial whose `retry_after` rounds to nothing (a clock that
+/// stands still, say at its end) must not make the waiter spin without yielding time.
+pub(crate) const MIN_POLL: Duration = Duration::from_millis(1);
+
+/// How long a waiter on a limiter that cannot reserve pauses before polling again: the
+/// denial's `retry_after`, at least [`MIN_POLL`]; and while the limiter's clock has not
+/// moved since the last poll (a clock stuck at its end, or a manual clock nobody
+/// advances), a pause that doubles each time, so such a wait ends within its bound in a
+/// few dozen polls instead of spinning.
+///
+/// It also bounds the wait in tokio's time: a limiter whose clock stands still would
+/// otherwise never see its own deadline pass.
+#[derive(Debug)]
+pub(crate) struct PollPause {
+    last: Duration,
+    stall: Duration,
+    until: Option<tokio::time::Instant>,
+}
+
+impl PollPause {
+    /// Starts at the limiter's time `now`, for a wait of at most `max_wait`.
+    pub(crate) fn new(now: Duration, max_wait: Duration) -> Self {
+        Self {
+            last: now,
+            stall: MIN_POLL / 2,
+            until: tokio::time::Instant::now().checked_add(max_wait),
+        }
+    }
+
+    /// Whether the wait has lasted `max_wait` in tokio's time.
+    pub(crate) fn expired(&self) -> bool {
+        self.until
+            .is_some_and(|until| tokio::time::Instant::now() > until)
+    }
+
+    /// The pause after a denial of `retry_after` at the limiter's time `now`.
+    pub(crate) fn next(&mut self, now: Duration, retry_after: Duration) -> Duration {
+        // Compared as the limiters see time (nanoseconds, saturating): a clock past
+        // their range stands still for them even if its readings still grow.
+        self.stall = if nanos(now) > nanos(self.last) {
+            MIN_POLL
+        } else {
+            self.stall.saturating_mul(2)
+        };
+        self.last = now;
+        retry_after.max(self.stall)
+    }
+}
+
 /// The wait `n` nanoseconds stand for: `u64::MAX` (the "never" of [`Limiter::admit`](
 /// super::Limiter::admit)) is `Duration::MAX`, which a rejection reports as no
 /// `retry_after` at all.

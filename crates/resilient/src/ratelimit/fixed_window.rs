@@ -136,7 +136,7 @@ impl FixedWindow {
     fn index(state: u64, index: u64) -> u64 {
         let ahead = ((state >> 32) as u32).wrapping_sub(index as u32);
         if ahead != 0 && ahead <= RACE_WINDOWS && state & 0xFFFF_FFFF != 0 {
-            index + u64::from(ahead)
+            index.saturating_add(u64::from(ahead))
         } else {
             index
         }
@@ -159,7 +159,10 @@ impl Algorithm for FixedWindow {
         let w = self.window.load(Ordering::Relaxed);
         let index = Self::index(state, now / w);
         let used = Self::used(state, index);
-        let to_end = (index + 1).saturating_mul(w).saturating_sub(now);
+        let to_end = index
+            .saturating_add(1)
+            .saturating_mul(w)
+            .saturating_sub(now);
         if used.saturating_add(cost) <= limit {
             let u = used + cost;
             let next = ((index as u32 as u64) << 32) | u;
@@ -201,7 +204,10 @@ impl Algorithm for FixedWindow {
         if Self::used(state, index) == 0 {
             0
         } else {
-            (index + 1).saturating_mul(w).saturating_sub(now)
+            index
+                .saturating_add(1)
+                .saturating_mul(w)
+                .saturating_sub(now)
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use smallvec::SmallVec;
 
 use super::algorithm::{Limiter, Ticket};
-use super::decision::{CostError, Decision, Rate, wait};
+use super::decision::{CostError, Decision, PollPause, Rate, wait};
 use super::gcra::Gcra;
 use super::quota;
 use super::time::Time;
@@ -508,15 +508,19 @@ impl Guard for RateLimiter {
                 let until = now.saturating_add(max_wait);
                 Acquire::Wait(Box::pin(async move {
                     let mut d = d;
+                    let mut pause = PollPause::new(now, max_wait);
+                    let mut at = now;
                     loop {
-                        tokio::time::sleep(d.retry_after).await;
+                        tokio::time::sleep(pause.next(at, d.retry_after)).await;
+                        at = clock.now();
                         d = self.check();
                         if d.allowed {
                             return Ok(Permit::none());
                         }
                         // The limit may have been cut below the cost while it waited.
                         if d.retry_after == Duration::MAX
-                            || clock.now().saturating_add(d.retry_after) > until
+                            || at.saturating_add(d.retry_after) > until
+                            || pause.expired()
                         {
                             return Err(d.rejection());
                         }

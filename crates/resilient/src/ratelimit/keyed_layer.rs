@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::algorithm::Algorithm;
+use super::decision::PollPause;
 use super::guard::Mode;
 use super::keyed::{KeyedLimiter, KeyedTickets};
 use crate::{Error, Rejection};
@@ -328,7 +329,9 @@ where
             // Limits that cannot reserve: poll at their retry_after, holding nothing.
             // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
             let until = start.saturating_add(max_wait);
+            let mut pause = PollPause::new(start, max_wait);
             loop {
+                let at = limiter.now();
                 let d = match limiter.check(key, cost) {
                     Ok(d) => d,
                     // The key's capacity was cut below the cost: it can never pass.
@@ -338,11 +341,12 @@ where
                     return Ok(());
                 }
                 if d.retry_after == Duration::MAX
-                    || limiter.now().saturating_add(d.retry_after) > until
+                    || at.saturating_add(d.retry_after) > until
+                    || pause.expired()
                 {
                     return Err(d.rejection());
                 }
-                tokio::time::sleep(d.retry_after).await;
+                tokio::time::sleep(pause.next(at, d.retry_after)).await;
             }
         }
     }

@@ -94,7 +94,7 @@ impl SlidingWindowCounter {
         {
             // A racing caller with a later clock reading already rolled the window:
             // count in its window, from that window's start (the conservative weight).
-            index += ahead;
+            index = index.saturating_add(ahead);
             offset = 0;
         }
         let (prev, cur) = if stored == index & IDX_MASK {

@@ -82,7 +82,8 @@ impl Cfg {
     /// The index of the refill period `now` falls in.
     #[inline]
     fn period(&self, now: Nanos) -> u64 {
-        self.base_index + now.saturating_sub(self.base_time) / self.every
+        self.base_index
+            .saturating_add(now.saturating_sub(self.base_time) / self.every)
     }
 
     /// When period `index` starts.
@@ -216,7 +217,10 @@ impl TokenBucket {
         if elapsed.wrapping_neg() <= super::fixed_window::RACE_WINDOWS {
             // A racing caller with a later clock reading already refilled further: keep
             // its period (time never goes backwards for the state).
-            return (period + u64::from(elapsed.wrapping_neg()), deficit);
+            return (
+                period.saturating_add(u64::from(elapsed.wrapping_neg())),
+                deficit,
+            );
         }
         (
             period,
