@@ -249,7 +249,7 @@ impl CircuitBreakerBuilder {
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         let rate = |field: &'static str, r: f64| {
             if r > 0.0 && r <= 1.0 {
-                Ok((r * 1_000_000.0).round() as u64)
+                Ok(r)
             } else {
                 Err(ConfigError::new(
                     field,
@@ -257,11 +257,11 @@ impl CircuitBreakerBuilder {
                 ))
             }
         };
-        let failure_ppm = self
+        let failure_rate = self
             .failure_rate
             .map(|r| rate("circuit.failure_rate", r))
             .transpose()?;
-        let slow_ppm = self
+        let slow_rate = self
             .slow
             .map(|(_, r)| rate("circuit.slow_call_rate", r))
             .transpose()?;
@@ -279,13 +279,13 @@ impl CircuitBreakerBuilder {
                 "must be at least 1",
             ));
         }
-        if failure_ppm.is_none() && slow_ppm.is_none() && self.consecutive.is_none() {
+        if failure_rate.is_none() && slow_rate.is_none() && self.consecutive.is_none() {
             return Err(ConfigError::new(
                 "circuit",
                 "needs a trip condition: failure_rate, slow_calls or consecutive_failures",
             ));
         }
-        let rated = failure_ppm.is_some() || slow_ppm.is_some();
+        let rated = failure_rate.is_some() || slow_rate.is_some();
         let window = match self.window {
             Some(w) => Some(w),
             None if rated => Some(DEFAULT_WINDOW),
@@ -416,8 +416,8 @@ impl CircuitBreakerBuilder {
             },
             window: window.map(SlidingWindow::new),
             window_config: window,
-            failure_ppm: failure_ppm.unwrap_or(0),
-            slow_ppm: slow_ppm.unwrap_or(0),
+            failure_rate: failure_rate.unwrap_or(0.0),
+            slow_rate: slow_rate.unwrap_or(0.0),
             slow_after: self.slow.map(|(d, _)| d),
             minimum_calls: u64::from(minimum_calls),
             consecutive_limit: self.consecutive.unwrap_or(0),

@@ -29,8 +29,10 @@ pub(crate) struct Settings {
     pub(crate) store: Store,
     pub(crate) window: Option<SlidingWindow>,
     pub(crate) window_config: Option<Window>,
-    pub(crate) failure_ppm: u64,
-    pub(crate) slow_ppm: u64,
+    /// The failure-rate threshold in (0, 1], `0.0` when not configured.
+    pub(crate) failure_rate: f64,
+    /// The slow-call-rate threshold in (0, 1], `0.0` when not configured.
+    pub(crate) slow_rate: f64,
     pub(crate) slow_after: Option<Duration>,
     pub(crate) minimum_calls: u64,
     pub(crate) consecutive_limit: u32,
@@ -56,8 +58,8 @@ pub(crate) struct Breaker {
     store: Store,
     window: Option<SlidingWindow>,
     window_config: Option<Window>,
-    failure_ppm: u64,
-    slow_ppm: u64,
+    failure_rate: f64,
+    slow_rate: f64,
     /// Calls at least this long are slow (`Duration::MAX`: never).
     slow_after: Duration,
     minimum_calls: u64,
@@ -131,8 +133,8 @@ impl Breaker {
             store: s.store,
             window: s.window,
             window_config: s.window_config,
-            failure_ppm: s.failure_ppm,
-            slow_ppm: s.slow_ppm,
+            failure_rate: s.failure_rate,
+            slow_rate: s.slow_rate,
             slow_after: s.slow_after.unwrap_or(Duration::MAX),
             minimum_calls: s.minimum_calls,
             consecutive_limit: s.consecutive_limit,
@@ -453,12 +455,15 @@ impl Breaker {
         if c.total < self.minimum_calls {
             return None;
         }
-        let scaled = |n: u64| u128::from(n) * 1_000_000;
-        let bar = |ppm: u64| u128::from(ppm) * u128::from(c.total);
-        if self.failure_ppm != 0 && scaled(c.failures) >= bar(self.failure_ppm) {
+        // The observed rate is the correctly rounded quotient, like the configured one: a
+        // rate of `p as f64 / q as f64` is reached by exactly `p` in `q` calls (rounding is
+        // monotonic, and distinct fractions of realistic windows are far more than an ulp
+        // apart). No rounding of the threshold to a coarser grid.
+        let reached = |n: u64, rate: f64| rate > 0.0 && n as f64 / c.total as f64 >= rate;
+        if reached(c.failures, self.failure_rate) {
             return Some(TransitionReason::FailureRate);
         }
-        if self.slow_ppm != 0 && scaled(c.slow) >= bar(self.slow_ppm) {
+        if reached(c.slow, self.slow_rate) {
             return Some(TransitionReason::SlowCallRate);
         }
         None
@@ -467,7 +472,7 @@ impl Breaker {
     fn release_probe(&self, epoch: u32, outcome: Option<(Outcome, Duration)>) {
         let judged = self.judge(outcome);
         let verdict = match judged {
-            Judged::Counted { failed, slow, .. } => Some(failed || (slow && self.slow_ppm != 0)),
+            Judged::Counted { failed, slow, .. } => Some(failed || (slow && self.slow_rate > 0.0)),
             Judged::Cancelled | Judged::Ignored(_) => None,
         };
         // A panic while settling (a custom break generator) gives the permit back.
