@@ -1,13 +1,13 @@
 //! Circuit-breaker behaviour under faults and edge cases: exact rate thresholds, panics,
 //! deadlines, hung probes, stale results, misbehaving observers and clocks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use resilient::circuit::{CircuitBreakerBuilder, Window};
 use resilient::{
-    Acquire, CircuitBreaker, CircuitEvent, CircuitState, Context, Guard, ManualClock, Outcome,
+    Acquire, CircuitBreaker, CircuitState, Context, Guard, ManualClock, Outcome,
     Permit, Rejection,
 };
 
@@ -132,4 +132,93 @@ proptest! {
             prop_assert!(opens(p, q, n, at), "{} of {} against {}/{}", at, n, p, q);
         }
     }
+}
+
+// ---- panics are failures ----------------------------------------------------------------
+
+fn panicking_breaker() -> CircuitBreaker {
+    CircuitBreaker::consecutive_failures(3)
+        .open_for(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+async fn boom() -> Result<(), std::io::Error> {
+    panic!("the operation panicked")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_standalone_call_trips_the_breaker() {
+    let b = panicking_breaker();
+    for _ in 0..3 {
+        let b = b.clone();
+        let joined = tokio::spawn(async move { b.call(boom).await }).await;
+        assert!(joined.unwrap_err().is_panic());
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_panic_is_caught_around_poll_still_counts() {
+    use std::future::{Future, poll_fn};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let b = panicking_breaker();
+    for _ in 0..3 {
+        let mut fut = std::pin::pin!(b.call(boom));
+        let caught = poll_fn(|cx| {
+            std::task::Poll::Ready(catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))))
+        })
+        .await;
+        assert!(caught.is_err());
+        // the future is only dropped now, outside the unwind
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[test]
+fn a_panicking_blocking_call_trips_the_breaker() {
+    let b = panicking_breaker();
+    for _ in 0..3 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            b.call_blocking(|| -> Result<(), ()> { panic!("the operation panicked") })
+        }));
+        assert!(r.is_err());
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_operation_trips_a_pipeline_breaker() {
+    use resilient::{Pipeline, Retry};
+    for per_attempt in [false, true] {
+        let b = panicking_breaker();
+        let builder = Pipeline::builder();
+        let p = if per_attempt {
+            builder.retry(Retry::immediate().attempts(2)).circuit_breaker(&b)
+        } else {
+            builder.circuit_breaker(&b).retry(Retry::immediate().attempts(2))
+        }
+        .build()
+        .unwrap();
+        for _ in 0..3 {
+            let p = p.clone();
+            let joined = tokio::spawn(async move { p.execute(boom).await }).await;
+            assert!(joined.unwrap_err().is_panic());
+        }
+        assert_eq!(b.state(), CircuitState::Open, "per attempt: {per_attempt}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_service_trips_the_breaker_layer() {
+    use tower::{Service, ServiceExt, service_fn};
+    let b = panicking_breaker();
+    for _ in 0..3 {
+        let mut svc = tower::ServiceBuilder::new()
+            .layer(b.layer())
+            .service(service_fn(|_: ()| boom()));
+        let joined = tokio::spawn(async move { svc.ready().await.unwrap().call(()).await }).await;
+        assert!(joined.unwrap_err().is_panic());
+    }
+    assert_eq!(b.state(), CircuitState::Open);
 }

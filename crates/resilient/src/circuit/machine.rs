@@ -298,6 +298,17 @@ impl Breaker {
     }
 
     // ---- recording -------------------------------------------------------------------
+
+    /// How a standalone call (or a layer's) admitted at `started` is released when it is
+    /// dropped before it finished: a failure if its thread is panicking (the operation
+    /// panicked), otherwise a cancellation.
+    pub(crate) fn dropped(&self, started: Option<Duration>) -> Option<(Outcome, Duration)> {
+        let took = || started.map_or(Duration::ZERO, |t| self.clock.now().saturating_sub(t));
+        if std::thread::panicking() {
+            return Some((Outcome::Failure, took()));
+        }
+        None
+    }
     //
     // The state is updated first and events are emitted after: observers (user code) run
     // when the permit is already accounted for, so a panicking observer cannot leak it.

@@ -137,6 +137,10 @@ impl fmt::Debug for CircuitBreaker {
 struct Held<'a> {
     breaker: &'a Breaker,
     token: Option<u64>,
+    started: Option<Duration>,
+    /// The operation returned: a panic from here on (the classifier's) is not the
+    /// dependency's failure, and releases the admission uncounted.
+    finished: bool,
 }
 
 impl Held<'_> {
@@ -153,7 +157,31 @@ impl Drop for Held<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(t) = self.token.take() {
-            self.breaker.release(t, None);
+            // a panicking operation is a failure; a panicking classifier is not counted
+            let outcome = if self.finished {
+                None
+            } else {
+                self.breaker.dropped(self.started)
+            };
+            self.breaker.release(t, outcome);
+        }
+    }
+}
+
+/// Armed around polling a call's operation: if the poll panics, the admission is released
+/// as a failure at once (even if the future itself is dropped later, after the panic was
+/// caught). Defused with `mem::forget` when the poll returns.
+struct PollPanic<'a> {
+    breaker: &'a Breaker,
+    token: &'a mut u64,
+    started: Option<Duration>,
+}
+
+impl Drop for PollPanic<'_> {
+    fn drop(&mut self) {
+        let token = std::mem::replace(self.token, NO_TOKEN);
+        if token != NO_TOKEN {
+            self.breaker.release(token, self.breaker.dropped(self.started));
         }
     }
 }
@@ -178,8 +206,10 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if *this.token != NO_TOKEN {
-                // Dropped before the call finished: released, not counted.
-                this.breaker.inner.release(*this.token, None);
+                // Dropped before the call finished: a cancellation, unless it is dropped
+                // by a panic.
+                let inner = &this.breaker.inner;
+                inner.release(*this.token, inner.dropped(*this.started));
             }
         }
     }
@@ -220,16 +250,31 @@ where
             .as_mut()
             .as_pin_mut()
             .expect("Call polled after completion");
-        let result = ready!(fut.poll(cx));
+        let result = if *this.token == NO_TOKEN {
+            ready!(fut.poll(cx))
+        } else {
+            let armed = PollPanic {
+                breaker: inner,
+                token: this.token,
+                started: *this.started,
+            };
+            let polled = fut.poll(cx);
+            std::mem::forget(armed);
+            ready!(polled)
+        };
         if *this.token != NO_TOKEN {
-            // Judged before the token is taken: a panicking classifier still releases it
-            // (as cancelled) on drop.
+            // Held while judging: a panicking classifier still releases it (uncounted).
+            let held = Held {
+                breaker: inner,
+                token: Some(std::mem::replace(this.token, NO_TOKEN)),
+                started: None,
+                finished: true,
+            };
             let outcome = this.classify.classify(&result);
             let took = this
                 .started
                 .map_or(Duration::ZERO, |t| inner.clock.now().saturating_sub(t));
-            let token = std::mem::replace(this.token, NO_TOKEN);
-            inner.release(token, Some((outcome, took)));
+            held.record(outcome, took);
         }
         Poll::Ready(result.map_err(Error::Inner))
     }
@@ -410,13 +455,16 @@ impl CircuitBreaker {
         C: Classify<T, E>,
         F: FnOnce() -> Result<T, E>,
     {
-        let held = self.admit()?;
+        let mut held = self.admit()?;
         let measure = self.inner.measures_duration();
         let t0 = measure.then(|| self.inner.clock.now());
+        held.started = t0;
+        // A panicking `op` releases the admission as a failure on unwind.
         let result = op();
         let took = t0.map_or(Duration::ZERO, |t| self.inner.clock.now().saturating_sub(t));
-        // Judged before the admission is given up: a panicking classifier releases it (as
-        // cancelled) on unwind.
+        held.finished = true;
+        // Judged before the admission is given up: a panicking classifier releases it
+        // (uncounted) on unwind.
         let outcome = classify.classify(&result);
         held.record(outcome, took);
         result.map_err(Error::Inner)
@@ -428,10 +476,14 @@ impl CircuitBreaker {
             Ok(Admit::Token(t)) => Ok(Held {
                 breaker: &self.inner,
                 token: Some(t),
+                started: None,
+                finished: false,
             }),
             Ok(Admit::Free) => Ok(Held {
                 breaker: &self.inner,
                 token: None,
+                started: None,
+                finished: false,
             }),
             Err(r) => Err(r.into()),
         }
