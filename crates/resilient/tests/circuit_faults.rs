@@ -222,3 +222,105 @@ async fn a_panicking_service_trips_the_breaker_layer() {
     }
     assert_eq!(b.state(), CircuitState::Open);
 }
+
+// ---- a deadline that fires is a failure ------------------------------------------------
+
+async fn hang() -> Result<(), std::io::Error> {
+    std::future::pending().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_deadline_counts_for_a_breaker_after_retry() {
+    use resilient::{Error, Pipeline, Retry, Timeout};
+    let b = CircuitBreaker::consecutive_failures(2)
+        .open_for(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for per_call_too in [false, true] {
+        b.reset();
+        let other = CircuitBreaker::consecutive_failures(100).build().unwrap();
+        let mut builder = Pipeline::builder().timeout(Timeout::request(SEC));
+        if per_call_too {
+            // a per-call guard moves the deadline timer into the per-call phase
+            builder = builder.circuit_breaker(&other);
+        }
+        let p = builder
+            .retry(Retry::immediate().attempts(3))
+            .circuit_breaker(&b)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let r = p.execute(hang).await;
+            assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+        }
+        assert_eq!(b.state(), CircuitState::Open, "per-call guard too: {per_call_too}");
+        let r = p.execute(hang).await;
+        assert!(matches!(r, Err(Error::CircuitOpen { .. })), "{r:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_pipeline_call_is_still_not_counted() {
+    use resilient::{Pipeline, Retry};
+    let b = CircuitBreaker::consecutive_failures(1).build().unwrap();
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(3))
+        .circuit_breaker(&b)
+        .build()
+        .unwrap();
+    let r = tokio::time::timeout(SEC, p.execute(hang)).await;
+    assert!(r.is_err());
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.snapshot().consecutive_failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_under_tower_timeout_counts_timeouts_past_its_call_timeout() {
+    use tower::timeout::TimeoutLayer;
+    use tower::{Service, ServiceExt, service_fn};
+    let b = CircuitBreaker::consecutive_failures(2)
+        .call_timeout(Duration::from_millis(900))
+        .open_for(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let svc = |timeout: Duration| {
+        tower::ServiceBuilder::new()
+            .layer(TimeoutLayer::new(timeout))
+            .layer(b.layer())
+            .service(service_fn(|_: ()| hang()))
+    };
+    // dropped before the call timeout: a cancellation
+    for _ in 0..3 {
+        let mut s = svc(Duration::from_millis(500));
+        assert!(s.ready().await.unwrap().call(()).await.is_err());
+    }
+    assert_eq!(b.state(), CircuitState::Closed);
+    // dropped by a timeout the breaker's call timeout anticipates: failures
+    for _ in 0..2 {
+        let mut s = svc(SEC);
+        assert!(s.ready().await.unwrap().call(()).await.is_err());
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standalone_call_under_a_timeout_defaults_to_the_slow_call_duration() {
+    let b = CircuitBreaker::consecutive_failures(2)
+        .slow_calls(Duration::from_millis(800), 1.0)
+        .open_for(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert!(tokio::time::timeout(SEC, b.call(hang)).await.is_err());
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[test]
+fn a_zero_call_timeout_is_rejected() {
+    let err = CircuitBreaker::consecutive_failures(1)
+        .call_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "circuit.call_timeout");
+}

@@ -57,6 +57,7 @@ pub struct CircuitBreakerBuilder {
     probes: u32,
     required: Option<u32>,
     max_half_open_wait: Option<Duration>,
+    call_timeout: Option<Duration>,
     clock: SharedClock,
     random: SharedRandom,
     observers: Vec<Arc<dyn CircuitObserver>>,
@@ -99,6 +100,7 @@ impl CircuitBreakerBuilder {
             probes: 1,
             required: None,
             max_half_open_wait: None,
+            call_timeout: None,
             clock: system_clock(),
             random: thread_random(),
             observers: Vec::new(),
@@ -206,6 +208,32 @@ impl CircuitBreakerBuilder {
     /// Reopens if half-open has not concluded within `d` (for example because probes hang).
     pub fn max_half_open_wait(mut self, d: Duration) -> Self {
         self.max_half_open_wait = Some(d);
+        self
+    }
+
+    /// A standalone call ([`CircuitBreaker::call`](crate::CircuitBreaker::call)) or a
+    /// [layer](crate::CircuitBreaker::layer)'s call whose future is dropped unfinished after
+    /// running at least `d` counts as a failure (timed out), not as a cancellation; one
+    /// dropped sooner stays a cancellation.
+    ///
+    /// The breaker cannot see a timeout wrapped around it (tower's `Timeout` around
+    /// `breaker.layer()`, `tokio::time::timeout` around `breaker.call(..)`): set `d` to a
+    /// little under that timeout, so that a dependency that only hangs still trips the
+    /// breaker. Default: the slow-call duration when [slow calls](Self::slow_calls) are
+    /// configured, otherwise none (every unfinished drop is a cancellation). In a pipeline
+    /// this is not needed: a request deadline that fires is always recorded as a failure.
+    ///
+    /// ```
+    /// use resilient::CircuitBreaker;
+    /// use std::time::Duration;
+    /// // under `tower::timeout::TimeoutLayer::new(Duration::from_secs(2))`:
+    /// let b = CircuitBreaker::consecutive_failures(5)
+    ///     .call_timeout(Duration::from_millis(1900))
+    ///     .build();
+    /// assert!(b.is_ok());
+    /// ```
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = Some(d);
         self
     }
 
@@ -380,6 +408,12 @@ impl CircuitBreakerBuilder {
                 ),
             ));
         }
+        if self.call_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "circuit.call_timeout",
+                "must be greater than zero",
+            ));
+        }
         if self.max_half_open_wait.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
                 "circuit.max_half_open_wait",
@@ -425,6 +459,7 @@ impl CircuitBreakerBuilder {
             probes: self.probes,
             required,
             max_half_open_wait: self.max_half_open_wait,
+            call_timeout: self.call_timeout.or(self.slow.map(|(d, _)| d)),
             clock: self.clock,
             observers: self.observers,
         };

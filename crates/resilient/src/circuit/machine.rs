@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) probes: u32,
     pub(crate) required: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
+    /// Unfinished standalone calls dropped after this long are failures.
+    pub(crate) call_timeout: Option<Duration>,
     pub(crate) clock: SharedClock,
     pub(crate) observers: Vec<Arc<dyn CircuitObserver>>,
 }
@@ -70,6 +72,8 @@ pub(crate) struct Breaker {
     probes: u32,
     required: u32,
     max_half_open_wait: Option<Duration>,
+    /// Unfinished standalone calls dropped after this long are failures (`MAX`: never).
+    call_timeout: Duration,
     pub(crate) clock: SharedClock,
     observers: Observers,
     rejected: AtomicU64,
@@ -144,6 +148,7 @@ impl Breaker {
             probes: s.probes,
             required: s.required,
             max_half_open_wait: s.max_half_open_wait,
+            call_timeout: s.call_timeout.unwrap_or(Duration::MAX),
             clock: s.clock,
             observers: Observers(s.observers.into()),
             rejected: AtomicU64::new(0),
@@ -164,7 +169,9 @@ impl Breaker {
     /// Whether a standalone call needs to measure its duration.
     #[inline]
     pub(crate) fn measures_duration(&self) -> bool {
-        self.slow_after != Duration::MAX || !self.observers.is_empty()
+        self.slow_after != Duration::MAX
+            || self.call_timeout != Duration::MAX
+            || !self.observers.is_empty()
     }
 
     pub(crate) fn state(&self) -> CircuitState {
@@ -301,11 +308,18 @@ impl Breaker {
 
     /// How a standalone call (or a layer's) admitted at `started` is released when it is
     /// dropped before it finished: a failure if its thread is panicking (the operation
-    /// panicked), otherwise a cancellation.
+    /// panicked) or if it ran for at least the call timeout (an outer timeout the breaker
+    /// cannot see cut it short), otherwise a cancellation.
     pub(crate) fn dropped(&self, started: Option<Duration>) -> Option<(Outcome, Duration)> {
         let took = || started.map_or(Duration::ZERO, |t| self.clock.now().saturating_sub(t));
         if std::thread::panicking() {
             return Some((Outcome::Failure, took()));
+        }
+        if self.call_timeout != Duration::MAX && started.is_some() {
+            let took = took();
+            if took >= self.call_timeout {
+                return Some((Outcome::Failure, took));
+            }
         }
         None
     }

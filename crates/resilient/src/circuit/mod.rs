@@ -26,10 +26,13 @@
 //!
 //! Results are judged by the pipeline's [`crate::Classify`]: [`crate::Outcome::Ignored`]
 //! results are not counted. Placed before `.retry(..)` the breaker counts one logical call
-//! once, however many attempts it made; after it, every attempt counts. An attempt ended by
-//! the operation timeout counts as a failure, and so does a call that the request timeout
-//! ends while a per-call breaker admitted it (a dependency that only hangs must still trip
-//! the breaker); a call the caller cancels is not counted.
+//! once, however many attempts it made; after it, every attempt counts. A deadline that
+//! fires is a failure for every breaker holding a permit: an attempt ended by the operation
+//! timeout, and a call or attempt that the request timeout (or an inherited deadline) ends
+//! (a dependency that only hangs must still trip the breaker). A call whose operation
+//! panics is a failure too. A call the caller cancels is not counted. A standalone call or
+//! a layer's call cannot see a timeout wrapped around it: one dropped unfinished after
+//! running at least [`CircuitBreakerBuilder::call_timeout`] counts as a timed-out failure.
 //!
 //! # Three ways to use it
 //!

@@ -32,6 +32,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{AMBIENT, Ambient};
+use crate::core::guard::DeadlineFired;
 use crate::{
     Acquire, AllErrors, Classify, ConfigError, Context, Error, FailedAttempt, Guard, OnRetry,
     Outcome, Permit, Rejection, Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope,
@@ -467,7 +468,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // One poll loop for cancellation, the body and the deadline (in that order), rather
         // than nested combinators: the body future is moved once, not once per wrapper.
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
-        let mut body = pin!(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op)));
+        // In an `Option` so that a fired deadline can drop it in place (see below).
+        let mut body = pin!(Some(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op))));
         // With per-call guards, `call` owns the deadline timer (it must record the timeout
         // on their permits); one timer per call either way.
         let mut sleep = pin!(
@@ -482,16 +484,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             {
                 return Poll::Ready(Err(Error::Cancelled));
             }
-            if let Poll::Ready(r) = body.as_mut().poll(cx) {
+            if let Some(b) = body.as_mut().as_pin_mut()
+                && let Poll::Ready(r) = b.poll(cx)
+            {
                 return Poll::Ready(r);
             }
             if let Some(s) = sleep.as_mut().as_pin_mut()
                 && s.poll(cx).is_ready()
             {
-                return Poll::Ready(Err(Error::Timeout {
-                    scope,
-                    elapsed: start.map_or(Duration::ZERO, |s| s.elapsed()),
-                }));
+                let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+                // Permits held by the attempt in flight record the deadline as a failure.
+                let _fired = DeadlineFired::enter(elapsed);
+                body.set(None);
+                return Poll::Ready(Err(Error::Timeout { scope, elapsed }));
             }
             Poll::Pending
         })
@@ -559,13 +564,23 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let (result, outcome) = if deadline.is_none() {
             self.retry_loop(ctx, op).await
         } else {
-            let mut attempts = pin!(self.retry_loop(ctx, op));
+            let mut attempts = pin!(Some(self.retry_loop(ctx, op)));
             poll_fn(|cx| {
-                if let Poll::Ready(r) = attempts.as_mut().poll(cx) {
+                if let Some(a) = attempts.as_mut().as_pin_mut()
+                    && let Poll::Ready(r) = a.poll(cx)
+                {
                     return Poll::Ready(r);
                 }
                 match expired(cx, &mut expiry) {
-                    Some(timeout) => Poll::Ready((Err(timeout), Outcome::Failure)),
+                    Some(timeout) => {
+                        // Permits held by the attempt in flight (per-attempt guards) record
+                        // the deadline as a failure too, not as a cancellation.
+                        if let Error::Timeout { elapsed, .. } = &timeout {
+                            let _fired = DeadlineFired::enter(*elapsed);
+                            attempts.set(None);
+                        }
+                        Poll::Ready((Err(timeout), Outcome::Failure))
+                    }
                     None => Poll::Pending,
                 }
             })
