@@ -324,3 +324,54 @@ fn a_zero_call_timeout_is_rejected() {
         .unwrap_err();
     assert_eq!(err.field(), "circuit.call_timeout");
 }
+
+// ---- the half-open phase is bounded ------------------------------------------------------
+
+#[test]
+fn max_half_open_wait_reopens_even_with_free_probe_permits() {
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .half_open_probes(4)
+            .max_half_open_wait(5 * SEC),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    let hung = admit(&b).expect("first probe");
+    clock.advance(5 * SEC);
+    assert!(admit(&b).is_err(), "no probe admitted past the wait");
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(b.snapshot().failed_recoveries, 1);
+    drop(hung);
+}
+
+#[test]
+fn a_probe_result_after_the_wait_is_not_counted() {
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .max_half_open_wait(5 * SEC),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    let late = admit(&b).expect("probe");
+    clock.advance(6 * SEC);
+    late.record(Outcome::Success, 6 * SEC);
+    assert_eq!(b.state(), CircuitState::Open, "the phase was over");
+}
+
+#[test]
+fn by_default_a_hung_probe_is_given_up_after_one_break() {
+    let (b, clock) = build(CircuitBreaker::consecutive_failures(1).open_for(10 * SEC));
+    fail(&b);
+    clock.advance(10 * SEC);
+    let _hung = admit(&b).expect("probe");
+    clock.advance(9 * SEC);
+    assert!(admit(&b).is_err(), "half-open, probe busy");
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    clock.advance(SEC);
+    assert_eq!(retry_after(&b), Some(10 * SEC), "reopened for a new break");
+    clock.advance(10 * SEC);
+    ok(&b);
+    assert_eq!(b.state(), CircuitState::Closed, "a new probe closed it");
+}

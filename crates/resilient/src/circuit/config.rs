@@ -205,7 +205,14 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// Reopens if half-open has not concluded within `d` (for example because probes hang).
+    /// Reopens if half-open has not concluded within `d` (for example because probes
+    /// hang): once `d` has passed since the breaker went half-open, the next call or probe
+    /// result moves it back to open (a new break), whether or not probe permits are free,
+    /// and a probe result arriving after that is not counted.
+    ///
+    /// Default: the base break ([`open_for`](Self::open_for), or the first break of
+    /// [`break_duration_with`](Self::break_duration_with)), capped by a pipeline's `circuit`
+    /// timeout. So a hung probe never keeps the breaker half-open for longer than a break.
     pub fn max_half_open_wait(mut self, d: Duration) -> Self {
         self.max_half_open_wait = Some(d);
         self

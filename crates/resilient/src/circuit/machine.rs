@@ -246,6 +246,17 @@ impl Breaker {
                     }
                 }
                 HalfOpen => {
+                    // The maximum wait bounds the whole phase: once it is over, the breaker
+                    // reopens whether or not probe permits are free.
+                    let now = self.clock.now();
+                    let until = self.phase_end(w, now, || self.half_open_wait());
+                    if now >= until {
+                        match self.transition(w, Open, TransitionReason::HalfOpenTimeout, now) {
+                            Ok(next) => w = next,
+                            Err(actual) => w = actual,
+                        }
+                        continue;
+                    }
                     let issued = w.probes_issued();
                     if issued < self.probes {
                         match self.store.cas(w, w.with_issued(issued + 1)) {
@@ -256,20 +267,17 @@ impl Breaker {
                             }
                         }
                     }
-                    if let Some(max) = self.max_half_open_wait {
-                        let now = self.clock.now();
-                        if now >= self.phase_end(w, now, || max) {
-                            match self.transition(w, Open, TransitionReason::HalfOpenTimeout, now) {
-                                Ok(next) => w = next,
-                                Err(actual) => w = actual,
-                            }
-                            continue;
-                        }
-                    }
                     return Err(self.reject(HalfOpen, None));
                 }
             }
         }
+    }
+
+    /// The longest half-open phase: the configured maximum wait or, by default, the base
+    /// break (so that one hung probe cannot keep the breaker half-open forever).
+    fn half_open_wait(&self) -> Duration {
+        self.max_half_open_wait
+            .unwrap_or_else(|| self.recovery.base())
     }
 
     /// When the phase `w` ends. A phase whose deadline is missing (its writer has not
@@ -522,7 +530,17 @@ impl Breaker {
                 return None;
             }
             let now = || self.clock.now();
-            let attempt = if failed {
+            let t = now();
+            let attempt = if t >= self.phase_end(w, t, || self.half_open_wait()) {
+                // The phase is over: the verdict comes too late, the breaker reopens.
+                self.publish(w, w.next(Open), t).map(|_| {
+                    Some(After::Moved(
+                        HalfOpen,
+                        Open,
+                        TransitionReason::HalfOpenTimeout,
+                    ))
+                })
+            } else if failed {
                 self.publish(w, w.next(Open), now())
                     .map(|_| Some(After::Moved(HalfOpen, Open, TransitionReason::ProbeFailed)))
             } else if w.probe_successes() + 1 >= self.required {
@@ -603,9 +621,7 @@ impl Breaker {
                         .duration(failed.saturating_add(u32::from(failed_recovery))),
                 )
             }
-            HalfOpen => self
-                .max_half_open_wait
-                .map_or(Duration::MAX, |max| now.saturating_add(max)),
+            HalfOpen => now.saturating_add(self.half_open_wait()),
             _ => Duration::MAX,
         };
         self.store.cas(from, next)?;

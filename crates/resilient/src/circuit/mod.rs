@@ -16,7 +16,9 @@
 //! - [`CircuitState::HalfOpen`]: exactly `half_open_probes` calls are admitted. Permits are
 //!   RAII: a probe whose future is dropped gives its permit back and counts as neither
 //!   success nor failure. The required successes close the breaker; a failed (or slow)
-//!   probe reopens it; an optional maximum wait reopens it if probes hang.
+//!   probe reopens it; so does the end of the maximum half-open wait (by default one base
+//!   break), whether or not probe permits are free, so that hung probes cannot keep it
+//!   half-open.
 //! - Manual: [`CircuitState::Isolated`] (forced open), [`CircuitState::Disabled`] (always
 //!   pass, record nothing) and [`CircuitState::MetricsOnly`] (record and emit events, never
 //!   reject; [`CircuitEvent::ThresholdExceeded`] says when it would have opened).

@@ -49,6 +49,18 @@ impl Recovery {
         (n != u64::MAX).then(|| Duration::from_nanos(n))
     }
 
+    /// The first break (no failed recovery yet), without jitter, capped.
+    pub(crate) fn base(&self) -> Duration {
+        let d = match &self.schedule {
+            Schedule::Backoff { base, .. } => *base,
+            Schedule::Custom(f) => f(0),
+        };
+        match self.cap() {
+            Some(cap) => d.min(cap),
+            None => d,
+        }
+    }
+
     /// The break after `failed_recoveries` failed half-open attempts in a row.
     pub(crate) fn duration(&self, failed_recoveries: u32) -> Duration {
         let d = match &self.schedule {
