@@ -300,7 +300,11 @@ fn half_open_admits_exactly_n_probes_and_closes_after_successes() {
     let p1 = admit(&b).expect("first probe");
     assert_eq!(b.state(), CircuitState::HalfOpen);
     let p2 = admit(&b).expect("second probe");
-    assert_eq!(retry_after(&b), None, "no third probe");
+    assert_eq!(
+        retry_after(&b),
+        Some(SEC),
+        "no third probe (until the default wait, one break, ends)"
+    );
     assert_eq!(b.snapshot().probes_in_flight, 2);
     p1.record(Outcome::Success, MS);
     assert_eq!(b.state(), CircuitState::HalfOpen);
@@ -624,7 +628,11 @@ fn half_open_max_wait_reopens_when_probes_hang() {
     clock.advance(SEC);
     let hung = admit(&b).unwrap();
     clock.advance(4 * SEC);
-    assert_eq!(retry_after(&b), None, "still half-open, probe busy");
+    assert_eq!(
+        retry_after(&b),
+        Some(SEC),
+        "still half-open, probe busy: the rest of the wait"
+    );
     assert_eq!(b.state(), CircuitState::HalfOpen);
     clock.advance(SEC);
     assert_eq!(

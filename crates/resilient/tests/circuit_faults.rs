@@ -375,3 +375,17 @@ fn by_default_a_hung_probe_is_given_up_after_one_break() {
     ok(&b);
     assert_eq!(b.state(), CircuitState::Closed, "a new probe closed it");
 }
+
+#[test]
+fn half_open_rejections_say_how_long_the_phase_may_last() {
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .max_half_open_wait(5 * SEC),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    let _probe = admit(&b).expect("probe");
+    clock.advance(2 * SEC);
+    assert_eq!(retry_after(&b), Some(3 * SEC));
+}

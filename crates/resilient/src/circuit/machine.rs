@@ -267,7 +267,9 @@ impl Breaker {
                             }
                         }
                     }
-                    return Err(self.reject(HalfOpen, None));
+                    // Every permit is out: the earliest a call can pass is when the phase
+                    // ends (a probe may settle sooner, but that cannot be known).
+                    return Err(self.reject(HalfOpen, Some(until - now)));
                 }
             }
         }
