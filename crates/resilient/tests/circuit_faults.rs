@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use resilient::circuit::{CircuitBreakerBuilder, Window};
 use resilient::{
-    Acquire, CircuitBreaker, CircuitState, Context, Guard, ManualClock, Outcome,
+    Acquire, CircuitBreaker, CircuitEvent, CircuitState, Context, Guard, ManualClock, Outcome,
     Permit, Rejection,
 };
 
@@ -388,4 +388,90 @@ fn half_open_rejections_say_how_long_the_phase_may_last() {
     let _probe = admit(&b).expect("probe");
     clock.advance(2 * SEC);
     assert_eq!(retry_after(&b), Some(3 * SEC));
+}
+
+// ---- stale results, misbehaving observers --------------------------------------------------
+
+/// A store whose next `load` first lets another transition happen, then answers with the
+/// word it saw before it: the caller acts on a state that has just been replaced.
+#[derive(Default)]
+struct RacingStore {
+    local: resilient::circuit::LocalStore,
+    #[allow(clippy::type_complexity)]
+    before_next_load: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for RacingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RacingStore")
+    }
+}
+
+impl resilient::circuit::StateStore for RacingStore {
+    fn load(&self) -> resilient::circuit::StateWord {
+        let hook = self.before_next_load.lock().unwrap().take();
+        let seen = self.local.load();
+        if let Some(hook) = hook {
+            hook();
+        }
+        seen
+    }
+    fn compare_exchange(
+        &self,
+        current: resilient::circuit::StateWord,
+        new: resilient::circuit::StateWord,
+    ) -> Result<(), resilient::circuit::StateWord> {
+        self.local.compare_exchange(current, new)
+    }
+    fn load_deadline(&self) -> resilient::circuit::PhaseDeadline {
+        self.local.load_deadline()
+    }
+    fn compare_exchange_deadline(
+        &self,
+        current: resilient::circuit::PhaseDeadline,
+        new: resilient::circuit::PhaseDeadline,
+    ) -> Result<(), resilient::circuit::PhaseDeadline> {
+        self.local.compare_exchange_deadline(current, new)
+    }
+}
+
+#[test]
+fn a_late_failure_does_not_count_in_the_next_closed_phase() {
+    let store = Arc::new(RacingStore::default());
+    let (b, _clock) = build(CircuitBreaker::consecutive_failures(2).store(store.clone()));
+    let old = admit(&b).expect("admitted in the first closed phase");
+    let other = b.clone();
+    // the phase ends (a reset: a new closed phase) just as the old call records
+    *store.before_next_load.lock().unwrap() = Some(Box::new(move || other.reset()));
+    old.record(Outcome::Failure, MS);
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Closed, "one failure of this phase");
+    assert_eq!(b.snapshot().consecutive_failures, 1);
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_observer_cannot_break_calls() {
+    use resilient::{Error, Pipeline};
+    let b = CircuitBreaker::consecutive_failures(2)
+        .open_for(SEC)
+        .observer(|_: &str, _: &CircuitEvent| panic!("observer bug"))
+        .build()
+        .unwrap();
+    let p = Pipeline::builder().circuit_breaker(&b).build().unwrap();
+    for _ in 0..2 {
+        let r = p.execute(|| async { Err::<(), _>("down") }).await;
+        assert!(matches!(r, Err(Error::Inner("down"))), "{r:?}");
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+    let r = p.execute(|| async { Ok::<_, ()>(()) }).await;
+    assert!(matches!(r, Err(Error::CircuitOpen { .. })), "{r:?}");
+    let r = b.call(|| async { Ok::<_, ()>(()) }).await;
+    assert!(matches!(r, Err(Error::CircuitOpen { .. })), "{r:?}");
+    tokio::time::sleep(SEC).await;
+    // the probe (its transition event panics in the observer) still closes the breaker
+    b.call(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.snapshot().probes_in_flight, 0);
 }

@@ -66,7 +66,9 @@ pub(crate) struct Breaker {
     slow_after: Duration,
     minimum_calls: u64,
     consecutive_limit: u32,
-    consecutive: AtomicU32,
+    /// Consecutive failures (low 32 bits) of the closed phase whose epoch is in the high
+    /// bits: a late result of an older phase cannot count in a newer one.
+    consecutive: AtomicU64,
     recovery: Recovery,
     failed_recoveries: AtomicU32,
     probes: u32,
@@ -142,7 +144,7 @@ impl Breaker {
             slow_after: s.slow_after.unwrap_or(Duration::MAX),
             minimum_calls: s.minimum_calls,
             consecutive_limit: s.consecutive_limit,
-            consecutive: AtomicU32::new(0),
+            consecutive: AtomicU64::new(0),
             recovery: s.recovery,
             failed_recoveries: AtomicU32::new(0),
             probes: s.probes,
@@ -445,13 +447,30 @@ impl Breaker {
         }
         let mut trip = None;
         if self.consecutive_limit != 0 {
+            let tag = u64::from(epoch) << 32;
             if failed {
-                let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-                if n >= self.consecutive_limit {
+                let counted =
+                    self.consecutive
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                            (c & !u64::from(u32::MAX) == tag)
+                                .then(|| tag | u64::from((c as u32).saturating_add(1)))
+                        });
+                if let Ok(before) = counted
+                    && (before as u32).saturating_add(1) >= self.consecutive_limit
+                {
                     trip = Some(TransitionReason::ConsecutiveFailures);
                 }
-            } else if self.consecutive.load(Ordering::Relaxed) != 0 {
-                self.consecutive.store(0, Ordering::Relaxed);
+            } else {
+                // a success resets the count of its own phase only
+                let current = self.consecutive.load(Ordering::Relaxed);
+                if current != tag && current & !u64::from(u32::MAX) == tag {
+                    let _ = self.consecutive.compare_exchange(
+                        current,
+                        tag,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
             }
         }
         // Whether the window's verdict is known (a count window reports nothing when a
@@ -609,7 +628,8 @@ impl Breaker {
             if let Some(w) = &self.window {
                 w.reset();
             }
-            self.consecutive.store(0, Ordering::Release);
+            self.consecutive
+                .store(u64::from(next.epoch()) << 32, Ordering::Release);
             self.over_threshold.store(false, Ordering::Release);
         }
         // The break is computed before `Open` is published: a custom generator that panics
@@ -760,7 +780,7 @@ impl Breaker {
             failed_calls: counts.failures,
             slow_calls: counts.slow,
             rejected_calls: self.rejected.load(Ordering::Relaxed),
-            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed) as u32,
             retry_after,
             failed_recoveries: self.failed_recoveries.load(Ordering::Relaxed),
             probes_in_flight: if w.state() == HalfOpen {
