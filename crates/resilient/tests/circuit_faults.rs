@@ -475,3 +475,97 @@ async fn a_panicking_observer_cannot_break_calls() {
     assert_eq!(b.state(), CircuitState::Closed);
     assert_eq!(b.snapshot().probes_in_flight, 0);
 }
+
+// ---- clocks far ahead or stepping back ----------------------------------------------------
+
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
+
+#[test]
+fn a_clock_read_far_ahead_keeps_breaks() {
+    let (b, clock) = build(CircuitBreaker::consecutive_failures(1).open_for(30 * SEC));
+    clock.set(200 * YEAR);
+    fail(&b);
+    clock.advance(10 * SEC);
+    assert_eq!(retry_after(&b), Some(20 * SEC), "still open");
+    assert!(!b.is_ready());
+    assert_eq!(b.snapshot().retry_after, Some(20 * SEC));
+    clock.advance(20 * SEC);
+    ok(&b);
+    assert_eq!(b.state(), CircuitState::Closed);
+    // near the end of what a ManualClock can read
+    clock.set(Duration::from_micros(u64::MAX / 1000) - YEAR);
+    fail(&b);
+    clock.advance(29 * SEC);
+    assert_eq!(retry_after(&b), Some(SEC));
+}
+
+/// A clock that can be set anywhere, backwards too (a misbehaving custom clock).
+#[derive(Debug, Default, Clone)]
+struct SteppingClock(Arc<std::sync::atomic::AtomicU64>);
+
+impl SteppingClock {
+    fn set(&self, to: Duration) {
+        self.0
+            .store(to.as_nanos() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl resilient::Clock for SteppingClock {
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[test]
+fn a_clock_stepping_back_locks_out_for_at_most_the_longest_break() {
+    let clock = SteppingClock::default();
+    let b = CircuitBreaker::consecutive_failures(1)
+        .open_for(30 * SEC)
+        .break_backoff(2.0, 60 * SEC)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    clock.set(10_000 * SEC);
+    fail(&b); // open until 10_030 s
+    clock.set(SEC); // the clock steps back by almost three hours
+    let wait = retry_after(&b).expect("open");
+    assert!(wait <= 60 * SEC, "{wait:?}");
+    clock.set(SEC + wait);
+    ok(&b);
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[test]
+fn a_hung_probe_under_a_clock_stepping_back_is_given_up_in_time() {
+    let clock = SteppingClock::default();
+    let b = CircuitBreaker::consecutive_failures(1)
+        .open_for(SEC)
+        .max_half_open_wait(5 * SEC)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    clock.set(10_000 * SEC);
+    fail(&b);
+    clock.set(10_001 * SEC);
+    let _hung = admit(&b).expect("probe");
+    clock.set(SEC);
+    assert!(retry_after(&b).expect("half-open") <= 5 * SEC);
+    clock.set(6 * SEC);
+    assert!(admit(&b).is_err());
+    assert_eq!(b.state(), CircuitState::Open, "the half-open wait ended");
+}
+
+#[test]
+fn an_endless_break_saturates() {
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(Duration::MAX)
+            .break_backoff(2.0, Duration::MAX),
+    );
+    clock.set(100 * YEAR);
+    fail(&b);
+    let wait = retry_after(&b).expect("open");
+    assert!(wait > 30 * YEAR, "{wait:?}");
+    clock.advance(YEAR);
+    assert!(retry_after(&b).expect("still open") < wait);
+}

@@ -16,7 +16,7 @@ use super::events::{CircuitEvent, CircuitObserver, Observers, TransitionReason};
 use super::health::{self, HealthCell, HealthCheck, HealthState, Hysteresis};
 use super::recovery::Recovery;
 use super::snapshot::CircuitSnapshot;
-use super::state::{CircuitState, PhaseDeadline, StateWord, split_token};
+use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, split_token};
 use super::store::Store;
 use super::window::{Counts, SlidingWindow, Window, code};
 use crate::{ConfigError, Outcome, Rejection, SharedClock, Timeouts};
@@ -194,11 +194,11 @@ impl Breaker {
         let w = self.store.load();
         match w.state() {
             Isolated => false,
-            Open => self
-                .store
-                .load_deadline()
-                .at(w.epoch())
-                .is_some_and(|until| self.clock.now() >= until),
+            Open => {
+                let now = self.clock.now();
+                self.deadline(self.store.load_deadline(), w, now)
+                    .is_some_and(|until| now >= until)
+            }
             _ => true,
         }
     }
@@ -294,14 +294,40 @@ impl Breaker {
         length: impl FnOnce() -> Duration,
     ) -> Duration {
         let seen = self.store.load_deadline();
-        if let Some(until) = seen.at(w.epoch()) {
+        if let Some(until) = self.deadline(seen, w, now) {
             return until;
         }
-        let until = now.saturating_add(length());
+        let until = now.saturating_add(length().min(MAX_AHEAD));
         let fresh = PhaseDeadline::new(w.epoch(), until);
         self.store
             .repair_deadline(seen, fresh, w.epoch())
+            .and_then(|d| self.deadline(d, w, now))
             .unwrap_or(until)
+    }
+
+    /// The deadline `d` of phase `w` (if it belongs to it) read relative to `now`: never
+    /// more than the phase's longest length ahead. One further ahead (the clock stepped
+    /// back) is cut to that length, and the cut deadline is stored.
+    fn deadline(&self, d: PhaseDeadline, w: StateWord, now: Duration) -> Option<Duration> {
+        match d.resolve(w.epoch(), now, self.longest_phase(w.state()))? {
+            Resolved::At(until) => Some(until),
+            Resolved::Clamped(until) => {
+                let _ = self
+                    .store
+                    .cas_deadline(d, PhaseDeadline::new(w.epoch(), until));
+                Some(until)
+            }
+        }
+    }
+
+    /// The longest a phase in `state` can last (a bound for its deadline).
+    fn longest_phase(&self, state: CircuitState) -> Duration {
+        match state {
+            Open => self.recovery.longest(),
+            HalfOpen => self.half_open_wait(),
+            _ => MAX_AHEAD,
+        }
+        .min(MAX_AHEAD)
     }
 
     /// Whether the health check keeps an open breaker from probing.
@@ -638,12 +664,12 @@ impl Breaker {
         let until = match to {
             Open => {
                 let failed = self.failed_recoveries.load(Ordering::Acquire);
-                now.saturating_add(
-                    self.recovery
-                        .duration(failed.saturating_add(u32::from(failed_recovery))),
-                )
+                let length = self
+                    .recovery
+                    .duration(failed.saturating_add(u32::from(failed_recovery)));
+                now.saturating_add(length.min(self.longest_phase(Open)))
             }
-            HalfOpen => now.saturating_add(self.half_open_wait()),
+            HalfOpen => now.saturating_add(self.longest_phase(HalfOpen)),
             _ => Duration::MAX,
         };
         self.store.cas(from, next)?;
@@ -728,7 +754,10 @@ impl Breaker {
                 let w = self.store.load();
                 if w.state() == Open {
                     let current = self.store.load_deadline();
-                    if current.at(w.epoch()).is_some_and(|until| until > now) {
+                    if self
+                        .deadline(current, w, now)
+                        .is_some_and(|until| until > now)
+                    {
                         let _ = self
                             .store
                             .cas_deadline(current, PhaseDeadline::new(w.epoch(), now));
@@ -766,9 +795,7 @@ impl Breaker {
         let rate = |n: u64| (counts.total > 0).then(|| n as f64 / counts.total as f64);
         let retry_after = match w.state() {
             Open => self
-                .store
-                .load_deadline()
-                .at(w.epoch())
+                .deadline(self.store.load_deadline(), w, now)
                 .map(|until| until.saturating_sub(now)),
             _ => None,
         };

@@ -12,7 +12,11 @@
 //!   recoveries, is capped (also by the pipeline's `circuit` timeout), and resets after a
 //!   successful close. There is no timer: the first call after the break moves the breaker
 //!   to half-open and becomes a probe (so [`CircuitBreaker::state`] reads `Open` until a
-//!   call arrives, while [`CircuitBreaker::is_ready`] already says ready).
+//!   call arrives, while [`CircuitBreaker::is_ready`] already says ready). A phase's
+//!   deadline never lies further ahead of the clock than the phase's longest length (the
+//!   longest break, or the half-open wait; about 35 years at most): a custom clock that
+//!   steps back delays probing by at most that, and clocks reading far ahead (a
+//!   [`crate::ManualClock`] set centuries on) keep working.
 //! - [`CircuitState::HalfOpen`]: exactly `half_open_probes` calls are admitted. Permits are
 //!   RAII: a probe whose future is dropped gives its permit back and counts as neither
 //!   success nor failure. The required successes close the breaker; a failed (or slow)
