@@ -569,3 +569,26 @@ fn an_endless_break_saturates() {
     clock.advance(YEAR);
     assert!(retry_after(&b).expect("still open") < wait);
 }
+
+// ---- health checks with extreme durations ----------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_health_check_with_an_endless_interval_keeps_running() {
+    use resilient::circuit::{HealthCheck, HealthState};
+    for (interval, timeout) in [(Duration::MAX, Duration::MAX), (SEC, Duration::MAX)] {
+        let probes = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = probes.clone();
+        let b = CircuitBreaker::consecutive_failures(1)
+            .health_check(HealthCheck::new(interval, move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { true }
+            })
+            .timeout(timeout))
+            .build()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        assert_eq!(b.health(), Some(HealthState::Healthy), "the task is alive");
+        let expected = if interval == SEC { 10 } else { 0 };
+        assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), expected);
+    }
+}
