@@ -939,7 +939,10 @@ fn a_panicking_observer_cannot_leak_a_probe_permit() {
     fail(&b);
     clock.advance(SEC);
     let probe = admit(&b).unwrap();
-    assert!(catch(|| probe.record(Outcome::Success, MS)).is_ok(), "observer panics are contained");
+    assert!(
+        catch(|| probe.record(Outcome::Success, MS)).is_ok(),
+        "observer panics are contained"
+    );
     assert_eq!(b.state(), CircuitState::Closed, "counted before the events");
 
     // panics on the transition that makes the caller the first probe
@@ -957,7 +960,10 @@ fn a_panicking_observer_cannot_leak_a_probe_permit() {
     ));
     fail(&b);
     clock.advance(SEC);
-    assert!(catch(|| admit(&b).map(drop)).is_ok(), "observer panics are contained");
+    assert!(
+        catch(|| admit(&b).map(drop)).is_ok(),
+        "observer panics are contained"
+    );
     assert_eq!(b.state(), CircuitState::HalfOpen);
     assert_eq!(b.snapshot().probes_in_flight, 0, "the permit came back");
     admit(&b).expect("probe").record(Outcome::Success, MS);
@@ -972,7 +978,10 @@ fn a_panicking_observer_cannot_leak_a_probe_permit() {
     assert_eq!(b.state(), CircuitState::Open, "tripped before the events");
     clock.advance(SEC);
     let probe = admit(&b).unwrap();
-    assert!(catch(|| probe.record(Outcome::Failure, MS)).is_ok(), "observer panics are contained");
+    assert!(
+        catch(|| probe.record(Outcome::Failure, MS)).is_ok(),
+        "observer panics are contained"
+    );
     assert_eq!(b.state(), CircuitState::Open, "reopened");
     assert_eq!(retry_after(&b), Some(SEC));
 }

@@ -194,9 +194,13 @@ async fn a_panicking_operation_trips_a_pipeline_breaker() {
         let b = panicking_breaker();
         let builder = Pipeline::builder();
         let p = if per_attempt {
-            builder.retry(Retry::immediate().attempts(2)).circuit_breaker(&b)
+            builder
+                .retry(Retry::immediate().attempts(2))
+                .circuit_breaker(&b)
         } else {
-            builder.circuit_breaker(&b).retry(Retry::immediate().attempts(2))
+            builder
+                .circuit_breaker(&b)
+                .retry(Retry::immediate().attempts(2))
         }
         .build()
         .unwrap();
@@ -253,7 +257,11 @@ async fn a_request_deadline_counts_for_a_breaker_after_retry() {
             let r = p.execute(hang).await;
             assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
         }
-        assert_eq!(b.state(), CircuitState::Open, "per-call guard too: {per_call_too}");
+        assert_eq!(
+            b.state(),
+            CircuitState::Open,
+            "per-call guard too: {per_call_too}"
+        );
         let r = p.execute(hang).await;
         assert!(matches!(r, Err(Error::CircuitOpen { .. })), "{r:?}");
     }
@@ -579,11 +587,13 @@ async fn a_health_check_with_an_endless_interval_keeps_running() {
         let probes = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let counted = probes.clone();
         let b = CircuitBreaker::consecutive_failures(1)
-            .health_check(HealthCheck::new(interval, move || {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                async { true }
-            })
-            .timeout(timeout))
+            .health_check(
+                HealthCheck::new(interval, move || {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async { true }
+                })
+                .timeout(timeout),
+            )
             .build()
             .unwrap();
         tokio::time::sleep(Duration::from_millis(10_500)).await;
@@ -591,4 +601,31 @@ async fn a_health_check_with_an_endless_interval_keeps_running() {
         let expected = if interval == SEC { 10 } else { 0 };
         assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), expected);
     }
+}
+
+/// Found by the loom model: a caller that saw the break end while another caller ended
+/// it first was rejected with an invented "open for another break" instead of looking at
+/// the new half-open state.
+#[test]
+fn losing_the_race_to_end_the_break_still_finds_a_free_probe_permit() {
+    let store = Arc::new(RacingStore::default());
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .half_open_probes(2)
+            .store(store.clone()),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    let other = b.clone();
+    *store.before_next_load.lock().unwrap() = Some(Box::new(move || {
+        // another caller ends the break first and probes successfully
+        admit(&other)
+            .expect("first probe")
+            .record(Outcome::Success, MS);
+    }));
+    let second = admit(&b);
+    assert!(second.is_ok(), "{second:?}");
+    second.unwrap().record(Outcome::Success, MS);
+    assert_eq!(b.state(), CircuitState::Closed);
 }

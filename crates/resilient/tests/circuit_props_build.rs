@@ -120,7 +120,10 @@ fn apply(b: CircuitBreakerBuilder, k: &Knob) -> CircuitBreakerBuilder {
         Knob::MaxHalfOpenWait(d) => b.max_half_open_wait(d),
         Knob::CallTimeout(d) => b.call_timeout(d),
         Knob::PanickingObserver => b.observer(|_: &str, e: &CircuitEvent| {
-            if matches!(e, CircuitEvent::Rejected { .. } | CircuitEvent::Failure { .. }) {
+            if matches!(
+                e,
+                CircuitEvent::Rejected { .. } | CircuitEvent::Failure { .. }
+            ) {
                 panic!("observer bug")
             }
         }),
@@ -205,7 +208,10 @@ fn run(b: &CircuitBreaker, clock: &ManualClock, seed: u64) {
         }
     }
     b.reset();
-    assert!(b.call_blocking(|| Ok::<_, ()>(1)).is_ok(), "usable after a reset");
+    assert!(
+        b.call_blocking(|| Ok::<_, ()>(1)).is_ok(),
+        "usable after a reset"
+    );
 }
 
 /// Keeps the expected panics (operations, observers) out of the test output.

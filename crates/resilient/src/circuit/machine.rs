@@ -6,8 +6,8 @@
 //! lock, no allocation, no clock read unless a time window or slow-call detection needs
 //! one.
 
+use super::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -224,10 +224,13 @@ impl Breaker {
                 Isolated => return Err(self.reject(Isolated, None)),
                 Open => {
                     let now = self.clock.now();
-                    let until = self.phase_end(w, now, || {
+                    let Some(until) = self.phase_end(w, now, || {
                         self.recovery
                             .duration(self.failed_recoveries.load(Ordering::Acquire))
-                    });
+                    }) else {
+                        w = self.store.load();
+                        continue;
+                    };
                     if now < until {
                         return Err(self.reject(Open, Some(until - now)));
                     }
@@ -251,7 +254,10 @@ impl Breaker {
                     // The maximum wait bounds the whole phase: once it is over, the breaker
                     // reopens whether or not probe permits are free.
                     let now = self.clock.now();
-                    let until = self.phase_end(w, now, || self.half_open_wait());
+                    let Some(until) = self.phase_end(w, now, || self.half_open_wait()) else {
+                        w = self.store.load();
+                        continue;
+                    };
                     if now >= until {
                         match self.transition(w, Open, TransitionReason::HalfOpenTimeout, now) {
                             Ok(next) => w = next,
@@ -286,23 +292,25 @@ impl Breaker {
 
     /// When the phase `w` ends. A phase whose deadline is missing (its writer has not
     /// published it yet, or a store lost it) gets one of `length` from now instead of
-    /// lasting forever; the phase's own writer still replaces it.
+    /// lasting forever; the phase's own writer still replaces it. `None` if the breaker
+    /// has moved past `w` meanwhile.
     fn phase_end(
         &self,
         w: StateWord,
         now: Duration,
         length: impl FnOnce() -> Duration,
-    ) -> Duration {
+    ) -> Option<Duration> {
         let seen = self.store.load_deadline();
         if let Some(until) = self.deadline(seen, w, now) {
-            return until;
+            return Some(until);
         }
         let until = now.saturating_add(length().min(MAX_AHEAD));
         let fresh = PhaseDeadline::new(w.epoch(), until);
+        // `None` when the phase is already over: the caller must look at the new state
+        // rather than act on an invented deadline of the old one.
         self.store
             .repair_deadline(seen, fresh, w.epoch())
             .and_then(|d| self.deadline(d, w, now))
-            .unwrap_or(until)
     }
 
     /// The deadline `d` of phase `w` (if it belongs to it) read relative to `now`: never
@@ -578,7 +586,11 @@ impl Breaker {
             }
             let now = || self.clock.now();
             let t = now();
-            let attempt = if t >= self.phase_end(w, t, || self.half_open_wait()) {
+            let Some(until) = self.phase_end(w, t, || self.half_open_wait()) else {
+                w = self.store.load();
+                continue;
+            };
+            let attempt = if t >= until {
                 // The phase is over: the verdict comes too late, the breaker reopens.
                 self.publish(w, w.next(Open), t).map(|_| {
                     Some(After::Moved(

@@ -87,6 +87,7 @@ mod recovery;
 mod snapshot;
 mod state;
 mod store;
+mod sync;
 mod window;
 
 pub use config::CircuitBreakerBuilder;
@@ -190,7 +191,8 @@ impl Drop for PollPanic<'_> {
     fn drop(&mut self) {
         let token = std::mem::replace(self.token, NO_TOKEN);
         if token != NO_TOKEN {
-            self.breaker.release(token, self.breaker.dropped(self.started));
+            self.breaker
+                .release(token, self.breaker.dropped(self.started));
         }
     }
 }

@@ -271,9 +271,7 @@ impl PhaseDeadline {
             Resolved::Clamped(now.saturating_add(longest.min(MAX_AHEAD)))
         } else {
             // in the past
-            Resolved::At(floor.saturating_sub(Duration::from_micros(
-                (MICROS_MASK + 1) - ahead,
-            )))
+            Resolved::At(floor.saturating_sub(Duration::from_micros((MICROS_MASK + 1) - ahead)))
         })
     }
 }
@@ -319,7 +317,10 @@ mod tests {
         for base in [Duration::ZERO, 200 * year, top] {
             let now = base + 10 * sec;
             let d = PhaseDeadline::new(1, base + 30 * sec);
-            assert_eq!(d.resolve(1, now, 30 * sec), Some(Resolved::At(base + 30 * sec)));
+            assert_eq!(
+                d.resolve(1, now, 30 * sec),
+                Some(Resolved::At(base + 30 * sec))
+            );
             assert_eq!(d.resolve(2, now, 30 * sec), None);
             let past = PhaseDeadline::new(1, base);
             assert_eq!(past.resolve(1, now, 30 * sec), Some(Resolved::At(base)));

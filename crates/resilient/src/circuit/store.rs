@@ -11,10 +11,10 @@
 //! breakers built on a clock with a shared time base (for example wall-clock time).
 //! The failed-recovery count that drives break backoff is also kept per process.
 
+use super::state::{PhaseDeadline, StateWord};
+use super::sync::{AtomicU64, Ordering};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use super::state::{PhaseDeadline, StateWord};
 
 /// Storage for a breaker's state machine.
 ///

@@ -469,7 +469,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // than nested combinators: the body future is moved once, not once per wrapper.
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
         // In an `Option` so that a fired deadline can drop it in place (see below).
-        let mut body = pin!(Some(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op))));
+        let mut body = pin!(Some(
+            AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op))
+        ));
         // With per-call guards, `call` owns the deadline timer (it must record the timeout
         // on their permits); one timer per call either way.
         let mut sleep = pin!(
