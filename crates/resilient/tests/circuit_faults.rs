@@ -213,6 +213,7 @@ async fn a_panicking_operation_trips_a_pipeline_breaker() {
     }
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test(start_paused = true)]
 async fn a_panicking_service_trips_the_breaker_layer() {
     use tower::{Service, ServiceExt, service_fn};
@@ -282,6 +283,7 @@ async fn a_cancelled_pipeline_call_is_still_not_counted() {
     assert_eq!(b.snapshot().consecutive_failures, 0);
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test(start_paused = true)]
 async fn a_layer_under_tower_timeout_counts_timeouts_past_its_call_timeout() {
     use tower::timeout::TimeoutLayer;
