@@ -31,7 +31,7 @@ use smallvec::SmallVec;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{AMBIENT, Ambient};
+use crate::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
 use crate::{
     Acquire, AllErrors, Classify, ConfigError, Context, Error, FailedAttempt, Guard, OnRetry,
     Outcome, Permit, Rejection, Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope,
@@ -438,9 +438,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         let cancel = cancel.or(inherited_cancel);
         // Reading the clock costs as much as the rest of the success path: only with a deadline.
-        let start =
-            (inner.timeouts.request.is_some() || inherited_deadline.is_some()).then(Instant::now);
-        let own = inner.timeouts.request.zip(start).map(|(r, s)| s + r);
+        let request = within_horizon(inner.timeouts.request);
+        let start = (request.is_some() || inherited_deadline.is_some()).then(Instant::now);
+        let own = request.zip(start).and_then(|(r, s)| deadline_after(s, r));
         let (deadline, scope) = match (own, inherited_deadline) {
             (Some(o), Some(i)) if i < o => (Some(i), TimeoutScope::Inherited),
             (Some(o), _) => (Some(o), TimeoutScope::Request),
@@ -635,7 +635,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     Next::Wait(delay) => {
                         drop(result);
                         if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
+                            tokio::time::sleep(delay.min(HORIZON)).await;
                         }
                         previous = Some(delay);
                         attempt += 1;
@@ -661,11 +661,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         }
         let t0 = inner.time_attempts.then(|| inner.clock.now());
-        let result = match inner.timeouts.operation {
-            Some(limit) => {
+        // An operation timeout too long to fire is none.
+        let timeout = inner
+            .timeouts
+            .operation
+            .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
+        let result = match timeout {
+            Some((limit, at)) => {
                 // The attempt's deadline, the tighter of the call's and the operation
                 // timeout's, is what the operation's `Context` and nested pipelines see.
-                let at = Instant::now() + limit;
                 let call_deadline = ctx.deadline;
                 let deadline = call_deadline.map_or(at, |d| d.min(at));
                 ctx.deadline = Some(deadline);
@@ -806,7 +810,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             Some(a) => (a.deadline, a.cancel),
             None => (None, None),
         };
-        let request = inner.timeouts.request;
+        let request = within_horizon(inner.timeouts.request);
         let left = inherited.map(|d| d.saturating_duration_since(Instant::now()));
         let (limit, scope) = match (request, left) {
             (Some(r), Some(i)) if i < r => (Some(i), TimeoutScope::Inherited),
@@ -827,8 +831,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let mut ctx = Context {
             attempt: 1,
             operation: inner.name.clone(),
-            // the tokio instant is known when a deadline is inherited
-            deadline: inherited.zip(limit).map(|(i, l)| i.min(Instant::now() + l)),
+            // the deadline as a tokio instant, the tighter of the inherited one and the
+            // request timeout's
+            deadline: match (
+                inherited,
+                request.and_then(|r| deadline_after(Instant::now(), r)),
+            ) {
+                (Some(i), Some(own)) => Some(i.min(own)),
+                (i, own) => i.or(own),
+            },
             tags: inner.tags.clone(),
         };
         let mut call_permits = Permits::new();
