@@ -433,3 +433,73 @@ async fn budget_is_shared_by_clones() {
     q.execute(ok).await.unwrap();
     assert_eq!(budget.available(), 1);
 }
+
+/// Fails at once, without awaiting; past `limit` calls it panics, which would only happen
+/// if the retry loop never gave the runtime a chance to stop it.
+fn fails_without_awaiting(
+    calls: &Arc<AtomicU32>,
+    limit: u32,
+) -> impl FnMut() -> std::future::Ready<Result<(), &'static str>> + Send + 'static {
+    let calls = calls.clone();
+    move || {
+        let n = calls.fetch_add(1, Ordering::Relaxed);
+        assert!(n < limit, "{n} immediate retries without yielding");
+        std::future::ready(Err("down"))
+    }
+}
+
+/// Immediate retries of an operation that never awaits still yield to the runtime now and
+/// then, so an enclosing `tokio::time::timeout` can fire.
+#[tokio::test(start_paused = true)]
+async fn an_enclosing_timeout_stops_immediate_retries() {
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(u32::MAX))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let op = fails_without_awaiting(&calls, 100_000);
+    // the deadline is set now, at t = 0
+    let call = tokio::time::timeout(Duration::from_secs(1), async move { p.execute(op).await });
+    let task = tokio::spawn(call);
+    // time passes the enclosing timeout's deadline before the task first runs
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let r = task.await.expect("the call must not run away");
+    assert!(r.is_err(), "the enclosing timeout fired");
+    assert!(calls.load(Ordering::Relaxed) >= 1);
+}
+
+/// ... and an aborted task stops.
+#[tokio::test(start_paused = true)]
+async fn an_aborted_task_stops_immediate_retries() {
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(u32::MAX))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let op = fails_without_awaiting(&calls, 100_000);
+    let task = tokio::spawn(async move { p.execute(op).await });
+    // let it start, then abort it from this task, which must get to run again
+    tokio::task::yield_now().await;
+    assert!(calls.load(Ordering::Relaxed) >= 1);
+    task.abort();
+    let err = task.await.unwrap_err();
+    assert!(err.is_cancelled(), "{err:?}");
+    let stopped_at = calls.load(Ordering::Relaxed);
+    tokio::task::yield_now().await;
+    assert_eq!(calls.load(Ordering::Relaxed), stopped_at);
+}
+
+/// The success path never yields: a call that succeeds at once completes in one poll (no
+/// yield before the first attempt).
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_success_completes_in_one_poll() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(u32::MAX))
+        .build()
+        .unwrap();
+    let mut fut = std::pin::pin!(p.execute(|| std::future::ready(Ok::<_, ()>(1))));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+}

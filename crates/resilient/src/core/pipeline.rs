@@ -634,7 +634,14 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     }
                     Next::Wait(delay) => {
                         drop(result);
-                        if !delay.is_zero() {
+                        if delay.is_zero() {
+                            // An operation that fails without awaiting would otherwise
+                            // loop without ever giving control back: spend a unit of the
+                            // task's coop budget, yielding when it is exhausted, so that
+                            // an enclosing timeout or an abort can stop the call. (A
+                            // sleep does the same for non-zero waits.)
+                            tokio::task::coop::consume_budget().await;
+                        } else {
                             tokio::time::sleep(delay.min(HORIZON)).await;
                         }
                         previous = Some(delay);
