@@ -503,3 +503,79 @@ async fn a_first_attempt_success_completes_in_one_poll() {
     let mut cx = Context::from_waker(Waker::noop());
     assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
 }
+
+fn budget_on(ratio: f64, clock: &ManualClock) -> Result<Arc<RetryBudget>, resilient::ConfigError> {
+    RetryBudget::builder(ratio)
+        .min_per_sec(0)
+        .ttl(Duration::from_secs(10))
+        .clock(Arc::new(clock.clone()))
+        .build()
+}
+
+fn retries_bought(budget: &RetryBudget, calls: u64) -> u64 {
+    for _ in 0..calls {
+        budget.deposit();
+    }
+    let available = budget.available();
+    let mut withdrawn = 0;
+    while budget.try_withdraw() {
+        withdrawn += 1;
+    }
+    assert_eq!(
+        withdrawn, available,
+        "available() matches what can be withdrawn"
+    );
+    withdrawn
+}
+
+/// Small ratios are kept exactly enough: 0.0004 buys 4 retries in 10,000 calls (it used to
+/// round to zero), and 0.0015 buys 15 (not 20).
+#[test]
+fn small_budget_ratios_are_not_rounded_away() {
+    let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
+    let cases = [
+        (0.0004, 10_000, 4),
+        (0.0015, 10_000, 15),
+        (0.000_001, 3_000_000, 3),
+    ];
+    for (ratio, calls, retries) in cases {
+        let b = budget_on(ratio, &clock).unwrap();
+        assert_eq!(retries_bought(&b, calls), retries, "ratio {ratio}");
+    }
+}
+
+/// What cannot be represented is rejected, naming the field and the rule.
+#[test]
+fn budget_ratios_too_small_to_represent_are_rejected() {
+    let clock = ManualClock::new();
+    for ratio in [1e-7, 9.99e-7, f64::MIN_POSITIVE] {
+        let e = budget_on(ratio, &clock).unwrap_err();
+        assert_eq!(e.field(), "retry.budget.ratio");
+        assert!(e.to_string().contains("0.000001"), "{e}");
+    }
+    assert!(budget_on(0.0, &clock).is_ok());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// For any accepted ratio r, N calls buy floor(r * N) retries, give or take the
+    /// representation's relative error (at most 0.05% of r) and one retry.
+    #[test]
+    fn a_budget_buys_ratio_times_calls(exp in -6.0f64..3.0, calls in 1u64..20_000) {
+        let ratio = 10f64.powf(exp).clamp(1e-6, 1000.0);
+        // keep the number of withdrawals small
+        let calls = calls.min((20_000.0 / ratio) as u64).max(1);
+        let clock = ManualClock::new();
+        clock.set(Duration::from_secs(86_400));
+        let b = budget_on(ratio, &clock).unwrap();
+        let bought = retries_bought(&b, calls) as f64;
+        let expected = ratio * calls as f64;
+        let tolerance = expected * 0.0005 + 1.0;
+        proptest::prop_assert!(
+            (bought - expected).abs() <= tolerance,
+            "ratio {} over {} calls: {} retries, expected {}", ratio, calls, bought, expected
+        );
+    }
+}
