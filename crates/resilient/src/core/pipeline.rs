@@ -296,13 +296,17 @@ impl<C> PipelineBuilder<C> {
     }
 
     /// Validates the configuration and builds the pipeline.
+    ///
+    /// Everything is checked (each guard through [`Guard::check`]) before any guard is
+    /// [attached](Guard::attach): a build that fails leaves the guards it was given, shared
+    /// breakers included, unchanged.
     pub fn build(self) -> Result<Pipeline<C>, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         self.timeouts.validate()?;
         for g in self.call_guards.iter().chain(&self.attempt_guards) {
-            g.attach(&self.timeouts)?;
+            g.check(&self.timeouts)?;
         }
         if let Some(retry) = &self.retry {
             retry.validate()?;
@@ -319,6 +323,10 @@ impl<C> PipelineBuilder<C> {
                     ));
                 }
             }
+        }
+        // Valid: only now may guards change (see `Guard::attach`).
+        for g in self.call_guards.iter().chain(&self.attempt_guards) {
+            g.attach(&self.timeouts);
         }
         Ok(Pipeline {
             inner: Arc::new(Inner {
