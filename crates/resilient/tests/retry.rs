@@ -579,3 +579,35 @@ proptest::proptest! {
         );
     }
 }
+
+/// As documented on `PipelineBuilder::clock`: an async pipeline waits on tokio's timer
+/// whatever its clock, while `max_elapsed` is measured on the pipeline's clock.
+#[tokio::test(start_paused = true)]
+async fn async_waits_run_on_tokio_time_and_max_elapsed_on_the_pipeline_clock() {
+    let clock = ManualClock::new();
+    let p = Pipeline::builder()
+        .clock(Arc::new(clock.clone()))
+        .retry(
+            Retry::constant(MS * 100)
+                .attempts(10)
+                .max_elapsed(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    let r = p
+        .execute(|| {
+            n += 1;
+            // each attempt takes 400 ms on the manual clock, none in tokio time
+            clock.advance(MS * 400);
+            async { Err::<(), _>("down") }
+        })
+        .await;
+    // the waits passed in tokio time, not on the manual clock
+    assert_eq!(resilient::Clock::now(&clock), MS * 400 * n);
+    assert_eq!(start.elapsed(), MS * 100 * (n - 1));
+    // after the second attempt 800 ms have passed on the manual clock, after the third
+    // 1,200: another wait would end past max_elapsed
+    assert_eq!(n, 3, "{r:?}");
+}

@@ -214,7 +214,24 @@ impl<C> PipelineBuilder<C> {
         self
     }
 
-    /// Uses `clock` for durations measured by the engine (guards take their own clock).
+    /// Uses `clock` for the durations the engine measures (default: [`system_clock`]).
+    /// Guards, retry budgets and rate limiters take their own clock.
+    ///
+    /// Which clock drives what:
+    /// - **this clock**: the durations reported to guards (a breaker's slow calls), the
+    ///   retry plan's [`max_elapsed`](Retry::max_elapsed), and, in blocking execution
+    ///   ([`Pipeline::execute_blocking`]), everything: the request timeout and an
+    ///   attempt's overrun of the operation timeout are measured on it, and its retry waits
+    ///   are [`Clock::sleep_blocking`](crate::Clock::sleep_blocking) (a
+    ///   [`ManualClock`](crate::ManualClock) advances itself instead of sleeping);
+    /// - **tokio's timer** (`tokio::time`): in async calls, the request and operation
+    ///   timeouts, retry waits, and a bulkhead's maximum wait. [`Context::deadline`] is a
+    ///   `tokio::time::Instant` in both modes.
+    ///
+    /// The default [`SystemClock`](crate::SystemClock) reads tokio's time, so the two agree
+    /// (paused tokio time drives both). With a `ManualClock`, an async pipeline still
+    /// waits and times out in tokio's time: test it with paused tokio time
+    /// (`tokio::time::pause`), and advance the manual clock for what it drives.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
