@@ -291,3 +291,43 @@ async fn huge_retry_waits_do_not_panic() {
         );
     }
 }
+
+/// A bulkhead's maximum wait may be anything from zero to `Duration::MAX`: a queued caller
+/// gets the slot when it frees up, or is rejected when the wait ends.
+#[tokio::test(start_paused = true)]
+async fn bulkhead_max_wait_at_the_extremes() {
+    for max_wait in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_secs(i64::MAX as u64 - 1_000),
+        Duration::from_secs(u64::MAX / 2),
+        Duration::MAX,
+    ] {
+        let p = Pipeline::builder()
+            .guard(
+                resilient::Bulkhead::new(1)
+                    .queue(usize::MAX)
+                    .max_wait(max_wait)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let holder = {
+            let p = p.clone();
+            tokio::spawn(async move { p.execute(|| hang(Duration::from_secs(10))).await })
+        };
+        tokio::task::yield_now().await; // the holder takes the slot
+        let start = Instant::now();
+        let r = p.execute(|| async { Ok::<_, ()>(()) }).await;
+        if max_wait < Duration::from_secs(10) {
+            assert!(matches!(r, Err(Error::BulkheadFull)), "{max_wait:?}: {r:?}");
+            assert!(start.elapsed() <= max_wait + MS, "{max_wait:?}");
+        } else {
+            // the slot freed up after 10 s
+            assert!(r.is_ok(), "{max_wait:?}: {r:?}");
+            assert_eq!(start.elapsed(), Duration::from_secs(10), "{max_wait:?}");
+        }
+        holder.await.unwrap().unwrap();
+    }
+}
