@@ -611,3 +611,30 @@ async fn async_waits_run_on_tokio_time_and_max_elapsed_on_the_pipeline_clock() {
     // 1,200: another wait would end past max_elapsed
     assert_eq!(n, 3, "{r:?}");
 }
+
+/// The cooperative yield needs no tokio runtime: polled by another executor (here, by
+/// hand), immediate retries run to the end.
+#[test]
+fn immediate_retries_run_outside_a_tokio_runtime() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(300))
+        .build()
+        .unwrap();
+    let mut n = 0;
+    let mut fut = std::pin::pin!(p.execute(|| {
+        n += 1;
+        std::future::ready(if n < 300 { Err("down") } else { Ok(n) })
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut polls = 0;
+    let r = loop {
+        polls += 1;
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r;
+        }
+        assert!(polls < 1_000, "never completes");
+    };
+    assert_eq!(r.unwrap(), 300);
+}
