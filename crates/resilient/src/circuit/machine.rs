@@ -714,7 +714,8 @@ impl Breaker {
 
     // ---- timeouts hierarchy ----------------------------------------------------------
 
-    pub(crate) fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+    /// Checks the breaker against a pipeline's timeouts, changing nothing.
+    pub(crate) fn check(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
         let Some(circuit) = timeouts.circuit else {
             return Ok(());
         };
@@ -734,8 +735,14 @@ impl Breaker {
                 format!("({base:?}) must not exceed timeout.circuit ({circuit:?})"),
             ));
         }
-        self.recovery.cap_at(circuit);
         Ok(())
+    }
+
+    /// Adopts a pipeline's `circuit` timeout (already checked) as the longest break.
+    pub(crate) fn attach(&self, timeouts: &Timeouts) {
+        if let Some(circuit) = timeouts.circuit {
+            self.recovery.cap_at(circuit);
+        }
     }
 
     // ---- health ----------------------------------------------------------------------

@@ -152,12 +152,30 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
         true
     }
 
-    /// Called once when a pipeline containing this guard is built, with the pipeline's
-    /// timeout hierarchy: a guard may validate itself against it or adopt a time scale
-    /// (a breaker takes `circuit` as its longest open time). An error fails the build.
-    fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+    /// Called when a pipeline containing this guard is built, with the pipeline's timeout
+    /// hierarchy, to validate the guard against it (a breaker checks that its time window
+    /// and base break fit inside `circuit`). An error fails the build.
+    ///
+    /// It must not change the guard: a guard may be shared with other pipelines, and a
+    /// build that fails (on this guard, on another one or on the retry plan) must leave it
+    /// as it was. Changes belong in [`Guard::attach`].
+    fn check(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
         let _ = timeouts;
         Ok(())
+    }
+
+    /// Called once the pipeline is known to build, after every guard's [`Guard::check`]
+    /// and the rest of the configuration passed: the guard may adopt the pipeline's time
+    /// scale (a breaker takes `circuit` as its longest open time).
+    ///
+    /// Building is two-phase on purpose. A single fallible hook that both validated and
+    /// changed the guard would let a build fail half-way, with the guards before the
+    /// failing one already changed (and shared guards, such as a breaker used by several
+    /// pipelines, changed for everyone); undoing that would need every guard to roll back.
+    /// So validation is [`Guard::check`], which changes nothing, and `attach` cannot fail:
+    /// once it runs, the build succeeds, and a failed build has attached nothing.
+    fn attach(&self, timeouts: &Timeouts) {
+        let _ = timeouts;
     }
 }
 
