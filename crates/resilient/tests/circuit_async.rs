@@ -144,6 +144,8 @@ async fn standalone_call_measures_slow_calls_on_the_runtime_clock() {
 async fn cancelled_standalone_probe_releases_its_permit() {
     let breaker = CircuitBreaker::consecutive_failures(1)
         .open_for(SEC)
+        // longer than the probe hangs (the default, one break, is not)
+        .max_half_open_wait(10 * SEC)
         .build()
         .unwrap();
     let _ = breaker.call(|| async { Err::<(), _>(()) }).await;
@@ -593,6 +595,8 @@ async fn a_slow_half_open_probe_reopens_the_breaker() {
     let breaker = CircuitBreaker::consecutive_failures(1)
         .slow_calls(SEC, 0.5)
         .open_for(SEC)
+        // longer than the slow probe takes (the default, one break, is not)
+        .max_half_open_wait(10 * SEC)
         .observer(move |_: &str, e: &CircuitEvent| sink.lock().unwrap().push(e.clone()))
         .build()
         .unwrap();

@@ -517,3 +517,68 @@ async fn the_request_timeout_bounds_queueing_in_a_per_call_guard() {
     assert_eq!(start.elapsed(), MS * 50);
     assert_eq!(bulkhead.queued(), 0, "the timed-out waiter left the queue");
 }
+
+/// A breaker on a manual clock that opens on one failure, for a second, then for ten.
+fn shared_breaker(clock: &ManualClock) -> resilient::CircuitBreaker {
+    resilient::CircuitBreaker::consecutive_failures(1)
+        .open_for(Duration::from_secs(1))
+        .break_backoff(10.0, Duration::from_secs(3600))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap()
+}
+
+/// Trips `b`, lets its first break pass and fails the probe: the second break.
+fn second_break(b: &resilient::CircuitBreaker, clock: &ManualClock) -> Option<Duration> {
+    let _ = b.call_blocking(|| Err::<(), _>("down"));
+    assert_eq!(b.snapshot().retry_after, Some(Duration::from_secs(1)));
+    clock.advance(Duration::from_secs(1));
+    let _ = b.call_blocking(|| Err::<(), _>("down"));
+    b.snapshot().retry_after
+}
+
+/// A failed `build()` leaves a breaker it shares unchanged: the failed pipeline's circuit
+/// timeout does not cap the breaker's break, whichever check fails (the retry plan, or a
+/// guard added after the breaker).
+#[test]
+fn a_failed_build_leaves_a_shared_breaker_unchanged() {
+    type Make = fn(&resilient::CircuitBreaker) -> resilient::PipelineBuilder;
+    let attempts: [Make; 2] = [
+        |b| {
+            Pipeline::builder()
+                .timeout(Timeout::circuit(Duration::from_secs(3)))
+                .timeout(Timeout::request(Duration::from_secs(1)))
+                .circuit_breaker(b)
+                // waits 4 s in all: longer than the request timeout
+                .retry(Retry::constant(Duration::from_secs(2)).attempts(3))
+        },
+        |b| {
+            Pipeline::builder()
+                .timeout(Timeout::circuit(Duration::from_secs(3)))
+                .circuit_breaker(b)
+                // a break longer than the circuit timeout
+                .circuit_breaker(
+                    resilient::CircuitBreaker::failure_rate(0.5).open_for(Duration::from_secs(60)),
+                )
+        },
+    ];
+    for (i, make) in attempts.into_iter().enumerate() {
+        let clock = ManualClock::new();
+        let b = shared_breaker(&clock);
+        let before = b.snapshot();
+        let err = make(&b).build().unwrap_err();
+        assert_eq!(err.field(), ["retry", "circuit.open_for"][i]);
+        assert_eq!(b.snapshot(), before);
+        // the second break is 10 s, not capped at the failed pipeline's 3 s
+        assert_eq!(second_break(&b, &clock), Some(Duration::from_secs(10)));
+    }
+    // a build that succeeds does cap it
+    let clock = ManualClock::new();
+    let b = shared_breaker(&clock);
+    Pipeline::builder()
+        .timeout(Timeout::circuit(Duration::from_secs(3)))
+        .circuit_breaker(&b)
+        .build()
+        .unwrap();
+    assert_eq!(second_break(&b, &clock), Some(Duration::from_secs(3)));
+}

@@ -433,3 +433,208 @@ async fn budget_is_shared_by_clones() {
     q.execute(ok).await.unwrap();
     assert_eq!(budget.available(), 1);
 }
+
+/// Fails at once, without awaiting; past `limit` calls it panics, which would only happen
+/// if the retry loop never gave the runtime a chance to stop it.
+fn fails_without_awaiting(
+    calls: &Arc<AtomicU32>,
+    limit: u32,
+) -> impl FnMut() -> std::future::Ready<Result<(), &'static str>> + Send + 'static {
+    let calls = calls.clone();
+    move || {
+        let n = calls.fetch_add(1, Ordering::Relaxed);
+        assert!(n < limit, "{n} immediate retries without yielding");
+        std::future::ready(Err("down"))
+    }
+}
+
+/// Immediate retries of an operation that never awaits still yield to the runtime now and
+/// then, so an enclosing `tokio::time::timeout` can fire.
+#[tokio::test(start_paused = true)]
+async fn an_enclosing_timeout_stops_immediate_retries() {
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(u32::MAX))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let op = fails_without_awaiting(&calls, 100_000);
+    // the deadline is set now, at t = 0
+    let call = tokio::time::timeout(Duration::from_secs(1), async move { p.execute(op).await });
+    let task = tokio::spawn(call);
+    // time passes the enclosing timeout's deadline before the task first runs
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let r = task.await.expect("the call must not run away");
+    assert!(r.is_err(), "the enclosing timeout fired");
+    assert!(calls.load(Ordering::Relaxed) >= 1);
+}
+
+/// ... and an aborted task stops.
+#[tokio::test(start_paused = true)]
+async fn an_aborted_task_stops_immediate_retries() {
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(u32::MAX))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let op = fails_without_awaiting(&calls, 100_000);
+    let task = tokio::spawn(async move { p.execute(op).await });
+    // let it start, then abort it from this task, which must get to run again
+    tokio::task::yield_now().await;
+    assert!(calls.load(Ordering::Relaxed) >= 1);
+    task.abort();
+    let err = task.await.unwrap_err();
+    assert!(err.is_cancelled(), "{err:?}");
+    let stopped_at = calls.load(Ordering::Relaxed);
+    tokio::task::yield_now().await;
+    assert_eq!(calls.load(Ordering::Relaxed), stopped_at);
+}
+
+/// The success path never yields: a call that succeeds at once completes in one poll (no
+/// yield before the first attempt).
+#[tokio::test(start_paused = true)]
+async fn a_first_attempt_success_completes_in_one_poll() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(u32::MAX))
+        .build()
+        .unwrap();
+    let mut fut = std::pin::pin!(p.execute(|| std::future::ready(Ok::<_, ()>(1))));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+}
+
+fn budget_on(ratio: f64, clock: &ManualClock) -> Result<Arc<RetryBudget>, resilient::ConfigError> {
+    RetryBudget::builder(ratio)
+        .min_per_sec(0)
+        .ttl(Duration::from_secs(10))
+        .clock(Arc::new(clock.clone()))
+        .build()
+}
+
+fn retries_bought(budget: &RetryBudget, calls: u64) -> u64 {
+    for _ in 0..calls {
+        budget.deposit();
+    }
+    let available = budget.available();
+    let mut withdrawn = 0;
+    while budget.try_withdraw() {
+        withdrawn += 1;
+    }
+    assert_eq!(
+        withdrawn, available,
+        "available() matches what can be withdrawn"
+    );
+    withdrawn
+}
+
+/// Small ratios are kept exactly enough: 0.0004 buys 4 retries in 10,000 calls (it used to
+/// round to zero), and 0.0015 buys 15 (not 20).
+#[test]
+fn small_budget_ratios_are_not_rounded_away() {
+    let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
+    let cases = [
+        (0.0004, 10_000, 4),
+        (0.0015, 10_000, 15),
+        (0.000_001, 3_000_000, 3),
+    ];
+    for (ratio, calls, retries) in cases {
+        let b = budget_on(ratio, &clock).unwrap();
+        assert_eq!(retries_bought(&b, calls), retries, "ratio {ratio}");
+    }
+}
+
+/// What cannot be represented is rejected, naming the field and the rule.
+#[test]
+fn budget_ratios_too_small_to_represent_are_rejected() {
+    let clock = ManualClock::new();
+    for ratio in [1e-7, 9.99e-7, f64::MIN_POSITIVE] {
+        let e = budget_on(ratio, &clock).unwrap_err();
+        assert_eq!(e.field(), "retry.budget.ratio");
+        assert!(e.to_string().contains("0.000001"), "{e}");
+    }
+    assert!(budget_on(0.0, &clock).is_ok());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// For any accepted ratio r, N calls buy floor(r * N) retries, give or take the
+    /// representation's relative error (at most 0.05% of r) and one retry.
+    #[test]
+    fn a_budget_buys_ratio_times_calls(exp in -6.0f64..3.0, calls in 1u64..20_000) {
+        let ratio = 10f64.powf(exp).clamp(1e-6, 1000.0);
+        // keep the number of withdrawals small
+        let calls = calls.min((20_000.0 / ratio) as u64).max(1);
+        let clock = ManualClock::new();
+        clock.set(Duration::from_secs(86_400));
+        let b = budget_on(ratio, &clock).unwrap();
+        let bought = retries_bought(&b, calls) as f64;
+        let expected = ratio * calls as f64;
+        let tolerance = expected * 0.0005 + 1.0;
+        proptest::prop_assert!(
+            (bought - expected).abs() <= tolerance,
+            "ratio {} over {} calls: {} retries, expected {}", ratio, calls, bought, expected
+        );
+    }
+}
+
+/// As documented on `PipelineBuilder::clock`: an async pipeline waits on tokio's timer
+/// whatever its clock, while `max_elapsed` is measured on the pipeline's clock.
+#[tokio::test(start_paused = true)]
+async fn async_waits_run_on_tokio_time_and_max_elapsed_on_the_pipeline_clock() {
+    let clock = ManualClock::new();
+    let p = Pipeline::builder()
+        .clock(Arc::new(clock.clone()))
+        .retry(
+            Retry::constant(MS * 100)
+                .attempts(10)
+                .max_elapsed(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    let r = p
+        .execute(|| {
+            n += 1;
+            // each attempt takes 400 ms on the manual clock, none in tokio time
+            clock.advance(MS * 400);
+            async { Err::<(), _>("down") }
+        })
+        .await;
+    // the waits passed in tokio time, not on the manual clock
+    assert_eq!(resilient::Clock::now(&clock), MS * 400 * n);
+    assert_eq!(start.elapsed(), MS * 100 * (n - 1));
+    // after the second attempt 800 ms have passed on the manual clock, after the third
+    // 1,200: another wait would end past max_elapsed
+    assert_eq!(n, 3, "{r:?}");
+}
+
+/// The cooperative yield needs no tokio runtime: polled by another executor (here, by
+/// hand), immediate retries run to the end.
+#[test]
+fn immediate_retries_run_outside_a_tokio_runtime() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(300))
+        .build()
+        .unwrap();
+    let mut n = 0;
+    let mut fut = std::pin::pin!(p.execute(|| {
+        n += 1;
+        std::future::ready(if n < 300 { Err("down") } else { Ok(n) })
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut polls = 0;
+    let r = loop {
+        polls += 1;
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r;
+        }
+        assert!(polls < 1_000, "never completes");
+    };
+    assert_eq!(r.unwrap(), 300);
+}

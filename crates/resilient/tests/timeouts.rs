@@ -578,3 +578,57 @@ fn invalid_retry_settings_are_rejected() {
         .unwrap_err();
     assert_eq!(e.field(), "retry");
 }
+
+/// Records the deadline each admission sees in its `Context`.
+#[derive(Debug, Default)]
+struct SeesDeadline(std::sync::Mutex<Vec<Option<Instant>>>);
+
+impl resilient::Guard for SeesDeadline {
+    fn name(&self) -> &'static str {
+        "sees_deadline"
+    }
+    fn acquire<'a>(&'a self, ctx: &resilient::Context) -> resilient::Acquire<'a> {
+        self.0.lock().unwrap().push(ctx.deadline());
+        resilient::Acquire::Ready(Ok(resilient::Permit::none()))
+    }
+    fn on_release(&self, _: u64, _: Option<(resilient::Outcome, Duration)>) {}
+}
+
+/// In blocking mode, the pipeline's own request timeout is the `Context`'s deadline, as in
+/// async calls (it used to be `None` unless a deadline was inherited); the tighter of it
+/// and an inherited one wins.
+#[tokio::test(start_paused = true)]
+async fn blocking_calls_show_their_request_deadline_in_the_context() {
+    let seen = std::sync::Arc::new(SeesDeadline::default());
+    let blocking = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(2)))
+        .guard_arc(seen.clone())
+        .retry(Retry::immediate().attempts(2))
+        .guard_arc(seen.clone())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    let r = blocking.execute_blocking(|| {
+        n += 1;
+        if n == 1 { Err("first") } else { Ok(n) }
+    });
+    assert_eq!(r.unwrap(), 2);
+    let expected = Some(start + Duration::from_secs(2));
+    // per call, then each of the two attempts
+    assert_eq!(*seen.0.lock().unwrap(), [expected; 3]);
+
+    // nested in an async call with a tighter deadline, that one
+    seen.0.lock().unwrap().clear();
+    let outer = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = outer
+        .execute(|| async { Ok::<_, ()>(blocking.execute_blocking(|| Ok::<_, ()>(1))) })
+        .await;
+    assert_eq!(r.unwrap().unwrap(), 1);
+    let expected = Some(start + Duration::from_secs(1));
+    assert_eq!(*seen.0.lock().unwrap(), [expected; 2]);
+}

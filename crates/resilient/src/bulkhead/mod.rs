@@ -71,7 +71,9 @@ impl BulkheadBuilder {
         self
     }
 
-    /// The longest a queued caller waits before [`crate::Error::BulkheadFull`].
+    /// The longest a queued caller waits before [`crate::Error::BulkheadFull`] (on tokio's
+    /// timer). Any duration is accepted: zero rejects a caller that would have to wait, and
+    /// one beyond about a hundred years (`Duration::MAX`) is no limit.
     pub fn max_wait(mut self, d: Duration) -> Self {
         self.max_wait = Some(d);
         self
@@ -130,7 +132,8 @@ impl Guard for Bulkhead {
         let queued = Queued(&self.queued);
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
-            let got = match self.max_wait {
+            // A wait too long to ever end is no limit (and no timer).
+            let got = match crate::context::within_horizon(self.max_wait) {
                 Some(d) => tokio::time::timeout(d, self.slots.acquire())
                     .await
                     .ok()

@@ -57,6 +57,7 @@ pub struct CircuitBreakerBuilder {
     probes: u32,
     required: Option<u32>,
     max_half_open_wait: Option<Duration>,
+    call_timeout: Option<Duration>,
     clock: SharedClock,
     random: SharedRandom,
     observers: Vec<Arc<dyn CircuitObserver>>,
@@ -99,6 +100,7 @@ impl CircuitBreakerBuilder {
             probes: 1,
             required: None,
             max_half_open_wait: None,
+            call_timeout: None,
             clock: system_clock(),
             random: thread_random(),
             observers: Vec::new(),
@@ -203,9 +205,42 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// Reopens if half-open has not concluded within `d` (for example because probes hang).
+    /// Reopens if half-open has not concluded within `d` (for example because probes
+    /// hang): once `d` has passed since the breaker went half-open, the next call or probe
+    /// result moves it back to open (a new break), whether or not probe permits are free,
+    /// and a probe result arriving after that is not counted.
+    ///
+    /// Default: the base break ([`open_for`](Self::open_for), or the first break of
+    /// [`break_duration_with`](Self::break_duration_with)), capped by a pipeline's `circuit`
+    /// timeout. So a hung probe never keeps the breaker half-open for longer than a break.
     pub fn max_half_open_wait(mut self, d: Duration) -> Self {
         self.max_half_open_wait = Some(d);
+        self
+    }
+
+    /// A standalone call ([`CircuitBreaker::call`](crate::CircuitBreaker::call)) or a
+    /// [layer](crate::CircuitBreaker::layer)'s call whose future is dropped unfinished after
+    /// running at least `d` counts as a failure (timed out), not as a cancellation; one
+    /// dropped sooner stays a cancellation.
+    ///
+    /// The breaker cannot see a timeout wrapped around it (tower's `Timeout` around
+    /// `breaker.layer()`, `tokio::time::timeout` around `breaker.call(..)`): set `d` to a
+    /// little under that timeout, so that a dependency that only hangs still trips the
+    /// breaker. Default: the slow-call duration when [slow calls](Self::slow_calls) are
+    /// configured, otherwise none (every unfinished drop is a cancellation). In a pipeline
+    /// this is not needed: a request deadline that fires is always recorded as a failure.
+    ///
+    /// ```
+    /// use resilient::CircuitBreaker;
+    /// use std::time::Duration;
+    /// // under `tower::timeout::TimeoutLayer::new(Duration::from_secs(2))`:
+    /// let b = CircuitBreaker::consecutive_failures(5)
+    ///     .call_timeout(Duration::from_millis(1900))
+    ///     .build();
+    /// assert!(b.is_ok());
+    /// ```
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = Some(d);
         self
     }
 
@@ -249,7 +284,7 @@ impl CircuitBreakerBuilder {
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         let rate = |field: &'static str, r: f64| {
             if r > 0.0 && r <= 1.0 {
-                Ok((r * 1_000_000.0).round() as u64)
+                Ok(r)
             } else {
                 Err(ConfigError::new(
                     field,
@@ -257,11 +292,11 @@ impl CircuitBreakerBuilder {
                 ))
             }
         };
-        let failure_ppm = self
+        let failure_rate = self
             .failure_rate
             .map(|r| rate("circuit.failure_rate", r))
             .transpose()?;
-        let slow_ppm = self
+        let slow_rate = self
             .slow
             .map(|(_, r)| rate("circuit.slow_call_rate", r))
             .transpose()?;
@@ -279,13 +314,13 @@ impl CircuitBreakerBuilder {
                 "must be at least 1",
             ));
         }
-        if failure_ppm.is_none() && slow_ppm.is_none() && self.consecutive.is_none() {
+        if failure_rate.is_none() && slow_rate.is_none() && self.consecutive.is_none() {
             return Err(ConfigError::new(
                 "circuit",
                 "needs a trip condition: failure_rate, slow_calls or consecutive_failures",
             ));
         }
-        let rated = failure_ppm.is_some() || slow_ppm.is_some();
+        let rated = failure_rate.is_some() || slow_rate.is_some();
         let window = match self.window {
             Some(w) => Some(w),
             None if rated => Some(DEFAULT_WINDOW),
@@ -380,6 +415,12 @@ impl CircuitBreakerBuilder {
                 ),
             ));
         }
+        if self.call_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "circuit.call_timeout",
+                "must be greater than zero",
+            ));
+        }
         if self.max_half_open_wait.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::new(
                 "circuit.max_half_open_wait",
@@ -416,8 +457,8 @@ impl CircuitBreakerBuilder {
             },
             window: window.map(SlidingWindow::new),
             window_config: window,
-            failure_ppm: failure_ppm.unwrap_or(0),
-            slow_ppm: slow_ppm.unwrap_or(0),
+            failure_rate: failure_rate.unwrap_or(0.0),
+            slow_rate: slow_rate.unwrap_or(0.0),
             slow_after: self.slow.map(|(d, _)| d),
             minimum_calls: u64::from(minimum_calls),
             consecutive_limit: self.consecutive.unwrap_or(0),
@@ -425,6 +466,7 @@ impl CircuitBreakerBuilder {
             probes: self.probes,
             required,
             max_half_open_wait: self.max_half_open_wait,
+            call_timeout: self.call_timeout.or(self.slow.map(|(d, _)| d)),
             clock: self.clock,
             observers: self.observers,
         };

@@ -100,7 +100,8 @@ pub enum CircuitEvent {
 
 /// Receives every [`CircuitEvent`] of the breakers it is attached to.
 ///
-/// Called synchronously on the calling thread, so keep it cheap (count, enqueue). Closures
+/// Called synchronously on the calling thread, so keep it cheap (count, enqueue). A panic
+/// in an observer is caught and discarded: it never reaches the call. Closures
 /// `Fn(&str, &CircuitEvent)` are observers.
 ///
 /// ```
@@ -148,7 +149,11 @@ impl Observers {
         }
         let e = event();
         for o in self.0.iter() {
-            o.on_event(name, &e);
+            // An observer must not be able to break calls (it runs on the caller's path,
+            // sometimes while a permit is being accounted for): its panic is contained.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                o.on_event(name, &e);
+            }));
         }
     }
 }

@@ -32,10 +32,15 @@ impl Guard for CircuitBreaker {
         self.inner.measures_duration()
     }
 
-    /// Takes the pipeline's `circuit` timeout as the longest break and checks that a time
-    /// window and the base break fit inside it.
-    fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
-        self.inner.attach(timeouts)
+    /// Checks that a time window and the base break fit inside the pipeline's `circuit`
+    /// timeout.
+    fn check(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+        self.inner.check(timeouts)
+    }
+
+    /// Takes the pipeline's `circuit` timeout as the longest break.
+    fn attach(&self, timeouts: &Timeouts) {
+        self.inner.attach(timeouts);
     }
 }
 
@@ -82,7 +87,7 @@ impl Guard for Invalid {
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
 
-    fn attach(&self, _timeouts: &Timeouts) -> Result<(), ConfigError> {
+    fn check(&self, _timeouts: &Timeouts) -> Result<(), ConfigError> {
         Err(self.0.clone())
     }
 }

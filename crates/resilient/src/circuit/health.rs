@@ -111,7 +111,8 @@ pub struct HealthCheck {
 impl HealthCheck {
     /// Runs `probe` every `interval` (first run one interval after the breaker is built).
     /// The probe's timeout defaults to the interval; unhealthy after 3 failed probes in a
-    /// row, healthy again after 2 successful ones.
+    /// row, healthy again after 2 successful ones. Intervals longer than about 30 years
+    /// (up to `Duration::MAX`) count as 30 years; timeouts saturate the same way.
     pub fn new<F, Fut, R>(interval: Duration, mut probe: F) -> Self
     where
         F: FnMut() -> Fut + Send + 'static,
@@ -282,6 +283,10 @@ impl Hysteresis {
     }
 }
 
+/// The longest interval the task waits between probes (about 30 years); longer intervals
+/// are cut to it.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(30 * 365 * 86_400);
+
 /// Spawns the probe loop on `runtime`.
 ///
 /// The loop survives a panicking probe (counted as a failed probe) and a panicking
@@ -295,7 +300,9 @@ pub(crate) fn spawn(
 ) {
     runtime.spawn(async move {
         let stopped = Withdraw(breaker);
-        let mut ticker = tokio::time::interval_at(Instant::now() + check.interval, check.interval);
+        // Saturated: an interval too long for the timer (`Duration::MAX`) means "rarely".
+        let interval = check.interval.min(LONGEST_INTERVAL);
+        let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut hysteresis = Hysteresis::default();
         loop {

@@ -117,6 +117,7 @@ where
             breaker: self.breaker.clone(),
             token: Some(token),
             started: b.measures_duration().then(|| b.clock.now()),
+            finished: false,
         });
         ResponseFuture {
             fut: Some(self.inner.call(req)),
@@ -133,6 +134,9 @@ struct Held {
     breaker: CircuitBreaker,
     token: Option<u64>,
     started: Option<Duration>,
+    /// The inner future finished: a panic from here on (the classifier's) releases the
+    /// admission uncounted.
+    finished: bool,
 }
 
 impl Held {
@@ -150,8 +154,24 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(t) = self.token.take() {
-            self.breaker.inner.release(t, None);
+            let b = &self.breaker.inner;
+            let outcome = if self.finished {
+                None
+            } else {
+                b.dropped(self.started)
+            };
+            b.release(t, outcome);
         }
+    }
+}
+
+/// Armed around polling the inner service's future: should the poll panic, the admission
+/// is released as a failure during the unwind. Defused with `mem::forget`.
+struct PollPanic<'a>(&'a mut Option<Held>);
+
+impl Drop for PollPanic<'_> {
+    fn drop(&mut self) {
+        drop(self.0.take());
     }
 }
 
@@ -183,8 +203,12 @@ where
             .fut
             .as_pin_mut()
             .expect("ResponseFuture polled after completion");
-        let out = ready!(fut.poll(cx));
+        let armed = PollPanic(&mut *this.held);
+        let polled = fut.poll(cx);
+        std::mem::forget(armed);
+        let out = ready!(polled);
         if let Some(mut held) = this.held.take() {
+            held.finished = true;
             held.record(this.classify.classify(&out));
         }
         Poll::Ready(out.map_err(Error::Inner))

@@ -6,8 +6,8 @@
 //! lock, no allocation, no clock read unless a time window or slow-call detection needs
 //! one.
 
+use super::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -16,7 +16,7 @@ use super::events::{CircuitEvent, CircuitObserver, Observers, TransitionReason};
 use super::health::{self, HealthCell, HealthCheck, HealthState, Hysteresis};
 use super::recovery::Recovery;
 use super::snapshot::CircuitSnapshot;
-use super::state::{CircuitState, PhaseDeadline, StateWord, split_token};
+use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, split_token};
 use super::store::Store;
 use super::window::{Counts, SlidingWindow, Window, code};
 use crate::{ConfigError, Outcome, Rejection, SharedClock, Timeouts};
@@ -29,8 +29,10 @@ pub(crate) struct Settings {
     pub(crate) store: Store,
     pub(crate) window: Option<SlidingWindow>,
     pub(crate) window_config: Option<Window>,
-    pub(crate) failure_ppm: u64,
-    pub(crate) slow_ppm: u64,
+    /// The failure-rate threshold in (0, 1], `0.0` when not configured.
+    pub(crate) failure_rate: f64,
+    /// The slow-call-rate threshold in (0, 1], `0.0` when not configured.
+    pub(crate) slow_rate: f64,
     pub(crate) slow_after: Option<Duration>,
     pub(crate) minimum_calls: u64,
     pub(crate) consecutive_limit: u32,
@@ -38,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) probes: u32,
     pub(crate) required: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
+    /// Unfinished standalone calls dropped after this long are failures.
+    pub(crate) call_timeout: Option<Duration>,
     pub(crate) clock: SharedClock,
     pub(crate) observers: Vec<Arc<dyn CircuitObserver>>,
 }
@@ -56,18 +60,22 @@ pub(crate) struct Breaker {
     store: Store,
     window: Option<SlidingWindow>,
     window_config: Option<Window>,
-    failure_ppm: u64,
-    slow_ppm: u64,
+    failure_rate: f64,
+    slow_rate: f64,
     /// Calls at least this long are slow (`Duration::MAX`: never).
     slow_after: Duration,
     minimum_calls: u64,
     consecutive_limit: u32,
-    consecutive: AtomicU32,
+    /// Consecutive failures (low 32 bits) of the closed phase whose epoch is in the high
+    /// bits: a late result of an older phase cannot count in a newer one.
+    consecutive: AtomicU64,
     recovery: Recovery,
     failed_recoveries: AtomicU32,
     probes: u32,
     required: u32,
     max_half_open_wait: Option<Duration>,
+    /// Unfinished standalone calls dropped after this long are failures (`MAX`: never).
+    call_timeout: Duration,
     pub(crate) clock: SharedClock,
     observers: Observers,
     rejected: AtomicU64,
@@ -131,17 +139,18 @@ impl Breaker {
             store: s.store,
             window: s.window,
             window_config: s.window_config,
-            failure_ppm: s.failure_ppm,
-            slow_ppm: s.slow_ppm,
+            failure_rate: s.failure_rate,
+            slow_rate: s.slow_rate,
             slow_after: s.slow_after.unwrap_or(Duration::MAX),
             minimum_calls: s.minimum_calls,
             consecutive_limit: s.consecutive_limit,
-            consecutive: AtomicU32::new(0),
+            consecutive: AtomicU64::new(0),
             recovery: s.recovery,
             failed_recoveries: AtomicU32::new(0),
             probes: s.probes,
             required: s.required,
             max_half_open_wait: s.max_half_open_wait,
+            call_timeout: s.call_timeout.unwrap_or(Duration::MAX),
             clock: s.clock,
             observers: Observers(s.observers.into()),
             rejected: AtomicU64::new(0),
@@ -162,7 +171,9 @@ impl Breaker {
     /// Whether a standalone call needs to measure its duration.
     #[inline]
     pub(crate) fn measures_duration(&self) -> bool {
-        self.slow_after != Duration::MAX || !self.observers.is_empty()
+        self.slow_after != Duration::MAX
+            || self.call_timeout != Duration::MAX
+            || !self.observers.is_empty()
     }
 
     pub(crate) fn state(&self) -> CircuitState {
@@ -183,11 +194,11 @@ impl Breaker {
         let w = self.store.load();
         match w.state() {
             Isolated => false,
-            Open => self
-                .store
-                .load_deadline()
-                .at(w.epoch())
-                .is_some_and(|until| self.clock.now() >= until),
+            Open => {
+                let now = self.clock.now();
+                self.deadline(self.store.load_deadline(), w, now)
+                    .is_some_and(|until| now >= until)
+            }
             _ => true,
         }
     }
@@ -213,10 +224,13 @@ impl Breaker {
                 Isolated => return Err(self.reject(Isolated, None)),
                 Open => {
                     let now = self.clock.now();
-                    let until = self.phase_end(w, now, || {
+                    let Some(until) = self.phase_end(w, now, || {
                         self.recovery
                             .duration(self.failed_recoveries.load(Ordering::Acquire))
-                    });
+                    }) else {
+                        w = self.store.load();
+                        continue;
+                    };
                     if now < until {
                         return Err(self.reject(Open, Some(until - now)));
                     }
@@ -237,6 +251,20 @@ impl Breaker {
                     }
                 }
                 HalfOpen => {
+                    // The maximum wait bounds the whole phase: once it is over, the breaker
+                    // reopens whether or not probe permits are free.
+                    let now = self.clock.now();
+                    let Some(until) = self.phase_end(w, now, || self.half_open_wait()) else {
+                        w = self.store.load();
+                        continue;
+                    };
+                    if now >= until {
+                        match self.transition(w, Open, TransitionReason::HalfOpenTimeout, now) {
+                            Ok(next) => w = next,
+                            Err(actual) => w = actual,
+                        }
+                        continue;
+                    }
                     let issued = w.probes_issued();
                     if issued < self.probes {
                         match self.store.cas(w, w.with_issued(issued + 1)) {
@@ -247,40 +275,67 @@ impl Breaker {
                             }
                         }
                     }
-                    if let Some(max) = self.max_half_open_wait {
-                        let now = self.clock.now();
-                        if now >= self.phase_end(w, now, || max) {
-                            match self.transition(w, Open, TransitionReason::HalfOpenTimeout, now) {
-                                Ok(next) => w = next,
-                                Err(actual) => w = actual,
-                            }
-                            continue;
-                        }
-                    }
-                    return Err(self.reject(HalfOpen, None));
+                    // Every permit is out: the earliest a call can pass is when the phase
+                    // ends (a probe may settle sooner, but that cannot be known).
+                    return Err(self.reject(HalfOpen, Some(until - now)));
                 }
             }
         }
     }
 
+    /// The longest half-open phase: the configured maximum wait or, by default, the base
+    /// break (so that one hung probe cannot keep the breaker half-open forever).
+    fn half_open_wait(&self) -> Duration {
+        self.max_half_open_wait
+            .unwrap_or_else(|| self.recovery.base())
+    }
+
     /// When the phase `w` ends. A phase whose deadline is missing (its writer has not
     /// published it yet, or a store lost it) gets one of `length` from now instead of
-    /// lasting forever; the phase's own writer still replaces it.
+    /// lasting forever; the phase's own writer still replaces it. `None` if the breaker
+    /// has moved past `w` meanwhile.
     fn phase_end(
         &self,
         w: StateWord,
         now: Duration,
         length: impl FnOnce() -> Duration,
-    ) -> Duration {
+    ) -> Option<Duration> {
         let seen = self.store.load_deadline();
-        if let Some(until) = seen.at(w.epoch()) {
-            return until;
+        if let Some(until) = self.deadline(seen, w, now) {
+            return Some(until);
         }
-        let until = now.saturating_add(length());
+        let until = now.saturating_add(length().min(MAX_AHEAD));
         let fresh = PhaseDeadline::new(w.epoch(), until);
+        // `None` when the phase is already over: the caller must look at the new state
+        // rather than act on an invented deadline of the old one.
         self.store
             .repair_deadline(seen, fresh, w.epoch())
-            .unwrap_or(until)
+            .and_then(|d| self.deadline(d, w, now))
+    }
+
+    /// The deadline `d` of phase `w` (if it belongs to it) read relative to `now`: never
+    /// more than the phase's longest length ahead. One further ahead (the clock stepped
+    /// back) is cut to that length, and the cut deadline is stored.
+    fn deadline(&self, d: PhaseDeadline, w: StateWord, now: Duration) -> Option<Duration> {
+        match d.resolve(w.epoch(), now, self.longest_phase(w.state()))? {
+            Resolved::At(until) => Some(until),
+            Resolved::Clamped(until) => {
+                let _ = self
+                    .store
+                    .cas_deadline(d, PhaseDeadline::new(w.epoch(), until));
+                Some(until)
+            }
+        }
+    }
+
+    /// The longest a phase in `state` can last (a bound for its deadline).
+    fn longest_phase(&self, state: CircuitState) -> Duration {
+        match state {
+            Open => self.recovery.longest(),
+            HalfOpen => self.half_open_wait(),
+            _ => MAX_AHEAD,
+        }
+        .min(MAX_AHEAD)
     }
 
     /// Whether the health check keeps an open breaker from probing.
@@ -296,6 +351,24 @@ impl Breaker {
     }
 
     // ---- recording -------------------------------------------------------------------
+
+    /// How a standalone call (or a layer's) admitted at `started` is released when it is
+    /// dropped before it finished: a failure if its thread is panicking (the operation
+    /// panicked) or if it ran for at least the call timeout (an outer timeout the breaker
+    /// cannot see cut it short), otherwise a cancellation.
+    pub(crate) fn dropped(&self, started: Option<Duration>) -> Option<(Outcome, Duration)> {
+        let took = || started.map_or(Duration::ZERO, |t| self.clock.now().saturating_sub(t));
+        if std::thread::panicking() {
+            return Some((Outcome::Failure, took()));
+        }
+        if self.call_timeout != Duration::MAX && started.is_some() {
+            let took = took();
+            if took >= self.call_timeout {
+                return Some((Outcome::Failure, took));
+            }
+        }
+        None
+    }
     //
     // The state is updated first and events are emitted after: observers (user code) run
     // when the permit is already accounted for, so a panicking observer cannot leak it.
@@ -408,13 +481,30 @@ impl Breaker {
         }
         let mut trip = None;
         if self.consecutive_limit != 0 {
+            let tag = u64::from(epoch) << 32;
             if failed {
-                let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-                if n >= self.consecutive_limit {
+                let counted =
+                    self.consecutive
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                            (c & !u64::from(u32::MAX) == tag)
+                                .then(|| tag | u64::from((c as u32).saturating_add(1)))
+                        });
+                if let Ok(before) = counted
+                    && (before as u32).saturating_add(1) >= self.consecutive_limit
+                {
                     trip = Some(TransitionReason::ConsecutiveFailures);
                 }
-            } else if self.consecutive.load(Ordering::Relaxed) != 0 {
-                self.consecutive.store(0, Ordering::Relaxed);
+            } else {
+                // a success resets the count of its own phase only
+                let current = self.consecutive.load(Ordering::Relaxed);
+                if current != tag && current & !u64::from(u32::MAX) == tag {
+                    let _ = self.consecutive.compare_exchange(
+                        current,
+                        tag,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
             }
         }
         // Whether the window's verdict is known (a count window reports nothing when a
@@ -453,12 +543,15 @@ impl Breaker {
         if c.total < self.minimum_calls {
             return None;
         }
-        let scaled = |n: u64| u128::from(n) * 1_000_000;
-        let bar = |ppm: u64| u128::from(ppm) * u128::from(c.total);
-        if self.failure_ppm != 0 && scaled(c.failures) >= bar(self.failure_ppm) {
+        // The observed rate is the correctly rounded quotient, like the configured one: a
+        // rate of `p as f64 / q as f64` is reached by exactly `p` in `q` calls (rounding is
+        // monotonic, and distinct fractions of realistic windows are far more than an ulp
+        // apart). No rounding of the threshold to a coarser grid.
+        let reached = |n: u64, rate: f64| rate > 0.0 && n as f64 / c.total as f64 >= rate;
+        if reached(c.failures, self.failure_rate) {
             return Some(TransitionReason::FailureRate);
         }
-        if self.slow_ppm != 0 && scaled(c.slow) >= bar(self.slow_ppm) {
+        if reached(c.slow, self.slow_rate) {
             return Some(TransitionReason::SlowCallRate);
         }
         None
@@ -467,7 +560,7 @@ impl Breaker {
     fn release_probe(&self, epoch: u32, outcome: Option<(Outcome, Duration)>) {
         let judged = self.judge(outcome);
         let verdict = match judged {
-            Judged::Counted { failed, slow, .. } => Some(failed || (slow && self.slow_ppm != 0)),
+            Judged::Counted { failed, slow, .. } => Some(failed || (slow && self.slow_rate > 0.0)),
             Judged::Cancelled | Judged::Ignored(_) => None,
         };
         // A panic while settling (a custom break generator) gives the permit back.
@@ -492,7 +585,21 @@ impl Breaker {
                 return None;
             }
             let now = || self.clock.now();
-            let attempt = if failed {
+            let t = now();
+            let Some(until) = self.phase_end(w, t, || self.half_open_wait()) else {
+                w = self.store.load();
+                continue;
+            };
+            let attempt = if t >= until {
+                // The phase is over: the verdict comes too late, the breaker reopens.
+                self.publish(w, w.next(Open), t).map(|_| {
+                    Some(After::Moved(
+                        HalfOpen,
+                        Open,
+                        TransitionReason::HalfOpenTimeout,
+                    ))
+                })
+            } else if failed {
                 self.publish(w, w.next(Open), now())
                     .map(|_| Some(After::Moved(HalfOpen, Open, TransitionReason::ProbeFailed)))
             } else if w.probe_successes() + 1 >= self.required {
@@ -559,7 +666,8 @@ impl Breaker {
             if let Some(w) = &self.window {
                 w.reset();
             }
-            self.consecutive.store(0, Ordering::Release);
+            self.consecutive
+                .store(u64::from(next.epoch()) << 32, Ordering::Release);
             self.over_threshold.store(false, Ordering::Release);
         }
         // The break is computed before `Open` is published: a custom generator that panics
@@ -568,14 +676,12 @@ impl Breaker {
         let until = match to {
             Open => {
                 let failed = self.failed_recoveries.load(Ordering::Acquire);
-                now.saturating_add(
-                    self.recovery
-                        .duration(failed.saturating_add(u32::from(failed_recovery))),
-                )
+                let length = self
+                    .recovery
+                    .duration(failed.saturating_add(u32::from(failed_recovery)));
+                now.saturating_add(length.min(self.longest_phase(Open)))
             }
-            HalfOpen => self
-                .max_half_open_wait
-                .map_or(Duration::MAX, |max| now.saturating_add(max)),
+            HalfOpen => now.saturating_add(self.longest_phase(HalfOpen)),
             _ => Duration::MAX,
         };
         self.store.cas(from, next)?;
@@ -608,7 +714,8 @@ impl Breaker {
 
     // ---- timeouts hierarchy ----------------------------------------------------------
 
-    pub(crate) fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+    /// Checks the breaker against a pipeline's timeouts, changing nothing.
+    pub(crate) fn check(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
         let Some(circuit) = timeouts.circuit else {
             return Ok(());
         };
@@ -628,8 +735,14 @@ impl Breaker {
                 format!("({base:?}) must not exceed timeout.circuit ({circuit:?})"),
             ));
         }
-        self.recovery.cap_at(circuit);
         Ok(())
+    }
+
+    /// Adopts a pipeline's `circuit` timeout (already checked) as the longest break.
+    pub(crate) fn attach(&self, timeouts: &Timeouts) {
+        if let Some(circuit) = timeouts.circuit {
+            self.recovery.cap_at(circuit);
+        }
     }
 
     // ---- health ----------------------------------------------------------------------
@@ -660,7 +773,10 @@ impl Breaker {
                 let w = self.store.load();
                 if w.state() == Open {
                     let current = self.store.load_deadline();
-                    if current.at(w.epoch()).is_some_and(|until| until > now) {
+                    if self
+                        .deadline(current, w, now)
+                        .is_some_and(|until| until > now)
+                    {
                         let _ = self
                             .store
                             .cas_deadline(current, PhaseDeadline::new(w.epoch(), now));
@@ -698,9 +814,7 @@ impl Breaker {
         let rate = |n: u64| (counts.total > 0).then(|| n as f64 / counts.total as f64);
         let retry_after = match w.state() {
             Open => self
-                .store
-                .load_deadline()
-                .at(w.epoch())
+                .deadline(self.store.load_deadline(), w, now)
                 .map(|until| until.saturating_sub(now)),
             _ => None,
         };
@@ -712,7 +826,7 @@ impl Breaker {
             failed_calls: counts.failures,
             slow_calls: counts.slow,
             rejected_calls: self.rejected.load(Ordering::Relaxed),
-            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed) as u32,
             retry_after,
             failed_recoveries: self.failed_recoveries.load(Ordering::Relaxed),
             probes_in_flight: if w.state() == HalfOpen {

@@ -12,11 +12,17 @@
 //!   recoveries, is capped (also by the pipeline's `circuit` timeout), and resets after a
 //!   successful close. There is no timer: the first call after the break moves the breaker
 //!   to half-open and becomes a probe (so [`CircuitBreaker::state`] reads `Open` until a
-//!   call arrives, while [`CircuitBreaker::is_ready`] already says ready).
+//!   call arrives, while [`CircuitBreaker::is_ready`] already says ready). A phase's
+//!   deadline never lies further ahead of the clock than the phase's longest length (the
+//!   longest break, or the half-open wait; about 35 years at most): a custom clock that
+//!   steps back delays probing by at most that, and clocks reading far ahead (a
+//!   [`crate::ManualClock`] set centuries on) keep working.
 //! - [`CircuitState::HalfOpen`]: exactly `half_open_probes` calls are admitted. Permits are
 //!   RAII: a probe whose future is dropped gives its permit back and counts as neither
 //!   success nor failure. The required successes close the breaker; a failed (or slow)
-//!   probe reopens it; an optional maximum wait reopens it if probes hang.
+//!   probe reopens it; so does the end of the maximum half-open wait (by default one base
+//!   break), whether or not probe permits are free, so that hung probes cannot keep it
+//!   half-open.
 //! - Manual: [`CircuitState::Isolated`] (forced open), [`CircuitState::Disabled`] (always
 //!   pass, record nothing) and [`CircuitState::MetricsOnly`] (record and emit events, never
 //!   reject; [`CircuitEvent::ThresholdExceeded`] says when it would have opened).
@@ -26,10 +32,13 @@
 //!
 //! Results are judged by the pipeline's [`crate::Classify`]: [`crate::Outcome::Ignored`]
 //! results are not counted. Placed before `.retry(..)` the breaker counts one logical call
-//! once, however many attempts it made; after it, every attempt counts. An attempt ended by
-//! the operation timeout counts as a failure, and so does a call that the request timeout
-//! ends while a per-call breaker admitted it (a dependency that only hangs must still trip
-//! the breaker); a call the caller cancels is not counted.
+//! once, however many attempts it made; after it, every attempt counts. A deadline that
+//! fires is a failure for every breaker holding a permit: an attempt ended by the operation
+//! timeout, and a call or attempt that the request timeout (or an inherited deadline) ends
+//! (a dependency that only hangs must still trip the breaker). A call whose operation
+//! panics is a failure too. A call the caller cancels is not counted. A standalone call or
+//! a layer's call cannot see a timeout wrapped around it: one dropped unfinished after
+//! running at least [`CircuitBreakerBuilder::call_timeout`] counts as a timed-out failure.
 //!
 //! # Three ways to use it
 //!
@@ -78,6 +87,7 @@ mod recovery;
 mod snapshot;
 mod state;
 mod store;
+mod sync;
 mod window;
 
 pub use config::CircuitBreakerBuilder;
@@ -137,6 +147,10 @@ impl fmt::Debug for CircuitBreaker {
 struct Held<'a> {
     breaker: &'a Breaker,
     token: Option<u64>,
+    started: Option<Duration>,
+    /// The operation returned: a panic from here on (the classifier's) is not the
+    /// dependency's failure, and releases the admission uncounted.
+    finished: bool,
 }
 
 impl Held<'_> {
@@ -153,7 +167,32 @@ impl Drop for Held<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(t) = self.token.take() {
-            self.breaker.release(t, None);
+            // a panicking operation is a failure; a panicking classifier is not counted
+            let outcome = if self.finished {
+                None
+            } else {
+                self.breaker.dropped(self.started)
+            };
+            self.breaker.release(t, outcome);
+        }
+    }
+}
+
+/// Armed around polling a call's operation: if the poll panics, the admission is released
+/// as a failure at once (even if the future itself is dropped later, after the panic was
+/// caught). Defused with `mem::forget` when the poll returns.
+struct PollPanic<'a> {
+    breaker: &'a Breaker,
+    token: &'a mut u64,
+    started: Option<Duration>,
+}
+
+impl Drop for PollPanic<'_> {
+    fn drop(&mut self) {
+        let token = std::mem::replace(self.token, NO_TOKEN);
+        if token != NO_TOKEN {
+            self.breaker
+                .release(token, self.breaker.dropped(self.started));
         }
     }
 }
@@ -178,8 +217,10 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if *this.token != NO_TOKEN {
-                // Dropped before the call finished: released, not counted.
-                this.breaker.inner.release(*this.token, None);
+                // Dropped before the call finished: a cancellation, unless it is dropped
+                // by a panic.
+                let inner = &this.breaker.inner;
+                inner.release(*this.token, inner.dropped(*this.started));
             }
         }
     }
@@ -220,16 +261,31 @@ where
             .as_mut()
             .as_pin_mut()
             .expect("Call polled after completion");
-        let result = ready!(fut.poll(cx));
+        let result = if *this.token == NO_TOKEN {
+            ready!(fut.poll(cx))
+        } else {
+            let armed = PollPanic {
+                breaker: inner,
+                token: this.token,
+                started: *this.started,
+            };
+            let polled = fut.poll(cx);
+            std::mem::forget(armed);
+            ready!(polled)
+        };
         if *this.token != NO_TOKEN {
-            // Judged before the token is taken: a panicking classifier still releases it
-            // (as cancelled) on drop.
+            // Held while judging: a panicking classifier still releases it (uncounted).
+            let held = Held {
+                breaker: inner,
+                token: Some(std::mem::replace(this.token, NO_TOKEN)),
+                started: None,
+                finished: true,
+            };
             let outcome = this.classify.classify(&result);
             let took = this
                 .started
                 .map_or(Duration::ZERO, |t| inner.clock.now().saturating_sub(t));
-            let token = std::mem::replace(this.token, NO_TOKEN);
-            inner.release(token, Some((outcome, took)));
+            held.record(outcome, took);
         }
         Poll::Ready(result.map_err(Error::Inner))
     }
@@ -410,13 +466,16 @@ impl CircuitBreaker {
         C: Classify<T, E>,
         F: FnOnce() -> Result<T, E>,
     {
-        let held = self.admit()?;
+        let mut held = self.admit()?;
         let measure = self.inner.measures_duration();
         let t0 = measure.then(|| self.inner.clock.now());
+        held.started = t0;
+        // A panicking `op` releases the admission as a failure on unwind.
         let result = op();
         let took = t0.map_or(Duration::ZERO, |t| self.inner.clock.now().saturating_sub(t));
-        // Judged before the admission is given up: a panicking classifier releases it (as
-        // cancelled) on unwind.
+        held.finished = true;
+        // Judged before the admission is given up: a panicking classifier releases it
+        // (uncounted) on unwind.
         let outcome = classify.classify(&result);
         held.record(outcome, took);
         result.map_err(Error::Inner)
@@ -428,10 +487,14 @@ impl CircuitBreaker {
             Ok(Admit::Token(t)) => Ok(Held {
                 breaker: &self.inner,
                 token: Some(t),
+                started: None,
+                finished: false,
             }),
             Ok(Admit::Free) => Ok(Held {
                 breaker: &self.inner,
                 token: None,
+                started: None,
+                finished: false,
             }),
             Err(r) => Err(r.into()),
         }

@@ -26,6 +26,8 @@ pub(crate) struct Recovery {
     pub(crate) schedule: Schedule,
     /// The tightest `circuit` timeout of the pipelines this breaker is attached to.
     cap_nanos: AtomicU64,
+    /// A custom generator's first break in nanoseconds, once known (`u64::MAX` before).
+    first_custom: AtomicU64,
     random: SharedRandom,
 }
 
@@ -34,6 +36,7 @@ impl Recovery {
         Self {
             schedule,
             cap_nanos: AtomicU64::new(u64::MAX),
+            first_custom: AtomicU64::new(u64::MAX),
             random,
         }
     }
@@ -47,6 +50,40 @@ impl Recovery {
     pub(crate) fn cap(&self) -> Option<Duration> {
         let n = self.cap_nanos.load(Ordering::Acquire);
         (n != u64::MAX).then(|| Duration::from_nanos(n))
+    }
+
+    /// The first break (no failed recovery yet), without jitter, capped. A custom
+    /// generator is asked once, on first use.
+    pub(crate) fn base(&self) -> Duration {
+        let d = match &self.schedule {
+            Schedule::Backoff { base, .. } => *base,
+            Schedule::Custom(f) => match self.first_custom.load(Ordering::Acquire) {
+                u64::MAX => {
+                    let d = f(0);
+                    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
+                    self.first_custom.store(nanos, Ordering::Release);
+                    Duration::from_nanos(nanos)
+                }
+                nanos => Duration::from_nanos(nanos),
+            },
+        };
+        match self.cap() {
+            Some(cap) => d.min(cap),
+            None => d,
+        }
+    }
+
+    /// The longest break this schedule can give (`Duration::MAX` when unknown: a custom
+    /// generator), capped.
+    pub(crate) fn longest(&self) -> Duration {
+        let d = match &self.schedule {
+            Schedule::Backoff { max, .. } => *max,
+            Schedule::Custom(_) => Duration::MAX,
+        };
+        match self.cap() {
+            Some(cap) => d.min(cap),
+            None => d,
+        }
     }
 
     /// The break after `failed_recoveries` failed half-open attempts in a row.

@@ -199,8 +199,12 @@ const MICROS_MASK: u64 = (1 << MICROS_BITS) - 1;
 /// The end of the current phase (open until / half-open give-up time), tagged with the
 /// epoch it belongs to so that a reader never acts on a previous phase's deadline.
 ///
-/// Microsecond resolution (rounded down, so a phase never lasts longer than configured);
-/// good for 142 years of clock time. Opaque apart from the accessors.
+/// Microsecond resolution (rounded down, so a phase never lasts longer than configured),
+/// kept modulo 2^52 µs (about 142 years of clock time): [`PhaseDeadline::at`] returns the
+/// stored reading, and a breaker interprets it relative to its clock's current time (a
+/// deadline lies at most its longest phase ahead; see the circuit module docs), so clocks
+/// that read beyond 142 years, or step back, keep working. Opaque apart from the
+/// accessors.
 ///
 /// ```
 /// use resilient::circuit::PhaseDeadline;
@@ -215,7 +219,7 @@ pub struct PhaseDeadline(u64);
 impl PhaseDeadline {
     /// The deadline `at` (clock time) for epoch `epoch`.
     pub fn new(epoch: u32, at: Duration) -> Self {
-        let micros = at.as_micros().min(u128::from(MICROS_MASK)) as u64;
+        let micros = (at.as_micros() & u128::from(MICROS_MASK)) as u64;
         Self((u64::from(epoch & ((1 << TAG_BITS) - 1)) << MICROS_BITS) | micros)
     }
 
@@ -229,11 +233,46 @@ impl PhaseDeadline {
         self.0
     }
 
-    /// The deadline if it belongs to `epoch`.
+    /// The deadline if it belongs to `epoch`, as stored (modulo 2^52 µs).
     #[inline]
     pub fn at(self, epoch: u32) -> Option<Duration> {
         let tag = (self.0 >> MICROS_BITS) as u32;
         (tag == epoch & ((1 << TAG_BITS) - 1)).then(|| Duration::from_micros(self.0 & MICROS_MASK))
+    }
+}
+
+/// The longest a deadline can lie ahead of the clock: 2^50 µs (about 35.7 years). Phases
+/// configured longer are cut to this.
+pub(crate) const MAX_AHEAD: Duration = Duration::from_micros(1 << 50);
+
+/// A stored deadline read relative to the current time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// The deadline, at most the phase's longest length ahead (or already past).
+    At(Duration),
+    /// The deadline was further ahead than the phase can last (the clock stepped back):
+    /// cut to now plus the longest length; the stored deadline should be replaced.
+    Clamped(Duration),
+}
+
+impl PhaseDeadline {
+    /// Reads the deadline of `epoch` relative to `now`, given that the phase lasts at most
+    /// `longest` (itself at most [`MAX_AHEAD`]). Unambiguous while the clock moves less
+    /// than about 71 years between the deadline's writing and its reading.
+    pub(crate) fn resolve(self, epoch: u32, now: Duration, longest: Duration) -> Option<Resolved> {
+        let stored = self.at(epoch)?.as_micros() as u64;
+        let now_micros = now.as_micros();
+        let floor = Duration::from_micros(u64::try_from(now_micros).unwrap_or(u64::MAX));
+        let ahead = stored.wrapping_sub(now_micros as u64) & MICROS_MASK;
+        let longest_micros = u64::try_from(longest.min(MAX_AHEAD).as_micros()).unwrap_or(0);
+        Some(if ahead <= longest_micros {
+            Resolved::At(floor.saturating_add(Duration::from_micros(ahead)))
+        } else if ahead < 1 << (MICROS_BITS - 1) {
+            Resolved::Clamped(now.saturating_add(longest.min(MAX_AHEAD)))
+        } else {
+            // in the past
+            Resolved::At(floor.saturating_sub(Duration::from_micros((MICROS_MASK + 1) - ahead)))
+        })
     }
 }
 
@@ -268,5 +307,28 @@ mod tests {
         assert_eq!(d.at(10), None);
         assert_eq!(d.at(9 + 4096), d.at(9), "the tag keeps the low 12 bits");
         assert_eq!(PhaseDeadline::default().at(0), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn deadlines_resolve_relative_to_now() {
+        let year = Duration::from_secs(365 * 86_400);
+        let sec = Duration::from_secs(1);
+        let top = Duration::from_micros(u64::MAX / 1000) - 60 * sec; // near ManualClock's end
+        for base in [Duration::ZERO, 200 * year, top] {
+            let now = base + 10 * sec;
+            let d = PhaseDeadline::new(1, base + 30 * sec);
+            assert_eq!(
+                d.resolve(1, now, 30 * sec),
+                Some(Resolved::At(base + 30 * sec))
+            );
+            assert_eq!(d.resolve(2, now, 30 * sec), None);
+            let past = PhaseDeadline::new(1, base);
+            assert_eq!(past.resolve(1, now, 30 * sec), Some(Resolved::At(base)));
+            // a clock that stepped back: never more than the longest phase ahead
+            assert_eq!(
+                d.resolve(1, base, 10 * sec),
+                Some(Resolved::Clamped(base + 10 * sec))
+            );
+        }
     }
 }

@@ -11,12 +11,10 @@
 //! breakers built on a clock with a shared time base (for example wall-clock time).
 //! The failed-recovery count that drives break backoff is also kept per process.
 
+use super::state::{PhaseDeadline, StateWord};
+use super::sync::{AtomicU64, Ordering};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use super::state::{PhaseDeadline, StateWord};
 
 /// Storage for a breaker's state machine.
 ///
@@ -183,20 +181,21 @@ impl Store {
     }
 
     /// Replaces `seen` (a deadline that does not belong to the phase of `epoch`) with
-    /// `fresh` while that phase lasts; returns the deadline of the phase now in the store,
-    /// if any.
+    /// `fresh` while that phase lasts; returns the deadline now in the store if it belongs
+    /// to that phase.
     pub(crate) fn repair_deadline(
         &self,
         seen: PhaseDeadline,
         fresh: PhaseDeadline,
         epoch: u32,
-    ) -> Option<Duration> {
+    ) -> Option<PhaseDeadline> {
         if self.load().epoch() != epoch {
             return None;
         }
-        match self.cas_deadline(seen, fresh) {
-            Ok(()) => fresh.at(epoch),
-            Err(actual) => actual.at(epoch),
-        }
+        let now_stored = match self.cas_deadline(seen, fresh) {
+            Ok(()) => fresh,
+            Err(actual) => actual,
+        };
+        now_stored.at(epoch).map(|_| now_stored)
     }
 }

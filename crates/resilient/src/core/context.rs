@@ -80,6 +80,28 @@ impl Default for Context {
     }
 }
 
+/// The furthest ahead the engine sets a deadline or a timer: about a hundred years.
+///
+/// A timeout longer than this never fires and counts as no timeout at all (no deadline in
+/// the [`Context`], no timer); a wait longer than this is cut to it, which is as good as
+/// forever. Deadline sums then never overflow `Instant`, nor tokio's timer (which adds a
+/// little to the instants it is given).
+pub(crate) const HORIZON: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `from + after`, or `None` when `after` is beyond the [`HORIZON`] (or the sum cannot be
+/// represented): a deadline that far ahead is no deadline.
+pub(crate) fn deadline_after(from: Instant, after: Duration) -> Option<Instant> {
+    if after > HORIZON {
+        return None;
+    }
+    from.checked_add(after)
+}
+
+/// `d`, unless it is beyond the [`HORIZON`]: a timeout that never fires is none.
+pub(crate) fn within_horizon(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| *d <= HORIZON)
+}
+
 /// Deadline and cancellation inherited by nested pipelines running inside a call.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ambient {

@@ -4,7 +4,10 @@
 //! pipeline asks a guard for a [`Permit`] before the operation runs and reports the
 //! [`Outcome`] and duration through that permit afterwards. A permit dropped without a
 //! report (the call's future was cancelled) tells the guard so: capacity is never leaked.
+//! Two drops are not cancellations but failures: a permit dropped while its thread panics
+//! (the operation panicked) and one dropped because a pipeline deadline fired.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -120,6 +123,12 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
     /// Called once per permit: with `Some((outcome, duration))` when the call finished and
     /// was recorded, with `None` when the permit was dropped unrecorded (cancelled).
     /// `token` is the value the permit was created with.
+    ///
+    /// A permit dropped unrecorded while its thread panics reports
+    /// `Some((Outcome::Failure, Duration::ZERO))` (a panic is a failure), and one dropped
+    /// because a pipeline's request deadline (or an inherited one) fired reports
+    /// `Some((Outcome::Failure, elapsed))`, `elapsed` being the time since the call
+    /// started: a deadline that fires is a failure for every guard holding a permit.
     fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>);
 
     /// Admission without waiting, for blocking execution (which cannot await). The default
@@ -143,12 +152,30 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
         true
     }
 
-    /// Called once when a pipeline containing this guard is built, with the pipeline's
-    /// timeout hierarchy: a guard may validate itself against it or adopt a time scale
-    /// (a breaker takes `circuit` as its longest open time). An error fails the build.
-    fn attach(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
+    /// Called when a pipeline containing this guard is built, with the pipeline's timeout
+    /// hierarchy, to validate the guard against it (a breaker checks that its time window
+    /// and base break fit inside `circuit`). An error fails the build.
+    ///
+    /// It must not change the guard: a guard may be shared with other pipelines, and a
+    /// build that fails (on this guard, on another one or on the retry plan) must leave it
+    /// as it was. Changes belong in [`Guard::attach`].
+    fn check(&self, timeouts: &Timeouts) -> Result<(), ConfigError> {
         let _ = timeouts;
         Ok(())
+    }
+
+    /// Called once the pipeline is known to build, after every guard's [`Guard::check`]
+    /// and the rest of the configuration passed: the guard may adopt the pipeline's time
+    /// scale (a breaker takes `circuit` as its longest open time).
+    ///
+    /// Building is two-phase on purpose. A single fallible hook that both validated and
+    /// changed the guard would let a build fail half-way, with the guards before the
+    /// failing one already changed (and shared guards, such as a breaker used by several
+    /// pipelines, changed for everyone); undoing that would need every guard to roll back.
+    /// So validation is [`Guard::check`], which changes nothing, and `attach` cannot fail:
+    /// once it runs, the build succeeds, and a failed build has attached nothing.
+    fn attach(&self, timeouts: &Timeouts) {
+        let _ = timeouts;
     }
 }
 
@@ -193,8 +220,48 @@ impl<'a> Permit<'a> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if let Some(g) = self.guard.take() {
-            g.on_release(self.token, None);
+            g.on_release(self.token, unrecorded_outcome());
         }
+    }
+}
+
+/// How a permit dropped without a report is released: a failure when its thread is
+/// panicking or a deadline fired (see [`DeadlineFired`]), else a cancellation (`None`).
+pub(crate) fn unrecorded_outcome() -> Option<(Outcome, Duration)> {
+    if std::thread::panicking() {
+        return Some((Outcome::Failure, Duration::ZERO));
+    }
+    DEADLINE_FIRED
+        .try_with(Cell::get)
+        .ok()
+        .flatten()
+        .map(|elapsed| (Outcome::Failure, elapsed))
+}
+
+thread_local! {
+    static DEADLINE_FIRED: Cell<Option<Duration>> = const { Cell::new(None) };
+}
+
+/// While alive, permits dropped on this thread are released as failures that ran for
+/// `elapsed`: the engine holds one while it drops the work a deadline cut short.
+pub(crate) struct DeadlineFired {
+    previous: Option<Duration>,
+}
+
+impl DeadlineFired {
+    /// Marks the drops that follow, until the returned value is dropped.
+    pub(crate) fn enter(elapsed: Duration) -> Self {
+        let previous = DEADLINE_FIRED
+            .try_with(|c| c.replace(Some(elapsed)))
+            .ok()
+            .flatten();
+        Self { previous }
+    }
+}
+
+impl Drop for DeadlineFired {
+    fn drop(&mut self) {
+        let _ = DEADLINE_FIRED.try_with(|c| c.set(self.previous));
     }
 }
 

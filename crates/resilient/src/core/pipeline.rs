@@ -31,7 +31,8 @@ use smallvec::SmallVec;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{AMBIENT, Ambient};
+use crate::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
+use crate::core::guard::DeadlineFired;
 use crate::{
     Acquire, AllErrors, Classify, ConfigError, Context, Error, FailedAttempt, Guard, OnRetry,
     Outcome, Permit, Rejection, Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope,
@@ -214,7 +215,24 @@ impl<C> PipelineBuilder<C> {
         self
     }
 
-    /// Uses `clock` for durations measured by the engine (guards take their own clock).
+    /// Uses `clock` for the durations the engine measures (default: [`system_clock`]).
+    /// Guards, retry budgets and rate limiters take their own clock.
+    ///
+    /// Which clock drives what:
+    /// - **this clock**: the durations reported to guards (a breaker's slow calls), the
+    ///   retry plan's [`max_elapsed`](Retry::max_elapsed), and, in blocking execution
+    ///   ([`Pipeline::execute_blocking`]), everything: the request timeout and an
+    ///   attempt's overrun of the operation timeout are measured on it, and its retry waits
+    ///   are [`Clock::sleep_blocking`](crate::Clock::sleep_blocking) (a
+    ///   [`ManualClock`](crate::ManualClock) advances itself instead of sleeping);
+    /// - **tokio's timer** (`tokio::time`): in async calls, the request and operation
+    ///   timeouts, retry waits, and a bulkhead's maximum wait. [`Context::deadline`] is a
+    ///   `tokio::time::Instant` in both modes.
+    ///
+    /// The default [`SystemClock`](crate::SystemClock) reads tokio's time, so the two agree
+    /// (paused tokio time drives both). With a `ManualClock`, an async pipeline still
+    /// waits and times out in tokio's time: test it with paused tokio time
+    /// (`tokio::time::pause`), and advance the manual clock for what it drives.
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
@@ -296,13 +314,17 @@ impl<C> PipelineBuilder<C> {
     }
 
     /// Validates the configuration and builds the pipeline.
+    ///
+    /// Everything is checked (each guard through [`Guard::check`]) before any guard is
+    /// [attached](Guard::attach): a build that fails leaves the guards it was given, shared
+    /// breakers included, unchanged.
     pub fn build(self) -> Result<Pipeline<C>, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         self.timeouts.validate()?;
         for g in self.call_guards.iter().chain(&self.attempt_guards) {
-            g.attach(&self.timeouts)?;
+            g.check(&self.timeouts)?;
         }
         if let Some(retry) = &self.retry {
             retry.validate()?;
@@ -319,6 +341,10 @@ impl<C> PipelineBuilder<C> {
                     ));
                 }
             }
+        }
+        // Valid: only now may guards change (see `Guard::attach`).
+        for g in self.call_guards.iter().chain(&self.attempt_guards) {
+            g.attach(&self.timeouts);
         }
         Ok(Pipeline {
             inner: Arc::new(Inner {
@@ -438,9 +464,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         let cancel = cancel.or(inherited_cancel);
         // Reading the clock costs as much as the rest of the success path: only with a deadline.
-        let start =
-            (inner.timeouts.request.is_some() || inherited_deadline.is_some()).then(Instant::now);
-        let own = inner.timeouts.request.zip(start).map(|(r, s)| s + r);
+        let request = within_horizon(inner.timeouts.request);
+        let start = (request.is_some() || inherited_deadline.is_some()).then(Instant::now);
+        let own = request.zip(start).and_then(|(r, s)| deadline_after(s, r));
         let (deadline, scope) = match (own, inherited_deadline) {
             (Some(o), Some(i)) if i < o => (Some(i), TimeoutScope::Inherited),
             (Some(o), _) => (Some(o), TimeoutScope::Request),
@@ -467,7 +493,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // One poll loop for cancellation, the body and the deadline (in that order), rather
         // than nested combinators: the body future is moved once, not once per wrapper.
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
-        let mut body = pin!(AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op)));
+        // In an `Option` so that a fired deadline can drop it in place (see below).
+        let mut body = pin!(Some(
+            AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op))
+        ));
         // With per-call guards, `call` owns the deadline timer (it must record the timeout
         // on their permits); one timer per call either way.
         let mut sleep = pin!(
@@ -482,16 +511,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             {
                 return Poll::Ready(Err(Error::Cancelled));
             }
-            if let Poll::Ready(r) = body.as_mut().poll(cx) {
+            if let Some(b) = body.as_mut().as_pin_mut()
+                && let Poll::Ready(r) = b.poll(cx)
+            {
                 return Poll::Ready(r);
             }
             if let Some(s) = sleep.as_mut().as_pin_mut()
                 && s.poll(cx).is_ready()
             {
-                return Poll::Ready(Err(Error::Timeout {
-                    scope,
-                    elapsed: start.map_or(Duration::ZERO, |s| s.elapsed()),
-                }));
+                let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+                // Permits held by the attempt in flight record the deadline as a failure.
+                let _fired = DeadlineFired::enter(elapsed);
+                body.set(None);
+                return Poll::Ready(Err(Error::Timeout { scope, elapsed }));
             }
             Poll::Pending
         })
@@ -559,13 +591,23 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let (result, outcome) = if deadline.is_none() {
             self.retry_loop(ctx, op).await
         } else {
-            let mut attempts = pin!(self.retry_loop(ctx, op));
+            let mut attempts = pin!(Some(self.retry_loop(ctx, op)));
             poll_fn(|cx| {
-                if let Poll::Ready(r) = attempts.as_mut().poll(cx) {
+                if let Some(a) = attempts.as_mut().as_pin_mut()
+                    && let Poll::Ready(r) = a.poll(cx)
+                {
                     return Poll::Ready(r);
                 }
                 match expired(cx, &mut expiry) {
-                    Some(timeout) => Poll::Ready((Err(timeout), Outcome::Failure)),
+                    Some(timeout) => {
+                        // Permits held by the attempt in flight (per-attempt guards) record
+                        // the deadline as a failure too, not as a cancellation.
+                        if let Error::Timeout { elapsed, .. } = &timeout {
+                            let _fired = DeadlineFired::enter(*elapsed);
+                            attempts.set(None);
+                        }
+                        Poll::Ready((Err(timeout), Outcome::Failure))
+                    }
                     None => Poll::Pending,
                 }
             })
@@ -634,8 +676,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     }
                     Next::Wait(delay) => {
                         drop(result);
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
+                        if delay.is_zero() {
+                            // An operation that fails without awaiting would otherwise
+                            // loop without ever giving control back: spend a unit of the
+                            // task's coop budget, yielding when it is exhausted, so that
+                            // an enclosing timeout or an abort can stop the call. (A
+                            // sleep does the same for non-zero waits.)
+                            tokio::task::coop::consume_budget().await;
+                        } else {
+                            tokio::time::sleep(delay.min(HORIZON)).await;
                         }
                         previous = Some(delay);
                         attempt += 1;
@@ -661,11 +710,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         }
         let t0 = inner.time_attempts.then(|| inner.clock.now());
-        let result = match inner.timeouts.operation {
-            Some(limit) => {
+        // An operation timeout too long to fire is none.
+        let timeout = inner
+            .timeouts
+            .operation
+            .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
+        let result = match timeout {
+            Some((limit, at)) => {
                 // The attempt's deadline, the tighter of the call's and the operation
                 // timeout's, is what the operation's `Context` and nested pipelines see.
-                let at = Instant::now() + limit;
                 let call_deadline = ctx.deadline;
                 let deadline = call_deadline.map_or(at, |d| d.min(at));
                 ctx.deadline = Some(deadline);
@@ -806,7 +859,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             Some(a) => (a.deadline, a.cancel),
             None => (None, None),
         };
-        let request = inner.timeouts.request;
+        let request = within_horizon(inner.timeouts.request);
         let left = inherited.map(|d| d.saturating_duration_since(Instant::now()));
         let (limit, scope) = match (request, left) {
             (Some(r), Some(i)) if i < r => (Some(i), TimeoutScope::Inherited),
@@ -827,8 +880,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let mut ctx = Context {
             attempt: 1,
             operation: inner.name.clone(),
-            // the tokio instant is known when a deadline is inherited
-            deadline: inherited.zip(limit).map(|(i, l)| i.min(Instant::now() + l)),
+            // the deadline as a tokio instant, the tighter of the inherited one and the
+            // request timeout's
+            deadline: match (
+                inherited,
+                request.and_then(|r| deadline_after(Instant::now(), r)),
+            ) {
+                (Some(i), Some(own)) => Some(i.min(own)),
+                (i, own) => i.or(own),
+            },
             tags: inner.tags.clone(),
         };
         let mut call_permits = Permits::new();

@@ -6,7 +6,14 @@ use std::time::Duration;
 
 use crate::{ConfigError, SharedClock, system_clock};
 
-const SCALE: i64 = 1_000; // milli-tokens
+/// The reserve's unit: milli-retries.
+const SCALE: i64 = 1_000;
+/// The smallest ratio accepted above zero: the window's unit is at most a billionth of a
+/// retry (more would leave too few whole retries in a bucket's 40-bit balance).
+const MIN_RATIO: f64 = 1e-6;
+/// The window counts deposits in a unit at least this many times smaller than a deposit,
+/// which bounds the relative error of the stored ratio to half its inverse (0.05%).
+const DEPOSIT_UNITS: f64 = 1_000.0;
 
 /// A budget of retries shared by every call of a pipeline, in the manner of Finagle's
 /// `RetryBudget` and gRPC retry throttling: each call deposits `ratio` of a token, each retry
@@ -18,7 +25,12 @@ const SCALE: i64 = 1_000; // milli-tokens
 /// (like Finagle's windowed adder), and a withdrawal is recorded in the same ring. A retry
 /// is allowed while the deposits of the last `ttl` exceed its withdrawals, so within any
 /// `ttl` the retries number at most `ratio` times the calls of that `ttl`, plus the
-/// reserve — however long the service was healthy before an outage. The bound is exact to
+/// reserve — however long the service was healthy before an outage.
+///
+/// The ratio is stored to within 0.05% of its value (the window counts in a unit of at
+/// least a thousandth of a deposit): `N` calls buy `ratio * N` retries, rounded down, give
+/// or take that error. A ratio above zero but below 0.000001 cannot be stored that way and
+/// is rejected by [`RetryBudgetBuilder::build`]. The bound over time is exact to
 /// one slice, a tenth of the `ttl`: a withdrawal takes its token with a compare-and-swap on
 /// its slice's balance, checked against the window's balance, so concurrent withdrawals
 /// never overdraw it, except ones racing across a slice boundary (which each see the other
@@ -53,7 +65,10 @@ const SCALE: i64 = 1_000; // milli-tokens
 /// ```
 #[derive(Debug)]
 pub struct RetryBudget {
-    ratio_milli: i64,
+    /// A deposit, in window units.
+    deposit_units: i64,
+    /// One retry, in window units (a power of ten, at least [`SCALE`]).
+    retry_units: i64,
     window: Window,
     reserve_rate: u32,
     reserve_cap: i64,
@@ -89,17 +104,17 @@ impl RetryBudget {
     /// Records a call (its first attempt): deposits `ratio` of a token, which expires after
     /// the budget's `ttl`.
     pub fn deposit(&self) {
-        if self.ratio_milli == 0 {
+        if self.deposit_units == 0 {
             return;
         }
         let slice = self.window.slice(self.now_nanos());
-        self.window.add(slice, self.ratio_milli);
+        self.window.add(slice, self.deposit_units);
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_withdraw(&self) -> bool {
         let now = self.now_nanos();
-        if self.window.take(self.window.slice(now), SCALE) {
+        if self.window.take(self.window.slice(now), self.retry_units) {
             return true;
         }
         self.refill_reserve(now);
@@ -114,9 +129,10 @@ impl RetryBudget {
     pub fn available(&self) -> u64 {
         let now = self.now_nanos();
         self.refill_reserve(now);
-        let b = self.window.sum(self.window.slice(now)).max(0)
-            + self.reserve.load(Ordering::Acquire).max(0);
-        (b / SCALE) as u64
+        // each counted whole, as withdrawals take a whole retry from one or the other
+        let window = self.window.sum(self.window.slice(now)).max(0) / self.retry_units;
+        let reserve = self.reserve.load(Ordering::Acquire).max(0) / SCALE;
+        (window + reserve) as u64
     }
 
     fn refill_reserve(&self, now: u64) {
@@ -318,13 +334,30 @@ impl RetryBudgetBuilder {
                 format!("must be between 1s and 1h (got {:?})", self.ttl),
             ));
         }
-        let ratio_milli = (self.ratio * SCALE as f64).round() as i64;
+        if self.ratio > 0.0 && self.ratio < MIN_RATIO {
+            return Err(ConfigError::new(
+                "retry.budget.ratio",
+                format!(
+                    "must be 0 or at least 0.000001, the smallest ratio stored exactly \
+                     enough (got {})",
+                    self.ratio
+                ),
+            ));
+        }
+        // The smallest power of ten (from a thousand) of units per retry in which a deposit
+        // is at least a thousand units: at most 1e9 for the smallest ratio.
+        let mut retry_units = SCALE;
+        while self.ratio > 0.0 && self.ratio * (retry_units as f64) < DEPOSIT_UNITS {
+            retry_units *= 10;
+        }
+        let deposit_units = (self.ratio * retry_units as f64).round() as i64;
         // min_per_sec retries a second over the ttl, in milli-tokens: per_sec * ttl in ms
         let ttl_millis = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
         let reserve_cap = i64::from(self.min_per_sec).saturating_mul(ttl_millis);
         let now = u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX);
         Ok(Arc::new(RetryBudget {
-            ratio_milli,
+            deposit_units,
+            retry_units,
             window: Window::new(self.ttl, now),
             reserve_rate: self.min_per_sec,
             reserve_cap,
@@ -390,7 +423,8 @@ mod tests {
         let other = b.clone();
         pause_with(move || other.deposit());
         b.deposit();
-        assert_eq!(b.window.sum(b.window.slice(b.now_nanos())), 1_000);
+        // two deposits of half a retry each: one retry
+        assert_eq!(b.window.sum(b.window.slice(b.now_nanos())), b.retry_units);
         assert_eq!(b.available(), 1);
     }
 

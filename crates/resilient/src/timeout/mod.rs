@@ -12,6 +12,10 @@ use crate::ConfigError;
 
 /// One level of the timeout hierarchy.
 ///
+/// Any positive duration is accepted, `Duration::MAX` included: a timeout longer than about
+/// a hundred years never fires and counts as none (no deadline in the
+/// [`Context`](crate::Context), no timer), so deadline sums never overflow at call time.
+///
 /// ```
 /// use resilient::{Pipeline, Timeout};
 /// use std::time::Duration;
