@@ -241,7 +241,7 @@ fn a_never_decision_writes_no_retry_after_and_no_t() {
     assert_eq!(get(&h, "Retry-After"), None, "{h:?}");
     let state = get(&h, "RateLimit").unwrap();
     assert_eq!(state, r#""cut";r=0, "ok";r=0;t=1"#);
-    let parsed = parse_ratelimit(&state);
+    let parsed = parse_ratelimit(state);
     assert_eq!(parsed[0].reset, None);
     assert_eq!(parsed[1].reset, Some(Duration::from_secs(1)));
     assert_eq!(get(&h, "X-RateLimit-Limit"), Some("2"));

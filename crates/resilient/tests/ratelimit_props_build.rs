@@ -364,7 +364,7 @@ async fn drive_keyed<const N: usize>(
     );
     // Daily or yearly (`Duration::MAX` is clamped to a year): calls may legitimately wait
     // centuries of virtual time, and a sweep every millisecond would take that long.
-    let every = if seed % 2 == 0 {
+    let every = if seed.is_multiple_of(2) {
         Duration::MAX
     } else {
         Duration::from_secs(86_400)
@@ -411,7 +411,7 @@ proptest! {
     // Seeded: the same configurations and calls on every run.
     #![proptest_config(ProptestConfig {
         cases: 96,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7a7e_11),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x007a_7e11),
         ..ProptestConfig::default()
     })]
 
