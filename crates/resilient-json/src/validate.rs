@@ -244,7 +244,7 @@ struct BitStack {
 
 impl BitStack {
     fn push(&mut self, object: bool) {
-        if self.len % 8 == 0 {
+        if self.len.is_multiple_of(8) {
             self.bits.push(0);
         }
         if object {

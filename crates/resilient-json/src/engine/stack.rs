@@ -74,7 +74,7 @@ impl Stack {
                 }
             };
             let k = self.below;
-            if k % 4 == 0 {
+            if k.is_multiple_of(4) {
                 self.kinds.push(0);
             }
             self.kinds[k / 4] |= kind << ((k % 4) * 2);
@@ -92,7 +92,7 @@ impl Stack {
         self.below -= 1;
         let k = self.below;
         let kind = self.kind(k);
-        if k % 4 == 0 {
+        if k.is_multiple_of(4) {
             self.kinds.pop();
         } else {
             self.kinds[k / 4] &= !(3 << ((k % 4) * 2));
