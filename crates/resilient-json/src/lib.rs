@@ -28,8 +28,10 @@
 //!
 //! ## Guarantees
 //! - Time and memory are linear in the input size, whatever the input: nesting is tracked on
-//!   a heap stack (200 000 nested brackets are fine) and each byte is read a bounded number of
-//!   times.
+//!   a packed heap stack (two bits per open bracket, a byte or two more for an object or a
+//!   tuple, so a million nested brackets are fine) and each byte is read a bounded number of
+//!   times. Peak heap stays within three times the input, or within about one and a half
+//!   times the output when the output is itself larger (`[{{{` becomes `[{},{},{}]`).
 //! - The result of [`repair`] is strict JSON. The engine is written to emit only strict JSON;
 //!   property tests and a fuzz target check this with a strict validator, which also runs on
 //!   every output in debug builds.

@@ -36,7 +36,7 @@ impl Validator<'_> {
     }
 
     fn run(&mut self) -> Option<()> {
-        let mut stack: Vec<u8> = Vec::new();
+        let mut stack = BitStack::default();
         self.ws();
         'value: loop {
             match self.peek()? {
@@ -44,7 +44,7 @@ impl Validator<'_> {
                     self.i += 1;
                     self.ws();
                     if self.eat(b'}').is_none() {
-                        stack.push(b'{');
+                        stack.push(true);
                         self.member_key()?;
                         continue 'value;
                     }
@@ -53,7 +53,7 @@ impl Validator<'_> {
                     self.i += 1;
                     self.ws();
                     if self.eat(b']').is_none() {
-                        stack.push(b'[');
+                        stack.push(false);
                         continue 'value;
                     }
                 }
@@ -68,13 +68,13 @@ impl Validator<'_> {
                 self.ws();
                 match stack.last() {
                     None => return (self.i == self.s.len()).then_some(()),
-                    Some(&open) => {
-                        let close = if open == b'{' { b'}' } else { b']' };
+                    Some(object) => {
+                        let close = if object { b'}' } else { b']' };
                         match self.peek()? {
                             b',' => {
                                 self.i += 1;
                                 self.ws();
-                                if open == b'{' {
+                                if object {
                                     self.member_key()?;
                                 }
                                 continue 'value;
@@ -231,5 +231,40 @@ mod tests {
     fn deep_nesting_does_not_overflow() {
         let deep = "[".repeat(1_000_000) + &"]".repeat(1_000_000);
         assert!(is_valid(deep.as_bytes()));
+    }
+}
+
+/// The open containers, one bit each (`true` for an object), so that validating deeply
+/// nested JSON costs an eighth of a byte per level.
+#[derive(Default)]
+struct BitStack {
+    bits: Vec<u8>,
+    len: usize,
+}
+
+impl BitStack {
+    fn push(&mut self, object: bool) {
+        if self.len.is_multiple_of(8) {
+            self.bits.push(0);
+        }
+        if object {
+            self.bits[self.len / 8] |= 1 << (self.len % 8);
+        }
+        self.len += 1;
+    }
+
+    fn last(&self) -> Option<bool> {
+        let k = self.len.checked_sub(1)?;
+        Some(self.bits[k / 8] & (1 << (k % 8)) != 0)
+    }
+
+    fn pop(&mut self) {
+        if let Some(k) = self.len.checked_sub(1) {
+            self.bits[k / 8] &= !(1 << (k % 8));
+            if k % 8 == 0 {
+                self.bits.pop();
+            }
+            self.len = k;
+        }
     }
 }

@@ -20,6 +20,7 @@
 
 mod root;
 mod scalar;
+mod stack;
 mod string;
 
 use crate::chars::{CLASS, WS_START, is_ws, quote_at, special_ws_len};
@@ -27,6 +28,11 @@ use crate::error::{RepairError, RepairErrorKind};
 use crate::report::{Repair, RepairKind};
 
 type Result<T> = std::result::Result<T, RepairError>;
+
+/// Written where a tuple starts: becomes `[` when the tuple is written as an array, and is
+/// removed at the end otherwise. Strict JSON never contains a NUL byte, so it cannot be
+/// confused with output.
+const PLACEHOLDER: u8 = 0;
 
 /// Where an array (or a parenthesised tuple) is in its item sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +56,7 @@ enum Obj {
 }
 
 /// An open container on the explicit stack.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
     Array {
         seq: Seq,
@@ -77,9 +83,17 @@ pub(crate) struct Engine<'a> {
     out: Vec<u8>,
     /// Whitespace read but not yet written.
     ws: Vec<u8>,
-    /// Bytes to insert into `out` at the given offsets, applied by `finish`.
-    inserts: Vec<(usize, u8)>,
-    stack: Vec<Frame>,
+    /// Offsets in `out` where `{` is to be inserted, applied by `finish`. They only grow, so
+    /// each is stored as a variable-length delta from the one before (`stack::push_varint`).
+    inserts: Vec<u8>,
+    /// Number of insertions in `inserts`, and the offset of the last one.
+    insert_count: usize,
+    last_insert: usize,
+    /// `out` holds [`PLACEHOLDER`] bytes, removed by `finish`.
+    placeholders: bool,
+    /// Earlier output was changed into a container (an insertion or a tuple made an array).
+    rewrote: bool,
+    stack: stack::Stack,
     repairs: Option<Vec<Repair>>,
     /// Output offset where the most recent value started.
     value_start: usize,
@@ -141,7 +155,11 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         out: Vec::with_capacity(input.len() + input.len() / 8 + 16),
         ws: Vec::new(),
         inserts: Vec::new(),
-        stack: Vec::new(),
+        insert_count: 0,
+        last_insert: 0,
+        placeholders: false,
+        rewrote: false,
+        stack: stack::Stack::default(),
         repairs: report.then(Vec::new),
         value_start: 0,
         multi: false,
@@ -347,6 +365,10 @@ impl Engine<'_> {
                 self.note(RepairKind::Tuple, self.i);
                 self.i += 1;
                 let out_start = self.out.len();
+                // a placeholder, made `[` if the tuple turns out to have several items (or
+                // none) and removed by `finish` otherwise
+                self.out.push(PLACEHOLDER);
+                self.placeholders = true;
                 self.stack.push(Frame::Paren {
                     seq: Seq::Open,
                     out_start,
@@ -475,8 +497,7 @@ impl Engine<'_> {
 
     /// `true` when the container below the innermost one is an object.
     fn parent_is_object(&self) -> bool {
-        let n = self.stack.len();
-        n >= 2 && matches!(self.stack[n - 2], Frame::Object(..))
+        self.stack.parent_is_object()
     }
 
     fn at_fence(&self) -> bool {
@@ -579,7 +600,12 @@ impl Engine<'_> {
                 Some(b':') if self.out.get(last_item) == Some(&b'"') => {
                     // `["key": "value"]`: the last item was the key of an object
                     self.note(RepairKind::MissingClosingBracket, self.i);
-                    self.inserts.push((last_item, b'{'));
+                    // offsets written later are larger, unless output was taken back
+                    let at = last_item.max(self.last_insert);
+                    stack::push_varint(&mut self.inserts, (at - self.last_insert) as u128);
+                    self.last_insert = at;
+                    self.insert_count += 1;
+                    self.rewrote = true;
                     self.emit_byte(b':');
                     self.i += 1;
                     self.set_top(Frame::Array {
@@ -769,7 +795,8 @@ impl Engine<'_> {
                 e.i += 1;
             }
             if items == 0 {
-                e.emit(b"[]");
+                e.out[out_start] = b'[';
+                e.emit(b"]");
             } else if comma {
                 e.strip_trailing_comma();
                 e.out.push(b']');
@@ -792,7 +819,8 @@ impl Engine<'_> {
             }
             (Seq::After, Some(b',')) => {
                 if !comma {
-                    self.inserts.push((out_start, b'['));
+                    self.out[out_start] = b'[';
+                    self.rewrote = true;
                 }
                 self.emit_byte(b',');
                 self.i += 1;
@@ -808,28 +836,42 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Applies recorded insertions and returns the output.
+    /// Applies recorded insertions, removes placeholders and returns the output. The output
+    /// is changed in place (widened, its pieces moved back to front), so no second copy of
+    /// it is held.
     fn finish(mut self) -> Vec<u8> {
         self.flush_ws();
-        if self.inserts.is_empty() && !self.multi {
+        if self.placeholders {
+            self.out.retain(|&b| b != PLACEHOLDER);
+        }
+        if self.insert_count == 0 && !self.multi {
             return self.out;
         }
-        self.inserts.sort_by_key(|&(pos, _)| pos);
-        let mut out = Vec::with_capacity(self.out.len() + self.inserts.len() + 4);
-        if self.multi {
-            out.extend_from_slice(b"[\n");
+        let (head, tail): (&[u8], &[u8]) = if self.multi {
+            (b"[\n", b"\n]")
+        } else {
+            (b"", b"")
+        };
+        let len = self.out.len();
+        let extra = head.len() + self.insert_count + tail.len();
+        self.out.resize(len + extra, 0);
+        let out = &mut self.out;
+        let mut dst = len + extra - tail.len();
+        out[dst..].copy_from_slice(tail);
+        let mut end = len;
+        let mut next = self.last_insert;
+        for _ in 0..self.insert_count {
+            let pos = next.min(end);
+            let delta = stack::pop_varint(&mut self.inserts);
+            next = next.saturating_sub(usize::try_from(delta).unwrap_or(usize::MAX));
+            let n = end - pos;
+            out.copy_within(pos..end, dst - n);
+            dst -= n + 1;
+            out[dst] = b'{';
+            end = pos;
         }
-        let mut from = 0;
-        for &(pos, b) in &self.inserts {
-            let pos = pos.min(self.out.len()).max(from);
-            out.extend_from_slice(&self.out[from..pos]);
-            out.push(b);
-            from = pos;
-        }
-        out.extend_from_slice(&self.out[from..]);
-        if self.multi {
-            out.extend_from_slice(b"\n]");
-        }
-        out
+        out.copy_within(0..end, dst - end);
+        out[..head.len()].copy_from_slice(head);
+        self.out
     }
 }

@@ -55,7 +55,7 @@ impl Engine<'_> {
                 }
                 Some((comma, newline)) => {
                     let end = self.out.len();
-                    if newline || !self.inserts.is_empty() {
+                    if newline || self.rewrote {
                         kept += 1;
                     } else if is_empty_container(&self.out[start..end]) {
                         // `{"a": 1}, []`: an empty value after the real one
@@ -300,7 +300,10 @@ fn find(s: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
 
 /// `true` for `{}` or `[]` (with optional whitespace).
 fn is_empty_container(v: &[u8]) -> bool {
-    let mut it = v.iter().copied().filter(|&b| !is_ws(b));
+    let mut it = v
+        .iter()
+        .copied()
+        .filter(|&b| !is_ws(b) && b != super::PLACEHOLDER);
     matches!(
         (it.next(), it.next(), it.next()),
         (Some(b'{'), Some(b'}'), None) | (Some(b'['), Some(b']'), None)
