@@ -25,6 +25,9 @@
 //! admission strategies plug into, and [`testing`] for deterministic tests.
 
 #![warn(missing_docs)]
+// docs.rs (and scripts/docsrs.sh) build with `--cfg docsrs`: items behind a cargo feature
+// then carry an "Available on crate feature ..." badge.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod core;
 
@@ -39,6 +42,7 @@ pub mod bulkhead;
 #[cfg(feature = "json")]
 pub use resilient_json as json;
 pub mod circuit;
+pub mod guide;
 pub mod ratelimit;
 pub mod retry;
 pub mod testing;

@@ -1,0 +1,528 @@
+//! # User guide
+//!
+//! From one retry to a full pipeline: every strategy with an example you can run, the order
+//! in which a call goes through them, how to choose a rate-limiting algorithm, and what to
+//! do when one process becomes a fleet. The examples are doctests: they run (on tokio's
+//! paused clock, so their seconds of backoff take no time) with every `cargo test`.
+//!
+//! 1. [One retry](#1-one-retry)
+//! 2. [Which results count as failures](#2-which-results-count-as-failures)
+//! 3. [Timeouts](#3-timeouts)
+//! 4. [Bulkhead](#4-bulkhead)
+//! 5. [Circuit breaker](#5-circuit-breaker)
+//! 6. [Rate limiting](#6-rate-limiting)
+//! 7. [The full pipeline and its phases](#7-the-full-pipeline-and-its-phases)
+//! 8. [Other ways to run a pipeline](#8-other-ways-to-run-a-pipeline)
+//! 9. [Choosing a rate-limiting algorithm](#9-choosing-a-rate-limiting-algorithm)
+//! 10. [Testing code that uses resilience](#10-testing-code-that-uses-resilience)
+//! 11. [From one process to a fleet](#11-from-one-process-to-a-fleet)
+//!
+//! Every strategy is configured through a builder whose `build()` checks the settings and
+//! returns a [`ConfigError`](crate::ConfigError) naming the field and the rule it breaks; a
+//! built pipeline never panics at call time. A [`Pipeline`](crate::Pipeline) is cheap to
+//! clone, and clones share their state (budgets, breakers, limiters): build it once, at
+//! start-up, and share it.
+//!
+//! # 1. One retry
+//!
+//! ```
+//! use resilient::{Error, Pipeline, Retry};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .retry(Retry::exponential(Duration::from_millis(100)).attempts(3)) // 100 ms, then 200 ms
+//!     .build()
+//!     .expect("valid configuration");
+//!
+//! // The operation is a closure that makes a fresh future for every attempt.
+//! let mut calls = 0;
+//! let result: Result<&str, Error<&str>> = pipeline
+//!     .execute(|| {
+//!         calls += 1;
+//!         let n = calls;
+//!         async move { if n < 3 { Err("connection reset") } else { Ok("done") } }
+//!     })
+//!     .await;
+//! assert_eq!(result.unwrap(), "done");
+//! assert_eq!(calls, 3);
+//!
+//! // When every attempt fails, the last error comes back with the number of attempts.
+//! let result: Result<(), Error<&str>> = pipeline.execute(|| async { Err("down") }).await;
+//! assert!(matches!(result, Err(Error::RetriesExhausted { attempts: 3, last: "down" })));
+//! # }
+//! ```
+//!
+//! The result is always `Result<T, resilient::Error<E>>`: your own error (in
+//! [`Error::Inner`](crate::Error::Inner) or [`Error::RetriesExhausted`](crate::Error::RetriesExhausted)),
+//! or a variant that says which strategy stopped the call.
+//!
+//! Schedules: [`Retry::immediate`](crate::Retry::immediate),
+//! [`constant`](crate::Retry::constant), [`linear`](crate::Retry::linear),
+//! [`exponential`](crate::Retry::exponential) (with [`factor`](crate::Retry::factor) and a
+//! cap, [`max_delay`](crate::Retry::max_delay)) and [`custom`](crate::Retry::custom).
+//! [`Jitter`](crate::Jitter) spreads the retries of many clients (`Full` is a good default
+//! for calls to a shared service); [`max_elapsed`](crate::Retry::max_elapsed) bounds the
+//! total time spent retrying, and a [`RetryBudget`](crate::RetryBudget) bounds retries as a
+//! share of all calls, so that a struggling dependency is not hit by a retry storm.
+//!
+//! ## Server-directed delays
+//!
+//! When your error knows how long the server asked you to wait (a `Retry-After` header),
+//! implement [`RetryAfter`](crate::RetryAfter) for it and wrap the classifier in
+//! [`HonorRetryAfter`](crate::HonorRetryAfter): that delay replaces the computed backoff,
+//! bounded by [`max_server_delay`](crate::Retry::max_server_delay).
+//!
+//! ```
+//! use resilient::{AllErrors, Error, HonorRetryAfter, Pipeline, Retry, RetryAfter};
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//!
+//! #[derive(Debug)]
+//! struct Throttled(Duration);
+//! impl RetryAfter for Throttled {
+//!     fn retry_after(&self) -> Option<Duration> {
+//!         Some(self.0)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .retry(
+//!         Retry::exponential(Duration::from_millis(10))
+//!             .attempts(2)
+//!             .max_server_delay(Duration::from_secs(5)),
+//!     )
+//!     .classify(HonorRetryAfter(AllErrors))
+//!     .build()
+//!     .unwrap();
+//!
+//! let start = Instant::now();
+//! let mut calls = 0;
+//! let result: Result<u32, Error<Throttled>> = pipeline
+//!     .execute(|| {
+//!         calls += 1;
+//!         let first = calls == 1;
+//!         async move { if first { Err(Throttled(Duration::from_secs(2))) } else { Ok(200) } }
+//!     })
+//!     .await;
+//! assert_eq!(result.unwrap(), 200);
+//! assert_eq!(start.elapsed(), Duration::from_secs(2)); // the server's delay, not 10 ms
+//! # }
+//! ```
+//!
+//! # 2. Which results count as failures
+//!
+//! By default ([`AllErrors`](crate::AllErrors)) every `Err` is a failure and every `Ok` a
+//! success. A classifier — any `Fn(&Result<T, E>) -> Outcome` — changes that: an error that
+//! retrying cannot fix (a 404, a validation error) is [`Outcome::Ignored`](crate::Outcome)
+//! (returned at once, not counted by a breaker), and an `Ok` can be a failure (an HTTP 503
+//! response).
+//!
+//! ```
+//! use resilient::{Error, Outcome, Pipeline, Retry};
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum ApiError {
+//!     NotFound,
+//!     Unavailable,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .retry(Retry::immediate().attempts(3))
+//!     .classify(|r: &Result<u32, ApiError>| match r {
+//!         Ok(_) => Outcome::Success,
+//!         Err(ApiError::NotFound) => Outcome::Ignored,
+//!         Err(ApiError::Unavailable) => Outcome::Failure,
+//!     })
+//!     .build()
+//!     .unwrap();
+//!
+//! let mut calls = 0;
+//! let result = pipeline
+//!     .execute(|| {
+//!         calls += 1;
+//!         async { Err(ApiError::NotFound) }
+//!     })
+//!     .await;
+//! assert!(matches!(result, Err(Error::Inner(ApiError::NotFound))));
+//! assert_eq!(calls, 1); // not retried
+//! # }
+//! ```
+//!
+//! # 3. Timeouts
+//!
+//! Three scopes, each optional, checked against each other at build time:
+//! `operation` (one attempt) <= `request` (the whole call: attempts, backoff waits and
+//! queueing) <= `circuit` (the breaker's time scale). Where the timeouts go in the builder
+//! matters: a request timeout goes before `.retry(..)`, an operation timeout after it.
+//!
+//! ```
+//! use resilient::{Error, Pipeline, Timeout, TimeoutScope};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .timeout(Timeout::request(Duration::from_secs(10)))
+//!     .timeout(Timeout::operation(Duration::from_millis(500)))
+//!     .build()
+//!     .unwrap();
+//!
+//! let result: Result<(), Error<()>> = pipeline
+//!     .execute(|| async {
+//!         tokio::time::sleep(Duration::from_secs(60)).await; // a dependency that hangs
+//!         Ok(())
+//!     })
+//!     .await;
+//! match result {
+//!     Err(Error::Timeout { scope, elapsed }) => {
+//!         assert_eq!(scope, TimeoutScope::Operation);
+//!         assert_eq!(elapsed, Duration::from_millis(500));
+//!     }
+//!     other => panic!("expected a timeout, got {other:?}"),
+//! }
+//!
+//! // Contradictions are configuration errors, found before the first call.
+//! let err = Pipeline::builder()
+//!     .timeout(Timeout::request(Duration::from_secs(1)))
+//!     .timeout(Timeout::operation(Duration::from_secs(5)))
+//!     .build()
+//!     .unwrap_err();
+//! println!("{err}");
+//! # }
+//! ```
+//!
+//! A pipeline called from inside another one's operation inherits the tighter deadline
+//! (reported as [`TimeoutScope::Inherited`](crate::TimeoutScope::Inherited)) and the
+//! caller's cancellation.
+//!
+//! # 4. Bulkhead
+//!
+//! A [`Bulkhead`](crate::Bulkhead) caps how many calls run at once, with an optional
+//! bounded queue and a maximum wait in it. Slots are RAII permits: a finished, failed or
+//! cancelled call gives its slot back.
+//!
+//! ```
+//! use resilient::{Bulkhead, Error, Pipeline};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .guard(Bulkhead::new(1).build().unwrap()) // one call at a time, no queue
+//!     .build()
+//!     .unwrap();
+//!
+//! let slow = pipeline.execute(|| async {
+//!     tokio::time::sleep(Duration::from_secs(1)).await;
+//!     Ok::<_, ()>("slow")
+//! });
+//! let fast = pipeline.execute(|| async { Ok::<_, ()>("fast") });
+//! let (slow, fast) = tokio::join!(slow, fast);
+//! assert_eq!(slow.unwrap(), "slow");
+//! assert!(matches!(fast, Err(Error::BulkheadFull)));
+//! # }
+//! ```
+//!
+//! # 5. Circuit breaker
+//!
+//! A [`CircuitBreaker`](crate::CircuitBreaker) stops calling a dependency that keeps
+//! failing, lets a few probes through after a break, and closes again when they succeed.
+//! It trips on a failure rate over a sliding window, a slow-call rate, or a run of
+//! consecutive failures; see [`circuit`](mod@crate::circuit) for all settings.
+//!
+//! ```
+//! use resilient::{CircuitBreaker, CircuitState, Error, Pipeline};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let breaker = CircuitBreaker::consecutive_failures(3)
+//!     .open_for(Duration::from_secs(30))
+//!     .build()
+//!     .unwrap();
+//! // The pipeline holds a handle: the breaker can be shared by several pipelines and
+//! // inspected from outside.
+//! let pipeline = Pipeline::builder().circuit_breaker(&breaker).build().unwrap();
+//!
+//! for _ in 0..3 {
+//!     let r: Result<(), Error<&str>> = pipeline.execute(|| async { Err("down") }).await;
+//!     assert!(matches!(r, Err(Error::Inner("down"))));
+//! }
+//! assert_eq!(breaker.state(), CircuitState::Open);
+//!
+//! // Open: calls fail fast, without running the operation, and say when to come back.
+//! let r: Result<(), Error<&str>> = pipeline.execute(|| async { unreachable!() }).await;
+//! let wait = match r {
+//!     Err(Error::CircuitOpen { retry_after }) => retry_after.unwrap(),
+//!     other => panic!("expected an open circuit, got {other:?}"),
+//! };
+//!
+//! // After the break, a probe is let through; its success closes the breaker.
+//! tokio::time::sleep(wait).await;
+//! let r: Result<&str, Error<&str>> = pipeline.execute(|| async { Ok("back") }).await;
+//! assert_eq!(r.unwrap(), "back");
+//! assert_eq!(breaker.state(), CircuitState::Closed);
+//! # }
+//! ```
+//!
+//! The breaker also works on its own (`breaker.call(..)`) and as a tower layer
+//! (`breaker.layer()`, feature `tower`).
+//!
+//! # 6. Rate limiting
+//!
+//! A [`RateLimiter`](crate::RateLimiter) admits calls at a rate. By default it rejects at
+//! once with [`Error::RateLimited`](crate::Error::RateLimited) and a `retry_after`; in
+//! [`Mode::Wait`](crate::ratelimit::Mode::Wait) it waits (up to a maximum, never past the
+//! call's deadline) for capacity.
+//!
+//! ```
+//! use resilient::ratelimit::{Mode, Rate, RateLimiter};
+//! use resilient::{Error, Pipeline};
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! // 2 per second, rejecting.
+//! let rejecting = Pipeline::builder()
+//!     .rate_limit(RateLimiter::gcra(Rate::per_second(2)).build().unwrap())
+//!     .build()
+//!     .unwrap();
+//! for _ in 0..2 {
+//!     let r: Result<(), Error<()>> = rejecting.execute(|| async { Ok(()) }).await;
+//!     assert!(r.is_ok());
+//! }
+//! let r: Result<(), Error<()>> = rejecting.execute(|| async { Ok(()) }).await;
+//! assert!(matches!(r, Err(Error::RateLimited { retry_after: Some(_) })));
+//!
+//! // The same rate, waiting up to a second for capacity.
+//! let waiting = Pipeline::builder()
+//!     .rate_limit(
+//!         RateLimiter::gcra(Rate::per_second(2))
+//!             .mode(Mode::Wait(Duration::from_secs(1)))
+//!             .build()
+//!             .unwrap(),
+//!     )
+//!     .build()
+//!     .unwrap();
+//! let start = Instant::now();
+//! for _ in 0..3 {
+//!     let r: Result<(), Error<()>> = waiting.execute(|| async { Ok(()) }).await;
+//!     assert!(r.is_ok());
+//! }
+//! assert_eq!(start.elapsed(), Duration::from_millis(500)); // the third waited its turn
+//! # }
+//! ```
+//!
+//! Beyond one rate: quotas (several limits on one limiter, e.g. 10 per second *and* 10,000
+//! per day), weighted calls (`cost`), per-key limiters
+//! ([`KeyedLimiter`](crate::ratelimit::KeyedLimiter): per user, API key or IP), rate
+//! changes at runtime, and the HTTP rate-limit headers (feature `http-headers`). See
+//! [`ratelimit`](crate::ratelimit), and [section 9](#9-choosing-a-rate-limiting-algorithm)
+//! to choose an algorithm.
+//!
+//! # 7. The full pipeline and its phases
+//!
+//! Every call goes through the same phases, outermost first. The builder shows the order:
+//! guards (breaker, limiter, bulkhead, your own [`Guard`](crate::Guard)s) added **before**
+//! `.retry(..)` admit a logical call once; guards added **after** it admit every attempt.
+//!
+//! ```text
+//!  caller
+//!    │
+//!    ▼
+//!  ┌──────────────────────────────────────────────────────────────────┐
+//!  │ 1. request timeout + caller cancellation   (whole call)          │
+//!  │  ┌────────────────────────────────────────────────────────────┐  │
+//!  │  │ 2. per-call guards        (added before .retry(..))        │  │
+//!  │  │  ┌──────────────────────────────────────────────────────┐  │  │
+//!  │  │  │ 3. retry loop  (backoff, jitter, budget, Retry-After)│  │  │
+//!  │  │  │  ┌────────────────────────────────────────────────┐  │  │  │
+//!  │  │  │  │ 4. per-attempt guards  (added after .retry(..))│  │  │  │
+//!  │  │  │  │  ┌──────────────────────────────────────────┐  │  │  │  │
+//!  │  │  │  │  │ 5. operation timeout   (each attempt)    │  │  │  │  │
+//!  │  │  │  │  │  ┌────────────────────────────────────┐  │  │  │  │  │
+//!  │  │  │  │  │  │ 6. your operation                  │  │  │  │  │  │
+//!  │  │  │  │  │  └────────────────────────────────────┘  │  │  │  │  │
+//!  │  │  │  │  └──────────────────────────────────────────┘  │  │  │  │
+//!  │  │  │  └────────────────────────────────────────────────┘  │  │  │
+//!  │  │  └──────────────────────────────────────────────────────┘  │  │
+//!  │  └────────────────────────────────────────────────────────────┘  │
+//!  └──────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! A typical client of a remote service: the breaker judges logical calls (a call that
+//! succeeded on its second attempt is a success), every attempt takes a rate unit and a
+//! concurrency slot, and each attempt has its own timeout inside the overall one.
+//!
+//! ```
+//! use resilient::circuit::Window;
+//! use resilient::ratelimit::{Mode, Rate, RateLimiter};
+//! use resilient::{Bulkhead, CircuitBreaker, Error, Jitter, Pipeline, Retry, Timeout};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let breaker = CircuitBreaker::failure_rate(0.5)
+//!     .window(Window::count(20))
+//!     .minimum_calls(10)
+//!     .open_for(Duration::from_secs(10))
+//!     .build()?;
+//!
+//! let pipeline = Pipeline::builder()
+//!     .name("users-api")
+//!     .timeout(Timeout::request(Duration::from_secs(10)))   // 1. whole call
+//!     .circuit_breaker(&breaker)                             // 2. once per call
+//!     .retry(                                                // 3.
+//!         Retry::exponential(Duration::from_millis(100))
+//!             .attempts(3)
+//!             .max_delay(Duration::from_secs(2))
+//!             .jitter(Jitter::Full),
+//!     )
+//!     .rate_limit(                                           // 4. every attempt
+//!         RateLimiter::gcra(Rate::per_second(100))
+//!             .mode(Mode::Wait(Duration::from_millis(200)))
+//!             .build()?,
+//!     )
+//!     .guard(Bulkhead::new(32).queue(64).max_wait(Duration::from_secs(1)).build()?)
+//!     .timeout(Timeout::operation(Duration::from_secs(2)))   // 5. each attempt
+//!     .build()?;
+//!
+//! let mut calls = 0;
+//! let user: Result<String, Error<std::io::Error>> = pipeline
+//!     .execute(|| {
+//!         calls += 1;
+//!         let n = calls;
+//!         async move {
+//!             if n == 1 {
+//!                 Err(std::io::Error::other("connection reset"))
+//!             } else {
+//!                 Ok(format!("user after {n} attempts"))
+//!             }
+//!         }
+//!     })
+//!     .await;
+//! assert_eq!(user?, "user after 2 attempts");
+//! # Ok(()) }
+//! ```
+//!
+//! The same pipeline can be written as stacked attributes on a function
+//! (`#[resilient::retry]`, `#[resilient::timeout]`, `#[resilient::circuit]`,
+//! `#[resilient::rate_limit]`, `#[resilient::bulkhead]`, feature `macros`); they build one
+//! such pipeline per function. See the crate README and `resilient_macros`.
+//!
+//! # 8. Other ways to run a pipeline
+//!
+//! - [`execute_blocking`](crate::Pipeline::execute_blocking) for synchronous code: the
+//!   same phases, with waits on the current thread (a running blocking call cannot be
+//!   interrupted; an attempt that overruns its timeout counts as a timeout when it
+//!   returns).
+//! - [`execute_cancellable`](crate::Pipeline::execute_cancellable) with a
+//!   [`CancellationToken`](crate::CancellationToken): cancelling ends the call with
+//!   [`Error::Cancelled`](crate::Error::Cancelled) and releases every permit.
+//! - [`execute_with`](crate::Pipeline::execute_with): the operation receives the call's
+//!   [`Context`](crate::Context) (attempt number, deadline, name, tags).
+//! - As a tower layer (feature `tower`): `pipeline.layer()`, `breaker.layer()`,
+//!   `limiter.layer()` and per-key limiter layers.
+//!
+//! ```
+//! use resilient::{Pipeline, Retry};
+//!
+//! let pipeline = Pipeline::builder().retry(Retry::immediate().attempts(2)).build().unwrap();
+//! let mut calls = 0;
+//! let result = pipeline.execute_blocking(|| {
+//!     calls += 1;
+//!     if calls == 1 { Err("first attempt fails") } else { Ok(calls) }
+//! });
+//! assert_eq!(result.unwrap(), 2);
+//! ```
+//!
+//! # 9. Choosing a rate-limiting algorithm
+//!
+//! All algorithms give the same kind of [`Decision`](crate::ratelimit::Decision) (allowed,
+//! limit, remaining, reset, retry after) and plug into the same
+//! [`RateLimiter`](crate::RateLimiter). They differ in what "N per period" means at the
+//! edges, in memory, and in how they treat bursts.
+//!
+//! | algorithm | choose it when | trade-off |
+//! | --- | --- | --- |
+//! | [`Gcra`](crate::ratelimit::Gcra) (`RateLimiter::gcra`) | the default: smooth spacing with a configurable burst | none worth naming: one `u64`, lock-free; waiters reserve their slot, so waiting is fair |
+//! | [`TokenBucket`](crate::ratelimit::TokenBucket) | you want refills in steps ("100 tokens every second") | admits a full bucket right after each refill |
+//! | [`FixedWindow`](crate::ratelimit::FixedWindow) | the limit is stated per window and must reset at its edges (an API quota) | up to twice the limit across a window boundary |
+//! | [`SlidingWindowCounter`](crate::ratelimit::SlidingWindowCounter) | a rolling window in one `u64` | an approximation: exact below the limit, slightly over or under near it (measured in [`ratelimit`](crate::ratelimit)) |
+//! | [`SlidingWindowLog`](crate::ratelimit::SlidingWindowLog) | a rolling window that must be exact | memory grows with the limit; a short lock instead of a CAS |
+//! | [`Smooth`](crate::ratelimit::Smooth) | Guava semantics: big requests admitted now and paid for later (debt), or a warm-up for a cold backend | a short lock; "burst" means stored permits, not instant capacity |
+//!
+//! More than one horizon (per second *and* per day)? Give one limiter several limits (a
+//! quota). Per user, API key or IP? A [`KeyedLimiter`](crate::ratelimit::KeyedLimiter)
+//! keeps one packed state per key and forgets idle keys. Hot paths:
+//! [`RateLimiter::allow`](crate::RateLimiter::allow) skips the remaining/reset
+//! computation, and `.fast_clock()` (feature `quanta`) reads the CPU's time-stamp counter
+//! instead of `std::time::Instant`.
+//!
+//! Measured speed against `governor` (the packed GCRA and the keyed limiter, on the std
+//! and the fast clock) is recorded in `crates/resilient-bench/RESULTS.md` in the
+//! repository, with the commands to reproduce it; the memory per key and the sliding
+//! window counter's measured error are in the [`ratelimit`](crate::ratelimit) module docs.
+//!
+//! # 10. Testing code that uses resilience
+//!
+//! All timing goes through a [`Clock`](crate::Clock) and all jitter through a
+//! [`RandomSource`](crate::RandomSource), so tests control both: tokio's paused time (as in
+//! this guide), a [`ManualClock`](crate::ManualClock) that moves only when told, and
+//! [`SeededRandom`](crate::SeededRandom). [`testing::Script`](crate::testing::Script) is a
+//! flaky operation that returns scripted results.
+//!
+//! ```
+//! use resilient::ratelimit::{Rate, RateLimiter};
+//! use resilient::testing::Script;
+//! use resilient::{Error, ManualClock, Pipeline, Retry};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! // A limiter on a manual clock: time moves only when the test says so.
+//! let clock = ManualClock::new();
+//! let limiter = RateLimiter::gcra(Rate::per_second(1))
+//!     .clock(Arc::new(clock.clone()))
+//!     .build()
+//!     .unwrap();
+//! assert!(limiter.check().allowed);
+//! assert!(!limiter.check().allowed);
+//! clock.advance(Duration::from_secs(1));
+//! assert!(limiter.check().allowed);
+//!
+//! // A scripted dependency: two failures, then a success.
+//! let script = Script::new([Err("down"), Err("down"), Ok(7)]);
+//! let pipeline = Pipeline::builder().retry(Retry::immediate().attempts(3)).build().unwrap();
+//! let result: Result<i32, Error<&str>> = pipeline.execute(|| script.next()).await;
+//! assert_eq!(result.unwrap(), 7);
+//! assert_eq!(script.calls(), 3);
+//! # }
+//! ```
+//!
+//! # 11. From one process to a fleet
+//!
+//! Everything in this crate today keeps its state **in the process**: a rate limiter, a
+//! breaker, a bulkhead or a retry budget in each instance of a service knows only about
+//! that instance's calls. **Shared state across processes (Redis) is planned, not
+//! present**: there is no Redis (or other remote) backend in this release.
+//!
+//! What exists to prepare for it:
+//!
+//! - The packed rate-limiting algorithms are pure steps,
+//!   [`Algorithm::step`](crate::ratelimit::Algorithm::step)`(state, now, cost) -> (state,
+//!   decision)` over one `u64`, written so that a Redis script can mirror them exactly.
+//! - A breaker's state machine sits behind the
+//!   [`StateStore`](crate::circuit::StateStore) trait, which a remote store can implement;
+//!   see its documentation for what is not solved yet (breakers sharing a store need a
+//!   clock with a shared time base; sliding windows stay per process).
+//!
+//! Until then, for a fleet of `n` instances:
+//!
+//! - **Rate limits**: give each instance `1/n` of the global limit (and of its burst). It
+//!   is exact when load is spread evenly, and errs on the safe side (rejecting early)
+//!   when it is not; revisit `n` when the fleet scales, or change the rate at runtime with
+//!   [`RateLimiter::set_rate`](crate::RateLimiter::set_rate). Per-key limits work per
+//!   instance when a key's requests are routed to one instance (sticky routing).
+//! - **Circuit breakers**: per-instance breakers are usually what you want: each instance
+//!   stops calling a dependency it sees failing, and all of them see it when it is down.
+//! - **Bulkheads** protect the instance's own resources and are per process by nature.

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Packages every publishable crate the way `cargo publish` would, without uploading:
+# fails when a crate lacks its licence files or README, when a path dependency has no
+# version (crates.io would not know which one to use), or when a packaged crate does not
+# build from its own contents (e.g. an `include_str!` of a file left outside the crate).
+#
+# `cargo package --workspace` (cargo >= 1.90) verifies crates that depend on not-yet-published
+# workspace crates through a local overlay registry (target/package/tmp-registry), so
+# nothing has to be on crates.io; only the crates.io index is read, for the other deps.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+publishable=(resilient-json resilient-macros resilient resilient-cli)
+not_published=(resilient-bench)
+
+for c in "${not_published[@]}"; do
+    grep -qx 'publish = false' "crates/$c/Cargo.toml" \
+        || { echo "package.sh: crates/$c must keep 'publish = false'" >&2; exit 1; }
+done
+
+# Every crate directory must be either published or listed as not published.
+for dir in crates/*/; do
+    c=$(basename "$dir")
+    [[ " ${publishable[*]} ${not_published[*]} " == *" $c "* ]] \
+        || { echo "package.sh: crates/$c is neither in 'publishable' nor in 'not_published'" >&2; exit 1; }
+done
+
+for c in "${publishable[@]}"; do
+    list=$(cargo package -p "$c" --list --allow-dirty)
+    for f in LICENSE-MIT LICENSE-APACHE README.md Cargo.toml; do
+        grep -qx "$f" <<<"$list" || { echo "package.sh: $c would be published without $f" >&2; exit 1; }
+    done
+done
+
+excludes=()
+for c in "${not_published[@]}"; do excludes+=(--exclude "$c"); done
+# --allow-dirty: the check is about what is in the tree, committed or not (local runs).
+cargo package --workspace "${excludes[@]}" --allow-dirty
