@@ -62,6 +62,9 @@
 //!   debt is paid, whatever its own size, and leaves at most `max_debt` permits of debt.
 //! - **Warm-up** ([`Smooth::warming_up`], Guava's `SmoothWarmingUp`, cold factor 3) and a
 //!   linear ramp ([`Smooth::linear_ramp`]).
+//! - **Start** ([`Start`]): a smooth limiter starts at its first request by default;
+//!   `.start(Start::At(clock.now()))` gives Guava's semantics, starting at creation and
+//!   storing permits while idle before the first request (up to the most it stores).
 //! - **Quotas**: several limits on one [`RateLimiter`] (10/s *and* 10,000/day) admit only
 //!   if all admit; if one refuses, the units taken from the others are given back.
 //!   [`RateLimiter::check_quota`] reports each limit.
@@ -192,5 +195,5 @@ pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, MAX_SWEEP_PERIOD, bytes_per_k
 pub use keyed_layer::{KeyedLayer, KeyedService, RequestCost, UnitCost};
 pub use sliding_counter::{MAX_SLIDING_LIMIT, SlidingWindowCounter};
 pub use sliding_log::SlidingWindowLog;
-pub use smooth::{Smooth, SmoothBuilder};
+pub use smooth::{Smooth, SmoothBuilder, Start};
 pub use token_bucket::TokenBucket;
