@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 cargo fmt --all -- --check
+./scripts/check-layers.sh
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 # the lean build (no default features) must stay clean too
 cargo clippy -p resilient --no-default-features --all-targets -- -D warnings

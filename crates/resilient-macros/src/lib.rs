@@ -7,6 +7,7 @@
 //!
 //! The attributes' shared rules follow (each attribute's page repeats them).
 //!
+#![forbid(unsafe_code)]
 #![doc = include_str!("../doc/attributes.md")]
 #![warn(missing_docs)]
 

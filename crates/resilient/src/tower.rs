@@ -27,7 +27,9 @@ use std::task::{Context as TaskContext, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{BoxError, Classify, Error, Pipeline};
+use crate::engine::error::{BoxError, Error};
+use crate::engine::outcome::Classify;
+use crate::pipeline::Pipeline;
 
 /// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`].
 #[derive(Debug)]

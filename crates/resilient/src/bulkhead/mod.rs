@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::{Acquire, ConfigError, Context, Guard, Outcome, Permit, Rejection};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::outcome::Outcome;
 
 /// Limits how many calls run at once.
 ///
@@ -133,7 +136,7 @@ impl Guard for Bulkhead {
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
             // A wait too long to ever end is no limit (and no timer).
-            let got = match crate::context::within_horizon(self.max_wait) {
+            let got = match crate::engine::context::within_horizon(self.max_wait) {
                 Some(d) => tokio::time::timeout(d, self.slots.acquire())
                     .await
                     .ok()

@@ -12,7 +12,9 @@ use super::recovery::{BreakFn, Recovery, Schedule};
 use super::state::MAX_PROBES;
 use super::store::{StateStore, Store};
 use super::window::{SlidingWindow, Window};
-use crate::{ConfigError, SharedClock, SharedRandom, system_clock, thread_random};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::error::ConfigError;
+use crate::engine::random::{SharedRandom, thread_random};
 
 /// Configures a [`CircuitBreaker`]; [`CircuitBreakerBuilder::build`] validates it.
 ///

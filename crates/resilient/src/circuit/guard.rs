@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use super::machine::Admit;
 use super::{CircuitBreaker, CircuitBreakerBuilder};
-use crate::{
-    Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, Timeouts,
-};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::outcome::Outcome;
+use crate::engine::timeouts::Timeouts;
+use crate::pipeline::PipelineBuilder;
 
 impl Guard for CircuitBreaker {
     fn name(&self) -> &'static str {

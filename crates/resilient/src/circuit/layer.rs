@@ -11,7 +11,9 @@ use tower_service::Service;
 
 use super::CircuitBreaker;
 use super::machine::Admit;
-use crate::{AllErrors, Classify, Error, Outcome, Rejection};
+use crate::engine::error::Error;
+use crate::engine::guard::Rejection;
+use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// A tower `Layer` that puts a [`CircuitBreaker`] in front of a service. Made by
 /// [`CircuitBreaker::layer`] or [`CircuitBreaker::layer_with`]; every service it makes

@@ -112,7 +112,8 @@ use pin_project_lite::pin_project;
 
 use machine::{Admit, Breaker};
 
-use crate::{AllErrors, Classify, Error, Outcome};
+use crate::engine::error::Error;
+use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// A circuit breaker. Cloning is cheap and clones share all state.
 ///

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{ConfigError, Rejection};
+use crate::engine::error::ConfigError;
+use crate::engine::guard::Rejection;
 
 /// Nanoseconds since the clock's origin: the time unit of every state transition.
 pub type Nanos = u64;

@@ -12,10 +12,12 @@ use super::decision::{CostError, Decision, PollPause, Rate, wait};
 use super::gcra::Gcra;
 use super::quota;
 use super::time::Time;
-use crate::{
-    Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
-    system_clock,
-};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::outcome::Outcome;
+use crate::pipeline::PipelineBuilder;
 
 /// What happens when a limit has no capacity.
 ///
@@ -328,8 +330,8 @@ impl RateLimiter {
     /// # }
     /// ```
     #[cfg(feature = "tower")]
-    pub fn layer(&self) -> crate::tower::PipelineLayer<crate::AllErrors> {
-        crate::Pipeline::builder()
+    pub fn layer(&self) -> crate::tower::PipelineLayer<crate::engine::outcome::AllErrors> {
+        crate::pipeline::Pipeline::builder()
             .guard(self.clone())
             .build()
             .expect("a pipeline of one guard is always valid")

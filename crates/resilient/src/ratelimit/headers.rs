@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use sfv::{BareItem, KeyRef, ListEntry, ListSerializer, Parser, StringRef};
 
 use super::decision::{Decision, Policy};
-use crate::{ConfigError, RetryAfter};
+use crate::engine::error::{ConfigError, RetryAfter};
 
 /// The largest integer a Structured Field can carry.
 const SF_MAX: u64 = 999_999_999_999_999;

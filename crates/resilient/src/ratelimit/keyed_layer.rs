@@ -16,7 +16,8 @@ use super::algorithm::Algorithm;
 use super::decision::PollPause;
 use super::guard::Mode;
 use super::keyed::{KeyedLimiter, KeyedTickets};
-use crate::{Error, Rejection};
+use crate::engine::error::Error;
+use crate::engine::guard::Rejection;
 
 /// A tower `Layer` that rate-limits each request under the key `key(&request)` returns.
 /// Made by [`KeyedLimiter::layer`] or [`KeyedLayer::new`]. Clones (and every service they
@@ -305,7 +306,7 @@ where
         // Inside a pipeline call (this layer under `pipeline.layer()`, or a service called
         // from an operation), never wait past the call's deadline: a wait that cannot end
         // in time is a rejection now, with its retry_after, like the pipeline guard's.
-        Mode::Wait(w) => crate::inherited_deadline().map_or(w, |d| {
+        Mode::Wait(w) => crate::engine::context::inherited_deadline().map_or(w, |d| {
             w.min(d.saturating_duration_since(tokio::time::Instant::now()))
         }),
     };

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 #[derive(Debug, Clone, Copy)]
 enum Shape {

@@ -13,7 +13,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::{ConfigError, Context, Outcome, Timeouts};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::outcome::Outcome;
+use crate::engine::timeouts::Timeouts;
 
 /// Why a guard refused a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::{FailedAttempt, RetryAfter, RetryEvent};
+use crate::engine::attempt::{FailedAttempt, RetryEvent};
+use crate::engine::error::RetryAfter;
 
 /// How one attempt's result is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

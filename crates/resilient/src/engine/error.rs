@@ -147,13 +147,17 @@ impl<E> Error<E> {
     }
 }
 
-impl<E> From<crate::Rejection> for Error<E> {
-    fn from(r: crate::Rejection) -> Self {
+impl<E> From<crate::engine::guard::Rejection> for Error<E> {
+    fn from(r: crate::engine::guard::Rejection) -> Self {
         match r {
-            crate::Rejection::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            crate::Rejection::RateLimited { retry_after } => Error::RateLimited { retry_after },
-            crate::Rejection::BulkheadFull => Error::BulkheadFull,
-            crate::Rejection::Other { guard, retry_after } => {
+            crate::engine::guard::Rejection::CircuitOpen { retry_after } => {
+                Error::CircuitOpen { retry_after }
+            }
+            crate::engine::guard::Rejection::RateLimited { retry_after } => {
+                Error::RateLimited { retry_after }
+            }
+            crate::engine::guard::Rejection::BulkheadFull => Error::BulkheadFull,
+            crate::engine::guard::Rejection::Other { guard, retry_after } => {
                 Error::Rejected { guard, retry_after }
             }
         }

@@ -31,13 +31,17 @@ use smallvec::SmallVec;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
-use crate::core::guard::DeadlineFired;
-use crate::{
-    Acquire, AllErrors, Classify, ConfigError, Context, Error, FailedAttempt, Guard, OnRetry,
-    Outcome, Permit, Rejection, Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope,
-    Timeouts, system_clock,
-};
+use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::context::Context;
+use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
+use crate::engine::error::{ConfigError, Error, TimeoutScope};
+use crate::engine::guard::DeadlineFired;
+use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::outcome::{AllErrors, Classify, OnRetry, Outcome};
+use crate::engine::timeouts::Timeouts;
+use crate::retry::Retry;
+use crate::timeout::Timeout;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
@@ -166,7 +170,7 @@ impl<C> PipelineBuilder<C> {
     /// Sets one level of the timeout hierarchy.
     pub fn timeout(mut self, t: Timeout) -> Self {
         self.stages.push(format!("{t:?}"));
-        self.timeouts.set(t);
+        t.apply(&mut self.timeouts);
         self
     }
 
