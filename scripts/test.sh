@@ -9,7 +9,8 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # the lean build (no default features) must stay clean too
 cargo clippy -p resilient --no-default-features --all-targets -- -D warnings
 cargo test --workspace --all-features
-# loom model of the circuit breaker's half-open permits (bounded preemptions, own target dir)
+# loom models of the circuit breaker's half-open permits and of GCRA's reserve/refund path
+# (bounded preemptions, own target dir)
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
-  cargo test -p resilient --release --no-default-features --test loom_circuit
+  cargo test -p resilient --release --no-default-features --test loom_circuit --test loom_gcra
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps

@@ -1,9 +1,9 @@
 //! The two seams: [`Algorithm`], a pure state transition over one packed `u64`, and
 //! [`Limiter`], a stateful limiter; [`AtomicLimiter`] joins them with a lock-free CAS loop.
 
+use super::sync::{AtomicU64, Ordering};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};

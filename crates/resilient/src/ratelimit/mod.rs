@@ -160,6 +160,7 @@ mod quota;
 pub mod sliding_counter;
 pub mod sliding_log;
 pub mod smooth;
+mod sync;
 mod time;
 pub mod token_bucket;
 
