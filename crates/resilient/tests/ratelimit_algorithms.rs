@@ -1093,3 +1093,88 @@ fn absurd_windows_are_rejected_at_build() {
     assert!(l.try_acquire(now, 1).unwrap().allowed);
     assert_eq!(l.try_acquire(now, 1).unwrap().retry_after, MAX_WINDOW - now);
 }
+
+/// Guava's one-second burst (its limiters start at creation): a bursty limiter at 5/s,
+/// created and then idle for two seconds, has stored one second's worth (5 permits, not
+/// 10): acquiring 1, 1, 3, 1 is free, the next waits 0.2 s. Through the guard, on a manual
+/// clock far from its origin, in reject mode.
+#[test]
+fn guava_one_second_burst_from_creation() {
+    use resilient::ratelimit::RateLimiter;
+    let clock = ManualClock::new();
+    clock.set(s(86_400) + Duration::from_millis(300));
+    let smooth = Smooth::bursty(Rate::per_second(5))
+        .start_at(resilient::Clock::now(&clock))
+        .build()
+        .unwrap();
+    let limiter = RateLimiter::builder()
+        .limit(smooth)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    clock.advance(s(1)); // max capacity reached
+    clock.advance(s(1)); // makes no difference
+    for cost in [1, 1, 3, 1] {
+        let d = limiter.check_n(cost).unwrap();
+        assert!(d.allowed && d.retry_after.is_zero(), "cost {cost}: {d:?}");
+    }
+    let d = limiter.check_n(1).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, Duration::from_millis(200));
+}
+
+/// Idle time before the first request stores at most the maximum (`max_burst`), and the
+/// default start (at the first request) is unchanged by the option's existence.
+#[test]
+fn start_at_creation_stores_at_most_the_max_and_the_default_stores_nothing() {
+    for t0 in OFFSETS {
+        let created = Smooth::bursty(Rate::per_second(2))
+            .max_burst(Duration::from_millis(1_500)) // 3 permits
+            .start_at(t0)
+            .build()
+            .unwrap();
+        // A day idle: still only 3 stored, then 1 of debt, then 0.5 s apart.
+        assert_eq!(
+            waits_from(t0 + s(86_400), &created, &[1, 1, 1, 1, 1, 1]),
+            [0.0, 0.0, 0.0, 0.0, 0.5, 0.5]
+        );
+        // Half a second idle: one permit stored.
+        let half = Smooth::bursty(Rate::per_second(2))
+            .start_at(t0)
+            .build()
+            .unwrap();
+        assert_eq!(
+            waits_from(t0 + Duration::from_millis(500), &half, &[1, 1, 1]),
+            [0.0, 0.0, 0.5]
+        );
+        let default = Smooth::bursty(Rate::per_second(2)).build().unwrap();
+        assert_eq!(
+            waits_from(t0 + s(86_400), &default, &[1, 1, 1]),
+            [0.0, 0.5, 0.5]
+        );
+    }
+}
+
+/// A first request earlier than the creation reading (a clock that stepped back) starts
+/// the limiter at that request, with nothing stored and no wait for the "future" start.
+#[test]
+fn start_at_a_later_reading_than_the_first_request_starts_at_the_request() {
+    let l = Smooth::bursty(Rate::per_second(2))
+        .start_at(s(86_400))
+        .build()
+        .unwrap();
+    assert_eq!(waits_from(s(86_399), &l, &[1, 1]), [0.0, 0.5]);
+}
+
+/// A warming-up limiter started at creation is cold at its first request, as Guava's is.
+#[test]
+fn warming_up_from_creation_is_cold() {
+    let l = Smooth::warming_up(Rate::per_second(2), s(4))
+        .start_at(s(1))
+        .build()
+        .unwrap();
+    assert_eq!(
+        waits_from(s(100), &l, &[1, 1, 1, 1, 1, 1]),
+        [0.0, 1.38, 1.13, 0.88, 0.63, 0.5]
+    );
+}

@@ -9,6 +9,13 @@
 //!
 //! - [`Smooth::bursty`]: stored permits (up to `max_burst` worth of time, 1 s by default)
 //!   are free. A new limiter starts with none stored.
+//!
+//! When does a limiter start? By default at its first request: the limiter has no clock
+//! of its own (callers pass `now`), and a clock's origin says nothing about how long it was
+//! idle. Guava's limiters start when they are created and store permits while idle before
+//! their first request; [`SmoothBuilder::start_at`] gives that semantics (pass the clock's
+//! reading at creation). It only matters for [`Smooth::bursty`]: a warming-up limiter
+//! starts cold (all permits stored) and a linear ramp starts at its slowest either way.
 //! - [`Smooth::warming_up`]: Guava's `SmoothWarmingUp`: a cold limiter (new, or idle long
 //!   enough) issues permits at `cold_factor` (3) times the stable interval and speeds up
 //!   linearly in stored permits until it reaches the stable rate after `warmup`.
@@ -38,6 +45,7 @@ pub struct SmoothBuilder {
     rate: Rate,
     shape: Shape,
     max_debt: u64,
+    start: Option<Duration>,
 }
 
 /// A Guava-style smooth limiter (see the [module docs](self)).
@@ -81,6 +89,9 @@ struct State {
     /// When the next request may start, ns; `NaN` until the first request, whose time
     /// starts the limiter (a clock's origin says nothing about how long it was idle).
     next_free: f64,
+    /// [`SmoothBuilder::start_at`]: when the limiter was created, ns; its first request
+    /// then starts it there (permits stored while idle since), not at its own time.
+    created: Option<f64>,
     /// Linear ramp: when the current active period began (`None` = cold).
     active_since: Option<f64>,
     // Warm-up derived values.
@@ -95,6 +106,7 @@ impl Smooth {
             rate,
             shape: Shape::Bursty { max_burst: 1e9 },
             max_debt: 1,
+            start: None,
         }
     }
 
@@ -124,6 +136,7 @@ impl Smooth {
                 cold_factor: 3.0,
             },
             max_debt: 1,
+            start: None,
         }
     }
 
@@ -151,6 +164,7 @@ impl Smooth {
                 start: 1.0 / 3.0,
             },
             max_debt: 1,
+            start: None,
         }
     }
 
@@ -237,6 +251,36 @@ impl SmoothBuilder {
         self
     }
 
+    /// Guava's start: the limiter exists from `now` (the reading, at creation, of the clock
+    /// whose readings its callers will pass, e.g. [`RateLimiter::now`](super::RateLimiter::now)
+    /// or `resilient::system_clock().now()`), and idle time before its first request
+    /// stores permits, up to the maximum. Without it the limiter starts at its first
+    /// request with nothing stored. A first request earlier than `now` (a clock that
+    /// stepped back) starts it at that request instead.
+    ///
+    /// Guava's one-second burst at 5 permits/s: created, idle for a second, then five
+    /// permits are free and the sixth waits 0.2 s.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Limiter, Rate, Smooth};
+    /// use std::time::Duration;
+    /// let created = Duration::from_secs(86_400); // the clock's reading at creation
+    /// let l = Smooth::bursty(Rate::per_second(5)).start_at(created).build().unwrap();
+    /// let now = created + Duration::from_secs(1);
+    /// let mut waits = vec![];
+    /// let mut t = now;
+    /// for cost in [1, 1, 3, 1, 1] {
+    ///     let wait = l.reserve(t, cost, Duration::MAX).unwrap().unwrap().retry_after;
+    ///     waits.push(wait.as_millis());
+    ///     t += wait;
+    /// }
+    /// assert_eq!(waits, [0, 0, 0, 0, 200]);
+    /// ```
+    pub fn start_at(mut self, now: Duration) -> Self {
+        self.start = Some(now);
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Smooth, ConfigError> {
         self.rate.validate_spacing("smooth.rate")?;
@@ -283,6 +327,7 @@ impl SmoothBuilder {
             max_permits: 0.0,
             stored: 0.0,
             next_free: f64::NAN,
+            created: self.start.map(|t| nanos(t) as f64),
             active_since: None,
             threshold: 0.0,
             slope: 0.0,
@@ -325,9 +370,18 @@ impl State {
 
     fn resync(&mut self, now: f64) {
         if self.next_free.is_nan() {
-            // First request: the limiter starts now, with what it was built with stored.
-            self.next_free = now;
-        } else if now > self.next_free {
+            // First request: the limiter starts now, with what it was built with stored;
+            // or, built with `start_at`, at its creation, storing what idle time since
+            // then is worth (below).
+            match self.created {
+                Some(created) if created < now => self.next_free = created,
+                _ => {
+                    self.next_free = now;
+                    return;
+                }
+            }
+        }
+        if now > self.next_free {
             if let Shape::Linear { ramp, .. } = self.shape {
                 if now - self.next_free >= ramp {
                     self.active_since = None;
@@ -500,7 +554,7 @@ impl Limiter for Smooth {
     fn peek(&self, now: Duration, cost: u64) -> Decision {
         let mut st = self.lock();
         let now = nanos(now) as f64;
-        if !st.next_free.is_nan() {
+        if !st.next_free.is_nan() || st.created.is_some() {
             st.resync(now);
         }
         let next_free = if st.next_free.is_nan() {
