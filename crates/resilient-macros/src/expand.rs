@@ -958,7 +958,7 @@ mod tests {
         // one pipeline: timeout, then the per-call bulkhead, then retry
         let t = out.find(". timeout (").expect("timeout");
         let b = out
-            .find(". guard (:: resilient :: Bulkhead")
+            .find(". bulkhead (:: resilient :: Bulkhead")
             .expect("bulkhead");
         let r = out.find(". retry (").expect("retry");
         assert!(t < b && b < r, "{out}");

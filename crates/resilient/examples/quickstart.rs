@@ -99,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .name("get_user")
         .timeout(Timeout::request(Duration::from_millis(400)))
         // At most 4 calls in flight and 2 waiting; the rest are turned away at once.
-        .guard(Bulkhead::new(4).queue(2).build()?)
+        .bulkhead(Bulkhead::builder(4).queue(2))
         .retry(
             Retry::exponential(Duration::from_millis(10))
                 .attempts(4)

@@ -276,3 +276,39 @@ impl fmt::Debug for Permit<'_> {
             .finish()
     }
 }
+
+/// A strategy whose configuration was invalid, handed to a pipeline builder as a builder
+/// (e.g. `.circuit_breaker(CircuitBreaker::failure_rate(..))`): it fails the pipeline's
+/// `build` with the strategy's own [`ConfigError`], so a pipeline has one validation point.
+/// Never admits (a pipeline holding it is never built).
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    name: &'static str,
+    error: ConfigError,
+}
+
+impl Invalid {
+    /// The guard named `name` that fails every build with `error`.
+    pub(crate) fn new(name: &'static str, error: ConfigError) -> Self {
+        Self { name, error }
+    }
+}
+
+impl Guard for Invalid {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        Acquire::Ready(Err(Rejection::Other {
+            guard: self.name,
+            retry_after: None,
+        }))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+
+    fn check(&self, _timeouts: &Timeouts) -> Result<(), ConfigError> {
+        Err(self.error.clone())
+    }
+}

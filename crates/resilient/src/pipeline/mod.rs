@@ -43,6 +43,8 @@ use crate::engine::timeouts::Timeouts;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 
+mod strategies;
+
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
 /// A validated, shareable resilience pipeline. Cloning is cheap (one `Arc`); clones share
@@ -854,6 +856,41 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
+        self.run_blocking(move |_| op())
+    }
+
+    /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
+    /// attempt (as [`Pipeline::execute_with`] does for async operations): its attempt
+    /// number, the pipeline's name and tags, and the call's deadline.
+    ///
+    /// ```
+    /// use resilient::{Pipeline, Retry, Timeout};
+    /// use std::time::Duration;
+    /// let p = Pipeline::builder()
+    ///     .timeout(Timeout::request(Duration::from_secs(5)))
+    ///     .retry(Retry::immediate().attempts(3))
+    ///     .build()
+    ///     .unwrap();
+    /// let r = p.execute_blocking_with(|ctx| {
+    ///     assert!(ctx.deadline().is_some());
+    ///     if ctx.attempt() < 3 { Err("not yet") } else { Ok(ctx.attempt()) }
+    /// });
+    /// assert_eq!(r.unwrap(), 3);
+    /// ```
+    pub fn execute_blocking_with<T, E, F>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(Context) -> Result<T, E>,
+    {
+        self.run_blocking(move |ctx| op(ctx.clone()))
+    }
+
+    /// The blocking engine: `op` sees each attempt's context.
+    fn run_blocking<T, E, F>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
         let inner = &*self.inner;
         let clock = &inner.clock;
         let start = clock.now();
@@ -930,7 +967,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
                 None => {
                     let t0 = clock.now();
-                    let r = op();
+                    let r = op(&ctx);
                     let took = clock.now().saturating_sub(t0);
                     let (result, outcome) = match inner.timeouts.operation {
                         Some(limit) if took > limit => (Attempt::TimedOut(took), Outcome::Failure),

@@ -15,9 +15,8 @@ use super::time::Time;
 use crate::engine::clock::{SharedClock, system_clock};
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
-use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
 use crate::engine::outcome::Outcome;
-use crate::pipeline::PipelineBuilder;
 
 /// What happens when a limit has no capacity.
 ///
@@ -314,29 +313,6 @@ impl RateLimiter {
             |i, t| limits[i].undo(now, cost, t),
         )
     }
-
-    /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]).
-    ///
-    /// ```
-    /// use resilient::ratelimit::{Rate, RateLimiter};
-    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let layer = RateLimiter::gcra(Rate::per_second(1)).build().unwrap().layer();
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(layer.clone())
-    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
-    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
-    /// assert!(svc.ready().await.unwrap().call(8).await.unwrap_err().retry_after().is_some());
-    /// # }
-    /// ```
-    #[cfg(feature = "tower")]
-    pub fn layer(&self) -> crate::tower::PipelineLayer<crate::engine::outcome::AllErrors> {
-        crate::pipeline::Pipeline::builder()
-            .guard(self.clone())
-            .build()
-            .expect("a pipeline of one guard is always valid")
-            .layer()
-    }
 }
 
 impl RateLimiterBuilder {
@@ -539,20 +515,31 @@ impl Guard for RateLimiter {
     }
 }
 
-impl<C> PipelineBuilder<C> {
-    /// Adds a rate limiter at the current position (per call before `.retry(..)`, per
-    /// attempt after it).
-    ///
-    /// ```
-    /// use resilient::Pipeline;
-    /// use resilient::ratelimit::{Rate, RateLimiter};
-    /// let p = Pipeline::builder()
-    ///     .rate_limit(RateLimiter::gcra(Rate::per_second(100)).build().unwrap())
-    ///     .build()
-    ///     .unwrap();
-    /// assert_eq!(p.stages(), ["rate_limiter(per call)"]);
-    /// ```
-    pub fn rate_limit(self, limiter: RateLimiter) -> Self {
-        self.guard(limiter)
+/// What [`PipelineBuilder::rate_limit`](crate::PipelineBuilder::rate_limit) accepts: a
+/// built limiter (by value or by reference; clones share state) or a builder (its
+/// validation error fails the pipeline's `build`).
+pub trait IntoRateLimiter {
+    /// The limiter as a shareable guard.
+    fn into_guard(self) -> Arc<dyn Guard>;
+}
+
+impl IntoRateLimiter for RateLimiter {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self)
+    }
+}
+
+impl IntoRateLimiter for &RateLimiter {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self.clone())
+    }
+}
+
+impl IntoRateLimiter for RateLimiterBuilder {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        match self.build() {
+            Ok(l) => Arc::new(l),
+            Err(e) => Arc::new(Invalid::new("rate_limiter", e)),
+        }
     }
 }

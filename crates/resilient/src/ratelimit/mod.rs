@@ -170,7 +170,7 @@ pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 pub use fast_clock::FastClock;
 pub use fixed_window::{FixedWindow, MAX_WINDOW};
 pub use gcra::Gcra;
-pub use guard::{Mode, RateLimiter, RateLimiterBuilder, Verdict};
+pub use guard::{IntoRateLimiter, Mode, RateLimiter, RateLimiterBuilder, Verdict};
 pub use keyed::{KeyedLimiter, KeyedLimiterBuilder, MAX_SWEEP_PERIOD, bytes_per_key};
 #[cfg(feature = "tower")]
 pub use keyed_layer::{KeyedLayer, KeyedService, RequestCost, UnitCost};
