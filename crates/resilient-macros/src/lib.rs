@@ -220,7 +220,7 @@ pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `failure_rate` | open when this fraction of the window failed, `(0, 1]` | one or both of the two |
 /// | `consecutive_failures` | open after this many failures in a row | one or both of the two |
 /// | `window` | a number of calls (`20`) or a time span (`"60s"`) | `100` calls |
-/// | `minimum_calls` | calls needed before the rate is judged (at most a count window) | `10` |
+/// | `minimum_calls` | calls needed before the rate is judged (at most a count window) | a count window's size (100 by default), 10 for a time window |
 /// | `open_for` | how long it stays open before probing | `"30s"` |
 /// | `max_open_for` | cap of the break, which doubles after each failed recovery | no growth |
 /// | `break_jitter` | shortens each break by a random share up to this fraction, `[0, 1]` | `0` |

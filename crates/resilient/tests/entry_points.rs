@@ -169,3 +169,126 @@ async fn breaker_classifier_entry_points_are_named_classified() {
     let _ = b.call_blocking_classified(not_found, || Err(500));
     assert!(!b.is_ready());
 }
+
+/// Guava's `acquire(permits)`: waits for `n` units whatever the limiter's mode, returns
+/// how long it waited, rejects what can never pass or would wait too long, and gives back
+/// its reservation when dropped.
+#[tokio::test(start_paused = true)]
+async fn acquire_n_waits_for_n_units_and_is_cancellation_safe() {
+    let limiter = RateLimiter::gcra_with_burst(Rate::per_second(10), 10)
+        .build()
+        .unwrap();
+    assert_eq!(
+        limiter.acquire_n(10, Duration::MAX).await.unwrap(),
+        Duration::ZERO
+    );
+    // 3 units are 300 ms away: too far for 100 ms, reported with the wait.
+    let r = limiter.acquire_n(3, Duration::from_millis(100)).await;
+    assert!(
+        matches!(r, Err(resilient::Rejection::RateLimited { retry_after: Some(d) }) if d == Duration::from_millis(300)),
+        "{r:?}"
+    );
+    // A waiter dropped before its slot gives the slot back: the next one gets it.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(50),
+        limiter.acquire_n(3, Duration::MAX),
+    )
+    .await;
+    assert!(dropped.is_err());
+    let waited = limiter.acquire_n(3, Duration::MAX).await.unwrap();
+    assert_eq!(waited, Duration::from_millis(250));
+    // More than the burst can never pass, even with no bound on the wait.
+    let r = limiter.acquire_n(11, Duration::MAX).await;
+    assert!(
+        matches!(
+            r,
+            Err(resilient::Rejection::RateLimited { retry_after: None })
+        ),
+        "{r:?}"
+    );
+}
+
+/// A limiter that cannot reserve (a fixed window) polls: `acquire_n` still waits for its
+/// units, whatever the limiter's own mode (here reject).
+#[tokio::test(start_paused = true)]
+async fn acquire_n_on_a_polling_limit_waits_for_the_next_window() {
+    let limiter = RateLimiter::fixed_window(5, Duration::from_millis(100))
+        .build()
+        .unwrap();
+    // align to a window start on the default clock
+    let w = 100_000_000u64;
+    let into = resilient::system_clock().now().as_nanos() as u64 % w;
+    if into != 0 {
+        tokio::time::sleep(Duration::from_nanos(w - into)).await;
+    }
+    assert_eq!(
+        limiter.acquire_n(4, Duration::MAX).await.unwrap(),
+        Duration::ZERO
+    );
+    let waited = limiter.acquire_n(4, Duration::MAX).await.unwrap();
+    assert_eq!(waited, Duration::from_millis(100));
+}
+
+/// Defaults and one validation point: `Retry::default()`, `attempts` from any integer
+/// (rejected at build when out of range), and limiter shortcuts whose errors surface at
+/// `build()`.
+#[test]
+fn defaults_and_one_validation_point() {
+    let r = Retry::default();
+    assert_eq!(r.max_attempts(), 3);
+    Pipeline::builder().retry(r).build().unwrap();
+    assert_eq!(Retry::immediate().attempts(7usize).max_attempts(), 7);
+    assert_eq!(Retry::immediate().attempts(7u64).max_attempts(), 7);
+    for bad in [
+        Retry::immediate().attempts(-1),
+        Retry::immediate().attempts(u64::MAX),
+        Retry::immediate().attempts(0),
+    ] {
+        let e = Pipeline::builder().retry(bad).build().unwrap_err();
+        assert_eq!(e.field(), "retry.attempts");
+    }
+    // a later valid value replaces an out-of-range one
+    Pipeline::builder()
+        .retry(Retry::immediate().attempts(-1).attempts(2))
+        .build()
+        .unwrap();
+
+    let e = RateLimiter::token_bucket(0, Rate::per_second(1))
+        .build()
+        .unwrap_err();
+    assert!(
+        e.field().contains("capacity") || e.field().contains("token"),
+        "{e}"
+    );
+    let e = RateLimiter::sliding_window_counter(5, Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(e.field().contains("window"), "{e}");
+    assert!(
+        RateLimiter::fixed_window(5, Duration::from_secs(1))
+            .build()
+            .unwrap()
+            .check()
+            .allowed
+    );
+}
+
+/// Unless set, a count window's breaker judges its rate once the window is full.
+#[test]
+fn minimum_calls_follows_a_count_window() {
+    use resilient::circuit::Window;
+    let b = CircuitBreaker::failure_rate(0.5)
+        .window(Window::count(20))
+        .build()
+        .unwrap();
+    for i in 0..19 {
+        let _ = b.call_blocking(|| Err::<(), _>(()));
+        assert!(
+            b.is_ready(),
+            "judged after {} calls, before the window of 20 was full",
+            i + 1
+        );
+    }
+    let _ = b.call_blocking(|| Err::<(), _>(()));
+    assert!(!b.is_ready());
+}

@@ -36,6 +36,8 @@ use crate::engine::random::{SharedRandom, thread_random};
 #[derive(Clone)]
 pub struct Retry {
     pub(crate) max_attempts: u32,
+    /// `attempts(..)` was given a value that does not fit a `u32` (reported at build).
+    attempts_out_of_range: bool,
     pub(crate) backoff: Backoff,
     pub(crate) jitter: Jitter,
     pub(crate) max_delay: Duration,
@@ -64,10 +66,27 @@ impl fmt::Debug for Retry {
     }
 }
 
+/// The retry most services want: 3 attempts, exponential backoff from 100 ms (doubling,
+/// each delay at most 60 s) with full jitter (each wait uniform in `[0, delay]`, which
+/// spreads out callers that failed together).
+///
+/// ```
+/// use resilient::{Pipeline, Retry};
+/// let p = Pipeline::builder().retry(Retry::default()).build().unwrap();
+/// assert_eq!(Retry::default().max_attempts(), 3);
+/// # drop(p);
+/// ```
+impl Default for Retry {
+    fn default() -> Self {
+        Self::exponential(Duration::from_millis(100)).jitter(Jitter::Full)
+    }
+}
+
 impl Retry {
     fn with_backoff(backoff: Backoff) -> Self {
         Self {
             max_attempts: 3,
+            attempts_out_of_range: false,
             backoff,
             jitter: Jitter::None,
             max_delay: Duration::from_secs(60),
@@ -110,9 +129,28 @@ impl Retry {
         Self::with_backoff(Backoff::Custom(Arc::new(f)))
     }
 
-    /// Total attempts including the first (default 3).
-    pub fn attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n;
+    /// Total attempts including the first (default 3). Any integer type: a value that is
+    /// not between 1 and `u32::MAX` fails the pipeline's `build()` (field
+    /// `retry.attempts`).
+    ///
+    /// ```
+    /// use resilient::{Pipeline, Retry};
+    /// let n: usize = 5;
+    /// assert_eq!(Retry::immediate().attempts(n).max_attempts(), 5);
+    /// let err = Pipeline::builder().retry(Retry::immediate().attempts(-1)).build().unwrap_err();
+    /// assert_eq!(err.field(), "retry.attempts");
+    /// ```
+    pub fn attempts<N: TryInto<u32>>(mut self, n: N) -> Self {
+        match n.try_into() {
+            Ok(n) => {
+                self.max_attempts = n;
+                self.attempts_out_of_range = false;
+            }
+            Err(_) => {
+                self.max_attempts = 0;
+                self.attempts_out_of_range = true;
+            }
+        }
         self
     }
 
@@ -273,6 +311,15 @@ impl Retry {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.attempts_out_of_range {
+            return Err(ConfigError::new(
+                "retry.attempts",
+                format!(
+                    "must be between 1 and {} (got a value out of that range)",
+                    u32::MAX
+                ),
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(ConfigError::new(
                 "retry.attempts",
