@@ -36,7 +36,7 @@ mod strategy;
 /// | `retry_rejected` | whether an attempt a per-attempt guard rejected (an open `scope = attempt` breaker, a rate limiter) is retried, after the rejection's `retry_after` | `false` |
 /// | `honor_retry_after` | `true`: an error implementing `resilient::RetryAfter` directs the next wait instead of the backoff (also spelled `honour_retry_after`) | `false` |
 /// | `max_server_delay` | caps a wait the result or a rejection asks for; a longer one stops retrying | `"60s"` |
-/// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
+/// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`), a function `fn(&Result<T, E>) -> resilient::Outcome` (`classify = by_status`: a path whose last segment starts with a lowercase letter) or a closure that captures nothing (`classify = \|r\| ...`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
 ///
 /// The retry runs inside the request timeout and outside the operation timeout of a
 /// stacked `#[resilient::timeout]`, and after the per-call guards (a stacked
@@ -282,7 +282,7 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Rate-limits the function: one limiter, shared by every call (it lives in the function's
 /// pipeline). Over the limit, a call fails at once with
-/// `Error::RateLimited { retry_after }`, or, with `max_wait`, waits for capacity up to that
+/// `Error::RateLimited { retry_after, .. }`, or, with `max_wait`, waits for capacity up to that
 /// long first.
 ///
 /// | key | value | default |
@@ -322,7 +322,7 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// assert_eq!(search("bb").await.unwrap(), 2);
 /// // The third call within the second is over the limit.
 /// let third = search("ccc").await.unwrap_err();
-/// assert!(matches!(third, Error::RateLimited { retry_after: Some(_) }));
+/// assert!(matches!(third, Error::RateLimited { retry_after: Some(_), .. }));
 /// # }
 /// ```
 ///

@@ -292,7 +292,7 @@
 //!     assert!(r.is_ok());
 //! }
 //! let r: Result<(), Error<()>> = rejecting.execute(|| async { Ok(()) }).await;
-//! assert!(matches!(r, Err(Error::RateLimited { retry_after: Some(_) })));
+//! assert!(matches!(r, Err(Error::RateLimited { retry_after: Some(_), .. })));
 //!
 //! // The same rate, waiting up to a second for capacity.
 //! let waiting = Pipeline::builder()

@@ -63,9 +63,9 @@ pub use crate::engine::context::{Context, inherited_deadline};
 pub use crate::engine::error::{
     BoxError, BoxedError, ConfigError, Error, RetryAfter, TimeoutScope,
 };
-pub use crate::engine::guard::{Acquire, Guard, Permit, Rejection, WaitFuture};
+pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
 pub use crate::engine::outcome::{
-    AllErrors, Classify, HonorRetryAfter, OnRetry, Outcome, WithDelay,
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryIf, WithDelay,
 };
 pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,

@@ -185,7 +185,7 @@ async fn acquire_n_waits_for_n_units_and_is_cancellation_safe() {
     // 3 units are 300 ms away: too far for 100 ms, reported with the wait.
     let r = limiter.acquire_n(3, Duration::from_millis(100)).await;
     assert!(
-        matches!(r, Err(resilient::Rejection::RateLimited { retry_after: Some(d) }) if d == Duration::from_millis(300)),
+        matches!(r, Err(resilient::Rejection::RateLimited { retry_after: Some(d), .. }) if d == Duration::from_millis(300)),
         "{r:?}"
     );
     // A waiter dropped before its slot gives the slot back: the next one gets it.
@@ -202,7 +202,10 @@ async fn acquire_n_waits_for_n_units_and_is_cancellation_safe() {
     assert!(
         matches!(
             r,
-            Err(resilient::Rejection::RateLimited { retry_after: None })
+            Err(resilient::Rejection::RateLimited {
+                retry_after: None,
+                ..
+            })
         ),
         "{r:?}"
     );
@@ -291,4 +294,42 @@ fn minimum_calls_follows_a_count_window() {
     }
     let _ = b.call_blocking(|| Err::<(), _>(()));
     assert!(!b.is_ready());
+}
+
+/// A rate-limit rejection carries the binding limit's state, so a server can answer with
+/// `RateLimit` headers from the error alone: with a quota (10/s and 15/min), the limit
+/// that binds is reported.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_error_carries_the_binding_limits_state() {
+    use resilient::ratelimit::Gcra;
+    let limiter = RateLimiter::builder()
+        .limit(Gcra::limiter(Rate::per_second(10)).unwrap())
+        .limit(Gcra::limiter(Rate::per_minute(15)).unwrap())
+        .build()
+        .unwrap();
+    let p = Pipeline::builder().rate_limit(&limiter).build().unwrap();
+    for _ in 0..10 {
+        let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+        r.unwrap();
+    }
+    // the per-second limit binds first
+    let e = p.execute(|| async { Ok::<(), ()>(()) }).await.unwrap_err();
+    let info = e.rate_limit_info().expect("state");
+    assert_eq!(
+        (info.quota, info.window, info.remaining),
+        (10, Duration::from_secs(1), 0)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..5 {
+        let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+        r.unwrap();
+    }
+    // now the per-minute one does
+    let e = p.execute(|| async { Ok::<(), ()>(()) }).await.unwrap_err();
+    let info = e.rate_limit_info().expect("state");
+    assert_eq!(
+        (info.quota, info.window, info.remaining),
+        (15, Duration::from_secs(60), 0)
+    );
+    assert!(e.retry_after().unwrap() > Duration::from_secs(1));
 }

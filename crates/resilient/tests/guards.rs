@@ -468,7 +468,7 @@ fn blocking_callers_get_the_guards_own_rejection_instead_of_waiting() {
     let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
     assert!(p.execute_blocking(|| Ok::<_, ()>(())).is_ok());
     match p.execute_blocking(|| Ok::<_, ()>(())) {
-        Err(Error::RateLimited { retry_after }) => {
+        Err(Error::RateLimited { retry_after, .. }) => {
             assert_eq!(retry_after, Some(Duration::from_secs(1)));
         }
         other => panic!("unexpected {other:?}"),

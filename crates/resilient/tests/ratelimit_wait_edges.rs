@@ -118,14 +118,26 @@ async fn a_waiter_whose_limit_is_cut_below_its_cost_is_rejected() {
             .expect("the waiter must end")
             .expect("the waiter must not panic");
         assert!(
-            matches!(r, Err(Error::RateLimited { retry_after: None })),
+            matches!(
+                r,
+                Err(Error::RateLimited {
+                    retry_after: None,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         // A new call is rejected at once, with no retry_after.
         let start = Instant::now();
         let r = call(&p).await;
         assert!(
-            matches!(r, Err(Error::RateLimited { retry_after: None })),
+            matches!(
+                r,
+                Err(Error::RateLimited {
+                    retry_after: None,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         assert_eq!(start.elapsed(), Duration::ZERO);
@@ -159,7 +171,13 @@ async fn a_keyed_waiter_whose_limit_is_cut_below_its_cost_is_rejected() {
         .expect("the waiter must end")
         .expect("the waiter must not panic");
     assert!(
-        matches!(r, Err(Error::RateLimited { retry_after: None })),
+        matches!(
+            r,
+            Err(Error::RateLimited {
+                retry_after: None,
+                ..
+            })
+        ),
         "{r:?}"
     );
 }

@@ -38,7 +38,7 @@ use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_h
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
-use crate::engine::outcome::{AllErrors, Classify, OnRetry, Outcome};
+use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryIf};
 use crate::engine::timeouts::Timeouts;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
@@ -250,7 +250,7 @@ impl<C> PipelineBuilder<C> {
         if self.typed_hook && self.error.is_none() {
             self.error = Some(ConfigError::new(
                 "on_retry",
-                "must come after classify(..), which would otherwise drop the hook",
+                "on_retry, retry_if and delay_from must come after classify(..), which would otherwise drop them",
             ));
         }
         PipelineBuilder {
@@ -312,6 +312,113 @@ impl<C> PipelineBuilder<C> {
             attempt_guards: self.attempt_guards,
             retry: self.retry,
             classify: OnRetry::new(self.classify, hook),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+        }
+    }
+
+    /// Decides which results are retried, separately from which count as failures (the
+    /// classifier's verdict, which breakers and metrics see): a 503 is both, a 400 is
+    /// neither, a failed non-idempotent request may count as a failure and not be retried,
+    /// a 409 conflict may be retried without counting against the dependency. Timeouts
+    /// and guard rejections keep their own settings ([`Retry::retry_on_timeout`],
+    /// [`Retry::retry_rejected`]). Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, Error, Outcome, Pipeline, Retry};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let breaker = CircuitBreaker::consecutive_failures(3).build().unwrap();
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::immediate().attempts(3))
+    ///     .circuit_breaker(&breaker)
+    ///     // only 5xx count against the dependency
+    ///     .classify(|r: &Result<u16, u16>| match r {
+    ///         Err(code) if *code >= 500 => Outcome::Failure,
+    ///         Err(_) => Outcome::Ignored,
+    ///         Ok(_) => Outcome::Success,
+    ///     })
+    ///     // retry 503 and 409, nothing else
+    ///     .retry_if(|r: &Result<u16, u16>| matches!(r, Err(503) | Err(409)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let r = p.execute(|| { calls += 1; async { Err::<u16, u16>(409) } }).await;
+    /// assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 3, last: 409 })));
+    /// assert_eq!(calls, 3);
+    /// assert!(breaker.is_ready()); // a 409 is not the dependency's failure
+    /// # }
+    /// ```
+    pub fn retry_if<T, E, F>(self, retry: F) -> PipelineBuilder<RetryIf<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> bool + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify: RetryIf::new(self.classify, retry),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+        }
+    }
+
+    /// A server-directed delay read from any result, `Ok` included: an HTTP 429 or 503
+    /// returned as `Ok(response)` with a `Retry-After` header. `delay(&result)` returning
+    /// `Some(d)` waits `d` before the next attempt instead of the backoff; a request beyond
+    /// the retry's [`max_server_delay`](Retry::max_server_delay) stops retrying. A result is only retried
+    /// if it is judged a failure (or [`retry_if`](Self::retry_if) says so): classify the
+    /// 429 response as one. Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::{Outcome, Pipeline, Retry};
+    /// use std::time::Duration;
+    /// struct Response { status: u16, retry_after: Option<Duration> }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::exponential(Duration::from_millis(100)).attempts(2))
+    ///     .classify(|r: &Result<Response, std::io::Error>| match r {
+    ///         Ok(resp) if resp.status == 429 || resp.status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .delay_from(|r: &Result<Response, std::io::Error>| r.as_ref().ok()?.retry_after)
+    ///     .build()
+    ///     .unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// let mut first = true;
+    /// let r = p.execute(|| {
+    ///     let throttled = std::mem::take(&mut first);
+    ///     async move {
+    ///         Ok(if throttled {
+    ///             Response { status: 429, retry_after: Some(Duration::from_secs(2)) }
+    ///         } else {
+    ///             Response { status: 200, retry_after: None }
+    ///         })
+    ///     }
+    /// }).await;
+    /// assert_eq!(r.unwrap().status, 200);
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// # }
+    /// ```
+    pub fn delay_from<T, E, F>(self, delay: F) -> PipelineBuilder<DelayFrom<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> Option<Duration> + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify: DelayFrom::new(self.classify, delay),
             clock: self.clock,
             stages: self.stages,
             error: self.error,
@@ -663,7 +770,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     } else {
                         self.attempt(ctx, &mut op).await
                     };
-                if outcome != Outcome::Failure {
+                if !retried(&inner.classify, &result, outcome) {
                     return (finish(result, 1), outcome);
                 }
                 let remaining = ctx
@@ -677,7 +784,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     remaining,
                 ) {
                     Next::Stop => {
-                        let outcome = call_outcome(&result);
+                        let outcome = call_outcome(&result, outcome);
                         return (finish(result, attempt), outcome);
                     }
                     Next::Wait(delay) => {
@@ -982,7 +1089,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     (result, outcome)
                 }
             };
-            if outcome != Outcome::Failure {
+            if !retried(&inner.classify, &result, outcome) {
                 break (finish(result, 1), outcome);
             }
             let now = clock.now();
@@ -995,7 +1102,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 remaining,
             ) {
                 Next::Stop => {
-                    let outcome = call_outcome(&result);
+                    let outcome = call_outcome(&result, outcome);
                     break (finish(result, attempt), outcome);
                 }
                 Next::Wait(delay) => {
@@ -1016,12 +1123,27 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 }
 
-/// How a failed logical call is reported to per-call guards: a rejection by a per-attempt
-/// guard says nothing about the dependency, so it is not counted as its failure.
-fn call_outcome<T, E>(last: &Attempt<T, E>) -> Outcome {
+/// How a logical call whose retries stopped is reported to per-call guards: as its last
+/// attempt was judged, except that a rejection by a per-attempt guard says nothing about
+/// the dependency, so it is not counted as its failure.
+fn call_outcome<T, E>(last: &Attempt<T, E>, outcome: Outcome) -> Outcome {
     match last {
         Attempt::Rejected(_) => Outcome::Ignored,
-        _ => Outcome::Failure,
+        _ => outcome,
+    }
+}
+
+/// Whether the attempt's result is worth another attempt ([`Classify::should_retry`];
+/// a timed-out or rejected attempt as it was judged, a failure).
+#[inline]
+fn retried<T, E, C: Classify<T, E>>(
+    classify: &C,
+    result: &Attempt<T, E>,
+    outcome: Outcome,
+) -> bool {
+    match result {
+        Attempt::Done(r) => classify.should_retry(r, outcome),
+        _ => outcome == Outcome::Failure,
     }
 }
 

@@ -101,7 +101,7 @@ impl Verdict {
 /// let first: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(1) }).await;
 /// assert!(first.is_ok());
 /// let second: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(2) }).await;
-/// assert!(matches!(second, Err(Error::RateLimited { retry_after: Some(_) })));
+/// assert!(matches!(second, Err(Error::RateLimited { retry_after: Some(_), .. })));
 /// # }
 /// ```
 #[derive(Clone)]
@@ -349,9 +349,6 @@ impl RateLimiter {
         )
     }
 
-    /// Reserves `cost` on every limit within `max_wait`: `Ok((wait, tickets))` or the
-    /// rejection. `None` if some limit cannot reserve.
-    #[allow(clippy::type_complexity)]
     /// Takes `cost` units, waiting at most `max_wait` for them: reserves them where every
     /// limit can (the caller then sleeps until its slot, holding it; dropping the future
     /// gives it back), otherwise polls at the limits' `retry_after`.
@@ -381,7 +378,7 @@ impl RateLimiter {
                 // A request that can never pass (`Duration::MAX`: a limit cut below the
                 // cost) is rejected at once, even with an unbounded wait.
                 if d.retry_after == Duration::MAX || d.retry_after > max_wait {
-                    return Acquire::Ready(Err(d.rejection()));
+                    return Acquire::Ready(Err(self.rejection_for(cost, d.retry_after)));
                 }
                 // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
                 let until = now.saturating_add(max_wait);
@@ -401,7 +398,7 @@ impl RateLimiter {
                             || at.saturating_add(d.retry_after) > until
                             || pause.expired()
                         {
-                            return Err(d.rejection());
+                            return Err(self.rejection_for(cost, d.retry_after));
                         }
                     }
                 }))
@@ -438,6 +435,27 @@ impl RateLimiter {
         .map(|_| start.elapsed())
     }
 
+    /// The rejection of `cost` units that must wait `after` (`Duration::MAX`: never, so no
+    /// `retry_after`), with the binding limit's state for headers (peeked: a rejection
+    /// consumes nothing). Only rejections pay for it.
+    #[cold]
+    fn rejection_for(&self, cost: u64, after: Duration) -> Rejection {
+        let now = self.inner.clock.now();
+        let info = self
+            .inner
+            .limits
+            .iter()
+            .map(|l| (l.peek(now, cost), l.policy()))
+            .max_by_key(|(d, _)| d.retry_after)
+            .map(|(d, p)| Box::new(d.info(p)));
+        Rejection::RateLimited {
+            retry_after: (after != Duration::MAX).then_some(after),
+            info,
+        }
+    }
+
+    /// Reserves `cost` on every limit within `max_wait`: `Ok((wait, tickets))` or the
+    /// rejection. `None` if some limit cannot reserve.
     fn reserve(
         &self,
         now: Duration,
@@ -561,13 +579,6 @@ impl RateLimiterBuilder {
     }
 }
 
-/// The rejection for a wait of `after` (`Duration::MAX`: never, so no `retry_after`).
-fn rejection(after: Duration) -> Rejection {
-    Rejection::RateLimited {
-        retry_after: (after != Duration::MAX).then_some(after),
-    }
-}
-
 /// Gives a reservation back unless the wait completed: each limit's `undo`, which gives
 /// back only what no later reservation depends on (while it is still the last one).
 struct Reservation<'a> {
@@ -603,13 +614,19 @@ impl Guard for RateLimiter {
     /// Blocking callers never wait: over the limit they get
     /// [`Rejection::RateLimited`] with the time until capacity.
     fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        self.allow().map(|()| Permit::none()).map_err(rejection)
+        self.allow()
+            .map(|()| Permit::none())
+            .map_err(|after| self.rejection_for(self.inner.cost, after))
     }
 
     fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
         let max_wait = match self.inner.mode {
             Mode::Reject => {
-                return Acquire::Ready(self.allow().map(|()| Permit::none()).map_err(rejection));
+                return Acquire::Ready(
+                    self.allow()
+                        .map(|()| Permit::none())
+                        .map_err(|after| self.rejection_for(self.inner.cost, after)),
+                );
             }
             Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),
         };

@@ -601,7 +601,10 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         max_wait: Duration,
     ) -> Option<Result<(Duration, KeyedTickets), Rejection>> {
         if self.cost_ok(cost).is_err() {
-            return Some(Err(Rejection::RateLimited { retry_after: None }));
+            return Some(Err(Rejection::RateLimited {
+                retry_after: None,
+                info: None,
+            }));
         }
         let now = self.clock.nanos();
         let max_wait = nanos(max_wait);

@@ -51,7 +51,7 @@ use crate::engine::guard::Rejection;
 /// let ada = |body| Request { user: 1, body };
 /// assert_eq!(svc.ready().await.unwrap().call(ada("hi")).await.unwrap(), "hi");
 /// let over = svc.ready().await.unwrap().call(ada("again")).await.unwrap_err();
-/// assert!(matches!(over, Error::RateLimited { retry_after: Some(_) }));
+/// assert!(matches!(over, Error::RateLimited { retry_after: Some(_), .. }));
 /// // Another user has their own limit.
 /// let bob = Request { user: 2, body: "hello" };
 /// assert_eq!(svc.ready().await.unwrap().call(bob).await.unwrap(), "hello");
@@ -287,6 +287,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> Drop
 fn rejection(retry_after: Duration) -> Rejection {
     Rejection::RateLimited {
         retry_after: (retry_after != Duration::MAX).then_some(retry_after),
+        info: None,
     }
 }
 

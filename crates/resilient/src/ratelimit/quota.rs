@@ -75,7 +75,10 @@ pub(crate) fn reserve_all<T>(
                 None
             }
             Some(Ok((d, _))) => Some(Some(d.rejection())),
-            Some(Err(_)) => Some(Some(Rejection::RateLimited { retry_after: None })),
+            Some(Err(_)) => Some(Some(Rejection::RateLimited {
+                retry_after: None,
+                info: None,
+            })),
             None => Some(None),
         };
         if let Some(refusal) = refused {
