@@ -10,6 +10,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo clippy -p resilient --no-default-features --all-targets -- -D warnings
 cargo test --workspace --all-features
 # loom models of the circuit breaker's half-open permits and of GCRA's reserve/refund path
+# and rate changes
 # (bounded preemptions, own target dir)
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
   cargo test -p resilient --release --no-default-features --test loom_circuit --test loom_gcra

@@ -1,12 +1,12 @@
 //! The two seams: [`Algorithm`], a pure state transition over one packed `u64`, and
 //! [`Limiter`], a stateful limiter; [`AtomicLimiter`] joins them with a lock-free CAS loop.
 
-use super::sync::{AtomicU64, Ordering};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
+use super::sync::{AtomicU64, Ordering};
 use crate::engine::error::ConfigError;
 
 /// How states kept under an algorithm's old configuration carry over to a new one: what
@@ -482,6 +482,20 @@ impl<L: Limiter + ?Sized> Limiter for Arc<L> {
     }
 }
 
+/// The state `next` to carry `state` over to, changed by a nanosecond where the rescale
+/// leaves it as it is (a GCRA state with no debt, or a debt the new capacity clamps): the
+/// word must change, or a decision computed from it under the old configuration before the
+/// carry would still win its compare-and-swap after it, and its units would stay counted
+/// at the old rate. Changed, the word makes that decision fail and be made again under the
+/// new configuration. A nanosecond of a time state is not a unit.
+fn changed(state: u64, next: u64) -> u64 {
+    match (next == state, state) {
+        (false, _) => next,
+        (true, 0) => 1,
+        (true, s) => s - 1,
+    }
+}
+
 /// An [`Algorithm`] with its state in one `AtomicU64`: lock-free, one CAS per admission.
 ///
 /// ```
@@ -526,7 +540,11 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// a limit of a [`RateLimiter`](super::RateLimiter) (or use
     /// [`RateLimiter::set_rate`](super::RateLimiter::set_rate), which reads it). A decision
     /// racing the change may be made under either configuration; the state is carried
-    /// over before a decision can see the new one (see [`Algorithm::set_rate_with`]).
+    /// over before a decision can see the new one (see [`Algorithm::set_rate_with`]), and
+    /// one made under the old configuration either lands before the carry (and is carried
+    /// over with it) or is made again under the new one: the carry always changes the
+    /// state word (by a nanosecond where the rescale leaves it as it is), so a decision
+    /// computed from the word it replaced fails its compare-and-swap.
     ///
     /// For GCRA the units in use stay in use: a limiter that had used 3 units still has 3
     /// in use under the new rate (they refill at the new speed); when the rate drops, what
@@ -545,7 +563,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
         self.alg
             .set_rate_with(nanos(now), rate, burst, &mut |rescale| {
                 if !rescale.is_none() {
-                    self.update(|s| rescale.apply(s));
+                    self.update(|s| changed(s, rescale.apply(s)));
                 }
             })
     }
@@ -563,7 +581,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
         // The next state and the decision come from one step, so from one reading of the
         // configuration: a rate change racing the decision cannot make it report a denial
         // for units it took, or an admission for units it did not.
-        let mut s = self.state.load(Ordering::Relaxed);
+        let mut s = self.state.load(Ordering::Acquire);
         loop {
             let (next, d) = self.alg.step(s, now, cost);
             if !d.allowed || next == s {
@@ -571,7 +589,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
             }
             match self
                 .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return d,
                 Err(actual) => s = actual,
@@ -583,7 +601,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// nothing was taken).
     #[inline]
     fn check_ticket(&self, now: Nanos, cost: u64) -> (Decision, Ticket) {
-        let mut s = self.state.load(Ordering::Relaxed);
+        let mut s = self.state.load(Ordering::Acquire);
         loop {
             let (next, d) = self.alg.step(s, now, cost);
             if !d.allowed || next == s {
@@ -591,7 +609,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
             }
             match self
                 .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return (d, Ticket::states(s, next)),
                 Err(actual) => s = actual,
@@ -624,7 +642,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// nanoseconds until it would be (`u64::MAX`: never, for a cost above the capacity).
     #[inline]
     pub fn admit_at(&self, now: Nanos, cost: u64) -> Result<(), Nanos> {
-        let mut s = self.state.load(Ordering::Relaxed);
+        let mut s = self.state.load(Ordering::Acquire);
         loop {
             let next = self.alg.admit_any(s, now, cost)?;
             if next == s {
@@ -632,7 +650,7 @@ impl<A: Algorithm> AtomicLimiter<A> {
             }
             match self
                 .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(()),
                 Err(actual) => s = actual,

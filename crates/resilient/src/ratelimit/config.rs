@@ -2,7 +2,7 @@
 //! snapshot per decision without a lock (a sequence lock: readers retry only while a rare
 //! writer is mid-update).
 
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use super::sync::{AtomicU64, Ordering, fence, spin_loop};
 
 /// `K` words written together and read together.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ impl<const K: usize> ConfigCell<K> {
             if before & 1 == 0 && self.seq.load(Ordering::Relaxed) == before {
                 return words;
             }
-            std::hint::spin_loop();
+            spin_loop();
         }
     }
 
@@ -50,7 +50,7 @@ impl<const K: usize> ConfigCell<K> {
             {
                 break s;
             }
-            std::hint::spin_loop();
+            spin_loop();
         };
         // Readers must never see an odd sequence forever, even if `f` panics.
         struct Unlock<'a>(&'a AtomicU64, u64);
@@ -70,7 +70,7 @@ impl<const K: usize> ConfigCell<K> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::ConfigCell;
     use std::sync::Arc;

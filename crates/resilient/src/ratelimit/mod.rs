@@ -53,7 +53,8 @@
 //!   queued behind it hold the later slots, and moving the queue's end back under them
 //!   would hand those slots out twice. So the operations that start in any window of
 //!   length `w` never exceed `burst + rate·w`, whatever arrives, is cancelled or waits
-//!   (`tests/ratelimit_cancel.rs`). A quota that refuses gives back what its other limits
+//!   (`tests/ratelimit_cancel.rs`; a loom model, `tests/loom_gcra.rs`, checks the
+//!   interleavings). A quota that refuses gives back what its other limits
 //!   took on the same rule ([`Algorithm::undo`]). The window algorithms hold nothing while waiting and re-check at
 //!   their `retry_after`.
 //! - **Weighted requests**: every call takes a `cost`; a cost above a limiter's capacity
