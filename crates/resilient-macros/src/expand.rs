@@ -483,6 +483,7 @@ mod tests {
             ),
             ("retry", quote!(classify = "x"), "names a type"),
             ("retry", quote!(classify = move |r| r), "captures nothing"),
+            ("retry", quote!(on_retry = "x"), "names a function"),
             ("timeout", quote!(), "at least one"),
             ("timeout", quote!(request = "0ms"), "greater than zero"),
             (

@@ -36,6 +36,7 @@ mod strategy;
 /// | `retry_rejected` | whether an attempt a per-attempt guard rejected (an open `scope = attempt` breaker, a rate limiter) is retried, after the rejection's `retry_after` | `false` |
 /// | `honor_retry_after` | `true`: an error implementing `resilient::RetryAfter` directs the next wait instead of the backoff (also spelled `honour_retry_after`) | `false` |
 /// | `max_server_delay` | caps a wait the result or a rejection asks for; a longer one stops retrying | `"60s"` |
+/// | `on_retry` | a function `fn(&resilient::RetryEvent<'_>)` (`on_retry = log_retry`) or a closure, called before each retry wait with the attempt, the delay and the reason (logging, metrics) | none |
 /// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`), a function `fn(&Result<T, E>) -> resilient::Outcome` (`classify = by_status`: a path whose last segment starts with a lowercase letter) or a closure that captures nothing (`classify = \|r\| ...`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
 ///
 /// The retry runs inside the request timeout and outside the operation timeout of a

@@ -921,3 +921,38 @@ async fn rate_limit_cost_takes_several_units_per_call() {
         matches!(heavy().await, Err(Error::RateLimited { retry_after: Some(d), .. }) if d == MS * 200)
     );
 }
+
+static RETRIES_SEEN: AtomicU32 = AtomicU32::new(0);
+
+fn count_retry(ev: &resilient::RetryEvent<'_>) {
+    assert!(ev.attempt >= 1);
+    RETRIES_SEEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// `on_retry =` takes a function path or a closure, called before each retry wait.
+#[tokio::test(start_paused = true)]
+async fn on_retry_takes_a_function_or_a_closure() {
+    static CLOSURE_SEEN: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate, on_retry = count_retry)]
+    async fn by_fn() -> Result<(), ()> {
+        Err(())
+    }
+
+    #[resilient::retry(
+        attempts = 4,
+        backoff = immediate,
+        on_retry = |ev| {
+            assert_eq!(ev.reason, resilient::RetryReason::Error);
+            CLOSURE_SEEN.fetch_add(1, Ordering::SeqCst);
+        }
+    )]
+    fn by_closure() -> Result<(), ()> {
+        Err(())
+    }
+
+    assert!(by_fn().await.is_err());
+    assert_eq!(RETRIES_SEEN.load(Ordering::SeqCst), 2);
+    assert!(by_closure().is_err());
+    assert_eq!(CLOSURE_SEEN.load(Ordering::SeqCst), 3);
+}

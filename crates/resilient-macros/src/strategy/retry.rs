@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "retry_rejected",
     "honor_retry_after",
     "classify",
+    "on_retry",
 ];
 const BACKOFFS: &str =
     "exponential(\"100ms\"), constant(\"1s\"), linear(\"100ms\", \"50ms\") or immediate";
@@ -293,6 +294,19 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                 let d = dur(args::duration(value)?);
                 settings.extend(quote!(.max_server_delay(#d)));
             }
+            "on_retry" => match value {
+                Expr::Path(_) | Expr::Closure(_) => {
+                    let span = value.span();
+                    settings.extend(quote_spanned!(span=> .on_retry(#value)));
+                }
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`on_retry` names a function `fn(&resilient::RetryEvent<'_>)` \
+                         (`on_retry = log_retry`) or is a closure (`on_retry = |ev| ...`)",
+                    ));
+                }
+            },
             "retry_on_timeout" => {
                 let yes = args::boolean(value)?;
                 plan.retry_on_timeout = Some(key.span());
