@@ -4,11 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 cargo fmt --all -- --check
+./scripts/check-layers.sh
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 # the lean build (no default features) must stay clean too
 cargo clippy -p resilient --no-default-features --all-targets -- -D warnings
 cargo test --workspace --all-features
-# loom models of the circuit breaker's half-open permits and of GCRA's reserve/cancel path
+# loom models of the circuit breaker's half-open permits and of GCRA's reserve/refund path
+# and rate changes
 # (bounded preemptions, own target dir)
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
   cargo test -p resilient --release --no-default-features --test loom_circuit --test loom_gcra

@@ -5,6 +5,8 @@
 //! resilient --help
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::process::ExitCode;
 

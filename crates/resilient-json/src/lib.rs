@@ -36,6 +36,7 @@
 //!   property tests and a fuzz target check this with a strict validator, which also runs on
 //!   every output in debug builds.
 //! - Inputs that cannot be repaired give a [`RepairError`] with a byte position.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod chars;

@@ -10,8 +10,13 @@ use resilient_json::repair;
 
 const MIB: usize = 1 << 20;
 
-/// Held while timing.
+/// Held by each test for its whole run: tests running in parallel would time each other
+/// (a test's large repairs compete for the cores with another's measurement).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The smaller size of the linearity check, in bytes. Below about 128 KiB the working set
 /// fits in the processor caches and the ratio to a larger input grows beyond eight for
@@ -35,8 +40,6 @@ fn best_of(input: &str, runs: usize) -> Duration {
 /// measured twice before failing). A small absolute allowance covers timer resolution.
 #[track_caller]
 fn linear(name: &str, make: impl Fn(usize) -> String) {
-    // one measurement at a time: tests running in parallel would time each other
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let small_input = make(BASE);
     let large_input = make(8 * BASE);
     let mut last = (Duration::ZERO, Duration::ZERO);
@@ -70,6 +73,7 @@ fn repaired(name: &str, input: &str) -> String {
 
 #[test]
 fn trailing_commas() {
+    let _serial = serial();
     let items = "1,".repeat(MIB / 2);
     let out = repaired("items with trailing comma", &format!("[{items}]"));
     assert_eq!(out.len(), MIB + 1);
@@ -99,6 +103,7 @@ fn trailing_commas() {
 
 #[test]
 fn deep_nesting() {
+    let _serial = serial();
     let n = 200_000;
     let open = "[".repeat(n);
     let out = repaired("unclosed arrays", &open);
@@ -121,6 +126,7 @@ fn deep_nesting() {
 
 #[test]
 fn long_ndjson() {
+    let _serial = serial();
     let line = "{\"id\": 12345, \"name\": \"item\", \"tags\": [\"a\", \"b\"]}\n";
     let n = MIB / line.len();
     let out = repaired("ndjson", &line.repeat(n));
@@ -131,6 +137,7 @@ fn long_ndjson() {
 
 #[test]
 fn adversarial_strings() {
+    let _serial = serial();
     linear("quotes followed by text", shape("{\"a\": \"", "x \"", "}"));
     linear("commas before quotes", shape("{\"a\": \"", "x, \"", "}"));
     linear("unterminated strings", shape("[", "\"a, ", ""));
@@ -148,6 +155,7 @@ fn adversarial_strings() {
 /// at the root and inside arrays, objects and strings).
 #[test]
 fn repetitive_shapes_are_linear() {
+    let _serial = serial();
     for (prefix, unit) in [
         // stray characters between whitespace inside an array: pending whitespace was
         // written and taken back for each of them

@@ -120,3 +120,15 @@ proptest! {
         }
     }
 }
+
+/// A cut-off root string with a `{` before a trailing `+` (found by the truncation
+/// property): the `+` is not a concatenation whose re-scan would end the string at the
+/// `{`; the string is closed as it is.
+#[test]
+fn a_cut_off_root_string_with_a_brace_before_a_plus_is_closed() {
+    for (input, expected) in [("\"{ +", "\"{ +\""), ("\"¡A¡{  +", "\"¡A¡{  +\"")] {
+        assert_eq!(repair(input).unwrap(), expected, "{input}");
+    }
+    // a real concatenation still joins
+    assert_eq!(repair("\"a\" + \"b\"").unwrap(), "\"ab\"");
+}

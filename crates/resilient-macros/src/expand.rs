@@ -322,6 +322,12 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         Some((ty, value)) => (ty.clone(), quote!(.classify(#value))),
         None => (quote!(::resilient::AllErrors), quote!()),
     };
+    // A classifier given as a function or closure is a `fn` pointer of this type.
+    let classify_fn = if classify_ty.to_string().contains("__ResilientClassifyFn") {
+        quote!(type __ResilientClassifyFn = fn(&#ret) -> ::resilient::Outcome;)
+    } else {
+        quote!()
+    };
     let name = sig.ident.to_string();
     let body = &func.block;
     let attempt = quote! {
@@ -356,6 +362,7 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         #(#attrs)*
         #vis #new_sig {
             const __RESILIENT_NAME: &str = ::core::concat!(::core::module_path!(), "::", #name);
+            #classify_fn
             static #pipeline: ::std::sync::LazyLock<
                 ::core::result::Result<
                     ::resilient::Pipeline<#classify_ty>,
@@ -475,7 +482,8 @@ mod tests {
                 "given twice",
             ),
             ("retry", quote!(classify = "x"), "names a type"),
-            ("retry", quote!(classify = |r| r), "names a type"),
+            ("retry", quote!(classify = move |r| r), "captures nothing"),
+            ("retry", quote!(on_retry = "x"), "names a function"),
             ("timeout", quote!(), "at least one"),
             ("timeout", quote!(request = "0ms"), "greater than zero"),
             (
@@ -958,7 +966,7 @@ mod tests {
         // one pipeline: timeout, then the per-call bulkhead, then retry
         let t = out.find(". timeout (").expect("timeout");
         let b = out
-            .find(". guard (:: resilient :: Bulkhead")
+            .find(". bulkhead (:: resilient :: Bulkhead")
             .expect("bulkhead");
         let r = out.find(". retry (").expect("retry");
         assert!(t < b && b < r, "{out}");

@@ -7,6 +7,7 @@
 //!
 //! The attributes' shared rules follow (each attribute's page repeats them).
 //!
+#![forbid(unsafe_code)]
 #![doc = include_str!("../doc/attributes.md")]
 #![warn(missing_docs)]
 
@@ -35,7 +36,8 @@ mod strategy;
 /// | `retry_rejected` | whether an attempt a per-attempt guard rejected (an open `scope = attempt` breaker, a rate limiter) is retried, after the rejection's `retry_after` | `false` |
 /// | `honor_retry_after` | `true`: an error implementing `resilient::RetryAfter` directs the next wait instead of the backoff (also spelled `honour_retry_after`) | `false` |
 /// | `max_server_delay` | caps a wait the result or a rejection asks for; a longer one stops retrying | `"60s"` |
-/// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
+/// | `on_retry` | a function `fn(&resilient::RetryEvent<'_>)` (`on_retry = log_retry`) or a closure, called before each retry wait with the attempt, the delay and the reason (logging, metrics) | none |
+/// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`), a function `fn(&Result<T, E>) -> resilient::Outcome` (`classify = by_status`: a path whose last segment starts with a lowercase letter) or a closure that captures nothing (`classify = \|r\| ...`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
 ///
 /// The retry runs inside the request timeout and outside the operation timeout of a
 /// stacked `#[resilient::timeout]`, and after the per-call guards (a stacked
@@ -219,7 +221,7 @@ pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `failure_rate` | open when this fraction of the window failed, `(0, 1]` | one or both of the two |
 /// | `consecutive_failures` | open after this many failures in a row | one or both of the two |
 /// | `window` | a number of calls (`20`) or a time span (`"60s"`) | `100` calls |
-/// | `minimum_calls` | calls needed before the rate is judged (at most a count window) | `10` |
+/// | `minimum_calls` | calls needed before the rate is judged (at most a count window) | a count window's size (100 by default), 10 for a time window |
 /// | `open_for` | how long it stays open before probing | `"30s"` |
 /// | `max_open_for` | cap of the break, which doubles after each failed recovery | no growth |
 /// | `break_jitter` | shortens each break by a random share up to this fraction, `[0, 1]` | `0` |
@@ -281,7 +283,7 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Rate-limits the function: one limiter, shared by every call (it lives in the function's
 /// pipeline). Over the limit, a call fails at once with
-/// `Error::RateLimited { retry_after }`, or, with `max_wait`, waits for capacity up to that
+/// `Error::RateLimited { retry_after, .. }`, or, with `max_wait`, waits for capacity up to that
 /// long first.
 ///
 /// | key | value | default |
@@ -321,7 +323,7 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// assert_eq!(search("bb").await.unwrap(), 2);
 /// // The third call within the second is over the limit.
 /// let third = search("ccc").await.unwrap_err();
-/// assert!(matches!(third, Error::RateLimited { retry_after: Some(_) }));
+/// assert!(matches!(third, Error::RateLimited { retry_after: Some(_), .. }));
 /// # }
 /// ```
 ///

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use resilient::circuit::Window;
+use resilient::circuit::{CircuitEvent, Window};
 use resilient::{
     Bulkhead, CircuitBreaker, Error, FailedAttempt, Jitter, Pipeline, RandomSource, Retry,
     RetryBudget, RetryEvent, SeededRandom, Timeout,
@@ -59,6 +59,16 @@ impl FlakyService {
     }
 }
 
+/// What became of each call, by kind.
+#[derive(Default, Debug)]
+struct Tally {
+    ok: u32,
+    service_error: u32,
+    timeout: u32,
+    circuit_open: u32,
+    bulkhead_full: u32,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let service = Arc::new(FlakyService {
@@ -68,23 +78,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let retries = Arc::new(AtomicU32::new(0));
     let counter = retries.clone();
 
-    // Counts every attempt (it sits after `.retry`): opens when half of the last 20 failed.
+    // Counts every attempt (it sits after `.retry`): opens when half of the last 20 failed,
+    // and prints each change of state as it happens.
     let breaker = CircuitBreaker::failure_rate(0.5)
+        .name("user-service")
         .window(Window::count(20))
         .minimum_calls(10)
         .open_for(Duration::from_millis(30))
+        .observer(|name: &str, event: &CircuitEvent| {
+            if let CircuitEvent::StateTransition { from, to, reason } = event {
+                println!("    [breaker {name}] {from:?} -> {to:?} ({reason:?})");
+            }
+        })
         .build()?;
+    // Retries may add at most 50% to the calls made (plus a floor of 2 a second): when the
+    // service is down, retries stop before they double its load.
+    let budget = RetryBudget::builder(0.5).min_per_sec(2).build()?;
 
     let pipeline = Pipeline::builder()
         .name("get_user")
         .timeout(Timeout::request(Duration::from_millis(400)))
-        .guard(Bulkhead::new(8).queue(16).build()?)
+        // At most 4 calls in flight and 2 waiting; the rest are turned away at once.
+        .bulkhead(Bulkhead::builder(4).queue(2))
         .retry(
             Retry::exponential(Duration::from_millis(10))
                 .attempts(4)
                 .jitter(Jitter::Equal)
                 .rng(Arc::new(SeededRandom::new(7)))
-                .budget(RetryBudget::builder(0.5).build()?),
+                .budget(budget.clone()),
         )
         .circuit_breaker(&breaker)
         .timeout(Timeout::operation(Duration::from_millis(50)))
@@ -99,7 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     other => format!("{other:?}"),
                 };
                 println!(
-                    "    attempt {} failed ({why}); retrying in {:?}",
+                    "    call attempt {} failed ({why}); retrying in {:?}",
                     ev.attempt, ev.delay
                 );
             },
@@ -107,31 +128,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     println!("pipeline stages: {:?}\n", pipeline.stages());
-    let (mut ok, mut failed) = (0, 0);
-    for id in 1..=12 {
-        // callers arrive every 10 ms
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        println!("call {id}:");
-        let svc = service.clone();
-        let result: Result<String, Error<ServiceError>> = pipeline
-            .execute(|| {
-                let svc = svc.clone();
-                async move { svc.get_user(id).await }
+    let mut tally = Tally::default();
+    // Four waves of 8 callers arriving together, 60 ms apart.
+    for wave in 1..=4u64 {
+        println!("wave {wave}: 8 callers at once");
+        let calls: Vec<_> = (1..=8u64)
+            .map(|i| {
+                let svc = service.clone();
+                let pipeline = pipeline.clone();
+                let id = wave * 100 + i;
+                tokio::spawn(async move {
+                    let result: Result<String, Error<ServiceError>> = pipeline
+                        .execute(|| {
+                            let svc = svc.clone();
+                            async move { svc.get_user(id).await }
+                        })
+                        .await;
+                    (id, result)
+                })
             })
-            .await;
-        match result {
-            Ok(user) => {
-                ok += 1;
-                println!("  -> ok: {user}");
+            .collect();
+        for call in calls {
+            let (id, result) = call.await?;
+            match &result {
+                Ok(_) => tally.ok += 1,
+                Err(Error::Timeout { .. }) => tally.timeout += 1,
+                Err(Error::CircuitOpen { .. }) => tally.circuit_open += 1,
+                Err(Error::BulkheadFull) => tally.bulkhead_full += 1,
+                Err(_) => tally.service_error += 1,
             }
-            Err(e) => {
-                failed += 1;
-                println!("  -> error: {}", report(&e));
+            match result {
+                Ok(user) => println!("  {id} -> ok: {user}"),
+                Err(e) => println!("  {id} -> error: {}", report(&e)),
             }
         }
+        println!("  retry budget left: {} retries\n", budget.available());
+        tokio::time::sleep(Duration::from_millis(60)).await;
     }
     println!(
-        "\n{ok} succeeded, {failed} failed, {} service calls, {} retries",
+        "{tally:?}\n{} service calls, {} retries",
         service.calls.load(Ordering::Relaxed),
         retries.load(Ordering::Relaxed)
     );

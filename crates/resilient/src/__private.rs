@@ -13,7 +13,7 @@ pub trait IntoResilient {
 }
 
 impl<T, E> IntoResilient for Result<T, E> {
-    type Output = Result<T, crate::Error<E>>;
+    type Output = Result<T, crate::engine::error::Error<E>>;
 }
 
 /// `Result<T, E>` as `Result<T, Error<E>>`.
@@ -42,6 +42,6 @@ impl<T: Clone> AttemptArg for T {
 /// rejected: on every call, with the configuration error.
 #[cold]
 #[track_caller]
-pub fn invalid_configuration(function: &str, error: &crate::ConfigError) -> ! {
+pub fn invalid_configuration(function: &str, error: &crate::engine::error::ConfigError) -> ! {
     panic!("invalid resilience configuration on `{function}`: {error}")
 }

@@ -209,7 +209,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let pipeline = Pipeline::builder()
-//!     .guard(Bulkhead::new(1).build().unwrap()) // one call at a time, no queue
+//!     .bulkhead(Bulkhead::builder(1)) // one call at a time, no queue
 //!     .build()
 //!     .unwrap();
 //!
@@ -292,7 +292,7 @@
 //!     assert!(r.is_ok());
 //! }
 //! let r: Result<(), Error<()>> = rejecting.execute(|| async { Ok(()) }).await;
-//! assert!(matches!(r, Err(Error::RateLimited { retry_after: Some(_) })));
+//! assert!(matches!(r, Err(Error::RateLimited { retry_after: Some(_), .. })));
 //!
 //! // The same rate, waiting up to a second for capacity.
 //! let waiting = Pipeline::builder()
@@ -382,7 +382,7 @@
 //!             .mode(Mode::Wait(Duration::from_millis(200)))
 //!             .build()?,
 //!     )
-//!     .guard(Bulkhead::new(32).queue(64).max_wait(Duration::from_secs(1)).build()?)
+//!     .bulkhead(Bulkhead::builder(32).queue(64).max_wait(Duration::from_secs(1)))
 //!     .timeout(Timeout::operation(Duration::from_secs(2)))   // 5. each attempt
 //!     .build()?;
 //!

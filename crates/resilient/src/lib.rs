@@ -24,12 +24,14 @@
 //! See [`Pipeline`] for the phases a call goes through, [`Guard`] for the seam that
 //! admission strategies plug into, and [`testing`] for deterministic tests.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // docs.rs (and scripts/docsrs.sh) build with `--cfg docsrs`: items behind a cargo feature
 // then carry an "Available on crate feature ..." badge.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod core;
+mod engine;
+mod pipeline;
 
 pub mod bulkhead;
 /// JSON parsing with correction, for malformed JSON from LLMs and truncated responses: see
@@ -50,27 +52,29 @@ pub mod timeout;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub(crate) use crate::core::context;
-
 pub use crate::bulkhead::{Bulkhead, BulkheadBuilder};
 pub use crate::circuit::{
     CircuitBreaker, CircuitBreakerBuilder, CircuitEvent, CircuitObserver, CircuitSnapshot,
     CircuitState,
 };
-pub use crate::core::clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
-pub use crate::core::context::{Context, inherited_deadline};
-pub use crate::core::error::{BoxError, BoxedError, ConfigError, Error, RetryAfter, TimeoutScope};
-pub use crate::core::guard::{Acquire, Guard, Permit, Rejection, WaitFuture};
-pub use crate::core::outcome::{AllErrors, Classify, HonorRetryAfter, OnRetry, Outcome, WithDelay};
-pub use crate::core::pipeline::{Pipeline, PipelineBuilder};
-pub use crate::core::random::{
+pub use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
+pub use crate::engine::clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use crate::engine::context::{Context, inherited_deadline};
+pub use crate::engine::error::{
+    BoxError, BoxedError, ConfigError, Error, RetryAfter, TimeoutScope,
+};
+pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
+pub use crate::engine::outcome::{
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryIf, WithDelay,
+};
+pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
+pub use crate::engine::timeouts::Timeouts;
+pub use crate::pipeline::{Pipeline, PipelineBuilder};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
-pub use crate::retry::{
-    Backoff, FailedAttempt, Jitter, Retry, RetryBudget, RetryBudgetBuilder, RetryEvent, RetryReason,
-};
-pub use crate::timeout::{Timeout, Timeouts};
+pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
+pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]

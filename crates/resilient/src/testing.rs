@@ -10,7 +10,8 @@
 //! # }
 //! ```
 
-pub use crate::{ManualClock, SeededRandom};
+pub use crate::engine::clock::ManualClock;
+pub use crate::engine::random::SeededRandom;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};

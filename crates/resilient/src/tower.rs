@@ -27,7 +27,11 @@ use std::task::{Context as TaskContext, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{BoxError, Classify, Error, Pipeline};
+use crate::bulkhead::Bulkhead;
+use crate::engine::error::{BoxError, Error};
+use crate::engine::outcome::{AllErrors, Classify};
+use crate::pipeline::Pipeline;
+use crate::ratelimit::RateLimiter;
 
 /// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`].
 #[derive(Debug)]
@@ -227,5 +231,53 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let fut = run(self.pipeline.clone(), self.inner.clone(), req);
         Box::pin(async move { fut.await.map_err(Error::into_boxed) })
+    }
+}
+
+impl RateLimiter {
+    /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let layer = RateLimiter::gcra(Rate::per_second(1)).build().unwrap().layer();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(layer.clone())
+    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+    /// assert!(svc.ready().await.unwrap().call(8).await.unwrap_err().retry_after().is_some());
+    /// # }
+    /// ```
+    pub fn layer(&self) -> PipelineLayer<AllErrors> {
+        Pipeline::builder()
+            .rate_limit(self)
+            .build()
+            .expect("a pipeline of one guard is always valid")
+            .layer()
+    }
+}
+
+impl Bulkhead {
+    /// This bulkhead as a `Clone` tower `Layer` (a one-guard [`Pipeline`]); every service
+    /// made by the layer shares its slots.
+    ///
+    /// ```
+    /// use resilient::{Bulkhead, Error};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bulkhead = Bulkhead::builder(1).build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(bulkhead.layer())
+    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+    /// # }
+    /// ```
+    pub fn layer(&self) -> PipelineLayer<AllErrors> {
+        Pipeline::builder()
+            .bulkhead(self)
+            .build()
+            .expect("a pipeline of one guard is always valid")
+            .layer()
     }
 }

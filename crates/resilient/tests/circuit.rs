@@ -1217,14 +1217,20 @@ fn call_blocking_with_classifies() {
         Ok(_) => Outcome::Success,
         Err(()) => Outcome::Ignored,
     };
-    assert_eq!(b.call_blocking_with(only_5xx, || Ok(404)).unwrap(), 404);
-    assert!(b.call_blocking_with(only_5xx, || Err(())).is_err());
+    assert_eq!(
+        b.call_blocking_classified(only_5xx, || Ok(404)).unwrap(),
+        404
+    );
+    assert!(b.call_blocking_classified(only_5xx, || Err(())).is_err());
     assert_eq!(b.state(), CircuitState::Closed);
-    assert_eq!(b.call_blocking_with(only_5xx, || Ok(503)).unwrap(), 503);
+    assert_eq!(
+        b.call_blocking_classified(only_5xx, || Ok(503)).unwrap(),
+        503
+    );
     assert_eq!(b.state(), CircuitState::Open, "a 503 counts as a failure");
     let panicking = |_: &Result<(), ()>| -> Outcome { panic!("classifier bug") };
     b.reset();
-    assert!(catch(|| b.call_blocking_with(panicking, || Ok(()))).is_err());
+    assert!(catch(|| b.call_blocking_classified(panicking, || Ok(()))).is_err());
     assert_eq!(b.state(), CircuitState::Closed);
 }
 

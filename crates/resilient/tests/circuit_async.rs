@@ -331,7 +331,7 @@ async fn a_panicking_classifier_does_not_leak_the_probe_permit() {
     let b = breaker.clone();
     let probe = tokio::spawn(async move {
         let panicking = |_: &Result<(), ()>| -> Outcome { panic!("classifier bug") };
-        b.call_with(panicking, || async { Ok(()) }).await
+        b.call_classified(panicking, || async { Ok(()) }).await
     });
     assert!(probe.await.unwrap_err().is_panic());
     assert_eq!(breaker.state(), CircuitState::HalfOpen);

@@ -305,7 +305,7 @@ async fn bulkhead_max_wait_at_the_extremes() {
     ] {
         let p = Pipeline::builder()
             .guard(
-                resilient::Bulkhead::new(1)
+                resilient::Bulkhead::builder(1)
                     .queue(usize::MAX)
                     .max_wait(max_wait)
                     .build()

@@ -139,7 +139,7 @@ async fn rejections_map_to_errors_and_are_retried_only_when_asked() {
 #[tokio::test(start_paused = true)]
 async fn bulkhead_caps_concurrency_queues_and_rejects() {
     let p = Pipeline::builder()
-        .guard(Bulkhead::new(2).queue(1).build().unwrap())
+        .guard(Bulkhead::builder(2).queue(1).build().unwrap())
         .build()
         .unwrap();
     let running = Arc::new(AtomicU32::new(0));
@@ -176,7 +176,7 @@ async fn bulkhead_caps_concurrency_queues_and_rejects() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_leaves_the_bulkhead_queue() {
-    let bulkhead = Arc::new(Bulkhead::new(1).queue(1).build().unwrap());
+    let bulkhead = Arc::new(Bulkhead::builder(1).queue(1).build().unwrap());
     let p = Pipeline::builder()
         .guard_arc(bulkhead.clone())
         .build()
@@ -207,7 +207,13 @@ async fn a_cancelled_waiter_leaves_the_bulkhead_queue() {
 #[tokio::test(start_paused = true)]
 async fn bulkhead_max_wait_rejects_after_waiting() {
     let p = Pipeline::builder()
-        .guard(Bulkhead::new(1).queue(5).max_wait(MS * 50).build().unwrap())
+        .guard(
+            Bulkhead::builder(1)
+                .queue(5)
+                .max_wait(MS * 50)
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let q = p.clone();
@@ -462,13 +468,13 @@ fn blocking_callers_get_the_guards_own_rejection_instead_of_waiting() {
     let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
     assert!(p.execute_blocking(|| Ok::<_, ()>(())).is_ok());
     match p.execute_blocking(|| Ok::<_, ()>(())) {
-        Err(Error::RateLimited { retry_after }) => {
+        Err(Error::RateLimited { retry_after, .. }) => {
             assert_eq!(retry_after, Some(Duration::from_secs(1)));
         }
         other => panic!("unexpected {other:?}"),
     }
 
-    let bulkhead = Arc::new(Bulkhead::new(1).queue(10).build().unwrap());
+    let bulkhead = Arc::new(Bulkhead::builder(1).queue(10).build().unwrap());
     let p = Pipeline::builder()
         .guard_arc(bulkhead.clone())
         .build()
@@ -485,7 +491,7 @@ fn blocking_callers_get_the_guards_own_rejection_instead_of_waiting() {
 
 #[tokio::test(start_paused = true)]
 async fn the_request_timeout_bounds_queueing_in_a_per_call_guard() {
-    let bulkhead = Arc::new(Bulkhead::new(1).queue(4).build().unwrap());
+    let bulkhead = Arc::new(Bulkhead::builder(1).queue(4).build().unwrap());
     let p = Pipeline::builder()
         .timeout(Timeout::request(MS * 200))
         .guard_arc(bulkhead.clone())

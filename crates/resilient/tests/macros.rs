@@ -496,7 +496,7 @@ async fn rate_limit_rejects_the_call_over_the_limit_with_retry_after() {
     assert_eq!(limited(2).await.unwrap(), 2);
     // GCRA at 2/s: the third unit is due 500 ms from now.
     match limited(3).await {
-        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, Some(MS * 500)),
+        Err(Error::RateLimited { retry_after, .. }) => assert_eq!(retry_after, Some(MS * 500)),
         other => panic!("expected RateLimited, got {other:?}"),
     }
     assert_eq!(
@@ -526,7 +526,7 @@ async fn rate_limit_in_wait_mode_delays_instead_of_rejecting() {
     // at once with the time it would have had to wait.
     let (a, b, c) = tokio::join!(paced(4), paced(5), paced(6));
     assert_eq!((a.unwrap(), b.unwrap()), (4, 5));
-    assert!(matches!(c, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 300));
+    assert!(matches!(c, Err(Error::RateLimited { retry_after: Some(d), .. }) if d == MS * 300));
     assert_eq!(start.elapsed(), MS * 400);
 }
 
@@ -571,7 +571,8 @@ async fn rate_limit_scope_decides_whether_retries_use_up_the_rate() {
         matches!(
             r,
             Err(Error::RateLimited {
-                retry_after: Some(_)
+                retry_after: Some(_),
+                ..
             })
         ),
         "{r:?}"
@@ -581,7 +582,7 @@ async fn rate_limit_scope_decides_whether_retries_use_up_the_rate() {
     assert_eq!(PER_CALL.load(Ordering::SeqCst), 3);
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(
-        matches!(per_call().await, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 1000)
+        matches!(per_call().await, Err(Error::RateLimited { retry_after: Some(d), .. }) if d == MS * 1000)
     );
 }
 
@@ -781,6 +782,64 @@ impl<T> Classify<T, Failure> for OnlyTransient {
     }
 }
 
+fn only_transient(r: &Result<u8, Failure>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Success,
+        Err(Failure::Transient) => Outcome::Failure,
+        Err(Failure::Permanent) => Outcome::Ignored,
+    }
+}
+
+/// `classify =` also takes a function path or a closure that captures nothing.
+#[tokio::test(start_paused = true)]
+async fn classify_takes_a_function_or_a_closure() {
+    static FN_CALLS: AtomicU32 = AtomicU32::new(0);
+    static CLOSURE_CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate, classify = only_transient)]
+    async fn by_fn(fail: Failure) -> Result<u8, Failure> {
+        FN_CALLS.fetch_add(1, Ordering::SeqCst);
+        Err(fail)
+    }
+
+    #[resilient::retry(
+        attempts = 3,
+        backoff = immediate,
+        honor_retry_after = false,
+        classify = |r| match r {
+            Err(Failure::Transient) => Outcome::Failure,
+            Err(Failure::Permanent) => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+        }
+    )]
+    fn by_closure(fail: Failure) -> Result<u8, Failure> {
+        CLOSURE_CALLS.fetch_add(1, Ordering::SeqCst);
+        Err(fail)
+    }
+
+    assert!(matches!(
+        by_fn(Failure::Permanent).await,
+        Err(Error::Inner(Failure::Permanent))
+    ));
+    assert_eq!(FN_CALLS.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        by_fn(Failure::Transient).await,
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    assert_eq!(FN_CALLS.load(Ordering::SeqCst), 4);
+
+    assert!(matches!(
+        by_closure(Failure::Permanent),
+        Err(Error::Inner(Failure::Permanent))
+    ));
+    assert_eq!(CLOSURE_CALLS.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        by_closure(Failure::Transient),
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    assert_eq!(CLOSURE_CALLS.load(Ordering::SeqCst), 4);
+}
+
 #[tokio::test(start_paused = true)]
 async fn classify_decides_which_errors_are_retried_and_counted() {
     static CALLS: AtomicU32 = AtomicU32::new(0);
@@ -859,6 +918,41 @@ async fn rate_limit_cost_takes_several_units_per_call() {
     assert!(heavy().await.is_ok());
     // 8 of the 10 units are used: a third call of 4 must wait 200 ms
     assert!(
-        matches!(heavy().await, Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 200)
+        matches!(heavy().await, Err(Error::RateLimited { retry_after: Some(d), .. }) if d == MS * 200)
     );
+}
+
+static RETRIES_SEEN: AtomicU32 = AtomicU32::new(0);
+
+fn count_retry(ev: &resilient::RetryEvent<'_>) {
+    assert!(ev.attempt >= 1);
+    RETRIES_SEEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// `on_retry =` takes a function path or a closure, called before each retry wait.
+#[tokio::test(start_paused = true)]
+async fn on_retry_takes_a_function_or_a_closure() {
+    static CLOSURE_SEEN: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 3, backoff = immediate, on_retry = count_retry)]
+    async fn by_fn() -> Result<(), ()> {
+        Err(())
+    }
+
+    #[resilient::retry(
+        attempts = 4,
+        backoff = immediate,
+        on_retry = |ev| {
+            assert_eq!(ev.reason, resilient::RetryReason::Error);
+            CLOSURE_SEEN.fetch_add(1, Ordering::SeqCst);
+        }
+    )]
+    fn by_closure() -> Result<(), ()> {
+        Err(())
+    }
+
+    assert!(by_fn().await.is_err());
+    assert_eq!(RETRIES_SEEN.load(Ordering::SeqCst), 2);
+    assert!(by_closure().is_err());
+    assert_eq!(CLOSURE_SEEN.load(Ordering::SeqCst), 3);
 }

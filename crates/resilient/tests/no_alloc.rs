@@ -77,13 +77,13 @@ fn success_path_does_not_allocate() {
         Pipeline::builder()
             .name("full")
             .timeout(Timeout::request(Duration::from_secs(30)))
-            .guard(Bulkhead::new(4).build().unwrap())
+            .guard(Bulkhead::builder(4).build().unwrap())
             .retry(
                 Retry::exponential(Duration::from_millis(10))
                     .attempts(3)
                     .budget(RetryBudget::builder(0.1).build().unwrap()),
             )
-            .guard(Bulkhead::new(4).build().unwrap())
+            .guard(Bulkhead::builder(4).build().unwrap())
             .timeout(Timeout::operation(Duration::from_secs(5)))
             .build()
             .unwrap(),

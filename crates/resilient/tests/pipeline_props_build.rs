@@ -272,7 +272,7 @@ fn builder(
     }
     let bulkhead = match &cfg.bulkhead {
         Some(s) => {
-            let mut bh = Bulkhead::new(s.max_concurrent).queue(s.queue);
+            let mut bh = Bulkhead::builder(s.max_concurrent).queue(s.queue);
             if let Some(w) = s.max_wait {
                 bh = bh.max_wait(w);
             }

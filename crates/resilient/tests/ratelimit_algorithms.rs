@@ -10,7 +10,7 @@ use std::time::Duration;
 use resilient::ManualClock;
 use resilient::ratelimit::{
     Algorithm, CostError, Decision, FixedWindow, Gcra, Limiter, Rate, RateLimiter,
-    SlidingWindowCounter, SlidingWindowLog, Smooth, Start, TokenBucket,
+    SlidingWindowCounter, SlidingWindowLog, Smooth, TokenBucket,
 };
 
 fn ms(n: u64) -> Duration {
@@ -286,147 +286,6 @@ fn smooth_limiters_start_at_their_first_request() {
     let fresh = Smooth::bursty(Rate::per_second(2)).build().unwrap();
     fresh.refund(day, 5);
     assert_eq!(waits_from(day, &fresh, &[1, 1]), [0.0, 0.5]);
-}
-
-/// The waits of successive requests on `l`, each made at the `clock`'s reading and
-/// followed by sleeping out its wait (exact, in nanoseconds).
-fn exact_waits(clock: &ManualClock, l: &Smooth, costs: &[u64]) -> Vec<Duration> {
-    use resilient::Clock;
-    costs
-        .iter()
-        .map(|&c| {
-            let d = l.reserve(clock.now(), c, Duration::MAX).unwrap().unwrap();
-            assert!(d.allowed);
-            clock.advance(d.retry_after);
-            d.retry_after
-        })
-        .collect()
-}
-
-/// Guava's one-second burst: a bursty limiter at 5/s created at t = 0 (its clock's
-/// reading) and idle for 1 s has stored 5 permits (a second's worth, the most it stores:
-/// a second idle second adds none). Requests of 1, 1, 3 take them, a fourth of 1 starts at
-/// once on debt, and the next waits 0.2 s. Unit requests: six start at once (5 stored, 1 on
-/// debt), the seventh waits 0.2 s.
-#[test]
-fn smooth_created_start_stores_permits_while_idle_guava_one_second_burst() {
-    use resilient::Clock;
-    let zero = Duration::ZERO;
-    for t0 in OFFSETS {
-        let clock = ManualClock::new();
-        clock.set(t0);
-        let l = Smooth::bursty(Rate::per_second(5))
-            .start(Start::At(clock.now()))
-            .build()
-            .unwrap();
-        clock.advance(s(1));
-        clock.advance(s(1)); // makes no difference: at most 1 s is stored
-        assert_eq!(
-            exact_waits(&clock, &l, &[1, 1, 3, 1, 1]),
-            [zero, zero, zero, zero, ms(200)]
-        );
-
-        let clock = ManualClock::new();
-        clock.set(t0);
-        let l = Smooth::bursty(Rate::per_second(5))
-            .start(Start::At(clock.now()))
-            .build()
-            .unwrap();
-        clock.advance(s(1));
-        assert_eq!(
-            exact_waits(&clock, &l, &[1; 8]),
-            [zero, zero, zero, zero, zero, zero, ms(200), ms(200)]
-        );
-    }
-}
-
-/// Idle time before the first request stores at most the most that can be stored (the
-/// `max_burst`), however long; half a second stores half of it; `peek` reports the stored
-/// permits without starting the limiter. The default start stores nothing.
-#[test]
-fn smooth_created_start_stores_at_most_the_max_before_the_first_request() {
-    use resilient::Clock;
-    let zero = Duration::ZERO;
-    for t0 in OFFSETS {
-        let clock = ManualClock::new();
-        clock.set(t0);
-        let l = Smooth::bursty(Rate::per_second(5))
-            .max_burst(s(2))
-            .start(Start::At(t0))
-            .build()
-            .unwrap();
-        clock.advance(s(3_600));
-        let d = l.peek(clock.now(), 1);
-        assert!(d.allowed);
-        assert_eq!((d.remaining, d.limit), (11, 11)); // 10 stored + 1 on debt
-        let mut expected = vec![zero; 11];
-        expected.extend([ms(200), ms(200)]);
-        assert_eq!(exact_waits(&clock, &l, &[1; 13]), expected);
-
-        let clock = ManualClock::new();
-        clock.set(t0);
-        let l = Smooth::bursty(Rate::per_second(5))
-            .start(Start::At(t0))
-            .build()
-            .unwrap();
-        clock.advance(ms(500));
-        assert_eq!(l.peek(clock.now(), 1).remaining, 3); // 2.5 stored + 1 on debt
-        assert_eq!(
-            exact_waits(&clock, &l, &[1, 1, 1, 1, 1]),
-            [zero, zero, zero, ms(100), ms(200)]
-        );
-
-        // The default (first request) stores nothing while idle before the first request.
-        let clock = ManualClock::new();
-        clock.set(t0);
-        let l = Smooth::bursty(Rate::per_second(5)).build().unwrap();
-        clock.advance(s(3_600));
-        assert_eq!(l.peek(clock.now(), 1).remaining, 1);
-        assert_eq!(exact_waits(&clock, &l, &[1, 1]), [zero, ms(200)]);
-    }
-}
-
-/// A creation time ahead of the readings the limiter is used with (another clock's) does
-/// not lock it out: the first request starts it then, with nothing stored.
-#[test]
-fn smooth_created_start_in_the_future_does_not_lock_out() {
-    let clock = ManualClock::new();
-    clock.set(DAY);
-    for created in [DAY + s(3_600), Duration::MAX] {
-        let l = Smooth::bursty(Rate::per_second(5))
-            .start(Start::At(created))
-            .build()
-            .unwrap();
-        assert!(l.peek(DAY, 1).allowed);
-        assert_eq!(exact_waits(&clock, &l, &[1, 1]), [Duration::ZERO, ms(200)]);
-    }
-}
-
-/// Warming-up and linear-ramp limiters start cold whichever start they are given: Guava's
-/// warming-up limiter is created cold (all permits stored), and idle time keeps it cold.
-#[test]
-fn smooth_created_start_leaves_warm_up_and_ramp_cold() {
-    for idle in [Duration::ZERO, ms(500), s(3_600)] {
-        let created = Smooth::warming_up(Rate::per_second(2), s(4))
-            .start(Start::At(DAY))
-            .build()
-            .unwrap();
-        assert_eq!(
-            waits_from(DAY + idle, &created, &[1, 1, 1, 1, 1, 1]),
-            [0.0, 1.38, 1.13, 0.88, 0.63, 0.5]
-        );
-        let ramp = Smooth::linear_ramp(Rate::per_second(1), s(10))
-            .start(Start::At(DAY))
-            .build()
-            .unwrap();
-        let default = Smooth::linear_ramp(Rate::per_second(1), s(10))
-            .build()
-            .unwrap();
-        assert_eq!(
-            waits_from(DAY + idle, &ramp, &[1, 1, 1]),
-            waits_from(DAY + idle, &default, &[1, 1, 1])
-        );
-    }
 }
 
 #[test]
@@ -1233,4 +1092,89 @@ fn absurd_windows_are_rejected_at_build() {
     let l = FixedWindow::limiter(1, MAX_WINDOW).unwrap();
     assert!(l.try_acquire(now, 1).unwrap().allowed);
     assert_eq!(l.try_acquire(now, 1).unwrap().retry_after, MAX_WINDOW - now);
+}
+
+/// Guava's one-second burst (its limiters start at creation): a bursty limiter at 5/s,
+/// created and then idle for two seconds, has stored one second's worth (5 permits, not
+/// 10): acquiring 1, 1, 3, 1 is free, the next waits 0.2 s. Through the guard, on a manual
+/// clock far from its origin, in reject mode.
+#[test]
+fn guava_one_second_burst_from_creation() {
+    use resilient::ratelimit::RateLimiter;
+    let clock = ManualClock::new();
+    clock.set(s(86_400) + Duration::from_millis(300));
+    let smooth = Smooth::bursty(Rate::per_second(5))
+        .start_at(resilient::Clock::now(&clock))
+        .build()
+        .unwrap();
+    let limiter = RateLimiter::builder()
+        .limit(smooth)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    clock.advance(s(1)); // max capacity reached
+    clock.advance(s(1)); // makes no difference
+    for cost in [1, 1, 3, 1] {
+        let d = limiter.check_n(cost).unwrap();
+        assert!(d.allowed && d.retry_after.is_zero(), "cost {cost}: {d:?}");
+    }
+    let d = limiter.check_n(1).unwrap();
+    assert!(!d.allowed);
+    assert_eq!(d.retry_after, Duration::from_millis(200));
+}
+
+/// Idle time before the first request stores at most the maximum (`max_burst`), and the
+/// default start (at the first request) is unchanged by the option's existence.
+#[test]
+fn start_at_creation_stores_at_most_the_max_and_the_default_stores_nothing() {
+    for t0 in OFFSETS {
+        let created = Smooth::bursty(Rate::per_second(2))
+            .max_burst(Duration::from_millis(1_500)) // 3 permits
+            .start_at(t0)
+            .build()
+            .unwrap();
+        // A day idle: still only 3 stored, then 1 of debt, then 0.5 s apart.
+        assert_eq!(
+            waits_from(t0 + s(86_400), &created, &[1, 1, 1, 1, 1, 1]),
+            [0.0, 0.0, 0.0, 0.0, 0.5, 0.5]
+        );
+        // Half a second idle: one permit stored.
+        let half = Smooth::bursty(Rate::per_second(2))
+            .start_at(t0)
+            .build()
+            .unwrap();
+        assert_eq!(
+            waits_from(t0 + Duration::from_millis(500), &half, &[1, 1, 1]),
+            [0.0, 0.0, 0.5]
+        );
+        let default = Smooth::bursty(Rate::per_second(2)).build().unwrap();
+        assert_eq!(
+            waits_from(t0 + s(86_400), &default, &[1, 1, 1]),
+            [0.0, 0.5, 0.5]
+        );
+    }
+}
+
+/// A first request earlier than the creation reading (a clock that stepped back) starts
+/// the limiter at that request, with nothing stored and no wait for the "future" start.
+#[test]
+fn start_at_a_later_reading_than_the_first_request_starts_at_the_request() {
+    let l = Smooth::bursty(Rate::per_second(2))
+        .start_at(s(86_400))
+        .build()
+        .unwrap();
+    assert_eq!(waits_from(s(86_399), &l, &[1, 1]), [0.0, 0.5]);
+}
+
+/// A warming-up limiter started at creation is cold at its first request, as Guava's is.
+#[test]
+fn warming_up_from_creation_is_cold() {
+    let l = Smooth::warming_up(Rate::per_second(2), s(4))
+        .start_at(s(1))
+        .build()
+        .unwrap();
+    assert_eq!(
+        waits_from(s(100), &l, &[1, 1, 1, 1, 1, 1]),
+        [0.0, 1.38, 1.13, 0.88, 0.63, 0.5]
+    );
 }

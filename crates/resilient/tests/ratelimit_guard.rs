@@ -21,7 +21,7 @@ async fn reject_mode_reports_retry_after() {
     call(&p).await.unwrap();
     call(&p).await.unwrap();
     match call(&p).await {
-        Err(Error::RateLimited { retry_after }) => {
+        Err(Error::RateLimited { retry_after, .. }) => {
             assert_eq!(retry_after, Some(Duration::from_millis(500)))
         }
         other => panic!("{other:?}"),
@@ -238,16 +238,34 @@ async fn a_capacity_cut_below_the_cost_denies_with_no_retry_after() {
         let d = l.check();
         assert!(!d.allowed, "{d:?}");
         assert_eq!(d.retry_after, Duration::MAX);
-        assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: None });
+        assert_eq!(
+            d.rejection(),
+            Rejection::RateLimited {
+                retry_after: None,
+                info: None
+            }
+        );
         assert_eq!(l.allow(), Err(Duration::MAX));
         match l.acquire_now(&Context::new()) {
-            Err(r) => assert_eq!(r, Rejection::RateLimited { retry_after: None }),
+            Err(r) => assert!(
+                matches!(
+                    r,
+                    Rejection::RateLimited {
+                        retry_after: None,
+                        info: Some(_)
+                    }
+                ),
+                "{r:?}"
+            ),
             Ok(_) => panic!("admitted"),
         }
         let p = Pipeline::builder().rate_limit(l.clone()).build().unwrap();
         assert!(matches!(
             call(&p).await,
-            Err(Error::RateLimited { retry_after: None })
+            Err(Error::RateLimited {
+                retry_after: None,
+                ..
+            })
         ));
     }
     // Wait mode: no wait can help, rejected at once.
@@ -275,7 +293,10 @@ async fn a_capacity_cut_below_the_cost_denies_with_no_retry_after() {
     let start = Instant::now();
     assert!(matches!(
         call(&p).await,
-        Err(Error::RateLimited { retry_after: None })
+        Err(Error::RateLimited {
+            retry_after: None,
+            ..
+        })
     ));
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(

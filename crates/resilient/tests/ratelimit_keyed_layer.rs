@@ -45,7 +45,7 @@ async fn two_keys_are_limited_independently_with_the_right_retry_after() {
     assert_eq!(call(&mut svc, req("ada", 1)).await.unwrap(), 1);
     assert_eq!(call(&mut svc, req("ada", 2)).await.unwrap(), 2);
     match call(&mut svc, req("ada", 3)).await {
-        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, Some(MS * 500)),
+        Err(Error::RateLimited { retry_after, .. }) => assert_eq!(retry_after, Some(MS * 500)),
         other => panic!("expected RateLimited, got {other:?}"),
     }
     // bob's limit is untouched by ada's
@@ -84,7 +84,7 @@ async fn a_cloned_layer_and_its_services_share_state() {
     assert_eq!(call(&mut a, req("ada", 1)).await.unwrap(), 1);
     assert!(matches!(
         call(&mut b, req("ada", 2)).await,
-        Err(Error::RateLimited { retry_after: Some(d) }) if d == MS * 1000
+        Err(Error::RateLimited { retry_after: Some(d), .. }) if d == MS * 1000
     ));
     assert!(matches!(
         call(&mut c, req("ada", 3)).await,
@@ -123,7 +123,7 @@ async fn wait_mode_delays_up_to_max_wait_then_rejects() {
     assert_eq!((a.0.unwrap(), a.1), (1, Duration::ZERO));
     assert_eq!((b.0.unwrap(), b.1), (2, MS * 100));
     assert_eq!((c.0.unwrap(), c.1), (3, MS * 200));
-    assert!(matches!(d.0, Err(Error::RateLimited { retry_after: Some(w) }) if w == MS * 300));
+    assert!(matches!(d.0, Err(Error::RateLimited { retry_after: Some(w), .. }) if w == MS * 300));
     assert_eq!(d.1, Duration::ZERO);
     assert_eq!((bob.0.unwrap(), bob.1), (5, Duration::ZERO));
 }
@@ -195,14 +195,17 @@ async fn a_cost_extractor_charges_each_request_its_weight() {
     assert_eq!(call(&mut svc, req("ada", 6)).await.unwrap(), 6);
     // 4 units left: a request weighing 5 must wait for one more (100 ms).
     match call(&mut svc, req("ada", 5)).await {
-        Err(Error::RateLimited { retry_after }) => assert_eq!(retry_after, Some(MS * 100)),
+        Err(Error::RateLimited { retry_after, .. }) => assert_eq!(retry_after, Some(MS * 100)),
         other => panic!("expected RateLimited, got {other:?}"),
     }
     assert_eq!(call(&mut svc, req("ada", 4)).await.unwrap(), 4);
     // Heavier than the capacity: it can never pass, so no retry_after.
     assert!(matches!(
         call(&mut svc, req("bob", 11)).await,
-        Err(Error::RateLimited { retry_after: None })
+        Err(Error::RateLimited {
+            retry_after: None,
+            ..
+        })
     ));
     // Weightless requests pass.
     assert_eq!(call(&mut svc, req("ada", 0)).await.unwrap(), 0);
@@ -264,7 +267,7 @@ async fn wait_mode_respects_an_enclosing_pipeline_deadline() {
     assert_eq!((second.0.unwrap(), second.1), (2, MS * 100));
     // 200 ms does not: rejected at once, not timed out after 150 ms.
     match third.0 {
-        Err(Error::Inner(Error::RateLimited { retry_after })) => {
+        Err(Error::Inner(Error::RateLimited { retry_after, .. })) => {
             assert_eq!(retry_after, Some(MS * 200));
         }
         other => panic!("expected an immediate RateLimited, got {other:?}"),

@@ -18,6 +18,18 @@ use tower::{Service, ServiceExt, service_fn};
 
 const MS: Duration = Duration::from_millis(1);
 
+/// Waits (in paused time) until the default clock is at the start of a 100 ms window: the
+/// windows are counted from the clock's process-wide origin, so without this a test's
+/// first call could land anywhere in a window (and its end could come before the test's
+/// own steps, a flake).
+async fn align_to_window() {
+    let w = (MS * 100).as_nanos() as u64;
+    let into = resilient::system_clock().now().as_nanos() as u64 % w;
+    if into != 0 {
+        tokio::time::sleep(Duration::from_nanos(w - into)).await;
+    }
+}
+
 async fn call(p: &Pipeline) -> Result<(), Error<()>> {
     p.execute(|| async { Ok::<(), ()>(()) }).await
 }
@@ -93,6 +105,7 @@ async fn a_waiter_whose_limit_is_cut_below_its_cost_is_rejected() {
             .build()
             .unwrap();
         let p = Pipeline::builder().rate_limit(limiter).build().unwrap();
+        align_to_window().await;
         call(&p).await.unwrap();
         let waiter = tokio::spawn({
             let p = p.clone();
@@ -105,14 +118,26 @@ async fn a_waiter_whose_limit_is_cut_below_its_cost_is_rejected() {
             .expect("the waiter must end")
             .expect("the waiter must not panic");
         assert!(
-            matches!(r, Err(Error::RateLimited { retry_after: None })),
+            matches!(
+                r,
+                Err(Error::RateLimited {
+                    retry_after: None,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         // A new call is rejected at once, with no retry_after.
         let start = Instant::now();
         let r = call(&p).await;
         assert!(
-            matches!(r, Err(Error::RateLimited { retry_after: None })),
+            matches!(
+                r,
+                Err(Error::RateLimited {
+                    retry_after: None,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         assert_eq!(start.elapsed(), Duration::ZERO);
@@ -135,6 +160,7 @@ async fn a_keyed_waiter_whose_limit_is_cut_below_its_cost_is_rejected() {
         &layer,
         service_fn(|n: u64| async move { Ok::<_, Infallible>(n) }),
     );
+    align_to_window().await;
     assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
     let fut = svc.ready().await.unwrap().call(3);
     let waiter = tokio::spawn(fut);
@@ -145,7 +171,13 @@ async fn a_keyed_waiter_whose_limit_is_cut_below_its_cost_is_rejected() {
         .expect("the waiter must end")
         .expect("the waiter must not panic");
     assert!(
-        matches!(r, Err(Error::RateLimited { retry_after: None })),
+        matches!(
+            r,
+            Err(Error::RateLimited {
+                retry_after: None,
+                ..
+            })
+        ),
         "{r:?}"
     );
 }

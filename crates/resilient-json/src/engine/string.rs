@@ -167,8 +167,12 @@ impl Engine<'_> {
                     let retry = match place {
                         // `{"key:value}`: only a closing bracket shows the key went too far
                         Place::Key => matches!(s[p], b'}' | b']'),
-                        // at the root there is no structure to go on with, except `"a +`
-                        Place::Root => s[p] == b'+',
+                        // at the root there is no structure to go on with, except `"a +`;
+                        // the re-scan ends the string at its first delimiter, so only
+                        // when the `+` is the first (`"{ +` stays one cut-off string)
+                        Place::Root => {
+                            s[p] == b'+' && !s[open_quote + 1..p].iter().any(|&c| is_delimiter(c))
+                        }
                         _ => is_delimiter(s[p]) && !matches!(s[p], b'/' | b':'),
                     };
                     if p > open_quote && retry {

@@ -56,7 +56,7 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     }
     let mut stage = Stage::new(
         Phase::PerCall,
-        quote!(.guard(::resilient::Bulkhead::new(#n) #settings .build()?)),
+        quote!(.bulkhead(::resilient::Bulkhead::builder(#n) #settings .build()?)),
     );
     let never_waits = "plain (blocking) functions never wait for a bulkhead slot: they are \
                        rejected at once when none is free; remove it, or make the function \

@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "retry_rejected",
     "honor_retry_after",
     "classify",
+    "on_retry",
 ];
 const BACKOFFS: &str =
     "exponential(\"100ms\"), constant(\"1s\"), linear(\"100ms\", \"50ms\") or immediate";
@@ -293,6 +294,19 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                 let d = dur(args::duration(value)?);
                 settings.extend(quote!(.max_server_delay(#d)));
             }
+            "on_retry" => match value {
+                Expr::Path(_) | Expr::Closure(_) => {
+                    let span = value.span();
+                    settings.extend(quote_spanned!(span=> .on_retry(#value)));
+                }
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`on_retry` names a function `fn(&resilient::RetryEvent<'_>)` \
+                         (`on_retry = log_retry`) or is a closure (`on_retry = |ev| ...`)",
+                    ));
+                }
+            },
             "retry_on_timeout" => {
                 let yes = args::boolean(value)?;
                 plan.retry_on_timeout = Some(key.span());
@@ -314,11 +328,14 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             }
             "classify" => match value {
                 Expr::Path(p) if p.qself.is_none() => classify = Some(value),
+                Expr::Closure(c) if c.capture.is_none() => classify = Some(value),
                 _ => {
                     return Err(syn::Error::new_spanned(
                         value,
                         "`classify` names a type implementing `resilient::Classify` and \
-                         `Default`, like `classify = my::Transient`",
+                         `Default` (`classify = my::Transient`), a function \
+                         `fn(&Result<T, E>) -> resilient::Outcome` (`classify = by_status`) \
+                         or is a closure that captures nothing (`classify = |r| ...`)",
                     ));
                 }
             },
@@ -346,18 +363,47 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     Ok(stage)
 }
 
+/// Whether `classify = expr` is a function (a closure, or a path whose last segment starts
+/// with a lowercase letter, as functions are named) rather than a type.
+fn is_function(expr: &Expr) -> bool {
+    match expr {
+        Expr::Closure(_) => true,
+        Expr::Path(p) => p.path.segments.last().is_some_and(|s| {
+            s.ident
+                .to_string()
+                .trim_start_matches("r#")
+                .starts_with(|c: char| c.is_lowercase() || c == '_')
+        }),
+        _ => false,
+    }
+}
+
 /// The pipeline's classifier `(type, value)`: `classify = Path` (built with `Default`),
+/// `classify = function_path` or a closure (as a `fn` pointer),
 /// wrapped in `HonorRetryAfter` with `honor_retry_after = true`.
 fn classifier(
     classify: Option<&Expr>,
     honor: Option<(&Expr, bool)>,
 ) -> Option<(TokenStream, TokenStream)> {
-    let inner = classify.map(|path| {
-        let span = path.span();
-        (
-            quote_spanned!(span=> #path),
-            quote_spanned!(span=> <#path as ::core::default::Default>::default()),
-        )
+    let inner = classify.map(|expr| {
+        let span = expr.span();
+        if is_function(expr) {
+            // A function or a closure: a `fn` pointer to the classifier's signature, whose
+            // type the expansion declares (`__ResilientClassifyFn`, from the function's
+            // return type).
+            (
+                quote_spanned!(span=> __ResilientClassifyFn),
+                quote_spanned!(span=> {
+                    let classify: __ResilientClassifyFn = #expr;
+                    classify
+                }),
+            )
+        } else {
+            (
+                quote_spanned!(span=> #expr),
+                quote_spanned!(span=> <#expr as ::core::default::Default>::default()),
+            )
+        }
     });
     match honor {
         Some((v, true)) => {

@@ -3,29 +3,45 @@
 //! Slots are RAII permits: a finished, failed or cancelled call gives its slot back, and a
 //! cancelled waiter leaves the queue.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::{Acquire, ConfigError, Context, Guard, Outcome, Permit, Rejection};
+use crate::engine::context::Context;
+use crate::engine::error::{ConfigError, Error};
+use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
+use crate::engine::outcome::Outcome;
 
-/// Limits how many calls run at once.
+/// Limits how many calls run at once. A cheap handle: clones share the same slots and
+/// queue, so one bulkhead can guard several pipelines (pass `&bulkhead`).
+///
+/// Reachable the same four ways as every strategy: standalone ([`Guard::acquire`] and
+/// the RAII [`Permit`]), in a pipeline ([`PipelineBuilder::bulkhead`](crate::PipelineBuilder::bulkhead)),
+/// as a tower layer (`Bulkhead::layer`, feature `tower`) and as the
+/// `#[resilient::bulkhead]` attribute.
 ///
 /// ```
 /// use resilient::{Bulkhead, Error, Pipeline};
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let pipeline = Pipeline::builder()
-///     .guard(Bulkhead::new(10).queue(100).max_wait(Duration::from_secs(1)).build().unwrap())
+///     .bulkhead(Bulkhead::builder(10).queue(100).max_wait(Duration::from_secs(1)))
 ///     .build()
 ///     .unwrap();
 /// let r: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(1) }).await;
 /// assert_eq!(r.unwrap(), 1);
 /// # }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Bulkhead {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     slots: Semaphore,
     max_concurrent: usize,
     max_queue: usize,
@@ -43,9 +59,13 @@ pub struct BulkheadBuilder {
 
 impl Bulkhead {
     /// At most `max_concurrent` calls at once; no queue unless [`BulkheadBuilder::queue`].
-    // The builder is the configuration; `new` returns it so settings chain naturally.
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(max_concurrent: usize) -> BulkheadBuilder {
+    ///
+    /// ```
+    /// use resilient::Bulkhead;
+    /// let b = Bulkhead::builder(4).queue(8).build().unwrap();
+    /// assert_eq!((b.in_flight(), b.queued()), (0, 0));
+    /// ```
+    pub fn builder(max_concurrent: usize) -> BulkheadBuilder {
         BulkheadBuilder {
             max_concurrent,
             max_queue: 0,
@@ -53,14 +73,90 @@ impl Bulkhead {
         }
     }
 
+    /// The former name of [`Bulkhead::builder`].
+    #[deprecated(since = "0.1.0", note = "renamed to `Bulkhead::builder`")]
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(max_concurrent: usize) -> BulkheadBuilder {
+        Self::builder(max_concurrent)
+    }
+
+    /// Runs `op` in a slot of this bulkhead (standalone, without a pipeline): waits in the
+    /// queue as configured, or fails with [`Error::BulkheadFull`]. The slot is given back
+    /// when `op` finishes, fails, panics or the returned future is dropped.
+    ///
+    /// ```
+    /// use resilient::{Bulkhead, Error};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bulkhead = Bulkhead::builder(1).build().unwrap();
+    /// let r: Result<u8, Error<()>> = bulkhead.call(|| async { Ok(7) }).await;
+    /// assert_eq!(r.unwrap(), 7);
+    /// # }
+    /// ```
+    pub async fn call<T, E, F, Fut>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let _slot = match self.acquire(&Context::new()) {
+            Acquire::Ready(r) => r,
+            Acquire::Wait(w) => w.await,
+        }?;
+        op().await.map_err(Error::Inner)
+    }
+
+    /// Runs a blocking `op` in a slot of this bulkhead on the current thread; with no free
+    /// slot it fails at once with [`Error::BulkheadFull`] (blocking callers never queue).
+    ///
+    /// ```
+    /// use resilient::Bulkhead;
+    /// let bulkhead = Bulkhead::builder(1).build().unwrap();
+    /// assert_eq!(bulkhead.call_blocking(|| "7".parse::<u8>()).unwrap(), 7);
+    /// ```
+    pub fn call_blocking<T, E, F>(&self, op: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        let _slot = self.acquire_now(&Context::new())?;
+        op().map_err(Error::Inner)
+    }
+
     /// Calls running now.
     pub fn in_flight(&self) -> usize {
-        self.max_concurrent - self.slots.available_permits()
+        self.inner.max_concurrent - self.inner.slots.available_permits()
     }
 
     /// Calls waiting for a slot now.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.inner.queued.load(Ordering::Acquire)
+    }
+}
+
+/// What [`PipelineBuilder::bulkhead`](crate::PipelineBuilder::bulkhead) accepts: a built
+/// bulkhead (by value or by reference; clones share slots) or a builder (its validation
+/// error fails the pipeline's `build`).
+pub trait IntoBulkhead {
+    /// The bulkhead as a shareable guard.
+    fn into_guard(self) -> Arc<dyn Guard>;
+}
+
+impl IntoBulkhead for Bulkhead {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self)
+    }
+}
+
+impl IntoBulkhead for &Bulkhead {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self.clone())
+    }
+}
+
+impl IntoBulkhead for BulkheadBuilder {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        match self.build() {
+            Ok(b) => Arc::new(b),
+            Err(e) => Arc::new(Invalid::new("bulkhead", e)),
+        }
     }
 }
 
@@ -92,11 +188,13 @@ impl BulkheadBuilder {
             ));
         }
         Ok(Bulkhead {
-            slots: Semaphore::new(self.max_concurrent),
-            max_concurrent: self.max_concurrent,
-            max_queue: self.max_queue,
-            max_wait: self.max_wait,
-            queued: AtomicUsize::new(0),
+            inner: Arc::new(Inner {
+                slots: Semaphore::new(self.max_concurrent),
+                max_concurrent: self.max_concurrent,
+                max_queue: self.max_queue,
+                max_wait: self.max_wait,
+                queued: AtomicUsize::new(0),
+            }),
         })
     }
 }
@@ -116,29 +214,30 @@ impl Guard for Bulkhead {
     }
 
     fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
-        if let Ok(p) = self.slots.try_acquire() {
+        if let Ok(p) = self.inner.slots.try_acquire() {
             p.forget();
             return Acquire::Ready(Ok(Permit::new(self, 0)));
         }
         let admitted = self
+            .inner
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                (q < self.max_queue).then_some(q + 1)
+                (q < self.inner.max_queue).then_some(q + 1)
             })
             .is_ok();
         if !admitted {
             return Acquire::Ready(Err(Rejection::BulkheadFull));
         }
-        let queued = Queued(&self.queued);
+        let queued = Queued(&self.inner.queued);
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
             // A wait too long to ever end is no limit (and no timer).
-            let got = match crate::context::within_horizon(self.max_wait) {
-                Some(d) => tokio::time::timeout(d, self.slots.acquire())
+            let got = match crate::engine::context::within_horizon(self.inner.max_wait) {
+                Some(d) => tokio::time::timeout(d, self.inner.slots.acquire())
                     .await
                     .ok()
                     .and_then(Result::ok),
-                None => self.slots.acquire().await.ok(),
+                None => self.inner.slots.acquire().await.ok(),
             };
             match got {
                 Some(p) => {
@@ -151,7 +250,7 @@ impl Guard for Bulkhead {
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {
-        self.slots.add_permits(1);
+        self.inner.slots.add_permits(1);
     }
 
     fn measures_duration(&self) -> bool {
@@ -161,7 +260,7 @@ impl Guard for Bulkhead {
     /// Blocking callers never queue: with no free slot they get
     /// [`Rejection::BulkheadFull`].
     fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        match self.slots.try_acquire() {
+        match self.inner.slots.try_acquire() {
             Ok(p) => {
                 p.forget();
                 Ok(Permit::new(self, 0))
@@ -177,13 +276,13 @@ mod tests {
 
     #[test]
     fn rejects_zero_slots() {
-        let e = Bulkhead::new(0).build().unwrap_err();
+        let e = Bulkhead::builder(0).build().unwrap_err();
         assert_eq!(e.field(), "bulkhead.max_concurrent");
     }
 
     #[test]
     fn slot_released_on_record_and_on_drop() {
-        let b = Bulkhead::new(1).build().unwrap();
+        let b = Bulkhead::builder(1).build().unwrap();
         let ctx = Context::new();
         let Acquire::Ready(Ok(p)) = b.acquire(&ctx) else {
             panic!("first call must be admitted")

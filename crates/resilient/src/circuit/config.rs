@@ -12,14 +12,17 @@ use super::recovery::{BreakFn, Recovery, Schedule};
 use super::state::MAX_PROBES;
 use super::store::{StateStore, Store};
 use super::window::{SlidingWindow, Window};
-use crate::{ConfigError, SharedClock, SharedRandom, system_clock, thread_random};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::error::ConfigError;
+use crate::engine::random::{SharedRandom, thread_random};
 
 /// Configures a [`CircuitBreaker`]; [`CircuitBreakerBuilder::build`] validates it.
 ///
 /// Trip conditions (any of them opens the breaker; rates are compared with `>=` once the
 /// window holds at least `minimum_calls` calls):
 /// - failure rate over a sliding [`Window`] (default: 50% over the last 100 calls, judged
-///   from 10 calls on);
+///   once the window is full: unless set, `minimum_calls` is a count window's size, and
+///   10 for a time window);
 /// - slow-call rate: the share of calls that took at least the slow-call duration;
 /// - consecutive failures.
 ///
@@ -146,8 +149,9 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// Rates are only judged once the window holds this many calls (default 10, at most
-    /// the size of a count window).
+    /// Rates are only judged once the window holds this many calls (at most the size of a
+    /// count window). Default: a count window's size (judged once it is full), 10 for a
+    /// time window.
     pub fn minimum_calls(mut self, n: u32) -> Self {
         self.minimum_calls = Some(n);
         self
@@ -334,7 +338,9 @@ impl CircuitBreakerBuilder {
                 ));
             }
             (Some(n), _) => n,
-            (None, Some(Window::Count { size })) => DEFAULT_MINIMUM_CALLS.min(size.max(1)),
+            // Unset with a count window: judged once the window is full (resilience4j's
+            // default pairs a window of 100 with a minimum of 100).
+            (None, Some(Window::Count { size })) => size.max(1),
             (None, _) => DEFAULT_MINIMUM_CALLS,
         };
         match window {

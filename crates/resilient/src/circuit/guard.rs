@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use super::machine::Admit;
 use super::{CircuitBreaker, CircuitBreakerBuilder};
-use crate::{
-    Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, Timeouts,
-};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::guard::{Acquire, Guard, Invalid, Permit};
+use crate::engine::outcome::Outcome;
+use crate::engine::timeouts::Timeouts;
 
 impl Guard for CircuitBreaker {
     fn name(&self) -> &'static str {
@@ -44,7 +46,7 @@ impl Guard for CircuitBreaker {
     }
 }
 
-/// What [`PipelineBuilder::circuit_breaker`] accepts: a built breaker (shared, by value
+/// What [`PipelineBuilder::circuit_breaker`](crate::PipelineBuilder::circuit_breaker) accepts: a built breaker (shared, by value
 /// or by reference) or a builder (its validation error fails the pipeline's `build`).
 pub trait IntoCircuitBreaker {
     /// The breaker as a shareable guard.
@@ -67,48 +69,7 @@ impl IntoCircuitBreaker for CircuitBreakerBuilder {
     fn into_guard(self) -> Arc<dyn Guard> {
         match self.build() {
             Ok(b) => Arc::new(b),
-            Err(e) => Arc::new(Invalid(e)),
+            Err(e) => Arc::new(Invalid::new("circuit_breaker", e)),
         }
-    }
-}
-
-/// A breaker whose configuration was invalid: fails the pipeline build.
-#[derive(Debug)]
-struct Invalid(ConfigError);
-
-impl Guard for Invalid {
-    fn name(&self) -> &'static str {
-        "circuit_breaker"
-    }
-
-    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
-        Acquire::Ready(Err(Rejection::CircuitOpen { retry_after: None }))
-    }
-
-    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
-
-    fn check(&self, _timeouts: &Timeouts) -> Result<(), ConfigError> {
-        Err(self.0.clone())
-    }
-}
-
-impl<C> PipelineBuilder<C> {
-    /// Adds a circuit breaker at the current position: before `.retry(..)` it counts each
-    /// logical call once, after it each attempt. Pass `&breaker` to keep a handle (for
-    /// snapshots, manual control or sharing between pipelines).
-    ///
-    /// ```
-    /// use resilient::{CircuitBreaker, Pipeline, Timeout};
-    /// use std::time::Duration;
-    ///
-    /// let err = Pipeline::builder()
-    ///     .timeout(Timeout::circuit(Duration::from_secs(10)))
-    ///     .circuit_breaker(CircuitBreaker::failure_rate(0.5).open_for(Duration::from_secs(60)))
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert_eq!(err.field(), "circuit.open_for");
-    /// ```
-    pub fn circuit_breaker(self, breaker: impl IntoCircuitBreaker) -> Self {
-        self.guard_arc(breaker.into_guard())
     }
 }

@@ -20,7 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::machine::Breaker;
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 /// The health check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

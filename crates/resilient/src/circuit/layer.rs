@@ -11,10 +11,12 @@ use tower_service::Service;
 
 use super::CircuitBreaker;
 use super::machine::Admit;
-use crate::{AllErrors, Classify, Error, Outcome, Rejection};
+use crate::engine::error::Error;
+use crate::engine::guard::Rejection;
+use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// A tower `Layer` that puts a [`CircuitBreaker`] in front of a service. Made by
-/// [`CircuitBreaker::layer`] or [`CircuitBreaker::layer_with`]; every service it makes
+/// [`CircuitBreaker::layer`] or [`CircuitBreaker::layer_classified`]; every service it makes
 /// shares the breaker.
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer<C = AllErrors> {
@@ -50,7 +52,7 @@ impl CircuitBreaker {
     /// # }
     /// ```
     pub fn layer(&self) -> CircuitBreakerLayer {
-        self.layer_with(AllErrors)
+        self.layer_classified(AllErrors)
     }
 
     /// This breaker as a tower `Layer` that judges responses with `classify`.
@@ -64,13 +66,19 @@ impl CircuitBreaker {
     ///     Ok(_) => Outcome::Success,
     ///     Err(_) => Outcome::Failure,
     /// };
-    /// let _builder = ServiceBuilder::new().layer(breaker.layer_with(only_5xx));
+    /// let _builder = ServiceBuilder::new().layer(breaker.layer_classified(only_5xx));
     /// ```
-    pub fn layer_with<C: Clone>(&self, classify: C) -> CircuitBreakerLayer<C> {
+    pub fn layer_classified<C: Clone>(&self, classify: C) -> CircuitBreakerLayer<C> {
         CircuitBreakerLayer {
             breaker: self.clone(),
             classify,
         }
+    }
+
+    /// The former name of [`CircuitBreaker::layer_classified`].
+    #[deprecated(since = "0.1.0", note = "renamed to `layer_classified`")]
+    pub fn layer_with<C: Clone>(&self, classify: C) -> CircuitBreakerLayer<C> {
+        self.layer_classified(classify)
     }
 }
 

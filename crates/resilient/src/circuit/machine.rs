@@ -19,7 +19,11 @@ use super::snapshot::CircuitSnapshot;
 use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, split_token};
 use super::store::Store;
 use super::window::{Counts, SlidingWindow, Window, code};
-use crate::{ConfigError, Outcome, Rejection, SharedClock, Timeouts};
+use crate::engine::clock::SharedClock;
+use crate::engine::error::ConfigError;
+use crate::engine::guard::Rejection;
+use crate::engine::outcome::Outcome;
+use crate::engine::timeouts::Timeouts;
 
 use CircuitState::*;
 

@@ -112,7 +112,8 @@ use pin_project_lite::pin_project;
 
 use machine::{Admit, Breaker};
 
-use crate::{AllErrors, Classify, Error, Outcome};
+use crate::engine::error::Error;
+use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// A circuit breaker. Cloning is cheap and clones share all state.
 ///
@@ -201,7 +202,7 @@ impl Drop for PollPanic<'_> {
 const NO_TOKEN: u64 = u64::MAX;
 
 pin_project! {
-    /// The future of [`CircuitBreaker::call`] and [`CircuitBreaker::call_with`].
+    /// The future of [`CircuitBreaker::call`] and [`CircuitBreaker::call_classified`].
     #[must_use = "futures do nothing unless polled"]
     pub struct Call<'a, F, Fut, C> {
         breaker: &'a CircuitBreaker,
@@ -398,7 +399,7 @@ impl CircuitBreaker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.call_with(AllErrors, op)
+        self.call_classified(AllErrors, op)
     }
 
     /// Runs `op` through the breaker, judging its result with `classify`.
@@ -412,11 +413,11 @@ impl CircuitBreaker {
     ///     Err(_) => Outcome::Failure,
     ///     Ok(_) => Outcome::Success,
     /// };
-    /// let _ = b.call_with(not_found, || async { Err(404) }).await;
+    /// let _ = b.call_classified(not_found, || async { Err(404) }).await;
     /// assert!(b.is_ready());
     /// # }
     /// ```
-    pub fn call_with<T, E, C, F, Fut>(&self, classify: C, op: F) -> Call<'_, F, Fut, C>
+    pub fn call_classified<T, E, C, F, Fut>(&self, classify: C, op: F) -> Call<'_, F, Fut, C>
     where
         C: Classify<T, E>,
         F: FnOnce() -> Fut,
@@ -444,7 +445,7 @@ impl CircuitBreaker {
     where
         F: FnOnce() -> Result<T, E>,
     {
-        self.call_blocking_with(AllErrors, op)
+        self.call_blocking_classified(AllErrors, op)
     }
 
     /// Runs a blocking `op` through the breaker on the current thread, judging its result
@@ -458,10 +459,10 @@ impl CircuitBreaker {
     ///     Err(_) => Outcome::Failure,
     ///     Ok(_) => Outcome::Success,
     /// };
-    /// let _ = b.call_blocking_with(not_found, || Err(404));
+    /// let _ = b.call_blocking_classified(not_found, || Err(404));
     /// assert!(b.is_ready());
     /// ```
-    pub fn call_blocking_with<T, E, C, F>(&self, classify: C, op: F) -> Result<T, Error<E>>
+    pub fn call_blocking_classified<T, E, C, F>(&self, classify: C, op: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnOnce() -> Result<T, E>,
@@ -479,6 +480,28 @@ impl CircuitBreaker {
         let outcome = classify.classify(&result);
         held.record(outcome, took);
         result.map_err(Error::Inner)
+    }
+
+    /// The former name of [`CircuitBreaker::call_classified`] (`_with` now means "the
+    /// operation receives the [`Context`](crate::Context)" everywhere).
+    #[deprecated(since = "0.1.0", note = "renamed to `call_classified`")]
+    pub fn call_with<T, E, C, F, Fut>(&self, classify: C, op: F) -> Call<'_, F, Fut, C>
+    where
+        C: Classify<T, E>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.call_classified(classify, op)
+    }
+
+    /// The former name of [`CircuitBreaker::call_blocking_classified`].
+    #[deprecated(since = "0.1.0", note = "renamed to `call_blocking_classified`")]
+    pub fn call_blocking_with<T, E, C, F>(&self, classify: C, op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.call_blocking_classified(classify, op)
     }
 
     #[inline]

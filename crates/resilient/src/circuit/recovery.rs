@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::SharedRandom;
+use crate::engine::random::SharedRandom;
 
 /// A custom break-duration generator: `failed_recoveries -> break`.
 pub(crate) type BreakFn = Arc<dyn Fn(u32) -> Duration + Send + Sync>;
@@ -148,7 +148,7 @@ impl fmt::Debug for Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SeededRandom;
+    use crate::engine::random::SeededRandom;
 
     fn backoff(jitter: f64) -> Recovery {
         Recovery::new(

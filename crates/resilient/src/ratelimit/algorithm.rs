@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 use super::sync::{AtomicU64, Ordering};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 /// How states kept under an algorithm's old configuration carry over to a new one: what
 /// [`Algorithm::set_rate`] returns, applied by the owner of the states to each of them

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{ConfigError, Rejection};
+use crate::engine::error::ConfigError;
+use crate::engine::guard::{RateLimitInfo, Rejection};
 
 /// Nanoseconds since the clock's origin: the time unit of every state transition.
 pub type Nanos = u64;
@@ -128,14 +129,46 @@ impl Decision {
     /// use std::time::Duration;
     /// let d = Decision { allowed: false, limit: 1, remaining: 0,
     ///     reset: Duration::from_secs(1), retry_after: Duration::from_secs(1) };
-    /// assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: Some(Duration::from_secs(1)) });
+    /// assert_eq!(d.rejection(), Rejection::RateLimited { retry_after: Some(Duration::from_secs(1)), info: None });
     /// let never = Decision { retry_after: Duration::MAX, ..d };
-    /// assert_eq!(never.rejection(), Rejection::RateLimited { retry_after: None });
+    /// assert_eq!(never.rejection(), Rejection::RateLimited { retry_after: None, info: None });
     /// ```
     pub fn rejection(&self) -> Rejection {
         Rejection::RateLimited {
             retry_after: (self.retry_after != Duration::MAX).then_some(self.retry_after),
+            info: None,
         }
+    }
+
+    /// [`Decision::rejection`], carrying this decision and the limit's `policy` (what a
+    /// server needs to write `RateLimit` headers from the error alone).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, Limiter, Rate};
+    /// use std::time::Duration;
+    /// let l = Gcra::limiter(Rate::per_minute(1)).unwrap();
+    /// l.try_acquire(Duration::ZERO, 1).unwrap();
+    /// let d = l.try_acquire(Duration::ZERO, 1).unwrap();
+    /// let resilient::Rejection::RateLimited { info: Some(info), .. } = d.rejection_with(l.policy())
+    /// else { unreachable!() };
+    /// assert_eq!((info.remaining, info.quota), (0, 1));
+    /// ```
+    pub fn rejection_with(&self, policy: Policy) -> Rejection {
+        Rejection::RateLimited {
+            retry_after: (self.retry_after != Duration::MAX).then_some(self.retry_after),
+            info: Some(Box::new(self.info(policy))),
+        }
+    }
+
+    /// This decision and `policy` as the plain data a rejection carries.
+    pub fn info(&self, policy: Policy) -> RateLimitInfo {
+        RateLimitInfo::new(
+            self.limit,
+            self.remaining,
+            self.reset,
+            policy.quota,
+            policy.window,
+        )
     }
 
     /// This decision as a denial that can never be admitted (the cost exceeds the

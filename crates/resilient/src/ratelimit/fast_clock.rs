@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Clock;
+use crate::engine::clock::Clock;
 
 /// A clock that reads the CPU's time-stamp counter through `quanta` (calibrated once;
 /// falls back to the OS clock where the TSC is unreliable). Reading it costs a few

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
 use super::decision::{Decision, Nanos, Policy, Rate, nanos};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 /// How far (in windows or periods) a stored state may be ahead of a caller's clock reading
 /// and still be taken as a race with a later reading rather than as a wrapped index.

@@ -11,7 +11,7 @@ use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
 use super::config::ConfigCell;
 use super::decision::{Decision, Nanos, Policy, Rate, nanos};
 use super::fixed_window::MAX_WINDOW;
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 /// GCRA configuration: the emission interval and the burst (total capacity), both
 /// adjustable at runtime.

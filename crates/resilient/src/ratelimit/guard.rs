@@ -9,13 +9,21 @@ use smallvec::SmallVec;
 
 use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, PollPause, Rate, wait};
+use super::fixed_window::FixedWindow;
 use super::gcra::Gcra;
 use super::quota;
+use super::sliding_counter::SlidingWindowCounter;
+use super::sliding_log::SlidingWindowLog;
 use super::time::Time;
-use crate::{
-    Acquire, ConfigError, Context, Guard, Outcome, Permit, PipelineBuilder, Rejection, SharedClock,
-    system_clock,
-};
+use super::token_bucket::TokenBucket;
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
+use crate::engine::outcome::Outcome;
+
+/// The tickets of a reservation across a limiter's limits (to give it back).
+type Tickets = SmallVec<[Ticket; 2]>;
 
 /// What happens when a limit has no capacity.
 ///
@@ -93,7 +101,7 @@ impl Verdict {
 /// let first: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(1) }).await;
 /// assert!(first.is_ok());
 /// let second: Result<u8, Error<()>> = pipeline.execute(|| async { Ok(2) }).await;
-/// assert!(matches!(second, Err(Error::RateLimited { retry_after: Some(_) })));
+/// assert!(matches!(second, Err(Error::RateLimited { retry_after: Some(_), .. })));
 /// # }
 /// ```
 #[derive(Clone)]
@@ -149,13 +157,51 @@ impl RateLimiter {
         }
     }
 
-    /// A builder with one GCRA limit of `rate` (burst `rate.count`).
+    /// A builder with one GCRA limit of `rate` (burst `rate.count`). Like the other
+    /// one-limit shortcuts below, an invalid limit is reported by `build()` (or by the
+    /// pipeline's `build()` when the builder is handed to
+    /// [`PipelineBuilder::rate_limit`](crate::PipelineBuilder::rate_limit)): one validation
+    /// point.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// let limiter = RateLimiter::gcra(Rate::per_second(100)).build().unwrap();
+    /// assert!(limiter.check().allowed);
+    /// ```
     pub fn gcra(rate: Rate) -> RateLimiterBuilder {
-        let b = Self::builder();
-        match Gcra::limiter(rate) {
-            Ok(l) => b.limit(l),
-            Err(e) => b.fail(e),
-        }
+        Self::builder().try_limit(Gcra::limiter(rate))
+    }
+
+    /// A builder with one GCRA limit of `rate` and a burst of `burst` units.
+    pub fn gcra_with_burst(rate: Rate, burst: u64) -> RateLimiterBuilder {
+        Self::builder().try_limit(Gcra::limiter_with_burst(rate, burst))
+    }
+
+    /// A builder with one token bucket of `capacity` tokens refilled at `refill`.
+    pub fn token_bucket(capacity: u64, refill: Rate) -> RateLimiterBuilder {
+        Self::builder().try_limit(TokenBucket::limiter(capacity, refill))
+    }
+
+    /// A builder with one fixed window of `limit` requests per `window`.
+    pub fn fixed_window(limit: u64, window: Duration) -> RateLimiterBuilder {
+        Self::builder().try_limit(FixedWindow::limiter(limit, window))
+    }
+
+    /// A builder with one sliding window counter of `limit` requests per `window`.
+    pub fn sliding_window_counter(limit: u64, window: Duration) -> RateLimiterBuilder {
+        Self::builder().try_limit(SlidingWindowCounter::limiter(limit, window))
+    }
+
+    /// A builder with one exact sliding window log of `limit` requests per `window`.
+    ///
+    /// ```
+    /// use resilient::ratelimit::RateLimiter;
+    /// use std::time::Duration;
+    /// let err = RateLimiter::sliding_window_log(0, Duration::from_secs(1)).build().unwrap_err();
+    /// assert!(err.field().contains("limit"), "{err}");
+    /// ```
+    pub fn sliding_window_log(limit: u64, window: Duration) -> RateLimiterBuilder {
+        Self::builder().try_limit(SlidingWindowLog::new(limit, window))
     }
 
     /// Decides one request of the configured cost now (the binding decision). If a limit's
@@ -164,19 +210,26 @@ impl RateLimiter {
     /// consumed.
     #[inline]
     pub fn check(&self) -> Decision {
+        self.decide_cost(self.inner.cost)
+    }
+
+    /// The binding decision for `cost` units now; a cost above a limit's capacity (cut at
+    /// runtime, or asked for) is a denial that can never pass (`retry_after`
+    /// `Duration::MAX`), and nothing is consumed.
+    #[inline]
+    fn decide_cost(&self, cost: u64) -> Decision {
         let inner = &*self.inner;
         let now = inner.clock.now();
         if let [one] = inner.limits.as_slice() {
-            // The cost was validated at build; a runtime capacity cut reports a denial.
             return one
-                .try_acquire(now, inner.cost)
-                .unwrap_or_else(|_| one.peek(now, inner.cost).never());
+                .try_acquire(now, cost)
+                .unwrap_or_else(|_| one.peek(now, cost).never());
         }
-        self.decide(now, inner.cost)
+        self.decide(now, cost)
             .map(|v| v.binding())
             .unwrap_or_else(|_| {
-                let l = inner.limits.iter().find(|l| l.max_cost() < inner.cost);
-                l.unwrap_or(&inner.limits[0]).peek(now, inner.cost).never()
+                let l = inner.limits.iter().find(|l| l.max_cost() < cost);
+                l.unwrap_or(&inner.limits[0]).peek(now, cost).never()
             })
     }
 
@@ -296,44 +349,125 @@ impl RateLimiter {
         )
     }
 
+    /// Takes `cost` units, waiting at most `max_wait` for them: reserves them where every
+    /// limit can (the caller then sleeps until its slot, holding it; dropping the future
+    /// gives it back), otherwise polls at the limits' `retry_after`.
+    fn wait_for(&self, cost: u64, max_wait: Duration) -> Acquire<'_> {
+        let clock = &self.inner.clock;
+        let now = clock.now();
+        match self.reserve(now, cost, max_wait) {
+            Some(Ok((wait, _))) if wait.is_zero() => Acquire::Ready(Ok(Permit::none())),
+            Some(Ok((wait, tickets))) => {
+                let held = Reservation {
+                    limiter: self,
+                    tickets,
+                    armed: true,
+                };
+                Acquire::Wait(Box::pin(async move {
+                    tokio::time::sleep(wait).await;
+                    held.keep();
+                    Ok(Permit::none())
+                }))
+            }
+            Some(Err(r)) => Acquire::Ready(Err(r)),
+            None => {
+                let d = self.decide_cost(cost);
+                if d.allowed {
+                    return Acquire::Ready(Ok(Permit::none()));
+                }
+                // A request that can never pass (`Duration::MAX`: a limit cut below the
+                // cost) is rejected at once, even with an unbounded wait.
+                if d.retry_after == Duration::MAX || d.retry_after > max_wait {
+                    return Acquire::Ready(Err(self.rejection_for(cost, d.retry_after)));
+                }
+                // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
+                let until = now.saturating_add(max_wait);
+                Acquire::Wait(Box::pin(async move {
+                    let mut d = d;
+                    let mut pause = PollPause::new(now, max_wait);
+                    let mut at = now;
+                    loop {
+                        tokio::time::sleep(pause.next(at, d.retry_after)).await;
+                        at = clock.now();
+                        d = self.decide_cost(cost);
+                        if d.allowed {
+                            return Ok(Permit::none());
+                        }
+                        // The limit may have been cut below the cost while it waited.
+                        if d.retry_after == Duration::MAX
+                            || at.saturating_add(d.retry_after) > until
+                            || pause.expired()
+                        {
+                            return Err(self.rejection_for(cost, d.retry_after));
+                        }
+                    }
+                }))
+            }
+        }
+    }
+
+    /// Waits until `cost` units can be taken, at most `max_wait` (Guava's
+    /// `acquire(permits)` is `acquire_n(permits, Duration::MAX)`, its
+    /// `tryAcquire(permits, timeout)` is `acquire_n(permits, timeout)`), whatever the
+    /// limiter's [`Mode`]. Returns how long it waited (on tokio's timer). A cost that can
+    /// never pass (above a limit's capacity) or a wait longer than `max_wait` is rejected
+    /// at once with [`Rejection::RateLimited`] and its `retry_after`. Dropping the future
+    /// gives back what it reserved.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let limiter = RateLimiter::gcra_with_burst(Rate::per_second(10), 10).build().unwrap();
+    /// assert_eq!(limiter.acquire_n(10, Duration::MAX).await.unwrap(), Duration::ZERO);
+    /// // 5 more units are 500 ms away
+    /// assert_eq!(limiter.acquire_n(5, Duration::MAX).await.unwrap(), Duration::from_millis(500));
+    /// // more than the burst can never pass
+    /// assert!(limiter.acquire_n(11, Duration::MAX).await.is_err());
+    /// # }
+    /// ```
+    pub async fn acquire_n(&self, cost: u64, max_wait: Duration) -> Result<Duration, Rejection> {
+        let start = tokio::time::Instant::now();
+        match self.wait_for(cost, max_wait) {
+            Acquire::Ready(r) => r,
+            Acquire::Wait(w) => w.await,
+        }
+        .map(|_| start.elapsed())
+    }
+
+    /// The rejection of `cost` units that must wait `after` (`Duration::MAX`: never, so no
+    /// `retry_after`), with the binding limit's state for headers (peeked: a rejection
+    /// consumes nothing). Only rejections pay for it.
+    #[cold]
+    fn rejection_for(&self, cost: u64, after: Duration) -> Rejection {
+        let now = self.inner.clock.now();
+        let info = self
+            .inner
+            .limits
+            .iter()
+            .map(|l| (l.peek(now, cost), l.policy()))
+            .max_by_key(|(d, _)| d.retry_after)
+            .map(|(d, p)| Box::new(d.info(p)));
+        Rejection::RateLimited {
+            retry_after: (after != Duration::MAX).then_some(after),
+            info,
+        }
+    }
+
     /// Reserves `cost` on every limit within `max_wait`: `Ok((wait, tickets))` or the
     /// rejection. `None` if some limit cannot reserve.
-    #[allow(clippy::type_complexity)]
     fn reserve(
         &self,
         now: Duration,
+        cost: u64,
         max_wait: Duration,
-    ) -> Option<Result<(Duration, SmallVec<[Ticket; 2]>), Rejection>> {
+    ) -> Option<Result<(Duration, Tickets), Rejection>> {
         let limits = &self.inner.limits;
-        let cost = self.inner.cost;
         quota::reserve_all(
             limits.len(),
             |i| limits[i].reserve_with_ticket(now, cost, max_wait),
             |i, t| limits[i].undo(now, cost, t),
         )
-    }
-
-    /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]).
-    ///
-    /// ```
-    /// use resilient::ratelimit::{Rate, RateLimiter};
-    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let layer = RateLimiter::gcra(Rate::per_second(1)).build().unwrap().layer();
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(layer.clone())
-    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
-    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
-    /// assert!(svc.ready().await.unwrap().call(8).await.unwrap_err().retry_after().is_some());
-    /// # }
-    /// ```
-    #[cfg(feature = "tower")]
-    pub fn layer(&self) -> crate::tower::PipelineLayer<crate::AllErrors> {
-        crate::Pipeline::builder()
-            .guard(self.clone())
-            .build()
-            .expect("a pipeline of one guard is always valid")
-            .layer()
     }
 }
 
@@ -347,6 +481,26 @@ impl RateLimiterBuilder {
     pub fn limit(mut self, limit: impl Limiter) -> Self {
         self.limits.push(Box::new(limit));
         self
+    }
+
+    /// Adds a limit that may have failed to build (what the algorithms' constructors
+    /// return): its error is reported by [`RateLimiterBuilder::build`], so a limiter has
+    /// one validation point.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter, TokenBucket};
+    /// use std::time::Duration;
+    /// let limiter = RateLimiter::builder()
+    ///     .try_limit(TokenBucket::limiter(10, Rate::per_second(5)))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(limiter.check().allowed);
+    /// ```
+    pub fn try_limit(self, limit: Result<impl Limiter, ConfigError>) -> Self {
+        match limit {
+            Ok(l) => self.limit(l),
+            Err(e) => self.fail(e),
+        }
     }
 
     /// The clock (default [`crate::system_clock`], which follows tokio's paused time).
@@ -425,13 +579,6 @@ impl RateLimiterBuilder {
     }
 }
 
-/// The rejection for a wait of `after` (`Duration::MAX`: never, so no `retry_after`).
-fn rejection(after: Duration) -> Rejection {
-    Rejection::RateLimited {
-        retry_after: (after != Duration::MAX).then_some(after),
-    }
-}
-
 /// Gives a reservation back unless the wait completed: each limit's `undo`, which gives
 /// back only what no later reservation depends on (while it is still the last one).
 struct Reservation<'a> {
@@ -467,67 +614,23 @@ impl Guard for RateLimiter {
     /// Blocking callers never wait: over the limit they get
     /// [`Rejection::RateLimited`] with the time until capacity.
     fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        self.allow().map(|()| Permit::none()).map_err(rejection)
+        self.allow()
+            .map(|()| Permit::none())
+            .map_err(|after| self.rejection_for(self.inner.cost, after))
     }
 
     fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
         let max_wait = match self.inner.mode {
             Mode::Reject => {
-                return Acquire::Ready(self.allow().map(|()| Permit::none()).map_err(rejection));
+                return Acquire::Ready(
+                    self.allow()
+                        .map(|()| Permit::none())
+                        .map_err(|after| self.rejection_for(self.inner.cost, after)),
+                );
             }
             Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),
         };
-        let clock = &self.inner.clock;
-        let now = clock.now();
-        match self.reserve(now, max_wait) {
-            Some(Ok((wait, _))) if wait.is_zero() => Acquire::Ready(Ok(Permit::none())),
-            Some(Ok((wait, tickets))) => {
-                let held = Reservation {
-                    limiter: self,
-                    tickets,
-                    armed: true,
-                };
-                Acquire::Wait(Box::pin(async move {
-                    tokio::time::sleep(wait).await;
-                    held.keep();
-                    Ok(Permit::none())
-                }))
-            }
-            Some(Err(r)) => Acquire::Ready(Err(r)),
-            None => {
-                let d = self.check();
-                if d.allowed {
-                    return Acquire::Ready(Ok(Permit::none()));
-                }
-                // A request that can never pass (`Duration::MAX`: a limit cut below the
-                // cost) is rejected at once, even with an unbounded wait.
-                if d.retry_after == Duration::MAX || d.retry_after > max_wait {
-                    return Acquire::Ready(Err(d.rejection()));
-                }
-                // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
-                let until = now.saturating_add(max_wait);
-                Acquire::Wait(Box::pin(async move {
-                    let mut d = d;
-                    let mut pause = PollPause::new(now, max_wait);
-                    let mut at = now;
-                    loop {
-                        tokio::time::sleep(pause.next(at, d.retry_after)).await;
-                        at = clock.now();
-                        d = self.check();
-                        if d.allowed {
-                            return Ok(Permit::none());
-                        }
-                        // The limit may have been cut below the cost while it waited.
-                        if d.retry_after == Duration::MAX
-                            || at.saturating_add(d.retry_after) > until
-                            || pause.expired()
-                        {
-                            return Err(d.rejection());
-                        }
-                    }
-                }))
-            }
-        }
+        self.wait_for(self.inner.cost, max_wait)
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
@@ -537,20 +640,31 @@ impl Guard for RateLimiter {
     }
 }
 
-impl<C> PipelineBuilder<C> {
-    /// Adds a rate limiter at the current position (per call before `.retry(..)`, per
-    /// attempt after it).
-    ///
-    /// ```
-    /// use resilient::Pipeline;
-    /// use resilient::ratelimit::{Rate, RateLimiter};
-    /// let p = Pipeline::builder()
-    ///     .rate_limit(RateLimiter::gcra(Rate::per_second(100)).build().unwrap())
-    ///     .build()
-    ///     .unwrap();
-    /// assert_eq!(p.stages(), ["rate_limiter(per call)"]);
-    /// ```
-    pub fn rate_limit(self, limiter: RateLimiter) -> Self {
-        self.guard(limiter)
+/// What [`PipelineBuilder::rate_limit`](crate::PipelineBuilder::rate_limit) accepts: a
+/// built limiter (by value or by reference; clones share state) or a builder (its
+/// validation error fails the pipeline's `build`).
+pub trait IntoRateLimiter {
+    /// The limiter as a shareable guard.
+    fn into_guard(self) -> Arc<dyn Guard>;
+}
+
+impl IntoRateLimiter for RateLimiter {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self)
+    }
+}
+
+impl IntoRateLimiter for &RateLimiter {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        Arc::new(self.clone())
+    }
+}
+
+impl IntoRateLimiter for RateLimiterBuilder {
+    fn into_guard(self) -> Arc<dyn Guard> {
+        match self.build() {
+            Ok(l) => Arc::new(l),
+            Err(e) => Arc::new(Invalid::new("rate_limiter", e)),
+        }
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use sfv::{BareItem, KeyRef, ListEntry, ListSerializer, Parser, StringRef};
 
 use super::decision::{Decision, Policy};
-use crate::{ConfigError, RetryAfter};
+use crate::engine::error::{ConfigError, RetryAfter};
 
 /// The largest integer a Structured Field can carry.
 const SF_MAX: u64 = 999_999_999_999_999;
@@ -50,6 +50,48 @@ pub struct HeaderLimit<'a> {
     pub policy: Policy,
     /// This request's decision for that limit.
     pub decision: Decision,
+}
+
+/// Renders the headers of a rejection from the error alone: the rate limiter's state it
+/// carries ([`Error::rate_limit_info`](crate::Error::rate_limit_info)) under the policy
+/// name `name`, and its `retry_after`. `None` when the error is not a rate-limit rejection
+/// or its limiter did not report its state.
+///
+/// ```
+/// use resilient::ratelimit::headers::write_rejection_headers;
+/// use resilient::ratelimit::{Rate, RateLimiter};
+/// use resilient::{Error, Pipeline};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let p = Pipeline::builder().rate_limit(RateLimiter::gcra(Rate::per_minute(1))).build().unwrap();
+/// let _ = p.execute(|| async { Ok::<(), ()>(()) }).await;
+/// let err = p.execute(|| async { Ok::<(), ()>(()) }).await.unwrap_err();
+/// let h = write_rejection_headers("api", &err).unwrap().unwrap();
+/// assert!(h.contains(&("RateLimit-Policy", r#""api";q=1;w=60"#.to_string())));
+/// assert!(h.contains(&("RateLimit", r#""api";r=0;t=60"#.to_string())));
+/// assert!(h.contains(&("Retry-After", "60".to_string())));
+/// # }
+/// ```
+pub fn write_rejection_headers<E>(
+    name: &str,
+    error: &crate::engine::error::Error<E>,
+) -> Option<Result<Vec<(&'static str, String)>, ConfigError>> {
+    let info = error.rate_limit_info()?;
+    let decision = Decision {
+        allowed: false,
+        limit: info.limit,
+        remaining: info.remaining,
+        reset: info.reset,
+        retry_after: error.retry_after().unwrap_or(Duration::MAX),
+    };
+    let policy = Policy {
+        quota: info.quota,
+        window: info.window,
+    };
+    Some(write_headers(&[HeaderLimit {
+        name,
+        policy,
+        decision,
+    }]))
 }
 
 /// Renders the headers for one request from the decisions of its limits (see the

@@ -42,7 +42,9 @@ use super::decision::{CostError, Decision, Nanos, Rate, nanos, wait};
 use super::guard::{Mode, Verdict};
 use super::quota;
 use super::time::Time;
-use crate::{ConfigError, Rejection, SharedClock, system_clock};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::error::ConfigError;
+use crate::engine::guard::Rejection;
 
 /// The longest period [`KeyedLimiter::spawn_sweeper`] sweeps at (a 365-day year); longer
 /// ones are clamped to it.
@@ -599,7 +601,10 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         max_wait: Duration,
     ) -> Option<Result<(Duration, KeyedTickets), Rejection>> {
         if self.cost_ok(cost).is_err() {
-            return Some(Err(Rejection::RateLimited { retry_after: None }));
+            return Some(Err(Rejection::RateLimited {
+                retry_after: None,
+                info: None,
+            }));
         }
         let now = self.clock.nanos();
         let max_wait = nanos(max_wait);

@@ -16,7 +16,8 @@ use super::algorithm::Algorithm;
 use super::decision::PollPause;
 use super::guard::Mode;
 use super::keyed::{KeyedLimiter, KeyedTickets};
-use crate::{Error, Rejection};
+use crate::engine::error::Error;
+use crate::engine::guard::Rejection;
 
 /// A tower `Layer` that rate-limits each request under the key `key(&request)` returns.
 /// Made by [`KeyedLimiter::layer`] or [`KeyedLayer::new`]. Clones (and every service they
@@ -50,7 +51,7 @@ use crate::{Error, Rejection};
 /// let ada = |body| Request { user: 1, body };
 /// assert_eq!(svc.ready().await.unwrap().call(ada("hi")).await.unwrap(), "hi");
 /// let over = svc.ready().await.unwrap().call(ada("again")).await.unwrap_err();
-/// assert!(matches!(over, Error::RateLimited { retry_after: Some(_) }));
+/// assert!(matches!(over, Error::RateLimited { retry_after: Some(_), .. }));
 /// // Another user has their own limit.
 /// let bob = Request { user: 2, body: "hello" };
 /// assert_eq!(svc.ready().await.unwrap().call(bob).await.unwrap(), "hello");
@@ -286,6 +287,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> Drop
 fn rejection(retry_after: Duration) -> Rejection {
     Rejection::RateLimited {
         retry_after: (retry_after != Duration::MAX).then_some(retry_after),
+        info: None,
     }
 }
 
@@ -305,7 +307,7 @@ where
         // Inside a pipeline call (this layer under `pipeline.layer()`, or a service called
         // from an operation), never wait past the call's deadline: a wait that cannot end
         // in time is a rejection now, with its retry_after, like the pipeline guard's.
-        Mode::Wait(w) => crate::inherited_deadline().map_or(w, |d| {
+        Mode::Wait(w) => crate::engine::context::inherited_deadline().map_or(w, |d| {
             w.min(d.saturating_duration_since(tokio::time::Instant::now()))
         }),
     };

@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use super::decision::{CostError, Decision};
 use super::guard::Verdict;
-use crate::Rejection;
+use crate::engine::guard::Rejection;
 
 /// Decides a request over `n` limits: `acquire(i)` takes from limit `i` (with the ticket
 /// that undoes it), `peek(i)` says what it would decide (for the limits after a refusal),
@@ -75,7 +75,10 @@ pub(crate) fn reserve_all<T>(
                 None
             }
             Some(Ok((d, _))) => Some(Some(d.rejection())),
-            Some(Err(_)) => Some(Some(Rejection::RateLimited { retry_after: None })),
+            Some(Err(_)) => Some(Some(Rejection::RateLimited {
+                retry_after: None,
+                info: None,
+            })),
             None => Some(None),
         };
         if let Some(refusal) = refused {

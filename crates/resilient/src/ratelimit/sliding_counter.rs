@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
 use super::decision::{Decision, Nanos, Policy, Rate, nanos};
 use super::fixed_window::{check_window, window_limit};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 const BITS: u32 = 20;
 const MASK: u64 = (1 << BITS) - 1;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
 use super::fixed_window::{check_window, window_limit};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 const MAX_LOG_LIMIT: u64 = u64::MAX / 2;
 

@@ -8,9 +8,14 @@
 //! [`SmoothBuilder::max_debt`] permits; larger requests are a [`CostError`].
 //!
 //! - [`Smooth::bursty`]: stored permits (up to `max_burst` worth of time, 1 s by default)
-//!   are free. A new limiter starts with none stored; by default it starts at its first
-//!   request, and with [`Start::At`] (Guava's semantics) at its creation, storing
-//!   permits while idle before its first request.
+//!   are free. A new limiter starts with none stored.
+//!
+//! When does a limiter start? By default at its first request: the limiter has no clock
+//! of its own (callers pass `now`), and a clock's origin says nothing about how long it was
+//! idle. Guava's limiters start when they are created and store permits while idle before
+//! their first request; [`SmoothBuilder::start_at`] gives that semantics (pass the clock's
+//! reading at creation). It only matters for [`Smooth::bursty`]: a warming-up limiter
+//! starts cold (all permits stored) and a linear ramp starts at its slowest either way.
 //! - [`Smooth::warming_up`]: Guava's `SmoothWarmingUp`: a cold limiter (new, or idle long
 //!   enough) issues permits at `cold_factor` (3) times the stable interval and speeds up
 //!   linearly in stored permits until it reaches the stable rate after `warmup`.
@@ -25,7 +30,7 @@ use std::time::Duration;
 
 use super::algorithm::{Limiter, Ticket};
 use super::decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 #[derive(Debug, Clone, Copy)]
 enum Shape {
@@ -40,52 +45,7 @@ pub struct SmoothBuilder {
     rate: Rate,
     shape: Shape,
     max_debt: u64,
-    start: Start,
-}
-
-/// When a [`Smooth`] limiter starts counting idle time (see [`SmoothBuilder::start`]).
-///
-/// - [`Start::FirstRequest`], the default: the limiter starts at its first request, with
-///   what it was built with stored (none for a bursty limiter). The builder has no clock,
-///   and a clock's origin says nothing about how long the limiter was idle, so nothing is
-///   assumed.
-/// - [`Start::At`]: Guava's semantics: the limiter was created at this reading of the clock
-///   it is used with (`clock.now()`, or [`RateLimiter::now`](super::RateLimiter::now) of
-///   the limiter it joins), and idle time from then on stores permits, up to the most
-///   that can be stored, as after any request. A first request at a reading before it
-///   starts the limiter there, as [`Start::FirstRequest`] does: a creation time from
-///   another clock can never lock the limiter out.
-///
-/// Warming-up and linear-ramp limiters start cold either way (a warming-up limiter is built
-/// with all its permits stored, Guava's cold state; idle time keeps it cold), so the
-/// choice only changes a bursty limiter.
-///
-/// Guava's one-second burst at 5 permits/s: created at t = 0 and idle for 1 s, the limiter
-/// has stored 5 permits, so requests of 1, 1, 3 and 1 start at once (the last leaves
-/// 0.2 s of debt) and the next waits 0.2 s:
-///
-/// ```
-/// use resilient::{Clock, ManualClock};
-/// use resilient::ratelimit::{Rate, RateLimiter, Smooth, Start};
-/// use std::sync::Arc;
-/// use std::time::Duration;
-/// let clock = ManualClock::new();
-/// let smooth = Smooth::bursty(Rate::per_second(5)).start(Start::At(clock.now())).build().unwrap();
-/// let limiter = RateLimiter::builder().limit(smooth).clock(Arc::new(clock.clone())).build().unwrap();
-/// clock.advance(Duration::from_secs(1));
-/// for cost in [1, 1, 3, 1] {
-///     assert!(limiter.check_n(cost).unwrap().allowed);
-/// }
-/// let d = limiter.check();
-/// assert_eq!((d.allowed, d.retry_after), (false, Duration::from_millis(200)));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Start {
-    /// At the first request (the default).
-    #[default]
-    FirstRequest,
-    /// At this reading of the limiter's clock (its creation, as in Guava).
-    At(Duration),
+    start: Option<Duration>,
 }
 
 /// A Guava-style smooth limiter (see the [module docs](self)).
@@ -119,7 +79,7 @@ pub struct Smooth {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct State {
     shape: Shape,
     /// Stable interval between permits, ns.
@@ -129,9 +89,9 @@ struct State {
     /// When the next request may start, ns; `NaN` until the first request, whose time
     /// starts the limiter (a clock's origin says nothing about how long it was idle).
     next_free: f64,
-    /// [`Start::At`]: the creation time, ns, from which idle time before the first request
-    /// stores permits; `NaN` for [`Start::FirstRequest`].
-    created: f64,
+    /// [`SmoothBuilder::start_at`]: when the limiter was created, ns; its first request
+    /// then starts it there (permits stored while idle since), not at its own time.
+    created: Option<f64>,
     /// Linear ramp: when the current active period began (`None` = cold).
     active_since: Option<f64>,
     // Warm-up derived values.
@@ -146,7 +106,7 @@ impl Smooth {
             rate,
             shape: Shape::Bursty { max_burst: 1e9 },
             max_debt: 1,
-            start: Start::FirstRequest,
+            start: None,
         }
     }
 
@@ -176,7 +136,7 @@ impl Smooth {
                 cold_factor: 3.0,
             },
             max_debt: 1,
-            start: Start::FirstRequest,
+            start: None,
         }
     }
 
@@ -204,7 +164,7 @@ impl Smooth {
                 start: 1.0 / 3.0,
             },
             max_debt: 1,
-            start: Start::FirstRequest,
+            start: None,
         }
     }
 
@@ -267,14 +227,6 @@ impl SmoothBuilder {
         self
     }
 
-    /// When the limiter starts counting idle time: at its first request (the default) or,
-    /// as Guava's limiters do, at its creation ([`Start::At`] a reading of its clock), so
-    /// that idle time before the first request stores permits. See [`Start`].
-    pub fn start(mut self, start: Start) -> Self {
-        self.start = start;
-        self
-    }
-
     /// Bursty only: how much unused time is saved as stored permits (default 1 s).
     pub fn max_burst(mut self, d: Duration) -> Self {
         if let Shape::Bursty { max_burst } = &mut self.shape {
@@ -296,6 +248,36 @@ impl SmoothBuilder {
         if let Shape::Linear { start, .. } = &mut self.shape {
             *start = f;
         }
+        self
+    }
+
+    /// Guava's start: the limiter exists from `now` (the reading, at creation, of the clock
+    /// whose readings its callers will pass, e.g. [`RateLimiter::now`](super::RateLimiter::now)
+    /// or `resilient::system_clock().now()`), and idle time before its first request
+    /// stores permits, up to the maximum. Without it the limiter starts at its first
+    /// request with nothing stored. A first request earlier than `now` (a clock that
+    /// stepped back) starts it at that request instead.
+    ///
+    /// Guava's one-second burst at 5 permits/s: created, idle for a second, then five
+    /// permits are free and the sixth waits 0.2 s.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Limiter, Rate, Smooth};
+    /// use std::time::Duration;
+    /// let created = Duration::from_secs(86_400); // the clock's reading at creation
+    /// let l = Smooth::bursty(Rate::per_second(5)).start_at(created).build().unwrap();
+    /// let now = created + Duration::from_secs(1);
+    /// let mut waits = vec![];
+    /// let mut t = now;
+    /// for cost in [1, 1, 3, 1, 1] {
+    ///     let wait = l.reserve(t, cost, Duration::MAX).unwrap().unwrap().retry_after;
+    ///     waits.push(wait.as_millis());
+    ///     t += wait;
+    /// }
+    /// assert_eq!(waits, [0, 0, 0, 0, 200]);
+    /// ```
+    pub fn start_at(mut self, now: Duration) -> Self {
+        self.start = Some(now);
         self
     }
 
@@ -345,10 +327,7 @@ impl SmoothBuilder {
             max_permits: 0.0,
             stored: 0.0,
             next_free: f64::NAN,
-            created: match self.start {
-                Start::FirstRequest => f64::NAN,
-                Start::At(t) => nanos(t) as f64,
-            },
+            created: self.start.map(|t| nanos(t) as f64),
             active_since: None,
             threshold: 0.0,
             slope: 0.0,
@@ -391,13 +370,15 @@ impl State {
 
     fn resync(&mut self, now: f64) {
         if self.next_free.is_nan() {
-            // First request: the limiter starts now, with what it was built with stored,
-            // plus (with a creation time) what its idle time since then stored.
-            if now > self.created {
-                self.next_free = self.created;
-            } else {
-                self.next_free = now;
-                return;
+            // First request: the limiter starts now, with what it was built with stored;
+            // or, built with `start_at`, at its creation, storing what idle time since
+            // then is worth (below).
+            match self.created {
+                Some(created) if created < now => self.next_free = created,
+                _ => {
+                    self.next_free = now;
+                    return;
+                }
             }
         }
         if now > self.next_free {
@@ -569,20 +550,18 @@ impl Limiter for Smooth {
     }
 
     /// Whether a request of `cost` would be admitted now; it does not start a limiter that
-    /// has had no request yet (it reports what a first request would find).
+    /// has had no request yet.
     fn peek(&self, now: Duration, cost: u64) -> Decision {
-        let mut guard = self.lock();
+        let mut st = self.lock();
         let now = nanos(now) as f64;
-        let st = if guard.next_free.is_nan() {
-            let mut first = *guard;
-            first.resync(now);
-            first
+        if !st.next_free.is_nan() || st.created.is_some() {
+            st.resync(now);
+        }
+        let next_free = if st.next_free.is_nan() {
+            now
         } else {
-            guard.resync(now);
-            *guard
+            st.next_free
         };
-        drop(guard);
-        let next_free = st.next_free;
         let short = (cost as f64 - self.max_debt as f64 - st.stored).max(0.0);
         let wait = (next_free - now).max(0.0) + short * st.cooldown();
         let refill = (st.max_permits - st.stored).max(0.0) * st.cooldown();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::decision::nanos;
-use crate::SharedClock;
+use crate::engine::clock::SharedClock;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Time {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
 use super::config::ConfigCell;
 use super::decision::{Decision, Nanos, Policy, Rate, nanos};
-use crate::ConfigError;
+use crate::engine::error::ConfigError;
 
 /// Token-bucket configuration (capacity and refill, adjustable at runtime).
 ///

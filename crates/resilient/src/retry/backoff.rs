@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::RandomSource;
+use crate::engine::random::RandomSource;
 
 /// The base delay before retry number `n` (1 = the first retry), before jitter and caps.
 #[derive(Clone)]
@@ -151,7 +151,7 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SeededRandom;
+    use crate::engine::random::SeededRandom;
 
     const MS: Duration = Duration::from_millis(1);
 

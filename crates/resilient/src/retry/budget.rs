@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::{ConfigError, SharedClock, system_clock};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::error::ConfigError;
 
 /// The reserve's unit: milli-retries.
 const SCALE: i64 = 1_000;
@@ -372,7 +373,7 @@ impl RetryBudgetBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
+    use crate::engine::clock::ManualClock;
 
     std::thread_local! {
         static PAUSE: std::cell::Cell<Option<Box<dyn FnOnce()>>> = const { std::cell::Cell::new(None) };

@@ -14,70 +14,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{ConfigError, Rejection, SharedRandom, thread_random};
+pub use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryHook, RetryReason};
 
-/// Why an attempt is being retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RetryReason {
-    /// The operation returned an error classified as a failure.
-    Error,
-    /// The operation returned `Ok` classified as a failure.
-    FailedResult,
-    /// The attempt hit the operation timeout.
-    Timeout,
-    /// A per-attempt guard rejected the attempt.
-    Rejected,
-}
-
-/// Emitted before each retry wait.
-#[derive(Debug, Clone)]
-pub struct RetryEvent<'a> {
-    /// The pipeline's operation name.
-    pub operation: Option<&'a str>,
-    /// The attempt that failed (1-based).
-    pub attempt: u32,
-    /// The wait before the next attempt.
-    pub delay: Duration,
-    /// Why it is retried.
-    pub reason: RetryReason,
-}
-
-/// A hook called before each retry.
-pub type RetryHook = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
-
-/// The failed attempt that is about to be retried, as the typed retry hook sees it (see
-/// [`crate::PipelineBuilder::on_retry`]).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum FailedAttempt<'a, T, E> {
-    /// The operation returned an error classified as a failure.
-    Error(&'a E),
-    /// The operation returned `Ok` classified as a failure (e.g. an HTTP 503).
-    FailedResult(&'a T),
-    /// The attempt ran into the operation timeout after this long.
-    Timeout(Duration),
-    /// A per-attempt guard rejected the attempt (see [`Retry::retry_rejected`]).
-    Rejected(&'a Rejection),
-}
-
-impl<T, E> Clone for FailedAttempt<'_, T, E> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T, E> Copy for FailedAttempt<'_, T, E> {}
-
-impl<'a, T, E> FailedAttempt<'a, T, E> {
-    /// The operation's error, if the attempt failed with one.
-    pub fn error(&self) -> Option<&'a E> {
-        match *self {
-            FailedAttempt::Error(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+use crate::engine::error::ConfigError;
+use crate::engine::random::{SharedRandom, thread_random};
 
 /// Retry configuration.
 ///
@@ -96,6 +36,8 @@ impl<'a, T, E> FailedAttempt<'a, T, E> {
 #[derive(Clone)]
 pub struct Retry {
     pub(crate) max_attempts: u32,
+    /// `attempts(..)` was given a value that does not fit a `u32` (reported at build).
+    attempts_out_of_range: bool,
     pub(crate) backoff: Backoff,
     pub(crate) jitter: Jitter,
     pub(crate) max_delay: Duration,
@@ -124,10 +66,27 @@ impl fmt::Debug for Retry {
     }
 }
 
+/// The retry most services want: 3 attempts, exponential backoff from 100 ms (doubling,
+/// each delay at most 60 s) with full jitter (each wait uniform in `[0, delay]`, which
+/// spreads out callers that failed together).
+///
+/// ```
+/// use resilient::{Pipeline, Retry};
+/// let p = Pipeline::builder().retry(Retry::default()).build().unwrap();
+/// assert_eq!(Retry::default().max_attempts(), 3);
+/// # drop(p);
+/// ```
+impl Default for Retry {
+    fn default() -> Self {
+        Self::exponential(Duration::from_millis(100)).jitter(Jitter::Full)
+    }
+}
+
 impl Retry {
     fn with_backoff(backoff: Backoff) -> Self {
         Self {
             max_attempts: 3,
+            attempts_out_of_range: false,
             backoff,
             jitter: Jitter::None,
             max_delay: Duration::from_secs(60),
@@ -170,9 +129,28 @@ impl Retry {
         Self::with_backoff(Backoff::Custom(Arc::new(f)))
     }
 
-    /// Total attempts including the first (default 3).
-    pub fn attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n;
+    /// Total attempts including the first (default 3). Any integer type: a value that is
+    /// not between 1 and `u32::MAX` fails the pipeline's `build()` (field
+    /// `retry.attempts`).
+    ///
+    /// ```
+    /// use resilient::{Pipeline, Retry};
+    /// let n: usize = 5;
+    /// assert_eq!(Retry::immediate().attempts(n).max_attempts(), 5);
+    /// let err = Pipeline::builder().retry(Retry::immediate().attempts(-1)).build().unwrap_err();
+    /// assert_eq!(err.field(), "retry.attempts");
+    /// ```
+    pub fn attempts<N: TryInto<u32>>(mut self, n: N) -> Self {
+        match n.try_into() {
+            Ok(n) => {
+                self.max_attempts = n;
+                self.attempts_out_of_range = false;
+            }
+            Err(_) => {
+                self.max_attempts = 0;
+                self.attempts_out_of_range = true;
+            }
+        }
         self
     }
 
@@ -333,6 +311,15 @@ impl Retry {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.attempts_out_of_range {
+            return Err(ConfigError::new(
+                "retry.attempts",
+                format!(
+                    "must be between 1 and {} (got a value out of that range)",
+                    u32::MAX
+                ),
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(ConfigError::new(
                 "retry.attempts",

@@ -6,7 +6,8 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::{FailedAttempt, RetryAfter, RetryEvent};
+use crate::engine::attempt::{FailedAttempt, RetryEvent};
+use crate::engine::error::RetryAfter;
 
 /// How one attempt's result is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +39,18 @@ pub enum Outcome {
 pub trait Classify<T, E>: Send + Sync + 'static {
     /// The verdict on one attempt.
     fn classify(&self, result: &Result<T, E>) -> Outcome;
+
+    /// Whether this result is worth another attempt, given how it was judged. By default a
+    /// failure is retried and nothing else is: override it (or use
+    /// [`PipelineBuilder::retry_if`](crate::PipelineBuilder::retry_if)) to retry what is not
+    /// a dependency failure (a 409 conflict) or not to retry a failure (a non-idempotent
+    /// request that reached the server). Failure counting (breakers, metrics) follows
+    /// [`Classify::classify`] either way.
+    #[inline]
+    fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
+        let _ = result;
+        outcome == Outcome::Failure
+    }
 
     /// A delay the result itself asks for before the next attempt (server-directed, like
     /// `Retry-After`). It replaces the computed backoff, bounded by the retry's
@@ -102,6 +115,11 @@ impl<T, E: RetryAfter, C: Classify<T, E>> Classify<T, E> for HonorRetryAfter<C> 
         self.0.classify(result)
     }
 
+    #[inline]
+    fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
+        self.0.should_retry(result, outcome)
+    }
+
     fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
         match result {
             Err(e) => e.retry_after(),
@@ -157,6 +175,11 @@ where
     #[inline]
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self.inner.classify(result)
+    }
+
+    #[inline]
+    fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
+        self.inner.should_retry(result, outcome)
     }
 
     fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
@@ -217,6 +240,11 @@ where
     }
 
     #[inline]
+    fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
+        self.inner.should_retry(result, outcome)
+    }
+
+    #[inline]
     fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
         self.inner.retry_after(attempt, result)
     }
@@ -224,5 +252,127 @@ where
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
         (self.hook)(event, failed);
+    }
+}
+
+/// A classifier with its own retry predicate: `retry(&result)` decides whether an
+/// attempt is retried, whatever it counts as for breakers and metrics (the inner
+/// classifier's verdict). Made by
+/// [`PipelineBuilder::retry_if`](crate::PipelineBuilder::retry_if).
+pub struct RetryIf<C, F, T, E> {
+    inner: C,
+    retry: F,
+    _te: PhantomData<fn(&T, &E)>,
+}
+
+impl<C, F, T, E> RetryIf<C, F, T, E> {
+    /// Wraps `inner` with the predicate.
+    pub fn new(inner: C, retry: F) -> Self {
+        Self {
+            inner,
+            retry,
+            _te: PhantomData,
+        }
+    }
+}
+
+impl<C: Clone, F: Clone, T, E> Clone for RetryIf<C, F, T, E> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.retry.clone())
+    }
+}
+
+impl<C: std::fmt::Debug, F, T, E> std::fmt::Debug for RetryIf<C, F, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryIf")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static, E: 'static, C, F> Classify<T, E> for RetryIf<C, F, T, E>
+where
+    C: Classify<T, E>,
+    F: Fn(&Result<T, E>) -> bool + Send + Sync + 'static,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.inner.classify(result)
+    }
+
+    #[inline]
+    fn should_retry(&self, result: &Result<T, E>, _outcome: Outcome) -> bool {
+        (self.retry)(result)
+    }
+
+    #[inline]
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        self.inner.retry_after(attempt, result)
+    }
+
+    #[inline]
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        self.inner.on_retry(event, failed);
+    }
+}
+
+/// A classifier with a server-directed delay read from any result, `Ok` included (an
+/// HTTP 429 or 503 returned as a response with `Retry-After`): `delay(&result)` returning
+/// `Some(d)` waits `d` before the next attempt instead of the backoff (a request beyond
+/// the retry's `max_server_delay` stops retrying); `None` falls back to the inner classifier's delay. Made by
+/// [`PipelineBuilder::delay_from`](crate::PipelineBuilder::delay_from).
+pub struct DelayFrom<C, F, T, E> {
+    inner: C,
+    delay: F,
+    _te: PhantomData<fn(&T, &E)>,
+}
+
+impl<C, F, T, E> DelayFrom<C, F, T, E> {
+    /// Wraps `inner` with the delay function.
+    pub fn new(inner: C, delay: F) -> Self {
+        Self {
+            inner,
+            delay,
+            _te: PhantomData,
+        }
+    }
+}
+
+impl<C: Clone, F: Clone, T, E> Clone for DelayFrom<C, F, T, E> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.delay.clone())
+    }
+}
+
+impl<C: std::fmt::Debug, F, T, E> std::fmt::Debug for DelayFrom<C, F, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelayFrom")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static, E: 'static, C, F> Classify<T, E> for DelayFrom<C, F, T, E>
+where
+    C: Classify<T, E>,
+    F: Fn(&Result<T, E>) -> Option<Duration> + Send + Sync + 'static,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.inner.classify(result)
+    }
+
+    #[inline]
+    fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
+        self.inner.should_retry(result, outcome)
+    }
+
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        (self.delay)(result).or_else(|| self.inner.retry_after(attempt, result))
+    }
+
+    #[inline]
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        self.inner.on_retry(event, failed);
     }
 }

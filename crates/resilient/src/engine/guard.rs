@@ -13,7 +13,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::{ConfigError, Context, Outcome, Timeouts};
+use crate::engine::context::Context;
+use crate::engine::error::ConfigError;
+use crate::engine::outcome::Outcome;
+use crate::engine::timeouts::Timeouts;
 
 /// Why a guard refused a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub enum Rejection {
     RateLimited {
         /// When capacity is expected.
         retry_after: Option<Duration>,
+        /// The limit's state when it rejected (for `RateLimit` headers), if the limiter
+        /// reports it. Boxed: rejections stay small on the success path's types.
+        info: Option<Box<RateLimitInfo>>,
     },
     /// A bulkhead has no free slot.
     BulkheadFull,
@@ -45,9 +51,56 @@ impl Rejection {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Rejection::CircuitOpen { retry_after }
-            | Rejection::RateLimited { retry_after }
+            | Rejection::RateLimited { retry_after, .. }
             | Rejection::Other { retry_after, .. } => *retry_after,
             Rejection::BulkheadFull => None,
+        }
+    }
+}
+
+/// What a rate limiter knew when it rejected a call: enough for a server to answer with
+/// `RateLimit`/`RateLimit-Policy` headers from the error alone (see
+/// `resilient::ratelimit::headers::write_rejection_headers`, feature `http-headers`).
+/// Plain data, so that every layer can carry it.
+///
+/// ```
+/// use resilient::{Error, Pipeline};
+/// use resilient::ratelimit::{Rate, RateLimiter};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let p = Pipeline::builder().rate_limit(RateLimiter::gcra(Rate::per_minute(60))).build().unwrap();
+/// for _ in 0..60 {
+///     let _: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+/// }
+/// let err = p.execute(|| async { Ok::<(), ()>(()) }).await.unwrap_err();
+/// let info = err.rate_limit_info().expect("the limiter says why");
+/// assert_eq!((info.limit, info.remaining, info.quota), (60, 0, 60));
+/// assert_eq!(info.window, std::time::Duration::from_secs(60));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimitInfo {
+    /// The limit's capacity in units (its burst).
+    pub limit: u64,
+    /// Units left (0 when rejected, unless the request cost more than was left).
+    pub remaining: u64,
+    /// Time until the limit is full again.
+    pub reset: Duration,
+    /// The policy: units per window.
+    pub quota: u64,
+    /// The policy's window.
+    pub window: Duration,
+}
+
+impl RateLimitInfo {
+    /// The state of a limit: capacity, units left, time until full, and its policy.
+    pub fn new(limit: u64, remaining: u64, reset: Duration, quota: u64, window: Duration) -> Self {
+        Self {
+            limit,
+            remaining,
+            reset,
+            quota,
+            window,
         }
     }
 }
@@ -271,5 +324,41 @@ impl fmt::Debug for Permit<'_> {
             .field("guard", &self.guard.map(|g| g.name()))
             .field("token", &self.token)
             .finish()
+    }
+}
+
+/// A strategy whose configuration was invalid, handed to a pipeline builder as a builder
+/// (e.g. `.circuit_breaker(CircuitBreaker::failure_rate(..))`): it fails the pipeline's
+/// `build` with the strategy's own [`ConfigError`], so a pipeline has one validation point.
+/// Never admits (a pipeline holding it is never built).
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    name: &'static str,
+    error: ConfigError,
+}
+
+impl Invalid {
+    /// The guard named `name` that fails every build with `error`.
+    pub(crate) fn new(name: &'static str, error: ConfigError) -> Self {
+        Self { name, error }
+    }
+}
+
+impl Guard for Invalid {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        Acquire::Ready(Err(Rejection::Other {
+            guard: self.name,
+            retry_after: None,
+        }))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+
+    fn check(&self, _timeouts: &Timeouts) -> Result<(), ConfigError> {
+        Err(self.error.clone())
     }
 }

@@ -31,13 +31,19 @@ use smallvec::SmallVec;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
-use crate::core::guard::DeadlineFired;
-use crate::{
-    Acquire, AllErrors, Classify, ConfigError, Context, Error, FailedAttempt, Guard, OnRetry,
-    Outcome, Permit, Rejection, Retry, RetryEvent, RetryReason, SharedClock, Timeout, TimeoutScope,
-    Timeouts, system_clock,
-};
+use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
+use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::context::Context;
+use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
+use crate::engine::error::{ConfigError, Error, TimeoutScope};
+use crate::engine::guard::DeadlineFired;
+use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryIf};
+use crate::engine::timeouts::Timeouts;
+use crate::retry::Retry;
+use crate::timeout::Timeout;
+
+mod strategies;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
@@ -166,7 +172,7 @@ impl<C> PipelineBuilder<C> {
     /// Sets one level of the timeout hierarchy.
     pub fn timeout(mut self, t: Timeout) -> Self {
         self.stages.push(format!("{t:?}"));
-        self.timeouts.set(t);
+        t.apply(&mut self.timeouts);
         self
     }
 
@@ -244,7 +250,7 @@ impl<C> PipelineBuilder<C> {
         if self.typed_hook && self.error.is_none() {
             self.error = Some(ConfigError::new(
                 "on_retry",
-                "must come after classify(..), which would otherwise drop the hook",
+                "on_retry, retry_if and delay_from must come after classify(..), which would otherwise drop them",
             ));
         }
         PipelineBuilder {
@@ -306,6 +312,113 @@ impl<C> PipelineBuilder<C> {
             attempt_guards: self.attempt_guards,
             retry: self.retry,
             classify: OnRetry::new(self.classify, hook),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+        }
+    }
+
+    /// Decides which results are retried, separately from which count as failures (the
+    /// classifier's verdict, which breakers and metrics see): a 503 is both, a 400 is
+    /// neither, a failed non-idempotent request may count as a failure and not be retried,
+    /// a 409 conflict may be retried without counting against the dependency. Timeouts
+    /// and guard rejections keep their own settings ([`Retry::retry_on_timeout`],
+    /// [`Retry::retry_rejected`]). Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, Error, Outcome, Pipeline, Retry};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let breaker = CircuitBreaker::consecutive_failures(3).build().unwrap();
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::immediate().attempts(3))
+    ///     .circuit_breaker(&breaker)
+    ///     // only 5xx count against the dependency
+    ///     .classify(|r: &Result<u16, u16>| match r {
+    ///         Err(code) if *code >= 500 => Outcome::Failure,
+    ///         Err(_) => Outcome::Ignored,
+    ///         Ok(_) => Outcome::Success,
+    ///     })
+    ///     // retry 503 and 409, nothing else
+    ///     .retry_if(|r: &Result<u16, u16>| matches!(r, Err(503) | Err(409)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let r = p.execute(|| { calls += 1; async { Err::<u16, u16>(409) } }).await;
+    /// assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 3, last: 409 })));
+    /// assert_eq!(calls, 3);
+    /// assert!(breaker.is_ready()); // a 409 is not the dependency's failure
+    /// # }
+    /// ```
+    pub fn retry_if<T, E, F>(self, retry: F) -> PipelineBuilder<RetryIf<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> bool + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify: RetryIf::new(self.classify, retry),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+        }
+    }
+
+    /// A server-directed delay read from any result, `Ok` included: an HTTP 429 or 503
+    /// returned as `Ok(response)` with a `Retry-After` header. `delay(&result)` returning
+    /// `Some(d)` waits `d` before the next attempt instead of the backoff; a request beyond
+    /// the retry's [`max_server_delay`](Retry::max_server_delay) stops retrying. A result is only retried
+    /// if it is judged a failure (or [`retry_if`](Self::retry_if) says so): classify the
+    /// 429 response as one. Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::{Outcome, Pipeline, Retry};
+    /// use std::time::Duration;
+    /// struct Response { status: u16, retry_after: Option<Duration> }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::exponential(Duration::from_millis(100)).attempts(2))
+    ///     .classify(|r: &Result<Response, std::io::Error>| match r {
+    ///         Ok(resp) if resp.status == 429 || resp.status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .delay_from(|r: &Result<Response, std::io::Error>| r.as_ref().ok()?.retry_after)
+    ///     .build()
+    ///     .unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// let mut first = true;
+    /// let r = p.execute(|| {
+    ///     let throttled = std::mem::take(&mut first);
+    ///     async move {
+    ///         Ok(if throttled {
+    ///             Response { status: 429, retry_after: Some(Duration::from_secs(2)) }
+    ///         } else {
+    ///             Response { status: 200, retry_after: None }
+    ///         })
+    ///     }
+    /// }).await;
+    /// assert_eq!(r.unwrap().status, 200);
+    /// assert_eq!(start.elapsed(), Duration::from_secs(2));
+    /// # }
+    /// ```
+    pub fn delay_from<T, E, F>(self, delay: F) -> PipelineBuilder<DelayFrom<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> Option<Duration> + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify: DelayFrom::new(self.classify, delay),
             clock: self.clock,
             stages: self.stages,
             error: self.error,
@@ -657,7 +770,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     } else {
                         self.attempt(ctx, &mut op).await
                     };
-                if outcome != Outcome::Failure {
+                if !retried(&inner.classify, &result, outcome) {
                     return (finish(result, 1), outcome);
                 }
                 let remaining = ctx
@@ -671,7 +784,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     remaining,
                 ) {
                     Next::Stop => {
-                        let outcome = call_outcome(&result);
+                        let outcome = call_outcome(&result, outcome);
                         return (finish(result, attempt), outcome);
                     }
                     Next::Wait(delay) => {
@@ -850,6 +963,41 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
+        self.run_blocking(move |_| op())
+    }
+
+    /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
+    /// attempt (as [`Pipeline::execute_with`] does for async operations): its attempt
+    /// number, the pipeline's name and tags, and the call's deadline.
+    ///
+    /// ```
+    /// use resilient::{Pipeline, Retry, Timeout};
+    /// use std::time::Duration;
+    /// let p = Pipeline::builder()
+    ///     .timeout(Timeout::request(Duration::from_secs(5)))
+    ///     .retry(Retry::immediate().attempts(3))
+    ///     .build()
+    ///     .unwrap();
+    /// let r = p.execute_blocking_with(|ctx| {
+    ///     assert!(ctx.deadline().is_some());
+    ///     if ctx.attempt() < 3 { Err("not yet") } else { Ok(ctx.attempt()) }
+    /// });
+    /// assert_eq!(r.unwrap(), 3);
+    /// ```
+    pub fn execute_blocking_with<T, E, F>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(Context) -> Result<T, E>,
+    {
+        self.run_blocking(move |ctx| op(ctx.clone()))
+    }
+
+    /// The blocking engine: `op` sees each attempt's context.
+    fn run_blocking<T, E, F>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
         let inner = &*self.inner;
         let clock = &inner.clock;
         let start = clock.now();
@@ -926,7 +1074,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
                 None => {
                     let t0 = clock.now();
-                    let r = op();
+                    let r = op(&ctx);
                     let took = clock.now().saturating_sub(t0);
                     let (result, outcome) = match inner.timeouts.operation {
                         Some(limit) if took > limit => (Attempt::TimedOut(took), Outcome::Failure),
@@ -941,7 +1089,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     (result, outcome)
                 }
             };
-            if outcome != Outcome::Failure {
+            if !retried(&inner.classify, &result, outcome) {
                 break (finish(result, 1), outcome);
             }
             let now = clock.now();
@@ -954,7 +1102,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 remaining,
             ) {
                 Next::Stop => {
-                    let outcome = call_outcome(&result);
+                    let outcome = call_outcome(&result, outcome);
                     break (finish(result, attempt), outcome);
                 }
                 Next::Wait(delay) => {
@@ -975,12 +1123,27 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 }
 
-/// How a failed logical call is reported to per-call guards: a rejection by a per-attempt
-/// guard says nothing about the dependency, so it is not counted as its failure.
-fn call_outcome<T, E>(last: &Attempt<T, E>) -> Outcome {
+/// How a logical call whose retries stopped is reported to per-call guards: as its last
+/// attempt was judged, except that a rejection by a per-attempt guard says nothing about
+/// the dependency, so it is not counted as its failure.
+fn call_outcome<T, E>(last: &Attempt<T, E>, outcome: Outcome) -> Outcome {
     match last {
         Attempt::Rejected(_) => Outcome::Ignored,
-        _ => Outcome::Failure,
+        _ => outcome,
+    }
+}
+
+/// Whether the attempt's result is worth another attempt ([`Classify::should_retry`];
+/// a timed-out or rejected attempt as it was judged, a failure).
+#[inline]
+fn retried<T, E, C: Classify<T, E>>(
+    classify: &C,
+    result: &Attempt<T, E>,
+    outcome: Outcome,
+) -> bool {
+    match result {
+        Attempt::Done(r) => classify.should_retry(r, outcome),
+        _ => outcome == Outcome::Failure,
     }
 }
 

@@ -4,6 +4,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
+use crate::engine::guard::RateLimitInfo;
+
 /// Which timeout fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -34,12 +36,30 @@ impl fmt::Display for TimeoutScope {
 /// use resilient::Error;
 /// use std::time::Duration;
 ///
-/// let e: Error<std::io::Error> = Error::RateLimited { retry_after: Some(Duration::from_secs(2)) };
+/// let e: Error<std::io::Error> = Error::RateLimited { retry_after: Some(Duration::from_secs(2)), info: None };
 /// assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
 /// assert!(e.is_transient());
 /// assert_eq!(e.to_string(), "rate limited; retry after 2s");
 /// ```
-#[derive(Debug)]
+///
+/// Your own error, whether the call failed once (`Inner`) or after retries
+/// (`RetriesExhausted`), comes out of [`Error::inner`] / [`Error::into_inner`]; match the
+/// other variants for what a strategy decided:
+///
+/// ```
+/// use resilient::{Error, Pipeline, Retry};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let p = Pipeline::builder().retry(Retry::immediate().attempts(2)).build().unwrap();
+/// let err = p.execute(|| async { Err::<(), _>("refused") }).await.unwrap_err();
+/// match err.inner() {
+///     Some(mine) => assert_eq!(*mine, "refused"),
+///     None if err.is_transient() => { /* a timeout or a rejection: try later */ }
+///     None => { /* cancelled */ }
+/// }
+/// assert_eq!(err.clone(), err); // Clone and PartialEq when `E` has them
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error<E> {
     /// The operation failed with its own error and no retry was made (retry not configured,
@@ -72,6 +92,10 @@ pub enum Error<E> {
     RateLimited {
         /// When capacity for this call is expected, if known.
         retry_after: Option<Duration>,
+        /// The limit's state when it rejected (limit, remaining, reset, policy), if the
+        /// limiter reports it: enough to write `RateLimit` headers (see
+        /// [`Error::rate_limit_info`]).
+        info: Option<Box<RateLimitInfo>>,
     },
     /// A bulkhead had no free slot (and no queue room, or the queue wait ran out).
     BulkheadFull,
@@ -85,7 +109,8 @@ pub enum Error<E> {
 }
 
 impl<E> Error<E> {
-    /// The caller's own error, if this is one.
+    /// The caller's own error, if this is one: from [`Error::Inner`] or the last attempt's
+    /// in [`Error::RetriesExhausted`].
     pub fn inner(&self) -> Option<&E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
@@ -101,11 +126,20 @@ impl<E> Error<E> {
         }
     }
 
+    /// The rate limiter's state when it rejected the call (for `RateLimit` headers), if
+    /// this is [`Error::RateLimited`] and the limiter reported it.
+    pub fn rate_limit_info(&self) -> Option<&RateLimitInfo> {
+        match self {
+            Error::RateLimited { info, .. } => info.as_deref(),
+            _ => None,
+        }
+    }
+
     /// How long to wait before trying again, when a strategy knows it.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::CircuitOpen { retry_after }
-            | Error::RateLimited { retry_after }
+            | Error::RateLimited { retry_after, .. }
             | Error::Rejected { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -140,20 +174,24 @@ impl<E> Error<E> {
             Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
             Error::Cancelled => Error::Cancelled,
             Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
             Error::BulkheadFull => Error::BulkheadFull,
             Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
         }
     }
 }
 
-impl<E> From<crate::Rejection> for Error<E> {
-    fn from(r: crate::Rejection) -> Self {
+impl<E> From<crate::engine::guard::Rejection> for Error<E> {
+    fn from(r: crate::engine::guard::Rejection) -> Self {
         match r {
-            crate::Rejection::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            crate::Rejection::RateLimited { retry_after } => Error::RateLimited { retry_after },
-            crate::Rejection::BulkheadFull => Error::BulkheadFull,
-            crate::Rejection::Other { guard, retry_after } => {
+            crate::engine::guard::Rejection::CircuitOpen { retry_after } => {
+                Error::CircuitOpen { retry_after }
+            }
+            crate::engine::guard::Rejection::RateLimited { retry_after, info } => {
+                Error::RateLimited { retry_after, info }
+            }
+            crate::engine::guard::Rejection::BulkheadFull => Error::BulkheadFull,
+            crate::engine::guard::Rejection::Other { guard, retry_after } => {
                 Error::Rejected { guard, retry_after }
             }
         }
@@ -199,7 +237,7 @@ impl<E> Error<Error<E>> {
             Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
             Error::Cancelled => Error::Cancelled,
             Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            Error::RateLimited { retry_after } => Error::RateLimited { retry_after },
+            Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
             Error::BulkheadFull => Error::BulkheadFull,
             Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
         }
@@ -223,7 +261,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             }
             Error::Cancelled => f.write_str("cancelled by the caller"),
             Error::CircuitOpen { retry_after } => write_after(f, "circuit open", retry_after),
-            Error::RateLimited { retry_after } => write_after(f, "rate limited", retry_after),
+            Error::RateLimited { retry_after, .. } => write_after(f, "rate limited", retry_after),
             Error::BulkheadFull => f.write_str("bulkhead full"),
             Error::Rejected { guard, retry_after } => {
                 write_after(f, &format!("rejected by {guard}"), retry_after)
