@@ -1155,6 +1155,23 @@ fn start_at_creation_stores_at_most_the_max_and_the_default_stores_nothing() {
     }
 }
 
+/// `peek` does not start a limiter built with `start_at`: it reports the permits stored
+/// since creation, and a first request at an older clock reading (a racing thread's)
+/// is still admitted at once instead of waiting for the peek's time.
+#[test]
+fn peek_does_not_start_a_limiter_started_at_creation() {
+    for t0 in OFFSETS {
+        let l = Smooth::bursty(Rate::per_second(2))
+            .start_at(t0)
+            .build()
+            .unwrap();
+        let d = l.peek(t0 + s(1), 1);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 3); // 2 stored + 1 on debt
+        assert_eq!(waits_from(t0 + ms(500), &l, &[1, 1, 1]), [0.0, 0.0, 0.5]);
+    }
+}
+
 /// A first request earlier than the creation reading (a clock that stepped back) starts
 /// the limiter at that request, with nothing stored and no wait for the "future" start.
 #[test]

@@ -79,7 +79,7 @@ pub struct Smooth {
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct State {
     shape: Shape,
     /// Stable interval between permits, ns.
@@ -552,11 +552,20 @@ impl Limiter for Smooth {
     /// Whether a request of `cost` would be admitted now; it does not start a limiter that
     /// has had no request yet.
     fn peek(&self, now: Duration, cost: u64) -> Decision {
-        let mut st = self.lock();
+        let mut guard = self.lock();
         let now = nanos(now) as f64;
-        if !st.next_free.is_nan() || st.created.is_some() {
-            st.resync(now);
-        }
+        let st = if guard.next_free.is_nan() {
+            // Not started: what a first request now would find (permits stored since a
+            // `start_at` creation), on a copy, so that a later first request (even at an
+            // older clock reading) still starts the limiter itself.
+            let mut first = *guard;
+            first.resync(now);
+            first
+        } else {
+            guard.resync(now);
+            *guard
+        };
+        drop(guard);
         let next_free = if st.next_free.is_nan() {
             now
         } else {
