@@ -1,7 +1,20 @@
 //! tower adapter: any [`Pipeline`] as a `Layer` around a `Service`.
 //!
-//! The wrapped service must be `Clone` (each attempt drives its own clone to readiness) and
-//! so must the request (it is re-sent on retry).
+//! The wrapped service must be `Clone` (each attempt drives its own clone to readiness).
+//!
+//! # Requests and retries
+//!
+//! A service consumes its request, so an attempt that may be retried is sent a copy and
+//! the pipeline keeps the original (tower's `retry::Policy::clone_request` works the same
+//! way). By default the copy is a `Clone` of the request ([`ByClone`]); give
+//! [`PipelineLayer::clone_request`] a hook `Fn(&Req) -> Option<Req>` for requests that are
+//! not `Clone` (a streaming body) or only sometimes retryable. A copy is made only before
+//! an attempt that could be followed by another: never without a retry, and not before
+//! the last attempt the retry allows, which gets the original. (The first attempt of a
+//! retrying pipeline is sent a copy even if it then succeeds: the copy has to exist
+//! before the service takes the request.) A hook that returns `None` sends the original
+//! instead, and the pipeline then stops retrying after that attempt: the call ends with
+//! its result, as if it were the last attempt.
 //!
 //! # Readiness
 //!
@@ -22,43 +35,82 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::bulkhead::Bulkhead;
+use crate::engine::context::Context;
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Seed};
 use crate::ratelimit::RateLimiter;
 
-/// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`].
-#[derive(Debug)]
-pub struct PipelineLayer<C> {
-    pipeline: Pipeline<C>,
+/// How a pipeline service gets a request for an attempt that may be retried (see [the
+/// module documentation](self#requests-and-retries)): [`ByClone`] (the default) or any
+/// `Fn(&Req) -> Option<Req>` given to [`PipelineLayer::clone_request`].
+pub trait CloneRequest<Req> {
+    /// A copy of `req` to send, keeping `req` for a retry; `None` if it cannot be copied
+    /// (the original is then sent, and not retried).
+    fn clone_request(&self, req: &Req) -> Option<Req>;
 }
 
-impl<C> Clone for PipelineLayer<C> {
+/// Copies requests with `Clone` (the default of a [`PipelineLayer`]).
+///
+/// ```
+/// use resilient::tower::{ByClone, CloneRequest};
+/// assert_eq!(ByClone.clone_request(&7u32), Some(7));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByClone;
+
+impl<Req: Clone> CloneRequest<Req> for ByClone {
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        self(req)
+    }
+}
+
+/// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`]; `R` says
+/// how requests are copied for retries ([`PipelineLayer::clone_request`]).
+#[derive(Debug)]
+pub struct PipelineLayer<C, R = ByClone> {
+    pipeline: Pipeline<C>,
+    clone: R,
+}
+
+impl<C, R: Clone> Clone for PipelineLayer<C, R> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
         }
     }
 }
 
 /// The `Service` made by [`PipelineLayer`].
 #[derive(Debug)]
-pub struct PipelineService<S, C> {
+pub struct PipelineService<S, C, R = ByClone> {
     inner: S,
     pipeline: Pipeline<C>,
+    clone: R,
 }
 
-impl<S: Clone, C> Clone for PipelineService<S, C> {
+impl<S: Clone, C, R: Clone> Clone for PipelineService<S, C, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
         }
     }
 }
@@ -66,14 +118,16 @@ impl<S: Clone, C> Clone for PipelineService<S, C> {
 /// A `Layer` like [`PipelineLayer`] whose services return [`BoxError`]s. Made by
 /// [`PipelineLayer::boxed_errors`].
 #[derive(Debug)]
-pub struct BoxedPipelineLayer<C> {
+pub struct BoxedPipelineLayer<C, R = ByClone> {
     pipeline: Pipeline<C>,
+    clone: R,
 }
 
-impl<C> Clone for BoxedPipelineLayer<C> {
+impl<C, R: Clone> Clone for BoxedPipelineLayer<C, R> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
         }
     }
 }
@@ -81,16 +135,18 @@ impl<C> Clone for BoxedPipelineLayer<C> {
 /// The `Service` made by [`BoxedPipelineLayer`]: a [`PipelineService`] whose errors are
 /// converted with [`Error::into_boxed`].
 #[derive(Debug)]
-pub struct BoxedPipelineService<S, C> {
+pub struct BoxedPipelineService<S, C, R = ByClone> {
     inner: S,
     pipeline: Pipeline<C>,
+    clone: R,
 }
 
-impl<S: Clone, C> Clone for BoxedPipelineService<S, C> {
+impl<S: Clone, C, R: Clone> Clone for BoxedPipelineService<S, C, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
         }
     }
 }
@@ -113,11 +169,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     pub fn layer(&self) -> PipelineLayer<C> {
         PipelineLayer {
             pipeline: self.clone(),
+            clone: ByClone,
         }
     }
 }
 
-impl<C> PipelineLayer<C> {
+impl<C, R> PipelineLayer<C, R> {
     /// The same layer with [`BoxError`] as its services' error, for stacks whose other
     /// layers expect `S::Error: Into<BoxError>`, including inner services whose error is
     /// already a `BoxError` (`Error<BoxError>` is no `std::error::Error`).
@@ -135,65 +192,127 @@ impl<C> PipelineLayer<C> {
     /// assert!(matches!(verdict, Error::RetriesExhausted { attempts: 2, .. }));
     /// # }
     /// ```
-    pub fn boxed_errors(self) -> BoxedPipelineLayer<C> {
+    pub fn boxed_errors(self) -> BoxedPipelineLayer<C, R> {
         BoxedPipelineLayer {
             pipeline: self.pipeline,
+            clone: self.clone,
+        }
+    }
+
+    /// Copies requests for retries with `hook` instead of `Clone` (see [the module
+    /// documentation](self#requests-and-retries)): `hook(&req)` returns a copy to send
+    /// while the pipeline keeps `req` for another attempt, or `None` when the request
+    /// cannot be copied (then it is sent itself, and that attempt is the last). Requests
+    /// need not be `Clone`: without a retry in the pipeline, the hook is never called.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline, Retry};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// /// Not `Clone`: its body may be a stream, read once.
+    /// struct Request { id: u32, body: Option<Vec<u8>> }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pipeline = Pipeline::builder().retry(Retry::immediate().attempts(3)).build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().clone_request(|r: &Request| {
+    ///         // only requests with a buffered body can be sent again
+    ///         Some(Request { id: r.id, body: Some(r.body.clone()?) })
+    ///     }))
+    ///     .service(service_fn(|r: Request| async move { Err::<u32, _>(r.id) }));
+    /// let buffered = Request { id: 1, body: Some(b"hi".to_vec()) };
+    /// let r = svc.ready().await.unwrap().call(buffered).await;
+    /// assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 3, last: 1 })));
+    /// // a request that cannot be copied is sent once
+    /// let streamed = Request { id: 2, body: None };
+    /// let r = svc.ready().await.unwrap().call(streamed).await;
+    /// assert!(matches!(r, Err(Error::Inner(2))));
+    /// # }
+    /// ```
+    pub fn clone_request<R2>(self, hook: R2) -> PipelineLayer<C, R2> {
+        PipelineLayer {
+            pipeline: self.pipeline,
+            clone: hook,
         }
     }
 }
 
-impl<S, C> Layer<S> for PipelineLayer<C> {
-    type Service = PipelineService<S, C>;
+impl<S, C, R: Clone> Layer<S> for PipelineLayer<C, R> {
+    type Service = PipelineService<S, C, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         PipelineService {
             inner,
             pipeline: Pipeline::clone(&self.pipeline),
+            clone: self.clone.clone(),
         }
     }
 }
 
-impl<S, C> Layer<S> for BoxedPipelineLayer<C> {
-    type Service = BoxedPipelineService<S, C>;
+impl<S, C, R: Clone> Layer<S> for BoxedPipelineLayer<C, R> {
+    type Service = BoxedPipelineService<S, C, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BoxedPipelineService {
             inner,
             pipeline: Pipeline::clone(&self.pipeline),
+            clone: self.clone.clone(),
         }
     }
 }
 
-/// Runs `req` through `pipeline`, each attempt on its own ready clone of `svc`.
-async fn run<S, C, Req>(
+/// Runs `req` through `pipeline`, each attempt on its own ready clone of `svc`. An attempt
+/// that may be retried is sent a copy made by `clone`; the last possible one, or one whose
+/// copy `clone` refused, the original (after which the pipeline stops retrying).
+async fn run<S, C, Req, R>(
     pipeline: Pipeline<C>,
     svc: S,
     req: Req,
+    clone: R,
 ) -> Result<S::Response, Error<S::Error>>
 where
     S: Service<Req> + Clone,
-    Req: Clone,
-    C: Classify<S::Response, S::Error>,
+    R: CloneRequest<Req>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
+    let last = pipeline.max_attempts();
+    let spent = AtomicBool::new(false);
+    let mut original = Some(req);
+    let clone = &clone;
+    let spent = &spent;
     pipeline
-        .execute(move || {
-            let mut svc = svc.clone();
-            let req = req.clone();
-            async move {
-                poll_fn(|cx| svc.poll_ready(cx)).await?;
-                svc.call(req).await
-            }
-        })
+        .run(
+            Seed::default(),
+            move |ctx: &Context| {
+                let copy = match &original {
+                    Some(r) if ctx.attempt() < last => clone.clone_request(r),
+                    _ => None,
+                };
+                let req = copy.unwrap_or_else(|| {
+                    spent.store(true, Ordering::Relaxed);
+                    original
+                        .take()
+                        .expect("the pipeline makes no attempt after the one sent the original")
+                });
+                let mut svc = svc.clone();
+                async move {
+                    poll_fn(|cx| svc.poll_ready(cx)).await?;
+                    svc.call(req).await
+                }
+            },
+            || !spent.load(Ordering::Relaxed),
+        )
         .await
 }
 
-impl<S, C, Req> Service<Req> for PipelineService<S, C>
+impl<S, C, R, Req> Service<Req> for PipelineService<S, C, R>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
     S::Error: Send,
-    Req: Clone + Send + Sync + 'static,
+    Req: Send + 'static,
+    R: CloneRequest<Req> + Clone + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
@@ -206,17 +325,23 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        Box::pin(run(self.pipeline.clone(), self.inner.clone(), req))
+        Box::pin(run(
+            self.pipeline.clone(),
+            self.inner.clone(),
+            req,
+            self.clone.clone(),
+        ))
     }
 }
 
-impl<S, C, Req> Service<Req> for BoxedPipelineService<S, C>
+impl<S, C, R, Req> Service<Req> for BoxedPipelineService<S, C, R>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
     S::Error: Into<BoxError> + Send,
-    Req: Clone + Send + Sync + 'static,
+    Req: Send + 'static,
+    R: CloneRequest<Req> + Clone + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
@@ -229,7 +354,12 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let fut = run(self.pipeline.clone(), self.inner.clone(), req);
+        let fut = run(
+            self.pipeline.clone(),
+            self.inner.clone(),
+            req,
+            self.clone.clone(),
+        );
         Box::pin(async move { fut.await.map_err(Error::into_boxed) })
     }
 }
