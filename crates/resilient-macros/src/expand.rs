@@ -337,9 +337,37 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         return __resilient_ret;
     };
     let pipeline = format_ident!("{}", PIPELINE);
+    // A keyed limiter's call: `pipeline.call().key(&key).cost(n)`, run by `Call`.
+    let (receiver, execute, execute_blocking) = match stages.iter().find(|s| s.key.is_some()) {
+        Some(stage) => {
+            let key = stage.key.as_ref().expect("found by its key");
+            check_key(sig, key)?;
+            let key = quote_spanned!(key.span()=> &(#key));
+            let cost = stage.call_cost.map(
+                |c| quote!(let __resilient_call = ::resilient::Call::cost(__resilient_call, #c);),
+            );
+            (
+                quote!({
+                    let __resilient_call = ::resilient::Call::key(
+                        ::resilient::Pipeline::call(__resilient_pipeline),
+                        #key,
+                    );
+                    #cost
+                    __resilient_call
+                }),
+                quote!(::resilient::Call::execute),
+                quote!(::resilient::Call::execute_blocking),
+            )
+        }
+        None => (
+            quote!(__resilient_pipeline),
+            quote!(::resilient::Pipeline::execute),
+            quote!(::resilient::Pipeline::execute_blocking),
+        ),
+    };
     let run = if sig.asyncness.is_some() {
         quote! {
-            ::resilient::Pipeline::execute(__resilient_pipeline, move || {
+            #execute(#receiver, move || {
                 #rebind
                 async move { #attempt }
             })
@@ -347,7 +375,7 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         }
     } else {
         quote! {
-            ::resilient::Pipeline::execute_blocking(__resilient_pipeline, move || {
+            #execute_blocking(#receiver, move || {
                 #rebind
                 #attempt
             })
@@ -382,6 +410,50 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
             #run
         }
     })
+}
+
+/// Checks a keyed limiter's `key = ..`: a bare name must be one of the function's
+/// arguments (a pattern argument or `self` is not a name it can take; an expression such
+/// as `req.user` or `self.tenant()` can).
+fn check_key(sig: &syn::Signature, key: &syn::Expr) -> syn::Result<()> {
+    let syn::Expr::Path(p) = key else {
+        return Ok(());
+    };
+    let Some(name) = p.path.get_ident() else {
+        return Ok(());
+    };
+    let args: Vec<&syn::Ident> = sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => match &*t.pat {
+                Pat::Ident(i) => Some(&i.ident),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if args.contains(&name) {
+        return Ok(());
+    }
+    Err(syn::Error::new_spanned(
+        name,
+        if args.is_empty() {
+            format!(
+                "`key = {name}`: the function has no argument named `{name}` (a keyed limiter \
+                 limits each call under a key taken from its arguments)"
+            )
+        } else {
+            format!(
+                "`key = {name}`: the function has no argument named `{name}`; its arguments \
+                 are {}",
+                args.iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -872,6 +944,73 @@ mod tests {
         for (kind, attr, below) in fine {
             ok(kind, attr.clone(), stacked(below.clone()));
         }
+    }
+
+    #[test]
+    fn rate_limit_keys() {
+        let item = quote!(
+            async fn f(user: &str, req: Req) -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        let out = ok(
+            "rate_limit",
+            quote!(rate = 5, key = user, cost = 2),
+            item.clone(),
+        );
+        assert!(
+            out.contains(
+                "KeyedLimiter :: builder (:: resilient :: ratelimit :: Gcra :: with_burst"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(". build :: < u64 > () ?"), "{out}");
+        assert!(out.contains(":: resilient :: Call :: key (:: resilient :: Pipeline :: call (__resilient_pipeline) , & (user) ,)"), "{out}");
+        assert!(
+            out.contains(":: resilient :: Call :: cost (__resilient_call , 2u64)"),
+            "{out}"
+        );
+        assert!(out.contains(":: resilient :: Call :: execute ("), "{out}");
+        // an expression over the arguments
+        let out = ok(
+            "rate_limit",
+            quote!(rate = 5, key = req.tenant, max_keys = 100),
+            item.clone(),
+        );
+        assert!(out.contains("& (req . tenant)"), "{out}");
+        assert!(out.contains(". max_keys (100usize)"), "{out}");
+        // blocking functions run through `Call::execute_blocking`
+        let blocking = quote!(
+            fn f(user: u64) -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        let out = ok("rate_limit", quote!(rate = 5, key = user), blocking);
+        assert!(
+            out.contains(":: resilient :: Call :: execute_blocking ("),
+            "{out}"
+        );
+        let cases: &[(TokenStream, &str)] = &[
+            (
+                quote!(rate = 5, key = nobody),
+                "no argument named `nobody`; its arguments are `user`, `req`",
+            ),
+            (
+                quote!(rate = 5, key = user, algorithm = sliding_log),
+                "use `sliding_window`",
+            ),
+            (quote!(rate = 5, max_keys = 10), "it goes with `key = ..`"),
+            (quote!(rate = 5, key = user, max_keys = 0), "at least 1"),
+        ];
+        for (attr, message) in cases {
+            let out = error_of("rate_limit", attr.clone(), item.clone());
+            assert!(out.contains(message), "{attr}: {out}");
+        }
+        let out = error_of("rate_limit", quote!(rate = 5, key = user), plain());
+        assert!(
+            out.contains("the function has no argument named `user`"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -295,6 +295,8 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `cost` | units each call (or attempt) takes, at most the capacity (`burst`, or `rate` for the window algorithms) | `1` |
 /// | `max_wait` | wait mode: wait up to this long for capacity (async functions only), then reject | reject at once |
 /// | `scope` | `attempt`: every attempt of a stacked `#[resilient::retry]` is limited; `call`: a logical call is limited once, its retries included | `attempt` |
+/// | `key` | limit each key on its own (per user, tenant, API key, IP): an argument's name (`key = user`) or an expression over the arguments (`key = req.tenant`), of any `Hash` type | one limit for all calls |
+/// | `max_keys` | with `key`: the most keys held at once (idle keys are dropped first, then those with the least in use) | `1_000_000` |
 ///
 /// The algorithms are those of `resilient::ratelimit`: `gcra` (continuous token bucket),
 /// `token_bucket` (refills `rate` units at every `per` boundary), `fixed_window`,
@@ -309,6 +311,17 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// (blocking) functions never wait: they are rejected with `Error::RateLimited` when they
 /// would have to, so `max_wait` on them is a compile error. Among the guards of its phase
 /// the limiter comes after a breaker and before the bulkhead.
+///
+/// With `key`, the function has one keyed limiter (a `resilient::ratelimit::KeyedLimiter`,
+/// in its pipeline), and every key gets the limit on its own: each call is limited under
+/// the value of `key`, taken from the call's arguments before the first attempt and
+/// hashed (`resilient::Call::key`): it may be any `Hash` value, borrowed (nothing is
+/// cloned or stored but its 64-bit hash, computed with a seed drawn once per process).
+/// Values that hash alike are one key: `&str` and `String` of the same text, `&T` and
+/// `T`. Two different keys share a limit only if their hashes collide (for a million keys,
+/// about one chance in 37 million that any two do). `cost` is charged to the key
+/// (`resilient::Call::cost`). `sliding_log` cannot be keyed. Rejections carry the key's
+/// limit state (`Error::rate_limit_info`) like the unkeyed limiter's.
 ///
 /// ```
 /// use resilient::Error;
@@ -339,6 +352,26 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// assert_eq!(send(5).await.unwrap(), 5);
+/// # }
+/// ```
+///
+/// A limit per user:
+///
+/// ```
+/// use resilient::Error;
+///
+/// #[resilient::rate_limit(rate = 1, per = "1m", key = user)]
+/// async fn export(user: &str, format: &str) -> Result<String, std::io::Error> {
+///     Ok(format!("{user}.{format}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(export("ada", "csv").await.unwrap(), "ada.csv");
+/// // ada's next export is a minute away; bob has his own limit
+/// let again = export("ada", "json").await.unwrap_err();
+/// assert!(matches!(again, Error::RateLimited { retry_after: Some(_), .. }));
+/// assert_eq!(again.rate_limit_info().unwrap().remaining, 0);
+/// assert_eq!(export("bob", "csv").await.unwrap(), "bob.csv");
 /// # }
 /// ```
 ///

@@ -91,7 +91,7 @@ impl Context {
     /// `Hash` value (a user id, an API key, an IP address), hashed to 64 bits with a seed
     /// drawn once per process. A keyed limiter in the pipeline limits each key on its own.
     /// Two keys share a limit only if their hashes collide (for a million keys, about one
-    /// chance in 36 million that any two do).
+    /// chance in 37 million that any two do).
     pub fn key(&self) -> Option<u64> {
         self.key
     }
