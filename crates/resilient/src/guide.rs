@@ -314,8 +314,9 @@
 //! ```
 //!
 //! Beyond one rate: quotas (several limits on one limiter, e.g. 10 per second *and* 10,000
-//! per day), weighted calls (`cost`), per-key limiters
-//! ([`KeyedLimiter`](crate::ratelimit::KeyedLimiter): per user, API key or IP), rate
+//! per day), weighted calls (`cost`, or per call: `pipeline.call().cost(n)`), per-key
+//! limiters ([`KeyedLimiter`](crate::ratelimit::KeyedLimiter): per user, API key or IP;
+//! in a pipeline, each call gives its key with `pipeline.call().key(&user)`), rate
 //! changes at runtime, and the HTTP rate-limit headers (feature `http-headers`). See
 //! [`ratelimit`](crate::ratelimit), and [section 9](#9-choosing-a-rate-limiting-algorithm)
 //! to choose an algorithm.
@@ -420,8 +421,13 @@
 //!   [`Error::Cancelled`](crate::Error::Cancelled) and releases every permit.
 //! - [`execute_with`](crate::Pipeline::execute_with): the operation receives the call's
 //!   [`Context`](crate::Context) (attempt number, deadline, name, tags).
+//! - [`call`](crate::Pipeline::call) for a call with settings of its own: its cost in
+//!   the rate limiters and its key in keyed limiters
+//!   (`pipeline.call().cost(7).key(&user).execute(op)`).
 //! - As a tower layer (feature `tower`): `pipeline.layer()`, `breaker.layer()`,
-//!   `limiter.layer()` and per-key limiter layers.
+//!   `limiter.layer()` and per-key limiter layers. Requests that are not `Clone` work
+//!   with `pipeline.layer().clone_request(|req| ..)`, which copies a request only before
+//!   an attempt that may be retried.
 //!
 //! ```
 //! use resilient::{Pipeline, Retry};
