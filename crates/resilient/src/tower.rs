@@ -16,6 +16,13 @@
 //! instead, and the pipeline then stops retrying after that attempt: the call ends with
 //! its result, as if it were the last attempt.
 //!
+//! # Per-request settings
+//!
+//! [`PipelineLayer::cost`] and [`PipelineLayer::key`] read a request's cost and key for
+//! the pipeline's rate limiters, as [`Call::cost`](crate::Call::cost) and
+//! [`Call::key`](crate::Call::key) give them to a call: one pipeline charges requests of
+//! different weights, and a keyed limiter in it limits each user on its own.
+//!
 //! # Readiness
 //!
 //! A pipeline service is always ready: `poll_ready` returns `Ready(Ok(()))` at once, and
@@ -34,6 +41,7 @@
 //! and the strategies' verdicts as `Error<BoxedError>` (see [`Error::into_boxed`]).
 
 use std::future::{Future, poll_fn};
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
@@ -42,7 +50,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::bulkhead::Bulkhead;
-use crate::engine::context::Context;
+use crate::engine::context::{Context, hash_key};
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
 use crate::pipeline::{Pipeline, Seed};
@@ -80,37 +88,106 @@ impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
     }
 }
 
-/// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`]; `R` says
-/// how requests are copied for retries ([`PipelineLayer::clone_request`]).
-#[derive(Debug)]
-pub struct PipelineLayer<C, R = ByClone> {
-    pipeline: Pipeline<C>,
-    clone: R,
+/// What a pipeline service reads from each request for the call's settings (see
+/// [`Call`](crate::Call)): nothing by default (`()`), or its cost and key, added with
+/// [`PipelineLayer::cost`] and [`PipelineLayer::key`].
+pub trait RequestSettings<Req> {
+    /// The units `req` costs the pipeline's rate limiters ([`Call::cost`](crate::Call::cost)),
+    /// if it says.
+    fn cost(&self, req: &Req) -> Option<u64>;
+    /// `req`'s key for the pipeline's keyed limiters, hashed as
+    /// [`Context::key`] describes ([`Call::key`](crate::Call::key)), if it has one.
+    fn key(&self, req: &Req) -> Option<u64>;
 }
 
-impl<C, R: Clone> Clone for PipelineLayer<C, R> {
+impl<Req> RequestSettings<Req> for () {
+    #[inline]
+    fn cost(&self, _req: &Req) -> Option<u64> {
+        None
+    }
+    #[inline]
+    fn key(&self, _req: &Req) -> Option<u64> {
+        None
+    }
+}
+
+/// A request's cost read by a function (see [`PipelineLayer::cost`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WithCost<P, F> {
+    settings: P,
+    cost: F,
+}
+
+impl<Req, P: RequestSettings<Req>, F: Fn(&Req) -> u64> RequestSettings<Req> for WithCost<P, F> {
+    #[inline]
+    fn cost(&self, req: &Req) -> Option<u64> {
+        Some((self.cost)(req))
+    }
+    #[inline]
+    fn key(&self, req: &Req) -> Option<u64> {
+        self.settings.key(req)
+    }
+}
+
+/// A request's key read by a function (see [`PipelineLayer::key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WithKey<P, F> {
+    settings: P,
+    key: F,
+}
+
+impl<Req, K, P, F> RequestSettings<Req> for WithKey<P, F>
+where
+    K: Hash,
+    P: RequestSettings<Req>,
+    F: Fn(&Req) -> K,
+{
+    #[inline]
+    fn cost(&self, req: &Req) -> Option<u64> {
+        self.settings.cost(req)
+    }
+    #[inline]
+    fn key(&self, req: &Req) -> Option<u64> {
+        Some(hash_key(&(self.key)(req)))
+    }
+}
+
+/// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`]; `R` says
+/// how requests are copied for retries ([`PipelineLayer::clone_request`]), `P` what is
+/// read from each request ([`PipelineLayer::cost`], [`PipelineLayer::key`]).
+#[derive(Debug)]
+pub struct PipelineLayer<C, R = ByClone, P = ()> {
+    pipeline: Pipeline<C>,
+    clone: R,
+    settings: P,
+}
+
+impl<C, R: Clone, P: Clone> Clone for PipelineLayer<C, R, P> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
             clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
 
 /// The `Service` made by [`PipelineLayer`].
 #[derive(Debug)]
-pub struct PipelineService<S, C, R = ByClone> {
+pub struct PipelineService<S, C, R = ByClone, P = ()> {
     inner: S,
     pipeline: Pipeline<C>,
     clone: R,
+    settings: P,
 }
 
-impl<S: Clone, C, R: Clone> Clone for PipelineService<S, C, R> {
+impl<S: Clone, C, R: Clone, P: Clone> Clone for PipelineService<S, C, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             pipeline: self.pipeline.clone(),
             clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -118,16 +195,18 @@ impl<S: Clone, C, R: Clone> Clone for PipelineService<S, C, R> {
 /// A `Layer` like [`PipelineLayer`] whose services return [`BoxError`]s. Made by
 /// [`PipelineLayer::boxed_errors`].
 #[derive(Debug)]
-pub struct BoxedPipelineLayer<C, R = ByClone> {
+pub struct BoxedPipelineLayer<C, R = ByClone, P = ()> {
     pipeline: Pipeline<C>,
     clone: R,
+    settings: P,
 }
 
-impl<C, R: Clone> Clone for BoxedPipelineLayer<C, R> {
+impl<C, R: Clone, P: Clone> Clone for BoxedPipelineLayer<C, R, P> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
             clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -135,18 +214,20 @@ impl<C, R: Clone> Clone for BoxedPipelineLayer<C, R> {
 /// The `Service` made by [`BoxedPipelineLayer`]: a [`PipelineService`] whose errors are
 /// converted with [`Error::into_boxed`].
 #[derive(Debug)]
-pub struct BoxedPipelineService<S, C, R = ByClone> {
+pub struct BoxedPipelineService<S, C, R = ByClone, P = ()> {
     inner: S,
     pipeline: Pipeline<C>,
     clone: R,
+    settings: P,
 }
 
-impl<S: Clone, C, R: Clone> Clone for BoxedPipelineService<S, C, R> {
+impl<S: Clone, C, R: Clone, P: Clone> Clone for BoxedPipelineService<S, C, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             pipeline: self.pipeline.clone(),
             clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -170,11 +251,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         PipelineLayer {
             pipeline: self.clone(),
             clone: ByClone,
+            settings: (),
         }
     }
 }
 
-impl<C, R> PipelineLayer<C, R> {
+impl<C, R, P> PipelineLayer<C, R, P> {
     /// The same layer with [`BoxError`] as its services' error, for stacks whose other
     /// layers expect `S::Error: Into<BoxError>`, including inner services whose error is
     /// already a `BoxError` (`Error<BoxError>` is no `std::error::Error`).
@@ -192,10 +274,11 @@ impl<C, R> PipelineLayer<C, R> {
     /// assert!(matches!(verdict, Error::RetriesExhausted { attempts: 2, .. }));
     /// # }
     /// ```
-    pub fn boxed_errors(self) -> BoxedPipelineLayer<C, R> {
+    pub fn boxed_errors(self) -> BoxedPipelineLayer<C, R, P> {
         BoxedPipelineLayer {
             pipeline: self.pipeline,
             clone: self.clone,
+            settings: self.settings,
         }
     }
 
@@ -229,34 +312,104 @@ impl<C, R> PipelineLayer<C, R> {
     /// assert!(matches!(r, Err(Error::Inner(2))));
     /// # }
     /// ```
-    pub fn clone_request<R2>(self, hook: R2) -> PipelineLayer<C, R2> {
+    pub fn clone_request<R2>(self, hook: R2) -> PipelineLayer<C, R2, P> {
         PipelineLayer {
             pipeline: self.pipeline,
             clone: hook,
+            settings: self.settings,
+        }
+    }
+
+    /// Charges each request what `cost(&request)` returns in the pipeline's rate limiters
+    /// (see [`Call::cost`](crate::Call::cost)): its rows, bytes or tokens.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline};
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pipeline = Pipeline::builder()
+    ///     .rate_limit(RateLimiter::gcra(Rate::per_second(10)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().cost(|rows: &u64| *rows))
+    ///     .service(service_fn(|rows: u64| async move { Ok::<_, std::io::Error>(rows) }));
+    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+    /// let over = svc.ready().await.unwrap().call(5).await;
+    /// assert!(matches!(over, Err(Error::RateLimited { .. })));
+    /// assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
+    /// # }
+    /// ```
+    pub fn cost<F>(self, cost: F) -> PipelineLayer<C, R, WithCost<P, F>> {
+        PipelineLayer {
+            pipeline: self.pipeline,
+            clone: self.clone,
+            settings: WithCost {
+                settings: self.settings,
+                cost,
+            },
+        }
+    }
+
+    /// Limits each request under the key `key(&request)` returns in the pipeline's keyed
+    /// limiters (see [`Call::key`](crate::Call::key)): its user, tenant or client address.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline};
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// struct Request { user: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let per_user = KeyedLimiter::builder(Gcra::new(Rate::per_minute(1)).unwrap())
+    ///     .build::<u64>()
+    ///     .unwrap();
+    /// let pipeline = Pipeline::builder().rate_limit(per_user).build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().clone_request(|_: &Request| None).key(|r: &Request| r.user.clone()))
+    ///     .service(service_fn(|r: Request| async move { Ok::<_, std::io::Error>(r.user) }));
+    /// let ada = || Request { user: "ada".into() };
+    /// assert_eq!(svc.ready().await.unwrap().call(ada()).await.unwrap(), "ada");
+    /// assert!(matches!(svc.ready().await.unwrap().call(ada()).await, Err(Error::RateLimited { .. })));
+    /// assert!(svc.ready().await.unwrap().call(Request { user: "bob".into() }).await.is_ok());
+    /// # }
+    /// ```
+    pub fn key<F>(self, key: F) -> PipelineLayer<C, R, WithKey<P, F>> {
+        PipelineLayer {
+            pipeline: self.pipeline,
+            clone: self.clone,
+            settings: WithKey {
+                settings: self.settings,
+                key,
+            },
         }
     }
 }
 
-impl<S, C, R: Clone> Layer<S> for PipelineLayer<C, R> {
-    type Service = PipelineService<S, C, R>;
+impl<S, C, R: Clone, P: Clone> Layer<S> for PipelineLayer<C, R, P> {
+    type Service = PipelineService<S, C, R, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         PipelineService {
             inner,
             pipeline: Pipeline::clone(&self.pipeline),
             clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
 
-impl<S, C, R: Clone> Layer<S> for BoxedPipelineLayer<C, R> {
-    type Service = BoxedPipelineService<S, C, R>;
+impl<S, C, R: Clone, P: Clone> Layer<S> for BoxedPipelineLayer<C, R, P> {
+    type Service = BoxedPipelineService<S, C, R, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BoxedPipelineService {
             inner,
             pipeline: Pipeline::clone(&self.pipeline),
             clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -269,6 +422,7 @@ async fn run<S, C, Req, R>(
     svc: S,
     req: Req,
     clone: R,
+    seed: Seed,
 ) -> Result<S::Response, Error<S::Error>>
 where
     S: Service<Req> + Clone,
@@ -282,7 +436,7 @@ where
     let spent = &spent;
     pipeline
         .run(
-            Seed::default(),
+            seed,
             move |ctx: &Context| {
                 let copy = match &original {
                     Some(r) if ctx.attempt() < last => clone.clone_request(r),
@@ -305,8 +459,18 @@ where
         .await
 }
 
-impl<S, C, R, Req> Service<Req> for PipelineService<S, C, R>
+/// The call's settings read from `req`.
+fn seed<Req>(settings: &impl RequestSettings<Req>, req: &Req) -> Seed {
+    Seed {
+        cancel: None,
+        cost: settings.cost(req),
+        key: settings.key(req),
+    }
+}
+
+impl<S, C, R, P, Req> Service<Req> for PipelineService<S, C, R, P>
 where
+    P: RequestSettings<Req>,
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
@@ -325,17 +489,20 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let seed = seed(&self.settings, &req);
         Box::pin(run(
             self.pipeline.clone(),
             self.inner.clone(),
             req,
             self.clone.clone(),
+            seed,
         ))
     }
 }
 
-impl<S, C, R, Req> Service<Req> for BoxedPipelineService<S, C, R>
+impl<S, C, R, P, Req> Service<Req> for BoxedPipelineService<S, C, R, P>
 where
+    P: RequestSettings<Req>,
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
@@ -354,11 +521,13 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let seed = seed(&self.settings, &req);
         let fut = run(
             self.pipeline.clone(),
             self.inner.clone(),
             req,
             self.clone.clone(),
+            seed,
         );
         Box::pin(async move { fut.await.map_err(Error::into_boxed) })
     }

@@ -1,6 +1,7 @@
-//! The tower adapter's request copies: requests need not be `Clone`; a copy is made only
-//! before an attempt that may be retried, the last possible attempt gets the original,
-//! and a request the hook cannot copy is sent once.
+//! The tower adapter's requests: they need not be `Clone`; a copy is made only before an
+//! attempt that may be retried, the last possible attempt gets the original, and a request
+//! the hook cannot copy is sent once. Each request's cost and key reach the pipeline's
+//! rate limiters.
 #![cfg(feature = "tower")]
 
 use std::sync::Arc;
@@ -200,4 +201,62 @@ async fn clone_requests_are_cloned_only_when_a_retry_may_follow() {
         2
     );
     assert_eq!(CLONES.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_request_brings_its_cost_and_key_to_the_limiters() {
+    use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    use std::time::Duration;
+
+    #[derive(Debug)]
+    struct Job {
+        user: &'static str,
+        rows: u64,
+    }
+    let per_user = KeyedLimiter::builder(Gcra::new(Rate::per_second(10)).unwrap())
+        .build::<u64>()
+        .unwrap();
+    // Retries are per attempt here, so the limiter sees each attempt's cost.
+    let pipeline = Pipeline::builder()
+        .retry(Retry::immediate().attempts(2))
+        .rate_limit(per_user)
+        .build()
+        .unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = attempts.clone();
+    let mut svc = ServiceBuilder::new()
+        .layer(
+            pipeline
+                .layer()
+                .clone_request(|j: &Job| Some(Job { ..*j }))
+                .key(|j: &Job| j.user)
+                .cost(|j: &Job| j.rows),
+        )
+        .service(service_fn(move |j: Job| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if j.rows == 4 {
+                    Err("fails")
+                } else {
+                    Ok(j.rows)
+                }
+            }
+        }));
+    let mut call = async |user, rows| svc.ready().await.unwrap().call(Job { user, rows }).await;
+    assert_eq!(call("ada", 7).await.unwrap(), 7);
+    let over = call("ada", 5).await.unwrap_err();
+    assert_eq!(over.retry_after(), Some(Duration::from_millis(200)));
+    assert_eq!(over.rate_limit_info().unwrap().remaining, 3);
+    assert_eq!(call("bob", 10).await.unwrap(), 10);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    // 800 ms later bob has 8 units back; a failing job of 4 rows takes 4 at each of its
+    // two attempts, which leaves none
+    tokio::time::advance(Duration::from_millis(800)).await;
+    let r = call("bob", 4).await;
+    assert!(
+        matches!(r, Err(Error::RetriesExhausted { attempts: 2, .. })),
+        "{r:?}"
+    );
+    let r = call("bob", 1).await;
+    assert!(matches!(r, Err(Error::RateLimited { .. })), "{r:?}");
 }
