@@ -69,6 +69,12 @@ pub const fn bytes_per_key<K>() -> usize {
 /// Per-key limiters sharing one configuration: one algorithm ([`KeyedLimiter::builder`])
 /// or a quota of `N` limits per key ([`KeyedLimiter::quota`]).
 ///
+/// Use it directly ([`KeyedLimiter::check`], [`KeyedLimiter::allow`]), as a tower layer
+/// that reads the key from each request (`KeyedLimiter::layer`, feature `tower`), or, over
+/// `u64` keys, as a pipeline guard (`Pipeline::builder().rate_limit(keyed)`) that limits
+/// each call under the key it gives with [`Call::key`](crate::Call::key) (see the `Guard`
+/// implementation below).
+///
 /// ```
 /// use resilient::ManualClock;
 /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
