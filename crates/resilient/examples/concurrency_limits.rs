@@ -58,7 +58,7 @@ impl Backend {
         let _guard = InFlight(&self.in_flight);
         self.peak.fetch_max(now, Ordering::SeqCst);
         let first = self.seen.lock().unwrap().insert(id);
-        if first && id % 10 == 0 {
+        if first && id.is_multiple_of(10) {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
