@@ -1,6 +1,6 @@
 //! Large and adversarial inputs are repaired in linear time. No test asserts a wall-clock
 //! duration: each shape is timed at one size and at eight times that size, taking the
-//! fastest of several runs, and the larger must take at most twelve times as long (a linear
+//! fastest of several runs, and the larger must take at most sixteen times as long (a linear
 //! engine needs about eight, a quadratic one sixty-four). A ratio of best times does not
 //! depend on how fast or how busy the machine is.
 
@@ -36,18 +36,20 @@ fn best_of(input: &str, runs: usize) -> Duration {
 }
 
 /// Checks that `make(n)`, an input of about `n` bytes, is repaired in time linear in `n`:
-/// at `8 * BASE` bytes at most 12 times as long as at `BASE` bytes (fastest of several runs,
-/// measured twice before failing). A small absolute allowance covers timer resolution.
+/// at `8 * BASE` bytes at most 16 times as long as at `BASE` bytes (a quadratic engine takes
+/// 64 times as long; the margin absorbs cache effects and a busy machine). Each size's time
+/// is the fastest of several runs, and a failing shape is measured up to four times before
+/// the test fails. A small absolute allowance covers timer resolution.
 #[track_caller]
 fn linear(name: &str, make: impl Fn(usize) -> String) {
     let small_input = make(BASE);
     let large_input = make(8 * BASE);
     let mut last = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..2 {
-        let small = best_of(&small_input, 3);
+    for _ in 0..4 {
+        let small = best_of(&small_input, 5);
         let large = best_of(&large_input, 3);
         last = (small, large);
-        if large <= small * 12 + Duration::from_micros(200) {
+        if large <= small * 16 + Duration::from_micros(500) {
             eprintln!("{name}: {small:?} -> {large:?} for 8x the input");
             return;
         }

@@ -323,11 +323,26 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         None => (quote!(::resilient::AllErrors), quote!()),
     };
     // A classifier given as a function or closure is a `fn` pointer of this type.
-    let classify_fn = if classify_ty.to_string().contains("__ResilientClassifyFn") {
-        quote!(type __ResilientClassifyFn = fn(&#ret) -> ::resilient::Outcome;)
-    } else {
-        quote!()
-    };
+    let classify_text = classify_ty.to_string();
+    let mut classify_fn = TokenStream::new();
+    if classify_text.contains("__ResilientClassifyFn") {
+        classify_fn.extend(quote!(type __ResilientClassifyFn = fn(&#ret) -> ::resilient::Outcome;));
+    }
+    if classify_text.contains("__ResilientRetryIfFn") {
+        classify_fn.extend(quote!(type __ResilientRetryIfFn = fn(&#ret) -> bool;));
+    }
+    if classify_text.contains("__ResilientDelayFromFn") {
+        classify_fn.extend(quote!(
+            type __ResilientDelayFromFn =
+                fn(&#ret) -> ::core::option::Option<::core::time::Duration>;
+        ));
+    }
+    if classify_text.contains("__ResilientOk") {
+        classify_fn.extend(quote!(
+            type __ResilientOk = <#ret as ::resilient::__private::ResultParts>::Ok;
+            type __ResilientErr = <#ret as ::resilient::__private::ResultParts>::Err;
+        ));
+    }
     let name = sig.ident.to_string();
     let body = &func.block;
     let attempt = quote! {
@@ -556,6 +571,18 @@ mod tests {
             ("retry", quote!(classify = "x"), "names a type"),
             ("retry", quote!(classify = move |r| r), "captures nothing"),
             ("retry", quote!(on_retry = "x"), "names a function"),
+            ("retry", quote!(retry_if = "x"), "names a function"),
+            (
+                "retry",
+                quote!(retry_if = move |r| true),
+                "captures nothing",
+            ),
+            ("retry", quote!(delay_from = 5), "names a function"),
+            (
+                "retry",
+                quote!(delay_from = move |r| None),
+                "captures nothing",
+            ),
             ("timeout", quote!(), "at least one"),
             ("timeout", quote!(request = "0ms"), "greater than zero"),
             (

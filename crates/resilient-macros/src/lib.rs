@@ -38,6 +38,8 @@ mod strategy;
 /// | `max_server_delay` | caps a wait the result or a rejection asks for; a longer one stops retrying | `"60s"` |
 /// | `on_retry` | a function `fn(&resilient::RetryEvent<'_>)` (`on_retry = log_retry`) or a closure, called before each retry wait with the attempt, the delay and the reason (logging, metrics) | none |
 /// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`), a function `fn(&Result<T, E>) -> resilient::Outcome` (`classify = by_status`: a path whose last segment starts with a lowercase letter) or a closure that captures nothing (`classify = \|r\| ...`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
+/// | `retry_if` | a function `fn(&Result<T, E>) -> bool` or a closure that captures nothing: whether an attempt is retried, whatever it counts as for a stacked breaker (`classify` still judges that) | failures are retried |
+/// | `delay_from` | a function `fn(&Result<T, E>) -> Option<Duration>` or a closure that captures nothing: a server-directed wait read from any result, `Ok` included (a 429 or 503 response with `Retry-After`); `Some(d)` replaces the backoff, bounded by `max_server_delay` | none |
 ///
 /// The retry runs inside the request timeout and outside the operation timeout of a
 /// stacked `#[resilient::timeout]`, and after the per-call guards (a stacked

@@ -1078,3 +1078,80 @@ async fn rate_limit_key_scope_decides_whether_retries_use_up_the_keys_rate() {
     assert!(matches!(per_call(7).await, Err(Error::RateLimited { .. })));
     assert_eq!(per_call(8).await.unwrap(), 8);
 }
+
+/// A response returned as `Ok`, as HTTP clients do for every status.
+#[derive(Debug, Clone, PartialEq)]
+struct Response {
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+fn retryable_status(r: &Result<Response, Failure>) -> bool {
+    matches!(
+        r,
+        Ok(Response {
+            status: 429 | 503,
+            ..
+        }) | Err(Failure::Transient)
+    )
+}
+
+/// `retry_if =` and `delay_from =`: a 503 or 429 returned as `Ok` is retried after the
+/// server's `Retry-After` instead of the backoff; a 501 counts as a failure for the breaker
+/// but is not retried; a 404 is neither.
+#[tokio::test(start_paused = true)]
+async fn retry_if_and_delay_from_follow_a_successful_response() {
+    // (status, Retry-After in ms) of each attempt, in order
+    static SCRIPT: std::sync::Mutex<Vec<(u16, Option<u64>)>> = std::sync::Mutex::new(Vec::new());
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(
+        attempts = 4,
+        backoff = constant("10s"),
+        classify = |r| match r {
+            Ok(Response { status, .. }) if *status >= 500 || *status == 429 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        },
+        retry_if = retryable_status,
+        delay_from = |r| r.as_ref().ok().and_then(|resp| resp.retry_after)
+    )]
+    #[resilient::circuit(consecutive_failures = 2, open_for = "1h")]
+    async fn get() -> Result<Response, Failure> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        let (status, after) = SCRIPT.lock().unwrap().remove(0);
+        Ok(Response {
+            status,
+            retry_after: after.map(Duration::from_millis),
+        })
+    }
+    let script = |s: &[(u16, Option<u64>)]| *SCRIPT.lock().unwrap() = s.to_vec();
+
+    // 503 (asks 1.25 s), 429 (asks 1 s), then 200: two server-directed waits, no backoff.
+    script(&[(503, Some(1250)), (429, Some(1000)), (200, None)]);
+    let start = Instant::now();
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(start.elapsed(), MS * 2250);
+
+    // A 503 without Retry-After falls back to the backoff (10 s).
+    script(&[(503, None), (200, None)]);
+    let start = Instant::now();
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 5);
+    assert_eq!(start.elapsed(), MS * 10_000);
+
+    // 404 is a success to the breaker and not retried.
+    script(&[(404, None), (200, None)]);
+    assert_eq!(get().await.unwrap().status, 404);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 6);
+
+    // 501 is a failure that is not retried: one attempt, and the caller gets the
+    // response; two in a row open the breaker.
+    script(&[(501, None), (501, None), (200, None)]);
+    assert_eq!(get().await.unwrap().status, 501);
+    assert_eq!(get().await.unwrap().status, 501);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 8);
+    assert!(matches!(get().await, Err(Error::CircuitOpen { .. })));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 8);
+}

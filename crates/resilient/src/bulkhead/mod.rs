@@ -2,6 +2,13 @@
 //!
 //! Slots are RAII permits: a finished, failed or cancelled call gives its slot back, and a
 //! cancelled waiter leaves the queue.
+//!
+//! Free slots live in one atomic counter: taking one is a compare-and-swap, and giving one
+//! back while nobody waits is an atomic add (no lock). Only when callers queue does a
+//! returned slot go through tokio's semaphore, which wakes the longest waiter. The
+//! hand-over is race-free: a releaser adds its slot to the counter and then looks for
+//! waiters, and a waiter joins the queue and then looks at the counter (both sequentially
+//! consistent), so at least one of them sees the other and the slot is never stranded.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +49,9 @@ pub struct Bulkhead {
 
 #[derive(Debug)]
 struct Inner {
+    /// Free slots not handed to a waiter.
+    free: AtomicUsize,
+    /// Slots handed to waiters (starts empty; FIFO wake-ups).
     slots: Semaphore,
     max_concurrent: usize,
     max_queue: usize,
@@ -122,7 +132,8 @@ impl Bulkhead {
 
     /// Calls running now.
     pub fn in_flight(&self) -> usize {
-        self.inner.max_concurrent - self.inner.slots.available_permits()
+        let free = self.inner.free.load(Ordering::Acquire) + self.inner.slots.available_permits();
+        self.inner.max_concurrent.saturating_sub(free)
     }
 
     /// Calls waiting for a slot now.
@@ -189,7 +200,8 @@ impl BulkheadBuilder {
         }
         Ok(Bulkhead {
             inner: Arc::new(Inner {
-                slots: Semaphore::new(self.max_concurrent),
+                free: AtomicUsize::new(self.max_concurrent),
+                slots: Semaphore::new(0),
                 max_concurrent: self.max_concurrent,
                 max_queue: self.max_queue,
                 max_wait: self.max_wait,
@@ -199,12 +211,67 @@ impl BulkheadBuilder {
     }
 }
 
-/// Leaves the queue count when dropped (also when the waiting future is cancelled).
-struct Queued<'a>(&'a AtomicUsize);
+impl Inner {
+    /// Takes a free slot without waiting.
+    #[inline]
+    fn try_take(&self) -> bool {
+        let mut free = self.free.load(Ordering::SeqCst);
+        while free > 0 {
+            match self.free.compare_exchange_weak(
+                free,
+                free - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => free = now,
+            }
+        }
+        false
+    }
+
+    /// Gives a slot back: to the counter, and on to the semaphore if somebody waits.
+    #[inline]
+    fn give_back(&self) {
+        self.free.fetch_add(1, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            self.hand_over();
+        }
+    }
+
+    /// Moves a free slot (if one is still free) to the waiters.
+    #[cold]
+    fn hand_over(&self) {
+        if self.try_take() {
+            self.slots.add_permits(1);
+        }
+    }
+
+    /// After the last waiter left: slots handed to waiters that gave up (timed out or were
+    /// cancelled) go back to the counter, unless new waiters came.
+    #[cold]
+    fn reclaim(&self) {
+        while self.queued.load(Ordering::SeqCst) == 0 {
+            match self.slots.try_acquire() {
+                Ok(p) => {
+                    p.forget();
+                    self.give_back();
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Leaves the queue when dropped (also when the waiting future is cancelled); the last
+/// waiter out reclaims slots handed to waiters that are gone.
+struct Queued<'a>(&'a Inner);
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.queued.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.reclaim();
+        }
     }
 }
 
@@ -214,21 +281,26 @@ impl Guard for Bulkhead {
     }
 
     fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
-        if let Ok(p) = self.inner.slots.try_acquire() {
-            p.forget();
+        if self.inner.try_take() {
             return Acquire::Ready(Ok(Permit::new(self, 0)));
         }
         let admitted = self
             .inner
             .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
                 (q < self.inner.max_queue).then_some(q + 1)
             })
             .is_ok();
         if !admitted {
             return Acquire::Ready(Err(Rejection::BulkheadFull));
         }
-        let queued = Queued(&self.inner.queued);
+        let queued = Queued(&self.inner);
+        // A slot given back between the first look and joining the queue went to the
+        // counter (its releaser saw no waiter): take it now.
+        if self.inner.try_take() {
+            drop(queued);
+            return Acquire::Ready(Ok(Permit::new(self, 0)));
+        }
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
             // A wait too long to ever end is no limit (and no timer).
@@ -250,7 +322,7 @@ impl Guard for Bulkhead {
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {
-        self.inner.slots.add_permits(1);
+        self.inner.give_back();
     }
 
     fn measures_duration(&self) -> bool {
@@ -260,12 +332,10 @@ impl Guard for Bulkhead {
     /// Blocking callers never queue: with no free slot they get
     /// [`Rejection::BulkheadFull`].
     fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        match self.inner.slots.try_acquire() {
-            Ok(p) => {
-                p.forget();
-                Ok(Permit::new(self, 0))
-            }
-            Err(_) => Err(Rejection::BulkheadFull),
+        if self.inner.try_take() {
+            Ok(Permit::new(self, 0))
+        } else {
+            Err(Rejection::BulkheadFull)
         }
     }
 }
