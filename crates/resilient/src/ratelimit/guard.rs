@@ -671,8 +671,10 @@ impl Guard for RateLimiter {
 }
 
 /// What [`PipelineBuilder::rate_limit`](crate::PipelineBuilder::rate_limit) accepts: a
-/// built limiter (by value or by reference; clones share state) or a builder (its
-/// validation error fails the pipeline's `build`).
+/// built limiter (by value or by reference; clones share state), a builder (its
+/// validation error fails the pipeline's `build`), or a
+/// [`KeyedLimiter`](super::KeyedLimiter) over `u64` keys, by value or in an `Arc` (each
+/// call limited under its [`Call::key`](crate::Call::key)).
 pub trait IntoRateLimiter {
     /// The limiter as a shareable guard.
     fn into_guard(self) -> Arc<dyn Guard>;
