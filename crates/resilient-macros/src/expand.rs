@@ -241,6 +241,14 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
     let mut new_sig = sig.clone();
     new_sig.output = ReturnType::Type(*arrow, Box::new(resilient_return(ret)));
     let mut rebind = TokenStream::new();
+    // Arguments a keyed limiter's `key = ..` reads are used by the call even when the body
+    // ignores them: their per-attempt copies must not warn as unused.
+    let mut key_idents = Vec::new();
+    for stage in stages {
+        if let Some(key) = &stage.key {
+            idents_in(key.to_token_stream(), &mut key_idents);
+        }
+    }
     for (i, input) in new_sig.inputs.iter_mut().enumerate() {
         match input {
             FnArg::Receiver(r) => {
@@ -295,7 +303,13 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
                         let name = &p.ident;
                         let mutability = p.mutability.take();
                         let value = clone(name);
+                        let allow = if key_idents.contains(name) {
+                            quote!(#[allow(unused_variables)])
+                        } else {
+                            quote!()
+                        };
                         rebind.extend(quote! {
+                            #allow
                             let #mutability #name = #value;
                         });
                     }
@@ -469,6 +483,17 @@ fn check_key(sig: &syn::Signature, key: &syn::Expr) -> syn::Result<()> {
             )
         },
     ))
+}
+
+/// Every identifier in `tokens`, groups included.
+fn idents_in(tokens: TokenStream, out: &mut Vec<syn::Ident>) {
+    for tree in tokens {
+        match tree {
+            proc_macro2::TokenTree::Ident(i) => out.push(i),
+            proc_macro2::TokenTree::Group(g) => idents_in(g.stream(), out),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
