@@ -114,6 +114,8 @@ pub(crate) struct Engine<'a> {
     unquoted_stop: NextStop,
     /// Where the look-ahead after a comma in a string stops (see `string.rs`).
     prose_stop: NextStop,
+    /// Every `"` closes the string it ends (see [`repair_trusting_quotes`]).
+    quotes_trusted: bool,
 }
 
 /// Finds the next byte of a fixed set within [`string::LOOKAHEAD`] bytes of an offset,
@@ -149,6 +151,17 @@ impl NextStop {
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
 pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
+    run(input, report, false)
+}
+
+/// Repairs `input`, known to be strict JSON but for raw control characters inside its
+/// strings (`validate::Validity::RawControls`): every unescaped `"` ends its string, so no
+/// heuristic may take one for text.
+pub(crate) fn repair_trusting_quotes(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
+    run(input, report, true)
+}
+
+fn run(input: &str, report: bool, quotes_trusted: bool) -> Result<(String, Vec<Repair>)> {
     let mut e = Engine {
         s: input.as_bytes(),
         i: 0,
@@ -170,6 +183,7 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         reread_budget: input.len().saturating_mul(3).saturating_add(4096),
         unquoted_stop: NextStop::default(),
         prose_stop: NextStop::default(),
+        quotes_trusted,
     };
     e.run_root()?;
     let repairs = e.repairs.take().unwrap_or_default();
