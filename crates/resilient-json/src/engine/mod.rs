@@ -18,6 +18,7 @@
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
 //! this file holds the container state machine.
 
+mod escaped;
 mod root;
 mod scalar;
 mod stack;
@@ -151,7 +152,49 @@ impl NextStop {
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
 pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
-    run(input, report, false)
+    match escaped::escaped_json_start(input.as_bytes()) {
+        Some(first) => repair_escaped(input, report, first),
+        None => run(input, report, false),
+    }
+}
+
+/// Repairs escaped JSON (`escaped.rs`): removes escape levels while the text stays escaped
+/// JSON, repairs the result and maps repair positions back to `input`.
+fn repair_escaped(input: &str, report: bool, first: usize) -> Result<(String, Vec<Repair>)> {
+    let mut levels = vec![escaped::unescape(input, report)];
+    while levels.len() < escaped::MAX_LEVELS {
+        let last = &levels[levels.len() - 1].text;
+        if escaped::escaped_json_start(last.as_bytes()).is_none() {
+            break;
+        }
+        let next = escaped::unescape(last, report);
+        if !report {
+            // only the latest text is needed
+            levels.clear();
+        }
+        levels.push(next);
+    }
+    let text = &levels[levels.len() - 1].text;
+    let (out, mut repairs) = match crate::validate::classify(text.as_bytes()) {
+        // nothing else to repair, so no position to map back
+        crate::validate::Validity::Valid => {
+            (levels.pop().map(|l| l.text).unwrap_or_default(), Vec::new())
+        }
+        crate::validate::Validity::RawControls => run(text, report, true)?,
+        crate::validate::Validity::Invalid => run(text, report, false)?,
+    };
+    if report {
+        for r in &mut repairs {
+            for level in levels.iter().rev() {
+                r.position = level.source_offset(r.position);
+            }
+        }
+        repairs.push(Repair {
+            kind: RepairKind::StringifiedJson,
+            position: first,
+        });
+    }
+    Ok((out, repairs))
 }
 
 /// Repairs `input`, known to be strict JSON but for raw control characters inside its
