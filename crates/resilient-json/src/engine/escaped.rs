@@ -119,6 +119,8 @@ pub(super) fn unescape(s: &str, record: bool) -> Unescaped {
             }
         }
     }
+    // the engine's buffers come next: give back what the escapes saved
+    out.shrink_to_fit();
     Unescaped { text: out, shifts }
 }
 
