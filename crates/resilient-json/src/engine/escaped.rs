@@ -67,7 +67,7 @@ pub(super) fn escaped_json_start(s: &[u8]) -> Option<usize> {
 fn all_quotes_escaped(s: &[u8]) -> bool {
     let mut backslashes = 0usize;
     for &b in s {
-        if b == b'"' && backslashes % 2 == 0 {
+        if b == b'"' && backslashes.is_multiple_of(2) {
             return false;
         }
         if b == b'\\' {
@@ -104,10 +104,7 @@ pub(super) fn unescape(s: &str, record: bool) -> Unescaped {
             Some(b'n') => ('\n', 2),
             Some(b'r') => ('\r', 2),
             Some(b't') => ('\t', 2),
-            Some(b'u') => match unicode_escape(b, i) {
-                Some(decoded) => decoded,
-                None => ('\\', 1),
-            },
+            Some(b'u') => unicode_escape(b, i).unwrap_or(('\\', 1)),
             _ => ('\\', 1),
         };
         out.push(c);
