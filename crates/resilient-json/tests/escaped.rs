@@ -142,6 +142,19 @@ fn repair_positions_point_into_the_input() {
     }));
 }
 
+#[test]
+fn error_positions_point_into_the_input() {
+    for (input, position) in [
+        (r#"{\"a\": 1, :2}"#, 11),
+        (r#"{\"a\": \"\\u12zz\"}"#, 10),
+        (r#"{\\\"a\\\": \\\"\\\\u12zz\\\"}"#, 16),
+    ] {
+        let e = repair(input).unwrap_err();
+        assert_eq!(e.position(), position, "{input:?}: {e}");
+        assert_eq!(repair_with_report(input).unwrap_err(), e);
+    }
+}
+
 /// Arbitrary objects (the first token after the brace is a key, so the text is recognised).
 fn object() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -159,6 +172,62 @@ fn object() -> impl Strategy<Value = Value> {
     });
     prop::collection::btree_map("[a-z\"\\\\ ]{0,4}", value, 1..4)
         .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+/// JSON-like text, valid or not, escaped once or twice: the engine never fails inside, the
+/// output is JSON, and every position lies within the input.
+fn escaped_jsonish() -> impl Strategy<Value = String> {
+    let part = prop_oneof![
+        Just("{"),
+        Just("}"),
+        Just("["),
+        Just("]"),
+        Just(","),
+        Just(":"),
+        Just("\""),
+        Just("'"),
+        Just("\\"),
+        Just(" "),
+        Just("\n"),
+        Just("a"),
+        Just("1"),
+        Just("True"),
+        Just("\\u12"),
+        Just("\\ud800"),
+        Just("/*"),
+        Just("//"),
+        Just("f("),
+        Just(")"),
+    ];
+    (prop::collection::vec(part, 0..30), 1..=2usize).prop_map(|(parts, levels)| {
+        // `{"` first, so that the escaped text is recognised as escaped JSON
+        escaped(&format!("{{\"{}", parts.concat()), levels)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e5c_a9ee),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn escaped_jsonish_text_gives_json_or_an_error(input in escaped_jsonish()) {
+        match repair_with_report(&input) {
+            Ok((out, report)) => {
+                prop_assert!(serde_json::from_str::<Value>(&out).is_ok(), "{:?} -> {:?}", input, out);
+                prop_assert_eq!(repair(&out).unwrap(), out);
+                for r in report.repairs() {
+                    prop_assert!(r.position <= input.len(), "{:?}: {:?}", input, r);
+                }
+            }
+            Err(e) => {
+                prop_assert_ne!(e.kind(), resilient_json::RepairErrorKind::Internal, "{:?}", input);
+                prop_assert!(e.position() <= input.len());
+            }
+        }
+    }
 }
 
 proptest! {

@@ -162,7 +162,8 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
 /// JSON, repairs the result and maps repair positions back to `input`.
 fn repair_escaped(input: &str, report: bool, first: usize) -> Result<(String, Vec<Repair>)> {
     let mut levels = vec![escaped::unescape(input, report)];
-    while levels.len() < escaped::MAX_LEVELS {
+    let mut depth = 1;
+    while depth < escaped::MAX_LEVELS {
         let last = &levels[levels.len() - 1].text;
         if escaped::escaped_json_start(last.as_bytes()).is_none() {
             break;
@@ -173,21 +174,41 @@ fn repair_escaped(input: &str, report: bool, first: usize) -> Result<(String, Ve
             levels.clear();
         }
         levels.push(next);
+        depth += 1;
     }
     let text = &levels[levels.len() - 1].text;
-    let (out, mut repairs) = match crate::validate::classify(text.as_bytes()) {
+    let result = match crate::validate::classify(text.as_bytes()) {
         // nothing else to repair, so no position to map back
         crate::validate::Validity::Valid => {
-            (levels.pop().map(|l| l.text).unwrap_or_default(), Vec::new())
+            Ok((levels.pop().map(|l| l.text).unwrap_or_default(), Vec::new()))
         }
-        crate::validate::Validity::RawControls => run(text, report, true)?,
-        crate::validate::Validity::Invalid => run(text, report, false)?,
+        crate::validate::Validity::RawControls => run(text, report, true),
+        crate::validate::Validity::Invalid => run(text, report, false),
+    };
+    let map = |levels: &[escaped::Unescaped], mut p: usize| {
+        for level in levels.iter().rev() {
+            p = level.source_offset(p);
+        }
+        p
+    };
+    let (out, mut repairs) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if !report {
+                // the offsets were not recorded: unescape again, recording them
+                levels.clear();
+                for _ in 0..depth {
+                    let from = levels.last().map_or(input, |l| l.text.as_str());
+                    let next = escaped::unescape(from, true);
+                    levels.push(next);
+                }
+            }
+            return Err(RepairError::new(e.kind(), map(&levels, e.position())));
+        }
     };
     if report {
         for r in &mut repairs {
-            for level in levels.iter().rev() {
-                r.position = level.source_offset(r.position);
-            }
+            r.position = map(&levels, r.position);
         }
         repairs.push(Repair {
             kind: RepairKind::StringifiedJson,
