@@ -17,9 +17,10 @@
 //! single / curly / backtick quotes, unquoted keys and strings, missing, trailing and leading
 //! commas, missing colons, comments (`//`, `/* */`, `#`), Python literals (`True`, `None`),
 //! `undefined` / `NaN` / `Infinity`, missing closing brackets and truncated strings, unescaped
-//! control characters and quotes inside strings, escaped (stringified) JSON, string
-//! concatenation, ellipses (`[1, 2, ...]`), JSONP and MongoDB wrappers, numbers like `2.`, `.5`
-//! or `007`, tuples `(1, 2)`, and several values (NDJSON) that are wrapped in an array.
+//! control characters and quotes inside strings, escaped (stringified) JSON (also without
+//! outer quotes, and escaped several times), string concatenation, ellipses (`[1, 2, ...]`),
+//! JSONP and MongoDB wrappers (comments around the argument included), numbers like `2.`,
+//! `.5` or `007`, tuples `(1, 2)`, and several values (NDJSON) that are wrapped in an array.
 //!
 //! Many inputs are ambiguous (is this quote the end of the string or part of the text?). The
 //! rules follow the JavaScript `jsonrepair` library where it has one, and the Python

@@ -16,7 +16,8 @@
 //!
 //! Module map: `root.rs` handles what surrounds the JSON (code fences, prose, several root
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
-//! this file holds the container state machine.
+//! `escaped.rs` removes escape levels from escaped JSON before the pass; this file holds the
+//! container state machine.
 
 mod escaped;
 mod root;
