@@ -17,9 +17,10 @@
 //! single / curly / backtick quotes, unquoted keys and strings, missing, trailing and leading
 //! commas, missing colons, comments (`//`, `/* */`, `#`), Python literals (`True`, `None`),
 //! `undefined` / `NaN` / `Infinity`, missing closing brackets and truncated strings, unescaped
-//! control characters and quotes inside strings, escaped (stringified) JSON, string
-//! concatenation, ellipses (`[1, 2, ...]`), JSONP and MongoDB wrappers, numbers like `2.`, `.5`
-//! or `007`, tuples `(1, 2)`, and several values (NDJSON) that are wrapped in an array.
+//! control characters and quotes inside strings, escaped (stringified) JSON (also without
+//! outer quotes, and escaped several times), string concatenation, ellipses (`[1, 2, ...]`),
+//! JSONP and MongoDB wrappers (comments around the argument included), numbers like `2.`,
+//! `.5` or `007`, tuples `(1, 2)`, and several values (NDJSON) that are wrapped in an array.
 //!
 //! Many inputs are ambiguous (is this quote the end of the string or part of the text?). The
 //! rules follow the JavaScript `jsonrepair` library where it has one, and the Python
@@ -49,6 +50,7 @@ pub use error::{ParseError, RepairError, RepairErrorKind};
 pub use report::{Repair, RepairKind, Report};
 
 use serde::de::DeserializeOwned;
+use validate::Validity;
 
 /// Repairs `input` into valid JSON. Valid JSON is returned unchanged.
 ///
@@ -58,10 +60,10 @@ use serde::de::DeserializeOwned;
 /// assert!(resilient_json::repair("").is_err());
 /// ```
 pub fn repair(input: &str) -> Result<String, RepairError> {
-    if validate::is_valid(input.as_bytes()) {
-        return Ok(input.to_owned());
+    match validate::classify(input.as_bytes()) {
+        Validity::Valid => Ok(input.to_owned()),
+        v => engine_repair(input, false, v).map(|(s, _)| s),
     }
-    engine::repair(input, false).map(|(s, _)| s)
 }
 
 /// Repairs `input` and reports what was repaired (an empty report for valid JSON).
@@ -74,10 +76,24 @@ pub fn repair(input: &str) -> Result<String, RepairError> {
 /// assert!(report.contains(RepairKind::PythonLiteral));
 /// ```
 pub fn repair_with_report(input: &str) -> Result<(String, Report), RepairError> {
-    if validate::is_valid(input.as_bytes()) {
-        return Ok((input.to_owned(), Report::default()));
+    match validate::classify(input.as_bytes()) {
+        Validity::Valid => Ok((input.to_owned(), Report::default())),
+        v => engine_repair(input, true, v).map(|(s, r)| (s, Report::from_vec(r))),
     }
-    engine::repair(input, true).map(|(s, r)| (s, Report::from_vec(r)))
+}
+
+/// Runs the engine on an input that is not valid JSON. JSON that is only wrong for its raw
+/// control characters is read trusting its quotes, so no character of its strings is lost.
+fn engine_repair(
+    input: &str,
+    report: bool,
+    v: Validity,
+) -> Result<(String, Vec<Repair>), RepairError> {
+    if v == Validity::RawControls {
+        engine::repair_trusting_quotes(input, report)
+    } else {
+        engine::repair(input, report)
+    }
 }
 
 /// Deserializes `input` with `serde_json`, repairing it first only if strict parsing fails.
@@ -106,7 +122,7 @@ pub fn parse<T: DeserializeOwned>(input: &str) -> Result<T, ParseError> {
             Err(ParseError::Json(e))
         }
         Err(_) => {
-            let fixed = engine::repair(input, false)?.0;
+            let fixed = engine_repair(input, false, validate::classify(input.as_bytes()))?.0;
             Ok(serde_json::from_str(&fixed)?)
         }
     }

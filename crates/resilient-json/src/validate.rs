@@ -7,13 +7,62 @@ use crate::chars::{CLASS, STR, is_ws};
 
 /// `true` when `s` is one strict JSON value surrounded by optional whitespace.
 pub(crate) fn is_valid(s: &[u8]) -> bool {
-    let mut v = Validator { s, i: 0 };
+    let mut v = Validator {
+        s,
+        i: 0,
+        allow_controls: false,
+        control: false,
+    };
     v.run().is_some()
+}
+
+/// What [`classify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validity {
+    /// Strict JSON.
+    Valid,
+    /// Strict JSON but for raw (unescaped) control characters inside strings: every
+    /// unescaped `"` in it is a string delimiter.
+    RawControls,
+    /// Anything else.
+    Invalid,
+}
+
+/// Validates `s`. Only an input that fails at a raw control character inside a string is
+/// validated a second time (allowing them), so other inputs cost one pass as before.
+pub(crate) fn classify(s: &[u8]) -> Validity {
+    let mut v = Validator {
+        s,
+        i: 0,
+        allow_controls: false,
+        control: false,
+    };
+    if v.run().is_some() {
+        return Validity::Valid;
+    }
+    if !v.control {
+        return Validity::Invalid;
+    }
+    let mut v = Validator {
+        s,
+        i: 0,
+        allow_controls: true,
+        control: false,
+    };
+    if v.run().is_some() {
+        Validity::RawControls
+    } else {
+        Validity::Invalid
+    }
 }
 
 struct Validator<'a> {
     s: &'a [u8],
     i: usize,
+    /// Accept raw control characters inside strings.
+    allow_controls: bool,
+    /// A raw control character was met inside a string.
+    control: bool,
 }
 
 impl Validator<'_> {
@@ -181,7 +230,12 @@ impl Validator<'_> {
                     }
                     _ => return None,
                 },
-                0..=0x1F => return None,
+                0..=0x1F => {
+                    self.control = true;
+                    if !self.allow_controls {
+                        return None;
+                    }
+                }
                 _ => {}
             }
         }
@@ -190,7 +244,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_valid;
+    use super::{Validity, classify, is_valid};
 
     #[test]
     fn accepts_and_rejects() {
@@ -225,6 +279,15 @@ mod tests {
         ] {
             assert!(!is_valid(bad.as_bytes()), "{bad}");
         }
+    }
+
+    #[test]
+    fn raw_control_characters_in_strings_are_told_apart() {
+        assert_eq!(classify(b"{\"a\n\": \"b\tc\"}"), Validity::RawControls);
+        assert_eq!(classify(b"[\"\x01\", 1]"), Validity::RawControls);
+        assert_eq!(classify(b"[\"a\n\", 1,]"), Validity::Invalid);
+        assert_eq!(classify(b"[\"a\", \n 1]"), Validity::Valid);
+        assert_eq!(classify(b"[\"a\", \x01]"), Validity::Invalid);
     }
 
     #[test]

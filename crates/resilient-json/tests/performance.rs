@@ -179,3 +179,41 @@ fn repetitive_shapes_are_linear() {
         linear(&format!("{prefix:?} + {unit:?}"), shape(prefix, unit, ""));
     }
 }
+
+/// Escaped JSON (unescaped level by level), JSON that is valid but for raw control
+/// characters (validated twice), and words or calls followed by comments (looked past for a
+/// parenthesis).
+#[test]
+fn escaped_json_raw_controls_and_commented_calls_are_linear() {
+    let _serial = serial();
+    let once = "{\\\"k\\\": \\\"x \\\\\\\"y\\\\\\\"\\\"}, ";
+    let twice = serde_json::to_string(once).unwrap();
+    let twice = twice[1..twice.len() - 1].to_owned();
+    let out = repaired("escaped", &format!("[{}1]", once.repeat(MIB / once.len())));
+    assert!(out.starts_with(r#"[{"k": "x \"y\""}, "#), "{}", &out[..40]);
+    for (name, prefix, unit, suffix) in [
+        ("escaped JSON", "[", once, "1]"),
+        ("escaped twice", "[", twice.as_str(), "1]"),
+        ("escaped, cut off", "[", once, ""),
+        (
+            "escaped, line breaks",
+            "{\\n",
+            "\\\"a\\\": [1],\\n  ",
+            "\\\"z\\\": 1}",
+        ),
+        ("raw controls", "[", "\"a\nb\t\", ", "1]"),
+        ("raw controls, cut off", "[", "\"a\nb\t\", ", ""),
+        ("words and comments", "[", "a /* c */ ", "]"),
+        ("words and line comments", "[", "a // c\n", "]"),
+        (
+            "commented calls",
+            "[",
+            "f( /* c */ {\"a\": 1} // d\n), ",
+            "]",
+        ),
+        ("unclosed comments", "[", "a /* ", ""),
+    ] {
+        linear(name, shape(prefix, unit, suffix));
+        repaired(name, &shape(prefix, unit, suffix)(MIB));
+    }
+}
