@@ -87,9 +87,9 @@ pub const fn bytes_per_key<K>() -> usize {
 ///     .clock(Arc::new(clock.clone()))
 ///     .build()
 ///     .unwrap();
-/// assert!(per_user.check(&"ada", 2).unwrap().allowed);
-/// assert!(!per_user.check(&"ada", 1).unwrap().allowed);
-/// assert!(per_user.check(&"bob", 1).unwrap().allowed); // separate state
+/// assert!(per_user.check_n(&"ada", 2).unwrap().allowed);
+/// assert!(!per_user.check_n(&"ada", 1).unwrap().allowed);
+/// assert!(per_user.check_n(&"bob", 1).unwrap().allowed); // separate state
 /// clock.advance(Duration::from_secs(1));
 /// assert_eq!(per_user.retain_recent(), 0); // both recovered: forgotten
 /// assert_eq!(per_user.len(), 0);
@@ -178,7 +178,7 @@ impl<A: Algorithm, const N: usize> KeyedLimiter<(), A, RandomState, N> {
     /// ])
     /// .build::<u64>()
     /// .unwrap();
-    /// assert!(mixed.check(&7, 1).unwrap().allowed);
+    /// assert!(mixed.check_n(&7, 1).unwrap().allowed);
     /// ```
     pub fn quota(limits: [A; N]) -> KeyedLimiterBuilder<A, RandomState, N> {
         KeyedLimiterBuilder {
@@ -464,9 +464,38 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         Ok(())
     }
 
-    /// Decides `cost` units for `key` now, consuming them if allowed. With a quota, the
-    /// binding decision (see [`Verdict::binding`]).
-    pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
+    /// Decides one unit for `key` now, consuming it if allowed (the keyed form of
+    /// [`RateLimiter::check`](super::RateLimiter::check)). With a quota, the binding
+    /// decision (see [`Verdict::binding`]). If a limit's capacity was cut at runtime to
+    /// zero, a denial with `retry_after` `Duration::MAX`.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// let per_user = KeyedLimiter::builder(Gcra::new(Rate::per_minute(1)).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(per_user.check(&"ada").allowed);
+    /// assert!(!per_user.check(&"ada").allowed);
+    /// assert!(per_user.check(&"bob").allowed);
+    /// ```
+    pub fn check(&self, key: &K) -> Decision {
+        match self.check_n(key, 1) {
+            Ok(d) => d,
+            Err(_) => Decision {
+                allowed: false,
+                limit: 0,
+                remaining: 0,
+                reset: Duration::ZERO,
+                retry_after: Duration::MAX,
+            },
+        }
+    }
+
+    /// Decides `cost` units for `key` now, consuming them if allowed (the keyed form of
+    /// [`RateLimiter::check_n`](super::RateLimiter::check_n)). With a quota, the binding
+    /// decision (see [`Verdict::binding`]). A cost above the key's capacity is a
+    /// [`CostError`].
+    pub fn check_n(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
         self.cost_ok(cost)?;
         Ok(self.check_at(key, self.clock.nanos(), cost))
     }
@@ -715,7 +744,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
                 let mut pause = PollPause::new(start, max_wait);
                 loop {
                     let at = self.now();
-                    let d = match self.check(key, cost) {
+                    let d = match self.check_n(key, cost) {
                         Ok(d) => d,
                         // The key's capacity was cut below the cost: it can never pass.
                         Err(_) => return Err(self.rejection_for(key, cost, Duration::MAX)),
@@ -763,10 +792,10 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     ///     .clock(Arc::new(clock.clone()))
     ///     .build::<&str>()
     ///     .unwrap();
-    /// assert!(k.check(&"ada", 10).unwrap().allowed);
+    /// assert!(k.check_n(&"ada", 10).unwrap().allowed);
     /// k.set_rate(0, Rate::per_second(100), 100).unwrap();
     /// // ada's 10 units stay in use; 90 more fit at once.
-    /// assert_eq!(k.check(&"ada", 0).unwrap().remaining, 90);
+    /// assert_eq!(k.check_n(&"ada", 0).unwrap().remaining, 90);
     /// ```
     pub fn set_rate(&self, limit: usize, rate: Rate, burst: u64) -> Result<(), ConfigError> {
         let alg = self.algs.get(limit).ok_or_else(|| {
