@@ -430,7 +430,11 @@ fn a_full_shard_evicts_its_batch_even_if_ranks_shift() {
     k.algorithm().armed.store(false, SeqCst);
     // 16 / 16 = 1 key evicted (key 1, the least used), then the new one inserted.
     assert_eq!(k.len(), 16);
-    assert_eq!(k.check_n(&1, 0).unwrap().remaining, 100, "key 1 was evicted");
+    assert_eq!(
+        k.check_n(&1, 0).unwrap().remaining,
+        100,
+        "key 1 was evicted"
+    );
     assert_eq!(k.check_n(&2, 0).unwrap().remaining, 98);
 }
 
