@@ -1,0 +1,514 @@
+//! Incremental repair: every snapshot of a stream is valid JSON and a prefix view of the final
+//! value, the final result is what the batch repair gives, and the work is linear.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use resilient_json::{Repairer, parse_partial, repair};
+use serde_json::Value;
+
+/// Valid JSON documents: every prefix of each is also checked against the batch repair.
+const VALID: &[&str] = &[
+    r#"{"name": "Ada", "age": 36, "active": true, "tags": ["x", "y"], "boss": null}"#,
+    r#"[1, -2, 3.25, -0.5e-3, 6E+2, 0, 10]"#,
+    r#"{"a": {"b": {"c": [[], {}, [[]], {"d": []}]}}}"#,
+    r#"["quote \" backslash \\ slash \/ controls \b\f\n\r\t", "\u00e9\u4e2d"]"#,
+    r#"{"emoji": "\ud83d\ude00 and 😀", "accents": "déjà vu", "cjk": "中文字符"}"#,
+    r#"[true, false, null, [true], {"t": false}]"#,
+    "{\n  \"pretty\": [\n    1,\n    2\n  ],\n  \"nested\": {\n    \"k\": \"v\"\n  }\n}\n",
+    r#"{}"#,
+    r#"[]"#,
+    r#""just a string with \"escapes\" and \u0041""#,
+    r#"{" ": " ", "k\"ey": "v\\al", "": ""}"#,
+    r#"[[[[[[[[[[1]]]]]]]]]]"#,
+    r#"{"numbers": [123456789, -987654321, 1.5e300, 2.0, -0.0]}"#,
+    r#"{"items": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}], "count": 2}"#,
+    "  [ 1 , 2 , { \"a\" : [ ] } ]  ",
+    r#"{"url": "https://example.com/a?b=c&d=e", "path": "C:\\dir\\file"}"#,
+    r#"{"prose": "a, b; [c] {d} (e) + f: g", "after": 1}"#,
+];
+
+/// What language models write: the final value of each is checked against the batch repair.
+const LLM: &[&str] = &[
+    "```json\n{\"answer\": \"42\", \"sources\": [\"a\", \"b\"]}\n```",
+    "Here is the JSON you asked for:\n```json\n[{\"id\": 1}, {\"id\": 2}]\n```\nLet me know!",
+    "Sure! {\"name\": \"Bob\", \"ok\": true} Hope this helps.",
+    "{name: 'Ada', tags: ['x', 'y',], active: True, spouse: None}",
+    "{\"a\": 1, // one\n \"b\": 2 /* two */, \"c\": [1, 2,],}",
+    "[1 2 3, \"four\" \"five\"]",
+    "{\"a\": 1 \"b\": 2, \"c\" 3}",
+    "{\"text\": \"line one\nline two\ttabbed\"}",
+    "[NaN, Infinity, undefined, .5, 2., +1]",
+];
+
+/// The values in `snap` are a prefix view of those in `fin`: objects hold a subset of the keys
+/// with equal values but for one that is itself a prefix view, arrays a prefix of the items
+/// (the last may be a prefix view), strings a prefix; anything else is equal.
+fn is_prefix_view(snap: &Value, fin: &Value) -> bool {
+    match (snap, fin) {
+        (Value::String(a), Value::String(b)) => b.starts_with(a.as_str()),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() <= b.len()
+                && a.iter()
+                    .zip(b)
+                    .enumerate()
+                    .all(|(i, (x, y))| x == y || (i + 1 == a.len() && is_prefix_view(x, y)))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            let mut partial = 0;
+            for (k, x) in a {
+                match b.get(k) {
+                    Some(y) if x == y => {}
+                    Some(y) if is_prefix_view(x, y) => partial += 1,
+                    _ => return false,
+                }
+            }
+            partial <= 1
+        }
+        _ => snap == fin,
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+/// Feeds `chunks` to a repairer, checking after each one that the snapshot is valid JSON, a
+/// prefix view of the final value and of every later snapshot. Returns the final JSON.
+#[track_caller]
+fn check_stream(doc: &str, chunks: &[&[u8]]) -> String {
+    let mut r = Repairer::new();
+    let mut snaps = Vec::new();
+    for chunk in chunks {
+        r.push_bytes(chunk);
+        if let Some(s) = r.snapshot() {
+            snaps.push((json(&s), s));
+        }
+    }
+    let fin_text = r.finish().unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+    let fin = json(&fin_text);
+    let mut later = &fin;
+    for (v, s) in snaps.iter().rev() {
+        assert!(
+            is_prefix_view(v, later),
+            "{doc:?}: snapshot {s} is not a prefix view of {later} (final {fin_text})"
+        );
+        assert!(is_prefix_view(v, &fin), "{doc:?}: {s} vs final {fin_text}");
+        later = v;
+    }
+    fin_text
+}
+
+/// `false` when `prefix`, a prefix of valid JSON, ends inside a string whose text so far ends
+/// with a bracket, comma, `+` or `;`: the batch repair then takes the end quote as missing
+/// before that character, and the stream repair keeps the string whole.
+fn batch_agrees_on(prefix: &str) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for b in prefix.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            _ => {}
+        }
+    }
+    let last = prefix.trim_end().bytes().last();
+    !(in_string
+        && matches!(
+            last,
+            Some(b',' | b'[' | b']' | b'{' | b'}' | b'(' | b')' | b'+' | b';')
+        ))
+}
+
+/// `doc` split into one chunk per byte.
+fn bytes(doc: &str) -> Vec<&[u8]> {
+    doc.as_bytes().chunks(1).collect()
+}
+
+#[test]
+fn every_prefix_of_valid_documents() {
+    for doc in VALID {
+        // byte by byte: a snapshot after every prefix, characters split between chunks
+        assert_eq!(check_stream(doc, &bytes(doc)), *doc, "{doc:?}");
+        // every prefix ended there gives what the batch repair gives for it
+        for end in (0..=doc.len()).filter(|&e| doc.is_char_boundary(e)) {
+            let prefix = &doc[..end];
+            let mut r = Repairer::new();
+            r.push(prefix);
+            let snap = r.snapshot();
+            let streamed = r.finish();
+            match repair(prefix) {
+                _ if !batch_agrees_on(prefix) => {}
+                Ok(batch) => assert_eq!(streamed.as_ref(), Ok(&batch), "prefix {prefix:?}"),
+                Err(_) => assert!(streamed.is_err(), "prefix {prefix:?}"),
+            }
+            // a snapshot is also a prefix view of what finishing there gives
+            if let (Some(s), Ok(f)) = (snap, &streamed) {
+                assert!(
+                    is_prefix_view(&json(&s), &json(f)),
+                    "{prefix:?}: {s} vs {f}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_prefix_of_llm_documents() {
+    for doc in LLM {
+        let streamed = check_stream(doc, &bytes(doc));
+        assert_eq!(streamed, repair(doc).unwrap(), "{doc:?}");
+    }
+}
+
+#[test]
+fn snapshots_while_a_document_arrives() {
+    let doc = r#"{"title": "Stream", "n": -12.5, "ok": true, "list": [1, "two"]}"#;
+    let mut r = Repairer::new();
+    let mut seen = Vec::new();
+    for c in doc.chars() {
+        r.push(c.encode_utf8(&mut [0; 4]));
+        let s = r.snapshot();
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+    }
+    let seen: Vec<_> = seen.into_iter().flatten().collect();
+    for s in [
+        "{}",
+        r#"{"title": ""}"#,
+        r#"{"title": "Str"}"#,
+        r#"{"title": "Stream"}"#,
+        // the number appears only once complete, the literal too
+        r#"{"title": "Stream", "n": -12.5}"#,
+        r#"{"title": "Stream", "n": -12.5, "ok": true}"#,
+        r#"{"title": "Stream", "n": -12.5, "ok": true, "list": []}"#,
+        r#"{"title": "Stream", "n": -12.5, "ok": true, "list": [1]}"#,
+        r#"{"title": "Stream", "n": -12.5, "ok": true, "list": [1, "tw"]}"#,
+        doc,
+    ] {
+        assert!(seen.iter().any(|x| x == s), "{s} not among {seen:#?}");
+    }
+    for s in &seen {
+        for half in [
+            r#""n": -}"#,
+            r#""n": -1}"#,
+            r#""n": -12.}"#,
+            r#""ok": t}"#,
+            r#""ok": tr}"#,
+            r#""ti}"#,
+        ] {
+            assert!(!s.contains(half), "{s}");
+        }
+    }
+}
+
+#[test]
+fn escapes_and_characters_split_across_chunks() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        // (chunks, snapshot after all but the last, final)
+        (&[r#"["a\"#, r#"nb"]"#], r#"["a"]"#, r#"["a\nb"]"#),
+        (&[r#"["a\u00"#, r#"e9"]"#], r#"["a"]"#, r#"["a\u00e9"]"#),
+        (&[r#"["\ud83d"#, r#"\ude00"]"#], "[]", r#"["\ud83d\ude00"]"#),
+        (&[r#"["\ud83d\u"#, r#"de00"]"#], "[]", r#"["\ud83d\ude00"]"#),
+        (&[r#"["x\ud83d"#, r#"!"]"#], r#"["x"]"#, r#"["x\ufffd!"]"#),
+        (&[r#"{"k\"#, r#""ey": 1}"#], "{}", r#"{"k\"ey": 1}"#),
+        (&[r#"[1, "\"#, r#"\"]"#], "[1]", r#"[1, "\\"]"#),
+        (&[r#"["a", ""#, r#"b"]"#], r#"["a"]"#, r#"["a", "b"]"#),
+    ];
+    for (chunks, snap, fin) in cases {
+        let mut r = Repairer::new();
+        let (last, init) = chunks.split_last().unwrap();
+        for c in init {
+            r.push(c);
+        }
+        assert_eq!(r.snapshot().as_deref(), Some(*snap), "{chunks:?}");
+        r.push(last);
+        assert_eq!(r.finish().unwrap(), *fin, "{chunks:?}");
+    }
+    // a character split between byte chunks appears once complete
+    let doc = "{\"k\": \"a😀b\"}";
+    let mut r = Repairer::new();
+    let b = doc.as_bytes();
+    let at = doc.find('😀').unwrap();
+    r.push_bytes(&b[..at + 2]);
+    assert_eq!(r.snapshot().as_deref(), Some("{\"k\": \"a\"}"));
+    r.push_bytes(&b[at + 2..at + 3]);
+    assert_eq!(r.snapshot().as_deref(), Some("{\"k\": \"a\"}"));
+    r.push_bytes(&b[at + 3..]);
+    assert_eq!(r.finish().unwrap(), doc);
+    // bytes that are not UTF-8 are read as U+FFFD
+    let mut r = Repairer::new();
+    r.push_bytes(b"[\"a\xff\xe2\x82");
+    r.push("\"]");
+    assert_eq!(r.finish().unwrap(), "[\"a\u{fffd}\u{fffd}\"]");
+}
+
+#[test]
+fn nothing_before_a_value_starts() {
+    let mut r = Repairer::new();
+    assert_eq!(r.snapshot(), None);
+    r.push("Sure, here it is: ");
+    assert_eq!(r.snapshot(), None);
+    r.push("```js");
+    assert_eq!(r.snapshot(), None);
+    r.push("on\n[");
+    assert_eq!(r.snapshot().as_deref(), Some("\n[]"));
+    // a root number or literal is shown once complete
+    let mut r = Repairer::new();
+    r.push("12");
+    assert_eq!(r.snapshot(), None);
+    r.push("3 ");
+    assert_eq!(r.snapshot().as_deref(), Some("123"));
+    assert_eq!(r.finish().unwrap(), "123 ");
+    assert!(Repairer::new().finish().is_err());
+    assert!(parse_partial::<Value>("").is_err());
+}
+
+#[test]
+fn deep_nesting_uses_no_call_stack() {
+    let depth = 1 << 20;
+    let mut r = Repairer::new();
+    r.push(&"[{\"a\": ".repeat(depth / 2));
+    r.push("\"x");
+    let snap = r.snapshot().unwrap();
+    assert!(snap.ends_with(&format!("\"x\"{}", "}]".repeat(depth / 2))));
+    let fin = r.finish().unwrap();
+    assert!(fin.ends_with(&format!("\"x\"{}", "}]".repeat(depth / 2))));
+}
+
+#[test]
+fn parse_partial_fills_optional_fields_as_they_arrive() {
+    #[derive(serde::Deserialize, Debug, PartialEq, Default)]
+    struct Answer {
+        title: Option<String>,
+        score: Option<f64>,
+        tags: Option<Vec<String>>,
+        done: Option<bool>,
+    }
+    let doc =
+        r#"{"title": "Linear time", "score": 0.75, "tags": ["json", "stream"], "done": true}"#;
+    let mut r = Repairer::new();
+    let mut answers = Vec::new();
+    for c in doc.chars() {
+        r.push(c.encode_utf8(&mut [0; 4]));
+        if let Ok(a) = r.parse_partial::<Answer>() {
+            answers.push(a);
+        }
+    }
+    let expect = |title: &str, score, tags: &[&str], done: Option<bool>| Answer {
+        title: Some(title.into()),
+        score,
+        tags: (!tags.is_empty() || done.is_some())
+            .then(|| tags.iter().map(|t| t.to_string()).collect()),
+        done,
+    };
+    assert!(answers.contains(&Answer::default()));
+    assert!(answers.contains(&Answer {
+        title: Some("Lin".into()),
+        ..Answer::default()
+    }));
+    assert!(answers.contains(&expect("Linear time", Some(0.75), &["json", "st"], None)));
+    assert_eq!(
+        answers.last(),
+        Some(&expect(
+            "Linear time",
+            Some(0.75),
+            &["json", "stream"],
+            Some(true)
+        ))
+    );
+    // no answer shows a score other than the final one
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.score.is_none() || a.score == Some(0.75))
+    );
+    // the free function reads a prefix at once
+    let a: Answer = parse_partial(r#"{"title": "Lin"#).unwrap();
+    assert_eq!(a.title.as_deref(), Some("Lin"));
+    // a prefix that does not fit the type is a serde error
+    assert!(parse_partial::<Answer>(r#"{"score": "high"#).is_err());
+}
+
+/// Arbitrary JSON values (small, so that serde_json's recursion limit is not reached).
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (-1e9f64..1e9).prop_map(Value::from),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,6}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `doc` cut at the (sorted, deduplicated) byte offsets `cuts`, anywhere, even inside a
+/// character.
+fn split<'a>(doc: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c.index(doc.len() + 1)).collect();
+    at.push(0);
+    at.push(doc.len());
+    at.sort_unstable();
+    at.dedup();
+    at.windows(2).map(|w| &doc[w[0]..w[1]]).collect()
+}
+
+fn corpus() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(VALID.iter().chain(LLM).copied().collect::<Vec<_>>())
+}
+
+proptest! {
+    // Seeded: the same chunkings on every run.
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5_7ea4),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_chunkings_of_the_corpus(doc in corpus(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+        let chunks = split(doc.as_bytes(), &cuts);
+        let fin = check_stream(doc, &chunks);
+        prop_assert_eq!(fin, repair(doc).unwrap());
+    }
+
+    #[test]
+    fn random_chunkings_of_random_values(v in json_value(), pretty in any::<bool>(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+        let doc = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+        let chunks = split(doc.as_bytes(), &cuts);
+        let fin = check_stream(&doc, &chunks);
+        prop_assert_eq!(&fin, &doc);
+        // and cut off after any chunk, finishing gives what the batch repair gives
+        let end = chunks.first().map_or(0, |c| c.len());
+        if doc.is_char_boundary(end) && batch_agrees_on(&doc[..end]) {
+            let mut r = Repairer::new();
+            r.push(&doc[..end]);
+            prop_assert_eq!(r.finish().ok(), repair(&doc[..end]).ok());
+        }
+    }
+
+    #[test]
+    fn snapshots_of_any_text_are_json(input in any::<String>(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+        let mut r = Repairer::new();
+        for chunk in split(input.as_bytes(), &cuts) {
+            r.push_bytes(chunk);
+            if let Some(s) = r.snapshot() {
+                prop_assert!(serde_json::from_str::<Value>(&s).is_ok(), "{:?}: {}", input, s);
+            }
+        }
+        if let Ok(s) = r.finish() {
+            prop_assert!(serde_json::from_str::<Value>(&s).is_ok(), "{:?}: {}", input, s);
+        }
+    }
+}
+
+/// The fastest of `runs` runs of `f`.
+fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Checks that `time(n)` grows linearly: at `8 * n` at most 12 times as long as at `n`
+/// (fastest of several runs, measured twice before failing; a linear reader needs about 8, a
+/// quadratic one 64). No wall-clock duration is asserted.
+#[track_caller]
+fn linear(name: &str, base: usize, time: impl Fn(usize) -> Duration) {
+    let mut last = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..2 {
+        let small = time(base);
+        let large = time(8 * base);
+        last = (small, large);
+        if large <= small * 12 + Duration::from_micros(200) {
+            eprintln!("{name}: {small:?} -> {large:?} for 8x the input");
+            return;
+        }
+    }
+    panic!(
+        "{name}: {:?} at {base} bytes but {:?} at 8x",
+        last.0, last.1
+    );
+}
+
+/// An LLM-style document of about `n` bytes: an array of objects with strings, escapes,
+/// numbers and literals.
+fn document(n: usize) -> String {
+    let item = r#"{"id": 12345, "name": "caf\u00e9 \"quoted\" 😀", "score": -1.5e3, "ok": true, "tags": ["a", "b"]}, "#;
+    format!("```json\n[{}0]\n```", item.repeat(n / item.len()))
+}
+
+#[test]
+fn pushes_take_linear_time_whatever_the_chunk_size() {
+    let base = 128 << 10;
+    // one byte at a time, then chunks of varying sizes (some inside characters)
+    linear("1-byte chunks", base, |n| {
+        let doc = document(n);
+        best_of(3, || {
+            let mut r = Repairer::new();
+            for b in doc.as_bytes().chunks(1) {
+                r.push_bytes(b);
+            }
+            assert!(r.finish().is_ok());
+        })
+    });
+    linear("varying chunks", base, |n| {
+        let doc = document(n);
+        best_of(3, || {
+            let mut r = Repairer::new();
+            let mut rest = doc.as_bytes();
+            let mut size = 1;
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(size.min(rest.len()));
+                r.push_bytes(chunk);
+                rest = tail;
+                size = size * 7 % 97 + 1;
+            }
+            assert!(r.finish().is_ok());
+        })
+    });
+    // a very long word or whitespace run read one byte at a time
+    linear("long word", base, |n| {
+        let doc = format!("[{}]", "7".repeat(n));
+        best_of(3, || {
+            let mut r = Repairer::new();
+            for b in doc.as_bytes().chunks(1) {
+                r.push_bytes(b);
+            }
+            assert!(r.finish().is_ok());
+        })
+    });
+}
+
+#[test]
+fn a_snapshot_costs_its_output_not_the_input_read() {
+    // the same small output after a little or a lot of input (comments)
+    let time = |n: usize| {
+        let mut r = Repairer::new();
+        r.push("{\"a\": [1, 2, 3],");
+        r.push(&"/* ignored */".repeat(n / 13));
+        r.push("\"b\": \"x");
+        assert_eq!(r.snapshot().unwrap(), "{\"a\": [1, 2, 3],\"b\": \"x\"}");
+        best_of(50, || {
+            let s = r.snapshot().unwrap();
+            assert!(s.ends_with("\"x\"}"));
+        })
+    };
+    let (small, large) = (time(1 << 20), time(8 << 20));
+    // reading the input again would take milliseconds for 8 MiB
+    assert!(
+        large <= small * 4 + Duration::from_micros(200),
+        "{small:?} -> {large:?}"
+    );
+}
