@@ -41,35 +41,81 @@ const LLM: &[&str] = &[
     "[NaN, Infinity, undefined, .5, 2., +1]",
 ];
 
-/// The values in `snap` are a prefix view of those in `fin`: objects hold a subset of the keys
-/// with equal values but for one that is itself a prefix view, arrays a prefix of the items
-/// (the last may be a prefix view), strings a prefix; anything else is equal.
-fn is_prefix_view(snap: &Value, fin: &Value) -> bool {
-    match (snap, fin) {
-        (Value::String(a), Value::String(b)) => b.starts_with(a.as_str()),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() <= b.len()
-                && a.iter()
-                    .zip(b)
-                    .enumerate()
-                    .all(|(i, (x, y))| x == y || (i + 1 == a.len() && is_prefix_view(x, y)))
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            let mut partial = 0;
-            for (k, x) in a {
-                match b.get(k) {
-                    Some(y) if x == y => {}
-                    Some(y) if is_prefix_view(x, y) => partial += 1,
-                    _ => return false,
-                }
+/// A JSON value that keeps the order of object members, and duplicate keys.
+#[derive(Debug, PartialEq)]
+enum Tree {
+    Scalar(Value),
+    Str(String),
+    Seq(Vec<Tree>),
+    Map(Vec<(String, Tree)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Tree;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
             }
-            partial <= 1
+            fn visit_bool<E>(self, b: bool) -> Result<Tree, E> {
+                Ok(Tree::Scalar(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Tree, E> {
+                Ok(Tree::Scalar(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Tree, E> {
+                Ok(Tree::Scalar(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Tree, E> {
+                Ok(Tree::Scalar(n.into()))
+            }
+            fn visit_unit<E>(self) -> Result<Tree, E> {
+                Ok(Tree::Scalar(Value::Null))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Tree, E> {
+                Ok(Tree::Str(s.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Tree, A::Error> {
+                let mut items = Vec::new();
+                while let Some(t) = a.next_element()? {
+                    items.push(t);
+                }
+                Ok(Tree::Seq(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Tree, A::Error> {
+                let mut members = Vec::new();
+                while let Some(m) = a.next_entry()? {
+                    members.push(m);
+                }
+                Ok(Tree::Map(members))
+            }
         }
+        d.deserialize_any(V)
+    }
+}
+
+/// `snap` is a prefix view of `fin`: an array holds the first items of the final array, an
+/// object its first members (same keys, in the same order), all equal to the final ones but
+/// the last, which may itself be a prefix view; a string is a prefix of the final string;
+/// anything else is equal.
+fn is_prefix_view(snap: &Tree, fin: &Tree) -> bool {
+    fn seq<T: PartialEq>(a: &[T], b: &[T], last: impl Fn(&T, &T) -> bool) -> bool {
+        a.len() <= b.len()
+            && a.iter()
+                .zip(b)
+                .enumerate()
+                .all(|(i, (x, y))| x == y || (i + 1 == a.len() && last(x, y)))
+    }
+    match (snap, fin) {
+        (Tree::Str(a), Tree::Str(b)) => b.starts_with(a.as_str()),
+        (Tree::Seq(a), Tree::Seq(b)) => seq(a, b, is_prefix_view),
+        (Tree::Map(a), Tree::Map(b)) => seq(a, b, |x, y| x.0 == y.0 && is_prefix_view(&x.1, &y.1)),
         _ => snap == fin,
     }
 }
 
-fn json(text: &str) -> Value {
+fn json(text: &str) -> Tree {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
 
@@ -87,14 +133,15 @@ fn check_stream(doc: &str, chunks: &[&[u8]]) -> String {
     }
     let fin_text = r.finish().unwrap_or_else(|e| panic!("{doc:?}: {e}"));
     let fin = json(&fin_text);
-    let mut later = &fin;
+    let mut later = (&fin, &fin_text);
     for (v, s) in snaps.iter().rev() {
         assert!(
-            is_prefix_view(v, later),
-            "{doc:?}: snapshot {s} is not a prefix view of {later} (final {fin_text})"
+            is_prefix_view(v, later.0),
+            "{doc:?}: snapshot {s} is not a prefix view of {} (final {fin_text})",
+            later.1
         );
         assert!(is_prefix_view(v, &fin), "{doc:?}: {s} vs final {fin_text}");
-        later = v;
+        later = (v, s);
     }
     fin_text
 }
@@ -360,6 +407,15 @@ fn split<'a>(doc: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
     at.windows(2).map(|w| &doc[w[0]..w[1]]).collect()
 }
 
+/// Text that looks a bit like JSON, to reach every state of the reader.
+fn jsonish_text() -> impl Strategy<Value = String> {
+    let parts = [
+        "{", "}", "[", "]", ",", ":", "\"", "'", "\\", " ", "\n", "a", "1", "-", ".", "e", "true",
+        "None", "/*", "*/", "//", "#", "+", "```", "\u{a0}", "\\u12", "\\ud83d", "é", "😀",
+    ];
+    prop::collection::vec(prop::sample::select(parts.to_vec()), 0..40).prop_map(|p| p.concat())
+}
+
 fn corpus() -> impl Strategy<Value = &'static str> {
     prop::sample::select(VALID.iter().chain(LLM).copied().collect::<Vec<_>>())
 }
@@ -391,6 +447,16 @@ proptest! {
             let mut r = Repairer::new();
             r.push(&doc[..end]);
             prop_assert_eq!(r.finish().ok(), repair(&doc[..end]).ok());
+        }
+    }
+
+    #[test]
+    fn snapshots_of_jsonish_text_are_prefix_views(doc in jsonish_text(), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
+        let mut r = Repairer::new();
+        r.push(&doc);
+        if r.finish().is_ok() {
+            check_stream(&doc, &split(doc.as_bytes(), &cuts));
+            check_stream(&doc, &bytes(&doc));
         }
     }
 
