@@ -407,24 +407,13 @@ impl Repairer {
             State::Value if self.stack.is_empty() => {
                 return Err(RepairError::new(RepairErrorKind::Empty, self.pos));
             }
-            State::Word { key } => {
-                let word = std::mem::take(&mut self.word);
-                if key {
-                    // an unquoted key cut off: the member is dropped
-                    self.out.truncate(self.member_mark);
-                    self.ws.clear();
-                    self.state = State::Key;
-                } else if self.stack.is_empty() {
-                    self.flush_ws();
-                    match resolve(&word) {
-                        Some(v) => self.out.extend_from_slice(&v),
-                        None => push_string(&mut self.out, &word),
-                    }
-                    self.state = State::Trailing;
-                } else {
-                    self.write_word_value(&word);
-                }
+            State::Word { key: true } => {
+                // an unquoted key cut off: the member is dropped
+                self.out.truncate(self.member_mark);
+                self.ws.clear();
+                self.state = State::Key;
             }
+            State::Word { key: false } => self.write_word_value(),
             State::Str { key, .. } => {
                 if self.high.take().is_some() {
                     self.out.extend_from_slice(b"\\ufffd");
@@ -483,20 +472,36 @@ impl Repairer {
         let b = s.as_bytes();
         let mut i = 0;
         while i < b.len() {
-            if let State::Str { quote, .. } = self.state
-                && self.esc == Esc::None
-                && self.high.is_none()
-            {
-                // copy the plain run of the string at once
-                let run = b[i..]
-                    .iter()
-                    .position(|&c| c == quote || c == b'\\' || c < 0x20 || c == b'"')
-                    .unwrap_or(b.len() - i);
-                self.out.extend_from_slice(&b[i..i + run]);
-                i += run;
-                if i == b.len() {
-                    break;
+            // runs of plain string text, word characters and whitespace are taken at once
+            match self.state {
+                State::Str { quote, .. } if self.esc == Esc::None && self.high.is_none() => {
+                    let run = b[i..]
+                        .iter()
+                        .position(|&c| c == quote || c == b'\\' || c < 0x20 || c == b'"')
+                        .unwrap_or(b.len() - i);
+                    self.out.extend_from_slice(&b[i..i + run]);
+                    i += run;
                 }
+                State::Word { .. } => {
+                    let run = b[i..]
+                        .iter()
+                        .position(|&c| c >= 0x80 || !is_word_byte(c))
+                        .unwrap_or(b.len() - i);
+                    self.word.extend_from_slice(&b[i..i + run]);
+                    i += run;
+                }
+                State::Value | State::After | State::Key | State::Colon | State::Trailing => {
+                    let run = b[i..]
+                        .iter()
+                        .position(|&c| !is_ws(c))
+                        .unwrap_or(b.len() - i);
+                    self.ws.extend_from_slice(&b[i..i + run]);
+                    i += run;
+                }
+                _ => {}
+            }
+            if i == b.len() {
+                break;
             }
             if self.step(s, i) {
                 i += 1 + std::mem::take(&mut self.skip);
@@ -712,9 +717,7 @@ impl Repairer {
                 self.ws.clear();
                 return self.close(c);
             }
-            _ if c >= 0x80 && special_ws(s, i).is_some() => {
-                return self.special_ws(special_ws(s, i).unwrap_or(1));
-            }
+            _ if let Some(n) = special_ws(s, i) => return self.special_ws(n),
             _ => {
                 // a missing colon
                 self.out.push(b':');
@@ -855,36 +858,45 @@ impl Repairer {
 
     /// A bare word ended: writes it as a key, a value or the root value.
     fn end_word(&mut self, key: bool) {
-        let word = std::mem::take(&mut self.word);
         if key {
             self.flush_ws();
-            push_string(&mut self.out, &word);
+            push_string(&mut self.out, &self.word);
+            self.word.clear();
             self.state = State::Colon;
-        } else if self.stack.is_empty() {
-            match resolve(&word) {
-                Some(v) => {
-                    self.flush_ws();
-                    self.out.extend_from_slice(&v);
-                    self.state = State::Trailing;
-                }
-                None => {
-                    // prose before the JSON
-                    self.ws.clear();
-                    self.state = State::Prose { ticks: 0 };
-                }
-            }
+        } else if !self.stack.is_empty() {
+            self.write_word_value();
+        } else if self.write_scalar() {
+            self.state = State::Trailing;
         } else {
-            self.write_word_value(&word);
+            // prose before the JSON
+            self.word.clear();
+            self.ws.clear();
+            self.state = State::Prose { ticks: 0 };
         }
     }
 
-    fn write_word_value(&mut self, word: &[u8]) {
-        self.flush_ws();
-        match resolve(word) {
-            Some(v) => self.out.extend_from_slice(&v),
-            None => push_string(&mut self.out, word),
+    /// Writes the bare word read as a value: a number, a literal or else a string.
+    fn write_word_value(&mut self) {
+        if !self.write_scalar() {
+            self.flush_ws();
+            push_string(&mut self.out, &self.word);
+            self.word.clear();
         }
-        self.state = State::After;
+        self.state = self.value_done();
+    }
+
+    /// Writes pending whitespace and the bare word read when it is a number or a literal.
+    fn write_scalar(&mut self) -> bool {
+        let at = self.out.len();
+        if !push_scalar(&mut self.out, &self.word) {
+            return false;
+        }
+        self.word.clear();
+        if !self.ws.is_empty() {
+            // before the word: only the word is moved
+            self.out.splice(at..at, self.ws.drain(..));
+        }
+        true
     }
 
     /// The end of the string being read without the spaces at its end.
@@ -998,6 +1010,9 @@ fn is_word_byte(b: u8) -> bool {
 /// Length of a non-standard whitespace character (no-break space, en to hair space, zero
 /// width space, narrow no-break space, ideographic space, byte order mark) at `i`.
 fn special_ws(s: &str, i: usize) -> Option<usize> {
+    if *s.as_bytes().get(i)? < 0x80 {
+        return None;
+    }
     let c = s.get(i..)?.chars().next()?;
     matches!(
         c,
@@ -1043,34 +1058,42 @@ fn push_string(out: &mut Vec<u8>, word: &[u8]) {
     out.push(b'"');
 }
 
-/// The JSON for a bare word that is a number or a literal, or `None` for a string.
-fn resolve(word: &[u8]) -> Option<Vec<u8>> {
-    match word {
-        b"true" | b"True" | b"TRUE" => return Some(b"true".to_vec()),
-        b"false" | b"False" | b"FALSE" => return Some(b"false".to_vec()),
-        b"null" | b"None" | b"NULL" | b"Null" | b"none" => return Some(b"null".to_vec()),
-        b"undefined" | b"NaN" | b"nan" | b"Infinity" | b"-Infinity" | b"inf" => {
-            return Some(b"null".to_vec());
+/// Writes the JSON for a bare word that is a number or a literal and returns `true`, or
+/// writes nothing and returns `false` (the word is a string).
+fn push_scalar(out: &mut Vec<u8>, word: &[u8]) -> bool {
+    let literal: &[u8] = match word {
+        b"true" | b"True" | b"TRUE" => b"true",
+        b"false" | b"False" | b"FALSE" => b"false",
+        b"null" | b"None" | b"NULL" | b"Null" | b"none" => b"null",
+        b"undefined" | b"NaN" | b"nan" | b"Infinity" | b"-Infinity" | b"inf" => b"null",
+        _ if is_number(word) => word,
+        _ => {
+            // `+1`, `.5`, `-.5`, `1.`, `-`, `1e`, `1e+`: completed
+            let at = out.len();
+            let body = word.strip_prefix(b"+").unwrap_or(word);
+            let digits = match body.strip_prefix(b"-") {
+                Some(rest) => {
+                    out.push(b'-');
+                    rest
+                }
+                None => body,
+            };
+            if digits.starts_with(b".") {
+                out.push(b'0');
+            }
+            out.extend_from_slice(digits);
+            if out.len() > at && matches!(out.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
+                out.push(b'0');
+            }
+            if is_number(&out[at..]) {
+                return true;
+            }
+            out.truncate(at);
+            return false;
         }
-        _ => {}
-    }
-    let body = word.strip_prefix(b"+").unwrap_or(word);
-    let mut n = Vec::with_capacity(body.len() + 2);
-    let digits = match body.strip_prefix(b"-") {
-        Some(rest) => {
-            n.push(b'-');
-            rest
-        }
-        None => body,
     };
-    if digits.starts_with(b".") {
-        n.push(b'0');
-    }
-    n.extend_from_slice(digits);
-    if matches!(n.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E')) {
-        n.push(b'0');
-    }
-    is_number(&n).then_some(n)
+    out.extend_from_slice(literal);
+    true
 }
 
 /// `true` when `s` is a JSON number.
