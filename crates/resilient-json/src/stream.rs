@@ -356,6 +356,21 @@ impl Repairer {
         Some(into_string(s))
     }
 
+    /// `true` once the root value is complete: what follows it is ignored (whitespace is
+    /// kept), so a caller may stop reading.
+    ///
+    /// ```
+    /// let mut r = resilient_json::Repairer::new();
+    /// r.push("```json\n{\"done\": tru");
+    /// assert!(!r.is_complete());
+    /// r.push("e}\n```\nAnything else?");
+    /// assert!(r.is_complete());
+    /// assert_eq!(r.finish().unwrap(), "\n{\"done\": true}\n");
+    /// ```
+    pub fn is_complete(&self) -> bool {
+        matches!(self.state, State::Trailing | State::Ignore)
+    }
+
     /// Deserializes the best-effort value so far (see [`snapshot`](Repairer::snapshot)) into
     /// `T`. Fields that have not arrived yet are missing, so `T` should have optional fields.
     ///
