@@ -365,7 +365,7 @@ impl Repairer {
     /// assert!(!r.is_complete());
     /// r.push("e}\n```\nAnything else?");
     /// assert!(r.is_complete());
-    /// assert_eq!(r.finish().unwrap(), "\n{\"done\": true}\n");
+    /// assert_eq!(r.finish().unwrap(), "\n{\"done\": true}\n\n");
     /// ```
     pub fn is_complete(&self) -> bool {
         matches!(self.state, State::Trailing | State::Ignore)
