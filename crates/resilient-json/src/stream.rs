@@ -880,7 +880,8 @@ impl Repairer {
             self.state = State::Colon;
         } else if !self.stack.is_empty() {
             self.write_word_value();
-        } else if self.write_scalar() {
+        } else if self.word != b"-" && self.write_scalar() {
+            // a root number or literal (a lone `-` followed by more text is a list bullet)
             self.state = State::Trailing;
         } else {
             // prose before the JSON

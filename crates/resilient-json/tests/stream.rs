@@ -308,6 +308,12 @@ fn nothing_before_a_value_starts() {
     r.push("3 ");
     assert_eq!(r.snapshot().as_deref(), Some("123"));
     assert_eq!(r.finish().unwrap(), "123 ");
+    // prose with a list bullet before the JSON
+    let mut r = Repairer::new();
+    r.push("- the answer:\n");
+    assert_eq!(r.snapshot(), None);
+    r.push("{\"a\": 1}");
+    assert_eq!(r.finish().unwrap(), "{\"a\": 1}");
     assert!(Repairer::new().finish().is_err());
     assert!(parse_partial::<Value>("").is_err());
 }
