@@ -168,7 +168,7 @@ pub struct Repairer {
     key_unquoted: bool,
     /// Bytes of a UTF-8 character split across [`push_bytes`](Repairer::push_bytes) calls.
     utf8: Vec<u8>,
-    /// Bytes read so far.
+    /// Input bytes read so far.
     pos: usize,
     /// Continuation bytes of a character read as a whole by the last step, to skip.
     skip: usize,
@@ -217,6 +217,7 @@ impl Repairer {
     /// assert_eq!(r.finish().unwrap(), "[1, 2, 3]");
     /// ```
     pub fn push(&mut self, chunk: &str) {
+        self.pos += chunk.len();
         if !self.utf8.is_empty() {
             // a character split by `push_bytes` was never completed
             self.utf8.clear();
@@ -236,7 +237,12 @@ impl Repairer {
     /// r.push_bytes(&bytes[8..]);
     /// assert_eq!(r.finish().unwrap(), "{\"k\": \"é\"}");
     /// ```
-    pub fn push_bytes(&mut self, mut chunk: &[u8]) {
+    pub fn push_bytes(&mut self, chunk: &[u8]) {
+        self.pos += chunk.len();
+        self.read_bytes(chunk);
+    }
+
+    fn read_bytes(&mut self, mut chunk: &[u8]) {
         // complete a character split by the previous chunk
         while !self.utf8.is_empty() && !chunk.is_empty() {
             let need = utf8_width(self.utf8[0]);
@@ -253,8 +259,7 @@ impl Repairer {
                     // not a character: read what is valid of it again, byte by byte
                     let bad = std::mem::take(&mut self.utf8);
                     self.feed("\u{fffd}");
-                    let rest = bad[1..].to_vec();
-                    self.push_bytes(&rest);
+                    self.read_bytes(&bad[1..]);
                 }
                 Err(_) => {}
             }
@@ -522,7 +527,6 @@ impl Repairer {
                 i += 1 + std::mem::take(&mut self.skip);
             }
         }
-        self.pos += b.len();
     }
 
     /// Reads the byte at `i` of `s` (a whole character when it starts one outside a string).

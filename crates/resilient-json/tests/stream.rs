@@ -315,6 +315,10 @@ fn nothing_before_a_value_starts() {
     r.push("{\"a\": 1}");
     assert_eq!(r.finish().unwrap(), "{\"a\": 1}");
     assert!(Repairer::new().finish().is_err());
+    // the error position counts input bytes, not the U+FFFD they were read as
+    let mut r = Repairer::new();
+    r.push_bytes(b"\xef\x11");
+    assert_eq!(r.finish().unwrap_err().position(), 2);
     assert!(parse_partial::<Value>("").is_err());
 }
 
