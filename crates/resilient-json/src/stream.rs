@@ -46,6 +46,10 @@ enum State {
     Str { key: bool, quote: u8 },
     /// A bare word or number; `key` when it is an object key.
     Word { key: bool },
+    /// An unquoted string of several words (a bare word in a container, followed by a space,
+    /// an apostrophe or, in an object, a colon): it ends at a bracket, a comma, a quote or a
+    /// line break.
+    Unquoted,
     /// A comment; `resume` is the state it interrupted.
     Comment { kind: Comment, resume: Resume },
     /// The root value is complete: whitespace and code fences may follow.
@@ -134,13 +138,13 @@ enum Esc {
 /// The stream mode also repairs what it can without looking ahead: markdown code fences and
 /// prose before the JSON (and anything after it), trailing, redundant and missing commas,
 /// missing colons and values, comments, single-quoted strings, unquoted keys, bare words
-/// (`True`, `None`, `NaN`, and unquoted one-word strings), numbers like `2.`, `.5`, `+1` or
+/// (`True`, `None`, `NaN`), unquoted strings (`[hello world]`), numbers like `2.`, `.5`, `+1` or
 /// `007`, raw control characters, invalid escapes and lone surrogates, non-standard whitespace,
 /// and mismatched closing brackets.
 ///
 /// What needs look-ahead or rewriting earlier output is left to the batch mode: several root
 /// values (only the first is kept), a quote inside a string that is not the end of it, curly
-/// quotes, unquoted strings with spaces, string concatenation, escaped (stringified) JSON,
+/// quotes, unquoted keys with spaces, string concatenation, escaped (stringified) JSON,
 /// ellipses, tuples, and JSONP and function-call wrappers. A `\u` escape followed by a
 /// character that is not a hex digit is dropped (the batch mode returns an error).
 #[derive(Debug, Clone)]
@@ -334,6 +338,7 @@ impl Repairer {
             } => (self.member_mark, false),
             State::Value
             | State::Word { key: false }
+            | State::Unquoted
             | State::Comment {
                 resume: Resume::Value,
                 ..
@@ -434,6 +439,7 @@ impl Repairer {
                 self.state = State::Key;
             }
             State::Word { key: false } => self.write_word_value(),
+            State::Unquoted => self.end_unquoted(),
             State::Str { key, .. } => {
                 if self.high.take().is_some() {
                     self.out.extend_from_slice(b"\\ufffd");
@@ -506,6 +512,14 @@ impl Repairer {
                     let run = b[i..]
                         .iter()
                         .position(|&c| c >= 0x80 || !is_word_byte(c))
+                        .unwrap_or(b.len() - i);
+                    self.word.extend_from_slice(&b[i..i + run]);
+                    i += run;
+                }
+                State::Unquoted => {
+                    let run = b[i..]
+                        .iter()
+                        .position(|&c| ends_unquoted(c))
                         .unwrap_or(b.len() - i);
                     self.word.extend_from_slice(&b[i..i + run]);
                     i += run;
@@ -591,10 +605,29 @@ impl Repairer {
             State::Word { key } => {
                 if is_word_byte(c) && special_ws(s, i).is_none() {
                     self.word.push(c);
+                } else if !key
+                    && !self.stack.is_empty()
+                    && (matches!(c, b' ' | b'\t' | b'\'')
+                        || (c == b':' && self.stack.last() == Some(&OBJECT)))
+                {
+                    // a number or literal ends here; other words may go on with this byte
+                    if self.write_scalar() {
+                        self.state = State::After;
+                        return false;
+                    }
+                    self.word.push(c);
+                    self.state = State::Unquoted;
                 } else {
                     self.end_word(key);
                     return false;
                 }
+            }
+            State::Unquoted => {
+                if ends_unquoted(c) {
+                    self.end_unquoted();
+                    return false;
+                }
+                self.word.push(c);
             }
             State::Comment { kind, resume } => return self.step_comment(c, kind, resume),
             State::Trailing => match c {
@@ -905,6 +938,29 @@ impl Repairer {
         self.state = self.value_done();
     }
 
+    /// Writes the unquoted string read; the spaces at its end are whitespace after it.
+    fn end_unquoted(&mut self) {
+        self.flush_ws();
+        let end = self
+            .word
+            .iter()
+            .rposition(|&b| !matches!(b, b' ' | b'\t'))
+            .map_or(0, |p| p + 1);
+        let (text, spaces) = self.word.split_at(end);
+        self.out.push(b'"');
+        for &b in text {
+            match b {
+                b'\\' => self.out.extend_from_slice(b"\\\\"),
+                0..=0x1F => push_control(&mut self.out, b),
+                _ => self.out.push(b),
+            }
+        }
+        self.out.push(b'"');
+        self.ws.extend_from_slice(spaces);
+        self.word.clear();
+        self.state = State::After;
+    }
+
     /// Writes pending whitespace and the bare word read when it is a number or a literal.
     fn write_scalar(&mut self) -> bool {
         let at = self.out.len();
@@ -1025,6 +1081,11 @@ fn is_ws(b: u8) -> bool {
 /// Bytes that may be part of a bare word or number.
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'-' | b'+' | b'.') || b >= 0x80
+}
+
+/// Bytes that end an unquoted string of several words.
+fn ends_unquoted(b: u8) -> bool {
+    matches!(b, b',' | b'[' | b']' | b'{' | b'}' | b'"' | b'\n' | b'\r')
 }
 
 /// Length of a non-standard whitespace character (no-break space, en to hair space, zero

@@ -39,6 +39,7 @@ const LLM: &[&str] = &[
     "{\"a\": 1 \"b\": 2, \"c\" 3}",
     "{\"text\": \"line one\nline two\ttabbed\"}",
     "[NaN, Infinity, undefined, .5, 2., +1]",
+    "{status: ok, message: all good here , note: time: 12:30\n count: 3}",
 ];
 
 /// A JSON value that keeps the order of object members, and duplicate keys.
