@@ -1,7 +1,6 @@
 //! Incremental repair: every snapshot of a stream is valid JSON and a prefix view of the final
-//! value, the final result is what the batch repair gives, and the work is linear.
-
-use std::time::{Duration, Instant};
+//! value, and the final result is what the batch repair gives (`stream_performance.rs` checks
+//! that the work is linear, `stream_memory.rs` that the input is not kept).
 
 use proptest::prelude::*;
 use resilient_json::{Repairer, parse_partial, repair};
@@ -484,108 +483,4 @@ proptest! {
             prop_assert!(serde_json::from_str::<Value>(&s).is_ok(), "{:?}: {}", input, s);
         }
     }
-}
-
-/// The fastest of `runs` runs of `f`.
-fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
-
-/// Checks that `time(n)` grows linearly: at `8 * n` at most 12 times as long as at `n`
-/// (fastest of several runs, measured twice before failing; a linear reader needs about 8, a
-/// quadratic one 64). No wall-clock duration is asserted.
-#[track_caller]
-fn linear(name: &str, base: usize, time: impl Fn(usize) -> Duration) {
-    let mut last = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..2 {
-        let small = time(base);
-        let large = time(8 * base);
-        last = (small, large);
-        if large <= small * 12 + Duration::from_micros(200) {
-            eprintln!("{name}: {small:?} -> {large:?} for 8x the input");
-            return;
-        }
-    }
-    panic!(
-        "{name}: {:?} at {base} bytes but {:?} at 8x",
-        last.0, last.1
-    );
-}
-
-/// An LLM-style document of about `n` bytes: an array of objects with strings, escapes,
-/// numbers and literals.
-fn document(n: usize) -> String {
-    let item = r#"{"id": 12345, "name": "caf\u00e9 \"quoted\" 😀", "score": -1.5e3, "ok": true, "tags": ["a", "b"]}, "#;
-    format!("```json\n[{}0]\n```", item.repeat(n / item.len()))
-}
-
-#[test]
-fn pushes_take_linear_time_whatever_the_chunk_size() {
-    let base = 128 << 10;
-    // one byte at a time, then chunks of varying sizes (some inside characters)
-    linear("1-byte chunks", base, |n| {
-        let doc = document(n);
-        best_of(3, || {
-            let mut r = Repairer::new();
-            for b in doc.as_bytes().chunks(1) {
-                r.push_bytes(b);
-            }
-            assert!(r.finish().is_ok());
-        })
-    });
-    linear("varying chunks", base, |n| {
-        let doc = document(n);
-        best_of(3, || {
-            let mut r = Repairer::new();
-            let mut rest = doc.as_bytes();
-            let mut size = 1;
-            while !rest.is_empty() {
-                let (chunk, tail) = rest.split_at(size.min(rest.len()));
-                r.push_bytes(chunk);
-                rest = tail;
-                size = size * 7 % 97 + 1;
-            }
-            assert!(r.finish().is_ok());
-        })
-    });
-    // a very long word or whitespace run read one byte at a time
-    linear("long word", base, |n| {
-        let doc = format!("[{}]", "7".repeat(n));
-        best_of(3, || {
-            let mut r = Repairer::new();
-            for b in doc.as_bytes().chunks(1) {
-                r.push_bytes(b);
-            }
-            assert!(r.finish().is_ok());
-        })
-    });
-}
-
-#[test]
-fn a_snapshot_costs_its_output_not_the_input_read() {
-    // the same small output after a little or a lot of input (comments)
-    let time = |n: usize| {
-        let mut r = Repairer::new();
-        r.push("{\"a\": [1, 2, 3],");
-        r.push(&"/* ignored */".repeat(n / 13));
-        r.push("\"b\": \"x");
-        assert_eq!(r.snapshot().unwrap(), "{\"a\": [1, 2, 3],\"b\": \"x\"}");
-        best_of(50, || {
-            let s = r.snapshot().unwrap();
-            assert!(s.ends_with("\"x\"}"));
-        })
-    };
-    let (small, large) = (time(1 << 20), time(8 << 20));
-    // reading the input again would take milliseconds for 8 MiB
-    assert!(
-        large <= small * 4 + Duration::from_micros(200),
-        "{small:?} -> {large:?}"
-    );
 }
