@@ -37,6 +37,23 @@
 //!   property tests and a fuzz target check this with a strict validator, which also runs on
 //!   every output in debug builds.
 //! - Inputs that cannot be repaired give a [`RepairError`] with a byte position.
+//!
+//! ## Streams
+//! [`Repairer`] repairs JSON as it arrives, chunk by chunk (a model's streamed answer), in
+//! linear total time: after any chunk, [`Repairer::snapshot`] gives the value so far as valid
+//! JSON, with open strings, arrays and objects closed and incomplete members, numbers and
+//! literals left out, so that every snapshot is a prefix view of the final value.
+//! [`parse_partial`] deserializes such a value into a type with optional fields. The stream
+//! mode repairs what can be repaired without looking ahead; its [`Repairer`] documentation
+//! lists what only the batch mode handles.
+//!
+//! ```
+//! let mut r = resilient_json::Repairer::new();
+//! r.push("```json\n{\"steps\": [\"parse\", \"rep");
+//! assert_eq!(r.snapshot().unwrap(), "\n{\"steps\": [\"parse\", \"rep\"]}");
+//! r.push("air\"]}\n```");
+//! assert_eq!(r.finish().unwrap(), "\n{\"steps\": [\"parse\", \"repair\"]}\n");
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -44,10 +61,12 @@ mod chars;
 mod engine;
 mod error;
 mod report;
+mod stream;
 mod validate;
 
 pub use error::{ParseError, RepairError, RepairErrorKind};
 pub use report::{Repair, RepairKind, Report};
+pub use stream::{Repairer, parse_partial};
 
 use serde::de::DeserializeOwned;
 use validate::Validity;
