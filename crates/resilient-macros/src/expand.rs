@@ -598,6 +598,26 @@ mod tests {
             ("retry", quote!(on_retry = "x"), "names a function"),
             ("retry", quote!(retry_if = "x"), "names a function"),
             (
+                "bulkhead",
+                quote!(max_concurrent = 4, adaptive = fast(1, 1)),
+                "unknown adaptive",
+            ),
+            (
+                "bulkhead",
+                quote!(max_concurrent = 4, adaptive = aimd(8, 1)),
+                "above `max_concurrent`",
+            ),
+            (
+                "bulkhead",
+                quote!(max_concurrent = 4, adaptive = aimd(1, 2)),
+                "min <= initial",
+            ),
+            (
+                "bulkhead",
+                quote!(max_concurrent = 4, adaptive = aimd(1)),
+                "aimd(initial, min)",
+            ),
+            (
                 "retry",
                 quote!(retry_if = move |r| true),
                 "captures nothing",

@@ -190,6 +190,7 @@ pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `max_concurrent` | calls running at once (`>= 1`), required | |
 /// | `queue` | callers that may wait for a slot (async functions) | `0` (reject at once) |
 /// | `max_wait` | longest a queued caller waits (needs `queue >= 1`) | no limit |
+/// | `adaptive` | `aimd(initial, min)`, `gradient2(initial, min)` or `vegas(initial, min)`: the limit starts at `initial` and moves between `min` and `max_concurrent` with the calls' latency and failures (`resilient::bulkhead::Aimd`, `Gradient2`, `Vegas`) | fixed at `max_concurrent` |
 ///
 /// A call that finds no slot and no queue room, or whose wait runs out, fails with
 /// `Error::BulkheadFull`. Plain (blocking) functions never wait: they are rejected when

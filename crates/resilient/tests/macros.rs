@@ -1155,3 +1155,35 @@ async fn retry_if_and_delay_from_follow_a_successful_response() {
     assert!(matches!(get().await, Err(Error::CircuitOpen { .. })));
     assert_eq!(CALLS.load(Ordering::SeqCst), 8);
 }
+
+/// `adaptive = aimd(initial, min)`: the limit starts low and grows while calls succeed.
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_bulkhead_starts_at_its_initial_limit_and_grows() {
+    #[resilient::bulkhead(max_concurrent = 4, adaptive = aimd(1, 1))]
+    async fn work() -> Result<(), ()> {
+        sleep(MS * 10).await;
+        Ok(())
+    }
+
+    // limit 1: of two callers at once, one is turned away
+    let (a, b) = tokio::join!(work(), work());
+    assert!(a.is_ok());
+    assert!(matches!(b, Err(Error::BulkheadFull)));
+    // a success with at least half the limit in use raises it by one: calls one at a
+    // time take it to 3
+    for _ in 0..4 {
+        work().await.unwrap();
+    }
+    let rejected = |results: &[Result<(), Error<()>>]| {
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(Error::BulkheadFull)))
+            .count()
+    };
+    let (a, b, c, d) = tokio::join!(work(), work(), work(), work());
+    assert_eq!(rejected(&[a, b, c, d]), 1, "a limit of 3");
+    // three at once took it to 4, the most `max_concurrent` allows
+    let (a, b, c, d, e) = tokio::join!(work(), work(), work(), work(), work());
+    let rejected = rejected(&[a, b, c, d, e]);
+    assert_eq!(rejected, 1, "never above max_concurrent");
+}

@@ -7,13 +7,16 @@ use super::{Phase, Stage};
 use crate::args::{self, Arg};
 use crate::duration::tokens as dur;
 
-const KEYS: &[&str] = &["max_concurrent", "queue", "max_wait"];
+const KEYS: &[&str] = &["max_concurrent", "queue", "max_wait", "adaptive"];
+const ADAPTIVE: &str = "aimd(initial, min), gradient2(initial, min) or vegas(initial, min) \
+                        (the limit moves between `min` and `max_concurrent`)";
 
 pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let mut max_concurrent = None;
     let mut settings = quote!();
     let mut queue = None;
     let mut max_wait = None;
+    let mut adaptive = None;
     for Arg { key, value } in &list {
         match key.to_string().as_str() {
             "max_concurrent" => {
@@ -36,6 +39,30 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                 max_wait = Some(key);
                 settings.extend(quote!(.max_wait(#d)));
             }
+            "adaptive" => {
+                let (word, a) = args::call(value)?;
+                let ty = match word.to_string().as_str() {
+                    "aimd" => quote!(Aimd),
+                    "gradient2" => quote!(Gradient2),
+                    "vegas" => quote!(Vegas),
+                    _ => {
+                        return Err(syn::Error::new_spanned(
+                            &word,
+                            format!("unknown adaptive limit `{word}`; expected {ADAPTIVE}"),
+                        ));
+                    }
+                };
+                let a = args::arity(&word, &a, 2, ADAPTIVE)?;
+                let initial: usize = args::int(&a[0])?;
+                let min: usize = args::int(&a[1])?;
+                if min == 0 || initial < min {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "an adaptive limit needs `1 <= min <= initial`",
+                    ));
+                }
+                adaptive = Some((ty, initial, min, value));
+            }
             _ => return Err(args::unknown("bulkhead", key, KEYS)),
         }
     }
@@ -45,6 +72,15 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             "`bulkhead` needs `max_concurrent = N`",
         ));
     };
+    if let Some((ty, initial, min, value)) = adaptive {
+        if initial > n {
+            return Err(syn::Error::new_spanned(
+                value,
+                format!("the initial limit ({initial}) is above `max_concurrent` ({n})"),
+            ));
+        }
+        settings.extend(quote!(.adaptive(::resilient::bulkhead::#ty::new(#initial, #min, #n))));
+    }
     if let Some(key) = max_wait
         && queue.is_none_or(|(n, _)| n == 0)
     {

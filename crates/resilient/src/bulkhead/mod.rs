@@ -12,8 +12,10 @@
 //! slot handed to a waiter that then left stays in the semaphore, where the next caller
 //! finds it.
 
+use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use self::sync::{AtomicU64, Ordering};
@@ -25,7 +27,10 @@ use crate::engine::error::{ConfigError, Error};
 use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
 use crate::engine::outcome::Outcome;
 
+mod adaptive;
 mod sync;
+
+pub use self::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
 
 /// Limits how many calls run at once. A cheap handle: clones share the same slots and
 /// queue, so one bulkhead can guard several pipelines (pass `&bulkhead`).
@@ -58,9 +63,28 @@ struct Inner {
     state: AtomicU64,
     /// Slots handed to waiters (starts empty; FIFO wake-ups).
     slots: Semaphore,
+    /// The cap: the limit of a fixed bulkhead, the highest an adaptive one may reach.
     max_concurrent: usize,
     max_queue: u64,
     max_wait: Option<Duration>,
+    /// The limit now (moves only with an adaptive algorithm).
+    limit: AtomicUsize,
+    /// Slots to destroy as they come back, after the limit went down.
+    debt: std::sync::atomic::AtomicU64,
+    adaptive: Option<Adaptive>,
+}
+
+/// An adaptive bulkhead's algorithm and listener. The algorithm is fed under `try_lock`:
+/// a sample arriving while another is being applied is skipped, so releases never wait.
+struct Adaptive {
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    on_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+}
+
+impl fmt::Debug for Adaptive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adaptive").finish_non_exhaustive()
+    }
 }
 
 /// The state word's parts.
@@ -71,11 +95,24 @@ const WAITER: u64 = 1 << 32;
 const MAX_SLOTS: usize = u32::MAX as usize;
 
 /// Configures a [`Bulkhead`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_queue: usize,
     max_wait: Option<Duration>,
+    adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm> + Send + Sync>>,
+    on_limit_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+}
+
+impl fmt::Debug for BulkheadBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadBuilder")
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_queue", &self.max_queue)
+            .field("max_wait", &self.max_wait)
+            .field("adaptive", &self.adaptive.is_some())
+            .finish()
+    }
 }
 
 impl Bulkhead {
@@ -91,6 +128,8 @@ impl Bulkhead {
             max_concurrent,
             max_queue: 0,
             max_wait: None,
+            adaptive: None,
+            on_limit_change: None,
         }
     }
 
@@ -145,7 +184,23 @@ impl Bulkhead {
     pub fn in_flight(&self) -> usize {
         let free = (self.inner.state.load(Ordering::Acquire) & FREE) as usize
             + self.inner.slots.available_permits();
-        self.inner.max_concurrent.saturating_sub(free)
+        let debt = self.inner.debt.load(std::sync::atomic::Ordering::Acquire) as usize;
+        (self.limit() + debt).saturating_sub(free)
+    }
+
+    /// The concurrency limit now: the configured one, or an adaptive bulkhead's current
+    /// limit.
+    ///
+    /// ```
+    /// use resilient::Bulkhead;
+    /// use resilient::bulkhead::Aimd;
+    /// let fixed = Bulkhead::builder(8).build().unwrap();
+    /// assert_eq!(fixed.limit(), 8);
+    /// let adaptive = Bulkhead::builder(100).adaptive(Aimd::new(10, 1, 100)).build().unwrap();
+    /// assert_eq!(adaptive.limit(), 10);
+    /// ```
+    pub fn limit(&self) -> usize {
+        self.inner.limit.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// `(free in the counter, waiting)`.
@@ -205,6 +260,34 @@ impl BulkheadBuilder {
         self
     }
 
+    /// Moves the limit with `algorithm` (see [`Aimd`], [`Gradient2`], [`Vegas`]), between 1
+    /// and the bulkhead's `max_concurrent`, starting at the algorithm's initial limit. Every
+    /// finished call is a sample: how long it held its slot, the calls in flight, and
+    /// whether it failed or timed out (a cancelled call is no sample). When the limit goes
+    /// down, slots in use are not taken back: they are retired as they are given back.
+    ///
+    /// ```
+    /// use resilient::{Bulkhead, Error, Pipeline};
+    /// use resilient::bulkhead::Aimd;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let bulkhead = Bulkhead::builder(64).adaptive(Aimd::new(4, 1, 64)).build().unwrap();
+    /// let pipeline = Pipeline::builder().bulkhead(&bulkhead).build().unwrap();
+    /// let failed: Result<(), Error<()>> = pipeline.execute(|| async { Err(()) }).await;
+    /// assert!(failed.is_err());
+    /// assert_eq!(bulkhead.limit(), 3); // 4 × 0.9, rounded down
+    /// # }
+    /// ```
+    pub fn adaptive<A: LimitAlgorithm + Clone + Sync>(mut self, algorithm: A) -> Self {
+        self.adaptive = Some(Arc::new(move || Box::new(algorithm.clone())));
+        self
+    }
+
+    /// Called with `(old, new)` each time an adaptive limit changes (logging, metrics).
+    pub fn on_limit_change(mut self, f: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
+        self.on_limit_change = Some(Arc::new(f));
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<Bulkhead, ConfigError> {
         if self.max_concurrent == 0 || self.max_concurrent > MAX_SLOTS {
@@ -216,14 +299,28 @@ impl BulkheadBuilder {
                 ),
             ));
         }
+        let adaptive = self.adaptive.as_ref().map(|make| Adaptive {
+            algorithm: Mutex::new(make()),
+            on_change: self.on_limit_change.clone(),
+        });
+        let limit = match &adaptive {
+            Some(a) => match a.algorithm.lock() {
+                Ok(alg) => alg.initial().clamp(1, self.max_concurrent),
+                Err(_) => self.max_concurrent,
+            },
+            None => self.max_concurrent,
+        };
         Ok(Bulkhead {
             inner: Arc::new(Inner {
-                state: AtomicU64::new(self.max_concurrent as u64),
+                state: AtomicU64::new(limit as u64),
                 slots: Semaphore::new(0),
                 max_concurrent: self.max_concurrent,
                 // more waiters than the state word counts is no limit in practice
                 max_queue: self.max_queue.min(MAX_SLOTS) as u64,
                 max_wait: self.max_wait,
+                limit: AtomicUsize::new(limit),
+                debt: std::sync::atomic::AtomicU64::new(0),
+                adaptive,
             }),
         })
     }
@@ -261,6 +358,9 @@ impl Inner {
     /// Gives a slot back: to the counter if nobody waits, else to the waiters.
     #[inline]
     fn give_back(&self) {
+        if self.debt.load(std::sync::atomic::Ordering::Relaxed) > 0 && self.retire() {
+            return;
+        }
         let to_counter = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
@@ -269,6 +369,78 @@ impl Inner {
             .is_ok();
         if !to_counter {
             self.slots.add_permits(1);
+        }
+    }
+
+    /// Retires a slot given back to pay the debt of a lowered limit.
+    #[cold]
+    fn retire(&self) -> bool {
+        use std::sync::atomic::Ordering as O;
+        self.debt
+            .fetch_update(O::AcqRel, O::Acquire, |d| d.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Moves the limit to `new` (within `1..=max_concurrent`): a higher one adds free
+    /// slots (after paying any debt), a lower one is a debt that free slots pay now and
+    /// slots in use pay as they come back.
+    fn set_limit(&self, new: usize) -> usize {
+        use std::sync::atomic::Ordering as O;
+        let new = new.clamp(1, self.max_concurrent);
+        let old = self.limit.swap(new, O::AcqRel);
+        if new > old {
+            for _ in old..new {
+                self.give_back();
+            }
+        } else if new < old {
+            self.debt.fetch_add((old - new) as u64, O::AcqRel);
+            // free slots pay at once
+            while self.debt.load(O::Acquire) > 0 {
+                let took = self
+                    .state
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                        (s & FREE > 0).then(|| s - 1)
+                    })
+                    .is_ok();
+                if !took {
+                    break;
+                }
+                if !self.retire() {
+                    // another release paid it meanwhile: the slot goes back
+                    self.give_back();
+                    break;
+                }
+            }
+        }
+        old
+    }
+
+    /// Feeds a finished call to the adaptive algorithm, if any.
+    fn sample(&self, in_flight: usize, outcome: Option<(Outcome, Duration)>) {
+        let (Some(adaptive), Some((outcome, rtt))) = (&self.adaptive, outcome) else {
+            return;
+        };
+        let Ok(mut algorithm) = adaptive.algorithm.try_lock() else {
+            return;
+        };
+        let limit = self.limit.load(std::sync::atomic::Ordering::Acquire);
+        let next = algorithm.update(
+            limit,
+            Sample {
+                rtt,
+                in_flight,
+                dropped: outcome == Outcome::Failure,
+            },
+        );
+        if next.clamp(1, self.max_concurrent) == limit {
+            return;
+        }
+        // applied under the lock, so changes land in the order they were decided
+        let old = self.set_limit(next);
+        let now = self.limit.load(std::sync::atomic::Ordering::Acquire);
+        drop(algorithm);
+        if let Some(f) = &adaptive.on_change {
+            f(old, now);
         }
     }
 
@@ -350,12 +522,19 @@ impl Guard for Bulkhead {
         }))
     }
 
-    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {
-        self.inner.give_back();
+    fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
+        if self.inner.adaptive.is_some() {
+            let in_flight = self.in_flight();
+            self.inner.give_back();
+            self.inner.sample(in_flight, outcome);
+        } else {
+            self.inner.give_back();
+        }
     }
 
+    /// Only an adaptive bulkhead times its calls.
     fn measures_duration(&self) -> bool {
-        false
+        self.inner.adaptive.is_some()
     }
 
     /// Blocking callers never queue: with no free slot they get
