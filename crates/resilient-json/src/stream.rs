@@ -769,8 +769,10 @@ impl Repairer {
                 self.ws.clear();
                 return self.close(c);
             }
-            _ if let Some(n) = special_ws(s, i) => return self.special_ws(n),
             _ => {
+                if let Some(n) = special_ws(s, i) {
+                    return self.special_ws(n);
+                }
                 // a missing colon
                 self.out.push(b':');
                 self.state = State::Value;
