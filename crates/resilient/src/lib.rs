@@ -44,6 +44,7 @@ pub mod bulkhead;
 #[cfg(feature = "json")]
 pub use resilient_json as json;
 pub mod circuit;
+pub mod fallback;
 pub mod guide;
 pub mod ratelimit;
 pub mod retry;

@@ -106,6 +106,14 @@ pub enum Error<E> {
         /// When to try again, if the guard knows.
         retry_after: Option<Duration>,
     },
+    /// A fallback chain failed: the primary call and every alternative, in order (see
+    /// `resilient::fallback`). A caller's own error handed on to the next alternative is
+    /// recorded as `Rejected { guard: "fallback: ..", .. }` in its place; the last failure
+    /// is kept whole.
+    Fallback {
+        /// Every failure, the primary's first and the last alternative's last.
+        failures: Vec<Error<E>>,
+    },
 }
 
 impl<E> Error<E> {
@@ -114,6 +122,7 @@ impl<E> Error<E> {
     pub fn inner(&self) -> Option<&E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
+            Error::Fallback { failures } => failures.last().and_then(Error::inner),
             _ => None,
         }
     }
@@ -122,6 +131,7 @@ impl<E> Error<E> {
     pub fn into_inner(self) -> Option<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
+            Error::Fallback { mut failures } => failures.pop().and_then(Error::into_inner),
             _ => None,
         }
     }
@@ -177,9 +187,41 @@ impl<E> Error<E> {
             Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
             Error::BulkheadFull => Error::BulkheadFull,
             Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
+            Error::Fallback { mut failures } => {
+                // only the last failure holds the caller's error (a fallback chain records
+                // the others without it)
+                let last = failures.pop().map(|e| e.map_inner(f));
+                let mut mapped: Vec<Error<F>> =
+                    failures.into_iter().map(Error::without_inner).collect();
+                mapped.extend(last);
+                Error::Fallback { failures: mapped }
+            }
+        }
+    }
+
+    /// This error with the caller's error dropped (recorded as a fallback rejection), so
+    /// it can stand for any error type. Strategy verdicts are kept as they are.
+    pub(crate) fn without_inner<F>(self) -> Error<F> {
+        match self {
+            Error::Inner(_) | Error::RetriesExhausted { .. } | Error::Fallback { .. } => {
+                Error::Rejected {
+                    guard: HANDED_ON,
+                    retry_after: None,
+                }
+            }
+            Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
+            Error::Cancelled => Error::Cancelled,
+            Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
+            Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
+            Error::BulkheadFull => Error::BulkheadFull,
+            Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
         }
     }
 }
+
+/// How a fallback chain records a caller's error it handed on to the next alternative.
+pub(crate) const HANDED_ON: &str =
+    "fallback: the caller's error was handed to the next alternative";
 
 impl<E> From<crate::engine::guard::Rejection> for Error<E> {
     fn from(r: crate::engine::guard::Rejection) -> Self {
@@ -240,6 +282,9 @@ impl<E> Error<Error<E>> {
             Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
             Error::BulkheadFull => Error::BulkheadFull,
             Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
+            Error::Fallback { failures } => Error::Fallback {
+                failures: failures.into_iter().map(Error::flatten).collect(),
+            },
         }
     }
 }
@@ -266,6 +311,11 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Rejected { guard, retry_after } => {
                 write_after(f, &format!("rejected by {guard}"), retry_after)
             }
+            Error::Fallback { failures } => write!(
+                f,
+                "the call and its {} fallback alternatives failed",
+                failures.len().saturating_sub(1)
+            ),
         }
     }
 }
@@ -275,6 +325,7 @@ impl<E: StdError + 'static> StdError for Error<E> {
         match self {
             Error::Inner(e) => e.source(),
             Error::RetriesExhausted { last, .. } => Some(last),
+            Error::Fallback { failures } => failures.last().map(|e| e as &(dyn StdError + 'static)),
             _ => None,
         }
     }

@@ -44,6 +44,7 @@ use crate::retry::Retry;
 use crate::timeout::Timeout;
 
 mod call;
+mod fallback;
 mod strategies;
 
 pub use call::Call;
