@@ -58,10 +58,10 @@ use serde::de::DeserializeOwned;
 /// assert!(resilient_json::repair("").is_err());
 /// ```
 pub fn repair(input: &str) -> Result<String, RepairError> {
-    if validate::is_valid(input.as_bytes()) {
-        return Ok(input.to_owned());
+    match validate::check(input.as_bytes()) {
+        Ok(()) => Ok(input.to_owned()),
+        Err(valid) => engine::repair(input, false, valid).map(|(s, _)| s),
     }
-    engine::repair(input, false).map(|(s, _)| s)
 }
 
 /// Repairs `input` and reports what was repaired (an empty report for valid JSON).
@@ -74,10 +74,10 @@ pub fn repair(input: &str) -> Result<String, RepairError> {
 /// assert!(report.contains(RepairKind::PythonLiteral));
 /// ```
 pub fn repair_with_report(input: &str) -> Result<(String, Report), RepairError> {
-    if validate::is_valid(input.as_bytes()) {
-        return Ok((input.to_owned(), Report::default()));
+    match validate::check(input.as_bytes()) {
+        Ok(()) => Ok((input.to_owned(), Report::default())),
+        Err(valid) => engine::repair(input, true, valid).map(|(s, r)| (s, Report::from_vec(r))),
     }
-    engine::repair(input, true).map(|(s, r)| (s, Report::from_vec(r)))
 }
 
 /// Deserializes `input` with `serde_json`, repairing it first only if strict parsing fails.
@@ -106,7 +106,7 @@ pub fn parse<T: DeserializeOwned>(input: &str) -> Result<T, ParseError> {
             Err(ParseError::Json(e))
         }
         Err(_) => {
-            let fixed = engine::repair(input, false)?.0;
+            let fixed = engine::repair(input, false, 0)?.0;
             Ok(serde_json::from_str(&fixed)?)
         }
     }

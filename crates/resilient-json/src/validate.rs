@@ -7,8 +7,18 @@ use crate::chars::{CLASS, STR, is_ws};
 
 /// `true` when `s` is one strict JSON value surrounded by optional whitespace.
 pub(crate) fn is_valid(s: &[u8]) -> bool {
+    check(s).is_ok()
+}
+
+/// `Ok` when `s` is one strict JSON value surrounded by optional whitespace; otherwise the
+/// offset where validation stopped: every byte before it (but the last few, which may begin
+/// a token that turned out wrong) is a prefix of some strict JSON text.
+pub(crate) fn check(s: &[u8]) -> Result<(), usize> {
     let mut v = Validator { s, i: 0 };
-    v.run().is_some()
+    match v.run() {
+        Some(()) => Ok(()),
+        None => Err(v.i),
+    }
 }
 
 struct Validator<'a> {

@@ -18,6 +18,7 @@
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
 //! this file holds the container state machine.
 
+mod resume;
 mod root;
 mod scalar;
 mod stack;
@@ -148,7 +149,9 @@ impl NextStop {
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
-pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
+/// `input[..valid]` is known to be a prefix of strict JSON (0 when nothing is known): most
+/// of a long one is copied as it is (`resume.rs`).
+pub(crate) fn repair(input: &str, report: bool, valid: usize) -> Result<(String, Vec<Repair>)> {
     let mut e = Engine {
         s: input.as_bytes(),
         i: 0,
@@ -171,7 +174,8 @@ pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)>
         unquoted_stop: NextStop::default(),
         prose_stop: NextStop::default(),
     };
-    e.run_root()?;
+    let resumed = e.resume(valid);
+    e.run_root(resumed)?;
     let repairs = e.repairs.take().unwrap_or_default();
     let out = e.finish();
     // The engine only writes strict JSON. Debug builds (all tests) and the fuzz target
