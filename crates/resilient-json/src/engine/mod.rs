@@ -18,6 +18,7 @@
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
 //! this file holds the container state machine.
 
+mod fast;
 mod resume;
 mod root;
 mod scalar;
@@ -237,9 +238,16 @@ impl Engine<'_> {
 
     #[inline(always)]
     fn flush_ws(&mut self) {
-        if !self.ws.is_empty() {
-            self.out.extend_from_slice(&self.ws);
-            self.ws.clear();
+        match self.ws.len() {
+            0 => {}
+            1 => {
+                self.out.push(self.ws[0]);
+                self.ws.clear();
+            }
+            _ => {
+                self.out.extend_from_slice(&self.ws);
+                self.ws.clear();
+            }
         }
     }
 
@@ -265,9 +273,17 @@ impl Engine<'_> {
         let s = self.s;
         while let Some(&b) = s.get(self.i) {
             if is_ws(b) {
-                let run = s[self.i..].iter().take_while(|&&c| is_ws(c)).count();
-                self.ws.extend_from_slice(&s[self.i..self.i + run]);
-                self.i += run;
+                let start = self.i;
+                let mut end = start + 1;
+                while end < s.len() && is_ws(s[end]) {
+                    end += 1;
+                }
+                if end == start + 1 {
+                    self.ws.push(b);
+                } else {
+                    self.ws.extend_from_slice(&s[start..end]);
+                }
+                self.i = end;
             } else if b >= 0x80 {
                 let n = special_ws_len(s, self.i);
                 if n == 0 {
@@ -576,6 +592,7 @@ impl Engine<'_> {
                         self.i += 1;
                     }
                     Some(_) if self.at_fence() => self.close(b"]", false),
+                    Some(_) if self.fast_items() => {}
                     Some(_) => {
                         if !self.begin_value()? {
                             match self.peek() {
@@ -672,6 +689,9 @@ impl Engine<'_> {
                     Some(b'{' | b'[' | b']') => self.close(b"}", false),
                     Some(_) if self.at_fence() => self.close(b"}", false),
                     Some(_) => {
+                        if self.fast_members(start) {
+                            return Ok(());
+                        }
                         self.key_mark = self.out.len();
                         if self.out.last() == Some(&b',') {
                             self.key_mark -= 1;

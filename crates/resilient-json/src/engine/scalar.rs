@@ -5,7 +5,7 @@ use super::string::{LOOKAHEAD, Place};
 use super::{Engine, Frame, Result};
 use crate::chars::{
     is_delimiter, is_ident, is_ident_start, is_unquoted_delimiter, is_url_char, is_url_start,
-    is_ws, push_escaped, quote_at, special_ws_len,
+    is_ws, push_escaped, push_slice, quote_at, special_ws_len,
 };
 use crate::report::RepairKind;
 
@@ -57,7 +57,7 @@ impl Engine<'_> {
         ) {
             return false;
         }
-        self.out.extend_from_slice(&s[start..j]);
+        push_slice(&mut self.out, s, start, j);
         self.i = j;
         true
     }
