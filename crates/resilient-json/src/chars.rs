@@ -167,7 +167,7 @@ pub(crate) fn is_url_start(s: &[u8], start: usize, end: usize) -> bool {
 pub(crate) fn push_slice(out: &mut Vec<u8>, s: &[u8], from: usize, to: usize) {
     const BLOCK: usize = 32;
     let n = to.saturating_sub(from);
-    match s.get(from..from.saturating_add(BLOCK)) {
+    match s.get(from..).and_then(<[u8]>::first_chunk::<BLOCK>) {
         Some(block) if n <= BLOCK => {
             let len = out.len();
             out.extend_from_slice(block);

@@ -1,12 +1,13 @@
-//! A shortcut through the object state machine for the most common members: a key that is
-//! a plain quoted string or an identifier, directly followed by a colon, and a value that is
-//! a plain quoted string, a plain number or a literal word, directly followed by a comma or
-//! the closing brace (`'id': 12, name: "Ada", 'ok': True,`).
+//! A shortcut through the container state machine for the most common tokens: object keys
+//! that are plain quoted strings or identifiers directly followed by a colon, and values
+//! (or array items) that are plain quoted strings, plain numbers or literal words directly
+//! followed by a comma or the closing bracket (`'id': 12, name: "Ada", 'ok': True,`).
 //!
-//! For such members the general path in `mod.rs` makes a fixed series of decisions; this
+//! For such tokens the general path in `mod.rs` makes a fixed series of decisions; this
 //! file makes the same ones without going round the state machine for every token, and
-//! writes the same output and repairs. Whenever the text ahead is anything else, it stops
-//! in a state the general path continues from (a complete value, or after a comma).
+//! writes the same output and repairs (a test compares the two). Whenever the text ahead is
+//! anything else, it stops in a state the general path continues from: after a key's colon,
+//! after a value, or after a comma.
 
 use super::string::Place;
 use super::{Engine, Frame, Obj, Seq};
@@ -21,8 +22,8 @@ thread_local! {
 
 impl Engine<'_> {
     /// At the key of the object whose `{` is at output offset `start`: reads members for as
-    /// long as they are simple. Returns `false`, having changed nothing, when the first one
-    /// is not.
+    /// long as they are simple (a member whose key is simple but whose value is not is read
+    /// up to its colon). Returns `false`, having changed nothing, when the first key is not.
     pub(super) fn fast_members(&mut self, start: usize) -> bool {
         #[cfg(test)]
         if !ENABLED.with(std::cell::Cell::get) {
@@ -33,16 +34,17 @@ impl Engine<'_> {
             let Some(key) = self.simple_key() else {
                 return any;
             };
-            // what reading a quoted key leaves of the budget (`Self::write_string`)
-            let budget = match key.kind {
-                TokenKind::String(_) => self.reread_budget.saturating_sub(key.to - key.from),
-                _ => self.reread_budget,
-            };
-            let Some(value) = self.simple_value(key.colon + 1, budget, b'}') else {
-                return any;
-            };
             any = true;
-            self.write_member(&key, &value);
+            self.write_key(&key);
+            let Some(value) = self.simple_value(self.i, self.reread_budget, b'}') else {
+                // a container or anything else: the general path reads the value
+                self.set_top(Frame::Object(Obj::Value, start));
+                return true;
+            };
+            // the spaces after the colon, which `skip_ws` would hold back until the value
+            push_slice(&mut self.out, self.s, self.i, value.from);
+            self.value_start = self.out.len();
+            self.write_value(&value);
             let s = self.s;
             if s.get(self.i) != Some(&b',') {
                 // `}` (or something else): the general path takes it from here
@@ -104,8 +106,7 @@ impl Engine<'_> {
     }
 
     /// A value at `after_colon` (after plain spaces) that the general path would read as one
-    /// token, directly followed by `,` or `closer`. `budget` is what is left of the reread
-    /// budget when the value is read.
+    /// token, directly followed by `,` or `closer`. `budget` is the reread budget left.
     fn simple_value(&self, after_colon: usize, budget: usize, closer: u8) -> Option<Token> {
         let s = self.s;
         let mut i = after_colon;
@@ -161,11 +162,11 @@ impl Engine<'_> {
                 while j < s.len() && is_ident(s[j]) {
                     j += 1;
                 }
-                super::scalar::keyword(&s[i..j])?;
+                let (text, repair) = super::scalar::keyword(&s[i..j])?;
                 Token {
                     from: i,
                     to: j,
-                    kind: TokenKind::Word,
+                    kind: TokenKind::Word(text, repair),
                     colon: after_colon,
                 }
             }
@@ -176,11 +177,10 @@ impl Engine<'_> {
             .then_some(token)
     }
 
-    /// Writes a member found by [`Self::simple_key`] and [`Self::simple_value`] as the
-    /// general path would, and moves the cursor after the value.
-    fn write_member(&mut self, key: &Token, value: &Token) {
+    /// Writes a key found by [`Self::simple_key`] and its colon as the general path would
+    /// (`step_object`, `Obj::Key` and `Obj::Colon`), and moves the cursor after the colon.
+    fn write_key(&mut self, key: &Token) {
         let s = self.s;
-        // the key (`step_object`, `Obj::Key`)
         self.key_mark = self.out.len();
         if self.out.last() == Some(&b',') {
             self.key_mark -= 1;
@@ -194,8 +194,8 @@ impl Engine<'_> {
                     self.note(RepairKind::Quotes, key.from);
                 }
                 self.reread_budget = self.reread_budget.saturating_sub(key.to - key.from);
-                // the key, its colon and the spaces after it are written as they are
-                push_slice(&mut self.out, s, key.from, value.from);
+                // the key and its colon are written as they are
+                push_slice(&mut self.out, s, key.from, key.colon + 1);
                 if kind != QuoteKind::Double {
                     self.requote(key_at, key.to - key.from);
                 }
@@ -205,12 +205,10 @@ impl Engine<'_> {
                 self.note(RepairKind::UnquotedKey, key.from);
                 self.out.push(b'"');
                 push_slice(&mut self.out, s, key.from, key.to);
-                self.out.push(b'"');
-                push_slice(&mut self.out, s, key.colon, value.from);
+                self.out.extend_from_slice(b"\":");
             }
         }
-        self.value_start = self.out.len();
-        self.write_value(value);
+        self.i = key.colon + 1;
     }
 
     /// Writes a value found by [`Self::simple_value`] and moves the cursor after it.
@@ -230,14 +228,13 @@ impl Engine<'_> {
                 self.reread_budget = self.reread_budget.saturating_sub(value.to - value.from);
             }
             TokenKind::Number => push_slice(&mut self.out, s, value.from, value.to),
-            TokenKind::Word | TokenKind::Ident => {
-                if let Some((text, kind)) = super::scalar::keyword(&s[value.from..value.to]) {
-                    if let Some(kind) = kind {
-                        self.note(kind, value.from);
-                    }
-                    self.out.extend_from_slice(text);
+            TokenKind::Word(text, repair) => {
+                if let Some(kind) = repair {
+                    self.note(kind, value.from);
                 }
+                self.out.extend_from_slice(text);
             }
+            TokenKind::Ident => {}
         }
         self.i = value.to;
     }
@@ -313,7 +310,8 @@ enum TokenKind {
     String(QuoteKind),
     Ident,
     Number,
-    Word,
+    /// A literal word: its JSON text and the repair it needs.
+    Word(&'static [u8], Option<RepairKind>),
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ mod scalar;
 mod stack;
 mod string;
 
-use crate::chars::{CLASS, WS_START, is_ws, quote_at, special_ws_len};
+use crate::chars::{CLASS, WS_START, is_ws, push_slice, quote_at, special_ws_len};
 use crate::error::{RepairError, RepairErrorKind};
 use crate::report::{Repair, RepairKind};
 
@@ -281,7 +281,7 @@ impl Engine<'_> {
                 if end == start + 1 {
                     self.ws.push(b);
                 } else {
-                    self.ws.extend_from_slice(&s[start..end]);
+                    push_slice(&mut self.ws, s, start, end);
                 }
                 self.i = end;
             } else if b >= 0x80 {

@@ -14,11 +14,14 @@ pub(super) fn keyword(word: &[u8]) -> Option<(&'static [u8], Option<RepairKind>)
     let lit = |w: &'static [u8]| -> Option<(&'static [u8], Option<RepairKind>)> {
         Some((w, (word != w).then_some(RepairKind::PythonLiteral)))
     };
-    if word.eq_ignore_ascii_case(b"true") {
+    // (the length is tested first: most words are no keyword, and this runs for every word)
+    if word.len() == 4 && word.eq_ignore_ascii_case(b"true") {
         lit(b"true")
-    } else if word.eq_ignore_ascii_case(b"false") {
+    } else if word.len() == 5 && word.eq_ignore_ascii_case(b"false") {
         lit(b"false")
-    } else if word.eq_ignore_ascii_case(b"null") || word.eq_ignore_ascii_case(b"none") {
+    } else if word.len() == 4
+        && (word.eq_ignore_ascii_case(b"null") || word.eq_ignore_ascii_case(b"none"))
+    {
         lit(b"null")
     } else if matches!(word, b"undefined" | b"NaN" | b"Infinity" | b"nan" | b"inf") {
         Some((b"null", Some(RepairKind::NonJsonLiteral)))
