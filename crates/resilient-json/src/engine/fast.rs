@@ -37,8 +37,9 @@ impl Engine<'_> {
             any = true;
             self.write_key(&key);
             let Some(value) = self.simple_value(self.i, self.reread_budget, b'}') else {
-                // a container or anything else: the general path reads the value
+                // anything else: the general path reads the value
                 self.set_top(Frame::Object(Obj::Value, start));
+                self.open_container();
                 return true;
             };
             // the spaces after the colon, which `skip_ws` would hold back until the value
@@ -47,8 +48,11 @@ impl Engine<'_> {
             self.write_value(&value);
             let s = self.s;
             if s.get(self.i) != Some(&b',') {
-                // `}` (or something else): the general path takes it from here
                 self.set_top(Frame::Object(Obj::After, start));
+                if s.get(self.i) == Some(&b'}') {
+                    // `Obj::After`
+                    self.close(b"}", true);
+                }
                 return true;
             }
             self.out.push(b',');
@@ -239,6 +243,34 @@ impl Engine<'_> {
         self.i = value.to;
     }
 
+    /// At a value after plain spaces: when it is an object or an array, opens it as
+    /// `begin_value` does (the spaces written first).
+    fn open_container(&mut self) {
+        let s = self.s;
+        let mut v = self.i;
+        while s.get(v) == Some(&b' ') {
+            v += 1;
+        }
+        let frame = match s.get(v) {
+            Some(b'{') => Frame::Object(Obj::Open, 0),
+            Some(b'[') => Frame::Array {
+                seq: Seq::Open,
+                last_item: 0,
+            },
+            _ => return,
+        };
+        self.flush_ws();
+        push_slice(&mut self.out, s, self.i, v);
+        let at = self.out.len();
+        self.value_start = at;
+        self.out.push(s[v]);
+        self.i = v + 1;
+        self.stack.push(match frame {
+            Frame::Object(st, _) => Frame::Object(st, at),
+            other => other,
+        });
+    }
+
     /// Makes the quotes of the `len`-byte string written at output offset `at` double
     /// quotes (its text holds no quote of either kind).
     fn requote(&mut self, at: usize, len: usize) {
@@ -259,13 +291,15 @@ impl Engine<'_> {
         }
         let mut any = false;
         loop {
-            let Some(value) = self.simple_value(self.i, self.reread_budget, b']') else {
+            let value = self.simple_value(self.i, self.reread_budget, b']');
+            // (spaces before the item belong to `skip_ws`)
+            let Some(value) = value.filter(|v| v.from == self.i) else {
+                if matches!(self.s.get(self.i), Some(b'{' | b'[')) {
+                    self.open_container();
+                    return true;
+                }
                 return any;
             };
-            if value.from != self.i {
-                // spaces before the item belong to `skip_ws`
-                return any;
-            }
             any = true;
             self.flush_ws();
             let last_item = self.out.len();
@@ -277,6 +311,10 @@ impl Engine<'_> {
                     seq: Seq::After,
                     last_item,
                 });
+                if s.get(self.i) == Some(&b']') {
+                    // `Seq::After`
+                    self.close(b"]", true);
+                }
                 return true;
             }
             self.out.push(b',');
