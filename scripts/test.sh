@@ -9,9 +9,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # the lean build (no default features) must stay clean too
 cargo clippy -p resilient --no-default-features --all-targets -- -D warnings
 cargo test --workspace --all-features
-# loom models of the circuit breaker's half-open permits and of GCRA's reserve/refund path
+# loom models of the circuit breaker's half-open permits, of GCRA's reserve/refund path and of the bulkhead's slot hand-over
 # and rate changes
 # (bounded preemptions, own target dir)
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
-  cargo test -p resilient --release --no-default-features --test loom_circuit --test loom_gcra
+  cargo test -p resilient --release --no-default-features --test loom_circuit --test loom_gcra --test loom_bulkhead
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps

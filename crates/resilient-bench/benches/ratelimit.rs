@@ -124,7 +124,7 @@ fn keyed(c: &mut Criterion) {
         b.iter(|| black_box(k.allow(&next(), 1).is_ok()))
     });
     g.bench_function("resilient_fast_clock_full_decision", |b| {
-        b.iter(|| black_box(k.check(&next(), 1).map(|d| d.allowed)))
+        b.iter(|| black_box(k.check_n(&next(), 1).map(|d| d.allowed)))
     });
     let gov_std: Governor<_, _, _, NoOpMiddleware<Instant>> =
         Governor::new(quota(), DashMapStateStore::<u64>::default(), MonotonicClock);

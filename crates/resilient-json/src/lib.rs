@@ -17,9 +17,10 @@
 //! single / curly / backtick quotes, unquoted keys and strings, missing, trailing and leading
 //! commas, missing colons, comments (`//`, `/* */`, `#`), Python literals (`True`, `None`),
 //! `undefined` / `NaN` / `Infinity`, missing closing brackets and truncated strings, unescaped
-//! control characters and quotes inside strings, escaped (stringified) JSON, string
-//! concatenation, ellipses (`[1, 2, ...]`), JSONP and MongoDB wrappers, numbers like `2.`, `.5`
-//! or `007`, tuples `(1, 2)`, and several values (NDJSON) that are wrapped in an array.
+//! control characters and quotes inside strings, escaped (stringified) JSON (also without
+//! outer quotes, and escaped several times), string concatenation, ellipses (`[1, 2, ...]`),
+//! JSONP and MongoDB wrappers (comments around the argument included), numbers like `2.`,
+//! `.5` or `007`, tuples `(1, 2)`, and several values (NDJSON) that are wrapped in an array.
 //!
 //! Many inputs are ambiguous (is this quote the end of the string or part of the text?). The
 //! rules follow the JavaScript `jsonrepair` library where it has one, and the Python
@@ -36,6 +37,23 @@
 //!   property tests and a fuzz target check this with a strict validator, which also runs on
 //!   every output in debug builds.
 //! - Inputs that cannot be repaired give a [`RepairError`] with a byte position.
+//!
+//! ## Streams
+//! [`Repairer`] repairs JSON as it arrives, chunk by chunk (a model's streamed answer), in
+//! linear total time: after any chunk, [`Repairer::snapshot`] gives the value so far as valid
+//! JSON, with open strings, arrays and objects closed and incomplete members, numbers and
+//! literals left out, so that every snapshot is a prefix view of the final value.
+//! [`parse_partial`] deserializes such a value into a type with optional fields. The stream
+//! mode repairs what can be repaired without looking ahead; its [`Repairer`] documentation
+//! lists what only the batch mode handles.
+//!
+//! ```
+//! let mut r = resilient_json::Repairer::new();
+//! r.push("```json\n{\"steps\": [\"parse\", \"rep");
+//! assert_eq!(r.snapshot().unwrap(), "\n{\"steps\": [\"parse\", \"rep\"]}");
+//! r.push("air\"]}\n```");
+//! assert_eq!(r.finish().unwrap(), "\n{\"steps\": [\"parse\", \"repair\"]}\n");
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -43,12 +61,15 @@ mod chars;
 mod engine;
 mod error;
 mod report;
+mod stream;
 mod validate;
 
 pub use error::{ParseError, RepairError, RepairErrorKind};
 pub use report::{Repair, RepairKind, Report};
+pub use stream::{Repairer, parse_partial};
 
 use serde::de::DeserializeOwned;
+use validate::Validity;
 
 /// Repairs `input` into valid JSON. Valid JSON is returned unchanged.
 ///
@@ -58,9 +79,9 @@ use serde::de::DeserializeOwned;
 /// assert!(resilient_json::repair("").is_err());
 /// ```
 pub fn repair(input: &str) -> Result<String, RepairError> {
-    match validate::check(input.as_bytes()) {
-        Ok(()) => Ok(input.to_owned()),
-        Err(valid) => engine::repair(input, false, valid).map(|(s, _)| s),
+    match validate::classify_prefix(input.as_bytes()) {
+        (Validity::Valid, _) => Ok(input.to_owned()),
+        (v, valid) => engine_repair(input, false, v, valid).map(|(s, _)| s),
     }
 }
 
@@ -74,9 +95,25 @@ pub fn repair(input: &str) -> Result<String, RepairError> {
 /// assert!(report.contains(RepairKind::PythonLiteral));
 /// ```
 pub fn repair_with_report(input: &str) -> Result<(String, Report), RepairError> {
-    match validate::check(input.as_bytes()) {
-        Ok(()) => Ok((input.to_owned(), Report::default())),
-        Err(valid) => engine::repair(input, true, valid).map(|(s, r)| (s, Report::from_vec(r))),
+    match validate::classify_prefix(input.as_bytes()) {
+        (Validity::Valid, _) => Ok((input.to_owned(), Report::default())),
+        (v, valid) => engine_repair(input, true, v, valid).map(|(s, r)| (s, Report::from_vec(r))),
+    }
+}
+
+/// Runs the engine on an input that is not valid JSON. JSON that is only wrong for its raw
+/// control characters is read trusting its quotes, so no character of its strings is lost.
+/// `input[..valid]` is a prefix of strict JSON (`validate::classify_prefix`).
+fn engine_repair(
+    input: &str,
+    report: bool,
+    v: Validity,
+    valid: usize,
+) -> Result<(String, Vec<Repair>), RepairError> {
+    if v == Validity::RawControls {
+        engine::repair_trusting_quotes(input, report)
+    } else {
+        engine::repair(input, report, valid)
     }
 }
 
@@ -106,7 +143,8 @@ pub fn parse<T: DeserializeOwned>(input: &str) -> Result<T, ParseError> {
             Err(ParseError::Json(e))
         }
         Err(_) => {
-            let fixed = engine::repair(input, false, 0)?.0;
+            let (v, valid) = validate::classify_prefix(input.as_bytes());
+            let fixed = engine_repair(input, false, v, valid)?.0;
             Ok(serde_json::from_str(&fixed)?)
         }
     }

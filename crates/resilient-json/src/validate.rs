@@ -7,23 +7,70 @@ use crate::chars::{CLASS, STR, is_ws};
 
 /// `true` when `s` is one strict JSON value surrounded by optional whitespace.
 pub(crate) fn is_valid(s: &[u8]) -> bool {
-    check(s).is_ok()
+    let mut v = Validator {
+        s,
+        i: 0,
+        allow_controls: false,
+        control: false,
+    };
+    v.run().is_some()
 }
 
-/// `Ok` when `s` is one strict JSON value surrounded by optional whitespace; otherwise the
-/// offset where validation stopped: every byte before it (but the last few, which may begin
-/// a token that turned out wrong) is a prefix of some strict JSON text.
-pub(crate) fn check(s: &[u8]) -> Result<(), usize> {
-    let mut v = Validator { s, i: 0 };
-    match v.run() {
-        Some(()) => Ok(()),
-        None => Err(v.i),
+/// What [`classify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validity {
+    /// Strict JSON.
+    Valid,
+    /// Strict JSON but for raw (unescaped) control characters inside strings: every
+    /// unescaped `"` in it is a string delimiter.
+    RawControls,
+    /// Anything else.
+    Invalid,
+}
+
+/// Validates `s`. Only an input that fails at a raw control character inside a string is
+/// validated a second time (allowing them), so other inputs cost one pass as before.
+pub(crate) fn classify(s: &[u8]) -> Validity {
+    classify_prefix(s).0
+}
+
+/// [`classify`], and for input that is not strict JSON the offset where strict validation
+/// stopped: every byte before it (but the last few, which may begin a token that turned out
+/// wrong) is a prefix of some strict JSON text.
+pub(crate) fn classify_prefix(s: &[u8]) -> (Validity, usize) {
+    let mut v = Validator {
+        s,
+        i: 0,
+        allow_controls: false,
+        control: false,
+    };
+    if v.run().is_some() {
+        return (Validity::Valid, s.len());
+    }
+    let stopped = v.i;
+    if !v.control {
+        return (Validity::Invalid, stopped);
+    }
+    let mut v = Validator {
+        s,
+        i: 0,
+        allow_controls: true,
+        control: false,
+    };
+    if v.run().is_some() {
+        (Validity::RawControls, stopped)
+    } else {
+        (Validity::Invalid, stopped)
     }
 }
 
 struct Validator<'a> {
     s: &'a [u8],
     i: usize,
+    /// Accept raw control characters inside strings.
+    allow_controls: bool,
+    /// A raw control character was met inside a string.
+    control: bool,
 }
 
 impl Validator<'_> {
@@ -191,7 +238,12 @@ impl Validator<'_> {
                     }
                     _ => return None,
                 },
-                0..=0x1F => return None,
+                0..=0x1F => {
+                    self.control = true;
+                    if !self.allow_controls {
+                        return None;
+                    }
+                }
                 _ => {}
             }
         }
@@ -200,7 +252,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_valid;
+    use super::{Validity, classify, is_valid};
 
     #[test]
     fn accepts_and_rejects() {
@@ -235,6 +287,15 @@ mod tests {
         ] {
             assert!(!is_valid(bad.as_bytes()), "{bad}");
         }
+    }
+
+    #[test]
+    fn raw_control_characters_in_strings_are_told_apart() {
+        assert_eq!(classify(b"{\"a\n\": \"b\tc\"}"), Validity::RawControls);
+        assert_eq!(classify(b"[\"\x01\", 1]"), Validity::RawControls);
+        assert_eq!(classify(b"[\"a\n\", 1,]"), Validity::Invalid);
+        assert_eq!(classify(b"[\"a\", \n 1]"), Validity::Valid);
+        assert_eq!(classify(b"[\"a\", \x01]"), Validity::Invalid);
     }
 
     #[test]

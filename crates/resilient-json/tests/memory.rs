@@ -150,3 +150,29 @@ fn expanding_shapes_hold_little_beyond_their_output() {
         );
     }
 }
+
+/// Escaped JSON holds the unescaped copy besides the output; raw control characters in
+/// otherwise valid JSON are validated twice.
+#[test]
+fn escaped_json_and_raw_controls_stay_within_three_times_the_input() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, input) in [
+        (
+            "escaped JSON",
+            sized("[", "{\\\"k\\\": \\\"x\\\\\\\"y\\\"}, ", "1]"),
+        ),
+        ("escaped twice", {
+            let once = sized("[", "{\\\"k\\\": \\\"v\\\"}, ", "1]");
+            let twice = serde_json::to_string(&once).unwrap();
+            twice[1..twice.len() - 1].to_owned()
+        }),
+        ("escaped, cut off", sized("[", "{\\\"k\\\": [1, ", "")),
+        ("raw line breaks", sized("[", "\"a\nb\", ", "1]")),
+        (
+            "commented calls",
+            sized("[", "f( /* c */ {\"a\": 1} // d\n), ", "]"),
+        ),
+    ] {
+        within_3x(name, &input);
+    }
+}

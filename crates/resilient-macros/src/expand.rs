@@ -241,6 +241,14 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
     let mut new_sig = sig.clone();
     new_sig.output = ReturnType::Type(*arrow, Box::new(resilient_return(ret)));
     let mut rebind = TokenStream::new();
+    // Arguments a keyed limiter's `key = ..` reads are used by the call even when the body
+    // ignores them: their per-attempt copies must not warn as unused.
+    let mut key_idents = Vec::new();
+    for stage in stages {
+        if let Some(key) = &stage.key {
+            idents_in(key.to_token_stream(), &mut key_idents);
+        }
+    }
     for (i, input) in new_sig.inputs.iter_mut().enumerate() {
         match input {
             FnArg::Receiver(r) => {
@@ -295,7 +303,13 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
                         let name = &p.ident;
                         let mutability = p.mutability.take();
                         let value = clone(name);
+                        let allow = if key_idents.contains(name) {
+                            quote!(#[allow(unused_variables)])
+                        } else {
+                            quote!()
+                        };
                         rebind.extend(quote! {
+                            #allow
                             let #mutability #name = #value;
                         });
                     }
@@ -323,11 +337,26 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         None => (quote!(::resilient::AllErrors), quote!()),
     };
     // A classifier given as a function or closure is a `fn` pointer of this type.
-    let classify_fn = if classify_ty.to_string().contains("__ResilientClassifyFn") {
-        quote!(type __ResilientClassifyFn = fn(&#ret) -> ::resilient::Outcome;)
-    } else {
-        quote!()
-    };
+    let classify_text = classify_ty.to_string();
+    let mut classify_fn = TokenStream::new();
+    if classify_text.contains("__ResilientClassifyFn") {
+        classify_fn.extend(quote!(type __ResilientClassifyFn = fn(&#ret) -> ::resilient::Outcome;));
+    }
+    if classify_text.contains("__ResilientRetryIfFn") {
+        classify_fn.extend(quote!(type __ResilientRetryIfFn = fn(&#ret) -> bool;));
+    }
+    if classify_text.contains("__ResilientDelayFromFn") {
+        classify_fn.extend(quote!(
+            type __ResilientDelayFromFn =
+                fn(&#ret) -> ::core::option::Option<::core::time::Duration>;
+        ));
+    }
+    if classify_text.contains("__ResilientOk") {
+        classify_fn.extend(quote!(
+            type __ResilientOk = <#ret as ::resilient::__private::ResultParts>::Ok;
+            type __ResilientErr = <#ret as ::resilient::__private::ResultParts>::Err;
+        ));
+    }
     let name = sig.ident.to_string();
     let body = &func.block;
     let attempt = quote! {
@@ -337,9 +366,37 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         return __resilient_ret;
     };
     let pipeline = format_ident!("{}", PIPELINE);
+    // A keyed limiter's call: `pipeline.call().key(&key).cost(n)`, run by `Call`.
+    let (receiver, execute, execute_blocking) = match stages.iter().find(|s| s.key.is_some()) {
+        Some(stage) => {
+            let key = stage.key.as_ref().expect("found by its key");
+            check_key(sig, key)?;
+            let key = quote_spanned!(key.span()=> &(#key));
+            let cost = stage.call_cost.map(
+                |c| quote!(let __resilient_call = ::resilient::Call::cost(__resilient_call, #c);),
+            );
+            (
+                quote!({
+                    let __resilient_call = ::resilient::Call::key(
+                        ::resilient::Pipeline::call(__resilient_pipeline),
+                        #key,
+                    );
+                    #cost
+                    __resilient_call
+                }),
+                quote!(::resilient::Call::execute),
+                quote!(::resilient::Call::execute_blocking),
+            )
+        }
+        None => (
+            quote!(__resilient_pipeline),
+            quote!(::resilient::Pipeline::execute),
+            quote!(::resilient::Pipeline::execute_blocking),
+        ),
+    };
     let run = if sig.asyncness.is_some() {
         quote! {
-            ::resilient::Pipeline::execute(__resilient_pipeline, move || {
+            #execute(#receiver, move || {
                 #rebind
                 async move { #attempt }
             })
@@ -347,7 +404,7 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         }
     } else {
         quote! {
-            ::resilient::Pipeline::execute_blocking(__resilient_pipeline, move || {
+            #execute_blocking(#receiver, move || {
                 #rebind
                 #attempt
             })
@@ -382,6 +439,61 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
             #run
         }
     })
+}
+
+/// Checks a keyed limiter's `key = ..`: a bare name must be one of the function's
+/// arguments (a pattern argument or `self` is not a name it can take; an expression such
+/// as `req.user` or `self.tenant()` can).
+fn check_key(sig: &syn::Signature, key: &syn::Expr) -> syn::Result<()> {
+    let syn::Expr::Path(p) = key else {
+        return Ok(());
+    };
+    let Some(name) = p.path.get_ident() else {
+        return Ok(());
+    };
+    let args: Vec<&syn::Ident> = sig
+        .inputs
+        .iter()
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => match &*t.pat {
+                Pat::Ident(i) => Some(&i.ident),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    if args.contains(&name) {
+        return Ok(());
+    }
+    Err(syn::Error::new_spanned(
+        name,
+        if args.is_empty() {
+            format!(
+                "`key = {name}`: the function has no argument named `{name}` (a keyed limiter \
+                 limits each call under a key taken from its arguments)"
+            )
+        } else {
+            format!(
+                "`key = {name}`: the function has no argument named `{name}`; its arguments \
+                 are {}",
+                args.iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    ))
+}
+
+/// Every identifier in `tokens`, groups included.
+fn idents_in(tokens: TokenStream, out: &mut Vec<syn::Ident>) {
+    for tree in tokens {
+        match tree {
+            proc_macro2::TokenTree::Ident(i) => out.push(i),
+            proc_macro2::TokenTree::Group(g) => idents_in(g.stream(), out),
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -484,6 +596,18 @@ mod tests {
             ("retry", quote!(classify = "x"), "names a type"),
             ("retry", quote!(classify = move |r| r), "captures nothing"),
             ("retry", quote!(on_retry = "x"), "names a function"),
+            ("retry", quote!(retry_if = "x"), "names a function"),
+            (
+                "retry",
+                quote!(retry_if = move |r| true),
+                "captures nothing",
+            ),
+            ("retry", quote!(delay_from = 5), "names a function"),
+            (
+                "retry",
+                quote!(delay_from = move |r| None),
+                "captures nothing",
+            ),
             ("timeout", quote!(), "at least one"),
             ("timeout", quote!(request = "0ms"), "greater than zero"),
             (
@@ -872,6 +996,73 @@ mod tests {
         for (kind, attr, below) in fine {
             ok(kind, attr.clone(), stacked(below.clone()));
         }
+    }
+
+    #[test]
+    fn rate_limit_keys() {
+        let item = quote!(
+            async fn f(user: &str, req: Req) -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        let out = ok(
+            "rate_limit",
+            quote!(rate = 5, key = user, cost = 2),
+            item.clone(),
+        );
+        assert!(
+            out.contains(
+                "KeyedLimiter :: builder (:: resilient :: ratelimit :: Gcra :: with_burst"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(". build :: < u64 > () ?"), "{out}");
+        assert!(out.contains(":: resilient :: Call :: key (:: resilient :: Pipeline :: call (__resilient_pipeline) , & (user) ,)"), "{out}");
+        assert!(
+            out.contains(":: resilient :: Call :: cost (__resilient_call , 2u64)"),
+            "{out}"
+        );
+        assert!(out.contains(":: resilient :: Call :: execute ("), "{out}");
+        // an expression over the arguments
+        let out = ok(
+            "rate_limit",
+            quote!(rate = 5, key = req.tenant, max_keys = 100),
+            item.clone(),
+        );
+        assert!(out.contains("& (req . tenant)"), "{out}");
+        assert!(out.contains(". max_keys (100usize)"), "{out}");
+        // blocking functions run through `Call::execute_blocking`
+        let blocking = quote!(
+            fn f(user: u64) -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        let out = ok("rate_limit", quote!(rate = 5, key = user), blocking);
+        assert!(
+            out.contains(":: resilient :: Call :: execute_blocking ("),
+            "{out}"
+        );
+        let cases: &[(TokenStream, &str)] = &[
+            (
+                quote!(rate = 5, key = nobody),
+                "no argument named `nobody`; its arguments are `user`, `req`",
+            ),
+            (
+                quote!(rate = 5, key = user, algorithm = sliding_log),
+                "use `sliding_window`",
+            ),
+            (quote!(rate = 5, max_keys = 10), "it goes with `key = ..`"),
+            (quote!(rate = 5, key = user, max_keys = 0), "at least 1"),
+        ];
+        for (attr, message) in cases {
+            let out = error_of("rate_limit", attr.clone(), item.clone());
+            assert!(out.contains(message), "{attr}: {out}");
+        }
+        let out = error_of("rate_limit", quote!(rate = 5, key = user), plain());
+        assert!(
+            out.contains("the function has no argument named `user`"),
+            "{out}"
+        );
     }
 
     #[test]

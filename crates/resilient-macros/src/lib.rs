@@ -38,6 +38,8 @@ mod strategy;
 /// | `max_server_delay` | caps a wait the result or a rejection asks for; a longer one stops retrying | `"60s"` |
 /// | `on_retry` | a function `fn(&resilient::RetryEvent<'_>)` (`on_retry = log_retry`) or a closure, called before each retry wait with the attempt, the delay and the reason (logging, metrics) | none |
 /// | `classify` | a type implementing `resilient::Classify<T, E>` and `Default` (`classify = my::Transient`), a function `fn(&Result<T, E>) -> resilient::Outcome` (`classify = by_status`: a path whose last segment starts with a lowercase letter) or a closure that captures nothing (`classify = \|r\| ...`): it judges every result, for the retry and for a stacked breaker | every `Err` is a failure |
+/// | `retry_if` | a function `fn(&Result<T, E>) -> bool` or a closure that captures nothing: whether an attempt is retried, whatever it counts as for a stacked breaker (`classify` still judges that) | failures are retried |
+/// | `delay_from` | a function `fn(&Result<T, E>) -> Option<Duration>` or a closure that captures nothing: a server-directed wait read from any result, `Ok` included (a 429 or 503 response with `Retry-After`); `Some(d)` replaces the backoff, bounded by `max_server_delay` | none |
 ///
 /// The retry runs inside the request timeout and outside the operation timeout of a
 /// stacked `#[resilient::timeout]`, and after the per-call guards (a stacked
@@ -295,6 +297,8 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `cost` | units each call (or attempt) takes, at most the capacity (`burst`, or `rate` for the window algorithms) | `1` |
 /// | `max_wait` | wait mode: wait up to this long for capacity (async functions only), then reject | reject at once |
 /// | `scope` | `attempt`: every attempt of a stacked `#[resilient::retry]` is limited; `call`: a logical call is limited once, its retries included | `attempt` |
+/// | `key` | limit each key on its own (per user, tenant, API key, IP): an argument's name (`key = user`) or an expression over the arguments (`key = req.tenant`), of any `Hash` type | one limit for all calls |
+/// | `max_keys` | with `key`: the most keys held at once (idle keys are dropped first, then those with the least in use) | `1_000_000` |
 ///
 /// The algorithms are those of `resilient::ratelimit`: `gcra` (continuous token bucket),
 /// `token_bucket` (refills `rate` units at every `per` boundary), `fixed_window`,
@@ -309,6 +313,17 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// (blocking) functions never wait: they are rejected with `Error::RateLimited` when they
 /// would have to, so `max_wait` on them is a compile error. Among the guards of its phase
 /// the limiter comes after a breaker and before the bulkhead.
+///
+/// With `key`, the function has one keyed limiter (a `resilient::ratelimit::KeyedLimiter`,
+/// in its pipeline), and every key gets the limit on its own: each call is limited under
+/// the value of `key`, taken from the call's arguments before the first attempt and
+/// hashed (`resilient::Call::key`): it may be any `Hash` value, borrowed (nothing is
+/// cloned or stored but its 64-bit hash, computed with a seed drawn once per process).
+/// Values that hash alike are one key: `&str` and `String` of the same text, `&T` and
+/// `T`. Two different keys share a limit only if their hashes collide (for a million keys,
+/// about one chance in 37 million that any two do). `cost` is charged to the key
+/// (`resilient::Call::cost`). `sliding_log` cannot be keyed. Rejections carry the key's
+/// limit state (`Error::rate_limit_info`) like the unkeyed limiter's.
 ///
 /// ```
 /// use resilient::Error;
@@ -339,6 +354,26 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// assert_eq!(send(5).await.unwrap(), 5);
+/// # }
+/// ```
+///
+/// A limit per user:
+///
+/// ```
+/// use resilient::Error;
+///
+/// #[resilient::rate_limit(rate = 1, per = "1m", key = user)]
+/// async fn export(user: &str, format: &str) -> Result<String, std::io::Error> {
+///     Ok(format!("{user}.{format}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(export("ada", "csv").await.unwrap(), "ada.csv");
+/// // ada's next export is a minute away; bob has his own limit
+/// let again = export("ada", "json").await.unwrap_err();
+/// assert!(matches!(again, Error::RateLimited { retry_after: Some(_), .. }));
+/// assert_eq!(again.rate_limit_info().unwrap().remaining, 0);
+/// assert_eq!(export("bob", "csv").await.unwrap(), "bob.csv");
 /// # }
 /// ```
 ///

@@ -47,6 +47,11 @@ pub(crate) struct Stage {
     pub(crate) async_only: Vec<syn::Error>,
     /// What the checks across attributes need to know.
     pub(crate) facts: Facts,
+    /// The call's key for a keyed limiter (`key = ..`): an argument's name or an
+    /// expression over the arguments, hashed once per call (`Call::key`).
+    pub(crate) key: Option<Expr>,
+    /// The units a call costs its keyed limiter (`Call::cost`), if not 1.
+    pub(crate) call_cost: Option<u64>,
 }
 
 impl Stage {
@@ -58,6 +63,8 @@ impl Stage {
             classify: None,
             async_only: Vec::new(),
             facts: Facts::default(),
+            key: None,
+            call_cost: None,
         }
     }
 }

@@ -16,6 +16,20 @@ impl<T, E> IntoResilient for Result<T, E> {
     type Output = Result<T, crate::engine::error::Error<E>>;
 }
 
+/// The `T` and `E` of a function's `Result<T, E>` return type, however it is spelled (for
+/// the `retry_if =` and `delay_from =` keys, whose wrappers name both).
+pub trait ResultParts {
+    /// `T`.
+    type Ok;
+    /// `E`.
+    type Err;
+}
+
+impl<T, E> ResultParts for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
 /// `Result<T, E>` as `Result<T, Error<E>>`.
 pub type Resilient<R> = <R as IntoResilient>::Output;
 

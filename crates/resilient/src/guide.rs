@@ -111,6 +111,52 @@
 //! # }
 //! ```
 //!
+//! When the server's answer arrives as a *successful* result (HTTP clients return a 429 or
+//! a 503 as `Ok(response)`), read the delay from any result with
+//! [`delay_from`](crate::PipelineBuilder::delay_from), a closure returning
+//! `Option<Duration>`; `None` keeps the backoff. The attribute takes the same closure or
+//! function as `delay_from = ..` (the `http_retry_after` example does both over real HTTP).
+//!
+//! ```
+//! use resilient::{Outcome, Pipeline, Retry};
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//!
+//! /// What an HTTP client hands back: a status and the parsed `Retry-After`.
+//! struct Response {
+//!     status: u16,
+//!     retry_after: Option<Duration>,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+//!     // a 503 is a failure even though it arrived as `Ok`
+//!     .classify(|r: &Result<Response, std::io::Error>| match r {
+//!         Ok(resp) if resp.status == 503 => Outcome::Failure,
+//!         Ok(_) => Outcome::Success,
+//!         Err(_) => Outcome::Failure,
+//!     })
+//!     .delay_from(|r: &Result<Response, std::io::Error>| r.as_ref().ok()?.retry_after)
+//!     .build()
+//!     .unwrap();
+//!
+//! let start = Instant::now();
+//! let mut calls = 0;
+//! let response = pipeline
+//!     .execute(|| {
+//!         calls += 1;
+//!         let status = if calls == 1 { 503 } else { 200 };
+//!         let retry_after = (status == 503).then(|| Duration::from_secs(3));
+//!         async move { Ok(Response { status, retry_after }) }
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response.status, 200);
+//! assert_eq!(start.elapsed(), Duration::from_secs(3));
+//! # }
+//! ```
+//!
 //! # 2. Which results count as failures
 //!
 //! By default ([`AllErrors`](crate::AllErrors)) every `Err` is a failure and every `Ok` a
@@ -148,6 +194,42 @@
 //!     .await;
 //! assert!(matches!(result, Err(Error::Inner(ApiError::NotFound))));
 //! assert_eq!(calls, 1); // not retried
+//! # }
+//! ```
+//!
+//! "Does this count as a failure?" (for breakers and metrics) and "should this be retried?"
+//! are two questions. The classifier answers the first, and by default a failure is
+//! retried; [`retry_if`](crate::PipelineBuilder::retry_if) answers the second on its own.
+//! A 501 is a failure of the dependency that asking again will not fix; a bad request
+//! (400) is neither a dependency failure nor worth retrying (classify it
+//! [`Ignored`](crate::Outcome::Ignored)); a 503 is both. Attributes take the same closures
+//! or functions as `classify = ..` and `retry_if = ..`.
+//!
+//! ```
+//! use resilient::{Outcome, Pipeline, Retry};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let pipeline = Pipeline::builder()
+//!     .retry(Retry::immediate().attempts(3))
+//!     .classify(|r: &Result<u16, ()>| match r {
+//!         Ok(status) if *status >= 500 => Outcome::Failure,
+//!         Ok(400..=499) => Outcome::Ignored,
+//!         _ => Outcome::Success,
+//!     })
+//!     // only a 503 is worth another attempt
+//!     .retry_if(|r: &Result<u16, ()>| matches!(r, Ok(503)))
+//!     .build()
+//!     .unwrap();
+//!
+//! let mut calls = 0;
+//! let status = pipeline
+//!     .execute(|| {
+//!         calls += 1;
+//!         async { Ok(501) }
+//!     })
+//!     .await
+//!     .unwrap();
+//! assert_eq!((status, calls), (501, 1)); // a failure, not retried
 //! # }
 //! ```
 //!
@@ -314,8 +396,9 @@
 //! ```
 //!
 //! Beyond one rate: quotas (several limits on one limiter, e.g. 10 per second *and* 10,000
-//! per day), weighted calls (`cost`), per-key limiters
-//! ([`KeyedLimiter`](crate::ratelimit::KeyedLimiter): per user, API key or IP), rate
+//! per day), weighted calls (`cost`, or per call: `pipeline.call().cost(n)`), per-key
+//! limiters ([`KeyedLimiter`](crate::ratelimit::KeyedLimiter): per user, API key or IP;
+//! in a pipeline, each call gives its key with `pipeline.call().key(&user)`), rate
 //! changes at runtime, and the HTTP rate-limit headers (feature `http-headers`). See
 //! [`ratelimit`](crate::ratelimit), and [section 9](#9-choosing-a-rate-limiting-algorithm)
 //! to choose an algorithm.
@@ -420,8 +503,13 @@
 //!   [`Error::Cancelled`](crate::Error::Cancelled) and releases every permit.
 //! - [`execute_with`](crate::Pipeline::execute_with): the operation receives the call's
 //!   [`Context`](crate::Context) (attempt number, deadline, name, tags).
+//! - [`call`](crate::Pipeline::call) for a call with settings of its own: its cost in
+//!   the rate limiters and its key in keyed limiters
+//!   (`pipeline.call().cost(7).key(&user).execute(op)`).
 //! - As a tower layer (feature `tower`): `pipeline.layer()`, `breaker.layer()`,
-//!   `limiter.layer()` and per-key limiter layers.
+//!   `limiter.layer()` and per-key limiter layers. Requests that are not `Clone` work
+//!   with `pipeline.layer().clone_request(|req| ..)`, which copies a request only before
+//!   an attempt that may be retried.
 //!
 //! ```
 //! use resilient::{Pipeline, Retry};

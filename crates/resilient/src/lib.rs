@@ -71,7 +71,7 @@ pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
 pub use crate::engine::timeouts::Timeouts;
-pub use crate::pipeline::{Pipeline, PipelineBuilder};
+pub use crate::pipeline::{Call, Pipeline, PipelineBuilder};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
 pub use crate::timeout::Timeout;

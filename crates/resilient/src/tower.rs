@@ -1,7 +1,27 @@
 //! tower adapter: any [`Pipeline`] as a `Layer` around a `Service`.
 //!
-//! The wrapped service must be `Clone` (each attempt drives its own clone to readiness) and
-//! so must the request (it is re-sent on retry).
+//! The wrapped service must be `Clone` (each attempt drives its own clone to readiness).
+//!
+//! # Requests and retries
+//!
+//! A service consumes its request, so an attempt that may be retried is sent a copy and
+//! the pipeline keeps the original (tower's `retry::Policy::clone_request` works the same
+//! way). By default the copy is a `Clone` of the request ([`ByClone`]); give
+//! [`PipelineLayer::clone_request`] a hook `Fn(&Req) -> Option<Req>` for requests that are
+//! not `Clone` (a streaming body) or only sometimes retryable. A copy is made only before
+//! an attempt that could be followed by another: never without a retry, and not before
+//! the last attempt the retry allows, which gets the original. (The first attempt of a
+//! retrying pipeline is sent a copy even if it then succeeds: the copy has to exist
+//! before the service takes the request.) A hook that returns `None` sends the original
+//! instead, and the pipeline then stops retrying after that attempt: the call ends with
+//! its result, as if it were the last attempt.
+//!
+//! # Per-request settings
+//!
+//! [`PipelineLayer::cost`] and [`PipelineLayer::key`] read a request's cost and key for
+//! the pipeline's rate limiters, as [`Call::cost`](crate::Call::cost) and
+//! [`Call::key`](crate::Call::key) give them to a call: one pipeline charges requests of
+//! different weights, and a keyed limiter in it limits each user on its own.
 //!
 //! # Readiness
 //!
@@ -21,44 +41,153 @@
 //! and the strategies' verdicts as `Error<BoxedError>` (see [`Error::into_boxed`]).
 
 use std::future::{Future, poll_fn};
+use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::bulkhead::Bulkhead;
+use crate::engine::context::{Context, hash_key};
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Seed};
 use crate::ratelimit::RateLimiter;
 
-/// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`].
-#[derive(Debug)]
-pub struct PipelineLayer<C> {
-    pipeline: Pipeline<C>,
+/// How a pipeline service gets a request for an attempt that may be retried (see [the
+/// module documentation](self#requests-and-retries)): [`ByClone`] (the default) or any
+/// `Fn(&Req) -> Option<Req>` given to [`PipelineLayer::clone_request`].
+pub trait CloneRequest<Req> {
+    /// A copy of `req` to send, keeping `req` for a retry; `None` if it cannot be copied
+    /// (the original is then sent, and not retried).
+    fn clone_request(&self, req: &Req) -> Option<Req>;
 }
 
-impl<C> Clone for PipelineLayer<C> {
+/// Copies requests with `Clone` (the default of a [`PipelineLayer`]).
+///
+/// ```
+/// use resilient::tower::{ByClone, CloneRequest};
+/// assert_eq!(ByClone.clone_request(&7u32), Some(7));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByClone;
+
+impl<Req: Clone> CloneRequest<Req> for ByClone {
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+impl<Req, F: Fn(&Req) -> Option<Req>> CloneRequest<Req> for F {
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        self(req)
+    }
+}
+
+/// What a pipeline service reads from each request for the call's settings (see
+/// [`Call`](crate::Call)): nothing by default (`()`), or its cost and key, added with
+/// [`PipelineLayer::cost`] and [`PipelineLayer::key`].
+pub trait RequestSettings<Req> {
+    /// The units `req` costs the pipeline's rate limiters ([`Call::cost`](crate::Call::cost)),
+    /// if it says.
+    fn cost(&self, req: &Req) -> Option<u64>;
+    /// `req`'s key for the pipeline's keyed limiters, hashed as
+    /// [`Context::key`] describes ([`Call::key`](crate::Call::key)), if it has one.
+    fn key(&self, req: &Req) -> Option<u64>;
+}
+
+impl<Req> RequestSettings<Req> for () {
+    #[inline]
+    fn cost(&self, _req: &Req) -> Option<u64> {
+        None
+    }
+    #[inline]
+    fn key(&self, _req: &Req) -> Option<u64> {
+        None
+    }
+}
+
+/// A request's cost read by a function (see [`PipelineLayer::cost`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WithCost<P, F> {
+    settings: P,
+    cost: F,
+}
+
+impl<Req, P: RequestSettings<Req>, F: Fn(&Req) -> u64> RequestSettings<Req> for WithCost<P, F> {
+    #[inline]
+    fn cost(&self, req: &Req) -> Option<u64> {
+        Some((self.cost)(req))
+    }
+    #[inline]
+    fn key(&self, req: &Req) -> Option<u64> {
+        self.settings.key(req)
+    }
+}
+
+/// A request's key read by a function (see [`PipelineLayer::key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WithKey<P, F> {
+    settings: P,
+    key: F,
+}
+
+impl<Req, K, P, F> RequestSettings<Req> for WithKey<P, F>
+where
+    K: Hash,
+    P: RequestSettings<Req>,
+    F: Fn(&Req) -> K,
+{
+    #[inline]
+    fn cost(&self, req: &Req) -> Option<u64> {
+        self.settings.cost(req)
+    }
+    #[inline]
+    fn key(&self, req: &Req) -> Option<u64> {
+        Some(hash_key(&(self.key)(req)))
+    }
+}
+
+/// A `Layer` that runs requests through a pipeline. Made by [`Pipeline::layer`]; `R` says
+/// how requests are copied for retries ([`PipelineLayer::clone_request`]), `P` what is
+/// read from each request ([`PipelineLayer::cost`], [`PipelineLayer::key`]).
+#[derive(Debug)]
+pub struct PipelineLayer<C, R = ByClone, P = ()> {
+    pipeline: Pipeline<C>,
+    clone: R,
+    settings: P,
+}
+
+impl<C, R: Clone, P: Clone> Clone for PipelineLayer<C, R, P> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
 
 /// The `Service` made by [`PipelineLayer`].
 #[derive(Debug)]
-pub struct PipelineService<S, C> {
+pub struct PipelineService<S, C, R = ByClone, P = ()> {
     inner: S,
     pipeline: Pipeline<C>,
+    clone: R,
+    settings: P,
 }
 
-impl<S: Clone, C> Clone for PipelineService<S, C> {
+impl<S: Clone, C, R: Clone, P: Clone> Clone for PipelineService<S, C, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -66,14 +195,18 @@ impl<S: Clone, C> Clone for PipelineService<S, C> {
 /// A `Layer` like [`PipelineLayer`] whose services return [`BoxError`]s. Made by
 /// [`PipelineLayer::boxed_errors`].
 #[derive(Debug)]
-pub struct BoxedPipelineLayer<C> {
+pub struct BoxedPipelineLayer<C, R = ByClone, P = ()> {
     pipeline: Pipeline<C>,
+    clone: R,
+    settings: P,
 }
 
-impl<C> Clone for BoxedPipelineLayer<C> {
+impl<C, R: Clone, P: Clone> Clone for BoxedPipelineLayer<C, R, P> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -81,16 +214,20 @@ impl<C> Clone for BoxedPipelineLayer<C> {
 /// The `Service` made by [`BoxedPipelineLayer`]: a [`PipelineService`] whose errors are
 /// converted with [`Error::into_boxed`].
 #[derive(Debug)]
-pub struct BoxedPipelineService<S, C> {
+pub struct BoxedPipelineService<S, C, R = ByClone, P = ()> {
     inner: S,
     pipeline: Pipeline<C>,
+    clone: R,
+    settings: P,
 }
 
-impl<S: Clone, C> Clone for BoxedPipelineService<S, C> {
+impl<S: Clone, C, R: Clone, P: Clone> Clone for BoxedPipelineService<S, C, R, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             pipeline: self.pipeline.clone(),
+            clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
@@ -113,11 +250,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     pub fn layer(&self) -> PipelineLayer<C> {
         PipelineLayer {
             pipeline: self.clone(),
+            clone: ByClone,
+            settings: (),
         }
     }
 }
 
-impl<C> PipelineLayer<C> {
+impl<C, R, P> PipelineLayer<C, R, P> {
     /// The same layer with [`BoxError`] as its services' error, for stacks whose other
     /// layers expect `S::Error: Into<BoxError>`, including inner services whose error is
     /// already a `BoxError` (`Error<BoxError>` is no `std::error::Error`).
@@ -135,65 +274,209 @@ impl<C> PipelineLayer<C> {
     /// assert!(matches!(verdict, Error::RetriesExhausted { attempts: 2, .. }));
     /// # }
     /// ```
-    pub fn boxed_errors(self) -> BoxedPipelineLayer<C> {
+    pub fn boxed_errors(self) -> BoxedPipelineLayer<C, R, P> {
         BoxedPipelineLayer {
             pipeline: self.pipeline,
+            clone: self.clone,
+            settings: self.settings,
+        }
+    }
+
+    /// Copies requests for retries with `hook` instead of `Clone` (see [the module
+    /// documentation](self#requests-and-retries)): `hook(&req)` returns a copy to send
+    /// while the pipeline keeps `req` for another attempt, or `None` when the request
+    /// cannot be copied (then it is sent itself, and that attempt is the last). Requests
+    /// need not be `Clone`: without a retry in the pipeline, the hook is never called.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline, Retry};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// /// Not `Clone`: its body may be a stream, read once.
+    /// struct Request { id: u32, body: Option<Vec<u8>> }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pipeline = Pipeline::builder().retry(Retry::immediate().attempts(3)).build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().clone_request(|r: &Request| {
+    ///         // only requests with a buffered body can be sent again
+    ///         Some(Request { id: r.id, body: Some(r.body.clone()?) })
+    ///     }))
+    ///     .service(service_fn(|r: Request| async move { Err::<u32, _>(r.id) }));
+    /// let buffered = Request { id: 1, body: Some(b"hi".to_vec()) };
+    /// let r = svc.ready().await.unwrap().call(buffered).await;
+    /// assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 3, last: 1 })));
+    /// // a request that cannot be copied is sent once
+    /// let streamed = Request { id: 2, body: None };
+    /// let r = svc.ready().await.unwrap().call(streamed).await;
+    /// assert!(matches!(r, Err(Error::Inner(2))));
+    /// # }
+    /// ```
+    pub fn clone_request<R2>(self, hook: R2) -> PipelineLayer<C, R2, P> {
+        PipelineLayer {
+            pipeline: self.pipeline,
+            clone: hook,
+            settings: self.settings,
+        }
+    }
+
+    /// Charges each request what `cost(&request)` returns in the pipeline's rate limiters
+    /// (see [`Call::cost`](crate::Call::cost)): its rows, bytes or tokens.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline};
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pipeline = Pipeline::builder()
+    ///     .rate_limit(RateLimiter::gcra(Rate::per_second(10)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().cost(|rows: &u64| *rows))
+    ///     .service(service_fn(|rows: u64| async move { Ok::<_, std::io::Error>(rows) }));
+    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+    /// let over = svc.ready().await.unwrap().call(5).await;
+    /// assert!(matches!(over, Err(Error::RateLimited { .. })));
+    /// assert_eq!(svc.ready().await.unwrap().call(3).await.unwrap(), 3);
+    /// # }
+    /// ```
+    pub fn cost<F>(self, cost: F) -> PipelineLayer<C, R, WithCost<P, F>> {
+        PipelineLayer {
+            pipeline: self.pipeline,
+            clone: self.clone,
+            settings: WithCost {
+                settings: self.settings,
+                cost,
+            },
+        }
+    }
+
+    /// Limits each request under the key `key(&request)` returns in the pipeline's keyed
+    /// limiters (see [`Call::key`](crate::Call::key)): its user, tenant or client address.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline};
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// struct Request { user: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let per_user = KeyedLimiter::builder(Gcra::new(Rate::per_minute(1)).unwrap())
+    ///     .build::<u64>()
+    ///     .unwrap();
+    /// let pipeline = Pipeline::builder().rate_limit(per_user).build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().clone_request(|_: &Request| None).key(|r: &Request| r.user.clone()))
+    ///     .service(service_fn(|r: Request| async move { Ok::<_, std::io::Error>(r.user) }));
+    /// let ada = || Request { user: "ada".into() };
+    /// assert_eq!(svc.ready().await.unwrap().call(ada()).await.unwrap(), "ada");
+    /// assert!(matches!(svc.ready().await.unwrap().call(ada()).await, Err(Error::RateLimited { .. })));
+    /// assert!(svc.ready().await.unwrap().call(Request { user: "bob".into() }).await.is_ok());
+    /// # }
+    /// ```
+    pub fn key<F>(self, key: F) -> PipelineLayer<C, R, WithKey<P, F>> {
+        PipelineLayer {
+            pipeline: self.pipeline,
+            clone: self.clone,
+            settings: WithKey {
+                settings: self.settings,
+                key,
+            },
         }
     }
 }
 
-impl<S, C> Layer<S> for PipelineLayer<C> {
-    type Service = PipelineService<S, C>;
+impl<S, C, R: Clone, P: Clone> Layer<S> for PipelineLayer<C, R, P> {
+    type Service = PipelineService<S, C, R, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         PipelineService {
             inner,
             pipeline: Pipeline::clone(&self.pipeline),
+            clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
 
-impl<S, C> Layer<S> for BoxedPipelineLayer<C> {
-    type Service = BoxedPipelineService<S, C>;
+impl<S, C, R: Clone, P: Clone> Layer<S> for BoxedPipelineLayer<C, R, P> {
+    type Service = BoxedPipelineService<S, C, R, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BoxedPipelineService {
             inner,
             pipeline: Pipeline::clone(&self.pipeline),
+            clone: self.clone.clone(),
+            settings: self.settings.clone(),
         }
     }
 }
 
-/// Runs `req` through `pipeline`, each attempt on its own ready clone of `svc`.
-async fn run<S, C, Req>(
+/// Runs `req` through `pipeline`, each attempt on its own ready clone of `svc`. An attempt
+/// that may be retried is sent a copy made by `clone`; the last possible one, or one whose
+/// copy `clone` refused, the original (after which the pipeline stops retrying).
+async fn run<S, C, Req, R>(
     pipeline: Pipeline<C>,
     svc: S,
     req: Req,
+    clone: R,
+    seed: Seed,
 ) -> Result<S::Response, Error<S::Error>>
 where
     S: Service<Req> + Clone,
-    Req: Clone,
-    C: Classify<S::Response, S::Error>,
+    R: CloneRequest<Req>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
+    let last = pipeline.max_attempts();
+    let spent = AtomicBool::new(false);
+    let mut original = Some(req);
+    let clone = &clone;
+    let spent = &spent;
     pipeline
-        .execute(move || {
-            let mut svc = svc.clone();
-            let req = req.clone();
-            async move {
-                poll_fn(|cx| svc.poll_ready(cx)).await?;
-                svc.call(req).await
-            }
-        })
+        .run(
+            seed,
+            move |ctx: &Context| {
+                let copy = match &original {
+                    Some(r) if ctx.attempt() < last => clone.clone_request(r),
+                    _ => None,
+                };
+                let req = copy.unwrap_or_else(|| {
+                    spent.store(true, Ordering::Relaxed);
+                    original
+                        .take()
+                        .expect("the pipeline makes no attempt after the one sent the original")
+                });
+                let mut svc = svc.clone();
+                async move {
+                    poll_fn(|cx| svc.poll_ready(cx)).await?;
+                    svc.call(req).await
+                }
+            },
+            || !spent.load(Ordering::Relaxed),
+        )
         .await
 }
 
-impl<S, C, Req> Service<Req> for PipelineService<S, C>
+/// The call's settings read from `req`.
+fn seed<Req>(settings: &impl RequestSettings<Req>, req: &Req) -> Seed {
+    Seed {
+        cancel: None,
+        cost: settings.cost(req),
+        key: settings.key(req),
+    }
+}
+
+impl<S, C, R, P, Req> Service<Req> for PipelineService<S, C, R, P>
 where
+    P: RequestSettings<Req>,
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
     S::Error: Send,
-    Req: Clone + Send + Sync + 'static,
+    Req: Send + 'static,
+    R: CloneRequest<Req> + Clone + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
@@ -206,17 +489,26 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        Box::pin(run(self.pipeline.clone(), self.inner.clone(), req))
+        let seed = seed(&self.settings, &req);
+        Box::pin(run(
+            self.pipeline.clone(),
+            self.inner.clone(),
+            req,
+            self.clone.clone(),
+            seed,
+        ))
     }
 }
 
-impl<S, C, Req> Service<Req> for BoxedPipelineService<S, C>
+impl<S, C, R, P, Req> Service<Req> for BoxedPipelineService<S, C, R, P>
 where
+    P: RequestSettings<Req>,
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
     S::Response: Send,
     S::Error: Into<BoxError> + Send,
-    Req: Clone + Send + Sync + 'static,
+    Req: Send + 'static,
+    R: CloneRequest<Req> + Clone + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
 {
     type Response = S::Response;
@@ -229,7 +521,14 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let fut = run(self.pipeline.clone(), self.inner.clone(), req);
+        let seed = seed(&self.settings, &req);
+        let fut = run(
+            self.pipeline.clone(),
+            self.inner.clone(),
+            req,
+            self.clone.clone(),
+            seed,
+        );
         Box::pin(async move { fut.await.map_err(Error::into_boxed) })
     }
 }

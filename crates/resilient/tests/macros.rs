@@ -956,3 +956,202 @@ async fn on_retry_takes_a_function_or_a_closure() {
     assert!(by_closure().is_err());
     assert_eq!(CLOSURE_SEEN.load(Ordering::SeqCst), 3);
 }
+
+/// `key = arg`: one keyed limiter for the function, each key limited on its own.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_with_a_key_limits_each_key_on_its_own() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::rate_limit(rate = 2, per = "1s", key = user)]
+    async fn search(user: &str, q: String) -> Result<usize, String> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Ok(user.len() + q.len())
+    }
+
+    assert_eq!(search("ada", "x".into()).await.unwrap(), 4);
+    assert_eq!(search("ada", "yy".into()).await.unwrap(), 5);
+    // the same key is limited, with the key's limit state
+    let over = search("ada", "z".into()).await.unwrap_err();
+    assert_eq!(over.retry_after(), Some(MS * 500));
+    let info = over.rate_limit_info().expect("the key's state");
+    assert_eq!((info.limit, info.remaining, info.quota), (2, 0, 2));
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        2,
+        "the rejected call never ran"
+    );
+    // another key is not
+    assert_eq!(search("bob", "x".into()).await.unwrap(), 4);
+    assert_eq!(search("bob", "x".into()).await.unwrap(), 4);
+    assert!(matches!(
+        search("bob", "x".into()).await,
+        Err(Error::RateLimited { .. })
+    ));
+    // a `String` of the same text is the same key
+    let ada = String::from("ada");
+    assert!(search(&ada, "z".into()).await.is_err());
+    sleep(MS * 500).await;
+    assert!(search(&ada, "z".into()).await.is_ok());
+}
+
+/// Any `Hash` argument is a key (here an integer, and a field of an argument); a key
+/// takes `cost`, waits in wait mode, and blocking functions are limited too.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_keys_take_any_hash_value_cost_and_wait() {
+    #[derive(Clone)]
+    struct Req {
+        tenant: u64,
+        body: &'static str,
+    }
+
+    #[resilient::rate_limit(algorithm = fixed_window, rate = 10, per = "1s", cost = 4, key = tenant)]
+    fn blocking(tenant: u64) -> Result<u64, ()> {
+        Ok(tenant)
+    }
+
+    #[resilient::rate_limit(rate = 1, per = "100ms", max_wait = "250ms", key = req.tenant,
+                            max_keys = 1000)]
+    async fn paced(req: Req) -> Result<&'static str, ()> {
+        Ok(req.body)
+    }
+
+    assert_eq!(blocking(1).unwrap(), 1);
+    assert_eq!(blocking(1).unwrap(), 1);
+    assert!(matches!(blocking(1), Err(Error::RateLimited { .. })));
+    assert_eq!(blocking(2).unwrap(), 2);
+
+    let req = |tenant, body| Req { tenant, body };
+    let start = Instant::now();
+    assert_eq!(paced(req(1, "a")).await.unwrap(), "a");
+    assert_eq!(paced(req(2, "b")).await.unwrap(), "b");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // tenant 1 waits for its next slot; tenant 2's call did not use it
+    assert_eq!(paced(req(1, "c")).await.unwrap(), "c");
+    assert_eq!(start.elapsed(), MS * 100);
+    // three more of tenant 1 at once: the third would wait 300 ms > 250 ms
+    let (a, b, c) = tokio::join!(paced(req(1, "d")), paced(req(1, "e")), paced(req(1, "f")));
+    assert_eq!((a.unwrap(), b.unwrap()), ("d", "e"));
+    assert!(matches!(c, Err(Error::RateLimited { retry_after: Some(d), .. }) if d == MS * 300));
+}
+
+/// A keyed limiter follows `scope` like the unkeyed one: per attempt by default, once per
+/// call with `scope = call`.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_key_scope_decides_whether_retries_use_up_the_keys_rate() {
+    static PER_ATTEMPT: AtomicU32 = AtomicU32::new(0);
+    static PER_CALL: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::rate_limit(algorithm = fixed_window, rate = 2, per = "1s", key = user)]
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    async fn per_attempt(user: u32) -> Result<u32, String> {
+        let n = PER_ATTEMPT.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            Err(format!("attempt {n}"))
+        } else {
+            Ok(user)
+        }
+    }
+
+    #[resilient::rate_limit(rate = 1, per = "1s", key = user, scope = call)]
+    #[resilient::retry(attempts = 3, backoff = immediate)]
+    async fn per_call(user: u32) -> Result<u32, String> {
+        let n = PER_CALL.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            Err(format!("attempt {n}"))
+        } else {
+            Ok(user)
+        }
+    }
+
+    // the third attempt is over user 7's limit of 2
+    assert!(matches!(
+        per_attempt(7).await,
+        Err(Error::RateLimited { .. })
+    ));
+    assert_eq!(PER_ATTEMPT.load(Ordering::SeqCst), 2);
+    // user 8 has its own limit: admitted (and the body, on its third run, succeeds)
+    assert_eq!(per_attempt(8).await.unwrap(), 8);
+
+    // one unit for the call, however many attempts
+    assert_eq!(per_call(7).await.unwrap(), 7);
+    assert_eq!(PER_CALL.load(Ordering::SeqCst), 3);
+    assert!(matches!(per_call(7).await, Err(Error::RateLimited { .. })));
+    assert_eq!(per_call(8).await.unwrap(), 8);
+}
+
+/// A response returned as `Ok`, as HTTP clients do for every status.
+#[derive(Debug, Clone, PartialEq)]
+struct Response {
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+fn retryable_status(r: &Result<Response, Failure>) -> bool {
+    matches!(
+        r,
+        Ok(Response {
+            status: 429 | 503,
+            ..
+        }) | Err(Failure::Transient)
+    )
+}
+
+/// `retry_if =` and `delay_from =`: a 503 or 429 returned as `Ok` is retried after the
+/// server's `Retry-After` instead of the backoff; a 501 counts as a failure for the breaker
+/// but is not retried; a 404 is neither.
+#[tokio::test(start_paused = true)]
+async fn retry_if_and_delay_from_follow_a_successful_response() {
+    // (status, Retry-After in ms) of each attempt, in order
+    static SCRIPT: std::sync::Mutex<Vec<(u16, Option<u64>)>> = std::sync::Mutex::new(Vec::new());
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(
+        attempts = 4,
+        backoff = constant("10s"),
+        classify = |r| match r {
+            Ok(Response { status, .. }) if *status >= 500 || *status == 429 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        },
+        retry_if = retryable_status,
+        delay_from = |r| r.as_ref().ok().and_then(|resp| resp.retry_after)
+    )]
+    #[resilient::circuit(consecutive_failures = 2, open_for = "1h")]
+    async fn get() -> Result<Response, Failure> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        let (status, after) = SCRIPT.lock().unwrap().remove(0);
+        Ok(Response {
+            status,
+            retry_after: after.map(Duration::from_millis),
+        })
+    }
+    let script = |s: &[(u16, Option<u64>)]| *SCRIPT.lock().unwrap() = s.to_vec();
+
+    // 503 (asks 1.25 s), 429 (asks 1 s), then 200: two server-directed waits, no backoff.
+    script(&[(503, Some(1250)), (429, Some(1000)), (200, None)]);
+    let start = Instant::now();
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(start.elapsed(), MS * 2250);
+
+    // A 503 without Retry-After falls back to the backoff (10 s).
+    script(&[(503, None), (200, None)]);
+    let start = Instant::now();
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 5);
+    assert_eq!(start.elapsed(), MS * 10_000);
+
+    // 404 is a success to the breaker and not retried.
+    script(&[(404, None), (200, None)]);
+    assert_eq!(get().await.unwrap().status, 404);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 6);
+
+    // 501 is a failure that is not retried: one attempt, and the caller gets the
+    // response; two in a row open the breaker.
+    script(&[(501, None), (501, None), (200, None)]);
+    assert_eq!(get().await.unwrap().status, 501);
+    assert_eq!(get().await.unwrap().status, 501);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 8);
+    assert!(matches!(get().await, Err(Error::CircuitOpen { .. })));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 8);
+}

@@ -151,3 +151,50 @@ fn cancellable_success_path_does_not_allocate() {
         assert_eq!(stop_counting(), 0);
     });
 }
+
+/// A call's own cost and key ([`Pipeline::call`]) cost no allocation on the success path,
+/// with a rate limiter charging the cost and a keyed limiter over known keys.
+#[test]
+fn per_call_cost_and_key_do_not_allocate() {
+    use resilient::ratelimit::{Gcra, KeyedLimiter, Rate, RateLimiter};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let p = Pipeline::builder()
+        .rate_limit(
+            RateLimiter::gcra(Rate::per_second(1_000_000))
+                .build()
+                .unwrap(),
+        )
+        .rate_limit(
+            KeyedLimiter::builder(Gcra::new(Rate::per_second(1_000_000)).unwrap())
+                .build::<u64>()
+                .unwrap(),
+        )
+        .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // the keys' entries are stored on their first call
+        for user in 0..4u64 {
+            let _: Result<u64, Error<()>> = p
+                .call()
+                .cost(3)
+                .key(&user)
+                .execute(|| async { Ok(1) })
+                .await;
+        }
+        start_counting();
+        for i in 0..100u64 {
+            let r: Result<u64, Error<()>> = p
+                .call()
+                .cost(3)
+                .key(&(i % 4))
+                .execute(|| async move { Ok(i) })
+                .await;
+            assert_eq!(r.unwrap(), i);
+        }
+        assert_eq!(stop_counting(), 0);
+    });
+}

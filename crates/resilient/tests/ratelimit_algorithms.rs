@@ -639,13 +639,13 @@ fn keyed_token_bucket_period_change_keeps_state() {
         .clock(Arc::new(clock.clone()))
         .build::<u8>()
         .unwrap();
-    assert!(k.check(&1, 10).unwrap().allowed);
+    assert!(k.check_n(&1, 10).unwrap().allowed);
     k.algorithm().set(10, Rate::new(10, s(4))).unwrap();
     clock.advance(ms(900));
-    let d = k.check(&1, 1).unwrap();
+    let d = k.check_n(&1, 1).unwrap();
     assert!(!d.allowed, "{d:?}");
     assert_eq!(d.retry_after, ms(3_100));
-    assert!(k.check(&2, 10).unwrap().allowed, "other keys start full");
+    assert!(k.check_n(&2, 10).unwrap().allowed, "other keys start full");
 }
 
 /// A GCRA whose rate changes (once, when armed) in the middle of a decision: right after
@@ -748,9 +748,9 @@ fn a_keyed_decision_racing_a_rate_change_reports_what_it_did() {
     .build::<u8>()
     .unwrap();
     k.algorithm().arm();
-    let d = k.check(&1, 10).unwrap();
+    let d = k.check_n(&1, 10).unwrap();
     // Fresh under the new rate, a key has 1 unit.
-    let consumed = k.check(&1, 0).unwrap().remaining < 1;
+    let consumed = k.check_n(&1, 0).unwrap().remaining < 1;
     assert_eq!(d.allowed, consumed, "{d:?}");
     // Refused at 1/s, then the rate rises to 10/s (burst 20).
     let k = KeyedLimiter::builder(RateChangesMidDecision::new(
@@ -761,12 +761,12 @@ fn a_keyed_decision_racing_a_rate_change_reports_what_it_did() {
     .clock(Arc::new(clock.clone()))
     .build::<u8>()
     .unwrap();
-    assert!(k.check(&1, 1).unwrap().allowed);
+    assert!(k.check_n(&1, 1).unwrap().allowed);
     k.algorithm().arm();
-    let d = k.check(&1, 1).unwrap();
+    let d = k.check_n(&1, 1).unwrap();
     // 1 s of the 2 s capacity was in use (the wrapper skips the rescale): 10 of 20 units
     // remain unless it took one.
-    let consumed = k.check(&1, 0).unwrap().remaining < 10;
+    let consumed = k.check_n(&1, 0).unwrap().remaining < 10;
     assert_eq!(d.allowed, consumed, "{d:?}");
 }
 
@@ -949,7 +949,7 @@ fn keyed_gcra_changes_rate_at_runtime() {
     .build::<u32>()
     .unwrap();
     for key in 0..100 {
-        assert!(k.check(&key, 10).unwrap().allowed);
+        assert!(k.check_n(&key, 10).unwrap().allowed);
     }
     k.set_rate(0, Rate::per_second(1), 10).unwrap();
     for key in 0..100 {
@@ -961,8 +961,8 @@ fn keyed_gcra_changes_rate_at_runtime() {
     // A new key starts full under the new rate.
     assert_eq!(k.check_quota(&1_000, 0).unwrap().decisions[0].limit, 10);
     clock.advance(s(1));
-    assert!(k.check(&7, 1).unwrap().allowed);
-    assert!(!k.check(&7, 1).unwrap().allowed);
+    assert!(k.check_n(&7, 1).unwrap().allowed);
+    assert!(!k.check_n(&7, 1).unwrap().allowed);
     // The second limit of the quota, alone: 600/min -> 60/min, burst 60. Key 7 has one
     // unit of it in use (the other 10 came back during the second).
     k.set_rate(1, Rate::per_minute(60), 60).unwrap();
@@ -988,8 +988,8 @@ fn keyed_windows_and_boxed_algorithms_change_at_runtime() {
     .clock(Arc::new(clock.clone()))
     .build::<u8>()
     .unwrap();
-    assert!(k.check(&1, 5).unwrap().allowed);
-    assert!(!k.check(&1, 1).unwrap().allowed);
+    assert!(k.check_n(&1, 5).unwrap().allowed);
+    assert!(!k.check_n(&1, 1).unwrap().allowed);
     k.set_rate(0, Rate::new(8, s(10)), 8).unwrap();
     k.set_rate(1, Rate::new(8, s(10)), 8).unwrap();
     let v = k.check_quota(&1, 3).unwrap();

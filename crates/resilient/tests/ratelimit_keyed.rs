@@ -15,13 +15,13 @@ fn keys_have_separate_state() {
         .clock(Arc::new(clock.clone()))
         .build::<String>()
         .unwrap();
-    assert!(k.check(&"a".into(), 2).unwrap().allowed);
-    let d = k.check(&"a".into(), 1).unwrap();
+    assert!(k.check_n(&"a".into(), 2).unwrap().allowed);
+    let d = k.check_n(&"a".into(), 1).unwrap();
     assert!(!d.allowed);
     assert_eq!(d.retry_after, Duration::from_millis(500));
-    assert!(k.check(&"b".into(), 2).unwrap().allowed);
+    assert!(k.check_n(&"b".into(), 2).unwrap().allowed);
     assert_eq!(k.len(), 2);
-    assert!(k.check(&"a".into(), 3).is_err());
+    assert!(k.check_n(&"a".into(), 3).is_err());
 }
 
 #[test]
@@ -32,17 +32,17 @@ fn idle_keys_expire_without_changing_decisions() {
         .build::<u32>()
         .unwrap();
     for key in 0..100 {
-        k.check(&key, 1).unwrap();
+        k.check_n(&key, 1).unwrap();
     }
-    k.check(&7, 4).unwrap();
+    k.check_n(&7, 4).unwrap();
     assert_eq!(k.len(), 100);
     clock.advance(Duration::from_secs(5));
     assert_eq!(k.retain_recent(), 100); // same window: nothing forgotten
-    assert!(!k.check(&7, 1).unwrap().allowed);
+    assert!(!k.check_n(&7, 1).unwrap().allowed);
     clock.advance(Duration::from_secs(5));
     assert_eq!(k.retain_recent(), 0); // next window: every key is fresh again
     assert!(k.is_empty());
-    assert_eq!(k.check(&7, 5).unwrap().remaining, 0);
+    assert_eq!(k.check_n(&7, 5).unwrap().remaining, 0);
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn a_request_that_leaves_a_fresh_state_stores_nothing() {
     let k = KeyedLimiter::builder(Gcra::new(Rate::per_second(2)).unwrap())
         .build::<u8>()
         .unwrap();
-    let d = k.check(&1, 0).unwrap();
+    let d = k.check_n(&1, 0).unwrap();
     assert!(d.allowed && d.remaining == 2);
     assert!(k.is_empty());
 }
@@ -66,15 +66,15 @@ fn hard_cap_evicts_the_key_closest_to_recovery() {
         .unwrap();
     // Keys 0..4 use 10, 8, 6, 4 units: key 3 recovers soonest.
     for (key, cost) in [(0, 10), (1, 8), (2, 6), (3, 4)] {
-        k.check(&key, cost).unwrap();
+        k.check_n(&key, cost).unwrap();
     }
     assert_eq!(k.len(), 4);
-    k.check(&99, 1).unwrap();
+    k.check_n(&99, 1).unwrap();
     assert_eq!(k.len(), 4, "the cap holds");
     // Key 3 was evicted: it comes back with a full limiter.
-    assert_eq!(k.check(&3, 0).unwrap().remaining, 10);
+    assert_eq!(k.check_n(&3, 0).unwrap().remaining, 10);
     // The heaviest key kept its state.
-    assert!(!k.check(&0, 1).unwrap().allowed);
+    assert!(!k.check_n(&0, 1).unwrap().allowed);
 }
 
 #[test]
@@ -89,17 +89,17 @@ fn full_shard_drops_idle_keys_first() {
         .unwrap();
     // Key 0 is limited; the others come and go in the same window (all tied on time to
     // idle): one key is evicted per new key, never the limited one, never more.
-    assert!(k.check(&0, 10).unwrap().allowed);
+    assert!(k.check_n(&0, 10).unwrap().allowed);
     for key in 1..1_000 {
-        k.check(&key, 1).unwrap();
+        k.check_n(&key, 1).unwrap();
         assert_eq!(k.len(), (key as usize + 1).min(8), "after key {key}");
     }
     assert!(
-        !k.check(&0, 1).unwrap().allowed,
+        !k.check_n(&0, 1).unwrap().allowed,
         "the limited key stays limited"
     );
     clock.advance(Duration::from_secs(2));
-    k.check(&5_000, 10).unwrap();
+    k.check_n(&5_000, 10).unwrap();
     assert_eq!(k.len(), 1, "all recovered keys were dropped to make room");
 }
 
@@ -122,9 +122,9 @@ fn a_full_shard_of_tied_keys_evicts_a_sixteenth_least_used_first() {
             8..16 => 3,
             _ => 1,
         };
-        assert!(k.check(&key, cost).unwrap().allowed);
+        assert!(k.check_n(&key, cost).unwrap().allowed);
     }
-    k.check(&1_000, 1).unwrap();
+    k.check_n(&1_000, 1).unwrap();
     assert_eq!(
         k.len(),
         64 - 4 + 1,
@@ -132,25 +132,25 @@ fn a_full_shard_of_tied_keys_evicts_a_sixteenth_least_used_first() {
     );
     for key in 0..8 {
         assert!(
-            !k.check(&key, 1).unwrap().allowed,
+            !k.check_n(&key, 1).unwrap().allowed,
             "key {key} stays limited"
         );
     }
     for key in 8..16 {
         assert_eq!(
-            k.check(&key, 0).unwrap().remaining,
+            k.check_n(&key, 0).unwrap().remaining,
             2,
             "key {key} kept its state"
         );
     }
     // Under sustained pressure the limited keys still stay limited.
     for key in 2_000..2_500 {
-        k.check(&key, 1).unwrap();
+        k.check_n(&key, 1).unwrap();
         assert!(k.len() <= 64 && k.len() >= 60);
     }
     for key in 0..8 {
         assert!(
-            !k.check(&key, 1).unwrap().allowed,
+            !k.check_n(&key, 1).unwrap().allowed,
             "key {key} stays limited"
         );
     }
@@ -181,25 +181,25 @@ fn eviction_is_batched_and_keeps_the_heaviest_keys() {
         .unwrap();
     // Key i used i + 1 units: key 0 is the closest to recovery.
     for key in 0..64 {
-        k.check(&key, key + 1).unwrap();
+        k.check_n(&key, key + 1).unwrap();
     }
-    k.check(&1_000, 1).unwrap();
+    k.check_n(&1_000, 1).unwrap();
     // 64 / 16 = 4 keys evicted in one pass (0..4), then the new one inserted.
     assert_eq!(k.len(), 61);
     for key in 0..4 {
         assert_eq!(
-            k.check(&key, 0).unwrap().remaining,
+            k.check_n(&key, 0).unwrap().remaining,
             100,
             "key {key} was evicted"
         );
     }
     assert_eq!(
-        k.check(&63, 0).unwrap().remaining,
+        k.check_n(&63, 0).unwrap().remaining,
         36,
         "the heaviest key kept its state"
     );
     for key in 2_000..3_000 {
-        k.check(&key, 1).unwrap();
+        k.check_n(&key, 1).unwrap();
         assert!(k.len() <= 64);
     }
 }
@@ -231,11 +231,11 @@ fn a_quota_per_key_admits_only_if_every_limit_admits() {
     assert_eq!(v.binding().retry_after, Duration::from_millis(500));
 
     clock.advance(Duration::from_secs(1));
-    assert!(k.check(&"a", 2).unwrap().allowed); // 1 left per minute
+    assert!(k.check_n(&"a", 2).unwrap().allowed); // 1 left per minute
     clock.advance(Duration::from_secs(1));
     // Now the per-minute limit binds (12 s per unit, 4 of 5 units in use for 46 s more):
     // 2 units fit once 10 s have passed.
-    let d = k.check(&"a", 2).unwrap();
+    let d = k.check_n(&"a", 2).unwrap();
     assert!(!d.allowed);
     assert_eq!(d.retry_after, Duration::from_secs(10));
     assert_eq!(d.limit, 5);
@@ -247,7 +247,7 @@ fn a_quota_per_key_admits_only_if_every_limit_admits() {
     assert!(k.check_quota(&"b", 2).unwrap().allowed);
     // A cost above the smallest capacity is an error.
     assert_eq!(
-        k.check(&"a", 3).unwrap_err(),
+        k.check_n(&"a", 3).unwrap_err(),
         resilient::ratelimit::CostError { cost: 3, max: 2 }
     );
     assert_eq!(k.allow(&"a", 3), Err(Duration::MAX));
@@ -320,17 +320,17 @@ fn retain_recent_shrinks_the_tables_after_a_spike() {
         .build::<u32>()
         .unwrap();
     for key in 0..20_000 {
-        k.check(&key, 1).unwrap();
+        k.check_n(&key, 1).unwrap();
     }
     assert!(k.capacity() >= 20_000);
     clock.advance(Duration::from_millis(100));
-    assert!(k.check(&7, 5).unwrap().allowed);
+    assert!(k.check_n(&7, 5).unwrap().allowed);
     assert_eq!(k.retain_recent(), 1);
     assert!(k.capacity() < 1_000, "capacity {}", k.capacity());
     // Still correct afterwards.
-    assert!(!k.check(&7, 6).unwrap().allowed);
+    assert!(!k.check_n(&7, 6).unwrap().allowed);
     for key in 0..1_000 {
-        k.check(&key, 1).unwrap();
+        k.check_n(&key, 1).unwrap();
     }
     assert_eq!(k.len(), 1_000);
 }
@@ -345,7 +345,7 @@ async fn a_sweeper_forgets_idle_keys_and_stops_with_the_limiter() {
     );
     let sweeper = k.spawn_sweeper(Duration::from_secs(5));
     for key in 0..100 {
-        k.check(&key, 10).unwrap();
+        k.check_n(&key, 10).unwrap();
     }
     assert_eq!(k.len(), 100);
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -423,15 +423,19 @@ fn a_full_shard_evicts_its_batch_even_if_ranks_shift() {
     .build::<u64>()
     .unwrap();
     for key in 1..=16 {
-        assert!(k.check(&key, key).unwrap().allowed);
+        assert!(k.check_n(&key, key).unwrap().allowed);
     }
     k.algorithm().armed.store(true, SeqCst);
-    assert!(k.check(&1_000, 1).unwrap().allowed);
+    assert!(k.check_n(&1_000, 1).unwrap().allowed);
     k.algorithm().armed.store(false, SeqCst);
     // 16 / 16 = 1 key evicted (key 1, the least used), then the new one inserted.
     assert_eq!(k.len(), 16);
-    assert_eq!(k.check(&1, 0).unwrap().remaining, 100, "key 1 was evicted");
-    assert_eq!(k.check(&2, 0).unwrap().remaining, 98);
+    assert_eq!(
+        k.check_n(&1, 0).unwrap().remaining,
+        100,
+        "key 1 was evicted"
+    );
+    assert_eq!(k.check_n(&2, 0).unwrap().remaining, 98);
 }
 
 /// `spawn_sweeper(Duration::MAX)` used to panic inside the task (`now + every`), so
@@ -446,7 +450,7 @@ async fn a_sweeper_with_an_endless_period_lives_and_sweeps_yearly() {
     );
     let sweeper = k.spawn_sweeper(Duration::MAX);
     for key in 0..10 {
-        k.check(&key, 10).unwrap();
+        k.check_n(&key, 10).unwrap();
     }
     tokio::time::sleep(Duration::from_secs(86_400)).await;
     assert!(!sweeper.is_finished(), "the sweeper task must not die");

@@ -281,3 +281,49 @@ async fn wait_mode_respects_an_enclosing_pipeline_deadline() {
     assert_eq!(call(&mut s, req("ada", 4)).await.unwrap(), 4);
     assert_eq!(at.elapsed(), Duration::ZERO);
 }
+
+/// Rejections carry the key's limit state (for `RateLimit` headers), in reject mode, in
+/// wait mode, and for a request heavier than the key's capacity.
+#[tokio::test(start_paused = true)]
+async fn rejections_carry_the_keys_limit_state() {
+    let layer = KeyedLimiter::quota([
+        Gcra::new(Rate::per_second(2)).unwrap(),
+        Gcra::new(Rate::per_minute(3)).unwrap(),
+    ])
+    .build::<&'static str>()
+    .unwrap()
+    .layer(|r: &Req| r.user)
+    .cost(|r: &Req| u64::from(r.n));
+    let mut svc = tower::ServiceBuilder::new().layer(layer).service(echo());
+    assert_eq!(call(&mut svc, req("ada", 2)).await.unwrap(), 2);
+    let over = call(&mut svc, req("ada", 1)).await.unwrap_err();
+    assert_eq!(over.retry_after(), Some(MS * 500));
+    let info = over.rate_limit_info().expect("the key's state");
+    // the binding limit: the per-second one, empty for another 500 ms
+    assert_eq!((info.limit, info.remaining, info.quota), (2, 0, 2));
+    assert_eq!(info.window, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // now the per-minute limit binds: one unit left of 3, 20 s per unit
+    let over = call(&mut svc, req("ada", 2)).await.unwrap_err();
+    let info = over.rate_limit_info().expect("the key's state");
+    assert_eq!((info.limit, info.remaining, info.quota), (3, 1, 3));
+    assert_eq!(info.window, Duration::from_secs(60));
+    // 3 units never fit the per-second limit, which binds; a key never seen reports it
+    // full
+    let heavy = call(&mut svc, req("bob", 3)).await.unwrap_err();
+    assert_eq!(heavy.retry_after(), None);
+    let info = heavy.rate_limit_info().expect("the key's state");
+    assert_eq!((info.limit, info.remaining), (2, 2));
+
+    let waiting = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+        .max_wait(MS * 100)
+        .build::<&'static str>()
+        .unwrap()
+        .layer(|r: &Req| r.user);
+    let mut svc = tower::ServiceBuilder::new().layer(waiting).service(echo());
+    assert_eq!(call(&mut svc, req("ada", 1)).await.unwrap(), 1);
+    let over = call(&mut svc, req("ada", 2)).await.unwrap_err();
+    assert_eq!(over.retry_after(), Some(Duration::from_secs(1)));
+    let info = over.rate_limit_info().expect("the key's state");
+    assert_eq!((info.limit, info.remaining, info.quota), (1, 0, 1));
+}

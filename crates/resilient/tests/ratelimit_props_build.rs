@@ -390,7 +390,7 @@ async fn drive_keyed<const N: usize>(
                 drop(s.call((key, 1)));
             }
             Step::Check(c) => {
-                let _ = k.check(&key, c);
+                let _ = k.check_n(&key, c);
                 let _ = k.allow(&key, c);
                 let _ = k.check_quota(&key, c);
                 let _ = k.retain_recent();

@@ -16,8 +16,10 @@
 //!
 //! Module map: `root.rs` handles what surrounds the JSON (code fences, prose, several root
 //! values), `string.rs` quoted strings, `scalar.rs` everything else that is not a container;
-//! this file holds the container state machine.
+//! `escaped.rs` removes escape levels from escaped JSON before the pass; this file holds the
+//! container state machine.
 
+mod escaped;
 mod fast;
 mod resume;
 mod root;
@@ -116,6 +118,8 @@ pub(crate) struct Engine<'a> {
     unquoted_stop: NextStop,
     /// Where the look-ahead after a comma in a string stops (see `string.rs`).
     prose_stop: NextStop,
+    /// Every `"` closes the string it ends (see [`repair_trusting_quotes`]).
+    quotes_trusted: bool,
 }
 
 /// Finds the next byte of a fixed set within [`string::LOOKAHEAD`] bytes of an offset,
@@ -153,6 +157,86 @@ impl NextStop {
 /// `input[..valid]` is known to be a prefix of strict JSON (0 when nothing is known): most
 /// of a long one is copied as it is (`resume.rs`).
 pub(crate) fn repair(input: &str, report: bool, valid: usize) -> Result<(String, Vec<Repair>)> {
+    match escaped::escaped_json_start(input.as_bytes()) {
+        Some(first) => repair_escaped(input, report, first),
+        None => run(input, report, false, valid),
+    }
+}
+
+/// Repairs escaped JSON (`escaped.rs`): removes escape levels while the text stays escaped
+/// JSON, repairs the result and maps repair positions back to `input`.
+fn repair_escaped(input: &str, report: bool, first: usize) -> Result<(String, Vec<Repair>)> {
+    let mut levels = vec![escaped::unescape(input, report)];
+    let mut depth = 1;
+    while depth < escaped::MAX_LEVELS {
+        let last = &levels[levels.len() - 1].text;
+        if escaped::escaped_json_start(last.as_bytes()).is_none() {
+            break;
+        }
+        let next = escaped::unescape(last, report);
+        if !report {
+            // only the latest text is needed
+            levels.clear();
+        }
+        levels.push(next);
+        depth += 1;
+    }
+    let text = &levels[levels.len() - 1].text;
+    let result = match crate::validate::classify(text.as_bytes()) {
+        // nothing else to repair, so no position to map back
+        crate::validate::Validity::Valid => {
+            Ok((levels.pop().map(|l| l.text).unwrap_or_default(), Vec::new()))
+        }
+        crate::validate::Validity::RawControls => run(text, report, true, 0),
+        crate::validate::Validity::Invalid => run(text, report, false, 0),
+    };
+    let map = |levels: &[escaped::Unescaped], mut p: usize| {
+        for level in levels.iter().rev() {
+            p = level.source_offset(p);
+        }
+        p
+    };
+    let (out, mut repairs) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if !report {
+                // the offsets were not recorded: unescape again, recording them
+                levels.clear();
+                for _ in 0..depth {
+                    let from = levels.last().map_or(input, |l| l.text.as_str());
+                    let next = escaped::unescape(from, true);
+                    levels.push(next);
+                }
+            }
+            return Err(RepairError::new(e.kind(), map(&levels, e.position())));
+        }
+    };
+    if report {
+        for r in &mut repairs {
+            r.position = map(&levels, r.position);
+        }
+        repairs.push(Repair {
+            kind: RepairKind::StringifiedJson,
+            position: first,
+        });
+    }
+    Ok((out, repairs))
+}
+
+/// Repairs `input`, known to be strict JSON but for raw control characters inside its
+/// strings (`validate::Validity::RawControls`): every unescaped `"` ends its string, so no
+/// heuristic may take one for text.
+pub(crate) fn repair_trusting_quotes(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
+    run(input, report, true, 0)
+}
+
+/// One pass of the engine; see [`repair`] for `valid`.
+fn run(
+    input: &str,
+    report: bool,
+    quotes_trusted: bool,
+    valid: usize,
+) -> Result<(String, Vec<Repair>)> {
     let mut e = Engine {
         s: input.as_bytes(),
         i: 0,
@@ -174,6 +258,7 @@ pub(crate) fn repair(input: &str, report: bool, valid: usize) -> Result<(String,
         reread_budget: input.len().saturating_mul(3).saturating_add(4096),
         unquoted_stop: NextStop::default(),
         prose_stop: NextStop::default(),
+        quotes_trusted,
     };
     let resumed = e.resume(valid);
     e.run_root(resumed)?;

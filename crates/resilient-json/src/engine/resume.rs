@@ -111,7 +111,7 @@ impl Engine<'_> {
 mod tests {
     use super::MARGIN;
     use crate::engine::repair;
-    use crate::validate::check;
+    use crate::validate::{Validity, classify_prefix};
 
     const TEXTS: [&str; 7] = [
         "plain",
@@ -172,7 +172,7 @@ mod tests {
                     "\"unterminated, text",
                 ] {
                     let input = format!("{prefix}{tail}");
-                    let Err(valid) = check(input.as_bytes()) else {
+                    let (Validity::Invalid, valid) = classify_prefix(input.as_bytes()) else {
                         continue;
                     };
                     let whole = repair(&input, true, 0);

@@ -129,9 +129,7 @@ impl Engine<'_> {
             j += 1;
         }
         let word = &s[self.i..j];
-        while j < s.len() && is_ws(s[j]) {
-            j += 1;
-        }
+        let j = super::scalar::skip_ws_and_comments(s, j);
         s.get(j) == Some(&b'(') || super::scalar::keyword(word).is_some()
     }
 

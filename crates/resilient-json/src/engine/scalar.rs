@@ -242,7 +242,7 @@ impl Engine<'_> {
             j += 1;
         }
         let word = &s[start..j];
-        let k = skip_ascii_ws(s, j);
+        let k = skip_ws_and_comments(s, j);
         if s.get(k) == Some(&b'(') && self.looks_like_call(k) {
             self.note(RepairKind::FunctionCall, start);
             self.i = k + 1;
@@ -257,7 +257,7 @@ impl Engine<'_> {
             while e < s.len() && is_ident(s[e]) {
                 e += 1;
             }
-            let m = skip_ascii_ws(s, e);
+            let m = skip_ws_and_comments(s, e);
             if s.get(m) == Some(&b'(') && self.looks_like_call(m) {
                 self.note(RepairKind::FunctionCall, start);
                 self.i = m + 1;
@@ -285,7 +285,7 @@ impl Engine<'_> {
     /// (`callback({...})`, `NumberLong("2")`), `false` for text like `foo(1, 2)`.
     fn looks_like_call(&self, paren: usize) -> bool {
         let s = self.s;
-        let m = skip_ascii_ws(s, paren + 1);
+        let m = skip_ws_and_comments(s, paren + 1);
         let Some(&c) = s.get(m) else { return true };
         if matches!(c, b'{' | b'[' | b')') || quote_at(s, m).is_some() {
             return true;
@@ -307,7 +307,7 @@ impl Engine<'_> {
         } else {
             return false;
         }
-        let e = skip_ascii_ws(s, e);
+        let e = skip_ws_and_comments(s, e);
         e >= s.len() || s[e] == b')'
     }
 
@@ -483,6 +483,33 @@ fn at_number_end(s: &[u8], j: usize) -> bool {
             is_ws(b)
                 || (b >= 0x80 && special_ws_len(s, j) > 0)
                 || (is_delimiter(b) && !(b == b'/' && s.get(j + 1).is_some_and(u8::is_ascii_digit)))
+        }
+    }
+}
+
+/// Skips whitespace and `//` and `/* */` comments (JSONP like `cb( // note` or
+/// `cb /* x */ (`). Each comment is read here at most once more than by the engine's own
+/// `skip_ws`, so the work stays linear.
+pub(super) fn skip_ws_and_comments(s: &[u8], mut j: usize) -> usize {
+    loop {
+        j = skip_ascii_ws(s, j);
+        if s.get(j) != Some(&b'/') {
+            return j;
+        }
+        match s.get(j + 1) {
+            Some(b'/') => {
+                j = match s[j..].iter().position(|&c| c == b'\n') {
+                    Some(p) => j + p,
+                    None => return s.len(),
+                }
+            }
+            Some(b'*') => {
+                j = match s[j + 2..].windows(2).position(|w| w == b"*/") {
+                    Some(p) => j + 2 + p + 2,
+                    None => return s.len(),
+                }
+            }
+            _ => return j,
         }
     }
 }

@@ -224,7 +224,7 @@ impl Engine<'_> {
                 };
                 match self.judge_quote(&q, mode, place) {
                     Quote::End => {
-                        self.trim_raw_newlines(content_start, content_in, i);
+                        self.trim_raw_newlines(content_start, content_in, i, place);
                         self.out.push(b'"');
                         self.i = after;
                         return Ok(None);
@@ -389,6 +389,9 @@ impl Engine<'_> {
 
     /// Decides whether the quote at `q.i` ends the string.
     fn judge_quote(&self, q: &QuoteAt, mode: Mode, place: Place) -> Quote {
+        if self.quotes_trusted {
+            return Quote::End;
+        }
         let s = self.s;
         let len = s.len();
         let j = skip_inline_ws(s, q.after);
@@ -662,8 +665,15 @@ impl Engine<'_> {
     }
 
     /// Removes raw line breaks (and the blanks around them) right before an end quote, as in
-    /// `"text\n"` written over two lines.
-    fn trim_raw_newlines(&mut self, content_start: usize, content_in: usize, quote: usize) {
+    /// `"key\n"` written over two lines. Only keys and text holding a markdown code fence are
+    /// trimmed: every other string keeps all of its characters up to its end quote.
+    fn trim_raw_newlines(
+        &mut self,
+        content_start: usize,
+        content_in: usize,
+        quote: usize,
+        place: Place,
+    ) {
         let s = self.s;
         let mut p = quote;
         let mut out_len = 0;
@@ -673,7 +683,11 @@ impl Engine<'_> {
             newline |= matches!(s[p], b'\n' | b'\r');
             out_len += if s[p] == b' ' { 1 } else { 2 };
         }
-        if newline && p > content_in && s[p - 1] != b'\\' {
+        if newline
+            && p > content_in
+            && s[p - 1] != b'\\'
+            && (place == Place::Key || contains_fence(&s[content_in..p]))
+        {
             let keep = self.out.len().saturating_sub(out_len).max(content_start);
             self.out.truncate(keep);
         }
@@ -765,6 +779,13 @@ fn key_before(s: &[u8], colon: usize, floor: usize) -> bool {
         k -= 1;
     }
     k > floor && matches!(s[k - 1], b',' | b'{')
+}
+
+/// `true` when `text` holds a markdown code fence (```` ``` ````): a line break before the
+/// end quote of such text is the layout of a language model's answer (the quote put on a
+/// line of its own after the closing fence), not part of the value.
+fn contains_fence(text: &[u8]) -> bool {
+    text.windows(3).any(|w| w == b"```")
 }
 
 /// Counts an opening or closing bracket met inside a string.

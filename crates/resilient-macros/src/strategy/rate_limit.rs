@@ -16,6 +16,8 @@ const KEYS: &[&str] = &[
     "cost",
     "max_wait",
     "scope",
+    "key",
+    "max_keys",
 ];
 
 const ALGORITHMS: &str =
@@ -49,6 +51,8 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let mut max_wait = None;
     let mut cost: Option<(u64, &Expr)> = None;
     let mut phase = Phase::PerAttempt;
+    let mut call_key: Option<&Expr> = None;
+    let mut max_keys: Option<(usize, &Expr)> = None;
     for Arg { key, value } in &list {
         match key.to_string().as_str() {
             "algorithm" => {
@@ -87,6 +91,17 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             "cost" => cost = Some((positive(value, "cost")?, value)),
             "max_wait" => max_wait = Some((args::duration(value)?, key)),
             "scope" => phase = super::scope(key, value, "is limited")?,
+            "key" => call_key = Some(value),
+            "max_keys" => {
+                let n: usize = args::int(value)?;
+                if n == 0 {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`max_keys` must be at least 1",
+                    ));
+                }
+                max_keys = Some((n, value));
+            }
             _ => return Err(args::unknown("rate_limit", key, KEYS)),
         }
     }
@@ -122,8 +137,8 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             ),
         ));
     }
-    let per = dur(per);
-    let rate_expr = quote!(::resilient::ratelimit::Rate::new(#rate, #per));
+    let per_tokens = dur(per);
+    let rate_expr = quote!(::resilient::ratelimit::Rate::new(#rate, #per_tokens));
     let limit = match algorithm {
         Algorithm::Gcra => {
             quote!(::resilient::ratelimit::Gcra::limiter_with_burst(#rate_expr, #burst)?)
@@ -132,15 +147,26 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             quote!(::resilient::ratelimit::TokenBucket::limiter(#burst, #rate_expr)?)
         }
         Algorithm::FixedWindow => {
-            quote!(::resilient::ratelimit::FixedWindow::limiter(#rate, #per)?)
+            quote!(::resilient::ratelimit::FixedWindow::limiter(#rate, #per_tokens)?)
         }
         Algorithm::SlidingLog => {
-            quote!(::resilient::ratelimit::SlidingWindowLog::new(#rate, #per)?)
+            quote!(::resilient::ratelimit::SlidingWindowLog::new(#rate, #per_tokens)?)
         }
         Algorithm::SlidingWindow => {
-            quote!(::resilient::ratelimit::SlidingWindowCounter::limiter(#rate, #per)?)
+            quote!(::resilient::ratelimit::SlidingWindowCounter::limiter(#rate, #per_tokens)?)
         }
     };
+    if let Some(key) = call_key {
+        return keyed(
+            algorithm, rate, per, burst, cost, max_wait, max_keys, key, phase,
+        );
+    }
+    if let Some((_, e)) = max_keys {
+        return Err(syn::Error::new_spanned(
+            e,
+            "`max_keys` caps the keys of a keyed limiter: it goes with `key = ..`",
+        ));
+    }
     let mode = max_wait.map(|(d, _)| {
         let d = dur(d);
         quote!(.max_wait(#d))
@@ -152,6 +178,11 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             ::resilient::RateLimiter::builder().limit(#limit) #cost #mode .build()?
         )),
     );
+    blocking_never_waits(&mut stage, max_wait);
+    Ok(stage)
+}
+
+fn blocking_never_waits(stage: &mut Stage, max_wait: Option<(std::time::Duration, &syn::Ident)>) {
     if let Some((_, key)) = max_wait {
         stage.async_only.push(syn::Error::new_spanned(
             key,
@@ -160,5 +191,55 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
              remove it, or make the function `async`",
         ));
     }
+}
+
+/// `key = ..`: one keyed limiter for the function (in its pipeline), each call limited
+/// under its key's hash and charged `cost` through `Call::cost`.
+#[allow(clippy::too_many_arguments)]
+fn keyed(
+    algorithm: Algorithm,
+    rate: u64,
+    per: std::time::Duration,
+    burst: u64,
+    cost: Option<(u64, &Expr)>,
+    max_wait: Option<(std::time::Duration, &syn::Ident)>,
+    max_keys: Option<(usize, &Expr)>,
+    key: &Expr,
+    phase: Phase,
+) -> syn::Result<Stage> {
+    let per = dur(per);
+    let rate_expr = quote!(::resilient::ratelimit::Rate::new(#rate, #per));
+    let alg = match algorithm {
+        Algorithm::Gcra => quote!(::resilient::ratelimit::Gcra::with_burst(#rate_expr, #burst)?),
+        Algorithm::TokenBucket => {
+            quote!(::resilient::ratelimit::TokenBucket::new(#burst, #rate_expr)?)
+        }
+        Algorithm::FixedWindow => quote!(::resilient::ratelimit::FixedWindow::new(#rate, #per)?),
+        Algorithm::SlidingWindow => {
+            quote!(::resilient::ratelimit::SlidingWindowCounter::new(#rate, #per)?)
+        }
+        Algorithm::SlidingLog => {
+            return Err(syn::Error::new_spanned(
+                key,
+                "a keyed limiter keeps one packed state per key, which `sliding_log` (a log \
+                 of admissions) has not: use `sliding_window` (its approximation), \
+                 `fixed_window`, `gcra` or `token_bucket` with `key`",
+            ));
+        }
+    };
+    let mode = max_wait.map(|(d, _)| {
+        let d = dur(d);
+        quote!(.max_wait(#d))
+    });
+    let max_keys = max_keys.map(|(n, _)| quote!(.max_keys(#n)));
+    let mut stage = Stage::new(
+        phase,
+        quote!(.rate_limit(
+            ::resilient::ratelimit::KeyedLimiter::builder(#alg) #mode #max_keys .build::<u64>()?
+        )),
+    );
+    stage.key = Some(key.clone());
+    stage.call_cost = cost.map(|(c, _)| c);
+    blocking_never_waits(&mut stage, max_wait);
     Ok(stage)
 }

@@ -23,6 +23,8 @@ const KEYS: &[&str] = &[
     "retry_rejected",
     "honor_retry_after",
     "classify",
+    "retry_if",
+    "delay_from",
     "on_retry",
 ];
 const BACKOFFS: &str =
@@ -173,6 +175,8 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let mut factor = None;
     let mut honor: Option<&Expr> = None;
     let mut classify: Option<&Expr> = None;
+    let mut retry_if: Option<&Expr> = None;
+    let mut delay_from: Option<&Expr> = None;
     for Arg { key, value } in &list {
         match key.to_string().as_str() {
             "attempts" => {
@@ -339,6 +343,31 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                     ));
                 }
             },
+            "retry_if" => match value {
+                Expr::Path(p) if p.qself.is_none() => retry_if = Some(value),
+                Expr::Closure(c) if c.capture.is_none() => retry_if = Some(value),
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`retry_if` names a function `fn(&Result<T, E>) -> bool` \
+                         (`retry_if = is_retryable`) or is a closure that captures nothing \
+                         (`retry_if = |r| ...`)",
+                    ));
+                }
+            },
+            "delay_from" => match value {
+                Expr::Path(p) if p.qself.is_none() => delay_from = Some(value),
+                Expr::Closure(c) if c.capture.is_none() => delay_from = Some(value),
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`delay_from` names a function \
+                         `fn(&Result<T, E>) -> Option<std::time::Duration>` \
+                         (`delay_from = retry_after_header`) or is a closure that captures \
+                         nothing (`delay_from = |r| ...`)",
+                    ));
+                }
+            },
             _ => return Err(args::unknown("retry", key, KEYS)),
         }
     }
@@ -358,7 +387,7 @@ pub(super) fn parse(_attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
         Some(v) => Some((v, args::boolean(v)?)),
         None => None,
     };
-    stage.classify = classifier(classify, honor);
+    stage.classify = wrap(classifier(classify, honor), retry_if, delay_from);
     stage.facts.retry = Some(plan);
     Ok(stage)
 }
@@ -419,6 +448,45 @@ fn classifier(
         }
         _ => inner,
     }
+}
+
+/// Wraps the classifier in `RetryIf` (`retry_if = ..`) and then `DelayFrom`
+/// (`delay_from = ..`), each function or closure as a `fn` pointer whose type the
+/// expansion declares from the function's return type (`__ResilientRetryIfFn`,
+/// `__ResilientDelayFromFn`, with `__ResilientOk`/`__ResilientErr` its `T` and `E`).
+fn wrap(
+    inner: Option<(TokenStream, TokenStream)>,
+    retry_if: Option<&Expr>,
+    delay_from: Option<&Expr>,
+) -> Option<(TokenStream, TokenStream)> {
+    if retry_if.is_none() && delay_from.is_none() {
+        return inner;
+    }
+    let (mut ty, mut value) = inner.unwrap_or((
+        quote!(::resilient::AllErrors),
+        quote!(::resilient::AllErrors),
+    ));
+    if let Some(expr) = retry_if {
+        let span = expr.span();
+        ty = quote_spanned!(span=> ::resilient::RetryIf<
+            #ty, __ResilientRetryIfFn, __ResilientOk, __ResilientErr
+        >);
+        value = quote_spanned!(span=> ::resilient::RetryIf::new(#value, {
+            let retry_if: __ResilientRetryIfFn = #expr;
+            retry_if
+        }));
+    }
+    if let Some(expr) = delay_from {
+        let span = expr.span();
+        ty = quote_spanned!(span=> ::resilient::DelayFrom<
+            #ty, __ResilientDelayFromFn, __ResilientOk, __ResilientErr
+        >);
+        value = quote_spanned!(span=> ::resilient::DelayFrom::new(#value, {
+            let delay_from: __ResilientDelayFromFn = #expr;
+            delay_from
+        }));
+    }
+    Some((ty, value))
 }
 
 #[cfg(test)]

@@ -71,4 +71,18 @@ async fn retry_on_timeout_without_operation_timeout() -> Result<(), ()> {
     Ok(())
 }
 
+#[resilient::rate_limit(rate = 5, key = user)]
+async fn key_is_not_an_argument(id: u64) -> Result<u64, ()> {
+    Ok(id)
+}
+
+#[derive(Clone)]
+struct NotHash;
+
+#[resilient::rate_limit(rate = 5, key = who)]
+async fn key_is_not_hash(who: NotHash) -> Result<(), ()> {
+    let _ = who;
+    Ok(())
+}
+
 fn main() {}

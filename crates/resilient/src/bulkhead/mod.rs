@@ -2,11 +2,21 @@
 //!
 //! Slots are RAII permits: a finished, failed or cancelled call gives its slot back, and a
 //! cancelled waiter leaves the queue.
+//!
+//! Free slots and the number of waiting callers share one atomic word: taking a slot is a
+//! compare-and-swap, and giving one back while nobody waits is another (no lock). Only
+//! when callers queue does a returned slot go through tokio's semaphore, which wakes the
+//! longest waiter. Every decision reads and writes the whole word at once, so a slot given
+//! back while a caller joins the queue goes either to the counter (where the caller's
+//! join finds it) or to the waiters (the caller then among them): it is never stranded. A
+//! slot handed to a waiter that then left stays in the semaphore, where the next caller
+//! finds it.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use self::sync::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -14,6 +24,8 @@ use crate::engine::context::Context;
 use crate::engine::error::{ConfigError, Error};
 use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
 use crate::engine::outcome::Outcome;
+
+mod sync;
 
 /// Limits how many calls run at once. A cheap handle: clones share the same slots and
 /// queue, so one bulkhead can guard several pipelines (pass `&bulkhead`).
@@ -42,12 +54,21 @@ pub struct Bulkhead {
 
 #[derive(Debug)]
 struct Inner {
+    /// Free slots (low 32 bits) and waiting callers (high 32 bits).
+    state: AtomicU64,
+    /// Slots handed to waiters (starts empty; FIFO wake-ups).
     slots: Semaphore,
     max_concurrent: usize,
-    max_queue: usize,
+    max_queue: u64,
     max_wait: Option<Duration>,
-    queued: AtomicUsize,
 }
+
+/// The state word's parts.
+const FREE: u64 = 0xffff_ffff;
+const WAITER: u64 = 1 << 32;
+
+/// The most slots or waiting callers the state word holds.
+const MAX_SLOTS: usize = u32::MAX as usize;
 
 /// Configures a [`Bulkhead`].
 #[derive(Debug, Clone)]
@@ -122,12 +143,21 @@ impl Bulkhead {
 
     /// Calls running now.
     pub fn in_flight(&self) -> usize {
-        self.inner.max_concurrent - self.inner.slots.available_permits()
+        let free = (self.inner.state.load(Ordering::Acquire) & FREE) as usize
+            + self.inner.slots.available_permits();
+        self.inner.max_concurrent.saturating_sub(free)
+    }
+
+    /// `(free in the counter, waiting)`.
+    #[cfg(loom)]
+    fn in_flight_parts(&self) -> (usize, usize) {
+        let s = self.inner.state.load(Ordering::Acquire);
+        ((s & FREE) as usize, (s / WAITER) as usize)
     }
 
     /// Calls waiting for a slot now.
     pub fn queued(&self) -> usize {
-        self.inner.queued.load(Ordering::Acquire)
+        (self.inner.state.load(Ordering::Acquire) / WAITER) as usize
     }
 }
 
@@ -177,34 +207,115 @@ impl BulkheadBuilder {
 
     /// Validates and builds.
     pub fn build(self) -> Result<Bulkhead, ConfigError> {
-        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
+        if self.max_concurrent == 0 || self.max_concurrent > MAX_SLOTS {
             return Err(ConfigError::new(
                 "bulkhead.max_concurrent",
                 format!(
-                    "must be between 1 and {} (got {})",
-                    Semaphore::MAX_PERMITS,
+                    "must be between 1 and {MAX_SLOTS} (got {})",
                     self.max_concurrent
                 ),
             ));
         }
         Ok(Bulkhead {
             inner: Arc::new(Inner {
-                slots: Semaphore::new(self.max_concurrent),
+                state: AtomicU64::new(self.max_concurrent as u64),
+                slots: Semaphore::new(0),
                 max_concurrent: self.max_concurrent,
-                max_queue: self.max_queue,
+                // more waiters than the state word counts is no limit in practice
+                max_queue: self.max_queue.min(MAX_SLOTS) as u64,
                 max_wait: self.max_wait,
-                queued: AtomicUsize::new(0),
             }),
         })
     }
 }
 
-/// Leaves the queue count when dropped (also when the waiting future is cancelled).
-struct Queued<'a>(&'a AtomicUsize);
+impl Inner {
+    /// Takes a free slot without waiting: from the counter, or one handed to waiters that
+    /// left before taking it.
+    #[inline]
+    fn try_take(&self) -> bool {
+        let taken = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s & FREE > 0).then(|| s - 1)
+            })
+            .is_ok();
+        taken || self.take_stranded()
+    }
+
+    /// A slot left in the semaphore by a waiter that gave up, if nobody waits for it.
+    #[cold]
+    fn take_stranded(&self) -> bool {
+        if self.state.load(Ordering::Acquire) >= WAITER {
+            return false;
+        }
+        match self.slots.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives a slot back: to the counter if nobody waits, else to the waiters.
+    #[inline]
+    fn give_back(&self) {
+        let to_counter = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s < WAITER).then_some(s + 1)
+            })
+            .is_ok();
+        if !to_counter {
+            self.slots.add_permits(1);
+        }
+    }
+
+    /// Takes a free slot, or joins the queue if it has room: one decision on the state
+    /// word, so a slot given back meanwhile is seen.
+    fn admit(&self) -> Admit<'_> {
+        if self.try_take() {
+            return Admit::Slot;
+        }
+        let mut queued = false;
+        let decided = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                if s & FREE > 0 {
+                    queued = false;
+                    Some(s - 1)
+                } else if s / WAITER < self.max_queue {
+                    queued = true;
+                    Some(s + WAITER)
+                } else {
+                    None
+                }
+            })
+            .is_ok();
+        match (decided, queued) {
+            (true, false) => Admit::Slot,
+            (true, true) => Admit::Queued(Queued(self)),
+            // the queue is full: a slot stranded by a waiter that left is still free
+            (false, _) if self.take_stranded() => Admit::Slot,
+            (false, _) => Admit::Full,
+        }
+    }
+}
+
+/// What a caller gets at once: a slot, a place in the queue, or nothing.
+enum Admit<'a> {
+    Slot,
+    Queued(Queued<'a>),
+    Full,
+}
+
+/// Leaves the queue when dropped (also when the waiting future is cancelled).
+struct Queued<'a>(&'a Inner);
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.state.fetch_sub(WAITER, Ordering::AcqRel);
     }
 }
 
@@ -214,21 +325,11 @@ impl Guard for Bulkhead {
     }
 
     fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
-        if let Ok(p) = self.inner.slots.try_acquire() {
-            p.forget();
-            return Acquire::Ready(Ok(Permit::new(self, 0)));
-        }
-        let admitted = self
-            .inner
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                (q < self.inner.max_queue).then_some(q + 1)
-            })
-            .is_ok();
-        if !admitted {
-            return Acquire::Ready(Err(Rejection::BulkheadFull));
-        }
-        let queued = Queued(&self.inner.queued);
+        let queued = match self.inner.admit() {
+            Admit::Slot => return Acquire::Ready(Ok(Permit::new(self, 0))),
+            Admit::Full => return Acquire::Ready(Err(Rejection::BulkheadFull)),
+            Admit::Queued(queued) => queued,
+        };
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
             // A wait too long to ever end is no limit (and no timer).
@@ -250,7 +351,7 @@ impl Guard for Bulkhead {
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {
-        self.inner.slots.add_permits(1);
+        self.inner.give_back();
     }
 
     fn measures_duration(&self) -> bool {
@@ -260,13 +361,66 @@ impl Guard for Bulkhead {
     /// Blocking callers never queue: with no free slot they get
     /// [`Rejection::BulkheadFull`].
     fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        match self.inner.slots.try_acquire() {
+        if self.inner.try_take() {
+            Ok(Permit::new(self, 0))
+        } else {
+            Err(Rejection::BulkheadFull)
+        }
+    }
+}
+
+/// The slot protocol without tokio's wait, for the loom model (`tests/loom_bulkhead.rs`):
+/// not public API.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_model {
+    use super::{Admit, Bulkhead};
+
+    /// What [`admit`] got.
+    pub enum Got<'a> {
+        /// A slot, to give back with [`release`].
+        Slot,
+        /// A place in the queue: dropping it leaves the queue.
+        Waiting(Place<'a>),
+        /// Rejected.
+        Full,
+    }
+
+    /// A place in the queue; dropping it leaves the queue.
+    pub struct Place<'a>(#[allow(dead_code)] super::Queued<'a>);
+
+    /// Takes a slot or a place in the queue, as `Guard::acquire` does before it waits.
+    pub fn admit(b: &Bulkhead) -> Got<'_> {
+        match b.inner.admit() {
+            Admit::Slot => Got::Slot,
+            Admit::Queued(q) => Got::Waiting(Place(q)),
+            Admit::Full => Got::Full,
+        }
+    }
+
+    /// Gives a slot back, as a permit's release does.
+    pub fn release(b: &Bulkhead) {
+        b.inner.give_back();
+    }
+
+    /// A waiter woken with a handed slot takes it (`true`), as the wait does.
+    pub fn take_handed(b: &Bulkhead) -> bool {
+        match b.inner.slots.try_acquire() {
             Ok(p) => {
                 p.forget();
-                Ok(Permit::new(self, 0))
+                true
             }
-            Err(_) => Err(Rejection::BulkheadFull),
+            Err(_) => false,
         }
+    }
+
+    /// `(free, handed to waiters, queued)` now.
+    pub fn state(b: &Bulkhead) -> (usize, usize, usize) {
+        (
+            b.in_flight_parts().0,
+            b.inner.slots.available_permits(),
+            b.queued(),
+        )
     }
 }
 

@@ -1,7 +1,9 @@
-//! Per-call context: attempt number, operation name, deadline and tags, plus the ambient
-//! deadline and cancellation that nested pipelines inherit.
+//! Per-call context: attempt number, operation name, deadline, tags and the call's cost
+//! and key for rate limiters, plus the ambient deadline and cancellation that nested
+//! pipelines inherit.
 
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -28,6 +30,8 @@ pub struct Context {
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) tags: Option<Arc<[(String, String)]>>,
+    pub(crate) cost: Option<u64>,
+    pub(crate) key: Option<u64>,
 }
 
 impl Context {
@@ -38,7 +42,58 @@ impl Context {
             operation: None,
             deadline: None,
             tags: None,
+            cost: None,
+            key: None,
         }
+    }
+
+    /// This context, charging `cost` units to the rate limiters that read it (see
+    /// [`Context::cost`]); for calling a guard by hand. A pipeline call sets it with
+    /// [`Call::cost`](crate::Call::cost).
+    ///
+    /// ```
+    /// use resilient::{Acquire, Context, Guard};
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// let limiter = RateLimiter::gcra(Rate::per_second(10)).build().unwrap();
+    /// let heavy = Context::new().with_cost(7);
+    /// assert_eq!(heavy.cost(), Some(7));
+    /// assert!(matches!(limiter.acquire(&heavy), Acquire::Ready(Ok(_))));
+    /// assert!(matches!(limiter.acquire(&Context::new().with_cost(5)), Acquire::Ready(Err(_))));
+    /// ```
+    pub fn with_cost(mut self, cost: u64) -> Self {
+        self.cost = Some(cost);
+        self
+    }
+
+    /// This context with `key` as the call's key (see [`Context::key`]); for calling a
+    /// guard by hand. A pipeline call sets it with [`Call::key`](crate::Call::key).
+    ///
+    /// ```
+    /// use resilient::Context;
+    /// let a = Context::new().with_key(&"ada");
+    /// assert_eq!(a.key(), Context::new().with_key(&"ada").key());
+    /// assert_ne!(a.key(), Context::new().with_key(&"bob").key());
+    /// ```
+    pub fn with_key<K: Hash + ?Sized>(mut self, key: &K) -> Self {
+        self.key = Some(hash_key(key));
+        self
+    }
+
+    /// The units this call costs a rate limiter, if the call says (a per-call cost:
+    /// [`Call::cost`](crate::Call::cost)). A [`RateLimiter`](crate::RateLimiter)
+    /// charges it instead of its configured cost, a keyed limiter instead of 1; other
+    /// guards ignore it. Per-attempt limiters charge it for every attempt.
+    pub fn cost(&self) -> Option<u64> {
+        self.cost
+    }
+
+    /// The call's key, if it has one ([`Call::key`](crate::Call::key)): any
+    /// `Hash` value (a user id, an API key, an IP address), hashed to 64 bits with a seed
+    /// drawn once per process. A keyed limiter in the pipeline limits each key on its own.
+    /// Two keys share a limit only if their hashes collide (for a million keys, about one
+    /// chance in 37 million that any two do).
+    pub fn key(&self) -> Option<u64> {
+        self.key
     }
 
     /// The attempt in progress, 1-based.
@@ -72,6 +127,14 @@ impl Context {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// A call's key as [`Context::key`] holds it: hashed with one seed per process, so the
+/// same key always gives the same `u64` within a process, and keys cannot be chosen to
+/// collide from outside.
+pub(crate) fn hash_key<K: Hash + ?Sized>(key: &K) -> u64 {
+    static SEED: OnceLock<RandomState> = OnceLock::new();
+    SEED.get_or_init(RandomState::new).hash_one(key)
 }
 
 impl Default for Context {

@@ -43,7 +43,10 @@ use crate::engine::timeouts::Timeouts;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 
+mod call;
 mod strategies;
+
+pub use call::Call;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
@@ -490,6 +493,21 @@ enum Next {
     Wait(Duration),
 }
 
+/// What a call brings to the engine besides its operation: the caller's cancellation and
+/// the cost and key its guards see in the [`Context`].
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Seed {
+    pub(crate) cancel: Option<CancellationToken>,
+    pub(crate) cost: Option<u64>,
+    pub(crate) key: Option<u64>,
+}
+
+/// Every failed attempt may be retried (the engine's `retryable` for plain calls).
+#[inline(always)]
+pub(crate) fn always() -> bool {
+    true
+}
+
 fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
     start.map_or(Duration::ZERO, |s| clock.now().saturating_sub(s))
 }
@@ -505,6 +523,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         self.inner.name.as_deref()
     }
 
+    /// The most attempts a call makes: the retry's `attempts`, or 1 without a retry.
+    #[cfg(feature = "tower")]
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.inner.retry.as_ref().map_or(1, |r| r.max_attempts)
+    }
+
     /// The phases in builder order, for display and debugging.
     pub fn stages(&self) -> &[String] {
         &self.inner.stages
@@ -517,7 +541,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(None, move |_| op())
+        self.run(Seed::default(), move |_| op(), always)
     }
 
     /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
@@ -527,7 +551,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(None, move |ctx| op(ctx.clone()))
+        self.run(Seed::default(), move |ctx| op(ctx.clone()), always)
     }
 
     /// Runs `op`, ending with [`Error::Cancelled`] as soon as `token` is cancelled.
@@ -556,19 +580,29 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(Some(token.clone()), move |_| op())
+        let seed = Seed {
+            cancel: Some(token.clone()),
+            ..Seed::default()
+        };
+        self.run(seed, move |_| op(), always)
     }
 
-    async fn run<T, E, F, Fut>(
+    /// The engine. `retryable()` is asked after a failed attempt, before anything else
+    /// decides about a retry: `false` ends the call with that attempt's result (the tower
+    /// adapter's request could not be cloned for another attempt).
+    pub(crate) async fn run<T, E, F, Fut, R>(
         &self,
-        cancel: Option<CancellationToken>,
+        seed: Seed,
         op: F,
+        retryable: R,
     ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
     {
+        let cancel = seed.cancel;
         let inner = &*self.inner;
         let ambient = Ambient::current();
         let (inherited_deadline, inherited_cancel) = match ambient {
@@ -591,13 +625,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             operation: inner.name.clone(),
             deadline,
             tags: inner.tags.clone(),
+            cost: seed.cost,
+            key: seed.key,
         };
         if deadline.is_none() && cancel.is_none() {
             if inner.call_guards.is_empty() {
                 // One future layer less on the plain path.
-                return self.retry_loop(&mut ctx, op).await.0;
+                return self.retry_loop(&mut ctx, op, retryable).await.0;
             }
-            return self.call(&mut ctx, None, op).await;
+            return self.guarded_call(&mut ctx, None, op, retryable).await;
         }
         let ambient = Ambient {
             deadline,
@@ -608,7 +644,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
         // In an `Option` so that a fired deadline can drop it in place (see below).
         let mut body = pin!(Some(
-            AMBIENT.scope(ambient, self.call(&mut ctx, expiry, op))
+            AMBIENT.scope(ambient, self.guarded_call(&mut ctx, expiry, op, retryable))
         ));
         // With per-call guards, `call` owns the deadline timer (it must record the timeout
         // on their permits); one timer per call either way.
@@ -648,20 +684,22 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// `deadline` is the request deadline with its scope and the call's start: when it
     /// fires while per-call permits are held, they record a failure (a dependency that
     /// only hangs must still trip a per-call breaker) before the timeout is returned.
-    async fn call<T, E, F, Fut>(
+    async fn guarded_call<T, E, F, Fut, R>(
         &self,
         ctx: &mut Context,
         deadline: Option<(Instant, TimeoutScope, Instant)>,
         op: F,
+        retryable: R,
     ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
     {
         let inner = &*self.inner;
         if inner.call_guards.is_empty() {
-            return self.retry_loop(ctx, op).await.0;
+            return self.retry_loop(ctx, op, retryable).await.0;
         }
         // The call's one deadline timer: it bounds queueing in the guards and the retry
         // loop (`run` leaves the deadline to this phase when per-call guards exist).
@@ -702,9 +740,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         }
         let t0 = inner.time_calls.then(|| inner.clock.now());
         let (result, outcome) = if deadline.is_none() {
-            self.retry_loop(ctx, op).await
+            self.retry_loop(ctx, op, retryable).await
         } else {
-            let mut attempts = pin!(Some(self.retry_loop(ctx, op)));
+            let mut attempts = pin!(Some(self.retry_loop(ctx, op, retryable)));
             poll_fn(|cx| {
                 if let Some(a) = attempts.as_mut().as_pin_mut()
                     && let Poll::Ready(r) = a.poll(cx)
@@ -735,15 +773,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
 
     /// Phase 3: the retry loop. Returns the result and the logical call's outcome.
     #[allow(clippy::manual_async_fn)] // deliberate: see the comment in the body
-    fn retry_loop<T, E, F, Fut>(
+    fn retry_loop<T, E, F, Fut, R>(
         &self,
         ctx: &mut Context,
         mut op: F,
+        retryable: R,
     ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
     {
         // An async block, not an `async fn`: its captures are used in place rather than
         // copied into the future's locals on the first poll (measurably cheaper here).
@@ -772,6 +812,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     };
                 if !retried(&inner.classify, &result, outcome) {
                     return (finish(result, 1), outcome);
+                }
+                if !retryable() {
+                    let outcome = call_outcome(&result, outcome);
+                    return (finish(result, attempt), outcome);
                 }
                 let remaining = ctx
                     .deadline
@@ -963,7 +1007,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        self.run_blocking(move |_| op())
+        self.run_blocking(Seed::default(), move |_| op())
     }
 
     /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
@@ -989,11 +1033,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut(Context) -> Result<T, E>,
     {
-        self.run_blocking(move |ctx| op(ctx.clone()))
+        self.run_blocking(Seed::default(), move |ctx| op(ctx.clone()))
     }
 
     /// The blocking engine: `op` sees each attempt's context.
-    fn run_blocking<T, E, F>(&self, mut op: F) -> Result<T, Error<E>>
+    fn run_blocking<T, E, F>(&self, seed: Seed, mut op: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Result<T, E>,
@@ -1038,6 +1082,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 (i, own) => i.or(own),
             },
             tags: inner.tags.clone(),
+            cost: seed.cost,
+            key: seed.key,
         };
         let mut call_permits = Permits::new();
         for g in &inner.call_guards {

@@ -30,7 +30,10 @@ impl<C> PipelineBuilder<C> {
     /// Adds a rate limiter at the current position (per call before `.retry(..)`, per
     /// attempt after it): a built limiter (a cheap handle: clones share its state), a
     /// reference to one, or its builder (whose validation error then fails this
-    /// pipeline's `build`, one validation point for both).
+    /// pipeline's `build`, one validation point for both). A
+    /// [`KeyedLimiter`](crate::ratelimit::KeyedLimiter) over `u64` keys (by value or in an
+    /// `Arc`) limits each call under the key it gives with
+    /// [`Call::key`](crate::Call::key).
     ///
     /// ```
     /// use resilient::Pipeline;

@@ -246,11 +246,30 @@ impl RateLimiter {
     /// ```
     #[inline]
     pub fn allow(&self) -> Result<(), Duration> {
+        self.allow_n(self.inner.cost)
+    }
+
+    /// [`RateLimiter::allow`] for a request of `cost` units: admits it now, or returns
+    /// how long until it would be admitted (`Duration::MAX`: never, the cost exceeds a
+    /// limit's capacity). Nothing is consumed when it is refused. A guard's call charges
+    /// this way when its [`Context`] carries a cost ([`Context::cost`]).
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Rate, RateLimiter};
+    /// use std::time::Duration;
+    /// let l = RateLimiter::gcra(Rate::per_second(10)).build().unwrap();
+    /// assert!(l.allow_n(7).is_ok());
+    /// assert!(l.allow_n(5).is_err()); // 3 units left
+    /// assert!(l.allow_n(3).is_ok());
+    /// assert_eq!(l.allow_n(11).unwrap_err(), Duration::MAX);
+    /// ```
+    #[inline]
+    pub fn allow_n(&self, cost: u64) -> Result<(), Duration> {
         let inner = &*self.inner;
         if let [one] = inner.limits.as_slice() {
-            return one.admit(inner.clock.nanos(), inner.cost).map_err(wait);
+            return one.admit(inner.clock.nanos(), cost).map_err(wait);
         }
-        let d = self.check();
+        let d = self.decide_cost(cost);
         if d.allowed {
             Ok(())
         } else {
@@ -360,6 +379,7 @@ impl RateLimiter {
             Some(Ok((wait, tickets))) => {
                 let held = Reservation {
                     limiter: self,
+                    cost,
                     tickets,
                     armed: true,
                 };
@@ -369,7 +389,9 @@ impl RateLimiter {
                     Ok(Permit::none())
                 }))
             }
-            Some(Err(r)) => Acquire::Ready(Err(r)),
+            Some(Err(r)) => Acquire::Ready(Err(
+                self.rejection_for(cost, r.retry_after().unwrap_or(Duration::MAX))
+            )),
             None => {
                 let d = self.decide_cost(cost);
                 if d.allowed {
@@ -583,6 +605,7 @@ impl RateLimiterBuilder {
 /// back only what no later reservation depends on (while it is still the last one).
 struct Reservation<'a> {
     limiter: &'a RateLimiter,
+    cost: u64,
     tickets: SmallVec<[Ticket; 2]>,
     armed: bool,
 }
@@ -600,7 +623,7 @@ impl Drop for Reservation<'_> {
             let inner = &*self.limiter.inner;
             let now = inner.clock.now();
             for (l, t) in inner.limits.iter().zip(&self.tickets).rev() {
-                l.undo(now, inner.cost, *t);
+                l.undo(now, self.cost, *t);
             }
         }
     }
@@ -613,24 +636,31 @@ impl Guard for RateLimiter {
 
     /// Blocking callers never wait: over the limit they get
     /// [`Rejection::RateLimited`] with the time until capacity.
-    fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
-        self.allow()
+    ///
+    /// A call whose [`Context`] carries a cost ([`Context::cost`]) is charged that cost
+    /// instead of the configured one.
+    fn acquire_now(&self, ctx: &Context) -> Result<Permit<'_>, Rejection> {
+        let cost = ctx.cost().unwrap_or(self.inner.cost);
+        self.allow_n(cost)
             .map(|()| Permit::none())
-            .map_err(|after| self.rejection_for(self.inner.cost, after))
+            .map_err(|after| self.rejection_for(cost, after))
     }
 
+    /// A call whose [`Context`] carries a cost ([`Context::cost`]) is charged that cost
+    /// instead of the configured one.
     fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        let cost = ctx.cost().unwrap_or(self.inner.cost);
         let max_wait = match self.inner.mode {
             Mode::Reject => {
                 return Acquire::Ready(
-                    self.allow()
+                    self.allow_n(cost)
                         .map(|()| Permit::none())
-                        .map_err(|after| self.rejection_for(self.inner.cost, after)),
+                        .map_err(|after| self.rejection_for(cost, after)),
                 );
             }
             Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),
         };
-        self.wait_for(self.inner.cost, max_wait)
+        self.wait_for(cost, max_wait)
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
@@ -641,8 +671,10 @@ impl Guard for RateLimiter {
 }
 
 /// What [`PipelineBuilder::rate_limit`](crate::PipelineBuilder::rate_limit) accepts: a
-/// built limiter (by value or by reference; clones share state) or a builder (its
-/// validation error fails the pipeline's `build`).
+/// built limiter (by value or by reference; clones share state), a builder (its
+/// validation error fails the pipeline's `build`), or a
+/// [`KeyedLimiter`](super::KeyedLimiter) over `u64` keys, by value or in an `Arc` (each
+/// call limited under its [`Call::key`](crate::Call::key)).
 pub trait IntoRateLimiter {
     /// The limiter as a shareable guard.
     fn into_guard(self) -> Arc<dyn Guard>;

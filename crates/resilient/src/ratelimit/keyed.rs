@@ -25,9 +25,6 @@
 //!   can get more than its share; size the cap above the number of keys active in one
 //!   refill period.
 
-// The reservation helpers serve the keyed tower layer's wait mode only.
-#![cfg_attr(not(feature = "tower"), allow(dead_code))]
-
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -38,13 +35,15 @@ use std::time::Duration;
 use hashbrown::HashTable;
 
 use super::algorithm::Algorithm;
-use super::decision::{CostError, Decision, Nanos, Rate, nanos, wait};
+use super::decision::{CostError, Decision, Nanos, PollPause, Rate, nanos, wait};
 use super::guard::{Mode, Verdict};
 use super::quota;
 use super::time::Time;
 use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
-use crate::engine::guard::Rejection;
+use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::outcome::Outcome;
 
 /// The longest period [`KeyedLimiter::spawn_sweeper`] sweeps at (a 365-day year); longer
 /// ones are clamped to it.
@@ -70,6 +69,12 @@ pub const fn bytes_per_key<K>() -> usize {
 /// Per-key limiters sharing one configuration: one algorithm ([`KeyedLimiter::builder`])
 /// or a quota of `N` limits per key ([`KeyedLimiter::quota`]).
 ///
+/// Use it directly ([`KeyedLimiter::check`], [`KeyedLimiter::allow`]), as a tower layer
+/// that reads the key from each request (`KeyedLimiter::layer`, feature `tower`), or, over
+/// `u64` keys, as a pipeline guard (`Pipeline::builder().rate_limit(keyed)`) that limits
+/// each call under the key it gives with [`Call::key`](crate::Call::key) (see the `Guard`
+/// implementation below).
+///
 /// ```
 /// use resilient::ManualClock;
 /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
@@ -82,9 +87,9 @@ pub const fn bytes_per_key<K>() -> usize {
 ///     .clock(Arc::new(clock.clone()))
 ///     .build()
 ///     .unwrap();
-/// assert!(per_user.check(&"ada", 2).unwrap().allowed);
-/// assert!(!per_user.check(&"ada", 1).unwrap().allowed);
-/// assert!(per_user.check(&"bob", 1).unwrap().allowed); // separate state
+/// assert!(per_user.check_n(&"ada", 2).unwrap().allowed);
+/// assert!(!per_user.check_n(&"ada", 1).unwrap().allowed);
+/// assert!(per_user.check_n(&"bob", 1).unwrap().allowed); // separate state
 /// clock.advance(Duration::from_secs(1));
 /// assert_eq!(per_user.retain_recent(), 0); // both recovered: forgotten
 /// assert_eq!(per_user.len(), 0);
@@ -173,7 +178,7 @@ impl<A: Algorithm, const N: usize> KeyedLimiter<(), A, RandomState, N> {
     /// ])
     /// .build::<u64>()
     /// .unwrap();
-    /// assert!(mixed.check(&7, 1).unwrap().allowed);
+    /// assert!(mixed.check_n(&7, 1).unwrap().allowed);
     /// ```
     pub fn quota(limits: [A; N]) -> KeyedLimiterBuilder<A, RandomState, N> {
         KeyedLimiterBuilder {
@@ -459,9 +464,38 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         Ok(())
     }
 
-    /// Decides `cost` units for `key` now, consuming them if allowed. With a quota, the
-    /// binding decision (see [`Verdict::binding`]).
-    pub fn check(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
+    /// Decides one unit for `key` now, consuming it if allowed (the keyed form of
+    /// [`RateLimiter::check`](super::RateLimiter::check)). With a quota, the binding
+    /// decision (see [`Verdict::binding`]). If a limit's capacity was cut at runtime to
+    /// zero, a denial with `retry_after` `Duration::MAX`.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+    /// let per_user = KeyedLimiter::builder(Gcra::new(Rate::per_minute(1)).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(per_user.check(&"ada").allowed);
+    /// assert!(!per_user.check(&"ada").allowed);
+    /// assert!(per_user.check(&"bob").allowed);
+    /// ```
+    pub fn check(&self, key: &K) -> Decision {
+        match self.check_n(key, 1) {
+            Ok(d) => d,
+            Err(_) => Decision {
+                allowed: false,
+                limit: 0,
+                remaining: 0,
+                reset: Duration::ZERO,
+                retry_after: Duration::MAX,
+            },
+        }
+    }
+
+    /// Decides `cost` units for `key` now, consuming them if allowed (the keyed form of
+    /// [`RateLimiter::check_n`](super::RateLimiter::check_n)). With a quota, the binding
+    /// decision (see [`Verdict::binding`]). A cost above the key's capacity is a
+    /// [`CostError`].
+    pub fn check_n(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
         self.cost_ok(cost)?;
         Ok(self.check_at(key, self.clock.nanos(), cost))
     }
@@ -632,6 +666,104 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         }
     }
 
+    /// The rejection of `cost` units for `key` that must wait `after` (`Duration::MAX`:
+    /// never, so no `retry_after`), with the state of the key's binding limit for headers
+    /// (peeked: a rejection consumes nothing, and a key never seen is not stored). Only
+    /// rejections pay for it.
+    #[cold]
+    pub(crate) fn rejection_for(&self, key: &K, cost: u64, after: Duration) -> Rejection {
+        let now = self.clock.nanos();
+        let hash = self.hasher.hash_one(key);
+        let states: [u64; N] = {
+            let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
+            match table.find(hash, |e| e.key == *key) {
+                Some(e) => std::array::from_fn(|i| e.state[i].load(Ordering::Acquire)),
+                None => [0; N],
+            }
+        };
+        let info = self
+            .algs
+            .iter()
+            .zip(states)
+            .map(|(a, s)| {
+                // A cost above the capacity can never pass: that limit binds, with its
+                // state as it is (nothing taken).
+                let d = if cost > a.max_cost() {
+                    a.step(s, now, 0).1.never()
+                } else {
+                    a.step(s, now, cost).1
+                };
+                (d, a)
+            })
+            .max_by_key(|(d, _)| d.retry_after)
+            .map(|(d, a)| Box::new(d.info(a.policy())));
+        Rejection::RateLimited {
+            retry_after: (after != Duration::MAX).then_some(after),
+            info,
+        }
+    }
+
+    /// Admits `cost` units for `key`, waiting at most `max_wait` for them: a reservation
+    /// where every limit can reserve (dropping the future gives it back while no later
+    /// reservation depends on it), otherwise polling at the limits' `retry_after`. A
+    /// zero `max_wait` answers at once. Rejections carry the key's [`RateLimitInfo`](
+    /// crate::RateLimitInfo).
+    pub(crate) async fn admit(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Result<(), Rejection> {
+        if max_wait.is_zero() {
+            return self
+                .allow(key, cost)
+                .map_err(|after| self.rejection_for(key, cost, after));
+        }
+        let start = self.now();
+        match self.reserve(key, cost, max_wait) {
+            Some(Ok((wait, _))) if wait.is_zero() => Ok(()),
+            Some(Ok((wait, tickets))) => {
+                let mut held = Reservation {
+                    limiter: self,
+                    key,
+                    cost,
+                    tickets,
+                    armed: true,
+                };
+                tokio::time::sleep(wait).await;
+                held.armed = false;
+                Ok(())
+            }
+            Some(Err(r)) => {
+                Err(self.rejection_for(key, cost, r.retry_after().unwrap_or(Duration::MAX)))
+            }
+            None => {
+                // Limits that cannot reserve: poll at their retry_after, holding nothing.
+                // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
+                let until = start.saturating_add(max_wait);
+                let mut pause = PollPause::new(start, max_wait);
+                loop {
+                    let at = self.now();
+                    let d = match self.check_n(key, cost) {
+                        Ok(d) => d,
+                        // The key's capacity was cut below the cost: it can never pass.
+                        Err(_) => return Err(self.rejection_for(key, cost, Duration::MAX)),
+                    };
+                    if d.allowed {
+                        return Ok(());
+                    }
+                    if d.retry_after == Duration::MAX
+                        || at.saturating_add(d.retry_after) > until
+                        || pause.expired()
+                    {
+                        return Err(self.rejection_for(key, cost, d.retry_after));
+                    }
+                    tokio::time::sleep(pause.next(at, d.retry_after)).await;
+                }
+            }
+        }
+    }
+
     /// This limiter's time: the reading of its clock, the `now` every decision is made at
     /// (what low-level calls taking a `now`, such as [`KeyedLimiter::check_at`], expect).
     pub fn now(&self) -> Duration {
@@ -660,10 +792,10 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     ///     .clock(Arc::new(clock.clone()))
     ///     .build::<&str>()
     ///     .unwrap();
-    /// assert!(k.check(&"ada", 10).unwrap().allowed);
+    /// assert!(k.check_n(&"ada", 10).unwrap().allowed);
     /// k.set_rate(0, Rate::per_second(100), 100).unwrap();
     /// // ada's 10 units stay in use; 90 more fit at once.
-    /// assert_eq!(k.check(&"ada", 0).unwrap().remaining, 90);
+    /// assert_eq!(k.check_n(&"ada", 0).unwrap().remaining, 90);
     /// ```
     pub fn set_rate(&self, limit: usize, rate: Rate, burst: u64) -> Result<(), ConfigError> {
         let alg = self.algs.get(limit).ok_or_else(|| {
@@ -844,5 +976,120 @@ where
                 limiter.retain_recent();
             }
         })
+    }
+}
+
+/// Gives a keyed reservation back unless the wait completed (only while no later
+/// reservation depends on it: see [`Algorithm::undo`]).
+struct Reservation<'a, K, A, S, const N: usize>
+where
+    K: Hash + Eq + Clone,
+    A: Algorithm,
+    S: BuildHasher,
+{
+    limiter: &'a KeyedLimiter<K, A, S, N>,
+    key: &'a K,
+    cost: u64,
+    tickets: KeyedTickets,
+    armed: bool,
+}
+
+impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> Drop
+    for Reservation<'_, K, A, S, N>
+{
+    fn drop(&mut self) {
+        if self.armed {
+            self.limiter.undo(self.key, self.cost, &self.tickets);
+        }
+    }
+}
+
+/// A keyed limiter over `u64` keys is a pipeline guard: each call is limited under the
+/// key it was given ([`Call::key`](crate::Call::key), which hashes any `Hash`
+/// value to a `u64`; see [`Context::key`]) and charged its cost ([`Context::cost`], 1 by
+/// default). Calls made without a key share one limit (key `0`). In wait mode
+/// ([`KeyedLimiterBuilder::max_wait`]) a call waits for its key's capacity, never past its
+/// deadline. Rejections are [`Rejection::RateLimited`] with the key's
+/// [`RateLimitInfo`](crate::RateLimitInfo).
+///
+/// ```
+/// use resilient::{Error, Pipeline};
+/// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let per_user = KeyedLimiter::builder(Gcra::new(Rate::per_second(1)).unwrap())
+///     .build::<u64>()
+///     .unwrap();
+/// let p = Pipeline::builder().rate_limit(per_user).build().unwrap();
+/// let ok: Result<(), Error<()>> = p.call().key("ada").execute(|| async { Ok(()) }).await;
+/// assert!(ok.is_ok());
+/// let over: Result<(), Error<()>> = p.call().key("ada").execute(|| async { Ok(()) }).await;
+/// assert_eq!(over.unwrap_err().rate_limit_info().unwrap().remaining, 0);
+/// // another key has its own limit
+/// let bob: Result<(), Error<()>> = p.call().key("bob").execute(|| async { Ok(()) }).await;
+/// assert!(bob.is_ok());
+/// # }
+/// ```
+impl<A, S, const N: usize> Guard for KeyedLimiter<u64, A, S, N>
+where
+    A: Algorithm,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        "keyed_rate_limiter"
+    }
+
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        let key = ctx.key().unwrap_or(0);
+        let cost = ctx.cost().unwrap_or(1);
+        let max_wait = match (self.allow(&key, cost), self.mode) {
+            // Admitted at once: no future to box.
+            (Ok(()), _) => return Acquire::Ready(Ok(Permit::none())),
+            (Err(after), Mode::Reject) => {
+                return Acquire::Ready(Err(self.rejection_for(&key, cost, after)));
+            }
+            (Err(_), Mode::Wait(w)) => ctx.remaining().map_or(w, |r| r.min(w)),
+        };
+        Acquire::Wait(Box::pin(async move {
+            self.admit(&key, cost, max_wait)
+                .await
+                .map(|()| Permit::none())
+        }))
+    }
+
+    /// Blocking callers never wait: over the limit they get
+    /// [`Rejection::RateLimited`] with the time until the key has capacity.
+    fn acquire_now(&self, ctx: &Context) -> Result<Permit<'_>, Rejection> {
+        let key = ctx.key().unwrap_or(0);
+        let cost = ctx.cost().unwrap_or(1);
+        self.allow(&key, cost)
+            .map(|()| Permit::none())
+            .map_err(|after| self.rejection_for(&key, cost, after))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}
+
+    fn measures_duration(&self) -> bool {
+        false
+    }
+}
+
+impl<A, S, const N: usize> super::guard::IntoRateLimiter for KeyedLimiter<u64, A, S, N>
+where
+    A: Algorithm,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn into_guard(self) -> std::sync::Arc<dyn Guard> {
+        std::sync::Arc::new(self)
+    }
+}
+
+impl<A, S, const N: usize> super::guard::IntoRateLimiter
+    for std::sync::Arc<KeyedLimiter<u64, A, S, N>>
+where
+    A: Algorithm,
+    S: BuildHasher + Send + Sync + 'static,
+{
+    fn into_guard(self) -> std::sync::Arc<dyn Guard> {
+        self
     }
 }

@@ -13,9 +13,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::algorithm::Algorithm;
-use super::decision::PollPause;
 use super::guard::Mode;
-use super::keyed::{KeyedLimiter, KeyedTickets};
+use super::keyed::KeyedLimiter;
 use crate::engine::error::Error;
 use crate::engine::guard::Rejection;
 
@@ -259,39 +258,7 @@ impl<Svc, K, A, F: Clone, S, const N: usize, C: Clone> Layer<Svc> for KeyedLayer
     }
 }
 
-/// Gives a keyed reservation back unless the wait completed (only while no later
-/// reservation depends on it: see [`Algorithm::undo`]).
-struct Reservation<'a, K, A, S, const N: usize>
-where
-    K: Hash + Eq + Clone,
-    A: Algorithm,
-    S: BuildHasher,
-{
-    limiter: &'a KeyedLimiter<K, A, S, N>,
-    key: &'a K,
-    cost: u64,
-    tickets: KeyedTickets,
-    armed: bool,
-}
-
-impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> Drop
-    for Reservation<'_, K, A, S, N>
-{
-    fn drop(&mut self) {
-        if self.armed {
-            self.limiter.undo(self.key, self.cost, &self.tickets);
-        }
-    }
-}
-
-fn rejection(retry_after: Duration) -> Rejection {
-    Rejection::RateLimited {
-        retry_after: (retry_after != Duration::MAX).then_some(retry_after),
-        info: None,
-    }
-}
-
-/// Admits a request of `cost` for `key`, waiting in wait mode.
+/// Admits a request of `cost` for `key`: at once in reject mode, waiting in wait mode.
 async fn admit<K, A, S, const N: usize>(
     limiter: &KeyedLimiter<K, A, S, N>,
     key: &K,
@@ -303,7 +270,7 @@ where
     S: BuildHasher,
 {
     let max_wait = match limiter.mode() {
-        Mode::Reject => return limiter.allow(key, cost).map_err(rejection),
+        Mode::Reject => Duration::ZERO,
         // Inside a pipeline call (this layer under `pipeline.layer()`, or a service called
         // from an operation), never wait past the call's deadline: a wait that cannot end
         // in time is a rejection now, with its retry_after, like the pipeline guard's.
@@ -311,47 +278,7 @@ where
             w.min(d.saturating_duration_since(tokio::time::Instant::now()))
         }),
     };
-    let start = limiter.now();
-    match limiter.reserve(key, cost, max_wait) {
-        Some(Ok((wait, _))) if wait.is_zero() => Ok(()),
-        Some(Ok((wait, tickets))) => {
-            let mut held = Reservation {
-                limiter,
-                key,
-                cost,
-                tickets,
-                armed: true,
-            };
-            tokio::time::sleep(wait).await;
-            held.armed = false;
-            Ok(())
-        }
-        Some(Err(r)) => Err(r),
-        None => {
-            // Limits that cannot reserve: poll at their retry_after, holding nothing.
-            // Saturating: `Mode::Wait(Duration::MAX)` waits without a bound.
-            let until = start.saturating_add(max_wait);
-            let mut pause = PollPause::new(start, max_wait);
-            loop {
-                let at = limiter.now();
-                let d = match limiter.check(key, cost) {
-                    Ok(d) => d,
-                    // The key's capacity was cut below the cost: it can never pass.
-                    Err(_) => return Err(rejection(Duration::MAX)),
-                };
-                if d.allowed {
-                    return Ok(());
-                }
-                if d.retry_after == Duration::MAX
-                    || at.saturating_add(d.retry_after) > until
-                    || pause.expired()
-                {
-                    return Err(d.rejection());
-                }
-                tokio::time::sleep(pause.next(at, d.retry_after)).await;
-            }
-        }
-    }
+    limiter.admit(key, cost, max_wait).await
 }
 
 impl<Svc, Req, K, A, F, S, const N: usize, C> Service<Req> for KeyedService<Svc, K, A, F, S, N, C>
@@ -383,7 +310,11 @@ where
         let limiter = self.limiter.clone();
         // Reject mode answers at once, before the future is first polled.
         let early = match limiter.mode() {
-            Mode::Reject => Some(limiter.allow(&key, cost).map_err(rejection)),
+            Mode::Reject => Some(
+                limiter
+                    .allow(&key, cost)
+                    .map_err(|after| limiter.rejection_for(&key, cost, after)),
+            ),
             Mode::Wait(_) => None,
         };
         let mut svc = self.inner.clone();

@@ -58,7 +58,9 @@
 //!   took on the same rule ([`Algorithm::undo`]). The window algorithms hold nothing while waiting and re-check at
 //!   their `retry_after`.
 //! - **Weighted requests**: every call takes a `cost`; a cost above a limiter's capacity
-//!   is a [`CostError`] (and a guard's configured cost is checked at build).
+//!   is a [`CostError`] (and a guard's configured cost is checked at build). In a
+//!   pipeline, a call may bring its own cost ([`pipeline.call().cost(n)`](crate::Call::cost)),
+//!   which the limiter charges instead of its configured one.
 //! - **Burst debt** ([`Smooth`]): Guava's "pay later": a request is admitted once earlier
 //!   debt is paid, whatever its own size, and leaves at most `max_debt` permits of debt.
 //! - **Warm-up** ([`Smooth::warming_up`], Guava's `SmoothWarmingUp`, cold factor 3) and a
@@ -82,7 +84,9 @@
 //!   [`KeyedLimiter::spawn_sweeper`], and by a full shard; a hard cap evicts a sixteenth
 //!   of a full shard, the keys with the least in use. [`KeyedLimiter::quota`] gives every key several limits
 //!   (one packed `u64` each), admitted only if all admit, with the same all-or-nothing
-//!   rule as a [`RateLimiter`] quota.
+//!   rule as a [`RateLimiter`] quota. Over `u64` keys it is also a pipeline guard: each
+//!   call gives its key (any `Hash` value, hashed) with
+//!   [`pipeline.call().key(&user)`](crate::Call::key).
 //! - **tower**: [`RateLimiter::layer`] and, per key, [`KeyedLimiter::layer`] (a `Clone`
 //!   [`KeyedLayer`] taking the key from each request: user, API key, IP, and optionally
 //!   its cost, [`KeyedLayer::cost`]), both rejecting
