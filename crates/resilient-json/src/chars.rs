@@ -160,6 +160,23 @@ pub(crate) fn is_url_start(s: &[u8], start: usize, end: usize) -> bool {
         && SCHEMES.iter().any(|sch| &s[start..end - 1] == *sch)
 }
 
+/// Appends `s[from..to]` to `out`. Short pieces (most tokens) are copied as one fixed-size
+/// block, which compiles to a couple of moves instead of a call to `memcpy`; the bytes
+/// beyond `to` are cut off again at once.
+#[inline(always)]
+pub(crate) fn push_slice(out: &mut Vec<u8>, s: &[u8], from: usize, to: usize) {
+    const BLOCK: usize = 32;
+    let n = to.saturating_sub(from);
+    match s.get(from..).and_then(<[u8]>::first_chunk::<BLOCK>) {
+        Some(block) if n <= BLOCK => {
+            let len = out.len();
+            out.extend_from_slice(block);
+            out.truncate(len + n);
+        }
+        _ => out.extend_from_slice(s.get(from..to).unwrap_or_default()),
+    }
+}
+
 /// Writes `c` (a control character) as a JSON escape.
 pub(crate) fn push_control_escape(out: &mut Vec<u8>, c: u8) {
     match c {

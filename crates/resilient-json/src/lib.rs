@@ -79,9 +79,9 @@ use validate::Validity;
 /// assert!(resilient_json::repair("").is_err());
 /// ```
 pub fn repair(input: &str) -> Result<String, RepairError> {
-    match validate::classify(input.as_bytes()) {
-        Validity::Valid => Ok(input.to_owned()),
-        v => engine_repair(input, false, v).map(|(s, _)| s),
+    match validate::classify_prefix(input.as_bytes()) {
+        (Validity::Valid, _) => Ok(input.to_owned()),
+        (v, valid) => engine_repair(input, false, v, valid).map(|(s, _)| s),
     }
 }
 
@@ -95,23 +95,25 @@ pub fn repair(input: &str) -> Result<String, RepairError> {
 /// assert!(report.contains(RepairKind::PythonLiteral));
 /// ```
 pub fn repair_with_report(input: &str) -> Result<(String, Report), RepairError> {
-    match validate::classify(input.as_bytes()) {
-        Validity::Valid => Ok((input.to_owned(), Report::default())),
-        v => engine_repair(input, true, v).map(|(s, r)| (s, Report::from_vec(r))),
+    match validate::classify_prefix(input.as_bytes()) {
+        (Validity::Valid, _) => Ok((input.to_owned(), Report::default())),
+        (v, valid) => engine_repair(input, true, v, valid).map(|(s, r)| (s, Report::from_vec(r))),
     }
 }
 
 /// Runs the engine on an input that is not valid JSON. JSON that is only wrong for its raw
 /// control characters is read trusting its quotes, so no character of its strings is lost.
+/// `input[..valid]` is a prefix of strict JSON (`validate::classify_prefix`).
 fn engine_repair(
     input: &str,
     report: bool,
     v: Validity,
+    valid: usize,
 ) -> Result<(String, Vec<Repair>), RepairError> {
     if v == Validity::RawControls {
         engine::repair_trusting_quotes(input, report)
     } else {
-        engine::repair(input, report)
+        engine::repair(input, report, valid)
     }
 }
 
@@ -141,7 +143,8 @@ pub fn parse<T: DeserializeOwned>(input: &str) -> Result<T, ParseError> {
             Err(ParseError::Json(e))
         }
         Err(_) => {
-            let fixed = engine_repair(input, false, validate::classify(input.as_bytes()))?.0;
+            let (v, valid) = validate::classify_prefix(input.as_bytes());
+            let fixed = engine_repair(input, false, v, valid)?.0;
             Ok(serde_json::from_str(&fixed)?)
         }
     }

@@ -31,6 +31,13 @@ pub(crate) enum Validity {
 /// Validates `s`. Only an input that fails at a raw control character inside a string is
 /// validated a second time (allowing them), so other inputs cost one pass as before.
 pub(crate) fn classify(s: &[u8]) -> Validity {
+    classify_prefix(s).0
+}
+
+/// [`classify`], and for input that is not strict JSON the offset where strict validation
+/// stopped: every byte before it (but the last few, which may begin a token that turned out
+/// wrong) is a prefix of some strict JSON text.
+pub(crate) fn classify_prefix(s: &[u8]) -> (Validity, usize) {
     let mut v = Validator {
         s,
         i: 0,
@@ -38,10 +45,11 @@ pub(crate) fn classify(s: &[u8]) -> Validity {
         control: false,
     };
     if v.run().is_some() {
-        return Validity::Valid;
+        return (Validity::Valid, s.len());
     }
+    let stopped = v.i;
     if !v.control {
-        return Validity::Invalid;
+        return (Validity::Invalid, stopped);
     }
     let mut v = Validator {
         s,
@@ -50,9 +58,9 @@ pub(crate) fn classify(s: &[u8]) -> Validity {
         control: false,
     };
     if v.run().is_some() {
-        Validity::RawControls
+        (Validity::RawControls, stopped)
     } else {
-        Validity::Invalid
+        (Validity::Invalid, stopped)
     }
 }
 

@@ -20,12 +20,14 @@
 //! container state machine.
 
 mod escaped;
+mod fast;
+mod resume;
 mod root;
 mod scalar;
 mod stack;
 mod string;
 
-use crate::chars::{CLASS, WS_START, is_ws, quote_at, special_ws_len};
+use crate::chars::{CLASS, WS_START, is_ws, push_slice, quote_at, special_ws_len};
 use crate::error::{RepairError, RepairErrorKind};
 use crate::report::{Repair, RepairKind};
 
@@ -152,10 +154,12 @@ impl NextStop {
 }
 
 /// Repairs `input`; returns the JSON text and, when `report` is set, the repairs made.
-pub(crate) fn repair(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
+/// `input[..valid]` is known to be a prefix of strict JSON (0 when nothing is known): most
+/// of a long one is copied as it is (`resume.rs`).
+pub(crate) fn repair(input: &str, report: bool, valid: usize) -> Result<(String, Vec<Repair>)> {
     match escaped::escaped_json_start(input.as_bytes()) {
         Some(first) => repair_escaped(input, report, first),
-        None => run(input, report, false),
+        None => run(input, report, false, valid),
     }
 }
 
@@ -183,8 +187,8 @@ fn repair_escaped(input: &str, report: bool, first: usize) -> Result<(String, Ve
         crate::validate::Validity::Valid => {
             Ok((levels.pop().map(|l| l.text).unwrap_or_default(), Vec::new()))
         }
-        crate::validate::Validity::RawControls => run(text, report, true),
-        crate::validate::Validity::Invalid => run(text, report, false),
+        crate::validate::Validity::RawControls => run(text, report, true, 0),
+        crate::validate::Validity::Invalid => run(text, report, false, 0),
     };
     let map = |levels: &[escaped::Unescaped], mut p: usize| {
         for level in levels.iter().rev() {
@@ -223,10 +227,16 @@ fn repair_escaped(input: &str, report: bool, first: usize) -> Result<(String, Ve
 /// strings (`validate::Validity::RawControls`): every unescaped `"` ends its string, so no
 /// heuristic may take one for text.
 pub(crate) fn repair_trusting_quotes(input: &str, report: bool) -> Result<(String, Vec<Repair>)> {
-    run(input, report, true)
+    run(input, report, true, 0)
 }
 
-fn run(input: &str, report: bool, quotes_trusted: bool) -> Result<(String, Vec<Repair>)> {
+/// One pass of the engine; see [`repair`] for `valid`.
+fn run(
+    input: &str,
+    report: bool,
+    quotes_trusted: bool,
+    valid: usize,
+) -> Result<(String, Vec<Repair>)> {
     let mut e = Engine {
         s: input.as_bytes(),
         i: 0,
@@ -250,7 +260,8 @@ fn run(input: &str, report: bool, quotes_trusted: bool) -> Result<(String, Vec<R
         prose_stop: NextStop::default(),
         quotes_trusted,
     };
-    e.run_root()?;
+    let resumed = e.resume(valid);
+    e.run_root(resumed)?;
     let repairs = e.repairs.take().unwrap_or_default();
     let out = e.finish();
     // The engine only writes strict JSON. Debug builds (all tests) and the fuzz target
@@ -312,9 +323,16 @@ impl Engine<'_> {
 
     #[inline(always)]
     fn flush_ws(&mut self) {
-        if !self.ws.is_empty() {
-            self.out.extend_from_slice(&self.ws);
-            self.ws.clear();
+        match self.ws.len() {
+            0 => {}
+            1 => {
+                self.out.push(self.ws[0]);
+                self.ws.clear();
+            }
+            _ => {
+                self.out.extend_from_slice(&self.ws);
+                self.ws.clear();
+            }
         }
     }
 
@@ -340,9 +358,17 @@ impl Engine<'_> {
         let s = self.s;
         while let Some(&b) = s.get(self.i) {
             if is_ws(b) {
-                let run = s[self.i..].iter().take_while(|&&c| is_ws(c)).count();
-                self.ws.extend_from_slice(&s[self.i..self.i + run]);
-                self.i += run;
+                let start = self.i;
+                let mut end = start + 1;
+                while end < s.len() && is_ws(s[end]) {
+                    end += 1;
+                }
+                if end == start + 1 {
+                    self.ws.push(b);
+                } else {
+                    push_slice(&mut self.ws, s, start, end);
+                }
+                self.i = end;
             } else if b >= 0x80 {
                 let n = special_ws_len(s, self.i);
                 if n == 0 {
@@ -651,6 +677,7 @@ impl Engine<'_> {
                         self.i += 1;
                     }
                     Some(_) if self.at_fence() => self.close(b"]", false),
+                    Some(_) if self.fast_items() => {}
                     Some(_) => {
                         if !self.begin_value()? {
                             match self.peek() {
@@ -747,6 +774,9 @@ impl Engine<'_> {
                     Some(b'{' | b'[' | b']') => self.close(b"}", false),
                     Some(_) if self.at_fence() => self.close(b"}", false),
                     Some(_) => {
+                        if self.fast_members(start) {
+                            return Ok(());
+                        }
                         self.key_mark = self.out.len();
                         if self.out.last() == Some(&b',') {
                             self.key_mark -= 1;

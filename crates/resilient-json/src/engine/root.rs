@@ -18,8 +18,10 @@ enum Next {
 }
 
 impl Engine<'_> {
-    pub(super) fn run_root(&mut self) -> Result<()> {
-        let fenced = self.prelude();
+    /// Reads the root value(s). `resumed` is the output offset of a root value already
+    /// started by [`Engine::resume`].
+    pub(super) fn run_root(&mut self, mut resumed: Option<usize>) -> Result<()> {
+        let fenced = resumed.is_none() && self.prelude();
         let mut kept = 0usize;
         let mut first_start = 0usize;
         let mut sep: Option<(bool, bool)> = None;
@@ -29,7 +31,9 @@ impl Engine<'_> {
                 self.out.push(b',');
             }
             let value_in = self.i;
-            if !self.begin_value()? {
+            if let Some(start) = resumed.take() {
+                self.value_start = start;
+            } else if !self.begin_value()? {
                 self.skip_ws();
                 if kept == 0 && self.at_eof() {
                     return self.error(RepairErrorKind::Empty);

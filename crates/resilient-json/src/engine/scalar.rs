@@ -5,7 +5,7 @@ use super::string::{LOOKAHEAD, Place};
 use super::{Engine, Frame, Result};
 use crate::chars::{
     is_delimiter, is_ident, is_ident_start, is_unquoted_delimiter, is_url_char, is_url_start,
-    is_ws, push_escaped, quote_at, special_ws_len,
+    is_ws, push_escaped, push_slice, quote_at, special_ws_len,
 };
 use crate::report::RepairKind;
 
@@ -14,11 +14,14 @@ pub(super) fn keyword(word: &[u8]) -> Option<(&'static [u8], Option<RepairKind>)
     let lit = |w: &'static [u8]| -> Option<(&'static [u8], Option<RepairKind>)> {
         Some((w, (word != w).then_some(RepairKind::PythonLiteral)))
     };
-    if word.eq_ignore_ascii_case(b"true") {
+    // (the length is tested first: most words are no keyword, and this runs for every word)
+    if word.len() == 4 && word.eq_ignore_ascii_case(b"true") {
         lit(b"true")
-    } else if word.eq_ignore_ascii_case(b"false") {
+    } else if word.len() == 5 && word.eq_ignore_ascii_case(b"false") {
         lit(b"false")
-    } else if word.eq_ignore_ascii_case(b"null") || word.eq_ignore_ascii_case(b"none") {
+    } else if word.len() == 4
+        && (word.eq_ignore_ascii_case(b"null") || word.eq_ignore_ascii_case(b"none"))
+    {
         lit(b"null")
     } else if matches!(word, b"undefined" | b"NaN" | b"Infinity" | b"nan" | b"inf") {
         Some((b"null", Some(RepairKind::NonJsonLiteral)))
@@ -57,7 +60,7 @@ impl Engine<'_> {
         ) {
             return false;
         }
-        self.out.extend_from_slice(&s[start..j]);
+        push_slice(&mut self.out, s, start, j);
         self.i = j;
         true
     }

@@ -139,6 +139,11 @@ impl Stack {
 /// Appends `v` in groups of seven bits, most significant first, with the marker bit set on
 /// the first byte only, so that [`pop_varint`] can read it from the end.
 pub(super) fn push_varint(buf: &mut Vec<u8>, mut v: u128) {
+    if v < 0x80 {
+        // the usual case: one byte
+        buf.push(v as u8 | 0x80);
+        return;
+    }
     let mut groups = [0u8; 19];
     let mut n = 0;
     loop {

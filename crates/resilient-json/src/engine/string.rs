@@ -10,8 +10,8 @@
 use super::{Engine, Result};
 use crate::chars::{
     BRACKET, CLASS, COLON, DELIM, QUOTE_LIKE, QuoteKind, STR, closing_quote_len, is_delimiter,
-    is_unquoted_delimiter, is_url_char, is_url_start, is_ws, push_control_escape, quote_at,
-    special_ws_len, utf8_len,
+    is_unquoted_delimiter, is_url_char, is_url_start, is_ws, push_control_escape, push_slice,
+    quote_at, special_ws_len, utf8_len,
 };
 use crate::error::RepairErrorKind;
 use crate::report::RepairKind;
@@ -60,6 +60,9 @@ impl Engine<'_> {
     /// quote when `emit_open` is false, to join concatenated strings).
     pub(super) fn parse_string(&mut self, emit_open: bool, place: Place) -> Result<()> {
         self.flush_ws();
+        if emit_open && self.simple_string(place) {
+            return Ok(());
+        }
         let start = self.i;
         let out_before = self.out.len();
         let notes_before = self.repairs.as_ref().map_or(0, Vec::len);
@@ -136,7 +139,7 @@ impl Engine<'_> {
             match self.simple_string_end(i, kind, place) {
                 Ok(end) => {
                     // fast path: plain text, then the end quote right before a delimiter
-                    self.out.extend_from_slice(&s[i..end]);
+                    push_slice(&mut self.out, s, i, end);
                     self.out.push(b'"');
                     self.i = end + 1;
                     return Ok(None);
@@ -320,12 +323,41 @@ impl Engine<'_> {
         }
     }
 
+    /// The first reading of [`Self::string_pass`] when it takes its fast path (see
+    /// [`Self::simple_string_end`]), without the set-up for reading again: writes the string
+    /// and returns `true`, or returns `false` having changed nothing.
+    #[inline(always)]
+    fn simple_string(&mut self, place: Place) -> bool {
+        let s = self.s;
+        let open = self.i;
+        let kind = match s.get(open) {
+            Some(b'"') => QuoteKind::Double,
+            Some(b'\'') => QuoteKind::Single,
+            _ => return false,
+        };
+        if place == Place::Root || self.reread_budget == 0 {
+            return false;
+        }
+        let Ok(end) = self.simple_string_end(open + 1, kind, place) else {
+            return false;
+        };
+        if kind != QuoteKind::Double {
+            self.note(RepairKind::Quotes, open);
+        }
+        self.out.push(b'"');
+        push_slice(&mut self.out, s, open + 1, end);
+        self.out.push(b'"');
+        self.i = end + 1;
+        self.reread_budget = self.reread_budget.saturating_sub(self.i - open);
+        true
+    }
+
     /// For a string of plain text (no escapes, control characters, brackets or other quotes)
     /// whose end quote is directly followed by `,` `:` `]` or `}`, returns the offset of that
     /// end quote. Such a quote always ends the string, so the general rules can be skipped.
     /// Otherwise returns how many bytes were looked at.
     #[inline]
-    fn simple_string_end(
+    pub(super) fn simple_string_end(
         &self,
         from: usize,
         kind: QuoteKind,
