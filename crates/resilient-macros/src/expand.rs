@@ -410,6 +410,30 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
             })
         }
     };
+    // A fallback chain runs around the whole pipeline call (the outermost phase), built
+    // once like the pipeline.
+    let run = match stages.iter().find_map(|s| s.fallback.as_ref()) {
+        Some(steps) if sig.asyncness.is_some() => quote! {
+            type __ResilientFallbackOk = <#ret as ::resilient::__private::ResultParts>::Ok;
+            type __ResilientFallbackErr = <#ret as ::resilient::__private::ResultParts>::Err;
+            static __RESILIENT_FALLBACK: ::std::sync::LazyLock<
+                ::core::result::Result<
+                    ::resilient::fallback::Fallback<__ResilientFallbackOk, __ResilientFallbackErr>,
+                    ::resilient::ConfigError,
+                >,
+            > = ::std::sync::LazyLock::new(|| {
+                ::resilient::fallback::Fallback::builder().name(__RESILIENT_NAME) #steps .build()
+            });
+            let __resilient_fallback = match &*__RESILIENT_FALLBACK {
+                ::core::result::Result::Ok(fallback) => fallback,
+                ::core::result::Result::Err(e) => {
+                    ::resilient::__private::invalid_configuration(__RESILIENT_NAME, e)
+                }
+            };
+            __resilient_fallback.run(async move { #run }).await
+        },
+        _ => run,
+    };
     let attrs = &func.attrs;
     let vis = &func.vis;
     // The build result is kept, not unwrapped in the initializer: an invalid configuration
@@ -597,6 +621,15 @@ mod tests {
             ("retry", quote!(classify = move |r| r), "captures nothing"),
             ("retry", quote!(on_retry = "x"), "names a function"),
             ("retry", quote!(retry_if = "x"), "names a function"),
+            ("fallback", quote!(), "needs `with"),
+            ("fallback", quote!(with = "x"), "names an async function"),
+            ("fallback", quote!(value = 1, with = f), "would never run"),
+            ("fallback", quote!(value = 1, value = 2), "given twice"),
+            (
+                "fallback",
+                quote!(value = 1, handle = 3),
+                "`handle` names a function",
+            ),
             (
                 "bulkhead",
                 quote!(max_concurrent = 4, adaptive = fast(1, 1)),

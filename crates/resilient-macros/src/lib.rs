@@ -1,6 +1,6 @@
 //! Attribute macros for [resilient](https://docs.rs/resilient): `#[resilient::retry]`,
-//! `#[resilient::timeout]`, `#[resilient::bulkhead]`, `#[resilient::circuit]` and
-//! `#[resilient::rate_limit]`.
+//! `#[resilient::timeout]`, `#[resilient::bulkhead]`, `#[resilient::circuit]`,
+//! `#[resilient::rate_limit]` and `#[resilient::fallback]`.
 //!
 //! Use them through the `resilient` crate (its default `macros` feature re-exports them);
 //! the generated code names `::resilient`, so this crate is not meant to be used alone.
@@ -382,4 +382,42 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn rate_limit(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("rate_limit", attr.into(), item.into()).into()
+}
+
+/// Answers a failed call from alternatives, tried in order: the outermost phase, around the
+/// whole pipeline of the function's other attributes (request timeout, retries and guards
+/// included). Runs the same `resilient::fallback::Fallback` the builder does.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `with` | an async function `async fn(resilient::Error<E>) -> Result<T, resilient::Error<E>>` given the failure (another service, a cache), or a list of them tried in order (`with = [secondary, cache]`) | |
+/// | `value` | a constant answer (cloned for each use; `T: Clone`), tried after every `with` | |
+/// | `handle` | a function or closure `Fn(&resilient::Error<E>) -> bool`: which failures are answered | every failure but the caller's cancellation |
+///
+/// At least one of `with` and `value` is needed; `async` functions only. When every
+/// alternative fails too, the caller gets `Error::Fallback { failures }`, each failure in
+/// order.
+///
+/// ```
+/// use resilient::Error;
+///
+/// async fn from_cache(_failure: Error<String>) -> Result<u32, Error<String>> {
+///     Err(Error::Inner("cache miss".to_string()))
+/// }
+///
+/// #[resilient::circuit(consecutive_failures = 1, open_for = "1m")]
+/// #[resilient::fallback(with = from_cache, value = 0)]
+/// async fn price(item: u32) -> Result<u32, String> {
+///     Err(format!("pricing service down for {item}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(price(7).await.unwrap(), 0); // failed, cache missed, the constant answers
+/// assert_eq!(price(7).await.unwrap(), 0); // the breaker is open now: same answer
+/// # }
+/// ```
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn fallback(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("fallback", attr.into(), item.into()).into()
 }

@@ -3,6 +3,7 @@
 
 mod bulkhead;
 mod circuit;
+mod fallback;
 mod rate_limit;
 mod retry;
 mod timeout;
@@ -52,6 +53,9 @@ pub(crate) struct Stage {
     pub(crate) key: Option<Expr>,
     /// The units a call costs its keyed limiter (`Call::cost`), if not 1.
     pub(crate) call_cost: Option<u64>,
+    /// A fallback chain's builder calls (`.or_else(..)`, `.or_value(..)`, `.handle(..)`),
+    /// run around the whole pipeline call.
+    pub(crate) fallback: Option<TokenStream>,
 }
 
 impl Stage {
@@ -65,6 +69,7 @@ impl Stage {
             facts: Facts::default(),
             key: None,
             call_cost: None,
+            fallback: None,
         }
     }
 }
@@ -128,6 +133,11 @@ pub(crate) const KINDS: &[Kind] = &[
         name: "bulkhead",
         order: 3,
         parse: bulkhead::parse,
+    },
+    Kind {
+        name: "fallback",
+        order: 4,
+        parse: fallback::parse,
     },
 ];
 

@@ -1187,3 +1187,67 @@ async fn an_adaptive_bulkhead_starts_at_its_initial_limit_and_grows() {
     let rejected = rejected(&[a, b, c, d, e]);
     assert_eq!(rejected, 1, "never above max_concurrent");
 }
+
+/// Answers for item 1 only; it sees the caller's error after the retries gave up.
+async fn secondary(failure: Error<String>) -> Result<u32, Error<String>> {
+    assert!(matches!(failure, Error::RetriesExhausted { attempts: 2, .. }));
+    match failure.inner().map(String::as_str) {
+        Some("primary: 1") => Ok(100),
+        _ => Err(Error::Inner("secondary down".into())),
+    }
+}
+
+/// `#[resilient::fallback]` stacks with the other attributes as the outermost phase: the
+/// retries run first, then the alternatives in order, then the constant.
+#[tokio::test(start_paused = true)]
+async fn fallback_answers_after_the_pipeline_gives_up() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    #[resilient::fallback(
+        with = [secondary, |_f: Error<String>| async { Err(Error::Inner("cache miss".to_string())) }],
+        value = 7
+    )]
+    async fn price(id: u32) -> Result<u32, String> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Err(format!("primary: {id}"))
+    }
+
+    // both attempts fail; the secondary answers for id 1 (it got the caller's error)
+    assert_eq!(price(1).await.unwrap(), 100);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+    // for id 2 the secondary and the cache fail, and the constant answers
+    assert_eq!(price(2).await.unwrap(), 7);
+    assert_eq!(CALLS.load(Ordering::SeqCst), 4);
+
+    // `handle`: only strategy verdicts are answered, not the caller's own errors
+    #[resilient::circuit(consecutive_failures = 1, open_for = "1m")]
+    #[resilient::fallback(value = 0, handle = |e: &Error<String>| e.is_transient())]
+    async fn guarded() -> Result<u32, String> {
+        Err("bad input".into())
+    }
+    assert_eq!(guarded().await, Err(Error::Inner("bad input".into())));
+    // the failure opened the breaker: its rejection is answered
+    assert_eq!(guarded().await, Ok(0));
+}
+
+/// When every alternative fails, the caller sees each failure in order.
+#[tokio::test]
+async fn fallback_reports_every_failure_when_all_fail() {
+    async fn also_down(_: Error<String>) -> Result<u8, Error<String>> {
+        Err(Error::BulkheadFull)
+    }
+
+    #[resilient::fallback(with = also_down)]
+    async fn call() -> Result<u8, String> {
+        Err("primary".into())
+    }
+
+    match call().await {
+        Err(Error::Fallback { failures }) => {
+            assert_eq!(failures.len(), 2);
+            assert!(matches!(failures[1], Error::BulkheadFull));
+        }
+        other => panic!("{other:?}"),
+    }
+}
