@@ -1190,7 +1190,10 @@ async fn an_adaptive_bulkhead_starts_at_its_initial_limit_and_grows() {
 
 /// Answers for item 1 only; it sees the caller's error after the retries gave up.
 async fn secondary(failure: Error<String>) -> Result<u32, Error<String>> {
-    assert!(matches!(failure, Error::RetriesExhausted { attempts: 2, .. }));
+    assert!(matches!(
+        failure,
+        Error::RetriesExhausted { attempts: 2, .. }
+    ));
     match failure.inner().map(String::as_str) {
         Some("primary: 1") => Ok(100),
         _ => Err(Error::Inner("secondary down".into())),
