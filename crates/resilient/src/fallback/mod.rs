@@ -32,6 +32,10 @@ use std::sync::Arc;
 
 use crate::engine::error::{ConfigError, Error, HANDED_ON};
 
+mod stale;
+
+pub use self::stale::{Answer, StaleCache, StaleCacheBuilder, StaleEvent};
+
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
 type Alternative<T, E> = Arc<dyn Fn(Error<E>) -> BoxFuture<T, E> + Send + Sync>;
 type Handles<E> = Arc<dyn Fn(&Error<E>) -> bool + Send + Sync>;
