@@ -249,3 +249,34 @@ async fn dropped_fallback_calls_leave_nothing_behind() {
     assert_eq!(primary_slots.in_flight(), 0);
     assert_eq!(secondary_slots.in_flight(), 0);
 }
+
+/// As a tower layer, outermost around a pipeline's layer: a request that runs out of its
+/// request timeout is answered by the chain.
+#[tokio::test(start_paused = true)]
+async fn as_a_tower_layer_it_answers_the_pipeline_layers_failures() {
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    let pipeline = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let u = used.clone();
+    let fallback = Fallback::builder()
+        .on_fallback(move |_| {
+            u.fetch_add(1, Ordering::SeqCst);
+        })
+        .or_value(0u64)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(fallback.layer())
+        .layer(pipeline.layer())
+        .service(service_fn(|ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, Down>(ms)
+        }));
+    assert_eq!(svc.ready().await.unwrap().call(10).await.unwrap(), 10);
+    assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), 0);
+    assert_eq!(used.load(Ordering::SeqCst), 1);
+}

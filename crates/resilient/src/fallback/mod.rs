@@ -32,8 +32,13 @@ use std::sync::Arc;
 
 use crate::engine::error::{ConfigError, Error, HANDED_ON};
 
+#[cfg(feature = "tower")]
+mod layer;
 mod stale;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::layer::{FallbackLayer, FallbackService};
 pub use self::stale::{Answer, StaleCache, StaleCacheBuilder, StaleEvent};
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
