@@ -252,6 +252,7 @@ async fn dropped_fallback_calls_leave_nothing_behind() {
 
 /// As a tower layer, outermost around a pipeline's layer: a request that runs out of its
 /// request timeout is answered by the chain.
+#[cfg(feature = "tower")]
 #[tokio::test(start_paused = true)]
 async fn as_a_tower_layer_it_answers_the_pipeline_layers_failures() {
     use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
