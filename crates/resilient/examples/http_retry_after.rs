@@ -1,12 +1,13 @@
 //! Scenario: an HTTP API that sheds load answers `503 Service Unavailable` or
 //! `429 Too Many Requests` with a `Retry-After` header. HTTP clients return those as
 //! `Ok(response)`, so the retry must judge the response, not only errors, and wait as long
-//! as the server asks instead of its own backoff. Written twice, with the builder and with
-//! the retry attribute; no classifier type is written by hand, only closures.
+//! as the server asks instead of its own backoff. Written three ways: the `resilient::http`
+//! preset (one line), the builder with closures, and the retry attribute with the same
+//! functions; no classifier type is written by hand.
 //!
 //! A real hyper server and client talk over loopback. Run with
-//! `cargo run --example http_retry_after --features http-headers`; `cargo test --example
-//! http_retry_after --features http-headers` runs its tests on tokio's paused clock.
+//! `cargo run --example http_retry_after --features http`; `cargo test --example
+//! http_retry_after --features http` runs its tests on tokio's paused clock.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -125,6 +126,19 @@ async fn get_with_builder(
     Ok(body_text(response).await)
 }
 
+/// The preset: the standard client policy for a GET (retry connect errors, timeouts, 408,
+/// 429, 502, 503 and 504; honour `Retry-After`; per-attempt and total timeouts; a budget).
+async fn get_with_preset(
+    client: &HttpClient,
+    url: &hyper::Uri,
+) -> Result<String, Error<ClientError>> {
+    let pipeline = resilient::http::client(&hyper::Method::GET)
+        .build()
+        .expect("a valid configuration");
+    let response = pipeline.execute(|| client.get(url.clone())).await?;
+    Ok(body_text(response).await)
+}
+
 /// The attribute style: the same three functions.
 #[resilient::retry(
     attempts = 5,
@@ -155,7 +169,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
         (StatusCode::TOO_MANY_REQUESTS, Some(1)),
     ];
-    for style in ["builder", "attribute"] {
+    for style in ["preset", "builder", "attribute"] {
         let script = Arc::new(Script {
             steps: steps.clone(),
             served: AtomicUsize::new(0),
@@ -165,6 +179,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client = client();
         let start = tokio::time::Instant::now();
         let text = match style {
+            "preset" => get_with_preset(&client, &url).await?,
             "builder" => get_with_builder(&client, &url).await?,
             _ => body_text(get_with_attribute(&client, &url).await?).await,
         };
@@ -193,13 +208,22 @@ mod tests {
     }
 
     /// 503 asking 7 s, 429 asking 3 s, then 200: the caller gets the 200 after exactly the
-    /// 10 s the server asked for (the 200 ms backoff is not used), in both styles.
+    /// 10 s the server asked for (the backoff is not used), in all three styles.
     #[tokio::test(start_paused = true)]
-    async fn both_styles_wait_as_the_server_asks() {
+    async fn every_style_waits_as_the_server_asks() {
         let steps = vec![
             (StatusCode::SERVICE_UNAVAILABLE, Some(7)),
             (StatusCode::TOO_MANY_REQUESTS, Some(3)),
         ];
+        let (script, client, url) = setup(steps.clone()).await;
+        let start = Instant::now();
+        assert_eq!(
+            get_with_preset(&client, &url).await.unwrap(),
+            "answer 3 (200 OK)"
+        );
+        assert_eq!(start.elapsed().as_secs(), 10);
+        assert_eq!(script.served.load(Ordering::SeqCst), 3);
+
         let (script, client, url) = setup(steps.clone()).await;
         let start = Instant::now();
         assert_eq!(
@@ -249,8 +273,49 @@ mod tests {
         assert_eq!(script.served.load(Ordering::SeqCst), 1);
     }
 
-    /// Nothing listening: connection errors are retried, then the caller gets
-    /// `RetriesExhausted` with the client's error.
+    /// The preset retries a 502 and a 504 but not a 500, and never retries a POST.
+    #[tokio::test(start_paused = true)]
+    async fn the_preset_retries_only_retryable_statuses_of_idempotent_methods() {
+        let (script, client, url) = setup(vec![
+            (StatusCode::BAD_GATEWAY, None),
+            (StatusCode::GATEWAY_TIMEOUT, None),
+        ])
+        .await;
+        assert_eq!(
+            get_with_preset(&client, &url).await.unwrap(),
+            "answer 3 (200 OK)"
+        );
+        assert_eq!(script.served.load(Ordering::SeqCst), 3);
+
+        let (script, client, url) = setup(vec![(StatusCode::INTERNAL_SERVER_ERROR, None)]).await;
+        assert!(
+            get_with_preset(&client, &url)
+                .await
+                .unwrap()
+                .contains("500")
+        );
+        assert_eq!(script.served.load(Ordering::SeqCst), 1);
+
+        let (script, client, url) = setup(vec![(StatusCode::SERVICE_UNAVAILABLE, None)]).await;
+        let post = resilient::http::client(&hyper::Method::POST)
+            .build()
+            .unwrap();
+        let response = post
+            .execute(|| {
+                let request = hyper::Request::post(url.clone())
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                client.request(request)
+            })
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(script.served.load(Ordering::SeqCst), 1);
+    }
+
+    /// Nothing listening: connection errors are retried (classified by the I/O error in
+    /// the client's error, not by its message), then the caller gets `RetriesExhausted`
+    /// with the client's error.
     #[tokio::test(start_paused = true)]
     async fn connection_errors_are_retried_then_reported() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -259,7 +324,17 @@ mod tests {
         let url = format!("http://{addr}/").parse().unwrap();
         let result = get_with_attribute(&client(), &url).await;
         match result {
-            Err(Error::RetriesExhausted { attempts: 5, last }) => assert!(last.is_connect()),
+            Err(Error::RetriesExhausted { attempts: 5, last }) => {
+                assert!(last.is_connect());
+                assert_eq!(
+                    resilient::http::classify_error(&last),
+                    resilient::http::ErrorClass::Connect
+                );
+            }
+            other => panic!("expected RetriesExhausted, got {other:?}"),
+        }
+        match get_with_preset(&client(), &url).await {
+            Err(Error::RetriesExhausted { attempts: 3, .. }) => {}
             other => panic!("expected RetriesExhausted, got {other:?}"),
         }
     }

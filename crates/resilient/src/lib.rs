@@ -46,6 +46,9 @@ pub use resilient_json as json;
 pub mod circuit;
 pub mod fallback;
 pub mod guide;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod ratelimit;
 pub mod retry;
 pub mod testing;
