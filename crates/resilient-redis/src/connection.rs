@@ -54,13 +54,16 @@ impl Connection {
     /// malformed URL. Connection attempts time out after a second and are retried twice
     /// (50 ms, then 100 ms apart) each time the connection is lost; a request made
     /// while the server is away fails, and the limiter's own command timeout bounds
-    /// how long any decision waits.
+    /// how long any decision waits. Call it within a tokio runtime (the connection
+    /// task is spawned on it).
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// // Lazy: nothing is listening on port 1, and it still builds.
     /// let conn = resilient_redis::Connection::open("redis://127.0.0.1:1/").unwrap();
     /// # let _ = conn;
     /// assert!(resilient_redis::Connection::open("not a url").is_err());
+    /// # }
     /// ```
     pub fn open(url: &str) -> RedisResult<Self> {
         let client = redis::Client::open(url)?;

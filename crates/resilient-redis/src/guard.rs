@@ -28,7 +28,7 @@ use crate::limiter::{RedisLimiter, binding_index};
 /// let p = Pipeline::builder().tag("tenant", "acme").guard(per_tenant).build().unwrap();
 /// let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
 /// if let Err(e) = r {
-///     println!("{e}; info: {:?}", e.rate_limit_info());
+///     println!("{e:?}; info: {:?}", e.rate_limit_info());
 /// }
 /// # }
 /// ```

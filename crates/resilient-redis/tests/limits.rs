@@ -392,6 +392,7 @@ async fn the_guard_limits_pipeline_calls_per_key_with_headers_info() {
     assert!(matches!(blocking, Err(Error::Rejected { .. })));
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tower_layer_limits_requests_per_key() {
     use resilient::Error;
