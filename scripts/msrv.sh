@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 allowed_features=(
     let_chains              # stable in 1.88 (edition 2024)
     unsigned_is_multiple_of # stable in 1.87
+    slice_as_chunks         # stable in 1.88 (the redis crate, for resilient-redis)
 )
 allowed_features_max="1.88" # the newest release among them
 
