@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use common::RedisServer;
 use resilient_redis::{Connection, FailureMode, Limit, RedisLimiter};
 
+/// A fixed window so long (50 years) that no test crosses its boundary.
+const LONG: Duration = Duration::from_secs(50 * 365 * 86_400);
 const TIMEOUT: Duration = Duration::from_millis(200);
 const PROBE: Duration = Duration::from_millis(100);
 /// What a loaded 2-core machine may add to a decision's latency on top of the timeout.
@@ -17,7 +19,7 @@ const MARGIN: Duration = Duration::from_millis(800);
 
 fn limiter(server: &RedisServer, mode: FailureMode) -> RedisLimiter {
     RedisLimiter::builder(Connection::open(&server.url()).unwrap())
-        .limit(Limit::fixed_window(10, Duration::from_secs(3600)).unwrap())
+        .limit(Limit::fixed_window(10, LONG).unwrap())
         .timeout(TIMEOUT)
         .probe_interval(PROBE)
         .failure_mode(mode)
@@ -163,7 +165,7 @@ async fn local_insurance_admits_its_share_while_redis_is_down() {
 async fn a_limiter_built_while_redis_is_down_recovers_when_it_starts() {
     let port = common::free_port();
     let l = RedisLimiter::builder(Connection::open(&format!("redis://127.0.0.1:{port}/")).unwrap())
-        .limit(Limit::fixed_window(3, Duration::from_secs(3600)).unwrap())
+        .limit(Limit::fixed_window(3, LONG).unwrap())
         .timeout(TIMEOUT)
         .probe_interval(PROBE)
         .failure_mode(FailureMode::Local { share: 1.0 })
@@ -192,7 +194,7 @@ async fn a_frozen_server_costs_callers_the_timeout_at_most() {
     let server = RedisServer::start();
     // A probe interval long enough that a loaded machine stays within it below.
     let l = RedisLimiter::builder(Connection::open(&server.url()).unwrap())
-        .limit(Limit::fixed_window(10, Duration::from_secs(3600)).unwrap())
+        .limit(Limit::fixed_window(10, LONG).unwrap())
         .timeout(TIMEOUT)
         .probe_interval(Duration::from_secs(1))
         .failure_mode(FailureMode::Open)
