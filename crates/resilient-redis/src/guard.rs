@@ -3,7 +3,7 @@
 use std::fmt::{self, Display};
 use std::time::Duration;
 
-use resilient::ratelimit::Verdict;
+use resilient::ratelimit::{Mode, Verdict};
 use resilient::{Acquire, Context, Guard, Outcome, Permit, Rejection};
 
 use crate::limiter::{RedisLimiter, binding_index};
@@ -127,11 +127,17 @@ where
             return Acquire::Ready(Err(never()));
         }
         let base = self.limiter.key_for(&(self.key)(ctx));
-        if let Some(v) = self.limiter.cached(&base, self.cost) {
+        if self.limiter.mode() == Mode::Reject
+            && let Some(v) = self.limiter.cached(&base, self.cost)
+        {
             return Acquire::Ready(Err(rejection(&self.limiter, &v)));
         }
+        let max_wait = match self.limiter.mode() {
+            Mode::Reject => Duration::ZERO,
+            Mode::Wait(w) => ctx.remaining().map_or(w, |r| r.min(w)),
+        };
         Acquire::Wait(Box::pin(async move {
-            let v = self.limiter.decide(base, self.cost).await;
+            let v = self.limiter.decide_waiting(base, self.cost, max_wait).await;
             if v.allowed {
                 Ok(Permit::none())
             } else {

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use resilient::Error;
-use resilient::ratelimit::{RequestCost, UnitCost};
+use resilient::ratelimit::{Mode, RequestCost, UnitCost};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -21,7 +21,7 @@ use crate::limiter::RedisLimiter;
 ///
 /// Each request costs one unit, or what [`RedisLayer::cost`]'s extractor says. A request
 /// over its key's limit fails with [`Error::RateLimited`] (its `retry_after` and
-/// [`resilient::RateLimitInfo`]); the inner service's errors come back as
+/// [`resilient::RateLimitInfo`]), in wait mode once its wait is up; the inner service's errors come back as
 /// [`Error::Inner`]. The inner service must be `Clone`: it is driven to readiness after
 /// admission.
 ///
@@ -205,7 +205,16 @@ where
                     info: None,
                 });
             }
-            let v = limiter.decide(base, cost).await;
+            let v = match limiter.mode() {
+                Mode::Reject => limiter.decide(base, cost).await,
+                // Inside a pipeline call, never wait past the call's deadline.
+                Mode::Wait(w) => {
+                    let w = resilient::inherited_deadline().map_or(w, |d| {
+                        w.min(d.saturating_duration_since(tokio::time::Instant::now()))
+                    });
+                    limiter.decide_waiting(base, cost, w).await
+                }
+            };
             if !v.allowed {
                 return Err(rejection(&limiter, &v).into());
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::Script;
 use resilient::ConfigError;
-use resilient::ratelimit::{Algorithm, CostError, Decision, KeyedLimiter, Policy, Verdict};
+use resilient::ratelimit::{Algorithm, CostError, Decision, KeyedLimiter, Mode, Policy, Verdict};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
@@ -241,6 +241,7 @@ struct Inner {
     local: Vec<KeyedLimiter<String, Box<dyn Algorithm>>>,
     cache: Option<DenyCache>,
     counters: Counters,
+    wait: Mode,
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -254,6 +255,7 @@ impl fmt::Debug for RedisLimiter {
             .field("failure_mode", &i.mode)
             .field("probe_interval", &i.health.probe)
             .field("deny_cache", &i.cache.as_ref().map(|c| c.max))
+            .field("mode", &i.wait)
             .finish()
     }
 }
@@ -287,6 +289,7 @@ pub struct RedisLimiterBuilder {
     probe: Duration,
     mode: Option<FailureMode>,
     cache: Option<usize>,
+    wait: Mode,
     error: Option<ConfigError>,
 }
 
@@ -321,6 +324,7 @@ impl RedisLimiter {
             probe: Duration::from_secs(1),
             mode: None,
             cache: None,
+            wait: Mode::Reject,
             error: None,
         }
     }
@@ -428,6 +432,48 @@ impl RedisLimiter {
     /// ```
     pub fn is_degraded(&self) -> bool {
         self.inner.health.down_until.load(Ordering::Acquire) != 0
+    }
+
+    /// What the guard and the tower layer do when a key has no capacity (see
+    /// [`RedisLimiterBuilder::mode`]).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::{Mode, Rate};
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.mode(), Mode::Reject);
+    /// # }
+    /// ```
+    pub fn mode(&self) -> Mode {
+        self.inner.wait
+    }
+
+    /// Decides, and in wait mode waits up to `max_wait` for capacity: sleeps for each
+    /// denial's `retry_after` and asks again, giving up (with the last denial) as soon
+    /// as the next try would fall past `max_wait`.
+    pub(crate) async fn decide_waiting(
+        &self,
+        base: String,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Verdict {
+        let start = Instant::now();
+        loop {
+            let v = self.decide(base.clone(), cost).await;
+            if v.allowed {
+                return v;
+            }
+            let retry = v.binding().retry_after;
+            if retry == Duration::MAX || start.elapsed().saturating_add(retry) > max_wait {
+                return v;
+            }
+            tokio::time::sleep(retry.max(Duration::from_millis(1))).await;
+        }
     }
 
     /// The policy of limit `i` (for `RateLimit-Policy` headers).
@@ -807,6 +853,52 @@ impl RedisLimiterBuilder {
         self
     }
 
+    /// What the guard ([`RedisLimiter::guard`]) and the tower layer do when a key has no
+    /// capacity: reject at once (the default) or wait up to a maximum (never past the
+    /// call's deadline), as a [`KeyedLimiter`]'s layer does. A waiter holds nothing: it
+    /// sleeps for the denial's `retry_after` and asks again (one round trip per try),
+    /// and is rejected as soon as the next try would fall past its maximum. The
+    /// `check` methods always answer at once.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::{Mode, Rate};
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .mode(Mode::Wait(Duration::from_millis(250)))
+    ///     .failure_mode(FailureMode::Closed)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.mode(), Mode::Wait(Duration::from_millis(250)));
+    /// # }
+    /// ```
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.wait = mode;
+        self
+    }
+
+    /// Shorthand for `mode(Mode::Wait(max))`.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::{Mode, Rate};
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .max_wait(Duration::from_secs(1))
+    ///     .failure_mode(FailureMode::Closed)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.mode(), Mode::Wait(Duration::from_secs(1)));
+    /// # }
+    /// ```
+    pub fn max_wait(self, max: Duration) -> Self {
+        self.mode(Mode::Wait(max))
+    }
+
     /// Remembers denials for up to `max_keys` keys: a key denied for a cost is denied
     /// again for the same or a larger cost, with no round trip, until its `retry_after`
     /// has passed (measured from when the reply arrived, so a little longer than the
@@ -910,6 +1002,7 @@ impl RedisLimiterBuilder {
                     max,
                 }),
                 counters: Counters::default(),
+                wait: self.wait,
             }),
         })
     }

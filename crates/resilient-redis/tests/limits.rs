@@ -543,3 +543,55 @@ async fn gcra_two_processes_never_exceed_burst_plus_rate() {
     );
     assert!(total >= 20, "{total}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_mode_waits_for_capacity_up_to_its_maximum() {
+    use resilient::ratelimit::Mode;
+    use resilient::{Error, Pipeline};
+    let server = RedisServer::start();
+    let build = |mode: Mode| {
+        RedisLimiter::builder(Connection::open(&server.url()).unwrap())
+            // One unit every 100 ms, burst 2.
+            .limit(Limit::gcra(Rate::new(2, Duration::from_millis(200))).unwrap())
+            .timeout(Duration::from_secs(3))
+            .failure_mode(FailureMode::Closed)
+            .mode(mode)
+            .build()
+            .unwrap()
+    };
+    let patient = build(Mode::Wait(Duration::from_secs(2)));
+    let p = Pipeline::builder()
+        .guard(patient.guard(|_ctx| "w"))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    for _ in 0..4 {
+        let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+        assert!(r.is_ok());
+    }
+    // Two at once, then one every 100 ms.
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A wait that cannot end within the maximum is a rejection at once.
+    let hasty = build(Mode::Wait(Duration::from_millis(10)));
+    let p = Pipeline::builder()
+        .guard(hasty.guard(|_ctx| "h"))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+        assert!(r.is_ok());
+    }
+    let start = Instant::now();
+    let r: Result<(), Error<()>> = p.execute(|| async { Ok(()) }).await;
+    assert!(matches!(r, Err(Error::RateLimited { .. })));
+    assert!(
+        start.elapsed() < Duration::from_millis(90),
+        "did not wait: {:?}",
+        start.elapsed()
+    );
+}
