@@ -7,9 +7,10 @@
 //!
 //! Without a URL it starts its own `redis-server` on a free loopback port (no
 //! persistence) and stops it at the end. Each phase runs 50 tasks on one multiplexed
-//! connection for SECONDS (default 3) after a short warm-up: `SET` of 1,000 keys, then
-//! GCRA decisions on 1,000 keys (each admitted, so each writes), then a 2-limit quota
-//! (GCRA and a fixed window) on the same keys.
+//! connection for SECONDS (default 3) after a short warm-up: `SET` of 1,000 keys; a
+//! minimal script by `EVALSHA` (`TIME`, `GET`, `SET`: the floor of any limiter that
+//! decides in one scripted round trip); GCRA decisions on 1,000 keys (each admitted, so
+//! each writes); a 2-limit quota (GCRA and a fixed window) on the same keys.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -149,6 +150,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     print("SET", &set, None);
+
+    // The floor of any one-round-trip script limiter: a script that reads the server's
+    // clock, reads a key and writes it back.
+    let floor: Arc<str> = conn
+        .query::<String>(redis::cmd("SCRIPT").arg("LOAD").arg(
+            "local t = redis.call('TIME') redis.call('GET', KEYS[1]) \
+             redis.call('SET', KEYS[1], t[2], 'PX', 1000) return 1",
+        ))
+        .await?
+        .into();
+    let c = conn.clone();
+    let script = phase(span, move |t, i| {
+        let (c, sha) = (c.clone(), floor.clone());
+        async move {
+            let key = format!("bench:floor:{}", (t * 7919 + i) % KEYS);
+            let cmd = redis::cmd("EVALSHA").arg(&*sha).arg(1).arg(key).clone();
+            let _: i64 = c.query(&cmd).await.unwrap();
+        }
+    })
+    .await;
+    print("EVALSHA TIME+GET+SET", &script, Some(&set));
 
     let gcra = RedisLimiter::builder(conn.clone())
         .limit(Limit::gcra(Rate::per_second(1_000_000))?)

@@ -49,3 +49,49 @@ async fn quotas_work_on_every_node_of_a_cluster() {
     let s = l.stats();
     assert_eq!((s.errors, s.fallback), (0, 0), "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_on_a_cluster_never_exceed_burst_plus_rate() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    let cluster = RedisCluster::start();
+    let conn = Connection::cluster(cluster.urls()).await.unwrap();
+    // 20 per 200 ms (one unit every 10 ms), burst 20.
+    let l = RedisLimiter::builder(conn)
+        .limit(Limit::gcra(Rate::new(20, Duration::from_millis(200))).unwrap())
+        .timeout(Duration::from_secs(3))
+        .failure_mode(FailureMode::Closed)
+        .build()
+        .unwrap();
+    l.check(&"warm-up", 0).await.unwrap();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let span = Duration::from_millis(300);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (l, admitted) = (l.clone(), admitted.clone());
+            tokio::spawn(async move {
+                while start.elapsed() < span {
+                    if l.check(&"hot", 1).await.unwrap().allowed {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let admitted = admitted.load(Ordering::Relaxed);
+    let bound = 20 + (elapsed.as_millis() / 10) as u64 + 1;
+    assert!(
+        admitted <= bound,
+        "{admitted} admitted in {elapsed:?}, bound {bound}"
+    );
+    assert!(admitted >= 20, "{admitted}");
+    let s = l.stats();
+    assert_eq!((s.errors, s.fallback), (0, 0), "{s:?}");
+}
