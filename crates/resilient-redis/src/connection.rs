@@ -51,11 +51,11 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// A reconnecting connection to the server at `url` (`redis://host:port/db`,
     /// `rediss://` needs redis-rs' TLS features), made lazily: this fails only on a
-    /// malformed URL. Connection attempts time out after a second and are retried twice
-    /// (50 ms, then 100 ms apart) each time the connection is lost; a request made
-    /// while the server is away fails, and the limiter's own command timeout bounds
-    /// how long any decision waits. Call it within a tokio runtime (the connection
-    /// task is spawned on it).
+    /// malformed URL. Connection attempts time out after a second and are retried
+    /// twice, with a short random backoff (at most 500 ms), each time the connection is
+    /// lost; a request made while the server is away fails, and the limiter's own
+    /// command timeout bounds how long any decision waits. Call it within a tokio
+    /// runtime (the connection task is spawned on it).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

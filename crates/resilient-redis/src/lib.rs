@@ -56,8 +56,8 @@
 //!
 //! # Shared circuit breaker state
 //!
-//! Not yet: this crate shares rate limits only. The connection type and the failure
-//! handling are independent of the limiter so that a shared breaker store can use them.
+//! Not yet: this crate shares rate limits only. [`Connection`] does not depend on the
+//! limiter, so a shared breaker store can reuse it (and the same cluster hash tags).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
