@@ -458,92 +458,6 @@ async fn the_tower_layer_limits_requests_per_key() {
     );
 }
 
-// ---- two processes on one key ----------------------------------------------------------
-
-const CHILD_URL: &str = "RESILIENT_REDIS_TEST_CHILD_URL";
-
-fn unix_micros() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros()
-}
-
-/// Not a test on its own: the body of each child process of
-/// `gcra_two_processes_never_exceed_burst_plus_rate` (does nothing unless the parent set
-/// the environment variable).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn child_process_hammer() {
-    let Ok(url) = std::env::var(CHILD_URL) else {
-        return;
-    };
-    let l = RedisLimiter::builder(Connection::open(&url).unwrap())
-        .limit(Limit::gcra(Rate::new(20, Duration::from_millis(200))).unwrap())
-        .timeout(Duration::from_secs(3))
-        .failure_mode(FailureMode::Closed)
-        .build()
-        .unwrap();
-    // Connect (and load the script) before the measured span.
-    l.check(&"warm-up", 0).await.unwrap();
-    let start = unix_micros();
-    let (admitted, _) = hammer(&l, "shared", 8, Duration::from_millis(300)).await;
-    let end = unix_micros();
-    assert_eq!(l.stats().errors, 0);
-    println!("CHILD admitted={admitted} start={start} end={end}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcra_two_processes_never_exceed_burst_plus_rate() {
-    let server = RedisServer::start();
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::process::Command::new(&exe)
-                .args([
-                    "--exact",
-                    "child_process_hammer",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
-                .env(CHILD_URL, server.url())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let (mut total, mut first, mut last) = (0u64, u128::MAX, 0u128);
-    for c in children {
-        let out = c.wait_with_output().await.unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout);
-        // The harness may print the test's name on the same line first.
-        let line = text
-            .split("CHILD ")
-            .nth(1)
-            .and_then(|rest| rest.lines().next())
-            .expect("the child reports");
-        let field = |name: &str| -> u128 {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        total += field("admitted=") as u64;
-        first = first.min(field("start="));
-        last = last.max(field("end="));
-    }
-    let span = Duration::from_micros((last - first) as u64);
-    let bound = 20 + periods(span, Duration::from_millis(10)) + 1;
-    assert!(
-        total <= bound,
-        "{total} admitted by two processes in {span:?}, bound {bound}"
-    );
-    assert!(total >= 20, "{total}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_mode_waits_for_capacity_up_to_its_maximum() {
     use resilient::ratelimit::Mode;
@@ -594,4 +508,143 @@ async fn wait_mode_waits_for_capacity_up_to_its_maximum() {
         "did not wait: {:?}",
         start.elapsed()
     );
+}
+
+// ---- two processes on one key ----------------------------------------------------------
+
+const CHILD_URL: &str = "RESILIENT_REDIS_TEST_CHILD_URL";
+const CHILD_ALG: &str = "RESILIENT_REDIS_TEST_CHILD_ALG";
+
+fn unix_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+/// The limit the process tests hammer for each algorithm, and the most it may admit
+/// over a span (the same bounds as the task tests above).
+fn case(alg: &str) -> (Limit, fn(Duration) -> u64) {
+    let w = Duration::from_millis(200);
+    match alg {
+        "gcra" => (Limit::gcra(Rate::new(20, w)).unwrap(), |s| {
+            20 + periods(s, Duration::from_millis(10)) + 1
+        }),
+        "token_bucket" => (
+            Limit::token_bucket(20, Rate::new(10, Duration::from_millis(100))).unwrap(),
+            |s| 20 + 10 * periods(s, Duration::from_millis(100)),
+        ),
+        "fixed_window" => (Limit::fixed_window(20, w).unwrap(), |s| {
+            20 * (periods(s, Duration::from_millis(200)) + 2)
+        }),
+        "sliding_log" => (Limit::sliding_window_log(20, w).unwrap(), |s| {
+            20 * (periods(s, Duration::from_millis(200)) + 1)
+        }),
+        "sliding_counter" => (Limit::sliding_window_counter(20, w).unwrap(), |s| {
+            20 * (periods(s, Duration::from_millis(200)) + 2)
+        }),
+        other => panic!("no case {other}"),
+    }
+}
+
+/// Not a test on its own: the body of each child process of the `*_two_processes` tests
+/// (does nothing unless the parent set the environment variables).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process_hammer() {
+    let (Ok(url), Ok(alg)) = (std::env::var(CHILD_URL), std::env::var(CHILD_ALG)) else {
+        return;
+    };
+    let l = RedisLimiter::builder(Connection::open(&url).unwrap())
+        .limit(case(&alg).0)
+        .timeout(Duration::from_secs(3))
+        .failure_mode(FailureMode::Closed)
+        .build()
+        .unwrap();
+    // Connect (and load the script) before the measured span.
+    l.check(&"warm-up", 0).await.unwrap();
+    let start = unix_micros();
+    let (admitted, _) = hammer(&l, "shared", 8, Duration::from_millis(300)).await;
+    let end = unix_micros();
+    assert_eq!(l.stats().errors, 0);
+    println!("CHILD admitted={admitted} start={start} end={end}");
+}
+
+/// Two processes (this test binary, run again as `child_process_hammer`) hammer one
+/// key of `alg`; their admissions together stay within the bound over the span from the
+/// first one's start to the last one's end.
+async fn two_processes(alg: &str) {
+    let server = RedisServer::start();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_process_hammer",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(CHILD_URL, server.url())
+                .env(CHILD_ALG, alg)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut total, mut first, mut last) = (0u64, u128::MAX, 0u128);
+    for c in children {
+        let out = c.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "{alg}: a child failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The harness may print the test's name on the same line first.
+        let line = text
+            .split("CHILD ")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .expect("the child reports");
+        let field = |name: &str| -> u128 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        total += field("admitted=") as u64;
+        first = first.min(field("start="));
+        last = last.max(field("end="));
+    }
+    let span = Duration::from_micros((last - first) as u64);
+    let bound = case(alg).1(span);
+    assert!(
+        total <= bound,
+        "{alg}: {total} admitted by two processes in {span:?}, bound {bound}"
+    );
+    assert!(total >= 20, "{alg}: {total}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcra_two_processes_never_exceed_burst_plus_rate() {
+    two_processes("gcra").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_bucket_two_processes_never_exceed_capacity_plus_refills() {
+    two_processes("token_bucket").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_window_two_processes_never_exceed_limit_per_window() {
+    two_processes("fixed_window").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_log_two_processes_never_exceed_limit_per_sliding_window() {
+    two_processes("sliding_log").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_counter_two_processes_never_exceed_limit_per_aligned_window() {
+    two_processes("sliding_counter").await;
 }
