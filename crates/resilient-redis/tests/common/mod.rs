@@ -156,8 +156,9 @@ impl RedisServer {
 
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill")
-            .args([sig, &pid])
+        // The shell's builtin `kill`: no procps or util-linux needed.
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill {sig} {pid}")])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig} {pid}");
@@ -174,11 +175,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if self.child.is_some() {
             // Resume a paused server first, so that it exits at once.
-            let _ = Command::new("kill")
-                .args([
-                    "-CONT",
-                    &self.child.as_ref().map_or(0, Child::id).to_string(),
-                ])
+            let pid = self.child.as_ref().map_or(0, Child::id);
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -CONT {pid}")])
                 .status();
         }
         self.stop();
