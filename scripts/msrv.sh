@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 allowed_features=(
     let_chains              # stable in 1.88 (edition 2024)
     unsigned_is_multiple_of # stable in 1.87
+    slice_as_chunks         # stable in 1.88 (the redis crate, for resilient-redis)
 )
 allowed_features_max="1.88" # the newest release among them
 
@@ -93,6 +94,6 @@ old_build() {
         CARGO_TARGET_DIR=target/msrv "$old_cargo" check --locked --ignore-rust-version "$@"
 }
 echo "msrv.sh: building with $($old_rustc --version) and${flags}"
-old_build -p resilient-json -p resilient-macros -p resilient -p resilient-cli --all-features
+old_build -p resilient-json -p resilient-macros -p resilient -p resilient-cli -p resilient-redis --all-features
 old_build -p resilient --no-default-features
 echo "msrv.sh: rust-version $declared OK"

@@ -1,0 +1,1009 @@
+//! [`RedisLimiter`]: per-key limits shared by every process through Redis.
+
+use std::collections::HashMap;
+use std::fmt::{self, Display, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::Script;
+use resilient::ConfigError;
+use resilient::ratelimit::{Algorithm, CostError, Decision, KeyedLimiter, Mode, Policy, Verdict};
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use crate::connection::Connection;
+use crate::limit::Limit;
+
+/// The script every decision runs (see `src/limit.lua`).
+const LUA: &str = include_str!("limit.lua");
+
+/// What a limiter does when Redis does not answer within its timeout (down, unreachable,
+/// slow, or an error reply). There is no default: a limiter is built only once one is
+/// chosen ([`RedisLimiterBuilder::failure_mode`]).
+///
+/// ```
+/// use resilient_redis::FailureMode;
+/// // Keep serving, each process admitting up to a quarter of the global limits.
+/// let insurance = FailureMode::Local { share: 0.25 };
+/// assert_ne!(insurance, FailureMode::Open);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FailureMode {
+    /// Admit every request (availability first: nothing is limited while Redis is away;
+    /// Stripe once let a surge through to its database this way).
+    Open,
+    /// Reject every request, with the probe interval as its `retry_after` (protection
+    /// first: nothing is served while Redis is away).
+    Closed,
+    /// Decide with a limiter in this process sized as `share` (0 < share <= 1) of each
+    /// global limit ("insurance", as in rate-limiter-flexible): with `n` instances, a
+    /// share of `1/n` keeps the fleet near the global limit. A sliding log is stood in
+    /// for by a sliding window counter. Its state is this process's alone and is not
+    /// merged back when Redis returns.
+    Local {
+        /// The fraction of each limit's rate and capacity this process may use.
+        share: f64,
+    },
+}
+
+/// Where the decisions of a [`RedisLimiter`] came from, counted since it was built.
+///
+/// ```
+/// let s = resilient_redis::Stats::default();
+/// assert_eq!(s.redis + s.cached + s.fallback, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Decided by Redis (one round trip each).
+    pub redis: u64,
+    /// Denied from the local cache of keys over their limit (no round trip).
+    pub cached: u64,
+    /// Decided by the failure mode (Redis failed, timed out, or is being given time to
+    /// come back).
+    pub fallback: u64,
+    /// Round trips that failed or timed out.
+    pub errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    redis: AtomicU64,
+    cached: AtomicU64,
+    fallback: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Whether Redis is worth asking: after a failure, decisions go to the failure mode for
+/// the probe interval; then one caller at a time probes Redis while the others keep
+/// using the failure mode, until a probe succeeds.
+struct Health {
+    origin: Instant,
+    /// Milliseconds since `origin` until which Redis is not asked, plus one; 0: healthy.
+    down_until: AtomicU64,
+    probe: Duration,
+}
+
+impl Health {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether this caller should skip Redis.
+    fn skip(&self) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return false;
+        }
+        let now = self.now_ms();
+        if now < until {
+            return true;
+        }
+        // Claim the probe: the others keep skipping until it answers or times out.
+        let next = now.saturating_add(u64::try_from(self.probe.as_millis()).unwrap_or(u64::MAX));
+        self.down_until
+            .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+    }
+
+    fn ok(&self) {
+        if self.down_until.load(Ordering::Relaxed) != 0 {
+            self.down_until.store(0, Ordering::Release);
+        }
+    }
+
+    fn failed(&self) {
+        let next = self
+            .now_ms()
+            .saturating_add(u64::try_from(self.probe.as_millis()).unwrap_or(u64::MAX));
+        self.down_until.store(next, Ordering::Release);
+    }
+}
+
+/// A denial remembered until its `retry_after`.
+struct Cached {
+    at: Instant,
+    until: Instant,
+    cost: u64,
+    verdict: Verdict,
+}
+
+/// The local "over its limit until T" cache: a key denied for cost `c` is denied again,
+/// without a round trip, for any cost of at least `c` until the denial's `retry_after`
+/// has passed (a larger cost cannot be admitted sooner than a smaller one).
+struct DenyCache {
+    map: Mutex<HashMap<String, Cached>>,
+    max: usize,
+}
+
+impl DenyCache {
+    fn get(&self, key: &str, cost: u64) -> Option<Verdict> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let c = map.get(key)?;
+        let now = Instant::now();
+        if now >= c.until {
+            map.remove(key);
+            return None;
+        }
+        if cost < c.cost {
+            return None;
+        }
+        let elapsed = now - c.at;
+        let mut v = c.verdict.clone();
+        for d in &mut v.decisions {
+            d.reset = d.reset.saturating_sub(elapsed);
+            if !d.allowed && d.retry_after != Duration::MAX {
+                d.retry_after = d
+                    .retry_after
+                    .saturating_sub(elapsed)
+                    .max(Duration::from_micros(1));
+            }
+        }
+        Some(v)
+    }
+
+    fn insert(&self, key: String, cost: u64, verdict: &Verdict) {
+        let retry = verdict.binding().retry_after;
+        let at = Instant::now();
+        let Some(until) = at.checked_add(retry) else {
+            return;
+        };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.max && !map.contains_key(&key) {
+            map.retain(|_, c| c.until > at);
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.insert(
+            key,
+            Cached {
+                at,
+                until,
+                cost,
+                verdict: verdict.clone(),
+            },
+        );
+    }
+}
+
+/// Per-key rate limits shared by every process that talks to the same Redis: the
+/// distributed counterpart of [`KeyedLimiter`].
+///
+/// Each decision is **one round trip**: a Lua script (sent by `EVALSHA`, loaded again if
+/// the server lost it) that reads the server's clock (`TIME`, never the callers'),
+/// decides every limit of the key's quota, writes only if all admit (and only what
+/// changed), and lets idle keys expire (`PEXPIRE`: a key expires once it is full
+/// again, which is the same as a fresh key). It returns the local limiters'
+/// [`Decision`] and [`Verdict`], so the same `RateLimit` headers come out.
+///
+/// When Redis fails or does not answer within the timeout, the [`FailureMode`] decides;
+/// Redis is then left alone for the probe interval, after which one caller at a time
+/// probes it until it answers again. An optional cache of denials
+/// ([`RedisLimiterBuilder::deny_cache`]) answers keys known to be over their limit
+/// without a round trip.
+///
+/// Keys are `PREFIX{KEY}:i` for limit `i` (`KEY` is the key's `Display`; one that is
+/// empty or starts with `}` or a NUL byte is stored with a NUL byte in front, so that
+/// the hash tag is never empty): every limit of one key lives in one Redis Cluster slot.
+///
+/// ```no_run
+/// use resilient::ratelimit::Rate;
+/// use resilient_redis::{Connection, FailureMode, Limit, RedisLimiter};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = RedisLimiter::builder(Connection::open("redis://127.0.0.1/")?)
+///     .limit(Limit::gcra(Rate::per_second(10))?)
+///     .limit(Limit::fixed_window(10_000, Duration::from_secs(86_400))?)
+///     .failure_mode(FailureMode::Local { share: 0.25 })
+///     .build()?;
+/// let d = limiter.check(&"user-42", 1).await?;
+/// if !d.allowed {
+///     println!("retry in {:?}", d.retry_after);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    script: Script,
+    limits: SmallVec<[Limit; 2]>,
+    args: Vec<[String; 4]>,
+    prefix: String,
+    timeout: Duration,
+    mode: FailureMode,
+    health: Health,
+    local: Vec<KeyedLimiter<String, Box<dyn Algorithm>>>,
+    cache: Option<DenyCache>,
+    counters: Counters,
+    wait: Mode,
+}
+
+impl fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("RedisLimiter")
+            .field("conn", &i.conn)
+            .field("limits", &i.limits)
+            .field("prefix", &i.prefix)
+            .field("timeout", &i.timeout)
+            .field("failure_mode", &i.mode)
+            .field("probe_interval", &i.health.probe)
+            .field("deny_cache", &i.cache.as_ref().map(|c| c.max))
+            .field("mode", &i.wait)
+            .finish()
+    }
+}
+
+/// Configures a [`RedisLimiter`].
+///
+/// ```
+/// use resilient::ratelimit::Rate;
+/// use resilient_redis::{Connection, FailureMode, Limit, RedisLimiter};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let conn = Connection::open("redis://127.0.0.1:1/").unwrap(); // lazy
+/// let limiter = RedisLimiter::builder(conn)
+///     .limit(Limit::gcra(Rate::per_second(100)).unwrap())
+///     .prefix("api:")
+///     .timeout(Duration::from_millis(50))
+///     .probe_interval(Duration::from_millis(500))
+///     .failure_mode(FailureMode::Closed)
+///     .deny_cache(10_000)
+///     .build()
+///     .unwrap();
+/// assert_eq!(limiter.timeout(), Duration::from_millis(50));
+/// # }
+/// ```
+pub struct RedisLimiterBuilder {
+    conn: Connection,
+    limits: SmallVec<[Limit; 2]>,
+    prefix: String,
+    timeout: Duration,
+    probe: Duration,
+    mode: Option<FailureMode>,
+    cache: Option<usize>,
+    wait: Mode,
+    error: Option<ConfigError>,
+}
+
+impl fmt::Debug for RedisLimiterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLimiterBuilder")
+            .field("limits", &self.limits)
+            .field("prefix", &self.prefix)
+            .field("failure_mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLimiter {
+    /// Starts a builder on `conn` (no limits yet; prefix `rl:`, timeout 100 ms, probe
+    /// interval 1 s, no deny cache, and a failure mode to choose).
+    ///
+    /// ```
+    /// use resilient_redis::{Connection, RedisLimiter};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let b = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap());
+    /// // No failure mode chosen, no limit: not built.
+    /// assert_eq!(b.build().unwrap_err().field(), "redis_limiter.limits");
+    /// # }
+    /// ```
+    pub fn builder(conn: impl Into<Connection>) -> RedisLimiterBuilder {
+        RedisLimiterBuilder {
+            conn: conn.into(),
+            limits: SmallVec::new(),
+            prefix: "rl:".into(),
+            timeout: Duration::from_millis(100),
+            probe: Duration::from_secs(1),
+            mode: None,
+            cache: None,
+            wait: Mode::Reject,
+            error: None,
+        }
+    }
+
+    /// The limits every key gets, in order.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.limits().len(), 1);
+    /// # }
+    /// ```
+    pub fn limits(&self) -> &[Limit] {
+        &self.inner.limits
+    }
+
+    /// The command timeout: the longest a decision waits for Redis before the failure
+    /// mode decides.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.timeout(), Duration::from_millis(100));
+    /// # }
+    /// ```
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The largest cost a request may have (the smallest capacity among the limits).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .limit(Limit::gcra(Rate::per_minute(3)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.max_cost(), 3);
+    /// # }
+    /// ```
+    pub fn max_cost(&self) -> u64 {
+        self.inner
+            .limits
+            .iter()
+            .map(Limit::max_cost)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Where decisions came from so far (Redis, the deny cache, the failure mode).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.stats(), Stats::default());
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            redis: c.redis.load(Ordering::Relaxed),
+            cached: c.cached.load(Ordering::Relaxed),
+            fallback: c.fallback.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether decisions currently go to the failure mode instead of Redis (a round
+    /// trip failed and no probe has succeeded since).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!l.is_degraded()); // nothing has failed yet
+    /// # }
+    /// ```
+    pub fn is_degraded(&self) -> bool {
+        self.inner.health.down_until.load(Ordering::Acquire) != 0
+    }
+
+    /// What the guard and the tower layer do when a key has no capacity (see
+    /// [`RedisLimiterBuilder::mode`]).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::{Mode, Rate};
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(5)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.mode(), Mode::Reject);
+    /// # }
+    /// ```
+    pub fn mode(&self) -> Mode {
+        self.inner.wait
+    }
+
+    /// Decides, and in wait mode waits up to `max_wait` for capacity: sleeps for each
+    /// denial's `retry_after` and asks again, giving up (with the last denial) as soon
+    /// as the next try would fall past `max_wait`.
+    pub(crate) async fn decide_waiting(
+        &self,
+        base: String,
+        cost: u64,
+        max_wait: Duration,
+    ) -> Verdict {
+        let start = Instant::now();
+        loop {
+            let v = self.decide(base.clone(), cost).await;
+            if v.allowed {
+                return v;
+            }
+            let retry = v.binding().retry_after;
+            if retry == Duration::MAX || start.elapsed().saturating_add(retry) > max_wait {
+                return v;
+            }
+            tokio::time::sleep(retry.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// The policy of limit `i` (for `RateLimit-Policy` headers).
+    pub(crate) fn policy_of(&self, i: usize) -> Policy {
+        self.inner.limits[i].policy()
+    }
+
+    fn cost_ok(&self, cost: u64) -> Result<(), CostError> {
+        for l in &self.inner.limits {
+            let max = l.max_cost();
+            if cost > max {
+                return Err(CostError { cost, max });
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis key of `key`, without the limit's index: `PREFIX{KEY}`.
+    fn base_key(&self, key: &(impl Display + ?Sized)) -> String {
+        let mut s = String::with_capacity(self.inner.prefix.len() + 24);
+        s.push_str(&self.inner.prefix);
+        s.push('{');
+        let start = s.len();
+        let _ = write!(s, "{key}");
+        if matches!(s.as_bytes().get(start), None | Some(b'}' | b'\0')) {
+            s.insert(start, '\0');
+        }
+        s.push('}');
+        s
+    }
+
+    /// Decides `cost` units for `key` under every limit, consuming them from all only if
+    /// all admit. One round trip (none for a key the deny cache knows is over its limit).
+    ///
+    /// ```no_run
+    /// # use resilient_redis::RedisLimiter;
+    /// # async fn demo(limiter: RedisLimiter) {
+    /// let v = limiter.check_quota(&"api-key-7", 1).await.unwrap();
+    /// for d in &v.decisions {
+    ///     println!("{} of {} left", d.remaining, d.limit);
+    /// }
+    /// # }
+    /// ```
+    pub async fn check_quota<K: Display + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> Result<Verdict, CostError> {
+        self.cost_ok(cost)?;
+        let base = self.base_key(key);
+        Ok(self.decide(base, cost).await)
+    }
+
+    /// [`RedisLimiter::check_quota`], answering with the binding decision (see
+    /// [`Verdict::binding`]): the same call as [`KeyedLimiter::check`], awaited.
+    ///
+    /// ```no_run
+    /// # use resilient_redis::RedisLimiter;
+    /// # async fn demo(limiter: RedisLimiter) {
+    /// let d = limiter.check(&42u64, 1).await.unwrap();
+    /// println!("allowed: {}, retry after {:?}", d.allowed, d.retry_after);
+    /// # }
+    /// ```
+    pub async fn check<K: Display + ?Sized>(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
+        Ok(self.check_quota(key, cost).await?.binding())
+    }
+
+    /// Admits `cost` units for `key`, or says how long until they would be admitted
+    /// (`Duration::MAX`: never, the cost exceeds a limit's capacity).
+    ///
+    /// ```no_run
+    /// # use resilient_redis::RedisLimiter;
+    /// # async fn demo(limiter: RedisLimiter) {
+    /// if let Err(wait) = limiter.allow(&"10.0.0.7", 1).await {
+    ///     println!("over the limit for {wait:?}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn allow<K: Display + ?Sized>(&self, key: &K, cost: u64) -> Result<(), Duration> {
+        match self.check_quota(key, cost).await {
+            Ok(v) if v.allowed => Ok(()),
+            Ok(v) => Err(v.binding().retry_after),
+            Err(_) => Err(Duration::MAX),
+        }
+    }
+
+    /// The deny cache's answer for `base`, if it has one (no await: the guard's fast
+    /// path).
+    pub(crate) fn cached(&self, base: &str, cost: u64) -> Option<Verdict> {
+        let v = self.inner.cache.as_ref()?.get(base, cost)?;
+        self.inner.counters.cached.fetch_add(1, Ordering::Relaxed);
+        Some(v)
+    }
+
+    pub(crate) fn key_for(&self, key: &(impl Display + ?Sized)) -> String {
+        self.base_key(key)
+    }
+
+    pub(crate) fn cost_check(&self, cost: u64) -> Result<(), CostError> {
+        self.cost_ok(cost)
+    }
+
+    pub(crate) async fn decide(&self, base: String, cost: u64) -> Verdict {
+        let inner = &*self.inner;
+        if let Some(v) = self.cached(&base, cost) {
+            return v;
+        }
+        if inner.health.skip() {
+            return self.fallback(&base, cost);
+        }
+        match tokio::time::timeout(inner.timeout, self.round_trip(&base, cost)).await {
+            Ok(Ok(v)) => {
+                inner.health.ok();
+                inner.counters.redis.fetch_add(1, Ordering::Relaxed);
+                if !v.allowed
+                    && let Some(cache) = &inner.cache
+                {
+                    cache.insert(base, cost, &v);
+                }
+                v
+            }
+            Ok(Err(_)) | Err(_) => {
+                inner.health.failed();
+                inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+                self.fallback(&base, cost)
+            }
+        }
+    }
+
+    async fn round_trip(&self, base: &str, cost: u64) -> redis::RedisResult<Verdict> {
+        let inner = &*self.inner;
+        let mut inv = inner.script.prepare_invoke();
+        for i in 0..inner.limits.len() {
+            inv.key(format!("{base}:{i}"));
+        }
+        inv.arg(cost);
+        for a in &inner.args {
+            for s in a {
+                inv.arg(s.as_str());
+            }
+        }
+        let reply = inner.conn.invoke(&inv).await?;
+        decode(&reply, inner.limits.len()).ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "resilient-redis: unexpected script reply",
+            ))
+        })
+    }
+
+    /// The failure mode's verdict.
+    fn fallback(&self, base: &str, cost: u64) -> Verdict {
+        let inner = &*self.inner;
+        inner.counters.fallback.fetch_add(1, Ordering::Relaxed);
+        let decisions: SmallVec<[Decision; 2]> = match inner.mode {
+            FailureMode::Open => inner
+                .limits
+                .iter()
+                .map(|l| Decision {
+                    allowed: true,
+                    limit: l.max_cost(),
+                    remaining: l.max_cost().saturating_sub(cost),
+                    reset: Duration::ZERO,
+                    retry_after: Duration::ZERO,
+                })
+                .collect(),
+            FailureMode::Closed => inner
+                .limits
+                .iter()
+                .map(|l| Decision {
+                    allowed: false,
+                    limit: l.max_cost(),
+                    remaining: 0,
+                    reset: inner.health.probe,
+                    retry_after: inner.health.probe,
+                })
+                .collect(),
+            FailureMode::Local { .. } => {
+                let key = base.to_string();
+                let mut denied = false;
+                inner
+                    .local
+                    .iter()
+                    .map(|l| {
+                        // After a denial the remaining limits are only looked at.
+                        let c = if denied { 0 } else { cost };
+                        let d = l.check(&key, c).unwrap_or_else(|e| Decision {
+                            allowed: false,
+                            limit: e.max,
+                            remaining: 0,
+                            reset: inner.health.probe,
+                            retry_after: inner.health.probe,
+                        });
+                        let d = if denied {
+                            Decision { allowed: true, ..d }
+                        } else {
+                            d
+                        };
+                        denied |= !d.allowed;
+                        d
+                    })
+                    .collect()
+            }
+        };
+        Verdict {
+            allowed: decisions.iter().all(|d| d.allowed),
+            decisions,
+        }
+    }
+}
+
+/// The script's reply as a verdict: `[all, then allowed, limit, remaining, reset_us,
+/// retry_us per limit]`.
+fn decode(reply: &[i64], n: usize) -> Option<Verdict> {
+    if reply.len() != 1 + 5 * n {
+        return None;
+    }
+    let u = |x: i64| u64::try_from(x).unwrap_or(0);
+    let decisions = reply[1..]
+        .chunks_exact(5)
+        .map(|c| Decision {
+            allowed: c[0] == 1,
+            limit: u(c[1]),
+            remaining: u(c[2]),
+            reset: Duration::from_micros(u(c[3])),
+            retry_after: Duration::from_micros(u(c[4])),
+        })
+        .collect();
+    Some(Verdict {
+        allowed: reply[0] == 1,
+        decisions,
+    })
+}
+
+/// The index of the binding decision in `v` (see [`Verdict::binding`]).
+pub(crate) fn binding_index(v: &Verdict) -> usize {
+    let it = v.decisions.iter().enumerate();
+    let pick = if v.allowed {
+        it.min_by_key(|(_, d)| d.remaining)
+    } else {
+        it.filter(|(_, d)| !d.allowed)
+            .max_by_key(|(_, d)| d.retry_after)
+    };
+    pick.map_or(0, |(i, _)| i)
+}
+
+impl RedisLimiterBuilder {
+    /// Adds a limit: every key gets all of them (a quota, admitted only if all admit).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .limit(Limit::gcra(Rate::per_day(10_000)).unwrap())
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.limits().len(), 2);
+    /// # }
+    /// ```
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limits.push(limit);
+        self
+    }
+
+    /// Adds a limit from its constructor's result; an error fails [`build`](Self::build).
+    ///
+    /// ```
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let e = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .try_limit(Limit::fixed_window(0, Duration::from_secs(1)))
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), "fixed_window.limit");
+    /// # }
+    /// ```
+    pub fn try_limit(mut self, limit: Result<Limit, ConfigError>) -> Self {
+        match limit {
+            Ok(l) => self.limits.push(l),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// The prefix of every key (default `rl:`). It must not contain `{` or `}` (the key
+    /// itself is the hash tag).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let e = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .prefix("bad{")
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), "redis_limiter.prefix");
+    /// # }
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest a decision waits for Redis (default 100 ms) before the failure mode
+    /// decides. It bounds every decision's latency, whatever state Redis is in.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .timeout(Duration::from_millis(20))
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.timeout(), Duration::from_millis(20));
+    /// # }
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// After a failed round trip, how long decisions go straight to the failure mode
+    /// before Redis is probed again (default 1 s). Also the `retry_after` of
+    /// [`FailureMode::Closed`] rejections.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .probe_interval(Duration::from_millis(250))
+    ///     .failure_mode(FailureMode::Closed)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = l;
+    /// # }
+    /// ```
+    pub fn probe_interval(mut self, every: Duration) -> Self {
+        self.probe = every;
+        self
+    }
+
+    /// What to do while Redis is unreachable (required: see [`FailureMode`]).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let e = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), "redis_limiter.failure_mode");
+    /// # }
+    /// ```
+    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// What the guard ([`RedisLimiter::guard`]) and the tower layer do when a key has no
+    /// capacity: reject at once (the default) or wait up to a maximum (never past the
+    /// call's deadline), as a [`KeyedLimiter`]'s layer does. A waiter holds nothing: it
+    /// sleeps for the denial's `retry_after` and asks again (one round trip per try),
+    /// and is rejected as soon as the next try would fall past its maximum. The
+    /// `check` methods always answer at once.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::{Mode, Rate};
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .mode(Mode::Wait(Duration::from_millis(250)))
+    ///     .failure_mode(FailureMode::Closed)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.mode(), Mode::Wait(Duration::from_millis(250)));
+    /// # }
+    /// ```
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.wait = mode;
+        self
+    }
+
+    /// Shorthand for `mode(Mode::Wait(max))`.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::{Mode, Rate};
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .max_wait(Duration::from_secs(1))
+    ///     .failure_mode(FailureMode::Closed)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(l.mode(), Mode::Wait(Duration::from_secs(1)));
+    /// # }
+    /// ```
+    pub fn max_wait(self, max: Duration) -> Self {
+        self.mode(Mode::Wait(max))
+    }
+
+    /// Remembers denials for up to `max_keys` keys: a key denied for a cost is denied
+    /// again for the same or a larger cost, with no round trip, until its `retry_after`
+    /// has passed (measured from when the reply arrived, so a little longer than the
+    /// server said). A full cache drops its expired entries, then everything.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .deny_cache(100_000)
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = l;
+    /// # }
+    /// ```
+    pub fn deny_cache(mut self, max_keys: usize) -> Self {
+        self.cache = Some(max_keys);
+        self
+    }
+
+    /// Validates and builds (no round trip: the connection may still be down).
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let e = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .failure_mode(FailureMode::Local { share: 0.0 })
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), "redis_limiter.failure_mode");
+    /// # }
+    /// ```
+    pub fn build(self) -> Result<RedisLimiter, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.limits.is_empty() {
+            return Err(ConfigError::new(
+                "redis_limiter.limits",
+                "needs at least one limit",
+            ));
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::new(
+                "redis_limiter.prefix",
+                "must not contain '{' or '}' (the key is the hash tag)",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new(
+                "redis_limiter.timeout",
+                "must be longer than zero",
+            ));
+        }
+        let Some(mode) = self.mode else {
+            return Err(ConfigError::new(
+                "redis_limiter.failure_mode",
+                "must be chosen: FailureMode::Open, Closed or Local { share }",
+            ));
+        };
+        let mut local = Vec::new();
+        if let FailureMode::Local { share } = mode {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(ConfigError::new(
+                    "redis_limiter.failure_mode",
+                    format!("the local share must be in (0, 1] (got {share})"),
+                ));
+            }
+            for l in &self.limits {
+                local.push(KeyedLimiter::builder(l.local(share)?).build::<String>()?);
+            }
+        }
+        if self.cache == Some(0) {
+            return Err(ConfigError::new(
+                "redis_limiter.deny_cache",
+                "must hold at least one key",
+            ));
+        }
+        Ok(RedisLimiter {
+            inner: Arc::new(Inner {
+                conn: self.conn,
+                script: Script::new(LUA),
+                args: self.limits.iter().map(Limit::args).collect(),
+                limits: self.limits,
+                prefix: self.prefix,
+                timeout: self.timeout,
+                mode,
+                health: Health {
+                    origin: Instant::now(),
+                    down_until: AtomicU64::new(0),
+                    probe: self.probe,
+                },
+                local,
+                cache: self.cache.map(|max| DenyCache {
+                    map: Mutex::new(HashMap::new()),
+                    max,
+                }),
+                counters: Counters::default(),
+                wait: self.wait,
+            }),
+        })
+    }
+}
