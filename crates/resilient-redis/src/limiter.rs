@@ -664,7 +664,7 @@ impl RedisLimiter {
                     .map(|l| {
                         // After a denial the remaining limits are only looked at.
                         let c = if denied { 0 } else { cost };
-                        let d = l.check(&key, c).unwrap_or_else(|e| Decision {
+                        let d = l.check_n(&key, c).unwrap_or_else(|e| Decision {
                             allowed: false,
                             limit: e.max,
                             remaining: 0,

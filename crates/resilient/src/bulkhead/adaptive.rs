@@ -127,15 +127,16 @@ impl LimitAlgorithm for Aimd {
 /// use resilient::bulkhead::{Gradient2, LimitAlgorithm, Sample};
 /// use std::time::Duration;
 /// let mut g = Gradient2::new(20, 1, 200);
-/// let at = |ms| Sample { rtt: Duration::from_millis(ms), in_flight: 20, dropped: false };
+/// // calls that keep the limit busy, at a given latency
+/// let at = |ms, limit| Sample { rtt: Duration::from_millis(ms), in_flight: limit, dropped: false };
 /// let mut limit = g.initial();
 /// for _ in 0..50 {
-///     limit = g.update(limit, at(10));
+///     limit = g.update(limit, at(10, limit));
 /// }
 /// assert!(limit > 20, "flat latency grows the limit: {limit}");
 /// let grown = limit;
 /// for _ in 0..20 {
-///     limit = g.update(limit, at(40));
+///     limit = g.update(limit, at(40, limit));
 /// }
 /// assert!(limit < grown, "rising latency shrinks it: {limit}");
 /// ```
