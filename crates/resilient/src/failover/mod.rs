@@ -79,7 +79,7 @@ const NOT_READY: u64 = u64::MAX;
 /// How a region's breaker is given.
 enum BreakerSpec {
     Default,
-    Builder(CircuitBreakerBuilder),
+    Builder(Box<CircuitBreakerBuilder>),
     Built(CircuitBreaker),
 }
 
@@ -139,7 +139,7 @@ impl<R> Region<R> {
     /// # let _ = r;
     /// ```
     pub fn breaker(mut self, builder: CircuitBreakerBuilder) -> Self {
-        self.breaker = BreakerSpec::Builder(builder);
+        self.breaker = BreakerSpec::Builder(Box::new(builder));
         self
     }
 
