@@ -350,3 +350,47 @@ async fn dropping_the_gate_stops_its_task() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(probes.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn latency_aware_choice_follows_the_moving_average_within_a_tier() {
+    let clock = ManualClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let (log, observer) = recorder();
+    let f = Failover::builder()
+        .region(Region::new("a", "a").priority(0))
+        .region(Region::new("b", "b").priority(0))
+        .region(Region::new("backup", "backup").priority(1))
+        .latency_aware(0.5)
+        .clock(shared)
+        .on_switch(observer)
+        .build()
+        .unwrap();
+    let latency = Mutex::new([("a", 50u64), ("b", 10), ("backup", 1)]);
+    let mut served = Vec::new();
+    for round in 0..6 {
+        if round == 3 {
+            latency.lock().unwrap()[1].1 = 100; // b slows down
+        }
+        let who = f
+            .call(|name: &&'static str| {
+                let name = *name;
+                let ms = latency
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l.0 == name)
+                    .unwrap()
+                    .1;
+                clock.advance(Duration::from_millis(ms));
+                async move { Ok::<_, ()>(name) }
+            })
+            .await
+            .unwrap();
+        served.push(who);
+    }
+    // a and b are each measured once, then b (10 ms) wins until one 100 ms call lifts its
+    // average to 55 ms, past a's 50 ms; the lower tier is never used
+    assert_eq!(served, ["a", "b", "b", "b", "a", "a"]);
+    assert_eq!(f.active(), "a");
+    assert!(log.lock().unwrap().is_empty(), "no failover to report");
+}

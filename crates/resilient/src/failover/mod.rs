@@ -9,7 +9,13 @@
 //! one. Traffic returns to a higher-priority region only after it has looked healthy
 //! (breaker ready, gate healthy, no failure seen) for [`FailoverBuilder::failback_after`]
 //! without a break, so an outage that flaps does not make traffic flap. Every switch is
-//! reported to [`FailoverBuilder::on_switch`].
+//! reported to [`FailoverBuilder::on_switch`]. Regions of equal [priority](Region::priority)
+//! can share traffic by observed latency ([`FailoverBuilder::latency_aware`]).
+//!
+//! Health is sampled at each call (breaker [ready](CircuitBreaker::is_ready), gate
+//! healthy) and a failure seen there restarts the failback period. Without a health gate,
+//! an open breaker looks healthy again once its break is over (it has no timer), so a
+//! region still down gets one probing call per break plus failback period.
 //!
 //! ```
 //! use resilient::failover::{Failover, Region};
@@ -98,6 +104,7 @@ pub struct Region<R> {
     value: R,
     breaker: BreakerSpec,
     gate: Option<HealthGate>,
+    priority: Option<u32>,
 }
 
 impl<R> fmt::Debug for Region<R> {
@@ -125,6 +132,7 @@ impl<R> Region<R> {
             value,
             breaker: BreakerSpec::Default,
             gate: None,
+            priority: None,
         }
     }
 
@@ -173,6 +181,26 @@ impl<R> Region<R> {
         self.gate = Some(gate);
         self
     }
+
+    /// The region's priority, lower first (default: its position among the regions, so
+    /// that regions rank in the order they were added). Regions of equal priority form
+    /// one tier: with [`FailoverBuilder::latency_aware`] calls go to the fastest healthy
+    /// region of the active tier, and traffic moves between them without a failback
+    /// period.
+    ///
+    /// ```
+    /// use resilient::failover::{Failover, Region};
+    /// let f = Failover::builder()
+    ///     .region(Region::new("backup", ()).priority(1))
+    ///     .region(Region::new("main", ()).priority(0))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(f.active(), "main");
+    /// ```
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
 }
 
 /// A built region.
@@ -183,6 +211,9 @@ struct Slot<R> {
     gate: Option<HealthGate>,
     /// Since when (clock nanos) the region has looked healthy without a break.
     ready_since: AtomicU64,
+    priority: u32,
+    /// The moving average of its calls' latency in nanoseconds (0: no sample yet).
+    ewma: AtomicU64,
 }
 
 impl<R> Slot<R> {
@@ -212,6 +243,21 @@ impl<R> Slot<R> {
         let since = self.ready_since.load(Ordering::Acquire);
         since != NOT_READY && now.saturating_sub(since) >= period
     }
+
+    /// Folds one latency sample into the moving average (`weight` of the new sample).
+    fn sample(&self, took: u64, weight: f64) {
+        let _ = self
+            .ewma
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                let new = if old == 0 {
+                    took as f64
+                } else {
+                    old as f64 + weight * (took as f64 - old as f64)
+                };
+                // 0 means "no sample": a measured region is never cheaper than one not tried
+                Some((new as u64).max(1))
+            });
+    }
 }
 
 struct Inner<R> {
@@ -221,6 +267,7 @@ struct Inner<R> {
     max_per_call: usize,
     clock: SharedClock,
     on_switch: Option<SwitchFn>,
+    latency_weight: Option<f64>,
 }
 
 /// Sends each call to the highest-priority healthy region and fails over to the next (see
@@ -276,6 +323,7 @@ pub struct FailoverBuilder<R> {
     max_per_call: Option<usize>,
     clock: SharedClock,
     on_switch: Option<SwitchFn>,
+    latency_weight: Option<f64>,
 }
 
 impl<R> fmt::Debug for FailoverBuilder<R> {
@@ -308,6 +356,7 @@ impl<R> Failover<R> {
             max_per_call: None,
             clock: system_clock(),
             on_switch: None,
+            latency_weight: None,
         }
     }
 
@@ -419,17 +468,31 @@ impl<R> Failover<R> {
             slot.observe(now);
         }
         let mut active = inner.active.load(Ordering::Acquire);
-        if let Some(better) =
-            (0..active).find(|&i| inner.regions[i].healthy_for(now, inner.failback_after))
-        {
+        let tier = inner.regions[active].priority;
+        if let Some(better) = (0..active).find(|&i| {
+            inner.regions[i].priority < tier
+                && inner.regions[i].healthy_for(now, inner.failback_after)
+        }) {
             active = self.switch(active, better, SwitchReason::Failback);
         }
+        let tier = inner.regions[active].priority;
+        // the fastest healthy region of the active tier goes first (the first one not
+        // measured yet, so that every region gets measured)
+        let fastest = inner.latency_weight.and_then(|_| {
+            (0..n)
+                .filter(|&i| inner.regions[i].priority == tier && inner.regions[i].looks_healthy())
+                .min_by_key(|&i| inner.regions[i].ewma.load(Ordering::Acquire))
+        });
+        let first = fastest.unwrap_or(active);
         let classify = Judge(Arc::new(classify));
-        let order = (active..n).chain(0..active).take(inner.max_per_call);
+        let order = std::iter::once(first)
+            .chain((active..n).chain(0..active).filter(|&i| i != first))
+            .take(inner.max_per_call);
         let mut failures = Vec::new();
         let mut reason = None;
         for i in order {
             let slot = &inner.regions[i];
+            let started = inner.latency_weight.map(|_| clock_nanos(&inner.clock));
             let result = if let Some(gate) = slot.gate.as_ref().filter(|g| !g.is_healthy()) {
                 Err(Error::Rejected {
                     guard: "health",
@@ -441,10 +504,32 @@ impl<R> Failover<R> {
                     .call_classified(classify.clone(), || op(value))
                     .await
             };
+            if let (Some(t0), Some(weight), false) = (
+                started,
+                inner.latency_weight,
+                matches!(
+                    result,
+                    Err(Error::Rejected { .. } | Error::CircuitOpen { .. })
+                ),
+            ) {
+                slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
+            }
             let why = match result {
                 Ok(v) => {
-                    if i != active {
-                        self.switch(active, i, reason.unwrap_or(SwitchReason::Failed));
+                    match reason {
+                        _ if i == active => {}
+                        // the faster region of the active tier answered first: no failover
+                        None => {
+                            let _ = inner.active.compare_exchange(
+                                active,
+                                i,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
+                        }
+                        Some(why) => {
+                            self.switch(active, i, why);
+                        }
                     }
                     return Ok(v);
                 }
@@ -453,7 +538,8 @@ impl<R> Failover<R> {
                     if classify.0.classify(&judged) != Outcome::Failure {
                         return judged.map_err(Error::Inner);
                     }
-                    failures.push(judged.map_err(Error::Inner).err().expect("an error"));
+                    let Err(e) = judged else { unreachable!() };
+                    failures.push(Error::Inner(e));
                     SwitchReason::Failed
                 }
                 Err(other) => {
@@ -552,6 +638,28 @@ impl<R> FailoverBuilder<R> {
         self
     }
 
+    /// Latency-aware choice within a tier of equal [priority](Region::priority): each call
+    /// goes first to the healthy region of the active tier with the lowest moving average
+    /// (EWMA) of observed latency, `weight` being the share of each new sample (in
+    /// `(0, 1]`; 0.2 is a common choice). Latency is measured on the failover's clock;
+    /// calls a region rejected are not samples. Off by default.
+    ///
+    /// ```
+    /// use resilient::failover::{Failover, Region};
+    /// let f = Failover::builder()
+    ///     .region(Region::new("eu-1", ()).priority(0))
+    ///     .region(Region::new("eu-2", ()).priority(0))
+    ///     .region(Region::new("us", ()).priority(1))
+    ///     .latency_aware(0.2)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = f;
+    /// ```
+    pub fn latency_aware(mut self, weight: f64) -> Self {
+        self.latency_weight = Some(weight);
+        self
+    }
+
     /// Called on every switch of the active region with the names of the regions it moved
     /// from and to, and why. Keep it quick: it runs on the calling task.
     ///
@@ -591,9 +699,17 @@ impl<R> FailoverBuilder<R> {
                 "must be at least 1",
             ));
         }
+        if let Some(w) = self.latency_weight
+            && !(w > 0.0 && w <= 1.0)
+        {
+            return Err(ConfigError::new(
+                "failover.latency_aware",
+                "the weight must be in (0, 1]",
+            ));
+        }
         let max_per_call = self.max_per_call.unwrap_or(usize::MAX);
         let mut regions = Vec::with_capacity(self.regions.len());
-        for r in self.regions {
+        for (position, r) in self.regions.into_iter().enumerate() {
             let breaker = match r.breaker {
                 BreakerSpec::Default => CircuitBreaker::builder()
                     .name(r.name.clone())
@@ -608,8 +724,14 @@ impl<R> FailoverBuilder<R> {
                 breaker,
                 gate: r.gate,
                 ready_since: AtomicU64::new(NOT_READY),
+                priority: r
+                    .priority
+                    .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX)),
+                ewma: AtomicU64::new(0),
             });
         }
+        // stable: equal priorities keep the order they were added in
+        regions.sort_by_key(|s| s.priority);
         Ok(Failover {
             inner: Arc::new(Inner {
                 regions,
@@ -618,6 +740,7 @@ impl<R> FailoverBuilder<R> {
                 max_per_call,
                 clock: self.clock,
                 on_switch: self.on_switch,
+                latency_weight: self.latency_weight,
             }),
         })
     }
