@@ -394,3 +394,56 @@ async fn latency_aware_choice_follows_the_moving_average_within_a_tier() {
     assert_eq!(f.active(), "a");
     assert!(log.lock().unwrap().is_empty(), "no failover to report");
 }
+
+#[tokio::test]
+async fn a_dropped_call_gives_back_the_probe_permit_of_the_region_it_was_in() {
+    let clock = ManualClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let f = Failover::builder()
+        .region(
+            Region::new("primary", "primary").breaker(
+                CircuitBreaker::consecutive_failures(1)
+                    .open_for(Duration::from_secs(10))
+                    .half_open_probes(1)
+                    .clock(shared.clone()),
+            ),
+        )
+        .region(Region::new("secondary", "secondary"))
+        .failback_after(Duration::ZERO)
+        .clock(shared)
+        .build()
+        .unwrap();
+    let seen = Mutex::new(Vec::new());
+    call(&f, &["primary"], &seen).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+    // a thousand calls fail back to the primary, take its one probe permit and hang there
+    let hung_in = AtomicUsize::new(0);
+    for _ in 0..1000 {
+        let hung = f.call(|name: &&str| {
+            assert_eq!(*name, "primary");
+            hung_in.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), String>>()
+        });
+        let mut hung = Box::pin(hung);
+        assert!(futures_poll_once(hung.as_mut()).await.is_none());
+        drop(hung);
+    }
+    assert_eq!(hung_in.load(Ordering::SeqCst), 1000);
+    // the permit came back each time: the next call probes the primary and closes it
+    assert_eq!(call(&f, &[], &seen).await.unwrap(), "primary");
+    assert_eq!(
+        f.breaker("primary").unwrap().state(),
+        resilient::CircuitState::Closed
+    );
+}
+
+/// Polls `fut` once: its output if it was ready.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}

@@ -427,7 +427,11 @@ impl<R> Failover<R> {
     /// resort), at most [`FailoverBuilder::max_regions_per_call`] of them. The region that
     /// answers becomes the active one. When every region tried fails, the error is
     /// [`Error::Fallback`] with each region's failure in order, or that failure alone if
-    /// only one region was tried.
+    /// only one region was tried. An `Ok` is always returned as the answer (a breaker
+    /// still counts it as `classify` says).
+    ///
+    /// Dropping the returned future gives back whatever the region's breaker admitted
+    /// (a half-open probe permit, for one) without counting the call.
     ///
     /// ```
     /// use resilient::failover::{Failover, Region};
