@@ -44,6 +44,7 @@ pub mod bulkhead;
 #[cfg(feature = "json")]
 pub use resilient_json as json;
 pub mod circuit;
+pub mod failover;
 pub mod fallback;
 pub mod guide;
 #[cfg(feature = "http")]
