@@ -335,6 +335,7 @@ mod tests {
             .collect();
         calls.push(call(Group::Unprotected, 0, 5000, CallKind::ServerError));
         calls[0].kind = CallKind::CircuitOpen;
+        calls[0].attempts = 3;
         let s = GroupStats::of(Group::Protected, &calls);
         assert_eq!(s.calls, 100);
         assert_eq!(s.ok, 99);
