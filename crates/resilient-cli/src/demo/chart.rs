@@ -25,6 +25,9 @@ pub struct ChartData<'a> {
     pub caption: String,
 }
 
+/// Reads one value of a point.
+type Value = fn(&Point) -> f64;
+
 const UNPROTECTED: RGBColor = RGBColor(230, 120, 20);
 const PROTECTED: RGBColor = RGBColor(30, 100, 200);
 const OUTAGE: RGBColor = RGBColor(150, 150, 150);
@@ -49,14 +52,11 @@ fn draw(path: &Path, data: &ChartData<'_>) -> Result<(), Box<dyn std::error::Err
         .fold(10.0_f64, f64::max)
         * 1.1;
 
-    let panels: [(
-        &DrawingArea<SVGBackend<'_>, _>,
-        &str,
-        f64,
-        fn(&Point) -> f64,
-    ); 2] = [
-        (&top, "success rate (%)", 105.0, |p| p.success_pct),
-        (&bottom, "p99 latency (ms)", max_p99, |p| p.p99_ms),
+    let success: Value = |p| p.success_pct;
+    let p99: Value = |p| p.p99_ms;
+    let panels = [
+        (&top, "success rate (%)", 105.0, success),
+        (&bottom, "p99 latency (ms)", max_p99, p99),
     ];
     for (area, title, y_max, value) in panels {
         let mut chart = ChartBuilder::on(area)
@@ -68,6 +68,7 @@ fn draw(path: &Path, data: &ChartData<'_>) -> Result<(), Box<dyn std::error::Err
         chart
             .configure_mesh()
             .x_desc("seconds since start")
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         let shade = |(from, to): (Duration, Duration), color: RGBColor, alpha: f64| {

@@ -179,10 +179,13 @@ pub fn progress_line(f: &Frame<'_>) -> String {
     )
 }
 
+/// Formats one cell of the summary.
+type Cell = fn(&GroupStats) -> String;
+
 /// The final table comparing the groups.
 pub fn summary_table(total: &[GroupStats; 2]) -> String {
     let mut out = String::from("SUMMARY                      unprotected    protected\n");
-    let rows: [(&str, fn(&GroupStats) -> String); 6] = [
+    let rows: [(&str, Cell); 6] = [
         ("calls", |s| s.calls.to_string()),
         ("success rate", pct),
         ("p50 latency", |s| ms(s.p50_ms)),
