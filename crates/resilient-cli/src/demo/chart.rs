@@ -21,6 +21,8 @@ pub struct ChartData<'a> {
     pub outage: (Duration, Duration),
     /// The breaker's open periods.
     pub open: &'a [(Duration, Duration)],
+    /// The script's disturbances (start, end, label), named above the top panel.
+    pub phases: Vec<(Duration, Duration, &'static str)>,
     /// A caption line (seed, duration).
     pub caption: String,
 }
@@ -58,7 +60,7 @@ fn draw(path: &Path, data: &ChartData<'_>) -> Result<(), Box<dyn std::error::Err
         (&top, "success rate (%)", 105.0, success),
         (&bottom, "p99 latency (ms)", max_p99, p99),
     ];
-    for (area, title, y_max, value) in panels {
+    for (panel, (area, title, y_max, value)) in panels.into_iter().enumerate() {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
             .margin(12)
@@ -87,6 +89,12 @@ fn draw(path: &Path, data: &ChartData<'_>) -> Result<(), Box<dyn std::error::Err
             .draw_series(data.open.iter().map(|&span| shade(span, OPEN, 0.18)))?
             .label("breaker open")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], OPEN.mix(0.3).filled()));
+        if panel == 0 {
+            chart.draw_series(data.phases.iter().map(|&(from, _, label)| {
+                let x = from.as_secs_f64().min(end);
+                Text::new(label.to_owned(), (x, 104.0), ("sans-serif", 12).into_font())
+            }))?;
+        }
         for (points, color, name) in [
             (data.unprotected, UNPROTECTED, "unprotected"),
             (data.protected, PROTECTED, "protected"),
@@ -137,6 +145,7 @@ mod tests {
             protected: &pts(99.0),
             outage: (s(6), s(8)),
             open: &[(s(6), s(7))],
+            phases: vec![(s(6), s(8), "OUTAGE")],
             caption: "test".into(),
         };
         write_svg(&path, &data).unwrap();

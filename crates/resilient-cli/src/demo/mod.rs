@@ -351,7 +351,7 @@ async fn run(o: Options) -> Result<(), String> {
                     text += n;
                     text.push('\n');
                 }
-                text
+                view::fit(&text)
             } else if now <= o.duration + frame_every / 2 {
                 view::progress_line(&frame) + "\n"
             } else {
@@ -476,6 +476,12 @@ async fn run(o: Options) -> Result<(), String> {
                     protected: &protected,
                     outage: (outage.start, outage.end),
                     open: &open,
+                    phases: script
+                        .phases
+                        .iter()
+                        .filter(|p| !matches!(p.kind, chaos::Kind::Calm | chaos::Kind::Recovery))
+                        .map(|p| (p.start, p.end, p.kind.label()))
+                        .collect(),
                     caption: format!(
                         "resilient demo: protected vs unprotected (seed {}, {:.0} s)",
                         o.seed,

@@ -86,6 +86,16 @@ pub fn breaker_strip(transitions: &[Transition], duration: Duration, now: Durati
         .collect()
 }
 
+/// The widest line a frame draws (a line that wrapped would break the redraw in place).
+pub const WIDTH: usize = 80;
+
+/// `text` with every line cut to [`WIDTH`] characters.
+pub fn fit(text: &str) -> String {
+    text.lines()
+        .map(|l| l.chars().take(WIDTH).collect::<String>() + "\n")
+        .collect()
+}
+
 /// The panels of one frame.
 pub fn panels(f: &Frame<'_>) -> String {
     let d = f.script.duration;
@@ -106,7 +116,7 @@ pub fn panels(f: &Frame<'_>) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "CHAOS SCRIPT   . calm  e 503 burst  s latency spike  t 429+Retry-After  X outage"
+        "CHAOS SCRIPT   . calm  e 503s  s latency  t 429+Retry-After  X outage"
     );
     let cursor = ((done * STRIP as f64) as usize).min(STRIP - 1);
     let _ = writeln!(out, "  {}", chaos_strip(f.script));
@@ -114,13 +124,13 @@ pub fn panels(f: &Frame<'_>) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "CLIENTS        success   last 2s      p50      p99  attempts/call  calls  in flight"
+        "CLIENTS        success  last 2s      p50      p99  req/call  calls  in flight"
     );
     for (i, name) in ["unprotected", "protected"].iter().enumerate() {
         let t = &f.total[i];
         let _ = writeln!(
             out,
-            "  {:<11} {:>8} {:>9} {:>8} {:>8} {:>14.2} {:>6} {:>10}",
+            "  {:<11} {:>8} {:>8} {:>8} {:>8} {:>9.2} {:>6} {:>10}",
             name,
             pct(t),
             pct(&f.recent[i]),
@@ -134,7 +144,7 @@ pub fn panels(f: &Frame<'_>) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "CIRCUIT BREAKER  state: {:<9} transitions: {}   (_ closed  # open  ~ half-open)",
+        "CIRCUIT BREAKER  {:<9} {:>3} transitions  (_ closed  # open  ~ half-open)",
         format!("{:?}", f.breaker),
         f.transitions.len()
     );
@@ -144,7 +154,7 @@ pub fn panels(f: &Frame<'_>) -> String {
     let _ = writeln!(out, "RATE LIMITER & BULKHEAD  (protected client)",);
     let _ = writeln!(
         out,
-        "  limiter {}/s burst {}: {} calls rejected   upstream saw at most {} req in 1 s (limit {})",
+        "  limiter {}/s, burst {}: {} rejected; upstream max {} req/s (its limit {})",
         f.settings.limiter_rate_per_s,
         f.settings.limiter_burst,
         p.count(CallKind::RateLimited),
@@ -153,7 +163,7 @@ pub fn panels(f: &Frame<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "  bulkhead {} in flight of {}: {} rejected   retry budget: {} retries left   fast fails (breaker open): {}",
+        "  bulkhead {}/{} in flight, {} rejected; retry budget {} left; fast fails {}",
         f.bulkhead_in_flight,
         f.settings.bulkhead_max_concurrent,
         p.count(CallKind::BulkheadFull),
@@ -223,4 +233,70 @@ pub fn summary_table(total: &[GroupStats; 2]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::stats::{CallRecord, Group};
+
+    #[test]
+    fn a_frame_has_every_panel_and_fits_80_columns() {
+        let d = Duration::from_secs(30);
+        let script = Script::new(3, d);
+        let settings = Settings::for_duration(d);
+        let calls: Vec<CallRecord> = (0..500)
+            .map(|i| CallRecord {
+                group: if i % 2 == 0 {
+                    Group::Unprotected
+                } else {
+                    Group::Protected
+                },
+                start: Duration::from_millis(i * 20),
+                latency: Duration::from_millis(2 + i * 7),
+                kind: if i % 7 == 0 {
+                    CallKind::ServerError
+                } else {
+                    CallKind::Ok
+                },
+                attempts: 1 + (i % 3) as u32,
+            })
+            .collect();
+        let total = [
+            GroupStats::of(Group::Unprotected, &calls),
+            GroupStats::of(Group::Protected, &calls),
+        ];
+        let transitions = [Transition {
+            at: Duration::from_secs(18),
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+        }];
+        let frame = Frame {
+            now: Duration::from_secs(20),
+            script: &script,
+            settings: &settings,
+            url: "http://127.0.0.1:65535/api",
+            total: total.clone(),
+            recent: total,
+            in_flight: [12345, 0],
+            transitions: &transitions,
+            breaker: CircuitState::HalfOpen,
+            budget_left: 123,
+            bulkhead_in_flight: 32,
+            upstream_max_per_s: 60,
+        };
+        let text = panels(&frame);
+        for heading in ["CHAOS SCRIPT", "CLIENTS", "CIRCUIT BREAKER", "RATE LIMITER"] {
+            assert!(text.contains(heading), "{heading}:\n{text}");
+        }
+        for line in text.lines() {
+            assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
+        }
+        // the breaker strip: closed until 18 s, open after, blank in the future
+        let strip = breaker_strip(&transitions, d, frame.now);
+        assert_eq!(strip.chars().count(), STRIP);
+        assert!(strip.starts_with("____") && strip.contains("_#") && strip.ends_with("  "));
+        assert!(progress_line(&frame).contains("OUTAGE") || progress_line(&frame).contains('['));
+        assert_eq!(fit(&"x".repeat(100)), "x".repeat(WIDTH) + "\n");
+    }
 }
