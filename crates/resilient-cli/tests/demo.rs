@@ -117,7 +117,7 @@ fn the_short_demo_shows_the_pipeline_doing_its_job() {
     assert!(f(&s, "/clients/unprotected/max_ms") > f(&s, "/clients/protected/p99_ms"));
 
     // the chart
-    let chart = dir.join("resilient-demo.svg");
+    let chart = std::fs::canonicalize(dir.join("resilient-demo.svg")).expect("the chart exists");
     assert_eq!(s["chart"].as_str(), chart.to_str());
     let svg = std::fs::read_to_string(&chart).expect("the chart is written");
     assert!(
@@ -143,8 +143,11 @@ fn the_short_demo_shows_the_pipeline_doing_its_job() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// tmux on a server of its own (`-L`), away from any the user runs.
 fn tmux(args: &[&str]) -> std::process::Output {
+    let socket = format!("resilient-demo-test-{}", std::process::id());
     Command::new("tmux")
+        .args(["-L", &socket])
         .args(args)
         .stdin(Stdio::null())
         .output()

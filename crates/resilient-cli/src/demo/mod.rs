@@ -302,9 +302,6 @@ async fn run(o: Options) -> Result<(), String> {
         (o.duration / 6).clamp(Duration::from_secs(1), Duration::from_secs(10))
     };
     let mut drawn_lines = 0usize;
-    if live {
-        let _ = write!(stdout, "\x1b[?25l");
-    }
     let mut ticks = tokio::time::interval(frame_every);
     ticks.tick().await;
     loop {
@@ -352,7 +349,7 @@ async fn run(o: Options) -> Result<(), String> {
                     text.push('\n');
                 }
                 view::fit(&text)
-            } else if now <= o.duration + frame_every / 2 {
+            } else if now >= Duration::from_millis(500) && now <= o.duration + frame_every / 2 {
                 view::progress_line(&frame) + "\n"
             } else {
                 String::new()
@@ -371,9 +368,6 @@ async fn run(o: Options) -> Result<(), String> {
             break;
         }
         ticks.tick().await;
-    }
-    if live {
-        let _ = write!(stdout, "\x1b[?25h");
     }
     let _ = unprotected.await;
     let _ = protected.await;
@@ -491,6 +485,7 @@ async fn run(o: Options) -> Result<(), String> {
             )
         }) {
         Ok(()) => {
+            let chart_path = std::fs::canonicalize(&chart_path).unwrap_or(chart_path);
             println!("\nchart: {}", chart_path.display());
             Some(chart_path)
         }
