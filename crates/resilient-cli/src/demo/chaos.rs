@@ -115,9 +115,10 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 
 impl Script {
     /// The script for `seed` over `duration`: calm, then the three disturbances (503s,
-    /// a latency spike, 429s) in an order and with lengths and shares drawn from the seed,
-    /// separated by calm stretches, then the outage and the recovery (always the last
-    /// 42% of the run, so the breaker has time to open and to close again).
+    /// a latency spike, 429s) in an order and with lengths and shares drawn from the seed
+    /// (the 429s never last), separated by calm stretches, then the outage and the
+    /// recovery (always the last 42% of the run, so the breaker has time to open and to
+    /// close again).
     pub fn new(seed: u64, duration: Duration) -> Script {
         let r = |i: u64| unit(seed, 1_000_000 + i);
         let mut order = [Kind::Errors, Kind::Slow, Kind::Throttled];
@@ -125,6 +126,11 @@ impl Script {
         for i in (1..order.len()).rev() {
             let j = (r(i as u64) * (i + 1) as f64) as usize;
             order.swap(i, j.min(i));
+        }
+        // the 429s ask for a 1 s wait: not right before the outage, where the retries
+        // they delay would land
+        if order[2] == Kind::Throttled {
+            order.swap(2, usize::from(r(3) < 0.5));
         }
         let d = duration.as_secs_f64();
         let at = |f: f64| Duration::from_secs_f64(d * f);
@@ -211,6 +217,17 @@ mod tests {
         }
         for kind in [Kind::Errors, Kind::Slow, Kind::Throttled, Kind::Outage] {
             assert_eq!(a.phases.iter().filter(|p| p.kind == kind).count(), 1);
+        }
+        // the 429s never come right before the outage
+        for seed in 0..50 {
+            let s = Script::new(seed, d);
+            let last = s
+                .phases
+                .iter()
+                .rev()
+                .find(|p| !matches!(p.kind, Kind::Calm | Kind::Outage | Kind::Recovery))
+                .unwrap();
+            assert_ne!(last.kind, Kind::Throttled, "seed {seed}");
         }
         let b = Script::new(7, d);
         assert_eq!(format!("{:?}", a.phases), format!("{:?}", b.phases));

@@ -27,6 +27,20 @@ use chaos::{Phase, Script};
 use clients::{Settings, drive, protection};
 use stats::{CallKind, Group, GroupStats, Recorder, open_periods};
 
+/// `println!` that ignores a closed stdout (`resilient demo | head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! put {
+    ($($t:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// `resilient demo --help`.
 pub const USAGE: &str = "\
 Usage: resilient demo [OPTIONS]
@@ -75,7 +89,7 @@ impl Extras {
             vec!["web dashboard and /metrics: not available yet (terminal view only)".to_owned()];
         if let Some(url) = &self.redis {
             lines.push(format!(
-                "--redis {url}: distributed limiter and breaker not available yet; running on embedded state"
+                "--redis: shared breaker and limiter state not available yet; embedded state used ({url})"
             ));
         }
         lines
@@ -136,7 +150,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let options = match parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            put!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -261,14 +275,18 @@ async fn run(o: Options) -> Result<(), String> {
     let mut stdout = std::io::stdout();
     let notices = o.extras.notices();
     if !live {
-        println!(
+        say!(
             "resilient demo: seed {}, {:.0} s, upstream {url}",
             o.seed,
             o.duration.as_secs_f64()
         );
         for n in &notices {
-            println!("{n}");
+            say!("{n}");
         }
+        say!(
+            "protected pipeline: {}",
+            protect.pipeline.stages().join(" -> ")
+        );
     }
 
     let unprotected = {
@@ -344,6 +362,7 @@ async fn run(o: Options) -> Result<(), String> {
             };
             if live {
                 let mut text = view::panels(&frame);
+                text.push('\n');
                 for n in &notices {
                     text += n;
                     text.push('\n');
@@ -396,8 +415,8 @@ async fn run(o: Options) -> Result<(), String> {
         .clone()
         .map(|a| upstream::max_in_window(a, Duration::from_secs(1)));
 
-    println!();
-    print!("{}", view::summary_table(&total));
+    say!();
+    put!("{}", view::summary_table(&total));
     let by_phase: Vec<PhaseOut> = script
         .phases
         .iter()
@@ -418,14 +437,14 @@ async fn run(o: Options) -> Result<(), String> {
         })
         .collect();
     for p in &by_phase {
-        println!(
+        say!(
             "  {:<24} {:>13} {:>12}",
             format!("success in {}", p.phase.label()),
             format!("{:.1}%", p.unprotected.success_rate * 100.0),
             format!("{:.1}%", p.protected.success_rate * 100.0)
         );
     }
-    println!(
+    say!(
         "  breaker: opened {} time(s), {} during the outage ({:.1}-{:.1} s), {} after it, {:?} at the end",
         transitions
             .iter()
@@ -445,7 +464,7 @@ async fn run(o: Options) -> Result<(), String> {
         },
         final_state
     );
-    println!(
+    say!(
         "  the upstream saw at most {} protected requests in one second (its limit {}, client limiter {}/s + burst {})",
         max_per_s[1],
         settings.upstream_limit_per_s,
@@ -486,7 +505,7 @@ async fn run(o: Options) -> Result<(), String> {
         }) {
         Ok(()) => {
             let chart_path = std::fs::canonicalize(&chart_path).unwrap_or(chart_path);
-            println!("\nchart: {}", chart_path.display());
+            say!("\nchart: {}", chart_path.display());
             Some(chart_path)
         }
         Err(e) => {
@@ -496,14 +515,14 @@ async fn run(o: Options) -> Result<(), String> {
     };
 
     // the JSON-repair scene
-    println!();
+    say!();
     let model: hyper::Uri = format!("http://{addr}/model")
         .parse()
         .map_err(|e| format!("{e}"))?;
     let scene = json_scene::run(model, 4).await;
-    print!("{}", json_scene::render(&scene));
+    put!("{}", json_scene::render(&scene));
     for n in &notices {
-        println!("{n}");
+        say!("{n}");
     }
 
     let summary = Summary {
@@ -554,7 +573,7 @@ async fn run(o: Options) -> Result<(), String> {
         let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        println!("summary (JSON): {}", path.display());
+        say!("summary (JSON): {}", path.display());
     }
     Ok(())
 }
