@@ -270,6 +270,15 @@ async fn run(o: Options) -> Result<(), String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
     let protect = protection(&settings, o.seed, recorder.clone())
         .map_err(|e| format!("invalid pipeline: {e}"))?;
+    let run = Run {
+        script: script.clone(),
+        settings: settings.clone(),
+        url: url.clone(),
+        recorder: recorder.clone(),
+        upstream: upstream.clone(),
+        protect,
+    };
+    let protect = &run.protect;
 
     let live = !o.plain && std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout();
@@ -325,41 +334,8 @@ async fn run(o: Options) -> Result<(), String> {
     loop {
         let finished = unprotected.is_finished() && protected.is_finished();
         let frame_text = {
-            let now = recorder.now();
-            let calls = recorder.calls();
-            let recent_from = now.saturating_sub(Duration::from_secs(2));
-            let recent: Vec<_> = calls.iter().filter(|c| c.start >= recent_from).collect();
-            let total = [
-                GroupStats::of(Group::Unprotected, &calls),
-                GroupStats::of(Group::Protected, &calls),
-            ];
-            let recent = [
-                GroupStats::of(Group::Unprotected, recent.iter().copied()),
-                GroupStats::of(Group::Protected, recent.iter().copied()),
-            ];
-            let in_flight = [Group::Unprotected, Group::Protected].map(|g| {
-                recorder
-                    .started_calls(g)
-                    .saturating_sub(count(&total, g) as u64)
-            });
-            let transitions = recorder.transitions();
-            let frame = view::Frame {
-                now,
-                script: &script,
-                settings: &settings,
-                url: &url,
-                total,
-                recent,
-                in_flight,
-                transitions: &transitions,
-                breaker: protect.breaker.state(),
-                budget_left: protect.budget.available(),
-                bulkhead_in_flight: protect.bulkhead.in_flight(),
-                upstream_max_per_s: upstream::max_in_window(
-                    upstream.arrivals(Group::Protected),
-                    Duration::from_secs(1),
-                ),
-            };
+            let frame = run.frame();
+            let now = frame.now;
             if live {
                 let mut text = view::panels(&frame);
                 text.push('\n');
@@ -578,10 +554,48 @@ async fn run(o: Options) -> Result<(), String> {
     Ok(())
 }
 
-fn count(total: &[GroupStats; 2], g: Group) -> usize {
-    match g {
-        Group::Unprotected => total[0].calls,
-        Group::Protected => total[1].calls,
+/// A running demo: what the views (the terminal today; a web dashboard with `/metrics`
+/// later) read, through [`Run::frame`].
+struct Run<C> {
+    script: Script,
+    settings: Settings,
+    url: String,
+    recorder: Arc<Recorder>,
+    upstream: Arc<upstream::Upstream>,
+    protect: clients::Protection<C>,
+}
+
+impl<C> Run<C> {
+    /// Everything a view shows, now.
+    fn frame(&self) -> view::Frame<'_> {
+        let now = self.recorder.now();
+        let calls = self.recorder.calls();
+        let recent_from = now.saturating_sub(Duration::from_secs(2));
+        let recent: Vec<_> = calls.iter().filter(|c| c.start >= recent_from).collect();
+        let total = Group::ALL.map(|g| GroupStats::of(g, &calls));
+        let recent = Group::ALL.map(|g| GroupStats::of(g, recent.iter().copied()));
+        let in_flight = [0, 1].map(|i| {
+            self.recorder
+                .started_calls(Group::ALL[i])
+                .saturating_sub(total[i].calls as u64)
+        });
+        view::Frame {
+            now,
+            script: &self.script,
+            settings: &self.settings,
+            url: &self.url,
+            total,
+            recent,
+            in_flight,
+            transitions: self.recorder.transitions(),
+            breaker: self.protect.breaker.state(),
+            budget_left: self.protect.budget.available(),
+            bulkhead_in_flight: self.protect.bulkhead.in_flight(),
+            upstream_max_per_s: upstream::max_in_window(
+                self.upstream.arrivals(Group::Protected),
+                Duration::from_secs(1),
+            ),
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub struct Frame<'a> {
     /// Calls in flight per group.
     pub in_flight: [u64; 2],
     /// The breaker's transitions so far.
-    pub transitions: &'a [Transition],
+    pub transitions: Vec<Transition>,
     /// The breaker's state now.
     pub breaker: CircuitState,
     /// Retries left in the budget.
@@ -148,7 +148,7 @@ pub fn panels(f: &Frame<'_>) -> String {
         format!("{:?}", f.breaker),
         f.transitions.len()
     );
-    let _ = writeln!(out, "  {}", breaker_strip(f.transitions, d, f.now));
+    let _ = writeln!(out, "  {}", breaker_strip(&f.transitions, d, f.now));
     out.push('\n');
     let p = &f.total[1];
     let _ = writeln!(out, "RATE LIMITER & BULKHEAD  (protected client)",);
@@ -279,7 +279,7 @@ mod tests {
             total: total.clone(),
             recent: total,
             in_flight: [12345, 0],
-            transitions: &transitions,
+            transitions: transitions.to_vec(),
             breaker: CircuitState::HalfOpen,
             budget_left: 123,
             bulkhead_in_flight: 32,
