@@ -132,7 +132,7 @@ pub struct Settings {
 impl Settings {
     /// The settings for a run of `duration` (only the breaker's break scales with it).
     pub fn for_duration(duration: Duration) -> Settings {
-        let open = (duration / 40).clamp(Duration::from_millis(150), Duration::from_millis(750));
+        let open = (duration / 60).clamp(Duration::from_millis(150), Duration::from_millis(500));
         Settings {
             calls_per_s: 30,
             request_timeout_ms: 2000,
