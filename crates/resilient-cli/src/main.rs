@@ -1,11 +1,14 @@
 //! `resilient`: command-line tools of the resilient project.
 //!
 //! ```text
+//! resilient demo [OPTIONS]      a live showcase against a flaky loopback upstream
 //! resilient json-repair [FILE]   repair JSON from FILE (or stdin) and print it
 //! resilient --help
 //! ```
 
 #![forbid(unsafe_code)]
+
+mod demo;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -14,6 +17,10 @@ const USAGE: &str = "\
 Usage: resilient <COMMAND> [ARGS]
 
 Commands:
+  demo [OPTIONS]      A live showcase: a flaky HTTP upstream on loopback (scripted
+                      errors, latency, 429s, an outage) called with and without a
+                      resilience pipeline; a summary, a chart and a JSON-repair scene.
+                      See 'resilient demo --help'.
   json-repair [FILE]  Repair malformed JSON read from FILE (stdin when absent or '-')
                       and write valid JSON to stdout. Exits with 1 and a message on
                       stderr when the input cannot be repaired. A character cut off
@@ -36,6 +43,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "json-repair" => json_repair(&args[1..]),
+        "demo" => demo::main(&args[1..]),
         other => {
             eprintln!("resilient: unknown command '{other}'\n\n{USAGE}");
             ExitCode::from(2)
