@@ -181,12 +181,6 @@ impl<E> Error<E> {
                 attempts,
                 last: f(last),
             },
-            Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
-            Error::Cancelled => Error::Cancelled,
-            Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
-            Error::BulkheadFull => Error::BulkheadFull,
-            Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
             Error::Fallback { mut failures } => {
                 // only the last failure holds the caller's error (a fallback chain records
                 // the others without it)
@@ -196,26 +190,45 @@ impl<E> Error<E> {
                 mapped.extend(last);
                 Error::Fallback { failures: mapped }
             }
+            verdict => verdict.without_inner(),
         }
+    }
+
+    /// A copy of a strategy's verdict (a timeout, a rejection, a cancellation), which holds
+    /// no caller's error and so stands for any error type; `None` for the caller's own
+    /// error (`Inner`, `RetriesExhausted`, `Fallback`).
+    pub(crate) fn verdict<F>(&self) -> Option<Error<F>> {
+        Some(match self {
+            Error::Inner(_) | Error::RetriesExhausted { .. } | Error::Fallback { .. } => {
+                return None;
+            }
+            Error::Timeout { scope, elapsed } => Error::Timeout {
+                scope: *scope,
+                elapsed: *elapsed,
+            },
+            Error::Cancelled => Error::Cancelled,
+            Error::CircuitOpen { retry_after } => Error::CircuitOpen {
+                retry_after: *retry_after,
+            },
+            Error::RateLimited { retry_after, info } => Error::RateLimited {
+                retry_after: *retry_after,
+                info: info.clone(),
+            },
+            Error::BulkheadFull => Error::BulkheadFull,
+            Error::Rejected { guard, retry_after } => Error::Rejected {
+                guard,
+                retry_after: *retry_after,
+            },
+        })
     }
 
     /// This error with the caller's error dropped (recorded as a fallback rejection), so
     /// it can stand for any error type. Strategy verdicts are kept as they are.
     pub(crate) fn without_inner<F>(self) -> Error<F> {
-        match self {
-            Error::Inner(_) | Error::RetriesExhausted { .. } | Error::Fallback { .. } => {
-                Error::Rejected {
-                    guard: HANDED_ON,
-                    retry_after: None,
-                }
-            }
-            Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
-            Error::Cancelled => Error::Cancelled,
-            Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
-            Error::BulkheadFull => Error::BulkheadFull,
-            Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
-        }
+        self.verdict().unwrap_or(Error::Rejected {
+            guard: HANDED_ON,
+            retry_after: None,
+        })
     }
 }
 
@@ -276,15 +289,10 @@ impl<E> Error<Error<E>> {
                 }
                 verdict => verdict,
             },
-            Error::Timeout { scope, elapsed } => Error::Timeout { scope, elapsed },
-            Error::Cancelled => Error::Cancelled,
-            Error::CircuitOpen { retry_after } => Error::CircuitOpen { retry_after },
-            Error::RateLimited { retry_after, info } => Error::RateLimited { retry_after, info },
-            Error::BulkheadFull => Error::BulkheadFull,
-            Error::Rejected { guard, retry_after } => Error::Rejected { guard, retry_after },
             Error::Fallback { failures } => Error::Fallback {
                 failures: failures.into_iter().map(Error::flatten).collect(),
             },
+            verdict => verdict.without_inner(),
         }
     }
 }

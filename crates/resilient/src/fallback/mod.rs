@@ -237,31 +237,10 @@ where
 /// a strategy's verdict is copied; the caller's own error goes to the alternative and is
 /// recorded as a `Rejected` marker in its place (the chain does not require `E: Clone`).
 fn split<E>(failure: Error<E>) -> (Error<E>, Error<E>) {
-    let kept = match &failure {
-        Error::Inner(_) | Error::RetriesExhausted { .. } | Error::Fallback { .. } => {
-            Error::Rejected {
-                guard: HANDED_ON,
-                retry_after: None,
-            }
-        }
-        Error::Timeout { scope, elapsed } => Error::Timeout {
-            scope: *scope,
-            elapsed: *elapsed,
-        },
-        Error::Cancelled => Error::Cancelled,
-        Error::CircuitOpen { retry_after } => Error::CircuitOpen {
-            retry_after: *retry_after,
-        },
-        Error::RateLimited { retry_after, info } => Error::RateLimited {
-            retry_after: *retry_after,
-            info: info.clone(),
-        },
-        Error::BulkheadFull => Error::BulkheadFull,
-        Error::Rejected { guard, retry_after } => Error::Rejected {
-            guard,
-            retry_after: *retry_after,
-        },
-    };
+    let kept = failure.verdict().unwrap_or(Error::Rejected {
+        guard: HANDED_ON,
+        retry_after: None,
+    });
     (failure, kept)
 }
 
