@@ -32,6 +32,18 @@ for c in "${publishable[@]}"; do
     done
 done
 
+# Cargo extracts each crate of the overlay registry once, into a directory named after the
+# registry's path, and reuses it while it exists: a second run from the same checkout path
+# would verify against the *previous* run's copies of our crates (same name and version).
+# Drop every extracted copy of our crates that did not come from crates.io.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+for src in "$cargo_home"/registry/src/*/; do
+    [[ $(basename "$src") == index.crates.io-* ]] && continue
+    for c in "${publishable[@]}"; do
+        rm -rf "$src"/"$c"-[0-9]*
+    done
+done
+
 excludes=()
 for c in "${not_published[@]}"; do excludes+=(--exclude "$c"); done
 # --allow-dirty: the check is about what is in the tree, committed or not (local runs).
