@@ -20,6 +20,7 @@
 //! The engine is one `async fn` per call (no boxing of the operation, no allocation on the
 //! success path); guards are trait objects that only see a [`Context`].
 
+use std::borrow::BorrowMut;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -100,6 +101,9 @@ struct Inner<C> {
     time_calls: bool,
     /// Whether any per-attempt guard uses durations.
     time_attempts: bool,
+    /// No guard and no timeout: a call without an inherited deadline or cancellation runs
+    /// the retry loop alone (see [`Pipeline::run`]).
+    plain: bool,
     retry: Option<Retry>,
     classify: C,
     clock: SharedClock,
@@ -469,6 +473,10 @@ impl<C> PipelineBuilder<C> {
                 timeouts: self.timeouts,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
+                plain: self.call_guards.is_empty()
+                    && self.attempt_guards.is_empty()
+                    && within_horizon(self.timeouts.request).is_none()
+                    && within_horizon(self.timeouts.operation).is_none(),
                 call_guards: self.call_guards,
                 attempt_guards: self.attempt_guards,
                 retry: self.retry,
@@ -498,8 +506,20 @@ enum Next {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Seed {
     pub(crate) cancel: Option<CancellationToken>,
+    /// The operation never reads its [`Context`] (`execute`, not `execute_with`).
+    pub(crate) bare: bool,
     pub(crate) cost: Option<u64>,
     pub(crate) key: Option<u64>,
+}
+
+impl Seed {
+    /// The seed of a plain `execute`: nothing but an operation that ignores its context.
+    pub(crate) fn bare() -> Self {
+        Self {
+            bare: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// Every failed attempt may be retried (the engine's `retryable` for plain calls).
@@ -510,6 +530,51 @@ pub(crate) fn always() -> bool {
 
 fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
     start.map_or(Duration::ZERO, |s| clock.now().saturating_sub(s))
+}
+
+pin_project_lite::pin_project! {
+    /// The future of one call: the engine's path is picked on the first poll (see
+    /// [`Pipeline::run`]), then polled in place.
+    #[project = RunProj]
+    enum Run<S, A, B> {
+        Start { start: Option<S> },
+        Plain { #[pin] fut: A },
+        Full { #[pin] fut: B },
+    }
+}
+
+/// The path a call takes (see [`Pipeline::run`]).
+enum Start<A, B> {
+    Plain(A),
+    Full(B),
+}
+
+impl<S, A, B> Future for Run<S, A, B>
+where
+    S: FnOnce() -> Start<A, B>,
+    A: Future,
+    B: Future<Output = A::Output>,
+{
+    type Output = A::Output;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
+        loop {
+            match self.as_mut().project() {
+                RunProj::Plain { fut } => return fut.poll(cx),
+                RunProj::Full { fut } => return fut.poll(cx),
+                RunProj::Start { start } => {
+                    let start = start
+                        .take()
+                        .expect("a call's future polled after it panicked");
+                    match start() {
+                        Start::Plain(fut) => self.set(Run::Plain { fut }),
+                        Start::Full(fut) => self.set(Run::Full { fut }),
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl<C: Send + Sync + 'static> Pipeline<C> {
@@ -541,7 +606,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(Seed::default(), move |_| op(), always)
+        self.run(Seed::bare(), move |_| op(), always)
     }
 
     /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
@@ -590,7 +655,48 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// The engine. `retryable()` is asked after a failed attempt, before anything else
     /// decides about a retry: `false` ends the call with that attempt's result (the tower
     /// adapter's request could not be cloned for another attempt).
-    pub(crate) async fn run<T, E, F, Fut, R>(
+    ///
+    /// On its first poll the call picks its path: a pipeline with no timeout, no guard and
+    /// no caller or inherited deadline or cancellation runs the retry loop alone (no
+    /// clock read, no deadline scope, one future layer); anything else runs
+    /// [`Pipeline::run_full`]. Both are the same engine: the plain path is the retry loop
+    /// that the full path runs below its phases 1 and 2.
+    pub(crate) fn run<T, E, F, Fut, R>(
+        &self,
+        seed: Seed,
+        op: F,
+        retryable: R,
+    ) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
+    {
+        Run::Start {
+            start: Some(move || {
+                let inner = &*self.inner;
+                if inner.plain && seed.cancel.is_none() && !Ambient::active() {
+                    let ctx = Context {
+                        attempt: 1,
+                        // An operation that does not read its context, with no guard to
+                        // read it either, needs neither (and no reference count touched).
+                        operation: if seed.bare { None } else { inner.name.clone() },
+                        deadline: None,
+                        tags: if seed.bare { None } else { inner.tags.clone() },
+                        cost: seed.cost,
+                        key: seed.key,
+                    };
+                    Start::Plain(self.retry_loop(ctx, op, retryable, None))
+                } else {
+                    Start::Full(self.run_full(seed, op, retryable))
+                }
+            }),
+        }
+    }
+
+    /// The engine's full path (see [`Pipeline::run`]).
+    async fn run_full<T, E, F, Fut, R>(
         &self,
         seed: Seed,
         op: F,
@@ -631,7 +737,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if deadline.is_none() && cancel.is_none() {
             if inner.call_guards.is_empty() {
                 // One future layer less on the plain path.
-                return self.retry_loop(&mut ctx, op, retryable).await.0;
+                return self.retry_loop(&mut ctx, op, retryable, None).await;
             }
             return self.guarded_call(&mut ctx, None, op, retryable).await;
         }
@@ -699,7 +805,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     {
         let inner = &*self.inner;
         if inner.call_guards.is_empty() {
-            return self.retry_loop(ctx, op, retryable).await.0;
+            return self.retry_loop(ctx, op, retryable, None).await;
         }
         // The call's one deadline timer: it bounds queueing in the guards and the retry
         // loop (`run` leaves the deadline to this phase when per-call guards exist).
@@ -739,11 +845,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         }
         let t0 = inner.time_calls.then(|| inner.clock.now());
-        let (result, outcome) = if deadline.is_none() {
-            self.retry_loop(ctx, op, retryable).await
-        } else {
-            let mut attempts = pin!(Some(self.retry_loop(ctx, op, retryable)));
-            poll_fn(|cx| {
+        let mut outcome = Outcome::Success;
+        // One retry-loop future, raced against the deadline only when there is one.
+        let (result, cut) = {
+            let mut attempts = pin!(Some(self.retry_loop(
+                ctx,
+                op,
+                retryable,
+                Some(&mut outcome)
+            )));
+            let result = poll_fn(|cx| {
                 if let Some(a) = attempts.as_mut().as_pin_mut()
                     && let Poll::Ready(r) = a.poll(cx)
                 {
@@ -757,13 +868,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                             let _fired = DeadlineFired::enter(*elapsed);
                             attempts.set(None);
                         }
-                        Poll::Ready((Err(timeout), Outcome::Failure))
+                        Poll::Ready(Err(timeout))
                     }
                     None => Poll::Pending,
                 }
             })
-            .await
+            .await;
+            (result, attempts.is_none())
         };
+        // A deadline that cut the loop short is the call's failure.
+        let outcome = if cut { Outcome::Failure } else { outcome };
         let took = t0.map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
         for p in permits {
             p.record(outcome, took);
@@ -771,15 +885,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         result
     }
 
-    /// Phase 3: the retry loop. Returns the result and the logical call's outcome.
+    /// Phase 3: the retry loop. Returns the result and sets `outcome` to the logical call's
+    /// outcome (an out-parameter rather than a tuple: the result then moves between the
+    /// engine's futures in its own, aligned layout).
     #[allow(clippy::manual_async_fn)] // deliberate: see the comment in the body
-    fn retry_loop<T, E, F, Fut, R>(
+    fn retry_loop<'a, T, E, F, Fut, R, X>(
         &self,
-        ctx: &mut Context,
+        mut ctx: X,
         mut op: F,
         retryable: R,
-    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)>
+        mut call_outcome_out: Option<&'a mut Outcome>,
+    ) -> impl Future<Output = Result<T, Error<E>>>
     where
+        X: BorrowMut<Context>,
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -788,6 +906,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // An async block, not an `async fn`: its captures are used in place rather than
         // copied into the future's locals on the first poll (measurably cheaper here).
         async move {
+            let ctx: &mut Context = ctx.borrow_mut();
+            let mut report = |outcome: Outcome| {
+                if let Some(out) = call_outcome_out.as_deref_mut() {
+                    *out = outcome;
+                }
+            };
             let inner = &*self.inner;
             let started = inner
                 .retry
@@ -811,11 +935,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         self.attempt(ctx, &mut op).await
                     };
                 if !retried(&inner.classify, &result, outcome) {
-                    return (finish(result, 1), outcome);
+                    report(outcome);
+                    return finish(result, 1);
                 }
                 if !retryable() {
-                    let outcome = call_outcome(&result, outcome);
-                    return (finish(result, attempt), outcome);
+                    report(call_outcome(&result, outcome));
+                    return finish(result, attempt);
                 }
                 let remaining = ctx
                     .deadline
@@ -828,8 +953,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     remaining,
                 ) {
                     Next::Stop => {
-                        let outcome = call_outcome(&result, outcome);
-                        return (finish(result, attempt), outcome);
+                        report(call_outcome(&result, outcome));
+                        return finish(result, attempt);
                     }
                     Next::Wait(delay) => {
                         drop(result);
