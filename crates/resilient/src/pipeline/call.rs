@@ -189,6 +189,10 @@ impl<'p, C: Send + Sync + 'static> Call<'p, C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        self.pipeline.run_blocking(self.seed(), move |_| op())
+        let seed = Seed {
+            bare: true,
+            ..self.seed()
+        };
+        self.pipeline.run_blocking(seed, move |_| op())
     }
 }

@@ -1132,7 +1132,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        self.run_blocking(Seed::default(), move |_| op())
+        self.run_blocking(Seed::bare(), move |_| op())
     }
 
     /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
@@ -1169,7 +1169,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     {
         let inner = &*self.inner;
         let clock = &inner.clock;
-        let start = clock.now();
         // Inside an async pipeline's call (a blocking call made by its operation), the
         // enclosing deadline and cancellation apply too; the tighter deadline wins.
         let (inherited, cancel) = match Ambient::current() {
@@ -1184,19 +1183,34 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             (None, Some(i)) => (Some(i), TimeoutScope::Inherited),
             (None, None) => (None, TimeoutScope::Request),
         };
-        let deadline = limit.map(|l| start.saturating_add(l));
-        let expired = |now: Duration| -> Option<Error<E>> {
+        // The clock is read only for what needs it: a deadline, an operation timeout, the
+        // retry plan's `max_elapsed`, or a guard that uses durations (a plain call, or one
+        // through a breaker that does not time calls, reads it not at all).
+        let max_elapsed = inner
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.max_elapsed.is_some());
+        let start = (limit.is_some() || max_elapsed || inner.time_calls).then(|| clock.now());
+        let time_attempts = inner.time_attempts || inner.timeouts.operation.is_some();
+        let deadline = limit.zip(start).map(|(l, s)| s.saturating_add(l));
+        let since_start = |now: Duration| start.map_or(Duration::ZERO, |s| now.saturating_sub(s));
+        let expired = || -> Option<Error<E>> {
             if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                 return Some(Error::Cancelled);
             }
-            deadline.filter(|d| now >= *d).map(|_| Error::Timeout {
+            let d = deadline?;
+            let now = clock.now();
+            (now >= d).then(|| Error::Timeout {
                 scope,
-                elapsed: now.saturating_sub(start),
+                elapsed: since_start(now),
             })
         };
+        // Name and tags only for someone who can read them: the operation or a guard.
+        let labels =
+            !seed.bare || !inner.call_guards.is_empty() || !inner.attempt_guards.is_empty();
         let mut ctx = Context {
             attempt: 1,
-            operation: inner.name.clone(),
+            operation: if labels { inner.name.clone() } else { None },
             // the deadline as a tokio instant, the tighter of the inherited one and the
             // request timeout's
             deadline: match (
@@ -1206,7 +1220,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 (Some(i), Some(own)) => Some(i.min(own)),
                 (i, own) => i.or(own),
             },
-            tags: inner.tags.clone(),
+            tags: if labels { inner.tags.clone() } else { None },
             cost: seed.cost,
             key: seed.key,
         };
@@ -1224,7 +1238,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let mut attempt = 1;
         let (result, outcome) = loop {
             ctx.attempt = attempt;
-            if let Some(e) = expired(clock.now()) {
+            if let Some(e) = expired() {
                 break (Err(e), Outcome::Failure);
             }
             let mut permits = Permits::new();
@@ -1244,9 +1258,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     (Attempt::Rejected(r), Outcome::Failure)
                 }
                 None => {
-                    let t0 = clock.now();
+                    let t0 = time_attempts.then(|| clock.now());
                     let r = op(&ctx);
-                    let took = clock.now().saturating_sub(t0);
+                    let took = t0.map_or(Duration::ZERO, |t0| clock.now().saturating_sub(t0));
                     let (result, outcome) = match inner.timeouts.operation {
                         Some(limit) if took > limit => (Attempt::TimedOut(took), Outcome::Failure),
                         _ => {
@@ -1263,13 +1277,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             if !retried(&inner.classify, &result, outcome) {
                 break (finish(result, 1), outcome);
             }
-            let now = clock.now();
-            let remaining = deadline.map(|d| d.saturating_sub(now));
+            let now = start.map(|_| clock.now());
+            let remaining = deadline.zip(now).map(|(d, now)| d.saturating_sub(now));
             match self.next(
                 attempt,
                 previous,
                 &result,
-                now.saturating_sub(start),
+                now.map_or(Duration::ZERO, since_start),
                 remaining,
             ) {
                 Next::Stop => {
@@ -1286,7 +1300,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
             }
         };
-        let took = clock.now().saturating_sub(start);
+        let took = if inner.time_calls {
+            since_start(clock.now())
+        } else {
+            Duration::ZERO
+        };
         for p in call_permits {
             p.record(outcome, took);
         }
