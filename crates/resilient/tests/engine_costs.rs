@@ -28,7 +28,9 @@ impl Clock for Counting {
 
 fn reads_of(build: impl FnOnce(resilient::PipelineBuilder) -> resilient::PipelineBuilder) -> usize {
     let clock = Arc::new(Counting::default());
-    let p = build(Pipeline::builder().clock(clock.clone())).build().unwrap();
+    let p = build(Pipeline::builder().clock(clock.clone()))
+        .build()
+        .unwrap();
     let r: Result<u32, Error<()>> = p.execute_blocking(|| Ok(7));
     assert_eq!(r.unwrap(), 7);
     clock.reads.load(Ordering::Relaxed)

@@ -101,9 +101,11 @@ struct Inner<C> {
     time_calls: bool,
     /// Whether any per-attempt guard uses durations.
     time_attempts: bool,
-    /// No guard and no timeout: a call without an inherited deadline or cancellation runs
-    /// the retry loop alone (see [`Pipeline::run`]).
+    /// No guard and no timeout (see [`Pipeline::run`]).
     plain: bool,
+    /// No request timeout: a call without a caller's or an inherited deadline or
+    /// cancellation needs no phase 1 (see [`Pipeline::run`]).
+    direct: bool,
     retry: Option<Retry>,
     classify: C,
     clock: SharedClock,
@@ -473,6 +475,7 @@ impl<C> PipelineBuilder<C> {
                 timeouts: self.timeouts,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
+                direct: within_horizon(self.timeouts.request).is_none(),
                 plain: self.call_guards.is_empty()
                     && self.attempt_guards.is_empty()
                     && within_horizon(self.timeouts.request).is_none()
@@ -536,23 +539,26 @@ pin_project_lite::pin_project! {
     /// The future of one call: the engine's path is picked on the first poll (see
     /// [`Pipeline::run`]), then polled in place.
     #[project = RunProj]
-    enum Run<S, A, B> {
+    enum Run<S, A, G, B> {
         Start { start: Option<S> },
         Plain { #[pin] fut: A },
+        Guarded { #[pin] fut: G },
         Full { #[pin] fut: B },
     }
 }
 
 /// The path a call takes (see [`Pipeline::run`]).
-enum Start<A, B> {
+enum Start<A, G, B> {
     Plain(A),
+    Guarded(G),
     Full(B),
 }
 
-impl<S, A, B> Future for Run<S, A, B>
+impl<S, A, G, B> Future for Run<S, A, G, B>
 where
-    S: FnOnce() -> Start<A, B>,
+    S: FnOnce() -> Start<A, G, B>,
     A: Future,
+    G: Future<Output = A::Output>,
     B: Future<Output = A::Output>,
 {
     type Output = A::Output;
@@ -562,6 +568,7 @@ where
         loop {
             match self.as_mut().project() {
                 RunProj::Plain { fut } => return fut.poll(cx),
+                RunProj::Guarded { fut } => return fut.poll(cx),
                 RunProj::Full { fut } => return fut.poll(cx),
                 RunProj::Start { start } => {
                     let start = start
@@ -569,6 +576,7 @@ where
                         .expect("a call's future polled after it panicked");
                     match start() {
                         Start::Plain(fut) => self.set(Run::Plain { fut }),
+                        Start::Guarded(fut) => self.set(Run::Guarded { fut }),
                         Start::Full(fut) => self.set(Run::Full { fut }),
                     }
                 }
@@ -656,11 +664,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// decides about a retry: `false` ends the call with that attempt's result (the tower
     /// adapter's request could not be cloned for another attempt).
     ///
-    /// On its first poll the call picks its path: a pipeline with no timeout, no guard and
-    /// no caller or inherited deadline or cancellation runs the retry loop alone (no
-    /// clock read, no deadline scope, one future layer); anything else runs
-    /// [`Pipeline::run_full`]. Both are the same engine: the plain path is the retry loop
-    /// that the full path runs below its phases 1 and 2.
+    /// On its first poll the call picks its path. Without a request timeout and with no
+    /// caller or inherited deadline or cancellation, phase 1 has nothing to do: the call
+    /// runs the per-call guards' phase (or, with none, the retry loop) directly, with no
+    /// clock read, no deadline scope and one future layer less. Anything else runs
+    /// [`Pipeline::run_full`]. It is one engine: the direct paths are the phases that the
+    /// full path runs below phase 1.
     pub(crate) fn run<T, E, F, Fut, R>(
         &self,
         seed: Seed,
@@ -676,20 +685,24 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         Run::Start {
             start: Some(move || {
                 let inner = &*self.inner;
-                if inner.plain && seed.cancel.is_none() && !Ambient::active() {
-                    let ctx = Context {
-                        attempt: 1,
-                        // An operation that does not read its context, with no guard to
-                        // read it either, needs neither (and no reference count touched).
-                        operation: if seed.bare { None } else { inner.name.clone() },
-                        deadline: None,
-                        tags: if seed.bare { None } else { inner.tags.clone() },
-                        cost: seed.cost,
-                        key: seed.key,
-                    };
+                if !inner.direct || seed.cancel.is_some() || Ambient::active() {
+                    return Start::Full(self.run_full(seed, op, retryable));
+                }
+                // An operation that does not read its context, with no guard to read it
+                // either, needs neither name nor tags (and no reference count touched).
+                let labels = !(seed.bare && inner.plain);
+                let ctx = Context {
+                    attempt: 1,
+                    operation: if labels { inner.name.clone() } else { None },
+                    deadline: None,
+                    tags: if labels { inner.tags.clone() } else { None },
+                    cost: seed.cost,
+                    key: seed.key,
+                };
+                if inner.call_guards.is_empty() {
                     Start::Plain(self.retry_loop(ctx, op, retryable, None))
                 } else {
-                    Start::Full(self.run_full(seed, op, retryable))
+                    Start::Guarded(self.guarded_call(ctx, None, op, retryable))
                 }
             }),
         }
@@ -790,9 +803,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// `deadline` is the request deadline with its scope and the call's start: when it
     /// fires while per-call permits are held, they record a failure (a dependency that
     /// only hangs must still trip a per-call breaker) before the timeout is returned.
-    async fn guarded_call<T, E, F, Fut, R>(
+    async fn guarded_call<T, E, F, Fut, R, X>(
         &self,
-        ctx: &mut Context,
+        mut ctx: X,
         deadline: Option<(Instant, TimeoutScope, Instant)>,
         op: F,
         retryable: R,
@@ -802,7 +815,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
+        X: BorrowMut<Context>,
     {
+        let ctx: &mut Context = ctx.borrow_mut();
         let inner = &*self.inner;
         if inner.call_guards.is_empty() {
             return self.retry_loop(ctx, op, retryable, None).await;
