@@ -113,7 +113,7 @@ fn open_calls(c: &mut Criterion) {
             r
         })
     });
-    g.bench_function("resilient_standalone", |b| {
+    g.bench_function("resilient_standalone_blocking", |b| {
         b.iter(|| ours.call_blocking(|| Ok::<u64, ()>(black_box(1))))
     });
     let fs = failsafe::Config::new()

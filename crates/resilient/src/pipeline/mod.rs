@@ -904,12 +904,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// outcome (an out-parameter rather than a tuple: the result then moves between the
     /// engine's futures in its own, aligned layout).
     #[allow(clippy::manual_async_fn)] // deliberate: see the comment in the body
-    fn retry_loop<'a, T, E, F, Fut, R, X>(
+    fn retry_loop<T, E, F, Fut, R, X>(
         &self,
         mut ctx: X,
         mut op: F,
         retryable: R,
-        mut call_outcome_out: Option<&'a mut Outcome>,
+        mut call_outcome_out: Option<&mut Outcome>,
     ) -> impl Future<Output = Result<T, Error<E>>>
     where
         X: BorrowMut<Context>,
