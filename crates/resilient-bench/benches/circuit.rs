@@ -64,6 +64,80 @@ fn sync_calls(c: &mut Criterion) {
     g.finish();
 }
 
+/// A blocking fn under `#[resilient::circuit]` (failure rate 50% over the last 100 calls),
+/// against recloser's `call` with the same policy.
+#[resilient::circuit(failure_rate = 0.5, window = 100)]
+fn guarded(x: u64) -> Result<u64, ()> {
+    Ok(black_box(x))
+}
+
+fn macro_calls(c: &mut Criterion) {
+    let mut g = c.benchmark_group("circuit_macro_sync");
+    assert_eq!(guarded(7), Ok(7));
+    g.bench_function("resilient_macro", |b| b.iter(|| guarded(black_box(1))));
+    let rc = recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .build();
+    g.bench_function("recloser", |b| {
+        b.iter(|| rc.call(|| Ok::<u64, ()>(black_box(1))))
+    });
+    g.finish();
+}
+
+/// An open breaker's rejection: ours in a `Pipeline` (async and blocking) and standalone,
+/// against failsafe's (opened the same way: one failure, then a break of an hour).
+fn open_calls(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ctx = rt.enter();
+    let mut g = c.benchmark_group("circuit_open");
+    let ours = CircuitBreaker::consecutive_failures(1)
+        .open_for(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let _ = ours.call_blocking(|| Err::<u64, ()>(()));
+    assert!(!ours.is_ready());
+    let pipeline = Pipeline::builder().circuit_breaker(&ours).build().unwrap();
+    g.bench_function("resilient_pipeline", |b| {
+        b.iter(|| {
+            let r: Result<u64, Error<()>> = now(pipeline.execute(|| async { Ok(black_box(1)) }));
+            r
+        })
+    });
+    g.bench_function("resilient_pipeline_blocking", |b| {
+        b.iter(|| {
+            let r: Result<u64, Error<()>> = pipeline.execute_blocking(|| Ok(black_box(1)));
+            r
+        })
+    });
+    g.bench_function("resilient_standalone_blocking", |b| {
+        b.iter(|| ours.call_blocking(|| Ok::<u64, ()>(black_box(1))))
+    });
+    let fs = failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            1,
+            failsafe::backoff::constant(std::time::Duration::from_secs(3600)),
+        ))
+        .build();
+    let _ = failsafe::CircuitBreaker::call(&fs, || Err::<u64, ()>(()));
+    assert!(!failsafe::CircuitBreaker::is_call_permitted(&fs));
+    g.bench_function("failsafe", |b| {
+        b.iter(|| {
+            now(failsafe::futures::CircuitBreaker::call(
+                &fs,
+                std::future::ready(Ok::<u64, ()>(black_box(1))),
+            ))
+        })
+    });
+    g.bench_function("failsafe_blocking", |b| {
+        b.iter(|| failsafe::CircuitBreaker::call(&fs, || Ok::<u64, ()>(black_box(1))))
+    });
+    g.finish();
+}
+
 fn async_calls(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -188,6 +262,8 @@ fn tower_calls(c: &mut Criterion) {
 criterion_group!(
     benches,
     sync_calls,
+    macro_calls,
+    open_calls,
     async_calls,
     consumed_calls,
     tower_calls

@@ -155,10 +155,20 @@ fn retry(c: &mut Criterion) {
         b.iter_custom(|iters| calls!(rt, iters, |i| pipeline.execute(|| op(i))))
     });
 
+    check(&rt, op_macro(7));
+    g.bench_function("resilient_macro", |b| {
+        b.iter_custom(|iters| calls!(rt, iters, |i| op_macro(i)))
+    });
+
     let policy = backon_policy();
     check(&rt, (|| op(7)).retry(policy));
     g.bench_function("backon", |b| {
         b.iter_custom(|iters| calls!(rt, iters, |i| (|| op(i)).retry(policy)))
+    });
+    // backon's documented form, `.retry(&builder)` on a builder built once
+    check(&rt, (|| op(7)).retry(&policy));
+    g.bench_function("backon_ref", |b| {
+        b.iter_custom(|iters| calls!(rt, iters, |i| (|| op(i)).retry(&policy)))
     });
 
     let mut svc = ServiceBuilder::new()
@@ -171,6 +181,61 @@ fn retry(c: &mut Criterion) {
                 svc.ready().await.unwrap().call(i).await
             })
         })
+    });
+    g.finish();
+}
+
+/// `op` under `#[resilient::retry]` with the same plan (3 attempts, exponential from 1 ms).
+#[resilient::retry(attempts = 3, backoff = exponential("1ms"))]
+async fn op_macro(x: u64) -> Result<u64, Fail> {
+    Ok(black_box(x))
+}
+
+/// One failed attempt, then success, with no wait between them: the cost of one retry.
+/// backon sleeps through a no-op sleeper (its waits are zero anyway).
+fn retry_once(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("retry_one_failure");
+    /// Fails on the first call of each logical call, succeeds on the second.
+    async fn flaky(x: u64, attempt: u32) -> Result<u64, Fail> {
+        if attempt == 1 {
+            Err(Fail)
+        } else {
+            Ok(black_box(x))
+        }
+    }
+
+    let pipeline = Pipeline::builder()
+        .retry(Retry::immediate().attempts(ATTEMPTS))
+        .build()
+        .unwrap();
+    let ours = |i: u64| {
+        let mut n = 0;
+        pipeline.execute(move || {
+            n += 1;
+            flaky(i, n)
+        })
+    };
+    check(&rt, ours(7));
+    g.bench_function("resilient", |b| {
+        b.iter_custom(|iters| calls!(rt, iters, |i| ours(i)))
+    });
+
+    let policy = backon::ConstantBuilder::default()
+        .with_delay(Duration::ZERO)
+        .with_max_times(ATTEMPTS as usize - 1);
+    let theirs = |i: u64| {
+        let mut n = 0;
+        (move || {
+            n += 1;
+            flaky(i, n)
+        })
+        .retry(policy)
+        .sleep(|_| std::future::ready(()))
+    };
+    check(&rt, theirs(7));
+    g.bench_function("backon", |b| {
+        b.iter_custom(|iters| calls!(rt, iters, |i| theirs(i)))
     });
     g.finish();
 }
@@ -264,5 +329,5 @@ fn retry_timeouts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, retry, retry_timeout, retry_timeouts);
+criterion_group!(benches, retry, retry_once, retry_timeout, retry_timeouts);
 criterion_main!(benches);

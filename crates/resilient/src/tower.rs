@@ -463,6 +463,8 @@ where
 fn seed<Req>(settings: &impl RequestSettings<Req>, req: &Req) -> Seed {
     Seed {
         cancel: None,
+        // The service never sees the context (only the engine reads its attempt).
+        bare: true,
         cost: settings.cost(req),
         key: settings.key(req),
     }

@@ -74,6 +74,16 @@ fn success_path_does_not_allocate() {
             .timeout(Timeout::operation(Duration::from_secs(5)))
             .build()
             .unwrap(),
+        // per-call and per-attempt guards without a request timeout: the direct path
+        // (no phase 1), with the name and tags that guards may read
+        Pipeline::builder()
+            .name("direct")
+            .tag("tier", "gold")
+            .guard(Bulkhead::builder(4).build().unwrap())
+            .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+            .guard(Bulkhead::builder(4).build().unwrap())
+            .build()
+            .unwrap(),
         Pipeline::builder()
             .name("full")
             .timeout(Timeout::request(Duration::from_secs(30)))
@@ -103,6 +113,22 @@ fn success_path_does_not_allocate() {
                 stop_counting(),
                 0,
                 "allocations on the success path of {:?}",
+                p.stages()
+            );
+            // the same with the context handed to the operation, and blocking
+            start_counting();
+            for i in 0..100u64 {
+                let r: Result<u64, Error<()>> = p
+                    .execute_with(|ctx| async move { Ok(i + u64::from(ctx.attempt())) })
+                    .await;
+                assert_eq!(r.unwrap(), i + 1);
+                let r: Result<u64, Error<()>> = p.execute_blocking(|| Ok(i));
+                assert_eq!(r.unwrap(), i);
+            }
+            assert_eq!(
+                stop_counting(),
+                0,
+                "allocations on the success path of {:?} (execute_with, execute_blocking)",
                 p.stages()
             );
         }

@@ -181,6 +181,15 @@ impl Ambient {
     pub(crate) fn current() -> Option<Ambient> {
         AMBIENT.try_with(|a| a.clone()).ok()
     }
+
+    /// Whether the current task runs inside a call with a deadline or a cancellation
+    /// (without cloning them).
+    #[inline]
+    pub(crate) fn active() -> bool {
+        AMBIENT
+            .try_with(|a| a.deadline.is_some() || a.cancel.is_some())
+            .unwrap_or(false)
+    }
 }
 
 /// The deadline inherited from an enclosing pipeline call, if the current task runs inside

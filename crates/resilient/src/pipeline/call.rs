@@ -133,6 +133,7 @@ impl<'p, C: Send + Sync + 'static> Call<'p, C> {
     fn seed(&self) -> Seed {
         Seed {
             cancel: None,
+            bare: false,
             cost: self.cost,
             key: self.key,
         }
@@ -148,7 +149,10 @@ impl<'p, C: Send + Sync + 'static> Call<'p, C> {
         T: 'p,
         E: 'p,
     {
-        let seed = self.seed();
+        let seed = Seed {
+            bare: true,
+            ..self.seed()
+        };
         self.pipeline.run(seed, move |_| op(), always)
     }
 
@@ -185,6 +189,10 @@ impl<'p, C: Send + Sync + 'static> Call<'p, C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        self.pipeline.run_blocking(self.seed(), move |_| op())
+        let seed = Seed {
+            bare: true,
+            ..self.seed()
+        };
+        self.pipeline.run_blocking(seed, move |_| op())
     }
 }

@@ -20,6 +20,7 @@
 //! The engine is one `async fn` per call (no boxing of the operation, no allocation on the
 //! success path); guards are trait objects that only see a [`Context`].
 
+use std::borrow::BorrowMut;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -101,6 +102,11 @@ struct Inner<C> {
     time_calls: bool,
     /// Whether any per-attempt guard uses durations.
     time_attempts: bool,
+    /// No guard and no timeout (see [`Pipeline::run`]).
+    plain: bool,
+    /// No request timeout: a call without a caller's or an inherited deadline or
+    /// cancellation needs no phase 1 (see [`Pipeline::run`]).
+    direct: bool,
     retry: Option<Retry>,
     classify: C,
     clock: SharedClock,
@@ -470,6 +476,11 @@ impl<C> PipelineBuilder<C> {
                 timeouts: self.timeouts,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
+                direct: within_horizon(self.timeouts.request).is_none(),
+                plain: self.call_guards.is_empty()
+                    && self.attempt_guards.is_empty()
+                    && within_horizon(self.timeouts.request).is_none()
+                    && within_horizon(self.timeouts.operation).is_none(),
                 call_guards: self.call_guards,
                 attempt_guards: self.attempt_guards,
                 retry: self.retry,
@@ -499,8 +510,20 @@ enum Next {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Seed {
     pub(crate) cancel: Option<CancellationToken>,
+    /// The operation never reads its [`Context`] (`execute`, not `execute_with`).
+    pub(crate) bare: bool,
     pub(crate) cost: Option<u64>,
     pub(crate) key: Option<u64>,
+}
+
+impl Seed {
+    /// The seed of a plain `execute`: nothing but an operation that ignores its context.
+    pub(crate) fn bare() -> Self {
+        Self {
+            bare: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// Every failed attempt may be retried (the engine's `retryable` for plain calls).
@@ -511,6 +534,56 @@ pub(crate) fn always() -> bool {
 
 fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
     start.map_or(Duration::ZERO, |s| clock.now().saturating_sub(s))
+}
+
+pin_project_lite::pin_project! {
+    /// The future of one call: the engine's path is picked on the first poll (see
+    /// [`Pipeline::run`]), then polled in place.
+    #[project = RunProj]
+    enum Run<S, A, G, B> {
+        Start { start: Option<S> },
+        Plain { #[pin] fut: A },
+        Guarded { #[pin] fut: G },
+        Full { #[pin] fut: B },
+    }
+}
+
+/// The path a call takes (see [`Pipeline::run`]).
+enum Start<A, G, B> {
+    Plain(A),
+    Guarded(G),
+    Full(B),
+}
+
+impl<S, A, G, B> Future for Run<S, A, G, B>
+where
+    S: FnOnce() -> Start<A, G, B>,
+    A: Future,
+    G: Future<Output = A::Output>,
+    B: Future<Output = A::Output>,
+{
+    type Output = A::Output;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
+        loop {
+            match self.as_mut().project() {
+                RunProj::Plain { fut } => return fut.poll(cx),
+                RunProj::Guarded { fut } => return fut.poll(cx),
+                RunProj::Full { fut } => return fut.poll(cx),
+                RunProj::Start { start } => {
+                    let start = start
+                        .take()
+                        .expect("a call's future polled after it panicked");
+                    match start() {
+                        Start::Plain(fut) => self.set(Run::Plain { fut }),
+                        Start::Guarded(fut) => self.set(Run::Guarded { fut }),
+                        Start::Full(fut) => self.set(Run::Full { fut }),
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl<C: Send + Sync + 'static> Pipeline<C> {
@@ -542,7 +615,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(Seed::default(), move |_| op(), always)
+        self.run(Seed::bare(), move |_| op(), always)
     }
 
     /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
@@ -591,7 +664,53 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// The engine. `retryable()` is asked after a failed attempt, before anything else
     /// decides about a retry: `false` ends the call with that attempt's result (the tower
     /// adapter's request could not be cloned for another attempt).
-    pub(crate) async fn run<T, E, F, Fut, R>(
+    ///
+    /// On its first poll the call picks its path. Without a request timeout and with no
+    /// caller or inherited deadline or cancellation, phase 1 has nothing to do: the call
+    /// runs the per-call guards' phase (or, with none, the retry loop) directly, with no
+    /// clock read, no deadline scope and one future layer less. Anything else runs
+    /// [`Pipeline::run_full`]. It is one engine: the direct paths are the phases that the
+    /// full path runs below phase 1.
+    pub(crate) fn run<T, E, F, Fut, R>(
+        &self,
+        seed: Seed,
+        op: F,
+        retryable: R,
+    ) -> impl Future<Output = Result<T, Error<E>>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
+    {
+        Run::Start {
+            start: Some(move || {
+                let inner = &*self.inner;
+                if !inner.direct || seed.cancel.is_some() || Ambient::active() {
+                    return Start::Full(self.run_full(seed, op, retryable));
+                }
+                // An operation that does not read its context, with no guard to read it
+                // either, needs neither name nor tags (and no reference count touched).
+                let labels = !(seed.bare && inner.plain);
+                let ctx = Context {
+                    attempt: 1,
+                    operation: if labels { inner.name.clone() } else { None },
+                    deadline: None,
+                    tags: if labels { inner.tags.clone() } else { None },
+                    cost: seed.cost,
+                    key: seed.key,
+                };
+                if inner.call_guards.is_empty() {
+                    Start::Plain(self.retry_loop(ctx, op, retryable, None))
+                } else {
+                    Start::Guarded(self.guarded_call(ctx, None, op, retryable))
+                }
+            }),
+        }
+    }
+
+    /// The engine's full path (see [`Pipeline::run`]).
+    async fn run_full<T, E, F, Fut, R>(
         &self,
         seed: Seed,
         op: F,
@@ -632,7 +751,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if deadline.is_none() && cancel.is_none() {
             if inner.call_guards.is_empty() {
                 // One future layer less on the plain path.
-                return self.retry_loop(&mut ctx, op, retryable).await.0;
+                return self.retry_loop(&mut ctx, op, retryable, None).await;
             }
             return self.guarded_call(&mut ctx, None, op, retryable).await;
         }
@@ -685,9 +804,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// `deadline` is the request deadline with its scope and the call's start: when it
     /// fires while per-call permits are held, they record a failure (a dependency that
     /// only hangs must still trip a per-call breaker) before the timeout is returned.
-    async fn guarded_call<T, E, F, Fut, R>(
+    async fn guarded_call<T, E, F, Fut, R, X>(
         &self,
-        ctx: &mut Context,
+        mut ctx: X,
         deadline: Option<(Instant, TimeoutScope, Instant)>,
         op: F,
         retryable: R,
@@ -697,10 +816,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
+        X: BorrowMut<Context>,
     {
+        let ctx: &mut Context = ctx.borrow_mut();
         let inner = &*self.inner;
         if inner.call_guards.is_empty() {
-            return self.retry_loop(ctx, op, retryable).await.0;
+            return self.retry_loop(ctx, op, retryable, None).await;
         }
         // The call's one deadline timer: it bounds queueing in the guards and the retry
         // loop (`run` leaves the deadline to this phase when per-call guards exist).
@@ -740,11 +861,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         }
         let t0 = inner.time_calls.then(|| inner.clock.now());
-        let (result, outcome) = if deadline.is_none() {
-            self.retry_loop(ctx, op, retryable).await
-        } else {
-            let mut attempts = pin!(Some(self.retry_loop(ctx, op, retryable)));
-            poll_fn(|cx| {
+        let mut outcome = Outcome::Success;
+        // One retry-loop future, raced against the deadline only when there is one.
+        let (result, cut) = {
+            let mut attempts = pin!(Some(self.retry_loop(
+                ctx,
+                op,
+                retryable,
+                Some(&mut outcome)
+            )));
+            let result = poll_fn(|cx| {
                 if let Some(a) = attempts.as_mut().as_pin_mut()
                     && let Poll::Ready(r) = a.poll(cx)
                 {
@@ -758,13 +884,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                             let _fired = DeadlineFired::enter(*elapsed);
                             attempts.set(None);
                         }
-                        Poll::Ready((Err(timeout), Outcome::Failure))
+                        Poll::Ready(Err(timeout))
                     }
                     None => Poll::Pending,
                 }
             })
-            .await
+            .await;
+            (result, attempts.is_none())
         };
+        // A deadline that cut the loop short is the call's failure.
+        let outcome = if cut { Outcome::Failure } else { outcome };
         let took = t0.map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
         for p in permits {
             p.record(outcome, took);
@@ -772,15 +901,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         result
     }
 
-    /// Phase 3: the retry loop. Returns the result and the logical call's outcome.
+    /// Phase 3: the retry loop. Returns the result and sets `outcome` to the logical call's
+    /// outcome (an out-parameter rather than a tuple: the result then moves between the
+    /// engine's futures in its own, aligned layout).
     #[allow(clippy::manual_async_fn)] // deliberate: see the comment in the body
-    fn retry_loop<T, E, F, Fut, R>(
+    fn retry_loop<T, E, F, Fut, R, X>(
         &self,
-        ctx: &mut Context,
+        mut ctx: X,
         mut op: F,
         retryable: R,
-    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)>
+        mut call_outcome_out: Option<&mut Outcome>,
+    ) -> impl Future<Output = Result<T, Error<E>>>
     where
+        X: BorrowMut<Context>,
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -789,6 +922,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // An async block, not an `async fn`: its captures are used in place rather than
         // copied into the future's locals on the first poll (measurably cheaper here).
         async move {
+            let ctx: &mut Context = ctx.borrow_mut();
+            let mut report = |outcome: Outcome| {
+                if let Some(out) = call_outcome_out.as_deref_mut() {
+                    *out = outcome;
+                }
+            };
             let inner = &*self.inner;
             let started = inner
                 .retry
@@ -812,11 +951,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         self.attempt(ctx, &mut op).await
                     };
                 if !retried(&inner.classify, &result, outcome) {
-                    return (finish(result, 1), outcome);
+                    report(outcome);
+                    return finish(result, 1);
                 }
                 if !retryable() {
-                    let outcome = call_outcome(&result, outcome);
-                    return (finish(result, attempt), outcome);
+                    report(call_outcome(&result, outcome));
+                    return finish(result, attempt);
                 }
                 let remaining = ctx
                     .deadline
@@ -829,8 +969,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     remaining,
                 ) {
                     Next::Stop => {
-                        let outcome = call_outcome(&result, outcome);
-                        return (finish(result, attempt), outcome);
+                        report(call_outcome(&result, outcome));
+                        return finish(result, attempt);
                     }
                     Next::Wait(delay) => {
                         drop(result);
@@ -1008,7 +1148,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        self.run_blocking(Seed::default(), move |_| op())
+        self.run_blocking(Seed::bare(), move |_| op())
     }
 
     /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
@@ -1045,7 +1185,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     {
         let inner = &*self.inner;
         let clock = &inner.clock;
-        let start = clock.now();
         // Inside an async pipeline's call (a blocking call made by its operation), the
         // enclosing deadline and cancellation apply too; the tighter deadline wins.
         let (inherited, cancel) = match Ambient::current() {
@@ -1060,19 +1199,34 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             (None, Some(i)) => (Some(i), TimeoutScope::Inherited),
             (None, None) => (None, TimeoutScope::Request),
         };
-        let deadline = limit.map(|l| start.saturating_add(l));
-        let expired = |now: Duration| -> Option<Error<E>> {
+        // The clock is read only for what needs it: a deadline, an operation timeout, the
+        // retry plan's `max_elapsed`, or a guard that uses durations (a plain call, or one
+        // through a breaker that does not time calls, reads it not at all).
+        let max_elapsed = inner
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.max_elapsed.is_some());
+        let start = (limit.is_some() || max_elapsed || inner.time_calls).then(|| clock.now());
+        let time_attempts = inner.time_attempts || inner.timeouts.operation.is_some();
+        let deadline = limit.zip(start).map(|(l, s)| s.saturating_add(l));
+        let since_start = |now: Duration| start.map_or(Duration::ZERO, |s| now.saturating_sub(s));
+        let expired = || -> Option<Error<E>> {
             if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                 return Some(Error::Cancelled);
             }
-            deadline.filter(|d| now >= *d).map(|_| Error::Timeout {
+            let d = deadline?;
+            let now = clock.now();
+            (now >= d).then(|| Error::Timeout {
                 scope,
-                elapsed: now.saturating_sub(start),
+                elapsed: since_start(now),
             })
         };
+        // Name and tags only for someone who can read them: the operation or a guard.
+        let labels =
+            !seed.bare || !inner.call_guards.is_empty() || !inner.attempt_guards.is_empty();
         let mut ctx = Context {
             attempt: 1,
-            operation: inner.name.clone(),
+            operation: if labels { inner.name.clone() } else { None },
             // the deadline as a tokio instant, the tighter of the inherited one and the
             // request timeout's
             deadline: match (
@@ -1082,7 +1236,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 (Some(i), Some(own)) => Some(i.min(own)),
                 (i, own) => i.or(own),
             },
-            tags: inner.tags.clone(),
+            tags: if labels { inner.tags.clone() } else { None },
             cost: seed.cost,
             key: seed.key,
         };
@@ -1100,7 +1254,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let mut attempt = 1;
         let (result, outcome) = loop {
             ctx.attempt = attempt;
-            if let Some(e) = expired(clock.now()) {
+            if let Some(e) = expired() {
                 break (Err(e), Outcome::Failure);
             }
             let mut permits = Permits::new();
@@ -1120,9 +1274,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     (Attempt::Rejected(r), Outcome::Failure)
                 }
                 None => {
-                    let t0 = clock.now();
+                    let t0 = time_attempts.then(|| clock.now());
                     let r = op(&ctx);
-                    let took = clock.now().saturating_sub(t0);
+                    let took = t0.map_or(Duration::ZERO, |t0| clock.now().saturating_sub(t0));
                     let (result, outcome) = match inner.timeouts.operation {
                         Some(limit) if took > limit => (Attempt::TimedOut(took), Outcome::Failure),
                         _ => {
@@ -1139,13 +1293,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             if !retried(&inner.classify, &result, outcome) {
                 break (finish(result, 1), outcome);
             }
-            let now = clock.now();
-            let remaining = deadline.map(|d| d.saturating_sub(now));
+            let now = start.map(|_| clock.now());
+            let remaining = deadline.zip(now).map(|(d, now)| d.saturating_sub(now));
             match self.next(
                 attempt,
                 previous,
                 &result,
-                now.saturating_sub(start),
+                now.map_or(Duration::ZERO, since_start),
                 remaining,
             ) {
                 Next::Stop => {
@@ -1162,7 +1316,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
             }
         };
-        let took = clock.now().saturating_sub(start);
+        let took = if inner.time_calls {
+            since_start(clock.now())
+        } else {
+            Duration::ZERO
+        };
         for p in call_permits {
             p.record(outcome, took);
         }

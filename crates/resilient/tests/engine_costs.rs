@@ -1,0 +1,112 @@
+//! What the engine pays for per call: clock reads in blocking execution, and the size of
+//! a call's future.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use resilient::ratelimit::{Rate, RateLimiter};
+use resilient::{Bulkhead, CircuitBreaker, Clock, Error, ManualClock, Pipeline, Retry, Timeout};
+
+/// A manual clock that counts its readings.
+#[derive(Debug, Default)]
+struct Counting {
+    clock: ManualClock,
+    reads: AtomicUsize,
+}
+
+impl Clock for Counting {
+    fn now(&self) -> Duration {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.clock.now()
+    }
+
+    fn sleep_blocking(&self, duration: Duration) {
+        self.clock.advance(duration);
+    }
+}
+
+fn reads_of(build: impl FnOnce(resilient::PipelineBuilder) -> resilient::PipelineBuilder) -> usize {
+    let clock = Arc::new(Counting::default());
+    let p = build(Pipeline::builder().clock(clock.clone()))
+        .build()
+        .unwrap();
+    let r: Result<u32, Error<()>> = p.execute_blocking(|| Ok(7));
+    assert_eq!(r.unwrap(), 7);
+    clock.reads.load(Ordering::Relaxed)
+}
+
+#[test]
+fn blocking_calls_read_the_clock_only_when_something_needs_it() {
+    // Nothing timed: no reading at all.
+    assert_eq!(reads_of(|b| b), 0);
+    assert_eq!(reads_of(|b| b.retry(Retry::immediate().attempts(3))), 0);
+    // A breaker that does not time calls, a bulkhead, a rate limiter: none either.
+    assert_eq!(
+        reads_of(|b| b.circuit_breaker(CircuitBreaker::consecutive_failures(5))),
+        0
+    );
+    assert_eq!(reads_of(|b| b.bulkhead(Bulkhead::builder(2))), 0);
+    assert_eq!(
+        reads_of(|b| b.rate_limit(RateLimiter::gcra(Rate::per_second(10)))),
+        0
+    );
+    // A request timeout: its start and one check before the attempt.
+    assert_eq!(
+        reads_of(|b| b.timeout(Timeout::request(Duration::from_secs(1)))),
+        2
+    );
+    // An operation timeout: around the attempt.
+    assert_eq!(
+        reads_of(|b| b.timeout(Timeout::operation(Duration::from_secs(1)))),
+        2
+    );
+}
+
+#[test]
+fn a_blocking_operation_timeout_still_counts_an_overrun() {
+    let clock = Arc::new(Counting::default());
+    let p = Pipeline::builder()
+        .clock(clock.clone())
+        .timeout(Timeout::operation(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let r: Result<u32, Error<()>> = p.execute_blocking(|| {
+        clock.clock.advance(Duration::from_millis(11));
+        Ok(7)
+    });
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+}
+
+async fn op() -> Result<u64, ()> {
+    Ok(1)
+}
+
+/// The call future's size, printed (`--nocapture`) and bounded so that it cannot grow
+/// unnoticed. One engine serves every configuration, so every pipeline's call future has
+/// the same size for the same operation.
+#[test]
+fn call_futures_stay_within_their_size_bound() {
+    const BOUND: usize = 1536;
+    let retry_only = Pipeline::builder()
+        .retry(Retry::exponential(Duration::from_millis(1)).attempts(3))
+        .build()
+        .unwrap();
+    let f = retry_only.execute(op);
+    let retry_size = std::mem::size_of_val(&f);
+    drop(f);
+    let five = Pipeline::builder()
+        .rate_limit(RateLimiter::gcra(Rate::per_second(1000)))
+        .timeout(Timeout::request(Duration::from_secs(30)))
+        .retry(Retry::exponential(Duration::from_millis(1)).attempts(3))
+        .circuit_breaker(CircuitBreaker::consecutive_failures(5))
+        .bulkhead(Bulkhead::builder(10))
+        .build()
+        .unwrap();
+    let f = five.execute(op);
+    let five_size = std::mem::size_of_val(&f);
+    drop(f);
+    println!("call future: retry only {retry_size} bytes, 5 strategies {five_size} bytes");
+    assert!(retry_size <= BOUND, "{retry_size}");
+    assert!(five_size <= BOUND, "{five_size}");
+}
