@@ -1,0 +1,322 @@
+//! Hedging: when a call is slow, start another attempt of it without cancelling the first;
+//! the first acceptable result wins and every other attempt is dropped at once (in the same
+//! poll). For idempotent operations only: several attempts of one call may reach the
+//! dependency.
+//!
+//! Modes:
+//! - **delayed** (the default): a hedge starts each time `delay` passes without an
+//!   acceptable result, up to `max_hedges`;
+//! - **parallel**: every attempt starts at once;
+//! - **fallback**: the next attempt starts only after the previous one failed (no timer).
+//!
+//! A [`RetryBudget`] bounds hedges as a share of calls: each call deposits, each hedge
+//! withdraws, and a hedge the budget refuses is not started. Events report hedges started
+//! and which attempt won.
+//!
+//! ```
+//! use resilient::hedge::Hedge;
+//! use std::time::Duration;
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let hedge = Hedge::delayed(Duration::from_millis(50)).max_hedges(1).build().unwrap();
+//! // the first attempt hangs; the hedge started after 50 ms answers
+//! let r = hedge
+//!     .call(|attempt| async move {
+//!         if attempt == 0 {
+//!             tokio::time::sleep(Duration::from_secs(10)).await;
+//!         }
+//!         Ok::<_, ()>(attempt)
+//!     })
+//!     .await;
+//! assert_eq!(r.unwrap(), 1);
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use crate::engine::error::{ConfigError, Error};
+use crate::retry::RetryBudget;
+
+/// When hedges start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Delayed(Duration),
+    Parallel,
+    Fallback,
+}
+
+/// What happened to a hedged call: a hedge started (`attempt` ≥ 1), or an attempt won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HedgeEvent {
+    /// Attempt `attempt` (1 for the first hedge) started.
+    Started {
+        /// The attempt's number (0 is the original call).
+        attempt: u32,
+    },
+    /// A hedge was due but the retry budget refused it.
+    Refused {
+        /// The attempt that did not start.
+        attempt: u32,
+    },
+    /// Attempt `attempt` gave the result; every other attempt was dropped.
+    Won {
+        /// The winning attempt's number (0 is the original call).
+        attempt: u32,
+    },
+}
+
+type Observer = Arc<dyn Fn(&HedgeEvent) + Send + Sync>;
+
+/// A hedging policy. A cheap handle: clones share the budget and observer. Built by
+/// [`Hedge::delayed`], [`Hedge::parallel`] or [`Hedge::fallback`].
+#[derive(Clone)]
+pub struct Hedge {
+    mode: Mode,
+    max_hedges: u32,
+    budget: Option<Arc<RetryBudget>>,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for Hedge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hedge")
+            .field("mode", &self.mode)
+            .field("max_hedges", &self.max_hedges)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Hedge`].
+#[derive(Clone)]
+pub struct HedgeBuilder {
+    mode: Mode,
+    max_hedges: u32,
+    budget: Option<Arc<RetryBudget>>,
+    observer: Option<Observer>,
+}
+
+impl fmt::Debug for HedgeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HedgeBuilder")
+            .field("mode", &self.mode)
+            .field("max_hedges", &self.max_hedges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hedge {
+    fn builder(mode: Mode) -> HedgeBuilder {
+        HedgeBuilder {
+            mode,
+            max_hedges: 1,
+            budget: None,
+            observer: None,
+        }
+    }
+
+    /// A hedge each time `delay` passes without an acceptable result (one hedge unless
+    /// [`HedgeBuilder::max_hedges`]).
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// use std::time::Duration;
+    /// let h = Hedge::delayed(Duration::from_millis(100)).max_hedges(2).build().unwrap();
+    /// # let _ = h;
+    /// ```
+    pub fn delayed(delay: Duration) -> HedgeBuilder {
+        Self::builder(Mode::Delayed(delay))
+    }
+
+    /// Every attempt at once (the original and `max_hedges` more).
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// let h = Hedge::parallel().max_hedges(2).build().unwrap();
+    /// # let _ = h;
+    /// ```
+    pub fn parallel() -> HedgeBuilder {
+        Self::builder(Mode::Parallel)
+    }
+
+    /// The next attempt only once the previous one failed (a retry without backoff that
+    /// keeps no attempt waiting).
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// let h = Hedge::fallback().max_hedges(2).build().unwrap();
+    /// # let _ = h;
+    /// ```
+    pub fn fallback() -> HedgeBuilder {
+        Self::builder(Mode::Fallback)
+    }
+
+    /// Runs `op(attempt)` (attempt 0 first, then each hedge) as configured: the first `Ok`
+    /// wins and the other attempts are dropped at once; an `Err` is acceptable only when
+    /// every started attempt failed and no hedge is left to start, and then the last
+    /// failure is returned (`Error::Inner`).
+    pub async fn call<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error<E>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+        let mut running: Vec<(u32, Pin<Box<Fut>>)> = vec![(0, Box::pin(op(0)))];
+        let mut next = 1u32;
+        if self.mode == Mode::Parallel {
+            while next <= self.max_hedges && self.may_start(next) {
+                running.push((next, Box::pin(op(next))));
+                next += 1;
+            }
+        }
+        let mut timer = match self.mode {
+            Mode::Delayed(d) if self.max_hedges > 0 => Some(Box::pin(tokio::time::sleep(d))),
+            _ => None,
+        };
+        loop {
+            // poll every running attempt; a winner drops the others with this frame
+            let step = std::future::poll_fn(|cx: &mut TaskContext<'_>| {
+                let mut i = 0;
+                while i < running.len() {
+                    if let Poll::Ready(r) = running[i].1.as_mut().poll(cx) {
+                        let (attempt, _) = running.swap_remove(i);
+                        return Poll::Ready(Step::Done(attempt, r));
+                    }
+                    i += 1;
+                }
+                if let Some(t) = timer.as_mut()
+                    && t.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Step::Due);
+                }
+                Poll::Pending
+            })
+            .await;
+            match step {
+                Step::Done(attempt, Ok(v)) => {
+                    running.clear();
+                    self.emit(HedgeEvent::Won { attempt });
+                    return Ok(v);
+                }
+                Step::Done(_, Err(e)) => {
+                    // a failed attempt brings the next hedge forward in delayed and
+                    // fallback modes
+                    if self.mode != Mode::Parallel
+                        && next <= self.max_hedges
+                        && self.may_start(next)
+                    {
+                        running.push((next, Box::pin(op(next))));
+                        next += 1;
+                        self.reset_timer(&mut timer, next);
+                    }
+                    if running.is_empty() {
+                        return Err(Error::Inner(e));
+                    }
+                }
+                Step::Due => {
+                    if next <= self.max_hedges && self.may_start(next) {
+                        running.push((next, Box::pin(op(next))));
+                        next += 1;
+                    } else {
+                        next = self.max_hedges + 1;
+                    }
+                    self.reset_timer(&mut timer, next);
+                }
+            }
+        }
+    }
+
+    /// Re-arms the delayed mode's timer while hedges are left, else stops it.
+    fn reset_timer(&self, timer: &mut Option<Pin<Box<tokio::time::Sleep>>>, next: u32) {
+        match (self.mode, timer.as_mut()) {
+            (Mode::Delayed(d), Some(t)) if next <= self.max_hedges => {
+                t.as_mut().reset(tokio::time::Instant::now() + d);
+            }
+            _ => *timer = None,
+        }
+    }
+
+    /// Whether hedge `attempt` may start (the budget's say), reporting it.
+    fn may_start(&self, attempt: u32) -> bool {
+        let ok = self.budget.as_ref().is_none_or(|b| b.try_withdraw());
+        self.emit(if ok {
+            HedgeEvent::Started { attempt }
+        } else {
+            HedgeEvent::Refused { attempt }
+        });
+        ok
+    }
+
+    fn emit(&self, event: HedgeEvent) {
+        if let Some(o) = &self.observer {
+            o(&event);
+        }
+    }
+}
+
+enum Step<T, E> {
+    Done(u32, Result<T, E>),
+    Due,
+}
+
+impl HedgeBuilder {
+    /// How many hedges at most, beside the original call (default 1).
+    pub fn max_hedges(mut self, n: u32) -> Self {
+        self.max_hedges = n;
+        self
+    }
+
+    /// Each hedge withdraws from `budget` (each call deposits); a refused hedge does not
+    /// start.
+    pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Called for each hedge started or refused, and for the winner.
+    pub fn on_event(mut self, observer: impl Fn(&HedgeEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Validates and builds: a delayed hedge needs a delay above zero (use `parallel`), and
+    /// at most 64 hedges.
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// use std::time::Duration;
+    /// let e = Hedge::delayed(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(e.field(), "hedge.delay");
+    /// ```
+    pub fn build(self) -> Result<Hedge, ConfigError> {
+        if self.mode == Mode::Delayed(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "hedge.delay",
+                "must be above zero (for every attempt at once, use `Hedge::parallel`)",
+            ));
+        }
+        if self.max_hedges > 64 {
+            return Err(ConfigError::new(
+                "hedge.max_hedges",
+                format!("must be at most 64 (got {})", self.max_hedges),
+            ));
+        }
+        let mode = match self.mode {
+            // a delay too long to ever pass is no timer
+            Mode::Delayed(d) if d > Duration::from_secs(100 * 365 * 86_400) => Mode::Fallback,
+            m => m,
+        };
+        Ok(Hedge {
+            mode,
+            max_hedges: self.max_hedges,
+            budget: self.budget,
+            observer: self.observer,
+        })
+    }
+}
