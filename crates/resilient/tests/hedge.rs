@@ -196,3 +196,33 @@ async fn dropped_hedged_calls_leave_nothing_behind() {
     }
     assert_eq!(slots.in_flight(), 0);
 }
+
+/// As a tower layer: a slow first call is hedged with a clone of the request to a clone of
+/// the service; the hedge's answer wins and the slow call is dropped.
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn as_a_tower_layer_a_slow_call_is_hedged() {
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mut svc = ServiceBuilder::new()
+        .layer(Hedge::delayed(MS * 100).build().unwrap().layer())
+        .service(service_fn(move |req: &'static str| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                sleep(if n == 0 {
+                    Duration::from_secs(60)
+                } else {
+                    MS * 20
+                })
+                .await;
+                Ok::<_, std::io::Error>(format!("{req} from call {n}"))
+            }
+        }));
+    let start = Instant::now();
+    let answer = svc.ready().await.unwrap().call("get").await.unwrap();
+    assert_eq!(answer, "get from call 1");
+    assert_eq!(start.elapsed(), MS * 120);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -41,6 +41,13 @@ use std::time::Duration;
 use crate::engine::error::{ConfigError, Error};
 use crate::retry::RetryBudget;
 
+#[cfg(feature = "tower")]
+mod layer;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::layer::{HedgeLayer, HedgeService};
+
 /// When hedges start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
