@@ -18,6 +18,15 @@
 
 use std::time::Duration;
 
+/// `x` within `min..=max`, or `default` for NaN.
+fn bounded(x: f64, min: f64, max: f64, default: f64) -> f64 {
+    if x.is_nan() {
+        default
+    } else {
+        x.clamp(min, max)
+    }
+}
+
 /// One finished call, as a limit algorithm sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -86,11 +95,7 @@ impl Aimd {
 
     /// The factor a drop multiplies the limit by, within `0.5..1` (default 0.9).
     pub fn backoff(mut self, factor: f64) -> Self {
-        self.backoff = if factor.is_nan() {
-            0.9
-        } else {
-            factor.clamp(0.5, 0.999)
-        };
+        self.backoff = bounded(factor, 0.5, 0.999, 0.9);
         self
     }
 
@@ -181,11 +186,7 @@ impl Gradient2 {
 
     /// How far a new limit moves the current one, within `0.01..=1` (default 0.2).
     pub fn smoothing(mut self, smoothing: f64) -> Self {
-        self.smoothing = if smoothing.is_nan() {
-            0.2
-        } else {
-            smoothing.clamp(0.01, 1.0)
-        };
+        self.smoothing = bounded(smoothing, 0.01, 1.0, 0.2);
         self
     }
 }
@@ -268,11 +269,7 @@ impl Vegas {
 
     /// How far a new limit moves the current one, within `0.01..=1` (default 1: at once).
     pub fn smoothing(mut self, smoothing: f64) -> Self {
-        self.smoothing = if smoothing.is_nan() {
-            1.0
-        } else {
-            smoothing.clamp(0.01, 1.0)
-        };
+        self.smoothing = bounded(smoothing, 0.01, 1.0, 1.0);
         self
     }
 }

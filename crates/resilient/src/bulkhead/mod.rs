@@ -355,12 +355,19 @@ impl Inner {
         }
     }
 
-    /// Gives a slot back: to the counter if nobody waits, else to the waiters.
-    #[inline]
-    fn give_back(&self) {
+    /// An adaptive bulkhead's release: the slot pays the debt of a lowered limit first,
+    /// else goes back. (Only adaptive limits go down, so a fixed bulkhead calls
+    /// [`give_back`](Self::give_back) directly.)
+    fn release(&self) {
         if self.debt.load(std::sync::atomic::Ordering::Relaxed) > 0 && self.retire() {
             return;
         }
+        self.give_back();
+    }
+
+    /// Gives a slot back: to the counter if nobody waits, else to the waiters.
+    #[inline]
+    fn give_back(&self) {
         let to_counter = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
@@ -390,7 +397,7 @@ impl Inner {
         let old = self.limit.swap(new, O::AcqRel);
         if new > old {
             for _ in old..new {
-                self.give_back();
+                self.release();
             }
         } else if new < old {
             self.debt.fetch_add((old - new) as u64, O::AcqRel);
@@ -525,7 +532,7 @@ impl Guard for Bulkhead {
     fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
         if self.inner.adaptive.is_some() {
             let in_flight = self.in_flight();
-            self.inner.give_back();
+            self.inner.release();
             self.inner.sample(in_flight, outcome);
         } else {
             self.inner.give_back();
