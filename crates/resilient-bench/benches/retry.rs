@@ -17,11 +17,12 @@
 use std::fmt;
 use std::future::Future;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilient::{Pipeline, Retry, Timeout};
+use resilient_bench::{Fail, calls, op, runtime};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -30,29 +31,12 @@ const FIRST_DELAY: Duration = Duration::from_millis(1);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The operation's error type (never produced).
-#[derive(Debug)]
-struct Fail;
-
-impl fmt::Display for Fail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("fail")
-    }
-}
-
-impl std::error::Error for Fail {}
-
 /// The error of a timed attempt (for backon, which has no timeout of its own).
 #[derive(Debug)]
 enum TimedFail {
     #[allow(dead_code)]
     Op(Fail),
     Timeout,
-}
-
-/// The operation every contender wraps: succeeds at once.
-async fn op(x: u64) -> Result<u64, Fail> {
-    Ok(black_box(x))
 }
 
 /// The operation under a per-attempt timeout, flattened into one error type (backon).
@@ -108,29 +92,6 @@ fn backon_policy() -> ExponentialBuilder {
 
 fn resilient_retry() -> Retry {
     Retry::exponential(FIRST_DELAY).attempts(ATTEMPTS)
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Times `iters` sequential calls of `$call` (an async expression using `$i`) inside one
-/// `block_on`. A macro rather than a function so the call may borrow local state mutably
-/// (a tower service).
-macro_rules! calls {
-    ($rt:expr, $iters:expr, |$i:ident| $call:expr) => {
-        $rt.block_on(async {
-            let start = Instant::now();
-            for n in 0..$iters {
-                let $i = black_box(n);
-                let _ = black_box($call.await);
-            }
-            start.elapsed()
-        })
-    };
 }
 
 /// Asserts that a contender returns the operation's value before it is timed.

@@ -8,52 +8,14 @@
 //!
 //! Run: `cargo bench -p resilient-bench --bench timeout -- --warm-up-time 1 --measurement-time 3`
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use resilient::{Pipeline, Timeout};
-use tokio::runtime::Runtime;
+use resilient_bench::{calls, op, runtime};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const LIMIT: Duration = Duration::from_secs(5);
-
-#[derive(Debug)]
-struct Fail;
-
-impl std::fmt::Display for Fail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fail")
-    }
-}
-
-impl std::error::Error for Fail {}
-
-async fn op(x: u64) -> Result<u64, Fail> {
-    Ok(black_box(x))
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Times `iters` sequential calls of `$call` (an async expression using `$i`) inside one
-/// `block_on`.
-macro_rules! calls {
-    ($rt:expr, $iters:expr, |$i:ident| $call:expr) => {
-        $rt.block_on(async {
-            let start = Instant::now();
-            for n in 0..$iters {
-                let $i = black_box(n);
-                let _ = black_box($call.await);
-            }
-            start.elapsed()
-        })
-    };
-}
 
 fn timeout(c: &mut Criterion) {
     let rt = runtime();
