@@ -25,6 +25,11 @@ checks=(
     "ratelimit/index.html:http-headers"
     "ratelimit/fast_clock/struct.FastClock.html:quanta"
     "ratelimit/headers/index.html:http-headers"
+    "index.html:http"
+    "http/index.html:http"
+    "attr.fallback.html:macros"
+    "fallback/index.html:tower"
+    "hedge/index.html:tower"
 )
 failed=0
 for c in "${checks[@]}"; do
