@@ -43,6 +43,7 @@ pub mod bulkhead;
 /// ```
 #[cfg(feature = "json")]
 pub use resilient_json as json;
+pub mod chaos;
 pub mod circuit;
 pub mod failover;
 pub mod fallback;
