@@ -45,6 +45,7 @@ pub mod bulkhead;
 pub use resilient_json as json;
 pub mod chaos;
 pub mod circuit;
+pub mod experiment;
 pub mod failover;
 pub mod fallback;
 pub mod guide;

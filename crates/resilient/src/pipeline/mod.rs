@@ -52,6 +52,9 @@ pub use call::Call;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
+/// A pipeline's per-call and per-attempt guards.
+pub(crate) type GuardLists<'a> = (&'a [Arc<dyn Guard>], &'a [Arc<dyn Guard>]);
+
 /// A validated, shareable resilience pipeline. Cloning is cheap (one `Arc`); clones share
 /// all state (budgets, breakers, limiters).
 ///
@@ -598,9 +601,18 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// The most attempts a call makes: the retry's `attempts`, or 1 without a retry.
-    #[cfg(feature = "tower")]
     pub(crate) fn max_attempts(&self) -> u32 {
         self.inner.retry.as_ref().map_or(1, |r| r.max_attempts)
+    }
+
+    /// The per-call and per-attempt guards, in phase order (for a shadow's dry runs).
+    pub(crate) fn guards(&self) -> GuardLists<'_> {
+        (&self.inner.call_guards, &self.inner.attempt_guards)
+    }
+
+    /// The classifier that judges results.
+    pub(crate) fn classifier(&self) -> &C {
+        &self.inner.classify
     }
 
     /// The phases in builder order, for display and debugging.
