@@ -73,7 +73,8 @@ pub use crate::engine::error::{
 };
 pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
 pub use crate::engine::outcome::{
-    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryIf, WithDelay,
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryCost, RetryIf,
+    WithDelay,
 };
 pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,

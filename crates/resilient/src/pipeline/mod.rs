@@ -39,7 +39,9 @@ use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_h
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
-use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryIf};
+use crate::engine::outcome::{
+    AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryCost, RetryIf,
+};
 use crate::engine::timeouts::Timeouts;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
@@ -382,6 +384,46 @@ impl<C> PipelineBuilder<C> {
         }
     }
 
+    /// Prices each retry by the result that led to it (per error kind, or from the
+    /// response: tokens used, money spent), for the retry's cost budget
+    /// ([`Retry::cost_budget`]). Without it a retry costs the call's `.cost(n)` or the
+    /// budget's default. Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::retry::CostBudget;
+    /// use resilient::{Error, Pipeline, Retry};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let budget = CostBudget::builder(100, 0.0).build().unwrap();
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::immediate().attempts(5).cost_budget(budget.clone()))
+    ///     // a timeout on the server side is expensive to retry, a refused connection cheap
+    ///     .retry_cost(|r: &Result<(), &str>| if r == &Err("timeout") { 60 } else { 1 })
+    ///     .build()
+    ///     .unwrap();
+    /// let err = p.execute(|| async { Err::<(), _>("timeout") }).await.unwrap_err();
+    /// assert!(matches!(err, Error::CostBudgetExhausted { attempts: 2, cost: 60, .. }));
+    /// assert_eq!(budget.available(None), 40);
+    /// # }
+    /// ```
+    pub fn retry_cost<T, E, F>(self, cost: F) -> PipelineBuilder<RetryCost<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> u64 + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            classify: RetryCost::new(self.classify, cost),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+        }
+    }
+
     /// A server-directed delay read from any result, `Ok` included: an HTTP 429 or 503
     /// returned as `Ok(response)` with a `Retry-After` header. `delay(&result)` returning
     /// `Some(d)` waits `d` before the next attempt instead of the backoff; a request beyond
@@ -506,6 +548,8 @@ enum Attempt<T, E> {
 enum Next {
     Stop,
     Wait(Duration),
+    /// The retry's cost budget refused a retry that would have cost this much.
+    OutOfBudget(u64),
 }
 
 /// What a call brings to the engine besides its operation: the caller's cancellation and
@@ -974,6 +1018,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     .deadline
                     .map(|d| d.saturating_duration_since(Instant::now()));
                 match self.next(
+                    ctx,
                     attempt,
                     previous,
                     &result,
@@ -983,6 +1028,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     Next::Stop => {
                         report(call_outcome(&result, outcome));
                         return finish(result, attempt);
+                    }
+                    Next::OutOfBudget(cost) => {
+                        report(call_outcome(&result, outcome));
+                        return out_of_budget(result, attempt, cost);
                     }
                     Next::Wait(delay) => {
                         drop(result);
@@ -1059,6 +1108,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// Decides whether failed attempt `attempt` is retried and after which delay.
     fn next<T, E>(
         &self,
+        ctx: &Context,
         attempt: u32,
         previous: Option<Duration>,
         result: &Attempt<T, E>,
@@ -1114,6 +1164,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             && !budget.try_withdraw()
         {
             return Next::Stop;
+        }
+        if let Some(costs) = &retry.cost_budget {
+            let cost = match result {
+                Attempt::Done(r) => inner.classify.retry_cost(r),
+                _ => None,
+            }
+            .or(ctx.cost())
+            .unwrap_or(costs.default_cost());
+            if costs.try_charge(ctx.key(), cost).is_err() {
+                return Next::OutOfBudget(cost);
+            }
         }
         let event = RetryEvent {
             operation: inner.name.as_deref(),
@@ -1308,6 +1369,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let now = start.map(|_| clock.now());
             let remaining = deadline.zip(now).map(|(d, now)| d.saturating_sub(now));
             match self.next(
+                &ctx,
                 attempt,
                 previous,
                 &result,
@@ -1317,6 +1379,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 Next::Stop => {
                     let outcome = call_outcome(&result, outcome);
                     break (finish(result, attempt), outcome);
+                }
+                Next::OutOfBudget(cost) => {
+                    let outcome = call_outcome(&result, outcome);
+                    break (out_of_budget(result, attempt, cost), outcome);
                 }
                 Next::Wait(delay) => {
                     drop(result);
@@ -1366,6 +1432,17 @@ fn retried<T, E, C: Classify<T, E>>(
 
 /// Turns the last attempt into the call's result. `attempts` counts the failed attempts
 /// that led here (1 when the last result was not a failure: nothing was exhausted).
+/// The end of a call whose next retry its cost budget refused: a failed `Ok` result is
+/// returned as it is (as when retries run out); a failure is wrapped in
+/// [`Error::CostBudgetExhausted`].
+fn out_of_budget<T, E>(result: Attempt<T, E>, attempts: u32, cost: u64) -> Result<T, Error<E>> {
+    finish(result, 1).map_err(|last| Error::CostBudgetExhausted {
+        attempts,
+        cost,
+        last: Box::new(last),
+    })
+}
+
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
         Attempt::Done(Ok(t)) => Ok(t),
