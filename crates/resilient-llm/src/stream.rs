@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use resilient::json::Repairer;
+use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::error::{ApiError, LlmError};
@@ -33,6 +35,8 @@ pub struct ChatStream {
     idle: Duration,
     chunks: usize,
     provider: String,
+    /// The answer so far, repaired as JSON (for [`ChatStream::next_partial`]).
+    json: Repairer,
 }
 
 impl fmt::Debug for ChatStream {
@@ -61,6 +65,7 @@ impl ChatStream {
             idle,
             chunks: 0,
             provider,
+            json: Repairer::new(),
         }
     }
 
@@ -112,6 +117,7 @@ impl ChatStream {
         loop {
             while let Some(chunk) = self.pending.pop_front() {
                 if chunk.is_token() {
+                    self.json.push(&chunk.content);
                     return Some(Ok(chunk));
                 }
             }
@@ -131,6 +137,36 @@ impl ChatStream {
                     return Some(Err(e));
                 }
                 Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Reads the answer as JSON being written: after each chunk, the value so far, repaired
+    /// (open strings, arrays and objects closed, an incomplete member left out) and
+    /// deserialized into `T`, a type whose fields are `Option`s or have defaults. Chunks
+    /// after which the value does not fit `T` yet are skipped; `None` at the end of the
+    /// answer. Shares its reading with [`ChatStream::next`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: resilient_llm::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// #[derive(serde::Deserialize, Debug)]
+    /// struct Draft { title: Option<String>, paragraphs: Option<Vec<String>> }
+    /// let request = resilient_llm::ChatRequest::new("gpt-4o-mini").json_mode().user("Write a post as JSON");
+    /// let mut stream = client.chat_stream(&request).await?;
+    /// while let Some(draft) = stream.next_partial::<Draft>().await {
+    ///     println!("so far: {:?}", draft?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn next_partial<T: DeserializeOwned>(&mut self) -> Option<Result<T, LlmError>> {
+        loop {
+            match self.next().await? {
+                Err(e) => return Some(Err(e)),
+                Ok(_) => {
+                    if let Ok(value) = self.json.parse_partial::<T>() {
+                        return Some(Ok(value));
+                    }
+                }
             }
         }
     }

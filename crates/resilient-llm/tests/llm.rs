@@ -511,3 +511,39 @@ async fn a_stream_rotates_on_quota_before_it_starts() {
     assert_eq!(requests[0].body["model"], "gpt-test");
     assert_eq!(requests[1].body["model"], "other-model");
 }
+
+#[tokio::test]
+async fn a_streamed_json_answer_is_readable_as_it_grows() {
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Partial {
+        name: Option<String>,
+        born: Option<u32>,
+    }
+    let server = MockServer::start().await.unwrap();
+    server.push(Reply::text(r#"{"name": "Ada Lovelace", "born": 1815}"#));
+    let client = client(&server).build().unwrap();
+    let mut stream = client.chat_stream(&ask().json_mode()).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(partial) = stream.next_partial::<Partial>().await {
+        seen.push(partial.unwrap());
+    }
+    // each view is a prefix of the final value: fields appear, once, in order
+    assert_eq!(
+        seen.first(),
+        Some(&Partial {
+            name: None,
+            born: None
+        })
+    );
+    assert!(seen.contains(&Partial {
+        name: Some("Ada".into()),
+        born: None
+    }));
+    assert_eq!(
+        seen.last(),
+        Some(&Partial {
+            name: Some("Ada Lovelace".into()),
+            born: Some(1815)
+        })
+    );
+}
