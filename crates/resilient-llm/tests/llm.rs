@@ -547,3 +547,27 @@ async fn a_streamed_json_answer_is_readable_as_it_grows() {
         })
     );
 }
+
+#[tokio::test]
+async fn connection_failures_are_retried_then_the_next_provider_answers() {
+    // a port with nothing listening
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let server = MockServer::start().await.unwrap();
+    let (seen, hook) = recorder();
+    let client = Client::builder()
+        .provider(Provider::new("dead", dead, "key-1"))
+        .provider(Provider::new("alive", server.url(), "key-2"))
+        .retry(Retry::immediate().attempts(2))
+        .on_event(hook)
+        .build()
+        .unwrap();
+    let answer = client.chat(&ask()).await.unwrap();
+    assert_eq!(answer.provider, "alive");
+    let seen = seen.lock().unwrap();
+    assert!(
+        matches!(&seen[..], [Seen::Retry { provider, attempt: 1, .. }, Seen::Rotate { .. }] if provider == "dead"),
+        "{seen:?}"
+    );
+}
