@@ -571,3 +571,24 @@ async fn connection_failures_are_retried_then_the_next_provider_answers() {
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn honours_a_standard_retry_after_on_429() {
+    let server = MockServer::start().await.unwrap();
+    server.push(Reply::status(429).header("retry-after", "0"));
+    server.push(Reply::text("now"));
+    let (seen, hook) = recorder();
+    let client = client(&server).on_event(hook).build().unwrap();
+    let start = Instant::now();
+    assert_eq!(client.chat(&ask()).await.unwrap().content(), "now");
+    // "0 seconds", not the 30 s backoff
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Seen::Retry {
+            provider: "mock".into(),
+            attempt: 1,
+            delay: Duration::ZERO
+        }]
+    );
+}
