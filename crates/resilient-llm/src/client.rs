@@ -28,13 +28,31 @@ use crate::types::{ChatRequest, ChatResponse, estimate_tokens};
 /// assert_eq!(primary.name(), "openai");
 /// assert_eq!(backup.name(), "local");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Provider {
     name: String,
     base_url: String,
     api_key: String,
     model: Option<String>,
     limits: Option<Limits>,
+}
+
+/// Shows everything but the API key.
+///
+/// ```
+/// let p = resilient_llm::Provider::openai("sk-secret");
+/// assert!(!format!("{p:?}").contains("sk-secret"));
+/// ```
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .field("model", &self.model)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl Provider {
