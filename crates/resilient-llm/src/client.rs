@@ -177,14 +177,70 @@ pub enum Event<'a> {
 type Hook = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 type RotateIf = Arc<dyn Fn(&Error<LlmError>) -> bool + Send + Sync>;
 
-/// The retry policy of every provider's pipeline: only transient errors are retried,
-/// after the wait the provider asked for.
-#[derive(Clone)]
-struct Policy {
+/// The classifier of every provider's pipeline, for pipelines of your own around
+/// [`LlmError`]s: every error is a failure, only [retryable](LlmError::is_retryable) ones
+/// are retried, after the wait the provider asked for ([`ApiError::retry_after`]).
+///
+/// ```
+/// use resilient::{Error, Pipeline, Retry};
+/// use resilient_llm::{ApiError, LlmError, LlmPolicy};
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let p = Pipeline::builder()
+///     .retry(Retry::constant(Duration::from_secs(30)).attempts(3))
+///     .classify(LlmPolicy::new())
+///     .build()
+///     .unwrap();
+/// let start = tokio::time::Instant::now();
+/// let mut calls = 0;
+/// let r: Result<&str, Error<LlmError>> = p
+///     .execute(|| {
+///         calls += 1;
+///         let first = calls == 1;
+///         async move {
+///             if first {
+///                 // a 429 asking for 2 s: waited instead of the 30 s backoff
+///                 Err(LlmError::Api(ApiError::from_response(429, b"", Some(Duration::from_secs(2)))))
+///             } else {
+///                 Ok("done")
+///             }
+///         }
+///     })
+///     .await;
+/// assert_eq!(r.unwrap(), "done");
+/// assert_eq!(start.elapsed(), Duration::from_secs(2));
+/// // a 400 is not retried
+/// let r: Result<(), _> = p
+///     .execute(|| async { Err(LlmError::Api(ApiError::from_response(400, b"", None))) })
+///     .await;
+/// assert!(matches!(r, Err(Error::Inner(_))));
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct LlmPolicy {
     hook: Option<Hook>,
 }
 
-impl<T: 'static> Classify<T, LlmError> for Policy {
+impl LlmPolicy {
+    /// The policy, with no event hook.
+    ///
+    /// ```
+    /// let _ = resilient_llm::LlmPolicy::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl fmt::Debug for LlmPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmPolicy")
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl<T: 'static> Classify<T, LlmError> for LlmPolicy {
     fn classify(&self, result: &Result<T, LlmError>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
@@ -215,7 +271,7 @@ impl<T: 'static> Classify<T, LlmError> for Policy {
 struct ProviderState {
     provider: Provider,
     url: String,
-    pipeline: Pipeline<Policy>,
+    pipeline: Pipeline<LlmPolicy>,
     /// Set when the provider said its quota is used up: skipped until then.
     parked_until: Mutex<Option<Instant>>,
 }
@@ -511,7 +567,7 @@ impl ClientBuilder {
                 .build()
                 .map_err(|e| ConfigError::new("http_client", e.to_string()))?,
         };
-        let policy = Policy {
+        let policy = LlmPolicy {
             hook: self.hook.clone(),
         };
         let mut providers = Vec::with_capacity(self.providers.len());

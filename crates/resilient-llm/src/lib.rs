@@ -64,7 +64,7 @@ pub mod mock;
 mod stream;
 mod types;
 
-pub use crate::client::{Client, ClientBuilder, Event, Provider, should_rotate};
+pub use crate::client::{Client, ClientBuilder, Event, LlmPolicy, Provider, should_rotate};
 pub use crate::error::{ApiError, ApiErrorKind, LlmError};
 pub use crate::limits::Limits;
 pub use crate::stream::ChatStream;
