@@ -39,7 +39,7 @@ use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_h
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
-use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryIf};
+use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, Recovery, RetryIf};
 use crate::engine::timeouts::Timeouts;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
@@ -49,6 +49,7 @@ mod fallback;
 mod strategies;
 
 pub use call::Call;
+pub use fallback::WithFallback;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
@@ -548,6 +549,41 @@ pin_project_lite::pin_project! {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A call with its outermost phase: when the call fails, the classifier's
+    /// [`Classify::recover`] (a pipeline's fallback chain) may answer instead. On the
+    /// success path it costs one check of `recovery`.
+    struct Recovering<'a, F, C, T, E> {
+        #[pin]
+        call: F,
+        classify: &'a C,
+        recovery: Option<Recovery<T, E>>,
+    }
+}
+
+impl<F, C, T, E> Future for Recovering<'_, F, C, T, E>
+where
+    F: Future<Output = Result<T, Error<E>>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(recovery) = this.recovery.as_mut() {
+            return recovery.as_mut().poll(cx);
+        }
+        match this.call.poll(cx) {
+            Poll::Ready(Err(failure)) => match this.classify.recover(failure) {
+                Err(failure) => Poll::Ready(Err(failure)),
+                Ok(recovery) => this.recovery.insert(recovery).as_mut().poll(cx),
+            },
+            other => other,
+        }
+    }
+}
+
 /// The path a call takes (see [`Pipeline::run`]).
 enum Start<A, G, B> {
     Plain(A),
@@ -683,7 +719,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
     {
-        Run::Start {
+        let classify = &self.inner.classify;
+        let call = Run::Start {
             start: Some(move || {
                 let inner = &*self.inner;
                 if !inner.direct || seed.cancel.is_some() || Ambient::active() {
@@ -706,6 +743,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     Start::Guarded(self.guarded_call(ctx, None, op, retryable))
                 }
             }),
+        };
+        Recovering {
+            call,
+            classify,
+            recovery: None,
         }
     }
 
