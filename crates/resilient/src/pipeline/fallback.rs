@@ -122,6 +122,8 @@ impl<C> PipelineBuilder<C> {
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
             retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
             classify: WithFallback {
                 inner: self.classify,
                 fallback,
