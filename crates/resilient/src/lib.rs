@@ -73,21 +73,21 @@ pub use crate::engine::error::{
 };
 pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
 pub use crate::engine::outcome::{
-    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryCost, RetryIf,
-    WithDelay,
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, Recovery, RetryCost,
+    RetryIf, WithDelay,
 };
 pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
 pub use crate::engine::timeouts::Timeouts;
-pub use crate::pipeline::{Call, Pipeline, PipelineBuilder};
+pub use crate::pipeline::{Call, Pipeline, PipelineBuilder, WithFallback};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
 pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, circuit, fallback, rate_limit, retry, timeout};
+pub use resilient_macros::{bulkhead, circuit, fallback, hedge, rate_limit, retry, timeout};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;

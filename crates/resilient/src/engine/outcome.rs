@@ -3,11 +3,17 @@
 //! One classifier is evaluated once per attempt; its verdict feeds the retry decision and
 //! every guard (breakers count failures, bulkheads and limiters ignore it).
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::engine::attempt::{FailedAttempt, RetryEvent};
-use crate::engine::error::RetryAfter;
+use crate::engine::error::{Error, RetryAfter};
+
+/// A call's recovery after the pipeline gave up on it: the future of a fallback chain
+/// (see [`Classify::recover`]). Boxed: it exists only on the failure path.
+pub type Recovery<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
 
 /// How one attempt's result is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +84,22 @@ pub trait Classify<T, E>: Send + Sync + 'static {
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         let _ = (event, failed);
     }
+
+    /// The outermost phase: what answers a call the pipeline gave up on. `Err(failure)`
+    /// (the default) returns the failure to the caller; `Ok(recovery)` answers with the
+    /// recovery's result instead. A pipeline's
+    /// [`fallback`](crate::PipelineBuilder::fallback) step wraps the classifier in one that
+    /// runs its chain here; wrappers forward it to the classifier they wrap.
+    ///
+    /// ```
+    /// use resilient::{AllErrors, Classify, Error};
+    /// let none = <AllErrors as Classify<u8, ()>>::recover(&AllErrors, Error::BulkheadFull);
+    /// assert!(matches!(none, Err(Error::BulkheadFull)));
+    /// ```
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        Err(failure)
+    }
 }
 
 /// The default classifier: `Ok` is a success, every `Err` a failure.
@@ -147,6 +169,10 @@ impl<T, E: RetryAfter, C: Classify<T, E>> Classify<T, E> for HonorRetryAfter<C> 
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.0.on_retry(event, failed);
     }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.0.recover(failure)
+    }
 }
 
 /// A classifier with a custom, error-aware delay: `delay(attempt, &error)` returning
@@ -214,6 +240,10 @@ where
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
     }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
+    }
 }
 
 /// A classifier with a typed retry hook: `hook(&event, failed)` runs before each retry wait
@@ -278,6 +308,10 @@ where
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
         (self.hook)(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
     }
 }
 
@@ -345,6 +379,10 @@ where
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
     }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
+    }
 }
 
 /// A classifier with a server-directed delay read from any result, `Ok` included (an
@@ -411,6 +449,10 @@ where
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
     }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
+    }
 }
 
 /// A classifier that prices retries: `cost(&result)` is what retrying after `result`
@@ -476,5 +518,9 @@ where
     #[inline]
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
     }
 }
