@@ -52,6 +52,7 @@ pub mod hedge;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod ratelimit;
+pub mod registry;
 pub mod retry;
 pub mod testing;
 pub mod timeout;
@@ -79,6 +80,7 @@ pub use crate::engine::random::{
 pub use crate::engine::timeouts::Timeouts;
 pub use crate::pipeline::{Call, Pipeline, PipelineBuilder};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
+pub use crate::registry::registry;
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
 pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
