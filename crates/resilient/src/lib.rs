@@ -86,7 +86,7 @@ pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, circuit, fallback, rate_limit, retry, timeout};
+pub use resilient_macros::{bulkhead, circuit, fallback, pattern, rate_limit, retry, timeout};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;

@@ -83,6 +83,7 @@ mod classify;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+mod names;
 mod params;
 mod pattern;
 
@@ -97,6 +98,7 @@ use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::ratelimit::RateLimiter;
 
 pub use classify::{AnyResult, Classifier, Judge};
+pub use names::Name;
 pub use params::{Params, Value, parse_duration};
 pub use pattern::{AnyPipeline, Factory, Param, PatternRegistration, patterns};
 
@@ -326,8 +328,8 @@ macro_rules! kind_api {
         #[doc = concat!("The ", $kind, " named `name`, built on first lookup from its definition and shared afterwards.")]
         ///
         #[doc = concat!("```\n", $example, "\n```")]
-        pub fn $get(&self, name: &str) -> Result<$ty, RegistryError> {
-            self.get(|s| &mut s.$field, $kind, name)
+        pub fn $get(&self, name: impl AsRef<str>) -> Result<$ty, RegistryError> {
+            self.get(|s| &mut s.$field, $kind, name.as_ref())
         }
 
         #[doc = concat!("Defines the ", $kind, " `name`: `build` runs on the first lookup (and may look up other names), once. Replaces an earlier definition not yet built.")]
@@ -539,7 +541,7 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
     /// let err = r.pipeline("netwrok").unwrap_err().to_string();
     /// assert!(err.contains("network"), "{err}");
     /// ```
-    pub fn pipeline(&self, name: &str) -> Result<NamedPipeline, RegistryError> {
+    pub fn pipeline(&self, name: impl AsRef<str>) -> Result<NamedPipeline, RegistryError> {
         self.pipeline_as::<Classifier>(name)
     }
 
@@ -554,8 +556,9 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
     /// ```
     pub fn pipeline_as<C: Send + Sync + 'static>(
         &self,
-        name: &str,
+        name: impl AsRef<str>,
     ) -> Result<Pipeline<C>, RegistryError> {
+        let name = name.as_ref();
         let any = self.any_pipeline(name)?;
         any.downcast::<C>().ok_or_else(|| RegistryError::WrongType {
             name: name.to_owned(),
@@ -570,7 +573,8 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
     /// let r = resilient::registry::Registry::new();
     /// assert!(!r.any_pipeline("network").unwrap().stages().is_empty());
     /// ```
-    pub fn any_pipeline(&self, name: &str) -> Result<AnyPipeline, RegistryError> {
+    pub fn any_pipeline(&self, name: impl AsRef<str>) -> Result<AnyPipeline, RegistryError> {
+        let name = name.as_ref();
         let defined = {
             let s = self.lock();
             s.pipelines.has(name)
