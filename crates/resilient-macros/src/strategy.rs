@@ -5,6 +5,7 @@ mod bulkhead;
 mod circuit;
 mod fallback;
 mod hedge;
+pub(crate) mod pattern;
 mod rate_limit;
 mod retry;
 mod timeout;
@@ -57,6 +58,10 @@ pub(crate) struct Stage {
     /// A fallback chain's builder calls (`.or_else(..)`, `.or_value(..)`, `.handle(..)`),
     /// run around the whole pipeline call.
     pub(crate) fallback: Option<TokenStream>,
+    /// A whole pipeline from elsewhere (`#[resilient::pattern(..)]`): its classifier type
+    /// and an expression of type `Result<Pipeline<that type>, ConfigError>`, used instead
+    /// of a built one.
+    pub(crate) pipeline: Option<(TokenStream, TokenStream)>,
 }
 
 impl Stage {
@@ -71,6 +76,7 @@ impl Stage {
             key: None,
             call_cost: None,
             fallback: None,
+            pipeline: None,
         }
     }
 }
@@ -146,6 +152,11 @@ pub(crate) const KINDS: &[Kind] = &[
         order: 1,
         parse: hedge::parse,
     },
+    Kind {
+        name: "pattern",
+        order: 5,
+        parse: pattern::parse,
+    },
 ];
 
 /// The kind named `name`.
@@ -169,6 +180,7 @@ pub(crate) fn scope(key: &syn::Ident, value: &Expr, what: &str) -> syn::Result<P
 /// Checks across attributes, on literal values: what `PipelineBuilder::build` would
 /// otherwise reject when the function is first called.
 pub(crate) fn check(stages: &[Stage]) -> syn::Result<()> {
+    pattern::check_alone(stages)?;
     let mut facts = Facts::default();
     let mut per_attempt_guard = false;
     for s in stages {

@@ -54,6 +54,7 @@ pub mod hedge;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod ratelimit;
+pub mod registry;
 pub mod retry;
 pub mod testing;
 pub mod timeout;
@@ -82,12 +83,15 @@ pub use crate::engine::random::{
 pub use crate::engine::timeouts::Timeouts;
 pub use crate::pipeline::{Call, Pipeline, PipelineBuilder, WithFallback};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
+pub use crate::registry::registry;
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
 pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, circuit, fallback, hedge, rate_limit, retry, timeout};
+pub use resilient_macros::{
+    bulkhead, circuit, fallback, hedge, pattern, rate_limit, retry, timeout,
+};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;

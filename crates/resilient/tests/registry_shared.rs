@@ -1,0 +1,102 @@
+//! Two functions and a tower service using the same name share one breaker and one limiter
+//! (the program's registry).
+
+#![cfg(all(feature = "macros", feature = "tower"))]
+
+use std::io;
+use std::time::Duration;
+
+use resilient::ratelimit::RateLimiter;
+use resilient::registry;
+use resilient::{CircuitBreaker, CircuitState, Error};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+resilient::names! {
+    PAYMENTS = "payments";
+}
+
+fn define() {
+    let r = registry();
+    r.define_breaker(PAYMENTS, || {
+        CircuitBreaker::consecutive_failures(2)
+            .open_for(Duration::from_secs(60))
+            .build()
+    });
+    r.define_limiter(PAYMENTS, || {
+        RateLimiter::fixed_window(3, Duration::from_secs(10)).build()
+    });
+    r.define_pipeline(PAYMENTS, |r| {
+        Ok(registry::builder()
+            .circuit_breaker(&r.breaker(PAYMENTS)?)
+            .rate_limit(&r.limiter(PAYMENTS)?)
+            .build()?)
+    });
+}
+
+fn answer(fail: bool) -> Result<u32, io::Error> {
+    if fail {
+        Err(io::Error::from(io::ErrorKind::ConnectionReset))
+    } else {
+        Ok(7)
+    }
+}
+
+/// Builds its own pipeline from the registry's breaker and limiter.
+#[resilient::circuit(breaker = PAYMENTS)]
+#[resilient::rate_limit(limiter = "payments", scope = call)]
+async fn charge(fail: bool) -> Result<u32, io::Error> {
+    answer(fail)
+}
+
+/// Runs through the registry's pipeline of the name.
+#[resilient::pattern("payments")]
+async fn refund(fail: bool) -> Result<u32, io::Error> {
+    answer(fail)
+}
+
+async fn service(fail: bool) -> Result<u32, Error<io::Error>> {
+    let pipeline = registry().pipeline(PAYMENTS).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(pipeline.layer())
+        .service(service_fn(|fail: bool| async move { answer(fail) }));
+    svc.oneshot(fail).await
+}
+
+fn limited<T: std::fmt::Debug>(r: Result<T, Error<io::Error>>) -> bool {
+    matches!(r, Err(Error::RateLimited { .. }))
+}
+
+fn open<T: std::fmt::Debug>(r: Result<T, Error<io::Error>>) -> bool {
+    matches!(r, Err(Error::CircuitOpen { .. }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_functions_and_a_service_share_one_breaker_and_one_limiter() {
+    define();
+
+    // One limiter: 3 calls per window between the three users.
+    assert_eq!(charge(false).await.unwrap(), 7);
+    assert_eq!(refund(false).await.unwrap(), 7);
+    assert_eq!(service(false).await.unwrap(), 7);
+    assert!(limited(charge(false).await));
+    assert!(limited(refund(false).await));
+    assert!(limited(service(false).await));
+
+    // One breaker: two failures through `charge` open it for all three.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(matches!(charge(true).await, Err(Error::Inner(_))));
+    assert_eq!(
+        registry().breaker(PAYMENTS).unwrap().state(),
+        CircuitState::Closed
+    );
+    assert!(matches!(refund(true).await, Err(Error::Inner(_))));
+    assert_eq!(
+        registry().breaker(PAYMENTS).unwrap().state(),
+        CircuitState::Open
+    );
+    assert!(open(charge(false).await));
+    assert!(open(refund(false).await));
+    assert!(open(service(false).await));
+    // the breaker rejected those before the limiter: its window still has a unit
+    assert_eq!(registry().limiter(PAYMENTS).unwrap().allow(), Ok(()));
+}
