@@ -53,6 +53,7 @@ pub mod hedge;
 pub mod http;
 pub mod ratelimit;
 pub mod retry;
+pub mod telemetry;
 pub mod testing;
 pub mod timeout;
 #[cfg(feature = "tower")]
