@@ -50,3 +50,6 @@ pub mod tracing;
 
 mod adapters;
 pub use adapters::{fallback_observer, hedge_observer};
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
