@@ -301,3 +301,46 @@ fn the_file_is_watched_and_reloaded_when_it_changes() {
     drop(watcher);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn chaos_is_configured_switched_at_run_time_and_re_rated_on_reload() {
+    let src = r#"
+[chaos.flaky]
+reject_rate = 1.0
+seed = 3
+
+[pipelines.p]
+chaos = "flaky"
+"#;
+    let live = LiveConfig::from_toml(src, "chaos.toml").unwrap();
+    let p = live.pipeline("p").unwrap();
+    let r = p.execute(|| async { Ok::<_, ()>(1) }).await;
+    assert!(
+        matches!(r, Err(resilient::Error::Rejected { guard: "chaos", .. })),
+        "{r:?}"
+    );
+    // switched off at run time through the registry
+    let chaos = live.registry().chaos("flaky").unwrap();
+    chaos.set_enabled(false);
+    assert_eq!(p.execute(|| async { Ok::<_, ()>(1) }).await, Ok(1));
+    chaos.set_enabled(true);
+
+    // a reload re-rates the same injector in place
+    let report = live
+        .reload_toml(&src.replace("reject_rate = 1.0", "reject_rate = 0.0"), "chaos.toml")
+        .unwrap();
+    assert_eq!(report.adjusted, ["chaos.flaky"]);
+    assert_eq!(chaos.reject_rate(), 0.0);
+    assert_eq!(p.execute(|| async { Ok::<_, ()>(2) }).await, Ok(2));
+
+    // an invalid rate names its field and line
+    let err = live
+        .reload_toml(&src.replace("reject_rate = 1.0", "reject_rate = 1.5"), "chaos.toml")
+        .unwrap_err();
+    assert_eq!((err.line(), err.field()), (Some(3), "chaos.flaky.reject_rate"), "{err}");
+    // and an unknown injector lists the known ones
+    let err = live
+        .reload_toml(&src.replace("chaos = \"flaky\"", "chaos = \"flakey\""), "chaos.toml")
+        .unwrap_err();
+    assert!(err.to_string().contains("known: flaky"), "{err}");
+}

@@ -18,6 +18,7 @@
 //! | breaker | kept, with its state and counts | replaced (state starts closed) |
 //! | rate limiter | kept, with its state | only `rate`, `per` or `burst` changed: kept and re-rated in place (units in use, debt, stay: see `RateLimiter::set_rate`); anything else: replaced |
 //! | bulkhead | kept, with its permits | replaced: calls in flight keep their slots in the old one |
+//! | chaos | kept | switched and re-rated in place (a new `seed` replaces it) |
 //!
 //! Every reload ends in a [`ReloadEvent`] for the hooks added with
 //! [`LiveConfig::on_reload`] and in the counts of [`LiveConfig::stats`].
@@ -393,6 +394,23 @@ impl LiveConfig {
                 (None, _) => report.added.push(key),
             }
         }
+        for (name, c) in &config.chaos {
+            let key = format!("chaos.{name}");
+            match (old.chaos.get(name), old_registry.chaos(name)) {
+                (Some(was), Ok(x)) if was == c => {
+                    rest.chaos.remove(name);
+                    let _ = fresh.insert_chaos(name.clone(), x);
+                    report.kept.push(key);
+                }
+                (Some(was), Ok(x)) if c.apply_to(&x, was) => {
+                    rest.chaos.remove(name);
+                    let _ = fresh.insert_chaos(name.clone(), x);
+                    report.adjusted.push(key);
+                }
+                (Some(_), _) => report.replaced.push(key),
+                (None, _) => report.added.push(key),
+            }
+        }
         let gone = |kind: &str, old: Vec<&String>, new: &dyn Fn(&String) -> bool| {
             old.into_iter()
                 .filter(|n| !new(n))
@@ -413,6 +431,11 @@ impl LiveConfig {
             .removed
             .extend(gone("bulkheads", old.bulkheads.keys().collect(), &|n| {
                 config.bulkheads.contains_key(n)
+            }));
+        report
+            .removed
+            .extend(gone("chaos", old.chaos.keys().collect(), &|n| {
+                config.chaos.contains_key(n)
             }));
         report
             .removed
