@@ -73,15 +73,39 @@ fn a_definition_that_fails_names_the_name_and_the_field() {
     }
 }
 
-#[test]
-fn pattern_spellings_share_one_pipeline_per_canonical_spelling() {
+#[tokio::test]
+async fn pattern_spellings_share_one_pipeline_per_canonical_spelling() {
     let r = Registry::new();
-    let a = r.pipeline("network(attempts = 5)").unwrap();
-    let b = r.pipeline("network( attempts=5 )").unwrap();
-    assert_eq!(a.stages(), b.stages());
-    assert_eq!(r.pipeline_names(), ["network(attempts = 5)"]);
-    r.pipeline("network").unwrap();
-    assert_eq!(r.pipeline_names(), ["network", "network(attempts = 5)"]);
+    r.add_pattern(PatternRegistration {
+        name: "fragile",
+        crate_name: "tests",
+        params: &[resilient::registry::Param {
+            name: "failures",
+            default: "1",
+            description: "failures that open the breaker",
+        }],
+        description: "a breaker of its own per spelling",
+        factory: |p| {
+            let n = p.u32("failures", 1)?;
+            Ok(resilient::registry::builder()
+                .circuit_breaker(CircuitBreaker::consecutive_failures(n))
+                .build()?
+                .into())
+        },
+    })
+    .unwrap();
+    let a = r.pipeline("fragile(failures = 1)").unwrap();
+    let _: Result<(), Error<&str>> = a.execute(|| async { Err("down") }).await;
+    // the same canonical spelling: the same pipeline, its breaker open
+    let b = r.pipeline("fragile( failures=1 )").unwrap();
+    let r1: Result<(), Error<&str>> = b.execute(|| async { Ok(()) }).await;
+    assert!(matches!(r1, Err(Error::CircuitOpen { .. })));
+    // another spelling: another pipeline
+    let c = r.pipeline("fragile(failures = 2)").unwrap();
+    let r2: Result<(), Error<&str>> = c.execute(|| async { Ok(()) }).await;
+    assert!(r2.is_ok());
+    // spellings are not names
+    assert!(r.pipeline_names().is_empty());
 }
 
 #[test]

@@ -272,6 +272,8 @@ struct State {
     bulkheads: Kind<Bulkhead>,
     /// Patterns added to this registry (besides the ones registered at link time).
     patterns: Vec<PatternRegistration>,
+    /// Pattern pipelines built, by canonical spelling.
+    from_patterns: BTreeMap<String, AnyPipeline>,
 }
 
 /// Named pipelines, breakers, rate limiters and bulkheads: each built once per name (on
@@ -590,12 +592,12 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
             return Err(self.unknown_pipeline(name));
         };
         let key = params.spelling(&pattern);
-        if let Some(p) = self.lock().pipelines.built.get(&key) {
+        if let Some(p) = self.lock().from_patterns.get(&key) {
             return Ok(p.clone());
         }
         let built = pattern::build(&found, &params)?;
         let mut s = self.lock();
-        Ok(s.pipelines.built.entry(key).or_insert(built).clone())
+        Ok(s.from_patterns.entry(key).or_insert(built).clone())
     }
 
     fn unknown_pipeline(&self, name: &str) -> RegistryError {
@@ -703,7 +705,7 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
         Ok(all)
     }
 
-    /// The names of the pipelines defined or built (patterns' spellings included once
+    /// The names of the pipelines defined or inserted (not the patterns' spellings
     /// looked up), sorted.
     ///
     /// ```
