@@ -619,7 +619,7 @@
 //! # 12. Names, configuration files and patterns
 //!
 //! Two functions cannot share a breaker they each build. The
-//! [registry](crate::registry) gives strategies names: `resilient::registry()` builds each
+//! [registry](mod@crate::registry) gives strategies names: `resilient::registry()` builds each
 //! named breaker, limiter, bulkhead and pipeline once, on first lookup, and hands every
 //! user of the name the same one. `#[resilient::pattern(NAME)]` runs a function through
 //! the registry's pipeline; `breaker = NAME` (and `limiter =`, `bulkhead =`) takes one
@@ -644,7 +644,7 @@
 //! ```
 //!
 //! With feature `config`, a TOML file (or any serde format) describes named breakers,
-//! limiters, bulkheads and pipelines ([`registry::config`](crate::registry)); loading
+//! limiters, bulkheads and pipelines ([`registry::config`](mod@crate::registry)); loading
 //! validates all of it before adding anything, and an error names the file, the line and
 //! the field. `resilient check FILE` does the same from the command line and prints each
 //! pipeline's stages.
