@@ -29,7 +29,7 @@ if [[ -n "$hits" ]]; then
     echo "$hits" >&2
     status=1
 fi
-hits=$(code_lines 'crate::(pipeline|tower|registry|register_pattern|testing|guide|__private)\b' retry timeout circuit ratelimit bulkhead fallback hedge failover)
+hits=$(code_lines 'crate::(pipeline|tower|registry|register_pattern|testing|guide|__private)\b' retry timeout circuit ratelimit bulkhead fallback hedge failover chaos)
 if [[ -n "$hits" ]]; then
     echo "check-layers: a strategy must not import the pipeline, the tower adapter or the registry:" >&2
     echo "$hits" >&2

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-publishable=(resilient-json resilient-macros resilient resilient-cli resilient-redis)
+publishable=(resilient-json resilient-macros resilient resilient-cli resilient-redis resilient-llm)
 not_published=(resilient-bench)
 
 for c in "${not_published[@]}"; do

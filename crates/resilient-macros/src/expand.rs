@@ -637,6 +637,23 @@ mod tests {
             ("retry", quote!(on_retry = "x"), "names a function"),
             ("retry", quote!(retry_if = "x"), "names a function"),
             ("fallback", quote!(), "needs `with"),
+            ("hedge", quote!(delay = "10ms"), "idempotent = true"),
+            ("hedge", quote!(idempotent = true), "needs `delay"),
+            (
+                "hedge",
+                quote!(idempotent = true, mode = parallel, delay = "1s"),
+                "for `mode = delayed` only",
+            ),
+            (
+                "hedge",
+                quote!(idempotent = true, mode = sometimes),
+                "`mode` is",
+            ),
+            (
+                "hedge",
+                quote!(idempotent = false, mode = parallel),
+                "only for idempotent",
+            ),
             ("fallback", quote!(with = "x"), "names an async function"),
             ("fallback", quote!(value = 1, with = f), "would never run"),
             ("fallback", quote!(value = 1, value = 2), "given twice"),

@@ -1,6 +1,6 @@
 //! Attribute macros for [resilient](https://docs.rs/resilient): `#[resilient::retry]`,
 //! `#[resilient::timeout]`, `#[resilient::bulkhead]`, `#[resilient::circuit]`,
-//! `#[resilient::rate_limit]` and `#[resilient::fallback]`.
+//! `#[resilient::rate_limit]`, `#[resilient::fallback]` and `#[resilient::hedge]`.
 //!
 //! Use them through the `resilient` crate (its default `macros` feature re-exports them);
 //! the generated code names `::resilient`, so this crate is not meant to be used alone.
@@ -422,6 +422,50 @@ pub fn rate_limit(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn fallback(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("fallback", attr.into(), item.into()).into()
+}
+
+/// Hedges the function's attempts: while an attempt runs, more attempts of the same call
+/// start (after `delay`, all at once, or after a failure), up to `max_hedges`; the first
+/// success wins and the others are dropped at once. Hedges are attempts of the function's
+/// one pipeline: each passes the per-attempt guards (a `scope = attempt` breaker, a rate
+/// limiter) and the operation timeout of a stacked `#[resilient::timeout]` on its own, and
+/// the retry loop of a stacked `#[resilient::retry]` retries an attempt whose hedges all
+/// failed. Runs the builder's `PipelineBuilder::hedge` step.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `idempotent` | must be `true`: the function runs more than once at the same time | required |
+/// | `delay` | time before each hedge (`mode = delayed`) | required in delayed mode |
+/// | `mode` | `delayed`, `parallel` (every attempt at once) or `fallback` (the next once the previous failed) | `delayed` |
+/// | `max_hedges` | hedges beside the original attempt (`<= 64`) | `1` |
+///
+/// `async` functions only.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static STARTED: AtomicU32 = AtomicU32::new(0);
+///
+/// #[resilient::retry(attempts = 2, backoff = immediate)]
+/// #[resilient::hedge(mode = parallel, max_hedges = 1, idempotent = true)]
+/// async fn lookup(key: u32) -> Result<u32, std::io::Error> {
+///     if STARTED.fetch_add(1, Ordering::SeqCst) == 0 {
+///         std::future::pending::<()>().await; // the first attempt is stuck
+///     }
+///     Ok(key * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(lookup(21).await.unwrap(), 42); // the hedge answered
+/// assert_eq!(STARTED.load(Ordering::SeqCst), 2);
+/// # }
+/// ```
+///
+/// A delayed hedge: `#[resilient::hedge(delay = "50ms", max_hedges = 2, idempotent = true)]`.
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn hedge(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("hedge", attr.into(), item.into()).into()
 }
 
 /// Runs the function through the registry's pipeline of that name: a pipeline defined in

@@ -4,6 +4,7 @@
 mod bulkhead;
 mod circuit;
 mod fallback;
+mod hedge;
 pub(crate) mod pattern;
 mod rate_limit;
 mod retry;
@@ -144,6 +145,12 @@ pub(crate) const KINDS: &[Kind] = &[
         name: "fallback",
         order: 4,
         parse: fallback::parse,
+    },
+    // after `.retry(..)` (order 0 of the retry phase): its attempts are what is hedged
+    Kind {
+        name: "hedge",
+        order: 1,
+        parse: hedge::parse,
     },
     Kind {
         name: "pattern",

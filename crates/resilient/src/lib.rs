@@ -43,7 +43,9 @@ pub mod bulkhead;
 /// ```
 #[cfg(feature = "json")]
 pub use resilient_json as json;
+pub mod chaos;
 pub mod circuit;
+pub mod experiment;
 pub mod failover;
 pub mod fallback;
 pub mod guide;
@@ -72,13 +74,14 @@ pub use crate::engine::error::{
 };
 pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
 pub use crate::engine::outcome::{
-    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryIf, WithDelay,
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, Recovery, RetryCost,
+    RetryIf, WithDelay,
 };
 pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
 pub use crate::engine::timeouts::Timeouts;
-pub use crate::pipeline::{Call, Pipeline, PipelineBuilder};
+pub use crate::pipeline::{Call, Pipeline, PipelineBuilder, WithFallback};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
 pub use crate::registry::registry;
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
@@ -86,7 +89,9 @@ pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, circuit, fallback, pattern, rate_limit, retry, timeout};
+pub use resilient_macros::{
+    bulkhead, circuit, fallback, hedge, pattern, rate_limit, retry, timeout,
+};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;

@@ -106,6 +106,17 @@ pub enum Error<E> {
         /// When to try again, if the guard knows.
         retry_after: Option<Duration>,
     },
+    /// A retry was refused by the retry's cost budget (`resilient::retry::CostBudget`): the
+    /// call, or its tenant, has spent what it may on retries for now. `last` is how the last
+    /// attempt ended; it is the [`source`](StdError::source).
+    CostBudgetExhausted {
+        /// Attempts made, including the first.
+        attempts: u32,
+        /// What the refused retry would have cost.
+        cost: u64,
+        /// The last attempt's failure (the caller's error, a timeout or a rejection).
+        last: Box<Error<E>>,
+    },
     /// A fallback chain failed: the primary call and every alternative, in order (see
     /// `resilient::fallback`). A caller's own error handed on to the next alternative is
     /// recorded as `Rejected { guard: "fallback: ..", .. }` in its place; the last failure
@@ -123,6 +134,7 @@ impl<E> Error<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
             Error::Fallback { failures } => failures.last().and_then(Error::inner),
+            Error::CostBudgetExhausted { last, .. } => last.inner(),
             _ => None,
         }
     }
@@ -132,6 +144,7 @@ impl<E> Error<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
             Error::Fallback { mut failures } => failures.pop().and_then(Error::into_inner),
+            Error::CostBudgetExhausted { last, .. } => last.into_inner(),
             _ => None,
         }
     }
@@ -165,6 +178,7 @@ impl<E> Error<E> {
                 | Error::RateLimited { .. }
                 | Error::BulkheadFull
                 | Error::Rejected { .. }
+                | Error::CostBudgetExhausted { .. }
         )
     }
 
@@ -190,6 +204,15 @@ impl<E> Error<E> {
                 mapped.extend(last);
                 Error::Fallback { failures: mapped }
             }
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last: Box::new(last.map_inner(f)),
+            },
             verdict => verdict.without_inner(),
         }
     }
@@ -218,6 +241,15 @@ impl<E> Error<E> {
             Error::Rejected { guard, retry_after } => Error::Rejected {
                 guard,
                 retry_after: *retry_after,
+            },
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts: *attempts,
+                cost: *cost,
+                last: Box::new(last.verdict()?),
             },
         })
     }
@@ -292,6 +324,15 @@ impl<E> Error<Error<E>> {
             Error::Fallback { failures } => Error::Fallback {
                 failures: failures.into_iter().map(Error::flatten).collect(),
             },
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last: Box::new(last.flatten()),
+            },
             verdict => verdict.without_inner(),
         }
     }
@@ -319,6 +360,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Rejected { guard, retry_after } => {
                 write_after(f, &format!("rejected by {guard}"), retry_after)
             }
+            Error::CostBudgetExhausted { attempts, cost, .. } => write!(
+                f,
+                "retry cost budget exhausted after {attempts} attempts (the next retry would cost {cost})"
+            ),
             Error::Fallback { failures } => write!(
                 f,
                 "the call and its {} fallback alternatives failed",
@@ -334,6 +379,7 @@ impl<E: StdError + 'static> StdError for Error<E> {
             Error::Inner(e) => e.source(),
             Error::RetriesExhausted { last, .. } => Some(last),
             Error::Fallback { failures } => failures.last().map(|e| e as &(dyn StdError + 'static)),
+            Error::CostBudgetExhausted { last, .. } => Some(&**last),
             _ => None,
         }
     }
