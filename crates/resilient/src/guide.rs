@@ -633,7 +633,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let r = Registry::new();
-//! r.define_breaker("inventory", || CircuitBreaker::consecutive_failures(1).build());
+//! r.define_breaker("inventory", || CircuitBreaker::consecutive_failures(1).build()).unwrap();
 //! let first = registry::builder().circuit_breaker(&r.breaker("inventory").unwrap()).build().unwrap();
 //! let second = registry::builder().circuit_breaker(&r.breaker("inventory").unwrap()).build().unwrap();
 //! let _ = first.execute(|| async { Err::<(), _>("down") }).await;

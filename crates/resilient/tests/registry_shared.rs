@@ -21,16 +21,19 @@ fn define() {
         CircuitBreaker::consecutive_failures(2)
             .open_for(Duration::from_secs(60))
             .build()
-    });
+    })
+    .unwrap();
     r.define_limiter(PAYMENTS, || {
         RateLimiter::fixed_window(3, Duration::from_secs(10)).build()
-    });
+    })
+    .unwrap();
     r.define_pipeline(PAYMENTS, |r| {
         Ok(registry::builder()
             .circuit_breaker(&r.breaker(PAYMENTS)?)
             .rate_limit(&r.limiter(PAYMENTS)?)
             .build()?)
-    });
+    })
+    .unwrap();
 }
 
 fn answer(fail: bool) -> Result<u32, io::Error> {
