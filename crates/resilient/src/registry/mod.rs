@@ -107,6 +107,15 @@ pub use inventory as __inventory;
 
 /// The type of the registry's own pipelines: one pipeline serves functions of any
 /// `Result<T, E>` type (`T` and `E` `'static`), judged by its [`Classifier`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let p: resilient::registry::NamedPipeline = resilient::registry().pipeline("network").unwrap();
+/// let a: Result<u8, resilient::Error<std::io::Error>> = p.execute(|| async { Ok(1) }).await;
+/// let b: Result<&str, resilient::Error<String>> = p.execute(|| async { Ok("x") }).await;
+/// assert_eq!((a.unwrap(), b.unwrap()), (1, "x"));
+/// # }
+/// ```
 pub type NamedPipeline = Pipeline<Classifier>;
 
 /// A pipeline builder for the registry: `Pipeline::builder()` with the registry's
@@ -118,6 +127,44 @@ pub type NamedPipeline = Pipeline<Classifier>;
 /// ```
 pub fn builder() -> PipelineBuilder<Classifier> {
     Pipeline::builder().classify(Classifier::default())
+}
+
+/// What [`Registry::get`] looks up: breakers, limiters, bulkheads and pipelines.
+///
+/// ```
+/// use resilient::registry::{Named, Registry};
+/// use resilient::Bulkhead;
+/// let r = Registry::new();
+/// r.insert_bulkhead("db", Bulkhead::builder(3).build().unwrap()).unwrap();
+/// assert_eq!(Bulkhead::lookup(&r, "db").unwrap().limit(), 3);
+/// ```
+pub trait Named: Sized {
+    /// The one named `name` in `registry`.
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError>;
+}
+
+impl Named for CircuitBreaker {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.breaker(name)
+    }
+}
+
+impl Named for RateLimiter {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.limiter(name)
+    }
+}
+
+impl Named for Bulkhead {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.bulkhead(name)
+    }
+}
+
+impl<C: Send + Sync + 'static> Named for Pipeline<C> {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.pipeline_as(name)
+    }
 }
 
 /// Why a lookup or a definition failed.
@@ -347,7 +394,7 @@ macro_rules! kind_api {
         ///
         #[doc = concat!("```\n", $example, "\n```")]
         pub fn $get(&self, name: impl AsRef<str>) -> Result<$ty, RegistryError> {
-            self.get(|s| &mut s.$field, $kind, name.as_ref())
+            self.lookup(|s| &mut s.$field, $kind, name.as_ref())
         }
 
         #[doc = concat!("Defines the ", $kind, " `name`: `build` runs on the first lookup, once (racing first lookups wait for it); an error if the name is taken.")]
@@ -408,7 +455,7 @@ impl Registry {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get<T: Clone>(
+    fn lookup<T: Clone>(
         &self,
         field: impl Fn(&mut State) -> &mut Kind<T>,
         kind: &'static str,
@@ -617,7 +664,7 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
             s.pipelines.has(name)
         };
         if defined {
-            return self.get(|s| &mut s.pipelines, "pipeline", name);
+            return self.lookup(|s| &mut s.pipelines, "pipeline", name);
         }
         let (pattern, params) = match Params::parse(name) {
             Ok(parsed) => parsed,
@@ -738,6 +785,24 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
             }
         }
         Ok(all)
+    }
+
+    /// Typed lookup: the breaker, limiter, bulkhead or pipeline (of any classifier) named
+    /// `name`, by the type asked for.
+    ///
+    /// ```
+    /// use resilient::registry::{NamedPipeline, Registry};
+    /// use resilient::{Bulkhead, CircuitBreaker};
+    /// let r = Registry::new();
+    /// r.define_bulkhead("db", || Bulkhead::builder(2).build()).unwrap();
+    /// let db: Bulkhead = r.get("db").unwrap();
+    /// assert_eq!(db.limit(), 2);
+    /// assert!(r.get::<CircuitBreaker>("db").is_err());
+    /// let network: NamedPipeline = r.get("network").unwrap();
+    /// # let _ = network;
+    /// ```
+    pub fn get<T: Named>(&self, name: impl AsRef<str>) -> Result<T, RegistryError> {
+        T::lookup(self, name.as_ref())
     }
 
     /// The names of the pipelines defined or inserted (not the patterns' spellings
