@@ -169,3 +169,35 @@ fn a_pattern_pipeline_takes_nothing_else() {
         .unwrap_err();
     assert!(err.message().contains("known:"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hedged_pipeline_loads_when_marked_idempotent() {
+    let src = "[pipelines.quotes]\nhedge = { delay = \"50ms\" }\n";
+    let err = Registry::new().load_toml(src, "h.toml").unwrap_err();
+    assert_eq!(
+        (err.line(), err.field()),
+        (Some(2), "pipelines.quotes.hedge")
+    );
+    assert!(err.message().contains("idempotent"), "{err}");
+
+    let r = Registry::new();
+    r.load_toml(
+        "[pipelines.quotes]\nidempotent = true\nhedge = { delay = \"50ms\" }\n",
+        "h.toml",
+    )
+    .unwrap();
+    let p = r.pipeline("quotes").unwrap();
+    let started = AtomicU32::new(0);
+    let out: Result<u32, Error<()>> = p
+        .execute(|| {
+            let n = started.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                }
+                Ok(n)
+            }
+        })
+        .await;
+    assert_eq!(out.unwrap(), 1); // the hedge answered
+}
