@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! resilient demo [OPTIONS]      a live showcase against a flaky loopback upstream
+//! resilient dashboard [OPTIONS] the live metrics page and /metrics on loopback
 //! resilient json-repair [FILE]   repair JSON from FILE (or stdin) and print it
 //! resilient check CONFIG        validate a configuration file and print its pipelines
 //! resilient patterns            list the registered patterns
@@ -10,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod dashboard;
 mod demo;
 mod registry_cmd;
 
@@ -24,6 +26,9 @@ Commands:
                       errors, latency, 429s, an outage) called with and without a
                       resilience pipeline; a summary, a chart and a JSON-repair scene.
                       See 'resilient demo --help'.
+  dashboard [OPTIONS] Serve the live metrics dashboard (and /metrics) on loopback,
+                      fed by a synthetic workload; prints the URL. See
+                      'resilient dashboard --help'.
   json-repair [FILE]  Repair malformed JSON read from FILE (stdin when absent or '-')
                       and write valid JSON to stdout. Exits with 1 and a message on
                       stderr when the input cannot be repaired. A character cut off
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         }
         "json-repair" => json_repair(&args[1..]),
         "demo" => demo::main(&args[1..]),
+        "dashboard" => dashboard::main(&args[1..]),
         "check" => registry_cmd::check(&args[1..]),
         "patterns" => registry_cmd::patterns(&args[1..]),
         other => {
