@@ -509,13 +509,13 @@ pub fn hedge(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// registry().define_breaker(PAYMENTS, || CircuitBreaker::consecutive_failures(5).build());
+/// registry().define_breaker(PAYMENTS, || CircuitBreaker::consecutive_failures(5).build()).unwrap();
 /// registry().define_pipeline(PAYMENTS, |r| {
 ///     Ok(registry::builder()
 ///         .circuit_breaker(&r.breaker(PAYMENTS)?)
 ///         .retry(Retry::immediate().attempts(2))
 ///         .build()?)
-/// });
+/// }).unwrap();
 /// assert_eq!(charge(250).await.unwrap(), 250);
 /// assert_eq!(refund(100).await.unwrap(), 100);
 /// # }

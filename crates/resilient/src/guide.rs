@@ -16,6 +16,7 @@
 //! 9. [Choosing a rate-limiting algorithm](#9-choosing-a-rate-limiting-algorithm)
 //! 10. [Testing code that uses resilience](#10-testing-code-that-uses-resilience)
 //! 11. [From one process to a fleet](#11-from-one-process-to-a-fleet)
+//! 12. [Names, configuration files and patterns](#12-names-configuration-files-and-patterns)
 //!
 //! Every strategy is configured through a builder whose `build()` checks the settings and
 //! returns a [`ConfigError`](crate::ConfigError) naming the field and the rule it breaks; a
@@ -614,3 +615,53 @@
 //! - **Circuit breakers**: per-instance breakers are usually what you want: each instance
 //!   stops calling a dependency it sees failing, and all of them see it when it is down.
 //! - **Bulkheads** protect the instance's own resources and are per process by nature.
+//!
+//! # 12. Names, configuration files and patterns
+//!
+//! Two functions cannot share a breaker they each build. The
+//! [registry](mod@crate::registry) gives strategies names: `resilient::registry()` builds each
+//! named breaker, limiter, bulkhead and pipeline once, on first lookup, and hands every
+//! user of the name the same one. `#[resilient::pattern(NAME)]` runs a function through
+//! the registry's pipeline; `breaker = NAME` (and `limiter =`, `bulkhead =`) takes one
+//! strategy from it into a pipeline the attributes build; a tower service uses
+//! `registry().pipeline(NAME)?.layer()`. Declare names with
+//! [`names!`](crate::names) so that a misspelling is a compile error.
+//!
+//! ```
+//! use resilient::registry::{self, Registry};
+//! use resilient::{CircuitBreaker, Error};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let r = Registry::new();
+//! r.define_breaker("inventory", || CircuitBreaker::consecutive_failures(1).build()).unwrap();
+//! let first = registry::builder().circuit_breaker(&r.breaker("inventory").unwrap()).build().unwrap();
+//! let second = registry::builder().circuit_breaker(&r.breaker("inventory").unwrap()).build().unwrap();
+//! let _ = first.execute(|| async { Err::<(), _>("down") }).await;
+//! // opened through the first pipeline, open for the second
+//! let r2: Result<(), Error<&str>> = second.execute(|| async { Ok(()) }).await;
+//! assert!(matches!(r2, Err(Error::CircuitOpen { .. })));
+//! # }
+//! ```
+//!
+//! With feature `config`, a TOML file (or any serde format) describes named breakers,
+//! limiters, bulkheads and pipelines ([`registry::config`](mod@crate::registry)); loading
+//! validates all of it before adding anything, and an error names the file, the line and
+//! the field. `resilient check FILE` does the same from the command line and prints each
+//! pipeline's stages.
+//!
+//! ```
+//! # #[cfg(feature = "config")] {
+//! let err = resilient::registry::Registry::new()
+//!     .load_toml("[pipelines.search]\nretry = { attempts = 0 }\n", "app.toml")
+//!     .unwrap_err();
+//! assert_eq!((err.line(), err.field()), (Some(2), "pipelines.search.retry.attempts"));
+//! # }
+//! ```
+//!
+//! *Patterns* are pipelines built from parameters: `registry().pipeline("network(attempts
+//! = 5)")`. The built-in ones ([`registry::builtin`](crate::registry::builtin)) are
+//! `network` (transient I/O errors by kind, exponential backoff with full jitter, a retry
+//! budget), `http` (feature `http`: 408/429/502-504 and `Retry-After`) and `parsing`
+//! (feature `json`: JSON output repaired, or the call retried when repair cannot help).
+//! Any crate registers more with [`register_pattern!`](crate::register_pattern); they are
+//! found by name in every program that links the crate, with no registration call.
