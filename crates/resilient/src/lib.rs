@@ -47,6 +47,7 @@ pub mod circuit;
 pub mod failover;
 pub mod fallback;
 pub mod guide;
+pub mod health;
 pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

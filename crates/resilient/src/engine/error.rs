@@ -106,6 +106,12 @@ pub enum Error<E> {
         /// When to try again, if the guard knows.
         retry_after: Option<Duration>,
     },
+    /// A health check says the dependency is unhealthy: the call was rejected fast,
+    /// without running (see `resilient::health::HealthAware`).
+    Unhealthy {
+        /// Time until the next health probe, if known.
+        retry_after: Option<Duration>,
+    },
     /// A fallback chain failed: the primary call and every alternative, in order (see
     /// `resilient::fallback`). A caller's own error handed on to the next alternative is
     /// recorded as `Rejected { guard: "fallback: ..", .. }` in its place; the last failure
@@ -150,7 +156,8 @@ impl<E> Error<E> {
         match self {
             Error::CircuitOpen { retry_after }
             | Error::RateLimited { retry_after, .. }
-            | Error::Rejected { retry_after, .. } => *retry_after,
+            | Error::Rejected { retry_after, .. }
+            | Error::Unhealthy { retry_after } => *retry_after,
             _ => None,
         }
     }
@@ -165,6 +172,7 @@ impl<E> Error<E> {
                 | Error::RateLimited { .. }
                 | Error::BulkheadFull
                 | Error::Rejected { .. }
+                | Error::Unhealthy { .. }
         )
     }
 
@@ -219,6 +227,9 @@ impl<E> Error<E> {
                 guard,
                 retry_after: *retry_after,
             },
+            Error::Unhealthy { retry_after } => Error::Unhealthy {
+                retry_after: *retry_after,
+            },
         })
     }
 
@@ -248,6 +259,9 @@ impl<E> From<crate::engine::guard::Rejection> for Error<E> {
             crate::engine::guard::Rejection::BulkheadFull => Error::BulkheadFull,
             crate::engine::guard::Rejection::Other { guard, retry_after } => {
                 Error::Rejected { guard, retry_after }
+            }
+            crate::engine::guard::Rejection::Unhealthy { retry_after } => {
+                Error::Unhealthy { retry_after }
             }
         }
     }
@@ -318,6 +332,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::BulkheadFull => f.write_str("bulkhead full"),
             Error::Rejected { guard, retry_after } => {
                 write_after(f, &format!("rejected by {guard}"), retry_after)
+            }
+            Error::Unhealthy { retry_after } => {
+                write_after(f, "unhealthy (health check)", retry_after)
             }
             Error::Fallback { failures } => write!(
                 f,

@@ -498,8 +498,7 @@ impl<R> Failover<R> {
             let slot = &inner.regions[i];
             let started = inner.latency_weight.map(|_| clock_nanos(&inner.clock));
             let result = if let Some(gate) = slot.gate.as_ref().filter(|g| !g.is_healthy()) {
-                Err(Error::Rejected {
-                    guard: "health",
+                Err(Error::Unhealthy {
                     retry_after: Some(gate.next_probe_in()),
                 })
             } else {
@@ -513,7 +512,9 @@ impl<R> Failover<R> {
                 inner.latency_weight,
                 matches!(
                     result,
-                    Err(Error::Rejected { .. } | Error::CircuitOpen { .. })
+                    Err(Error::Rejected { .. }
+                        | Error::CircuitOpen { .. }
+                        | Error::Unhealthy { .. })
                 ),
             ) {
                 slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
