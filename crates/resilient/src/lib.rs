@@ -85,7 +85,9 @@ pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, circuit, fallback, hedge, rate_limit, retry, timeout};
+pub use resilient_macros::{
+    bulkhead, circuit, fallback, health_aware, hedge, rate_limit, retry, timeout,
+};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;
