@@ -153,7 +153,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // Launches an admitted attempt: the operation is called here, on the hedging
         // future's poll, so it is never shared between the attempts' futures.
         let mut launch = |mut ctx: Context, permits: Permits<'p>| {
-            self.running(&mut ctx, |c: &Context| op(c), permits)
+            self.running(&mut ctx, |c: &Context| op(c), Some(permits))
         };
         // boxed: it exists only once a call is slower than its first poll
         let mut timer: Option<Pin<Box<Sleep>>> = None;
@@ -267,7 +267,7 @@ impl<C> Pipeline<C> {
         &'p self,
         ctx: &mut Context,
         op: F,
-        permits: Permits<'p>,
+        permits: Option<Permits<'p>>,
     ) -> Running<'p, Fut, C>
     where
         F: FnOnce(&Context) -> Fut,
@@ -341,12 +341,12 @@ impl<T, E, Fut: Future<Output = Result<T, E>>> Future for Launched<Fut> {
 }
 
 pin_project_lite::pin_project! {
-    /// A launched attempt and its permits: once the operation ends, its result is judged
-    /// and recorded on them.
+    /// A launched attempt and its permits (none without per-attempt guards): once the
+    /// operation ends, its result is judged and recorded on them.
     pub(super) struct Running<'p, Fut, C> {
         #[pin]
         op: Launched<Fut>,
-        permits: Permits<'p>,
+        permits: Option<Permits<'p>>,
         t0: Option<Duration>,
         inner: &'p Inner<C>,
     }
@@ -370,8 +370,10 @@ where
         let took = this
             .t0
             .map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
-        for p in this.permits.drain(..) {
-            p.record(outcome, took);
+        if let Some(permits) = this.permits.as_mut() {
+            for p in permits.drain(..) {
+                p.record(outcome, took);
+            }
         }
         Poll::Ready((result, outcome))
     }

@@ -1027,21 +1027,24 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     // allocation). A guard that would queue leaves it to `hedged`.
                     let mut first = pin!(None);
                     let mut quick = None;
-                    let mut permits = Permits::new();
                     let mut admitted = true;
-                    for g in &inner.attempt_guards {
-                        match g.acquire(ctx) {
-                            Acquire::Ready(Ok(p)) => permits.push(p),
-                            Acquire::Ready(Err(r)) => {
-                                quick = Some((Attempt::Rejected(r), Outcome::Failure));
-                                break;
-                            }
-                            Acquire::Wait(_) => {
-                                admitted = false;
-                                break;
+                    let permits = (!inner.attempt_guards.is_empty()).then(|| {
+                        let mut permits = Permits::new();
+                        for g in &inner.attempt_guards {
+                            match g.acquire(ctx) {
+                                Acquire::Ready(Ok(p)) => permits.push(p),
+                                Acquire::Ready(Err(r)) => {
+                                    quick = Some((Attempt::Rejected(r), Outcome::Failure));
+                                    break;
+                                }
+                                Acquire::Wait(_) => {
+                                    admitted = false;
+                                    break;
+                                }
                             }
                         }
-                    }
+                        permits
+                    });
                     if quick.is_none() && admitted {
                         first.set(Some(self.running(ctx, |c: &Context| op(c), permits)));
                     }
