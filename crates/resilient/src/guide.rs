@@ -17,6 +17,7 @@
 //! 10. [Testing code that uses resilience](#10-testing-code-that-uses-resilience)
 //! 11. [From one process to a fleet](#11-from-one-process-to-a-fleet)
 //! 12. [Names, configuration files and patterns](#12-names-configuration-files-and-patterns)
+//! 13. [Graceful degradation](#13-graceful-degradation)
 //!
 //! Every strategy is configured through a builder whose `build()` checks the settings and
 //! returns a [`ConfigError`](crate::ConfigError) naming the field and the rule it breaks; a
@@ -434,6 +435,12 @@
 //!  └──────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Two more steps wrap these phases: a [`fallback`](crate::PipelineBuilder::fallback) step
+//! is outermost (phase 0, outside the request timeout: it answers whatever the pipeline
+//! gave up on), and a [`hedge`](crate::PipelineBuilder::hedge) step runs each attempt's
+//! hedges through phases 4 to 6 on their own (see
+//! [Graceful degradation](#12-graceful-degradation)).
+//!
 //! A typical client of a remote service: the breaker judges logical calls (a call that
 //! succeeded on its second attempt is a success), every attempt takes a rate unit and a
 //! concurrency slot, and each attempt has its own timeout inside the overall one.
@@ -665,3 +672,61 @@
 //! (feature `json`: JSON output repaired, or the call retried when repair cannot help).
 //! Any crate registers more with [`register_pattern!`](crate::register_pattern); they are
 //! found by name in every program that links the crate, with no registration call.
+//!
+//! # 13. Graceful degradation
+//!
+//! Three builder steps keep answering when a dependency is slow or down, each also a
+//! standalone type, a tower layer and an attribute:
+//!
+//! - [`.health_aware(&check)`](crate::PipelineBuilder::health_aware): a background probe
+//!   ([`HealthAware`](crate::health::HealthAware)) rejects calls fast, with
+//!   [`Error::Unhealthy`](crate::Error::Unhealthy), while the dependency is unhealthy
+//!   (`#[resilient::health_aware(check_interval = "30s", probe = ping)]`);
+//! - [`.hedge(..)`](crate::PipelineBuilder::hedge) with `.idempotent(true)`: a slow attempt
+//!   gets a second one after a delay, the first answer wins and the other is dropped; each
+//!   hedge passes the per-attempt guards and draws from the retry budget
+//!   (`#[resilient::hedge(delay = "50ms", idempotent = true)]`);
+//! - [`.fallback(..)`](crate::PipelineBuilder::fallback): a chain of alternatives
+//!   ([`Fallback`](crate::fallback::Fallback)) answers whatever the pipeline gave up on,
+//!   rejections and timeouts included (`#[resilient::fallback(with = cache, value = 0)]`).
+//!   Count its events: a fallback that hides every failure hides the outage too.
+//!
+//! For several regions or endpoints, see [`failover`](crate::failover); for the last good
+//! answer per key, [`StaleCache`](crate::fallback::StaleCache); for a concurrency limit that
+//! follows latency, [`BulkheadBuilder::adaptive`](crate::BulkheadBuilder::adaptive).
+//!
+//! ```
+//! use resilient::fallback::Fallback;
+//! use resilient::health::HealthAware;
+//! use resilient::hedge::Hedge;
+//! use resilient::{Error, Pipeline, Retry, Timeout};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let health = HealthAware::builder(Duration::from_secs(30), || async { true }).build().unwrap();
+//! let pipeline = Pipeline::builder()
+//!     .timeout(Timeout::request(Duration::from_secs(2)))
+//!     .health_aware(&health)
+//!     .retry(Retry::immediate().attempts(2))
+//!     .hedge(Hedge::delayed(Duration::from_millis(100)).build().unwrap())
+//!     .idempotent(true)
+//!     .fallback(Fallback::builder().or_value("cached".to_string()).build().unwrap())
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(pipeline.stages()[0], "fallback(outermost)");
+//! let mut attempts = 0;
+//! let r: Result<String, Error<()>> = pipeline
+//!     .execute(|| {
+//!         attempts += 1;
+//!         let first = attempts == 1;
+//!         async move {
+//!             if first {
+//!                 std::future::pending::<()>().await; // stuck: hedged after 100 ms
+//!             }
+//!             Ok("live".to_string())
+//!         }
+//!     })
+//!     .await;
+//! assert_eq!(r.unwrap(), "live");
+//! # }
+//! ```

@@ -258,6 +258,7 @@ impl Hedge {
     }
 
     /// A call starts: it deposits into the hedge's own budget, if any.
+    #[inline]
     pub(crate) fn deposit(&self) {
         if let Some(budget) = &self.budget {
             budget.deposit();
@@ -278,6 +279,7 @@ impl Hedge {
     }
 
     /// Reports the winning attempt.
+    #[inline]
     pub(crate) fn won(&self, attempt: u32) {
         self.emit(HedgeEvent::Won { attempt });
     }
@@ -303,6 +305,7 @@ impl Hedge {
         ok
     }
 
+    #[inline]
     fn emit(&self, event: HedgeEvent) {
         if let Some(o) = &self.observer {
             o(&event);
