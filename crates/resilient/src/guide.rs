@@ -18,6 +18,7 @@
 //! 11. [From one process to a fleet](#11-from-one-process-to-a-fleet)
 //! 12. [Names, configuration files and patterns](#12-names-configuration-files-and-patterns)
 //! 13. [Graceful degradation](#13-graceful-degradation)
+//! 14. [Telemetry: events, traces, metrics, dashboards](#14-telemetry-events-traces-metrics-dashboards)
 //!
 //! Every strategy is configured through a builder whose `build()` checks the settings and
 //! returns a [`ConfigError`](crate::ConfigError) naming the field and the rule it breaks; a
@@ -730,3 +731,71 @@
 //! assert_eq!(r.unwrap(), "live");
 //! # }
 //! ```
+//!
+//! # 14. Telemetry: events, traces, metrics, dashboards
+//!
+//! Every strategy reports what it did as one kind of [`Event`](crate::telemetry::Event)
+//! (a call or an attempt ended, a retry was scheduled, the retry budget refused one, a
+//! timeout fired, a guard admitted, queued or rejected a call, a breaker changed state,
+//! a fallback or a hedge was used) to the observer of the pipeline
+//! ([`PipelineBuilder::observer`](crate::PipelineBuilder::observer)). A pipeline without
+//! an observer pays nothing for this: no allocation and no clock read on its calls.
+//!
+//! ```
+//! use resilient::telemetry::{CallOutcome, Event, EventKind};
+//! use resilient::{CircuitBreaker, Error, Pipeline, Retry};
+//! use std::sync::{Arc, Mutex};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! let seen = log.clone();
+//! let breaker = CircuitBreaker::consecutive_failures(2).name("db").build().unwrap();
+//! let p = Pipeline::builder()
+//!     .name("orders")
+//!     .tag("team", "checkout")
+//!     .retry(Retry::immediate().attempts(2))
+//!     .circuit_breaker(&breaker)
+//!     .observer(move |e: &Event<'_>| match &e.kind {
+//!         EventKind::BreakerTransition { from, to, .. } => {
+//!             seen.lock().unwrap().push(format!("{}: breaker {from} -> {to}", e.pipeline))
+//!         }
+//!         EventKind::CallFinished { outcome, attempts, .. } => {
+//!             seen.lock().unwrap().push(format!("{}: {outcome} after {attempts}", e.pipeline))
+//!         }
+//!         _ => {}
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let r: Result<(), Error<&str>> = p.execute(|| async { Err("down") }).await;
+//! assert!(r.is_err());
+//! assert_eq!(
+//!     *log.lock().unwrap(),
+//!     ["orders: breaker closed -> open", "orders: failure after 2"]
+//! );
+//! # }
+//! ```
+//!
+//! The backends are observers too, each behind a cargo feature:
+//!
+//! - `tracing`: [`telemetry::tracing::Tracing`](crate::telemetry) opens a span per call
+//!   (`resilient.call`) and per attempt (`resilient.attempt`) with the pipeline's name,
+//!   tags, deadline and attempt number, and logs every event inside them; with
+//!   `tracing-opentelemetry` they become OpenTelemetry spans.
+//! - `prometheus`: `telemetry::prometheus::PrometheusMetrics` keeps the instruments in a
+//!   `prometheus-client` registry; `render()` gives the text format and `service()` a tower
+//!   service to mount at `/metrics`.
+//! - `opentelemetry`: `telemetry::otel::OtelMetrics` records the same instruments on an
+//!   OpenTelemetry `Meter`.
+//!
+//! Both metric backends export one set of instruments, listed with their units and labels
+//! in [`telemetry::metrics`](crate::telemetry::metrics): calls and attempts by outcome,
+//! attempts per call, call and attempt durations, retries and the retry budget, timeouts,
+//! guard admissions, rejections and waits, breaker state, failure rate and transitions,
+//! bulkhead occupancy, fallbacks and hedges. The repository's
+//! `dashboards/resilient.json` is a Grafana dashboard over them, and `resilient dashboard`
+//! (the `resilient-cli` crate; `resilient demo` serves it too) shows a live page of them
+//! without any other service.
+//!
+//! Hedges and fallbacks run outside a pipeline's engine: give them
+//! [`hedge_observer`](crate::telemetry::hedge_observer) and
+//! [`fallback_observer`](crate::telemetry::fallback_observer) to report to the same
+//! observer.

@@ -1017,6 +1017,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             sink.emit(kind);
         };
         emit(EventKind::CallStarted { deadline });
+        // Each attempt in its own span: the operation is wrapped here, on the observed
+        // path only, so that the engine's code for unobserved calls has no trace of it.
+        #[cfg(feature = "tracing")]
+        let op = crate::telemetry::tracing::traced(op);
         let fut = self.run_full(seed, op, retryable, Some(probe.clone()));
         #[cfg(feature = "tracing")]
         let result = tracing::Instrument::instrument(fut, span.clone()).await;
@@ -1362,9 +1366,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     .await
                 } else if inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none() {
                     // Phase 6 alone: no need for `attempt`'s future.
-                    #[cfg(feature = "tracing")]
-                    let r = crate::telemetry::tracing::traced(ctx, op(ctx)).await;
-                    #[cfg(not(feature = "tracing"))]
                     let r = op(ctx).await;
                     let outcome = inner.classify.classify(&r);
                     (Attempt::Done(r), outcome)
@@ -1474,8 +1475,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     deadline: Some(deadline),
                     cancel: AMBIENT.try_with(|a| a.cancel.clone()).ok().flatten(),
                 };
-                #[cfg(feature = "tracing")]
-                let fut = crate::telemetry::tracing::traced(ctx, fut);
                 match tokio::time::timeout_at(at, AMBIENT.scope(ambient, fut)).await {
                     Ok(r) => Attempt::Done(r),
                     Err(_) => {
@@ -1489,9 +1488,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     }
                 }
             }
-            #[cfg(feature = "tracing")]
-            None => Attempt::Done(crate::telemetry::tracing::traced(ctx, op(ctx)).await),
-            #[cfg(not(feature = "tracing"))]
             None => Attempt::Done(op(ctx).await),
         };
         let outcome = match &result {
