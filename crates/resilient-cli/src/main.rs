@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! resilient demo [OPTIONS]      a live showcase against a flaky loopback upstream
+//! resilient dashboard [OPTIONS] the live metrics page and /metrics on loopback
 //! resilient json-repair [FILE]   repair JSON from FILE (or stdin) and print it
 //! resilient --help
 //! ```
 
 #![forbid(unsafe_code)]
 
+mod dashboard;
 mod demo;
 
 use std::io::{Read, Write};
@@ -21,6 +23,9 @@ Commands:
                       errors, latency, 429s, an outage) called with and without a
                       resilience pipeline; a summary, a chart and a JSON-repair scene.
                       See 'resilient demo --help'.
+  dashboard [OPTIONS] Serve the live metrics dashboard (and /metrics) on loopback,
+                      fed by a synthetic workload; prints the URL. See
+                      'resilient dashboard --help'.
   json-repair [FILE]  Repair malformed JSON read from FILE (stdin when absent or '-')
                       and write valid JSON to stdout. Exits with 1 and a message on
                       stderr when the input cannot be repaired. A character cut off
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         }
         "json-repair" => json_repair(&args[1..]),
         "demo" => demo::main(&args[1..]),
+        "dashboard" => dashboard::main(&args[1..]),
         other => {
             eprintln!("resilient: unknown command '{other}'\n\n{USAGE}");
             ExitCode::from(2)

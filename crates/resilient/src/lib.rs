@@ -56,6 +56,7 @@ pub mod http;
 pub mod ratelimit;
 pub mod registry;
 pub mod retry;
+pub mod telemetry;
 pub mod testing;
 pub mod timeout;
 #[cfg(feature = "tower")]

@@ -788,6 +788,17 @@ pub struct ConfigFileError {
 }
 
 impl ConfigFileError {
+    /// An error with no line or field (an unreadable file, a watch failure).
+    #[cfg(feature = "reload")]
+    pub(crate) fn other(file: &str, message: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: None,
+            field: String::new(),
+            message,
+        }
+    }
+
     /// The file (as given to the loader).
     ///
     /// ```

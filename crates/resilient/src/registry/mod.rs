@@ -86,6 +86,9 @@ pub mod config;
 mod names;
 mod params;
 mod pattern;
+#[cfg(feature = "reload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reload")))]
+pub mod reload;
 
 use std::collections::BTreeMap;
 use std::fmt;
