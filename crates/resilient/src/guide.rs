@@ -19,6 +19,7 @@
 //! 12. [Names, configuration files and patterns](#12-names-configuration-files-and-patterns)
 //! 13. [Graceful degradation](#13-graceful-degradation)
 //! 14. [Telemetry: events, traces, metrics, dashboards](#14-telemetry-events-traces-metrics-dashboards)
+//! 15. [Operations: reloads, experiments, retry costs, chaos](#15-operations-reloads-experiments-retry-costs-chaos)
 //!
 //! Every strategy is configured through a builder whose `build()` checks the settings and
 //! returns a [`ConfigError`](crate::ConfigError) naming the field and the rule it breaks; a
@@ -799,3 +800,49 @@
 //! [`hedge_observer`](crate::telemetry::hedge_observer) and
 //! [`fallback_observer`](crate::telemetry::fallback_observer) to report to the same
 //! observer.
+//!
+//! # 15. Operations: reloads, experiments, retry costs, chaos
+//!
+//! Four tools for running resilience in production rather than writing it:
+//!
+//! - **Hot reload** (feature `reload`): a [`LiveConfig`](crate::registry::reload) loads
+//!   named pipelines from a configuration file and replaces them while they serve, when
+//!   the file changes (`live.watch(path)`) or on an API call (`live.reload(config, ..)`).
+//!   Calls in flight finish on their settings; breakers, limiters and bulkheads that did
+//!   not change keep their state, and a limiter whose rate changed keeps its units in use.
+//!   An invalid file is rejected with its line and field, and the old settings go on
+//!   serving.
+//! - **A/B tests** ([`experiment`](crate::experiment)): route a share of calls (or of keys)
+//!   to a candidate pipeline and let [`Experiment::report`](crate::experiment::Experiment::report)
+//!   say, with its confidence, whether it is better; or run the candidate in shadow mode,
+//!   where it only watches and says what it would have rejected or retried.
+//! - **Retry costs** ([`CostBudget`](crate::retry::CostBudget)): charge each retry a cost
+//!   (tokens, money) against a budget per tenant that refills over time; one tenant's
+//!   retry storm spends only its own budget and ends with
+//!   [`Error::CostBudgetExhausted`](crate::Error::CostBudgetExhausted).
+//! - **Chaos** ([`chaos`](crate::chaos)): inject faults, wrong outcomes, latency and
+//!   rejections at seeded rates, switchable at run time and from configuration, to check
+//!   that the pipeline does what you think it does.
+//!
+//! ```
+//! use resilient::chaos::Chaos;
+//! use resilient::retry::CostBudget;
+//! use resilient::{Error, Pipeline, Retry};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! // Every attempt fails (injected); each tenant may spend 3 retries, refilled at 1 per second.
+//! let chaos = Chaos::builder().seed(1).fault_rate(1.0).build().unwrap();
+//! let budget = CostBudget::builder(3, 1.0).per_key(10_000).build().unwrap();
+//! let p = Pipeline::builder()
+//!     .retry(Retry::immediate().attempts(10).cost_budget(budget))
+//!     .build()
+//!     .unwrap();
+//! let op = chaos.inject(|| async { Ok::<u32, &str>(1) }, || "injected");
+//! let err = p.call().key("tenant-a").execute(op).await.unwrap_err();
+//! assert!(matches!(err, Error::CostBudgetExhausted { attempts: 4, .. }));
+//! // another tenant's retries go on
+//! chaos.set_enabled(false);
+//! let op = chaos.inject(|| async { Ok::<u32, &str>(2) }, || "injected");
+//! assert_eq!(p.call().key("tenant-b").execute(op).await, Ok(2));
+//! # }
+//! ```
