@@ -30,6 +30,10 @@ checks=(
     "attr.fallback.html:macros"
     "fallback/index.html:tower"
     "hedge/index.html:tower"
+    "health/index.html:tower"
+    "failover/index.html:tower"
+    "attr.hedge.html:macros"
+    "attr.health_aware.html:macros"
 )
 failed=0
 for c in "${checks[@]}"; do
