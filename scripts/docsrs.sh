@@ -34,6 +34,9 @@ checks=(
     "failover/index.html:tower"
     "attr.hedge.html:macros"
     "attr.health_aware.html:macros"
+    "attr.pattern.html:macros"
+    "registry/index.html:config"
+    "registry/builtin/fn.parse_json.html:json"
 )
 failed=0
 for c in "${checks[@]}"; do

@@ -54,7 +54,7 @@ fn the_short_demo_shows_the_pipeline_doing_its_job() {
     // not a terminal: progress lines and the summary, no redraw
     assert!(!stdout.contains("\x1b["), "no escape codes when piped");
     assert!(stdout.contains("SUMMARY"), "{stdout}");
-    assert!(stdout.contains("not available yet"), "{stdout}");
+    assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
 
     // both groups ran at the same rate, and the pipeline did better
     let calls = |g: &str| f(&s, &format!("/clients/{g}/calls"));

@@ -6,6 +6,7 @@ mod circuit;
 mod fallback;
 mod health_aware;
 mod hedge;
+pub(crate) mod pattern;
 mod rate_limit;
 mod retry;
 mod timeout;
@@ -58,6 +59,10 @@ pub(crate) struct Stage {
     /// A fallback chain's builder calls (`.or_else(..)`, `.or_value(..)`, `.handle(..)`),
     /// run around the whole pipeline call.
     pub(crate) fallback: Option<TokenStream>,
+    /// A whole pipeline from elsewhere (`#[resilient::pattern(..)]`): its classifier type
+    /// and an expression of type `Result<Pipeline<that type>, ConfigError>`, used instead
+    /// of a built one.
+    pub(crate) pipeline: Option<(TokenStream, TokenStream)>,
 }
 
 impl Stage {
@@ -72,6 +77,7 @@ impl Stage {
             key: None,
             call_cost: None,
             fallback: None,
+            pipeline: None,
         }
     }
 }
@@ -154,6 +160,11 @@ pub(crate) const KINDS: &[Kind] = &[
         order: 1,
         parse: hedge::parse,
     },
+    Kind {
+        name: "pattern",
+        order: 5,
+        parse: pattern::parse,
+    },
 ];
 
 /// The kind named `name`.
@@ -177,6 +188,7 @@ pub(crate) fn scope(key: &syn::Ident, value: &Expr, what: &str) -> syn::Result<P
 /// Checks across attributes, on literal values: what `PipelineBuilder::build` would
 /// otherwise reject when the function is first called.
 pub(crate) fn check(stages: &[Stage]) -> syn::Result<()> {
+    pattern::check_alone(stages)?;
     let mut facts = Facts::default();
     let mut per_attempt_guard = false;
     for s in stages {

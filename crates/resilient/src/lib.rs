@@ -43,7 +43,9 @@ pub mod bulkhead;
 /// ```
 #[cfg(feature = "json")]
 pub use resilient_json as json;
+pub mod chaos;
 pub mod circuit;
+pub mod experiment;
 pub mod failover;
 pub mod fallback;
 pub mod guide;
@@ -53,7 +55,9 @@ pub mod hedge;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod ratelimit;
+pub mod registry;
 pub mod retry;
+pub mod telemetry;
 pub mod testing;
 pub mod timeout;
 #[cfg(feature = "tower")]
@@ -72,7 +76,8 @@ pub use crate::engine::error::{
 };
 pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
 pub use crate::engine::outcome::{
-    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, Recovery, RetryIf, WithDelay,
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, Recovery, RetryCost,
+    RetryIf, WithDelay,
 };
 pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
@@ -80,13 +85,14 @@ pub use crate::engine::random::{
 pub use crate::engine::timeouts::Timeouts;
 pub use crate::pipeline::{Call, Pipeline, PipelineBuilder, WithFallback};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
+pub use crate::registry::registry;
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
 pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
 pub use resilient_macros::{
-    bulkhead, circuit, fallback, health_aware, hedge, rate_limit, retry, timeout,
+    bulkhead, circuit, fallback, health_aware, hedge, pattern, rate_limit, retry, timeout,
 };
 #[cfg(feature = "macros")]
 #[doc(hidden)]

@@ -201,6 +201,7 @@ pub fn protection(
     settings: &Settings,
     seed: u64,
     recorder: Arc<Recorder>,
+    metrics: resilient::telemetry::prometheus::PrometheusMetrics,
 ) -> Result<Protection<impl Classify<Reply, HttpError> + use<>>, ConfigError> {
     let ms = Duration::from_millis;
     let open_for = ms(settings.breaker_open_ms);
@@ -250,6 +251,7 @@ pub fn protection(
         .circuit_breaker(&breaker)
         .rate_limit(limiter)
         .timeout(Timeout::operation(ms(settings.operation_timeout_ms)))
+        .observer(metrics)
         .classify(judge)
         .retry_if(retryable)
         .delay_from(|r: &Result<Reply, HttpError>| r.as_ref().ok()?.retry_after)

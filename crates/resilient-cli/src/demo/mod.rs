@@ -2,9 +2,10 @@
 //! groups calling it at the same rate (one bare, one through a standard pipeline), a live
 //! terminal view, a summary table (and JSON), a chart, and a JSON-repair scene.
 //!
-//! Everything runs in this process on embedded state. What later work adds (the web
-//! dashboard with `/metrics`, `--redis` for shared limiter and breaker state) is announced
-//! as not available yet: see [`Extras`].
+//! Everything runs in this process on embedded state. The protected pipeline reports to a
+//! Prometheus registry served, with the live web dashboard, on a loopback port printed at
+//! the start (see `crate::dashboard`). What later work adds (`--redis` for shared limiter
+//! and breaker state) is announced as not available yet: see [`Extras`].
 
 mod chaos;
 mod chart;
@@ -49,7 +50,8 @@ Starts a flaky HTTP upstream on loopback (scripted 503 bursts, a latency spike, 
 Retry-After, a full outage and its recovery) and two client groups calling it at the same
 rate: one with no protection, one through a pipeline (request and attempt timeouts, retry
 with jitter and a retry budget honouring Retry-After, a circuit breaker, a bulkhead, a
-client-side rate limit). Shows both live, then a summary, a chart (SVG) and a short
+client-side rate limit). Shows both live (in the terminal, and on a web dashboard with
+/metrics at the printed loopback URL), then a summary, a chart (SVG) and a short
 JSON-repair scene with a mock model.
 
 Options:
@@ -85,8 +87,7 @@ struct Extras {
 impl Extras {
     /// The lines saying what is not there yet.
     fn notices(&self) -> Vec<String> {
-        let mut lines =
-            vec!["web dashboard and /metrics: not available yet (terminal view only)".to_owned()];
+        let mut lines = Vec::new();
         if let Some(url) = &self.redis {
             lines.push(format!(
                 "--redis: shared breaker and limiter state not available yet; embedded state used ({url})"
@@ -268,7 +269,13 @@ async fn run(o: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot start the upstream: {e}"))?;
     let url = format!("http://{addr}/api");
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let protect = protection(&settings, o.seed, recorder.clone())
+    // the live web dashboard and /metrics of the protected pipeline, while the demo runs
+    let metrics = resilient::telemetry::prometheus::PrometheusMetrics::new();
+    let dash = crate::dashboard::serve(metrics.clone(), ([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+    let dashboard = format!("dashboard: http://{dash}/  (metrics: http://{dash}/metrics)");
+    let protect = protection(&settings, o.seed, recorder.clone(), metrics)
         .map_err(|e| format!("invalid pipeline: {e}"))?;
     let run = Run {
         script: script.clone(),
@@ -289,6 +296,7 @@ async fn run(o: Options) -> Result<(), String> {
             o.seed,
             o.duration.as_secs_f64()
         );
+        say!("{dashboard}");
         for n in &notices {
             say!("{n}");
         }
@@ -338,6 +346,8 @@ async fn run(o: Options) -> Result<(), String> {
             let now = frame.now;
             if live {
                 let mut text = view::panels(&frame);
+                text.push('\n');
+                text += &dashboard;
                 text.push('\n');
                 for n in &notices {
                     text += n;

@@ -26,6 +26,7 @@ use crate::engine::context::Context;
 use crate::engine::error::{ConfigError, Error};
 use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
 use crate::engine::outcome::Outcome;
+use crate::engine::telemetry::GuardGauges;
 
 mod adaptive;
 mod sync;
@@ -501,6 +502,14 @@ impl Drop for Queued<'_> {
 impl Guard for Bulkhead {
     fn name(&self) -> &'static str {
         "bulkhead"
+    }
+
+    /// Slots in use and calls queued.
+    fn gauges(&self) -> Option<GuardGauges> {
+        Some(GuardGauges::bulkhead(
+            self.in_flight() as u64,
+            self.queued() as u64,
+        ))
     }
 
     fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::health::HealthState;
 use super::state::CircuitState;
+use crate::engine::telemetry::TransitionSink;
 
 /// Why the breaker changed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,6 +156,38 @@ impl Observers {
                 o.on_event(name, &e);
             }));
         }
+    }
+}
+
+/// The pipelines' transition sinks (see [`crate::Guard::observe_transitions`]): added
+/// when a pipeline with an observer is built, read only when the state changes.
+#[derive(Default)]
+pub(crate) struct TransitionSinks(std::sync::RwLock<Vec<TransitionSink>>);
+
+impl TransitionSinks {
+    pub(crate) fn add(&self, sink: TransitionSink) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sink);
+    }
+
+    pub(crate) fn emit(&self, name: &str, from: CircuitState, to: CircuitState) {
+        let sinks = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for s in sinks.iter() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                s(name, from.label(), to.label())
+            }));
+        }
+    }
+}
+
+impl fmt::Debug for TransitionSinks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TransitionSinks")
     }
 }
 

@@ -9,6 +9,7 @@ use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
 use crate::engine::guard::{Acquire, Guard, Invalid, Permit};
 use crate::engine::outcome::Outcome;
+use crate::engine::telemetry::{GuardGauges, TransitionSink};
 use crate::engine::timeouts::Timeouts;
 
 impl Guard for CircuitBreaker {
@@ -43,6 +44,16 @@ impl Guard for CircuitBreaker {
     /// Takes the pipeline's `circuit` timeout as the longest break.
     fn attach(&self, timeouts: &Timeouts) {
         self.inner.attach(timeouts);
+    }
+
+    /// The state and the window's failure rate.
+    fn gauges(&self) -> Option<GuardGauges> {
+        let s = self.snapshot();
+        Some(GuardGauges::breaker(s.state.label(), s.failure_rate))
+    }
+
+    fn observe_transitions(&self, sink: TransitionSink) {
+        self.inner.transitions.add(sink);
     }
 }
 

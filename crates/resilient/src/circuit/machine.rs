@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::events::{CircuitEvent, CircuitObserver, Observers, TransitionReason};
+use super::events::{CircuitEvent, CircuitObserver, Observers, TransitionReason, TransitionSinks};
 use super::health::{self, HealthCell, HealthCheck, HealthState, Hysteresis};
 use super::recovery::Recovery;
 use super::snapshot::CircuitSnapshot;
@@ -82,6 +82,8 @@ pub(crate) struct Breaker {
     call_timeout: Duration,
     pub(crate) clock: SharedClock,
     observers: Observers,
+    /// Pipelines' transition sinks (telemetry).
+    pub(crate) transitions: TransitionSinks,
     rejected: AtomicU64,
     health: HealthCell,
     /// Keep an open breaker open while the health check says unhealthy.
@@ -157,6 +159,7 @@ impl Breaker {
             call_timeout: s.call_timeout.unwrap_or(Duration::MAX),
             clock: s.clock,
             observers: Observers(s.observers.into()),
+            transitions: TransitionSinks::default(),
             rejected: AtomicU64::new(0),
             health: HealthCell::default(),
             hold_open_while_unhealthy: health
@@ -445,6 +448,7 @@ impl Breaker {
     }
 
     fn emit_transition(&self, from: CircuitState, to: CircuitState, reason: TransitionReason) {
+        self.transitions.emit(&self.name, from, to);
         self.observers
             .emit(&self.name, || CircuitEvent::StateTransition {
                 from,

@@ -40,6 +40,23 @@ impl CircuitState {
         !matches!(self, CircuitState::Open | CircuitState::Isolated)
     }
 
+    /// The `state` label value telemetry uses (`closed`, `open`, `half_open`, `isolated`,
+    /// `disabled`, `metrics_only`).
+    ///
+    /// ```
+    /// assert_eq!(resilient::CircuitState::HalfOpen.label(), "half_open");
+    /// ```
+    pub fn label(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::Isolated => "isolated",
+            CircuitState::Disabled => "disabled",
+            CircuitState::MetricsOnly => "metrics_only",
+        }
+    }
+
     pub(crate) fn code(self) -> u64 {
         match self {
             CircuitState::Closed => 0,

@@ -7,6 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::engine::telemetry::Probe;
 use tokio_util::sync::CancellationToken;
 
 /// What an operation and the guards know about the call in progress.
@@ -32,6 +34,8 @@ pub struct Context {
     pub(crate) tags: Option<Arc<[(String, String)]>>,
     pub(crate) cost: Option<u64>,
     pub(crate) key: Option<u64>,
+    /// The call's telemetry, when its pipeline has an observer.
+    pub(crate) probe: Option<Arc<Probe>>,
 }
 
 impl Context {
@@ -44,6 +48,7 @@ impl Context {
             tags: None,
             cost: None,
             key: None,
+            probe: None,
         }
     }
 

@@ -106,6 +106,17 @@ pub enum Error<E> {
         /// When to try again, if the guard knows.
         retry_after: Option<Duration>,
     },
+    /// A retry was refused by the retry's cost budget (`resilient::retry::CostBudget`): the
+    /// call, or its tenant, has spent what it may on retries for now. `last` is how the last
+    /// attempt ended; it is the [`source`](StdError::source).
+    CostBudgetExhausted {
+        /// Attempts made, including the first.
+        attempts: u32,
+        /// What the refused retry would have cost.
+        cost: u64,
+        /// The last attempt's failure (the caller's error, a timeout or a rejection).
+        last: Box<Error<E>>,
+    },
     /// A health check says the dependency is unhealthy: the call was rejected fast,
     /// without running (see `resilient::health::HealthAware`).
     Unhealthy {
@@ -129,6 +140,7 @@ impl<E> Error<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
             Error::Fallback { failures } => failures.last().and_then(Error::inner),
+            Error::CostBudgetExhausted { last, .. } => last.inner(),
             _ => None,
         }
     }
@@ -138,6 +150,7 @@ impl<E> Error<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
             Error::Fallback { mut failures } => failures.pop().and_then(Error::into_inner),
+            Error::CostBudgetExhausted { last, .. } => last.into_inner(),
             _ => None,
         }
     }
@@ -172,6 +185,7 @@ impl<E> Error<E> {
                 | Error::RateLimited { .. }
                 | Error::BulkheadFull
                 | Error::Rejected { .. }
+                | Error::CostBudgetExhausted { .. }
                 | Error::Unhealthy { .. }
         )
     }
@@ -198,6 +212,15 @@ impl<E> Error<E> {
                 mapped.extend(last);
                 Error::Fallback { failures: mapped }
             }
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last: Box::new(last.map_inner(f)),
+            },
             verdict => verdict.without_inner(),
         }
     }
@@ -226,6 +249,15 @@ impl<E> Error<E> {
             Error::Rejected { guard, retry_after } => Error::Rejected {
                 guard,
                 retry_after: *retry_after,
+            },
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts: *attempts,
+                cost: *cost,
+                last: Box::new(last.verdict()?),
             },
             Error::Unhealthy { retry_after } => Error::Unhealthy {
                 retry_after: *retry_after,
@@ -306,6 +338,15 @@ impl<E> Error<Error<E>> {
             Error::Fallback { failures } => Error::Fallback {
                 failures: failures.into_iter().map(Error::flatten).collect(),
             },
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last: Box::new(last.flatten()),
+            },
             verdict => verdict.without_inner(),
         }
     }
@@ -333,6 +374,10 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Rejected { guard, retry_after } => {
                 write_after(f, &format!("rejected by {guard}"), retry_after)
             }
+            Error::CostBudgetExhausted { attempts, cost, .. } => write!(
+                f,
+                "retry cost budget exhausted after {attempts} attempts (the next retry would cost {cost})"
+            ),
             Error::Unhealthy { retry_after } => {
                 write_after(f, "unhealthy (health check)", retry_after)
             }
@@ -351,6 +396,7 @@ impl<E: StdError + 'static> StdError for Error<E> {
             Error::Inner(e) => e.source(),
             Error::RetriesExhausted { last, .. } => Some(last),
             Error::Fallback { failures } => failures.last().map(|e| e as &(dyn StdError + 'static)),
+            Error::CostBudgetExhausted { last, .. } => Some(&**last),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
 use crate::engine::outcome::Outcome;
+use crate::engine::telemetry::{GuardGauges, TransitionSink};
 use crate::engine::timeouts::Timeouts;
 
 /// Why a guard refused a call.
@@ -236,6 +237,20 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
     /// once it runs, the build succeeds, and a failed build has attached nothing.
     fn attach(&self, timeouts: &Timeouts) {
         let _ = timeouts;
+    }
+
+    /// The guard's state for telemetry (breaker state and failure rate, bulkhead
+    /// occupancy), read when metrics are collected, never on the call path. The default
+    /// reports nothing.
+    fn gauges(&self) -> Option<GuardGauges> {
+        None
+    }
+
+    /// Called when a pipeline with an observer is built with this guard: a guard with
+    /// states (a circuit breaker) reports its transitions to `sink` from then on, as
+    /// `(guard name, from, to)` with the `state` label values. The default ignores it.
+    fn observe_transitions(&self, sink: TransitionSink) {
+        let _ = sink;
     }
 }
 

@@ -1,5 +1,5 @@
 //! The engine's lower layer: clock, randomness, errors, context, classification, the
-//! failed-attempt types, the timeout hierarchy and the guard seam. It imports no strategy
+//! failed-attempt types, the timeout hierarchy and the guard seam and the telemetry event model. It imports no strategy
 //! module; strategies and the pipeline build on it.
 
 pub(crate) mod attempt;
@@ -9,4 +9,5 @@ pub(crate) mod error;
 pub(crate) mod guard;
 pub(crate) mod outcome;
 pub(crate) mod random;
+pub(crate) mod telemetry;
 pub(crate) mod timeouts;

@@ -839,4 +839,8 @@ impl<T, E, C: Classify<T, E>> Classify<T, E> for Judge<C> {
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self.0.classify(result)
     }
+
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        self.0.retry_cost(result)
+    }
 }

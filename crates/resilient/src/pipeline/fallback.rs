@@ -133,6 +133,7 @@ impl<C> PipelineBuilder<C> {
             stages,
             error: self.error,
             typed_hook: true,
+            observers: self.observers,
         }
     }
 }

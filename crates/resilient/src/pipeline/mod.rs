@@ -39,7 +39,13 @@ use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_h
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
-use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, Recovery, RetryIf};
+use crate::engine::outcome::{
+    AllErrors, Classify, DelayFrom, OnRetry, Outcome, Recovery, RetryCost, RetryIf,
+};
+use crate::engine::telemetry::{
+    CallOutcome, EventKind, Fanout, GaugeSource, Gauges, Observer, Probe, SharedObserver, Sink,
+    error_outcome,
+};
 use crate::engine::timeouts::Timeouts;
 use crate::hedge::Hedge;
 use crate::retry::Retry;
@@ -54,6 +60,9 @@ pub use call::Call;
 pub use fallback::WithFallback;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
+
+/// A pipeline's per-call and per-attempt guards.
+pub(crate) type GuardLists<'a> = (&'a [Arc<dyn Guard>], &'a [Arc<dyn Guard>]);
 
 /// A validated, shareable resilience pipeline. Cloning is cheap (one `Arc`); clones share
 /// all state (budgets, breakers, limiters).
@@ -116,6 +125,11 @@ struct Inner<C> {
     classify: C,
     clock: SharedClock,
     stages: Vec<String>,
+    /// Where events go, when the pipeline has an observer.
+    sink: Option<Arc<Sink>>,
+    /// What the observer reads gauges from (held here, weakly by the observer).
+    #[allow(dead_code)] // kept alive for the observers' weak references
+    gauges: Option<Arc<dyn GaugeSource>>,
 }
 
 impl<C> fmt::Debug for Pipeline<C> {
@@ -144,6 +158,7 @@ pub struct PipelineBuilder<C = AllErrors> {
     error: Option<ConfigError>,
     /// Whether `on_retry` wrapped the classifier (a later `classify` would drop the hook).
     typed_hook: bool,
+    observers: Vec<SharedObserver>,
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -171,6 +186,7 @@ impl Pipeline {
             stages: Vec::new(),
             error: None,
             typed_hook: false,
+            observers: Vec::new(),
         }
     }
 }
@@ -185,6 +201,52 @@ impl<C> PipelineBuilder<C> {
     /// Adds a tag visible to guards through [`Context::tag`].
     pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// Attaches an [`Observer`](crate::telemetry::Observer) that receives every
+    /// [`Event`](crate::telemetry::Event) of this pipeline's calls: call and attempt
+    /// outcomes, retries, timeouts, guard admissions and rejections, breaker transitions.
+    /// Called more than once, every observer gets every event. Without one, calls pay
+    /// nothing for telemetry (no allocation, no clock read).
+    ///
+    /// ```
+    /// use resilient::telemetry::{Event, EventKind, CallOutcome};
+    /// use resilient::Pipeline;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let ok = Arc::new(AtomicU32::new(0));
+    /// let count = ok.clone();
+    /// let p = Pipeline::builder()
+    ///     .name("users")
+    ///     .observer(move |e: &Event<'_>| {
+    ///         if let EventKind::CallFinished { outcome: CallOutcome::Success, .. } = e.kind {
+    ///             count.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// p.execute(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    /// assert_eq!(ok.load(Ordering::Relaxed), 1);
+    /// # }
+    /// ```
+    pub fn observer(self, observer: impl Observer) -> Self {
+        self.observer_arc(Arc::new(observer))
+    }
+
+    /// Attaches a shared observer (see [`observer`](Self::observer)).
+    ///
+    /// ```
+    /// use resilient::telemetry::{Event, SharedObserver};
+    /// use std::sync::Arc;
+    /// let log: SharedObserver = Arc::new(|e: &Event<'_>| eprintln!("{e:?}"));
+    /// let a = resilient::Pipeline::builder().observer_arc(log.clone()).build().unwrap();
+    /// let b = resilient::Pipeline::builder().observer_arc(log).build().unwrap();
+    /// # let _ = (a, b);
+    /// ```
+    pub fn observer_arc(mut self, observer: SharedObserver) -> Self {
+        self.observers.push(observer);
         self
     }
 
@@ -286,6 +348,7 @@ impl<C> PipelineBuilder<C> {
             stages: self.stages,
             error: self.error,
             typed_hook: self.typed_hook,
+            observers: self.observers,
         }
     }
 
@@ -339,6 +402,7 @@ impl<C> PipelineBuilder<C> {
             stages: self.stages,
             error: self.error,
             typed_hook: true,
+            observers: self.observers,
         }
     }
 
@@ -391,6 +455,50 @@ impl<C> PipelineBuilder<C> {
             stages: self.stages,
             error: self.error,
             typed_hook: true,
+            observers: self.observers,
+        }
+    }
+
+    /// Prices each retry by the result that led to it (per error kind, or from the
+    /// response: tokens used, money spent), for the retry's cost budget
+    /// ([`Retry::cost_budget`]). Without it a retry costs the call's `.cost(n)` or the
+    /// budget's default. Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::retry::CostBudget;
+    /// use resilient::{Error, Pipeline, Retry};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let budget = CostBudget::builder(100, 0.0).build().unwrap();
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::immediate().attempts(5).cost_budget(budget.clone()))
+    ///     // a timeout on the server side is expensive to retry, a refused connection cheap
+    ///     .retry_cost(|r: &Result<(), &str>| if r == &Err("timeout") { 60 } else { 1 })
+    ///     .build()
+    ///     .unwrap();
+    /// let err = p.execute(|| async { Err::<(), _>("timeout") }).await.unwrap_err();
+    /// assert!(matches!(err, Error::CostBudgetExhausted { attempts: 2, cost: 60, .. }));
+    /// assert_eq!(budget.available(None), 40);
+    /// # }
+    /// ```
+    pub fn retry_cost<T, E, F>(self, cost: F) -> PipelineBuilder<RetryCost<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> u64 + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
+            classify: RetryCost::new(self.classify, cost),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+            observers: self.observers,
         }
     }
 
@@ -450,6 +558,7 @@ impl<C> PipelineBuilder<C> {
             stages: self.stages,
             error: self.error,
             typed_hook: true,
+            observers: self.observers,
         }
     }
 
@@ -458,7 +567,7 @@ impl<C> PipelineBuilder<C> {
     /// Everything is checked (each guard through [`Guard::check`]) before any guard is
     /// [attached](Guard::attach): a build that fails leaves the guards it was given, shared
     /// breakers included, unchanged.
-    pub fn build(self) -> Result<Pipeline<C>, ConfigError> {
+    pub fn build(mut self) -> Result<Pipeline<C>, ConfigError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -493,10 +602,48 @@ impl<C> PipelineBuilder<C> {
         for g in self.call_guards.iter().chain(&self.attempt_guards) {
             g.attach(&self.timeouts);
         }
+        let tags: Option<Arc<[(String, String)]>> =
+            (!self.tags.is_empty()).then(|| self.tags.into());
+        let observer: Option<SharedObserver> = match self.observers.len() {
+            0 => None,
+            1 => self.observers.pop(),
+            _ => Some(Arc::new(Fanout(self.observers))),
+        };
+        let sink = observer.map(|observer| {
+            Arc::new(Sink {
+                spans: observer.spans(),
+                observer,
+                name: self.name.clone().unwrap_or_else(|| Arc::from("")),
+                tags: tags.clone().unwrap_or_else(|| Arc::new([])),
+            })
+        });
+        let gauges = sink.as_ref().map(|sink| {
+            for g in self.call_guards.iter().chain(&self.attempt_guards) {
+                let sink = sink.clone();
+                g.observe_transitions(Arc::new(move |breaker: &str, from, to| {
+                    sink.emit(EventKind::BreakerTransition { breaker, from, to })
+                }));
+            }
+            let view: Arc<dyn GaugeSource> = Arc::new(GaugeView {
+                name: sink.name.clone(),
+                tags: sink.tags.clone(),
+                guards: self
+                    .call_guards
+                    .iter()
+                    .chain(&self.attempt_guards)
+                    .cloned()
+                    .collect(),
+                retry: self.retry.clone(),
+            });
+            sink.observer.attach(Arc::downgrade(&view));
+            view
+        });
         Ok(Pipeline {
             inner: Arc::new(Inner {
+                sink,
+                gauges,
                 name: self.name,
-                tags: (!self.tags.is_empty()).then(|| self.tags.into()),
+                tags,
                 timeouts: self.timeouts,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
@@ -517,6 +664,39 @@ impl<C> PipelineBuilder<C> {
     }
 }
 
+/// A pipeline's gauges, as its observer reads them (see [`GaugeSource`]).
+struct GaugeView {
+    name: Arc<str>,
+    tags: Arc<[(String, String)]>,
+    guards: Vec<Arc<dyn Guard>>,
+    retry: Option<Retry>,
+}
+
+impl GaugeSource for GaugeView {
+    fn pipeline(&self) -> &str {
+        &self.name
+    }
+
+    fn tags(&self) -> &[(String, String)] {
+        &self.tags
+    }
+
+    fn gauges(&self) -> Gauges {
+        Gauges {
+            strategies: self
+                .guards
+                .iter()
+                .filter_map(|guard| Some((guard.name(), guard.gauges()?)))
+                .collect(),
+            retry_budget: self
+                .retry
+                .as_ref()
+                .and_then(|r| r.budget.as_ref())
+                .map(|b| b.available()),
+        }
+    }
+}
+
 /// What one attempt produced.
 enum Attempt<T, E> {
     Done(Result<T, E>),
@@ -528,6 +708,8 @@ enum Attempt<T, E> {
 enum Next {
     Stop,
     Wait(Duration),
+    /// The retry's cost budget refused a retry that would have cost this much.
+    OutOfBudget(u64),
 }
 
 /// What a call brings to the engine besides its operation: the caller's cancellation and
@@ -567,11 +749,12 @@ pin_project_lite::pin_project! {
     /// The future of one call: the engine's path is picked on the first poll (see
     /// [`Pipeline::run`]), then polled in place.
     #[project = RunProj]
-    enum Run<S, A, G, B> {
+    enum Run<S, A, G, B, O> {
         Start { start: Option<S> },
         Plain { #[pin] fut: A },
         Guarded { #[pin] fut: G },
         Full { #[pin] fut: B },
+        Observed { #[pin] fut: Pin<Box<O>> },
     }
 }
 
@@ -611,18 +794,21 @@ where
 }
 
 /// The path a call takes (see [`Pipeline::run`]).
-enum Start<A, G, B> {
+enum Start<A, G, B, O> {
     Plain(A),
     Guarded(G),
     Full(B),
+    /// With an observer: boxed, so that a pipeline without one keeps its future's size.
+    Observed(Pin<Box<O>>),
 }
 
-impl<S, A, G, B> Future for Run<S, A, G, B>
+impl<S, A, G, B, O> Future for Run<S, A, G, B, O>
 where
-    S: FnOnce() -> Start<A, G, B>,
+    S: FnOnce() -> Start<A, G, B, O>,
     A: Future,
     G: Future<Output = A::Output>,
     B: Future<Output = A::Output>,
+    O: Future<Output = A::Output>,
 {
     type Output = A::Output;
 
@@ -633,6 +819,7 @@ where
                 RunProj::Plain { fut } => return fut.poll(cx),
                 RunProj::Guarded { fut } => return fut.poll(cx),
                 RunProj::Full { fut } => return fut.poll(cx),
+                RunProj::Observed { fut } => return fut.get_mut().as_mut().poll(cx),
                 RunProj::Start { start } => {
                     let start = start
                         .take()
@@ -641,6 +828,7 @@ where
                         Start::Plain(fut) => self.set(Run::Plain { fut }),
                         Start::Guarded(fut) => self.set(Run::Guarded { fut }),
                         Start::Full(fut) => self.set(Run::Full { fut }),
+                        Start::Observed(fut) => self.set(Run::Observed { fut }),
                     }
                 }
             }
@@ -660,9 +848,18 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// The most attempts a call makes: the retry's `attempts`, or 1 without a retry.
-    #[cfg(feature = "tower")]
     pub(crate) fn max_attempts(&self) -> u32 {
         self.inner.retry.as_ref().map_or(1, |r| r.max_attempts)
+    }
+
+    /// The per-call and per-attempt guards, in phase order (for a shadow's dry runs).
+    pub(crate) fn guards(&self) -> GuardLists<'_> {
+        (&self.inner.call_guards, &self.inner.attempt_guards)
+    }
+
+    /// The classifier that judges results.
+    pub(crate) fn classifier(&self) -> &C {
+        &self.inner.classify
     }
 
     /// The phases in builder order, for display and debugging.
@@ -749,9 +946,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let call = Run::Start {
             start: Some(move || {
                 let inner = &*self.inner;
+                if let Some(sink) = &inner.sink {
+                    return Start::Observed(Box::pin(self.run_observed(
+                        sink.clone(),
+                        seed,
+                        op,
+                        retryable,
+                    )));
+                }
                 let hedge = inner.hedge.is_some() && !seed.no_hedge;
                 if !inner.direct || seed.cancel.is_some() || Ambient::active() {
-                    return Start::Full(self.run_full(seed, op, retryable));
+                    return Start::Full(self.run_full(seed, op, retryable, None));
                 }
                 // An operation that does not read its context, with no guard to read it
                 // either, needs neither name nor tags (and no reference count touched).
@@ -763,6 +968,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     tags: if labels { inner.tags.clone() } else { None },
                     cost: seed.cost,
                     key: seed.key,
+                    probe: None,
                 };
                 if inner.call_guards.is_empty() {
                     Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
@@ -778,12 +984,77 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         }
     }
 
+    /// A call of a pipeline with an observer: the full path, reported (and, with feature
+    /// `tracing` and an observer that asks for them, inside a span).
+    async fn run_observed<T, E, F, Fut, R>(
+        &self,
+        sink: Arc<Sink>,
+        seed: Seed,
+        op: F,
+        retryable: R,
+    ) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
+    {
+        let inherited = Ambient::current().and_then(|a| a.deadline);
+        let own = within_horizon(self.inner.timeouts.request);
+        let left = inherited.map(|d| d.saturating_duration_since(Instant::now()));
+        let deadline = match (own, left) {
+            (Some(o), Some(l)) => Some(o.min(l)),
+            (o, l) => o.or(l),
+        };
+        let probe = Probe::new(sink.clone());
+        #[cfg(feature = "tracing")]
+        let span = crate::telemetry::tracing::call_span(&sink, deadline);
+        // The call's events happen inside its span (with feature `tracing`).
+        let emit = |kind: EventKind<'_>| {
+            #[cfg(feature = "tracing")]
+            span.in_scope(|| sink.emit(kind));
+            #[cfg(not(feature = "tracing"))]
+            sink.emit(kind);
+        };
+        emit(EventKind::CallStarted { deadline });
+        // Each attempt in its own span: the operation is wrapped here, on the observed
+        // path only, so that the engine's code for unobserved calls has no trace of it.
+        #[cfg(feature = "tracing")]
+        let op = crate::telemetry::tracing::traced(op);
+        let fut = self.run_full(seed, op, retryable, Some(probe.clone()));
+        #[cfg(feature = "tracing")]
+        let result = tracing::Instrument::instrument(fut, span.clone()).await;
+        #[cfg(not(feature = "tracing"))]
+        let result = fut.await;
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Success,
+            Err(e) => {
+                if let Error::Timeout { scope, elapsed } = e
+                    && *scope != TimeoutScope::Operation
+                {
+                    emit(EventKind::TimeoutFired {
+                        scope: *scope,
+                        elapsed: *elapsed,
+                    });
+                }
+                error_outcome(e)
+            }
+        };
+        emit(EventKind::CallFinished {
+            outcome,
+            attempts: probe.attempts(),
+            duration: probe.call_elapsed(),
+        });
+        result
+    }
+
     /// The engine's full path (see [`Pipeline::run`]).
     async fn run_full<T, E, F, Fut, R>(
         &self,
         seed: Seed,
         op: F,
         retryable: R,
+        probe: Option<Arc<Probe>>,
     ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
@@ -817,6 +1088,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             tags: inner.tags.clone(),
             cost: seed.cost,
             key: seed.key,
+            probe,
         };
         if deadline.is_none() && cancel.is_none() {
             if inner.call_guards.is_empty() {
@@ -910,9 +1182,14 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         let mut permits = Permits::new();
         for g in &inner.call_guards {
+            let mut queued = false;
             let admitted = match g.acquire(ctx) {
                 Acquire::Ready(r) => r,
                 Acquire::Wait(mut wait) => {
+                    if let Some(p) = &ctx.probe {
+                        queued = true;
+                        queue(p, g.name());
+                    }
                     let raced = poll_fn(|cx| {
                         if let Poll::Ready(r) = wait.as_mut().poll(cx) {
                             return Poll::Ready(Ok(r));
@@ -929,6 +1206,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     }
                 }
             };
+            if let Some(probe) = &ctx.probe {
+                admission(probe, g.name(), queued, &admitted);
+            }
             match admitted {
                 Ok(p) => permits.push(p),
                 Err(r) => return Err(r.into()),
@@ -1020,6 +1300,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let mut attempt = 1;
             loop {
                 ctx.attempt = attempt;
+                if let Some(p) = &ctx.probe {
+                    p.attempt_started(attempt);
+                }
                 let (result, outcome) = if hedge {
                     // The first attempt is admitted (when every per-attempt guard answers
                     // at once), launched and polled once here: a quick answer is the whole
@@ -1089,6 +1372,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 } else {
                     self.attempt(ctx, |c: &Context| op(c)).await
                 };
+                if let Some(probe) = &ctx.probe {
+                    probe.emit(EventKind::AttemptFinished {
+                        attempt,
+                        outcome: attempt_outcome(&result, outcome),
+                        duration: probe.attempt_elapsed(),
+                    });
+                }
                 if !retried(&inner.classify, &result, outcome) {
                     report(outcome);
                     return finish(result, 1);
@@ -1101,6 +1391,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     .deadline
                     .map(|d| d.saturating_duration_since(Instant::now()));
                 match self.next(
+                    ctx,
                     attempt,
                     previous,
                     &result,
@@ -1110,6 +1401,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     Next::Stop => {
                         report(call_outcome(&result, outcome));
                         return finish(result, attempt);
+                    }
+                    Next::OutOfBudget(cost) => {
+                        report(call_outcome(&result, outcome));
+                        return out_of_budget(result, attempt, cost);
                     }
                     Next::Wait(delay) => {
                         drop(result);
@@ -1141,7 +1436,22 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let inner = &*self.inner;
         let mut permits = Permits::new();
         for g in &inner.attempt_guards {
-            match g.acquire(ctx).resolve().await {
+            let admitted = match &ctx.probe {
+                None => g.acquire(ctx).resolve().await,
+                Some(probe) => match g.acquire(ctx) {
+                    Acquire::Ready(r) => {
+                        admission(probe, g.name(), false, &r);
+                        r
+                    }
+                    Acquire::Wait(wait) => {
+                        queue(probe, g.name());
+                        let r = wait.await;
+                        admission(probe, g.name(), true, &r);
+                        r
+                    }
+                },
+            };
+            match admitted {
                 Ok(p) => permits.push(p),
                 Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
             }
@@ -1167,7 +1477,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 };
                 match tokio::time::timeout_at(at, AMBIENT.scope(ambient, fut)).await {
                     Ok(r) => Attempt::Done(r),
-                    Err(_) => Attempt::TimedOut(limit),
+                    Err(_) => {
+                        if let Some(probe) = &ctx.probe {
+                            probe.emit(EventKind::TimeoutFired {
+                                scope: TimeoutScope::Operation,
+                                elapsed: limit,
+                            });
+                        }
+                        Attempt::TimedOut(limit)
+                    }
                 }
             }
             None => Attempt::Done(op(ctx).await),
@@ -1186,6 +1504,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// Decides whether failed attempt `attempt` is retried and after which delay.
     fn next<T, E>(
         &self,
+        ctx: &Context,
         attempt: u32,
         previous: Option<Duration>,
         result: &Attempt<T, E>,
@@ -1195,6 +1514,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     where
         C: Classify<T, E>,
     {
+        let probe = ctx.probe.as_deref();
         let inner = &*self.inner;
         let Some(retry) = &inner.retry else {
             return Next::Stop;
@@ -1240,7 +1560,31 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if let Some(budget) = &retry.budget
             && !budget.try_withdraw()
         {
+            if let Some(probe) = probe {
+                probe.emit(EventKind::BudgetExhausted { attempt });
+            }
             return Next::Stop;
+        }
+        if let Some(costs) = &retry.cost_budget {
+            let cost = match result {
+                Attempt::Done(r) => inner.classify.retry_cost(r),
+                _ => None,
+            }
+            .or(ctx.cost())
+            .unwrap_or(costs.default_cost());
+            if costs.try_charge(ctx.key(), cost).is_err() {
+                if let Some(probe) = probe {
+                    probe.emit(EventKind::BudgetExhausted { attempt });
+                }
+                return Next::OutOfBudget(cost);
+            }
+        }
+        if let Some(probe) = probe {
+            probe.emit(EventKind::RetryScheduled {
+                attempt,
+                delay,
+                reason,
+            });
         }
         let event = RetryEvent {
             operation: inner.name.as_deref(),
@@ -1317,7 +1661,48 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// The blocking engine: `op` sees each attempt's context.
-    fn run_blocking<T, E, F>(&self, seed: Seed, mut op: F) -> Result<T, Error<E>>
+    fn run_blocking<T, E, F>(&self, seed: Seed, op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
+        let Some(sink) = &self.inner.sink else {
+            return self.run_blocking_with(seed, op, None);
+        };
+        let clock = &self.inner.clock;
+        let start = clock.now();
+        sink.emit(EventKind::CallStarted {
+            deadline: within_horizon(self.inner.timeouts.request),
+        });
+        let probe = Probe::new(sink.clone());
+        let result = self.run_blocking_with(seed, op, Some(probe.clone()));
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Success,
+            Err(e) => {
+                if let Error::Timeout { scope, elapsed } = e {
+                    sink.emit(EventKind::TimeoutFired {
+                        scope: *scope,
+                        elapsed: *elapsed,
+                    });
+                }
+                error_outcome(e)
+            }
+        };
+        sink.emit(EventKind::CallFinished {
+            outcome,
+            attempts: probe.attempts(),
+            duration: clock.now().saturating_sub(start),
+        });
+        result
+    }
+
+    /// The blocking engine proper, reporting to `probe` if given.
+    fn run_blocking_with<T, E, F>(
+        &self,
+        seed: Seed,
+        mut op: F,
+        probe: Option<Arc<Probe>>,
+    ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Result<T, E>,
@@ -1378,10 +1763,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             tags: if labels { inner.tags.clone() } else { None },
             cost: seed.cost,
             key: seed.key,
+            probe,
         };
         let mut call_permits = Permits::new();
         for g in &inner.call_guards {
-            match g.acquire_now(&ctx) {
+            let admitted = g.acquire_now(&ctx);
+            if let Some(probe) = &ctx.probe {
+                admission(probe, g.name(), false, &admitted);
+            }
+            match admitted {
                 Ok(p) => call_permits.push(p),
                 Err(r) => return Err(r.into()),
             }
@@ -1396,10 +1786,18 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             if let Some(e) = expired() {
                 break (Err(e), Outcome::Failure);
             }
+            let t0 = ctx.probe.as_ref().map(|p| {
+                p.attempt_started(attempt);
+                clock.now()
+            });
             let mut permits = Permits::new();
             let mut rejected = None;
             for g in &inner.attempt_guards {
-                match g.acquire_now(&ctx) {
+                let admitted = g.acquire_now(&ctx);
+                if let Some(probe) = &ctx.probe {
+                    admission(probe, g.name(), false, &admitted);
+                }
+                match admitted {
                     Ok(p) => permits.push(p),
                     Err(r) => {
                         rejected = Some(r);
@@ -1429,12 +1827,20 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     (result, outcome)
                 }
             };
+            if let (Some(probe), Some(t0)) = (&ctx.probe, t0) {
+                probe.emit(EventKind::AttemptFinished {
+                    attempt,
+                    outcome: attempt_outcome(&result, outcome),
+                    duration: clock.now().saturating_sub(t0),
+                });
+            }
             if !retried(&inner.classify, &result, outcome) {
                 break (finish(result, 1), outcome);
             }
             let now = start.map(|_| clock.now());
             let remaining = deadline.zip(now).map(|(d, now)| d.saturating_sub(now));
             match self.next(
+                &ctx,
                 attempt,
                 previous,
                 &result,
@@ -1444,6 +1850,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 Next::Stop => {
                     let outcome = call_outcome(&result, outcome);
                     break (finish(result, attempt), outcome);
+                }
+                Next::OutOfBudget(cost) => {
+                    let outcome = call_outcome(&result, outcome);
+                    break (out_of_budget(result, attempt, cost), outcome);
                 }
                 Next::Wait(delay) => {
                     drop(result);
@@ -1464,6 +1874,41 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             p.record(outcome, took);
         }
         result
+    }
+}
+
+/// Reports that guard `strategy` makes the call wait.
+#[cold]
+fn queue(probe: &Probe, strategy: &'static str) {
+    probe.emit(EventKind::Queued { strategy });
+    probe.wait_started();
+}
+
+/// Reports a guard's answer (`queued`: whether it made the call wait first).
+fn admission(
+    probe: &Probe,
+    strategy: &'static str,
+    queued: bool,
+    answer: &Result<Permit<'_>, Rejection>,
+) {
+    let waited = queued.then(|| probe.waited());
+    probe.emit(match answer {
+        Ok(_) => EventKind::Admitted { strategy, waited },
+        Err(rejection) => EventKind::Rejected {
+            strategy,
+            rejection,
+            waited,
+        },
+    });
+}
+
+/// How an attempt ended, as telemetry labels it.
+fn attempt_outcome<T, E>(result: &Attempt<T, E>, outcome: Outcome) -> CallOutcome {
+    match result {
+        Attempt::TimedOut(_) => CallOutcome::Timeout,
+        Attempt::Rejected(_) => CallOutcome::Rejected,
+        Attempt::Done(_) if outcome == Outcome::Failure => CallOutcome::Failure,
+        Attempt::Done(_) => CallOutcome::Success,
     }
 }
 
@@ -1493,6 +1938,17 @@ fn retried<T, E, C: Classify<T, E>>(
 
 /// Turns the last attempt into the call's result. `attempts` counts the failed attempts
 /// that led here (1 when the last result was not a failure: nothing was exhausted).
+/// The end of a call whose next retry its cost budget refused: a failed `Ok` result is
+/// returned as it is (as when retries run out); a failure is wrapped in
+/// [`Error::CostBudgetExhausted`].
+fn out_of_budget<T, E>(result: Attempt<T, E>, attempts: u32, cost: u64) -> Result<T, Error<E>> {
+    finish(result, 1).map_err(|last| Error::CostBudgetExhausted {
+        attempts,
+        cost,
+        last: Box::new(last),
+    })
+}
+
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
         Attempt::Done(Ok(t)) => Ok(t),
