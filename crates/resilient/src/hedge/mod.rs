@@ -13,6 +13,11 @@
 //! withdraws, and a hedge the budget refuses is not started. Events report hedges started
 //! and which attempt won.
 //!
+//! [`Hedge::call`] hedges any operation on its own; in a pipeline, the builder's
+//! [`hedge`](crate::PipelineBuilder::hedge) step makes hedges attempts of the pipeline
+//! (each passes the per-attempt guards and operation timeout, and draws from the retry
+//! budget), and `#[resilient::hedge(..)]` does the same for a function.
+//!
 //! ```
 //! use resilient::hedge::Hedge;
 //! use std::time::Duration;

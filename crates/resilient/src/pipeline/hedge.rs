@@ -109,11 +109,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         self.inner.hedge.is_some()
     }
 
-    /// Phases 4 to 6 for a hedged attempt: the attempt itself, and hedges of it as the
-    /// policy says. Each is admitted by the per-attempt guards on its own context, then
-    /// launched (the operation is called here, so the operation is never shared between
-    /// futures) and completed under its own operation timeout. When the first attempt
-    /// answers on its first poll, nothing else is set up (no timer, no allocation).
+    /// Phases 4 to 6 for a hedged attempt whose first poll did not settle it: the attempt
+    /// itself and hedges of it as the policy says. The retry loop admitted and launched the
+    /// first attempt (`launched`) when every per-attempt guard answered at once, and hands
+    /// over its failure (`done`) if it already failed; else it is admitted here. Each hedge
+    /// is admitted by the per-attempt guards on its own context, then launched (the
+    /// operation is called on this future's poll, so it is never shared between the
+    /// attempts' futures) and completed under its own operation timeout.
     pub(super) async fn hedged<'p, T, E, F, Fut, R>(
         &'p self,
         ctx: &mut Context,
@@ -141,8 +143,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
             (ctx, Ok(permits))
         };
-        // The first attempt: launched by the caller (without per-attempt guards; it may
-        // have answered already, as `done`), else admitted here.
+        // The first attempt: launched by the retry loop (it may have failed already, as
+        // `done`), else admitted here (a per-attempt guard would have made it wait).
         let mut first = pin!(if launched.is_some() || done.is_some() {
             Step::Gone
         } else {
