@@ -140,3 +140,91 @@ fn the_live_dashboard_renders_in_headless_chromium() {
     );
     drop(server);
 }
+
+/// The same page served by `resilient demo` while it runs: live numbers of the demo's
+/// protected pipeline, and a screenshot that is not blank.
+#[test]
+fn the_demo_serves_its_live_dashboard_to_headless_chromium() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required under CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let out_dir = std::env::temp_dir().join(format!("resilient-demo-dash-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resilient"))
+        .args(["demo", "--duration", "60", "--plain", "--out"])
+        .arg(&out_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start resilient demo");
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the demo prints its dashboard URL")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("dashboard: ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // keep reading the demo's output so that it never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+
+    let dom = headless(browser, &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("data-polls=\""), "{dom}");
+    assert!(
+        dom.contains("protected-get"),
+        "the demo's pipeline is shown:\n{dom}"
+    );
+    assert!(
+        dom.contains("class=\"series\""),
+        "no chart line drawn:\n{dom}"
+    );
+
+    let shot: PathBuf = std::env::temp_dir().join(format!(
+        "resilient-demo-dashboard-{}.png",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&shot);
+    let out = headless(
+        browser,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1000,700",
+        ],
+        &url,
+    );
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&shot).unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("one frame");
+    let px = info.color_type.samples();
+    let colours: std::collections::HashSet<&[u8]> =
+        buf[..info.buffer_size()].chunks(px).take(700_000).collect();
+    assert!(
+        colours.len() > 16,
+        "nearly blank ({} colours)",
+        colours.len()
+    );
+    println!(
+        "demo dashboard screenshot: {} ({} bytes)",
+        shot.display(),
+        bytes.len()
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
