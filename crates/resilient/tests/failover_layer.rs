@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use resilient::failover::{Failover, FailoverEvent, Region, SwitchReason};
-use resilient::{CircuitBreaker, Error, ManualClock};
+use resilient::failover::{Failover, FailoverEvent, Region};
+use resilient::{CircuitBreaker, ManualClock};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -75,9 +75,11 @@ async fn events_report_failover_health_changes_and_failback() {
     );
 }
 
+#[cfg(feature = "tower")]
 #[tokio::test]
 async fn as_a_tower_layer_requests_are_routed_to_the_region_that_answers() {
-    use resilient::failover::Routed;
+    use resilient::Error;
+    use resilient::failover::{Routed, SwitchReason};
     use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
     let log: Log = Arc::default();
