@@ -5,9 +5,9 @@
 #     dependency graph is visible and renaming a re-export cannot break internals;
 #  2. the engine (`src/engine/`: clock, randomness, errors, context, classification, the
 #     guard seam) imports no strategy module and not the pipeline built on top of it;
-#  3. the strategies (retry, timeout, circuit, ratelimit, bulkhead, fallback,
-#     failover) import neither the
-#     pipeline nor the tower adapter built on top of them (the pipeline's entry for each
+#  3. the strategies (retry, timeout, circuit, ratelimit, bulkhead, fallback, hedge,
+#     failover, health, chaos) import neither the
+#     pipeline, the tower adapter nor the registry built on top of them (the pipeline's entry for each
 #     strategy lives in `src/pipeline/`, their tower layers over pipelines in `tower.rs`).
 # Comment lines (docs, intra-doc links) are exempt.
 set -euo pipefail
@@ -23,15 +23,15 @@ if [[ -n "$hits" ]]; then
     status=1
 fi
 
-hits=$(code_lines 'crate::(retry|timeout|circuit|ratelimit|bulkhead|pipeline|tower|testing|guide|__private)\b' engine)
+hits=$(code_lines 'crate::(retry|timeout|circuit|ratelimit|bulkhead|pipeline|tower|registry|testing|guide|__private)\b' engine)
 if [[ -n "$hits" ]]; then
     echo "check-layers: the engine must not import strategy modules or the pipeline:" >&2
     echo "$hits" >&2
     status=1
 fi
-hits=$(code_lines 'crate::(pipeline|tower|testing|guide|__private)\b' retry timeout circuit ratelimit bulkhead fallback hedge failover)
+hits=$(code_lines 'crate::(pipeline|tower|registry|register_pattern|testing|guide|__private)\b' retry timeout circuit ratelimit bulkhead fallback hedge failover health chaos)
 if [[ -n "$hits" ]]; then
-    echo "check-layers: a strategy must not import the pipeline or the tower adapter:" >&2
+    echo "check-layers: a strategy must not import the pipeline, the tower adapter or the registry:" >&2
     echo "$hits" >&2
     status=1
 fi

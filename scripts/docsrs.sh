@@ -30,6 +30,9 @@ checks=(
     "attr.fallback.html:macros"
     "fallback/index.html:tower"
     "hedge/index.html:tower"
+    "attr.pattern.html:macros"
+    "registry/index.html:config"
+    "registry/builtin/fn.parse_json.html:json"
 )
 failed=0
 for c in "${checks[@]}"; do

@@ -94,6 +94,6 @@ old_build() {
         CARGO_TARGET_DIR=target/msrv "$old_cargo" check --locked --ignore-rust-version "$@"
 }
 echo "msrv.sh: building with $($old_rustc --version) and${flags}"
-old_build -p resilient-json -p resilient-macros -p resilient -p resilient-cli -p resilient-redis --all-features
+old_build -p resilient-json -p resilient-macros -p resilient -p resilient-cli -p resilient-redis -p resilient-llm --all-features
 old_build -p resilient --no-default-features
 echo "msrv.sh: rust-version $declared OK"

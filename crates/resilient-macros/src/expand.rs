@@ -67,13 +67,13 @@ pub(crate) fn expand(kind: &'static str, attr: TokenStream, item: TokenStream) -
     // written below it), which it takes over so that all of them become one pipeline.
     // Only `resilient::`-qualified ones: a bare `#[timeout]` may be another crate's.
     let mut found: Vec<(&'static Kind, Span, syn::Result<Vec<args::Arg>>)> =
-        vec![(own, Span::call_site(), args::parse(attr))];
+        vec![(own, Span::call_site(), kind_args(own, attr))];
     for a in &mut func.attrs {
         if let Some(k) = ours(a)
             && !matches!(&a.meta, Meta::List(l) if is_merged(&l.tokens))
         {
             let name = &a.path().segments.last().expect("checked by `ours`").ident;
-            found.push((k, name.span(), attr_args(a)));
+            found.push((k, name.span(), attr_args(k, a)));
             let path = a.path().clone();
             let merged = format_ident!("{}", MERGED);
             *a = parse_quote!(#[#path(#merged)]);
@@ -162,10 +162,19 @@ fn contains_ident(tokens: TokenStream, name: &str) -> bool {
     })
 }
 
-fn attr_args(attr: &Attribute) -> syn::Result<Vec<args::Arg>> {
+/// An attribute's arguments: `key = value, ..`, and for `pattern` a first positional name.
+fn kind_args(kind: &Kind, tokens: TokenStream) -> syn::Result<Vec<args::Arg>> {
+    if kind.name == "pattern" {
+        strategy::pattern::parse_args(tokens)
+    } else {
+        args::parse(tokens)
+    }
+}
+
+fn attr_args(kind: &Kind, attr: &Attribute) -> syn::Result<Vec<args::Arg>> {
     match &attr.meta {
         Meta::Path(_) => Ok(Vec::new()),
-        Meta::List(l) => args::parse(l.tokens.clone()),
+        Meta::List(l) => kind_args(kind, l.tokens.clone()),
         Meta::NameValue(nv) => Err(syn::Error::new_spanned(
             nv,
             "expected `#[resilient::name(key = value, ..)]`",
@@ -336,6 +345,16 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
         Some((ty, value)) => (ty.clone(), quote!(.classify(#value))),
         None => (quote!(::resilient::AllErrors), quote!()),
     };
+    // `#[resilient::pattern(..)]`: the registry's pipeline instead of a built one.
+    let (classify_ty, init) = match stages.iter().find_map(|s| s.pipeline.as_ref()) {
+        Some((ty, init)) => (ty.clone(), init.clone()),
+        None => (
+            classify_ty,
+            quote!(::resilient::PipelineBuilder::build(
+                ::resilient::Pipeline::builder().name(__RESILIENT_NAME) #classify #(#calls)*,
+            )),
+        ),
+    };
     // A classifier given as a function or closure is a `fn` pointer of this type.
     let classify_text = classify_ty.to_string();
     let mut classify_fn = TokenStream::new();
@@ -449,11 +468,7 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
                     ::resilient::Pipeline<#classify_ty>,
                     ::resilient::ConfigError,
                 >,
-            > = ::std::sync::LazyLock::new(|| {
-                ::resilient::PipelineBuilder::build(
-                    ::resilient::Pipeline::builder().name(__RESILIENT_NAME) #classify #(#calls)*,
-                )
-            });
+            > = ::std::sync::LazyLock::new(|| #init);
             let __resilient_pipeline = match &*#pipeline {
                 ::core::result::Result::Ok(pipeline) => pipeline,
                 ::core::result::Result::Err(e) => {
@@ -622,6 +637,38 @@ mod tests {
             ("retry", quote!(on_retry = "x"), "names a function"),
             ("retry", quote!(retry_if = "x"), "names a function"),
             ("fallback", quote!(), "needs `with"),
+            ("hedge", quote!(delay = "10ms"), "idempotent = true"),
+            (
+                "health_aware",
+                quote!(check_interval = "30s"),
+                "needs `check_interval",
+            ),
+            (
+                "health_aware",
+                quote!(check_interval = "30s", probe = "x"),
+                "`probe` names",
+            ),
+            (
+                "health_aware",
+                quote!(check_interval = "30s", probe = p, healthy_after = 0),
+                "at least 1",
+            ),
+            ("hedge", quote!(idempotent = true), "needs `delay"),
+            (
+                "hedge",
+                quote!(idempotent = true, mode = parallel, delay = "1s"),
+                "for `mode = delayed` only",
+            ),
+            (
+                "hedge",
+                quote!(idempotent = true, mode = sometimes),
+                "`mode` is",
+            ),
+            (
+                "hedge",
+                quote!(idempotent = false, mode = parallel),
+                "only for idempotent",
+            ),
             ("fallback", quote!(with = "x"), "names an async function"),
             ("fallback", quote!(value = 1, with = f), "would never run"),
             ("fallback", quote!(value = 1, value = 2), "given twice"),
@@ -779,7 +826,35 @@ mod tests {
                 quote!(breaker = SHARED, failure_rate = 0.5),
                 "only `scope`",
             ),
-            ("circuit", quote!(breaker = "SHARED"), "names a `static`"),
+            (
+                "circuit",
+                quote!(breaker = 5),
+                "names a breaker in the registry",
+            ),
+            ("circuit", quote!(breaker = ""), "the name is empty"),
+            (
+                "rate_limit",
+                quote!(limiter = "api", rate = 5),
+                "only `scope`",
+            ),
+            (
+                "rate_limit",
+                quote!(limiter = 5),
+                "`limiter` is a name in the registry",
+            ),
+            (
+                "bulkhead",
+                quote!(bulkhead = "db", queue = 1),
+                "brings one already built",
+            ),
+            ("pattern", quote!(), "needs the pipeline's name"),
+            ("pattern", quote!("p", colour = red), "unknown key `colour`"),
+            ("pattern", quote!(5), "`pattern` is a name in the registry"),
+            (
+                "pattern",
+                quote!("p", classify = 5),
+                "`classify` is the classifier type",
+            ),
             ("rate_limit", quote!(per = "1s"), "needs `rate"),
             ("rate_limit", quote!(rate = 0), "`rate` must be at least 1"),
             ("rate_limit", quote!(rate = "10"), "expected an integer"),
@@ -888,7 +963,7 @@ mod tests {
             (
                 "circuit",
                 quote!(breaker = my::SHARED, per = attempt),
-                ". circuit_breaker (& * my :: SHARED)",
+                "(& my :: SHARED) . resolve_breaker ()",
             ),
             (
                 "circuit",
@@ -1339,5 +1414,44 @@ mod tests {
             rewritten(quote!(io::Result<u8>)),
             "::resilient::__private::Resilient<io::Result<u8>>"
         );
+    }
+
+    #[test]
+    fn a_pattern_brings_the_whole_pipeline() {
+        let out = ok("pattern", quote!("payments"), asynchronous());
+        assert!(out.contains("pipeline_as :: < :: resilient :: registry :: Classifier >"));
+        assert!(!out.contains("Pipeline :: builder"));
+        let out = ok(
+            "pattern",
+            quote!(name = names::P, classify = my::Policy, registry = REG),
+            asynchronous(),
+        );
+        assert!(out.contains("Name :: as_str (names :: P)"), "{out}");
+        assert!(out.contains("(& * REG)"), "{out}");
+        let stacked = quote!(
+            #[resilient::retry(attempts = 2)]
+            async fn f() -> Result<(), ()> {
+                Ok(())
+            }
+        );
+        let err = error_of("pattern", quote!("payments"), stacked);
+        assert!(err.contains("brings its own timeouts"), "{err}");
+    }
+
+    #[test]
+    fn named_strategies_are_looked_up_in_the_registry() {
+        let out = ok("circuit", quote!(breaker = "payments"), asynchronous());
+        assert!(
+            out.contains("Registry :: breaker (:: resilient :: registry () , \"payments\")"),
+            "{out}"
+        );
+        let out = ok(
+            "rate_limit",
+            quote!(limiter = names::API, scope = call),
+            asynchronous(),
+        );
+        assert!(out.contains("resolve_limiter"), "{out}");
+        let out = ok("bulkhead", quote!(bulkhead = "db"), plain());
+        assert!(out.contains("Registry :: bulkhead"), "{out}");
     }
 }

@@ -1,6 +1,7 @@
 //! Attribute macros for [resilient](https://docs.rs/resilient): `#[resilient::retry]`,
 //! `#[resilient::timeout]`, `#[resilient::bulkhead]`, `#[resilient::circuit]`,
-//! `#[resilient::rate_limit]` and `#[resilient::fallback]`.
+//! `#[resilient::rate_limit]`, `#[resilient::fallback]`, `#[resilient::hedge]` and
+//! `#[resilient::health_aware]`.
 //!
 //! Use them through the `resilient` crate (its default `macros` feature re-exports them);
 //! the generated code names `::resilient`, so this crate is not meant to be used alone.
@@ -191,6 +192,7 @@ pub fn timeout(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `queue` | callers that may wait for a slot (async functions) | `0` (reject at once) |
 /// | `max_wait` | longest a queued caller waits (needs `queue >= 1`) | no limit |
 /// | `adaptive` | `aimd(initial, min)`, `gradient2(initial, min)` or `vegas(initial, min)`: the limit starts at `initial` and moves between `min` and `max_concurrent` with the calls' latency and failures (`resilient::bulkhead::Aimd`, `Gradient2`, `Vegas`) | fixed at `max_concurrent` |
+/// | `bulkhead` | a bulkhead in `resilient::registry()` (`bulkhead = "db"`, or a constant declared with `resilient::names!`) or a `static` of yours holding a `Bulkhead`, shared by every user; alone | built from the keys above |
 ///
 /// A call that finds no slot and no queue room, or whose wait runs out, fails with
 /// `Error::BulkheadFull`. Plain (blocking) functions never wait: they are rejected when
@@ -233,7 +235,7 @@ pub fn bulkhead(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `max_half_open_wait` | reopens if half-open has not concluded within this | no limit |
 /// | `slow_call` / `slow_rate` | calls slower than `slow_call` count as slow; open when `slow_rate` of them are (adds to `failure_rate` / `consecutive_failures`) | off |
 /// | `scope` | `call`: a logical call counts once, retries included; `attempt`: every attempt counts (`per` is the old name of this key) | `call` |
-/// | `breaker` | a `static` of yours holding the breaker (`LazyLock<CircuitBreaker>`), for snapshots, manual control or sharing; only `scope` goes with it | built from the keys above |
+/// | `breaker` | a `static` of yours holding the breaker (`LazyLock<CircuitBreaker>`), for snapshots, manual control or sharing; or a name in `resilient::registry()` (`breaker = "payments"`, or a constant declared with `resilient::names!`), shared by every user of the name; only `scope` goes with it | built from the keys above |
 ///
 /// A breaker built from the keys is named after the function (`module::path::name`).
 /// Among the guards of its phase the breaker comes first: when it is open, a call is
@@ -300,6 +302,7 @@ pub fn circuit(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | `scope` | `attempt`: every attempt of a stacked `#[resilient::retry]` is limited; `call`: a logical call is limited once, its retries included | `attempt` |
 /// | `key` | limit each key on its own (per user, tenant, API key, IP): an argument's name (`key = user`) or an expression over the arguments (`key = req.tenant`), of any `Hash` type | one limit for all calls |
 /// | `max_keys` | with `key`: the most keys held at once (idle keys are dropped first, then those with the least in use) | `1_000_000` |
+/// | `limiter` | a limiter in `resilient::registry()` (`limiter = "api"`, or a constant declared with `resilient::names!`) or a `static` of yours holding a `RateLimiter`, shared by every user; only `scope` goes with it | built from the keys above |
 ///
 /// The algorithms are those of `resilient::ratelimit`: `gcra` (continuous token bucket),
 /// `token_bucket` (refills `rate` units at every `per` boundary), `fixed_window`,
@@ -420,4 +423,145 @@ pub fn rate_limit(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn fallback(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("fallback", attr.into(), item.into()).into()
+}
+
+/// Hedges the function's attempts: while an attempt runs, more attempts of the same call
+/// start (after `delay`, all at once, or after a failure), up to `max_hedges`; the first
+/// success wins and the others are dropped at once. Hedges are attempts of the function's
+/// one pipeline: each passes the per-attempt guards (a `scope = attempt` breaker, a rate
+/// limiter) and the operation timeout of a stacked `#[resilient::timeout]` on its own, and
+/// the retry loop of a stacked `#[resilient::retry]` retries an attempt whose hedges all
+/// failed. Runs the builder's `PipelineBuilder::hedge` step.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `idempotent` | must be `true`: the function runs more than once at the same time | required |
+/// | `delay` | time before each hedge (`mode = delayed`) | required in delayed mode |
+/// | `mode` | `delayed`, `parallel` (every attempt at once) or `fallback` (the next once the previous failed) | `delayed` |
+/// | `max_hedges` | hedges beside the original attempt (`<= 64`) | `1` |
+///
+/// `async` functions only.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static STARTED: AtomicU32 = AtomicU32::new(0);
+///
+/// #[resilient::retry(attempts = 2, backoff = immediate)]
+/// #[resilient::hedge(mode = parallel, max_hedges = 1, idempotent = true)]
+/// async fn lookup(key: u32) -> Result<u32, std::io::Error> {
+///     if STARTED.fetch_add(1, Ordering::SeqCst) == 0 {
+///         std::future::pending::<()>().await; // the first attempt is stuck
+///     }
+///     Ok(key * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(lookup(21).await.unwrap(), 42); // the hedge answered
+/// assert_eq!(STARTED.load(Ordering::SeqCst), 2);
+/// # }
+/// ```
+///
+/// A delayed hedge: `#[resilient::hedge(delay = "50ms", max_hedges = 2, idempotent = true)]`.
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn hedge(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("hedge", attr.into(), item.into()).into()
+}
+
+/// Runs the function through the registry's pipeline of that name: a pipeline defined in
+/// `resilient::registry()` (in code or a configuration file) or a pattern's spelling
+/// (`"network(attempts = 5)"`). Every function (and tower service) using the name shares
+/// that pipeline: its breaker, limiter and bulkhead.
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | (first, no key) or `name` | the name: a string (`"payments"`) or a path to a name declared with `resilient::names!` (a misspelt path is a compile error) | required |
+/// | `classify` | the classifier type of a pipeline not built with `resilient::registry::builder()` (`resilient::http::HttpPolicy` for the `http` pattern): a typed lookup | `resilient::registry::Classifier` |
+/// | `registry` | a `static` holding a `resilient::registry::Registry` to look the name up in | `resilient::registry()` |
+///
+/// The lookup happens on the first call; an unknown name (or one whose definition does
+/// not build) panics on every call with the registry's error, which lists the known
+/// names. Only `#[resilient::fallback]` goes with it (the pipeline brings everything
+/// else). The function's `T` and `E` must be `'static` (the registry's classifier judges
+/// them at run time).
+///
+/// Elsewhere, `#[resilient::circuit(breaker = "payments")]`,
+/// `#[resilient::rate_limit(limiter = "api")]` and `#[resilient::bulkhead(bulkhead =
+/// "db")]` take one strategy from the registry into a pipeline the attributes build.
+///
+/// ```
+/// use resilient::registry;
+/// use resilient::{CircuitBreaker, Retry};
+///
+/// resilient::names! {
+///     /// The payment provider.
+///     pub PAYMENTS = "payments";
+/// }
+///
+/// #[resilient::pattern(PAYMENTS)]
+/// async fn charge(cents: u64) -> Result<u64, std::io::Error> {
+///     Ok(cents)
+/// }
+///
+/// #[resilient::circuit(breaker = PAYMENTS)]
+/// async fn refund(cents: u64) -> Result<u64, std::io::Error> {
+///     Ok(cents)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// registry().define_breaker(PAYMENTS, || CircuitBreaker::consecutive_failures(5).build()).unwrap();
+/// registry().define_pipeline(PAYMENTS, |r| {
+///     Ok(registry::builder()
+///         .circuit_breaker(&r.breaker(PAYMENTS)?)
+///         .retry(Retry::immediate().attempts(2))
+///         .build()?)
+/// }).unwrap();
+/// assert_eq!(charge(250).await.unwrap(), 250);
+/// assert_eq!(refund(100).await.unwrap(), 100);
+/// # }
+/// ```
+///
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn pattern(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("pattern", attr.into(), item.into()).into()
+}
+
+/// Gates the function on a background health check: while it says the dependency is
+/// unhealthy, calls are rejected fast with `resilient::Error::Unhealthy` without running
+/// the body, and a stacked `#[resilient::fallback]` answers them instead. The check is
+/// admitted first, once per call, before a breaker, rate limiter or bulkhead. Runs the
+/// builder's `PipelineBuilder::health_aware` step (`resilient::health::HealthAware`).
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `check_interval` | time between probes | required |
+/// | `probe` | an async function (or a closure returning a future) whose output is `bool` (`true` = healthy) or a `Result` (`Ok` = healthy) | required |
+/// | `timeout` | the longest one probe may take (an overrun counts as failed) | `check_interval` |
+/// | `unhealthy_after` | failed probes in a row that make the check reject calls | `3` |
+/// | `healthy_after` | successful probes in a row that make it admit calls again | `2` |
+/// | `reject_when_degraded` | whether a degraded verdict (probes disagree) rejects too | `false` |
+///
+/// `async` functions only: the check runs on the tokio runtime of the first call.
+///
+/// ```
+/// async fn ping() -> bool {
+///     true // e.g. GET /health
+/// }
+///
+/// #[resilient::health_aware(check_interval = "30s", probe = ping, unhealthy_after = 2)]
+/// #[resilient::fallback(value = 0)]
+/// async fn quote(item: u32) -> Result<u32, String> {
+///     Ok(item * 100)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(quote(3).await.unwrap(), 300);
+/// # }
+/// ```
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn health_aware(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("health_aware", attr.into(), item.into()).into()
 }

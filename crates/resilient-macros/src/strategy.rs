@@ -4,6 +4,9 @@
 mod bulkhead;
 mod circuit;
 mod fallback;
+mod health_aware;
+mod hedge;
+pub(crate) mod pattern;
 mod rate_limit;
 mod retry;
 mod timeout;
@@ -56,6 +59,10 @@ pub(crate) struct Stage {
     /// A fallback chain's builder calls (`.or_else(..)`, `.or_value(..)`, `.handle(..)`),
     /// run around the whole pipeline call.
     pub(crate) fallback: Option<TokenStream>,
+    /// A whole pipeline from elsewhere (`#[resilient::pattern(..)]`): its classifier type
+    /// and an expression of type `Result<Pipeline<that type>, ConfigError>`, used instead
+    /// of a built one.
+    pub(crate) pipeline: Option<(TokenStream, TokenStream)>,
 }
 
 impl Stage {
@@ -70,6 +77,7 @@ impl Stage {
             key: None,
             call_cost: None,
             fallback: None,
+            pipeline: None,
         }
     }
 }
@@ -119,6 +127,13 @@ pub(crate) const KINDS: &[Kind] = &[
         order: 0,
         parse: retry::parse,
     },
+    // the health check rejects first: cheaper than anything after it, and an unhealthy
+    // dependency's calls then use up no breaker permit, rate or slot
+    Kind {
+        name: "health_aware",
+        order: 0,
+        parse: health_aware::parse,
+    },
     Kind {
         name: "circuit",
         order: 1,
@@ -138,6 +153,17 @@ pub(crate) const KINDS: &[Kind] = &[
         name: "fallback",
         order: 4,
         parse: fallback::parse,
+    },
+    // after `.retry(..)` (order 0 of the retry phase): its attempts are what is hedged
+    Kind {
+        name: "hedge",
+        order: 1,
+        parse: hedge::parse,
+    },
+    Kind {
+        name: "pattern",
+        order: 5,
+        parse: pattern::parse,
     },
 ];
 
@@ -162,6 +188,7 @@ pub(crate) fn scope(key: &syn::Ident, value: &Expr, what: &str) -> syn::Result<P
 /// Checks across attributes, on literal values: what `PipelineBuilder::build` would
 /// otherwise reject when the function is first called.
 pub(crate) fn check(stages: &[Stage]) -> syn::Result<()> {
+    pattern::check_alone(stages)?;
     let mut facts = Facts::default();
     let mut per_attempt_guard = false;
     for s in stages {

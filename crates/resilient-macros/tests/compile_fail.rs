@@ -8,4 +8,5 @@ fn compile_errors() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/bad_arguments.rs");
     t.compile_fail("tests/ui/bad_functions.rs");
+    t.compile_fail("tests/ui/bad_names.rs");
 }

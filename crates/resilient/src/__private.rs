@@ -59,3 +59,76 @@ impl<T: Clone> AttemptArg for T {
 pub fn invalid_configuration(function: &str, error: &crate::engine::error::ConfigError) -> ! {
     panic!("invalid resilience configuration on `{function}`: {error}")
 }
+
+/// `breaker = PATH` of the attributes: a registry [`Name`](crate::registry::Name) (looked
+/// up in the program's registry) or a `static` holding a breaker (used as it is).
+pub trait ResolveBreaker {
+    /// The breaker.
+    fn resolve_breaker(
+        &self,
+    ) -> Result<crate::circuit::CircuitBreaker, crate::engine::error::ConfigError>;
+}
+
+impl ResolveBreaker for crate::circuit::CircuitBreaker {
+    fn resolve_breaker(
+        &self,
+    ) -> Result<crate::circuit::CircuitBreaker, crate::engine::error::ConfigError> {
+        Ok(self.clone())
+    }
+}
+
+impl ResolveBreaker for crate::registry::Name {
+    fn resolve_breaker(
+        &self,
+    ) -> Result<crate::circuit::CircuitBreaker, crate::engine::error::ConfigError> {
+        Ok(crate::registry::registry().breaker(*self)?)
+    }
+}
+
+/// `limiter = PATH`: a registry name or a `static` holding a limiter.
+pub trait ResolveLimiter {
+    /// The limiter.
+    fn resolve_limiter(
+        &self,
+    ) -> Result<crate::ratelimit::RateLimiter, crate::engine::error::ConfigError>;
+}
+
+impl ResolveLimiter for crate::ratelimit::RateLimiter {
+    fn resolve_limiter(
+        &self,
+    ) -> Result<crate::ratelimit::RateLimiter, crate::engine::error::ConfigError> {
+        Ok(self.clone())
+    }
+}
+
+impl ResolveLimiter for crate::registry::Name {
+    fn resolve_limiter(
+        &self,
+    ) -> Result<crate::ratelimit::RateLimiter, crate::engine::error::ConfigError> {
+        Ok(crate::registry::registry().limiter(*self)?)
+    }
+}
+
+/// `bulkhead = PATH`: a registry name or a `static` holding a bulkhead.
+pub trait ResolveBulkhead {
+    /// The bulkhead.
+    fn resolve_bulkhead(
+        &self,
+    ) -> Result<crate::bulkhead::Bulkhead, crate::engine::error::ConfigError>;
+}
+
+impl ResolveBulkhead for crate::bulkhead::Bulkhead {
+    fn resolve_bulkhead(
+        &self,
+    ) -> Result<crate::bulkhead::Bulkhead, crate::engine::error::ConfigError> {
+        Ok(self.clone())
+    }
+}
+
+impl ResolveBulkhead for crate::registry::Name {
+    fn resolve_bulkhead(
+        &self,
+    ) -> Result<crate::bulkhead::Bulkhead, crate::engine::error::ConfigError> {
+        Ok(crate::registry::registry().bulkhead(*self)?)
+    }
+}

@@ -43,15 +43,19 @@ pub mod bulkhead;
 /// ```
 #[cfg(feature = "json")]
 pub use resilient_json as json;
+pub mod chaos;
 pub mod circuit;
+pub mod experiment;
 pub mod failover;
 pub mod fallback;
 pub mod guide;
+pub mod health;
 pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod ratelimit;
+pub mod registry;
 pub mod retry;
 pub mod telemetry;
 pub mod testing;
@@ -72,20 +76,24 @@ pub use crate::engine::error::{
 };
 pub use crate::engine::guard::{Acquire, Guard, Permit, RateLimitInfo, Rejection, WaitFuture};
 pub use crate::engine::outcome::{
-    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, RetryIf, WithDelay,
+    AllErrors, Classify, DelayFrom, HonorRetryAfter, OnRetry, Outcome, Recovery, RetryCost,
+    RetryIf, WithDelay,
 };
 pub use crate::engine::random::{
     RandomSource, SeededRandom, SharedRandom, ThreadRandom, thread_random,
 };
 pub use crate::engine::timeouts::Timeouts;
-pub use crate::pipeline::{Call, Pipeline, PipelineBuilder};
+pub use crate::pipeline::{Call, Pipeline, PipelineBuilder, WithFallback};
 pub use crate::ratelimit::{RateLimiter, RateLimiterBuilder};
+pub use crate::registry::registry;
 pub use crate::retry::{Backoff, Jitter, Retry, RetryBudget, RetryBudgetBuilder};
 pub use crate::timeout::Timeout;
 pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
-pub use resilient_macros::{bulkhead, circuit, fallback, rate_limit, retry, timeout};
+pub use resilient_macros::{
+    bulkhead, circuit, fallback, health_aware, hedge, pattern, rate_limit, retry, timeout,
+};
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub mod __private;

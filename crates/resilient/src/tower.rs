@@ -430,6 +430,8 @@ where
     C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
     let last = pipeline.max_attempts();
+    // Hedged attempts run side by side: each is sent a copy while one can be made.
+    let hedging = pipeline.hedges();
     let spent = AtomicBool::new(false);
     let mut original = Some(req);
     let clone = &clone;
@@ -439,7 +441,7 @@ where
             seed,
             move |ctx: &Context| {
                 let copy = match &original {
-                    Some(r) if ctx.attempt() < last => clone.clone_request(r),
+                    Some(r) if hedging || ctx.attempt() < last => clone.clone_request(r),
                     _ => None,
                 };
                 let req = copy.unwrap_or_else(|| {
@@ -467,6 +469,7 @@ fn seed<Req>(settings: &impl RequestSettings<Req>, req: &Req) -> Seed {
         bare: true,
         cost: settings.cost(req),
         key: settings.key(req),
+        no_hedge: false,
     }
 }
 

@@ -92,10 +92,12 @@ async fn op() -> Result<u64, ()> {
 
 /// The call future's size, printed (`--nocapture`) and bounded so that it cannot grow
 /// unnoticed. One engine serves every configuration, so every pipeline's call future has
-/// the same size for the same operation.
+/// the same size for the same operation. Its largest variant is a hedged attempt (the
+/// first attempt inline, each hedge boxed when it starts), which costs every call future
+/// about 250 bytes.
 #[test]
 fn call_futures_stay_within_their_size_bound() {
-    const BOUND: usize = 1536;
+    const BOUND: usize = 1792;
     let retry_only = Pipeline::builder()
         .retry(Retry::exponential(Duration::from_millis(1)).attempts(3))
         .build()

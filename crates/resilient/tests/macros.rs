@@ -1254,3 +1254,60 @@ async fn fallback_reports_every_failure_when_all_fail() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `#[resilient::hedge]` stacks with the others into one pipeline: hedges pass the
+/// operation timeout and a per-attempt breaker, the retry retries an attempt whose hedges
+/// all failed, and a fallback answers last.
+#[tokio::test(start_paused = true)]
+async fn hedge_stacks_with_timeout_retry_circuit_and_fallback() {
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::timeout(operation = "100ms")]
+    #[resilient::retry(attempts = 2, backoff = immediate, retry_on_timeout = true)]
+    #[resilient::circuit(consecutive_failures = 10, scope = attempt)]
+    #[resilient::hedge(delay = "30ms", max_hedges = 1, idempotent = true)]
+    #[resilient::fallback(value = 0)]
+    async fn lookup(key: u32) -> Result<u32, String> {
+        let n = STARTED.fetch_add(1, Ordering::SeqCst);
+        // attempt 1 and its hedge hang past the operation timeout; attempt 2 answers
+        if n < 2 {
+            sleep(MS * 1000).await;
+        }
+        Ok(key + n)
+    }
+
+    let start = Instant::now();
+    assert_eq!(lookup(10).await, Ok(12));
+    assert_eq!(STARTED.load(Ordering::SeqCst), 3);
+    // the original timed out at 100 ms and its hedge (started at 30 ms) at 130 ms
+    assert_eq!(start.elapsed(), MS * 130);
+}
+
+/// `#[resilient::health_aware]` stacks with a fallback: while the background check says
+/// unhealthy, the body does not run and the fallback answers.
+#[tokio::test(start_paused = true)]
+async fn health_aware_rejects_fast_and_the_fallback_answers() {
+    static UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    static RAN: AtomicU32 = AtomicU32::new(0);
+
+    async fn probe() -> bool {
+        UP.load(Ordering::SeqCst)
+    }
+
+    #[resilient::health_aware(check_interval = "10s", probe = probe, unhealthy_after = 1, healthy_after = 1)]
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    #[resilient::fallback(value = 0)]
+    async fn quote(item: u32) -> Result<u32, String> {
+        RAN.fetch_add(1, Ordering::SeqCst);
+        Ok(item * 100)
+    }
+
+    assert_eq!(quote(3).await, Ok(300));
+    UP.store(false, Ordering::SeqCst);
+    sleep(Duration::from_secs(11)).await;
+    assert_eq!(quote(3).await, Ok(0));
+    assert_eq!(RAN.load(Ordering::SeqCst), 1, "rejected without running");
+    UP.store(true, Ordering::SeqCst);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(quote(4).await, Ok(400));
+}

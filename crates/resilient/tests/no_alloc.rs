@@ -224,3 +224,30 @@ fn per_call_cost_and_key_do_not_allocate() {
         assert_eq!(stop_counting(), 0);
     });
 }
+
+#[test]
+fn hedge_and_fallback_success_paths_do_not_allocate() {
+    use resilient::fallback::Fallback;
+    use resilient::hedge::Hedge;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let p = Pipeline::builder()
+            .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+            .bulkhead(Bulkhead::builder(10))
+            .hedge(Hedge::delayed(Duration::from_millis(50)).build().unwrap())
+            .idempotent(true)
+            .fallback(Fallback::builder().or_value(0u64).build().unwrap())
+            .build()
+            .unwrap();
+        let _: Result<u64, Error<()>> = p.execute(|| async { Ok(1) }).await;
+        start_counting();
+        for i in 0..100u64 {
+            let r: Result<u64, Error<()>> = p.execute(|| async move { Ok(i) }).await;
+            assert_eq!(r.unwrap(), i);
+        }
+        assert_eq!(stop_counting(), 0);
+    });
+}

@@ -7,11 +7,32 @@ use super::{Phase, Stage};
 use crate::args::{self, Arg};
 use crate::duration::tokens as dur;
 
-const KEYS: &[&str] = &["max_concurrent", "queue", "max_wait", "adaptive"];
+const KEYS: &[&str] = &[
+    "max_concurrent",
+    "queue",
+    "max_wait",
+    "adaptive",
+    "bulkhead",
+];
 const ADAPTIVE: &str = "aimd(initial, min), gradient2(initial, min) or vegas(initial, min) \
                         (the limit moves between `min` and `max_concurrent`)";
 
 pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
+    if let Some(named) = list.iter().find(|a| a.key == "bulkhead") {
+        // `bulkhead = "db"`: one from the registry (or a `static` of the user's), alone.
+        if let Some(other) = list.iter().find(|a| a.key != "bulkhead") {
+            return Err(syn::Error::new_spanned(
+                &other.key,
+                format!(
+                    "`{}` configures a bulkhead the attribute builds, but `bulkhead = ..` \
+                     brings one already built: configure that one instead",
+                    other.key
+                ),
+            ));
+        }
+        let calls = super::pattern::named("bulkhead", "bulkhead", &named.value)?;
+        return Ok(Stage::new(Phase::PerCall, calls));
+    }
     let mut max_concurrent = None;
     let mut settings = quote!();
     let mut queue = None;
@@ -69,7 +90,8 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let Some(n) = max_concurrent else {
         return Err(syn::Error::new(
             attr,
-            "`bulkhead` needs `max_concurrent = N`",
+            "`bulkhead` needs `max_concurrent = N`, or `bulkhead = \"name\"` for a bulkhead \
+             in the registry",
         ));
     };
     if let Some((ty, initial, min, value)) = adaptive {

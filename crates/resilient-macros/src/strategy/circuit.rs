@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::quote;
 use syn::Expr;
 use syn::spanned::Spanned;
 
@@ -239,11 +239,16 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             }
             "breaker" => match value {
                 Expr::Path(p) if p.qself.is_none() => breaker = Some(value),
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(_),
+                    ..
+                }) => breaker = Some(value),
                 _ => {
                     return Err(syn::Error::new_spanned(
                         value,
-                        "`breaker` names a `static` holding a `CircuitBreaker`, like \
-                         `breaker = PAYMENTS` with \
+                        "`breaker` names a breaker in the registry (`breaker = \"payments\"`), \
+                         a name declared with `resilient::names!`, or a `static` holding a \
+                         `CircuitBreaker`, like `breaker = PAYMENTS` with \
                          `static PAYMENTS: LazyLock<CircuitBreaker> = ..`",
                     ));
                 }
@@ -263,11 +268,11 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                 ),
             ));
         }
-        // `&*PATH`: a `LazyLock<CircuitBreaker>` (or anything that derefs to one).
-        let span = path.span();
+        // A registry name (`"payments"`, a `Name` constant) or a `static` holding a
+        // `CircuitBreaker` (or anything that derefs to one).
         return Ok(Stage::new(
             phase,
-            quote_spanned!(span=> .circuit_breaker(&*#path)),
+            super::pattern::named("breaker", "circuit_breaker", path)?,
         ));
     }
     match (slow_call, slow_rate) {

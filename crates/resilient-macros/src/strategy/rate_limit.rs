@@ -18,6 +18,7 @@ const KEYS: &[&str] = &[
     "scope",
     "key",
     "max_keys",
+    "limiter",
 ];
 
 const ALGORITHMS: &str =
@@ -44,6 +45,29 @@ fn positive(value: &Expr, key: &str) -> syn::Result<u64> {
 }
 
 pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
+    if let Some(named) = list.iter().find(|a| a.key == "limiter") {
+        // `limiter = "api"`: a limiter from the registry (or a `static` of the user's);
+        // only `scope` goes with it.
+        let mut phase = Phase::PerAttempt;
+        for Arg { key, value } in &list {
+            match key.to_string().as_str() {
+                "limiter" => {}
+                "scope" => phase = super::scope(key, value, "is limited")?,
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        key,
+                        format!(
+                            "`{key}` configures a limiter the attribute builds, but \
+                             `limiter = ..` brings one already built: configure that one \
+                             instead (only `scope` goes with `limiter`)"
+                        ),
+                    ));
+                }
+            }
+        }
+        let calls = super::pattern::named("limiter", "rate_limit", &named.value)?;
+        return Ok(Stage::new(phase, calls));
+    }
     let mut algorithm = Algorithm::Gcra;
     let mut rate = None;
     let mut per = std::time::Duration::from_secs(1);
@@ -108,7 +132,8 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let Some(rate) = rate else {
         return Err(syn::Error::new(
             attr,
-            "`rate_limit` needs `rate = N` (units per `per`, default \"1s\")",
+            "`rate_limit` needs `rate = N` (units per `per`, default \"1s\"), or \
+             `limiter = \"name\"` for a limiter in the registry",
         ));
     };
     if let Some((_, e)) = burst

@@ -106,6 +106,23 @@ pub enum Error<E> {
         /// When to try again, if the guard knows.
         retry_after: Option<Duration>,
     },
+    /// A retry was refused by the retry's cost budget (`resilient::retry::CostBudget`): the
+    /// call, or its tenant, has spent what it may on retries for now. `last` is how the last
+    /// attempt ended; it is the [`source`](StdError::source).
+    CostBudgetExhausted {
+        /// Attempts made, including the first.
+        attempts: u32,
+        /// What the refused retry would have cost.
+        cost: u64,
+        /// The last attempt's failure (the caller's error, a timeout or a rejection).
+        last: Box<Error<E>>,
+    },
+    /// A health check says the dependency is unhealthy: the call was rejected fast,
+    /// without running (see `resilient::health::HealthAware`).
+    Unhealthy {
+        /// Time until the next health probe, if known.
+        retry_after: Option<Duration>,
+    },
     /// A fallback chain failed: the primary call and every alternative, in order (see
     /// `resilient::fallback`). A caller's own error handed on to the next alternative is
     /// recorded as `Rejected { guard: "fallback: ..", .. }` in its place; the last failure
@@ -123,6 +140,7 @@ impl<E> Error<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
             Error::Fallback { failures } => failures.last().and_then(Error::inner),
+            Error::CostBudgetExhausted { last, .. } => last.inner(),
             _ => None,
         }
     }
@@ -132,6 +150,7 @@ impl<E> Error<E> {
         match self {
             Error::Inner(e) | Error::RetriesExhausted { last: e, .. } => Some(e),
             Error::Fallback { mut failures } => failures.pop().and_then(Error::into_inner),
+            Error::CostBudgetExhausted { last, .. } => last.into_inner(),
             _ => None,
         }
     }
@@ -150,7 +169,8 @@ impl<E> Error<E> {
         match self {
             Error::CircuitOpen { retry_after }
             | Error::RateLimited { retry_after, .. }
-            | Error::Rejected { retry_after, .. } => *retry_after,
+            | Error::Rejected { retry_after, .. }
+            | Error::Unhealthy { retry_after } => *retry_after,
             _ => None,
         }
     }
@@ -165,6 +185,8 @@ impl<E> Error<E> {
                 | Error::RateLimited { .. }
                 | Error::BulkheadFull
                 | Error::Rejected { .. }
+                | Error::CostBudgetExhausted { .. }
+                | Error::Unhealthy { .. }
         )
     }
 
@@ -190,6 +212,15 @@ impl<E> Error<E> {
                 mapped.extend(last);
                 Error::Fallback { failures: mapped }
             }
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last: Box::new(last.map_inner(f)),
+            },
             verdict => verdict.without_inner(),
         }
     }
@@ -217,6 +248,18 @@ impl<E> Error<E> {
             Error::BulkheadFull => Error::BulkheadFull,
             Error::Rejected { guard, retry_after } => Error::Rejected {
                 guard,
+                retry_after: *retry_after,
+            },
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts: *attempts,
+                cost: *cost,
+                last: Box::new(last.verdict()?),
+            },
+            Error::Unhealthy { retry_after } => Error::Unhealthy {
                 retry_after: *retry_after,
             },
         })
@@ -248,6 +291,9 @@ impl<E> From<crate::engine::guard::Rejection> for Error<E> {
             crate::engine::guard::Rejection::BulkheadFull => Error::BulkheadFull,
             crate::engine::guard::Rejection::Other { guard, retry_after } => {
                 Error::Rejected { guard, retry_after }
+            }
+            crate::engine::guard::Rejection::Unhealthy { retry_after } => {
+                Error::Unhealthy { retry_after }
             }
         }
     }
@@ -292,6 +338,15 @@ impl<E> Error<Error<E>> {
             Error::Fallback { failures } => Error::Fallback {
                 failures: failures.into_iter().map(Error::flatten).collect(),
             },
+            Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last,
+            } => Error::CostBudgetExhausted {
+                attempts,
+                cost,
+                last: Box::new(last.flatten()),
+            },
             verdict => verdict.without_inner(),
         }
     }
@@ -319,6 +374,13 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Rejected { guard, retry_after } => {
                 write_after(f, &format!("rejected by {guard}"), retry_after)
             }
+            Error::CostBudgetExhausted { attempts, cost, .. } => write!(
+                f,
+                "retry cost budget exhausted after {attempts} attempts (the next retry would cost {cost})"
+            ),
+            Error::Unhealthy { retry_after } => {
+                write_after(f, "unhealthy (health check)", retry_after)
+            }
             Error::Fallback { failures } => write!(
                 f,
                 "the call and its {} fallback alternatives failed",
@@ -334,6 +396,7 @@ impl<E: StdError + 'static> StdError for Error<E> {
             Error::Inner(e) => e.source(),
             Error::RetriesExhausted { last, .. } => Some(last),
             Error::Fallback { failures } => failures.last().map(|e| e as &(dyn StdError + 'static)),
+            Error::CostBudgetExhausted { last, .. } => Some(&**last),
             _ => None,
         }
     }

@@ -3,11 +3,17 @@
 //! One classifier is evaluated once per attempt; its verdict feeds the retry decision and
 //! every guard (breakers count failures, bulkheads and limiters ignore it).
 
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::engine::attempt::{FailedAttempt, RetryEvent};
-use crate::engine::error::RetryAfter;
+use crate::engine::error::{Error, RetryAfter};
+
+/// A call's recovery after the pipeline gave up on it: the future of a fallback chain
+/// (see [`Classify::recover`]). Boxed: it exists only on the failure path.
+pub type Recovery<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
 
 /// How one attempt's result is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,12 +66,39 @@ pub trait Classify<T, E>: Send + Sync + 'static {
         None
     }
 
+    /// The cost of a retry after this result, charged to the retry's cost budget
+    /// (`Retry::cost_budget`). `None` (the default) leaves it to the call's cost
+    /// (`pipeline.call().cost(n)`) or the budget's default cost;
+    /// [`PipelineBuilder::retry_cost`](crate::PipelineBuilder::retry_cost) sets it per
+    /// result (per error kind).
+    #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        let _ = result;
+        None
+    }
+
     /// Called before each retry wait with the event and the failed attempt (its error,
     /// failed result or timeout). Does nothing by default; [`OnRetry`] (made by
     /// [`crate::PipelineBuilder::on_retry`]) adds a hook.
     #[inline]
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         let _ = (event, failed);
+    }
+
+    /// The outermost phase: what answers a call the pipeline gave up on. `Err(failure)`
+    /// (the default) returns the failure to the caller; `Ok(recovery)` answers with the
+    /// recovery's result instead. A pipeline's
+    /// [`fallback`](crate::PipelineBuilder::fallback) step wraps the classifier in one that
+    /// runs its chain here; wrappers forward it to the classifier they wrap.
+    ///
+    /// ```
+    /// use resilient::{AllErrors, Classify, Error};
+    /// let none = <AllErrors as Classify<u8, ()>>::recover(&AllErrors, Error::BulkheadFull);
+    /// assert!(matches!(none, Err(Error::BulkheadFull)));
+    /// ```
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        Err(failure)
     }
 }
 
@@ -116,6 +149,11 @@ impl<T, E: RetryAfter, C: Classify<T, E>> Classify<T, E> for HonorRetryAfter<C> 
     }
 
     #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        self.0.retry_cost(result)
+    }
+
+    #[inline]
     fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
         self.0.should_retry(result, outcome)
     }
@@ -130,6 +168,10 @@ impl<T, E: RetryAfter, C: Classify<T, E>> Classify<T, E> for HonorRetryAfter<C> 
     #[inline]
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.0.on_retry(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.0.recover(failure)
     }
 }
 
@@ -178,6 +220,11 @@ where
     }
 
     #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        self.inner.retry_cost(result)
+    }
+
+    #[inline]
     fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
         self.inner.should_retry(result, outcome)
     }
@@ -192,6 +239,10 @@ where
     #[inline]
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
     }
 }
 
@@ -240,6 +291,11 @@ where
     }
 
     #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        self.inner.retry_cost(result)
+    }
+
+    #[inline]
     fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
         self.inner.should_retry(result, outcome)
     }
@@ -252,6 +308,10 @@ where
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
         (self.hook)(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
     }
 }
 
@@ -301,6 +361,11 @@ where
     }
 
     #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        self.inner.retry_cost(result)
+    }
+
+    #[inline]
     fn should_retry(&self, result: &Result<T, E>, _outcome: Outcome) -> bool {
         (self.retry)(result)
     }
@@ -313,6 +378,10 @@ where
     #[inline]
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
     }
 }
 
@@ -363,6 +432,11 @@ where
     }
 
     #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        self.inner.retry_cost(result)
+    }
+
+    #[inline]
     fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
         self.inner.should_retry(result, outcome)
     }
@@ -374,5 +448,79 @@ where
     #[inline]
     fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
         self.inner.on_retry(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
+    }
+}
+
+/// A classifier that prices retries: `cost(&result)` is what retrying after `result`
+/// charges to the retry's cost budget. Made by
+/// [`PipelineBuilder::retry_cost`](crate::PipelineBuilder::retry_cost); everything else
+/// is left to the inner classifier.
+pub struct RetryCost<C, F, T, E> {
+    inner: C,
+    cost: F,
+    _te: PhantomData<fn(&T, &E)>,
+}
+
+impl<C, F, T, E> RetryCost<C, F, T, E> {
+    /// Wraps `inner` with the pricing function.
+    pub fn new(inner: C, cost: F) -> Self {
+        Self {
+            inner,
+            cost,
+            _te: PhantomData,
+        }
+    }
+}
+
+impl<C: Clone, F: Clone, T, E> Clone for RetryCost<C, F, T, E> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), self.cost.clone())
+    }
+}
+
+impl<C: std::fmt::Debug, F, T, E> std::fmt::Debug for RetryCost<C, F, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryCost")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static, E: 'static, C, F> Classify<T, E> for RetryCost<C, F, T, E>
+where
+    C: Classify<T, E>,
+    F: Fn(&Result<T, E>) -> u64 + Send + Sync + 'static,
+{
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.inner.classify(result)
+    }
+
+    #[inline]
+    fn should_retry(&self, result: &Result<T, E>, outcome: Outcome) -> bool {
+        self.inner.should_retry(result, outcome)
+    }
+
+    #[inline]
+    fn retry_after(&self, attempt: u32, result: &Result<T, E>) -> Option<Duration> {
+        self.inner.retry_after(attempt, result)
+    }
+
+    #[inline]
+    fn retry_cost(&self, result: &Result<T, E>) -> Option<u64> {
+        Some((self.cost)(result))
+    }
+
+    #[inline]
+    fn on_retry(&self, event: &RetryEvent<'_>, failed: FailedAttempt<'_, T, E>) {
+        self.inner.on_retry(event, failed);
+    }
+    #[inline]
+    fn recover(&self, failure: Error<E>) -> Result<Recovery<T, E>, Error<E>> {
+        self.inner.recover(failure)
     }
 }

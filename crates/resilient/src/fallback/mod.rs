@@ -231,6 +231,12 @@ where
     pub fn name(&self) -> &'static str {
         self.name
     }
+
+    /// Whether the chain answers `failure` (its [`handle`](FallbackBuilder::handle)
+    /// predicate).
+    pub(crate) fn handles(&self, failure: &Error<E>) -> bool {
+        (self.handles)(failure)
+    }
 }
 
 /// The failure handed to the next alternative, and the record kept for the final error:

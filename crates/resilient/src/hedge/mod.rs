@@ -239,6 +239,51 @@ impl Hedge {
         }
     }
 
+    /// The delay before each hedge, in delayed mode.
+    pub(crate) fn delay(&self) -> Option<Duration> {
+        match self.mode {
+            Mode::Delayed(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether every attempt starts at once.
+    pub(crate) fn is_parallel(&self) -> bool {
+        self.mode == Mode::Parallel
+    }
+
+    /// The most hedges per call, beside the original attempt.
+    pub(crate) fn max_hedges(&self) -> u32 {
+        self.max_hedges
+    }
+
+    /// A call starts: it deposits into the hedge's own budget, if any.
+    #[inline]
+    pub(crate) fn deposit(&self) {
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+    }
+
+    /// Whether hedge `attempt` may start: `also` (a pipeline's retry budget) and the
+    /// hedge's own budget must both allow it. Reports `Started` or `Refused`.
+    pub(crate) fn admit(&self, attempt: u32, also: Option<&RetryBudget>) -> bool {
+        let ok = also.is_none_or(RetryBudget::try_withdraw)
+            && self.budget.as_ref().is_none_or(|b| b.try_withdraw());
+        self.emit(if ok {
+            HedgeEvent::Started { attempt }
+        } else {
+            HedgeEvent::Refused { attempt }
+        });
+        ok
+    }
+
+    /// Reports the winning attempt.
+    #[inline]
+    pub(crate) fn won(&self, attempt: u32) {
+        self.emit(HedgeEvent::Won { attempt });
+    }
+
     /// Re-arms the delayed mode's timer while hedges are left, else stops it.
     fn reset_timer(&self, timer: &mut Option<Pin<Box<tokio::time::Sleep>>>, next: u32) {
         match (self.mode, timer.as_mut()) {
@@ -260,6 +305,7 @@ impl Hedge {
         ok
     }
 
+    #[inline]
     fn emit(&self, event: HedgeEvent) {
         if let Some(o) = &self.observer {
             o(&event);

@@ -36,6 +36,7 @@ pub struct Call<'p, C> {
     pipeline: &'p Pipeline<C>,
     cost: Option<u64>,
     key: Option<u64>,
+    no_hedge: bool,
 }
 
 impl<C> fmt::Debug for Call<'_, C> {
@@ -70,6 +71,7 @@ impl<C> Pipeline<C> {
             pipeline: self,
             cost: None,
             key: None,
+            no_hedge: false,
         }
     }
 }
@@ -130,12 +132,42 @@ impl<'p, C: Send + Sync + 'static> Call<'p, C> {
         self
     }
 
+    /// Whether this call may be hedged (default `true` on a pipeline marked
+    /// [`idempotent`](crate::PipelineBuilder::idempotent)): `false` runs it without hedges,
+    /// for a call through a hedging pipeline that must not reach the dependency twice at
+    /// once (a `POST`). Retries still apply.
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// use resilient::{Error, Pipeline};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let p = Pipeline::builder()
+    ///     .hedge(Hedge::parallel().max_hedges(2).build().unwrap())
+    ///     .idempotent(true)
+    ///     .build()
+    ///     .unwrap();
+    /// let mut runs = 0;
+    /// let r: Result<(), Error<()>> = p
+    ///     .call()
+    ///     .idempotent(false)
+    ///     .execute(|| { runs += 1; async { Ok(()) } })
+    ///     .await;
+    /// assert!(r.is_ok());
+    /// assert_eq!(runs, 1);
+    /// # }
+    /// ```
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.no_hedge = !yes;
+        self
+    }
+
     fn seed(&self) -> Seed {
         Seed {
             cancel: None,
             bare: false,
             cost: self.cost,
             key: self.key,
+            no_hedge: self.no_hedge,
         }
     }
 

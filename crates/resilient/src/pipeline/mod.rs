@@ -39,22 +39,30 @@ use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_h
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
-use crate::engine::outcome::{AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryIf};
+use crate::engine::outcome::{
+    AllErrors, Classify, DelayFrom, OnRetry, Outcome, Recovery, RetryCost, RetryIf,
+};
 use crate::engine::telemetry::{
     CallOutcome, EventKind, Fanout, GaugeSource, Gauges, Observer, Probe, SharedObserver, Sink,
     error_outcome,
 };
 use crate::engine::timeouts::Timeouts;
+use crate::hedge::Hedge;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 
 mod call;
 mod fallback;
+mod hedge;
 mod strategies;
 
 pub use call::Call;
+pub use fallback::WithFallback;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
+
+/// A pipeline's per-call and per-attempt guards.
+pub(crate) type GuardLists<'a> = (&'a [Arc<dyn Guard>], &'a [Arc<dyn Guard>]);
 
 /// A validated, shareable resilience pipeline. Cloning is cheap (one `Arc`); clones share
 /// all state (budgets, breakers, limiters).
@@ -112,6 +120,8 @@ struct Inner<C> {
     /// cancellation needs no phase 1 (see [`Pipeline::run`]).
     direct: bool,
     retry: Option<Retry>,
+    /// Hedged attempts (see [`PipelineBuilder::hedge`]).
+    hedge: Option<Hedge>,
     classify: C,
     clock: SharedClock,
     stages: Vec<String>,
@@ -140,6 +150,8 @@ pub struct PipelineBuilder<C = AllErrors> {
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
     retry: Option<Retry>,
+    hedge: Option<Hedge>,
+    idempotent: bool,
     classify: C,
     clock: SharedClock,
     stages: Vec<String>,
@@ -167,6 +179,8 @@ impl Pipeline {
             call_guards: Vec::new(),
             attempt_guards: Vec::new(),
             retry: None,
+            hedge: None,
+            idempotent: false,
             classify: AllErrors,
             clock: system_clock(),
             stages: Vec::new(),
@@ -327,6 +341,8 @@ impl<C> PipelineBuilder<C> {
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
             retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
             classify,
             clock: self.clock,
             stages: self.stages,
@@ -379,6 +395,8 @@ impl<C> PipelineBuilder<C> {
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
             retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
             classify: OnRetry::new(self.classify, hook),
             clock: self.clock,
             stages: self.stages,
@@ -430,7 +448,52 @@ impl<C> PipelineBuilder<C> {
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
             retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
             classify: RetryIf::new(self.classify, retry),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+            observers: self.observers,
+        }
+    }
+
+    /// Prices each retry by the result that led to it (per error kind, or from the
+    /// response: tokens used, money spent), for the retry's cost budget
+    /// ([`Retry::cost_budget`]). Without it a retry costs the call's `.cost(n)` or the
+    /// budget's default. Call it after [`classify`](Self::classify).
+    ///
+    /// ```
+    /// use resilient::retry::CostBudget;
+    /// use resilient::{Error, Pipeline, Retry};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let budget = CostBudget::builder(100, 0.0).build().unwrap();
+    /// let p = Pipeline::builder()
+    ///     .retry(Retry::immediate().attempts(5).cost_budget(budget.clone()))
+    ///     // a timeout on the server side is expensive to retry, a refused connection cheap
+    ///     .retry_cost(|r: &Result<(), &str>| if r == &Err("timeout") { 60 } else { 1 })
+    ///     .build()
+    ///     .unwrap();
+    /// let err = p.execute(|| async { Err::<(), _>("timeout") }).await.unwrap_err();
+    /// assert!(matches!(err, Error::CostBudgetExhausted { attempts: 2, cost: 60, .. }));
+    /// assert_eq!(budget.available(None), 40);
+    /// # }
+    /// ```
+    pub fn retry_cost<T, E, F>(self, cost: F) -> PipelineBuilder<RetryCost<C, F, T, E>>
+    where
+        F: Fn(&Result<T, E>) -> u64 + Send + Sync + 'static,
+    {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
+            classify: RetryCost::new(self.classify, cost),
             clock: self.clock,
             stages: self.stages,
             error: self.error,
@@ -488,6 +551,8 @@ impl<C> PipelineBuilder<C> {
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
             retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
             classify: DelayFrom::new(self.classify, delay),
             clock: self.clock,
             stages: self.stages,
@@ -509,6 +574,13 @@ impl<C> PipelineBuilder<C> {
         self.timeouts.validate()?;
         for g in self.call_guards.iter().chain(&self.attempt_guards) {
             g.check(&self.timeouts)?;
+        }
+        if self.hedge.is_some() && !self.idempotent {
+            return Err(ConfigError::new(
+                "hedge",
+                "hedging sends several attempts of one call at once: only for idempotent \
+                 operations; mark them with `.idempotent(true)`",
+            ));
         }
         if let Some(retry) = &self.retry {
             retry.validate()?;
@@ -583,6 +655,7 @@ impl<C> PipelineBuilder<C> {
                 call_guards: self.call_guards,
                 attempt_guards: self.attempt_guards,
                 retry: self.retry,
+                hedge: self.hedge,
                 classify: self.classify,
                 clock: self.clock,
                 stages: self.stages,
@@ -635,6 +708,8 @@ enum Attempt<T, E> {
 enum Next {
     Stop,
     Wait(Duration),
+    /// The retry's cost budget refused a retry that would have cost this much.
+    OutOfBudget(u64),
 }
 
 /// What a call brings to the engine besides its operation: the caller's cancellation and
@@ -646,6 +721,8 @@ pub(crate) struct Seed {
     pub(crate) bare: bool,
     pub(crate) cost: Option<u64>,
     pub(crate) key: Option<u64>,
+    /// The call is not idempotent: no hedges (see [`Call::idempotent`]).
+    pub(crate) no_hedge: bool,
 }
 
 impl Seed {
@@ -678,6 +755,41 @@ pin_project_lite::pin_project! {
         Guarded { #[pin] fut: G },
         Full { #[pin] fut: B },
         Observed { #[pin] fut: Pin<Box<O>> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call with its outermost phase: when the call fails, the classifier's
+    /// [`Classify::recover`] (a pipeline's fallback chain) may answer instead. On the
+    /// success path it costs one check of `recovery`.
+    struct Recovering<'a, F, C, T, E> {
+        #[pin]
+        call: F,
+        classify: &'a C,
+        recovery: Option<Recovery<T, E>>,
+    }
+}
+
+impl<F, C, T, E> Future for Recovering<'_, F, C, T, E>
+where
+    F: Future<Output = Result<T, Error<E>>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(recovery) = this.recovery.as_mut() {
+            return recovery.as_mut().poll(cx);
+        }
+        match this.call.poll(cx) {
+            Poll::Ready(Err(failure)) => match this.classify.recover(failure) {
+                Err(failure) => Poll::Ready(Err(failure)),
+                Ok(recovery) => this.recovery.insert(recovery).as_mut().poll(cx),
+            },
+            other => other,
+        }
     }
 }
 
@@ -736,9 +848,18 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// The most attempts a call makes: the retry's `attempts`, or 1 without a retry.
-    #[cfg(feature = "tower")]
     pub(crate) fn max_attempts(&self) -> u32 {
         self.inner.retry.as_ref().map_or(1, |r| r.max_attempts)
+    }
+
+    /// The per-call and per-attempt guards, in phase order (for a shadow's dry runs).
+    pub(crate) fn guards(&self) -> GuardLists<'_> {
+        (&self.inner.call_guards, &self.inner.attempt_guards)
+    }
+
+    /// The classifier that judges results.
+    pub(crate) fn classifier(&self) -> &C {
+        &self.inner.classify
     }
 
     /// The phases in builder order, for display and debugging.
@@ -821,7 +942,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
     {
-        Run::Start {
+        let classify = &self.inner.classify;
+        let call = Run::Start {
             start: Some(move || {
                 let inner = &*self.inner;
                 if let Some(sink) = &inner.sink {
@@ -832,6 +954,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         retryable,
                     )));
                 }
+                let hedge = inner.hedge.is_some() && !seed.no_hedge;
                 if !inner.direct || seed.cancel.is_some() || Ambient::active() {
                     return Start::Full(self.run_full(seed, op, retryable, None));
                 }
@@ -848,11 +971,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     probe: None,
                 };
                 if inner.call_guards.is_empty() {
-                    Start::Plain(self.retry_loop(ctx, op, retryable, None))
+                    Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
                 } else {
-                    Start::Guarded(self.guarded_call(ctx, None, op, retryable))
+                    Start::Guarded(self.guarded_call(ctx, None, op, retryable, hedge))
                 }
             }),
+        };
+        Recovering {
+            call,
+            classify,
+            recovery: None,
         }
     }
 
@@ -936,6 +1064,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     {
         let cancel = seed.cancel;
         let inner = &*self.inner;
+        let hedge = inner.hedge.is_some() && !seed.no_hedge;
         let ambient = Ambient::current();
         let (inherited_deadline, inherited_cancel) = match ambient {
             Some(a) => (a.deadline, a.cancel),
@@ -964,9 +1093,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if deadline.is_none() && cancel.is_none() {
             if inner.call_guards.is_empty() {
                 // One future layer less on the plain path.
-                return self.retry_loop(&mut ctx, op, retryable, None).await;
+                return self.retry_loop(&mut ctx, op, retryable, hedge, None).await;
             }
-            return self.guarded_call(&mut ctx, None, op, retryable).await;
+            return self
+                .guarded_call(&mut ctx, None, op, retryable, hedge)
+                .await;
         }
         let ambient = Ambient {
             deadline,
@@ -976,9 +1107,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // than nested combinators: the body future is moved once, not once per wrapper.
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
         // In an `Option` so that a fired deadline can drop it in place (see below).
-        let mut body = pin!(Some(
-            AMBIENT.scope(ambient, self.guarded_call(&mut ctx, expiry, op, retryable))
-        ));
+        let mut body = pin!(Some(AMBIENT.scope(
+            ambient,
+            self.guarded_call(&mut ctx, expiry, op, retryable, hedge)
+        )));
         // With per-call guards, `call` owns the deadline timer (it must record the timeout
         // on their permits); one timer per call either way.
         let mut sleep = pin!(
@@ -1023,6 +1155,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         deadline: Option<(Instant, TimeoutScope, Instant)>,
         op: F,
         retryable: R,
+        hedge: bool,
     ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
@@ -1034,7 +1167,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let ctx: &mut Context = ctx.borrow_mut();
         let inner = &*self.inner;
         if inner.call_guards.is_empty() {
-            return self.retry_loop(ctx, op, retryable, None).await;
+            return self.retry_loop(ctx, op, retryable, hedge, None).await;
         }
         // The call's one deadline timer: it bounds queueing in the guards and the retry
         // loop (`run` leaves the deadline to this phase when per-call guards exist).
@@ -1089,6 +1222,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 ctx,
                 op,
                 retryable,
+                hedge,
                 Some(&mut outcome)
             )));
             let result = poll_fn(|cx| {
@@ -1131,6 +1265,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         mut ctx: X,
         mut op: F,
         retryable: R,
+        hedge: bool,
         mut call_outcome_out: Option<&mut Outcome>,
     ) -> impl Future<Output = Result<T, Error<E>>>
     where
@@ -1158,6 +1293,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             if let Some(b) = inner.retry.as_ref().and_then(|r| r.budget.as_ref()) {
                 b.deposit();
             }
+            if hedge && let Some(h) = &inner.hedge {
+                h.deposit();
+            }
             let mut previous = None;
             let mut attempt = 1;
             loop {
@@ -1165,15 +1303,75 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 if let Some(p) = &ctx.probe {
                     p.attempt_started(attempt);
                 }
-                let (result, outcome) =
-                    if inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none() {
-                        // Phase 6 alone: no need for `attempt`'s future.
-                        let r = op(ctx).await;
-                        let outcome = inner.classify.classify(&r);
-                        (Attempt::Done(r), outcome)
-                    } else {
-                        self.attempt(ctx, &mut op).await
-                    };
+                let (result, outcome) = if hedge {
+                    // The first attempt is admitted (when every per-attempt guard answers
+                    // at once), launched and polled once here: a quick answer is the whole
+                    // call, with no hedging state set up (no context copy, no timer, no
+                    // allocation). A guard that would queue leaves it to `hedged`.
+                    let mut first = pin!(None);
+                    let mut quick = None;
+                    let mut admitted = true;
+                    let permits = (!inner.attempt_guards.is_empty()).then(|| {
+                        let mut permits = Permits::new();
+                        for g in &inner.attempt_guards {
+                            match g.acquire(ctx) {
+                                Acquire::Ready(Ok(p)) => permits.push(p),
+                                Acquire::Ready(Err(r)) => {
+                                    quick = Some((Attempt::Rejected(r), Outcome::Failure));
+                                    break;
+                                }
+                                Acquire::Wait(_) => {
+                                    admitted = false;
+                                    break;
+                                }
+                            }
+                        }
+                        permits
+                    });
+                    if quick.is_none() && admitted {
+                        first.set(Some(self.running(ctx, |c: &Context| op(c), permits)));
+                    }
+                    // One await: the first attempt's poll and, once it is pending or has
+                    // failed, the hedging (boxed: only such calls pay for its state, and its
+                    // timer, not every call future).
+                    let mut first = Some(first);
+                    let (mut ctx_slot, mut op_slot) = (Some(&mut *ctx), Some(&mut op));
+                    let mut hedging = None;
+                    let retryable = &retryable;
+                    poll_fn(|cx| {
+                        if hedging.is_none() {
+                            let f = first.as_mut().expect("until hedging starts");
+                            if let Some(run) = f.as_mut().as_pin_mut()
+                                && let Poll::Ready(r) = run.poll(cx)
+                            {
+                                f.set(None);
+                                quick = Some(r);
+                            }
+                            if let Some((a, outcome)) = &quick
+                                && !retried(&inner.classify, a, *outcome)
+                            {
+                                self.hedge_won();
+                                return Poll::Ready(quick.take().expect("checked above"));
+                            }
+                            hedging = Some(Box::pin(self.hedged(
+                                ctx_slot.take().expect("once"),
+                                op_slot.take().expect("once"),
+                                retryable,
+                                first.take().expect("once"),
+                                quick.take(),
+                            )));
+                        }
+                        hedging.as_mut().expect("set above").as_mut().poll(cx)
+                    })
+                    .await
+                } else if inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none() {
+                    // Phase 6 alone: no need for `attempt`'s future.
+                    let r = op(ctx).await;
+                    let outcome = inner.classify.classify(&r);
+                    (Attempt::Done(r), outcome)
+                } else {
+                    self.attempt(ctx, |c: &Context| op(c)).await
+                };
                 if let Some(probe) = &ctx.probe {
                     probe.emit(EventKind::AttemptFinished {
                         attempt,
@@ -1193,16 +1391,20 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     .deadline
                     .map(|d| d.saturating_duration_since(Instant::now()));
                 match self.next(
+                    ctx,
                     attempt,
                     previous,
                     &result,
                     elapsed_since(&inner.clock, started),
                     remaining,
-                    ctx.probe.as_deref(),
                 ) {
                     Next::Stop => {
                         report(call_outcome(&result, outcome));
                         return finish(result, attempt);
+                    }
+                    Next::OutOfBudget(cost) => {
+                        report(call_outcome(&result, outcome));
+                        return out_of_budget(result, attempt, cost);
                     }
                     Next::Wait(delay) => {
                         drop(result);
@@ -1225,10 +1427,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Phases 4 to 6: per-attempt guards, operation timeout, the operation.
-    async fn attempt<T, E, F, Fut>(&self, ctx: &mut Context, op: &mut F) -> (Attempt<T, E>, Outcome)
+    async fn attempt<T, E, F, Fut>(&self, ctx: &mut Context, op: F) -> (Attempt<T, E>, Outcome)
     where
         C: Classify<T, E>,
-        F: FnMut(&Context) -> Fut,
+        F: FnOnce(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let inner = &*self.inner;
@@ -1302,16 +1504,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// Decides whether failed attempt `attempt` is retried and after which delay.
     fn next<T, E>(
         &self,
+        ctx: &Context,
         attempt: u32,
         previous: Option<Duration>,
         result: &Attempt<T, E>,
         elapsed: Duration,
         remaining: Option<Duration>,
-        probe: Option<&Probe>,
     ) -> Next
     where
         C: Classify<T, E>,
     {
+        let probe = ctx.probe.as_deref();
         let inner = &*self.inner;
         let Some(retry) = &inner.retry else {
             return Next::Stop;
@@ -1361,6 +1564,20 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 probe.emit(EventKind::BudgetExhausted { attempt });
             }
             return Next::Stop;
+        }
+        if let Some(costs) = &retry.cost_budget {
+            let cost = match result {
+                Attempt::Done(r) => inner.classify.retry_cost(r),
+                _ => None,
+            }
+            .or(ctx.cost())
+            .unwrap_or(costs.default_cost());
+            if costs.try_charge(ctx.key(), cost).is_err() {
+                if let Some(probe) = probe {
+                    probe.emit(EventKind::BudgetExhausted { attempt });
+                }
+                return Next::OutOfBudget(cost);
+            }
         }
         if let Some(probe) = probe {
             probe.emit(EventKind::RetryScheduled {
@@ -1623,16 +1840,20 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let now = start.map(|_| clock.now());
             let remaining = deadline.zip(now).map(|(d, now)| d.saturating_sub(now));
             match self.next(
+                &ctx,
                 attempt,
                 previous,
                 &result,
                 now.map_or(Duration::ZERO, since_start),
                 remaining,
-                ctx.probe.as_deref(),
             ) {
                 Next::Stop => {
                     let outcome = call_outcome(&result, outcome);
                     break (finish(result, attempt), outcome);
+                }
+                Next::OutOfBudget(cost) => {
+                    let outcome = call_outcome(&result, outcome);
+                    break (out_of_budget(result, attempt, cost), outcome);
                 }
                 Next::Wait(delay) => {
                     drop(result);
@@ -1717,6 +1938,17 @@ fn retried<T, E, C: Classify<T, E>>(
 
 /// Turns the last attempt into the call's result. `attempts` counts the failed attempts
 /// that led here (1 when the last result was not a failure: nothing was exhausted).
+/// The end of a call whose next retry its cost budget refused: a failed `Ok` result is
+/// returned as it is (as when retries run out); a failure is wrapped in
+/// [`Error::CostBudgetExhausted`].
+fn out_of_budget<T, E>(result: Attempt<T, E>, attempts: u32, cost: u64) -> Result<T, Error<E>> {
+    finish(result, 1).map_err(|last| Error::CostBudgetExhausted {
+        attempts,
+        cost,
+        last: Box::new(last),
+    })
+}
+
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
         Attempt::Done(Ok(t)) => Ok(t),

@@ -6,9 +6,11 @@
 
 mod backoff;
 mod budget;
+mod cost;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
+pub use cost::{CostBudget, CostBudgetBuilder, CostExhausted, ExhaustedHook};
 
 use std::fmt;
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub struct Retry {
     pub(crate) max_elapsed: Option<Duration>,
     pub(crate) max_server_delay: Duration,
     pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) cost_budget: Option<CostBudget>,
     pub(crate) retry_rejected: bool,
     pub(crate) retry_on_timeout: bool,
     pub(crate) on_retry: Option<RetryHook>,
@@ -60,6 +63,7 @@ impl fmt::Debug for Retry {
             .field("max_elapsed", &self.max_elapsed)
             .field("max_server_delay", &self.max_server_delay)
             .field("budget", &self.budget.is_some())
+            .field("cost_budget", &self.cost_budget)
             .field("retry_rejected", &self.retry_rejected)
             .field("retry_on_timeout", &self.retry_on_timeout)
             .finish_non_exhaustive()
@@ -93,6 +97,7 @@ impl Retry {
             max_elapsed: None,
             max_server_delay: Duration::from_secs(60),
             budget: None,
+            cost_budget: None,
             retry_rejected: false,
             retry_on_timeout: true,
             on_retry: None,
@@ -191,6 +196,22 @@ impl Retry {
     /// Shares a retry budget: each retry needs a token from it.
     pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Charges each retry's cost to `budget` (per pipeline or per call key) and stops
+    /// retrying with `Error::CostBudgetExhausted` when it cannot pay (see [`CostBudget`]).
+    /// Works beside [`Retry::budget`]: a retry must pass both.
+    ///
+    /// ```
+    /// use resilient::retry::CostBudget;
+    /// use resilient::{Pipeline, Retry};
+    /// let per_tenant = CostBudget::builder(1_000, 10.0).per_key(10_000).build().unwrap();
+    /// let p = Pipeline::builder().retry(Retry::default().cost_budget(per_tenant)).build().unwrap();
+    /// # drop(p);
+    /// ```
+    pub fn cost_budget(mut self, budget: CostBudget) -> Self {
+        self.cost_budget = Some(budget);
         self
     }
 
