@@ -298,3 +298,38 @@ async fn several_observers_each_see_every_event() {
     assert_eq!(a.lines(), b.lines());
     let _ = (CallOutcome::Success, RetryReason::Error);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_hedge_is_reported() {
+    let log = Log::default();
+    let p = Pipeline::builder()
+        .name("users")
+        .hedge(
+            resilient::hedge::Hedge::delayed(Duration::from_millis(50))
+                .build()
+                .unwrap(),
+        )
+        .idempotent(true)
+        .observer(log.clone())
+        .build()
+        .unwrap();
+    let mut n = 0;
+    let r: Result<u32, Error<()>> = p
+        .execute(|| {
+            n += 1;
+            let k = n;
+            async move {
+                let wait = if k == 1 { 1000 } else { 10 };
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                Ok(k)
+            }
+        })
+        .await;
+    assert_eq!(r.unwrap(), 2);
+    let lines = log.lines();
+    assert!(
+        lines.contains(&"HedgeFired { attempt: 1 }".to_string()),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("call_finished success"));
+}

@@ -15,6 +15,7 @@ use crate::engine::context::{AMBIENT, Ambient, Context, deadline_after};
 use crate::engine::error::ConfigError;
 use crate::engine::guard::Rejection;
 use crate::engine::outcome::{Classify, Outcome};
+use crate::engine::telemetry::EventKind;
 use crate::hedge::Hedge;
 use crate::pipeline::{Attempt, Inner, Permits, Pipeline, PipelineBuilder, retried};
 
@@ -163,7 +164,14 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let mut done = done.take().map(|r| (0, r));
         // A hedge starts only if the request can still be sent again (the tower adapter's
         // copy) and both budgets allow it.
-        let start = |n: u32| retryable() && hedge.admit(n, budget);
+        let probe = ctx.probe.clone();
+        let start = |n: u32| {
+            let started = retryable() && hedge.admit(n, budget);
+            if started && let Some(p) = &probe {
+                p.emit(EventKind::HedgeFired { attempt: n });
+            }
+            started
+        };
         let max = hedge.max_hedges();
         let mut next = 1u32;
         let mut hedges: Vec<(u32, Pin<Box<Step<_, _>>>)> = Vec::new();
