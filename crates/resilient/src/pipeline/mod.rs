@@ -1337,7 +1337,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     &result,
                     elapsed_since(&inner.clock, started),
                     remaining,
-                    ctx.probe.as_deref(),
                 ) {
                     Next::Stop => {
                         report(call_outcome(&result, outcome));
@@ -1456,11 +1455,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         result: &Attempt<T, E>,
         elapsed: Duration,
         remaining: Option<Duration>,
-        probe: Option<&Probe>,
     ) -> Next
     where
         C: Classify<T, E>,
     {
+        let probe = ctx.probe.as_deref();
         let inner = &*self.inner;
         let Some(retry) = &inner.retry else {
             return Next::Stop;
@@ -1792,7 +1791,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 &result,
                 now.map_or(Duration::ZERO, since_start),
                 remaining,
-                ctx.probe.as_deref(),
             ) {
                 Next::Stop => {
                     let outcome = call_outcome(&result, outcome);

@@ -68,6 +68,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::bulkhead::{Bulkhead, BulkheadBuilder};
+use crate::chaos::Chaos;
 use crate::circuit::{CircuitBreaker, CircuitBreakerBuilder, Window};
 use crate::engine::error::ConfigError;
 use crate::ratelimit::{Rate, RateLimiter, RateLimiterBuilder};
@@ -839,6 +840,70 @@ pub struct PipelineConfig {
     /// Whether the operations are safe to run more than once at the same time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotent: Option<bool>,
+    /// A chaos injector's name (per attempt: rejections and latency injected at its rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<String>,
+}
+
+/// A chaos injector (see `resilient::chaos`): the rejections and latency a pipeline's
+/// attempts get, switchable at run time (`registry.chaos(name)`) and on reload.
+///
+/// ```
+/// use resilient::registry::config::ChaosConfig;
+/// let c: ChaosConfig = serde_json::from_str(
+///     r#"{"reject_rate": 0.05, "latency_rate": 0.1, "latency": "200ms", "seed": 7}"#,
+/// ).unwrap();
+/// let chaos = c.build().unwrap();
+/// assert_eq!(chaos.reject_rate(), 0.05);
+/// assert!(chaos.is_enabled());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// Whether injections are on (default `true`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The share of attempts rejected (`Error::Rejected { guard: "chaos" }`).
+    #[serde(default)]
+    pub reject_rate: f64,
+    /// The share of attempts delayed.
+    #[serde(default)]
+    pub latency_rate: f64,
+    /// How long a delayed attempt waits (default 0).
+    #[serde(default, with = "duration")]
+    pub latency: Duration,
+    /// A seed for reproducible injections (default: thread-local randomness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ChaosConfig {
+    /// Builds the injector; rates outside `[0, 1]` are refused, naming the field.
+    pub fn build(&self) -> Result<Chaos, ConfigError> {
+        let mut b = Chaos::builder()
+            .enabled(self.enabled)
+            .reject_rate(self.reject_rate)
+            .latency(self.latency_rate, self.latency);
+        if let Some(seed) = self.seed {
+            b = b.seed(seed);
+        }
+        b.build()
+    }
+
+    /// Applies these settings to a running injector built with the same seed (a reload);
+    /// `false` when they cannot be (another seed, or an invalid rate).
+    pub fn apply_to(&self, chaos: &Chaos, was: &ChaosConfig) -> bool {
+        if self.seed != was.seed || self.build().is_err() {
+            return false;
+        }
+        chaos.set_enabled(self.enabled);
+        chaos.set_reject_rate(self.reject_rate).is_ok()
+            && chaos.set_latency(self.latency_rate, self.latency).is_ok()
+    }
 }
 
 /// A whole configuration file: named breakers, limiters, bulkheads and pipelines.
@@ -860,6 +925,9 @@ pub struct ConfigFile {
     /// Named bulkheads.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bulkheads: BTreeMap<String, BulkheadConfig>,
+    /// Named chaos injectors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub chaos: BTreeMap<String, ChaosConfig>,
     /// Named pipelines.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pipelines: BTreeMap<String, PipelineConfig>,
@@ -886,6 +954,17 @@ pub struct ConfigFileError {
 }
 
 impl ConfigFileError {
+    /// An error with no line or field (an unreadable file, a watch failure).
+    #[cfg(feature = "reload")]
+    pub(crate) fn other(file: &str, message: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            line: None,
+            field: String::new(),
+            message,
+        }
+    }
+
     /// The file (as given to the loader).
     ///
     /// ```
@@ -1039,7 +1118,9 @@ fn field_path(section: &str, error: &ConfigError, keys: &[&str]) -> String {
         | "factor"
         | "max_delay"
         | "max_elapsed"
-        | "max_server_delay" => last,
+        | "max_server_delay"
+        | "reject_rate"
+        | "latency_rate" => last,
         "slow_call" | "slow_calls" => "slow_call",
         "break_backoff" => "max_open_for",
         "limit" | "capacity" => "rate",
@@ -1144,6 +1225,16 @@ impl ConfigFile {
                 message: e.to_string(),
             })?;
         }
+        for (name, c) in &self.chaos {
+            c.build().map_err(|e| Invalid {
+                path: field_path(
+                    &format!("chaos.{name}"),
+                    &e,
+                    &["reject_rate", "latency_rate"],
+                ),
+                message: e.to_string(),
+            })?;
+        }
         for (name, p) in &self.pipelines {
             let at = format!("pipelines.{name}");
             self.check_refs(registry, &at, p)?;
@@ -1190,6 +1281,12 @@ impl ConfigFile {
             &p.bulkhead,
             self.bulkheads.keys().cloned().collect(),
             registry.bulkhead_names(),
+        )?;
+        check(
+            "chaos",
+            &p.chaos,
+            self.chaos.keys().cloned().collect(),
+            registry.chaos_names(),
         )
     }
 
@@ -1285,6 +1382,13 @@ impl ConfigFile {
             };
             b = b.rate_limit(limiter);
         }
+        if let Some(name) = &p.chaos {
+            let chaos = match registry.chaos(name) {
+                Ok(c) => c,
+                Err(_) => self.chaos[name].build().map_err(|e| fail("chaos", e))?,
+            };
+            b = b.guard(chaos);
+        }
         let built = b.build().map_err(|e| {
             let key = match e.field().split('.').next() {
                 Some("timeout") => "timeout",
@@ -1336,6 +1440,12 @@ impl ConfigFile {
             registry
                 .insert_bulkhead(name.clone(), b)
                 .map_err(|e| taken("bulkheads", name, e))?;
+        }
+        for (name, c) in &self.chaos {
+            let b = c.build().map_err(|e| taken("chaos", name, e.into()))?;
+            registry
+                .insert_chaos(name.clone(), b)
+                .map_err(|e| taken("chaos", name, e))?;
         }
         for (name, p) in &self.pipelines {
             let at = format!("pipelines.{name}");

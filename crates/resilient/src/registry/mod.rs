@@ -86,12 +86,16 @@ pub mod config;
 mod names;
 mod params;
 mod pattern;
+#[cfg(feature = "reload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reload")))]
+pub mod reload;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use crate::bulkhead::Bulkhead;
+use crate::chaos::Chaos;
 use crate::circuit::CircuitBreaker;
 use crate::engine::error::ConfigError;
 use crate::pipeline::{Pipeline, PipelineBuilder};
@@ -333,6 +337,7 @@ struct State {
     breakers: Kind<CircuitBreaker>,
     limiters: Kind<RateLimiter>,
     bulkheads: Kind<Bulkhead>,
+    chaos: Kind<Chaos>,
     /// Patterns added to this registry (besides the ones registered at link time).
     patterns: Vec<PatternRegistration>,
     /// Pattern pipelines built, by canonical spelling.
@@ -546,6 +551,23 @@ r.define_bulkhead(\"db\", || Bulkhead::builder(8).build()).unwrap();
 assert_eq!(r.bulkhead(\"db\").unwrap().limit(), 8);
 assert_eq!(r.bulkhead_names(), [\"db\"]);
 assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
+    );
+
+    kind_api!(
+        chaos,
+        Chaos,
+        "chaos",
+        chaos,
+        define_chaos,
+        insert_chaos,
+        chaos_names,
+        "use resilient::chaos::Chaos;
+let r = resilient::registry::Registry::new();
+r.define_chaos(\"flaky\", || Chaos::builder().reject_rate(0.1).build()).unwrap();
+// one chaos per name: switching it off here switches it off for every pipeline using it
+r.chaos(\"flaky\").unwrap().set_enabled(false);
+assert!(!r.chaos(\"flaky\").unwrap().is_enabled());
+assert_eq!(r.chaos_names(), [\"flaky\"]);"
     );
 
     /// Defines the pipeline `name`: `build` runs on the first lookup, once, and may look up
