@@ -834,15 +834,15 @@ pub struct PipelineConfig {
     /// A bulkhead's name (per call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<String>,
-    /// A chaos injector's name (per attempt: rejections and latency injected at its rates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chaos: Option<String>,
     /// Hedged attempts (needs `idempotent = true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge: Option<HedgeConfig>,
     /// Whether the operations are safe to run more than once at the same time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotent: Option<bool>,
+    /// A chaos injector's name (per attempt: rejections and latency injected at its rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<String>,
 }
 
 /// A chaos injector (see `resilient::chaos`): the rejections and latency a pipeline's

@@ -563,7 +563,7 @@ assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
         chaos_names,
         "use resilient::chaos::Chaos;
 let r = resilient::registry::Registry::new();
-r.define_chaos(\"flaky\", || Chaos::builder().reject_rate(0.1).build());
+r.define_chaos(\"flaky\", || Chaos::builder().reject_rate(0.1).build()).unwrap();
 // one chaos per name: switching it off here switches it off for every pipeline using it
 r.chaos(\"flaky\").unwrap().set_enabled(false);
 assert!(!r.chaos(\"flaky\").unwrap().is_enabled());
