@@ -327,7 +327,10 @@ chaos = "flaky"
 
     // a reload re-rates the same injector in place
     let report = live
-        .reload_toml(&src.replace("reject_rate = 1.0", "reject_rate = 0.0"), "chaos.toml")
+        .reload_toml(
+            &src.replace("reject_rate = 1.0", "reject_rate = 0.0"),
+            "chaos.toml",
+        )
         .unwrap();
     assert_eq!(report.adjusted, ["chaos.flaky"]);
     assert_eq!(chaos.reject_rate(), 0.0);
@@ -335,12 +338,22 @@ chaos = "flaky"
 
     // an invalid rate names its field and line
     let err = live
-        .reload_toml(&src.replace("reject_rate = 1.0", "reject_rate = 1.5"), "chaos.toml")
+        .reload_toml(
+            &src.replace("reject_rate = 1.0", "reject_rate = 1.5"),
+            "chaos.toml",
+        )
         .unwrap_err();
-    assert_eq!((err.line(), err.field()), (Some(3), "chaos.flaky.reject_rate"), "{err}");
+    assert_eq!(
+        (err.line(), err.field()),
+        (Some(3), "chaos.flaky.reject_rate"),
+        "{err}"
+    );
     // and an unknown injector lists the known ones
     let err = live
-        .reload_toml(&src.replace("chaos = \"flaky\"", "chaos = \"flakey\""), "chaos.toml")
+        .reload_toml(
+            &src.replace("chaos = \"flaky\"", "chaos = \"flakey\""),
+            "chaos.toml",
+        )
         .unwrap_err();
     assert!(err.to_string().contains("known: flaky"), "{err}");
 }
