@@ -33,6 +33,10 @@
 //! # }
 //! ```
 
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod middleware;
+
 use std::error::Error as StdError;
 use std::io;
 use std::time::{Duration, SystemTime};
@@ -293,14 +297,20 @@ impl<B: 'static, E: StdError + 'static> Classify<Response<B>, E> for HttpPolicy 
 /// # let _ = pipeline;
 /// ```
 pub fn client(method: &Method) -> PipelineBuilder<HttpPolicy> {
+    standard("http", HttpPolicy::for_method(method), 3)
+}
+
+/// The presets' pipeline: `attempts` with exponential backoff from 100 ms and full jitter,
+/// a 20% retry budget (plus 10 a second), 10 s per attempt and 30 s in all.
+fn standard<C>(name: &'static str, classify: C, attempts: u32) -> PipelineBuilder<C> {
     let budget = RetryBudget::builder(0.2).min_per_sec(10).build();
-    let mut retry = Retry::default().attempts(3);
+    let mut retry = Retry::default().attempts(attempts);
     if let Ok(budget) = budget {
         retry = retry.budget(budget);
     }
     Pipeline::builder()
-        .name("http")
-        .classify(HttpPolicy::for_method(method))
+        .name(name)
+        .classify(classify)
         .timeout(Timeout::request(Duration::from_secs(30)))
         .retry(retry)
         .timeout(Timeout::operation(Duration::from_secs(10)))
@@ -569,17 +579,7 @@ impl<B: 'static, E: StdError + 'static> Classify<Response<B>, E> for GrpcPolicy 
 /// # let _ = pipeline;
 /// ```
 pub fn grpc() -> PipelineBuilder<GrpcPolicy> {
-    let budget = RetryBudget::builder(0.2).min_per_sec(10).build();
-    let mut retry = Retry::default().attempts(5);
-    if let Ok(budget) = budget {
-        retry = retry.budget(budget);
-    }
-    Pipeline::builder()
-        .name("grpc")
-        .classify(GrpcPolicy)
-        .timeout(Timeout::request(Duration::from_secs(30)))
-        .retry(retry)
-        .timeout(Timeout::operation(Duration::from_secs(10)))
+    standard("grpc", GrpcPolicy, 5)
 }
 
 /// A request that failed in a way worth retrying but could not be sent again: its body is
