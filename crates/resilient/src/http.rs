@@ -37,6 +37,10 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub mod middleware;
 
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod dns;
+
 use std::error::Error as StdError;
 use std::io;
 use std::time::{Duration, SystemTime};

@@ -321,3 +321,116 @@ async fn hooks_send_attempt_and_deadline_headers() {
     }
     assert_eq!(*statuses.lock().unwrap(), [(1, 503), (2, 503), (3, 200)]);
 }
+
+/// A resolver that fails its first `fail_first` lookups, then answers `addrs`.
+#[derive(Clone)]
+struct Flaky {
+    fail_first: usize,
+    lookups: Arc<AtomicUsize>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Flaky {
+    fn new(fail_first: usize, addrs: Vec<SocketAddr>) -> Self {
+        Self {
+            fail_first,
+            lookups: Arc::default(),
+            addrs,
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for Flaky {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let n = self.lookups.fetch_add(1, Ordering::SeqCst);
+        let (fail, addrs) = (n < self.fail_first, self.addrs.clone());
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            if fail {
+                return Err(Box::new(resilient::http::DnsFailure { host }) as _);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+fn resolving_client(resolver: impl reqwest::dns::Resolve + 'static) -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(resolver))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn dns_failures_are_retried_by_the_middleware() {
+    let (addr, _) = serve(vec![]).await;
+    let flaky = Flaky::new(2, vec![addr]);
+    let (pipeline, delays) = recording();
+    let client = ClientBuilder::new(resolving_client(flaky.clone()))
+        .with(RetryMiddleware::new(pipeline))
+        .build();
+    let r = client
+        .get(format!("http://api.test:{}/", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(flaky.lookups.load(Ordering::SeqCst), 3);
+    assert_eq!(delays.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resolver_re_resolves_and_forgets_failures() {
+    use resilient::http::dns::RetryingResolver;
+    let (addr, _) = serve(vec![]).await;
+    let url = format!("http://api.test:{}/", addr.port());
+
+    // two failed lookups, then an answer: one request, re-resolved within the resolver
+    let flaky = Flaky::new(2, vec![addr]);
+    let resolver = RetryingResolver::new(flaky.clone())
+        .attempts(3)
+        .pause(Duration::from_millis(10));
+    let r = resolving_client(resolver).get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(flaky.lookups.load(Ordering::SeqCst), 3);
+
+    // a failure is remembered for the negative TTL only
+    let flaky = Flaky::new(1, vec![addr]);
+    let resolver = RetryingResolver::new(flaky.clone())
+        .attempts(1)
+        .negative_ttl(Duration::from_secs(5));
+    let client = resolving_client(resolver);
+    let e = client.get(&url).send().await.unwrap_err();
+    assert_eq!(classify_error(&e), ErrorClass::Dns, "{e:?}");
+    let e = client.get(&url).send().await.unwrap_err();
+    assert_eq!(classify_error(&e), ErrorClass::Dns);
+    assert_eq!(flaky.lookups.load(Ordering::SeqCst), 1, "cached failure");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(flaky.lookups.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_address_falls_through_to_the_next() {
+    let (addr, script) = serve(vec![]).await;
+    // nothing listens on 127.0.0.2 (the server is bound to 127.0.0.1 only)
+    let dead = SocketAddr::from(([127, 0, 0, 2], addr.port()));
+    let flaky = Flaky::new(0, vec![dead, addr]);
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let (pipeline, _) = recording();
+    let client = ClientBuilder::new(resolving_client(flaky))
+        .with(RetryMiddleware::new(pipeline).after_attempt(move |_, _| {
+            t.fetch_add(1, Ordering::SeqCst);
+        }))
+        .build();
+    let r = client
+        .get(format!("http://api.test:{}/", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(tries.load(Ordering::SeqCst), 1, "no retry needed");
+    assert_eq!(script.seen.lock().unwrap().len(), 1);
+}
