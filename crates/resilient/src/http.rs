@@ -41,6 +41,10 @@ pub mod middleware;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod dns;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod server;
+
 use std::error::Error as StdError;
 use std::io;
 use std::time::{Duration, SystemTime};
