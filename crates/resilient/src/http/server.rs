@@ -137,7 +137,7 @@ impl<K, A, F, S> RateLimitLayer<K, A, F, S> {
     /// use std::sync::Arc;
     /// use resilient::http::server::{RateLimitLayer, key};
     /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
-    /// let limiter = Arc::new(KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap()).build().unwrap());
+    /// let limiter = Arc::new(KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap()).build::<std::net::IpAddr>().unwrap());
     /// let layer = RateLimitLayer::new(limiter, key::client_ip::<axum::body::Body>);
     /// # let _ = layer;
     /// ```
@@ -155,7 +155,7 @@ impl<K, A, F, S> RateLimitLayer<K, A, F, S> {
     /// use std::sync::Arc;
     /// use resilient::http::server::{RateLimitLayer, key};
     /// use resilient::ratelimit::{Gcra, KeyedLimiter, Rate};
-    /// let limiter = Arc::new(KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap()).build().unwrap());
+    /// let limiter = Arc::new(KeyedLimiter::builder(Gcra::new(Rate::per_second(5)).unwrap()).build::<String>().unwrap());
     /// let layer = RateLimitLayer::new(limiter, key::api_key::<()>).name("per-key");
     /// # let _ = layer;
     /// ```
