@@ -163,7 +163,7 @@
 //! hyper and reqwest errors, HTTP statuses and gRPC codes); with feature
 //! `reqwest-middleware`, `http::middleware::RetryMiddleware` retries reqwest requests
 //! (idempotent methods or an `Idempotency-Key` only, streaming bodies refused with a typed
-//! `NotReplayable`, hooks that add attempt and deadline headers); `http::dns` re-resolves
+//! `NotReplayable`, hooks that add attempt and deadline headers); `http::attempts` adds the same headers on the tower path; `http::dns` re-resolves
 //! failed names; and `http::server::RateLimitLayer` limits an axum or hyper server per
 //! client, answering 429 with `Retry-After` and the `RateLimit` fields.
 //!

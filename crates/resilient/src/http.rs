@@ -45,6 +45,10 @@ pub mod dns;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod server;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod attempts;
+
 use std::error::Error as StdError;
 use std::io;
 use std::time::{Duration, SystemTime};
