@@ -10,7 +10,7 @@
 //!   [`AttemptCounter`] in its extensions, which the copies share.
 //! - [`AttemptHeadersLayer`], *below* the pipeline, counts the attempt and writes its
 //!   number and the remaining deadline (the pipeline's timeouts, read through
-//!   [`inherited_deadline`](crate::inherited_deadline)) as headers.
+//!   [`inherited_deadline`]) as headers.
 //!
 //! ```
 //! use resilient::http::attempts::{AttemptHeadersLayer, CountAttemptsLayer, replay_request};
