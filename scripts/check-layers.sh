@@ -5,8 +5,8 @@
 #     dependency graph is visible and renaming a re-export cannot break internals;
 #  2. the engine (`src/engine/`: clock, randomness, errors, context, classification, the
 #     guard seam) imports no strategy module and not the pipeline built on top of it;
-#  3. the strategies (retry, timeout, circuit, ratelimit, bulkhead, fallback,
-#     failover) import neither the
+#  3. the strategies (retry, timeout, circuit, ratelimit, bulkhead, fallback, hedge,
+#     failover, health, chaos) import neither the
 #     pipeline, the tower adapter nor the registry built on top of them (the pipeline's entry for each
 #     strategy lives in `src/pipeline/`, their tower layers over pipelines in `tower.rs`).
 # Comment lines (docs, intra-doc links) are exempt.
@@ -29,7 +29,7 @@ if [[ -n "$hits" ]]; then
     echo "$hits" >&2
     status=1
 fi
-hits=$(code_lines 'crate::(pipeline|tower|registry|register_pattern|testing|guide|__private)\b' retry timeout circuit ratelimit bulkhead fallback hedge failover chaos)
+hits=$(code_lines 'crate::(pipeline|tower|registry|register_pattern|testing|guide|__private)\b' retry timeout circuit ratelimit bulkhead fallback hedge failover health chaos)
 if [[ -n "$hits" ]]; then
     echo "check-layers: a strategy must not import the pipeline, the tower adapter or the registry:" >&2
     echo "$hits" >&2

@@ -30,6 +30,13 @@ checks=(
     "attr.fallback.html:macros"
     "fallback/index.html:tower"
     "hedge/index.html:tower"
+    "health/index.html:tower"
+    "failover/index.html:tower"
+    "attr.hedge.html:macros"
+    "attr.health_aware.html:macros"
+    "attr.pattern.html:macros"
+    "registry/index.html:config"
+    "registry/builtin/fn.parse_json.html:json"
 )
 failed=0
 for c in "${checks[@]}"; do

@@ -4,6 +4,8 @@
 //! resilient demo [OPTIONS]      a live showcase against a flaky loopback upstream
 //! resilient dashboard [OPTIONS] the live metrics page and /metrics on loopback
 //! resilient json-repair [FILE]   repair JSON from FILE (or stdin) and print it
+//! resilient check CONFIG        validate a configuration file and print its pipelines
+//! resilient patterns            list the registered patterns
 //! resilient --help
 //! ```
 
@@ -11,11 +13,12 @@
 
 mod dashboard;
 mod demo;
+mod registry_cmd;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 Usage: resilient <COMMAND> [ARGS]
 
 Commands:
@@ -31,6 +34,11 @@ Commands:
                       stderr when the input cannot be repaired. A character cut off
                       at the end of the input is dropped; other invalid UTF-8 bytes
                       become U+FFFD.
+  check CONFIG        Validate a configuration file (TOML: named pipelines, breakers,
+                      limiters, bulkheads) and print each pipeline's stages. Exits
+                      with 1 and 'FILE:LINE: FIELD: message' on stderr when invalid.
+  patterns            List the registered patterns (built in, and those of linked
+                      extension crates): name, crate, parameters, description.
 
 Options:
   -h, --help          Print this help
@@ -50,6 +58,8 @@ fn main() -> ExitCode {
         "json-repair" => json_repair(&args[1..]),
         "demo" => demo::main(&args[1..]),
         "dashboard" => dashboard::main(&args[1..]),
+        "check" => registry_cmd::check(&args[1..]),
+        "patterns" => registry_cmd::patterns(&args[1..]),
         other => {
             eprintln!("resilient: unknown command '{other}'\n\n{USAGE}");
             ExitCode::from(2)

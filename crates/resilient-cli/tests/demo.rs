@@ -27,10 +27,15 @@ fn f(v: &Value, path: &str) -> f64 {
 
 /// One run of the demo, its stdout, and the summary it wrote.
 fn run_demo(dir: &Path) -> (String, Value) {
+    run_demo_with(dir, &[])
+}
+
+fn run_demo_with(dir: &Path, extra: &[&str]) -> (String, Value) {
     let summary = dir.join("summary.json");
     let out = Command::new(env!("CARGO_BIN_EXE_resilient"))
         .args(["demo", "--duration", DURATION, "--seed", SEED, "--out"])
         .arg(dir)
+        .args(extra)
         .arg("--summary-json")
         .arg(&summary)
         .stdin(Stdio::null())
@@ -54,7 +59,7 @@ fn the_short_demo_shows_the_pipeline_doing_its_job() {
     // not a terminal: progress lines and the summary, no redraw
     assert!(!stdout.contains("\x1b["), "no escape codes when piped");
     assert!(stdout.contains("SUMMARY"), "{stdout}");
-    assert!(stdout.contains("not available yet"), "{stdout}");
+    assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
 
     // both groups ran at the same rate, and the pipeline did better
     let calls = |g: &str| f(&s, &format!("/clients/{g}/calls"));
@@ -219,4 +224,73 @@ fn the_live_view_draws_its_panels_in_a_terminal() {
     // redrawn in place: each heading once on the screen
     assert_eq!(mid.matches("CIRCUIT BREAKER").count(), 1, "{mid}");
     assert!(end.contains("4 of 4 prompts parsed"), "{end}");
+}
+
+/// `--redis URL`: two client instances share the breaker's open decision and one rate limit
+/// through a real `redis-server` this test starts (skipped, with a note, where there is
+/// none outside CI; CI installs it).
+#[test]
+fn with_redis_two_instances_share_the_breaker_and_the_limit() {
+    let have = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install redis-server"
+        );
+        eprintln!("redis-server not found: --redis not checked");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = scratch("redis");
+    let url = format!("redis://127.0.0.1:{port}/");
+    let (stdout, s) = run_demo_with(&dir, &["--plain", "--redis", &url]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(stdout.contains("shared state"), "{stdout}");
+    assert_eq!(
+        s.pointer("/shared/instances").and_then(Value::as_u64),
+        Some(2)
+    );
+    let syncs = s
+        .pointer("/shared/syncs")
+        .and_then(Value::as_array)
+        .unwrap();
+    assert!(syncs.iter().all(|n| n.as_u64().unwrap() > 10), "{syncs:?}");
+    assert_eq!(
+        s.pointer("/shared/opened").and_then(Value::as_bool),
+        Some(true),
+        "the shared circuit opened during the outage"
+    );
+    // the two instances together kept the upstream under its limit
+    let max = f(&s, "/limits/upstream_max_per_s/protected");
+    let limit = f(&s, "/settings/upstream_limit_per_s");
+    assert!(max <= limit, "{max} > {limit}");
+    assert!(f(&s, "/clients/protected/success_rate") > f(&s, "/clients/unprotected/success_rate"));
 }

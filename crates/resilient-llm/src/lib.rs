@@ -21,6 +21,9 @@
 //! - **Repaired structured output** ([`Client::parse`]): the answer is repaired into any
 //!   `serde::Deserialize` type, and the model is asked again, a bounded number of times,
 //!   when repair cannot help.
+//! - **A registered pattern** ([`PATTERN`], `"llm"`): the providers' pipeline, found by
+//!   name in `resilient::registry()` by any program that links this crate, with no
+//!   registration call (see [`pattern`]).
 //! - **A mock provider** ([`mock`], feature `mock`) speaking the same API on loopback,
 //!   scriptable per request, for tests.
 //!
@@ -61,12 +64,14 @@ mod limits;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+mod pattern;
 mod stream;
 mod types;
 
 pub use crate::client::{Client, ClientBuilder, Event, LlmPolicy, Provider, should_rotate};
 pub use crate::error::{ApiError, ApiErrorKind, LlmError};
 pub use crate::limits::Limits;
+pub use crate::pattern::{PATTERN, pattern};
 pub use crate::stream::ChatStream;
 pub use crate::types::{
     ChatChunk, ChatRequest, ChatResponse, Choice, Message, Role, Usage, estimate_tokens,

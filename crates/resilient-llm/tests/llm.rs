@@ -592,3 +592,53 @@ async fn honours_a_standard_retry_after_on_429() {
         }]
     );
 }
+
+#[test]
+fn the_llm_pattern_is_registered_at_link_time() {
+    let all = resilient::registry::patterns().unwrap();
+    let llm = all
+        .iter()
+        .find(|p| p.name == resilient_llm::PATTERN)
+        .expect("registered by linking the crate");
+    assert_eq!(llm.crate_name, "resilient-llm");
+    let params: Vec<&str> = llm.params.iter().map(|p| p.name).collect();
+    assert!(params.contains(&"tokens_per_minute"), "{params:?}");
+    let p = resilient::registry()
+        .pipeline_as::<resilient_llm::LlmPolicy>("llm(requests_per_minute = 60)")
+        .unwrap();
+    assert_eq!(p.stages().len(), 3, "{:?}", p.stages());
+    // an unknown parameter is an error naming the known ones
+    let err = resilient::registry()
+        .pipeline_as::<resilient_llm::LlmPolicy>("llm(atempts = 2)")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("attempts"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_llm_pattern_retries_after_the_providers_delay() {
+    let p = resilient::registry()
+        .pipeline_as::<resilient_llm::LlmPolicy>("llm(attempts = 2, base = \"30s\")")
+        .unwrap();
+    let start = Instant::now();
+    let mut calls = 0;
+    let r: Result<&str, Error<LlmError>> = p
+        .execute(|| {
+            calls += 1;
+            let first = calls == 1;
+            async move {
+                if first {
+                    Err(LlmError::Api(resilient_llm::ApiError::from_response(
+                        429,
+                        b"",
+                        Some(Duration::from_millis(20)),
+                    )))
+                } else {
+                    Ok("done")
+                }
+            }
+        })
+        .await;
+    assert_eq!(r.unwrap(), "done");
+    assert_eq!(start.elapsed(), Duration::from_millis(20));
+}

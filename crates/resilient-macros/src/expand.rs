@@ -638,6 +638,21 @@ mod tests {
             ("retry", quote!(retry_if = "x"), "names a function"),
             ("fallback", quote!(), "needs `with"),
             ("hedge", quote!(delay = "10ms"), "idempotent = true"),
+            (
+                "health_aware",
+                quote!(check_interval = "30s"),
+                "needs `check_interval",
+            ),
+            (
+                "health_aware",
+                quote!(check_interval = "30s", probe = "x"),
+                "`probe` names",
+            ),
+            (
+                "health_aware",
+                quote!(check_interval = "30s", probe = p, healthy_after = 0),
+                "at least 1",
+            ),
             ("hedge", quote!(idempotent = true), "needs `delay"),
             (
                 "hedge",

@@ -1,6 +1,7 @@
 //! Attribute macros for [resilient](https://docs.rs/resilient): `#[resilient::retry]`,
 //! `#[resilient::timeout]`, `#[resilient::bulkhead]`, `#[resilient::circuit]`,
-//! `#[resilient::rate_limit]`, `#[resilient::fallback]` and `#[resilient::hedge]`.
+//! `#[resilient::rate_limit]`, `#[resilient::fallback]`, `#[resilient::hedge]` and
+//! `#[resilient::health_aware]`.
 //!
 //! Use them through the `resilient` crate (its default `macros` feature re-exports them);
 //! the generated code names `::resilient`, so this crate is not meant to be used alone.
@@ -509,13 +510,13 @@ pub fn hedge(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// registry().define_breaker(PAYMENTS, || CircuitBreaker::consecutive_failures(5).build());
+/// registry().define_breaker(PAYMENTS, || CircuitBreaker::consecutive_failures(5).build()).unwrap();
 /// registry().define_pipeline(PAYMENTS, |r| {
 ///     Ok(registry::builder()
 ///         .circuit_breaker(&r.breaker(PAYMENTS)?)
 ///         .retry(Retry::immediate().attempts(2))
 ///         .build()?)
-/// });
+/// }).unwrap();
 /// assert_eq!(charge(250).await.unwrap(), 250);
 /// assert_eq!(refund(100).await.unwrap(), 100);
 /// # }
@@ -525,4 +526,42 @@ pub fn hedge(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn pattern(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand("pattern", attr.into(), item.into()).into()
+}
+
+/// Gates the function on a background health check: while it says the dependency is
+/// unhealthy, calls are rejected fast with `resilient::Error::Unhealthy` without running
+/// the body, and a stacked `#[resilient::fallback]` answers them instead. The check is
+/// admitted first, once per call, before a breaker, rate limiter or bulkhead. Runs the
+/// builder's `PipelineBuilder::health_aware` step (`resilient::health::HealthAware`).
+///
+/// | key | value | default |
+/// | --- | --- | --- |
+/// | `check_interval` | time between probes | required |
+/// | `probe` | an async function (or a closure returning a future) whose output is `bool` (`true` = healthy) or a `Result` (`Ok` = healthy) | required |
+/// | `timeout` | the longest one probe may take (an overrun counts as failed) | `check_interval` |
+/// | `unhealthy_after` | failed probes in a row that make the check reject calls | `3` |
+/// | `healthy_after` | successful probes in a row that make it admit calls again | `2` |
+/// | `reject_when_degraded` | whether a degraded verdict (probes disagree) rejects too | `false` |
+///
+/// `async` functions only: the check runs on the tokio runtime of the first call.
+///
+/// ```
+/// async fn ping() -> bool {
+///     true // e.g. GET /health
+/// }
+///
+/// #[resilient::health_aware(check_interval = "30s", probe = ping, unhealthy_after = 2)]
+/// #[resilient::fallback(value = 0)]
+/// async fn quote(item: u32) -> Result<u32, String> {
+///     Ok(item * 100)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(quote(3).await.unwrap(), 300);
+/// # }
+/// ```
+#[doc = include_str!("../doc/attributes.md")]
+#[proc_macro_attribute]
+pub fn health_aware(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand("health_aware", attr.into(), item.into()).into()
 }

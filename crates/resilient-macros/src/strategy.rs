@@ -4,6 +4,7 @@
 mod bulkhead;
 mod circuit;
 mod fallback;
+mod health_aware;
 mod hedge;
 pub(crate) mod pattern;
 mod rate_limit;
@@ -125,6 +126,13 @@ pub(crate) const KINDS: &[Kind] = &[
         name: "retry",
         order: 0,
         parse: retry::parse,
+    },
+    // the health check rejects first: cheaper than anything after it, and an unhealthy
+    // dependency's calls then use up no breaker permit, rate or slot
+    Kind {
+        name: "health_aware",
+        order: 0,
+        parse: health_aware::parse,
     },
     Kind {
         name: "circuit",

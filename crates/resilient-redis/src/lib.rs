@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod breaker;
 mod connection;
 mod guard;
 #[cfg(feature = "tower")]
@@ -70,6 +71,7 @@ mod layer;
 mod limit;
 mod limiter;
 
+pub use breaker::{SharedBreaker, SharedBreakerBuilder, SharedStats, SharedView, SyncTask};
 pub use connection::Connection;
 pub use guard::RedisGuard;
 #[cfg(feature = "tower")]

@@ -16,6 +16,10 @@
 //! 9. [Choosing a rate-limiting algorithm](#9-choosing-a-rate-limiting-algorithm)
 //! 10. [Testing code that uses resilience](#10-testing-code-that-uses-resilience)
 //! 11. [From one process to a fleet](#11-from-one-process-to-a-fleet)
+//! 12. [Names, configuration files and patterns](#12-names-configuration-files-and-patterns)
+//! 13. [Graceful degradation](#13-graceful-degradation)
+//! 14. [Telemetry: events, traces, metrics, dashboards](#14-telemetry-events-traces-metrics-dashboards)
+//! 15. [Operations: reloads, experiments, retry costs, chaos](#15-operations-reloads-experiments-retry-costs-chaos)
 //!
 //! Every strategy is configured through a builder whose `build()` checks the settings and
 //! returns a [`ConfigError`](crate::ConfigError) naming the field and the rule it breaks; a
@@ -443,6 +447,12 @@
 //!  └──────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Two more steps wrap these phases: a [`fallback`](crate::PipelineBuilder::fallback) step
+//! is outermost (phase 0, outside the request timeout: it answers whatever the pipeline
+//! gave up on), and a [`hedge`](crate::PipelineBuilder::hedge) step runs each attempt's
+//! hedges through phases 4 to 6 on their own (see
+//! [Graceful degradation](#12-graceful-degradation)).
+//!
 //! A typical client of a remote service: the breaker judges logical calls (a call that
 //! succeeded on its second attempt is a success), every attempt takes a rate unit and a
 //! concurrency slot, and each attempt has its own timeout inside the overall one.
@@ -624,3 +634,225 @@
 //! - **Circuit breakers**: per-instance breakers are usually what you want: each instance
 //!   stops calling a dependency it sees failing, and all of them see it when it is down.
 //! - **Bulkheads** protect the instance's own resources and are per process by nature.
+//!
+//! # 12. Names, configuration files and patterns
+//!
+//! Two functions cannot share a breaker they each build. The
+//! [registry](mod@crate::registry) gives strategies names: `resilient::registry()` builds each
+//! named breaker, limiter, bulkhead and pipeline once, on first lookup, and hands every
+//! user of the name the same one. `#[resilient::pattern(NAME)]` runs a function through
+//! the registry's pipeline; `breaker = NAME` (and `limiter =`, `bulkhead =`) takes one
+//! strategy from it into a pipeline the attributes build; a tower service uses
+//! `registry().pipeline(NAME)?.layer()`. Declare names with
+//! [`names!`](crate::names) so that a misspelling is a compile error.
+//!
+//! ```
+//! use resilient::registry::{self, Registry};
+//! use resilient::{CircuitBreaker, Error};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let r = Registry::new();
+//! r.define_breaker("inventory", || CircuitBreaker::consecutive_failures(1).build()).unwrap();
+//! let first = registry::builder().circuit_breaker(&r.breaker("inventory").unwrap()).build().unwrap();
+//! let second = registry::builder().circuit_breaker(&r.breaker("inventory").unwrap()).build().unwrap();
+//! let _ = first.execute(|| async { Err::<(), _>("down") }).await;
+//! // opened through the first pipeline, open for the second
+//! let r2: Result<(), Error<&str>> = second.execute(|| async { Ok(()) }).await;
+//! assert!(matches!(r2, Err(Error::CircuitOpen { .. })));
+//! # }
+//! ```
+//!
+//! With feature `config`, a TOML file (or any serde format) describes named breakers,
+//! limiters, bulkheads and pipelines ([`registry::config`](mod@crate::registry)); loading
+//! validates all of it before adding anything, and an error names the file, the line and
+//! the field. `resilient check FILE` does the same from the command line and prints each
+//! pipeline's stages.
+//!
+//! ```
+//! # #[cfg(feature = "config")] {
+//! let err = resilient::registry::Registry::new()
+//!     .load_toml("[pipelines.search]\nretry = { attempts = 0 }\n", "app.toml")
+//!     .unwrap_err();
+//! assert_eq!((err.line(), err.field()), (Some(2), "pipelines.search.retry.attempts"));
+//! # }
+//! ```
+//!
+//! *Patterns* are pipelines built from parameters: `registry().pipeline("network(attempts
+//! = 5)")`. The built-in ones ([`registry::builtin`](crate::registry::builtin)) are
+//! `network` (transient I/O errors by kind, exponential backoff with full jitter, a retry
+//! budget), `http` (feature `http`: 408/429/502-504 and `Retry-After`) and `parsing`
+//! (feature `json`: JSON output repaired, or the call retried when repair cannot help).
+//! Any crate registers more with [`register_pattern!`](crate::register_pattern); they are
+//! found by name in every program that links the crate, with no registration call.
+//!
+//! # 13. Graceful degradation
+//!
+//! Three builder steps keep answering when a dependency is slow or down, each also a
+//! standalone type, a tower layer and an attribute:
+//!
+//! - [`.health_aware(&check)`](crate::PipelineBuilder::health_aware): a background probe
+//!   ([`HealthAware`](crate::health::HealthAware)) rejects calls fast, with
+//!   [`Error::Unhealthy`](crate::Error::Unhealthy), while the dependency is unhealthy
+//!   (`#[resilient::health_aware(check_interval = "30s", probe = ping)]`);
+//! - [`.hedge(..)`](crate::PipelineBuilder::hedge) with `.idempotent(true)`: a slow attempt
+//!   gets a second one after a delay, the first answer wins and the other is dropped; each
+//!   hedge passes the per-attempt guards and draws from the retry budget
+//!   (`#[resilient::hedge(delay = "50ms", idempotent = true)]`);
+//! - [`.fallback(..)`](crate::PipelineBuilder::fallback): a chain of alternatives
+//!   ([`Fallback`](crate::fallback::Fallback)) answers whatever the pipeline gave up on,
+//!   rejections and timeouts included (`#[resilient::fallback(with = cache, value = 0)]`).
+//!   Count its events: a fallback that hides every failure hides the outage too.
+//!
+//! For several regions or endpoints, see [`failover`](crate::failover); for the last good
+//! answer per key, [`StaleCache`](crate::fallback::StaleCache); for a concurrency limit that
+//! follows latency, [`BulkheadBuilder::adaptive`](crate::BulkheadBuilder::adaptive).
+//!
+//! ```
+//! use resilient::fallback::Fallback;
+//! use resilient::health::HealthAware;
+//! use resilient::hedge::Hedge;
+//! use resilient::{Error, Pipeline, Retry, Timeout};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let health = HealthAware::builder(Duration::from_secs(30), || async { true }).build().unwrap();
+//! let pipeline = Pipeline::builder()
+//!     .timeout(Timeout::request(Duration::from_secs(2)))
+//!     .health_aware(&health)
+//!     .retry(Retry::immediate().attempts(2))
+//!     .hedge(Hedge::delayed(Duration::from_millis(100)).build().unwrap())
+//!     .idempotent(true)
+//!     .fallback(Fallback::builder().or_value("cached".to_string()).build().unwrap())
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(pipeline.stages()[0], "fallback(outermost)");
+//! let mut attempts = 0;
+//! let r: Result<String, Error<()>> = pipeline
+//!     .execute(|| {
+//!         attempts += 1;
+//!         let first = attempts == 1;
+//!         async move {
+//!             if first {
+//!                 std::future::pending::<()>().await; // stuck: hedged after 100 ms
+//!             }
+//!             Ok("live".to_string())
+//!         }
+//!     })
+//!     .await;
+//! assert_eq!(r.unwrap(), "live");
+//! # }
+//! ```
+//!
+//! # 14. Telemetry: events, traces, metrics, dashboards
+//!
+//! Every strategy reports what it did as one kind of [`Event`](crate::telemetry::Event)
+//! (a call or an attempt ended, a retry was scheduled, the retry budget refused one, a
+//! timeout fired, a guard admitted, queued or rejected a call, a breaker changed state,
+//! a fallback or a hedge was used) to the observer of the pipeline
+//! ([`PipelineBuilder::observer`](crate::PipelineBuilder::observer)). A pipeline without
+//! an observer pays nothing for this: no allocation and no clock read on its calls.
+//!
+//! ```
+//! use resilient::telemetry::{CallOutcome, Event, EventKind};
+//! use resilient::{CircuitBreaker, Error, Pipeline, Retry};
+//! use std::sync::{Arc, Mutex};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! let seen = log.clone();
+//! let breaker = CircuitBreaker::consecutive_failures(2).name("db").build().unwrap();
+//! let p = Pipeline::builder()
+//!     .name("orders")
+//!     .tag("team", "checkout")
+//!     .retry(Retry::immediate().attempts(2))
+//!     .circuit_breaker(&breaker)
+//!     .observer(move |e: &Event<'_>| match &e.kind {
+//!         EventKind::BreakerTransition { from, to, .. } => {
+//!             seen.lock().unwrap().push(format!("{}: breaker {from} -> {to}", e.pipeline))
+//!         }
+//!         EventKind::CallFinished { outcome, attempts, .. } => {
+//!             seen.lock().unwrap().push(format!("{}: {outcome} after {attempts}", e.pipeline))
+//!         }
+//!         _ => {}
+//!     })
+//!     .build()
+//!     .unwrap();
+//! let r: Result<(), Error<&str>> = p.execute(|| async { Err("down") }).await;
+//! assert!(r.is_err());
+//! assert_eq!(
+//!     *log.lock().unwrap(),
+//!     ["orders: breaker closed -> open", "orders: failure after 2"]
+//! );
+//! # }
+//! ```
+//!
+//! The backends are observers too, each behind a cargo feature:
+//!
+//! - `tracing`: [`telemetry::tracing::Tracing`](crate::telemetry) opens a span per call
+//!   (`resilient.call`) and per attempt (`resilient.attempt`) with the pipeline's name,
+//!   tags, deadline and attempt number, and logs every event inside them; with
+//!   `tracing-opentelemetry` they become OpenTelemetry spans.
+//! - `prometheus`: `telemetry::prometheus::PrometheusMetrics` keeps the instruments in a
+//!   `prometheus-client` registry; `render()` gives the text format and `service()` a tower
+//!   service to mount at `/metrics`.
+//! - `opentelemetry`: `telemetry::otel::OtelMetrics` records the same instruments on an
+//!   OpenTelemetry `Meter`.
+//!
+//! Both metric backends export one set of instruments, listed with their units and labels
+//! in [`telemetry::metrics`](crate::telemetry::metrics): calls and attempts by outcome,
+//! attempts per call, call and attempt durations, retries and the retry budget, timeouts,
+//! guard admissions, rejections and waits, breaker state, failure rate and transitions,
+//! bulkhead occupancy, fallbacks and hedges. The repository's
+//! `dashboards/resilient.json` is a Grafana dashboard over them, and `resilient dashboard`
+//! (the `resilient-cli` crate; `resilient demo` serves it too) shows a live page of them
+//! without any other service.
+//!
+//! Hedges and fallbacks run outside a pipeline's engine: give them
+//! [`hedge_observer`](crate::telemetry::hedge_observer) and
+//! [`fallback_observer`](crate::telemetry::fallback_observer) to report to the same
+//! observer.
+//!
+//! # 15. Operations: reloads, experiments, retry costs, chaos
+//!
+//! Four tools for running resilience in production rather than writing it:
+//!
+//! - **Hot reload** (feature `reload`): a [`LiveConfig`](crate::registry::reload) loads
+//!   named pipelines from a configuration file and replaces them while they serve, when
+//!   the file changes (`live.watch(path)`) or on an API call (`live.reload(config, ..)`).
+//!   Calls in flight finish on their settings; breakers, limiters and bulkheads that did
+//!   not change keep their state, and a limiter whose rate changed keeps its units in use.
+//!   An invalid file is rejected with its line and field, and the old settings go on
+//!   serving.
+//! - **A/B tests** ([`experiment`](crate::experiment)): route a share of calls (or of keys)
+//!   to a candidate pipeline and let [`Experiment::report`](crate::experiment::Experiment::report)
+//!   say, with its confidence, whether it is better; or run the candidate in shadow mode,
+//!   where it only watches and says what it would have rejected or retried.
+//! - **Retry costs** ([`CostBudget`](crate::retry::CostBudget)): charge each retry a cost
+//!   (tokens, money) against a budget per tenant that refills over time; one tenant's
+//!   retry storm spends only its own budget and ends with
+//!   [`Error::CostBudgetExhausted`](crate::Error::CostBudgetExhausted).
+//! - **Chaos** ([`chaos`](crate::chaos)): inject faults, wrong outcomes, latency and
+//!   rejections at seeded rates, switchable at run time and from configuration, to check
+//!   that the pipeline does what you think it does.
+//!
+//! ```
+//! use resilient::chaos::Chaos;
+//! use resilient::retry::CostBudget;
+//! use resilient::{Error, Pipeline, Retry};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! // Every attempt fails (injected); each tenant may spend 3 retries, refilled at 1 per second.
+//! let chaos = Chaos::builder().seed(1).fault_rate(1.0).build().unwrap();
+//! let budget = CostBudget::builder(3, 1.0).per_key(10_000).build().unwrap();
+//! let p = Pipeline::builder()
+//!     .retry(Retry::immediate().attempts(10).cost_budget(budget))
+//!     .build()
+//!     .unwrap();
+//! let op = chaos.inject(|| async { Ok::<u32, &str>(1) }, || "injected");
+//! let err = p.call().key("tenant-a").execute(op).await.unwrap_err();
+//! assert!(matches!(err, Error::CostBudgetExhausted { attempts: 4, .. }));
+//! // another tenant's retries go on
+//! chaos.set_enabled(false);
+//! let op = chaos.inject(|| async { Ok::<u32, &str>(2) }, || "injected");
+//! assert_eq!(p.call().key("tenant-b").execute(op).await, Ok(2));
+//! # }
+//! ```

@@ -49,6 +49,7 @@ pub mod experiment;
 pub mod failover;
 pub mod fallback;
 pub mod guide;
+pub mod health;
 pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -91,7 +92,7 @@ pub use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "macros")]
 pub use resilient_macros::{
-    bulkhead, circuit, fallback, hedge, pattern, rate_limit, retry, timeout,
+    bulkhead, circuit, fallback, health_aware, hedge, pattern, rate_limit, retry, timeout,
 };
 #[cfg(feature = "macros")]
 #[doc(hidden)]

@@ -64,6 +64,14 @@ fn blocking_calls_read_the_clock_only_when_something_needs_it() {
 }
 
 #[test]
+fn telemetry_reads_the_clock_only_for_an_observer() {
+    // Without an observer (above): no reading. With one: the call's start and end and the
+    // attempt's start and end.
+    let observed = reads_of(|b| b.observer(|_: &resilient::telemetry::Event<'_>| {}));
+    assert_eq!(observed, 4);
+}
+
+#[test]
 fn a_blocking_operation_timeout_still_counts_an_overrun() {
     let clock = Arc::new(Counting::default());
     let p = Pipeline::builder()

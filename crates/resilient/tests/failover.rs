@@ -288,8 +288,7 @@ async fn a_health_gate_rejects_while_unhealthy_and_recovers_after_healthy_after_
     assert!(!gate.is_healthy());
     assert_eq!(
         direct().await,
-        Err(Error::Rejected {
-            guard: "health",
+        Err(Error::Unhealthy {
             retry_after: Some(Duration::from_secs(5)),
         })
     );

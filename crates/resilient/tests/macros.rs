@@ -1282,3 +1282,32 @@ async fn hedge_stacks_with_timeout_retry_circuit_and_fallback() {
     // the original timed out at 100 ms and its hedge (started at 30 ms) at 130 ms
     assert_eq!(start.elapsed(), MS * 130);
 }
+
+/// `#[resilient::health_aware]` stacks with a fallback: while the background check says
+/// unhealthy, the body does not run and the fallback answers.
+#[tokio::test(start_paused = true)]
+async fn health_aware_rejects_fast_and_the_fallback_answers() {
+    static UP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    static RAN: AtomicU32 = AtomicU32::new(0);
+
+    async fn probe() -> bool {
+        UP.load(Ordering::SeqCst)
+    }
+
+    #[resilient::health_aware(check_interval = "10s", probe = probe, unhealthy_after = 1, healthy_after = 1)]
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    #[resilient::fallback(value = 0)]
+    async fn quote(item: u32) -> Result<u32, String> {
+        RAN.fetch_add(1, Ordering::SeqCst);
+        Ok(item * 100)
+    }
+
+    assert_eq!(quote(3).await, Ok(300));
+    UP.store(false, Ordering::SeqCst);
+    sleep(Duration::from_secs(11)).await;
+    assert_eq!(quote(3).await, Ok(0));
+    assert_eq!(RAN.load(Ordering::SeqCst), 1, "rejected without running");
+    UP.store(true, Ordering::SeqCst);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(quote(4).await, Ok(400));
+}

@@ -16,17 +16,20 @@ async fn a_name_is_built_once_and_shared() {
     r.define_breaker("payments", move || {
         counted.fetch_add(1, Ordering::SeqCst);
         CircuitBreaker::consecutive_failures(1).build()
-    });
+    })
+    .unwrap();
     r.define_pipeline("a", |r| {
         Ok(resilient::registry::builder()
             .circuit_breaker(&r.breaker("payments")?)
             .build()?)
-    });
+    })
+    .unwrap();
     r.define_pipeline("b", |r| {
         Ok(resilient::registry::builder()
             .circuit_breaker(&r.breaker("payments")?)
             .build()?)
-    });
+    })
+    .unwrap();
     let a = r.pipeline("a").unwrap();
     let b = r.pipeline("b").unwrap();
     let failed: Result<(), Error<&str>> = a.execute(|| async { Err("down") }).await;
@@ -43,7 +46,8 @@ fn unknown_names_list_the_known_ones() {
     let r = Registry::new();
     r.insert_bulkhead("db", Bulkhead::builder(1).build().unwrap())
         .unwrap();
-    r.define_bulkhead("cache", || Bulkhead::builder(2).build());
+    r.define_bulkhead("cache", || Bulkhead::builder(2).build())
+        .unwrap();
     let err = r.bulkhead("dbb").unwrap_err();
     assert_eq!(
         err,
@@ -63,7 +67,8 @@ fn unknown_names_list_the_known_ones() {
 #[test]
 fn a_definition_that_fails_names_the_name_and_the_field() {
     let r = Registry::new();
-    r.define_breaker("bad", || CircuitBreaker::failure_rate(2.0).build());
+    r.define_breaker("bad", || CircuitBreaker::failure_rate(2.0).build())
+        .unwrap();
     match r.breaker("bad").unwrap_err() {
         RegistryError::Invalid { name, error } => {
             assert_eq!(name, "bad");
@@ -73,15 +78,39 @@ fn a_definition_that_fails_names_the_name_and_the_field() {
     }
 }
 
-#[test]
-fn pattern_spellings_share_one_pipeline_per_canonical_spelling() {
+#[tokio::test]
+async fn pattern_spellings_share_one_pipeline_per_canonical_spelling() {
     let r = Registry::new();
-    let a = r.pipeline("network(attempts = 5)").unwrap();
-    let b = r.pipeline("network( attempts=5 )").unwrap();
-    assert_eq!(a.stages(), b.stages());
-    assert_eq!(r.pipeline_names(), ["network(attempts = 5)"]);
-    r.pipeline("network").unwrap();
-    assert_eq!(r.pipeline_names(), ["network", "network(attempts = 5)"]);
+    r.add_pattern(PatternRegistration {
+        name: "fragile",
+        crate_name: "tests",
+        params: &[resilient::registry::Param {
+            name: "failures",
+            default: "1",
+            description: "failures that open the breaker",
+        }],
+        description: "a breaker of its own per spelling",
+        factory: |p| {
+            let n = p.u32("failures", 1)?;
+            Ok(resilient::registry::builder()
+                .circuit_breaker(CircuitBreaker::consecutive_failures(n))
+                .build()?
+                .into())
+        },
+    })
+    .unwrap();
+    let a = r.pipeline("fragile(failures = 1)").unwrap();
+    let _: Result<(), Error<&str>> = a.execute(|| async { Err("down") }).await;
+    // the same canonical spelling: the same pipeline, its breaker open
+    let b = r.pipeline("fragile( failures=1 )").unwrap();
+    let r1: Result<(), Error<&str>> = b.execute(|| async { Ok(()) }).await;
+    assert!(matches!(r1, Err(Error::CircuitOpen { .. })));
+    // another spelling: another pipeline
+    let c = r.pipeline("fragile(failures = 2)").unwrap();
+    let r2: Result<(), Error<&str>> = c.execute(|| async { Ok(()) }).await;
+    assert!(r2.is_ok());
+    // spellings are not names
+    assert!(r.pipeline_names().is_empty());
 }
 
 #[test]
@@ -204,4 +233,27 @@ fn typed_lookup_names_the_actual_classifier() {
     let err = r.pipeline("plain").unwrap_err().to_string();
     assert!(err.contains("AllErrors"), "{err}");
     assert!(r.pipeline_as::<resilient::AllErrors>("plain").is_ok());
+}
+
+#[test]
+fn a_name_is_defined_once() {
+    let r = Registry::new();
+    r.define_breaker("shared", || CircuitBreaker::consecutive_failures(1).build())
+        .unwrap();
+    assert!(matches!(
+        r.define_breaker("shared", || CircuitBreaker::consecutive_failures(2).build()),
+        Err(RegistryError::Duplicate {
+            kind: "breaker",
+            ..
+        })
+    ));
+    r.breaker("shared").unwrap().isolate();
+    assert_eq!(r.breaker("shared").unwrap().state(), CircuitState::Isolated);
+    // pipelines too, whether defined or inserted
+    r.insert_pipeline("p", resilient::registry::builder().build().unwrap())
+        .unwrap();
+    assert!(
+        r.define_pipeline("p", |_| Ok(resilient::registry::builder().build()?))
+            .is_err()
+    );
 }

@@ -21,16 +21,19 @@ fn define() {
         CircuitBreaker::consecutive_failures(2)
             .open_for(Duration::from_secs(60))
             .build()
-    });
+    })
+    .unwrap();
     r.define_limiter(PAYMENTS, || {
         RateLimiter::fixed_window(3, Duration::from_secs(10)).build()
-    });
+    })
+    .unwrap();
     r.define_pipeline(PAYMENTS, |r| {
         Ok(registry::builder()
             .circuit_breaker(&r.breaker(PAYMENTS)?)
             .rate_limit(&r.limiter(PAYMENTS)?)
             .build()?)
-    });
+    })
+    .unwrap();
 }
 
 fn answer(fail: bool) -> Result<u32, io::Error> {
@@ -99,4 +102,52 @@ async fn two_functions_and_a_service_share_one_breaker_and_one_limiter() {
     assert!(open(service(false).await));
     // the breaker rejected those before the limiter: its window still has a unit
     assert_eq!(registry().limiter(PAYMENTS).unwrap().allow(), Ok(()));
+}
+
+static OWN: std::sync::LazyLock<registry::Registry> = std::sync::LazyLock::new(|| {
+    let r = registry::Registry::new();
+    r.define_pipeline("local", |_| {
+        Ok(registry::builder()
+            .retry(resilient::Retry::immediate().attempts(3))
+            .build()?)
+    })
+    .unwrap();
+    r
+});
+
+static LOCAL_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A blocking function through a pipeline of an owned registry.
+#[resilient::pattern("local", registry = OWN)]
+fn parse_local(text: &str) -> Result<u32, std::num::ParseIntError> {
+    LOCAL_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    text.parse()
+}
+
+#[test]
+fn a_blocking_function_uses_a_pipeline_of_an_owned_registry() {
+    assert_eq!(parse_local("42").unwrap(), 42);
+    assert!(matches!(
+        parse_local("x"),
+        Err(Error::RetriesExhausted { attempts: 3, .. })
+    ));
+    assert_eq!(LOCAL_CALLS.load(std::sync::atomic::Ordering::SeqCst), 1 + 3);
+    // the program's registry has no such name
+    assert!(registry().pipeline("local").is_err());
+}
+
+#[resilient::pattern("no-such-pipeline")]
+async fn unknown() -> Result<(), io::Error> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_name_panics_with_the_known_names() {
+    let panic = tokio::spawn(unknown()).await.unwrap_err().into_panic();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("no pipeline named `no-such-pipeline`"),
+        "{message}"
+    );
+    assert!(message.contains("network"), "{message}");
 }

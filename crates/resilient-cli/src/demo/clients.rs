@@ -162,6 +162,16 @@ impl Settings {
     }
 }
 
+/// Where the protected group keeps shared state with `--redis`: the connection, and this
+/// client instance's id.
+#[derive(Clone)]
+pub struct Shared {
+    /// The Redis connection.
+    pub conn: resilient_redis::Connection,
+    /// This instance's id in the shared breaker.
+    pub instance: String,
+}
+
 /// The protected group's strategies, kept to read their state while the run goes on.
 pub struct Protection<C> {
     /// The pipeline every protected call goes through.
@@ -172,6 +182,8 @@ pub struct Protection<C> {
     pub bulkhead: Bulkhead,
     /// Its retry budget.
     pub budget: Arc<RetryBudget>,
+    /// With `--redis`: the shared breaker around `breaker`, and its report task.
+    pub shared: Option<(resilient_redis::SharedBreaker, resilient_redis::SyncTask)>,
 }
 
 /// A 5xx or no answer counts against the upstream; a 429 is the upstream asking to slow
@@ -201,6 +213,8 @@ pub fn protection(
     settings: &Settings,
     seed: u64,
     recorder: Arc<Recorder>,
+    metrics: resilient::telemetry::prometheus::PrometheusMetrics,
+    shared: Option<Shared>,
 ) -> Result<Protection<impl Classify<Reply, HttpError> + use<>>, ConfigError> {
     let ms = Duration::from_millis;
     let open_for = ms(settings.breaker_open_ms);
@@ -232,7 +246,38 @@ pub fn protection(
     )
     .max_wait(ms(settings.limiter_max_wait_ms))
     .build()?;
-    let pipeline = Pipeline::builder()
+    // With `--redis`: the breaker's open decision shared by the instances, and one GCRA
+    // limit for all of them on the server (falling back to half of it locally if Redis
+    // fails).
+    let shared = match shared {
+        Some(sh) => {
+            let sb = resilient_redis::SharedBreaker::builder(sh.conn.clone(), "demo-upstream")
+                .local(breaker.clone())
+                // a short window: the local breakers stop most calls soon after an
+                // outage starts, so the fleet's evidence is the first second's
+                .window(Duration::from_secs(1), ms(100))
+                .min_calls(u64::from(settings.breaker_minimum_calls / 2).max(4))
+                .failure_rate(settings.breaker_failure_rate)
+                .min_instances(2)
+                .open_for(open_for)
+                .sync_interval(ms(50))
+                .instance(sh.instance.clone())
+                .build()?;
+            let limiter = resilient_redis::RedisLimiter::builder(sh.conn)
+                .limit(resilient_redis::Limit::gcra_with_burst(
+                    Rate::per_second(settings.limiter_rate_per_s),
+                    settings.limiter_burst,
+                )?)
+                .prefix("resilient-demo:")
+                .failure_mode(resilient_redis::FailureMode::Local { share: 0.5 })
+                .max_wait(ms(settings.limiter_max_wait_ms))
+                .build()?;
+            let task = sb.spawn_sync();
+            Some((sb, limiter, task))
+        }
+        None => None,
+    };
+    let builder = Pipeline::builder()
         .name("protected-get")
         // the whole call: queueing, attempts and waits
         .timeout(Timeout::request(settings.request_timeout()))
@@ -245,11 +290,15 @@ pub fn protection(
                 .rng(Arc::new(SeededRandom::new(seed)))
                 .max_server_delay(ms(settings.max_server_delay_ms))
                 .budget(budget.clone()),
-        )
-        // per attempt: the breaker counts every request, the limiter paces every request
-        .circuit_breaker(&breaker)
-        .rate_limit(limiter)
+        );
+    // per attempt: the breaker counts every request, the limiter paces every request
+    let builder = match &shared {
+        Some((sb, redis, _)) => builder.guard(sb.clone()).guard(redis.guard(|_| "upstream")),
+        None => builder.circuit_breaker(&breaker).rate_limit(limiter),
+    };
+    let pipeline = builder
         .timeout(Timeout::operation(ms(settings.operation_timeout_ms)))
+        .observer(metrics)
         .classify(judge)
         .retry_if(retryable)
         .delay_from(|r: &Result<Reply, HttpError>| r.as_ref().ok()?.retry_after)
@@ -259,6 +308,7 @@ pub fn protection(
         breaker,
         bulkhead,
         budget,
+        shared: shared.map(|(sb, _, task)| (sb, task)),
     })
 }
 

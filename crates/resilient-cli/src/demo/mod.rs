@@ -2,9 +2,10 @@
 //! groups calling it at the same rate (one bare, one through a standard pipeline), a live
 //! terminal view, a summary table (and JSON), a chart, and a JSON-repair scene.
 //!
-//! Everything runs in this process on embedded state. What later work adds (the web
-//! dashboard with `/metrics`, `--redis` for shared limiter and breaker state) is announced
-//! as not available yet: see [`Extras`].
+//! Everything runs in this process on embedded state. The protected pipeline reports to a
+//! Prometheus registry served, with the live web dashboard, on a loopback port printed at
+//! the start (see `crate::dashboard`). What later work adds (`--redis` for shared limiter
+//! and breaker state) is announced as not available yet: see [`Extras`].
 
 mod chaos;
 mod chart;
@@ -49,7 +50,8 @@ Starts a flaky HTTP upstream on loopback (scripted 503 bursts, a latency spike, 
 Retry-After, a full outage and its recovery) and two client groups calling it at the same
 rate: one with no protection, one through a pipeline (request and attempt timeouts, retry
 with jitter and a retry budget honouring Retry-After, a circuit breaker, a bulkhead, a
-client-side rate limit). Shows both live, then a summary, a chart (SVG) and a short
+client-side rate limit). Shows both live (in the terminal, and on a web dashboard with
+/metrics at the printed loopback URL), then a summary, a chart (SVG) and a short
 JSON-repair scene with a mock model.
 
 Options:
@@ -59,7 +61,8 @@ Options:
                         exists, else a folder in the system's temp dir)
   --summary-json PATH   Also write the summary's numbers as JSON to PATH
   --plain               No live redraw: progress lines, even on a terminal
-  --redis URL           Shared limiter and breaker state (not available yet)
+  --redis URL           Two protected client instances sharing the breaker's open
+                        decision and one rate limit through Redis at URL
   -h, --help            Print this help
 ";
 
@@ -85,14 +88,9 @@ struct Extras {
 impl Extras {
     /// The lines saying what is not there yet.
     fn notices(&self) -> Vec<String> {
-        let mut lines =
-            vec!["web dashboard and /metrics: not available yet (terminal view only)".to_owned()];
-        if let Some(url) = &self.redis {
-            lines.push(format!(
-                "--redis: shared breaker and limiter state not available yet; embedded state used ({url})"
-            ));
-        }
-        lines
+        // everything the demo announces is available now (`--redis` included)
+        let _ = &self.redis;
+        Vec::new()
     }
 }
 
@@ -247,6 +245,21 @@ struct Summary {
     chart: Option<PathBuf>,
     json_scene: json_scene::SceneSummary,
     not_available: Vec<String>,
+    /// With `--redis`: the shared state's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<SharedSummary>,
+}
+
+/// `--redis`: two client instances sharing the breaker's decision and one limit.
+#[derive(Debug, Serialize)]
+struct SharedSummary {
+    /// Client instances.
+    instances: usize,
+    /// Reports each instance's shared breaker made, and those that failed.
+    syncs: Vec<u64>,
+    sync_errors: Vec<u64>,
+    /// Whether the shared circuit was seen open by each instance at some report.
+    opened: bool,
 }
 
 fn default_out() -> PathBuf {
@@ -268,8 +281,49 @@ async fn run(o: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot start the upstream: {e}"))?;
     let url = format!("http://{addr}/api");
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let protect = protection(&settings, o.seed, recorder.clone())
-        .map_err(|e| format!("invalid pipeline: {e}"))?;
+    // the live web dashboard and /metrics of the protected pipeline, while the demo runs
+    let metrics = resilient::telemetry::prometheus::PrometheusMetrics::new();
+    let dash = crate::dashboard::serve(metrics.clone(), ([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| format!("cannot start the dashboard: {e}"))?;
+    let dashboard = format!("dashboard: http://{dash}/  (metrics: http://{dash}/metrics)");
+    // With `--redis`: two client instances, each half the protected calls, sharing the
+    // breaker's open decision and one rate limit through Redis.
+    let shared = |instance: &str| -> Result<Option<clients::Shared>, String> {
+        o.extras
+            .redis
+            .as_deref()
+            .map(|url| {
+                let conn = resilient_redis::Connection::open(url)
+                    .map_err(|e| format!("--redis {url}: {e}"))?;
+                Ok(clients::Shared {
+                    conn,
+                    instance: instance.to_owned(),
+                })
+            })
+            .transpose()
+    };
+    let second = match shared("demo-2")? {
+        Some(sh) => Some(
+            protection(
+                &settings,
+                o.seed ^ 2,
+                recorder.clone(),
+                resilient::telemetry::prometheus::PrometheusMetrics::new(),
+                Some(sh),
+            )
+            .map_err(|e| format!("invalid pipeline: {e}"))?,
+        ),
+        None => None,
+    };
+    let protect = protection(
+        &settings,
+        o.seed,
+        recorder.clone(),
+        metrics,
+        shared("demo-1")?,
+    )
+    .map_err(|e| format!("invalid pipeline: {e}"))?;
     let run = Run {
         script: script.clone(),
         settings: settings.clone(),
@@ -289,6 +343,7 @@ async fn run(o: Options) -> Result<(), String> {
             o.seed,
             o.duration.as_secs_f64()
         );
+        say!("{dashboard}");
         for n in &notices {
             say!("{n}");
         }
@@ -306,8 +361,13 @@ async fn run(o: Options) -> Result<(), String> {
                 .await
         })
     };
+    // with two instances, each starts half the calls
+    let mut per_instance = settings.clone();
+    if second.is_some() {
+        per_instance.calls_per_s = (settings.calls_per_s / 2).max(1);
+    }
     let protected = {
-        let (settings, uri, recorder) = (settings.clone(), uri.clone(), recorder.clone());
+        let (settings, uri, recorder) = (per_instance.clone(), uri.clone(), recorder.clone());
         let (d, pipeline) = (o.duration, protect.pipeline.clone());
         tokio::spawn(async move {
             drive(
@@ -321,6 +381,36 @@ async fn run(o: Options) -> Result<(), String> {
             .await
         })
     };
+    let protected_2 = second.as_ref().map(|p2| {
+        let (settings, uri, recorder) = (per_instance.clone(), uri.clone(), recorder.clone());
+        let (d, pipeline) = (o.duration, p2.pipeline.clone());
+        tokio::spawn(async move {
+            drive(
+                Group::Protected,
+                &settings,
+                d,
+                uri,
+                Some(pipeline),
+                recorder,
+            )
+            .await
+        })
+    });
+
+    // with `--redis`: whether the shared circuit opened (checked every 25 ms)
+    let shared_opened = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch_shared = protect.shared.as_ref().map(|(a, _)| {
+        let a = a.clone();
+        let flag = shared_opened.clone();
+        tokio::spawn(async move {
+            loop {
+                if a.shared_open_for().is_some() {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    });
 
     // the view, until both groups are done
     let frame_every = if live {
@@ -332,12 +422,16 @@ async fn run(o: Options) -> Result<(), String> {
     let mut ticks = tokio::time::interval(frame_every);
     ticks.tick().await;
     loop {
-        let finished = unprotected.is_finished() && protected.is_finished();
+        let finished = unprotected.is_finished()
+            && protected.is_finished()
+            && protected_2.as_ref().is_none_or(|t| t.is_finished());
         let frame_text = {
             let frame = run.frame();
             let now = frame.now;
             if live {
                 let mut text = view::panels(&frame);
+                text.push('\n');
+                text += &dashboard;
                 text.push('\n');
                 for n in &notices {
                     text += n;
@@ -366,6 +460,12 @@ async fn run(o: Options) -> Result<(), String> {
     }
     let _ = unprotected.await;
     let _ = protected.await;
+    if let Some(t) = protected_2 {
+        let _ = t.await;
+    }
+    if let Some(w) = watch_shared {
+        w.abort();
+    }
 
     // the figures
     let calls = recorder.calls();
@@ -544,7 +644,29 @@ async fn run(o: Options) -> Result<(), String> {
         chart,
         json_scene: scene,
         not_available: notices,
+        shared: protect.shared.as_ref().map(|(a, _)| {
+            let b = second
+                .as_ref()
+                .and_then(|p| p.shared.as_ref())
+                .map(|(b, _)| b);
+            let all: Vec<_> = std::iter::once(a).chain(b).collect();
+            SharedSummary {
+                instances: all.len(),
+                syncs: all.iter().map(|x| x.stats().syncs).collect(),
+                sync_errors: all.iter().map(|x| x.stats().errors).collect(),
+                opened: shared_opened.load(std::sync::atomic::Ordering::Relaxed),
+            }
+        }),
     };
+    if let (Some(sh), Some(url)) = (&summary.shared, &o.extras.redis) {
+        say!(
+            "shared state ({url}): {} instances, reports {:?} ({:?} failed), shared circuit opened: {}",
+            sh.instances,
+            sh.syncs,
+            sh.sync_errors,
+            if sh.opened { "yes" } else { "no" }
+        );
+    }
     if let Some(path) = &o.summary_json {
         let json = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n")
@@ -628,7 +750,8 @@ mod tests {
             (o.duration, o.seed, o.plain),
             (Duration::from_secs(6), 9, true)
         );
-        assert!(o.extras.notices().iter().any(|n| n.contains("redis://x")));
+        assert_eq!(o.extras.redis.as_deref(), Some("redis://x"));
+        assert!(o.extras.notices().is_empty());
         assert!(parse(&args(&["--help"])).unwrap().is_none());
         for bad in [
             &["--duration", "1"][..],

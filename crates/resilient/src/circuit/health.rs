@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::machine::Breaker;
@@ -71,8 +71,8 @@ impl<T, E> ProbeOutput for Result<T, E> {
     }
 }
 
-type ProbeFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
-type ProbeFn = Box<dyn FnMut() -> ProbeFuture + Send>;
+pub(crate) type ProbeFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+pub(crate) type ProbeFn = Box<dyn FnMut() -> ProbeFuture + Send>;
 
 /// A periodic health probe for a breaker (see [`crate::CircuitBreakerBuilder::health_check`]).
 ///
@@ -287,33 +287,63 @@ impl Hysteresis {
 /// are cut to it.
 const LONGEST_INTERVAL: Duration = Duration::from_secs(30 * 365 * 86_400);
 
-/// Spawns the probe loop on `runtime`.
+/// What a probe loop reports to: a breaker, a failover region's health gate, a
+/// health-aware guard. One loop serves them all (see [`spawn_probes`]).
+pub(crate) trait ProbeSink: Send + 'static {
+    /// One probe's result; the next probe runs at `next`. `false` ends the loop (the
+    /// owner is gone).
+    fn probed(&mut self, healthy: bool, next: Instant) -> bool;
+    /// The loop ended: its owner was dropped, or its runtime shut down while the owner
+    /// lives on. A verdict that can no longer change must not stay frozen: withdraw it
+    /// and report it.
+    fn stopped(&mut self);
+}
+
+/// How often and how long one probe runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+}
+
+/// Takes the probe out of a check (the loop owns it; the check keeps its thresholds).
+pub(crate) fn take_probe(check: &mut HealthCheck) -> ProbeFn {
+    std::mem::replace(&mut check.probe, Box::new(|| Box::pin(async { true })))
+}
+
+/// Spawns the probe loop on `runtime`: `probe` runs every `schedule.interval` (the first
+/// run one interval from now), bounded by `schedule.timeout`, and `sink` gets each result.
 ///
-/// The loop survives a panicking probe (counted as a failed probe) and a panicking
-/// observer. If it ends while the breaker lives on (its runtime shut down), the verdict is
-/// withdrawn: [`crate::CircuitBreaker::health`] reports `None` rather than a frozen verdict.
-pub(crate) fn spawn(
+/// The loop survives a panicking probe or a probe that overruns its timeout (counted as a
+/// failed probe) and a panicking sink (its observer's panic). It ends when `stop` is
+/// cancelled or the sink says its owner is gone; however it ends, even when its runtime
+/// shuts down and drops it, the sink hears [`ProbeSink::stopped`]: the task never dies
+/// silently.
+pub(crate) fn spawn_probes(
     runtime: &tokio::runtime::Handle,
-    breaker: Weak<Breaker>,
-    mut check: HealthCheck,
+    schedule: Schedule,
+    mut probe: ProbeFn,
     stop: CancellationToken,
+    sink: impl ProbeSink,
 ) {
     runtime.spawn(async move {
-        let stopped = Withdraw(breaker);
+        let mut sink = OnStop(sink);
         // Saturated: an interval too long for the timer (`Duration::MAX`) means "rarely".
-        let interval = check.interval.min(LONGEST_INTERVAL);
-        let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut hysteresis = Hysteresis::default();
+        let interval = schedule.interval.min(LONGEST_INTERVAL);
+        let timeout = schedule.timeout.min(LONGEST_INTERVAL);
+        let mut next = Instant::now() + interval;
         loop {
-            if stop.run_until_cancelled(ticker.tick()).await.is_none() {
+            if stop
+                .run_until_cancelled(tokio::time::sleep_until(next))
+                .await
+                .is_none()
+            {
                 return;
             }
-            let probe = catch_unwind(AssertUnwindSafe(|| (check.probe)()));
-            let healthy = match probe {
+            let healthy = match catch_unwind(AssertUnwindSafe(&mut probe)) {
                 Err(_panicked) => false,
-                Ok(probe) => match stop
-                    .run_until_cancelled(tokio::time::timeout(check.timeout, CatchUnwind(probe)))
+                Ok(fut) => match stop
+                    .run_until_cancelled(tokio::time::timeout(timeout, CatchUnwind(fut)))
                     .await
                 {
                     None => return,
@@ -322,21 +352,71 @@ pub(crate) fn spawn(
                     Some(Ok(Err(_))) | Some(Err(_)) => false,
                 },
             };
-            let Some(b) = stopped.0.upgrade() else { return };
-            // An observer's panic must not end the health checks.
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                b.apply_health(&mut hysteresis, healthy, &check);
-            }));
+            // Missed ticks are delayed: the next probe is one interval after this one
+            // ended at the earliest.
+            next = (next + interval).max(Instant::now());
+            // A sink's (its observer's) panic must not end the health checks.
+            if let Ok(false) = catch_unwind(AssertUnwindSafe(|| sink.0.probed(healthy, next))) {
+                return;
+            }
         }
     });
 }
 
-/// Withdraws the verdict when the health task ends (dropped with its runtime).
-struct Withdraw(Weak<Breaker>);
+/// Tells the sink that the loop ended, however it ended (dropped with its runtime too).
+struct OnStop<S: ProbeSink>(S);
 
-impl Drop for Withdraw {
+impl<S: ProbeSink> Drop for OnStop<S> {
     fn drop(&mut self) {
-        if let Some(b) = self.0.upgrade() {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.0.stopped()));
+    }
+}
+
+/// Spawns a breaker's health checks (see [`spawn_probes`]). If they end while the breaker
+/// lives on (its runtime shut down), the verdict is withdrawn:
+/// [`crate::CircuitBreaker::health`] reports `None` rather than a frozen verdict.
+pub(crate) fn spawn(
+    runtime: &tokio::runtime::Handle,
+    breaker: Weak<Breaker>,
+    mut check: HealthCheck,
+    stop: CancellationToken,
+) {
+    let probe = take_probe(&mut check);
+    let schedule = Schedule {
+        interval: check.interval,
+        timeout: check.timeout,
+    };
+    spawn_probes(
+        runtime,
+        schedule,
+        probe,
+        stop,
+        BreakerSink {
+            breaker,
+            hysteresis: Hysteresis::default(),
+            check,
+        },
+    );
+}
+
+/// A breaker's side of the probe loop.
+struct BreakerSink {
+    breaker: Weak<Breaker>,
+    hysteresis: Hysteresis,
+    check: HealthCheck,
+}
+
+impl ProbeSink for BreakerSink {
+    fn probed(&mut self, healthy: bool, _next: Instant) -> bool {
+        let Some(b) = self.breaker.upgrade() else {
+            return false;
+        };
+        b.apply_health(&mut self.hysteresis, healthy, &self.check);
+        true
+    }
+
+    fn stopped(&mut self) {
+        if let Some(b) = self.breaker.upgrade() {
             b.health_stopped();
         }
     }

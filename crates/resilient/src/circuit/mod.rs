@@ -79,7 +79,7 @@
 mod config;
 mod events;
 mod guard;
-mod health;
+pub(crate) mod health;
 #[cfg(feature = "tower")]
 mod layer;
 mod machine;

@@ -117,6 +117,12 @@ pub enum Error<E> {
         /// The last attempt's failure (the caller's error, a timeout or a rejection).
         last: Box<Error<E>>,
     },
+    /// A health check says the dependency is unhealthy: the call was rejected fast,
+    /// without running (see `resilient::health::HealthAware`).
+    Unhealthy {
+        /// Time until the next health probe, if known.
+        retry_after: Option<Duration>,
+    },
     /// A fallback chain failed: the primary call and every alternative, in order (see
     /// `resilient::fallback`). A caller's own error handed on to the next alternative is
     /// recorded as `Rejected { guard: "fallback: ..", .. }` in its place; the last failure
@@ -163,7 +169,8 @@ impl<E> Error<E> {
         match self {
             Error::CircuitOpen { retry_after }
             | Error::RateLimited { retry_after, .. }
-            | Error::Rejected { retry_after, .. } => *retry_after,
+            | Error::Rejected { retry_after, .. }
+            | Error::Unhealthy { retry_after } => *retry_after,
             _ => None,
         }
     }
@@ -179,6 +186,7 @@ impl<E> Error<E> {
                 | Error::BulkheadFull
                 | Error::Rejected { .. }
                 | Error::CostBudgetExhausted { .. }
+                | Error::Unhealthy { .. }
         )
     }
 
@@ -251,6 +259,9 @@ impl<E> Error<E> {
                 cost: *cost,
                 last: Box::new(last.verdict()?),
             },
+            Error::Unhealthy { retry_after } => Error::Unhealthy {
+                retry_after: *retry_after,
+            },
         })
     }
 
@@ -280,6 +291,9 @@ impl<E> From<crate::engine::guard::Rejection> for Error<E> {
             crate::engine::guard::Rejection::BulkheadFull => Error::BulkheadFull,
             crate::engine::guard::Rejection::Other { guard, retry_after } => {
                 Error::Rejected { guard, retry_after }
+            }
+            crate::engine::guard::Rejection::Unhealthy { retry_after } => {
+                Error::Unhealthy { retry_after }
             }
         }
     }
@@ -364,6 +378,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 f,
                 "retry cost budget exhausted after {attempts} attempts (the next retry would cost {cost})"
             ),
+            Error::Unhealthy { retry_after } => {
+                write_after(f, "unhealthy (health check)", retry_after)
+            }
             Error::Fallback { failures } => write!(
                 f,
                 "the call and its {} fallback alternatives failed",

@@ -38,6 +38,12 @@ pub enum Rejection {
     },
     /// A bulkhead has no free slot.
     BulkheadFull,
+    /// A health check says the dependency is unhealthy (see
+    /// `resilient::health::HealthAware`).
+    Unhealthy {
+        /// Time until the next health probe, if known.
+        retry_after: Option<Duration>,
+    },
     /// Any other guard.
     Other {
         /// The guard's name.
@@ -53,7 +59,8 @@ impl Rejection {
         match self {
             Rejection::CircuitOpen { retry_after }
             | Rejection::RateLimited { retry_after, .. }
-            | Rejection::Other { retry_after, .. } => *retry_after,
+            | Rejection::Other { retry_after, .. }
+            | Rejection::Unhealthy { retry_after } => *retry_after,
             Rejection::BulkheadFull => None,
         }
     }

@@ -1,33 +1,20 @@
-//! [`HealthGate`]: a guard whose verdict comes from a background health probe.
+//! [`HealthGate`]: a guard whose verdict comes from a background health probe (a
+//! [`HealthAware`] check under a failover-friendly name).
 
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
-
-use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
-use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
+use crate::engine::guard::{Acquire, Guard};
 use crate::engine::outcome::Outcome;
-
-type ProbeFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
-type ProbeFn = Box<dyn FnMut() -> ProbeFuture + Send>;
-
-/// The longest wait between probes (about 30 years); longer intervals are cut to it.
-const LONGEST_INTERVAL: Duration = Duration::from_secs(30 * 365 * 86_400);
+use crate::health::{HealthAware, HealthAwareBuilder};
 
 /// A [`Guard`] that admits calls while a background health probe says the dependency is
-/// healthy and rejects them at once otherwise, with
-/// [`Rejection::Other`]` { guard: "health", retry_after }` (`retry_after` being the time to
-/// the next probe), so that a [`Fallback`](crate::fallback::Fallback) chain or another
-/// region can answer instead.
+/// healthy and rejects them at once otherwise, with [`Rejection::Unhealthy`](crate::Rejection::Unhealthy)`{ retry_after }`
+/// (`retry_after` being the time to the next probe), so that a
+/// [`Fallback`](crate::fallback::Fallback) chain or another region can answer instead.
 ///
 /// The probe runs every `interval` on the tokio runtime the gate was built in (the first
 /// run one interval after the build). The verdict has hysteresis: healthy at first,
@@ -35,7 +22,10 @@ const LONGEST_INTERVAL: Duration = Duration::from_secs(30 * 365 * 86_400);
 /// a row (default 3), healthy again after [`healthy_after`](HealthGateBuilder::healthy_after)
 /// successful ones (default 2). A probe that panics or overruns its timeout counts as
 /// failed; the task survives it. The task holds only a weak reference and stops as soon as
-/// the last clone of the gate is dropped.
+/// the last clone of the gate is dropped. It is a
+/// [`HealthAware`](crate::health::HealthAware) check (the breaker's probe loop, shared): if
+/// the task ends while the gate lives on (its runtime shut down), the gate admits calls
+/// again rather than keep a frozen verdict.
 ///
 /// Clones share the verdict. Use it in a pipeline with `.guard(gate.clone())`:
 ///
@@ -59,14 +49,7 @@ const LONGEST_INTERVAL: Duration = Duration::from_secs(30 * 365 * 86_400);
 /// ```
 #[derive(Clone)]
 pub struct HealthGate {
-    inner: Arc<Shared>,
-}
-
-/// The state shared by the gate's clones and read (weakly) by its task.
-struct Shared {
-    healthy: AtomicBool,
-    next_probe: Mutex<Instant>,
-    _stop: DropGuard,
+    check: HealthAware,
 }
 
 impl fmt::Debug for HealthGate {
@@ -86,26 +69,12 @@ impl fmt::Debug for HealthGate {
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let err = HealthGate::builder(Duration::ZERO, || async { true }).build().unwrap_err();
-/// assert_eq!(err.field(), "health.interval");
+/// assert_eq!(err.field(), "health.check_interval");
 /// # }
 /// ```
+#[derive(Debug)]
 pub struct HealthGateBuilder {
-    interval: Duration,
-    timeout: Duration,
-    unhealthy_after: u32,
-    healthy_after: u32,
-    probe: ProbeFn,
-}
-
-impl fmt::Debug for HealthGateBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HealthGateBuilder")
-            .field("interval", &self.interval)
-            .field("timeout", &self.timeout)
-            .field("unhealthy_after", &self.unhealthy_after)
-            .field("healthy_after", &self.healthy_after)
-            .finish_non_exhaustive()
-    }
+    check: HealthAwareBuilder,
 }
 
 impl HealthGate {
@@ -122,25 +91,18 @@ impl HealthGate {
     /// assert!(gate.is_healthy());
     /// # }
     /// ```
-    pub fn builder<F, Fut, O>(interval: Duration, mut probe: F) -> HealthGateBuilder
+    pub fn builder<F, Fut, O>(interval: Duration, probe: F) -> HealthGateBuilder
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = O> + Send + 'static,
         O: crate::circuit::ProbeOutput,
     {
         HealthGateBuilder {
-            interval,
-            timeout: interval,
-            unhealthy_after: 3,
-            healthy_after: 2,
-            probe: Box::new(move || {
-                let fut = probe();
-                Box::pin(async move { fut.await.is_healthy() })
-            }),
+            check: HealthAware::builder(interval, probe),
         }
     }
 
-    /// The current verdict.
+    /// The current verdict (whether calls are admitted).
     ///
     /// ```
     /// use resilient::failover::HealthGate;
@@ -155,8 +117,9 @@ impl HealthGate {
     /// assert!(!gate.is_healthy());
     /// # }
     /// ```
+    #[inline]
     pub fn is_healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Acquire)
+        self.check.admits()
     }
 
     /// Time until the next probe runs (zero when it is due or running).
@@ -170,12 +133,22 @@ impl HealthGate {
     /// # }
     /// ```
     pub fn next_probe_in(&self) -> Duration {
-        let at = *self
-            .inner
-            .next_probe
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        at.saturating_duration_since(Instant::now())
+        self.check.next_probe_in()
+    }
+
+    /// The health check behind the gate (its verdict, including the degraded one).
+    ///
+    /// ```
+    /// use resilient::circuit::HealthState;
+    /// use resilient::failover::HealthGate;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let gate = HealthGate::builder(Duration::from_secs(10), || async { true }).build().unwrap();
+    /// assert_eq!(gate.check().state(), Some(HealthState::Healthy));
+    /// # }
+    /// ```
+    pub fn check(&self) -> &HealthAware {
+        &self.check
     }
 }
 
@@ -191,7 +164,7 @@ impl HealthGateBuilder {
     /// # let _ = b;
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.check = self.check.timeout(timeout);
         self
     }
 
@@ -204,7 +177,7 @@ impl HealthGateBuilder {
     /// # let _ = b;
     /// ```
     pub fn unhealthy_after(mut self, n: u32) -> Self {
-        self.unhealthy_after = n;
+        self.check = self.check.unhealthy_after(n);
         self
     }
 
@@ -217,7 +190,40 @@ impl HealthGateBuilder {
     /// # let _ = b;
     /// ```
     pub fn healthy_after(mut self, n: u32) -> Self {
-        self.healthy_after = n;
+        self.check = self.check.healthy_after(n);
+        self
+    }
+
+    /// Called with the gate's name and each [`HealthEvent`](crate::health::HealthEvent)
+    /// (verdict changes, the check stopping).
+    ///
+    /// ```
+    /// use resilient::failover::HealthGate;
+    /// use resilient::health::HealthEvent;
+    /// use std::time::Duration;
+    /// let b = HealthGate::builder(Duration::from_secs(10), || async { true })
+    ///     .name("eu-west")
+    ///     .on_event(|name: &str, e: &HealthEvent| eprintln!("{name}: {e:?}"));
+    /// # let _ = b;
+    /// ```
+    pub fn on_event(
+        mut self,
+        f: impl Fn(&str, &crate::health::HealthEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.check = self.check.on_event(f);
+        self
+    }
+
+    /// The name events report (default `"health"`).
+    ///
+    /// ```
+    /// use resilient::failover::HealthGate;
+    /// use std::time::Duration;
+    /// let b = HealthGate::builder(Duration::from_secs(10), || async { true }).name("eu-west");
+    /// # let _ = b;
+    /// ```
+    pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.check = self.check.name(name);
         self
     }
 
@@ -232,121 +238,9 @@ impl HealthGateBuilder {
     /// assert_eq!(err.field(), "health");
     /// ```
     pub fn build(self) -> Result<HealthGate, ConfigError> {
-        if self.interval.is_zero() {
-            return Err(ConfigError::new(
-                "health.interval",
-                "must be greater than zero",
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::new(
-                "health.timeout",
-                "must be greater than zero",
-            ));
-        }
-        if self.unhealthy_after == 0 {
-            return Err(ConfigError::new(
-                "health.unhealthy_after",
-                "must be at least 1",
-            ));
-        }
-        if self.healthy_after == 0 {
-            return Err(ConfigError::new(
-                "health.healthy_after",
-                "must be at least 1",
-            ));
-        }
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| ConfigError::new("health", "must be built inside a tokio runtime"))?;
-        let interval = self.interval.min(LONGEST_INTERVAL);
-        let timeout = self.timeout.min(LONGEST_INTERVAL);
-        let stop = CancellationToken::new();
-        let first = Instant::now() + interval;
-        let inner = Arc::new(Shared {
-            healthy: AtomicBool::new(true),
-            next_probe: Mutex::new(first),
-            _stop: stop.clone().drop_guard(),
-        });
-        let weak = Arc::downgrade(&inner);
-        let (mut probe, unhealthy_after, healthy_after) =
-            (self.probe, self.unhealthy_after, self.healthy_after);
-        runtime.spawn(run(
-            weak,
-            stop,
-            first,
-            interval,
-            timeout,
-            move || probe(),
-            (unhealthy_after, healthy_after),
-        ));
-        Ok(HealthGate { inner })
-    }
-}
-
-/// The probe loop: ends when the gate is dropped (its token is cancelled, or the weak
-/// reference no longer upgrades).
-async fn run(
-    gate: Weak<Shared>,
-    stop: CancellationToken,
-    mut next: Instant,
-    interval: Duration,
-    timeout: Duration,
-    mut probe: impl FnMut() -> ProbeFuture,
-    (unhealthy_after, healthy_after): (u32, u32),
-) {
-    let (mut ok, mut failed) = (0u32, 0u32);
-    loop {
-        if stop
-            .run_until_cancelled(tokio::time::sleep_until(next))
-            .await
-            .is_none()
-        {
-            return;
-        }
-        let healthy = match catch_unwind(AssertUnwindSafe(&mut probe)) {
-            Err(_panicked) => false,
-            Ok(fut) => match stop
-                .run_until_cancelled(tokio::time::timeout(timeout, CatchUnwind(fut)))
-                .await
-            {
-                None => return,
-                Some(Ok(Ok(healthy))) => healthy,
-                // panicked or timed out
-                Some(Ok(Err(_))) | Some(Err(_)) => false,
-            },
-        };
-        if healthy {
-            ok = ok.saturating_add(1);
-            failed = 0;
-        } else {
-            failed = failed.saturating_add(1);
-            ok = 0;
-        }
-        // Delay missed ticks: the next probe is one interval after this one ended at the
-        // earliest.
-        next = (next + interval).max(Instant::now());
-        let Some(shared) = gate.upgrade() else { return };
-        *shared.next_probe.lock().unwrap_or_else(|e| e.into_inner()) = next;
-        if failed >= unhealthy_after {
-            shared.healthy.store(false, Ordering::Release);
-        } else if ok >= healthy_after {
-            shared.healthy.store(true, Ordering::Release);
-        }
-    }
-}
-
-/// A probe future whose panic becomes `Err`.
-struct CatchUnwind(ProbeFuture);
-
-impl Future for CatchUnwind {
-    type Output = std::thread::Result<bool>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(healthy)) => Poll::Ready(Ok(healthy)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
+        Ok(HealthGate {
+            check: self.check.build()?,
+        })
     }
 }
 
@@ -355,15 +249,9 @@ impl Guard for HealthGate {
         "health"
     }
 
-    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
-        Acquire::Ready(if self.is_healthy() {
-            Ok(Permit::none())
-        } else {
-            Err(Rejection::Other {
-                guard: "health",
-                retry_after: Some(self.next_probe_in()),
-            })
-        })
+    #[inline]
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        self.check.acquire(ctx)
     }
 
     fn on_release(&self, _token: u64, _outcome: Option<(Outcome, Duration)>) {}

@@ -52,7 +52,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::circuit::{CircuitBreaker, CircuitBreakerBuilder};
@@ -60,9 +60,17 @@ use crate::engine::clock::{SharedClock, system_clock};
 use crate::engine::error::{ConfigError, Error};
 use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
+mod events;
 mod health;
+#[cfg(feature = "tower")]
+mod layer;
 
+use self::events::Observers;
+pub use self::events::{FailoverEvent, FailoverObserver};
 pub use self::health::{HealthGate, HealthGateBuilder};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::layer::{FailoverLayer, FailoverService, Routed};
 
 /// Why traffic moved from one region to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,6 +222,8 @@ struct Slot<R> {
     priority: u32,
     /// The moving average of its calls' latency in nanoseconds (0: no sample yet).
     ewma: AtomicU64,
+    /// Whether it looked healthy at the last sample (for `HealthChanged` events).
+    seen_healthy: AtomicBool,
 }
 
 impl<R> Slot<R> {
@@ -221,9 +231,19 @@ impl<R> Slot<R> {
         self.breaker.is_ready() && self.gate.as_ref().is_none_or(HealthGate::is_healthy)
     }
 
-    /// Samples the region's health at `now`.
-    fn observe(&self, now: u64) {
-        if self.looks_healthy() {
+    /// Samples the region's health at `now`, reporting a change to `observers`.
+    fn observe(&self, now: u64, failover: &str, observers: &Observers) {
+        let healthy = self.looks_healthy();
+        if !observers.is_empty() && self.seen_healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            observers.emit(
+                failover,
+                &FailoverEvent::HealthChanged {
+                    region: &self.name,
+                    healthy,
+                },
+            );
+        }
+        if healthy {
             let _ = self.ready_since.compare_exchange(
                 NOT_READY,
                 now,
@@ -268,6 +288,8 @@ struct Inner<R> {
     clock: SharedClock,
     on_switch: Option<SwitchFn>,
     latency_weight: Option<f64>,
+    name: Arc<str>,
+    observers: Observers,
 }
 
 /// Sends each call to the highest-priority healthy region and fails over to the next (see
@@ -324,6 +346,8 @@ pub struct FailoverBuilder<R> {
     clock: SharedClock,
     on_switch: Option<SwitchFn>,
     latency_weight: Option<f64>,
+    name: Arc<str>,
+    observers: Vec<Arc<dyn FailoverObserver>>,
 }
 
 impl<R> fmt::Debug for FailoverBuilder<R> {
@@ -357,6 +381,8 @@ impl<R> Failover<R> {
             clock: system_clock(),
             on_switch: None,
             latency_weight: None,
+            name: "failover".into(),
+            observers: Vec::new(),
         }
     }
 
@@ -469,7 +495,7 @@ impl<R> Failover<R> {
         let n = inner.regions.len();
         let now = clock_nanos(&inner.clock);
         for slot in &inner.regions {
-            slot.observe(now);
+            slot.observe(now, &inner.name, &inner.observers);
         }
         let mut active = inner.active.load(Ordering::Acquire);
         let tier = inner.regions[active].priority;
@@ -498,8 +524,7 @@ impl<R> Failover<R> {
             let slot = &inner.regions[i];
             let started = inner.latency_weight.map(|_| clock_nanos(&inner.clock));
             let result = if let Some(gate) = slot.gate.as_ref().filter(|g| !g.is_healthy()) {
-                Err(Error::Rejected {
-                    guard: "health",
+                Err(Error::Unhealthy {
                     retry_after: Some(gate.next_probe_in()),
                 })
             } else {
@@ -513,7 +538,9 @@ impl<R> Failover<R> {
                 inner.latency_weight,
                 matches!(
                     result,
-                    Err(Error::Rejected { .. } | Error::CircuitOpen { .. })
+                    Err(Error::Rejected { .. }
+                        | Error::CircuitOpen { .. }
+                        | Error::Unhealthy { .. })
                 ),
             ) {
                 slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
@@ -570,9 +597,18 @@ impl<R> Failover<R> {
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
+                let (left, joined) = (&inner.regions[from].name, &inner.regions[to].name);
                 if let Some(observer) = &inner.on_switch {
-                    observer(&inner.regions[from].name, &inner.regions[to].name, reason);
+                    observer(left, joined, reason);
                 }
+                inner.observers.emit(
+                    &inner.name,
+                    &FailoverEvent::Switched {
+                        from: left,
+                        to: joined,
+                        reason,
+                    },
+                );
                 to
             }
             Err(now) => now,
@@ -682,6 +718,35 @@ impl<R> FailoverBuilder<R> {
         self
     }
 
+    /// The failover's name, given to observers (default `"failover"`).
+    ///
+    /// ```
+    /// use resilient::failover::{Failover, Region};
+    /// let b = Failover::builder().region(Region::new("a", ())).name("users-api");
+    /// # let _ = b;
+    /// ```
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds an observer of every [`FailoverEvent`] (region switched, a region's health
+    /// changed), called with the failover's name, as a breaker's
+    /// [`CircuitObserver`](crate::CircuitObserver) is with the breaker's. Called on the
+    /// calling task; a panic in it is contained.
+    ///
+    /// ```
+    /// use resilient::failover::{Failover, FailoverEvent, Region};
+    /// let b = Failover::builder()
+    ///     .region(Region::new("a", ()))
+    ///     .observer(|name: &str, e: &FailoverEvent<'_>| eprintln!("{name}: {e:?}"));
+    /// # let _ = b;
+    /// ```
+    pub fn observer(mut self, observer: impl FailoverObserver) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
     /// Validates the configuration and builds the regions' breakers.
     ///
     /// ```
@@ -732,6 +797,7 @@ impl<R> FailoverBuilder<R> {
                     .priority
                     .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX)),
                 ewma: AtomicU64::new(0),
+                seen_healthy: AtomicBool::new(true),
             });
         }
         // stable: equal priorities keep the order they were added in
@@ -745,6 +811,8 @@ impl<R> FailoverBuilder<R> {
                 clock: self.clock,
                 on_switch: self.on_switch,
                 latency_weight: self.latency_weight,
+                name: self.name,
+                observers: Observers(self.observers.into()),
             }),
         })
     }

@@ -13,6 +13,11 @@
 //! withdraws, and a hedge the budget refuses is not started. Events report hedges started
 //! and which attempt won.
 //!
+//! [`Hedge::call`] hedges any operation on its own; in a pipeline, the builder's
+//! [`hedge`](crate::PipelineBuilder::hedge) step makes hedges attempts of the pipeline
+//! (each passes the per-attempt guards and operation timeout, and draws from the retry
+//! budget), and `#[resilient::hedge(..)]` does the same for a function.
+//!
 //! ```
 //! use resilient::hedge::Hedge;
 //! use std::time::Duration;
@@ -258,6 +263,7 @@ impl Hedge {
     }
 
     /// A call starts: it deposits into the hedge's own budget, if any.
+    #[inline]
     pub(crate) fn deposit(&self) {
         if let Some(budget) = &self.budget {
             budget.deposit();
@@ -278,6 +284,7 @@ impl Hedge {
     }
 
     /// Reports the winning attempt.
+    #[inline]
     pub(crate) fn won(&self, attempt: u32) {
         self.emit(HedgeEvent::Won { attempt });
     }
@@ -303,6 +310,7 @@ impl Hedge {
         ok
     }
 
+    #[inline]
     fn emit(&self, event: HedgeEvent) {
         if let Some(o) = &self.observer {
             o(&event);

@@ -95,22 +95,34 @@ impl<C> PipelineBuilder<C> {
 }
 
 impl<C: Send + Sync + 'static> Pipeline<C> {
+    /// Reports the original attempt's win (a quick answer: no hedge started).
+    #[inline]
+    pub(super) fn hedge_won(&self) {
+        if let Some(h) = &self.inner.hedge {
+            h.won(0);
+        }
+    }
+
     /// Whether calls are hedged (the tower adapter then sends every attempt a copy).
     #[cfg(feature = "tower")]
     pub(crate) fn hedges(&self) -> bool {
         self.inner.hedge.is_some()
     }
 
-    /// Phases 4 to 6 for a hedged attempt: the attempt itself, and hedges of it as the
-    /// policy says. Each is admitted by the per-attempt guards on its own context, then
-    /// launched (the operation is called here, so the operation is never shared between
-    /// futures) and completed under its own operation timeout. When the first attempt
-    /// answers on its first poll, nothing else is set up (no timer, no allocation).
+    /// Phases 4 to 6 for a hedged attempt whose first poll did not settle it: the attempt
+    /// itself and hedges of it as the policy says. The retry loop admitted and launched the
+    /// first attempt (`launched`) when every per-attempt guard answered at once, and hands
+    /// over its failure (`done`) if it already failed; else it is admitted here. Each hedge
+    /// is admitted by the per-attempt guards on its own context, then launched (the
+    /// operation is called on this future's poll, so it is never shared between the
+    /// attempts' futures) and completed under its own operation timeout.
     pub(super) async fn hedged<'p, T, E, F, Fut, R>(
         &'p self,
         ctx: &mut Context,
         op: &mut F,
         retryable: &R,
+        mut launched: Pin<&mut Option<Running<'p, Fut, C>>>,
+        mut done: Option<(Attempt<T, E>, Outcome)>,
     ) -> (Attempt<T, E>, Outcome)
     where
         C: Classify<T, E>,
@@ -131,20 +143,24 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
             (ctx, Ok(permits))
         };
+        // The first attempt: launched by the retry loop (it may have failed already, as
+        // `done`), else admitted here (a per-attempt guard would have made it wait).
+        let mut first = pin!(if launched.is_some() || done.is_some() {
+            Step::Gone
+        } else {
+            Step::Admit {
+                fut: admit(ctx.clone()),
+            }
+        });
         // Launches an admitted attempt: the operation is called here, on the hedging
         // future's poll, so it is never shared between the attempts' futures.
         let mut launch = |mut ctx: Context, permits: Permits<'p>| {
-            let t0 = inner.time_attempts.then(|| inner.clock.now());
-            Running {
-                op: self.launch(&mut ctx, |c: &Context| op(c)),
-                permits,
-                t0,
-                inner,
-            }
+            self.running(&mut ctx, |c: &Context| op(c), Some(permits))
         };
-        let mut first = pin!(Step::Admit {
-            fut: admit(ctx.clone())
-        });
+        // boxed: it exists only once a call is slower than its first poll
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
+        let mut last = None;
+        let mut done = done.take().map(|r| (0, r));
         // A hedge starts only if the request can still be sent again (the tower adapter's
         // copy) and both budgets allow it.
         let start = |n: u32| retryable() && hedge.admit(n, budget);
@@ -163,13 +179,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
             next = max + 1;
         }
-        // boxed: it exists only once a call is slower than its first poll
-        let mut timer: Option<Pin<Box<Sleep>>> = None;
-        let mut last = None;
         poll_fn(|cx| {
             loop {
-                let mut done = None;
-                if !first.is_gone()
+                if done.is_none()
+                    && let Some(f) = launched.as_mut().as_pin_mut()
+                    && let Poll::Ready(r) = f.poll(cx)
+                {
+                    launched.set(None);
+                    done = Some((0, r));
+                }
+                if done.is_none()
+                    && !first.is_gone()
                     && let Poll::Ready(r) = drive(first.as_mut(), cx, &mut launch)
                 {
                     done = Some((0, r));
@@ -183,10 +203,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         }
                     }
                 }
-                if let Some((n, (result, outcome))) = done {
+                if let Some((n, (result, outcome))) = done.take() {
                     if !retried(&inner.classify, &result, outcome) {
                         // the winner: every other attempt is dropped in this poll
                         first.set(Step::Gone);
+                        launched.set(None);
                         hedges.clear();
                         hedge.won(n);
                         return Poll::Ready((result, outcome));
@@ -205,7 +226,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                             t.as_mut().reset(Instant::now() + d);
                         }
                     }
-                    if first.is_gone() && hedges.is_empty() {
+                    if first.is_gone() && launched.is_none() && hedges.is_empty() {
                         return Poll::Ready(last.take().expect("a failed attempt"));
                     }
                     continue;
@@ -242,6 +263,29 @@ impl<C> Pipeline<C> {
     /// Phase 5 starts: the operation is called under the attempt's deadline (the tighter
     /// of the call's and the operation timeout's, which its `Context` and nested
     /// pipelines see).
+    /// An admitted attempt, launched (see [`Pipeline::launch`]) with its permits.
+    #[inline]
+    pub(super) fn running<'p, F, Fut>(
+        &'p self,
+        ctx: &mut Context,
+        op: F,
+        permits: Option<Permits<'p>>,
+    ) -> Running<'p, Fut, C>
+    where
+        F: FnOnce(&Context) -> Fut,
+        Fut: Future,
+    {
+        let inner = &*self.inner;
+        let t0 = inner.time_attempts.then(|| inner.clock.now());
+        Running {
+            op: self.launch(ctx, op),
+            permits,
+            t0,
+            inner,
+        }
+    }
+
+    #[inline]
     fn launch<F, Fut>(&self, ctx: &mut Context, op: F) -> Launched<Fut>
     where
         F: FnOnce(&Context) -> Fut,
@@ -286,6 +330,7 @@ pin_project_lite::pin_project! {
 impl<T, E, Fut: Future<Output = Result<T, E>>> Future for Launched<Fut> {
     type Output = Attempt<T, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Attempt<T, E>> {
         Poll::Ready(match self.project() {
             LaunchedProj::Timed { fut, limit } => match ready!(fut.poll(cx)) {
@@ -298,12 +343,12 @@ impl<T, E, Fut: Future<Output = Result<T, E>>> Future for Launched<Fut> {
 }
 
 pin_project_lite::pin_project! {
-    /// A launched attempt and its permits: once the operation ends, its result is judged
-    /// and recorded on them.
-    struct Running<'p, Fut, C> {
+    /// A launched attempt and its permits (none without per-attempt guards): once the
+    /// operation ends, its result is judged and recorded on them.
+    pub(super) struct Running<'p, Fut, C> {
         #[pin]
         op: Launched<Fut>,
-        permits: Permits<'p>,
+        permits: Option<Permits<'p>>,
         t0: Option<Duration>,
         inner: &'p Inner<C>,
     }
@@ -327,8 +372,10 @@ where
         let took = this
             .t0
             .map_or(Duration::ZERO, |t0| inner.clock.now().saturating_sub(t0));
-        for p in this.permits.drain(..) {
-            p.record(outcome, took);
+        if let Some(permits) = this.permits.as_mut() {
+            for p in permits.drain(..) {
+                p.record(outcome, took);
+            }
         }
         Poll::Ready((result, outcome))
     }

@@ -1017,6 +1017,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             sink.emit(kind);
         };
         emit(EventKind::CallStarted { deadline });
+        // Each attempt in its own span: the operation is wrapped here, on the observed
+        // path only, so that the engine's code for unobserved calls has no trace of it.
+        #[cfg(feature = "tracing")]
+        let op = crate::telemetry::tracing::traced(op);
         let fut = self.run_full(seed, op, retryable, Some(probe.clone()));
         #[cfg(feature = "tracing")]
         let result = tracing::Instrument::instrument(fut, span.clone()).await;
@@ -1300,12 +1304,68 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     p.attempt_started(attempt);
                 }
                 let (result, outcome) = if hedge {
-                    self.hedged(ctx, &mut op, &retryable).await
+                    // The first attempt is admitted (when every per-attempt guard answers
+                    // at once), launched and polled once here: a quick answer is the whole
+                    // call, with no hedging state set up (no context copy, no timer, no
+                    // allocation). A guard that would queue leaves it to `hedged`.
+                    let mut first = pin!(None);
+                    let mut quick = None;
+                    let mut admitted = true;
+                    let permits = (!inner.attempt_guards.is_empty()).then(|| {
+                        let mut permits = Permits::new();
+                        for g in &inner.attempt_guards {
+                            match g.acquire(ctx) {
+                                Acquire::Ready(Ok(p)) => permits.push(p),
+                                Acquire::Ready(Err(r)) => {
+                                    quick = Some((Attempt::Rejected(r), Outcome::Failure));
+                                    break;
+                                }
+                                Acquire::Wait(_) => {
+                                    admitted = false;
+                                    break;
+                                }
+                            }
+                        }
+                        permits
+                    });
+                    if quick.is_none() && admitted {
+                        first.set(Some(self.running(ctx, |c: &Context| op(c), permits)));
+                    }
+                    // One await: the first attempt's poll and, once it is pending or has
+                    // failed, the hedging (boxed: only such calls pay for its state, and its
+                    // timer, not every call future).
+                    let mut first = Some(first);
+                    let (mut ctx_slot, mut op_slot) = (Some(&mut *ctx), Some(&mut op));
+                    let mut hedging = None;
+                    let retryable = &retryable;
+                    poll_fn(|cx| {
+                        if hedging.is_none() {
+                            let f = first.as_mut().expect("until hedging starts");
+                            if let Some(run) = f.as_mut().as_pin_mut()
+                                && let Poll::Ready(r) = run.poll(cx)
+                            {
+                                f.set(None);
+                                quick = Some(r);
+                            }
+                            if let Some((a, outcome)) = &quick
+                                && !retried(&inner.classify, a, *outcome)
+                            {
+                                self.hedge_won();
+                                return Poll::Ready(quick.take().expect("checked above"));
+                            }
+                            hedging = Some(Box::pin(self.hedged(
+                                ctx_slot.take().expect("once"),
+                                op_slot.take().expect("once"),
+                                retryable,
+                                first.take().expect("once"),
+                                quick.take(),
+                            )));
+                        }
+                        hedging.as_mut().expect("set above").as_mut().poll(cx)
+                    })
+                    .await
                 } else if inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none() {
                     // Phase 6 alone: no need for `attempt`'s future.
-                    #[cfg(feature = "tracing")]
-                    let r = crate::telemetry::tracing::traced(ctx, op(ctx)).await;
-                    #[cfg(not(feature = "tracing"))]
                     let r = op(ctx).await;
                     let outcome = inner.classify.classify(&r);
                     (Attempt::Done(r), outcome)
@@ -1415,8 +1475,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     deadline: Some(deadline),
                     cancel: AMBIENT.try_with(|a| a.cancel.clone()).ok().flatten(),
                 };
-                #[cfg(feature = "tracing")]
-                let fut = crate::telemetry::tracing::traced(ctx, fut);
                 match tokio::time::timeout_at(at, AMBIENT.scope(ambient, fut)).await {
                     Ok(r) => Attempt::Done(r),
                     Err(_) => {
@@ -1430,9 +1488,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     }
                 }
             }
-            #[cfg(feature = "tracing")]
-            None => Attempt::Done(crate::telemetry::tracing::traced(ctx, op(ctx)).await),
-            #[cfg(not(feature = "tracing"))]
             None => Attempt::Done(op(ctx).await),
         };
         let outcome = match &result {

@@ -4,6 +4,7 @@
 
 use crate::bulkhead::IntoBulkhead;
 use crate::circuit::IntoCircuitBreaker;
+use crate::health::HealthAware;
 use crate::pipeline::PipelineBuilder;
 use crate::ratelimit::IntoRateLimiter;
 
@@ -64,5 +65,38 @@ impl<C> PipelineBuilder<C> {
     /// ```
     pub fn bulkhead(self, bulkhead: impl IntoBulkhead) -> Self {
         self.guard_arc(bulkhead.into_guard())
+    }
+
+    /// Adds a health-aware guard at the current position (per call before `.retry(..)`,
+    /// per attempt after it): while its background check says the dependency is
+    /// unhealthy, calls are rejected fast with [`Error::Unhealthy`](crate::Error::Unhealthy)
+    /// without running, and a [`fallback`](Self::fallback) step answers them instead. Pass
+    /// `&health` to keep a handle (clones share the verdict).
+    ///
+    /// ```
+    /// use resilient::fallback::Fallback;
+    /// use resilient::health::HealthAware;
+    /// use resilient::Pipeline;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let health = HealthAware::builder(Duration::from_secs(30), || async { false })
+    ///     .unhealthy_after(1)
+    ///     .build()
+    ///     .unwrap();
+    /// let p = Pipeline::builder()
+    ///     .health_aware(&health)
+    ///     .fallback(Fallback::builder().or_value("cached").build().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(p.stages(), ["fallback(outermost)", "health_aware(per call)"]);
+    /// tokio::time::sleep(Duration::from_secs(31)).await; // the probe failed
+    /// let mut ran = false;
+    /// let r = p.execute(|| { ran = true; async { Ok::<_, ()>("live") } }).await;
+    /// assert_eq!(r.unwrap(), "cached"); // sent to the fallback, never attempted
+    /// assert!(!ran);
+    /// # }
+    /// ```
+    pub fn health_aware(self, health: impl std::borrow::Borrow<HealthAware>) -> Self {
+        self.guard(health.borrow().clone())
     }
 }

@@ -273,6 +273,7 @@ crate::register_pattern! {
 /// assert_eq!(e.to_string(), "boom");
 /// ```
 #[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ParsingError {
@@ -400,6 +401,7 @@ crate::register_pattern! {
 /// # }
 /// ```
 #[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub async fn parse_json<T, E, F, Fut>(
     pipeline: &super::NamedPipeline,
     mut op: F,

@@ -10,7 +10,15 @@ use std::time::Duration;
 use crate::engine::outcome::{Classify, Outcome};
 
 /// An attempt's result seen without its types: `Ok(&value)` or `Err(&error)`, each a
-/// `&dyn Any` to downcast (`r.err().and_then(|e| e.downcast_ref::<std::io::Error>())`).
+/// `&dyn Any` to downcast.
+///
+/// ```
+/// use resilient::registry::AnyResult;
+/// let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
+/// let r: AnyResult<'_> = Err(&e);
+/// let io = r.err().and_then(|e| e.downcast_ref::<std::io::Error>()).unwrap();
+/// assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+/// ```
 pub type AnyResult<'a> = Result<&'a dyn Any, &'a dyn Any>;
 
 /// How a [`Classifier`] judges results of any type: implement it for a pattern that

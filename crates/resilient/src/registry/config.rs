@@ -31,7 +31,8 @@
 //! ```
 //!
 //! A pipeline's stages run in a fixed order: its timeouts; per call, the circuit breaker
-//! then the bulkhead; the retry; per attempt, the rate limiter (the attributes' defaults).
+//! then the bulkhead; the retry; per attempt, the hedge (`hedge = { delay = "50ms" }`,
+//! with `idempotent = true`) and the rate limiter (the attributes' defaults).
 //! A `pattern` pipeline is the pattern's pipeline under the file's name (nothing else goes
 //! with it).
 //!
@@ -713,6 +714,97 @@ impl RetryConfig {
     }
 }
 
+/// How a hedge starts its extra attempts.
+///
+/// ```
+/// use resilient::registry::config::HedgeMode;
+/// let m: HedgeMode = serde_json::from_str("\"parallel\"").unwrap();
+/// assert_eq!(m, HedgeMode::Parallel);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeMode {
+    /// A hedge each time `delay` passes without a result (the default).
+    #[default]
+    Delayed,
+    /// Every attempt at once.
+    Parallel,
+    /// The next attempt once the previous one failed.
+    Fallback,
+}
+
+/// A hedging policy's settings (see [`Hedge`](crate::hedge::Hedge)). A pipeline with one
+/// must also say `idempotent = true`.
+///
+/// ```
+/// use resilient::registry::config::HedgeConfig;
+/// let h: HedgeConfig = serde_json::from_str(r#"{"delay": "50ms", "max_hedges": 2}"#).unwrap();
+/// assert!(h.build().is_ok());
+/// let h: HedgeConfig = serde_json::from_str(r#"{"mode": "delayed"}"#).unwrap();
+/// assert_eq!(h.build().unwrap_err().field(), "hedge.delay");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HedgeConfig {
+    /// How extra attempts start (default `delayed`).
+    #[serde(default)]
+    pub mode: HedgeMode,
+    /// The wait before each hedge (`delayed` only).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub delay: Option<Duration>,
+    /// Extra attempts at most (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hedges: Option<u32>,
+    /// A budget bounding hedges as a fraction of calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetConfig>,
+}
+
+impl HedgeConfig {
+    /// The hedging policy, validated.
+    ///
+    /// ```
+    /// use resilient::registry::config::{HedgeConfig, HedgeMode};
+    /// let h = HedgeConfig { mode: HedgeMode::Parallel, ..Default::default() };
+    /// assert!(h.build().is_ok());
+    /// ```
+    pub fn build(&self) -> Result<crate::hedge::Hedge, ConfigError> {
+        use crate::hedge::Hedge;
+        let mut b = match (self.mode, self.delay) {
+            (HedgeMode::Delayed, Some(d)) => Hedge::delayed(d),
+            (HedgeMode::Delayed, None) => {
+                return Err(ConfigError::new(
+                    "hedge.delay",
+                    "a delayed hedge needs `delay` (the wait before each hedge)",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    "hedge.delay",
+                    "`delay` only applies to `mode = \"delayed\"`",
+                ));
+            }
+            (HedgeMode::Parallel, None) => Hedge::parallel(),
+            (HedgeMode::Fallback, None) => Hedge::fallback(),
+        };
+        if let Some(n) = self.max_hedges {
+            b = b.max_hedges(n);
+        }
+        if let Some(budget) = &self.budget {
+            b = b.budget(
+                RetryBudget::builder(budget.ratio)
+                    .min_per_sec(budget.min_per_sec)
+                    .build()?,
+            );
+        }
+        b.build()
+    }
+}
+
 /// A named pipeline: its timeouts, retry and guards (by name, from the file's sections
 /// or already in the registry), or a `pattern`'s spelling.
 ///
@@ -745,6 +837,12 @@ pub struct PipelineConfig {
     /// A chaos injector's name (per attempt: rejections and latency injected at its rates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos: Option<String>,
+    /// Hedged attempts (needs `idempotent = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
+    /// Whether the operations are safe to run more than once at the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
 }
 
 /// A chaos injector (see `resilient::chaos`): the rejections and latency a pipeline's
@@ -1203,6 +1301,7 @@ impl ConfigFile {
         let fail = |key: &str, e: ConfigError| {
             let keys: &[&str] = match key {
                 "timeout" => &["operation", "request", "circuit"],
+                "hedge" => &["delay", "max_hedges", "budget"],
                 "retry" => &[
                     "attempts",
                     "factor",
@@ -1268,6 +1367,12 @@ impl ConfigFile {
         if let Some(r) = &p.retry {
             b = b.retry(r.build().map_err(|e| fail("retry", e))?);
         }
+        if let Some(yes) = p.idempotent {
+            b = b.idempotent(yes);
+        }
+        if let Some(h) = &p.hedge {
+            b = b.hedge(h.build().map_err(|e| fail("hedge", e))?);
+        }
         if let Some(name) = &p.rate_limit {
             let limiter = match registry.limiter(name) {
                 Ok(l) => l,
@@ -1288,6 +1393,7 @@ impl ConfigFile {
             let key = match e.field().split('.').next() {
                 Some("timeout") => "timeout",
                 Some("retry") => "retry",
+                Some("hedge") => "hedge",
                 Some("circuit") if p.timeout.as_ref().is_some_and(|t| t.circuit.is_some()) => {
                     "timeout"
                 }

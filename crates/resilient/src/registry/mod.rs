@@ -7,10 +7,10 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let registry = Registry::new();
-//! registry.define_breaker("payments", || CircuitBreaker::consecutive_failures(2).build());
+//! registry.define_breaker("payments", || CircuitBreaker::consecutive_failures(2).build()).unwrap();
 //! registry.define_pipeline("payments", |r| {
 //!     Ok(resilient::registry::builder().circuit_breaker(&r.breaker("payments")?).build()?)
-//! });
+//! }).unwrap();
 //!
 //! // One breaker per name: two users of "payments" see the same state.
 //! let pipeline = registry.pipeline("payments").unwrap();
@@ -111,6 +111,15 @@ pub use inventory as __inventory;
 
 /// The type of the registry's own pipelines: one pipeline serves functions of any
 /// `Result<T, E>` type (`T` and `E` `'static`), judged by its [`Classifier`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let p: resilient::registry::NamedPipeline = resilient::registry().pipeline("network").unwrap();
+/// let a: Result<u8, resilient::Error<std::io::Error>> = p.execute(|| async { Ok(1) }).await;
+/// let b: Result<&str, resilient::Error<String>> = p.execute(|| async { Ok("x") }).await;
+/// assert_eq!((a.unwrap(), b.unwrap()), (1, "x"));
+/// # }
+/// ```
 pub type NamedPipeline = Pipeline<Classifier>;
 
 /// A pipeline builder for the registry: `Pipeline::builder()` with the registry's
@@ -122,6 +131,44 @@ pub type NamedPipeline = Pipeline<Classifier>;
 /// ```
 pub fn builder() -> PipelineBuilder<Classifier> {
     Pipeline::builder().classify(Classifier::default())
+}
+
+/// What [`Registry::get`] looks up: breakers, limiters, bulkheads and pipelines.
+///
+/// ```
+/// use resilient::registry::{Named, Registry};
+/// use resilient::Bulkhead;
+/// let r = Registry::new();
+/// r.insert_bulkhead("db", Bulkhead::builder(3).build().unwrap()).unwrap();
+/// assert_eq!(Bulkhead::lookup(&r, "db").unwrap().limit(), 3);
+/// ```
+pub trait Named: Sized {
+    /// The one named `name` in `registry`.
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError>;
+}
+
+impl Named for CircuitBreaker {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.breaker(name)
+    }
+}
+
+impl Named for RateLimiter {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.limiter(name)
+    }
+}
+
+impl Named for Bulkhead {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.bulkhead(name)
+    }
+}
+
+impl<C: Send + Sync + 'static> Named for Pipeline<C> {
+    fn lookup(registry: &Registry, name: &str) -> Result<Self, RegistryError> {
+        registry.pipeline_as(name)
+    }
 }
 
 /// Why a lookup or a definition failed.
@@ -233,9 +280,25 @@ impl From<RegistryError> for ConfigError {
     }
 }
 
-type Define<T> = Arc<dyn Fn(&Registry) -> Result<T, RegistryError> + Send + Sync>;
+type Build<T> = Box<dyn Fn(&Registry) -> Result<T, RegistryError> + Send + Sync>;
 
-/// One kind's names: what is defined (built on first lookup) and what is built.
+/// A definition and, once its first lookup built it, the value. The value's lock is held
+/// while building, so racing first lookups build once.
+struct Slot<T> {
+    build: Build<T>,
+    value: Mutex<Option<T>>,
+}
+
+type Define<T> = Arc<Slot<T>>;
+
+fn slot<T>(build: Build<T>) -> Define<T> {
+    Arc::new(Slot {
+        build,
+        value: Mutex::new(None),
+    })
+}
+
+/// One kind's names: what is defined (built on first lookup) and what was inserted built.
 struct Kind<T> {
     defined: BTreeMap<String, Define<T>>,
     built: BTreeMap<String, T>,
@@ -277,6 +340,8 @@ struct State {
     chaos: Kind<Chaos>,
     /// Patterns added to this registry (besides the ones registered at link time).
     patterns: Vec<PatternRegistration>,
+    /// Pattern pipelines built, by canonical spelling.
+    from_patterns: BTreeMap<String, AnyPipeline>,
 }
 
 /// Named pipelines, breakers, rate limiters and bulkheads: each built once per name (on
@@ -334,20 +399,25 @@ macro_rules! kind_api {
         ///
         #[doc = concat!("```\n", $example, "\n```")]
         pub fn $get(&self, name: impl AsRef<str>) -> Result<$ty, RegistryError> {
-            self.get(|s| &mut s.$field, $kind, name.as_ref())
+            self.lookup(|s| &mut s.$field, $kind, name.as_ref())
         }
 
-        #[doc = concat!("Defines the ", $kind, " `name`: `build` runs on the first lookup (and may look up other names), once. Replaces an earlier definition not yet built.")]
+        #[doc = concat!("Defines the ", $kind, " `name`: `build` runs on the first lookup, once (racing first lookups wait for it); an error if the name is taken.")]
         ///
         #[doc = concat!("```\n", $example, "\n```")]
-        pub fn $define<F, T>(&self, name: impl Into<String>, build: F) -> &Self
+        pub fn $define<F, T>(&self, name: impl Into<String>, build: F) -> Result<(), RegistryError>
         where
             F: Fn() -> Result<T, ConfigError> + Send + Sync + 'static,
             T: Into<$ty>,
         {
-            let f: Define<$ty> = Arc::new(move |_| Ok(build()?.into()));
-            self.lock().$field.defined.insert(name.into(), f);
-            self
+            let name = name.into();
+            let mut s = self.lock();
+            if s.$field.has(&name) {
+                return Err(RegistryError::Duplicate { kind: $kind, name });
+            }
+            let f: Build<$ty> = Box::new(move |_| Ok(build()?.into()));
+            s.$field.defined.insert(name, slot(f));
+            Ok(())
         }
 
         #[doc = concat!("Adds a built ", $kind, " under `name`; an error if the name is taken.")]
@@ -390,7 +460,7 @@ impl Registry {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get<T: Clone>(
+    fn lookup<T: Clone>(
         &self,
         field: impl Fn(&mut State) -> &mut Kind<T>,
         kind: &'static str,
@@ -413,21 +483,21 @@ impl Registry {
                 }
             }
         };
-        // Built outside the lock: a definition may look up other names.
-        let value = define(self).map_err(|e| match e {
+        // Built outside the registry's lock (a definition may look up other names), under
+        // the slot's own: racing first lookups build once.
+        let mut value = define.value.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = &*value {
+            return Ok(v.clone());
+        }
+        let built = (define.build)(self).map_err(|e| match e {
             RegistryError::Invalid { error, .. } => RegistryError::Invalid {
                 name: name.to_owned(),
                 error,
             },
             other => other,
         })?;
-        let mut s = self.lock();
-        // A racing first lookup may have built it already: the first one stored wins.
-        Ok(field(&mut s)
-            .built
-            .entry(name.to_owned())
-            .or_insert(value)
-            .clone())
+        *value = Some(built.clone());
+        Ok(built)
     }
 
     kind_api!(
@@ -440,12 +510,13 @@ impl Registry {
         breaker_names,
         "use resilient::CircuitBreaker;
 let r = resilient::registry::Registry::new();
-r.define_breaker(\"payments\", || CircuitBreaker::consecutive_failures(5).build());
+r.define_breaker(\"payments\", || CircuitBreaker::consecutive_failures(5).build()).unwrap();
 let a = r.breaker(\"payments\").unwrap();
 a.isolate();
 assert_eq!(r.breaker(\"payments\").unwrap().state(), a.state());
 assert_eq!(r.breaker_names(), [\"payments\"]);
-assert!(r.insert_breaker(\"payments\", a).is_err());"
+assert!(r.insert_breaker(\"payments\", a).is_err());
+assert!(r.define_breaker(\"payments\", || CircuitBreaker::consecutive_failures(9).build()).is_err());"
     );
 
     kind_api!(
@@ -459,7 +530,7 @@ assert!(r.insert_breaker(\"payments\", a).is_err());"
         "use resilient::RateLimiter;
 use resilient::ratelimit::Rate;
 let r = resilient::registry::Registry::new();
-r.define_limiter(\"api\", || RateLimiter::gcra(Rate::per_second(1)).build());
+r.define_limiter(\"api\", || RateLimiter::gcra(Rate::per_second(1)).build()).unwrap();
 assert!(r.limiter(\"api\").unwrap().allow().is_ok());
 assert!(r.limiter(\"api\").unwrap().allow().is_err()); // the same limiter
 assert_eq!(r.limiter_names(), [\"api\"]);
@@ -476,7 +547,7 @@ assert!(r.insert_limiter(\"api\", r.limiter(\"api\").unwrap()).is_err());"
         bulkhead_names,
         "use resilient::Bulkhead;
 let r = resilient::registry::Registry::new();
-r.define_bulkhead(\"db\", || Bulkhead::builder(8).build());
+r.define_bulkhead(\"db\", || Bulkhead::builder(8).build()).unwrap();
 assert_eq!(r.bulkhead(\"db\").unwrap().limit(), 8);
 assert_eq!(r.bulkhead_names(), [\"db\"]);
 assert!(r.insert_bulkhead(\"db\", r.bulkhead(\"db\").unwrap()).is_err());"
@@ -501,6 +572,7 @@ assert_eq!(r.chaos_names(), [\"flaky\"]);"
 
     /// Defines the pipeline `name`: `build` runs on the first lookup, once, and may look up
     /// this registry's breakers, limiters and bulkheads by name (so pipelines share them).
+    /// An error if the name is taken.
     /// Any classifier type works; [`Registry::pipeline`] finds it when it is a
     /// [`NamedPipeline`] (built from [`builder()`]), [`Registry::pipeline_as`] otherwise.
     ///
@@ -514,17 +586,29 @@ assert_eq!(r.chaos_names(), [\"flaky\"]);"
     ///         .timeout(Timeout::operation(Duration::from_secs(2)))
     ///         .retry(Retry::exponential(Duration::from_millis(50)).attempts(3))
     ///         .build()?)
-    /// });
+    /// }).unwrap();
     /// assert_eq!(r.pipeline("search").unwrap().stages(), ["Operation(2s)", "Retry"]);
     /// ```
-    pub fn define_pipeline<F, C>(&self, name: impl Into<String>, build: F) -> &Self
+    pub fn define_pipeline<F, C>(
+        &self,
+        name: impl Into<String>,
+        build: F,
+    ) -> Result<(), RegistryError>
     where
         F: Fn(&Registry) -> Result<Pipeline<C>, RegistryError> + Send + Sync + 'static,
         C: Send + Sync + 'static,
     {
-        let f: Define<AnyPipeline> = Arc::new(move |r| Ok(build(r)?.into()));
-        self.lock().pipelines.defined.insert(name.into(), f);
-        self
+        let name = name.into();
+        let mut s = self.lock();
+        if s.pipelines.has(&name) {
+            return Err(RegistryError::Duplicate {
+                kind: "pipeline",
+                name,
+            });
+        }
+        let f: Build<AnyPipeline> = Box::new(move |r| Ok(build(r)?.into()));
+        s.pipelines.defined.insert(name, slot(f));
+        Ok(())
     }
 
     /// Adds a built pipeline under `name`; an error if the name is taken.
@@ -602,7 +686,7 @@ assert_eq!(r.chaos_names(), [\"flaky\"]);"
             s.pipelines.has(name)
         };
         if defined {
-            return self.get(|s| &mut s.pipelines, "pipeline", name);
+            return self.lookup(|s| &mut s.pipelines, "pipeline", name);
         }
         let (pattern, params) = match Params::parse(name) {
             Ok(parsed) => parsed,
@@ -612,12 +696,12 @@ assert_eq!(r.chaos_names(), [\"flaky\"]);"
             return Err(self.unknown_pipeline(name));
         };
         let key = params.spelling(&pattern);
-        if let Some(p) = self.lock().pipelines.built.get(&key) {
+        if let Some(p) = self.lock().from_patterns.get(&key) {
             return Ok(p.clone());
         }
         let built = pattern::build(&found, &params)?;
         let mut s = self.lock();
-        Ok(s.pipelines.built.entry(key).or_insert(built).clone())
+        Ok(s.from_patterns.entry(key).or_insert(built).clone())
     }
 
     fn unknown_pipeline(&self, name: &str) -> RegistryError {
@@ -725,12 +809,30 @@ assert_eq!(r.chaos_names(), [\"flaky\"]);"
         Ok(all)
     }
 
-    /// The names of the pipelines defined or built (patterns' spellings included once
+    /// Typed lookup: the breaker, limiter, bulkhead or pipeline (of any classifier) named
+    /// `name`, by the type asked for.
+    ///
+    /// ```
+    /// use resilient::registry::{NamedPipeline, Registry};
+    /// use resilient::{Bulkhead, CircuitBreaker};
+    /// let r = Registry::new();
+    /// r.define_bulkhead("db", || Bulkhead::builder(2).build()).unwrap();
+    /// let db: Bulkhead = r.get("db").unwrap();
+    /// assert_eq!(db.limit(), 2);
+    /// assert!(r.get::<CircuitBreaker>("db").is_err());
+    /// let network: NamedPipeline = r.get("network").unwrap();
+    /// # let _ = network;
+    /// ```
+    pub fn get<T: Named>(&self, name: impl AsRef<str>) -> Result<T, RegistryError> {
+        T::lookup(self, name.as_ref())
+    }
+
+    /// The names of the pipelines defined or inserted (not the patterns' spellings
     /// looked up), sorted.
     ///
     /// ```
     /// let r = resilient::registry::Registry::new();
-    /// r.define_pipeline("a", |_| Ok(resilient::registry::builder().build()?));
+    /// r.define_pipeline("a", |_| Ok(resilient::registry::builder().build()?)).unwrap();
     /// assert_eq!(r.pipeline_names(), ["a"]);
     /// ```
     pub fn pipeline_names(&self) -> Vec<String> {

@@ -87,6 +87,15 @@ impl AnyPipeline {
 
 /// A pattern's factory: builds the pipeline from the parameters it was given (already
 /// checked against the pattern's declared [`Param`]s).
+///
+/// ```
+/// use resilient::registry::{AnyPipeline, Factory, Params};
+/// fn none(_: &Params) -> Result<AnyPipeline, resilient::ConfigError> {
+///     Ok(resilient::registry::builder().build()?.into())
+/// }
+/// let f: Factory = none;
+/// assert!(f(&Params::new()).is_ok());
+/// ```
 pub type Factory = fn(&Params) -> Result<AnyPipeline, ConfigError>;
 
 /// A parameter a pattern takes: its name, its default (as written) and what it does.

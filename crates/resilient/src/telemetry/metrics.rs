@@ -138,7 +138,7 @@ const PS: &[&str] = &["pipeline", "strategy"];
 
 /// Every instrument, as documented in [this module](self).
 pub const INSTRUMENTS: &[Instrument] = &[
-    i(CALLS, Kind::Counter, "{call}", PO, "Calls by outcome."),
+    i(CALLS, Kind::Counter, "{call}", PO, "Calls by outcome"),
     i(
         ATTEMPTS,
         Kind::Counter,
@@ -153,7 +153,7 @@ pub const INSTRUMENTS: &[Instrument] = &[
         P,
         "Attempts per call.",
     ),
-    i(CALL_DURATION, Kind::Histogram, "s", PO, "Call duration."),
+    i(CALL_DURATION, Kind::Histogram, "s", PO, "Call duration"),
     i(
         ATTEMPT_DURATION,
         Kind::Histogram,
@@ -161,7 +161,7 @@ pub const INSTRUMENTS: &[Instrument] = &[
         PO,
         "Attempt duration.",
     ),
-    i(RETRIES, Kind::Counter, "{retry}", P, "Retries scheduled."),
+    i(RETRIES, Kind::Counter, "{retry}", P, "Retries scheduled"),
     i(
         BUDGET_EXHAUSTED,
         Kind::Counter,

@@ -50,6 +50,9 @@ pub mod tracing;
 
 mod adapters;
 pub use adapters::{fallback_observer, hedge_observer};
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub mod otel;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;

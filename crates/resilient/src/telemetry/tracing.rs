@@ -28,9 +28,6 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 
-use std::pin::Pin;
-use std::task::Poll;
-
 use tracing::instrument::Instrumented;
 use tracing::{Instrument, Level, Span};
 
@@ -172,36 +169,12 @@ fn attempt_span(ctx: &Context) -> Option<Span> {
     ))
 }
 
-pin_project_lite::pin_project! {
-    /// An attempt's future, inside its span when it has one.
-    #[project = TracedProj]
-    pub(crate) enum Traced<F> {
-        Plain { #[pin] fut: F },
-        // Boxed, so that the engine's futures keep their size for calls without spans
-        // (only traced attempts allocate).
-        Spanned { fut: Pin<Box<Instrumented<F>>> },
-    }
-}
-
-impl<F: Future> Future for Traced<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
-        match self.project() {
-            TracedProj::Plain { fut } => fut.poll(cx),
-            TracedProj::Spanned { fut } => fut.as_mut().poll(cx),
-        }
-    }
-}
-
-/// `fut` (the attempt `ctx` describes) inside its `resilient.attempt` span, if it has one.
-#[inline]
-pub(crate) fn traced<F: Future>(ctx: &Context, fut: F) -> Traced<F> {
-    match attempt_span(ctx) {
-        None => Traced::Plain { fut },
-        Some(span) => Traced::Spanned {
-            fut: Box::pin(fut.instrument(span)),
-        },
-    }
+/// `op` with each attempt's future inside its `resilient.attempt` span (a disabled span
+/// when the sink asks for none), for the observed path of the engine.
+pub(crate) fn traced<F, Fut>(mut op: F) -> impl FnMut(&Context) -> Instrumented<Fut>
+where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    move |ctx: &Context| op(ctx).instrument(attempt_span(ctx).unwrap_or_else(Span::none))
 }

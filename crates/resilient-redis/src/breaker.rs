@@ -1,0 +1,518 @@
+//! [`SharedBreaker`]: one circuit breaker's open/closed decision shared by every instance
+//! of a service through Redis.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::{RedisError, Script};
+use resilient::{
+    Acquire, CircuitBreaker, CircuitState, ConfigError, Context, Guard, Outcome, Permit, Rejection,
+    SharedClock, system_clock,
+};
+
+use crate::connection::Connection;
+
+const LUA: &str = include_str!("breaker.lua");
+
+/// A circuit breaker whose open decision is shared by all instances through Redis, with
+/// a local breaker for everything else.
+///
+/// **How it works.** Each instance runs calls through its own local
+/// [`CircuitBreaker`] (the same API, states and events as ever) and counts their outcomes
+/// in two atomics. A background task ([`SharedBreaker::spawn_sync`]) reports those counts
+/// every `sync_interval` in one round trip (a Lua script) and reads back the shared view:
+/// the failures and calls of every instance over the last `window` (buckets on Redis
+/// `TIME`, never a client clock). The script opens the shared circuit when, over the
+/// window, there were at least `min_calls` calls, the failure rate reached `failure_rate`,
+/// and at least `min_instances` distinct instances reported failures; it stays open for
+/// `open_for` (a key with a time to live, on Redis' clock), and every instance then rejects
+/// calls with `CircuitOpen`. After the break, the window starts afresh.
+///
+/// - **No round trip on the call path**: admission reads an atomic (the shared deadline)
+///   and then asks the local breaker; outcomes are batched.
+/// - **Staleness bound**: an instance sees the shared circuit open at most
+///   `sync_interval` plus one round trip (bounded by `timeout`) after the report that
+///   opened it.
+/// - **One bad node does not poison all**: failures from fewer than `min_instances`
+///   instances never open the shared circuit (that instance's local breaker still
+///   protects it).
+/// - **Redis down**: reports fail (counted in [`SharedBreaker::stats`]); a shared open
+///   state already known runs out at its deadline, and each instance falls back to its
+///   local breaker alone until Redis answers again.
+///
+/// Keys share one `{hash tag}` (`resilient:breaker:{NAME}:...`), so Redis Cluster keeps
+/// them on one slot.
+///
+/// ```no_run
+/// use resilient::{CircuitBreaker, Pipeline};
+/// use resilient_redis::{Connection, SharedBreaker};
+/// use std::time::Duration;
+///
+/// # #[tokio::main] async fn main() {
+/// let conn = Connection::open("redis://127.0.0.1/").unwrap();
+/// let breaker = SharedBreaker::builder(conn, "payments")
+///     .local(CircuitBreaker::consecutive_failures(5).build().unwrap())
+///     .failure_rate(0.5)
+///     .min_calls(20)
+///     .min_instances(2)
+///     .open_for(Duration::from_secs(30))
+///     .build()
+///     .unwrap();
+/// let _sync = breaker.spawn_sync(); // reports every 100 ms until dropped
+/// let pipeline = Pipeline::builder().guard(breaker.clone()).build().unwrap();
+/// # let _ = pipeline;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SharedBreaker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local: CircuitBreaker,
+    conn: Connection,
+    script: Script,
+    keys: [String; 3],
+    instance: String,
+    settings: Settings,
+    clock: SharedClock,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    /// The shared circuit's end, in nanoseconds on `clock`; 0 when it is closed.
+    open_until: AtomicU64,
+    syncs: AtomicU64,
+    errors: AtomicU64,
+    last: Mutex<(SharedView, Option<String>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    window: Duration,
+    bucket: Duration,
+    min_calls: u64,
+    failure_rate: f64,
+    min_instances: u64,
+    open_for: Duration,
+    sync_interval: Duration,
+    timeout: Duration,
+}
+
+/// The shared state as the last report read it back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedView {
+    /// Whether the shared circuit is open.
+    pub open: bool,
+    /// How long it stays open (Redis' time to live).
+    pub remaining: Duration,
+    /// Calls of every instance in the window.
+    pub calls: u64,
+    /// Failures of every instance in the window.
+    pub failures: u64,
+    /// Distinct instances that reported failures in the window.
+    pub failing_instances: u64,
+}
+
+/// Counts of a [`SharedBreaker`]'s reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedStats {
+    /// Reports that reached Redis.
+    pub syncs: u64,
+    /// Reports that failed (Redis down, slow or refusing).
+    pub errors: u64,
+    /// The last report's error, if the last report failed.
+    pub last_error: Option<String>,
+    /// What the last successful report read back.
+    pub view: SharedView,
+}
+
+/// Builds a [`SharedBreaker`].
+#[derive(Debug)]
+pub struct SharedBreakerBuilder {
+    conn: Connection,
+    name: String,
+    local: Option<CircuitBreaker>,
+    settings: Settings,
+    instance: Option<String>,
+    prefix: String,
+    clock: Option<SharedClock>,
+}
+
+impl SharedBreaker {
+    /// A shared breaker named `name` (instances using the same name and Redis share it).
+    /// Defaults: a window of 10 s in 1 s buckets, at least 20 calls, a failure rate of
+    /// 0.5, failures from at least 2 instances, open for 30 s, a report every 100 ms with a
+    /// 250 ms timeout, and a local breaker that opens after 5 consecutive failures.
+    pub fn builder(conn: impl Into<Connection>, name: &str) -> SharedBreakerBuilder {
+        SharedBreakerBuilder {
+            conn: conn.into(),
+            name: name.to_owned(),
+            local: None,
+            settings: Settings {
+                window: Duration::from_secs(10),
+                bucket: Duration::from_secs(1),
+                min_calls: 20,
+                failure_rate: 0.5,
+                min_instances: 2,
+                open_for: Duration::from_secs(30),
+                sync_interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(250),
+            },
+            instance: None,
+            prefix: "resilient:breaker:".into(),
+            clock: None,
+        }
+    }
+
+    /// The local breaker.
+    pub fn local(&self) -> &CircuitBreaker {
+        &self.inner.local
+    }
+
+    /// This instance's id in the shared state.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.inner.clock.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// How long the shared circuit stays open, as this instance last heard; `None` when
+    /// it is closed.
+    pub fn shared_open_for(&self) -> Option<Duration> {
+        let until = self.inner.open_until.load(Ordering::Acquire);
+        let now = self.now();
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+
+    /// `Open` while the shared circuit is open, else the local breaker's state.
+    pub fn state(&self) -> CircuitState {
+        if self.shared_open_for().is_some() {
+            CircuitState::Open
+        } else {
+            self.inner.local.state()
+        }
+    }
+
+    /// Report counts.
+    pub fn stats(&self) -> SharedStats {
+        let (view, last_error) = self
+            .inner
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        SharedStats {
+            syncs: self.inner.syncs.load(Ordering::Relaxed),
+            errors: self.inner.errors.load(Ordering::Relaxed),
+            last_error,
+            view,
+        }
+    }
+
+    /// Reports this instance's outcomes since the last report and reads the shared view
+    /// back (one round trip, bounded by the timeout). The background task calls it every
+    /// `sync_interval`; call it yourself to report at once. A failed report keeps its
+    /// counts for the next one.
+    pub async fn sync(&self) -> Result<SharedView, RedisError> {
+        sync(&self.inner).await
+    }
+
+    /// Starts reporting every `sync_interval` on the current tokio runtime, until the
+    /// returned handle (or every clone of this breaker) is dropped. A failed report is
+    /// counted and retried at the next interval: the task does not stop on errors.
+    pub fn spawn_sync(&self) -> SyncTask {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.settings.sync_interval;
+        SyncTask(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let _ = sync(&inner).await;
+            }
+        }))
+    }
+}
+
+async fn sync(inner: &Inner) -> Result<SharedView, RedisError> {
+    let s = inner.successes.swap(0, Ordering::AcqRel);
+    let f = inner.failures.swap(0, Ordering::AcqRel);
+    let st = inner.settings;
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+    let mut inv = inner.script.prepare_invoke();
+    for k in &inner.keys {
+        inv.key(k);
+    }
+    inv.arg(&inner.instance)
+        .arg(s)
+        .arg(f)
+        .arg(ms(st.window))
+        .arg(ms(st.bucket))
+        .arg(st.min_calls)
+        .arg((st.failure_rate * 1000.0).round() as u64)
+        .arg(st.min_instances)
+        .arg(ms(st.open_for));
+    let reply = tokio::time::timeout(st.timeout, inner.conn.invoke(&inv)).await;
+    let reply = match reply {
+        Ok(Ok(r)) if r.len() == 5 => Ok(r),
+        Ok(Ok(r)) => Err(RedisError::from((
+            redis::ErrorKind::Client,
+            "unexpected reply from the shared breaker script",
+            format!("{r:?}"),
+        ))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(RedisError::from((
+            redis::ErrorKind::Io,
+            "the shared breaker's report timed out",
+        ))),
+    };
+    let mut last = inner.last.lock().unwrap_or_else(PoisonError::into_inner);
+    match reply {
+        Ok(r) => {
+            let n = |i: usize| u64::try_from(r[i]).unwrap_or(0);
+            let view = SharedView {
+                open: r[0] == 1,
+                remaining: Duration::from_millis(n(1)),
+                calls: n(2),
+                failures: n(3),
+                failing_instances: n(4),
+            };
+            let now = u64::try_from(inner.clock.now().as_nanos()).unwrap_or(u64::MAX);
+            let until = if view.open {
+                now.saturating_add(u64::try_from(view.remaining.as_nanos()).unwrap_or(u64::MAX))
+            } else {
+                0
+            };
+            inner.open_until.store(until, Ordering::Release);
+            inner.syncs.fetch_add(1, Ordering::Relaxed);
+            *last = (view, None);
+            Ok(view)
+        }
+        Err(e) => {
+            // keep the counts for the next report
+            inner.successes.fetch_add(s, Ordering::AcqRel);
+            inner.failures.fetch_add(f, Ordering::AcqRel);
+            inner.errors.fetch_add(1, Ordering::Relaxed);
+            last.1 = Some(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// The background report task of a [`SharedBreaker`]; dropping it stops the task.
+#[derive(Debug)]
+pub struct SyncTask(tokio::task::JoinHandle<()>);
+
+impl Drop for SyncTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl SharedBreakerBuilder {
+    /// The local breaker (default: open after 5 consecutive failures).
+    pub fn local(mut self, breaker: CircuitBreaker) -> Self {
+        self.local = Some(breaker);
+        self
+    }
+
+    /// The window over which all instances' outcomes are counted, and its bucket size.
+    pub fn window(mut self, window: Duration, bucket: Duration) -> Self {
+        self.settings.window = window;
+        self.settings.bucket = bucket;
+        self
+    }
+
+    /// Calls (of all instances, in the window) needed before the shared circuit opens.
+    pub fn min_calls(mut self, n: u64) -> Self {
+        self.settings.min_calls = n;
+        self
+    }
+
+    /// The failure rate (over all instances' calls in the window) that opens it.
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.settings.failure_rate = rate;
+        self
+    }
+
+    /// Distinct instances that must have reported failures in the window before it opens.
+    pub fn min_instances(mut self, n: u64) -> Self {
+        self.settings.min_instances = n;
+        self
+    }
+
+    /// How long the shared circuit stays open.
+    pub fn open_for(mut self, d: Duration) -> Self {
+        self.settings.open_for = d;
+        self
+    }
+
+    /// How often the background task reports (the staleness bound, with `timeout`).
+    pub fn sync_interval(mut self, d: Duration) -> Self {
+        self.settings.sync_interval = d;
+        self
+    }
+
+    /// The longest a report may take.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.settings.timeout = d;
+        self
+    }
+
+    /// This instance's id (default: a random one).
+    pub fn instance(mut self, id: impl Into<String>) -> Self {
+        self.instance = Some(id.into());
+        self
+    }
+
+    /// The key prefix (default `resilient:breaker:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The clock the shared deadline is kept on locally (default: the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the settings and builds the breaker.
+    ///
+    /// ```
+    /// use resilient_redis::{Connection, SharedBreaker};
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let conn = Connection::open("redis://127.0.0.1:1/").unwrap(); // lazy: nothing dialled
+    /// let err = SharedBreaker::builder(conn, "x").failure_rate(1.5).build().unwrap_err();
+    /// assert_eq!(err.field(), "shared_breaker.failure_rate");
+    /// # }
+    /// ```
+    pub fn build(self) -> Result<SharedBreaker, ConfigError> {
+        let st = self.settings;
+        let positive = |field: &'static str, d: Duration| {
+            if d.is_zero() || d > Duration::from_secs(86_400 * 365) {
+                Err(ConfigError::new(field, "must be between 1 ms and a year"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("shared_breaker.window", st.window)?;
+        positive("shared_breaker.bucket", st.bucket)?;
+        positive("shared_breaker.open_for", st.open_for)?;
+        positive("shared_breaker.sync_interval", st.sync_interval)?;
+        positive("shared_breaker.timeout", st.timeout)?;
+        if st.bucket > st.window || st.window.as_millis() / st.bucket.as_millis().max(1) > 1_000 {
+            return Err(ConfigError::new(
+                "shared_breaker.bucket",
+                "must be at most the window, and the window at most 1,000 buckets",
+            ));
+        }
+        if !(st.failure_rate.is_finite() && st.failure_rate > 0.0 && st.failure_rate <= 1.0) {
+            return Err(ConfigError::new(
+                "shared_breaker.failure_rate",
+                format!("must be in (0, 1], got {}", st.failure_rate),
+            ));
+        }
+        if st.min_instances == 0 || st.min_calls == 0 {
+            return Err(ConfigError::new(
+                "shared_breaker.min_instances",
+                "min_instances and min_calls must be at least 1",
+            ));
+        }
+        let local = match self.local {
+            Some(b) => b,
+            None => CircuitBreaker::consecutive_failures(5)
+                .name(self.name.clone())
+                .build()?,
+        };
+        let tag = format!("{}{{{}}}", self.prefix, self.name);
+        let instance = self
+            .instance
+            .unwrap_or_else(|| format!("{:016x}", fastrand_u64()));
+        Ok(SharedBreaker {
+            inner: Arc::new(Inner {
+                local,
+                conn: self.conn,
+                script: Script::new(LUA),
+                keys: [
+                    format!("{tag}:counts"),
+                    format!("{tag}:failing"),
+                    format!("{tag}:open"),
+                ],
+                instance,
+                settings: st,
+                clock: self.clock.unwrap_or_else(system_clock),
+                successes: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                open_until: AtomicU64::new(0),
+                syncs: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                last: Mutex::new((SharedView::default(), None)),
+            }),
+        })
+    }
+}
+
+/// A random id without another dependency: the process id, the time and an address.
+fn fastrand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
+}
+
+impl fmt::Debug for SharedBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBreaker")
+            .field("instance", &self.inner.instance)
+            .field("key", &self.inner.keys[2])
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Admission: rejected while the shared circuit is open, else the local breaker decides;
+/// each outcome is counted for the next report and handed to the local breaker.
+impl Guard for SharedBreaker {
+    fn name(&self) -> &'static str {
+        "shared-breaker"
+    }
+
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        if let Some(left) = self.shared_open_for() {
+            return Acquire::Ready(Err(Rejection::CircuitOpen {
+                retry_after: Some(left),
+            }));
+        }
+        // The local permit's token, re-issued as ours so that its release comes here first.
+        let rewrap = move |p: Permit<'a>| {
+            let token = p.token();
+            std::mem::forget(p); // it holds only a reference and the token
+            Permit::new(self, token)
+        };
+        match self.inner.local.acquire(ctx) {
+            Acquire::Ready(r) => Acquire::Ready(r.map(rewrap)),
+            Acquire::Wait(w) => Acquire::Wait(Box::pin(async move { w.await.map(rewrap) })),
+        }
+    }
+
+    fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>) {
+        match outcome {
+            Some((Outcome::Success, _)) => {
+                self.inner.successes.fetch_add(1, Ordering::Relaxed);
+            }
+            Some((Outcome::Failure, _)) => {
+                self.inner.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.inner.local.on_release(token, outcome);
+    }
+
+    fn measures_duration(&self) -> bool {
+        self.inner.local.measures_duration()
+    }
+}
