@@ -161,6 +161,16 @@
 //! # }
 //! ```
 //!
+//! For HTTP and gRPC clients, `resilient::http` (feature `http`) has all of this ready:
+//! `http::client(&method)` and `http::grpc()` are one-line presets; failures are classified
+//! by type, never by message (`http::ClassifyError` for I/O,
+//! hyper and reqwest errors, HTTP statuses and gRPC codes); with feature
+//! `reqwest-middleware`, `http::middleware::RetryMiddleware` retries reqwest requests
+//! (idempotent methods or an `Idempotency-Key` only, streaming bodies refused with a typed
+//! `NotReplayable`, hooks that add attempt and deadline headers); `http::attempts` adds the same headers on the tower path; `http::dns` re-resolves
+//! failed names; and `http::server::RateLimitLayer` limits an axum or hyper server per
+//! client, answering 429 with `Retry-After` and the `RateLimit` fields.
+//!
 //! # 2. Which results count as failures
 //!
 //! By default ([`AllErrors`](crate::AllErrors)) every `Err` is a failure and every `Ok` a
