@@ -304,6 +304,8 @@ where
         } else {
             1
         };
+        // hedged attempts run side by side: each is sent a copy while one can be made
+        let hedging = allowed && self.pipeline.hedges();
         let spent = AtomicBool::new(false);
         // set when an attempt had to send the original because no copy could be made
         let unreplayable = AtomicBool::new(false);
@@ -321,7 +323,7 @@ where
                 },
                 |ctx: &Context| {
                     let copy = match &original {
-                        Some(r) if ctx.attempt() < last => {
+                        Some(r) if hedging || ctx.attempt() < last => {
                             let copy = r.try_clone();
                             if copy.is_none() {
                                 unreplayable.store(true, Ordering::Relaxed);
