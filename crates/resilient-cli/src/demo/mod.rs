@@ -366,9 +366,9 @@ async fn run(o: Options) -> Result<(), String> {
     if second.is_some() {
         per_instance.calls_per_s = (settings.calls_per_s / 2).max(1);
     }
-    let protected = {
+    let spawn_protected = |pipeline| {
         let (settings, uri, recorder) = (per_instance.clone(), uri.clone(), recorder.clone());
-        let (d, pipeline) = (o.duration, protect.pipeline.clone());
+        let d = o.duration;
         tokio::spawn(async move {
             drive(
                 Group::Protected,
@@ -381,21 +381,10 @@ async fn run(o: Options) -> Result<(), String> {
             .await
         })
     };
-    let protected_2 = second.as_ref().map(|p2| {
-        let (settings, uri, recorder) = (per_instance.clone(), uri.clone(), recorder.clone());
-        let (d, pipeline) = (o.duration, p2.pipeline.clone());
-        tokio::spawn(async move {
-            drive(
-                Group::Protected,
-                &settings,
-                d,
-                uri,
-                Some(pipeline),
-                recorder,
-            )
-            .await
-        })
-    });
+    let protected = spawn_protected(protect.pipeline.clone());
+    let protected_2 = second
+        .as_ref()
+        .map(|p2| spawn_protected(p2.pipeline.clone()));
 
     // with `--redis`: whether the shared circuit opened (checked every 25 ms)
     let shared_opened = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -113,28 +113,13 @@ impl<C> PipelineBuilder<C> {
         T: Clone + Send + Sync + 'static,
         E: Send + 'static,
     {
-        let mut stages = self.stages;
-        stages.insert(0, "fallback(outermost)".into());
-        PipelineBuilder {
-            name: self.name,
-            tags: self.tags,
-            timeouts: self.timeouts,
-            call_guards: self.call_guards,
-            attempt_guards: self.attempt_guards,
-            retry: self.retry,
-            hedge: self.hedge,
-            idempotent: self.idempotent,
-            classify: WithFallback {
-                inner: self.classify,
-                fallback,
-                _types: PhantomData,
-            },
-            clock: self.clock,
-            stages,
-            error: self.error,
-            typed_hook: true,
-            observers: self.observers,
-        }
+        let mut b = self.wrap_classify(|inner| WithFallback {
+            inner,
+            fallback,
+            _types: PhantomData,
+        });
+        b.stages.insert(0, "fallback(outermost)".into());
+        b
     }
 }
 

@@ -192,6 +192,27 @@ impl Pipeline {
 }
 
 impl<C> PipelineBuilder<C> {
+    /// This builder with its classifier wrapped by `wrap` (a typed hook: a later
+    /// `classify(..)` would drop it, which `build()` then reports).
+    fn wrap_classify<C2>(self, wrap: impl FnOnce(C) -> C2) -> PipelineBuilder<C2> {
+        PipelineBuilder {
+            name: self.name,
+            tags: self.tags,
+            timeouts: self.timeouts,
+            call_guards: self.call_guards,
+            attempt_guards: self.attempt_guards,
+            retry: self.retry,
+            hedge: self.hedge,
+            idempotent: self.idempotent,
+            classify: wrap(self.classify),
+            clock: self.clock,
+            stages: self.stages,
+            error: self.error,
+            typed_hook: true,
+            observers: self.observers,
+        }
+    }
+
     /// Names the operation (shown in [`Context::operation`], events and errors).
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = Some(name.into());
@@ -388,22 +409,7 @@ impl<C> PipelineBuilder<C> {
     where
         F: Fn(&RetryEvent<'_>, FailedAttempt<'_, T, E>) + Send + Sync + 'static,
     {
-        PipelineBuilder {
-            name: self.name,
-            tags: self.tags,
-            timeouts: self.timeouts,
-            call_guards: self.call_guards,
-            attempt_guards: self.attempt_guards,
-            retry: self.retry,
-            hedge: self.hedge,
-            idempotent: self.idempotent,
-            classify: OnRetry::new(self.classify, hook),
-            clock: self.clock,
-            stages: self.stages,
-            error: self.error,
-            typed_hook: true,
-            observers: self.observers,
-        }
+        self.wrap_classify(|c| OnRetry::new(c, hook))
     }
 
     /// Decides which results are retried, separately from which count as failures (the
@@ -441,22 +447,7 @@ impl<C> PipelineBuilder<C> {
     where
         F: Fn(&Result<T, E>) -> bool + Send + Sync + 'static,
     {
-        PipelineBuilder {
-            name: self.name,
-            tags: self.tags,
-            timeouts: self.timeouts,
-            call_guards: self.call_guards,
-            attempt_guards: self.attempt_guards,
-            retry: self.retry,
-            hedge: self.hedge,
-            idempotent: self.idempotent,
-            classify: RetryIf::new(self.classify, retry),
-            clock: self.clock,
-            stages: self.stages,
-            error: self.error,
-            typed_hook: true,
-            observers: self.observers,
-        }
+        self.wrap_classify(|c| RetryIf::new(c, retry))
     }
 
     /// Prices each retry by the result that led to it (per error kind, or from the
@@ -484,22 +475,7 @@ impl<C> PipelineBuilder<C> {
     where
         F: Fn(&Result<T, E>) -> u64 + Send + Sync + 'static,
     {
-        PipelineBuilder {
-            name: self.name,
-            tags: self.tags,
-            timeouts: self.timeouts,
-            call_guards: self.call_guards,
-            attempt_guards: self.attempt_guards,
-            retry: self.retry,
-            hedge: self.hedge,
-            idempotent: self.idempotent,
-            classify: RetryCost::new(self.classify, cost),
-            clock: self.clock,
-            stages: self.stages,
-            error: self.error,
-            typed_hook: true,
-            observers: self.observers,
-        }
+        self.wrap_classify(|c| RetryCost::new(c, cost))
     }
 
     /// A server-directed delay read from any result, `Ok` included: an HTTP 429 or 503
@@ -544,22 +520,7 @@ impl<C> PipelineBuilder<C> {
     where
         F: Fn(&Result<T, E>) -> Option<Duration> + Send + Sync + 'static,
     {
-        PipelineBuilder {
-            name: self.name,
-            tags: self.tags,
-            timeouts: self.timeouts,
-            call_guards: self.call_guards,
-            attempt_guards: self.attempt_guards,
-            retry: self.retry,
-            hedge: self.hedge,
-            idempotent: self.idempotent,
-            classify: DelayFrom::new(self.classify, delay),
-            clock: self.clock,
-            stages: self.stages,
-            error: self.error,
-            typed_hook: true,
-            observers: self.observers,
-        }
+        self.wrap_classify(|c| DelayFrom::new(c, delay))
     }
 
     /// Validates the configuration and builds the pipeline.
