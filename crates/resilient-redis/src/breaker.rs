@@ -185,6 +185,9 @@ impl SharedBreaker {
     /// it is closed.
     pub fn shared_open_for(&self) -> Option<Duration> {
         let until = self.inner.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return None; // closed: no clock read on the call path
+        }
         let now = self.now();
         (until > now).then(|| Duration::from_nanos(until - now))
     }
@@ -433,7 +436,7 @@ impl SharedBreakerBuilder {
         let tag = format!("{}{{{}}}", self.prefix, self.name);
         let instance = self
             .instance
-            .unwrap_or_else(|| format!("{:016x}", fastrand_u64()));
+            .unwrap_or_else(|| format!("{:016x}", random_id()));
         Ok(SharedBreaker {
             inner: Arc::new(Inner {
                 local,
@@ -458,8 +461,9 @@ impl SharedBreakerBuilder {
     }
 }
 
-/// A random id without another dependency: the process id, the time and an address.
-fn fastrand_u64() -> u64 {
+/// A random instance id without another dependency: the process id and the time, hashed
+/// with a randomly seeded hasher.
+fn random_id() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
 }

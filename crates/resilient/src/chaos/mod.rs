@@ -353,6 +353,16 @@ impl Chaos {
         }
     }
 
+    /// Counts an attempt and draws its injected latency (both injection points start so).
+    fn draw_latency(&self) -> Option<Duration> {
+        let i = &self.inner;
+        i.calls.fetch_add(1, Ordering::Relaxed);
+        self.hit(load_rate(&i.latency_rate)).then(|| {
+            i.delays.fetch_add(1, Ordering::Relaxed);
+            Duration::from_nanos(i.latency.load(Ordering::Relaxed))
+        })
+    }
+
     /// Draws the injections for one attempt: latency, fault and outcome, each independently
     /// at its rate (a fault and an outcome drawn together count as a fault). Nothing is
     /// drawn or counted while disabled.
@@ -372,11 +382,7 @@ impl Chaos {
             return Injection::default();
         }
         let i = &self.inner;
-        i.calls.fetch_add(1, Ordering::Relaxed);
-        let latency = self.hit(load_rate(&i.latency_rate)).then(|| {
-            i.delays.fetch_add(1, Ordering::Relaxed);
-            Duration::from_nanos(i.latency.load(Ordering::Relaxed))
-        });
+        let latency = self.draw_latency();
         let fault = self.hit(load_rate(&i.fault));
         let outcome = self.hit(load_rate(&i.outcome)) && !fault;
         if fault {
@@ -576,11 +582,7 @@ impl Guard for Chaos {
             return Acquire::Ready(Ok(Permit::none()));
         }
         let i = &self.inner;
-        i.calls.fetch_add(1, Ordering::Relaxed);
-        let delay = self.hit(load_rate(&i.latency_rate)).then(|| {
-            i.delays.fetch_add(1, Ordering::Relaxed);
-            Duration::from_nanos(i.latency.load(Ordering::Relaxed))
-        });
+        let delay = self.draw_latency();
         let reject = self.hit(load_rate(&i.reject));
         let answer = if reject {
             i.rejections.fetch_add(1, Ordering::Relaxed);

@@ -353,95 +353,55 @@ impl LiveConfig {
         // what is carried over goes into the new registry first, and out of the config
         // that builds the rest
         let mut rest = config.clone();
-        for (name, c) in &config.breakers {
-            let key = format!("breakers.{name}");
-            match (old.breakers.get(name), old_registry.breaker(name)) {
-                (Some(was), Ok(b)) if was == c => {
-                    rest.breakers.remove(name);
-                    let _ = fresh.insert_breaker(name.clone(), b);
-                    report.kept.push(key);
-                }
-                (Some(_), _) => report.replaced.push(key),
-                (None, _) => report.added.push(key),
-            }
-        }
-        for (name, c) in &config.limiters {
-            let key = format!("limiters.{name}");
-            match (old.limiters.get(name), old_registry.limiter(name)) {
-                (Some(was), Ok(l)) if was == c => {
-                    rest.limiters.remove(name);
-                    let _ = fresh.insert_limiter(name.clone(), l);
-                    report.kept.push(key);
-                }
-                (Some(was), Ok(l)) if rerate(was, c, &l) => {
-                    rest.limiters.remove(name);
-                    let _ = fresh.insert_limiter(name.clone(), l);
-                    report.adjusted.push(key);
-                }
-                (Some(_), _) => report.replaced.push(key),
-                (None, _) => report.added.push(key),
-            }
-        }
-        for (name, c) in &config.bulkheads {
-            let key = format!("bulkheads.{name}");
-            match (old.bulkheads.get(name), old_registry.bulkhead(name)) {
-                (Some(was), Ok(b)) if was == c => {
-                    rest.bulkheads.remove(name);
-                    let _ = fresh.insert_bulkhead(name.clone(), b);
-                    report.kept.push(key);
-                }
-                (Some(_), _) => report.replaced.push(key),
-                (None, _) => report.added.push(key),
-            }
-        }
-        for (name, c) in &config.chaos {
-            let key = format!("chaos.{name}");
-            match (old.chaos.get(name), old_registry.chaos(name)) {
-                (Some(was), Ok(x)) if was == c => {
-                    rest.chaos.remove(name);
-                    let _ = fresh.insert_chaos(name.clone(), x);
-                    report.kept.push(key);
-                }
-                (Some(was), Ok(x)) if c.apply_to(&x, was) => {
-                    rest.chaos.remove(name);
-                    let _ = fresh.insert_chaos(name.clone(), x);
-                    report.adjusted.push(key);
-                }
-                (Some(_), _) => report.replaced.push(key),
-                (None, _) => report.added.push(key),
-            }
-        }
-        let gone = |kind: &str, old: Vec<&String>, new: &dyn Fn(&String) -> bool| {
-            old.into_iter()
-                .filter(|n| !new(n))
-                .map(|n| format!("{kind}.{n}"))
-                .collect::<Vec<_>>()
-        };
-        report
-            .removed
-            .extend(gone("breakers", old.breakers.keys().collect(), &|n| {
-                config.breakers.contains_key(n)
-            }));
-        report
-            .removed
-            .extend(gone("limiters", old.limiters.keys().collect(), &|n| {
-                config.limiters.contains_key(n)
-            }));
-        report
-            .removed
-            .extend(gone("bulkheads", old.bulkheads.keys().collect(), &|n| {
-                config.bulkheads.contains_key(n)
-            }));
-        report
-            .removed
-            .extend(gone("chaos", old.chaos.keys().collect(), &|n| {
-                config.chaos.contains_key(n)
-            }));
-        report
-            .removed
-            .extend(gone("pipelines", old.pipelines.keys().collect(), &|n| {
-                config.pipelines.contains_key(n)
-            }));
+        carry(
+            (
+                "breakers",
+                &config.breakers,
+                &old.breakers,
+                &mut rest.breakers,
+            ),
+            |n| old_registry.breaker(n),
+            |_, _, _| false,
+            |n, b| drop(fresh.insert_breaker(n, b)),
+            &mut report,
+        );
+        carry(
+            (
+                "limiters",
+                &config.limiters,
+                &old.limiters,
+                &mut rest.limiters,
+            ),
+            |n| old_registry.limiter(n),
+            rerate,
+            |n, l| drop(fresh.insert_limiter(n, l)),
+            &mut report,
+        );
+        carry(
+            (
+                "bulkheads",
+                &config.bulkheads,
+                &old.bulkheads,
+                &mut rest.bulkheads,
+            ),
+            |n| old_registry.bulkhead(n),
+            |_, _, _| false,
+            |n, b| drop(fresh.insert_bulkhead(n, b)),
+            &mut report,
+        );
+        carry(
+            ("chaos", &config.chaos, &old.chaos, &mut rest.chaos),
+            |n| old_registry.chaos(n),
+            |was, now, x| now.apply_to(x, was),
+            |n, x| drop(fresh.insert_chaos(n, x)),
+            &mut report,
+        );
+        report.removed.extend(
+            old.pipelines
+                .keys()
+                .filter(|n| !config.pipelines.contains_key(*n))
+                .map(|n| format!("pipelines.{n}")),
+        );
 
         fresh.load(&rest, file).map_err(|e| self.reject(e))?;
         let mut built = BTreeMap::new();
@@ -582,6 +542,53 @@ impl fmt::Debug for ConfigWatcher {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// One kind of strategy: its name, its new and old settings by name, and the part of the
+/// new configuration still to be built.
+type Kind<'a, C> = (
+    &'a str,
+    &'a BTreeMap<String, C>,
+    &'a BTreeMap<String, C>,
+    &'a mut BTreeMap<String, C>,
+);
+
+/// One kind of strategy (`kind`, its new and old settings by name, and the part of the new
+/// configuration still to be built): each one whose settings are unchanged, or that
+/// `adjust(was, now, built)` changes in place, is taken from the old registry (`built`) into
+/// the new one (`insert`) and removed from `rest`; the report says what became of each name.
+fn carry<C: PartialEq, T>(
+    (kind, new, old, rest): Kind<'_, C>,
+    built: impl Fn(&str) -> Result<T, RegistryError>,
+    adjust: impl Fn(&C, &C, &T) -> bool,
+    insert: impl Fn(String, T),
+    report: &mut ReloadReport,
+) {
+    for (name, now) in new {
+        let key = format!("{kind}.{name}");
+        let Some(was) = old.get(name) else {
+            report.added.push(key);
+            continue;
+        };
+        match built(name) {
+            Ok(x) if was == now => {
+                report.kept.push(key);
+                rest.remove(name);
+                insert(name.clone(), x);
+            }
+            Ok(x) if adjust(was, now, &x) => {
+                report.adjusted.push(key);
+                rest.remove(name);
+                insert(name.clone(), x);
+            }
+            _ => report.replaced.push(key),
+        }
+    }
+    report.removed.extend(
+        old.keys()
+            .filter(|n| !new.contains_key(*n))
+            .map(|n| format!("{kind}.{n}")),
+    );
 }
 
 /// Whether `l` (built from `was`) can take `now` by a rate change in place, and made it.
