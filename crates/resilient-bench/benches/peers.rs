@@ -21,8 +21,11 @@
 //! Arguments after `--`: a filter (a substring of row names; several are OR-ed),
 //! `--rounds N` (default 7, env `PEERS_ROUNDS`), `--ms M` (round length per contender,
 //! default 200, env `PEERS_MS`), `--tsv` (also print one tab-separated line per contender
-//! with every round's figure). Without `--bench` (as `cargo test --all-targets` runs it)
-//! every contender is only checked and run briefly.
+//! with every round's figure), `--only NAME` (only the contender of that exact name; may be
+//! repeated), `--list` (print every row and contender, tab-separated, and run nothing). Without `--bench` (as `cargo test --all-targets` runs it) every contender is
+//! only checked and run twice `--iters N` calls (default 1,000): run under callgrind with two
+//! values of N, the difference of the totals gives exact instructions per call
+//! (`scripts/peers-instructions.sh` does it for every contender).
 
 use std::fmt;
 use std::future::Future;
@@ -111,6 +114,12 @@ fn floor<'a>(name: &'static str, run: impl FnMut(u64) -> Duration + 'a) -> Conte
 
 struct Config {
     filters: Vec<String>,
+    /// contender filter (exact contender names)
+    only: Vec<String>,
+    /// print the rows and contenders (tab-separated), run nothing
+    list: bool,
+    /// calls per run in quick mode
+    iters: u64,
     rounds: usize,
     round: Duration,
     tsv: bool,
@@ -123,6 +132,9 @@ impl Config {
         let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
         let mut cfg = Config {
             filters: Vec::new(),
+            only: Vec::new(),
+            list: false,
+            iters: 1_000,
             rounds: env("PEERS_ROUNDS").unwrap_or(7) as usize,
             round: Duration::from_millis(env("PEERS_MS").unwrap_or(200)),
             tsv: std::env::var_os("PEERS_TSV").is_some(),
@@ -140,6 +152,9 @@ impl Config {
                 "--rounds" => cfg.rounds = number("--rounds") as usize,
                 "--ms" => cfg.round = Duration::from_millis(number("--ms")),
                 "--tsv" => cfg.tsv = true,
+                "--iters" => cfg.iters = number("--iters").max(1),
+                "--only" => cfg.only.extend(args.next()),
+                "--list" => cfg.list = true,
                 // what libtest-style runners may pass
                 s if s.starts_with('-') => {}
                 s => cfg.filters.push(s.to_owned()),
@@ -187,8 +202,8 @@ impl Harness {
     /// Iterations for one round of about `cfg.round` (also the contender's warm-up).
     fn calibrate(&self, run: &mut Runner<'_>) -> u64 {
         if self.cfg.quick {
-            run(1_000);
-            return 1_000;
+            run(self.cfg.iters);
+            return self.cfg.iters;
         }
         let probe = self.cfg.round / 10;
         let mut n: u64 = 1_000;
@@ -204,6 +219,17 @@ impl Harness {
 
     fn measure(&mut self, row: &'static str, mut contenders: Vec<Contender<'_>>) {
         if !self.wants(row) {
+            return;
+        }
+        let only = &self.cfg.only;
+        contenders.retain(|c| only.is_empty() || only.iter().any(|o| c.name == o.as_str()));
+        if self.cfg.list {
+            for c in &contenders {
+                println!("{row}\t{}", c.name);
+            }
+            return;
+        }
+        if contenders.is_empty() {
             return;
         }
         eprintln!("peers: {row}");
@@ -242,6 +268,9 @@ impl Harness {
 
     fn report(&self) {
         let cfg = &self.cfg;
+        if cfg.list {
+            return;
+        }
         println!(
             "rounds: {}, round length per contender: {} ms{}",
             if cfg.quick { 1 } else { cfg.rounds },
