@@ -53,6 +53,21 @@ pub trait LimitAlgorithm: Send + 'static {
     fn initial(&self) -> usize;
     /// The limit after `sample`, given the current `limit`.
     fn update(&mut self, limit: usize, sample: Sample) -> usize;
+
+    /// Whether [`update`](Self::update) reads [`Sample::rtt`] (default `true`). An
+    /// algorithm that does not is fed a zero `rtt`, and the bulkhead then reads no clock
+    /// for its calls.
+    ///
+    /// ```
+    /// use resilient::bulkhead::{Aimd, LimitAlgorithm, Vegas};
+    /// use std::time::Duration;
+    /// assert!(!Aimd::new(10, 1, 100).uses_rtt()); // reacts to failures only
+    /// assert!(Aimd::new(10, 1, 100).timeout(Duration::from_secs(1)).uses_rtt());
+    /// assert!(Vegas::new(10, 1, 100).uses_rtt());
+    /// ```
+    fn uses_rtt(&self) -> bool {
+        true
+    }
 }
 
 /// Additive increase, multiplicative decrease: +1 after a call that finished while the
@@ -120,6 +135,11 @@ impl LimitAlgorithm for Aimd {
             limit
         };
         next.clamp(self.min, self.max)
+    }
+
+    /// Only with a [`timeout`](Aimd::timeout): a plain AIMD reacts to failures alone.
+    fn uses_rtt(&self) -> bool {
+        self.timeout != Duration::MAX
     }
 }
 

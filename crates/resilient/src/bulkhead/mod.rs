@@ -29,7 +29,12 @@ use crate::engine::outcome::Outcome;
 use crate::engine::telemetry::GuardGauges;
 
 mod adaptive;
+#[cfg(feature = "tower")]
+mod layer;
 mod sync;
+
+#[cfg(feature = "tower")]
+pub use self::layer::{BulkheadLayer, BulkheadService, ResponseFuture};
 
 pub use self::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
 
@@ -79,6 +84,8 @@ struct Inner {
 /// a sample arriving while another is being applied is skipped, so releases never wait.
 struct Adaptive {
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// The algorithm reads latencies ([`LimitAlgorithm::uses_rtt`]): calls are timed.
+    uses_rtt: bool,
     on_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
 
@@ -300,9 +307,13 @@ impl BulkheadBuilder {
                 ),
             ));
         }
-        let adaptive = self.adaptive.as_ref().map(|make| Adaptive {
-            algorithm: Mutex::new(make()),
-            on_change: self.on_limit_change.clone(),
+        let adaptive = self.adaptive.as_ref().map(|make| {
+            let algorithm = make();
+            Adaptive {
+                uses_rtt: algorithm.uses_rtt(),
+                algorithm: Mutex::new(algorithm),
+                on_change: self.on_limit_change.clone(),
+            }
         });
         let limit = match &adaptive {
             Some(a) => match a.algorithm.lock() {
@@ -452,6 +463,32 @@ impl Inner {
         }
     }
 
+    /// Whether calls are timed: an adaptive algorithm reads their latency.
+    #[inline]
+    fn times_calls(&self) -> bool {
+        self.adaptive.as_ref().is_some_and(|a| a.uses_rtt)
+    }
+
+    /// A queued caller's wait for a slot handed over by a release, within `max_wait`:
+    /// `true` once it holds one. (The caller's place in the queue is its own guard.)
+    async fn wait_handed(&self) -> bool {
+        // A wait too long to ever end is no limit (and no timer).
+        let got = match crate::engine::context::within_horizon(self.max_wait) {
+            Some(d) => tokio::time::timeout(d, self.slots.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => self.slots.acquire().await.ok(),
+        };
+        match got {
+            Some(p) => {
+                p.forget();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Takes a free slot, or joins the queue if it has room: one decision on the state
     /// word, so a slot given back meanwhile is seen.
     fn admit(&self) -> Admit<'_> {
@@ -520,20 +557,10 @@ impl Guard for Bulkhead {
         };
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
-            // A wait too long to ever end is no limit (and no timer).
-            let got = match crate::engine::context::within_horizon(self.inner.max_wait) {
-                Some(d) => tokio::time::timeout(d, self.inner.slots.acquire())
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-                None => self.inner.slots.acquire().await.ok(),
-            };
-            match got {
-                Some(p) => {
-                    p.forget();
-                    Ok(Permit::new(self, 0))
-                }
-                None => Err(Rejection::BulkheadFull),
+            if self.inner.wait_handed().await {
+                Ok(Permit::new(self, 0))
+            } else {
+                Err(Rejection::BulkheadFull)
             }
         }))
     }
@@ -548,9 +575,9 @@ impl Guard for Bulkhead {
         }
     }
 
-    /// Only an adaptive bulkhead times its calls.
+    /// Only an adaptive bulkhead whose algorithm reads latencies times its calls.
     fn measures_duration(&self) -> bool {
-        self.inner.adaptive.is_some()
+        self.inner.times_calls()
     }
 
     /// Blocking callers never queue: with no free slot they get
