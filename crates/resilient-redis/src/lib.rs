@@ -56,8 +56,12 @@
 //!
 //! # Shared circuit breaker state
 //!
-//! Not yet: this crate shares rate limits only. [`Connection`] does not depend on the
-//! limiter, so a shared breaker store can reuse it (and the same cluster hash tags).
+//! [`SharedBreaker`] shares one circuit's open decision among a fleet: outcomes are
+//! reported in batches (no round trip on the call path), the fleet trips only on failures
+//! from `min_instances` distinct instances, and each instance's local
+//! [`CircuitBreaker`](resilient::CircuitBreaker) follows the shared phases through the
+//! breaker's [`RemoteStore`](resilient::circuit::RemoteStore) seam (deadlines on Redis'
+//! clock, a shared failed-recovery count).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
