@@ -9,6 +9,9 @@
 //!   server forgot it) decides every limit of a key at once on the server's clock
 //!   (`TIME`: callers' clocks never matter), writes only when every limit admits, and
 //!   sets each key to expire once it is full again (an expired key equals a fresh one).
+//!   Concurrent decisions share round trips: while one script is in flight, those that
+//!   arrive go together in the next, decided in order
+//!   ([`RedisLimiterBuilder::max_batch`]).
 //! - **The same [`Decision`](resilient::ratelimit::Decision) and
 //!   [`Verdict`](resilient::ratelimit::Verdict)** as the local limiters, so the same
 //!   `RateLimit`/`Retry-After` headers come out (`resilient::ratelimit::headers`).
