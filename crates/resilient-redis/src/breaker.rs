@@ -181,9 +181,9 @@ impl RemoteStore for Link {
     /// `min_instances` instances.
     fn propose(&self, p: Proposal) {
         let shared = self.in_shared.load(Ordering::Acquire);
-        if p.phase.state == CircuitState::Closed
-            || !matches!(p.phase.state, CircuitState::Open | CircuitState::HalfOpen)
-        {
+        // A phase with no end (closed, or forced by hand) no longer descends from a
+        // shared break.
+        if !matches!(p.phase.state, CircuitState::Open | CircuitState::HalfOpen) {
             self.in_shared.store(false, Ordering::Release);
         }
         if !shared || p.from != CircuitState::HalfOpen {
