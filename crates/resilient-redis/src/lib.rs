@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod breaker;
 mod connection;
 mod guard;

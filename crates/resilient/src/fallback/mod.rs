@@ -63,6 +63,9 @@ impl<T: Clone, E> Clone for Step<T, E> {
     }
 }
 
+/// Tells a pipeline's observer that chain `name` used alternative `n` (from 1).
+pub(crate) type FallbackReport = Arc<dyn Fn(&'static str, usize) + Send + Sync>;
+
 /// An alternative was used: which one (1 for the first) and the failure that led to it.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -170,6 +173,19 @@ where
     where
         Fut: Future<Output = Result<T, Error<E>>>,
     {
+        self.run_reporting(primary, None).await
+    }
+
+    /// [`run`](Self::run), also telling `report` (a pipeline's observer) of each
+    /// alternative used, after this chain's own observer.
+    pub(crate) async fn run_reporting<Fut>(
+        &self,
+        primary: Fut,
+        report: Option<FallbackReport>,
+    ) -> Result<T, Error<E>>
+    where
+        Fut: Future<Output = Result<T, Error<E>>>,
+    {
         let first = match primary.await {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -186,6 +202,9 @@ where
                     alternative: i + 1,
                     failure: &failure,
                 });
+            }
+            if let Some(report) = &report {
+                report(self.name, i + 1);
             }
             let next = match step {
                 Step::Value(v) => return Ok(v.clone()),

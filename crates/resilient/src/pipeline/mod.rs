@@ -24,7 +24,7 @@ use std::borrow::BorrowMut;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ use crate::engine::telemetry::{
     error_outcome,
 };
 use crate::engine::timeouts::Timeouts;
+use crate::fallback::FallbackReport;
 use crate::hedge::Hedge;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
@@ -130,6 +131,8 @@ struct Inner<C> {
     stages: Vec<String>,
     /// Where events go, when the pipeline has an observer.
     sink: Option<Arc<Sink>>,
+    /// The observer's report of fallback alternatives used (`execute_with_fallback`).
+    fallback_report: Option<FallbackReport>,
     /// What the observer reads gauges from (held here, weakly by the observer).
     #[allow(dead_code)] // kept alive for the observers' weak references
     gauges: Option<Arc<dyn GaugeSource>>,
@@ -162,6 +165,8 @@ pub struct PipelineBuilder<C = AllErrors> {
     /// Whether `on_retry` wrapped the classifier (a later `classify` would drop the hook).
     typed_hook: bool,
     observers: Vec<SharedObserver>,
+    /// Where `build()` puts the observer's fallback report for the `.fallback(..)` steps.
+    fallback_report: Arc<OnceLock<FallbackReport>>,
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -190,6 +195,7 @@ impl Pipeline {
             error: None,
             typed_hook: false,
             observers: Vec::new(),
+            fallback_report: Arc::default(),
         }
     }
 }
@@ -213,6 +219,7 @@ impl<C> PipelineBuilder<C> {
             error: self.error,
             typed_hook: true,
             observers: self.observers,
+            fallback_report: self.fallback_report,
         }
     }
 
@@ -373,6 +380,7 @@ impl<C> PipelineBuilder<C> {
             error: self.error,
             typed_hook: self.typed_hook,
             observers: self.observers,
+            fallback_report: self.fallback_report,
         }
     }
 
@@ -602,10 +610,23 @@ impl<C> PipelineBuilder<C> {
             sink.observer.attach(Arc::downgrade(&view));
             view
         });
+        let fallback_report = sink.as_ref().map(|sink| {
+            let sink = sink.clone();
+            let report: FallbackReport = Arc::new(move |fallback, alternative| {
+                sink.emit(EventKind::FallbackUsed {
+                    fallback,
+                    alternative,
+                })
+            });
+            // the `.fallback(..)` steps' chains report to the observer too
+            let _ = self.fallback_report.set(report.clone());
+            report
+        });
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
                 gauges,
+                fallback_report,
                 name: self.name,
                 tags,
                 timeouts: self.timeouts,
