@@ -12,8 +12,10 @@ pub(crate) struct Pending {
     /// `PREFIX{KEY}`.
     pub(crate) base: String,
     pub(crate) cost: u64,
-    /// The verdict, or `None` if the round trip failed.
-    pub(crate) tx: oneshot::Sender<Option<Verdict>>,
+    /// The units asked for: `cost`, or a lease's size (see `RedisLimiterBuilder::lease`).
+    pub(crate) want: u64,
+    /// The verdict and the units granted, or `None` if the round trip failed.
+    pub(crate) tx: oneshot::Sender<Option<(Verdict, u64)>>,
 }
 
 /// A queue whose batches are sent one at a time.

@@ -3,7 +3,7 @@
 -- the ones before it (exactly as N scripts run one after another at the same instant).
 --
 -- ARGV[1]: L, the number of limits; then four per limit: algorithm, a, b, c (times in
--- microseconds); then the N costs.
+-- microseconds); then the stride (see below) and the N costs.
 -- KEYS[(j-1)*L + i]: the state of limit i for decision j (a decision's keys all under one
 -- {hash tag}, so one Cluster slot; a batch on a Cluster shares one tag).
 -- Returns, per decision and limit: remaining if it admits (-1 - remaining if not),
@@ -240,11 +240,19 @@ for i = 1, L do
   params[i] = {tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])}
 end
 
+-- ARGV[2 + 4L]: the stride of the costs: 1 (one cost per decision) or 2 (a cost and the
+-- units wanted, for leases: the wanted units are tried first, then the cost alone). With
+-- stride 2 each decision's reply ends with the units granted (0: denied).
 local res = {}
 local first_cost = 2 + 4 * L
-direct = L == 1
-for j = 0, #ARGV - first_cost do
-  cost = tonumber(ARGV[first_cost + j])
+local stride = tonumber(ARGV[first_cost])
+first_cost = first_cost + 1
+direct = L == 1 and stride == 1
+
+-- Decision j at cost c, its replies written into out from out[at + 1]; true if every
+-- limit admits. Nothing is written to Redis (unless direct) before commit().
+local function decide(j, c, out, at)
+  cost = c
   nw = 0
   if #writes > 0 then
     writes = {}
@@ -257,18 +265,48 @@ for j = 0, #ARGV - first_cost do
       all = false
       remaining = -1 - remaining
     end
-    local r = #res
-    res[r + 1] = remaining
-    res[r + 2] = math.ceil(reset)
-    res[r + 3] = math.ceil(retry)
+    local r = at + (i - 1) * 3
+    out[r + 1] = remaining
+    out[r + 2] = math.ceil(reset)
+    out[r + 3] = math.ceil(retry)
   end
-  if all then
-    for w = 1, nw do
-      redis.call('SET', wk[w], wv[w], 'PX', wt[w])
+  return all
+end
+
+local function commit()
+  for w = 1, nw do
+    redis.call('SET', wk[w], wv[w], 'PX', wt[w])
+  end
+  for _, cmd in ipairs(writes) do
+    redis.call(unpack(cmd))
+  end
+end
+
+local row = {}
+for j = 0, (#ARGV - first_cost + 1) / stride - 1 do
+  local at = first_cost + j * stride
+  local c = tonumber(ARGV[at])
+  local granted = -1
+  if stride == 2 then
+    local want = tonumber(ARGV[at + 1])
+    if want > c and decide(j, want, row, 0) then
+      commit()
+      for k = 1, 3 * L do
+        res[#res + 1] = row[k]
+      end
+      granted = want
     end
-    for _, cmd in ipairs(writes) do
-      redis.call(unpack(cmd))
+  end
+  if granted < 0 then
+    if decide(j, c, res, #res) then
+      commit()
+      granted = c
+    else
+      granted = 0
     end
+  end
+  if stride == 2 then
+    res[#res + 1] = granted
   end
 end
 return res

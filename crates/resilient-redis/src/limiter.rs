@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::{self, Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::{Cmd, Script};
@@ -71,6 +71,9 @@ pub struct Stats {
     /// Round trips (`EVALSHA`s) that carried the `redis` decisions: fewer than `redis`
     /// when decisions were batched (see [`RedisLimiterBuilder::max_batch`]).
     pub batches: u64,
+    /// Admitted from a lease this instance held (no round trip; see
+    /// [`RedisLimiterBuilder::lease`]).
+    pub leased: u64,
 }
 
 #[derive(Default)]
@@ -80,6 +83,77 @@ struct Counters {
     fallback: AtomicU64,
     errors: AtomicU64,
     batches: AtomicU64,
+    leased: AtomicU64,
+}
+
+/// The most keys whose leases an instance holds at once (more: a lease is not kept, and
+/// its units go unused).
+const MAX_LEASED_KEYS: usize = 65_536;
+
+/// Leasing (see [`RedisLimiterBuilder::lease`]): units taken from Redis ahead of need and
+/// spent locally.
+struct Leases {
+    units: u64,
+    ttl: Duration,
+    held: Mutex<HashMap<String, Lease>>,
+}
+
+/// Units of one key held by this instance.
+struct Lease {
+    left: u64,
+    until: Instant,
+    /// The verdict Redis gave when it granted them (for the remaining counts and limits).
+    verdict: Verdict,
+}
+
+impl Leases {
+    /// The units to ask Redis for when a decision of `cost` goes there.
+    fn want(&self, cost: u64) -> u64 {
+        if cost == 0 { 0 } else { cost.max(self.units) }
+    }
+
+    /// Admits `cost` units of `base` from a live lease, if one holds enough.
+    fn take(&self, base: &str, cost: u64) -> Option<Verdict> {
+        if cost == 0 {
+            return None;
+        }
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = held.get_mut(base)?;
+        if Instant::now() >= lease.until {
+            held.remove(base);
+            return None;
+        }
+        if lease.left < cost {
+            return None;
+        }
+        lease.left -= cost;
+        let mut v = lease.verdict.clone();
+        for d in &mut v.decisions {
+            d.remaining = d.remaining.saturating_add(lease.left);
+        }
+        Some(v)
+    }
+
+    /// Holds `left` units of `base` granted now (replacing what was left of an older
+    /// lease: those units go unused).
+    fn hold(&self, base: String, left: u64, verdict: &Verdict) {
+        let now = Instant::now();
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len() >= MAX_LEASED_KEYS && !held.contains_key(&base) {
+            held.retain(|_, l| l.until > now);
+            if held.len() >= MAX_LEASED_KEYS {
+                return;
+            }
+        }
+        held.insert(
+            base,
+            Lease {
+                left,
+                until: now + self.ttl,
+                verdict: verdict.clone(),
+            },
+        );
+    }
 }
 
 /// Whether Redis is worth asking: after a failure, decisions go to the failure mode for
@@ -262,6 +336,8 @@ struct Inner {
     wait: Mode,
     /// `None`: batching off (`max_batch(1)`).
     batcher: Option<Batcher>,
+    /// `None`: no leases (the default).
+    leases: Option<Leases>,
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -311,6 +387,7 @@ pub struct RedisLimiterBuilder {
     cache: Option<usize>,
     wait: Mode,
     max_batch: usize,
+    lease: Option<(u64, Duration)>,
     error: Option<ConfigError>,
 }
 
@@ -347,6 +424,7 @@ impl RedisLimiter {
             cache: None,
             wait: Mode::Reject,
             max_batch: DEFAULT_MAX_BATCH,
+            lease: None,
             error: None,
         }
     }
@@ -435,6 +513,7 @@ impl RedisLimiter {
             fallback: c.fallback.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            leased: c.leased.load(Ordering::Relaxed),
         }
     }
 
@@ -605,17 +684,28 @@ impl RedisLimiter {
 
     pub(crate) async fn decide(&self, base: String, cost: u64) -> Verdict {
         let inner = &*self.inner;
+        if let Some(v) = inner.leases.as_ref().and_then(|l| l.take(&base, cost)) {
+            inner.counters.leased.fetch_add(1, Ordering::Relaxed);
+            return v;
+        }
         if let Some(v) = self.cached(&base, cost) {
             return v;
         }
         if inner.health.skip() {
             return self.fallback(&base, cost);
         }
+        let want = inner.leases.as_ref().map_or(cost, |l| l.want(cost));
         let Some(batcher) = &inner.batcher else {
             let sent = inner.health.now_ms();
-            let reply = tokio::time::timeout(inner.timeout, inner.round_trip(&base, cost)).await;
+            let reply =
+                tokio::time::timeout(inner.timeout, inner.round_trip(&base, cost, want)).await;
             return match reply {
-                Ok(Ok(v)) => {
+                Ok(Ok((v, granted))) => {
+                    let v = if want > cost {
+                        self.granted(base.clone(), cost, granted, v)
+                    } else {
+                        v
+                    };
                     inner.health.ok(sent);
                     inner.counters.redis.fetch_add(1, Ordering::Relaxed);
                     inner.counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -634,8 +724,14 @@ impl RedisLimiter {
             FailureMode::Local { .. } => base.clone(),
             FailureMode::Open | FailureMode::Closed => String::new(),
         };
+        let leased = (want > cost).then(|| base.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(lane) = batcher.submit(Pending { base, cost, tx }) {
+        if let Some(lane) = batcher.submit(Pending {
+            base,
+            cost,
+            want,
+            tx,
+        }) {
             let guard = DriverGuard {
                 inner: self.inner.clone(),
                 lane: Some(lane),
@@ -643,11 +739,29 @@ impl RedisLimiter {
             tokio::spawn(guard.drive());
         }
         match tokio::time::timeout(inner.timeout, rx).await {
-            Ok(Ok(Some(v))) => v,
+            Ok(Ok(Some((v, granted)))) => match leased {
+                Some(base) => self.granted(base, cost, granted, v),
+                None => v,
+            },
             // Timed out (queued or in flight), the round trip failed, or the driver
             // was dropped with its runtime.
             _ => self.failed(&key, cost),
         }
+    }
+
+    /// A verdict of Redis that granted `granted` units for a decision of `cost`: the
+    /// units beyond `cost` are held as a lease, and the caller's remaining counts include
+    /// them.
+    fn granted(&self, base: String, cost: u64, granted: u64, mut v: Verdict) -> Verdict {
+        let extra = granted.saturating_sub(cost);
+        if let (Some(leases), true) = (&self.inner.leases, extra > 0 && v.allowed) {
+            // held with Redis' own counts: a spend adds what is left of the lease
+            leases.hold(base, extra, &v);
+            for d in &mut v.decisions {
+                d.remaining = d.remaining.saturating_add(extra);
+            }
+        }
+        v
     }
 
     /// A decision whose round trip failed or timed out: the failure mode decides.
@@ -721,14 +835,14 @@ impl RedisLimiter {
 
 impl Inner {
     /// The `EVALSHA` deciding `decisions` (`(PREFIX{KEY}, cost)`) in order.
-    fn command<'a>(&self, decisions: impl Iterator<Item = (&'a str, u64)> + Clone) -> Cmd {
+    fn command<'a>(&self, decisions: impl Iterator<Item = (&'a str, u64, u64)> + Clone) -> Cmd {
         let n = self.limits.len();
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.script.get_hash())
             .arg(decisions.clone().count() * n);
         // One buffer for every key: no allocation per key.
         let mut key = String::with_capacity(64);
-        for (base, _) in decisions.clone() {
+        for (base, _, _) in decisions.clone() {
             for i in 0..n {
                 key.clear();
                 let _ = write!(key, "{base}:{i}");
@@ -741,32 +855,54 @@ impl Inner {
                 cmd.arg(s.as_str());
             }
         }
-        for (_, cost) in decisions {
-            cmd.arg(cost);
+        // the stride: costs alone, or (cost, units wanted) pairs with leases on
+        if self.leases.is_some() {
+            cmd.arg(2);
+            for (_, cost, want) in decisions {
+                cmd.arg(cost).arg(want);
+            }
+        } else {
+            cmd.arg(1);
+            for (_, cost, _) in decisions {
+                cmd.arg(cost);
+            }
         }
         cmd
     }
 
+    /// The reply's length per decision.
+    fn stride(&self) -> usize {
+        3 * self.limits.len() + usize::from(self.leases.is_some())
+    }
+
     /// One decision in its own round trip (batching off).
-    async fn round_trip(&self, base: &str, cost: u64) -> redis::RedisResult<Verdict> {
+    async fn round_trip(
+        &self,
+        base: &str,
+        cost: u64,
+        want: u64,
+    ) -> redis::RedisResult<(Verdict, u64)> {
         let reply = self
             .conn
-            .eval(&self.script, &self.command(std::iter::once((base, cost))))
+            .eval(
+                &self.script,
+                &self.command(std::iter::once((base, cost, want))),
+            )
             .await?;
-        decode(&reply, &self.limits)
+        decode(&reply, &self.limits, self.leases.is_some())
             .next()
-            .filter(|_| reply.len() == 3 * self.limits.len())
+            .filter(|_| reply.len() == self.stride())
             .ok_or_else(bad_reply)
     }
 
     /// A batch of decisions in one round trip, in order.
-    async fn run(&self, batch: &[Pending]) -> redis::RedisResult<Vec<Verdict>> {
-        let cmd = self.command(batch.iter().map(|p| (p.base.as_str(), p.cost)));
+    async fn run(&self, batch: &[Pending]) -> redis::RedisResult<Vec<(Verdict, u64)>> {
+        let cmd = self.command(batch.iter().map(|p| (p.base.as_str(), p.cost, p.want)));
         let reply = self.conn.eval(&self.script, &cmd).await?;
-        if reply.len() != batch.len() * 3 * self.limits.len() {
+        if reply.len() != batch.len() * self.stride() {
             return Err(bad_reply());
         }
-        Ok(decode(&reply, &self.limits).collect())
+        Ok(decode(&reply, &self.limits, self.leases.is_some()).collect())
     }
 }
 
@@ -802,7 +938,7 @@ impl DriverGuard {
                     let c = &inner.counters;
                     c.redis.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     c.batches.fetch_add(1, Ordering::Relaxed);
-                    for (p, v) in batch.into_iter().zip(verdicts) {
+                    for (p, (v, granted)) in batch.into_iter().zip(verdicts) {
                         if !v.allowed
                             && let Some(cache) = &inner.cache
                         {
@@ -810,7 +946,7 @@ impl DriverGuard {
                         }
                         // A caller that gave up after its decision was sent: the
                         // decision stands (Redis counted it).
-                        let _ = p.tx.send(Some(v));
+                        let _ = p.tx.send(Some((v, granted)));
                     }
                 }
                 Ok(Err(_)) | Err(_) => {
@@ -837,10 +973,16 @@ impl Drop for DriverGuard {
 
 /// The script's reply as verdicts: per decision and limit `[remaining if admitted, else
 /// -1 - remaining; reset_us; retry_us]`; the limits' capacities come from `limits`.
-fn decode<'a>(reply: &'a [i64], limits: &'a [Limit]) -> impl Iterator<Item = Verdict> + 'a {
+fn decode<'a>(
+    reply: &'a [i64],
+    limits: &'a [Limit],
+    leases: bool,
+) -> impl Iterator<Item = (Verdict, u64)> + 'a {
     let u = |x: i64| u64::try_from(x).unwrap_or(0);
-    reply.chunks_exact(3 * limits.len()).map(move |d| {
-        let decisions: SmallVec<[Decision; 2]> = d
+    let n = 3 * limits.len();
+    reply.chunks_exact(n + usize::from(leases)).map(move |d| {
+        let granted = if leases { u(d[n]) } else { 0 };
+        let decisions: SmallVec<[Decision; 2]> = d[..n]
             .chunks_exact(3)
             .zip(limits)
             .map(|(c, l)| Decision {
@@ -851,10 +993,13 @@ fn decode<'a>(reply: &'a [i64], limits: &'a [Limit]) -> impl Iterator<Item = Ver
                 retry_after: Duration::from_micros(u(c[2])),
             })
             .collect();
-        Verdict {
-            allowed: decisions.iter().all(|d| d.allowed),
-            decisions,
-        }
+        (
+            Verdict {
+                allowed: decisions.iter().all(|d| d.allowed),
+                decisions,
+            },
+            granted,
+        )
     })
 }
 
@@ -1108,6 +1253,38 @@ impl RedisLimiterBuilder {
         self
     }
 
+    /// Leases: when a decision goes to Redis, ask for `units` (instead of its cost alone)
+    /// and spend what is left of them on this key's next decisions here, without a round
+    /// trip, for at most `ttl`. If Redis cannot grant `units`, the same script decides the
+    /// cost alone (still one round trip). Units not spent within `ttl` go unused.
+    ///
+    /// **The trade.** A hot key costs one round trip per `units` decisions instead of one
+    /// each. Admissions never exceed what Redis granted, but a lease's units are counted
+    /// when granted and spent up to `ttl` later, so over any window the admissions may
+    /// exceed the limit by up to `units` per instance (the documented slack), and an
+    /// instance may hold units that another could have used (a cold key leaves them
+    /// unused). Keep `units` a small share of the limit and `ttl` short. Off by default:
+    /// every decision exact.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(1_000)).unwrap())
+    ///     .lease(20, Duration::from_millis(50)) // at most 20 units ahead, spent within 50 ms
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = l;
+    /// # }
+    /// ```
+    pub fn lease(mut self, units: u64, ttl: Duration) -> Self {
+        self.lease = Some((units, ttl));
+        self
+    }
+
     /// Validates and builds (no round trip: the connection may still be down).
     ///
     /// ```
@@ -1168,6 +1345,23 @@ impl RedisLimiterBuilder {
                 "must be at least 1 (1: no batching)",
             ));
         }
+        if let Some((units, ttl)) = self.lease {
+            let capacity = self.limits.iter().map(Limit::max_cost).min().unwrap_or(0);
+            if units < 2 || units > capacity {
+                return Err(ConfigError::new(
+                    "redis_limiter.lease",
+                    format!(
+                        "units must be at least 2 and at most the smallest limit's capacity ({capacity}); got {units}"
+                    ),
+                ));
+            }
+            if ttl.is_zero() || ttl > Duration::from_secs(60) {
+                return Err(ConfigError::new(
+                    "redis_limiter.lease",
+                    format!("ttl must be longer than zero and at most 60 s (got {ttl:?})"),
+                ));
+            }
+        }
         if self.cache == Some(0) {
             return Err(ConfigError::new(
                 "redis_limiter.deny_cache",
@@ -1197,6 +1391,11 @@ impl RedisLimiterBuilder {
                 }),
                 counters: Counters::default(),
                 wait: self.wait,
+                leases: self.lease.map(|(units, ttl)| Leases {
+                    units,
+                    ttl,
+                    held: Mutex::new(HashMap::new()),
+                }),
             }),
         })
     }

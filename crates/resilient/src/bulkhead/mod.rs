@@ -86,6 +86,9 @@ struct Adaptive {
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// The algorithm reads latencies ([`LimitAlgorithm::uses_rtt`]): calls are timed.
     uses_rtt: bool,
+    /// A copy of the algorithm as configured, outside the lock: it answers
+    /// [`LimitAlgorithm::ignores`] (which depends on no state the algorithm keeps).
+    judge: Box<dyn LimitAlgorithm + Sync>,
     on_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
 
@@ -108,7 +111,7 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_queue: usize,
     max_wait: Option<Duration>,
-    adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm> + Send + Sync>>,
+    adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm + Sync> + Send + Sync>>,
     on_limit_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
 
@@ -308,10 +311,11 @@ impl BulkheadBuilder {
             ));
         }
         let adaptive = self.adaptive.as_ref().map(|make| {
-            let algorithm = make();
+            let algorithm: Box<dyn LimitAlgorithm> = make();
             Adaptive {
                 uses_rtt: algorithm.uses_rtt(),
                 algorithm: Mutex::new(algorithm),
+                judge: make(),
                 on_change: self.on_limit_change.clone(),
             }
         });
@@ -434,23 +438,32 @@ impl Inner {
         old
     }
 
-    /// Feeds a finished call to the adaptive algorithm, if any.
+    /// Feeds a finished call to the adaptive algorithm, if any: a sample the algorithm
+    /// [ignores](LimitAlgorithm::ignores) goes no further (no lock).
+    #[inline]
     fn sample(&self, in_flight: usize, outcome: Option<(Outcome, Duration)>) {
         let (Some(adaptive), Some((outcome, rtt))) = (&self.adaptive, outcome) else {
             return;
         };
+        let sample = Sample {
+            rtt,
+            in_flight,
+            dropped: outcome == Outcome::Failure,
+        };
+        let limit = self.limit.load(std::sync::atomic::Ordering::Acquire);
+        if adaptive.judge.ignores(limit, &sample) {
+            return;
+        }
+        self.update(adaptive, sample);
+    }
+
+    /// Applies a sample under the algorithm's lock (skipped if another is being applied).
+    fn update(&self, adaptive: &Adaptive, sample: Sample) {
         let Ok(mut algorithm) = adaptive.algorithm.try_lock() else {
             return;
         };
         let limit = self.limit.load(std::sync::atomic::Ordering::Acquire);
-        let next = algorithm.update(
-            limit,
-            Sample {
-                rtt,
-                in_flight,
-                dropped: outcome == Outcome::Failure,
-            },
-        );
+        let next = algorithm.update(limit, sample);
         if next.clamp(1, self.max_concurrent) == limit {
             return;
         }
@@ -537,6 +550,10 @@ impl Drop for Queued<'_> {
 }
 
 impl Guard for Bulkhead {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "bulkhead"
     }
@@ -566,13 +583,14 @@ impl Guard for Bulkhead {
     }
 
     fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
-        if self.inner.adaptive.is_some() {
-            let in_flight = self.in_flight();
-            self.inner.release();
-            self.inner.sample(in_flight, outcome);
-        } else {
-            self.inner.give_back();
+        let inner = &*self.inner;
+        if inner.adaptive.is_none() {
+            inner.give_back();
+            return;
         }
+        let in_flight = self.in_flight();
+        inner.release();
+        inner.sample(in_flight, outcome);
     }
 
     /// Only an adaptive bulkhead whose algorithm reads latencies times its calls.

@@ -38,7 +38,7 @@ mod stale;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use self::layer::{FallbackLayer, FallbackService};
+pub use self::layer::{FallbackLayer, FallbackService, ResponseFuture};
 pub use self::stale::{Answer, StaleCache, StaleCacheBuilder, StaleEvent};
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
@@ -193,6 +193,15 @@ where
         if !(self.handles)(&first) {
             return Err(first);
         }
+        self.after(first, report).await
+    }
+
+    /// The alternatives in order after the primary's handled failure `first`.
+    pub(crate) async fn after(
+        &self,
+        first: Error<E>,
+        report: Option<FallbackReport>,
+    ) -> Result<T, Error<E>> {
         let mut failures = Vec::with_capacity(self.steps.len() + 1);
         let mut failure = first;
         for (i, step) in self.steps.iter().enumerate() {
