@@ -768,6 +768,10 @@ fn timeout(h: &mut Harness, rt: &Runtime) {
         .timeout(OPERATION_TIMEOUT)
         .service(service_fn(op));
     check(rt, tower_timeout.clone().oneshot(7));
+    let mut own_layer = ServiceBuilder::new()
+        .layer(Timeout::operation(OPERATION_TIMEOUT).layer())
+        .service(service_fn(op));
+    check(rt, own_layer.clone().oneshot(7));
     h.measure(
         ROW,
         vec![
@@ -780,6 +784,11 @@ fn timeout(h: &mut Harness, rt: &Runtime) {
             ours("resilient Pipeline layer", move |n| {
                 calls!(rt, n, |i| async {
                     layered.ready().await.unwrap().call(i).await
+                })
+            }),
+            ours("resilient Timeout layer", move |n| {
+                calls!(rt, n, |i| async {
+                    own_layer.ready().await.unwrap().call(i).await
                 })
             }),
             peer("tower Timeout", move |n| {

@@ -439,9 +439,10 @@ impl Inner {
     }
 
     /// Feeds a finished call to the adaptive algorithm, if any: a sample the algorithm
-    /// [ignores](LimitAlgorithm::ignores) goes no further (no lock).
+    /// [ignores](LimitAlgorithm::ignores) at the `limit` read before the release goes no
+    /// further (no lock).
     #[inline]
-    fn sample(&self, in_flight: usize, outcome: Option<(Outcome, Duration)>) {
+    fn sample(&self, limit: usize, in_flight: usize, outcome: Option<(Outcome, Duration)>) {
         let (Some(adaptive), Some((outcome, rtt))) = (&self.adaptive, outcome) else {
             return;
         };
@@ -450,7 +451,6 @@ impl Inner {
             in_flight,
             dropped: outcome == Outcome::Failure,
         };
-        let limit = self.limit.load(std::sync::atomic::Ordering::Acquire);
         if adaptive.judge.ignores(limit, &sample) {
             return;
         }
@@ -588,9 +588,18 @@ impl Guard for Bulkhead {
             inner.give_back();
             return;
         }
-        let in_flight = self.in_flight();
-        inner.release();
-        inner.sample(in_flight, outcome);
+        use std::sync::atomic::Ordering as O;
+        // Calls in flight, this one included: slots neither free in the counter nor
+        // retired. (A slot handed to a waiter that left counts as in flight until the next
+        // caller takes it: rare, and only a sample's estimate.)
+        let limit = inner.limit.load(O::Acquire);
+        let debt = inner.debt.load(O::Acquire);
+        let free = (inner.state.load(Ordering::Acquire) & FREE) as usize;
+        let in_flight = (limit + debt as usize).saturating_sub(free);
+        if debt == 0 || !inner.retire() {
+            inner.give_back();
+        }
+        inner.sample(limit, in_flight, outcome);
     }
 
     /// Only an adaptive bulkhead whose algorithm reads latencies times its calls.
