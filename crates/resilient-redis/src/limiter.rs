@@ -188,9 +188,19 @@ impl Health {
             .is_err()
     }
 
-    fn ok(&self) {
-        if self.down_until.load(Ordering::Relaxed) != 0 {
-            self.down_until.store(0, Ordering::Release);
+    /// A round trip sent at `sent` (a `now_ms` reading) succeeded: Redis is healthy again,
+    /// unless a failure (or a probe's claim) was recorded after it was sent. A late reply
+    /// to an old request (its task starved, say) must not undo a newer failure.
+    fn ok(&self, sent: u64) {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return;
+        }
+        let probe = u64::try_from(self.probe.as_millis()).unwrap_or(u64::MAX);
+        if until.saturating_sub(probe) <= sent {
+            let _ = self
+                .down_until
+                .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -686,6 +696,7 @@ impl RedisLimiter {
         }
         let want = inner.leases.as_ref().map_or(cost, |l| l.want(cost));
         let Some(batcher) = &inner.batcher else {
+            let sent = inner.health.now_ms();
             let reply =
                 tokio::time::timeout(inner.timeout, inner.round_trip(&base, cost, want)).await;
             return match reply {
@@ -695,7 +706,7 @@ impl RedisLimiter {
                     } else {
                         v
                     };
-                    inner.health.ok();
+                    inner.health.ok(sent);
                     inner.counters.redis.fetch_add(1, Ordering::Relaxed);
                     inner.counters.batches.fetch_add(1, Ordering::Relaxed);
                     if !v.allowed
@@ -920,9 +931,10 @@ impl DriverGuard {
             return;
         };
         while let Some(batch) = batcher.next(lane) {
+            let sent = inner.health.now_ms();
             match tokio::time::timeout(inner.timeout, inner.run(&batch)).await {
                 Ok(Ok(verdicts)) => {
-                    inner.health.ok();
+                    inner.health.ok(sent);
                     let c = &inner.counters;
                     c.redis.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     c.batches.fetch_add(1, Ordering::Relaxed);

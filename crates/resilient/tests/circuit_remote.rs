@@ -207,6 +207,13 @@ fn a_store_can_end_a_shared_phase_and_a_dropped_breaker_is_reported() {
     assert_eq!(a.state(), CircuitState::Closed);
     assert!(relay.proposals.lock().unwrap().is_empty());
     assert_eq!(sync.state(), Some(CircuitState::Closed));
+    // A state forced by hand here stays until released by hand (or forced elsewhere).
+    a.isolate();
+    let open = SharedPhase::new(CircuitState::Open, Some(Duration::from_secs(1_030)), 0);
+    assert!(sync.adopt(open));
+    assert_eq!(a.state(), CircuitState::Isolated);
+    assert!(sync.adopt(SharedPhase::new(CircuitState::Disabled, None, 0)));
+    assert_eq!(a.state(), CircuitState::Disabled);
     drop(a);
     assert!(!sync.adopt(SharedPhase::new(CircuitState::Closed, None, 0)));
     assert_eq!(sync.state(), None);

@@ -550,6 +550,10 @@ impl Drop for Queued<'_> {
 }
 
 impl Guard for Bulkhead {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "bulkhead"
     }

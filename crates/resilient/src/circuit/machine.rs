@@ -795,6 +795,12 @@ impl Breaker {
         };
         let mut w = self.store.load();
         loop {
+            // A state forced by hand here is left only by hand (or for another forced one).
+            if matches!(w.state(), Isolated | Disabled | MetricsOnly)
+                && matches!(phase.state, Closed | Open | HalfOpen)
+            {
+                return;
+            }
             if w.state() == phase.state {
                 self.failed_recoveries
                     .store(phase.failed_recoveries, Ordering::Release);

@@ -390,7 +390,9 @@ impl RemoteSync {
     /// Moves the breaker to `phase` (a transition with reason
     /// [`TransitionReason::Shared`], observed as any other), or, if it is already in that
     /// state, adopts the phase's deadline and failed-recovery count. A half-open phase
-    /// starts with this process's full set of probes. Returns whether the breaker still
+    /// starts with this process's full set of probes. A state forced by hand in this
+    /// process (isolated, disabled, metrics-only) is not left for a closed, open or
+    /// half-open phase (only for another forced state). Returns whether the breaker still
     /// exists.
     pub fn adopt(&self, phase: SharedPhase) -> bool {
         match self.breaker.upgrade() {
