@@ -39,12 +39,24 @@ fn quota() -> Quota {
 fn ours(fast: bool) -> RateLimiter {
     let b = RateLimiter::builder()
         .limit(Gcra::limiter(Rate::per_second(u64::from(PER_SECOND))).unwrap());
-    if fast { b } else { b.clock(Arc::new(SystemClock)) }.build().unwrap()
+    if fast {
+        b
+    } else {
+        b.clock(Arc::new(SystemClock))
+    }
+    .build()
+    .unwrap()
 }
 
 fn ours_keyed(fast: bool) -> KeyedLimiter<u64, Gcra> {
     let b = KeyedLimiter::builder(Gcra::new(Rate::per_second(u64::from(PER_SECOND))).unwrap());
-    if fast { b } else { b.clock(Arc::new(SystemClock)) }.build().unwrap()
+    if fast {
+        b
+    } else {
+        b.clock(Arc::new(SystemClock))
+    }
+    .build()
+    .unwrap()
 }
 
 fn single_thread(c: &mut Criterion) {

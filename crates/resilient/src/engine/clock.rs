@@ -339,13 +339,7 @@ fn anchor() -> &'static Option<Counter> {
         // quanta falls back to the OS monotonic clock where the CPU's counter is not
         // invariant. Its calibrated mode maps raw 0 to the (non-zero) reference time of
         // the calibration; its fallback maps raw values to themselves.
-        if clock
-            .scaled(0)
-            .checked_sub(Duration::from_nanos(1))
-            .is_none()
-        {
-            return None;
-        }
+        clock.scaled(0).checked_sub(Duration::from_nanos(1))?;
         let origin = origin().into_std();
         // Bracket the OS reading with two counter readings and take their midpoint.
         let before = clock.raw();
