@@ -1,5 +1,6 @@
 //! Success-path overhead of a bulkhead with free slots: `resilient`'s `Bulkhead` standalone,
-//! in a `Pipeline` and as a tower layer, side by side with tower's `ConcurrencyLimit` (its
+//! in a `Pipeline`, as its own tower layer (`Bulkhead::layer`) and as a pipeline's layer,
+//! side by side with tower's `ConcurrencyLimit` (its
 //! documented use: `ServiceBuilder::concurrency_limit`) and a bare tokio `Semaphore`.
 //!
 //! Every contender runs the same operation (an `async fn` that returns `Ok` at once) on one
@@ -56,6 +57,18 @@ fn bulkhead(c: &mut Criterion) {
         b.iter_custom(|iters| {
             calls!(rt, iters, |i| async {
                 layered.ready().await.unwrap().call(i).await
+            })
+        })
+    });
+
+    let mut pipeline_layered = ServiceBuilder::new()
+        .layer(pipeline.layer())
+        .service(service_fn(op));
+    assert_eq!(rt.block_on(pipeline_layered.clone().oneshot(7)).unwrap(), 7);
+    g.bench_function("resilient_pipeline_layer", |b| {
+        b.iter_custom(|iters| {
+            calls!(rt, iters, |i| async {
+                pipeline_layered.ready().await.unwrap().call(i).await
             })
         })
     });

@@ -1,5 +1,6 @@
 //! Success-path overhead of an operation timeout around a future that is ready at once:
-//! `resilient`'s `Timeout::operation` in a `Pipeline` and as a tower layer, against tower's
+//! `resilient`'s `Timeout::operation` in a `Pipeline`, as its own tower layer
+//! (`Timeout::layer`) and as a pipeline's layer, against tower's
 //! `Timeout` (its documented use: `ServiceBuilder::timeout`) and a bare
 //! `tokio::time::timeout`.
 //!
@@ -38,13 +39,25 @@ fn timeout(c: &mut Criterion) {
     });
 
     let mut layered = ServiceBuilder::new()
-        .layer(pipeline.layer())
+        .layer(Timeout::operation(LIMIT).layer())
         .service(service_fn(op));
     assert_eq!(rt.block_on(layered.clone().oneshot(7)).unwrap(), 7);
     g.bench_function("resilient_layer", |b| {
         b.iter_custom(|iters| {
             calls!(rt, iters, |i| async {
                 layered.ready().await.unwrap().call(i).await
+            })
+        })
+    });
+
+    let mut pipeline_layered = ServiceBuilder::new()
+        .layer(pipeline.layer())
+        .service(service_fn(op));
+    assert_eq!(rt.block_on(pipeline_layered.clone().oneshot(7)).unwrap(), 7);
+    g.bench_function("resilient_pipeline_layer", |b| {
+        b.iter_custom(|iters| {
+            calls!(rt, iters, |i| async {
+                pipeline_layered.ready().await.unwrap().call(i).await
             })
         })
     });

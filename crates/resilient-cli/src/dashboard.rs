@@ -27,7 +27,7 @@ fn respond(
         "/" | "/index.html" => (StatusCode::OK, "text/html; charset=utf-8", PAGE.to_string()),
         "/metrics" => (
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
+            resilient::telemetry::prometheus::CONTENT_TYPE,
             metrics.render(),
         ),
         _ => (

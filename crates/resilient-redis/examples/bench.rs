@@ -10,7 +10,8 @@
 //! connection for SECONDS (default 3) after a short warm-up: `SET` of 1,000 keys; a
 //! minimal script by `EVALSHA` (`TIME`, `GET`, `SET`: the floor of any limiter that
 //! decides in one scripted round trip); GCRA decisions on 1,000 keys (each admitted, so
-//! each writes); a 2-limit quota (GCRA and a fixed window) on the same keys.
+//! each writes); the same with leases of 20 units for 1 s (`RedisLimiterBuilder::lease`);
+//! a 2-limit quota (GCRA and a fixed window) on the same keys.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,6 +28,27 @@ struct Report {
     secs: f64,
     p50: Duration,
     p99: Duration,
+    /// The server's CPU time (user + system) over the phase, per operation.
+    server_cpu: Duration,
+    /// This process's CPU time over the phase, per operation (Linux; zero elsewhere).
+    client_cpu: Duration,
+}
+
+/// This process's CPU time so far, from `/proc/self/stat` (zero where there is none).
+fn client_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which ends with ')'): utime and stime are the
+    // 12th and 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
 }
 
 impl Report {
@@ -35,8 +57,21 @@ impl Report {
     }
 }
 
+/// The server's CPU time so far (`INFO cpu`: `used_cpu_user` + `used_cpu_sys`).
+async fn server_cpu(conn: &Connection) -> Duration {
+    let info: String = conn.query(redis::cmd("INFO").arg("cpu")).await.unwrap();
+    let secs: f64 = info
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k == "used_cpu_user" || k == "used_cpu_sys").then(|| v.trim().parse::<f64>().ok())?
+        })
+        .sum();
+    Duration::from_secs_f64(secs)
+}
+
 /// Runs `op(task, i)` from 50 tasks for `span`; returns throughput and latency quantiles.
-async fn phase<F, Fut>(span: Duration, op: F) -> Report
+async fn phase<F, Fut>(conn: &Connection, span: Duration, op: F) -> Report
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -46,6 +81,8 @@ where
     for i in 0..100 {
         op(0, i).await;
     }
+    let cpu = server_cpu(conn).await;
+    let own = client_cpu();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..CALLERS {
@@ -67,6 +104,8 @@ where
         all.extend(t.await.unwrap());
     }
     let secs = start.elapsed().as_secs_f64();
+    let own = client_cpu().saturating_sub(own);
+    let cpu = server_cpu(conn).await.saturating_sub(cpu);
     all.sort_unstable();
     let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Report {
@@ -74,6 +113,8 @@ where
         secs,
         p50: q(0.50),
         p99: q(0.99),
+        server_cpu: cpu / u32::try_from(all.len()).unwrap_or(u32::MAX).max(1),
+        client_cpu: own / u32::try_from(all.len()).unwrap_or(u32::MAX).max(1),
     }
 }
 
@@ -102,10 +143,12 @@ fn print(name: &str, r: &Report, base: Option<&Report>) {
         )
     });
     println!(
-        "{name:<22} {:>9.0} ops/s  p50 {:>7.1} µs  p99 {:>7.1} µs{vs}",
+        "{name:<22} {:>9.0} ops/s  p50 {:>7.1} µs  p99 {:>7.1} µs  CPU/op: server {:>4.1} µs, client {:>4.1} µs{vs}",
         r.rate(),
         r.p50.as_secs_f64() * 1e6,
         r.p99.as_secs_f64() * 1e6,
+        r.server_cpu.as_secs_f64() * 1e6,
+        r.client_cpu.as_secs_f64() * 1e6,
     );
 }
 
@@ -141,7 +184,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{CALLERS} concurrent callers, {KEYS} keys, {secs} s per phase, {url}");
 
     let c = conn.clone();
-    let set = phase(span, move |t, i| {
+    let set = phase(&conn, span, move |t, i| {
         let c = c.clone();
         async move {
             let key = format!("bench:set:{}", (t * 7919 + i) % KEYS);
@@ -161,7 +204,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .into();
     let c = conn.clone();
-    let script = phase(span, move |t, i| {
+    let script = phase(&conn, span, move |t, i| {
         let (c, sha) = (c.clone(), floor.clone());
         async move {
             let key = format!("bench:floor:{}", (t * 7919 + i) % KEYS);
@@ -178,7 +221,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(5))
         .build()?;
     let l = gcra.clone();
-    let one = phase(span, move |t, i| {
+    let one = phase(&conn, span, move |t, i| {
         let l = l.clone();
         async move {
             let d = l.check(&((t * 7919 + i) % KEYS), 1).await.unwrap();
@@ -187,6 +230,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     print("GCRA decision", &one, Some(&set));
+    let s = gcra.stats();
+    println!(
+        "{:<22} {:.1} decisions per EVALSHA",
+        "",
+        s.redis as f64 / s.batches.max(1) as f64
+    );
+
+    // The same decisions with leases: each round trip takes 20 units of a key, spent
+    // here for up to 1 s (a key is asked about ~35 times a second in this phase).
+    let leased = RedisLimiter::builder(conn.clone())
+        .limit(Limit::gcra(Rate::per_second(1_000_000))?)
+        .prefix("rl2:")
+        .lease(20, Duration::from_secs(1))
+        .failure_mode(FailureMode::Closed)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let l = leased.clone();
+    let lease = phase(&conn, span, move |t, i| {
+        let l = l.clone();
+        async move {
+            let d = l.check(&((t * 7919 + i) % KEYS), 1).await.unwrap();
+            assert!(d.allowed);
+        }
+    })
+    .await;
+    print("GCRA, leases of 20", &lease, Some(&set));
+    let s = leased.stats();
+    println!(
+        "{:<22} {:.0}% of decisions from a lease, {:.1} per EVALSHA otherwise",
+        "",
+        100.0 * s.leased as f64 / (s.leased + s.redis).max(1) as f64,
+        s.redis as f64 / s.batches.max(1) as f64
+    );
 
     let quota = RedisLimiter::builder(conn.clone())
         .limit(Limit::gcra(Rate::per_second(1_000_000))?)
@@ -199,7 +275,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(5))
         .build()?;
     let l = quota.clone();
-    let two = phase(span, move |t, i| {
+    let two = phase(&conn, span, move |t, i| {
         let l = l.clone();
         async move {
             let v = l.check_quota(&((t * 7919 + i) % KEYS), 1).await.unwrap();
@@ -208,6 +284,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await;
     print("GCRA + window quota", &two, Some(&set));
+    let s = quota.stats();
+    println!(
+        "{:<22} {:.1} decisions per EVALSHA",
+        "",
+        s.redis as f64 / s.batches.max(1) as f64
+    );
     let s = gcra.stats();
     assert_eq!(
         (s.errors, s.fallback),

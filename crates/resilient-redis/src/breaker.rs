@@ -2,11 +2,12 @@
 //! of a service through Redis.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::{RedisError, Script};
+use resilient::circuit::{Proposal, RemoteStore, RemoteSync, SharedPhase};
 use resilient::{
     Acquire, CircuitBreaker, CircuitState, ConfigError, Context, Guard, Outcome, Permit, Rejection,
     SharedClock, system_clock,
@@ -41,6 +42,17 @@ const LUA: &str = include_str!("breaker.lua");
 /// - **Redis down**: reports fail (counted in [`SharedBreaker::stats`]); a shared open
 ///   state already known runs out at its deadline, and each instance falls back to its
 ///   local breaker alone until Redis answers again.
+/// - **The local breaker's API**: the shared breaker is the local breaker's
+///   [`RemoteStore`] (attached at build; a local breaker that already has one is
+///   refused). The local [`CircuitBreaker`] itself follows the shared phases: it opens
+///   with the shared deadline (on Redis' clock, converted to the local clock) and the
+///   shared failed-recovery count, so [`SharedBreaker::local`] works anywhere a breaker
+///   does (`call`, pipelines, the tower layer) and reports its outcomes all the same.
+///   When a shared break ends, each instance probes on its own; the first recovery that
+///   ends decides for all: a failed probe starts the break again, backed off (the local
+///   breaker's schedule, the shared count), and succeeded probes close it everywhere (at
+///   each instance's next report). A trip from closed stays local: only the reported
+///   counts open the circuit for the fleet.
 ///
 /// Keys share one `{hash tag}` (`resilient:breaker:{NAME}:...`), so Redis Cluster keeps
 /// them on one slot.
@@ -72,19 +84,135 @@ pub struct SharedBreaker {
 
 struct Inner {
     local: CircuitBreaker,
+    link: Arc<Link>,
     conn: Connection,
     script: Script,
-    keys: [String; 3],
+    keys: [String; 4],
     instance: String,
     settings: Settings,
     clock: SharedClock,
-    successes: AtomicU64,
-    failures: AtomicU64,
     /// The shared circuit's end, in nanoseconds on `clock`; 0 when it is closed.
     open_until: AtomicU64,
     syncs: AtomicU64,
     errors: AtomicU64,
     last: Mutex<(SharedView, Option<String>)>,
+}
+
+/// The local breaker's [`RemoteStore`]: it counts the breaker's closed-state outcomes for
+/// the next report, keeps the time base (Redis `TIME`, estimated from the last reply),
+/// queues the ends of shared recoveries for the next report, and moves the breaker to the
+/// phases the reports read back.
+struct Link {
+    clock: SharedClock,
+    /// Redis' time minus `clock`, in milliseconds, as the last reply measured it (the
+    /// wall clock's until the first reply).
+    offset_ms: AtomicI64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    sync: Mutex<Option<RemoteSync>>,
+    /// The end of a shared recovery, for the next report.
+    pending: Mutex<Option<Pending>>,
+    /// Wakes the background report at once when something is pending.
+    wake: tokio::sync::Notify,
+    /// The local breaker's phase descends from a shared break (its recovery is shared).
+    in_shared: AtomicBool,
+    /// The generation of the shared state last read back (`u64::MAX`: none yet).
+    generation: AtomicU64,
+}
+
+/// How a shared recovery ended in this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// The probe failed: open until this Redis time (ms), after this many failed recoveries.
+    Open { until_ms: u64, recoveries: u32 },
+    /// The probes succeeded: close.
+    Close,
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBreakerStore")
+            .field("offset_ms", &self.offset_ms.load(Ordering::Relaxed))
+            .field("in_shared", &self.in_shared.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Link {
+    fn local_ms(&self) -> i64 {
+        millis(self.clock.now())
+    }
+
+    fn adopt(&self, phase: SharedPhase) {
+        let sync = self
+            .sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(sync) = sync {
+            sync.adopt(phase);
+        }
+    }
+
+    fn local_state(&self) -> Option<CircuitState> {
+        self.sync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(RemoteSync::state)
+    }
+}
+
+impl RemoteStore for Link {
+    fn now(&self) -> Duration {
+        let ms = self
+            .local_ms()
+            .saturating_add(self.offset_ms.load(Ordering::Acquire));
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+
+    /// Shares only the end of a recovery from a shared break: a failed one (the break
+    /// starts again, backed off) or a successful one (the shared circuit closes). A trip
+    /// from closed stays local: the fleet trips on the reported counts, from
+    /// `min_instances` instances.
+    fn propose(&self, p: Proposal) {
+        let shared = self.in_shared.load(Ordering::Acquire);
+        // A phase with no end (closed, or forced by hand) no longer descends from a
+        // shared break.
+        if !matches!(p.phase.state, CircuitState::Open | CircuitState::HalfOpen) {
+            self.in_shared.store(false, Ordering::Release);
+        }
+        if !shared || p.from != CircuitState::HalfOpen {
+            return;
+        }
+        let pending = match (p.phase.state, p.phase.until) {
+            (CircuitState::Open, Some(until)) => Pending::Open {
+                until_ms: u64::try_from(until.as_millis()).unwrap_or(u64::MAX),
+                recoveries: p.phase.failed_recoveries,
+            },
+            (CircuitState::Closed, _) => Pending::Close,
+            _ => return,
+        };
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) = Some(pending);
+        self.wake.notify_one();
+    }
+
+    fn attach(&self, sync: RemoteSync) {
+        *self.sync.lock().unwrap_or_else(PoisonError::into_inner) = Some(sync);
+    }
+
+    fn record(&self, failed: bool) {
+        let c = if failed {
+            &self.failures
+        } else {
+            &self.successes
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,7 +295,15 @@ impl SharedBreaker {
         }
     }
 
-    /// The local breaker.
+    /// The local breaker, following the shared phases (see [`SharedBreaker`]): usable
+    /// anywhere a [`CircuitBreaker`] is.
+    ///
+    /// ```no_run
+    /// # use resilient_redis::SharedBreaker;
+    /// # async fn demo(shared: SharedBreaker) {
+    /// let r = shared.local().call(|| async { Ok::<_, std::io::Error>(1) }).await;
+    /// # let _ = r; }
+    /// ```
     pub fn local(&self) -> &CircuitBreaker {
         &self.inner.local
     }
@@ -233,7 +369,13 @@ impl SharedBreaker {
         let every = self.inner.settings.sync_interval;
         SyncTask(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                // Every interval, or at once when a shared recovery ended here.
+                let link = match weak.upgrade() {
+                    Some(inner) => inner.link.clone(),
+                    None => return,
+                };
+                let _ = tokio::time::timeout(every, link.wake.notified()).await;
+                drop(link);
                 let Some(inner) = weak.upgrade() else { return };
                 let _ = sync(&inner).await;
             }
@@ -242,8 +384,22 @@ impl SharedBreaker {
 }
 
 async fn sync(inner: &Inner) -> Result<SharedView, RedisError> {
-    let s = inner.successes.swap(0, Ordering::AcqRel);
-    let f = inner.failures.swap(0, Ordering::AcqRel);
+    let link = &*inner.link;
+    let s = link.successes.swap(0, Ordering::AcqRel);
+    let f = link.failures.swap(0, Ordering::AcqRel);
+    let pending = link
+        .pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let (proposal, until_ms, recoveries) = match pending {
+        None => ("", 0, 0),
+        Some(Pending::Open {
+            until_ms,
+            recoveries,
+        }) => ("open", until_ms, recoveries),
+        Some(Pending::Close) => ("close", 0, 0),
+    };
     let st = inner.settings;
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
     let mut inv = inner.script.prepare_invoke();
@@ -258,10 +414,13 @@ async fn sync(inner: &Inner) -> Result<SharedView, RedisError> {
         .arg(st.min_calls)
         .arg((st.failure_rate * 1000.0).round() as u64)
         .arg(st.min_instances)
-        .arg(ms(st.open_for));
+        .arg(ms(st.open_for))
+        .arg(proposal)
+        .arg(until_ms)
+        .arg(recoveries);
     let reply = tokio::time::timeout(st.timeout, inner.conn.invoke(&inv)).await;
     let reply = match reply {
-        Ok(Ok(r)) if r.len() == 5 => Ok(r),
+        Ok(Ok(r)) if r.len() == 8 => Ok(r),
         Ok(Ok(r)) => Err(RedisError::from((
             redis::ErrorKind::Client,
             "unexpected reply from the shared breaker script",
@@ -293,12 +452,47 @@ async fn sync(inner: &Inner) -> Result<SharedView, RedisError> {
             inner.open_until.store(until, Ordering::Release);
             inner.syncs.fetch_add(1, Ordering::Relaxed);
             *last = (view, None);
+            drop(last);
+            // Redis' clock, as of this reply: the time base of shared deadlines.
+            let redis_ms = r[5];
+            link.offset_ms
+                .store(redis_ms.saturating_sub(link.local_ms()), Ordering::Release);
+            // A shared transition happened (a trip, or a recovery that ended somewhere):
+            // the local breaker follows.
+            let generation = n(6);
+            let changed = link.generation.swap(generation, Ordering::AcqRel) != generation;
+            if view.open {
+                link.in_shared.store(true, Ordering::Release);
+                if changed || link.local_state() == Some(CircuitState::Closed) {
+                    let until = Duration::from_millis(n(5).saturating_add(n(1)));
+                    let recoveries = u32::try_from(n(7)).unwrap_or(u32::MAX);
+                    link.adopt(SharedPhase::new(
+                        CircuitState::Open,
+                        Some(until),
+                        recoveries,
+                    ));
+                }
+            } else if changed
+                && link.in_shared.swap(false, Ordering::AcqRel)
+                && matches!(
+                    link.local_state(),
+                    Some(CircuitState::Open | CircuitState::HalfOpen)
+                )
+            {
+                link.adopt(SharedPhase::new(CircuitState::Closed, None, 0));
+            }
             Ok(view)
         }
         Err(e) => {
-            // keep the counts for the next report
-            inner.successes.fetch_add(s, Ordering::AcqRel);
-            inner.failures.fetch_add(f, Ordering::AcqRel);
+            // keep the counts (and a pending recovery) for the next report
+            link.successes.fetch_add(s, Ordering::AcqRel);
+            link.failures.fetch_add(f, Ordering::AcqRel);
+            if let Some(p) = pending {
+                link.pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(p);
+            }
             inner.errors.fetch_add(1, Ordering::Relaxed);
             last.1 = Some(e.to_string());
             Err(e)
@@ -437,21 +631,37 @@ impl SharedBreakerBuilder {
         let instance = self
             .instance
             .unwrap_or_else(|| format!("{:016x}", random_id()));
+        let clock = self.clock.unwrap_or_else(system_clock);
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let link = Arc::new(Link {
+            offset_ms: AtomicI64::new(millis(wall).saturating_sub(millis(clock.now()))),
+            clock: clock.clone(),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            sync: Mutex::new(None),
+            pending: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            in_shared: AtomicBool::new(false),
+            generation: AtomicU64::new(u64::MAX),
+        });
+        local.attach_remote_store(link.clone())?;
         Ok(SharedBreaker {
             inner: Arc::new(Inner {
                 local,
+                link,
                 conn: self.conn,
                 script: Script::new(LUA),
                 keys: [
                     format!("{tag}:counts"),
                     format!("{tag}:failing"),
                     format!("{tag}:open"),
+                    format!("{tag}:generation"),
                 ],
                 instance,
                 settings: st,
-                clock: self.clock.unwrap_or_else(system_clock),
-                successes: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
+                clock,
                 open_until: AtomicU64::new(0),
                 syncs: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
@@ -504,15 +714,7 @@ impl Guard for SharedBreaker {
     }
 
     fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>) {
-        match outcome {
-            Some((Outcome::Success, _)) => {
-                self.inner.successes.fetch_add(1, Ordering::Relaxed);
-            }
-            Some((Outcome::Failure, _)) => {
-                self.inner.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
+        // The local breaker hands counted outcomes to its store (`Link::record`).
         self.inner.local.on_release(token, outcome);
     }
 

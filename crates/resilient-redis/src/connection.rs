@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{RedisResult, ScriptInvocation, Value};
+use redis::{Cmd, ErrorKind, RedisResult, Script, ScriptInvocation, ServerErrorKind, Value};
 
 /// A cheaply cloned, multiplexed connection to Redis (or Valkey): one socket shared by
 /// every concurrent decision.
@@ -102,6 +102,33 @@ impl Connection {
             Conn::Multiplexed(mut c) => inv.invoke_async(&mut c).await,
             #[cfg(feature = "cluster")]
             Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+        }
+    }
+
+    /// Runs `cmd`, an `EVALSHA` of `script`; if the server does not know the script,
+    /// loads it (`SCRIPT LOAD`) and runs `cmd` again.
+    pub(crate) async fn eval(&self, script: &Script, cmd: &Cmd) -> RedisResult<Vec<i64>> {
+        match self.query(cmd).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                match self.inner.clone() {
+                    Conn::Manager(mut c) => script.load_async(&mut c).await?,
+                    Conn::Multiplexed(mut c) => script.load_async(&mut c).await?,
+                    #[cfg(feature = "cluster")]
+                    Conn::Cluster(mut c) => script.load_async(&mut c).await?,
+                };
+                self.query(cmd).await
+            }
+            r => r,
+        }
+    }
+
+    /// Whether this is a Redis Cluster connection (a script's keys must then share a
+    /// slot).
+    pub(crate) fn is_cluster(&self) -> bool {
+        match self.inner {
+            Conn::Manager(_) | Conn::Multiplexed(_) => false,
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(_) => true,
         }
     }
 

@@ -9,6 +9,9 @@
 //!   server forgot it) decides every limit of a key at once on the server's clock
 //!   (`TIME`: callers' clocks never matter), writes only when every limit admits, and
 //!   sets each key to expire once it is full again (an expired key equals a fresh one).
+//!   Concurrent decisions share round trips: while one script is in flight, those that
+//!   arrive go together in the next, decided in order
+//!   ([`RedisLimiterBuilder::max_batch`]).
 //! - **The same [`Decision`](resilient::ratelimit::Decision) and
 //!   [`Verdict`](resilient::ratelimit::Verdict)** as the local limiters, so the same
 //!   `RateLimit`/`Retry-After` headers come out (`resilient::ratelimit::headers`).
@@ -56,13 +59,18 @@
 //!
 //! # Shared circuit breaker state
 //!
-//! Not yet: this crate shares rate limits only. [`Connection`] does not depend on the
-//! limiter, so a shared breaker store can reuse it (and the same cluster hash tags).
+//! [`SharedBreaker`] shares one circuit's open decision among a fleet: outcomes are
+//! reported in batches (no round trip on the call path), the fleet trips only on failures
+//! from `min_instances` distinct instances, and each instance's local
+//! [`CircuitBreaker`](resilient::CircuitBreaker) follows the shared phases through the
+//! breaker's [`RemoteStore`](resilient::circuit::RemoteStore) seam (deadlines on Redis'
+//! clock, a shared failed-recovery count).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod breaker;
 mod connection;
 mod guard;

@@ -1,27 +1,42 @@
--- resilient-redis: one rate-limit decision for one key, over every limit of its quota, in
--- one round trip.
+-- resilient-redis: rate-limit decisions, each for one key over every limit of its quota,
+-- in one round trip: a batch of N decisions decided in order, each seeing the writes of
+-- the ones before it (exactly as N scripts run one after another at the same instant).
 --
--- KEYS[i]: the state of limit i (all under one {hash tag}, so one Cluster slot).
--- ARGV[1]: the cost; then four per limit: algorithm, a, b, c (times in microseconds).
--- Returns {all_allowed, then per limit: allowed, limit, remaining, reset_us, retry_us}.
+-- ARGV[1]: L, the number of limits; then four per limit: algorithm, a, b, c (times in
+-- microseconds); then the stride (see below) and the N costs.
+-- KEYS[(j-1)*L + i]: the state of limit i for decision j (a decision's keys all under one
+-- {hash tag}, so one Cluster slot; a batch on a Cluster shares one tag).
+-- Returns, per decision and limit: remaining if it admits (-1 - remaining if not),
+-- reset_us, retry_us; a decision is admitted if every limit admits.
 --
 -- Time is the server's (TIME), in microseconds since 2023-11-14 00:00 UTC (a whole number
 -- of days after the Unix epoch, so windows of a day or less start at UTC midnight; the
 -- offset keeps times small enough for a Lua double to hold sub-microsecond fractions).
--- Nothing is written unless every limit admits and the cost is not zero: a denial, or a
--- quota one of whose limits refuses, leaves every state as it was.
+-- Nothing is written for a decision unless every limit admits and the cost is not zero: a
+-- denial, or a quota one of whose limits refuses, leaves every state as it was.
 
--- Redis < 5 replicates scripts verbatim unless told to replicate their effects, and TIME
--- is not deterministic; Redis >= 5 always replicates effects (the call is then a no-op,
--- and absent from Redis 7.x builds that dropped it).
 if redis.replicate_commands then
   pcall(redis.replicate_commands)
 end
 
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) - 1699920000) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
+local cost = 0
+
+-- A decision's writes, made only if every limit admits: SETs in flat arrays (no table per
+-- write), anything else (the sliding log's sorted set) as command tables. With one limit
+-- an admission is final, so its SET is made at once.
+local direct = false
+local wk, wv, wt, nw = {}, {}, {}, 0
 local writes = {}
+local function put(key, value, ttl)
+  if direct then
+    redis.call('SET', key, value, 'PX', ttl)
+  else
+    nw = nw + 1
+    wk[nw], wv[nw], wt[nw] = key, value, ttl
+  end
+end
 
 -- A TTL in milliseconds for a state that is fresh again `us` microseconds from now.
 local function ms(us)
@@ -41,7 +56,7 @@ local function gcra(key, interval, burst)
   if over <= EPS then
     local used = nxt - now
     if cost > 0 then
-      writes[#writes + 1] = {'SET', key, string.format('%.17g', nxt), 'PX', ms(used)}
+      put(key, string.format('%.17g', nxt), ms(used))
     end
     return 1, burst, math.floor((cap - used) / interval + 1e-6), used, 0
   end
@@ -77,7 +92,7 @@ local function token_bucket(key, cap, amount, every)
   if cost <= tokens then
     local d = deficit + cost
     if cost > 0 then
-      writes[#writes + 1] = {'SET', key, string.format('%d %d', start, d), 'PX', ms(time_for(d))}
+      put(key, string.format('%d %d', start, d), ms(time_for(d)))
     end
     return 1, cap, tokens - cost, time_for(d), 0
   end
@@ -101,7 +116,7 @@ local function fixed_window(key, limit, w)
   if used + cost <= limit then
     local u = used + cost
     if cost > 0 then
-      writes[#writes + 1] = {'SET', key, string.format('%d %d', idx, u), 'PX', ms(to_end)}
+      put(key, string.format('%d %d', idx, u), ms(to_end))
     end
     local reset = 0
     if u > 0 then
@@ -149,7 +164,7 @@ local function sliding_counter(key, limit, w)
   if used + cost <= limit + 1e-9 then
     cur = cur + cost
     if cost > 0 then
-      writes[#writes + 1] = {'SET', key, string.format('%d %d %d', idx, prev, cur), 'PX', ms(reset())}
+      put(key, string.format('%d %d %d', idx, prev, cur), ms(reset()))
     end
     return 1, limit, math.max(0, math.floor(limit - used - cost + 1e-9)), reset(), 0
   end
@@ -213,27 +228,85 @@ local algorithms = {
   sliding_log = sliding_log,
 }
 
-local res = {1}
-for i = 1, #KEYS do
-  local o = 1 + (i - 1) * 4
-  local f = algorithms[ARGV[o + 1]]
+local L = tonumber(ARGV[1])
+local fs, params = {}, {}
+for i = 1, L do
+  local o = 2 + (i - 1) * 4
+  local f = algorithms[ARGV[o]]
   if not f then
-    return redis.error_reply('resilient-redis: unknown algorithm ' .. tostring(ARGV[o + 1]))
+    return redis.error_reply('resilient-redis: unknown algorithm ' .. tostring(ARGV[o]))
   end
-  local allowed, limit, remaining, reset, retry =
-    f(KEYS[i], tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]))
-  if allowed == 0 then
-    res[1] = 0
-  end
-  res[#res + 1] = allowed
-  res[#res + 1] = limit
-  res[#res + 1] = remaining
-  res[#res + 1] = math.ceil(reset)
-  res[#res + 1] = math.ceil(retry)
+  fs[i] = f
+  params[i] = {tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3])}
 end
-if res[1] == 1 then
+
+-- ARGV[2 + 4L]: the stride of the costs: 1 (one cost per decision) or 2 (a cost and the
+-- units wanted, for leases: the wanted units are tried first, then the cost alone). With
+-- stride 2 each decision's reply ends with the units granted (0: denied).
+local res = {}
+local first_cost = 2 + 4 * L
+local stride = tonumber(ARGV[first_cost])
+first_cost = first_cost + 1
+direct = L == 1 and stride == 1
+
+-- Decision j at cost c, its replies written into out from out[at + 1]; true if every
+-- limit admits. Nothing is written to Redis (unless direct) before commit().
+local function decide(j, c, out, at)
+  cost = c
+  nw = 0
+  if #writes > 0 then
+    writes = {}
+  end
+  local all = true
+  for i = 1, L do
+    local p = params[i]
+    local allowed, _, remaining, reset, retry = fs[i](KEYS[j * L + i], p[1], p[2], p[3])
+    if allowed == 0 then
+      all = false
+      remaining = -1 - remaining
+    end
+    local r = at + (i - 1) * 3
+    out[r + 1] = remaining
+    out[r + 2] = math.ceil(reset)
+    out[r + 3] = math.ceil(retry)
+  end
+  return all
+end
+
+local function commit()
+  for w = 1, nw do
+    redis.call('SET', wk[w], wv[w], 'PX', wt[w])
+  end
   for _, cmd in ipairs(writes) do
     redis.call(unpack(cmd))
+  end
+end
+
+local row = {}
+for j = 0, (#ARGV - first_cost + 1) / stride - 1 do
+  local at = first_cost + j * stride
+  local c = tonumber(ARGV[at])
+  local granted = -1
+  if stride == 2 then
+    local want = tonumber(ARGV[at + 1])
+    if want > c and decide(j, want, row, 0) then
+      commit()
+      for k = 1, 3 * L do
+        res[#res + 1] = row[k]
+      end
+      granted = want
+    end
+  end
+  if granted < 0 then
+    if decide(j, c, res, #res) then
+      commit()
+      granted = c
+    else
+      granted = 0
+    end
+  end
+  if stride == 2 then
+    res[#res + 1] = granted
   end
 end
 return res

@@ -3,20 +3,24 @@
 use std::collections::HashMap;
 use std::fmt::{self, Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::Script;
+use redis::{Cmd, Script};
 use resilient::ConfigError;
 use resilient::ratelimit::{Algorithm, CostError, Decision, KeyedLimiter, Mode, Policy, Verdict};
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
+use crate::batch::{Batcher, LaneId, Pending};
 use crate::connection::Connection;
 use crate::limit::Limit;
 
 /// The script every decision runs (see `src/limit.lua`).
 const LUA: &str = include_str!("limit.lua");
+
+/// The most decisions one script decides unless configured.
+const DEFAULT_MAX_BATCH: usize = 64;
 
 /// What a limiter does when Redis does not answer within its timeout (down, unreachable,
 /// slow, or an error reply). There is no default: a limiter is built only once one is
@@ -62,8 +66,14 @@ pub struct Stats {
     /// Decided by the failure mode (Redis failed, timed out, or is being given time to
     /// come back).
     pub fallback: u64,
-    /// Round trips that failed or timed out.
+    /// Decisions whose round trip failed or timed out.
     pub errors: u64,
+    /// Round trips (`EVALSHA`s) that carried the `redis` decisions: fewer than `redis`
+    /// when decisions were batched (see [`RedisLimiterBuilder::max_batch`]).
+    pub batches: u64,
+    /// Admitted from a lease this instance held (no round trip; see
+    /// [`RedisLimiterBuilder::lease`]).
+    pub leased: u64,
 }
 
 #[derive(Default)]
@@ -72,6 +82,78 @@ struct Counters {
     cached: AtomicU64,
     fallback: AtomicU64,
     errors: AtomicU64,
+    batches: AtomicU64,
+    leased: AtomicU64,
+}
+
+/// The most keys whose leases an instance holds at once (more: a lease is not kept, and
+/// its units go unused).
+const MAX_LEASED_KEYS: usize = 65_536;
+
+/// Leasing (see [`RedisLimiterBuilder::lease`]): units taken from Redis ahead of need and
+/// spent locally.
+struct Leases {
+    units: u64,
+    ttl: Duration,
+    held: Mutex<HashMap<String, Lease>>,
+}
+
+/// Units of one key held by this instance.
+struct Lease {
+    left: u64,
+    until: Instant,
+    /// The verdict Redis gave when it granted them (for the remaining counts and limits).
+    verdict: Verdict,
+}
+
+impl Leases {
+    /// The units to ask Redis for when a decision of `cost` goes there.
+    fn want(&self, cost: u64) -> u64 {
+        if cost == 0 { 0 } else { cost.max(self.units) }
+    }
+
+    /// Admits `cost` units of `base` from a live lease, if one holds enough.
+    fn take(&self, base: &str, cost: u64) -> Option<Verdict> {
+        if cost == 0 {
+            return None;
+        }
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = held.get_mut(base)?;
+        if Instant::now() >= lease.until {
+            held.remove(base);
+            return None;
+        }
+        if lease.left < cost {
+            return None;
+        }
+        lease.left -= cost;
+        let mut v = lease.verdict.clone();
+        for d in &mut v.decisions {
+            d.remaining = d.remaining.saturating_add(lease.left);
+        }
+        Some(v)
+    }
+
+    /// Holds `left` units of `base` granted now (replacing what was left of an older
+    /// lease: those units go unused).
+    fn hold(&self, base: String, left: u64, verdict: &Verdict) {
+        let now = Instant::now();
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len() >= MAX_LEASED_KEYS && !held.contains_key(&base) {
+            held.retain(|_, l| l.until > now);
+            if held.len() >= MAX_LEASED_KEYS {
+                return;
+            }
+        }
+        held.insert(
+            base,
+            Lease {
+                left,
+                until: now + self.ttl,
+                verdict: verdict.clone(),
+            },
+        );
+    }
 }
 
 /// Whether Redis is worth asking: after a failure, decisions go to the failure mode for
@@ -106,9 +188,19 @@ impl Health {
             .is_err()
     }
 
-    fn ok(&self) {
-        if self.down_until.load(Ordering::Relaxed) != 0 {
-            self.down_until.store(0, Ordering::Release);
+    /// A round trip sent at `sent` (a `now_ms` reading) succeeded: Redis is healthy again,
+    /// unless a failure (or a probe's claim) was recorded after it was sent. A late reply
+    /// to an old request (its task starved, say) must not undo a newer failure.
+    fn ok(&self, sent: u64) {
+        let until = self.down_until.load(Ordering::Acquire);
+        if until == 0 {
+            return;
+        }
+        let probe = u64::try_from(self.probe.as_millis()).unwrap_or(u64::MAX);
+        if until.saturating_sub(probe) <= sent {
+            let _ = self
+                .down_until
+                .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -242,6 +334,10 @@ struct Inner {
     cache: Option<DenyCache>,
     counters: Counters,
     wait: Mode,
+    /// `None`: batching off (`max_batch(1)`).
+    batcher: Option<Batcher>,
+    /// `None`: no leases (the default).
+    leases: Option<Leases>,
 }
 
 impl fmt::Debug for RedisLimiter {
@@ -290,6 +386,8 @@ pub struct RedisLimiterBuilder {
     mode: Option<FailureMode>,
     cache: Option<usize>,
     wait: Mode,
+    max_batch: usize,
+    lease: Option<(u64, Duration)>,
     error: Option<ConfigError>,
 }
 
@@ -325,6 +423,8 @@ impl RedisLimiter {
             mode: None,
             cache: None,
             wait: Mode::Reject,
+            max_batch: DEFAULT_MAX_BATCH,
+            lease: None,
             error: None,
         }
     }
@@ -412,6 +512,8 @@ impl RedisLimiter {
             cached: c.cached.load(Ordering::Relaxed),
             fallback: c.fallback.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            leased: c.leased.load(Ordering::Relaxed),
         }
     }
 
@@ -582,50 +684,92 @@ impl RedisLimiter {
 
     pub(crate) async fn decide(&self, base: String, cost: u64) -> Verdict {
         let inner = &*self.inner;
+        if let Some(v) = inner.leases.as_ref().and_then(|l| l.take(&base, cost)) {
+            inner.counters.leased.fetch_add(1, Ordering::Relaxed);
+            return v;
+        }
         if let Some(v) = self.cached(&base, cost) {
             return v;
         }
         if inner.health.skip() {
             return self.fallback(&base, cost);
         }
-        match tokio::time::timeout(inner.timeout, self.round_trip(&base, cost)).await {
-            Ok(Ok(v)) => {
-                inner.health.ok();
-                inner.counters.redis.fetch_add(1, Ordering::Relaxed);
-                if !v.allowed
-                    && let Some(cache) = &inner.cache
-                {
-                    cache.insert(base, cost, &v);
+        let want = inner.leases.as_ref().map_or(cost, |l| l.want(cost));
+        let Some(batcher) = &inner.batcher else {
+            let sent = inner.health.now_ms();
+            let reply =
+                tokio::time::timeout(inner.timeout, inner.round_trip(&base, cost, want)).await;
+            return match reply {
+                Ok(Ok((v, granted))) => {
+                    let v = if want > cost {
+                        self.granted(base.clone(), cost, granted, v)
+                    } else {
+                        v
+                    };
+                    inner.health.ok(sent);
+                    inner.counters.redis.fetch_add(1, Ordering::Relaxed);
+                    inner.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    if !v.allowed
+                        && let Some(cache) = &inner.cache
+                    {
+                        cache.insert(base, cost, &v);
+                    }
+                    v
                 }
-                v
-            }
-            Ok(Err(_)) | Err(_) => {
-                inner.health.failed();
-                inner.counters.errors.fetch_add(1, Ordering::Relaxed);
-                self.fallback(&base, cost)
-            }
+                Ok(Err(_)) | Err(_) => self.failed(&base, cost),
+            };
+        };
+        // The local fallback is keyed: keep the key for it.
+        let key = match inner.mode {
+            FailureMode::Local { .. } => base.clone(),
+            FailureMode::Open | FailureMode::Closed => String::new(),
+        };
+        let leased = (want > cost).then(|| base.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(lane) = batcher.submit(Pending {
+            base,
+            cost,
+            want,
+            tx,
+        }) {
+            let guard = DriverGuard {
+                inner: self.inner.clone(),
+                lane: Some(lane),
+            };
+            tokio::spawn(guard.drive());
+        }
+        match tokio::time::timeout(inner.timeout, rx).await {
+            Ok(Ok(Some((v, granted)))) => match leased {
+                Some(base) => self.granted(base, cost, granted, v),
+                None => v,
+            },
+            // Timed out (queued or in flight), the round trip failed, or the driver
+            // was dropped with its runtime.
+            _ => self.failed(&key, cost),
         }
     }
 
-    async fn round_trip(&self, base: &str, cost: u64) -> redis::RedisResult<Verdict> {
-        let inner = &*self.inner;
-        let mut inv = inner.script.prepare_invoke();
-        for i in 0..inner.limits.len() {
-            inv.key(format!("{base}:{i}"));
-        }
-        inv.arg(cost);
-        for a in &inner.args {
-            for s in a {
-                inv.arg(s.as_str());
+    /// A verdict of Redis that granted `granted` units for a decision of `cost`: the
+    /// units beyond `cost` are held as a lease, and the caller's remaining counts include
+    /// them.
+    fn granted(&self, base: String, cost: u64, granted: u64, mut v: Verdict) -> Verdict {
+        let extra = granted.saturating_sub(cost);
+        if let (Some(leases), true) = (&self.inner.leases, extra > 0 && v.allowed) {
+            // held with Redis' own counts: a spend adds what is left of the lease
+            leases.hold(base, extra, &v);
+            for d in &mut v.decisions {
+                d.remaining = d.remaining.saturating_add(extra);
             }
         }
-        let reply = inner.conn.invoke(&inv).await?;
-        decode(&reply, inner.limits.len()).ok_or_else(|| {
-            redis::RedisError::from((
-                redis::ErrorKind::Parse,
-                "resilient-redis: unexpected script reply",
-            ))
-        })
+        v
+    }
+
+    /// A decision whose round trip failed or timed out: the failure mode decides.
+    fn failed(&self, key: &str, cost: u64) -> Verdict {
+        let inner = &*self.inner;
+        inner.health.failed();
+        inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.fallback(key, cost)
     }
 
     /// The failure mode's verdict.
@@ -689,26 +833,173 @@ impl RedisLimiter {
     }
 }
 
-/// The script's reply as a verdict: `[all, then allowed, limit, remaining, reset_us,
-/// retry_us per limit]`.
-fn decode(reply: &[i64], n: usize) -> Option<Verdict> {
-    if reply.len() != 1 + 5 * n {
-        return None;
+impl Inner {
+    /// The `EVALSHA` deciding `decisions` (`(PREFIX{KEY}, cost)`) in order.
+    fn command<'a>(&self, decisions: impl Iterator<Item = (&'a str, u64, u64)> + Clone) -> Cmd {
+        let n = self.limits.len();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(decisions.clone().count() * n);
+        // One buffer for every key: no allocation per key.
+        let mut key = String::with_capacity(64);
+        for (base, _, _) in decisions.clone() {
+            for i in 0..n {
+                key.clear();
+                let _ = write!(key, "{base}:{i}");
+                cmd.arg(key.as_str());
+            }
+        }
+        cmd.arg(n);
+        for a in &self.args {
+            for s in a {
+                cmd.arg(s.as_str());
+            }
+        }
+        // the stride: costs alone, or (cost, units wanted) pairs with leases on
+        if self.leases.is_some() {
+            cmd.arg(2);
+            for (_, cost, want) in decisions {
+                cmd.arg(cost).arg(want);
+            }
+        } else {
+            cmd.arg(1);
+            for (_, cost, _) in decisions {
+                cmd.arg(cost);
+            }
+        }
+        cmd
     }
+
+    /// The reply's length per decision.
+    fn stride(&self) -> usize {
+        3 * self.limits.len() + usize::from(self.leases.is_some())
+    }
+
+    /// One decision in its own round trip (batching off).
+    async fn round_trip(
+        &self,
+        base: &str,
+        cost: u64,
+        want: u64,
+    ) -> redis::RedisResult<(Verdict, u64)> {
+        let reply = self
+            .conn
+            .eval(
+                &self.script,
+                &self.command(std::iter::once((base, cost, want))),
+            )
+            .await?;
+        decode(&reply, &self.limits, self.leases.is_some())
+            .next()
+            .filter(|_| reply.len() == self.stride())
+            .ok_or_else(bad_reply)
+    }
+
+    /// A batch of decisions in one round trip, in order.
+    async fn run(&self, batch: &[Pending]) -> redis::RedisResult<Vec<(Verdict, u64)>> {
+        let cmd = self.command(batch.iter().map(|p| (p.base.as_str(), p.cost, p.want)));
+        let reply = self.conn.eval(&self.script, &cmd).await?;
+        if reply.len() != batch.len() * self.stride() {
+            return Err(bad_reply());
+        }
+        Ok(decode(&reply, &self.limits, self.leases.is_some()).collect())
+    }
+}
+
+fn bad_reply() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "resilient-redis: unexpected script reply",
+    ))
+}
+
+/// The task that sends one lane's batches, one round trip at a time, until its queue is
+/// empty. If it is dropped mid-flight (its runtime shut down), it releases the lane.
+struct DriverGuard {
+    inner: Arc<Inner>,
+    /// `Some` until the driver returned normally.
+    lane: Option<LaneId>,
+}
+
+impl DriverGuard {
+    async fn drive(mut self) {
+        let inner = &*self.inner;
+        let Some(batcher) = &inner.batcher else {
+            return;
+        };
+        let Some(lane) = self.lane.as_ref() else {
+            return;
+        };
+        while let Some(batch) = batcher.next(lane) {
+            let sent = inner.health.now_ms();
+            match tokio::time::timeout(inner.timeout, inner.run(&batch)).await {
+                Ok(Ok(verdicts)) => {
+                    inner.health.ok(sent);
+                    let c = &inner.counters;
+                    c.redis.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    c.batches.fetch_add(1, Ordering::Relaxed);
+                    for (p, (v, granted)) in batch.into_iter().zip(verdicts) {
+                        if !v.allowed
+                            && let Some(cache) = &inner.cache
+                        {
+                            cache.insert(p.base, p.cost, &v);
+                        }
+                        // A caller that gave up after its decision was sent: the
+                        // decision stands (Redis counted it).
+                        let _ = p.tx.send(Some((v, granted)));
+                    }
+                }
+                Ok(Err(_)) | Err(_) => {
+                    // Fail this batch and everything queued behind it at once: the
+                    // callers go to the failure mode (and Redis to its probe interval).
+                    inner.health.failed();
+                    for p in batch.into_iter().chain(batcher.drain(lane)) {
+                        let _ = p.tx.send(None);
+                    }
+                }
+            }
+        }
+        self.lane = None;
+    }
+}
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        if let (Some(lane), Some(b)) = (&self.lane, &self.inner.batcher) {
+            b.release(lane);
+        }
+    }
+}
+
+/// The script's reply as verdicts: per decision and limit `[remaining if admitted, else
+/// -1 - remaining; reset_us; retry_us]`; the limits' capacities come from `limits`.
+fn decode<'a>(
+    reply: &'a [i64],
+    limits: &'a [Limit],
+    leases: bool,
+) -> impl Iterator<Item = (Verdict, u64)> + 'a {
     let u = |x: i64| u64::try_from(x).unwrap_or(0);
-    let decisions = reply[1..]
-        .chunks_exact(5)
-        .map(|c| Decision {
-            allowed: c[0] == 1,
-            limit: u(c[1]),
-            remaining: u(c[2]),
-            reset: Duration::from_micros(u(c[3])),
-            retry_after: Duration::from_micros(u(c[4])),
-        })
-        .collect();
-    Some(Verdict {
-        allowed: reply[0] == 1,
-        decisions,
+    let n = 3 * limits.len();
+    reply.chunks_exact(n + usize::from(leases)).map(move |d| {
+        let granted = if leases { u(d[n]) } else { 0 };
+        let decisions: SmallVec<[Decision; 2]> = d[..n]
+            .chunks_exact(3)
+            .zip(limits)
+            .map(|(c, l)| Decision {
+                allowed: c[0] >= 0,
+                limit: l.max_cost(),
+                remaining: if c[0] >= 0 { u(c[0]) } else { u(-1 - c[0]) },
+                reset: Duration::from_micros(u(c[1])),
+                retry_after: Duration::from_micros(u(c[2])),
+            })
+            .collect();
+        (
+            Verdict {
+                allowed: decisions.iter().all(|d| d.allowed),
+                decisions,
+            },
+            granted,
+        )
     })
 }
 
@@ -922,6 +1213,78 @@ impl RedisLimiterBuilder {
         self
     }
 
+    /// The most decisions one script decides (default 64; 1 turns batching off).
+    ///
+    /// While a script is in flight, the decisions that arrive meanwhile queue up and go
+    /// to Redis together as the next `EVALSHA`, which decides them in order, each seeing
+    /// the writes of the ones before it: the same decisions as one script each, made
+    /// at the same instant of the server's clock. Nothing waits for a timer: a decision
+    /// arriving with nothing in flight is sent at once, and the next batch is whatever
+    /// queued meanwhile (up to this many, oldest first). Redis then runs one script for
+    /// many decisions, which is what brings decisions near the throughput of plain
+    /// `SET`s (see the crate's README).
+    ///
+    /// Each caller still gets its own verdict, bounded by the timeout from when it
+    /// asked (queued time included). A caller dropped (or timed out) while queued is
+    /// never sent and counts nowhere; one dropped after its batch was sent cannot call
+    /// it back: its decision stands (Redis counted it) and nothing is refunded. A
+    /// failed round trip sends its batch and every decision queued behind it to the
+    /// failure mode at once.
+    ///
+    /// On a Redis Cluster a script's keys must share a slot, so decisions batch only
+    /// with others for the same key (the same `{hash tag}`); different keys go in
+    /// parallel, each key one script at a time.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(10)).unwrap())
+    ///     .max_batch(1) // one script per decision
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = l;
+    /// # }
+    /// ```
+    pub fn max_batch(mut self, max: usize) -> Self {
+        self.max_batch = max;
+        self
+    }
+
+    /// Leases: when a decision goes to Redis, ask for `units` (instead of its cost alone)
+    /// and spend what is left of them on this key's next decisions here, without a round
+    /// trip, for at most `ttl`. If Redis cannot grant `units`, the same script decides the
+    /// cost alone (still one round trip). Units not spent within `ttl` go unused.
+    ///
+    /// **The trade.** A hot key costs one round trip per `units` decisions instead of one
+    /// each. Admissions never exceed what Redis granted, but a lease's units are counted
+    /// when granted and spent up to `ttl` later, so over any window the admissions may
+    /// exceed the limit by up to `units` per instance (the documented slack), and an
+    /// instance may hold units that another could have used (a cold key leaves them
+    /// unused). Keep `units` a small share of the limit and `ttl` short. Off by default:
+    /// every decision exact.
+    ///
+    /// ```
+    /// # use resilient::ratelimit::Rate;
+    /// # use resilient_redis::*;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let l = RedisLimiter::builder(Connection::open("redis://127.0.0.1:1/").unwrap())
+    ///     .limit(Limit::gcra(Rate::per_second(1_000)).unwrap())
+    ///     .lease(20, Duration::from_millis(50)) // at most 20 units ahead, spent within 50 ms
+    ///     .failure_mode(FailureMode::Open)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = l;
+    /// # }
+    /// ```
+    pub fn lease(mut self, units: u64, ttl: Duration) -> Self {
+        self.lease = Some((units, ttl));
+        self
+    }
+
     /// Validates and builds (no round trip: the connection may still be down).
     ///
     /// ```
@@ -976,6 +1339,29 @@ impl RedisLimiterBuilder {
                 local.push(KeyedLimiter::builder(l.local(share)?).build::<String>()?);
             }
         }
+        if self.max_batch == 0 {
+            return Err(ConfigError::new(
+                "redis_limiter.max_batch",
+                "must be at least 1 (1: no batching)",
+            ));
+        }
+        if let Some((units, ttl)) = self.lease {
+            let capacity = self.limits.iter().map(Limit::max_cost).min().unwrap_or(0);
+            if units < 2 || units > capacity {
+                return Err(ConfigError::new(
+                    "redis_limiter.lease",
+                    format!(
+                        "units must be at least 2 and at most the smallest limit's capacity ({capacity}); got {units}"
+                    ),
+                ));
+            }
+            if ttl.is_zero() || ttl > Duration::from_secs(60) {
+                return Err(ConfigError::new(
+                    "redis_limiter.lease",
+                    format!("ttl must be longer than zero and at most 60 s (got {ttl:?})"),
+                ));
+            }
+        }
         if self.cache == Some(0) {
             return Err(ConfigError::new(
                 "redis_limiter.deny_cache",
@@ -984,6 +1370,8 @@ impl RedisLimiterBuilder {
         }
         Ok(RedisLimiter {
             inner: Arc::new(Inner {
+                batcher: (self.max_batch > 1)
+                    .then(|| Batcher::new(self.max_batch, self.conn.is_cluster())),
                 conn: self.conn,
                 script: Script::new(LUA),
                 args: self.limits.iter().map(Limit::args).collect(),
@@ -1003,6 +1391,11 @@ impl RedisLimiterBuilder {
                 }),
                 counters: Counters::default(),
                 wait: self.wait,
+                leases: self.lease.map(|(units, ttl)| Leases {
+                    units,
+                    ttl,
+                    held: Mutex::new(HashMap::new()),
+                }),
             }),
         })
     }

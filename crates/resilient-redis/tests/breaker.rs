@@ -70,8 +70,9 @@ async fn one_instances_failures_do_not_open_it_but_two_instances_do() {
     assert!(!admitted(&pa).await);
     assert_eq!(a.state(), CircuitState::Open);
     assert!(a.shared_open_for().unwrap() > Duration::from_secs(50));
-    // the local breakers themselves never opened
-    assert_eq!(a.local().state(), CircuitState::Closed);
+    // the local breakers never tripped on their own counts: they follow the shared phase
+    assert_eq!(a.local().state(), CircuitState::Open);
+    assert_eq!(a.local().snapshot().consecutive_failures, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,6 +143,87 @@ async fn with_redis_down_each_instance_keeps_its_local_breaker() {
     // the local breaker opened on its own
     assert_eq!(a.state(), CircuitState::Open);
     assert!(!admitted(&pa).await);
+}
+
+fn follower(server: &RedisServer, name: &str, instance: &str) -> SharedBreaker {
+    SharedBreaker::builder(Connection::open(&server.url()).unwrap(), name)
+        .local(
+            CircuitBreaker::consecutive_failures(1_000)
+                .open_for(Duration::from_millis(300))
+                .break_backoff(2.0, Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
+        .min_calls(10)
+        .min_instances(2)
+        .open_for(Duration::from_millis(300))
+        .timeout(Duration::from_secs(2))
+        .instance(instance)
+        .build()
+        .unwrap()
+}
+
+async fn until_ready(b: &CircuitBreaker) {
+    let start = Instant::now();
+    while !b.is_ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            b.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_breaker_api_follows_the_shared_phases() {
+    let server = RedisServer::start();
+    let a = follower(&server, "ledger", "a");
+    let b = follower(&server, "ledger", "b");
+    let (la, lb) = (a.local().clone(), b.local().clone());
+    // Plain `CircuitBreaker` calls, no guard: their outcomes are reported all the same.
+    for l in [&la, &lb] {
+        for _ in 0..10 {
+            let _ = l.call(|| async { Err::<(), _>("down") }).await;
+        }
+    }
+    a.sync().await.unwrap();
+    assert!(b.sync().await.unwrap().open, "two instances failed");
+    a.sync().await.unwrap();
+    for l in [&la, &lb] {
+        assert_eq!(l.state(), CircuitState::Open);
+        let left = l.snapshot().retry_after.unwrap();
+        assert!(left <= Duration::from_millis(300), "{left:?}");
+        assert!(matches!(
+            l.call(|| async { Ok::<(), &str>(()) }).await,
+            Err(Error::CircuitOpen { .. })
+        ));
+    }
+
+    // The break ends; a's probe fails: the longer break and the failed-recovery count
+    // reach b through Redis.
+    until_ready(&la).await;
+    let _ = la.call(|| async { Err::<(), _>("still down") }).await;
+    assert_eq!(la.state(), CircuitState::Open);
+    assert_eq!(la.snapshot().failed_recoveries, 1);
+    a.sync().await.unwrap();
+    let view = b.sync().await.unwrap();
+    assert!(
+        view.open && view.remaining > Duration::from_millis(300),
+        "{view:?}"
+    );
+    assert_eq!(lb.snapshot().failed_recoveries, 1, "shared");
+    assert!(lb.snapshot().retry_after.unwrap() > Duration::from_millis(300));
+
+    // b's probe succeeds: the shared circuit closes, and a follows.
+    until_ready(&lb).await;
+    assert!(lb.call(|| async { Ok::<(), &str>(()) }).await.is_ok());
+    assert_eq!(lb.state(), CircuitState::Closed);
+    assert!(!b.sync().await.unwrap().open);
+    assert!(!a.sync().await.unwrap().open);
+    assert_eq!(la.state(), CircuitState::Closed);
+    assert_eq!(la.snapshot().failed_recoveries, 0);
+    assert_eq!(a.stats().errors + b.stats().errors, 0);
 }
 
 /// The other process of `two_processes_share_one_breaker`: fails calls through the shared

@@ -95,3 +95,44 @@ async fn tasks_on_a_cluster_never_exceed_burst_plus_rate() {
     let s = l.stats();
     assert_eq!((s.errors, s.fallback), (0, 0), "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_batches_decisions_per_key() {
+    use std::time::Duration;
+
+    let cluster = RedisCluster::start();
+    let conn = Connection::cluster(cluster.urls()).await.unwrap();
+    let l = RedisLimiter::builder(conn)
+        .limit(Limit::fixed_window(50, Duration::from_secs(50 * 365 * 86_400)).unwrap())
+        .timeout(Duration::from_secs(3))
+        .failure_mode(FailureMode::Closed)
+        .build()
+        .unwrap();
+    // 30 tasks ask 10 times each, over 3 keys (on different slots): a script's keys must
+    // share a slot, so decisions batch per key, and each key admits exactly its 50.
+    let tasks: Vec<_> = (0..30)
+        .map(|t| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                let mut admitted = [0u64; 3];
+                for i in 0..10 {
+                    let k = (t + i) % 3;
+                    if l.check(&format!("key-{k}"), 1).await.unwrap().allowed {
+                        admitted[k] += 1;
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = [0u64; 3];
+    for t in tasks {
+        for (a, n) in admitted.iter_mut().zip(t.await.unwrap()) {
+            *a += n;
+        }
+    }
+    assert_eq!(admitted, [50, 50, 50]);
+    let s = l.stats();
+    assert_eq!((s.redis, s.errors, s.fallback), (300, 0, 0), "{s:?}");
+    assert!(s.batches < s.redis, "decisions for one key batch up: {s:?}");
+}

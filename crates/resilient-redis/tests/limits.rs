@@ -328,6 +328,108 @@ async fn idle_keys_expire_and_denials_write_nothing() {
     assert!(l.check(&"idle", 2).await.unwrap().allowed, "a fresh key");
 }
 
+/// `tasks` tasks each ask `per_task` times (cost 1) for one of `keys` keys, all at once.
+async fn burst(l: &RedisLimiter, tasks: usize, per_task: usize, keys: usize) -> Vec<(usize, u64)> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let l = l.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for i in 0..per_task {
+                    let k = (t + i) % keys;
+                    let d = l.check(&format!("b{k}"), 1).await.unwrap();
+                    if d.allowed {
+                        got.push((k, d.remaining));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_decisions_are_the_sequential_decisions() {
+    let server = RedisServer::start();
+    for max_batch in [64, 1] {
+        let l = RedisLimiter::builder(Connection::open(&server.url()).unwrap())
+            .limit(Limit::fixed_window(100, LONG).unwrap())
+            .prefix(format!("batch{max_batch}:"))
+            .max_batch(max_batch)
+            .timeout(Duration::from_secs(3))
+            .failure_mode(FailureMode::Closed)
+            .build()
+            .unwrap();
+        // 50 tasks, 3 keys, 400 asks: each key admits exactly its 100, and as one after
+        // another: the admitted decisions' `remaining` are 99, 98, ..., 0, each once.
+        let admitted = burst(&l, 50, 8, 3).await;
+        for k in 0..3 {
+            let mut rem: Vec<u64> = admitted
+                .iter()
+                .filter(|(key, _)| *key == k)
+                .map(|(_, r)| *r)
+                .collect();
+            rem.sort_unstable();
+            assert_eq!(rem, (0..100).collect::<Vec<_>>(), "key b{k}");
+        }
+        let s = l.stats();
+        assert_eq!((s.redis, s.errors, s.fallback), (400, 0, 0), "{s:?}");
+        if max_batch == 1 {
+            assert_eq!(s.batches, 400, "one round trip per decision: {s:?}");
+        } else {
+            assert!(s.batches < 400, "50 concurrent callers batch up: {s:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_dropped_while_batched_are_counted_once_or_not_at_all() {
+    let server = RedisServer::start();
+    let l = limiter(&server, &[Limit::fixed_window(1_000_000, LONG).unwrap()]);
+    // Many callers at once, half of them cancelled right away: some before their batch
+    // was sent (never counted), some after (counted: the decision stands).
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            let l = l.clone();
+            tokio::spawn(async move { l.check(&"drop", 1).await.unwrap().allowed })
+        })
+        .collect();
+    let mut finished = 0;
+    for (i, h) in handles.into_iter().enumerate() {
+        if i % 2 == 0 {
+            h.abort();
+            let _ = h.await;
+        } else {
+            assert!(h.await.unwrap());
+            finished += 1;
+        }
+    }
+    // Let any batch still in flight land, then read the count Redis holds.
+    let start = Instant::now();
+    let mut last = l.stats().redis;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = l.stats().redis;
+        if now == last || start.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        last = now;
+    }
+    let sent = l.stats().redis;
+    assert!((finished..=200).contains(&sent), "{sent}");
+    let d = l.check(&"drop", 0).await.unwrap();
+    assert_eq!(
+        d.remaining,
+        1_000_000 - sent,
+        "Redis counted exactly the decisions that were sent"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deny_cache_answers_without_a_round_trip() {
     let server = RedisServer::start();

@@ -611,22 +611,24 @@
 //!
 //! # 11. From one process to a fleet
 //!
-//! Everything in this crate today keeps its state **in the process**: a rate limiter, a
-//! breaker, a bulkhead or a retry budget in each instance of a service knows only about
-//! that instance's calls. **Shared state across processes (Redis) is planned, not
-//! present**: there is no Redis (or other remote) backend in this release.
+//! Everything in this crate keeps its state **in the process**: a rate limiter, a breaker,
+//! a bulkhead or a retry budget in each instance of a service knows only about that
+//! instance's calls. Shared state across processes lives in the `resilient-redis` crate
+//! (this crate does not depend on it): per-key limits decided by Redis with the same
+//! decisions and headers, and a breaker whose phases the fleet shares.
 //!
-//! What exists to prepare for it:
+//! The seams it plugs into:
 //!
 //! - The packed rate-limiting algorithms are pure steps,
 //!   [`Algorithm::step`](crate::ratelimit::Algorithm::step)`(state, now, cost) -> (state,
 //!   decision)` over one `u64`, written so that a Redis script can mirror them exactly.
-//! - A breaker's state machine sits behind the
-//!   [`StateStore`](crate::circuit::StateStore) trait, which a remote store can implement;
-//!   see its documentation for what is not solved yet (breakers sharing a store need a
-//!   clock with a shared time base; sliding windows stay per process).
+//! - A breaker replicates its phases through a
+//!   [`RemoteStore`](crate::circuit::RemoteStore): admission decides on the in-process
+//!   state (no round trip), transitions are offered to the store, phases decided
+//!   elsewhere are adopted, deadlines travel on the store's clock and the failed-recovery
+//!   count is shared; half-open probing and sliding windows stay per process.
 //!
-//! Until then, for a fleet of `n` instances:
+//! Without a shared store, for a fleet of `n` instances:
 //!
 //! - **Rate limits**: give each instance `1/n` of the global limit (and of its burst). It
 //!   is exact when load is spread evenly, and errs on the safe side (rejecting early)

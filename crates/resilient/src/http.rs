@@ -11,6 +11,8 @@
 //!   HTTP-date), else an exhausted `RateLimit` member's `t`, else `X-RateLimit-Reset`.
 //! - [`client`]: the standard client policy for one request's method, as a
 //!   [`PipelineBuilder`] to extend or build.
+//! - [`pool`]: after a connection breaks, the next attempt gets a fresh connection
+//!   (eviction hooks for deadpool/bb8-style pools, a rebuilt client for reqwest/hyper).
 //!
 //! ```
 //! use ::http::{Method, Response, StatusCode};
@@ -48,6 +50,8 @@ pub mod server;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod attempts;
+
+pub mod pool;
 
 use std::error::Error as StdError;
 use std::io;

@@ -49,7 +49,6 @@ use std::task::{Context as TaskContext, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::bulkhead::Bulkhead;
 use crate::engine::context::{Context, hash_key};
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
@@ -556,30 +555,6 @@ impl RateLimiter {
     pub fn layer(&self) -> PipelineLayer<AllErrors> {
         Pipeline::builder()
             .rate_limit(self)
-            .build()
-            .expect("a pipeline of one guard is always valid")
-            .layer()
-    }
-}
-
-impl Bulkhead {
-    /// This bulkhead as a `Clone` tower `Layer` (a one-guard [`Pipeline`]); every service
-    /// made by the layer shares its slots.
-    ///
-    /// ```
-    /// use resilient::{Bulkhead, Error};
-    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let bulkhead = Bulkhead::builder(1).build().unwrap();
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(bulkhead.layer())
-    ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
-    /// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
-    /// # }
-    /// ```
-    pub fn layer(&self) -> PipelineLayer<AllErrors> {
-        Pipeline::builder()
-            .bulkhead(self)
             .build()
             .expect("a pipeline of one guard is always valid")
             .layer()

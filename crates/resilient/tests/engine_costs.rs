@@ -120,3 +120,66 @@ fn call_futures_stay_within_their_size_bound() {
     assert!(retry_size <= BOUND, "{retry_size}");
     assert!(five_size <= BOUND, "{five_size}");
 }
+
+/// A guard that records the labels it sees (it keeps the default `reads_labels`).
+#[derive(Debug, Default)]
+struct Labels(std::sync::Mutex<Vec<(Option<String>, Option<String>)>>);
+
+impl resilient::Guard for Labels {
+    fn name(&self) -> &'static str {
+        "labels"
+    }
+
+    fn acquire<'a>(&'a self, ctx: &resilient::Context) -> resilient::Acquire<'a> {
+        self.0.lock().unwrap().push((
+            ctx.operation().map(str::to_owned),
+            ctx.tag("team").map(str::to_owned),
+        ));
+        resilient::Acquire::Ready(Ok(resilient::Permit::new(self, 0)))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(resilient::Outcome, Duration)>) {}
+
+    fn measures_duration(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn guards_that_read_labels_still_see_them_when_the_operation_does_not() {
+    // Leaving name and tags out of a context is only for guards that say they don't read
+    // them: a custom guard (per call and per attempt, async and blocking) sees both.
+    let guard = Arc::new(Labels::default());
+    let p = Pipeline::builder()
+        .name("users")
+        .tag("team", "core")
+        .guard_arc(guard.clone())
+        .retry(Retry::immediate().attempts(2))
+        .guard_arc(guard.clone())
+        .build()
+        .unwrap();
+    let r: Result<u32, Error<()>> = p.execute(|| async { Ok(1) }).await;
+    assert_eq!(r.unwrap(), 1);
+    let r: Result<u32, Error<()>> = p.execute_blocking(|| Ok(2));
+    assert_eq!(r.unwrap(), 2);
+    let seen = guard.0.lock().unwrap();
+    assert_eq!(seen.len(), 4);
+    for s in seen.iter() {
+        assert_eq!(s, &(Some("users".to_owned()), Some("core".to_owned())));
+    }
+    // The crate's own guards read neither.
+    use resilient::Guard;
+    assert!(
+        !CircuitBreaker::consecutive_failures(5)
+            .build()
+            .unwrap()
+            .reads_labels()
+    );
+    assert!(!Bulkhead::builder(2).build().unwrap().reads_labels());
+    assert!(
+        !RateLimiter::gcra(Rate::per_second(1))
+            .build()
+            .unwrap()
+            .reads_labels()
+    );
+}

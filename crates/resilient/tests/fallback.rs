@@ -281,3 +281,64 @@ async fn as_a_tower_layer_it_answers_the_pipeline_layers_failures() {
     assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), 0);
     assert_eq!(used.load(Ordering::SeqCst), 1);
 }
+
+/// The layer's own future: a success and an unhandled failure pass through without the
+/// chain; a handled failure runs the alternatives in order (with the failure each gets); a
+/// response dropped while an alternative runs drops that alternative.
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn as_a_tower_layer_only_handled_failures_reach_the_chain() {
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let tried = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (t, d) = (tried.clone(), dropped.clone());
+    let fallback = Fallback::builder()
+        .handle(|e: &Error<Down>| !matches!(e, Error::Inner(Down("fatal"))))
+        .or_else(move |failure: Error<Down>| {
+            t.fetch_add(1, Ordering::SeqCst);
+            let flag = Flag(d.clone());
+            async move {
+                let _flag = flag;
+                match failure {
+                    Error::Inner(Down("slow")) => {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        Ok(1)
+                    }
+                    _ => Err(Error::Inner(Down("secondary"))),
+                }
+            }
+        })
+        .or_value(2u32)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(fallback.layer())
+        .service(service_fn(|name: &'static str| async move {
+            match name {
+                "ok" => Ok(0u32),
+                other => Err(Error::Inner(Down(other))),
+            }
+        }));
+    assert_eq!(svc.ready().await.unwrap().call("ok").await.unwrap(), 0);
+    let r = svc.ready().await.unwrap().call("fatal").await;
+    assert_eq!(r.unwrap_err(), Error::Inner(Down("fatal")));
+    assert_eq!(tried.load(Ordering::SeqCst), 0, "no alternative tried yet");
+    // the first alternative fails, the value answers
+    assert_eq!(svc.ready().await.unwrap().call("primary").await.unwrap(), 2);
+    assert_eq!(tried.load(Ordering::SeqCst), 1);
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    // dropped while the first alternative sleeps: it is dropped too
+    let fut = svc.ready().await.unwrap().call("slow");
+    let r = tokio::time::timeout(Duration::from_secs(1), fut).await;
+    assert!(r.is_err());
+    assert_eq!(tried.load(Ordering::SeqCst), 2);
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}

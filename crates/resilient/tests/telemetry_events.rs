@@ -333,3 +333,71 @@ async fn a_pipeline_hedge_is_reported() {
     );
     assert!(lines.last().unwrap().starts_with("call_finished success"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_fallback_step_reports_each_alternative_after_the_call() {
+    use resilient::fallback::Fallback;
+    let log = Log::default();
+    // the observer is added after the fallback step: order does not matter
+    let p = Pipeline::builder()
+        .name("users")
+        .retry(Retry::immediate().attempts(2))
+        .fallback(
+            Fallback::builder()
+                .name("prices")
+                .or_else(|_: Error<&str>| async { Err(Error::Inner("replica down")) })
+                .or_value(7u32)
+                .build()
+                .unwrap(),
+        )
+        .observer(log.clone())
+        .build()
+        .unwrap();
+    let r = p.execute(|| async { Err::<u32, _>("down") }).await;
+    assert_eq!(r.unwrap(), 7);
+    let lines = log.lines();
+    // the call gave up first (its own events), then the chain ran its two alternatives
+    let finished = lines
+        .iter()
+        .position(|l| l.starts_with("call_finished failure attempts=2"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(
+        lines[finished + 1..],
+        [
+            r#"FallbackUsed { fallback: "prices", alternative: 1 }"#.to_string(),
+            r#"FallbackUsed { fallback: "prices", alternative: 2 }"#.to_string(),
+        ],
+        "{lines:?}"
+    );
+
+    // a success uses no alternative and reports none
+    let before = log.lines().len();
+    assert_eq!(p.execute(|| async { Ok::<u32, &str>(1) }).await.unwrap(), 1);
+    assert!(
+        log.lines()[before..]
+            .iter()
+            .all(|l| !l.starts_with("FallbackUsed")),
+        "{:?}",
+        log.lines()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_per_call_fallback_is_reported_to_the_pipeline_observer() {
+    use resilient::fallback::Fallback;
+    let log = Log::default();
+    let p = Pipeline::builder()
+        .name("users")
+        .observer(log.clone())
+        .build()
+        .unwrap();
+    let fallback = Fallback::builder().or_value(0u8).build().unwrap();
+    let r = p
+        .execute_with_fallback(&fallback, || async { Err::<u8, ()>(()) })
+        .await;
+    assert_eq!(r.unwrap(), 0);
+    assert_eq!(
+        log.lines().last().unwrap(),
+        r#"FallbackUsed { fallback: "fallback", alternative: 1 }"#
+    );
+}

@@ -208,10 +208,101 @@ async fn the_metrics_service_answers_with_the_text_format() {
         .unwrap();
     assert_eq!(
         resp.headers()[http::header::CONTENT_TYPE],
-        "text/plain; version=0.0.4; charset=utf-8"
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     assert!(
         resp.body()
             .contains(r#"resilient_calls_total{pipeline="x",outcome="success"} 1"#)
+    );
+}
+
+/// The exemplar on `series` (name and labels exactly as printed): its trace id and value.
+fn exemplar(text: &str, series: &str) -> Option<(String, f64)> {
+    let rest = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"));
+    let (_, ex) = rest.split_once(" # {trace_id=\"")?;
+    let (id, value) = ex.split_once("\"} ")?;
+    Some((id.to_string(), value.split(' ').next()?.parse().ok()?))
+}
+
+#[tokio::test(start_paused = true)]
+async fn exemplars_carry_the_trace_id_of_the_call_observed_last() {
+    use std::sync::Mutex;
+    use std::time::Duration;
+    // the "current trace" of this test: whatever the caller set before the call
+    let current: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let source = current.clone();
+    let metrics = PrometheusMetrics::with_exemplars(move || source.lock().unwrap().clone());
+    let p = Pipeline::builder()
+        .name("ex")
+        .observer(metrics.clone())
+        .build()
+        .unwrap();
+
+    // a call outside any trace leaves no exemplar
+    p.execute(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    let text = metrics.render();
+    assert_eq!(
+        exemplar(
+            &text,
+            r#"resilient_calls_total{pipeline="ex",outcome="success"}"#
+        ),
+        None
+    );
+
+    // a traced call of 3 ms: its id on the counter, on the 4 ms bucket of both
+    // histograms, with the observed value
+    *current.lock().unwrap() = Some("0af7651916cd43dd8448eb211c80319c".into());
+    p.execute(|| async {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        Ok::<_, ()>(())
+    })
+    .await
+    .unwrap();
+    let text = metrics.render();
+    let id = "0af7651916cd43dd8448eb211c80319c".to_string();
+    assert_eq!(
+        exemplar(
+            &text,
+            r#"resilient_calls_total{pipeline="ex",outcome="success"}"#
+        ),
+        Some((id.clone(), 1.0))
+    );
+    for h in ["call", "attempt"] {
+        let (got, v) = exemplar(
+            &text,
+            &format!(
+                r#"resilient_{h}_duration_seconds_bucket{{le="0.004",pipeline="ex",outcome="success"}}"#
+            ),
+        )
+        .unwrap_or_else(|| panic!("no exemplar on the {h} histogram in\n{text}"));
+        assert_eq!(got, id);
+        assert!((v - 0.003).abs() < 1e-9, "{h}: {v}");
+        // the bucket below holds the untraced call only, with no exemplar
+        assert_eq!(
+            exemplar(
+                &text,
+                &format!(
+                    r#"resilient_{h}_duration_seconds_bucket{{le="0.001",pipeline="ex",outcome="success"}}"#
+                ),
+            ),
+            None
+        );
+    }
+
+    // a later traced call replaces the counter's exemplar
+    *current.lock().unwrap() = Some("11111111111111111111111111111111".into());
+    p.execute(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    let text = metrics.render();
+    assert_eq!(
+        exemplar(
+            &text,
+            r#"resilient_calls_total{pipeline="ex",outcome="success"}"#
+        )
+        .unwrap()
+        .0,
+        "11111111111111111111111111111111"
     );
 }

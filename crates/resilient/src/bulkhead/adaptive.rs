@@ -53,6 +53,42 @@ pub trait LimitAlgorithm: Send + 'static {
     fn initial(&self) -> usize;
     /// The limit after `sample`, given the current `limit`.
     fn update(&mut self, limit: usize, sample: Sample) -> usize;
+
+    /// Whether [`update`](Self::update) reads [`Sample::rtt`] (default `true`). An
+    /// algorithm that does not is fed a zero `rtt`, and the bulkhead then reads no clock
+    /// for its calls.
+    ///
+    /// ```
+    /// use resilient::bulkhead::{Aimd, LimitAlgorithm, Vegas};
+    /// use std::time::Duration;
+    /// assert!(!Aimd::new(10, 1, 100).uses_rtt()); // reacts to failures only
+    /// assert!(Aimd::new(10, 1, 100).timeout(Duration::from_secs(1)).uses_rtt());
+    /// assert!(Vegas::new(10, 1, 100).uses_rtt());
+    /// ```
+    fn uses_rtt(&self) -> bool {
+        true
+    }
+
+    /// Whether `sample` certainly leaves `limit` as it is and changes nothing the
+    /// algorithm keeps (default `false`: every sample is applied). A bulkhead asks a copy
+    /// of the algorithm as configured, which never sees a sample, without taking the lock
+    /// under which it applies samples: answer only from the configuration, `limit` and
+    /// `sample`.
+    ///
+    /// ```
+    /// use resilient::bulkhead::{Aimd, LimitAlgorithm, Sample};
+    /// use std::time::Duration;
+    /// let aimd = Aimd::new(10, 1, 20);
+    /// let s = |in_flight, dropped| Sample { rtt: Duration::ZERO, in_flight, dropped };
+    /// assert!(aimd.ignores(10, &s(2, false))); // mostly idle: no evidence either way
+    /// assert!(!aimd.ignores(10, &s(6, false))); // busy: grows
+    /// assert!(!aimd.ignores(10, &s(2, true))); // a failure: shrinks
+    /// assert!(aimd.ignores(20, &s(20, false))); // already at its max
+    /// ```
+    fn ignores(&self, limit: usize, sample: &Sample) -> bool {
+        let _ = (limit, sample);
+        false
+    }
 }
 
 /// Additive increase, multiplicative decrease: +1 after a call that finished while the
@@ -120,6 +156,22 @@ impl LimitAlgorithm for Aimd {
             limit
         };
         next.clamp(self.min, self.max)
+    }
+
+    /// Only with a [`timeout`](Aimd::timeout): a plain AIMD reacts to failures alone.
+    fn uses_rtt(&self) -> bool {
+        self.timeout != Duration::MAX
+    }
+
+    /// A success within the timeout while mostly idle, or at the maximum already (AIMD
+    /// keeps no state between samples).
+    #[inline]
+    fn ignores(&self, limit: usize, sample: &Sample) -> bool {
+        if sample.dropped || limit > self.max || limit < self.min {
+            return false;
+        }
+        (limit == self.max || sample.in_flight.saturating_mul(2) < limit)
+            && sample.rtt <= self.timeout
     }
 }
 
@@ -374,6 +426,38 @@ mod tests {
                 assert!((3..=40).contains(&limit), "{limit}");
             }
         }
+    }
+
+    /// A sample AIMD says it ignores leaves the limit as it is, on any sequence; and the
+    /// idle and at-max successes are ignored.
+    #[test]
+    fn aimd_ignores_only_samples_that_change_nothing() {
+        let mut rng = fastrand::Rng::with_seed(21);
+        let mut ignored = 0;
+        for aimd in [
+            Aimd::new(5, 3, 40),
+            Aimd::new(5, 3, 40).timeout(Duration::from_millis(100)),
+        ] {
+            let mut fed = aimd.clone();
+            for _ in 0..20_000 {
+                let limit = rng.usize(0..50);
+                let sample = Sample {
+                    rtt: Duration::from_millis(rng.u64(0..200)),
+                    in_flight: rng.usize(0..60),
+                    dropped: rng.u8(0..4) == 0,
+                };
+                if aimd.ignores(limit, &sample) {
+                    ignored += 1;
+                    assert_eq!(fed.update(limit, sample), limit, "{limit} {sample:?}");
+                }
+            }
+        }
+        assert!(ignored > 1000, "{ignored}");
+        let aimd = Aimd::new(5, 3, 40);
+        assert!(aimd.ignores(40, &s(1, 40, false)));
+        assert!(aimd.ignores(10, &s(1, 4, false)));
+        assert!(!aimd.ignores(10, &s(1, 5, false)));
+        assert!(!aimd.ignores(2, &s(1, 0, false)), "below min: clamped up");
     }
 
     #[test]

@@ -29,7 +29,12 @@ use crate::engine::outcome::Outcome;
 use crate::engine::telemetry::GuardGauges;
 
 mod adaptive;
+#[cfg(feature = "tower")]
+mod layer;
 mod sync;
+
+#[cfg(feature = "tower")]
+pub use self::layer::{BulkheadLayer, BulkheadService, ResponseFuture};
 
 pub use self::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
 
@@ -79,6 +84,11 @@ struct Inner {
 /// a sample arriving while another is being applied is skipped, so releases never wait.
 struct Adaptive {
     algorithm: Mutex<Box<dyn LimitAlgorithm>>,
+    /// The algorithm reads latencies ([`LimitAlgorithm::uses_rtt`]): calls are timed.
+    uses_rtt: bool,
+    /// A copy of the algorithm as configured, outside the lock: it answers
+    /// [`LimitAlgorithm::ignores`] (which depends on no state the algorithm keeps).
+    judge: Box<dyn LimitAlgorithm + Sync>,
     on_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
 
@@ -101,7 +111,7 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_queue: usize,
     max_wait: Option<Duration>,
-    adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm> + Send + Sync>>,
+    adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm + Sync> + Send + Sync>>,
     on_limit_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
 
@@ -300,9 +310,14 @@ impl BulkheadBuilder {
                 ),
             ));
         }
-        let adaptive = self.adaptive.as_ref().map(|make| Adaptive {
-            algorithm: Mutex::new(make()),
-            on_change: self.on_limit_change.clone(),
+        let adaptive = self.adaptive.as_ref().map(|make| {
+            let algorithm: Box<dyn LimitAlgorithm> = make();
+            Adaptive {
+                uses_rtt: algorithm.uses_rtt(),
+                algorithm: Mutex::new(algorithm),
+                judge: make(),
+                on_change: self.on_limit_change.clone(),
+            }
         });
         let limit = match &adaptive {
             Some(a) => match a.algorithm.lock() {
@@ -423,23 +438,32 @@ impl Inner {
         old
     }
 
-    /// Feeds a finished call to the adaptive algorithm, if any.
-    fn sample(&self, in_flight: usize, outcome: Option<(Outcome, Duration)>) {
+    /// Feeds a finished call to the adaptive algorithm, if any: a sample the algorithm
+    /// [ignores](LimitAlgorithm::ignores) at the `limit` read before the release goes no
+    /// further (no lock).
+    #[inline]
+    fn sample(&self, limit: usize, in_flight: usize, outcome: Option<(Outcome, Duration)>) {
         let (Some(adaptive), Some((outcome, rtt))) = (&self.adaptive, outcome) else {
             return;
         };
+        let sample = Sample {
+            rtt,
+            in_flight,
+            dropped: outcome == Outcome::Failure,
+        };
+        if adaptive.judge.ignores(limit, &sample) {
+            return;
+        }
+        self.update(adaptive, sample);
+    }
+
+    /// Applies a sample under the algorithm's lock (skipped if another is being applied).
+    fn update(&self, adaptive: &Adaptive, sample: Sample) {
         let Ok(mut algorithm) = adaptive.algorithm.try_lock() else {
             return;
         };
         let limit = self.limit.load(std::sync::atomic::Ordering::Acquire);
-        let next = algorithm.update(
-            limit,
-            Sample {
-                rtt,
-                in_flight,
-                dropped: outcome == Outcome::Failure,
-            },
-        );
+        let next = algorithm.update(limit, sample);
         if next.clamp(1, self.max_concurrent) == limit {
             return;
         }
@@ -449,6 +473,32 @@ impl Inner {
         drop(algorithm);
         if let Some(f) = &adaptive.on_change {
             f(old, now);
+        }
+    }
+
+    /// Whether calls are timed: an adaptive algorithm reads their latency.
+    #[inline]
+    fn times_calls(&self) -> bool {
+        self.adaptive.as_ref().is_some_and(|a| a.uses_rtt)
+    }
+
+    /// A queued caller's wait for a slot handed over by a release, within `max_wait`:
+    /// `true` once it holds one. (The caller's place in the queue is its own guard.)
+    async fn wait_handed(&self) -> bool {
+        // A wait too long to ever end is no limit (and no timer).
+        let got = match crate::engine::context::within_horizon(self.max_wait) {
+            Some(d) => tokio::time::timeout(d, self.slots.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => self.slots.acquire().await.ok(),
+        };
+        match got {
+            Some(p) => {
+                p.forget();
+                true
+            }
+            None => false,
         }
     }
 
@@ -500,6 +550,10 @@ impl Drop for Queued<'_> {
 }
 
 impl Guard for Bulkhead {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "bulkhead"
     }
@@ -520,37 +574,37 @@ impl Guard for Bulkhead {
         };
         Acquire::Wait(Box::pin(async move {
             let _queued = queued;
-            // A wait too long to ever end is no limit (and no timer).
-            let got = match crate::engine::context::within_horizon(self.inner.max_wait) {
-                Some(d) => tokio::time::timeout(d, self.inner.slots.acquire())
-                    .await
-                    .ok()
-                    .and_then(Result::ok),
-                None => self.inner.slots.acquire().await.ok(),
-            };
-            match got {
-                Some(p) => {
-                    p.forget();
-                    Ok(Permit::new(self, 0))
-                }
-                None => Err(Rejection::BulkheadFull),
+            if self.inner.wait_handed().await {
+                Ok(Permit::new(self, 0))
+            } else {
+                Err(Rejection::BulkheadFull)
             }
         }))
     }
 
     fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
-        if self.inner.adaptive.is_some() {
-            let in_flight = self.in_flight();
-            self.inner.release();
-            self.inner.sample(in_flight, outcome);
-        } else {
-            self.inner.give_back();
+        let inner = &*self.inner;
+        if inner.adaptive.is_none() {
+            inner.give_back();
+            return;
         }
+        use std::sync::atomic::Ordering as O;
+        // Calls in flight, this one included: slots neither free in the counter nor
+        // retired. (A slot handed to a waiter that left counts as in flight until the next
+        // caller takes it: rare, and only a sample's estimate.)
+        let limit = inner.limit.load(O::Acquire);
+        let debt = inner.debt.load(O::Acquire);
+        let free = (inner.state.load(Ordering::Acquire) & FREE) as usize;
+        let in_flight = (limit + debt as usize).saturating_sub(free);
+        if debt == 0 || !inner.retire() {
+            inner.give_back();
+        }
+        inner.sample(limit, in_flight, outcome);
     }
 
-    /// Only an adaptive bulkhead times its calls.
+    /// Only an adaptive bulkhead whose algorithm reads latencies times its calls.
     fn measures_duration(&self) -> bool {
-        self.inner.adaptive.is_some()
+        self.inner.times_calls()
     }
 
     /// Blocking callers never queue: with no free slot they get

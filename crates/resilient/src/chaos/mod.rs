@@ -573,6 +573,10 @@ impl fmt::Debug for Chaos {
 /// # }
 /// ```
 impl Guard for Chaos {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         GUARD_NAME
     }

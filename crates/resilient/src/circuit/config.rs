@@ -10,7 +10,7 @@ use super::health::HealthCheck;
 use super::machine::{Breaker, Settings};
 use super::recovery::{BreakFn, Recovery, Schedule};
 use super::state::MAX_PROBES;
-use super::store::{StateStore, Store};
+use super::store::{RemoteStore, StateStore, Store};
 use super::window::{SlidingWindow, Window};
 use crate::engine::clock::{SharedClock, system_clock};
 use crate::engine::error::ConfigError;
@@ -65,6 +65,7 @@ pub struct CircuitBreakerBuilder {
     random: SharedRandom,
     observers: Vec<Arc<dyn CircuitObserver>>,
     store: Option<Arc<dyn StateStore>>,
+    remote: Option<Arc<dyn RemoteStore>>,
     health: Option<HealthCheck>,
 }
 
@@ -108,6 +109,7 @@ impl CircuitBreakerBuilder {
             random: thread_random(),
             observers: Vec::new(),
             store: None,
+            remote: None,
             health: None,
         }
     }
@@ -272,9 +274,39 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// Keeps the state machine in `store` instead of in-process atomics.
+    /// Keeps the state machine in `store` instead of in-process atomics (a synchronous
+    /// store; for one behind a network see [`remote_store`](Self::remote_store)).
     pub fn store(mut self, store: Arc<dyn StateStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Replicates the breaker's phases to `remote` (shared deadlines on the store's time
+    /// base, a shared failed-recovery count), while admission keeps deciding on the
+    /// in-process state: see [`RemoteStore`]. The same as
+    /// [`CircuitBreaker::attach_remote_store`] right after building.
+    ///
+    /// ```
+    /// # use resilient::circuit::{Proposal, RemoteStore, RemoteSync};
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// #[derive(Debug)]
+    /// struct Wall;
+    /// impl RemoteStore for Wall {
+    ///     fn now(&self) -> Duration {
+    ///         std::time::UNIX_EPOCH.elapsed().unwrap_or_default()
+    ///     }
+    ///     fn propose(&self, _: Proposal) {}
+    ///     fn attach(&self, _: RemoteSync) {}
+    /// }
+    /// let b = resilient::CircuitBreaker::consecutive_failures(3)
+    ///     .remote_store(Arc::new(Wall))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = b;
+    /// ```
+    pub fn remote_store(mut self, remote: Arc<dyn RemoteStore>) -> Self {
+        self.remote = Some(remote);
         self
     }
 
@@ -476,9 +508,10 @@ impl CircuitBreakerBuilder {
             clock: self.clock,
             observers: self.observers,
         };
-        Ok(CircuitBreaker::from_breaker(Breaker::start(
-            settings,
-            self.health.zip(runtime),
-        )))
+        let breaker = Breaker::start(settings, self.health.zip(runtime));
+        if let Some(remote) = self.remote {
+            breaker.attach_remote(remote);
+        }
+        Ok(CircuitBreaker::from_breaker(breaker))
     }
 }

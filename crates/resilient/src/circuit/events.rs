@@ -30,6 +30,9 @@ pub enum TransitionReason {
     HalfOpenTimeout,
     /// A manual call (`isolate`, `disable`, `metrics_only`, `reset`).
     Manual,
+    /// The breaker's [`RemoteStore`](crate::circuit::RemoteStore) moved it to a phase
+    /// decided elsewhere (another process, or the store's own policy).
+    Shared,
 }
 
 /// Something that happened in a breaker.

@@ -13,6 +13,10 @@ use crate::engine::telemetry::{GuardGauges, TransitionSink};
 use crate::engine::timeouts::Timeouts;
 
 impl Guard for CircuitBreaker {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "circuit_breaker"
     }

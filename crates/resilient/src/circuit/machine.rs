@@ -7,7 +7,7 @@
 //! one.
 
 use super::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -17,7 +17,7 @@ use super::health::{self, HealthCell, HealthCheck, HealthState, Hysteresis};
 use super::recovery::Recovery;
 use super::snapshot::CircuitSnapshot;
 use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, split_token};
-use super::store::Store;
+use super::store::{Proposal, RemoteStore, RemoteSync, SharedPhase, Store};
 use super::window::{Counts, SlidingWindow, Window, code};
 use crate::engine::clock::SharedClock;
 use crate::engine::error::ConfigError;
@@ -90,7 +90,20 @@ pub(crate) struct Breaker {
     hold_open_while_unhealthy: bool,
     /// Metrics-only: the last recorded call left a trip condition reached.
     over_threshold: AtomicBool,
+    /// The store this breaker's phases are replicated to, if any (read on transitions and,
+    /// when set, once per recorded closed-state outcome).
+    remote: OnceLock<Arc<dyn RemoteStore>>,
+    /// Neither observers nor a remote store listen to outcomes.
+    quiet: AtomicBool,
     _stop_health: Option<DropGuard>,
+}
+
+/// What entering a phase does to the failed-recovery count.
+#[derive(Clone, Copy)]
+enum Recoveries {
+    Keep,
+    Increment,
+    Set(u32),
 }
 
 /// How a finished call was judged (before any event is emitted).
@@ -140,6 +153,7 @@ impl Breaker {
         health: Option<(HealthCheck, tokio::runtime::Handle)>,
     ) -> Arc<Self> {
         let stop = health.as_ref().map(|_| CancellationToken::new());
+        let quiet = s.observers.is_empty();
         let b = Arc::new(Breaker {
             name: s.name,
             store: s.store,
@@ -166,6 +180,8 @@ impl Breaker {
                 .as_ref()
                 .is_some_and(|(check, _)| check.hold_open_while_unhealthy),
             over_threshold: AtomicBool::new(false),
+            remote: OnceLock::new(),
+            quiet: AtomicBool::new(quiet),
             _stop_health: stop.clone().map(CancellationToken::drop_guard),
         });
         if let (Some((check, runtime)), Some(stop)) = (health, stop) {
@@ -246,7 +262,7 @@ impl Breaker {
                     }
                     // The caller that ends the break becomes the first probe.
                     let next = w.next(HalfOpen).with_issued(1);
-                    match self.publish(w, next, now) {
+                    match self.publish(w, next, now, TransitionReason::BreakElapsed) {
                         Ok(next) => {
                             // Should an observer panic, the permit goes back.
                             let permit = GiveBack(self, next.epoch());
@@ -407,6 +423,16 @@ impl Breaker {
     /// Emits the events of one call's outcome.
     #[inline]
     fn emit_outcome(&self, judged: Judged, probe: bool) {
+        // One check for both listeners, so that a breaker with neither pays one load.
+        if self.quiet.load(Ordering::Relaxed) {
+            return;
+        }
+        if !probe
+            && let Judged::Counted { failed, .. } = judged
+            && let Some(remote) = self.remote.get()
+        {
+            remote.record(failed);
+        }
         if self.observers.is_empty() {
             return;
         }
@@ -528,7 +554,7 @@ impl Breaker {
         }
         match (trip, state) {
             (Some(reason), Closed) => self
-                .publish(w, w.next(Open), self.clock.now())
+                .publish(w, w.next(Open), self.clock.now(), reason)
                 .ok()
                 .map(|_| After::Moved(Closed, Open, reason)),
             // Metrics-only: report that the breaker would have opened, once per crossing.
@@ -600,24 +626,26 @@ impl Breaker {
             };
             let attempt = if t >= until {
                 // The phase is over: the verdict comes too late, the breaker reopens.
-                self.publish(w, w.next(Open), t).map(|_| {
-                    Some(After::Moved(
-                        HalfOpen,
-                        Open,
-                        TransitionReason::HalfOpenTimeout,
-                    ))
-                })
+                self.publish(w, w.next(Open), t, TransitionReason::HalfOpenTimeout)
+                    .map(|_| {
+                        Some(After::Moved(
+                            HalfOpen,
+                            Open,
+                            TransitionReason::HalfOpenTimeout,
+                        ))
+                    })
             } else if failed {
-                self.publish(w, w.next(Open), now())
+                self.publish(w, w.next(Open), now(), TransitionReason::ProbeFailed)
                     .map(|_| Some(After::Moved(HalfOpen, Open, TransitionReason::ProbeFailed)))
             } else if w.probe_successes() + 1 >= self.required {
-                self.publish(w, w.next(Closed), now()).map(|_| {
-                    Some(After::Moved(
-                        HalfOpen,
-                        Closed,
-                        TransitionReason::ProbesSucceeded,
-                    ))
-                })
+                self.publish(w, w.next(Closed), now(), TransitionReason::ProbesSucceeded)
+                    .map(|_| {
+                        Some(After::Moved(
+                            HalfOpen,
+                            Closed,
+                            TransitionReason::ProbesSucceeded,
+                        ))
+                    })
             } else {
                 self.store
                     .cas(w, w.with_successes(w.probe_successes() + 1))
@@ -654,30 +682,21 @@ impl Breaker {
         reason: TransitionReason,
         now: Duration,
     ) -> Result<StateWord, StateWord> {
-        let next = self.publish(from, from.next(to), now)?;
+        let next = self.publish(from, from.next(to), now, reason)?;
         self.emit_transition(from.state(), to, reason);
         Ok(next)
     }
 
     /// Replaces `from` with `next` (a word of the next epoch) and does what entering
-    /// `next`'s state takes; emits nothing.
+    /// `next`'s state takes; emits nothing, and offers the transition to the remote store.
     fn publish(
         &self,
         from: StateWord,
         next: StateWord,
         now: Duration,
+        reason: TransitionReason,
     ) -> Result<StateWord, StateWord> {
         let to = next.state();
-        if matches!(to, Closed | MetricsOnly) {
-            // Start the new phase with an empty window. Done before publishing it, so that
-            // calls admitted in the new epoch never see the old counts.
-            if let Some(w) = &self.window {
-                w.reset();
-            }
-            self.consecutive
-                .store(u64::from(next.epoch()) << 32, Ordering::Release);
-            self.over_threshold.store(false, Ordering::Release);
-        }
         // The break is computed before `Open` is published: a custom generator that panics
         // leaves the state as it was, instead of open with no deadline.
         let failed_recovery = from.state() == HalfOpen;
@@ -692,13 +711,54 @@ impl Breaker {
             HalfOpen => now.saturating_add(self.longest_phase(HalfOpen)),
             _ => Duration::MAX,
         };
+        let recoveries = match to {
+            Open if failed_recovery => Recoveries::Increment,
+            Closed => Recoveries::Set(0),
+            _ => Recoveries::Keep,
+        };
+        let next = self.enter(from, next, until, recoveries)?;
+        if let Some(remote) = self.remote.get() {
+            let shared_until =
+                (until != Duration::MAX).then(|| remote.now().saturating_add(until - now));
+            remote.propose(Proposal {
+                from: from.state(),
+                phase: SharedPhase::new(
+                    to,
+                    shared_until,
+                    self.failed_recoveries.load(Ordering::Acquire),
+                ),
+                reason,
+            });
+        }
+        Ok(next)
+    }
+
+    /// Replaces `from` with `next`, ending at `until` on the breaker's clock, and updates
+    /// what the new phase resets.
+    fn enter(
+        &self,
+        from: StateWord,
+        next: StateWord,
+        until: Duration,
+        recoveries: Recoveries,
+    ) -> Result<StateWord, StateWord> {
+        if matches!(next.state(), Closed | MetricsOnly) {
+            // Start the new phase with an empty window. Done before publishing it, so that
+            // calls admitted in the new epoch never see the old counts.
+            if let Some(w) = &self.window {
+                w.reset();
+            }
+            self.consecutive
+                .store(u64::from(next.epoch()) << 32, Ordering::Release);
+            self.over_threshold.store(false, Ordering::Release);
+        }
         self.store.cas(from, next)?;
-        match to {
-            Open if failed_recovery => {
+        match recoveries {
+            Recoveries::Increment => {
                 self.failed_recoveries.fetch_add(1, Ordering::AcqRel);
             }
-            Closed => self.failed_recoveries.store(0, Ordering::Release),
-            _ => {}
+            Recoveries::Set(n) => self.failed_recoveries.store(n, Ordering::Release),
+            Recoveries::Keep => {}
         }
         // Every phase writes a deadline ("never" where it has none), so the stored one
         // always belongs to a recent phase and its 12-bit epoch tag cannot pass for the
@@ -706,6 +766,63 @@ impl Breaker {
         self.store
             .publish_deadline(PhaseDeadline::new(next.epoch(), until), next.epoch());
         Ok(next)
+    }
+
+    // ---- remote store ----------------------------------------------------------------
+
+    /// Replicates this breaker's phases to `remote` from now on; `false` if one is
+    /// attached already.
+    pub(crate) fn attach_remote(self: &Arc<Self>, remote: Arc<dyn RemoteStore>) -> bool {
+        if self.remote.set(remote.clone()).is_err() {
+            return false;
+        }
+        self.quiet.store(false, Ordering::Release);
+        remote.attach(RemoteSync {
+            breaker: Arc::downgrade(self),
+        });
+        true
+    }
+
+    /// Moves to a phase the remote store decided (see [`RemoteSync::adopt`]).
+    pub(crate) fn adopt(&self, phase: SharedPhase) {
+        let now = self.clock.now();
+        let until = match (phase.until, self.remote.get()) {
+            (Some(shared), Some(remote)) => {
+                now.saturating_add(shared.saturating_sub(remote.now()).min(MAX_AHEAD))
+            }
+            (Some(_), None) => now,
+            (None, _) => Duration::MAX,
+        };
+        let mut w = self.store.load();
+        loop {
+            // A state forced by hand here is left only by hand (or for another forced one).
+            if matches!(w.state(), Isolated | Disabled | MetricsOnly)
+                && matches!(phase.state, Closed | Open | HalfOpen)
+            {
+                return;
+            }
+            if w.state() == phase.state {
+                self.failed_recoveries
+                    .store(phase.failed_recoveries, Ordering::Release);
+                if matches!(phase.state, Open | HalfOpen) {
+                    self.store
+                        .publish_deadline(PhaseDeadline::new(w.epoch(), until), w.epoch());
+                }
+                return;
+            }
+            match self.enter(
+                w,
+                w.next(phase.state),
+                until,
+                Recoveries::Set(phase.failed_recoveries),
+            ) {
+                Ok(_) => {
+                    self.emit_transition(w.state(), phase.state, TransitionReason::Shared);
+                    return;
+                }
+                Err(actual) => w = actual,
+            }
+        }
     }
 
     /// Forces `to` (manual control).
@@ -768,7 +885,7 @@ impl Breaker {
             HealthState::Unhealthy if check.open_when_unhealthy => {
                 let mut w = self.store.load();
                 while matches!(w.state(), Closed | HalfOpen) {
-                    match self.publish(w, w.next(Open), now) {
+                    match self.publish(w, w.next(Open), now, TransitionReason::Unhealthy) {
                         Ok(_) => {
                             moved = Some(w.state());
                             break;

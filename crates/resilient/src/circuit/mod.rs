@@ -73,8 +73,10 @@
 //! ```
 //!
 //! Observe it with a [`CircuitObserver`] and [`CircuitBreaker::snapshot`]; integrate a
-//! health probe with [`HealthCheck`]; share its state across processes through a
-//! [`StateStore`].
+//! health probe with [`HealthCheck`]; share its state through a synchronous
+//! [`StateStore`] (in one process), or replicate its phases across processes through a
+//! [`RemoteStore`] (deadlines on the store's clock, a shared failed-recovery count, and
+//! nothing on the admission path: `resilient-redis`'s `SharedBreaker` is one).
 
 mod config;
 mod events;
@@ -98,7 +100,7 @@ pub use health::{HealthCheck, HealthState, ProbeOutput};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 pub use snapshot::CircuitSnapshot;
 pub use state::{CircuitState, PhaseDeadline, StateWord};
-pub use store::{LocalStore, StateStore};
+pub use store::{LocalStore, Proposal, RemoteStore, RemoteSync, SharedPhase, StateStore};
 pub use window::Window;
 
 use std::fmt;
@@ -112,7 +114,7 @@ use pin_project_lite::pin_project;
 
 use machine::{Admit, Breaker};
 
-use crate::engine::error::Error;
+use crate::engine::error::{ConfigError, Error};
 use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// A circuit breaker. Cloning is cheap and clones share all state.
@@ -388,6 +390,43 @@ impl CircuitBreaker {
     /// forced state).
     pub fn reset(&self) {
         self.inner.force(CircuitState::Closed);
+    }
+
+    /// Replicates this breaker's phases to `remote` from now on (see
+    /// [`RemoteStore`]): its transitions are offered to the store, and the store moves it
+    /// to phases decided elsewhere. Admission keeps deciding on the in-process state. A
+    /// breaker has at most one remote store: attaching a second fails (and the store is
+    /// not attached).
+    ///
+    /// ```
+    /// # use resilient::circuit::{Proposal, RemoteStore, RemoteSync};
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// #[derive(Debug)]
+    /// struct Wall;
+    /// impl RemoteStore for Wall {
+    ///     fn now(&self) -> Duration {
+    ///         std::time::UNIX_EPOCH.elapsed().unwrap_or_default()
+    ///     }
+    ///     fn propose(&self, _: Proposal) {}
+    ///     fn attach(&self, _: RemoteSync) {}
+    /// }
+    /// let b = resilient::CircuitBreaker::consecutive_failures(3).build().unwrap();
+    /// assert!(b.attach_remote_store(Arc::new(Wall)).is_ok());
+    /// assert_eq!(
+    ///     b.attach_remote_store(Arc::new(Wall)).unwrap_err().field(),
+    ///     "circuit.remote_store"
+    /// );
+    /// ```
+    pub fn attach_remote_store(&self, remote: Arc<dyn RemoteStore>) -> Result<(), ConfigError> {
+        if self.inner.attach_remote(remote) {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                "circuit.remote_store",
+                "this breaker already replicates to a remote store",
+            ))
+        }
     }
 
     /// Runs `op` through the breaker: every `Err` counts as a failure.

@@ -206,6 +206,22 @@ pub trait Guard: Send + Sync + fmt::Debug + 'static {
         }
     }
 
+    /// Whether [`Guard::acquire`] reads the [`Context`]'s labels: its
+    /// [`operation`](Context::operation) name and [`tag`](Context::tag)s (default `true`).
+    /// When no guard of a pipeline does and the operation does not see its context
+    /// (`execute`, not `execute_with`), calls leave them out of the context and skip two
+    /// reference-count updates each. The crate's breakers, limiters and bulkheads answer
+    /// `false`.
+    ///
+    /// ```
+    /// use resilient::{CircuitBreaker, Guard};
+    /// let breaker = CircuitBreaker::consecutive_failures(5).build().unwrap();
+    /// assert!(!breaker.reads_labels());
+    /// ```
+    fn reads_labels(&self) -> bool {
+        true
+    }
+
     /// Whether [`Guard::on_release`] uses the call's duration. The engine reads the clock
     /// around a call only when one of its guards does (default `true`; a bulkhead or a
     /// rate limiter answer `false`, a breaker only with slow-call detection or observers).

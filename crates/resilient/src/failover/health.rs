@@ -245,6 +245,10 @@ impl HealthGateBuilder {
 }
 
 impl Guard for HealthGate {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "health"
     }

@@ -1,9 +1,13 @@
 //! A fallback chain as a tower `Layer`, around any service whose error is a resilient
 //! [`Error`] (a pipeline's layer, a breaker's, a limiter's).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use pin_project_lite::pin_project;
 
 use tower_layer::Layer;
 use tower_service::Service;
@@ -15,14 +19,14 @@ use crate::engine::error::Error;
 /// [`Fallback::layer`]).
 #[derive(Debug, Clone)]
 pub struct FallbackLayer<T, E> {
-    fallback: Fallback<T, E>,
+    fallback: Arc<Fallback<T, E>>,
 }
 
 /// The service made by [`FallbackLayer`].
 #[derive(Debug, Clone)]
 pub struct FallbackService<S, T, E> {
     inner: S,
-    fallback: Fallback<T, E>,
+    fallback: Arc<Fallback<T, E>>,
 }
 
 impl<T, E> Fallback<T, E> {
@@ -46,7 +50,7 @@ impl<T, E> Fallback<T, E> {
     /// ```
     pub fn layer(&self) -> FallbackLayer<T, E> {
         FallbackLayer {
-            fallback: self.clone(),
+            fallback: Arc::new(self.clone()),
         }
     }
 }
@@ -65,21 +69,103 @@ impl<S, T, E> Layer<S> for FallbackLayer<T, E> {
 impl<S, Req, T, E> Service<Req> for FallbackService<S, T, E>
 where
     S: Service<Req, Response = T, Error = Error<E>>,
-    S::Future: Send + 'static,
     T: Clone + Send + Sync + 'static,
     E: Send + 'static,
 {
     type Response = T;
     type Error = Error<E>;
-    type Future = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
+    type Future = ResponseFuture<S::Future, T, E>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let primary = self.inner.call(req);
-        let fallback = self.fallback.clone();
-        Box::pin(async move { fallback.run(primary).await })
+        ResponseFuture {
+            state: State::Primary {
+                fut: self.inner.call(req),
+                fallback: Some(self.fallback.clone()),
+            },
+        }
+    }
+}
+
+/// The chain running after the primary's handled failure.
+type Chain<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
+
+pin_project! {
+    /// The future of a [`FallbackService`] call: the wrapped service's response, and only
+    /// after a handled failure the chain (boxed then).
+    pub struct ResponseFuture<F, T, E> {
+        #[pin]
+        state: State<F, T, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, T, E> {
+        Primary {
+            #[pin]
+            fut: F,
+            fallback: Option<Arc<Fallback<T, E>>>,
+        },
+        Chain {
+            chain: Chain<T, E>,
+        },
+        Done,
+    }
+}
+
+impl<F, T, E> fmt::Debug for ResponseFuture<F, T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Primary { .. } => "primary",
+            State::Chain { .. } => "fallback",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F, T, E>
+where
+    F: Future<Output = Result<T, Error<E>>>,
+    T: Clone + Send + Sync + 'static,
+    E: Send + 'static,
+{
+    type Output = Result<T, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Primary { fut, fallback } => {
+                    let failure = match ready!(fut.poll(cx)) {
+                        Ok(v) => {
+                            state.set(State::Done);
+                            return Poll::Ready(Ok(v));
+                        }
+                        Err(e) => e,
+                    };
+                    let fallback = fallback.take().expect("the primary holds the chain");
+                    if !fallback.handles(&failure) {
+                        state.set(State::Done);
+                        return Poll::Ready(Err(failure));
+                    }
+                    let chain: Chain<T, E> =
+                        Box::pin(async move { fallback.after(failure, None).await });
+                    state.set(State::Chain { chain });
+                }
+                StateProj::Chain { chain } => {
+                    let out = ready!(chain.as_mut().poll(cx));
+                    state.set(State::Done);
+                    return Poll::Ready(out);
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
     }
 }

@@ -38,7 +38,7 @@ mod stale;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use self::layer::{FallbackLayer, FallbackService};
+pub use self::layer::{FallbackLayer, FallbackService, ResponseFuture};
 pub use self::stale::{Answer, StaleCache, StaleCacheBuilder, StaleEvent};
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
@@ -62,6 +62,9 @@ impl<T: Clone, E> Clone for Step<T, E> {
         }
     }
 }
+
+/// Tells a pipeline's observer that chain `name` used alternative `n` (from 1).
+pub(crate) type FallbackReport = Arc<dyn Fn(&'static str, usize) + Send + Sync>;
 
 /// An alternative was used: which one (1 for the first) and the failure that led to it.
 #[derive(Debug)]
@@ -170,6 +173,19 @@ where
     where
         Fut: Future<Output = Result<T, Error<E>>>,
     {
+        self.run_reporting(primary, None).await
+    }
+
+    /// [`run`](Self::run), also telling `report` (a pipeline's observer) of each
+    /// alternative used, after this chain's own observer.
+    pub(crate) async fn run_reporting<Fut>(
+        &self,
+        primary: Fut,
+        report: Option<FallbackReport>,
+    ) -> Result<T, Error<E>>
+    where
+        Fut: Future<Output = Result<T, Error<E>>>,
+    {
         let first = match primary.await {
             Ok(v) => return Ok(v),
             Err(e) => e,
@@ -177,6 +193,15 @@ where
         if !(self.handles)(&first) {
             return Err(first);
         }
+        self.after(first, report).await
+    }
+
+    /// The alternatives in order after the primary's handled failure `first`.
+    pub(crate) async fn after(
+        &self,
+        first: Error<E>,
+        report: Option<FallbackReport>,
+    ) -> Result<T, Error<E>> {
         let mut failures = Vec::with_capacity(self.steps.len() + 1);
         let mut failure = first;
         for (i, step) in self.steps.iter().enumerate() {
@@ -186,6 +211,9 @@ where
                     alternative: i + 1,
                     failure: &failure,
                 });
+            }
+            if let Some(report) = &report {
+                report(self.name, i + 1);
             }
             let next = match step {
                 Step::Value(v) => return Ok(v.clone()),

@@ -438,6 +438,10 @@ impl ProbeSink for Sink {
 }
 
 impl Guard for HealthAware {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "health_aware"
     }

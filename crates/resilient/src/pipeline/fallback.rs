@@ -9,7 +9,9 @@ use std::marker::PhantomData;
 use crate::engine::attempt::{FailedAttempt, RetryEvent};
 use crate::engine::error::Error;
 use crate::engine::outcome::{Classify, Outcome, Recovery};
-use crate::fallback::Fallback;
+use std::sync::{Arc, OnceLock};
+
+use crate::fallback::{Fallback, FallbackReport};
 use crate::pipeline::{Pipeline, PipelineBuilder};
 
 /// A classifier with a fallback chain: judging, retry decisions and hooks are the inner
@@ -18,6 +20,8 @@ use crate::pipeline::{Pipeline, PipelineBuilder};
 pub struct WithFallback<C, T, E> {
     inner: C,
     fallback: Fallback<T, E>,
+    /// The pipeline's observer, set by `build()` when it has one.
+    report: Arc<OnceLock<FallbackReport>>,
     _types: PhantomData<fn(T, E)>,
 }
 
@@ -60,7 +64,10 @@ where
         let failure = match self.inner.recover(failure) {
             Ok(recovery) => {
                 let outer = self.fallback.clone();
-                return Ok(Box::pin(async move { outer.run(recovery).await }));
+                let report = self.report.get().cloned();
+                return Ok(Box::pin(async move {
+                    outer.run_reporting(recovery, report).await
+                }));
             }
             Err(failure) => failure,
         };
@@ -68,8 +75,9 @@ where
             return Err(failure);
         }
         let fallback = self.fallback.clone();
+        let report = self.report.get().cloned();
         Ok(Box::pin(async move {
-            fallback.run(async { Err(failure) }).await
+            fallback.run_reporting(async { Err(failure) }, report).await
         }))
     }
 }
@@ -113,9 +121,11 @@ impl<C> PipelineBuilder<C> {
         T: Clone + Send + Sync + 'static,
         E: Send + 'static,
     {
+        let report = self.fallback_report.clone();
         let mut b = self.wrap_classify(|inner| WithFallback {
             inner,
             fallback,
+            report,
             _types: PhantomData,
         });
         b.stages.insert(0, "fallback(outermost)".into());
@@ -159,6 +169,7 @@ impl<C> Pipeline<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        fallback.run(self.execute(op)).await
+        let report = self.inner.fallback_report.clone();
+        fallback.run_reporting(self.execute(op), report).await
     }
 }

@@ -24,7 +24,7 @@ use std::borrow::BorrowMut;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -47,6 +47,7 @@ use crate::engine::telemetry::{
     error_outcome,
 };
 use crate::engine::timeouts::Timeouts;
+use crate::fallback::FallbackReport;
 use crate::hedge::Hedge;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
@@ -114,8 +115,11 @@ struct Inner<C> {
     time_calls: bool,
     /// Whether any per-attempt guard uses durations.
     time_attempts: bool,
-    /// No guard and no timeout (see [`Pipeline::run`]).
-    plain: bool,
+    /// Whether a guard reads the context's name and tags ([`Guard::reads_labels`]).
+    labels: bool,
+    /// A blocking call needs no clock: no timeout, no `max_elapsed`, no guard that times
+    /// calls (see [`Pipeline::run_blocking_untimed`]).
+    untimed: bool,
     /// No request timeout: a call without a caller's or an inherited deadline or
     /// cancellation needs no phase 1 (see [`Pipeline::run`]).
     direct: bool,
@@ -127,6 +131,8 @@ struct Inner<C> {
     stages: Vec<String>,
     /// Where events go, when the pipeline has an observer.
     sink: Option<Arc<Sink>>,
+    /// The observer's report of fallback alternatives used (`execute_with_fallback`).
+    fallback_report: Option<FallbackReport>,
     /// What the observer reads gauges from (held here, weakly by the observer).
     #[allow(dead_code)] // kept alive for the observers' weak references
     gauges: Option<Arc<dyn GaugeSource>>,
@@ -159,6 +165,8 @@ pub struct PipelineBuilder<C = AllErrors> {
     /// Whether `on_retry` wrapped the classifier (a later `classify` would drop the hook).
     typed_hook: bool,
     observers: Vec<SharedObserver>,
+    /// Where `build()` puts the observer's fallback report for the `.fallback(..)` steps.
+    fallback_report: Arc<OnceLock<FallbackReport>>,
 }
 
 impl fmt::Debug for PipelineBuilder {
@@ -187,6 +195,7 @@ impl Pipeline {
             error: None,
             typed_hook: false,
             observers: Vec::new(),
+            fallback_report: Arc::default(),
         }
     }
 }
@@ -210,6 +219,7 @@ impl<C> PipelineBuilder<C> {
             error: self.error,
             typed_hook: true,
             observers: self.observers,
+            fallback_report: self.fallback_report,
         }
     }
 
@@ -371,6 +381,7 @@ impl<C> PipelineBuilder<C> {
             error: self.error,
             typed_hook: self.typed_hook,
             observers: self.observers,
+            fallback_report: self.fallback_report,
         }
     }
 
@@ -600,20 +611,39 @@ impl<C> PipelineBuilder<C> {
             sink.observer.attach(Arc::downgrade(&view));
             view
         });
+        let fallback_report = sink.as_ref().map(|sink| {
+            let sink = sink.clone();
+            let report: FallbackReport = Arc::new(move |fallback, alternative| {
+                sink.emit(EventKind::FallbackUsed {
+                    fallback,
+                    alternative,
+                })
+            });
+            // the `.fallback(..)` steps' chains report to the observer too
+            let _ = self.fallback_report.set(report.clone());
+            report
+        });
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
                 gauges,
+                fallback_report,
                 name: self.name,
                 tags,
                 timeouts: self.timeouts,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 direct: within_horizon(self.timeouts.request).is_none(),
-                plain: self.call_guards.is_empty()
-                    && self.attempt_guards.is_empty()
-                    && within_horizon(self.timeouts.request).is_none()
-                    && within_horizon(self.timeouts.operation).is_none(),
+                labels: self
+                    .call_guards
+                    .iter()
+                    .chain(&self.attempt_guards)
+                    .any(|g| g.reads_labels()),
+                untimed: self.timeouts.request.is_none()
+                    && self.timeouts.operation.is_none()
+                    && !self.call_guards.iter().any(|g| g.measures_duration())
+                    && !self.attempt_guards.iter().any(|g| g.measures_duration())
+                    && self.retry.as_ref().is_none_or(|r| r.max_elapsed.is_none()),
                 call_guards: self.call_guards,
                 attempt_guards: self.attempt_guards,
                 retry: self.retry,
@@ -920,9 +950,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 if !inner.direct || seed.cancel.is_some() || Ambient::active() {
                     return Start::Full(self.run_full(seed, op, retryable, None));
                 }
-                // An operation that does not read its context, with no guard to read it
-                // either, needs neither name nor tags (and no reference count touched).
-                let labels = !(seed.bare && inner.plain);
+                // An operation that does not read its context, with no guard to read its
+                // labels either, needs neither name nor tags (no reference count touched).
+                let labels = !seed.bare || inner.labels;
                 let ctx = Context {
                     attempt: 1,
                     operation: if labels { inner.name.clone() } else { None },
@@ -1043,11 +1073,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             (None, Some(i)) => (Some(i), TimeoutScope::Inherited),
             (None, None) => (None, TimeoutScope::Request),
         };
+        let labels = !seed.bare || inner.labels;
         let mut ctx = Context {
             attempt: 1,
-            operation: inner.name.clone(),
+            operation: if labels { inner.name.clone() } else { None },
             deadline,
-            tags: inner.tags.clone(),
+            tags: if labels { inner.tags.clone() } else { None },
             cost: seed.cost,
             key: seed.key,
             probe,
@@ -1179,7 +1210,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let t0 = inner.time_calls.then(|| inner.clock.now());
         let mut outcome = Outcome::Success;
         // One retry-loop future, raced against the deadline only when there is one.
-        let (result, cut) = {
+        let (result, cut) = if deadline.is_none() {
+            let result = self
+                .retry_loop(ctx, op, retryable, hedge, Some(&mut outcome))
+                .await;
+            (result, false)
+        } else {
             let mut attempts = pin!(Some(self.retry_loop(
                 ctx,
                 op,
@@ -1265,13 +1301,22 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 if let Some(p) = &ctx.probe {
                     p.attempt_started(attempt);
                 }
-                let (result, outcome) = if hedge {
+                let bare = inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none();
+                let (result, outcome) = if hedge && bare {
+                    // The first attempt is the operation alone, polled once here: a quick
+                    // answer is the whole call, with no hedging state set up.
+                    let first = pin!(Some(hedge::Bare {
+                        fut: op(ctx),
+                        classify: &inner.classify,
+                    }));
+                    self.hedge_first(ctx, &mut op, &retryable, first, None)
+                        .await
+                } else if hedge {
                     // The first attempt is admitted (when every per-attempt guard answers
-                    // at once), launched and polled once here: a quick answer is the whole
-                    // call, with no hedging state set up (no context copy, no timer, no
-                    // allocation). A guard that would queue leaves it to `hedged`.
+                    // at once) and launched here; a guard that would queue leaves it to
+                    // `hedged`.
                     let mut first = pin!(None);
-                    let mut quick = None;
+                    let mut done = None;
                     let mut admitted = true;
                     let permits = (!inner.attempt_guards.is_empty()).then(|| {
                         let mut permits = Permits::new();
@@ -1279,7 +1324,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                             match g.acquire(ctx) {
                                 Acquire::Ready(Ok(p)) => permits.push(p),
                                 Acquire::Ready(Err(r)) => {
-                                    quick = Some((Attempt::Rejected(r), Outcome::Failure));
+                                    done = Some((Attempt::Rejected(r), Outcome::Failure));
                                     break;
                                 }
                                 Acquire::Wait(_) => {
@@ -1290,43 +1335,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         }
                         permits
                     });
-                    if quick.is_none() && admitted {
+                    if done.is_none() && admitted {
                         first.set(Some(self.running(ctx, |c: &Context| op(c), permits)));
                     }
-                    // One await: the first attempt's poll and, once it is pending or has
-                    // failed, the hedging (boxed: only such calls pay for its state, and its
-                    // timer, not every call future).
-                    let mut first = Some(first);
-                    let (mut ctx_slot, mut op_slot) = (Some(&mut *ctx), Some(&mut op));
-                    let mut hedging = None;
-                    let retryable = &retryable;
-                    poll_fn(|cx| {
-                        if hedging.is_none() {
-                            let f = first.as_mut().expect("until hedging starts");
-                            if let Some(run) = f.as_mut().as_pin_mut()
-                                && let Poll::Ready(r) = run.poll(cx)
-                            {
-                                f.set(None);
-                                quick = Some(r);
-                            }
-                            if let Some((a, outcome)) = &quick
-                                && !retried(&inner.classify, a, *outcome)
-                            {
-                                self.hedge_won();
-                                return Poll::Ready(quick.take().expect("checked above"));
-                            }
-                            hedging = Some(Box::pin(self.hedged(
-                                ctx_slot.take().expect("once"),
-                                op_slot.take().expect("once"),
-                                retryable,
-                                first.take().expect("once"),
-                                quick.take(),
-                            )));
-                        }
-                        hedging.as_mut().expect("set above").as_mut().poll(cx)
-                    })
-                    .await
-                } else if inner.attempt_guards.is_empty() && inner.timeouts.operation.is_none() {
+                    self.hedge_first(ctx, &mut op, &retryable, first, done)
+                        .await
+                } else if bare {
                     // Phase 6 alone: no need for `attempt`'s future.
                     let r = op(ctx).await;
                     let outcome = inner.classify.classify(&r);
@@ -1629,6 +1643,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut(&Context) -> Result<T, E>,
     {
         let Some(sink) = &self.inner.sink else {
+            // Nothing timed and no enclosing call's deadline or cancellation: no clock.
+            if self.inner.untimed && !Ambient::active() {
+                return self.run_blocking_untimed(seed, op);
+            }
             return self.run_blocking_with(seed, op, None);
         };
         let clock = &self.inner.clock;
@@ -1656,6 +1674,97 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             duration: clock.now().saturating_sub(start),
         });
         result
+    }
+
+    /// The blocking engine for a call that measures no time (see `Inner::untimed`), with
+    /// no observer and no enclosing deadline: the phases of [`Pipeline::run_blocking_with`]
+    /// without a clock, a deadline or telemetry.
+    fn run_blocking_untimed<T, E, F>(&self, seed: Seed, mut op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
+        let inner = &*self.inner;
+        let labels = !seed.bare || inner.labels;
+        let mut ctx = Context {
+            attempt: 1,
+            operation: if labels { inner.name.clone() } else { None },
+            deadline: None,
+            tags: if labels { inner.tags.clone() } else { None },
+            cost: seed.cost,
+            key: seed.key,
+            probe: None,
+        };
+        let mut call_permits = Permits::new();
+        for g in &inner.call_guards {
+            match g.acquire_now(&ctx) {
+                Ok(p) => call_permits.push(p),
+                Err(r) => return Err(r.into()),
+            }
+        }
+        let retry = inner.retry.as_ref();
+        if let Some(b) = retry.and_then(|r| r.budget.as_ref()) {
+            b.deposit();
+        }
+        let mut previous = None;
+        let mut attempt = 1;
+        let (result, outcome) = loop {
+            ctx.attempt = attempt;
+            let (result, outcome) = self.untimed_attempt(&ctx, &mut op);
+            if !retried(&inner.classify, &result, outcome) {
+                break (finish(result, 1), outcome);
+            }
+            match self.next(&ctx, attempt, previous, &result, Duration::ZERO, None) {
+                Next::Stop => {
+                    let outcome = call_outcome(&result, outcome);
+                    break (finish(result, attempt), outcome);
+                }
+                Next::OutOfBudget(cost) => {
+                    let outcome = call_outcome(&result, outcome);
+                    break (out_of_budget(result, attempt, cost), outcome);
+                }
+                Next::Wait(delay) => {
+                    drop(result);
+                    if !delay.is_zero() {
+                        inner.clock.sleep_blocking(delay);
+                    }
+                    previous = Some(delay);
+                    attempt += 1;
+                }
+            }
+        };
+        for p in call_permits.drain(..) {
+            p.record(outcome, Duration::ZERO);
+        }
+        result
+    }
+
+    /// One untimed blocking attempt: phases 4 and 6 (see [`Pipeline::run_blocking_untimed`]).
+    #[inline]
+    fn untimed_attempt<T, E, F>(&self, ctx: &Context, op: &mut F) -> (Attempt<T, E>, Outcome)
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
+        let inner = &*self.inner;
+        if inner.attempt_guards.is_empty() {
+            let r = op(ctx);
+            let outcome = inner.classify.classify(&r);
+            return (Attempt::Done(r), outcome);
+        }
+        let mut permits = Permits::new();
+        for g in &inner.attempt_guards {
+            match g.acquire_now(ctx) {
+                Ok(p) => permits.push(p),
+                Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
+            }
+        }
+        let r = op(ctx);
+        let outcome = inner.classify.classify(&r);
+        for p in permits.drain(..) {
+            p.record(outcome, Duration::ZERO);
+        }
+        (Attempt::Done(r), outcome)
     }
 
     /// The blocking engine proper, reporting to `probe` if given.
@@ -1708,8 +1817,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             })
         };
         // Name and tags only for someone who can read them: the operation or a guard.
-        let labels =
-            !seed.bare || !inner.call_guards.is_empty() || !inner.attempt_guards.is_empty();
+        let labels = !seed.bare || inner.labels;
         let mut ctx = Context {
             attempt: 1,
             operation: if labels { inner.name.clone() } else { None },

@@ -629,6 +629,10 @@ impl Drop for Reservation<'_> {
 }
 
 impl Guard for RateLimiter {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "rate_limiter"
     }

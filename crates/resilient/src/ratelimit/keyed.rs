@@ -1033,6 +1033,10 @@ where
     A: Algorithm,
     S: BuildHasher + Send + Sync + 'static,
 {
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "keyed_rate_limiter"
     }

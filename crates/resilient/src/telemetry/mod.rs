@@ -4,8 +4,11 @@
 //! - [`Observer`] receives each [`Event`] of the pipelines it is attached to with
 //!   [`PipelineBuilder::observer`](crate::PipelineBuilder::observer): call and attempt
 //!   outcomes, scheduled retries, an exhausted retry budget, timeouts, guard admissions,
-//!   waits and rejections (rate limiters, bulkheads, breakers), breaker transitions. Hedges
-//!   and fallbacks report through [`hedge_observer`] and [`fallback_observer`].
+//!   waits and rejections (rate limiters, bulkheads, breakers), breaker transitions, the
+//!   pipeline's own hedges and fallback alternatives (its `.hedge(..)` and `.fallback(..)`
+//!   steps, and [`execute_with_fallback`](crate::Pipeline::execute_with_fallback)).
+//!   Standalone hedges and fallback chains report through [`hedge_observer`] and
+//!   [`fallback_observer`].
 //! - A pipeline without an observer pays nothing: no allocation, no clock read, one
 //!   branch per phase (see `crates/resilient-bench/RESULTS.md`, "Telemetry").
 //! - Backends (cargo features): `tracing` (a span per call and per attempt, an event per

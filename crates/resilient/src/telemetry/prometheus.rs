@@ -16,6 +16,16 @@
 //!
 //! Serve it with any tower-compatible server; with axum:
 //! `Router::new().route_service("/metrics", metrics.service())`.
+//!
+//! **Exemplars.** Built with [`PrometheusMetrics::with_exemplars`], the call and attempt
+//! duration histograms and the calls counter carry an OpenMetrics exemplar
+//! (`# {trace_id="…"} value`) with the trace id of the call that was observed last in each
+//! series. The trace id comes from a function you give, read when the call or attempt ends,
+//! on the caller's task: [`otel_trace_id`] (feature `opentelemetry`) reads the current
+//! OpenTelemetry context; with `tracing-opentelemetry`, read the current `tracing` span's
+//! context instead (the example on [`with_exemplars`](PrometheusMetrics::with_exemplars)).
+//! The output is the OpenMetrics text format (it ends with `# EOF`), and
+//! [`MetricsService`] says so in its `Content-Type`, as Prometheus needs to read exemplars.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -27,6 +37,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -39,10 +50,25 @@ type Labels = Vec<(String, String)>;
 type Counters = Family<Labels, Counter>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 type Gauges = Family<Labels, Gauge<f64, AtomicU64>>;
+/// An exemplar's labels: `trace_id`.
+type TraceLabels = Vec<(&'static str, String)>;
+type TracedCounters = Family<Labels, CounterWithExemplar<TraceLabels>>;
+type TracedHistograms = Family<
+    Labels,
+    HistogramWithExemplars<TraceLabels>,
+    fn() -> HistogramWithExemplars<TraceLabels>,
+>;
+
+/// Where exemplars' trace ids come from (see [`PrometheusMetrics::with_exemplars`]).
+type TraceIdFn = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 fn seconds() -> Histogram {
     // 1 ms to about 65 s
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+fn traced_seconds() -> HistogramWithExemplars<TraceLabels> {
+    HistogramWithExemplars::new(exponential_buckets(0.001, 2.0, 17))
 }
 
 fn counts() -> Histogram {
@@ -50,11 +76,11 @@ fn counts() -> Histogram {
 }
 
 struct Instruments {
-    calls: Counters,
+    calls: TracedCounters,
     attempts: Counters,
     call_attempts: Histograms,
-    call_duration: Histograms,
-    attempt_duration: Histograms,
+    call_duration: TracedHistograms,
+    attempt_duration: TracedHistograms,
     retries: Counters,
     budget_exhausted: Counters,
     budget_level: Gauges,
@@ -75,6 +101,7 @@ struct Inner {
     registry: Registry,
     i: Instruments,
     sources: Mutex<Vec<Weak<dyn GaugeSource>>>,
+    trace_id: Option<TraceIdFn>,
 }
 
 /// The Prometheus metrics of the pipelines it observes: attach it with
@@ -110,6 +137,46 @@ impl PrometheusMetrics {
     /// assert!(text.ends_with("# EOF\n"));
     /// ```
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    /// A registry like [`new`](Self::new)'s whose call and attempt duration histograms and
+    /// calls counter carry exemplars: `trace_id` is what `trace_id` returns when the call
+    /// (or attempt) ends, read on the caller's task; `None` leaves the series' last
+    /// exemplar as it was.
+    ///
+    /// With OpenTelemetry's current context (feature `opentelemetry`):
+    /// `PrometheusMetrics::with_exemplars(otel_trace_id)`. With `tracing-opentelemetry`,
+    /// the trace id is in the current span's context:
+    ///
+    /// ```ignore
+    /// use opentelemetry::trace::TraceContextExt;
+    /// use tracing_opentelemetry::OpenTelemetrySpanExt;
+    /// let metrics = PrometheusMetrics::with_exemplars(|| {
+    ///     let cx = tracing::Span::current().context();
+    ///     let span = cx.span();
+    ///     let sc = span.span_context();
+    ///     sc.is_valid().then(|| sc.trace_id().to_string())
+    /// });
+    /// ```
+    ///
+    /// Any other source works the same way:
+    ///
+    /// ```
+    /// use resilient::telemetry::prometheus::PrometheusMetrics;
+    /// use resilient::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let metrics = PrometheusMetrics::with_exemplars(|| Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
+    /// let p = Pipeline::builder().name("users").observer(metrics.clone()).build().unwrap();
+    /// p.execute(|| async { Ok::<_, ()>(()) }).await.unwrap();
+    /// assert!(metrics.render().contains(r#"# {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 1.0"#));
+    /// # }
+    /// ```
+    pub fn with_exemplars(trace_id: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        Self::build(Some(Box::new(trace_id)))
+    }
+
+    fn build(trace_id: Option<TraceIdFn>) -> Self {
         let mut registry = Registry::default();
         let help = |name: &str| {
             m::INSTRUMENTS
@@ -125,13 +192,16 @@ impl PrometheusMetrics {
             }};
         }
         let i = Instruments {
-            calls: reg!(m::CALLS, Counters::default()),
+            calls: reg!(m::CALLS, TracedCounters::default()),
             attempts: reg!(m::ATTEMPTS, Counters::default()),
             call_attempts: reg!(m::CALL_ATTEMPTS, Histograms::new_with_constructor(counts)),
-            call_duration: reg!(m::CALL_DURATION, Histograms::new_with_constructor(seconds)),
+            call_duration: reg!(
+                m::CALL_DURATION,
+                TracedHistograms::new_with_constructor(traced_seconds)
+            ),
             attempt_duration: reg!(
                 m::ATTEMPT_DURATION,
-                Histograms::new_with_constructor(seconds)
+                TracedHistograms::new_with_constructor(traced_seconds)
             ),
             retries: reg!(m::RETRIES, Counters::default()),
             budget_exhausted: reg!(m::BUDGET_EXHAUSTED, Counters::default()),
@@ -152,6 +222,7 @@ impl PrometheusMetrics {
             registry,
             i,
             sources: Mutex::new(Vec::new()),
+            trace_id,
         }))
     }
 
@@ -174,8 +245,9 @@ impl PrometheusMetrics {
         out
     }
 
-    /// A tower service answering every request with [`render`](Self::render)'s text
-    /// (`text/plain; version=0.0.4`): mount it at `/metrics`.
+    /// A tower service answering every request with [`render`](Self::render)'s text in the
+    /// OpenMetrics format (`application/openmetrics-text; version=1.0.0`, which Prometheus
+    /// reads exemplars from): mount it at `/metrics`.
     ///
     /// ```
     /// use resilient::telemetry::prometheus::PrometheusMetrics;
@@ -237,6 +309,33 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// The current trace id of OpenTelemetry's current context (`opentelemetry::Context::current()`),
+/// as lowercase hex, or `None` outside a valid span: a trace-id source for
+/// [`PrometheusMetrics::with_exemplars`].
+///
+/// ```
+/// use resilient::telemetry::prometheus::{otel_trace_id, PrometheusMetrics};
+/// assert_eq!(otel_trace_id(), None); // no span is current here
+/// let metrics = PrometheusMetrics::with_exemplars(otel_trace_id);
+/// # let _ = metrics;
+/// ```
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub fn otel_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+impl PrometheusMetrics {
+    fn exemplar(&self) -> Option<TraceLabels> {
+        let id = (self.0.trace_id.as_ref()?)()?;
+        Some(vec![("trace_id", id)])
+    }
+}
+
 impl Observer for PrometheusMetrics {
     fn on_event(&self, e: &Event<'_>) {
         let i = &self.0.i;
@@ -248,8 +347,11 @@ impl Observer for PrometheusMetrics {
                 duration,
             } => {
                 let o = l(&[("outcome", outcome.as_str())]);
-                i.calls.get_or_create(&o).inc();
-                i.call_duration.get_or_create(&o).observe(secs(*duration));
+                let ex = self.exemplar();
+                i.calls.get_or_create(&o).inc_by(1, ex.clone(), None);
+                i.call_duration
+                    .get_or_create(&o)
+                    .observe(secs(*duration), ex, None);
                 i.call_attempts
                     .get_or_create(&l(&[]))
                     .observe(f64::from(*attempts));
@@ -259,9 +361,11 @@ impl Observer for PrometheusMetrics {
             } => {
                 let o = l(&[("outcome", outcome.as_str())]);
                 i.attempts.get_or_create(&o).inc();
-                i.attempt_duration
-                    .get_or_create(&o)
-                    .observe(secs(*duration));
+                i.attempt_duration.get_or_create(&o).observe(
+                    secs(*duration),
+                    self.exemplar(),
+                    None,
+                );
             }
             EventKind::RetryScheduled { .. } => {
                 i.retries.get_or_create(&l(&[])).inc();
@@ -313,7 +417,15 @@ impl Observer for PrometheusMetrics {
     }
 }
 
-/// Answers every request with the metrics in Prometheus' text format (see
+/// The `Content-Type` of [`MetricsService`]'s answers: the OpenMetrics text format that
+/// `prometheus-client` writes (`# EOF` at the end, exemplars after `#`).
+///
+/// ```
+/// assert!(resilient::telemetry::prometheus::CONTENT_TYPE.starts_with("application/openmetrics-text"));
+/// ```
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Answers every request with the metrics in the OpenMetrics text format (see
 /// [`PrometheusMetrics::service`]).
 ///
 /// ```
@@ -337,7 +449,7 @@ impl<B> tower_service::Service<http::Request<B>> for MetricsService {
         let mut resp = http::Response::new(self.0.render());
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            http::HeaderValue::from_static(CONTENT_TYPE),
         );
         ready(Ok(resp))
     }

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 pub use crate::engine::timeouts::Timeouts;
 
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "tower")]
+pub use self::layer::{TimeoutFuture, TimeoutLayer, TimeoutService};
+
 /// One level of the timeout hierarchy.
 ///
 /// Any positive duration is accepted, `Duration::MAX` included: a timeout longer than about
