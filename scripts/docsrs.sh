@@ -11,7 +11,7 @@ RUSTC_BOOTSTRAP=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" \
 
 doc=$CARGO_TARGET_DIR/doc/resilient
 # page : feature whose badge it must show (one gated item of each feature, and the
-# tower/quanta/http-headers items of the rate limiter and breaker)
+# tower/http-headers items of the rate limiter and breaker)
 checks=(
     "index.html:json"
     "index.html:macros"
@@ -21,9 +21,7 @@ checks=(
     "circuit/struct.CircuitBreaker.html:tower"
     "ratelimit/guard/struct.RateLimiter.html:tower"
     "ratelimit/keyed/struct.KeyedLimiter.html:tower"
-    "ratelimit/index.html:quanta"
     "ratelimit/index.html:http-headers"
-    "ratelimit/fast_clock/struct.FastClock.html:quanta"
     "ratelimit/headers/index.html:http-headers"
     "index.html:http"
     "http/index.html:http"

@@ -6,17 +6,18 @@
 //! Rows per group:
 //! - `governor`: governor's `check()` with its default clock (quanta, TSC);
 //! - `resilient_fast_clock`: our fast path (`allow()`: admitted, or the time until it
-//!   would be, which is what governor's `check()` returns) with `FastClock` (quanta, TSC, via `.fast_clock()`);
+//!   would be, which is what governor's `check()` returns) with our default clock,
+//!   `FastClock` (quanta, TSC, read inline);
 //! - `resilient_fast_clock_full_decision`: `check()`, which also computes limit,
 //!   remaining and reset for headers;
 //! - `governor_same_clock` / `resilient`: both on `std::time::Instant` (governor's
-//!   `MonotonicClock`, our default `SystemClock`).
+//!   `MonotonicClock`, our `SystemClock`).
 //!
 //! Quotas are large, so every check is an admission (a CAS), the costlier path.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -24,6 +25,7 @@ use governor::clock::MonotonicClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter as Governor};
+use resilient::SystemClock;
 use resilient::ratelimit::{Gcra, KeyedLimiter, Rate, RateLimiter};
 
 const PER_SECOND: u32 = 1_000_000_000;
@@ -32,16 +34,29 @@ fn quota() -> Quota {
     Quota::per_second(NonZeroU32::new(PER_SECOND).unwrap())
 }
 
-/// Ours with the TSC clock read inline (`fast == true`) or the default `SystemClock`.
+/// Ours with the default clock (`FastClock`, TSC, read inline; `fast == true`) or
+/// `SystemClock`.
 fn ours(fast: bool) -> RateLimiter {
     let b = RateLimiter::builder()
         .limit(Gcra::limiter(Rate::per_second(u64::from(PER_SECOND))).unwrap());
-    if fast { b.fast_clock() } else { b }.build().unwrap()
+    if fast {
+        b
+    } else {
+        b.clock(Arc::new(SystemClock))
+    }
+    .build()
+    .unwrap()
 }
 
 fn ours_keyed(fast: bool) -> KeyedLimiter<u64, Gcra> {
     let b = KeyedLimiter::builder(Gcra::new(Rate::per_second(u64::from(PER_SECOND))).unwrap());
-    if fast { b.fast_clock() } else { b }.build().unwrap()
+    if fast {
+        b
+    } else {
+        b.clock(Arc::new(SystemClock))
+    }
+    .build()
+    .unwrap()
 }
 
 fn single_thread(c: &mut Criterion) {

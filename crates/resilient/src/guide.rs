@@ -563,8 +563,8 @@
 //! quota). Per user, API key or IP? A [`KeyedLimiter`](crate::ratelimit::KeyedLimiter)
 //! keeps one packed state per key and forgets idle keys. Hot paths:
 //! [`RateLimiter::allow`](crate::RateLimiter::allow) skips the remaining/reset
-//! computation, and `.fast_clock()` (feature `quanta`) reads the CPU's time-stamp counter
-//! instead of `std::time::Instant`.
+//! computation, and the default clock, [`FastClock`](crate::FastClock), reads the CPU's
+//! time-stamp counter instead of `std::time::Instant` (inline, in a limiter).
 //!
 //! Measured speed against `governor` (the packed GCRA and the keyed limiter, on the std
 //! and the fast clock) is recorded in `crates/resilient-bench/RESULTS.md` in the
@@ -575,7 +575,9 @@
 //!
 //! All timing goes through a [`Clock`](crate::Clock) and all jitter through a
 //! [`RandomSource`](crate::RandomSource), so tests control both: tokio's paused time (as in
-//! this guide), a [`ManualClock`](crate::ManualClock) that moves only when told, and
+//! this guide; the default [`FastClock`](crate::FastClock) follows it for strategies built
+//! after time is paused, as in a `start_paused` test), a
+//! [`ManualClock`](crate::ManualClock) that moves only when told, and
 //! [`SeededRandom`](crate::SeededRandom). [`testing::Script`](crate::testing::Script) is a
 //! flaky operation that returns scripted results.
 //!

@@ -69,7 +69,9 @@ pub use crate::circuit::{
     CircuitState,
 };
 pub use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
-pub use crate::engine::clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use crate::engine::clock::{
+    Clock, FastClock, ManualClock, SharedClock, SystemClock, system_clock,
+};
 pub use crate::engine::context::{Context, inherited_deadline};
 pub use crate::engine::error::{
     BoxError, BoxedError, ConfigError, Error, RetryAfter, TimeoutScope,

@@ -1,14 +1,22 @@
 //! Time sources.
 //!
-//! Every strategy reads time through a [`Clock`]. The default [`SystemClock`] follows
-//! `tokio::time::Instant`, so tests that call `tokio::time::pause()` drive it too; the
-//! [`ManualClock`] is advanced by hand and makes synchronous state machines fully
-//! deterministic.
+//! Every strategy reads time through a [`Clock`]:
+//!
+//! - [`FastClock`], **the default** ([`system_clock`], and every builder that takes a
+//!   clock): the CPU's time-stamp counter read through `quanta` (a few nanoseconds a read),
+//!   on the same origin as [`SystemClock`], with a stated skew against
+//!   `std::time::Instant`, and following tokio's paused time in tests (see its
+//!   documentation for both);
+//! - [`SystemClock`]: `tokio::time::Instant` (`std::time::Instant` outside a paused
+//!   runtime), some 20–100 ns a read on virtual machines; choose it to have every reading
+//!   come from the operating system's clock;
+//! - [`ManualClock`]: advanced by hand, making synchronous state machines fully
+//!   deterministic in tests.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A monotonic time source.
@@ -37,10 +45,12 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-/// The real monotonic clock, based on `tokio::time::Instant`.
+/// The operating system's monotonic clock, based on `tokio::time::Instant`.
 ///
 /// Outside a paused tokio runtime this is `std::time::Instant` (a vDSO read, no syscall on
-/// Linux); inside a runtime whose time is paused it follows tokio's virtual time.
+/// Linux); inside a runtime whose time is paused it follows tokio's virtual time. Not the
+/// default (that is [`FastClock`], on the same origin): pass it to a strategy's `clock`
+/// setting to have every reading come from the OS.
 ///
 /// ```
 /// use resilient::{Clock, SystemClock};
@@ -130,10 +140,262 @@ impl Clock for ManualClock {
 /// A shared, type-erased clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
-/// The default clock handle (a [`SystemClock`]).
+/// The default clock handle: one shared [`FastClock`]. Every strategy that reads time uses
+/// it unless given another clock.
+///
+/// (The name predates [`FastClock`]; [`SystemClock`] is still there to be chosen.)
+///
+/// ```
+/// use resilient::{Clock, system_clock};
+/// let clock = system_clock();
+/// let a = clock.now();
+/// assert!(clock.now() >= a);
+/// assert!(format!("{clock:?}").starts_with("FastClock"));
+/// ```
 pub fn system_clock() -> SharedClock {
     static CLOCK: OnceLock<SharedClock> = OnceLock::new();
-    CLOCK.get_or_init(|| Arc::new(SystemClock)).clone()
+    // Every call looks at tokio's time again (see `FastClock`: a strategy built in a paused
+    // runtime switches the fast clocks to tokio's time), not only the first.
+    note_virtual_tokio_time();
+    CLOCK.get_or_init(|| Arc::new(FastClock::new())).clone()
+}
+
+/// The default clock: the CPU's time-stamp counter, read through the `quanta` crate, on the
+/// same origin as [`SystemClock`].
+///
+/// A reading costs a few nanoseconds (an `rdtsc` on x86-64, `cntvct_el0` on AArch64, a
+/// multiply and a shift), against some 20–100 ns for `std::time::Instant` on virtual
+/// machines, where the vDSO's clock read is slower. A limiter check is mostly a clock
+/// read, so this is what makes it as fast as `governor`'s (which uses the same clock).
+///
+/// # Where the counter is used, and the fallback
+///
+/// `quanta` uses the counter only where the CPU declares it invariant (constant rate,
+/// running in every power state) and has `rdtscp`; it then calibrates it once per process
+/// against the OS monotonic clock (the first `FastClock` or [`system_clock`] of a process
+/// spends about a millisecond on this, and at most 200 ms). On Linux this clock also
+/// declines the counter when the kernel has itself given up on it (its clocksource is
+/// `hpet`, `acpi_pm` or jiffies, which is what the kernel falls back to when it finds the
+/// TSC unstable or unsynchronised between CPUs). Without a trusted counter every reading
+/// is a [`SystemClock`] reading: correct, only not faster.
+///
+/// # Guarantees
+///
+/// - **Origin**: all `FastClock`s of a process, clones or not, on any thread, share one
+///   origin, the origin of [`SystemClock`]: readings of both clocks can be compared.
+/// - **Monotonic**: a thread's readings never decrease (the counter is invariant and
+///   synchronised between CPUs where it is used, and a reading never falls below the
+///   origin's anchor).
+/// - **Skew**: against `std::time::Instant` (and [`SystemClock`]), a reading is off by at
+///   most [`FastClock::MAX_SKEW`] (50 µs) plus [`FastClock::MAX_DRIFT_PPM`] (1,000 parts per
+///   million, 0.1%) of the time since the clock was anchored: the calibration's rate error,
+///   and the slewing NTP applies to the OS clock but not to the counter. Typical figures are
+///   far smaller (tens of nanoseconds over milliseconds; a calibration run on a busy machine
+///   can leave some 100 ppm). Neither a rate limiter nor a
+///   timeout notices a 0.1% error; measure with [`SystemClock`] where readings must be the
+///   OS clock's.
+///
+/// # Tokio's paused time
+///
+/// Like [`SystemClock`], it follows tokio's paused time in tests: when a `FastClock` or
+/// [`system_clock`] is made on a thread whose tokio time runs apart from the real clock
+/// (in a runtime with `start_paused = true`, after `tokio::time::pause()`, or after
+/// `tokio::time::advance`), every `FastClock` of the process switches to tokio's time for
+/// good (one relaxed atomic load a reading tells which). Strategies built inside the
+/// paused test, as `#[tokio::test(start_paused = true)]` bodies do, therefore see virtual
+/// time advance. A strategy built *before* time was paused, with nothing made afterwards,
+/// keeps the counter until something is: give such strategies a [`SystemClock`], or build
+/// them after pausing. Tokio's time can only be paused with its `test-util` feature, so
+/// production builds never switch.
+///
+/// ```
+/// use resilient::{Clock, FastClock, SystemClock};
+/// use std::time::Duration;
+///
+/// let fast = FastClock::new();
+/// let a = fast.now();
+/// let system = SystemClock.now();
+/// let b = fast.now();
+/// assert!(b >= a);
+/// // One origin for both clocks, within the stated skew.
+/// assert!(system + FastClock::MAX_SKEW + Duration::from_millis(1) >= a);
+/// assert!(b + FastClock::MAX_SKEW + Duration::from_millis(1) >= system);
+/// ```
+#[derive(Clone)]
+pub struct FastClock {
+    counter: Option<Counter>,
+}
+
+/// The calibrated counter and the anchor that puts it on [`SystemClock`]'s origin.
+#[derive(Clone)]
+struct Counter {
+    clock: quanta::Clock,
+    /// A raw counter reading, taken at the same instant as `base`.
+    raw0: u64,
+    /// [`SystemClock`]'s reading at `raw0`, in nanoseconds.
+    base: u64,
+}
+
+/// Set once tokio's time has been seen running apart from the real clock on some thread:
+/// from then on every [`FastClock`] reads tokio's time (as [`SystemClock`]).
+static TOKIO_TIME_VIRTUAL: AtomicBool = AtomicBool::new(false);
+
+impl FastClock {
+    /// The constant part of the stated skew against `std::time::Instant` (see the type's
+    /// documentation).
+    pub const MAX_SKEW: Duration = Duration::from_micros(50);
+
+    /// The proportional part of the stated skew, in parts per million of the time since the
+    /// clock was anchored (see the type's documentation).
+    pub const MAX_DRIFT_PPM: u64 = 1_000;
+
+    /// The process's fast clock (calibrated once per process; cheap after that).
+    ///
+    /// ```
+    /// use resilient::{Clock, FastClock};
+    /// let clock = FastClock::new();
+    /// let copy = clock.clone();
+    /// let a = clock.now();
+    /// assert!(copy.now() >= a);
+    /// ```
+    pub fn new() -> Self {
+        note_virtual_tokio_time();
+        Self {
+            counter: anchor().clone(),
+        }
+    }
+
+    /// Nanoseconds since the origin (the origin of [`SystemClock`]): [`Clock::now`] without
+    /// the `Duration`.
+    ///
+    /// ```
+    /// use resilient::{Clock, FastClock};
+    /// let clock = FastClock::new();
+    /// let a = clock.now_nanos();
+    /// assert!(clock.now_nanos() >= a);
+    /// ```
+    #[inline]
+    pub fn now_nanos(&self) -> u64 {
+        match &self.counter {
+            Some(c) if !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) => c
+                .base
+                .saturating_add(c.clock.delta_as_nanos(c.raw0, c.clock.raw())),
+            _ => saturating_nanos(SystemClock.now()),
+        }
+    }
+
+    /// Whether readings come from the CPU's counter: `false` where it is not trusted (the
+    /// readings are then [`SystemClock`]'s) and once tokio's time has been seen paused.
+    ///
+    /// ```
+    /// use resilient::FastClock;
+    /// let clock = FastClock::new();
+    /// println!("counter: {}", clock.uses_cpu_counter());
+    /// ```
+    pub fn uses_cpu_counter(&self) -> bool {
+        self.counter.is_some() && !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for FastClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for FastClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match (&self.counter, TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)) {
+            (_, true) => "tokio time",
+            (Some(_), false) => "cpu counter",
+            (None, false) => "system clock",
+        };
+        f.debug_struct("FastClock")
+            .field("source", &source)
+            .finish()
+    }
+}
+
+impl Clock for FastClock {
+    #[inline]
+    fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_nanos())
+    }
+}
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The process's calibrated counter, anchored on [`SystemClock`]'s origin; `None` where the
+/// counter is not trusted.
+fn anchor() -> &'static Option<Counter> {
+    static ANCHOR: OnceLock<Option<Counter>> = OnceLock::new();
+    ANCHOR.get_or_init(|| {
+        if !os_trusts_cpu_counter() {
+            return None;
+        }
+        let clock = quanta::Clock::new();
+        // quanta falls back to the OS monotonic clock where the CPU's counter is not
+        // invariant. Its calibrated mode maps raw 0 to the (non-zero) reference time of
+        // the calibration; its fallback maps raw values to themselves.
+        clock.scaled(0).checked_sub(Duration::from_nanos(1))?;
+        let origin = origin().into_std();
+        // Bracket the OS reading with two counter readings and take their midpoint.
+        let before = clock.raw();
+        let system = std::time::Instant::now();
+        let after = clock.raw();
+        let raw0 = before.wrapping_add(after.wrapping_sub(before) / 2);
+        Some(Counter {
+            clock,
+            raw0,
+            base: saturating_nanos(system.saturating_duration_since(origin)),
+        })
+    })
+}
+
+/// `false` where the OS has given up on the CPU's counter (Linux: a clocksource the kernel
+/// falls back to when it finds the TSC unstable).
+fn os_trusts_cpu_counter() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const FALLBACKS: [&str; 4] = ["hpet", "acpi_pm", "jiffies", "refined-jiffies"];
+        if let Ok(source) = std::fs::read_to_string(
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        ) {
+            return !FALLBACKS.contains(&source.trim());
+        }
+    }
+    true
+}
+
+/// Switches every [`FastClock`] to tokio's time if this thread's tokio time runs apart from
+/// the real clock.
+fn note_virtual_tokio_time() {
+    if !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) && tokio_time_is_virtual() {
+        TOKIO_TIME_VIRTUAL.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether tokio's "now", as seen from this thread, lies outside a window of real time
+/// around it (twice, in disjoint windows, so that a frozen virtual time that happens to
+/// fall inside the first window is still caught by the second). Outside a paused runtime
+/// (or without tokio's `test-util`) tokio's now *is* the real now, inside every window.
+fn tokio_time_is_virtual() -> bool {
+    let mut floor: Option<std::time::Instant> = None;
+    for _ in 0..2 {
+        let mut before = std::time::Instant::now();
+        while floor.is_some_and(|f| before <= f) {
+            before = std::time::Instant::now();
+        }
+        let tokio_now = tokio::time::Instant::now().into_std();
+        let after = std::time::Instant::now();
+        if tokio_now < before || tokio_now > after {
+            return true;
+        }
+        floor = Some(after);
+    }
+    false
 }
 
 #[cfg(test)]
@@ -151,6 +413,36 @@ mod tests {
         assert_eq!(c.now(), Duration::from_secs(3));
         c.advance(Duration::MAX);
         assert_eq!(c.now(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_clock_follows_paused_tokio_time() {
+        // Made inside the paused runtime, as a strategy's default clock would be.
+        let fast = FastClock::new();
+        let shared = system_clock();
+        let (a, b) = (fast.now(), shared.now());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(fast.now() - a, Duration::from_secs(60));
+        assert_eq!(shared.now() - b, Duration::from_secs(60));
+        assert!(!fast.uses_cpu_counter());
+        assert!(format!("{fast:?}").contains("tokio time"));
+    }
+
+    #[test]
+    fn real_tokio_time_is_not_virtual() {
+        assert!(!tokio_time_is_virtual());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert!(!runtime.block_on(async { tokio_time_is_virtual() }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_tokio_time_is_virtual() {
+        assert!(tokio_time_is_virtual());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(tokio_time_is_virtual());
     }
 
     #[tokio::test(start_paused = true)]

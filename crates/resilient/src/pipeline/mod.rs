@@ -347,8 +347,9 @@ impl<C> PipelineBuilder<C> {
     ///   timeouts, retry waits, and a bulkhead's maximum wait. [`Context::deadline`] is a
     ///   `tokio::time::Instant` in both modes.
     ///
-    /// The default [`SystemClock`](crate::SystemClock) reads tokio's time, so the two agree
-    /// (paused tokio time drives both). With a `ManualClock`, an async pipeline still
+    /// The default [`FastClock`](crate::FastClock) and [`SystemClock`](crate::SystemClock)
+    /// follow tokio's paused time, so the two agree (paused tokio time drives both; the
+    /// fast clock once a clock has been made in the paused runtime, see its documentation). With a `ManualClock`, an async pipeline still
     /// waits and times out in tokio's time: test it with paused tokio time
     /// (`tokio::time::pause`), and advance the manual clock for what it drives.
     pub fn clock(mut self, clock: SharedClock) -> Self {

@@ -16,7 +16,7 @@ use super::sliding_counter::SlidingWindowCounter;
 use super::sliding_log::SlidingWindowLog;
 use super::time::Time;
 use super::token_bucket::TokenBucket;
-use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::clock::{FastClock, SharedClock};
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
 use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
@@ -150,7 +150,7 @@ impl RateLimiter {
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
             limits: SmallVec::new(),
-            clock: Time::Shared(system_clock()),
+            clock: Time::Fast(FastClock::new()),
             cost: 1,
             mode: Mode::Reject,
             error: None,
@@ -525,17 +525,16 @@ impl RateLimiterBuilder {
         }
     }
 
-    /// The clock (default [`crate::system_clock`], which follows tokio's paused time).
+    /// The clock (default: a [`FastClock`], read inline; see it for tokio's paused time).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Time::Shared(clock);
         self
     }
 
-    /// Uses a [`FastClock`](super::FastClock), read inline (the fastest time source; it
-    /// does not follow tokio's paused time).
-    #[cfg(feature = "quanta")]
+    /// Goes back to the default clock, a [`FastClock`] read inline (after
+    /// [`clock`](Self::clock)).
     pub fn fast_clock(mut self) -> Self {
-        self.clock = Time::Fast(super::FastClock::new());
+        self.clock = Time::Fast(FastClock::new());
         self
     }
 

@@ -39,7 +39,7 @@ use super::decision::{CostError, Decision, Nanos, PollPause, Rate, nanos, wait};
 use super::guard::{Mode, Verdict};
 use super::quota;
 use super::time::Time;
-use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::clock::{FastClock, SharedClock};
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
@@ -186,7 +186,7 @@ impl<A: Algorithm, const N: usize> KeyedLimiter<(), A, RandomState, N> {
             max_keys: 1_000_000,
             shards: 16,
             hasher: RandomState::new(),
-            clock: Time::Shared(system_clock()),
+            clock: Time::Fast(FastClock::new()),
             mode: Mode::Reject,
         }
     }
@@ -205,17 +205,16 @@ impl<A: Algorithm, S: BuildHasher, const N: usize> KeyedLimiterBuilder<A, S, N> 
         self
     }
 
-    /// The clock (default [`crate::system_clock`], which follows tokio's paused time).
+    /// The clock (default: a [`FastClock`], read inline; see it for tokio's paused time).
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Time::Shared(clock);
         self
     }
 
-    /// Uses a [`FastClock`](super::FastClock), read inline (the fastest time source; it
-    /// does not follow tokio's paused time).
-    #[cfg(feature = "quanta")]
+    /// Goes back to the default clock, a [`FastClock`] read inline (after
+    /// [`clock`](Self::clock)).
     pub fn fast_clock(mut self) -> Self {
-        self.clock = Time::Fast(super::FastClock::new());
+        self.clock = Time::Fast(FastClock::new());
         self
     }
 

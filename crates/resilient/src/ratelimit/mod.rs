@@ -99,8 +99,8 @@
 //!   (`crates/resilient/fuzz`, `RUSTC_BOOTSTRAP=1 cargo fuzz run headers`) ran 8.4 million
 //!   inputs in two sessions (241 s + 301 s) without a crash.
 //! - **Hot paths**: [`RateLimiter::allow`] and [`KeyedLimiter::allow`] only admit or say
-//!   when (no remaining/reset computed); [`FastClock`] (feature `quanta`, via
-//!   `.fast_clock()` on the builders) reads the TSC inline instead of
+//!   when (no remaining/reset computed); the default clock, [`FastClock`], reads the
+//!   CPU's time-stamp counter, inline (without a virtual call) instead of
 //!   `std::time::Instant`.
 //!
 //! Packed states also stay monotonic under racing clock reads: a caller whose clock
@@ -145,14 +145,12 @@
 //! (`cargo bench -p resilient-bench --bench ratelimit`); the figures, with the commands and
 //! the machine they ran on, are kept in `crates/resilient-bench/RESULTS.md` of the source
 //! repository rather than here, where they would go stale. Most of a check is reading the
-//! clock: the `quanta` feature's `FastClock` avoids the cost of
-//! `std::time::Instant` on virtual machines.
+//! clock: the default [`FastClock`] avoids the cost of `std::time::Instant` on virtual
+//! machines (choose [`crate::SystemClock`] with `.clock(..)` to compare).
 
 pub mod algorithm;
 mod config;
 pub mod decision;
-#[cfg(feature = "quanta")]
-pub mod fast_clock;
 pub mod fixed_window;
 pub mod gcra;
 pub mod guard;
@@ -169,10 +167,11 @@ mod sync;
 mod time;
 pub mod token_bucket;
 
+/// The default clock, [`crate::FastClock`], under its former name here (it was a limiter-only
+/// clock behind the `quanta` feature).
+pub use crate::engine::clock::FastClock;
 pub use algorithm::{Algorithm, AtomicLimiter, Limiter, Rescale, Ticket};
 pub use decision::{CostError, Decision, Nanos, Policy, Rate, nanos};
-#[cfg(feature = "quanta")]
-pub use fast_clock::FastClock;
 pub use fixed_window::{FixedWindow, MAX_WINDOW};
 pub use gcra::Gcra;
 pub use guard::{IntoRateLimiter, Mode, RateLimiter, RateLimiterBuilder, Verdict};

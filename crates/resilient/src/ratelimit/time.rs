@@ -1,6 +1,5 @@
-//! The time source of a limiter: any shared [`crate::Clock`], or (with the `quanta`
-//! feature) a [`FastClock`](super::FastClock) read inline, without a virtual call or a
-//! `Duration` round trip.
+//! The time source of a limiter: the default [`FastClock`](super::FastClock), read inline
+//! (without a virtual call or a `Duration` round trip), or any shared [`crate::Clock`].
 
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use crate::engine::clock::SharedClock;
 #[derive(Debug, Clone)]
 pub(crate) enum Time {
     Shared(SharedClock),
-    #[cfg(feature = "quanta")]
     Fast(super::FastClock),
 }
 
@@ -19,7 +17,6 @@ impl Time {
     pub(crate) fn nanos(&self) -> u64 {
         match self {
             Time::Shared(c) => nanos(c.now()),
-            #[cfg(feature = "quanta")]
             Time::Fast(c) => c.now_nanos(),
         }
     }
@@ -28,7 +25,6 @@ impl Time {
     pub(crate) fn now(&self) -> Duration {
         match self {
             Time::Shared(c) => c.now(),
-            #[cfg(feature = "quanta")]
             Time::Fast(c) => Duration::from_nanos(c.now_nanos()),
         }
     }
