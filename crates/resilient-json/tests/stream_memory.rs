@@ -1,21 +1,43 @@
 //! Memory of a stream repair: the input is not kept, so peak heap depends on the output and
 //! the nesting depth, not on how much was read. Measured with a counting global allocator
-//! (this test binary only).
+//! (this test binary only) that counts the measuring thread's allocations only, so the
+//! test harness's other threads (reporting, output capture) never show in a peak.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use resilient_json::Repairer;
 
 struct Counting;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Bytes held, counted on the measuring thread only (signed: a block allocated before the
+/// measurement may be freed during it).
+static CURRENT: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    /// Whether this thread's allocations are counted (const: no allocation to read it).
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counted() -> bool {
+    MEASURING.try_with(Cell::get).unwrap_or(false)
+}
 
 fn grow(n: usize) {
-    let now = CURRENT.fetch_add(n, Ordering::SeqCst) + n;
-    PEAK.fetch_max(now, Ordering::SeqCst);
+    if counted() {
+        let n = n as isize;
+        let now = CURRENT.fetch_add(n, Ordering::SeqCst) + n;
+        PEAK.fetch_max(now, Ordering::SeqCst);
+    }
+}
+
+fn shrink(n: usize) {
+    if counted() {
+        CURRENT.fetch_sub(n as isize, Ordering::SeqCst);
+    }
 }
 
 // SAFETY: every call is forwarded to `System`; the counters do not affect allocation.
@@ -27,7 +49,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
+        shrink(layout.size());
         // SAFETY: forwarded with the caller's pointer and layout
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -37,7 +59,7 @@ unsafe impl GlobalAlloc for Counting {
         if new_size >= layout.size() {
             grow(new_size - layout.size());
         } else {
-            CURRENT.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
+            shrink(layout.size() - new_size);
         }
         // SAFETY: forwarded with the caller's pointer, layout and size
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -62,6 +84,7 @@ const MIB: usize = 1 << 20;
 fn peak_of(input: &str, chunk: usize, every: usize) -> (usize, String) {
     let before = CURRENT.load(Ordering::SeqCst);
     PEAK.store(before, Ordering::SeqCst);
+    MEASURING.with(|m| m.set(true));
     let mut r = Repairer::new();
     for (k, c) in input.as_bytes().chunks(chunk).enumerate() {
         r.push_bytes(c);
@@ -70,7 +93,9 @@ fn peak_of(input: &str, chunk: usize, every: usize) -> (usize, String) {
         }
     }
     let out = r.finish().unwrap();
-    (PEAK.load(Ordering::SeqCst) - before, out)
+    MEASURING.with(|m| m.set(false));
+    let peak = PEAK.load(Ordering::SeqCst) - before;
+    (usize::try_from(peak).unwrap_or(0), out)
 }
 
 #[test]
