@@ -329,3 +329,31 @@ fn futures_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     let waker = std::task::Waker::noop();
     Pin::new(f).poll(&mut Context::from_waker(waker))
 }
+
+#[tokio::test]
+async fn the_layer_times_calls_on_the_bulkheads_injected_clock() {
+    let clock = Arc::new(resilient::ManualClock::new());
+    let b = Bulkhead::builder(8)
+        .adaptive(Aimd::new(4, 1, 8).timeout(Duration::from_millis(100)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // the call "takes" 200 ms on the bulkhead's clock: past AIMD's timeout, a drop
+    let slow = {
+        let clock = clock.clone();
+        service_fn(move |()| {
+            clock.advance(Duration::from_millis(200));
+            async { Ok::<_, ()>(()) }
+        })
+    };
+    let mut svc = ServiceBuilder::new().layer(b.layer()).service(slow);
+    svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(b.limit(), 3, "4 × 0.9 after a call slower than the timeout");
+    // a call that takes no time on that clock is no drop
+    let mut fast = ServiceBuilder::new()
+        .layer(b.layer())
+        .service(service_fn(|()| async { Ok::<_, ()>(()) }));
+    fast.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(b.limit(), 3);
+    all_free(&b).await;
+}

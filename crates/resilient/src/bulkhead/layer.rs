@@ -19,7 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Admit, Bulkhead, WAITER};
-use crate::engine::clock::{Clock, SystemClock};
+
 use crate::engine::error::Error;
 use crate::engine::guard::{Guard, Rejection, unrecorded_outcome};
 use crate::engine::outcome::Outcome;
@@ -147,7 +147,7 @@ impl Slot {
     #[inline]
     fn new(bulkhead: &Bulkhead) -> Self {
         Self {
-            started: bulkhead.inner.times_calls().then(|| SystemClock.now()),
+            started: bulkhead.inner.call_clock().map(|c| c.now()),
             bulkhead: Some(bulkhead.clone()),
         }
     }
@@ -160,9 +160,10 @@ impl Slot {
                 b.inner.give_back();
                 return;
             }
-            let took = self
-                .started
-                .map_or(Duration::ZERO, |s| SystemClock.now().saturating_sub(s));
+            let took = match (self.started, b.inner.call_clock()) {
+                (Some(s), Some(c)) => c.now().saturating_sub(s),
+                _ => Duration::ZERO,
+            };
             b.on_release(0, Some((outcome, took)));
         }
     }

@@ -22,6 +22,7 @@ use self::sync::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 
+use crate::engine::clock::{SharedClock, system_clock};
 use crate::engine::context::Context;
 use crate::engine::error::{ConfigError, Error};
 use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
@@ -90,6 +91,9 @@ struct Adaptive {
     /// [`LimitAlgorithm::ignores`] (which depends on no state the algorithm keeps).
     judge: Box<dyn LimitAlgorithm + Sync>,
     on_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    /// Times the calls of the bulkhead's own layer (in a pipeline, its clock does).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    clock: SharedClock,
 }
 
 impl fmt::Debug for Adaptive {
@@ -113,6 +117,7 @@ pub struct BulkheadBuilder {
     max_wait: Option<Duration>,
     adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm + Sync> + Send + Sync>>,
     on_limit_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    clock: Option<SharedClock>,
 }
 
 impl fmt::Debug for BulkheadBuilder {
@@ -141,6 +146,7 @@ impl Bulkhead {
             max_wait: None,
             adaptive: None,
             on_limit_change: None,
+            clock: None,
         }
     }
 
@@ -293,6 +299,30 @@ impl BulkheadBuilder {
         self
     }
 
+    /// The clock that times calls through the bulkhead's own tower layer
+    /// ([`Bulkhead::layer`]) when its adaptive algorithm reads latencies (default: the
+    /// default clock, [`FastClock`](crate::FastClock)). In a pipeline, the pipeline's clock
+    /// times calls instead. Inject a [`ManualClock`](crate::ManualClock) to script
+    /// latencies in tests.
+    ///
+    /// ```
+    /// use resilient::{Bulkhead, ManualClock};
+    /// use resilient::bulkhead::Aimd;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let clock = Arc::new(ManualClock::new());
+    /// let bulkhead = Bulkhead::builder(8)
+    ///     .adaptive(Aimd::new(4, 1, 8).timeout(Duration::from_millis(100)))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = bulkhead;
+    /// ```
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Called with `(old, new)` each time an adaptive limit changes (logging, metrics).
     pub fn on_limit_change(mut self, f: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
         self.on_limit_change = Some(Arc::new(f));
@@ -317,6 +347,7 @@ impl BulkheadBuilder {
                 algorithm: Mutex::new(algorithm),
                 judge: make(),
                 on_change: self.on_limit_change.clone(),
+                clock: self.clock.clone().unwrap_or_else(system_clock),
             }
         });
         let limit = match &adaptive {
@@ -480,6 +511,16 @@ impl Inner {
     #[inline]
     fn times_calls(&self) -> bool {
         self.adaptive.as_ref().is_some_and(|a| a.uses_rtt)
+    }
+
+    /// The clock timing this bulkhead's layer calls, if it times them.
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn call_clock(&self) -> Option<&SharedClock> {
+        self.adaptive
+            .as_ref()
+            .filter(|a| a.uses_rtt)
+            .map(|a| &a.clock)
     }
 
     /// A queued caller's wait for a slot handed over by a release, within `max_wait`:
