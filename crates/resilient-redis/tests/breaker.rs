@@ -122,7 +122,18 @@ async fn the_break_ends_on_redis_time_and_counting_starts_afresh() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(start.elapsed() >= Duration::from_millis(200));
-    assert!(admitted(&pb).await);
+    // The local breaker follows the shared phase with its deadline converted from Redis
+    // time at its last sync, so it may trail Redis' verdict by a sync interval (50 ms)
+    // and a round trip: polled within a bound generous for a loaded machine.
+    let closed = Instant::now();
+    while !admitted(&pb).await {
+        assert!(
+            closed.elapsed() < Duration::from_secs(2),
+            "still rejected {:?} after the shared circuit closed",
+            closed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
