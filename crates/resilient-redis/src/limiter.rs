@@ -1618,3 +1618,119 @@ impl RedisLimiterBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leases(units: u64, ttl: Duration) -> Leases {
+        Leases {
+            units,
+            ttl,
+            held: Arc::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    fn verdict(allowed: bool, remaining: u64) -> Verdict {
+        let d = Decision {
+            allowed,
+            limit: 100,
+            remaining,
+            reset: Duration::from_secs(1),
+            retry_after: if allowed {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            },
+        };
+        Verdict {
+            allowed,
+            decisions: std::iter::once(d).collect(),
+        }
+    }
+
+    fn fetch(s: Step) -> LeaseFetch {
+        match s {
+            Step::Fetch(f) => f,
+            _ => panic!("not a fetch"),
+        }
+    }
+
+    fn wait(s: Step) -> watch::Receiver<Option<Outcome>> {
+        match s {
+            Step::Wait(rx) => rx,
+            _ => panic!("not a wait"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn one_fetch_in_flight_then_its_lease_is_spent() {
+        let l = leases(10, Duration::from_secs(1));
+        assert!(matches!(l.step("k", 1, false), Step::Miss));
+        let f = fetch(l.step("k", 1, true));
+        // a second miss waits for the fetch in flight, even when it would claim
+        assert!(matches!(l.step("k", 1, false), Step::Wait(_)));
+        let mut rx = wait(l.step("k", 1, true));
+        let v = f.settle(1, 10, verdict(true, 90), false);
+        assert_eq!(v.decisions[0].remaining, 99);
+        assert!(matches!(
+            rx.wait_for(Option::is_some).await.unwrap().clone(),
+            Some(Outcome::Granted)
+        ));
+        // 9 units held: spent one by one, then a miss again
+        for left in (0..9).rev() {
+            match l.step("k", 1, false) {
+                Step::Take(v) => assert_eq!(v.decisions[0].remaining, 90 + left),
+                _ => panic!("not taken"),
+            }
+        }
+        assert!(matches!(l.step("k", 1, false), Step::Miss));
+        // decisions of `units` or more, or of 0, take no part
+        assert!(matches!(l.step("k", 10, true), Step::Exact));
+        assert!(matches!(l.step("k", 0, true), Step::Exact));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_abandoned_fetch_wakes_its_waiters_and_can_be_claimed_again() {
+        let l = leases(10, Duration::from_secs(1));
+        let f = fetch(l.step("k", 1, true));
+        let mut rx = wait(l.step("k", 1, true));
+        drop(f);
+        assert!(rx.wait_for(Option::is_some).await.is_err());
+        let f = fetch(l.step("k", 1, true));
+        let mut rx = wait(l.step("k", 3, true));
+        f.fail();
+        assert!(matches!(
+            rx.wait_for(Option::is_some).await.unwrap().clone(),
+            Some(Outcome::Failed)
+        ));
+        let f = fetch(l.step("k", 1, true));
+        let mut rx = wait(l.step("k", 3, true));
+        let denied = f.settle(2, 0, verdict(false, 1), false);
+        match rx.wait_for(Option::is_some).await.unwrap().clone() {
+            Some(Outcome::Denied { cost: 2, verdict }) => assert_eq!(verdict, denied),
+            _ => panic!("not the denial"),
+        }
+        // nothing held, nothing in flight: the entry is gone
+        assert!(lock_map(&l.held).is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_full_map_decides_other_keys_exactly_until_leases_expire() {
+        let ttl = Duration::from_secs(1);
+        let l = leases(10, ttl);
+        for i in 0..MAX_LEASED_KEYS {
+            fetch(l.step(&i.to_string(), 1, true)).settle(1, 10, verdict(true, 90), false);
+        }
+        assert_eq!(lock_map(&l.held).len(), MAX_LEASED_KEYS);
+        // a key already held still fetches; another is decided exactly
+        assert!(matches!(l.step("0", 9, true), Step::Take(_)));
+        let _in_flight = fetch(l.step("0", 1, true));
+        assert!(matches!(l.step("new", 1, true), Step::Exact));
+        tokio::time::advance(ttl).await;
+        // the expired leases make room
+        assert!(matches!(l.step("new", 1, true), Step::Fetch(_)));
+        assert!(lock_map(&l.held).len() <= 2);
+    }
+}
