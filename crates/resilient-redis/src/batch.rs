@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use resilient::ratelimit::Verdict;
 use tokio::sync::oneshot;
 
+use crate::limiter::LeaseFetch;
+
 /// One queued decision.
 pub(crate) struct Pending {
     /// `PREFIX{KEY}`.
@@ -14,8 +16,13 @@ pub(crate) struct Pending {
     pub(crate) cost: u64,
     /// The units asked for: `cost`, or a lease's size (see `RedisLimiterBuilder::lease`).
     pub(crate) want: u64,
-    /// The verdict and the units granted, or `None` if the round trip failed.
-    pub(crate) tx: oneshot::Sender<Option<(Verdict, u64)>>,
+    /// The verdict (a lease it fetched already held), or `None` if the round trip
+    /// failed.
+    pub(crate) tx: oneshot::Sender<Option<Verdict>>,
+    /// The key's lease fetch, if this decision is it: settled by the driver when the
+    /// verdict arrives; dropped with a decision skipped while queued, which abandons it
+    /// (a waiter fetches in its place).
+    pub(crate) fetch: Option<LeaseFetch>,
 }
 
 /// A queue whose batches are sent one at a time.

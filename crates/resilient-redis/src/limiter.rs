@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::fmt::{self, Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::{Cmd, Script};
 use resilient::ConfigError;
 use resilient::ratelimit::{Algorithm, CostError, Decision, KeyedLimiter, Mode, Policy, Verdict};
 use smallvec::SmallVec;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::batch::{Batcher, LaneId, Pending};
@@ -61,7 +62,9 @@ pub enum FailureMode {
 pub struct Stats {
     /// Decided by Redis (one round trip each).
     pub redis: u64,
-    /// Denied from the local cache of keys over their limit (no round trip).
+    /// Denied without a round trip of their own: from the local cache of keys over
+    /// their limit, or with the denial of the lease fetch they waited for (see
+    /// [`RedisLimiterBuilder::lease`]).
     pub cached: u64,
     /// Decided by the failure mode (Redis failed, timed out, or is being given time to
     /// come back).
@@ -74,6 +77,9 @@ pub struct Stats {
     /// Admitted from a lease this instance held (no round trip; see
     /// [`RedisLimiterBuilder::lease`]).
     pub leased: u64,
+    /// Leases Redis granted: decisions that took a lease's `units` at once (at most one
+    /// fetch in flight per key; see [`RedisLimiterBuilder::lease`]).
+    pub leases: u64,
 }
 
 #[derive(Default)]
@@ -84,18 +90,38 @@ struct Counters {
     errors: AtomicU64,
     batches: AtomicU64,
     leased: AtomicU64,
+    leases: AtomicU64,
 }
 
-/// The most keys whose leases an instance holds at once (more: a lease is not kept, and
-/// its units go unused).
+/// The most keys whose leases an instance holds (or fetches) at once: a decision for
+/// another key, while the map is full of live leases and fetches, is decided exactly
+/// (its cost alone, no lease).
 const MAX_LEASED_KEYS: usize = 65_536;
 
+/// The keys' leases and their fetches in flight.
+type LeaseMap = Arc<Mutex<HashMap<String, Entry>>>;
+
+fn lock_map(map: &Mutex<HashMap<String, Entry>>) -> MutexGuard<'_, HashMap<String, Entry>> {
+    map.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Leasing (see [`RedisLimiterBuilder::lease`]): units taken from Redis ahead of need and
-/// spent locally.
+/// spent locally, with at most one lease fetch in flight per key.
 struct Leases {
     units: u64,
     ttl: Duration,
-    held: Mutex<HashMap<String, Lease>>,
+    held: LeaseMap,
+    /// Tells the fetches apart (an abandoned one clears only its own mark).
+    next_id: AtomicU64,
+}
+
+/// One key's lease, and the fetch of its next one if one is in flight.
+#[derive(Default)]
+struct Entry {
+    lease: Option<Lease>,
+    /// The fetch in flight: its id, and where its outcome is told (`None` until then;
+    /// the channel closes unsent if the fetch is abandoned).
+    fetch: Option<(u64, watch::Receiver<Option<Outcome>>)>,
 }
 
 /// Units of one key held by this instance.
@@ -106,53 +132,171 @@ struct Lease {
     verdict: Verdict,
 }
 
+/// How a lease fetch ended, as told to the callers that waited for it.
+#[derive(Clone)]
+enum Outcome {
+    /// Redis admitted the fetching decision; what it granted beyond its cost is held
+    /// now (nothing, if it could grant the cost alone): take from it, or fetch again.
+    Granted,
+    /// Redis denied the fetching decision of `cost`: a waiter of at least that cost is
+    /// denied with the same verdict (a smaller cost fetches again).
+    Denied { cost: u64, verdict: Verdict },
+    /// The round trip failed or timed out: the failure mode decides.
+    Failed,
+}
+
+/// What a decision does about its key's lease.
+enum Step {
+    /// Admitted from the lease (no round trip).
+    Take(Verdict),
+    /// Another caller's fetch is in flight: wait for its outcome.
+    Wait(watch::Receiver<Option<Outcome>>),
+    /// This caller fetches the key's next lease.
+    Fetch(LeaseFetch),
+    /// No live lease covers the cost and no fetch is in flight (nothing claimed yet).
+    Miss,
+    /// No lease takes part: the cost alone goes to Redis (a cost of 0 or of at least
+    /// `units`, or no room in the map for another key).
+    Exact,
+}
+
 impl Leases {
-    /// The units to ask Redis for when a decision of `cost` goes there.
-    fn want(&self, cost: u64) -> u64 {
-        if cost == 0 { 0 } else { cost.max(self.units) }
-    }
-
-    /// Admits `cost` units of `base` from a live lease, if one holds enough.
-    fn take(&self, base: &str, cost: u64) -> Option<Verdict> {
-        if cost == 0 {
-            return None;
+    /// What a decision of `cost` for `base` does: take from the live lease, wait for the
+    /// fetch in flight, or else (`claim`) become the fetch in flight.
+    fn step(&self, base: &str, cost: u64, claim: bool) -> Step {
+        if cost == 0 || cost >= self.units {
+            return Step::Exact;
         }
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let lease = held.get_mut(base)?;
-        if Instant::now() >= lease.until {
-            held.remove(base);
-            return None;
-        }
-        if lease.left < cost {
-            return None;
-        }
-        lease.left -= cost;
-        let mut v = lease.verdict.clone();
-        for d in &mut v.decisions {
-            d.remaining = d.remaining.saturating_add(lease.left);
-        }
-        Some(v)
-    }
-
-    /// Holds `left` units of `base` granted now (replacing what was left of an older
-    /// lease: those units go unused).
-    fn hold(&self, base: String, left: u64, verdict: &Verdict) {
         let now = Instant::now();
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.len() >= MAX_LEASED_KEYS && !held.contains_key(&base) {
-            held.retain(|_, l| l.until > now);
+        let mut held = lock_map(&self.held);
+        if let Some(e) = held.get_mut(base) {
+            if let Some(lease) = &mut e.lease {
+                if now >= lease.until {
+                    e.lease = None;
+                } else if lease.left >= cost {
+                    lease.left -= cost;
+                    let mut v = lease.verdict.clone();
+                    for d in &mut v.decisions {
+                        d.remaining = d.remaining.saturating_add(lease.left);
+                    }
+                    return Step::Take(v);
+                }
+            }
+            if let Some((_, rx)) = &e.fetch {
+                return Step::Wait(rx.clone());
+            }
+            if !claim {
+                if e.lease.is_none() {
+                    held.remove(base);
+                }
+                return Step::Miss;
+            }
+        } else if !claim {
+            return Step::Miss;
+        }
+        if held.len() >= MAX_LEASED_KEYS && !held.contains_key(base) {
+            held.retain(|_, e| {
+                e.fetch.is_some() || e.lease.as_ref().is_some_and(|l| l.until > now)
+            });
             if held.len() >= MAX_LEASED_KEYS {
-                return;
+                return Step::Exact;
             }
         }
-        held.insert(
-            base,
-            Lease {
-                left,
-                until: now + self.ttl,
-                verdict: verdict.clone(),
-            },
-        );
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        held.entry(base.to_owned()).or_default().fetch = Some((id, rx));
+        Step::Fetch(LeaseFetch {
+            held: self.held.clone(),
+            base: base.to_owned(),
+            id,
+            ttl: self.ttl,
+            tx: Some(tx),
+        })
+    }
+}
+
+/// The one lease fetch in flight for a key, owned by whoever receives Redis' reply for
+/// it: the caller (batching off) or the batch driver. Settled, it holds the lease and
+/// tells the waiters; dropped unsettled (its caller cancelled before the reply), it is
+/// abandoned: its mark is cleared and the waiters wake to try again, one of them
+/// fetching in its place.
+pub(crate) struct LeaseFetch {
+    held: LeaseMap,
+    base: String,
+    id: u64,
+    ttl: Duration,
+    /// `None` once settled.
+    tx: Option<watch::Sender<Option<Outcome>>>,
+}
+
+impl LeaseFetch {
+    /// Clears this fetch's mark, holds `hold` (units left and the verdict that granted
+    /// them) in place of the key's lease, and tells the waiters `outcome`.
+    fn end(&mut self, hold: Option<(u64, &Verdict)>, outcome: Option<Outcome>) {
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        {
+            let mut held = lock_map(&self.held);
+            if let Some(e) = held.get_mut(&self.base) {
+                if e.fetch.as_ref().is_some_and(|(id, _)| *id == self.id) {
+                    e.fetch = None;
+                }
+                if let Some((left, verdict)) = hold {
+                    e.lease = Some(Lease {
+                        left,
+                        until: Instant::now() + self.ttl,
+                        verdict: verdict.clone(),
+                    });
+                }
+                if e.fetch.is_none() && e.lease.is_none() {
+                    held.remove(&self.base);
+                }
+            }
+        }
+        // Sent after the lease is in place: a woken waiter finds it. Unsent (abandoned),
+        // the dropped sender wakes them all the same.
+        if let Some(o) = outcome {
+            tx.send_replace(Some(o));
+        }
+    }
+
+    /// Settles the fetch with Redis' verdict `v` for its decision of `cost`, which
+    /// granted `granted` units: the units beyond the cost (all of them if the caller is
+    /// `gone`: nobody spends its cost) are held as the key's lease, and the caller's
+    /// verdict, returned, counts them in its remaining units.
+    pub(crate) fn settle(mut self, cost: u64, granted: u64, mut v: Verdict, gone: bool) -> Verdict {
+        if !v.allowed {
+            let verdict = v.clone();
+            self.end(None, Some(Outcome::Denied { cost, verdict }));
+            return v;
+        }
+        let keep = if gone {
+            granted
+        } else {
+            granted.saturating_sub(cost)
+        };
+        if keep == 0 {
+            self.end(None, Some(Outcome::Granted));
+            return v;
+        }
+        // held with Redis' own counts: a spend adds what is left of the lease
+        self.end(Some((keep, &v)), Some(Outcome::Granted));
+        for d in &mut v.decisions {
+            d.remaining = d.remaining.saturating_add(keep);
+        }
+        v
+    }
+
+    /// The fetch's round trip failed or timed out: its waiters go to the failure mode.
+    pub(crate) fn fail(mut self) {
+        self.end(None, Some(Outcome::Failed));
+    }
+}
+
+impl Drop for LeaseFetch {
+    fn drop(&mut self) {
+        self.end(None, None);
     }
 }
 
@@ -514,6 +658,7 @@ impl RedisLimiter {
             errors: c.errors.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             leased: c.leased.load(Ordering::Relaxed),
+            leases: c.leases.load(Ordering::Relaxed),
         }
     }
 
@@ -684,27 +829,81 @@ impl RedisLimiter {
 
     pub(crate) async fn decide(&self, base: String, cost: u64) -> Verdict {
         let inner = &*self.inner;
-        if let Some(v) = inner.leases.as_ref().and_then(|l| l.take(&base, cost)) {
-            inner.counters.leased.fetch_add(1, Ordering::Relaxed);
-            return v;
+        // Every caller's verdict within the timeout from when it asked, whatever it
+        // waited for (a lease fetch, its batch, its round trip).
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(inner.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        let mut claim = false;
+        let mut checked = false;
+        let fetch = loop {
+            let Some(leases) = &inner.leases else {
+                break None;
+            };
+            match leases.step(&base, cost, claim) {
+                Step::Take(v) => {
+                    inner.counters.leased.fetch_add(1, Ordering::Relaxed);
+                    return v;
+                }
+                Step::Exact => break None,
+                Step::Fetch(f) => break Some(f),
+                Step::Miss => {
+                    if let Some(v) = self.cached(&base, cost) {
+                        return v;
+                    }
+                    if inner.health.skip() {
+                        return self.fallback(&base, cost);
+                    }
+                    checked = true;
+                    claim = true;
+                }
+                Step::Wait(mut rx) => {
+                    let told = tokio::time::timeout_at(deadline, async move {
+                        rx.wait_for(Option::is_some).await.map(|o| o.clone())
+                    })
+                    .await;
+                    match told {
+                        // Waited as long as a queued decision may.
+                        Err(_) => return self.failed(&base, cost),
+                        Ok(Ok(Some(Outcome::Denied { cost: c, verdict }))) if cost >= c => {
+                            inner.counters.cached.fetch_add(1, Ordering::Relaxed);
+                            return verdict;
+                        }
+                        Ok(Ok(Some(Outcome::Failed))) => return self.fallback(&base, cost),
+                        // Granted (take from the lease, or fetch the next one), denied
+                        // for a larger cost, or abandoned by its caller: again.
+                        Ok(_) => claim = false,
+                    }
+                }
+            }
+        };
+        if !checked {
+            if let Some(v) = self.cached(&base, cost) {
+                return v;
+            }
+            if inner.health.skip() {
+                return self.fallback(&base, cost);
+            }
         }
-        if let Some(v) = self.cached(&base, cost) {
-            return v;
-        }
-        if inner.health.skip() {
-            return self.fallback(&base, cost);
-        }
-        let want = inner.leases.as_ref().map_or(cost, |l| l.want(cost));
+        let want = match (&fetch, &inner.leases) {
+            (Some(_), Some(l)) => l.units,
+            _ => cost,
+        };
         let Some(batcher) = &inner.batcher else {
             let sent = inner.health.now_ms();
             let reply =
-                tokio::time::timeout(inner.timeout, inner.round_trip(&base, cost, want)).await;
+                tokio::time::timeout_at(deadline, inner.round_trip(&base, cost, want)).await;
             return match reply {
                 Ok(Ok((v, granted))) => {
-                    let v = if want > cost {
-                        self.granted(base.clone(), cost, granted, v)
-                    } else {
-                        v
+                    let v = match fetch {
+                        Some(f) => {
+                            if v.allowed && granted > cost {
+                                inner.counters.leases.fetch_add(1, Ordering::Relaxed);
+                            }
+                            f.settle(cost, granted, v, false)
+                        }
+                        None => v,
                     };
                     inner.health.ok(sent);
                     inner.counters.redis.fetch_add(1, Ordering::Relaxed);
@@ -716,7 +915,12 @@ impl RedisLimiter {
                     }
                     v
                 }
-                Ok(Err(_)) | Err(_) => self.failed(&base, cost),
+                Ok(Err(_)) | Err(_) => {
+                    if let Some(f) = fetch {
+                        f.fail();
+                    }
+                    self.failed(&base, cost)
+                }
             };
         };
         // The local fallback is keyed: keep the key for it.
@@ -724,13 +928,13 @@ impl RedisLimiter {
             FailureMode::Local { .. } => base.clone(),
             FailureMode::Open | FailureMode::Closed => String::new(),
         };
-        let leased = (want > cost).then(|| base.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         if let Some(lane) = batcher.submit(Pending {
             base,
             cost,
             want,
             tx,
+            fetch,
         }) {
             let guard = DriverGuard {
                 inner: self.inner.clone(),
@@ -738,30 +942,13 @@ impl RedisLimiter {
             };
             tokio::spawn(guard.drive());
         }
-        match tokio::time::timeout(inner.timeout, rx).await {
-            Ok(Ok(Some((v, granted)))) => match leased {
-                Some(base) => self.granted(base, cost, granted, v),
-                None => v,
-            },
+        match tokio::time::timeout_at(deadline, rx).await {
+            // The driver settled the lease, if this decision fetched one.
+            Ok(Ok(Some(v))) => v,
             // Timed out (queued or in flight), the round trip failed, or the driver
             // was dropped with its runtime.
             _ => self.failed(&key, cost),
         }
-    }
-
-    /// A verdict of Redis that granted `granted` units for a decision of `cost`: the
-    /// units beyond `cost` are held as a lease, and the caller's remaining counts include
-    /// them.
-    fn granted(&self, base: String, cost: u64, granted: u64, mut v: Verdict) -> Verdict {
-        let extra = granted.saturating_sub(cost);
-        if let (Some(leases), true) = (&self.inner.leases, extra > 0 && v.allowed) {
-            // held with Redis' own counts: a spend adds what is left of the lease
-            leases.hold(base, extra, &v);
-            for d in &mut v.decisions {
-                d.remaining = d.remaining.saturating_add(extra);
-            }
-        }
-        v
     }
 
     /// A decision whose round trip failed or timed out: the failure mode decides.
@@ -944,9 +1131,21 @@ impl DriverGuard {
                         {
                             cache.insert(p.base, p.cost, &v);
                         }
+                        // The lease is settled here, where the verdict arrives: its
+                        // waiters are told even if the caller that fetched it is gone.
+                        let v = match p.fetch {
+                            Some(f) => {
+                                if v.allowed && granted > p.cost {
+                                    c.leases.fetch_add(1, Ordering::Relaxed);
+                                }
+                                f.settle(p.cost, granted, v, p.tx.is_closed())
+                            }
+                            None => v,
+                        };
                         // A caller that gave up after its decision was sent: the
-                        // decision stands (Redis counted it).
-                        let _ = p.tx.send(Some((v, granted)));
+                        // decision stands (Redis counted it; a lease fetch's units
+                        // are all held).
+                        let _ = p.tx.send(Some(v));
                     }
                 }
                 Ok(Err(_)) | Err(_) => {
@@ -954,6 +1153,9 @@ impl DriverGuard {
                     // callers go to the failure mode (and Redis to its probe interval).
                     inner.health.failed();
                     for p in batch.into_iter().chain(batcher.drain(lane)) {
+                        if let Some(f) = p.fetch {
+                            f.fail();
+                        }
                         let _ = p.tx.send(None);
                     }
                 }
@@ -1257,6 +1459,21 @@ impl RedisLimiterBuilder {
     /// and spend what is left of them on this key's next decisions here, without a round
     /// trip, for at most `ttl`. If Redis cannot grant `units`, the same script decides the
     /// cost alone (still one round trip). Units not spent within `ttl` go unused.
+    /// Decisions of a cost of `units` or more (or of 0) take no part in leases.
+    ///
+    /// **One fetch in flight per key.** An instance sends at most one lease fetch for a
+    /// key at a time, and only once the key's lease cannot cover a decision (spent, or
+    /// expired): the decisions that miss the lease meanwhile wait for that fetch (within
+    /// the timeout from when they asked), then take from the lease it brought. If it
+    /// cannot cover them, the next one of them fetches again, one in flight again. If
+    /// Redis denied the fetch, every waiter of at least the fetching decision's cost gets
+    /// the same denial (same `retry_after`; counted in [`Stats::cached`]); if its round
+    /// trip failed or timed out, the waiters go to the [`FailureMode`]. A fetch is
+    /// settled where its reply arrives (with batching, by the batch's driver, even if
+    /// its caller is gone: then the caller's units are held too); a caller dropped
+    /// before its fetch was sent abandons it, and one of the waiters fetches instead.
+    /// So no lease replaces another that still had units, and an instance never holds
+    /// more than `units` of a key.
     ///
     /// **The trade.** A hot key costs one round trip per `units` decisions instead of one
     /// each. Admissions never exceed what Redis granted, but a lease's units are counted
@@ -1394,9 +1611,126 @@ impl RedisLimiterBuilder {
                 leases: self.lease.map(|(units, ttl)| Leases {
                     units,
                     ttl,
-                    held: Mutex::new(HashMap::new()),
+                    held: Arc::default(),
+                    next_id: AtomicU64::new(0),
                 }),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leases(units: u64, ttl: Duration) -> Leases {
+        Leases {
+            units,
+            ttl,
+            held: Arc::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    fn verdict(allowed: bool, remaining: u64) -> Verdict {
+        let d = Decision {
+            allowed,
+            limit: 100,
+            remaining,
+            reset: Duration::from_secs(1),
+            retry_after: if allowed {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            },
+        };
+        Verdict {
+            allowed,
+            decisions: std::iter::once(d).collect(),
+        }
+    }
+
+    fn fetch(s: Step) -> LeaseFetch {
+        match s {
+            Step::Fetch(f) => f,
+            _ => panic!("not a fetch"),
+        }
+    }
+
+    fn wait(s: Step) -> watch::Receiver<Option<Outcome>> {
+        match s {
+            Step::Wait(rx) => rx,
+            _ => panic!("not a wait"),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn one_fetch_in_flight_then_its_lease_is_spent() {
+        let l = leases(10, Duration::from_secs(1));
+        assert!(matches!(l.step("k", 1, false), Step::Miss));
+        let f = fetch(l.step("k", 1, true));
+        // a second miss waits for the fetch in flight, even when it would claim
+        assert!(matches!(l.step("k", 1, false), Step::Wait(_)));
+        let mut rx = wait(l.step("k", 1, true));
+        let v = f.settle(1, 10, verdict(true, 90), false);
+        assert_eq!(v.decisions[0].remaining, 99);
+        assert!(matches!(
+            rx.wait_for(Option::is_some).await.unwrap().clone(),
+            Some(Outcome::Granted)
+        ));
+        // 9 units held: spent one by one, then a miss again
+        for left in (0..9).rev() {
+            match l.step("k", 1, false) {
+                Step::Take(v) => assert_eq!(v.decisions[0].remaining, 90 + left),
+                _ => panic!("not taken"),
+            }
+        }
+        assert!(matches!(l.step("k", 1, false), Step::Miss));
+        // decisions of `units` or more, or of 0, take no part
+        assert!(matches!(l.step("k", 10, true), Step::Exact));
+        assert!(matches!(l.step("k", 0, true), Step::Exact));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_abandoned_fetch_wakes_its_waiters_and_can_be_claimed_again() {
+        let l = leases(10, Duration::from_secs(1));
+        let f = fetch(l.step("k", 1, true));
+        let mut rx = wait(l.step("k", 1, true));
+        drop(f);
+        assert!(rx.wait_for(Option::is_some).await.is_err());
+        let f = fetch(l.step("k", 1, true));
+        let mut rx = wait(l.step("k", 3, true));
+        f.fail();
+        assert!(matches!(
+            rx.wait_for(Option::is_some).await.unwrap().clone(),
+            Some(Outcome::Failed)
+        ));
+        let f = fetch(l.step("k", 1, true));
+        let mut rx = wait(l.step("k", 3, true));
+        let denied = f.settle(2, 0, verdict(false, 1), false);
+        match rx.wait_for(Option::is_some).await.unwrap().clone() {
+            Some(Outcome::Denied { cost: 2, verdict }) => assert_eq!(verdict, denied),
+            _ => panic!("not the denial"),
+        }
+        // nothing held, nothing in flight: the entry is gone
+        assert!(lock_map(&l.held).is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_full_map_decides_other_keys_exactly_until_leases_expire() {
+        let ttl = Duration::from_secs(1);
+        let l = leases(10, ttl);
+        for i in 0..MAX_LEASED_KEYS {
+            fetch(l.step(&i.to_string(), 1, true)).settle(1, 10, verdict(true, 90), false);
+        }
+        assert_eq!(lock_map(&l.held).len(), MAX_LEASED_KEYS);
+        // a key already held still fetches; another is decided exactly
+        assert!(matches!(l.step("0", 9, true), Step::Take(_)));
+        let _in_flight = fetch(l.step("0", 1, true));
+        assert!(matches!(l.step("new", 1, true), Step::Exact));
+        tokio::time::advance(ttl).await;
+        // the expired leases make room
+        assert!(matches!(l.step("new", 1, true), Step::Fetch(_)));
+        assert!(lock_map(&l.held).len() <= 2);
     }
 }
