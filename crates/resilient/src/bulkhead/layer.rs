@@ -164,7 +164,7 @@ impl Slot {
                 (Some(s), Some(c)) => c.now().saturating_sub(s),
                 _ => Duration::ZERO,
             };
-            b.on_release(0, Some((outcome, took)));
+            b.inner.release_with(Some((outcome, took)));
         }
     }
 }

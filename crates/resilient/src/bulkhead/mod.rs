@@ -89,7 +89,7 @@ struct Adaptive {
     uses_rtt: bool,
     /// A copy of the algorithm as configured, outside the lock: it answers
     /// [`LimitAlgorithm::ignores`] (which depends on no state the algorithm keeps).
-    judge: Box<dyn LimitAlgorithm + Sync>,
+    judge: Judge,
     on_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
     /// Times the calls of the bulkhead's own layer (in a pipeline, its clock does).
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
@@ -99,6 +99,39 @@ struct Adaptive {
 impl fmt::Debug for Adaptive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Adaptive").finish_non_exhaustive()
+    }
+}
+
+/// The copy of an adaptive algorithm that answers [`LimitAlgorithm::ignores`] on every
+/// release: AIMD (the common case) called directly, so that its check inlines into the
+/// release; any other algorithm through its trait object.
+enum Judge {
+    Aimd(Aimd),
+    Other(Box<dyn LimitAlgorithm + Sync>),
+}
+
+impl Judge {
+    fn new<A: LimitAlgorithm + Clone + Sync>(algorithm: &A) -> Self {
+        match (algorithm as &dyn std::any::Any).downcast_ref::<Aimd>() {
+            Some(aimd) => Judge::Aimd(aimd.clone()),
+            None => Judge::Other(Box::new(algorithm.clone())),
+        }
+    }
+
+    #[inline]
+    fn ignores(&self, limit: usize, sample: &Sample) -> bool {
+        match self {
+            Judge::Aimd(a) => a.ignores(limit, sample),
+            Judge::Other(a) => a.ignores(limit, sample),
+        }
+    }
+
+    /// The algorithm itself, for the copy that is fed samples.
+    fn into_algorithm(self) -> Box<dyn LimitAlgorithm> {
+        match self {
+            Judge::Aimd(a) => Box::new(a),
+            Judge::Other(a) => a,
+        }
     }
 }
 
@@ -115,7 +148,7 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_queue: usize,
     max_wait: Option<Duration>,
-    adaptive: Option<Arc<dyn Fn() -> Box<dyn LimitAlgorithm + Sync> + Send + Sync>>,
+    adaptive: Option<Arc<dyn Fn() -> Judge + Send + Sync>>,
     on_limit_change: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
     clock: Option<SharedClock>,
 }
@@ -295,7 +328,7 @@ impl BulkheadBuilder {
     /// # }
     /// ```
     pub fn adaptive<A: LimitAlgorithm + Clone + Sync>(mut self, algorithm: A) -> Self {
-        self.adaptive = Some(Arc::new(move || Box::new(algorithm.clone())));
+        self.adaptive = Some(Arc::new(move || Judge::new(&algorithm)));
         self
     }
 
@@ -341,7 +374,7 @@ impl BulkheadBuilder {
             ));
         }
         let adaptive = self.adaptive.as_ref().map(|make| {
-            let algorithm: Box<dyn LimitAlgorithm> = make();
+            let algorithm = make().into_algorithm();
             Adaptive {
                 uses_rtt: algorithm.uses_rtt(),
                 algorithm: Mutex::new(algorithm),
@@ -469,6 +502,28 @@ impl Inner {
         old
     }
 
+    /// Gives a call's slot back and, for an adaptive limit, feeds the call's outcome (if
+    /// it has one) to the algorithm.
+    #[inline]
+    pub(crate) fn release_with(&self, outcome: Option<(Outcome, Duration)>) {
+        if self.adaptive.is_none() {
+            self.give_back();
+            return;
+        }
+        use std::sync::atomic::Ordering as O;
+        // Calls in flight, this one included: slots neither free in the counter nor
+        // retired. (A slot handed to a waiter that left counts as in flight until the next
+        // caller takes it: rare, and only a sample's estimate.)
+        let limit = self.limit.load(O::Acquire);
+        let debt = self.debt.load(O::Acquire);
+        let free = (self.state.load(Ordering::Acquire) & FREE) as usize;
+        let in_flight = (limit + debt as usize).saturating_sub(free);
+        if debt == 0 || !self.retire() {
+            self.give_back();
+        }
+        self.sample(limit, in_flight, outcome);
+    }
+
     /// Feeds a finished call to the adaptive algorithm, if any: a sample the algorithm
     /// [ignores](LimitAlgorithm::ignores) at the `limit` read before the release goes no
     /// further (no lock).
@@ -489,6 +544,7 @@ impl Inner {
     }
 
     /// Applies a sample under the algorithm's lock (skipped if another is being applied).
+    #[inline(never)]
     fn update(&self, adaptive: &Adaptive, sample: Sample) {
         let Ok(mut algorithm) = adaptive.algorithm.try_lock() else {
             return;
@@ -624,23 +680,7 @@ impl Guard for Bulkhead {
     }
 
     fn on_release(&self, _token: u64, outcome: Option<(Outcome, Duration)>) {
-        let inner = &*self.inner;
-        if inner.adaptive.is_none() {
-            inner.give_back();
-            return;
-        }
-        use std::sync::atomic::Ordering as O;
-        // Calls in flight, this one included: slots neither free in the counter nor
-        // retired. (A slot handed to a waiter that left counts as in flight until the next
-        // caller takes it: rare, and only a sample's estimate.)
-        let limit = inner.limit.load(O::Acquire);
-        let debt = inner.debt.load(O::Acquire);
-        let free = (inner.state.load(Ordering::Acquire) & FREE) as usize;
-        let in_flight = (limit + debt as usize).saturating_sub(free);
-        if debt == 0 || !inner.retire() {
-            inner.give_back();
-        }
-        inner.sample(limit, in_flight, outcome);
+        self.inner.release_with(outcome);
     }
 
     /// Only an adaptive bulkhead whose algorithm reads latencies times its calls.

@@ -110,59 +110,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         self.inner.hedge.is_some()
     }
 
-    /// A hedged attempt: the first attempt (`first`, launched by the retry loop unless a
-    /// per-attempt guard made it wait; `done` if a guard already rejected it) is polled
-    /// once; a quick answer that is not retried is the attempt's, with no hedging state
-    /// set up (no context copy, no timer, no allocation). Otherwise [`Pipeline::hedged`]
-    /// takes over, boxed: only such calls pay for its state and timer, not every call
-    /// future. One future (one `.await` in the retry loop), so that `first` is held by
-    /// one state of the loop's future only.
-    #[inline]
-    pub(super) fn hedge_first<'c, T, E, F, Fut, R, L>(
-        &self,
-        ctx: &'c mut Context,
-        op: &'c mut F,
-        retryable: &'c R,
-        first: Pin<&'c mut Option<L>>,
-        mut done: Option<(Attempt<T, E>, Outcome)>,
-    ) -> impl Future<Output = (Attempt<T, E>, Outcome)>
-    where
-        C: Classify<T, E>,
-        F: FnMut(&Context) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        R: Fn() -> bool,
-        L: Future<Output = (Attempt<T, E>, Outcome)>,
-    {
-        let mut slots = Some((ctx, op, first));
-        let mut hedging = None;
-        poll_fn(move |cx| {
-            if hedging.is_none() {
-                let (ctx, op, mut first) = slots.take().expect("until hedging starts");
-                if done.is_none()
-                    && let Some(f) = first.as_mut().as_pin_mut()
-                    && let Poll::Ready(r) = f.poll(cx)
-                {
-                    first.set(None);
-                    done = Some(r);
-                }
-                if let Some((a, o)) = &done
-                    && !retried(&self.inner.classify, a, *o)
-                {
-                    self.hedge_won();
-                    return Poll::Ready(done.take().expect("checked above"));
-                }
-                hedging = Some(Box::pin(self.hedged(
-                    ctx,
-                    op,
-                    retryable,
-                    first,
-                    done.take(),
-                )));
-            }
-            hedging.as_mut().expect("set above").as_mut().poll(cx)
-        })
-    }
-
     /// Phases 4 to 6 for a hedged attempt whose first poll did not settle it: the attempt
     /// itself and hedges of it as the policy says. The retry loop admitted and launched the
     /// first attempt (`launched`) when every per-attempt guard answered at once, and hands
@@ -401,6 +348,31 @@ impl<T, E, Fut: Future<Output = Result<T, E>>> Future for Launched<Fut> {
             },
             LaunchedProj::Plain { fut } => Attempt::Done(ready!(fut.poll(cx))),
         })
+    }
+}
+
+/// Polls a hedged call's first attempt once, in the retry loop's own poll: `Some` with
+/// its result if it settled (the slot is emptied), `None` if it is pending or was never
+/// launched. A quick answer that is not retried is then the attempt's, with no hedging
+/// state set up (no context copy, no timer, no allocation); anything else goes to
+/// [`Pipeline::hedged`], boxed, so only slow calls pay for its state and timer.
+pub(super) struct PollOnce<'a, L>(pub(super) Pin<&'a mut Option<L>>);
+
+impl<L: Future> Future for PollOnce<'_, L> {
+    type Output = Option<L::Output>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let Some(first) = self.0.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        match first.poll(cx) {
+            Poll::Ready(r) => {
+                self.0.set(None);
+                Poll::Ready(Some(r))
+            }
+            Poll::Pending => Poll::Ready(None),
+        }
     }
 }
 

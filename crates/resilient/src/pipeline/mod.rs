@@ -1305,12 +1305,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 let (result, outcome) = if hedge && bare {
                     // The first attempt is the operation alone, polled once here: a quick
                     // answer is the whole call, with no hedging state set up.
-                    let first = pin!(Some(hedge::Bare {
+                    let mut first = pin!(Some(hedge::Bare {
                         fut: op(ctx),
                         classify: &inner.classify,
                     }));
-                    self.hedge_first(ctx, &mut op, &retryable, first, None)
-                        .await
+                    match hedge::PollOnce(first.as_mut()).await {
+                        Some((a, o)) if !retried(&inner.classify, &a, o) => {
+                            self.hedge_won();
+                            (a, o)
+                        }
+                        quick => {
+                            Box::pin(self.hedged(ctx, &mut op, &retryable, first, quick)).await
+                        }
+                    }
                 } else if hedge {
                     // The first attempt is admitted (when every per-attempt guard answers
                     // at once) and launched here; a guard that would queue leaves it to
@@ -1338,8 +1345,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     if done.is_none() && admitted {
                         first.set(Some(self.running(ctx, |c: &Context| op(c), permits)));
                     }
-                    self.hedge_first(ctx, &mut op, &retryable, first, done)
-                        .await
+                    let quick = match done {
+                        Some(d) => Some(d),
+                        None => hedge::PollOnce(first.as_mut()).await,
+                    };
+                    match quick {
+                        Some((a, o)) if !retried(&inner.classify, &a, o) => {
+                            self.hedge_won();
+                            (a, o)
+                        }
+                        quick => {
+                            Box::pin(self.hedged(ctx, &mut op, &retryable, first, quick)).await
+                        }
+                    }
                 } else if bare {
                     // Phase 6 alone: no need for `attempt`'s future.
                     let r = op(ctx).await;
