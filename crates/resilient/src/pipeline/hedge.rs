@@ -110,6 +110,61 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         self.inner.hedge.is_some()
     }
 
+    /// A hedged attempt behind per-attempt guards (without them, the retry loop polls the
+    /// bare first attempt itself with [`PollOnce`], which keeps its future smaller than
+    /// this one would). The first attempt (`first`, launched by the retry loop unless a
+    /// per-attempt guard made it wait; `done` if a guard already rejected it) is polled
+    /// once; a quick answer that is not retried is the attempt's, with no hedging state
+    /// set up (no context copy, no timer, no allocation). Otherwise [`Pipeline::hedged`]
+    /// takes over, boxed: only such calls pay for its state and timer, not every call
+    /// future. One future (one `.await` in the retry loop), so that `first` is held by
+    /// one state of the loop's future only.
+    #[inline]
+    pub(super) fn hedge_first<'c, T, E, F, Fut, R, L>(
+        &self,
+        ctx: &'c mut Context,
+        op: &'c mut F,
+        retryable: &'c R,
+        first: Pin<&'c mut Option<L>>,
+        mut done: Option<(Attempt<T, E>, Outcome)>,
+    ) -> impl Future<Output = (Attempt<T, E>, Outcome)>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
+        L: Future<Output = (Attempt<T, E>, Outcome)>,
+    {
+        let mut slots = Some((ctx, op, first));
+        let mut hedging = None;
+        poll_fn(move |cx| {
+            if hedging.is_none() {
+                let (ctx, op, mut first) = slots.take().expect("until hedging starts");
+                if done.is_none()
+                    && let Some(f) = first.as_mut().as_pin_mut()
+                    && let Poll::Ready(r) = f.poll(cx)
+                {
+                    first.set(None);
+                    done = Some(r);
+                }
+                if let Some((a, o)) = &done
+                    && !retried(&self.inner.classify, a, *o)
+                {
+                    self.hedge_won();
+                    return Poll::Ready(done.take().expect("checked above"));
+                }
+                hedging = Some(Box::pin(self.hedged(
+                    ctx,
+                    op,
+                    retryable,
+                    first,
+                    done.take(),
+                )));
+            }
+            hedging.as_mut().expect("set above").as_mut().poll(cx)
+        })
+    }
+
     /// Phases 4 to 6 for a hedged attempt whose first poll did not settle it: the attempt
     /// itself and hedges of it as the policy says. The retry loop admitted and launched the
     /// first attempt (`launched`) when every per-attempt guard answered at once, and hands

@@ -1309,7 +1309,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         fut: op(ctx),
                         classify: &inner.classify,
                     }));
-                    match hedge::PollOnce(first.as_mut()).await {
+                    let quick = hedge::PollOnce(first.as_mut()).await;
+                    match quick {
                         Some((a, o)) if !retried(&inner.classify, &a, o) => {
                             self.hedge_won();
                             (a, o)
@@ -1345,19 +1346,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     if done.is_none() && admitted {
                         first.set(Some(self.running(ctx, |c: &Context| op(c), permits)));
                     }
-                    let quick = match done {
-                        Some(d) => Some(d),
-                        None => hedge::PollOnce(first.as_mut()).await,
-                    };
-                    match quick {
-                        Some((a, o)) if !retried(&inner.classify, &a, o) => {
-                            self.hedge_won();
-                            (a, o)
-                        }
-                        quick => {
-                            Box::pin(self.hedged(ctx, &mut op, &retryable, first, quick)).await
-                        }
-                    }
+                    self.hedge_first(ctx, &mut op, &retryable, first, done)
+                        .await
                 } else if bare {
                     // Phase 6 alone: no need for `attempt`'s future.
                     let r = op(ctx).await;
