@@ -666,6 +666,16 @@ mod tests {
             ),
             (
                 "hedge",
+                quote!(idempotent = true, delay = "10ms", percentile = 1.5),
+                "`percentile` is a quantile",
+            ),
+            (
+                "hedge",
+                quote!(idempotent = true, mode = fallback, percentile = 0.9),
+                "for `mode = delayed` only",
+            ),
+            (
+                "hedge",
                 quote!(idempotent = false, mode = parallel),
                 "only for idempotent",
             ),

@@ -436,7 +436,8 @@ pub fn fallback(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// | key | value | default |
 /// | --- | --- | --- |
 /// | `idempotent` | must be `true`: the function runs more than once at the same time | required |
-/// | `delay` | time before each hedge (`mode = delayed`) | required in delayed mode |
+/// | `delay` | time before each hedge (`mode = delayed`); with `percentile`, until enough latencies are known | required in delayed mode |
+/// | `percentile` | hedge after this quantile of recent latencies instead (`0.95`), learned from the calls | none |
 /// | `mode` | `delayed`, `parallel` (every attempt at once) or `fallback` (the next once the previous failed) | `delayed` |
 /// | `max_hedges` | hedges beside the original attempt (`<= 64`) | `1` |
 ///
@@ -462,7 +463,9 @@ pub fn fallback(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// # }
 /// ```
 ///
-/// A delayed hedge: `#[resilient::hedge(delay = "50ms", max_hedges = 2, idempotent = true)]`.
+/// A delayed hedge: `#[resilient::hedge(delay = "50ms", max_hedges = 2, idempotent = true)]`;
+/// one whose delay follows the 95th percentile of recent latencies (50 ms until it knows):
+/// `#[resilient::hedge(percentile = 0.95, delay = "50ms", idempotent = true)]`.
 #[doc = include_str!("../doc/attributes.md")]
 #[proc_macro_attribute]
 pub fn hedge(attr: TokenStream, item: TokenStream) -> TokenStream {

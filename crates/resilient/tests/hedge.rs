@@ -226,3 +226,124 @@ async fn as_a_tower_layer_a_slow_call_is_hedged() {
     assert_eq!(start.elapsed(), MS * 120);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A percentile delay learns from the winning attempts' latencies: the initial delay until
+/// 20 are known, then their quantile, within the bounds; the hedge then starts at it.
+#[tokio::test(start_paused = true)]
+async fn a_percentile_delay_follows_the_observed_latencies() {
+    let hedge = Hedge::percentile(0.9, MS * 500)
+        .delay_bounds(MS * 2, Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert_eq!(hedge.current_delay(), Some(MS * 500));
+    // 20 calls: 18 answer in 10 ms, two in 40 ms; the 90th percentile (rank 18) is 10 ms
+    for i in 0..20u64 {
+        let took = if i < 2 { MS * 40 } else { MS * 10 };
+        let r = hedge
+            .call(|_| async move {
+                sleep(took).await;
+                Ok::<_, ()>(())
+            })
+            .await;
+        assert!(r.is_ok());
+        if i < 19 {
+            assert_eq!(
+                hedge.current_delay(),
+                Some(MS * 500),
+                "after {} calls",
+                i + 1
+            );
+        }
+    }
+    assert_eq!(hedge.current_delay(), Some(MS * 10));
+    // a stuck original is now hedged after 10 ms, not 500
+    let start = Instant::now();
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let s = starts.clone();
+    let r = hedge
+        .call(|attempt| {
+            s.lock().unwrap().push((attempt, start.elapsed()));
+            async move {
+                if attempt == 0 {
+                    sleep(Duration::from_secs(60)).await;
+                }
+                Ok::<_, ()>(attempt)
+            }
+        })
+        .await;
+    assert_eq!(r.unwrap(), 1);
+    assert_eq!(*starts.lock().unwrap(), [(0, Duration::ZERO), (1, MS * 10)]);
+    // answers at once count as 0: the delay falls to its lower bound
+    for _ in 0..24 {
+        assert!(hedge.call(|_| async { Ok::<_, ()>(()) }).await.is_ok());
+    }
+    for _ in 0..256 {
+        assert!(hedge.call(|_| async { Ok::<_, ()>(()) }).await.is_ok());
+    }
+    assert_eq!(hedge.current_delay(), Some(MS * 2));
+}
+
+/// In a pipeline, the hedge step learns from the pipeline's attempts too: slow calls teach
+/// it their latency, and a stuck attempt is then hedged at that delay.
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_hedge_learns_its_percentile_delay() {
+    let hedge = Hedge::percentile(0.5, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let p = resilient::Pipeline::builder()
+        .hedge(hedge.clone())
+        .idempotent(true)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let r: Result<(), Error<()>> = p
+            .execute(|| async {
+                sleep(MS * 30).await;
+                Ok(())
+            })
+            .await;
+        assert!(r.is_ok());
+    }
+    assert_eq!(hedge.current_delay(), Some(MS * 30));
+    let start = Instant::now();
+    let mut n = 0;
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let s = starts.clone();
+    let r: Result<u32, Error<()>> = p
+        .execute(|| {
+            n += 1;
+            let attempt = n;
+            s.lock().unwrap().push(start.elapsed());
+            async move {
+                if attempt == 1 {
+                    sleep(Duration::from_secs(60)).await;
+                }
+                Ok(attempt)
+            }
+        })
+        .await;
+    assert_eq!(r.unwrap(), 2);
+    assert_eq!(*starts.lock().unwrap(), [Duration::ZERO, MS * 30]);
+}
+
+#[test]
+fn percentile_settings_are_validated() {
+    for q in [0.0, -0.5, 1.5, f64::NAN] {
+        let e = Hedge::percentile(q, MS * 50).build().unwrap_err();
+        assert_eq!(e.field(), "hedge.percentile", "{q}");
+    }
+    assert!(Hedge::percentile(1.0, MS * 50).build().is_ok());
+    let e = Hedge::percentile(0.9, Duration::ZERO).build().unwrap_err();
+    assert_eq!(e.field(), "hedge.delay");
+    let e = Hedge::percentile(0.9, MS)
+        .delay_bounds(Duration::ZERO, MS)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "hedge.delay_bounds");
+    // extreme values build and stay usable
+    let h = Hedge::percentile(0.99, Duration::MAX)
+        .delay_bounds(Duration::from_nanos(1), Duration::MAX)
+        .build()
+        .unwrap();
+    assert!(h.current_delay().unwrap() > Duration::from_secs(86_400 * 365));
+}

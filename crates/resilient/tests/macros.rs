@@ -1283,6 +1283,33 @@ async fn hedge_stacks_with_timeout_retry_circuit_and_fallback() {
     assert_eq!(start.elapsed(), MS * 130);
 }
 
+/// `#[resilient::hedge(percentile = ..)]`: the delay is learned from the function's own
+/// calls (the initial `delay` until 20 latencies are known).
+#[tokio::test(start_paused = true)]
+async fn a_percentile_hedge_learns_its_delay_from_the_calls() {
+    static SLOW_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static STARTED: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::hedge(percentile = 0.5, delay = "1s", idempotent = true)]
+    async fn fetch() -> Result<u32, String> {
+        let n = STARTED.fetch_add(1, Ordering::SeqCst);
+        if SLOW_FIRST.load(Ordering::SeqCst) && n == 20 {
+            sleep(MS * 60_000).await; // stuck: only a hedge answers
+        }
+        sleep(MS * 20).await;
+        Ok(n)
+    }
+
+    for _ in 0..20 {
+        assert!(fetch().await.is_ok());
+    }
+    SLOW_FIRST.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    assert_eq!(fetch().await, Ok(21));
+    // hedged after the learned 20 ms (not the initial 1 s), answering 20 ms later
+    assert_eq!(start.elapsed(), MS * 40);
+}
+
 /// `#[resilient::health_aware]` stacks with a fallback: while the background check says
 /// unhealthy, the body does not run and the fallback answers.
 #[tokio::test(start_paused = true)]

@@ -1,4 +1,5 @@
-//! `#[resilient::hedge(delay = "50ms", max_hedges = 2, idempotent = true)]`
+//! `#[resilient::hedge(delay = "50ms", max_hedges = 2, idempotent = true)]`, or with a
+//! learned delay `#[resilient::hedge(percentile = 0.95, delay = "50ms", idempotent = true)]`
 
 use proc_macro2::Span;
 use quote::quote;
@@ -7,13 +8,14 @@ use super::{Phase, Stage};
 use crate::args::{self, Arg};
 use crate::duration::tokens as dur;
 
-const KEYS: &[&str] = &["delay", "mode", "max_hedges", "idempotent"];
+const KEYS: &[&str] = &["delay", "percentile", "mode", "max_hedges", "idempotent"];
 
 pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let mut delay = None;
     let mut mode = None;
     let mut max_hedges = None;
     let mut idempotent = None;
+    let mut percentile = None;
     for Arg { key, value } in &list {
         match key.to_string().as_str() {
             "delay" => {
@@ -42,6 +44,16 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                         ));
                     }
                 }
+            }
+            "percentile" => {
+                let q = args::float(value)?;
+                if !(q > 0.0 && q <= 1.0) {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`percentile` is a quantile above 0 and at most 1 (0.95 for the 95th)",
+                    ));
+                }
+                percentile = Some((q, key));
             }
             "max_hedges" => {
                 let n: u32 = args::int(value)?;
@@ -74,7 +86,10 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
     let ctor = match (mode.as_ref().map(|(m, k)| (m.as_str(), *k)), delay) {
         (None | Some(("delayed", _)), Some((d, _))) => {
             let d = dur(d);
-            quote!(delayed(#d))
+            match percentile {
+                Some((q, _)) => quote!(percentile(#q, #d)),
+                None => quote!(delayed(#d)),
+            }
         }
         (None | Some(("delayed", _)), None) => {
             return Err(syn::Error::new(
@@ -87,6 +102,13 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
             return Err(syn::Error::new_spanned(
                 key,
                 "`delay` is for `mode = delayed` only",
+            ));
+        }
+        (Some(_), None) if percentile.is_some() => {
+            let (_, key) = percentile.expect("checked");
+            return Err(syn::Error::new_spanned(
+                key,
+                "`percentile` is for `mode = delayed` only (with `delay` as the initial wait)",
             ));
         }
         (Some(("parallel", _)), None) => quote!(parallel()),

@@ -6,6 +6,8 @@
 //! Modes:
 //! - **delayed** (the default): a hedge starts each time `delay` passes without an
 //!   acceptable result, up to `max_hedges`;
+//! - **percentile**: delayed, by a quantile of recent winning attempts' latencies
+//!   ([`Hedge::percentile`]), so that the delay follows the dependency;
 //! - **parallel**: every attempt starts at once;
 //! - **fallback**: the next attempt starts only after the previous one failed (no timer).
 //!
@@ -46,8 +48,11 @@ use std::time::Duration;
 use crate::engine::error::{ConfigError, Error};
 use crate::retry::RetryBudget;
 
+mod latency;
 #[cfg(feature = "tower")]
 mod layer;
+
+use self::latency::{Latencies, Percentile};
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -57,6 +62,8 @@ pub use self::layer::{HedgeLayer, HedgeService};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Delayed(Duration),
+    /// Delayed by a percentile of recent winning attempts' latencies.
+    Percentile(Percentile),
     Parallel,
     Fallback,
 }
@@ -84,14 +91,17 @@ pub enum HedgeEvent {
 
 type Observer = Arc<dyn Fn(&HedgeEvent) + Send + Sync>;
 
-/// A hedging policy. A cheap handle: clones share the budget and observer. Built by
-/// [`Hedge::delayed`], [`Hedge::parallel`] or [`Hedge::fallback`].
+/// A hedging policy. A cheap handle: clones share the budget, the observer and the learned
+/// latencies. Built by [`Hedge::delayed`], [`Hedge::percentile`], [`Hedge::parallel`] or
+/// [`Hedge::fallback`].
 #[derive(Clone)]
 pub struct Hedge {
     mode: Mode,
     max_hedges: u32,
     budget: Option<Arc<RetryBudget>>,
     observer: Option<Observer>,
+    /// The latencies a percentile delay learns from (percentile mode only).
+    latencies: Option<Arc<Latencies>>,
 }
 
 impl fmt::Debug for Hedge {
@@ -144,6 +154,52 @@ impl Hedge {
         Self::builder(Mode::Delayed(delay))
     }
 
+    /// A hedge each time the `quantile` (in `(0, 1]`, say 0.95) of recent latencies passes
+    /// without an acceptable result: the delay follows the dependency. The latencies are
+    /// those of the last 256 winning attempts (a call answered within its first poll counts
+    /// as 0); `initial` is the delay until 20 are known. The learned delay stays within
+    /// [`delay_bounds`](HedgeBuilder::delay_bounds) (default 1 ms to 1 minute).
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let hedge = Hedge::percentile(0.9, Duration::from_millis(500)).build().unwrap();
+    /// assert_eq!(hedge.current_delay(), Some(Duration::from_millis(500)));
+    /// // calls answering in 10 ms teach it its delay
+    /// for _ in 0..20 {
+    ///     let r = hedge
+    ///         .call(|_| async {
+    ///             tokio::time::sleep(Duration::from_millis(10)).await;
+    ///             Ok::<_, ()>(())
+    ///         })
+    ///         .await;
+    ///     assert!(r.is_ok());
+    /// }
+    /// assert_eq!(hedge.current_delay(), Some(Duration::from_millis(10)));
+    /// # }
+    /// ```
+    pub fn percentile(quantile: f64, initial: Duration) -> HedgeBuilder {
+        // out of range (NaN included) is caught by `build`
+        let ppm = if quantile > 0.0 && quantile <= 1.0 {
+            (quantile * 1e6).round() as u32
+        } else {
+            0
+        };
+        Self::builder(Mode::Percentile(Percentile {
+            ppm,
+            initial,
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(60),
+        }))
+    }
+
+    /// The delay before the next hedge of a call starting now: the fixed delay, or the
+    /// percentile's current value; `None` in parallel and fallback modes.
+    pub fn current_delay(&self) -> Option<Duration> {
+        self.delay()
+    }
+
     /// Every attempt at once (the original and `max_hedges` more).
     ///
     /// ```
@@ -179,16 +235,19 @@ impl Hedge {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
-        let mut running: Vec<(u32, Pin<Box<Fut>>)> = vec![(0, Box::pin(op(0)))];
+        let timed = self.latencies.is_some();
+        let started = || timed.then(tokio::time::Instant::now);
+        let mut running: Vec<(u32, Option<tokio::time::Instant>, Pin<Box<Fut>>)> =
+            vec![(0, started(), Box::pin(op(0)))];
         let mut next = 1u32;
         if self.mode == Mode::Parallel {
             while next <= self.max_hedges && self.may_start(next) {
-                running.push((next, Box::pin(op(next))));
+                running.push((next, started(), Box::pin(op(next))));
                 next += 1;
             }
         }
-        let mut timer = match self.mode {
-            Mode::Delayed(d) if self.max_hedges > 0 => Some(Box::pin(tokio::time::sleep(d))),
+        let mut timer = match self.delay() {
+            Some(d) if self.max_hedges > 0 => Some(Box::pin(tokio::time::sleep(d))),
             _ => None,
         };
         loop {
@@ -196,9 +255,9 @@ impl Hedge {
             let step = std::future::poll_fn(|cx: &mut TaskContext<'_>| {
                 let mut i = 0;
                 while i < running.len() {
-                    if let Poll::Ready(r) = running[i].1.as_mut().poll(cx) {
-                        let (attempt, _) = running.swap_remove(i);
-                        return Poll::Ready(Step::Done(attempt, r));
+                    if let Poll::Ready(r) = running[i].2.as_mut().poll(cx) {
+                        let (attempt, t0, _) = running.swap_remove(i);
+                        return Poll::Ready(Step::Done(attempt, t0, r));
                     }
                     i += 1;
                 }
@@ -211,19 +270,19 @@ impl Hedge {
             })
             .await;
             match step {
-                Step::Done(attempt, Ok(v)) => {
+                Step::Done(attempt, t0, Ok(v)) => {
                     running.clear();
-                    self.emit(HedgeEvent::Won { attempt });
+                    self.won_after(attempt, t0);
                     return Ok(v);
                 }
-                Step::Done(_, Err(e)) => {
+                Step::Done(_, _, Err(e)) => {
                     // a failed attempt brings the next hedge forward in delayed and
                     // fallback modes
                     if self.mode != Mode::Parallel
                         && next <= self.max_hedges
                         && self.may_start(next)
                     {
-                        running.push((next, Box::pin(op(next))));
+                        running.push((next, started(), Box::pin(op(next))));
                         next += 1;
                         self.reset_timer(&mut timer, next);
                     }
@@ -233,7 +292,7 @@ impl Hedge {
                 }
                 Step::Due => {
                     if next <= self.max_hedges && self.may_start(next) {
-                        running.push((next, Box::pin(op(next))));
+                        running.push((next, started(), Box::pin(op(next))));
                         next += 1;
                     } else {
                         next = self.max_hedges + 1;
@@ -246,10 +305,17 @@ impl Hedge {
 
     /// The delay before each hedge, in delayed mode.
     pub(crate) fn delay(&self) -> Option<Duration> {
-        match self.mode {
-            Mode::Delayed(d) => Some(d),
+        match (self.mode, &self.latencies) {
+            (Mode::Delayed(d), _) => Some(d),
+            (Mode::Percentile(_), Some(l)) => Some(l.delay()),
             _ => None,
         }
+    }
+
+    /// Whether attempts are timed (a percentile delay learns from their latencies).
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        self.latencies.is_some()
     }
 
     /// Whether every attempt starts at once.
@@ -283,16 +349,28 @@ impl Hedge {
         ok
     }
 
-    /// Reports the winning attempt.
+    /// Reports the winning attempt, answered within the call's first poll (a latency of
+    /// 0 for a percentile delay).
     #[inline]
     pub(crate) fn won(&self, attempt: u32) {
+        if let Some(l) = &self.latencies {
+            l.record(Duration::ZERO);
+        }
+        self.emit(HedgeEvent::Won { attempt });
+    }
+
+    /// Reports the winning attempt, started at `t0` (timed only with a percentile delay).
+    pub(crate) fn won_after(&self, attempt: u32, t0: Option<tokio::time::Instant>) {
+        if let (Some(l), Some(t0)) = (&self.latencies, t0) {
+            l.record(t0.elapsed());
+        }
         self.emit(HedgeEvent::Won { attempt });
     }
 
     /// Re-arms the delayed mode's timer while hedges are left, else stops it.
     fn reset_timer(&self, timer: &mut Option<Pin<Box<tokio::time::Sleep>>>, next: u32) {
-        match (self.mode, timer.as_mut()) {
-            (Mode::Delayed(d), Some(t)) if next <= self.max_hedges => {
+        match (self.delay(), timer.as_mut()) {
+            (Some(d), Some(t)) if next <= self.max_hedges => {
                 t.as_mut().reset(tokio::time::Instant::now() + d);
             }
             _ => *timer = None,
@@ -319,7 +397,7 @@ impl Hedge {
 }
 
 enum Step<T, E> {
-    Done(u32, Result<T, E>),
+    Done(u32, Option<tokio::time::Instant>, Result<T, E>),
     Due,
 }
 
@@ -334,6 +412,30 @@ impl HedgeBuilder {
     /// start.
     pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// The bounds a [percentile](Hedge::percentile) delay stays within (default 1 ms to
+    /// 1 minute); the initial delay is used as given.
+    ///
+    /// ```
+    /// use resilient::hedge::Hedge;
+    /// use std::time::Duration;
+    /// let h = Hedge::percentile(0.95, Duration::from_millis(50))
+    ///     .delay_bounds(Duration::from_millis(5), Duration::from_secs(2))
+    ///     .build();
+    /// assert!(h.is_ok());
+    /// let e = Hedge::percentile(0.95, Duration::from_millis(50))
+    ///     .delay_bounds(Duration::from_secs(2), Duration::from_millis(5))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), "hedge.delay_bounds");
+    /// ```
+    pub fn delay_bounds(mut self, min: Duration, max: Duration) -> Self {
+        if let Mode::Percentile(p) = &mut self.mode {
+            p.min = min;
+            p.max = max;
+        }
         self
     }
 
@@ -352,7 +454,7 @@ impl HedgeBuilder {
     /// let e = Hedge::delayed(Duration::ZERO).build().unwrap_err();
     /// assert_eq!(e.field(), "hedge.delay");
     /// ```
-    pub fn build(self) -> Result<Hedge, ConfigError> {
+    pub fn build(mut self) -> Result<Hedge, ConfigError> {
         if self.mode == Mode::Delayed(Duration::ZERO) {
             return Err(ConfigError::new(
                 "hedge.delay",
@@ -365,9 +467,40 @@ impl HedgeBuilder {
                 format!("must be at most 64 (got {})", self.max_hedges),
             ));
         }
+        const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+        let mut latencies = None;
+        if let Mode::Percentile(p) = &mut self.mode {
+            if p.ppm == 0 || p.ppm > 1_000_000 {
+                return Err(ConfigError::new(
+                    "hedge.percentile",
+                    "the quantile must be above 0 and at most 1 (0.95 for the 95th percentile)",
+                ));
+            }
+            if p.min.is_zero() || p.min > p.max {
+                return Err(ConfigError::new(
+                    "hedge.delay_bounds",
+                    format!(
+                        "need 0 < min <= max (got {:?} to {:?}; for every attempt at once, use \
+                         `Hedge::parallel`)",
+                        p.min, p.max
+                    ),
+                ));
+            }
+            if p.initial.is_zero() {
+                return Err(ConfigError::new(
+                    "hedge.delay",
+                    "the initial delay must be above zero",
+                ));
+            }
+            // delays too long to ever pass: bounded so that timers stay representable
+            p.max = p.max.min(NEVER);
+            p.min = p.min.min(p.max);
+            p.initial = p.initial.min(NEVER);
+            latencies = Some(Arc::new(Latencies::new(*p)));
+        }
         let mode = match self.mode {
             // a delay too long to ever pass is no timer
-            Mode::Delayed(d) if d > Duration::from_secs(100 * 365 * 86_400) => Mode::Fallback,
+            Mode::Delayed(d) if d > NEVER => Mode::Fallback,
             m => m,
         };
         Ok(Hedge {
@@ -375,6 +508,7 @@ impl HedgeBuilder {
             max_hedges: self.max_hedges,
             budget: self.budget,
             observer: self.observer,
+            latencies,
         })
     }
 }

@@ -217,7 +217,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // boxed: it exists only once a call is slower than its first poll
         let mut timer: Option<Pin<Box<Sleep>>> = None;
         let mut last = None;
-        let mut done = done.take().map(|r| (0, r));
+        let mut done = done.take().map(|r| (0, None, r));
         // A hedge starts only if the request can still be sent again (the tower adapter's
         // copy) and both budgets allow it.
         let probe = ctx.probe.clone();
@@ -230,11 +230,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         let max = hedge.max_hedges();
         let mut next = 1u32;
-        let mut hedges: Vec<(u32, Pin<Box<Step<_, _>>>)> = Vec::new();
+        // When each attempt started, for a percentile delay: the first one at about now
+        // (its first poll found it pending a moment ago).
+        let timed = hedge.timed();
+        let started = || timed.then(Instant::now);
+        let t0 = started();
+        let mut hedges: Hedges<Step<_, _>> = Vec::new();
         if hedge.is_parallel() {
             while next <= max && start(next) {
                 hedges.push((
                     next,
+                    started(),
                     Box::pin(Step::Admit {
                         fut: admit(ctx.clone()),
                     }),
@@ -250,30 +256,30 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     && let Poll::Ready(r) = f.poll(cx)
                 {
                     launched.set(None);
-                    done = Some((0, r));
+                    done = Some((0, t0, r));
                 }
                 if done.is_none()
                     && !first.is_gone()
                     && let Poll::Ready(r) = drive(first.as_mut(), cx, &mut launch)
                 {
-                    done = Some((0, r));
+                    done = Some((0, t0, r));
                 }
                 if done.is_none() {
                     for i in 0..hedges.len() {
-                        if let Poll::Ready(r) = drive(hedges[i].1.as_mut(), cx, &mut launch) {
-                            let (n, _) = hedges.swap_remove(i);
-                            done = Some((n, r));
+                        if let Poll::Ready(r) = drive(hedges[i].2.as_mut(), cx, &mut launch) {
+                            let (n, at, _) = hedges.swap_remove(i);
+                            done = Some((n, at, r));
                             break;
                         }
                     }
                 }
-                if let Some((n, (result, outcome))) = done.take() {
+                if let Some((n, at, (result, outcome))) = done.take() {
                     if !retried(&inner.classify, &result, outcome) {
                         // the winner: every other attempt is dropped in this poll
                         first.set(Step::Gone);
                         launched.set(None);
                         hedges.clear();
-                        hedge.won(n);
+                        hedge.won_after(n, at);
                         return Poll::Ready((result, outcome));
                     }
                     last = Some((result, outcome));
@@ -281,6 +287,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     if next <= max && start(next) {
                         hedges.push((
                             next,
+                            started(),
                             Box::pin(Step::Admit {
                                 fut: admit(ctx.clone()),
                             }),
@@ -305,6 +312,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         if start(next) {
                             hedges.push((
                                 next,
+                                started(),
                                 Box::pin(Step::Admit {
                                     fut: admit(ctx.clone()),
                                 }),
@@ -405,6 +413,10 @@ impl<T, E, Fut: Future<Output = Result<T, E>>> Future for Launched<Fut> {
         })
     }
 }
+
+/// The hedges of an attempt in flight: each one's number, when it started (timed for a
+/// percentile delay only) and its step.
+type Hedges<S> = Vec<(u32, Option<Instant>, Pin<Box<S>>)>;
 
 /// Polls a hedged call's first attempt once, in the retry loop's own poll: `Some` with
 /// its result if it settled (the slot is emptied), `None` if it is pending or was never

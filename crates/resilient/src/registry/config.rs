@@ -749,13 +749,32 @@ pub struct HedgeConfig {
     /// How extra attempts start (default `delayed`).
     #[serde(default)]
     pub mode: HedgeMode,
-    /// The wait before each hedge (`delayed` only).
+    /// The wait before each hedge (`delayed` only); with `percentile`, the wait until
+    /// enough latencies are known.
     #[serde(
         default,
         with = "opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub delay: Option<Duration>,
+    /// Hedge after this quantile of recent latencies (`0.95`), learned from the calls
+    /// (see [`Hedge::percentile`](crate::hedge::Hedge::percentile)); `delayed` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
+    /// The least a learned (`percentile`) delay may be (default 1 ms).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_delay: Option<Duration>,
+    /// The most a learned (`percentile`) delay may be (default 1 minute).
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_delay: Option<Duration>,
     /// Extra attempts at most (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hedges: Option<u32>,
@@ -771,11 +790,29 @@ impl HedgeConfig {
     /// use resilient::registry::config::{HedgeConfig, HedgeMode};
     /// let h = HedgeConfig { mode: HedgeMode::Parallel, ..Default::default() };
     /// assert!(h.build().is_ok());
+    /// let p: HedgeConfig =
+    ///     serde_json::from_str(r#"{"delay": "50ms", "percentile": 0.95, "max_delay": "2s"}"#)
+    ///         .unwrap();
+    /// assert_eq!(p.build().unwrap().current_delay(), Some(std::time::Duration::from_millis(50)));
+    /// let bad: HedgeConfig = serde_json::from_str(r#"{"delay": "50ms", "percentile": 1.5}"#).unwrap();
+    /// assert_eq!(bad.build().unwrap_err().field(), "hedge.percentile");
     /// ```
     pub fn build(&self) -> Result<crate::hedge::Hedge, ConfigError> {
         use crate::hedge::Hedge;
+        if self.percentile.is_none() && (self.min_delay.is_some() || self.max_delay.is_some()) {
+            return Err(ConfigError::new(
+                "hedge.min_delay",
+                "`min_delay` and `max_delay` bound a learned delay: they need `percentile`",
+            ));
+        }
         let mut b = match (self.mode, self.delay) {
-            (HedgeMode::Delayed, Some(d)) => Hedge::delayed(d),
+            (HedgeMode::Delayed, Some(d)) => match self.percentile {
+                Some(q) => Hedge::percentile(q, d).delay_bounds(
+                    self.min_delay.unwrap_or(Duration::from_millis(1)),
+                    self.max_delay.unwrap_or(Duration::from_secs(60)),
+                ),
+                None => Hedge::delayed(d),
+            },
             (HedgeMode::Delayed, None) => {
                 return Err(ConfigError::new(
                     "hedge.delay",
@@ -786,6 +823,13 @@ impl HedgeConfig {
                 return Err(ConfigError::new(
                     "hedge.delay",
                     "`delay` only applies to `mode = \"delayed\"`",
+                ));
+            }
+            (_, None) if self.percentile.is_some() => {
+                return Err(ConfigError::new(
+                    "hedge.percentile",
+                    "`percentile` only applies to `mode = \"delayed\"` (with `delay` as the \
+                     initial wait)",
                 ));
             }
             (HedgeMode::Parallel, None) => Hedge::parallel(),
