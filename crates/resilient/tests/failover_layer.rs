@@ -119,3 +119,37 @@ async fn as_a_tower_layer_requests_are_routed_to_the_region_that_answers() {
     assert_eq!(failures, [Error::Inner("us"), Error::Inner("eu")]);
     let _ = SwitchReason::Rejected;
 }
+
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn as_a_tower_layer_a_stuck_region_is_hedged() {
+    use resilient::failover::Routed;
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    let log: Log = Arc::default();
+    let f = Failover::builder()
+        .region(Region::new("eu", "eu"))
+        .region(Region::new("us", "us"))
+        .hedge_after(Duration::from_millis(50))
+        .observer(observer(&log))
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new().layer(f.layer()).service(service_fn(
+        |r: Routed<&'static str, u32>| async move {
+            let ms = if r.region == "eu" { 10_000 } else { 20 };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, ()>((r.region, r.request))
+        },
+    ));
+    let start = tokio::time::Instant::now();
+    assert_eq!(svc.ready().await.unwrap().call(7).await, Ok(("us", 7)));
+    assert_eq!(start.elapsed(), Duration::from_millis(70));
+    assert_eq!(f.active(), "us");
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            r#"HedgeStarted { region: "us" }"#,
+            "failover: eu -> us (Hedged)"
+        ]
+    );
+}

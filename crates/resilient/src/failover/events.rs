@@ -27,6 +27,12 @@ pub enum FailoverEvent<'a> {
         /// Whether it looks healthy now.
         healthy: bool,
     },
+    /// A hedged call ([`FailoverBuilder::hedge_after`](super::FailoverBuilder::hedge_after))
+    /// started a region while the attempts before it were still in flight.
+    HedgeStarted {
+        /// The region started.
+        region: &'a str,
+    },
 }
 
 /// Receives every [`FailoverEvent`] of the failovers it is attached to (with

@@ -10,7 +10,9 @@
 //! (breaker ready, gate healthy, no failure seen) for [`FailoverBuilder::failback_after`]
 //! without a break, so an outage that flaps does not make traffic flap. Every switch is
 //! reported to [`FailoverBuilder::on_switch`]. Regions of equal [priority](Region::priority)
-//! can share traffic by observed latency ([`FailoverBuilder::latency_aware`]).
+//! can share traffic by observed latency ([`FailoverBuilder::latency_aware`]). With
+//! [`FailoverBuilder::hedge_after`], a call that is slow to answer also starts the next
+//! region and takes whichever answers first.
 //!
 //! Health is sampled at each call (breaker [ready](CircuitBreaker::is_ready), gate
 //! healthy) and a failure seen there restarts the failback period. Without a health gate,
@@ -50,9 +52,11 @@
 //! dependency is unhealthy, so that a [`Fallback`](crate::fallback::Fallback) can answer.
 
 use std::fmt;
-use std::future::Future;
-use std::sync::Arc;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::circuit::{CircuitBreaker, CircuitBreakerBuilder};
@@ -83,9 +87,15 @@ pub enum SwitchReason {
     Failed,
     /// A higher-priority region has been healthy for the failback period.
     Failback,
+    /// A hedged call ([`FailoverBuilder::hedge_after`]): the region answered first while
+    /// the region the call started on had not answered yet.
+    Hedged,
 }
 
 type SwitchFn = Arc<dyn Fn(&str, &str, SwitchReason) + Send + Sync>;
+
+/// A hedging delay longer than this (about 100 years) never passes: no hedging.
+const HEDGE_NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Not known to be healthy (the sentinel of `Slot::ready_since`).
 const NOT_READY: u64 = u64::MAX;
@@ -290,6 +300,7 @@ struct Inner<R> {
     latency_weight: Option<f64>,
     name: Arc<str>,
     observers: Observers,
+    hedge_after: Option<Duration>,
 }
 
 /// Sends each call to the highest-priority healthy region and fails over to the next (see
@@ -348,6 +359,7 @@ pub struct FailoverBuilder<R> {
     latency_weight: Option<f64>,
     name: Arc<str>,
     observers: Vec<Arc<dyn FailoverObserver>>,
+    hedge_after: Option<Duration>,
 }
 
 impl<R> fmt::Debug for FailoverBuilder<R> {
@@ -356,6 +368,7 @@ impl<R> fmt::Debug for FailoverBuilder<R> {
             .field("regions", &self.regions)
             .field("failback_after", &self.failback_after)
             .field("max_per_call", &self.max_per_call)
+            .field("hedge_after", &self.hedge_after)
             .finish_non_exhaustive()
     }
 }
@@ -383,6 +396,7 @@ impl<R> Failover<R> {
             latency_weight: None,
             name: "failover".into(),
             observers: Vec::new(),
+            hedge_after: None,
         }
     }
 
@@ -459,6 +473,10 @@ impl<R> Failover<R> {
     /// Dropping the returned future gives back whatever the region's breaker admitted
     /// (a half-open probe permit, for one) without counting the call.
     ///
+    /// With [`FailoverBuilder::hedge_after`], the regions of that order run side by side
+    /// instead of one after the other (see there); dropping the future then gives back
+    /// every attempt's permit.
+    ///
     /// ```
     /// use resilient::failover::{Failover, Region};
     /// use resilient::{Error, Outcome};
@@ -491,29 +509,13 @@ impl<R> Failover<R> {
         F: FnMut(&R) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        if let Some(delay) = self.inner.hedge_after {
+            // boxed: the sequential call's future does not grow by the hedged call's state
+            return Box::pin(self.call_hedged(classify, op, delay)).await;
+        }
         let inner = &*self.inner;
         let n = inner.regions.len();
-        let now = clock_nanos(&inner.clock);
-        for slot in &inner.regions {
-            slot.observe(now, &inner.name, &inner.observers);
-        }
-        let mut active = inner.active.load(Ordering::Acquire);
-        let tier = inner.regions[active].priority;
-        if let Some(better) = (0..active).find(|&i| {
-            inner.regions[i].priority < tier
-                && inner.regions[i].healthy_for(now, inner.failback_after)
-        }) {
-            active = self.switch(active, better, SwitchReason::Failback);
-        }
-        let tier = inner.regions[active].priority;
-        // the fastest healthy region of the active tier goes first (the first one not
-        // measured yet, so that every region gets measured)
-        let fastest = inner.latency_weight.and_then(|_| {
-            (0..n)
-                .filter(|&i| inner.regions[i].priority == tier && inner.regions[i].looks_healthy())
-                .min_by_key(|&i| inner.regions[i].ewma.load(Ordering::Acquire))
-        });
-        let first = fastest.unwrap_or(active);
+        let (active, first) = self.route();
         let classify = Judge(Arc::new(classify));
         let order = std::iter::once(first)
             .chain((active..n).chain(0..active).filter(|&i| i != first))
@@ -585,6 +587,175 @@ impl<R> Failover<R> {
             Err(failures.pop().expect("one failure"))
         } else {
             Err(Error::Fallback { failures })
+        }
+    }
+
+    /// Samples every region's health, fails back if a higher-priority region has been
+    /// healthy for the failback period, and picks the call's first region: the active
+    /// region and the first one.
+    #[inline]
+    fn route(&self) -> (usize, usize) {
+        let inner = &*self.inner;
+        let n = inner.regions.len();
+        let now = clock_nanos(&inner.clock);
+        for slot in &inner.regions {
+            slot.observe(now, &inner.name, &inner.observers);
+        }
+        let mut active = inner.active.load(Ordering::Acquire);
+        let tier = inner.regions[active].priority;
+        if let Some(better) = (0..active).find(|&i| {
+            inner.regions[i].priority < tier
+                && inner.regions[i].healthy_for(now, inner.failback_after)
+        }) {
+            active = self.switch(active, better, SwitchReason::Failback);
+        }
+        let tier = inner.regions[active].priority;
+        // the fastest healthy region of the active tier goes first (the first one not
+        // measured yet, so that every region gets measured)
+        let fastest = inner.latency_weight.and_then(|_| {
+            (0..n)
+                .filter(|&i| inner.regions[i].priority == tier && inner.regions[i].looks_healthy())
+                .min_by_key(|&i| inner.regions[i].ewma.load(Ordering::Acquire))
+        });
+        (active, fastest.unwrap_or(active))
+    }
+
+    /// [`Failover::call_classified`] with [`FailoverBuilder::hedge_after`]: the regions of
+    /// the call's order run side by side, the next one starting when the latest has not
+    /// answered within `delay` or as soon as one fails; the first acceptable result wins
+    /// and the attempts still in flight are dropped with it.
+    async fn call_hedged<T, E, C, F, Fut>(
+        &self,
+        classify: C,
+        op: F,
+        delay: Duration,
+    ) -> Result<T, Error<E>>
+    where
+        T: 'static,
+        E: 'static,
+        C: Classify<T, E>,
+        F: FnMut(&R) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let inner = &*self.inner;
+        let n = inner.regions.len();
+        let (active, first) = self.route();
+        let classify = Judge(Arc::new(classify));
+        // the same order as a sequential call's
+        let order = std::iter::once(first)
+            .chain((active..n).chain(0..active).filter(|&i| i != first))
+            .take(inner.max_per_call);
+        // Each attempt calls `op` when its breaker admits it, from its own poll: the lock is
+        // never contended (a mutex rather than a `RefCell` keeps the future `Send`).
+        let op = Mutex::new(op);
+        let op = &op;
+        let judge = &classify;
+        let mut hedging = Hedging {
+            inner,
+            order,
+            start: move |i: usize| {
+                let value = &inner.regions[i].value;
+                Box::pin(
+                    inner.regions[i]
+                        .breaker
+                        .call_classified(judge.clone(), move || {
+                            (op.lock().unwrap_or_else(PoisonError::into_inner))(value)
+                        }),
+                )
+            },
+            running: Vec::with_capacity(2),
+            failures: Vec::new(),
+            reason: None,
+            left: true,
+            timer: Box::pin(tokio::time::sleep(delay)),
+            delay,
+        };
+        hedging.start_next(false);
+        poll_fn(|cx| {
+            loop {
+                let mut k = 0;
+                while k < hedging.running.len() {
+                    let Poll::Ready(result) = hedging.running[k].call.as_mut().poll(cx) else {
+                        k += 1;
+                        continue;
+                    };
+                    let attempt = hedging.running.remove(k);
+                    let slot = &inner.regions[attempt.region];
+                    if let (Some(t0), Some(weight), false) = (
+                        attempt.started,
+                        inner.latency_weight,
+                        matches!(
+                            result,
+                            Err(Error::Rejected { .. }
+                                | Error::CircuitOpen { .. }
+                                | Error::Unhealthy { .. })
+                        ),
+                    ) {
+                        slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
+                    }
+                    let why = match result {
+                        Ok(v) => {
+                            // the others are dropped in this poll, their permits given back
+                            hedging.running.clear();
+                            self.won(active, attempt.region, attempt.cause);
+                            return Poll::Ready(Ok(v));
+                        }
+                        Err(Error::Inner(e)) => {
+                            let judged = Err(e);
+                            if classify.0.classify(&judged) != Outcome::Failure {
+                                hedging.running.clear();
+                                return Poll::Ready(judged.map_err(Error::Inner));
+                            }
+                            let Err(e) = judged else { unreachable!() };
+                            hedging.failures.push(Error::Inner(e));
+                            SwitchReason::Failed
+                        }
+                        Err(other) => {
+                            hedging.failures.push(other);
+                            SwitchReason::Rejected
+                        }
+                    };
+                    slot.unready();
+                    hedging.reason.get_or_insert(why);
+                    // a failure starts the next region at once (polled in this pass)
+                    hedging.start_next(false);
+                }
+                if hedging.running.is_empty() {
+                    // nothing in flight and no region left
+                    let mut failures = std::mem::take(&mut hedging.failures);
+                    return Poll::Ready(Err(if failures.len() == 1 {
+                        failures.pop().expect("one failure")
+                    } else {
+                        Error::Fallback { failures }
+                    }));
+                }
+                if hedging.left && hedging.timer.as_mut().poll(cx).is_ready() {
+                    hedging.start_next(true);
+                    continue;
+                }
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+
+    /// The attempt on region `to`, started for `cause` (`None`: the call's first attempt),
+    /// answered: it becomes the active region as in a sequential call.
+    fn won(&self, active: usize, to: usize, cause: Option<SwitchReason>) {
+        match cause {
+            _ if to == active => {}
+            // the faster region of the active tier answered first: no failover
+            None => {
+                let _ = self.inner.active.compare_exchange(
+                    active,
+                    to,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+            Some(why) => {
+                self.switch(active, to, why);
+            }
         }
     }
 
@@ -700,6 +871,64 @@ impl<R> FailoverBuilder<R> {
         self
     }
 
+    /// Hedges calls into the next region: when a call's attempt has not ended `delay`
+    /// after it started, the call also starts the next region of its order (same order,
+    /// health gates and [`max_regions_per_call`](FailoverBuilder::max_regions_per_call)
+    /// bound as a sequential call), and so on every `delay` while regions are left; an
+    /// attempt that fails or is rejected starts the next region at once. The first
+    /// acceptable result (an `Ok`, or an error the classifier does not count as a
+    /// failure) is the call's answer, and the attempts still in flight are dropped in the
+    /// same poll (their breakers' permits given back uncounted). The region that answered
+    /// becomes the active one, reported with [`SwitchReason::Hedged`] when the delay
+    /// started it; each region the delay starts is reported as
+    /// [`FailoverEvent::HedgeStarted`]. When every attempt fails, the error is
+    /// [`Error::Fallback`] with the failures in the order the attempts ended.
+    ///
+    /// Off by default (one region at a time). The delay runs on tokio's timer, so hedged
+    /// calls need a tokio runtime with time enabled. [`build`](FailoverBuilder::build)
+    /// rejects a zero `delay` (field `failover.hedge_after`); a delay above about 100
+    /// years never passes and means no hedging.
+    ///
+    /// ```
+    /// use resilient::failover::{Failover, Region};
+    /// use resilient::Error;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let f = Failover::builder()
+    ///     .region(Region::new("slow", 10_000u64))
+    ///     .region(Region::new("fast", 20u64))
+    ///     .hedge_after(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// let r: Result<u64, Error<()>> = f
+    ///     .call(|ms: &u64| {
+    ///         let ms = *ms;
+    ///         async move {
+    ///             tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///             Ok(ms)
+    ///         }
+    ///     })
+    ///     .await;
+    /// assert_eq!(r.unwrap(), 20);
+    /// assert_eq!(start.elapsed(), Duration::from_millis(70));
+    /// assert_eq!(f.active(), "fast");
+    /// assert_eq!(
+    ///     Failover::<()>::builder()
+    ///         .region(Region::new("a", ()))
+    ///         .hedge_after(Duration::ZERO)
+    ///         .build()
+    ///         .unwrap_err()
+    ///         .field(),
+    ///     "failover.hedge_after"
+    /// );
+    /// # }
+    /// ```
+    pub fn hedge_after(mut self, delay: Duration) -> Self {
+        self.hedge_after = Some(delay);
+        self
+    }
+
     /// Called on every switch of the active region with the names of the regions it moved
     /// from and to, and why. Keep it quick: it runs on the calling task.
     ///
@@ -776,6 +1005,14 @@ impl<R> FailoverBuilder<R> {
                 "the weight must be in (0, 1]",
             ));
         }
+        if self.hedge_after == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "failover.hedge_after",
+                "must be above zero (a zero delay would start every region of the call at once)",
+            ));
+        }
+        // a delay too long to ever pass is no hedging
+        let hedge_after = self.hedge_after.filter(|d| *d <= HEDGE_NEVER);
         let max_per_call = self.max_per_call.unwrap_or(usize::MAX);
         let mut regions = Vec::with_capacity(self.regions.len());
         for (position, r) in self.regions.into_iter().enumerate() {
@@ -813,6 +1050,7 @@ impl<R> FailoverBuilder<R> {
                 latency_weight: self.latency_weight,
                 name: self.name,
                 observers: Observers(self.observers.into()),
+                hedge_after,
             }),
         })
     }
@@ -824,6 +1062,81 @@ fn nanos(d: Duration) -> u64 {
 
 fn clock_nanos(clock: &SharedClock) -> u64 {
     nanos(clock.now())
+}
+
+/// One region's attempt of a hedged call.
+struct Attempt<A> {
+    region: usize,
+    /// When it started (clock nanos), when latency is sampled.
+    started: Option<u64>,
+    /// Why it started: `None` for the call's first attempt, `Hedged` for one the delay
+    /// started, else the reason of the call's first failure.
+    cause: Option<SwitchReason>,
+    call: Pin<Box<A>>,
+}
+
+/// The state of a hedged call (see `Failover::call_hedged`).
+struct Hedging<'a, R, I, S, A, E> {
+    inner: &'a Inner<R>,
+    /// The regions not started yet, in the call's order.
+    order: I,
+    /// Starts region `i`'s breaker call.
+    start: S,
+    /// The attempts in flight, in the order they started.
+    running: Vec<Attempt<A>>,
+    /// The failures, in the order the attempts ended.
+    failures: Vec<Error<E>>,
+    /// Why the first failure failed.
+    reason: Option<SwitchReason>,
+    /// Whether regions are left to start.
+    left: bool,
+    /// When the next region starts unless one failed before.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    delay: Duration,
+}
+
+impl<R, I, S, A, E> Hedging<'_, R, I, S, A, E>
+where
+    I: Iterator<Item = usize>,
+    S: FnMut(usize) -> Pin<Box<A>>,
+{
+    /// Starts the next region of the call's order whose health gate lets it through (a
+    /// region it rejects counts as a failure, as in a sequential call), `hedged` when the
+    /// delay started it, and restarts the delay.
+    fn start_next(&mut self, hedged: bool) {
+        let inner = self.inner;
+        for i in self.order.by_ref() {
+            let slot = &inner.regions[i];
+            if let Some(gate) = slot.gate.as_ref().filter(|g| !g.is_healthy()) {
+                self.failures.push(Error::Unhealthy {
+                    retry_after: Some(gate.next_probe_in()),
+                });
+                slot.unready();
+                self.reason.get_or_insert(SwitchReason::Rejected);
+                continue;
+            }
+            let cause = if hedged {
+                inner.observers.emit(
+                    &inner.name,
+                    &FailoverEvent::HedgeStarted { region: &slot.name },
+                );
+                Some(SwitchReason::Hedged)
+            } else {
+                self.reason
+            };
+            self.running.push(Attempt {
+                region: i,
+                started: inner.latency_weight.map(|_| clock_nanos(&inner.clock)),
+                cause,
+                call: (self.start)(i),
+            });
+            if let Some(at) = tokio::time::Instant::now().checked_add(self.delay) {
+                self.timer.as_mut().reset(at);
+            }
+            return;
+        }
+        self.left = false;
+    }
 }
 
 /// A classifier shared by the breaker calls of one failover call and the failover decision.
