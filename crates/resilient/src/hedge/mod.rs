@@ -102,6 +102,8 @@ pub struct Hedge {
     observer: Option<Observer>,
     /// The latencies a percentile delay learns from (percentile mode only).
     latencies: Option<Arc<Latencies>>,
+    /// No budget, no observer and no latencies: a call that wins at once reports nothing.
+    quiet: bool,
 }
 
 impl fmt::Debug for Hedge {
@@ -331,7 +333,9 @@ impl Hedge {
     /// A call starts: it deposits into the hedge's own budget, if any.
     #[inline]
     pub(crate) fn deposit(&self) {
-        if let Some(budget) = &self.budget {
+        if !self.quiet
+            && let Some(budget) = &self.budget
+        {
             budget.deposit();
         }
     }
@@ -353,6 +357,13 @@ impl Hedge {
     /// 0 for a percentile delay).
     #[inline]
     pub(crate) fn won(&self, attempt: u32) {
+        if !self.quiet {
+            self.won_quick(attempt);
+        }
+    }
+
+    #[inline(never)]
+    fn won_quick(&self, attempt: u32) {
         if let Some(l) = &self.latencies {
             l.record(Duration::ZERO);
         }
@@ -506,6 +517,7 @@ impl HedgeBuilder {
         Ok(Hedge {
             mode,
             max_hedges: self.max_hedges,
+            quiet: self.budget.is_none() && self.observer.is_none() && latencies.is_none(),
             budget: self.budget,
             observer: self.observer,
             latencies,
