@@ -514,12 +514,8 @@ impl<R> Failover<R> {
             return Box::pin(self.call_hedged(classify, op, delay)).await;
         }
         let inner = &*self.inner;
-        let n = inner.regions.len();
-        let (active, first) = self.route();
+        let (active, order) = self.route();
         let classify = Judge(Arc::new(classify));
-        let order = std::iter::once(first)
-            .chain((active..n).chain(0..active).filter(|&i| i != first))
-            .take(inner.max_per_call);
         let mut failures = Vec::new();
         let mut reason = None;
         for i in order {
@@ -535,18 +531,7 @@ impl<R> Failover<R> {
                     .call_classified(classify.clone(), || op(value))
                     .await
             };
-            if let (Some(t0), Some(weight), false) = (
-                started,
-                inner.latency_weight,
-                matches!(
-                    result,
-                    Err(Error::Rejected { .. }
-                        | Error::CircuitOpen { .. }
-                        | Error::Unhealthy { .. })
-                ),
-            ) {
-                slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
-            }
+            self.sample_attempt(slot, started, &result);
             let why = match result {
                 Ok(v) => {
                     match reason {
@@ -566,35 +551,26 @@ impl<R> Failover<R> {
                     }
                     return Ok(v);
                 }
-                Err(Error::Inner(e)) => {
-                    let judged = Err(e);
-                    if classify.0.classify(&judged) != Outcome::Failure {
-                        return judged.map_err(Error::Inner);
+                Err(e) => match regional_failure(&classify, e) {
+                    Ok((failure, why)) => {
+                        failures.push(failure);
+                        why
                     }
-                    let Err(e) = judged else { unreachable!() };
-                    failures.push(Error::Inner(e));
-                    SwitchReason::Failed
-                }
-                Err(other) => {
-                    failures.push(other);
-                    SwitchReason::Rejected
-                }
+                    Err(answer) => return Err(answer),
+                },
             };
             slot.unready();
             reason.get_or_insert(why);
         }
-        if failures.len() == 1 {
-            Err(failures.pop().expect("one failure"))
-        } else {
-            Err(Error::Fallback { failures })
-        }
+        Err(all_failed(failures))
     }
 
     /// Samples every region's health, fails back if a higher-priority region has been
-    /// healthy for the failback period, and picks the call's first region: the active
-    /// region and the first one.
+    /// healthy for the failback period, and orders the call's regions: the active region,
+    /// and the regions to try (the first one, then the active one and those after it,
+    /// then those before it), at most `max_regions_per_call` of them.
     #[inline]
-    fn route(&self) -> (usize, usize) {
+    fn route(&self) -> (usize, impl Iterator<Item = usize> + use<R>) {
         let inner = &*self.inner;
         let n = inner.regions.len();
         let now = clock_nanos(&inner.clock);
@@ -617,7 +593,11 @@ impl<R> Failover<R> {
                 .filter(|&i| inner.regions[i].priority == tier && inner.regions[i].looks_healthy())
                 .min_by_key(|&i| inner.regions[i].ewma.load(Ordering::Acquire))
         });
-        (active, fastest.unwrap_or(active))
+        let first = fastest.unwrap_or(active);
+        let order = std::iter::once(first)
+            .chain((active..n).chain(0..active).filter(move |&i| i != first))
+            .take(inner.max_per_call);
+        (active, order)
     }
 
     /// [`Failover::call_classified`] with [`FailoverBuilder::hedge_after`]: the regions of
@@ -638,13 +618,9 @@ impl<R> Failover<R> {
         Fut: Future<Output = Result<T, E>>,
     {
         let inner = &*self.inner;
-        let n = inner.regions.len();
-        let (active, first) = self.route();
-        let classify = Judge(Arc::new(classify));
         // the same order as a sequential call's
-        let order = std::iter::once(first)
-            .chain((active..n).chain(0..active).filter(|&i| i != first))
-            .take(inner.max_per_call);
+        let (active, order) = self.route();
+        let classify = Judge(Arc::new(classify));
         // Each attempt calls `op` when its breaker admits it, from its own poll: the lock is
         // never contended (a mutex rather than a `RefCell` keeps the future `Send`).
         let op = Mutex::new(op);
@@ -681,18 +657,7 @@ impl<R> Failover<R> {
                     };
                     let attempt = hedging.running.remove(k);
                     let slot = &inner.regions[attempt.region];
-                    if let (Some(t0), Some(weight), false) = (
-                        attempt.started,
-                        inner.latency_weight,
-                        matches!(
-                            result,
-                            Err(Error::Rejected { .. }
-                                | Error::CircuitOpen { .. }
-                                | Error::Unhealthy { .. })
-                        ),
-                    ) {
-                        slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
-                    }
+                    self.sample_attempt(slot, attempt.started, &result);
                     let why = match result {
                         Ok(v) => {
                             // the others are dropped in this poll, their permits given back
@@ -700,20 +665,16 @@ impl<R> Failover<R> {
                             self.won(active, attempt.region, attempt.cause);
                             return Poll::Ready(Ok(v));
                         }
-                        Err(Error::Inner(e)) => {
-                            let judged = Err(e);
-                            if classify.0.classify(&judged) != Outcome::Failure {
-                                hedging.running.clear();
-                                return Poll::Ready(judged.map_err(Error::Inner));
+                        Err(e) => match regional_failure(&classify, e) {
+                            Ok((failure, why)) => {
+                                hedging.failures.push(failure);
+                                why
                             }
-                            let Err(e) = judged else { unreachable!() };
-                            hedging.failures.push(Error::Inner(e));
-                            SwitchReason::Failed
-                        }
-                        Err(other) => {
-                            hedging.failures.push(other);
-                            SwitchReason::Rejected
-                        }
+                            Err(answer) => {
+                                hedging.running.clear();
+                                return Poll::Ready(Err(answer));
+                            }
+                        },
                     };
                     slot.unready();
                     hedging.reason.get_or_insert(why);
@@ -722,12 +683,7 @@ impl<R> Failover<R> {
                 }
                 if hedging.running.is_empty() {
                     // nothing in flight and no region left
-                    let mut failures = std::mem::take(&mut hedging.failures);
-                    return Poll::Ready(Err(if failures.len() == 1 {
-                        failures.pop().expect("one failure")
-                    } else {
-                        Error::Fallback { failures }
-                    }));
+                    return Poll::Ready(Err(all_failed(std::mem::take(&mut hedging.failures))));
                 }
                 if hedging.left && hedging.timer.as_mut().poll(cx).is_ready() {
                     hedging.start_next(true);
@@ -737,6 +693,27 @@ impl<R> Failover<R> {
             }
         })
         .await
+    }
+
+    /// Feeds an ended attempt's latency to its region's average (latency-aware choice
+    /// only; a rejection, which never reached the region, is not a latency).
+    fn sample_attempt<T, E>(
+        &self,
+        slot: &Slot<R>,
+        started: Option<u64>,
+        result: &Result<T, Error<E>>,
+    ) {
+        let inner = &*self.inner;
+        if let (Some(t0), Some(weight), false) = (
+            started,
+            inner.latency_weight,
+            matches!(
+                result,
+                Err(Error::Rejected { .. } | Error::CircuitOpen { .. } | Error::Unhealthy { .. })
+            ),
+        ) {
+            slot.sample(clock_nanos(&inner.clock).saturating_sub(t0), weight);
+        }
     }
 
     /// The attempt on region `to`, started for `cause` (`None`: the call's first attempt),
@@ -1141,6 +1118,38 @@ where
 
 /// A classifier shared by the breaker calls of one failover call and the failover decision.
 struct Judge<C>(Arc<C>);
+
+/// A region's failed attempt: `Ok` with the failure to keep and the reason to move on (a
+/// failure the classifier counts, or a rejection), or `Err` with the answer to return as
+/// it is (an error the classifier ignores).
+fn regional_failure<T, E, C: Classify<T, E>>(
+    classify: &Judge<C>,
+    error: Error<E>,
+) -> Result<(Error<E>, SwitchReason), Error<E>> {
+    match error {
+        Error::Inner(e) => {
+            let judged = Err(e);
+            let failed = classify.0.classify(&judged) == Outcome::Failure;
+            let Err(e) = judged else { unreachable!() };
+            if failed {
+                Ok((Error::Inner(e), SwitchReason::Failed))
+            } else {
+                Err(Error::Inner(e))
+            }
+        }
+        other => Ok((other, SwitchReason::Rejected)),
+    }
+}
+
+/// The error of a call whose every region failed: the failure alone if one region was
+/// tried, else all of them in order.
+fn all_failed<E>(mut failures: Vec<Error<E>>) -> Error<E> {
+    if failures.len() == 1 {
+        failures.pop().expect("one failure")
+    } else {
+        Error::Fallback { failures }
+    }
+}
 
 impl<C> Clone for Judge<C> {
     fn clone(&self) -> Self {
