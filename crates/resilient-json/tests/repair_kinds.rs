@@ -397,6 +397,10 @@ fn tuples_and_sets() {
     check("(1, (2, 3))", "[1, [2, 3]]", RepairKind::Tuple);
     check("{\"p\": (1)}", r#"{"p": 1}"#, RepairKind::Tuple);
     check("{'a', 'b'}", r#"["a", "b"]"#, RepairKind::Tuple);
+    // a tuple of one item (its placeholder removed) before a key that opens an object:
+    // the `{` lands before the key, not inside it (found by the property test)
+    check("[(. a\":", r#"[0.0, {"a": null}]"#, RepairKind::Tuple);
+    check("[(1), \"k\": 2]", r#"[1, {"k": 2}]"#, RepairKind::Tuple);
 }
 
 #[test]

@@ -950,12 +950,19 @@ impl Engine<'_> {
     /// it is held.
     fn finish(mut self) -> Vec<u8> {
         self.flush_ws();
+        if self.insert_count > 0 || self.multi {
+            self.apply_inserts();
+        }
+        // After the insertions: their offsets were taken with the placeholders in place.
         if self.placeholders {
             self.out.retain(|&b| b != PLACEHOLDER);
         }
-        if self.insert_count == 0 && !self.multi {
-            return self.out;
-        }
+        self.out
+    }
+
+    /// Writes the recorded `{` insertions (and, for several top-level values, the array
+    /// around them) into the output.
+    fn apply_inserts(&mut self) {
         let (head, tail): (&[u8], &[u8]) = if self.multi {
             (b"[\n", b"\n]")
         } else {
@@ -981,6 +988,5 @@ impl Engine<'_> {
         }
         out.copy_within(0..end, dst - end);
         out[..head.len()].copy_from_slice(head);
-        self.out
     }
 }
