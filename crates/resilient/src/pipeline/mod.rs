@@ -1722,29 +1722,49 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             if !retried(&inner.classify, &result, outcome) {
                 break (finish(result, 1), outcome);
             }
-            match self.next(&ctx, attempt, previous, &result, Duration::ZERO, None) {
-                Next::Stop => {
-                    let outcome = call_outcome(&result, outcome);
-                    break (finish(result, attempt), outcome);
-                }
-                Next::OutOfBudget(cost) => {
-                    let outcome = call_outcome(&result, outcome);
-                    break (out_of_budget(result, attempt, cost), outcome);
-                }
-                Next::Wait(delay) => {
-                    drop(result);
-                    if !delay.is_zero() {
-                        inner.clock.sleep_blocking(delay);
-                    }
-                    previous = Some(delay);
-                    attempt += 1;
-                }
+            let next = self.next(&ctx, attempt, previous, &result, Duration::ZERO, None);
+            if let Some(end) =
+                self.blocking_next(next, result, outcome, &mut attempt, &mut previous)
+            {
+                break end;
             }
         };
         for p in call_permits.drain(..) {
             p.record(outcome, Duration::ZERO);
         }
         result
+    }
+
+    /// A blocking call's step after a retried attempt: the call's result and outcome when
+    /// the retry loop stops, else (after the wait, on the pipeline's clock) `None` for the
+    /// next attempt. Shared by the timed and the untimed blocking loops.
+    fn blocking_next<T, E>(
+        &self,
+        next: Next,
+        result: Attempt<T, E>,
+        outcome: Outcome,
+        attempt: &mut u32,
+        previous: &mut Option<Duration>,
+    ) -> Option<(Result<T, Error<E>>, Outcome)> {
+        match next {
+            Next::Stop => {
+                let outcome = call_outcome(&result, outcome);
+                Some((finish(result, *attempt), outcome))
+            }
+            Next::OutOfBudget(cost) => {
+                let outcome = call_outcome(&result, outcome);
+                Some((out_of_budget(result, *attempt, cost), outcome))
+            }
+            Next::Wait(delay) => {
+                drop(result);
+                if !delay.is_zero() {
+                    self.inner.clock.sleep_blocking(delay);
+                }
+                *previous = Some(delay);
+                *attempt += 1;
+                None
+            }
+        }
     }
 
     /// One untimed blocking attempt: phases 4 and 6 (see [`Pipeline::run_blocking_untimed`]).
@@ -1917,30 +1937,18 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
             let now = start.map(|_| clock.now());
             let remaining = deadline.zip(now).map(|(d, now)| d.saturating_sub(now));
-            match self.next(
+            let next = self.next(
                 &ctx,
                 attempt,
                 previous,
                 &result,
                 now.map_or(Duration::ZERO, since_start),
                 remaining,
-            ) {
-                Next::Stop => {
-                    let outcome = call_outcome(&result, outcome);
-                    break (finish(result, attempt), outcome);
-                }
-                Next::OutOfBudget(cost) => {
-                    let outcome = call_outcome(&result, outcome);
-                    break (out_of_budget(result, attempt, cost), outcome);
-                }
-                Next::Wait(delay) => {
-                    drop(result);
-                    if !delay.is_zero() {
-                        clock.sleep_blocking(delay);
-                    }
-                    previous = Some(delay);
-                    attempt += 1;
-                }
+            );
+            if let Some(end) =
+                self.blocking_next(next, result, outcome, &mut attempt, &mut previous)
+            {
+                break end;
             }
         };
         let took = if inner.time_calls {
