@@ -39,6 +39,19 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context of a first attempt with nothing else known (a `const` [`Context::new`]).
+    pub(crate) const fn bare() -> Self {
+        Self {
+            attempt: 1,
+            operation: None,
+            deadline: None,
+            tags: None,
+            cost: None,
+            key: None,
+            probe: None,
+        }
+    }
+
     /// A context for a standalone guard call (attempt 1, no deadline).
     pub fn new() -> Self {
         Self {

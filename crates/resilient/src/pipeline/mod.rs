@@ -55,7 +55,10 @@ use crate::timeout::Timeout;
 mod call;
 mod fallback;
 mod hedge;
+mod run;
 mod strategies;
+
+use run::{Phased, Run, Start, Step};
 
 pub use call::Call;
 pub use fallback::WithFallback;
@@ -123,6 +126,9 @@ struct Inner<C> {
     /// No request timeout: a call without a caller's or an inherited deadline or
     /// cancellation needs no phase 1 (see [`Pipeline::run`]).
     direct: bool,
+    /// Nothing but a retry loop around the operation: no guard, no timeout, no hedge, no
+    /// observer (a call that ignores its context takes the lean path: see `run.rs`).
+    lean: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
     hedge: Option<Hedge>,
@@ -623,6 +629,12 @@ impl<C> PipelineBuilder<C> {
             let _ = self.fallback_report.set(report.clone());
             report
         });
+        let lean = sink.is_none()
+            && within_horizon(self.timeouts.request).is_none()
+            && self.timeouts.operation.is_none()
+            && self.call_guards.is_empty()
+            && self.attempt_guards.is_empty()
+            && self.hedge.is_none();
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -634,6 +646,7 @@ impl<C> PipelineBuilder<C> {
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 direct: within_horizon(self.timeouts.request).is_none(),
+                lean,
                 labels: self
                     .call_guards
                     .iter()
@@ -738,19 +751,6 @@ fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
 }
 
 pin_project_lite::pin_project! {
-    /// The future of one call: the engine's path is picked on the first poll (see
-    /// [`Pipeline::run`]), then polled in place.
-    #[project = RunProj]
-    enum Run<S, A, G, B, O> {
-        Start { start: Option<S> },
-        Plain { #[pin] fut: A },
-        Guarded { #[pin] fut: G },
-        Full { #[pin] fut: B },
-        Observed { #[pin] fut: Pin<Box<O>> },
-    }
-}
-
-pin_project_lite::pin_project! {
     /// A call with its outermost phase: when the call fails, the classifier's
     /// [`Classify::recover`] (a pipeline's fallback chain) may answer instead. On the
     /// success path it costs one check of `recovery`.
@@ -781,49 +781,6 @@ where
                 Ok(recovery) => this.recovery.insert(recovery).as_mut().poll(cx),
             },
             other => other,
-        }
-    }
-}
-
-/// The path a call takes (see [`Pipeline::run`]).
-enum Start<A, G, B, O> {
-    Plain(A),
-    Guarded(G),
-    Full(B),
-    /// With an observer: boxed, so that a pipeline without one keeps its future's size.
-    Observed(Pin<Box<O>>),
-}
-
-impl<S, A, G, B, O> Future for Run<S, A, G, B, O>
-where
-    S: FnOnce() -> Start<A, G, B, O>,
-    A: Future,
-    G: Future<Output = A::Output>,
-    B: Future<Output = A::Output>,
-    O: Future<Output = A::Output>,
-{
-    type Output = A::Output;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
-        loop {
-            match self.as_mut().project() {
-                RunProj::Plain { fut } => return fut.poll(cx),
-                RunProj::Guarded { fut } => return fut.poll(cx),
-                RunProj::Full { fut } => return fut.poll(cx),
-                RunProj::Observed { fut } => return fut.get_mut().as_mut().poll(cx),
-                RunProj::Start { start } => {
-                    let start = start
-                        .take()
-                        .expect("a call's future polled after it panicked");
-                    match start() {
-                        Start::Plain(fut) => self.set(Run::Plain { fut }),
-                        Start::Guarded(fut) => self.set(Run::Guarded { fut }),
-                        Start::Full(fut) => self.set(Run::Full { fut }),
-                        Start::Observed(fut) => self.set(Run::Observed { fut }),
-                    }
-                }
-            }
         }
     }
 }
@@ -935,39 +892,53 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         R: Fn() -> bool,
     {
         let classify = &self.inner.classify;
-        let call = Run::Start {
-            start: Some(move || {
-                let inner = &*self.inner;
-                if let Some(sink) = &inner.sink {
-                    return Start::Observed(Box::pin(self.run_observed(
-                        sink.clone(),
-                        seed,
-                        op,
-                        retryable,
-                    )));
-                }
-                let hedge = inner.hedge.is_some() && !seed.no_hedge;
-                if !inner.direct || seed.cancel.is_some() || Ambient::active() {
-                    return Start::Full(self.run_full(seed, op, retryable, None));
-                }
-                // An operation that does not read its context, with no guard to read its
-                // labels either, needs neither name nor tags (no reference count touched).
-                let labels = !seed.bare || inner.labels;
-                let ctx = Context {
-                    attempt: 1,
-                    operation: if labels { inner.name.clone() } else { None },
-                    deadline: None,
-                    tags: if labels { inner.tags.clone() } else { None },
-                    cost: seed.cost,
-                    key: seed.key,
-                    probe: None,
-                };
-                if inner.call_guards.is_empty() {
-                    Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
-                } else {
-                    Start::Guarded(self.guarded_call(ctx, None, op, retryable, hedge))
-                }
-            }),
+        // The lean path (see `run.rs`) is for operations that ignore their context, with
+        // no cancellation, cost or key of the caller's.
+        let lean = seed.bare && seed.cancel.is_none() && seed.cost.is_none() && seed.key.is_none();
+        let start = move |seed: Seed, op: F, retryable: R| {
+            let inner = &*self.inner;
+            if let Some(sink) = &inner.sink {
+                return Start::Observed(Box::pin(self.run_observed(
+                    sink.clone(),
+                    seed,
+                    op,
+                    retryable,
+                )));
+            }
+            let hedge = inner.hedge.is_some() && !seed.no_hedge;
+            if !inner.direct || seed.cancel.is_some() || Ambient::active() {
+                return Start::Full(self.run_full(seed, op, retryable, None));
+            }
+            // An operation that does not read its context, with no guard to read its
+            // labels either, needs neither name nor tags (no reference count touched).
+            let labels = !seed.bare || inner.labels;
+            let ctx = Context {
+                attempt: 1,
+                operation: if labels { inner.name.clone() } else { None },
+                deadline: None,
+                tags: if labels { inner.tags.clone() } else { None },
+                cost: seed.cost,
+                key: seed.key,
+                probe: None,
+            };
+            if inner.call_guards.is_empty() {
+                Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
+            } else {
+                Start::Guarded(self.guarded_call(ctx, None, op, retryable, hedge))
+            }
+        };
+        let call = Run {
+            pipeline: self,
+            lean,
+            seed,
+            op: Some(op),
+            retryable: Some(retryable),
+            start: Some(start),
+            attempt: 1,
+            previous: None,
+            started: None,
+            step: Step::Idle,
+            phased: Phased::Idle,
         };
         Recovering {
             call,
