@@ -143,3 +143,174 @@ async fn a_lean_call_dropped_while_waiting_makes_no_further_attempt() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(calls.load(Ordering::Relaxed), 1);
 }
+
+/// A per-call guard that logs its admissions and releases. With `labels` it says it reads
+/// the context's labels, which keeps its pipelines off the lean path: the same scenario
+/// run both ways must leave the same log.
+#[derive(Debug)]
+struct Logged {
+    labels: bool,
+    /// Admit at once, make the caller wait, or reject.
+    mode: &'static str,
+    log: std::sync::Mutex<Vec<String>>,
+}
+
+impl Logged {
+    fn new(labels: bool, mode: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            labels,
+            mode,
+            log: Default::default(),
+        })
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl resilient::Guard for Logged {
+    fn name(&self) -> &'static str {
+        "logged"
+    }
+
+    fn acquire<'a>(&'a self, ctx: &resilient::Context) -> resilient::Acquire<'a> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("acquire attempt {}", ctx.attempt()));
+        match self.mode {
+            "wait" => resilient::Acquire::Wait(Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(resilient::Permit::new(self, 7))
+            })),
+            "reject" => resilient::Acquire::Ready(Err(resilient::Rejection::BulkheadFull)),
+            _ => resilient::Acquire::Ready(Ok(resilient::Permit::new(self, 7))),
+        }
+    }
+
+    fn on_release(&self, token: u64, outcome: Option<(resilient::Outcome, Duration)>) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("release {token} {outcome:?}"));
+    }
+
+    fn reads_labels(&self) -> bool {
+        self.labels
+    }
+
+    fn measures_duration(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `scenario` on a pipeline of the guard, a retry of 3 attempts 10 ms apart, and
+/// returns the guard's log, the result and the time taken.
+async fn through(
+    labels: bool,
+    mode: &'static str,
+    script: &'static [Result<u32, &'static str>],
+) -> (Vec<String>, Result<u32, Error<&'static str>>, Duration, u32) {
+    let guard = Logged::new(labels, mode);
+    let p = Pipeline::builder()
+        .guard_arc(guard.clone())
+        .retry(
+            Retry::constant(Duration::from_millis(10))
+                .attempts(3)
+                .jitter(resilient::Jitter::None),
+        )
+        .build()
+        .unwrap();
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
+    let r = p
+        .execute(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) as usize;
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                script[n]
+            }
+        })
+        .await;
+    (
+        guard.log(),
+        r,
+        start.elapsed(),
+        calls.load(Ordering::Relaxed),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_call_guards_see_the_same_call_on_the_lean_and_the_phased_path() {
+    let scripts: [&'static [Result<u32, &'static str>]; 3] = [
+        &[Ok(1)],
+        &[Err("a"), Err("b"), Ok(3)],
+        &[Err("a"), Err("b"), Err("c")],
+    ];
+    for mode in ["ready", "wait", "reject"] {
+        for script in scripts {
+            let lean = through(false, mode, script).await;
+            let phased = through(true, mode, script).await;
+            assert_eq!(
+                format!("{lean:?}"),
+                format!("{phased:?}"),
+                "{mode} {script:?}"
+            );
+        }
+    }
+    // And what they see: one admission and one release per logical call, after retries,
+    // with the call's outcome and its duration since admission.
+    let (log, r, took, calls) = through(false, "wait", &[Err("a"), Ok(2)]).await;
+    assert_eq!(r.unwrap(), 2);
+    assert_eq!(calls, 2);
+    assert_eq!(took, Duration::from_millis(5 + 1 + 10 + 1));
+    assert_eq!(
+        log,
+        ["acquire attempt 1", "release 7 Some((Success, 12ms))"]
+    );
+    let (log, r, _, calls) = through(false, "reject", &[Ok(1)]).await;
+    assert!(matches!(r, Err(Error::BulkheadFull)), "{r:?}");
+    assert_eq!(calls, 0, "a rejected call never runs the operation");
+    assert_eq!(log, ["acquire attempt 1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lean_call_that_panics_records_a_failure_and_one_dropped_records_nothing() {
+    let guard = Logged::new(false, "ready");
+    let p = Arc::new(
+        Pipeline::builder()
+            .guard_arc(guard.clone())
+            .retry(Retry::immediate().attempts(2))
+            .build()
+            .unwrap(),
+    );
+    let q = p.clone();
+    let panicked = tokio::spawn(async move {
+        q.execute(|| async {
+            panic!("boom");
+            #[allow(unreachable_code)]
+            Ok::<(), ()>(())
+        })
+        .await
+    })
+    .await;
+    assert!(panicked.unwrap_err().is_panic());
+    assert_eq!(
+        guard.log(),
+        ["acquire attempt 1", "release 7 Some((Failure, 0ns))"]
+    );
+
+    let guard = Logged::new(false, "ready");
+    let p = Pipeline::builder()
+        .guard_arc(guard.clone())
+        .build()
+        .unwrap();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(1),
+        p.execute(std::future::pending::<Result<(), ()>>),
+    )
+    .await;
+    assert!(cut.is_err());
+    assert_eq!(guard.log(), ["acquire attempt 1", "release 7 None"]);
+}

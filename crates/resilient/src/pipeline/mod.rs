@@ -58,7 +58,7 @@ mod hedge;
 mod run;
 mod strategies;
 
-use run::{Phased, Run, Start, Step};
+use run::{Lean, Phased, Run, Start, Step};
 
 pub use call::Call;
 pub use fallback::WithFallback;
@@ -126,8 +126,9 @@ struct Inner<C> {
     /// No request timeout: a call without a caller's or an inherited deadline or
     /// cancellation needs no phase 1 (see [`Pipeline::run`]).
     direct: bool,
-    /// Nothing but a retry loop around the operation: no guard, no timeout, no hedge, no
-    /// observer (a call that ignores its context takes the lean path: see `run.rs`).
+    /// Per-call guards that do not read labels around a retry loop around the operation,
+    /// and nothing else: no per-attempt guard, no timeout, no hedge, no observer (a call
+    /// that ignores its context takes the lean path: see `run.rs`).
     lean: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
@@ -632,8 +633,8 @@ impl<C> PipelineBuilder<C> {
         let lean = sink.is_none()
             && within_horizon(self.timeouts.request).is_none()
             && self.timeouts.operation.is_none()
-            && self.call_guards.is_empty()
             && self.attempt_guards.is_empty()
+            && !self.call_guards.iter().any(|g| g.reads_labels())
             && self.hedge.is_none();
         Ok(Pipeline {
             inner: Arc::new(Inner {
@@ -934,9 +935,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             op: Some(op),
             retryable: Some(retryable),
             start: Some(start),
-            attempt: 1,
-            previous: None,
-            started: None,
+            at: Lean::default(),
             step: Step::Idle,
             phased: Phased::Idle,
         };

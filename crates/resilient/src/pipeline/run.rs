@@ -16,10 +16,14 @@ use std::time::Duration;
 
 use tokio::time::Sleep;
 
-use super::{Attempt, Next, Pipeline, Seed, elapsed_since, finish, out_of_budget, retried};
+use super::{
+    Attempt, Next, Permits, Pipeline, Seed, elapsed_since, finish, out_of_budget, retried,
+};
 use crate::engine::context::{Ambient, Context, HORIZON};
 use crate::engine::error::Error;
+use crate::engine::guard::{Acquire, WaitFuture};
 use crate::engine::outcome::Classify;
+use crate::engine::outcome::Outcome;
 
 /// The context of a lean call's first attempt. The lean path is only taken by operations
 /// that ignore their context but its attempt number, and no guard reads it.
@@ -45,15 +49,27 @@ pin_project_lite::pin_project! {
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
-        // The lean path's attempt, previous delay and start (with `max_elapsed`).
-        pub(super) attempt: u32,
-        pub(super) previous: Option<Duration>,
-        pub(super) started: Option<Duration>,
+        pub(super) at: Lean<'p>,
         #[pin]
-        pub(super) step: Step<Fut>,
+        pub(super) step: Step<'p, Fut>,
         #[pin]
         pub(super) phased: Phased<A, G, B, O>,
     }
+}
+
+/// Where a lean call is, besides its step.
+#[derive(Default)]
+pub(super) struct Lean<'p> {
+    /// The attempt running or next (from 1).
+    attempt: u32,
+    /// The delay before the last retry.
+    previous: Option<Duration>,
+    /// The call's start on the pipeline's clock, when `max_elapsed` needs it.
+    started: Option<Duration>,
+    /// When the per-call guards admitted the call, when one of them uses durations.
+    admitted: Option<Duration>,
+    /// The per-call guards' permits.
+    permits: Permits<'p>,
 }
 
 pin_project_lite::pin_project! {
@@ -71,9 +87,11 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     /// Where a call is.
     #[project = StepProj]
-    pub(super) enum Step<Fut> {
+    pub(super) enum Step<'p, Fut> {
         /// Not polled yet.
         Idle,
+        /// A lean call queued by per-call guard `guard`.
+        Queue { wait: WaitFuture<'p>, guard: usize },
         /// The lean path's attempt.
         Attempt { #[pin] fut: Fut },
         /// Before a lean retry with no delay: a unit of the task's coop budget is spent (an
@@ -111,36 +129,21 @@ where
                     this.pipeline,
                     this.op,
                     this.retryable,
+                    this.at,
                     this.step,
-                    this.attempt,
-                    this.previous,
-                    this.started,
                     cx,
                 );
             }
         }
         let inner = &*this.pipeline.inner;
         if *this.lean && inner.lean && !Ambient::active() {
-            if let Some(b) = inner.retry.as_ref().and_then(|r| r.budget.as_ref()) {
-                b.deposit();
-            }
-            *this.started = inner
-                .retry
-                .as_ref()
-                .and_then(|r| r.max_elapsed)
-                .map(|_| inner.clock.now());
-            let Some(op) = this.op.as_mut() else {
-                unreachable!("a call's operation is there until the call starts")
-            };
-            this.step.set(Step::Attempt { fut: op(&BARE) });
+            this.at.attempt = 1;
             return poll_lean(
                 this.pipeline,
                 this.op,
                 this.retryable,
+                this.at,
                 this.step,
-                this.attempt,
-                this.previous,
-                this.started,
                 cx,
             );
         }
@@ -200,18 +203,17 @@ where
     }
 }
 
-/// The lean path: the retry loop of [`Pipeline::retry_loop`] for bare attempts with no
-/// probe, no deadline and no guard, as a state machine.
+/// The lean path: the per-call guards' admission, then the retry loop of
+/// [`Pipeline::retry_loop`] for bare attempts with no probe, no deadline and no per-attempt
+/// guard, as a state machine. The per-call permits record the call's outcome as
+/// [`Pipeline::guarded_call`] does.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn poll_lean<C, T, E, F, R, Fut>(
-    pipeline: &Pipeline<C>,
+fn poll_lean<'p, C, T, E, F, R, Fut>(
+    pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
-    mut step: Pin<&mut Step<Fut>>,
-    attempt: &mut u32,
-    previous: &mut Option<Duration>,
-    started: &mut Option<Duration>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<'p, Fut>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -228,9 +230,12 @@ where
                 let outcome = inner.classify.classify(&r);
                 let result = Attempt::Done(r);
                 if !retried(&inner.classify, &result, outcome) {
+                    if !at.permits.is_empty() {
+                        settle(pipeline, at, outcome);
+                    }
                     return Poll::Ready(finish(result, 1));
                 }
-                match lean_retry(pipeline, retryable, *attempt, *previous, *started, result) {
+                match lean_retry(pipeline, retryable, at, result) {
                     Ok(delay) => {
                         if delay.is_zero() {
                             step.set(Step::Yield);
@@ -239,11 +244,16 @@ where
                                 sleep: tokio::time::sleep(delay.min(HORIZON)),
                             });
                         }
-                        *previous = Some(delay);
-                        *attempt += 1;
+                        at.previous = Some(delay);
+                        at.attempt += 1;
                         continue;
                     }
-                    Err(end) => return Poll::Ready(end),
+                    Err(end) => {
+                        if !at.permits.is_empty() {
+                            settle(pipeline, at, outcome);
+                        }
+                        return Poll::Ready(end);
+                    }
                 }
             }
             StepProj::Yield => {
@@ -251,7 +261,25 @@ where
                 coop.made_progress();
             }
             StepProj::Sleep { sleep } => ready!(sleep.poll(cx)),
-            StepProj::Idle | StepProj::Phased => unreachable!("not a lean call"),
+            StepProj::Idle => match admit(pipeline, at, step.as_mut(), 0) {
+                Ok(true) => begin(pipeline, at),
+                Ok(false) => continue,
+                Err(rejected) => return Poll::Ready(Err(rejected)),
+            },
+            StepProj::Queue { wait, guard } => {
+                let guard = *guard;
+                match ready!(wait.as_mut().poll(cx)) {
+                    Ok(permit) => at.permits.push(permit),
+                    Err(rejection) => return Poll::Ready(Err(rejection.into())),
+                }
+                step.set(Step::Idle);
+                match admit(pipeline, at, step.as_mut(), guard + 1) {
+                    Ok(true) => begin(pipeline, at),
+                    Ok(false) => continue,
+                    Err(rejected) => return Poll::Ready(Err(rejected)),
+                }
+            }
+            StepProj::Phased => unreachable!("not a lean call"),
         }
         let Some(op) = op.as_mut() else {
             unreachable!("a lean call keeps its operation")
@@ -259,20 +287,68 @@ where
         // The attempt number is the one thing the engine's own adapters read (the tower
         // adapter sends the last attempt its original request).
         let ctx = Context {
-            attempt: *attempt,
+            attempt: at.attempt,
             ..Context::bare()
         };
         step.set(Step::Attempt { fut: op(&ctx) });
     }
 }
+
+/// Asks the per-call guards from `first` on for admission, as [`Pipeline::guarded_call`]
+/// does: `true` when all admitted the call. A guard that makes the call wait leaves `step`
+/// queued on it (`false`).
+#[inline]
+fn admit<'p, C, E, Fut>(
+    pipeline: &'p Pipeline<C>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<'p, Fut>>,
+    first: usize,
+) -> Result<bool, Error<E>> {
+    for (i, g) in pipeline.inner.call_guards.iter().enumerate().skip(first) {
+        match g.acquire(&BARE) {
+            Acquire::Ready(Ok(permit)) => at.permits.push(permit),
+            Acquire::Ready(Err(rejection)) => return Err(rejection.into()),
+            Acquire::Wait(wait) => {
+                step.set(Step::Queue { wait, guard: i });
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// After admission, before the first attempt: what the retry loop does at its start.
+#[inline]
+fn begin<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
+    let inner = &*pipeline.inner;
+    if inner.time_calls {
+        at.admitted = Some(inner.clock.now());
+    }
+    if let Some(retry) = &inner.retry {
+        if let Some(b) = &retry.budget {
+            b.deposit();
+        }
+        if retry.max_elapsed.is_some() {
+            at.started = Some(inner.clock.now());
+        }
+    }
+}
+
+/// The call's end: each per-call permit records its outcome and duration.
+#[inline(never)]
+fn settle<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
+    let took = elapsed_since(&pipeline.inner.clock, at.admitted);
+    for permit in at.permits.drain(..) {
+        permit.record(outcome, took);
+    }
+}
+
 /// After a failed lean attempt: the delay before the next one, or the call's result.
 #[inline(never)]
 fn lean_retry<C, T, E, R>(
     pipeline: &Pipeline<C>,
     retryable: &Option<R>,
-    attempt: u32,
-    previous: Option<Duration>,
-    started: Option<Duration>,
+    at: &Lean<'_>,
     result: Attempt<T, E>,
 ) -> Result<Duration, Result<T, Error<E>>>
 where
@@ -280,19 +356,19 @@ where
     R: Fn() -> bool,
 {
     if !retryable.as_ref().is_none_or(|r| r()) {
-        return Err(finish(result, attempt));
+        return Err(finish(result, at.attempt));
     }
     let inner = &*pipeline.inner;
     match pipeline.next(
         &BARE,
-        attempt,
-        previous,
+        at.attempt,
+        at.previous,
         &result,
-        elapsed_since(&inner.clock, started),
+        elapsed_since(&inner.clock, at.started),
         None,
     ) {
-        Next::Stop => Err(finish(result, attempt)),
-        Next::OutOfBudget(cost) => Err(out_of_budget(result, attempt, cost)),
+        Next::Stop => Err(finish(result, at.attempt)),
+        Next::OutOfBudget(cost) => Err(out_of_budget(result, at.attempt, cost)),
         Next::Wait(delay) => Ok(delay),
     }
 }
