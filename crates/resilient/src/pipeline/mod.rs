@@ -1585,7 +1585,14 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        self.run_blocking(Seed::bare(), move |_| op())
+        let op = move |_: &Context| op();
+        // Nothing timed, no observer and no enclosing call: straight to the untimed loop,
+        // with the seed's fields as constants (a `Seed` built here and moved down would be
+        // read back through memory).
+        if self.inner.untimed && self.inner.sink.is_none() && !Ambient::active() {
+            return self.run_blocking_untimed(true, None, None, op);
+        }
+        self.run_blocking(Seed::bare(), op)
     }
 
     /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
@@ -1623,7 +1630,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let Some(sink) = &self.inner.sink else {
             // Nothing timed and no enclosing call's deadline or cancellation: no clock.
             if self.inner.untimed && !Ambient::active() {
-                return self.run_blocking_untimed(seed, op);
+                return self.run_blocking_untimed(seed.bare, seed.cost, seed.key, op);
             }
             return self.run_blocking_with(seed, op, None);
         };
@@ -1657,20 +1664,27 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// The blocking engine for a call that measures no time (see `Inner::untimed`), with
     /// no observer and no enclosing deadline: the phases of [`Pipeline::run_blocking_with`]
     /// without a clock, a deadline or telemetry.
-    fn run_blocking_untimed<T, E, F>(&self, seed: Seed, mut op: F) -> Result<T, Error<E>>
+    #[inline]
+    fn run_blocking_untimed<T, E, F>(
+        &self,
+        bare: bool,
+        cost: Option<u64>,
+        key: Option<u64>,
+        mut op: F,
+    ) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Result<T, E>,
     {
         let inner = &*self.inner;
-        let labels = !seed.bare || inner.labels;
+        let labels = !bare || inner.labels;
         let mut ctx = Context {
             attempt: 1,
             operation: if labels { inner.name.clone() } else { None },
             deadline: None,
             tags: if labels { inner.tags.clone() } else { None },
-            cost: seed.cost,
-            key: seed.key,
+            cost,
+            key,
             probe: None,
         };
         let mut call_permits = Permits::new();
