@@ -314,3 +314,74 @@ async fn a_lean_call_that_panics_records_a_failure_and_one_dropped_records_nothi
     assert!(cut.is_err());
     assert_eq!(guard.log(), ["acquire attempt 1", "release 7 None"]);
 }
+
+/// Runs an operation that takes `takes` (or ends at once for zero) under an operation
+/// timeout of 10 ms and 3 attempts 5 ms apart, on the lean path or (with an observer) the
+/// phased one; returns the result, the attempts made, the time taken and the deadlines the
+/// operation inherited.
+async fn timed(
+    phased: bool,
+    takes: &'static [u64],
+    retry_on_timeout: bool,
+) -> (String, u32, Duration, Vec<Option<Duration>>) {
+    let mut b = Pipeline::builder()
+        .timeout(resilient::Timeout::operation(Duration::from_millis(10)))
+        .retry(
+            Retry::constant(Duration::from_millis(5))
+                .attempts(3)
+                .jitter(resilient::Jitter::None)
+                .retry_on_timeout(retry_on_timeout),
+        );
+    if phased {
+        b = b.observer(|_: &resilient::telemetry::Event<'_>| {});
+    }
+    let p = b.build().unwrap();
+    let start = Instant::now();
+    let calls = AtomicU32::new(0);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let r = p
+        .execute(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) as usize;
+            seen.lock()
+                .unwrap()
+                .push(resilient::inherited_deadline().map(|d| d - start));
+            let ms = takes[n.min(takes.len() - 1)];
+            async move {
+                // A nested pipeline inside the attempt sees the attempt's deadline.
+                let inherited = resilient::inherited_deadline().map(|d| d - start);
+                if ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Ok::<_, ()>((n, inherited))
+            }
+        })
+        .await;
+    let made = calls.load(Ordering::Relaxed);
+    let seen = seen.into_inner().unwrap();
+    (format!("{r:?}"), made, start.elapsed(), seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_operation_timeout_on_the_lean_path_matches_the_engine() {
+    for (takes, again) in [
+        (&[0u64][..], true),
+        (&[3][..], true),
+        (&[50, 50, 2][..], true),
+        (&[50][..], true),
+        (&[50][..], false),
+    ] {
+        let lean = timed(false, takes, again).await;
+        let phased = timed(true, takes, again).await;
+        assert_eq!(lean, phased, "{takes:?} {again}");
+    }
+    // What that is: two attempts cut at 10 ms, 5 ms apart, then one that ends in 2 ms; the
+    // attempt's future sees its own deadline (10 ms after the attempt's start).
+    let (r, made, took, _) = timed(false, &[50, 50, 2], true).await;
+    assert_eq!(made, 3);
+    assert_eq!(took, Duration::from_millis(10 + 5 + 10 + 5 + 2));
+    assert_eq!(r, "Ok((2, Some(40ms)))");
+    let (r, made, took, _) = timed(false, &[50], false).await;
+    assert_eq!(made, 1);
+    assert_eq!(took, Duration::from_millis(10));
+    assert!(r.contains("Timeout") && r.contains("Operation"), "{r}");
+}

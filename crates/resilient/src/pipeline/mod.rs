@@ -58,7 +58,7 @@ mod hedge;
 mod run;
 mod strategies;
 
-use run::{Lean, Phased, Run, Start, Step};
+use run::{Lean, Phased, Run, Slow, Start, Step};
 
 pub use call::Call;
 pub use fallback::WithFallback;
@@ -126,9 +126,10 @@ struct Inner<C> {
     /// No request timeout: a call without a caller's or an inherited deadline or
     /// cancellation needs no phase 1 (see [`Pipeline::run`]).
     direct: bool,
-    /// Per-call guards that do not read labels around a retry loop around the operation,
-    /// and nothing else: no per-attempt guard, no timeout, no hedge, no observer (a call
-    /// that ignores its context takes the lean path: see `run.rs`).
+    /// Per-call guards that do not read labels around a retry loop around the operation
+    /// (with or without an operation timeout), and nothing else: no per-attempt guard, no
+    /// request timeout, no hedge, no observer (a call that ignores its context takes the
+    /// lean path: see `run.rs`).
     lean: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
@@ -632,7 +633,6 @@ impl<C> PipelineBuilder<C> {
         });
         let lean = sink.is_none()
             && within_horizon(self.timeouts.request).is_none()
-            && self.timeouts.operation.is_none()
             && self.attempt_guards.is_empty()
             && !self.call_guards.iter().any(|g| g.reads_labels())
             && self.hedge.is_none();
@@ -937,6 +937,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             start: Some(start),
             at: Lean::default(),
             step: Step::Idle,
+            slow: Slow::Idle,
             phased: Phased::Idle,
         };
         Recovering {

@@ -14,12 +14,13 @@ use std::pin::Pin;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use tokio::time::Sleep;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::{Instant, Sleep};
 
 use super::{
     Attempt, Next, Permits, Pipeline, Seed, elapsed_since, finish, out_of_budget, retried,
 };
-use crate::engine::context::{Ambient, Context, HORIZON};
+use crate::engine::context::{AMBIENT, Ambient, Context, HORIZON, deadline_after};
 use crate::engine::error::Error;
 use crate::engine::guard::{Acquire, WaitFuture};
 use crate::engine::outcome::Classify;
@@ -51,7 +52,9 @@ pin_project_lite::pin_project! {
         pub(super) start: Option<S>,
         pub(super) at: Lean<'p>,
         #[pin]
-        pub(super) step: Step<'p, Fut>,
+        pub(super) step: Step<Fut>,
+        #[pin]
+        pub(super) slow: Slow<'p, Fut>,
         #[pin]
         pub(super) phased: Phased<A, G, B, O>,
     }
@@ -85,22 +88,46 @@ pin_project_lite::pin_project! {
 }
 
 pin_project_lite::pin_project! {
-    /// Where a call is.
+    /// Where a call is. The lean path's usual states only: its drop glue stays small (a
+    /// call's first attempt replaces `Idle` without calling out of line).
     #[project = StepProj]
-    pub(super) enum Step<'p, Fut> {
+    pub(super) enum Step<Fut> {
         /// Not polled yet.
         Idle,
-        /// A lean call queued by per-call guard `guard`.
-        Queue { wait: WaitFuture<'p>, guard: usize },
         /// The lean path's attempt.
         Attempt { #[pin] fut: Fut },
-        /// Before a lean retry with no delay: a unit of the task's coop budget is spent (an
-        /// operation that fails without awaiting would otherwise never give control back).
-        Yield,
-        /// Before a lean retry after a delay.
-        Sleep { #[pin] sleep: Sleep },
+        /// A lean call in one of its `Slow` states.
+        Slow,
         /// The call runs the phased engine's future.
         Phased,
+        /// A lean call that has ended.
+        Done,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The lean path's other states.
+    #[project = SlowProj]
+    pub(super) enum Slow<'p, Fut> {
+        Idle,
+        /// Queued by per-call guard `guard`.
+        Queue { wait: WaitFuture<'p>, guard: usize },
+        /// An attempt under an operation timeout: the attempt's deadline is the one nested
+        /// pipelines inherit; the timer is armed only if the attempt does not end at its
+        /// first poll.
+        Timed {
+            #[pin]
+            fut: TaskLocalFuture<Ambient, Fut>,
+            #[pin]
+            sleep: Option<Sleep>,
+            at: Instant,
+            limit: Duration,
+        },
+        /// Before a retry with no delay: a unit of the task's coop budget is spent (an
+        /// operation that fails without awaiting would otherwise never give control back).
+        Yield,
+        /// Before a retry after a delay.
+        Sleep { #[pin] sleep: Sleep },
     }
 }
 
@@ -131,6 +158,7 @@ where
                     this.retryable,
                     this.at,
                     this.step,
+                    this.slow,
                     cx,
                 );
             }
@@ -138,12 +166,22 @@ where
         let inner = &*this.pipeline.inner;
         if *this.lean && inner.lean && !Ambient::active() {
             this.at.attempt = 1;
+            if inner.call_guards.is_empty() {
+                begin(
+                    this.pipeline,
+                    this.op,
+                    this.at,
+                    this.step.as_mut(),
+                    this.slow.as_mut(),
+                );
+            }
             return poll_lean(
                 this.pipeline,
                 this.op,
                 this.retryable,
                 this.at,
                 this.step,
+                this.slow,
                 cx,
             );
         }
@@ -213,7 +251,8 @@ fn poll_lean<'p, C, T, E, F, R, Fut>(
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -224,66 +263,166 @@ where
 {
     let inner = &*pipeline.inner;
     loop {
-        match step.as_mut().project() {
+        let (result, outcome) = match step.as_mut().project() {
             StepProj::Attempt { fut } => {
                 let r = ready!(fut.poll(cx));
                 let outcome = inner.classify.classify(&r);
-                let result = Attempt::Done(r);
-                if !retried(&inner.classify, &result, outcome) {
-                    if !at.permits.is_empty() {
-                        settle(pipeline, at, outcome);
-                    }
-                    return Poll::Ready(finish(result, 1));
-                }
-                match lean_retry(pipeline, retryable, at, result) {
-                    Ok(delay) => {
-                        if delay.is_zero() {
-                            step.set(Step::Yield);
-                        } else {
-                            step.set(Step::Sleep {
-                                sleep: tokio::time::sleep(delay.min(HORIZON)),
-                            });
-                        }
-                        at.previous = Some(delay);
-                        at.attempt += 1;
-                        continue;
-                    }
-                    Err(end) => {
-                        if !at.permits.is_empty() {
-                            settle(pipeline, at, outcome);
-                        }
-                        return Poll::Ready(end);
-                    }
-                }
+                (Attempt::Done(r), outcome)
             }
-            StepProj::Yield => {
-                let coop = ready!(tokio::task::coop::poll_proceed(cx));
-                coop.made_progress();
-            }
-            StepProj::Sleep { sleep } => ready!(sleep.poll(cx)),
-            StepProj::Idle => match admit(pipeline, at, step.as_mut(), 0) {
-                Ok(true) => begin(pipeline, at),
-                Ok(false) => continue,
-                Err(rejected) => return Poll::Ready(Err(rejected)),
+            StepProj::Slow => match poll_slow(pipeline, op, at, step.as_mut(), slow.as_mut(), cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(rejected))) => {
+                    step.set(Step::Done);
+                    return Poll::Ready(Err(rejected));
+                }
+                Poll::Ready(Some(Ok(timed_out))) => timed_out,
+                Poll::Ready(None) => continue,
             },
-            StepProj::Queue { wait, guard } => {
-                let guard = *guard;
-                match ready!(wait.as_mut().poll(cx)) {
-                    Ok(permit) => at.permits.push(permit),
-                    Err(rejection) => return Poll::Ready(Err(rejection.into())),
-                }
-                step.set(Step::Idle);
-                match admit(pipeline, at, step.as_mut(), guard + 1) {
-                    Ok(true) => begin(pipeline, at),
-                    Ok(false) => continue,
-                    Err(rejected) => return Poll::Ready(Err(rejected)),
-                }
+            StepProj::Idle => {
+                // Per-call guards to ask first (without any, the call has begun already).
+                step.set(Step::Slow);
+                continue;
             }
-            StepProj::Phased => unreachable!("not a lean call"),
-        }
-        let Some(op) = op.as_mut() else {
-            unreachable!("a lean call keeps its operation")
+            StepProj::Done | StepProj::Phased => {
+                panic!("a call's future polled after it completed")
+            }
         };
+        if !retried(&inner.classify, &result, outcome) {
+            if !at.permits.is_empty() {
+                settle(pipeline, at, outcome);
+            }
+            return Poll::Ready(finish(result, 1));
+        }
+        match lean_retry(pipeline, retryable, at, result) {
+            Ok(delay) => {
+                if delay.is_zero() {
+                    slow.set(Slow::Yield);
+                } else {
+                    slow.set(Slow::Sleep {
+                        sleep: tokio::time::sleep(delay.min(HORIZON)),
+                    });
+                }
+                step.set(Step::Slow);
+                at.previous = Some(delay);
+                at.attempt += 1;
+            }
+            Err(end) => {
+                if !at.permits.is_empty() {
+                    settle(pipeline, at, outcome);
+                }
+                return Poll::Ready(end);
+            }
+        }
+    }
+}
+
+/// What a slow state comes to: a new state to poll (`None`), an attempt's result with its
+/// outcome, or a rejection.
+type SlowPoll<T, E> = Poll<Option<Result<(Attempt<T, E>, Outcome), Error<E>>>>;
+
+/// The lean path's slow states: admission (with `Slow::Idle`: not begun), queueing, a timed
+/// attempt, the wait before a retry. `Some(Ok(_))` is a timed-out attempt, `Some(Err(_))` a
+/// rejection, `None` a new state to poll.
+#[inline(never)]
+fn poll_slow<'p, C, T, E, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
+    cx: &mut std::task::Context<'_>,
+) -> SlowPoll<T, E>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let inner = &*pipeline.inner;
+    let first = match slow.as_mut().project() {
+        SlowProj::Idle => 0,
+        SlowProj::Queue { wait, guard } => {
+            let guard = *guard;
+            match ready!(wait.as_mut().poll(cx)) {
+                Ok(permit) => at.permits.push(permit),
+                Err(rejection) => return Poll::Ready(Some(Err(rejection.into()))),
+            }
+            guard + 1
+        }
+        SlowProj::Timed {
+            fut,
+            mut sleep,
+            at: deadline,
+            limit,
+        } => {
+            if let Poll::Ready(r) = fut.poll(cx) {
+                let outcome = inner.classify.classify(&r);
+                slow.set(Slow::Idle);
+                step.set(Step::Done);
+                return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
+            }
+            if sleep.is_none() {
+                sleep.set(Some(tokio::time::sleep_until(*deadline)));
+            }
+            if let Some(timer) = sleep.as_pin_mut() {
+                ready!(timer.poll(cx));
+            }
+            let limit = *limit;
+            // The attempt that overran goes at once, as the engine's does.
+            slow.set(Slow::Idle);
+            step.set(Step::Done);
+            return Poll::Ready(Some(Ok((Attempt::TimedOut(limit), Outcome::Failure))));
+        }
+        SlowProj::Yield => {
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
+            coop.made_progress();
+            slow.set(Slow::Idle);
+            launch(pipeline, op, at, step, slow);
+            return Poll::Ready(None);
+        }
+        SlowProj::Sleep { sleep } => {
+            ready!(sleep.poll(cx));
+            slow.set(Slow::Idle);
+            launch(pipeline, op, at, step, slow);
+            return Poll::Ready(None);
+        }
+    };
+    // Admission, from guard `first` on, as `Pipeline::guarded_call` does.
+    for (i, g) in inner.call_guards.iter().enumerate().skip(first) {
+        match g.acquire(&BARE) {
+            Acquire::Ready(Ok(permit)) => at.permits.push(permit),
+            Acquire::Ready(Err(rejection)) => return Poll::Ready(Some(Err(rejection.into()))),
+            Acquire::Wait(wait) => {
+                slow.set(Slow::Queue { wait, guard: i });
+                return Poll::Ready(None);
+            }
+        }
+    }
+    slow.set(Slow::Idle);
+    begin(pipeline, op, at, step, slow);
+    Poll::Ready(None)
+}
+
+/// Starts attempt `at.attempt`: the operation alone, or under the operation timeout.
+#[inline(always)]
+fn launch<'p, C, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    slow: Pin<&mut Slow<'p, Fut>>,
+) where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    let Some(op) = op.as_mut() else {
+        unreachable!("a lean call keeps its operation")
+    };
+    if pipeline.inner.timeouts.operation.is_some() {
+        return launch_timed(pipeline, op, at, step, slow);
+    }
+    if at.attempt == 1 {
+        step.set(Step::Attempt { fut: op(&BARE) });
+    } else {
         // The attempt number is the one thing the engine's own adapters read (the tower
         // adapter sends the last attempt its original request).
         let ctx = Context {
@@ -294,32 +433,59 @@ where
     }
 }
 
-/// Asks the per-call guards from `first` on for admission, as [`Pipeline::guarded_call`]
-/// does: `true` when all admitted the call. A guard that makes the call wait leaves `step`
-/// queued on it (`false`).
-#[inline]
-fn admit<'p, C, E, Fut>(
+/// Starts an attempt under the operation timeout (when it is within the horizon: one too
+/// long to fire is none).
+#[inline(never)]
+fn launch_timed<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
-    at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
-    first: usize,
-) -> Result<bool, Error<E>> {
-    for (i, g) in pipeline.inner.call_guards.iter().enumerate().skip(first) {
-        match g.acquire(&BARE) {
-            Acquire::Ready(Ok(permit)) => at.permits.push(permit),
-            Acquire::Ready(Err(rejection)) => return Err(rejection.into()),
-            Acquire::Wait(wait) => {
-                step.set(Step::Queue { wait, guard: i });
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
+    op: &mut F,
+    at: &Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
+) where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    let mut ctx = Context {
+        attempt: at.attempt,
+        ..Context::bare()
+    };
+    let timeout = pipeline
+        .inner
+        .timeouts
+        .operation
+        .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
+    let Some((limit, deadline)) = timeout else {
+        step.set(Step::Attempt { fut: op(&ctx) });
+        return;
+    };
+    ctx.deadline = Some(deadline);
+    let fut = op(&ctx);
+    let ambient = Ambient {
+        deadline: Some(deadline),
+        cancel: None,
+    };
+    slow.set(Slow::Timed {
+        fut: AMBIENT.scope(ambient, fut),
+        sleep: None,
+        at: deadline,
+        limit,
+    });
+    step.set(Step::Slow);
 }
 
-/// After admission, before the first attempt: what the retry loop does at its start.
-#[inline]
-fn begin<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
+/// After admission: what the retry loop does at its start, then the first attempt.
+#[inline(always)]
+fn begin<'p, C, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    step: Pin<&mut Step<Fut>>,
+    slow: Pin<&mut Slow<'p, Fut>>,
+) where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
     let inner = &*pipeline.inner;
     if inner.time_calls {
         at.admitted = Some(inner.clock.now());
@@ -332,6 +498,7 @@ fn begin<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
             at.started = Some(inner.clock.now());
         }
     }
+    launch(pipeline, op, at, step, slow);
 }
 
 /// The call's end: each per-call permit records its outcome and duration.
