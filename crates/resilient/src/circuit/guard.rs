@@ -7,7 +7,7 @@ use super::machine::Admit;
 use super::{CircuitBreaker, CircuitBreakerBuilder};
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;
-use crate::engine::guard::{Acquire, Guard, Invalid, Permit};
+use crate::engine::guard::{Acquire, Guard, Invalid, Permit, Rejection};
 use crate::engine::outcome::Outcome;
 use crate::engine::telemetry::{GuardGauges, TransitionSink};
 use crate::engine::timeouts::Timeouts;
@@ -22,12 +22,19 @@ impl Guard for CircuitBreaker {
     }
 
     #[inline]
-    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
-        Acquire::Ready(match self.inner.try_acquire() {
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        Acquire::Ready(self.acquire_now(ctx))
+    }
+
+    /// A breaker never makes a caller wait: the same answer as [`Guard::acquire`], without
+    /// the [`Acquire`] around it (blocking execution asks this).
+    #[inline]
+    fn acquire_now(&self, _ctx: &Context) -> Result<Permit<'_>, Rejection> {
+        match self.inner.try_acquire() {
             Ok(Admit::Token(t)) => Ok(Permit::new(self, t)),
             Ok(Admit::Free) => Ok(Permit::none()),
             Err(r) => Err(r),
-        })
+        }
     }
 
     #[inline]
