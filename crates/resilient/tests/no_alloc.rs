@@ -74,6 +74,13 @@ fn success_path_does_not_allocate() {
             .timeout(Timeout::operation(Duration::from_secs(5)))
             .build()
             .unwrap(),
+        // a per-call guard and an operation timeout, nothing else: the lean path
+        Pipeline::builder()
+            .guard(Bulkhead::builder(4).build().unwrap())
+            .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
+            .timeout(Timeout::operation(Duration::from_secs(5)))
+            .build()
+            .unwrap(),
         // per-call and per-attempt guards without a request timeout: the direct path
         // (no phase 1), with the name and tags that guards may read
         Pipeline::builder()

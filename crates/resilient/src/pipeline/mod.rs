@@ -19,6 +19,12 @@
 //!
 //! The engine is one `async fn` per call (no boxing of the operation, no allocation on the
 //! success path); guards are trait objects that only see a [`Context`].
+//!
+//! A call of [`Pipeline::execute`] on a pipeline with nothing but per-call guards (that do
+//! not read labels), a retry and an operation timeout, no observer, no hedge and no request
+//! timeout, with no caller cancellation and no deadline inherited from an enclosing call,
+//! takes the **lean path** (`run.rs`): the same phases and decisions, written as one small
+//! state machine instead of nested futures.
 
 use std::borrow::BorrowMut;
 use std::fmt;
