@@ -385,3 +385,167 @@ async fn the_operation_timeout_on_the_lean_path_matches_the_engine() {
     assert_eq!(took, Duration::from_millis(10));
     assert!(r.contains("Timeout") && r.contains("Operation"), "{r}");
 }
+
+/// A per-call guard that notes, when its permit comes back, whether the operation's future
+/// was already dropped.
+#[derive(Debug, Default)]
+struct DropOrder {
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Mutex<Vec<bool>>,
+}
+
+impl resilient::Guard for DropOrder {
+    fn name(&self) -> &'static str {
+        "drop_order"
+    }
+
+    fn acquire<'a>(&'a self, _ctx: &resilient::Context) -> resilient::Acquire<'a> {
+        resilient::Acquire::Ready(Ok(resilient::Permit::new(self, 0)))
+    }
+
+    fn on_release(&self, _token: u64, _outcome: Option<(resilient::Outcome, Duration)>) {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(self.dropped.load(Ordering::SeqCst));
+    }
+
+    fn reads_labels(&self) -> bool {
+        false
+    }
+}
+
+/// Sets its flag when dropped.
+struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_drops_its_attempt_before_giving_back_its_permits() {
+    for phased in [false, true] {
+        let guard = Arc::new(DropOrder::default());
+        let mut b = Pipeline::builder().guard_arc(guard.clone());
+        if phased {
+            b = b.observer(|_: &resilient::telemetry::Event<'_>| {});
+        }
+        let p = b.build().unwrap();
+        let dropped = guard.dropped.clone();
+        let cut = tokio::time::timeout(
+            Duration::from_millis(1),
+            p.execute(|| {
+                let flag = Flag(dropped.clone());
+                async move {
+                    let _flag = flag;
+                    std::future::pending::<Result<(), ()>>().await
+                }
+            }),
+        )
+        .await;
+        assert!(cut.is_err());
+        assert_eq!(*guard.seen.lock().unwrap(), [true], "phased: {phased}");
+    }
+}
+
+/// Runs a hedged call whose attempts (in the order they start) take `script`'s times and
+/// give its results, on the lean path or (with an observer) the phased one. Returns the
+/// result, when each attempt started and which attempts' futures were dropped unfinished,
+/// and the call's duration.
+async fn hedged(
+    phased: bool,
+    hedge: resilient::hedge::Hedge,
+    script: &'static [(u64, Result<u32, &'static str>)],
+) -> String {
+    let mut b = Pipeline::builder()
+        .retry(
+            Retry::constant(Duration::from_millis(5))
+                .attempts(2)
+                .jitter(resilient::Jitter::None),
+        )
+        .hedge(hedge)
+        .idempotent(true);
+    if phased {
+        b = b.observer(|_: &resilient::telemetry::Event<'_>| {});
+    }
+    let p = b.build().unwrap();
+    let start = Instant::now();
+    let calls = AtomicU32::new(0);
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r = p
+        .execute(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) as usize;
+            let (ms, out) = script[n.min(script.len() - 1)];
+            let log = log.clone();
+            log.lock()
+                .unwrap()
+                .push(format!("start {n} at {:?}", start.elapsed()));
+            struct Unfinished(usize, Arc<std::sync::Mutex<Vec<String>>>, bool);
+            impl Drop for Unfinished {
+                fn drop(&mut self) {
+                    if !self.2 {
+                        self.1.lock().unwrap().push(format!("dropped {}", self.0));
+                    }
+                }
+            }
+            async move {
+                let mut guard = Unfinished(n, log, false);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                guard.2 = true;
+                out
+            }
+        })
+        .await;
+    let log = log.lock().unwrap().join(", ");
+    format!("{r:?} after {:?}: {log}", start.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedged_calls_on_the_lean_path_match_the_engine() {
+    let delayed = || {
+        resilient::hedge::Hedge::delayed(Duration::from_millis(20))
+            .max_hedges(2)
+            .build()
+            .unwrap()
+    };
+    let scripts: [&'static [(u64, Result<u32, &'static str>)]; 6] = [
+        // answered at once; within the delay; a hedge wins; the first fails at once
+        &[(0, Ok(1))],
+        &[(10, Ok(1))],
+        &[(100, Ok(1)), (10, Ok(2)), (10, Ok(3))],
+        &[(0, Err("a")), (10, Ok(2))],
+        // everything fails: a retry round, hedged again
+        &[(30, Err("a")), (30, Err("b")), (5, Err("c")), (0, Ok(4))],
+        &[
+            (100, Err("a")),
+            (100, Err("b")),
+            (100, Err("c")),
+            (1, Err("d")),
+        ],
+    ];
+    for script in scripts {
+        for hedge in [
+            delayed(),
+            resilient::hedge::Hedge::parallel()
+                .max_hedges(1)
+                .build()
+                .unwrap(),
+            resilient::hedge::Hedge::fallback()
+                .max_hedges(1)
+                .build()
+                .unwrap(),
+        ] {
+            let lean = hedged(false, hedge.clone(), script).await;
+            let phased = hedged(true, hedge, script).await;
+            assert_eq!(lean, phased, "{script:?}");
+        }
+    }
+    // What that is, for a hedge that wins: the first attempt dropped when it won.
+    let out = hedged(false, delayed(), &[(100, Ok(1)), (10, Ok(2))]).await;
+    assert_eq!(
+        out,
+        "Ok(2) after 30ms: start 0 at 0ns, start 1 at 20ms, dropped 0"
+    );
+}

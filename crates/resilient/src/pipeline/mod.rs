@@ -21,10 +21,10 @@
 //! success path); guards are trait objects that only see a [`Context`].
 //!
 //! A call of [`Pipeline::execute`] on a pipeline with nothing but per-call guards (that do
-//! not read labels), a retry and an operation timeout, no observer, no hedge and no request
-//! timeout, with no caller cancellation and no deadline inherited from an enclosing call,
-//! takes the **lean path** (`run.rs`): the same phases and decisions, written as one small
-//! state machine instead of nested futures.
+//! not read labels), a retry, and an operation timeout or a hedge (not both), no observer
+//! and no request timeout, with no caller cancellation and no deadline inherited from an
+//! enclosing call, takes the **lean path** (`run.rs`): the same phases and decisions,
+//! written as one small state machine instead of nested futures.
 
 use std::borrow::BorrowMut;
 use std::fmt;
@@ -641,7 +641,9 @@ impl<C> PipelineBuilder<C> {
             && within_horizon(self.timeouts.request).is_none()
             && self.attempt_guards.is_empty()
             && !self.call_guards.iter().any(|g| g.reads_labels())
-            && self.hedge.is_none();
+            // a hedged attempt is bare only without an operation timeout (as in the
+            // phased engine's retry loop)
+            && (self.hedge.is_none() || self.timeouts.operation.is_none());
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -937,6 +939,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let call = Run {
             pipeline: self,
             lean,
+            hedge: self.inner.hedge.is_some() && !seed.no_hedge,
             seed,
             op: Some(op),
             retryable: Some(retryable),
@@ -944,6 +947,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             at: Lean::default(),
             step: Step::Idle,
             slow: Slow::Idle,
+            hedging: None,
             phased: Phased::Idle,
         };
         Recovering {

@@ -42,19 +42,26 @@ pub(super) enum Start<A, G, B, O> {
 pin_project_lite::pin_project! {
     /// One call. `start` builds the phased engine's future for the call's path; the lean
     /// path needs none of it and keeps `op` and `retryable` here.
-    pub(super) struct Run<'p, C, F, R, S, Fut, A, G, B, O> {
+    pub(super) struct Run<'p, C, F, R, S, Fut: Future, A, G, B, O> {
         pub(super) pipeline: &'p Pipeline<C>,
         // The call may take the lean path (decided where the call is built, from its seed).
         pub(super) lean: bool,
+        // The call is hedged (the pipeline has a hedge and the call is idempotent).
+        pub(super) hedge: bool,
         pub(super) seed: Seed,
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
-        pub(super) at: Lean<'p>,
+        // Fields drop in this order: the attempt (and a queued wait) before the per-call
+        // permits in `at`, as the phased engine's locals do (a bulkhead's slot is not given
+        // back while the operation's future still lives).
         #[pin]
         pub(super) step: Step<Fut>,
         #[pin]
         pub(super) slow: Slow<'p, Fut>,
+        // A lean hedged attempt's hedges, once its first poll found it pending or failed.
+        pub(super) hedging: Option<Box<Hedging<Fut>>>,
+        pub(super) at: Lean<'p>,
         #[pin]
         pub(super) phased: Phased<A, G, B, O>,
     }
@@ -73,6 +80,24 @@ pub(super) struct Lean<'p> {
     admitted: Option<Duration>,
     /// The per-call guards' permits.
     permits: Permits<'p>,
+}
+
+/// The hedges of a lean call's attempt (the first attempt stays in its [`Step`]), as
+/// [`Pipeline::hedged`] runs them: set up only when the first poll found the attempt
+/// pending or failed.
+pub(super) struct Hedging<Fut: Future> {
+    /// The first attempt has ended.
+    first_done: bool,
+    /// When the first attempt started, for a percentile delay.
+    t0: Option<Instant>,
+    /// When the next hedge is due (delayed and percentile modes).
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The hedges running: their number, start and future.
+    hedges: Vec<(u32, Option<Instant>, Pin<Box<Fut>>)>,
+    /// The next hedge's number.
+    next: u32,
+    /// The last failure.
+    last: Option<(Fut::Output, Outcome)>,
 }
 
 pin_project_lite::pin_project! {
@@ -159,6 +184,8 @@ where
                     this.at,
                     this.step,
                     this.slow,
+                    *this.hedge,
+                    this.hedging,
                     cx,
                 );
             }
@@ -182,6 +209,8 @@ where
                 this.at,
                 this.step,
                 this.slow,
+                *this.hedge,
+                this.hedging,
                 cx,
             );
         }
@@ -246,6 +275,7 @@ where
 /// guard, as a state machine. The per-call permits record the call's outcome as
 /// [`Pipeline::guarded_call`] does.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
 fn poll_lean<'p, C, T, E, F, R, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
@@ -253,6 +283,8 @@ fn poll_lean<'p, C, T, E, F, R, Fut>(
     at: &mut Lean<'p>,
     mut step: Pin<&mut Step<Fut>>,
     mut slow: Pin<&mut Slow<'p, Fut>>,
+    hedge: bool,
+    hedging: &mut Option<Box<Hedging<Fut>>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -264,10 +296,18 @@ where
     let inner = &*pipeline.inner;
     loop {
         let (result, outcome) = match step.as_mut().project() {
-            StepProj::Attempt { fut } => {
-                let r = ready!(fut.poll(cx));
-                let outcome = inner.classify.classify(&r);
-                (Attempt::Done(r), outcome)
+            StepProj::Attempt { mut fut } => {
+                if hedge {
+                    let (r, outcome) =
+                        ready!(poll_hedged(pipeline, op, retryable, at, hedging, fut, cx));
+                    // The other attempts go in this poll, whichever won.
+                    step.set(Step::Done);
+                    (Attempt::Done(r), outcome)
+                } else {
+                    let r = ready!(fut.as_mut().poll(cx));
+                    let outcome = inner.classify.classify(&r);
+                    (Attempt::Done(r), outcome)
+                }
             }
             StepProj::Slow => match poll_slow(pipeline, op, at, step.as_mut(), slow.as_mut(), cx) {
                 Poll::Pending => return Poll::Pending,
@@ -498,7 +538,152 @@ fn begin<'p, C, F, Fut>(
             at.started = Some(inner.clock.now());
         }
     }
+    if let Some(h) = &inner.hedge {
+        h.deposit();
+    }
     launch(pipeline, op, at, step, slow);
+}
+
+/// A lean hedged attempt (bare, as the phased engine's retry loop runs it with
+/// [`PollOnce`](super::hedge::PollOnce) and [`Pipeline::hedged`]): the first attempt's first
+/// poll, and a quick answer that is not retried is the attempt's, with no hedging state set
+/// up. Otherwise hedges start after the hedge's delay (or at once in parallel mode, or when
+/// an attempt fails), each on a copy of the call's context; the first acceptable answer
+/// wins, and when all have failed the last failure is the attempt's.
+#[inline(never)]
+fn poll_hedged<'p, C, T, E, F, R, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    retryable: &Option<R>,
+    at: &Lean<'p>,
+    hedging: &mut Option<Box<Hedging<Fut>>>,
+    mut first: Pin<&mut Fut>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<(Result<T, E>, Outcome)>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let inner = &*pipeline.inner;
+    let classify = &inner.classify;
+    let Some(hedge) = inner.hedge.as_ref() else {
+        unreachable!("hedged only with a hedge")
+    };
+    let budget = inner.retry.as_ref().and_then(|r| r.budget.as_deref());
+    // A hedge starts only if the request can still be sent again (the tower adapter's
+    // copy) and both budgets allow it.
+    let start = |n: u32| retryable.as_ref().is_none_or(|r| r()) && hedge.admit(n, budget);
+    let started = || hedge.timed().then(Instant::now);
+    let Some(op) = op.as_mut() else {
+        unreachable!("a lean call keeps its operation")
+    };
+    let ctx = Context {
+        attempt: at.attempt,
+        ..Context::bare()
+    };
+    let mut done = None;
+    if hedging.is_none() {
+        // The first poll: a quick answer that is not retried is the whole attempt.
+        match first.as_mut().poll(cx) {
+            Poll::Ready(r) => {
+                let outcome = classify.classify(&r);
+                if !classify.should_retry(&r, outcome) {
+                    pipeline.hedge_won();
+                    return Poll::Ready((r, outcome));
+                }
+                done = Some((0, None, (r, outcome)));
+            }
+            Poll::Pending => {}
+        }
+        let mut h = Box::new(Hedging {
+            first_done: done.is_some(),
+            t0: if done.is_some() { None } else { started() },
+            timer: None,
+            hedges: Vec::new(),
+            next: 1,
+            last: None,
+        });
+        if hedge.is_parallel() {
+            let max = hedge.max_hedges();
+            while h.next <= max && start(h.next) {
+                h.hedges.push((h.next, started(), Box::pin(op(&ctx))));
+                h.next += 1;
+            }
+            h.next = max + 1;
+        }
+        *hedging = Some(h);
+    }
+    let Some(h) = hedging.as_mut() else {
+        unreachable!("set up above")
+    };
+    let max = hedge.max_hedges();
+    loop {
+        if done.is_none()
+            && !h.first_done
+            && let Poll::Ready(r) = first.as_mut().poll(cx)
+        {
+            h.first_done = true;
+            let outcome = classify.classify(&r);
+            done = Some((0, h.t0, (r, outcome)));
+        }
+        if done.is_none() {
+            for i in 0..h.hedges.len() {
+                if let Poll::Ready(r) = h.hedges[i].2.as_mut().poll(cx) {
+                    let (n, t, _) = h.hedges.swap_remove(i);
+                    let outcome = classify.classify(&r);
+                    done = Some((n, t, (r, outcome)));
+                    break;
+                }
+            }
+        }
+        if let Some((n, t, (r, outcome))) = done.take() {
+            if !classify.should_retry(&r, outcome) {
+                // the winner: every other attempt is dropped in this poll
+                *hedging = None;
+                hedge.won_after(n, t);
+                return Poll::Ready((r, outcome));
+            }
+            h.last = Some((r, outcome));
+            // a failure brings the next hedge forward (delayed and fallback modes)
+            if h.next <= max && start(h.next) {
+                h.hedges.push((h.next, started(), Box::pin(op(&ctx))));
+                h.next += 1;
+                if let (Some(d), Some(t)) = (hedge.delay(), h.timer.as_mut()) {
+                    t.as_mut().reset(Instant::now() + d);
+                }
+            }
+            if h.first_done && h.hedges.is_empty() {
+                let last = h.last.take();
+                *hedging = None;
+                let Some(last) = last else {
+                    unreachable!("a failed attempt")
+                };
+                return Poll::Ready(last);
+            }
+            continue;
+        }
+        // nothing finished: in delayed mode a hedge is due after the delay (the timer is
+        // set up only now, when the first poll found the attempt pending)
+        if let Some(d) = hedge.delay()
+            && h.next <= max
+        {
+            let t = h
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
+            if t.as_mut().poll(cx).is_ready() {
+                if start(h.next) {
+                    h.hedges.push((h.next, started(), Box::pin(op(&ctx))));
+                    h.next += 1;
+                    t.as_mut().reset(Instant::now() + d);
+                    continue;
+                }
+                h.next = max + 1;
+            }
+        }
+        return Poll::Pending;
+    }
 }
 
 /// The call's end: each per-call permit records its outcome and duration.
