@@ -298,8 +298,22 @@ where
         let (result, outcome) = match step.as_mut().project() {
             StepProj::Attempt { mut fut } => {
                 if hedge {
-                    let (r, outcome) =
-                        ready!(poll_hedged(pipeline, op, retryable, at, hedging, fut, cx));
+                    let mut quick = None;
+                    if hedging.is_none() {
+                        // The first poll: a quick answer that is not retried is the whole
+                        // attempt, with no hedging state set up.
+                        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                            let outcome = inner.classify.classify(&r);
+                            if !inner.classify.should_retry(&r, outcome) {
+                                pipeline.hedge_won();
+                                return Poll::Ready(finish_lean(pipeline, at, r, outcome));
+                            }
+                            quick = Some((r, outcome));
+                        }
+                    }
+                    let (r, outcome) = ready!(poll_hedged(
+                        pipeline, op, retryable, at, hedging, fut, quick, cx
+                    ));
                     // The other attempts go in this poll, whichever won.
                     step.set(Step::Done);
                     (Attempt::Done(r), outcome)
@@ -544,13 +558,14 @@ fn begin<'p, C, F, Fut>(
     launch(pipeline, op, at, step, slow);
 }
 
-/// A lean hedged attempt (bare, as the phased engine's retry loop runs it with
-/// [`PollOnce`](super::hedge::PollOnce) and [`Pipeline::hedged`]): the first attempt's first
-/// poll, and a quick answer that is not retried is the attempt's, with no hedging state set
-/// up. Otherwise hedges start after the hedge's delay (or at once in parallel mode, or when
+/// A lean hedged attempt after its first poll (bare, as the phased engine's retry loop runs
+/// it with [`PollOnce`](super::hedge::PollOnce) and [`Pipeline::hedged`]): the caller polls
+/// the first attempt once, and a quick answer that is not retried is the attempt's, with
+/// no hedging state set up; `quick` is its failure. Otherwise hedges start after the hedge's delay (or at once in parallel mode, or when
 /// an attempt fails), each on a copy of the call's context; the first acceptable answer
 /// wins, and when all have failed the last failure is the attempt's.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)] // fields of one projected `Run`, and the quick answer
 fn poll_hedged<'p, C, T, E, F, R, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
@@ -558,6 +573,7 @@ fn poll_hedged<'p, C, T, E, F, R, Fut>(
     at: &Lean<'p>,
     hedging: &mut Option<Box<Hedging<Fut>>>,
     mut first: Pin<&mut Fut>,
+    quick: Option<(Result<T, E>, Outcome)>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<(Result<T, E>, Outcome)>
 where
@@ -583,20 +599,9 @@ where
         attempt: at.attempt,
         ..Context::bare()
     };
-    let mut done = None;
+    // After the first poll (its quick failure, if it failed), the hedging state.
+    let mut done = quick.map(|r| (0, None, r));
     if hedging.is_none() {
-        // The first poll: a quick answer that is not retried is the whole attempt.
-        match first.as_mut().poll(cx) {
-            Poll::Ready(r) => {
-                let outcome = classify.classify(&r);
-                if !classify.should_retry(&r, outcome) {
-                    pipeline.hedge_won();
-                    return Poll::Ready((r, outcome));
-                }
-                done = Some((0, None, (r, outcome)));
-            }
-            Poll::Pending => {}
-        }
         let mut h = Box::new(Hedging {
             first_done: done.is_some(),
             t0: if done.is_some() { None } else { started() },
@@ -684,6 +689,20 @@ where
         }
         return Poll::Pending;
     }
+}
+
+/// The end of a lean call whose attempt was not retried.
+#[inline(always)]
+fn finish_lean<C, T, E>(
+    pipeline: &Pipeline<C>,
+    at: &mut Lean<'_>,
+    r: Result<T, E>,
+    outcome: Outcome,
+) -> Result<T, Error<E>> {
+    if !at.permits.is_empty() {
+        settle(pipeline, at, outcome);
+    }
+    finish(Attempt::Done(r), 1)
 }
 
 /// The call's end: each per-call permit records its outcome and duration.
