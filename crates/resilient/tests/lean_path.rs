@@ -9,6 +9,18 @@ use std::time::Duration;
 use resilient::{Error, Pipeline, Retry, RetryBudget};
 use tokio::time::Instant;
 
+/// Calls `p` with an operation that always fails at once; the result and the attempts made.
+async fn always_down(p: &Pipeline) -> (Result<(), Error<&'static str>>, u32) {
+    let calls = AtomicU32::new(0);
+    let r = p
+        .execute(|| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            ready(Err::<(), _>("down"))
+        })
+        .await;
+    (r, calls.load(Ordering::Relaxed))
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_zero_delay_retry_loop_gives_control_back_to_the_scheduler() {
     // An operation that fails without ever awaiting, retried with no delay and no end: the
@@ -45,13 +57,7 @@ async fn lean_retries_wait_their_delays_and_count_their_attempts() {
         .build()
         .unwrap();
     let start = Instant::now();
-    let calls = AtomicU32::new(0);
-    let r = p
-        .execute(|| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            ready(Err::<(), _>("down"))
-        })
-        .await;
+    let (r, calls) = always_down(&p).await;
     assert!(
         matches!(
             r,
@@ -62,7 +68,7 @@ async fn lean_retries_wait_their_delays_and_count_their_attempts() {
         ),
         "{r:?}"
     );
-    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    assert_eq!(calls, 3);
     assert_eq!(start.elapsed(), Duration::from_millis(200));
 
     // Success on the second attempt: one wait.
@@ -89,15 +95,9 @@ async fn a_lean_call_stops_at_max_elapsed_and_when_its_budget_is_spent() {
         )
         .build()
         .unwrap();
-    let calls = AtomicU32::new(0);
-    let r = p
-        .execute(|| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            ready(Err::<(), _>("down"))
-        })
-        .await;
+    let (r, calls) = always_down(&p).await;
     // Attempts at 0, 100 and 200 ms; a third wait would end past 250 ms.
-    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    assert_eq!(calls, 3);
     assert!(
         matches!(r, Err(Error::RetriesExhausted { attempts: 3, .. })),
         "{r:?}"
@@ -112,14 +112,8 @@ async fn a_lean_call_stops_at_max_elapsed_and_when_its_budget_is_spent() {
         )
         .build()
         .unwrap();
-    let calls = AtomicU32::new(0);
-    let r = p
-        .execute(|| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            ready(Err::<(), _>("down"))
-        })
-        .await;
-    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    let (r, calls) = always_down(&p).await;
+    assert_eq!(calls, 1);
     assert!(matches!(r, Err(Error::Inner("down"))), "{r:?}");
 }
 

@@ -54,15 +54,7 @@ impl Context {
 
     /// A context for a standalone guard call (attempt 1, no deadline).
     pub fn new() -> Self {
-        Self {
-            attempt: 1,
-            operation: None,
-            deadline: None,
-            tags: None,
-            cost: None,
-            key: None,
-            probe: None,
-        }
+        Self::bare()
     }
 
     /// This context, charging `cost` units to the rate limiters that read it (see

@@ -174,55 +174,44 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         let mut this = self.project();
         match this.step.as_mut().project() {
-            StepProj::Idle => {}
             StepProj::Phased => return poll_phased(this.phased, cx),
-            _ => {
-                return poll_lean(
-                    this.pipeline,
-                    this.op,
-                    this.retryable,
-                    this.at,
-                    this.step,
-                    this.slow,
-                    *this.hedge,
-                    this.hedging,
-                    cx,
-                );
+            StepProj::Idle => {
+                let inner = &*this.pipeline.inner;
+                if !(*this.lean && inner.lean && !Ambient::active()) {
+                    start_phased(
+                        this.start,
+                        this.seed,
+                        this.op,
+                        this.retryable,
+                        this.phased.as_mut(),
+                    );
+                    this.step.set(Step::Phased);
+                    return poll_phased(this.phased, cx);
+                }
+                this.at.attempt = 1;
+                if inner.call_guards.is_empty() {
+                    begin(
+                        this.pipeline,
+                        this.op,
+                        this.at,
+                        this.step.as_mut(),
+                        this.slow.as_mut(),
+                    );
+                }
             }
+            _ => {}
         }
-        let inner = &*this.pipeline.inner;
-        if *this.lean && inner.lean && !Ambient::active() {
-            this.at.attempt = 1;
-            if inner.call_guards.is_empty() {
-                begin(
-                    this.pipeline,
-                    this.op,
-                    this.at,
-                    this.step.as_mut(),
-                    this.slow.as_mut(),
-                );
-            }
-            return poll_lean(
-                this.pipeline,
-                this.op,
-                this.retryable,
-                this.at,
-                this.step,
-                this.slow,
-                *this.hedge,
-                this.hedging,
-                cx,
-            );
-        }
-        start_phased(
-            this.start,
-            this.seed,
+        poll_lean(
+            this.pipeline,
             this.op,
             this.retryable,
-            this.phased.as_mut(),
-        );
-        this.step.set(Step::Phased);
-        poll_phased(this.phased, cx)
+            this.at,
+            this.step,
+            this.slow,
+            *this.hedge,
+            this.hedging,
+            cx,
+        )
     }
 }
 
