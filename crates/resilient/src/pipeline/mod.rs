@@ -637,8 +637,9 @@ impl<C> PipelineBuilder<C> {
             let _ = self.fallback_report.set(report.clone());
             report
         });
+        let direct = within_horizon(self.timeouts.request).is_none();
         let lean = sink.is_none()
-            && within_horizon(self.timeouts.request).is_none()
+            && direct
             && self.attempt_guards.is_empty()
             && !self.call_guards.iter().any(|g| g.reads_labels())
             // a hedged attempt is bare only without an operation timeout (as in the
@@ -654,7 +655,7 @@ impl<C> PipelineBuilder<C> {
                 timeouts: self.timeouts,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
-                direct: within_horizon(self.timeouts.request).is_none(),
+                direct,
                 lean,
                 labels: self
                     .call_guards
@@ -939,12 +940,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let call = Run {
             pipeline: self,
             lean,
-            hedge: self.inner.hedge.is_some() && !seed.no_hedge,
             seed,
             op: Some(op),
             retryable: Some(retryable),
             start: Some(start),
-            at: Lean::default(),
+            at: Lean::new(),
             step: Step::Idle,
             slow: Slow::Idle,
             hedging: None,
@@ -1596,14 +1596,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut() -> Result<T, E>,
     {
-        let op = move |_: &Context| op();
-        // Nothing timed, no observer and no enclosing call: straight to the untimed loop,
-        // with the seed's fields as constants (a `Seed` built here and moved down would be
-        // read back through memory).
-        if self.inner.untimed && self.inner.sink.is_none() && !Ambient::active() {
-            return self.run_blocking_untimed(true, None, None, op);
-        }
-        self.run_blocking(Seed::bare(), op)
+        self.run_blocking(Seed::bare(), move |_| op())
     }
 
     /// [`Pipeline::execute_blocking`], handing the operation the [`Context`] of each
@@ -1633,6 +1626,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// The blocking engine: `op` sees each attempt's context.
+    #[inline]
     fn run_blocking<T, E, F>(&self, seed: Seed, op: F) -> Result<T, Error<E>>
     where
         C: Classify<T, E>,

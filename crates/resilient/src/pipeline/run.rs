@@ -1,13 +1,12 @@
 //! The future of one call: the path is picked on the first poll, then polled in place.
 //!
-//! Most pipelines' calls take the **lean** path: an operation that does not read its
-//! [`Context`] (`execute`), in a pipeline with no guard, no timeout, no hedge and no
-//! observer, with no caller cancellation and no deadline inherited from an enclosing call.
-//! Its only phase is the retry loop around bare attempts, and it is written out here as a
-//! small state machine (attempt, wait, attempt ...) that makes the same decisions as the
-//! engine's retry loop ([`Pipeline::next`], [`retried`], [`finish`]) without building a
-//! [`Context`], reading the clock or nesting futures. Every other call runs the phased
-//! engine of [`Pipeline`] (see [`Pipeline::run`]).
+//! Most calls take the **lean** path: an operation that does not read its [`Context`]
+//! (`execute`), with no caller cancellation, cost or key and no deadline inherited from an
+//! enclosing call, in a pipeline whose only steps are per-call guards that do not read
+//! labels, a retry, and an operation timeout or a hedge (see `Inner::lean`). Its phases
+//! (admission, attempts, waits) are written out here as one small state machine that makes
+//! the engine's own decisions ([`Pipeline::next`], [`retried`], [`finish`]) without nested
+//! futures. Every other call runs the phased engine of [`Pipeline`] (see [`Pipeline::run`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,8 +45,6 @@ pin_project_lite::pin_project! {
         pub(super) pipeline: &'p Pipeline<C>,
         // The call may take the lean path (decided where the call is built, from its seed).
         pub(super) lean: bool,
-        // The call is hedged (the pipeline has a hedge and the call is idempotent).
-        pub(super) hedge: bool,
         pub(super) seed: Seed,
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
@@ -68,7 +65,6 @@ pin_project_lite::pin_project! {
 }
 
 /// Where a lean call is, besides its step.
-#[derive(Default)]
 pub(super) struct Lean<'p> {
     /// The attempt running or next (from 1).
     attempt: u32,
@@ -98,6 +94,19 @@ pub(super) struct Hedging<Fut: Future> {
     next: u32,
     /// The last failure.
     last: Option<(Fut::Output, Outcome)>,
+}
+
+impl Lean<'_> {
+    /// Before the first attempt.
+    pub(super) fn new() -> Self {
+        Self {
+            attempt: 1,
+            previous: None,
+            started: None,
+            admitted: None,
+            permits: Permits::new(),
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -188,7 +197,6 @@ where
                     this.step.set(Step::Phased);
                     return poll_phased(this.phased, cx);
                 }
-                this.at.attempt = 1;
                 if inner.call_guards.is_empty() {
                     begin(
                         this.pipeline,
@@ -201,6 +209,8 @@ where
             }
             _ => {}
         }
+        // Hedged: the pipeline has a hedge and the call is idempotent.
+        let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
         poll_lean(
             this.pipeline,
             this.op,
@@ -208,7 +218,7 @@ where
             this.at,
             this.step,
             this.slow,
-            *this.hedge,
+            hedge,
             this.hedging,
             cx,
         )
@@ -295,7 +305,8 @@ where
                             let outcome = inner.classify.classify(&r);
                             if !inner.classify.should_retry(&r, outcome) {
                                 pipeline.hedge_won();
-                                return Poll::Ready(finish_lean(pipeline, at, r, outcome));
+                                settle(pipeline, at, outcome);
+                                return Poll::Ready(finish(Attempt::Done(r), 1));
                             }
                             quick = Some((r, outcome));
                         }
@@ -331,9 +342,7 @@ where
             }
         };
         if !retried(&inner.classify, &result, outcome) {
-            if !at.permits.is_empty() {
-                settle(pipeline, at, outcome);
-            }
+            settle(pipeline, at, outcome);
             return Poll::Ready(finish(result, 1));
         }
         match lean_retry(pipeline, retryable, at, result) {
@@ -350,9 +359,7 @@ where
                 at.attempt += 1;
             }
             Err(end) => {
-                if !at.permits.is_empty() {
-                    settle(pipeline, at, outcome);
-                }
+                settle(pipeline, at, outcome);
                 return Poll::Ready(end);
             }
         }
@@ -550,8 +557,8 @@ fn begin<'p, C, F, Fut>(
 /// A lean hedged attempt after its first poll (bare, as the phased engine's retry loop runs
 /// it with [`PollOnce`](super::hedge::PollOnce) and [`Pipeline::hedged`]): the caller polls
 /// the first attempt once, and a quick answer that is not retried is the attempt's, with
-/// no hedging state set up; `quick` is its failure. Otherwise hedges start after the hedge's delay (or at once in parallel mode, or when
-/// an attempt fails), each on a copy of the call's context; the first acceptable answer
+/// no hedging state set up; `quick` is its failure. Otherwise hedges start after the
+/// hedge's delay (or at once in parallel mode, or when an attempt fails), each on a copy of the call's context; the first acceptable answer
 /// wins, and when all have failed the last failure is the attempt's.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)] // fields of one projected `Run`, and the quick answer
@@ -680,23 +687,17 @@ where
     }
 }
 
-/// The end of a lean call whose attempt was not retried.
+/// The call's end: each per-call permit records its outcome and duration.
 #[inline(always)]
-fn finish_lean<C, T, E>(
-    pipeline: &Pipeline<C>,
-    at: &mut Lean<'_>,
-    r: Result<T, E>,
-    outcome: Outcome,
-) -> Result<T, Error<E>> {
+fn settle<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
     if !at.permits.is_empty() {
-        settle(pipeline, at, outcome);
+        record(pipeline, at, outcome);
     }
-    finish(Attempt::Done(r), 1)
 }
 
-/// The call's end: each per-call permit records its outcome and duration.
+/// [`settle`] with permits to record (out of line: most calls hold none).
 #[inline(never)]
-fn settle<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
+fn record<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
     let took = elapsed_since(&pipeline.inner.clock, at.admitted);
     for permit in at.permits.drain(..) {
         permit.record(outcome, took);
