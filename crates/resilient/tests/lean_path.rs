@@ -1,4 +1,4 @@
-//! The lean path: a call of `execute` on a pipeline with nothing but a retry runs a small
+//! The lean path: a call of `execute` on a pipeline without an observer runs a small
 //! state machine instead of the phased engine. It must decide exactly as the engine does.
 
 use std::future::ready;
@@ -541,5 +541,247 @@ async fn hedged_calls_on_the_lean_path_match_the_engine() {
     assert_eq!(
         out,
         "Ok(2) after 30ms: start 0 at 0ns, start 1 at 20ms, dropped 0"
+    );
+}
+
+/// A guard that notes in a shared log what it sees: its admissions (with the attempt and the
+/// call's deadline, from the scenario's start) and its releases (with the outcome).
+#[derive(Debug)]
+struct Tagged {
+    name: &'static str,
+    /// `ready`, `wait` (admits after 5 ms), `reject`, `late-reject` (rejects after 5 ms)
+    /// or `hang` (never answers).
+    mode: &'static str,
+    start: Instant,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl resilient::Guard for Tagged {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn acquire<'a>(&'a self, ctx: &resilient::Context) -> resilient::Acquire<'a> {
+        self.log.lock().unwrap().push(format!(
+            "{} acquire attempt {} deadline {:?} at {:?}",
+            self.name,
+            ctx.attempt(),
+            ctx.deadline().map(|d| d - self.start),
+            self.start.elapsed()
+        ));
+        let later = |ok: bool| -> resilient::Acquire<'a> {
+            resilient::Acquire::Wait(Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if ok {
+                    Ok(resilient::Permit::new(self, 1))
+                } else {
+                    Err(resilient::Rejection::BulkheadFull)
+                }
+            }))
+        };
+        match self.mode {
+            "wait" => later(true),
+            "late-reject" => later(false),
+            "hang" => resilient::Acquire::Wait(Box::pin(std::future::pending())),
+            "reject" => resilient::Acquire::Ready(Err(resilient::Rejection::BulkheadFull)),
+            _ => resilient::Acquire::Ready(Ok(resilient::Permit::new(self, 1))),
+        }
+    }
+
+    fn on_release(&self, _token: u64, outcome: Option<(resilient::Outcome, Duration)>) {
+        self.log.lock().unwrap().push(format!(
+            "{} release {outcome:?} at {:?}",
+            self.name,
+            self.start.elapsed()
+        ));
+    }
+
+    fn reads_labels(&self) -> bool {
+        false
+    }
+
+    fn measures_duration(&self) -> bool {
+        true
+    }
+}
+
+/// One pipeline's layout for [`layered`].
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// The per-call guard's mode, if it has one.
+    call: Option<&'static str>,
+    /// The two per-attempt guards' modes (the first always admits at once), if it has them.
+    attempt: Option<&'static str>,
+    request_ms: Option<u64>,
+    operation_ms: Option<u64>,
+}
+
+/// Runs a call on a pipeline of `layout` (with a retry of 3 attempts 10 ms apart that
+/// retries timeouts and rejections), on the lean path or (with an observer) the phased
+/// one, with attempts that take `script`'s times and give its results; the caller gives
+/// up after `cut_ms`. Returns the guards' log, the result, the attempts made, the time
+/// taken and the deadlines each attempt saw.
+async fn layered(
+    phased: bool,
+    layout: Layout,
+    script: &'static [(u64, Result<u32, &'static str>)],
+    cut_ms: u64,
+) -> (Vec<String>, String, u32, Duration, Vec<String>) {
+    let start = Instant::now();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let guard = |name, mode| -> Arc<dyn resilient::Guard> {
+        Arc::new(Tagged {
+            name,
+            mode,
+            start,
+            log: log.clone(),
+        })
+    };
+    let mut b = Pipeline::builder();
+    if let Some(mode) = layout.call {
+        b = b.guard_arc(guard("call", mode));
+    }
+    if let Some(ms) = layout.request_ms {
+        b = b.timeout(resilient::Timeout::request(Duration::from_millis(ms)));
+    }
+    if let Some(ms) = layout.operation_ms {
+        b = b.timeout(resilient::Timeout::operation(Duration::from_millis(ms)));
+    }
+    b = b.retry(
+        Retry::constant(Duration::from_millis(10))
+            .attempts(3)
+            .jitter(resilient::Jitter::None)
+            .retry_on_timeout(true)
+            .retry_rejected(true),
+    );
+    if let Some(mode) = layout.attempt {
+        b = b
+            .guard_arc(guard("first", "ready"))
+            .guard_arc(guard("second", mode));
+    }
+    if phased {
+        b = b.observer(|_: &resilient::telemetry::Event<'_>| {});
+    }
+    let p = b.build().unwrap();
+    let calls = AtomicU32::new(0);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let call = p.execute(|| {
+        let n = calls.fetch_add(1, Ordering::Relaxed) as usize;
+        let at_call = resilient::inherited_deadline().map(|d| d - start);
+        let (ms, result) = script[n.min(script.len() - 1)];
+        let seen = &seen;
+        async move {
+            // What a nested pipeline inside the attempt would inherit.
+            let inside = resilient::inherited_deadline().map(|d| d - start);
+            seen.lock()
+                .unwrap()
+                .push(format!("attempt {n}: {at_call:?} {inside:?}"));
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            result
+        }
+    });
+    let r = tokio::time::timeout(Duration::from_millis(cut_ms), call).await;
+    let log = log.lock().unwrap().clone();
+    let seen = seen.into_inner().unwrap();
+    (
+        log,
+        format!("{r:?}"),
+        calls.load(Ordering::Relaxed),
+        start.elapsed(),
+        seen,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn guards_and_timeouts_at_every_level_match_the_engine_on_the_lean_path() {
+    let scripts: [&'static [(u64, Result<u32, &'static str>)]; 5] = [
+        &[(0, Ok(1))],
+        &[(2, Ok(1))],
+        &[(0, Err("a")), (3, Err("b")), (1, Ok(3))],
+        &[(12, Err("a")), (12, Err("b")), (12, Err("c"))],
+        &[(40, Ok(1))],
+    ];
+    let calls = [
+        None,
+        Some("ready"),
+        Some("wait"),
+        Some("reject"),
+        Some("hang"),
+    ];
+    let attempts = [
+        None,
+        Some("ready"),
+        Some("wait"),
+        Some("reject"),
+        Some("late-reject"),
+        Some("hang"),
+    ];
+    let mut runs = 0;
+    for call in calls {
+        for attempt in attempts {
+            for request_ms in [None, Some(25), Some(200)] {
+                for operation_ms in [None, Some(8)] {
+                    for script in scripts {
+                        for cut_ms in [17, 1_000] {
+                            let layout = Layout {
+                                call,
+                                attempt,
+                                request_ms,
+                                operation_ms,
+                            };
+                            let lean = layered(false, layout, script, cut_ms).await;
+                            let phased = layered(true, layout, script, cut_ms).await;
+                            assert_eq!(lean, phased, "{layout:?} {script:?} cut {cut_ms}");
+                            runs += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(runs, 5 * 6 * 3 * 2 * 5 * 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lean_call_under_guards_and_a_request_timeout_does_what_the_engine_says() {
+    let layout = Layout {
+        call: Some("ready"),
+        attempt: Some("ready"),
+        request_ms: Some(25),
+        operation_ms: Some(8),
+    };
+    // Two attempts cut by the operation timeout at 8 ms, 10 ms apart; the third would
+    // start at 36 ms, past the request's 25 ms: the call gives up after the second.
+    let (log, r, calls, took, seen) =
+        layered(false, layout, &[(12, Err("a")), (12, Err("b"))], 1_000).await;
+    assert_eq!(calls, 2);
+    assert_eq!(took, Duration::from_millis(8 + 10 + 7));
+    assert!(r.contains("Timeout") && r.contains("Request"), "{r}");
+    // Each attempt is made under the request's deadline and runs under the tighter one.
+    assert_eq!(
+        seen,
+        [
+            "attempt 0: Some(25ms) Some(8ms)",
+            "attempt 1: Some(25ms) Some(25ms)"
+        ]
+    );
+    assert_eq!(
+        log,
+        [
+            "call acquire attempt 1 deadline Some(25ms) at 0ns",
+            "first acquire attempt 1 deadline Some(25ms) at 0ns",
+            "second acquire attempt 1 deadline Some(25ms) at 0ns",
+            "first release Some((Failure, 8ms)) at 8ms",
+            "second release Some((Failure, 8ms)) at 8ms",
+            "first acquire attempt 2 deadline Some(25ms) at 18ms",
+            "second acquire attempt 2 deadline Some(25ms) at 18ms",
+            // the request deadline cuts the second attempt: its permits go as failures
+            // (of the call's time so far), then the call's
+            "first release Some((Failure, 25ms)) at 25ms",
+            "second release Some((Failure, 25ms)) at 25ms",
+            "call release Some((Failure, 25ms)) at 25ms",
+        ]
     );
 }

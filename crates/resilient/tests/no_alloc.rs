@@ -62,7 +62,8 @@ fn success_path_does_not_allocate() {
             .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
             .build()
             .unwrap(),
-        // request timeout, no per-call guards: `run` owns the one deadline timer
+        // request timeout, no per-call guards: the lean path under a deadline (its timer
+        // armed only when the call is pending)
         Pipeline::builder()
             .timeout(Timeout::request(Duration::from_secs(30)))
             .retry(Retry::exponential(Duration::from_millis(10)).attempts(3))
@@ -81,8 +82,8 @@ fn success_path_does_not_allocate() {
             .timeout(Timeout::operation(Duration::from_secs(5)))
             .build()
             .unwrap(),
-        // per-call and per-attempt guards without a request timeout: the direct path
-        // (no phase 1), with the name and tags that guards may read
+        // per-call and per-attempt guards without a request timeout, with a name and tags
+        // (the guards read no labels: the lean path)
         Pipeline::builder()
             .name("direct")
             .tag("tier", "gold")
@@ -91,6 +92,8 @@ fn success_path_does_not_allocate() {
             .guard(Bulkhead::builder(4).build().unwrap())
             .build()
             .unwrap(),
+        // every level: the lean path with a request deadline, per-call and per-attempt
+        // guards and an operation timeout
         Pipeline::builder()
             .name("full")
             .timeout(Timeout::request(Duration::from_secs(30)))

@@ -20,11 +20,11 @@
 //! The engine is one `async fn` per call (no boxing of the operation, no allocation on the
 //! success path); guards are trait objects that only see a [`Context`].
 //!
-//! A call of [`Pipeline::execute`] on a pipeline with nothing but per-call guards (that do
-//! not read labels), a retry, and an operation timeout or a hedge (not both), no observer
-//! and no request timeout, with no caller cancellation and no deadline inherited from an
-//! enclosing call, takes the **lean path** (`run.rs`): the same phases and decisions,
-//! written as one small state machine instead of nested futures.
+//! A call of [`Pipeline::execute`] on a pipeline with no observer and no guard that reads
+//! labels (a hedge only with no timeout and no per-attempt guard), with no caller
+//! cancellation and no deadline inherited from an enclosing call, takes the **lean path**
+//! (`run.rs`): the same phases and decisions, written as one small state machine instead
+//! of nested futures.
 
 use std::borrow::BorrowMut;
 use std::fmt;
@@ -132,11 +132,13 @@ struct Inner<C> {
     /// No request timeout: a call without a caller's or an inherited deadline or
     /// cancellation needs no phase 1 (see [`Pipeline::run`]).
     direct: bool,
-    /// Per-call guards that do not read labels around a retry loop around the operation
-    /// (with or without an operation timeout), and nothing else: no per-attempt guard, no
-    /// request timeout, no hedge, no observer (a call that ignores its context takes the
-    /// lean path: see `run.rs`).
+    /// No observer and no guard that reads labels, and a hedge only with no deadline and
+    /// no per-attempt guard: a call that ignores its context takes the lean path (see
+    /// `run.rs`).
     lean: bool,
+    /// No per-attempt guard, no operation or request timeout: a lean attempt is the
+    /// operation alone.
+    bare_attempts: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
     hedge: Option<Hedge>,
@@ -639,12 +641,18 @@ impl<C> PipelineBuilder<C> {
         });
         let direct = within_horizon(self.timeouts.request).is_none();
         let lean = sink.is_none()
-            && direct
-            && self.attempt_guards.is_empty()
-            && !self.call_guards.iter().any(|g| g.reads_labels())
-            // a hedged attempt is bare only without an operation timeout (as in the
-            // phased engine's retry loop)
-            && (self.hedge.is_none() || self.timeouts.operation.is_none());
+            && !self
+                .call_guards
+                .iter()
+                .chain(&self.attempt_guards)
+                .any(|g| g.reads_labels())
+            // a hedged attempt is bare only without an operation timeout and per-attempt
+            // guards (as in the phased engine's retry loop), and the lean path hedges
+            // only with no deadline to scope the hedges with
+            && (self.hedge.is_none()
+                || (self.timeouts.operation.is_none()
+                    && self.attempt_guards.is_empty()
+                    && direct));
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -657,6 +665,9 @@ impl<C> PipelineBuilder<C> {
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 direct,
                 lean,
+                bare_attempts: direct
+                    && self.attempt_guards.is_empty()
+                    && self.timeouts.operation.is_none(),
                 labels: self
                     .call_guards
                     .iter()
@@ -948,6 +959,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             step: Step::Idle,
             slow: Slow::Idle,
             hedging: None,
+            expiry: None,
             phased: Phased::Idle,
         };
         Recovering {

@@ -2,11 +2,13 @@
 //!
 //! Most calls take the **lean** path: an operation that does not read its [`Context`]
 //! (`execute`), with no caller cancellation, cost or key and no deadline inherited from an
-//! enclosing call, in a pipeline whose only steps are per-call guards that do not read
-//! labels, a retry, and an operation timeout or a hedge (see `Inner::lean`). Its phases
-//! (admission, attempts, waits) are written out here as one small state machine that makes
-//! the engine's own decisions ([`Pipeline::next`], [`retried`], [`finish`]) without nested
-//! futures. Every other call runs the phased engine of [`Pipeline`] (see [`Pipeline::run`]).
+//! enclosing call, in a pipeline with no observer and no guard that reads labels, and a
+//! hedge only with no deadline and no per-attempt guard (see `Inner::lean`). Its phases
+//! (the request deadline, admission by per-call guards, attempts with their per-attempt
+//! guards and operation timeout, waits) are written out here as one small state machine
+//! that makes the engine's own decisions ([`Pipeline::next`], [`retried`], [`finish`])
+//! without nested futures. Every other call runs the phased engine of [`Pipeline`] (see
+//! [`Pipeline::run`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,11 +19,13 @@ use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep};
 
 use super::{
-    Attempt, Next, Permits, Pipeline, Seed, elapsed_since, finish, out_of_budget, retried,
+    Attempt, Next, Permits, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
+    retried,
 };
-use crate::engine::context::{AMBIENT, Ambient, Context, HORIZON, deadline_after};
+use crate::engine::context::{AMBIENT, Ambient, Context, HORIZON, deadline_after, within_horizon};
 use crate::engine::error::Error;
-use crate::engine::guard::{Acquire, WaitFuture};
+use crate::engine::error::TimeoutScope;
+use crate::engine::guard::{Acquire, DeadlineFired, Permit, Rejection, WaitFuture};
 use crate::engine::outcome::Classify;
 use crate::engine::outcome::Outcome;
 
@@ -59,6 +63,9 @@ pin_project_lite::pin_project! {
         // A lean hedged attempt's hedges, once its first poll found it pending or failed.
         pub(super) hedging: Option<Box<Hedging<Fut>>>,
         pub(super) at: Lean<'p>,
+        // The request timeout's timer, armed only when the call is pending.
+        #[pin]
+        pub(super) expiry: Option<Sleep>,
         #[pin]
         pub(super) phased: Phased<A, G, B, O>,
     }
@@ -74,7 +81,14 @@ pub(super) struct Lean<'p> {
     started: Option<Duration>,
     /// When the per-call guards admitted the call, when one of them uses durations.
     admitted: Option<Duration>,
-    /// The per-call guards' permits.
+    /// The request timeout's deadline and the call's start, with a request timeout.
+    deadline: Option<(Instant, Instant)>,
+    /// When the per-attempt guards admitted the attempt, when one of them uses durations.
+    t0: Option<Duration>,
+    /// How many of `permits`, at its front, are the attempt's.
+    held: usize,
+    /// The per-attempt guards' permits, then the per-call guards' ones: a dropped call
+    /// drops the attempt's first, as the phased engine does.
     permits: Permits<'p>,
 }
 
@@ -96,7 +110,19 @@ pub(super) struct Hedging<Fut: Future> {
     last: Option<(Fut::Output, Outcome)>,
 }
 
-impl Lean<'_> {
+impl<'p> Lean<'p> {
+    /// Holds a per-attempt guard's permit.
+    fn hold(&mut self, permit: Permit<'p>) {
+        self.permits.insert(self.held, permit);
+        self.held += 1;
+    }
+
+    /// Drops the attempt's permits unrecorded (a rejected or cut attempt), in order.
+    fn drop_attempt_permits(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.permits.drain(..held).for_each(drop);
+    }
+
     /// Before the first attempt.
     pub(super) fn new() -> Self {
         Self {
@@ -104,6 +130,9 @@ impl Lean<'_> {
             previous: None,
             started: None,
             admitted: None,
+            deadline: None,
+            t0: None,
+            held: 0,
             permits: Permits::new(),
         }
     }
@@ -146,9 +175,14 @@ pin_project_lite::pin_project! {
         Idle,
         /// Queued by per-call guard `guard`.
         Queue { wait: WaitFuture<'p>, guard: usize },
-        /// An attempt under an operation timeout: the attempt's deadline is the one nested
-        /// pipelines inherit; the timer is armed only if the attempt does not end at its
-        /// first poll.
+        /// The attempt queued by per-attempt guard `guard`.
+        AttemptQueue { wait: WaitFuture<'p>, guard: usize },
+        /// The attempt rejected by a per-attempt guard.
+        Rejected { rejection: Option<Rejection> },
+        /// An attempt under an operation timeout: the attempt's deadline (the tighter of
+        /// the operation timeout's and the request's) is the one nested pipelines inherit;
+        /// the timer (due `at`, after `limit`) is armed only if the attempt does not end at
+        /// its first poll.
         Timed {
             #[pin]
             fut: TaskLocalFuture<Ambient, Fut>,
@@ -197,7 +231,10 @@ where
                     this.step.set(Step::Phased);
                     return poll_phased(this.phased, cx);
                 }
-                if inner.call_guards.is_empty() {
+                if !inner.direct {
+                    start_deadline(this.pipeline, this.at);
+                }
+                if this.at.deadline.is_none() && inner.call_guards.is_empty() {
                     begin(
                         this.pipeline,
                         this.op,
@@ -208,6 +245,18 @@ where
                 }
             }
             _ => {}
+        }
+        if this.at.deadline.is_some() {
+            return poll_deadline(
+                this.pipeline,
+                this.op,
+                this.retryable,
+                this.at,
+                this.step,
+                this.slow,
+                this.expiry,
+                cx,
+            );
         }
         // Hedged: the pipeline has a hedge and the call is idempotent.
         let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
@@ -223,6 +272,108 @@ where
             cx,
         )
     }
+}
+
+/// A lean call under a request deadline, as [`Pipeline::run_full`] runs it: each poll of
+/// the call (its guards, its operation and the future it returns) sees the deadline as
+/// the ambient one that nested pipelines inherit, and when the call is pending its timer
+/// may end it (see [`expire`]). Never hedged (see `Inner::lean`).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
+fn poll_deadline<'p, C, T, E, F, R, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    retryable: &mut Option<R>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
+    expiry: Pin<&mut Option<Sleep>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let ambient = Ambient {
+        deadline: at.deadline.map(|(deadline, _)| deadline),
+        cancel: None,
+    };
+    let polled = AMBIENT.sync_scope(ambient, || {
+        if matches!(&*step, Step::Idle) && pipeline.inner.call_guards.is_empty() {
+            begin(pipeline, op, at, step.as_mut(), slow.as_mut());
+        }
+        let mut hedging = None;
+        poll_lean(
+            pipeline,
+            op,
+            retryable,
+            at,
+            step.as_mut(),
+            slow.as_mut(),
+            false,
+            &mut hedging,
+            cx,
+        )
+    });
+    if polled.is_pending() {
+        return expire(pipeline, at, step, slow, expiry, cx);
+    }
+    polled
+}
+
+/// A lean call's request deadline, from its start (its first poll), as
+/// [`Pipeline::run_full`] sets it (none when it is too far to represent).
+#[inline(never)]
+fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
+    let start = Instant::now();
+    at.deadline = within_horizon(pipeline.inner.timeouts.request)
+        .and_then(|request| deadline_after(start, request))
+        .map(|deadline| (deadline, start));
+}
+
+/// A pending lean call under a request timeout: when its deadline fires, the call ends
+/// with [`Error::Timeout`] as the phased engine's does. During the per-call guards'
+/// admission, the wait and the permits held go as cancellations; after it, the attempt
+/// (its wait, its permits) is dropped as a failure (see [`DeadlineFired`]) and the per-call
+/// permits record a failure.
+#[inline(never)]
+fn expire<'p, C, T, E, Fut>(
+    pipeline: &'p Pipeline<C>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut expiry: Pin<&mut Option<Sleep>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>> {
+    let Some((deadline, start)) = at.deadline else {
+        return Poll::Pending;
+    };
+    if expiry.is_none() {
+        expiry.set(Some(tokio::time::sleep_until(deadline)));
+    }
+    if let Some(timer) = expiry.as_pin_mut() {
+        ready!(timer.poll(cx));
+    }
+    let elapsed = start.elapsed();
+    if matches!(&*slow, Slow::Queue { .. }) {
+        slow.set(Slow::Idle);
+        drop(std::mem::take(&mut at.permits));
+    } else {
+        {
+            let _fired = DeadlineFired::enter(elapsed);
+            slow.set(Slow::Idle);
+            step.set(Step::Done);
+            at.drop_attempt_permits();
+        }
+        settle(pipeline, at, Outcome::Failure);
+    }
+    step.set(Step::Done);
+    Poll::Ready(Err(Error::Timeout {
+        scope: TimeoutScope::Request,
+        elapsed,
+    }))
 }
 
 /// Builds the phased engine's future for a call that is not lean.
@@ -341,10 +492,15 @@ where
                 panic!("a call's future polled after it completed")
             }
         };
+        if at.held != 0 {
+            record_attempt(pipeline, at, outcome);
+        }
         if !retried(&inner.classify, &result, outcome) {
             settle(pipeline, at, outcome);
             return Poll::Ready(finish(result, 1));
         }
+        // A rejection by a per-attempt guard says nothing of the dependency.
+        let reported = call_outcome(&result, outcome);
         match lean_retry(pipeline, retryable, at, result) {
             Ok(delay) => {
                 if delay.is_zero() {
@@ -359,7 +515,7 @@ where
                 at.attempt += 1;
             }
             Err(end) => {
-                settle(pipeline, at, outcome);
+                settle(pipeline, at, reported);
                 return Poll::Ready(end);
             }
         }
@@ -398,10 +554,37 @@ where
             }
             guard + 1
         }
+        SlowProj::AttemptQueue { wait, guard } => {
+            let guard = *guard;
+            match ready!(wait.as_mut().poll(cx)) {
+                Ok(permit) => at.hold(permit),
+                Err(rejection) => {
+                    at.drop_attempt_permits();
+                    slow.set(Slow::Idle);
+                    step.set(Step::Done);
+                    let rejected = (Attempt::Rejected(rejection), Outcome::Failure);
+                    return Poll::Ready(Some(Ok(rejected)));
+                }
+            }
+            slow.set(Slow::Idle);
+            let Some(op) = op.as_mut() else {
+                unreachable!("a lean call keeps its operation")
+            };
+            launch_slow(pipeline, op, at, step, slow, guard + 1);
+            return Poll::Ready(None);
+        }
+        SlowProj::Rejected { rejection } => {
+            let Some(rejection) = rejection.take() else {
+                unreachable!("a rejection is taken once")
+            };
+            slow.set(Slow::Idle);
+            step.set(Step::Done);
+            return Poll::Ready(Some(Ok((Attempt::Rejected(rejection), Outcome::Failure))));
+        }
         SlowProj::Timed {
             fut,
             mut sleep,
-            at: deadline,
+            at: due,
             limit,
         } => {
             if let Poll::Ready(r) = fut.poll(cx) {
@@ -411,7 +594,7 @@ where
                 return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
             }
             if sleep.is_none() {
-                sleep.set(Some(tokio::time::sleep_until(*deadline)));
+                sleep.set(Some(tokio::time::sleep_until(*due)));
             }
             if let Some(timer) = sleep.as_pin_mut() {
                 ready!(timer.poll(cx));
@@ -437,8 +620,12 @@ where
         }
     };
     // Admission, from guard `first` on, as `Pipeline::guarded_call` does.
+    let ctx = Context {
+        deadline: at.deadline.map(|(deadline, _)| deadline),
+        ..Context::bare()
+    };
     for (i, g) in inner.call_guards.iter().enumerate().skip(first) {
-        match g.acquire(&BARE) {
+        match g.acquire(&ctx) {
             Acquire::Ready(Ok(permit)) => at.permits.push(permit),
             Acquire::Ready(Err(rejection)) => return Poll::Ready(Some(Err(rejection.into()))),
             Acquire::Wait(wait) => {
@@ -452,12 +639,13 @@ where
     Poll::Ready(None)
 }
 
-/// Starts attempt `at.attempt`: the operation alone, or under the operation timeout.
+/// Starts attempt `at.attempt`: the operation alone, or (see [`launch_slow`]) after the
+/// per-attempt guards and under its deadline.
 #[inline(always)]
 fn launch<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
-    at: &Lean<'p>,
+    at: &mut Lean<'p>,
     mut step: Pin<&mut Step<Fut>>,
     slow: Pin<&mut Slow<'p, Fut>>,
 ) where
@@ -467,8 +655,8 @@ fn launch<'p, C, F, Fut>(
     let Some(op) = op.as_mut() else {
         unreachable!("a lean call keeps its operation")
     };
-    if pipeline.inner.timeouts.operation.is_some() {
-        return launch_timed(pipeline, op, at, step, slow);
+    if !pipeline.inner.bare_attempts {
+        return launch_slow(pipeline, op, at, step, slow, 0);
     }
     if at.attempt == 1 {
         step.set(Step::Attempt { fut: op(&BARE) });
@@ -483,32 +671,63 @@ fn launch<'p, C, F, Fut>(
     }
 }
 
-/// Starts an attempt under the operation timeout (when it is within the horizon: one too
-/// long to fire is none).
+/// Starts attempt `at.attempt` as [`Pipeline::attempt`] runs it: admission by the
+/// per-attempt guards from guard `first` on (a guard that queues leaves the attempt in
+/// [`Slow::AttemptQueue`], one that rejects in [`Slow::Rejected`]), then the operation under
+/// its operation timeout (when it is within the horizon: one too long to fire is none),
+/// scoped with the tighter of that timeout's deadline and the request's, so that nested
+/// pipelines inherit it.
 #[inline(never)]
-fn launch_timed<'p, C, F, Fut>(
+fn launch_slow<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut F,
-    at: &Lean<'p>,
+    at: &mut Lean<'p>,
     mut step: Pin<&mut Step<Fut>>,
     mut slow: Pin<&mut Slow<'p, Fut>>,
+    first: usize,
 ) where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
 {
+    let inner = &*pipeline.inner;
+    let call_deadline = at.deadline.map(|(deadline, _)| deadline);
     let mut ctx = Context {
         attempt: at.attempt,
+        deadline: call_deadline,
         ..Context::bare()
     };
-    let timeout = pipeline
-        .inner
+    for (i, g) in inner.attempt_guards.iter().enumerate().skip(first) {
+        match g.acquire(&ctx) {
+            Acquire::Ready(Ok(permit)) => at.hold(permit),
+            Acquire::Ready(Err(rejection)) => {
+                at.drop_attempt_permits();
+                slow.set(Slow::Rejected {
+                    rejection: Some(rejection),
+                });
+                step.set(Step::Slow);
+                return;
+            }
+            Acquire::Wait(wait) => {
+                slow.set(Slow::AttemptQueue { wait, guard: i });
+                step.set(Step::Slow);
+                return;
+            }
+        }
+    }
+    if inner.time_attempts {
+        at.t0 = Some(inner.clock.now());
+    }
+    let timeout = inner
         .timeouts
         .operation
         .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
-    let Some((limit, deadline)) = timeout else {
+    // (The operation is called, and its future polled, under the request deadline's scope:
+    // see `poll_deadline`.)
+    let Some((limit, due)) = timeout else {
         step.set(Step::Attempt { fut: op(&ctx) });
         return;
     };
+    let deadline = call_deadline.map_or(due, |call| call.min(due));
     ctx.deadline = Some(deadline);
     let fut = op(&ctx);
     let ambient = Ambient {
@@ -518,7 +737,7 @@ fn launch_timed<'p, C, F, Fut>(
     slow.set(Slow::Timed {
         fut: AMBIENT.scope(ambient, fut),
         sleep: None,
-        at: deadline,
+        at: due,
         limit,
     });
     step.set(Step::Slow);
@@ -704,6 +923,17 @@ fn record<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
     }
 }
 
+/// An attempt's end: each per-attempt permit records its outcome and duration, as
+/// [`Pipeline::attempt`] does.
+#[inline(never)]
+fn record_attempt<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
+    let took = elapsed_since(&pipeline.inner.clock, at.t0);
+    let held = std::mem::take(&mut at.held);
+    for permit in at.permits.drain(..held) {
+        permit.record(outcome, took);
+    }
+}
+
 /// After a failed lean attempt: the delay before the next one, or the call's result.
 #[inline(never)]
 fn lean_retry<C, T, E, R>(
@@ -726,7 +956,8 @@ where
         at.previous,
         &result,
         elapsed_since(&inner.clock, at.started),
-        None,
+        at.deadline
+            .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now())),
     ) {
         Next::Stop => Err(finish(result, at.attempt)),
         Next::OutOfBudget(cost) => Err(out_of_budget(result, at.attempt, cost)),
