@@ -85,11 +85,19 @@ pub(super) struct Lean<'p> {
     deadline: Option<(Instant, Instant)>,
     /// When the per-attempt guards admitted the attempt, when one of them uses durations.
     t0: Option<Duration>,
-    /// How many of `permits`, at its front, are the attempt's.
+    /// How many of `permits`, at its end, are the attempt's.
     held: usize,
-    /// The per-attempt guards' permits, then the per-call guards' ones: a dropped call
-    /// drops the attempt's first, as the phased engine does.
+    /// The per-call guards' permits, then the attempt's (a dropped call drops the
+    /// attempt's first, as the phased engine does: see `Drop`).
     permits: Permits<'p>,
+}
+
+impl Drop for Lean<'_> {
+    fn drop(&mut self) {
+        if self.held != 0 {
+            self.drop_attempt_permits();
+        }
+    }
 }
 
 /// The hedges of a lean call's attempt (the first attempt stays in its [`Step`]), as
@@ -113,14 +121,19 @@ pub(super) struct Hedging<Fut: Future> {
 impl<'p> Lean<'p> {
     /// Holds a per-attempt guard's permit.
     fn hold(&mut self, permit: Permit<'p>) {
-        self.permits.insert(self.held, permit);
+        self.permits.push(permit);
         self.held += 1;
+    }
+
+    /// Where the attempt's permits start in `permits`, and none held any more.
+    fn take_attempt_permits(&mut self) -> usize {
+        self.permits.len() - std::mem::take(&mut self.held)
     }
 
     /// Drops the attempt's permits unrecorded (a rejected or cut attempt), in order.
     fn drop_attempt_permits(&mut self) {
-        let held = std::mem::take(&mut self.held);
-        self.permits.drain(..held).for_each(drop);
+        let from = self.take_attempt_permits();
+        self.permits.drain(from..).for_each(drop);
     }
 
     /// Before the first attempt.
@@ -367,7 +380,7 @@ fn expire<'p, C, T, E, Fut>(
             step.set(Step::Done);
             at.drop_attempt_permits();
         }
-        settle(pipeline, at, Outcome::Failure);
+        settle(pipeline, at, Outcome::Failure, None);
     }
     step.set(Step::Done);
     Poll::Ready(Err(Error::Timeout {
@@ -456,7 +469,7 @@ where
                             let outcome = inner.classify.classify(&r);
                             if !inner.classify.should_retry(&r, outcome) {
                                 pipeline.hedge_won();
-                                settle(pipeline, at, outcome);
+                                settle(pipeline, at, outcome, None);
                                 return Poll::Ready(finish(Attempt::Done(r), 1));
                             }
                             quick = Some((r, outcome));
@@ -492,11 +505,14 @@ where
                 panic!("a call's future polled after it completed")
             }
         };
-        if at.held != 0 {
-            record_attempt(pipeline, at, outcome);
-        }
+        // The clock's reading when the attempt's permits recorded it (if they did).
+        let now = if at.held != 0 {
+            record_attempt(pipeline, at, outcome)
+        } else {
+            None
+        };
         if !retried(&inner.classify, &result, outcome) {
-            settle(pipeline, at, outcome);
+            settle(pipeline, at, outcome, now);
             return Poll::Ready(finish(result, 1));
         }
         // A rejection by a per-attempt guard says nothing of the dependency.
@@ -515,7 +531,7 @@ where
                 at.attempt += 1;
             }
             Err(end) => {
-                settle(pipeline, at, reported);
+                settle(pipeline, at, reported, now);
                 return Poll::Ready(end);
             }
         }
@@ -570,7 +586,7 @@ where
             let Some(op) = op.as_mut() else {
                 unreachable!("a lean call keeps its operation")
             };
-            launch_slow(pipeline, op, at, step, slow, guard + 1);
+            launch_slow(pipeline, op, at, step, slow, guard + 1, None);
             return Poll::Ready(None);
         }
         SlowProj::Rejected { rejection } => {
@@ -609,13 +625,13 @@ where
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
             coop.made_progress();
             slow.set(Slow::Idle);
-            launch(pipeline, op, at, step, slow);
+            launch(pipeline, op, at, step, slow, None);
             return Poll::Ready(None);
         }
         SlowProj::Sleep { sleep } => {
             ready!(sleep.poll(cx));
             slow.set(Slow::Idle);
-            launch(pipeline, op, at, step, slow);
+            launch(pipeline, op, at, step, slow, None);
             return Poll::Ready(None);
         }
     };
@@ -648,6 +664,7 @@ fn launch<'p, C, F, Fut>(
     at: &mut Lean<'p>,
     mut step: Pin<&mut Step<Fut>>,
     slow: Pin<&mut Slow<'p, Fut>>,
+    now: Option<Duration>,
 ) where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
@@ -656,7 +673,7 @@ fn launch<'p, C, F, Fut>(
         unreachable!("a lean call keeps its operation")
     };
     if !pipeline.inner.bare_attempts {
-        return launch_slow(pipeline, op, at, step, slow, 0);
+        return launch_slow(pipeline, op, at, step, slow, 0, now);
     }
     if at.attempt == 1 {
         step.set(Step::Attempt { fut: op(&BARE) });
@@ -685,6 +702,7 @@ fn launch_slow<'p, C, F, Fut>(
     mut step: Pin<&mut Step<Fut>>,
     mut slow: Pin<&mut Slow<'p, Fut>>,
     first: usize,
+    now: Option<Duration>,
 ) where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
@@ -715,7 +733,9 @@ fn launch_slow<'p, C, F, Fut>(
         }
     }
     if inner.time_attempts {
-        at.t0 = Some(inner.clock.now());
+        // `now`: the clock's reading when the call was admitted, given for its first
+        // attempt (with no wait between: a guard that queues starts over without it).
+        at.t0 = Some(now.unwrap_or_else(|| inner.clock.now()));
     }
     let timeout = inner
         .timeouts
@@ -770,7 +790,9 @@ fn begin<'p, C, F, Fut>(
     if let Some(h) = &inner.hedge {
         h.deposit();
     }
-    launch(pipeline, op, at, step, slow);
+    // The attempt starts as the call is admitted: one reading of the clock for both.
+    let now = at.admitted;
+    launch(pipeline, op, at, step, slow, now);
 }
 
 /// A lean hedged attempt after its first poll (bare, as the phased engine's retry loop runs
@@ -908,16 +930,20 @@ where
 
 /// The call's end: each per-call permit records its outcome and duration.
 #[inline(always)]
-fn settle<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
+fn settle<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome, now: Option<Duration>) {
     if !at.permits.is_empty() {
-        record(pipeline, at, outcome);
+        record(pipeline, at, outcome, now);
     }
 }
 
 /// [`settle`] with permits to record (out of line: most calls hold none).
 #[inline(never)]
-fn record<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
-    let took = elapsed_since(&pipeline.inner.clock, at.admitted);
+fn record<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome, now: Option<Duration>) {
+    // `now`: the clock's reading when the last attempt ended, if it was read then.
+    let took = at.admitted.map_or(Duration::ZERO, |admitted| {
+        now.unwrap_or_else(|| pipeline.inner.clock.now())
+            .saturating_sub(admitted)
+    });
     for permit in at.permits.drain(..) {
         permit.record(outcome, took);
     }
@@ -926,12 +952,18 @@ fn record<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
 /// An attempt's end: each per-attempt permit records its outcome and duration, as
 /// [`Pipeline::attempt`] does.
 #[inline(never)]
-fn record_attempt<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome) {
-    let took = elapsed_since(&pipeline.inner.clock, at.t0);
-    let held = std::mem::take(&mut at.held);
-    for permit in at.permits.drain(..held) {
+fn record_attempt<C>(
+    pipeline: &Pipeline<C>,
+    at: &mut Lean<'_>,
+    outcome: Outcome,
+) -> Option<Duration> {
+    let now = at.t0.map(|t0| (pipeline.inner.clock.now(), t0));
+    let took = now.map_or(Duration::ZERO, |(now, t0)| now.saturating_sub(t0));
+    let from = at.take_attempt_permits();
+    for permit in at.permits.drain(from..) {
         permit.record(outcome, took);
     }
+    now.map(|(now, _)| now)
 }
 
 /// After a failed lean attempt: the delay before the next one, or the call's result.
