@@ -327,6 +327,34 @@ fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Tokio's "now" as [`FastClock`] reads it: from the process's calibrated counter where a
+/// `FastClock` would use it (a few nanoseconds, against a vDSO clock read on virtual
+/// machines), else `tokio::time::Instant::now()` (tokio's paused time included). The
+/// engine sets its deadlines from it; it is within [`FastClock::MAX_SKEW`] plus
+/// [`FastClock::MAX_DRIFT_PPM`] of tokio's own reading, as every `FastClock` reading is of
+/// [`SystemClock`]'s.
+#[inline]
+pub(crate) fn instant_now() -> tokio::time::Instant {
+    if let Some(c) = anchor()
+        && !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)
+    {
+        let nanos = c
+            .base
+            .saturating_add(c.clock.delta_as_nanos(c.raw0, c.clock.raw()));
+        if let Some(now) = origin().checked_add(Duration::from_nanos(nanos)) {
+            return now;
+        }
+    }
+    tokio::time::Instant::now()
+}
+
+/// Calibrates the process's counter now if it is not yet (see [`instant_now`]): a pipeline
+/// does it when it is built, not in its first call.
+pub(crate) fn calibrate() {
+    note_virtual_tokio_time();
+    let _ = anchor();
+}
+
 /// The process's calibrated counter, anchored on [`SystemClock`]'s origin; `None` where the
 /// counter is not trusted.
 fn anchor() -> &'static Option<Counter> {
@@ -401,6 +429,32 @@ fn tokio_time_is_virtual() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engines_instant_is_monotonic_and_within_the_skew_of_tokios() {
+        calibrate();
+        // The stated bound, with the drift of a minute since the counter was anchored.
+        let slack = FastClock::MAX_SKEW
+            + Duration::from_micros(60_000_000 * FastClock::MAX_DRIFT_PPM / 1_000_000);
+        let mut last = instant_now();
+        for _ in 0..100_000 {
+            let before = tokio::time::Instant::now();
+            let now = instant_now();
+            let after = tokio::time::Instant::now();
+            assert!(now >= last, "went back by {:?}", last - now);
+            assert!(now + slack >= before, "behind by {:?}", before - now);
+            assert!(now <= after + slack, "ahead by {:?}", now - after);
+            last = now;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_engines_instant_follows_tokios_paused_time() {
+        calibrate();
+        let start = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(instant_now(), start + Duration::from_secs(3600));
+    }
 
     #[test]
     fn manual_clock_is_monotonic_and_shared() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep, Timeout};
 
+use crate::engine::clock::instant_now;
 use crate::engine::context::{AMBIENT, Ambient, Context, deadline_after};
 use crate::engine::error::ConfigError;
 use crate::engine::guard::Rejection;
@@ -368,7 +369,7 @@ impl<C> Pipeline<C> {
             .inner
             .timeouts
             .operation
-            .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
+            .and_then(|limit| Some((limit, deadline_after(instant_now(), limit)?)));
         match timeout {
             Some((limit, at)) => {
                 let call_deadline = ctx.deadline;

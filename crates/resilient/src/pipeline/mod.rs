@@ -39,7 +39,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
-use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::clock::{SharedClock, calibrate, instant_now, system_clock};
 use crate::engine::context::Context;
 use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
@@ -587,6 +587,11 @@ impl<C> PipelineBuilder<C> {
                 }
             }
         }
+        // The engine sets deadlines from the calibrated counter: calibrate it here, not in
+        // a first call (see `instant_now`).
+        if self.timeouts.request.is_some() || self.timeouts.operation.is_some() {
+            calibrate();
+        }
         // Valid: only now may guards change (see `Guard::attach`).
         for g in self.call_guards.iter().chain(&self.attempt_guards) {
             g.attach(&self.timeouts);
@@ -986,7 +991,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     {
         let inherited = Ambient::current().and_then(|a| a.deadline);
         let own = within_horizon(self.inner.timeouts.request);
-        let left = inherited.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = inherited.map(|d| d.saturating_duration_since(instant_now()));
         let deadline = match (own, left) {
             (Some(o), Some(l)) => Some(o.min(l)),
             (o, l) => o.or(l),
@@ -1058,7 +1063,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let cancel = cancel.or(inherited_cancel);
         // Reading the clock costs as much as the rest of the success path: only with a deadline.
         let request = within_horizon(inner.timeouts.request);
-        let start = (request.is_some() || inherited_deadline.is_some()).then(Instant::now);
+        let start = (request.is_some() || inherited_deadline.is_some()).then(instant_now);
         let own = request.zip(start).and_then(|(r, s)| deadline_after(s, r));
         let (deadline, scope) = match (own, inherited_deadline) {
             (Some(o), Some(i)) if i < o => (Some(i), TimeoutScope::Inherited),
@@ -1119,7 +1124,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             if let Some(s) = sleep.as_mut().as_pin_mut()
                 && s.poll(cx).is_ready()
             {
-                let elapsed = start.map_or(Duration::ZERO, |s| s.elapsed());
+                let elapsed = start.map_or(Duration::ZERO, |s| {
+                    instant_now().saturating_duration_since(s)
+                });
                 // Permits held by the attempt in flight record the deadline as a failure.
                 let _fired = DeadlineFired::enter(elapsed);
                 body.set(None);
@@ -1163,7 +1170,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let fired = expiry.as_mut().as_pin_mut()?.poll(cx).is_ready();
             fired.then(|| Error::Timeout {
                 scope,
-                elapsed: start.elapsed(),
+                elapsed: instant_now().saturating_duration_since(start),
             })
         };
         let mut permits = Permits::new();
@@ -1366,7 +1373,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 }
                 let remaining = ctx
                     .deadline
-                    .map(|d| d.saturating_duration_since(Instant::now()));
+                    .map(|d| d.saturating_duration_since(instant_now()));
                 match self.next(
                     ctx,
                     attempt,
@@ -1438,7 +1445,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let timeout = inner
             .timeouts
             .operation
-            .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
+            .and_then(|limit| Some((limit, deadline_after(instant_now(), limit)?)));
         let result = match timeout {
             Some((limit, at)) => {
                 // The attempt's deadline, the tighter of the call's and the operation
@@ -1816,7 +1823,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             None => (None, None),
         };
         let request = within_horizon(inner.timeouts.request);
-        let left = inherited.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = inherited.map(|d| d.saturating_duration_since(instant_now()));
         let (limit, scope) = match (request, left) {
             (Some(r), Some(i)) if i < r => (Some(i), TimeoutScope::Inherited),
             (Some(r), _) => (Some(r), TimeoutScope::Request),
@@ -1854,7 +1861,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             // request timeout's
             deadline: match (
                 inherited,
-                request.and_then(|r| deadline_after(Instant::now(), r)),
+                request.and_then(|r| deadline_after(instant_now(), r)),
             ) {
                 (Some(i), Some(own)) => Some(i.min(own)),
                 (i, own) => i.or(own),

@@ -22,6 +22,7 @@ use super::{
     Attempt, Next, Permits, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
     retried,
 };
+use crate::engine::clock::instant_now;
 use crate::engine::context::{AMBIENT, Ambient, Context, HORIZON, deadline_after, within_horizon};
 use crate::engine::error::Error;
 use crate::engine::error::TimeoutScope;
@@ -340,7 +341,7 @@ where
 /// [`Pipeline::run_full`] sets it (none when it is too far to represent).
 #[inline(never)]
 fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
-    let start = Instant::now();
+    let start = instant_now();
     at.deadline = within_horizon(pipeline.inner.timeouts.request)
         .and_then(|request| deadline_after(start, request))
         .map(|deadline| (deadline, start));
@@ -369,7 +370,7 @@ fn expire<'p, C, T, E, Fut>(
     if let Some(timer) = expiry.as_pin_mut() {
         ready!(timer.poll(cx));
     }
-    let elapsed = start.elapsed();
+    let elapsed = instant_now().saturating_duration_since(start);
     if matches!(&*slow, Slow::Queue { .. }) {
         slow.set(Slow::Idle);
         drop(std::mem::take(&mut at.permits));
@@ -714,23 +715,10 @@ fn launch_slow<'p, C, F, Fut>(
         deadline: call_deadline,
         ..Context::bare()
     };
-    for (i, g) in inner.attempt_guards.iter().enumerate().skip(first) {
-        match g.acquire(&ctx) {
-            Acquire::Ready(Ok(permit)) => at.hold(permit),
-            Acquire::Ready(Err(rejection)) => {
-                at.drop_attempt_permits();
-                slow.set(Slow::Rejected {
-                    rejection: Some(rejection),
-                });
-                step.set(Step::Slow);
-                return;
-            }
-            Acquire::Wait(wait) => {
-                slow.set(Slow::AttemptQueue { wait, guard: i });
-                step.set(Step::Slow);
-                return;
-            }
-        }
+    if !inner.attempt_guards.is_empty()
+        && !admit_attempt(pipeline, &ctx, at, step.as_mut(), slow.as_mut(), first)
+    {
+        return;
     }
     if inner.time_attempts {
         // `now`: the clock's reading when the call was admitted, given for its first
@@ -740,7 +728,7 @@ fn launch_slow<'p, C, F, Fut>(
     let timeout = inner
         .timeouts
         .operation
-        .and_then(|limit| Some((limit, deadline_after(Instant::now(), limit)?)));
+        .and_then(|limit| Some((limit, deadline_after(instant_now(), limit)?)));
     // (The operation is called, and its future polled, under the request deadline's scope:
     // see `poll_deadline`.)
     let Some((limit, due)) = timeout else {
@@ -761,6 +749,39 @@ fn launch_slow<'p, C, F, Fut>(
         limit,
     });
     step.set(Step::Slow);
+}
+
+/// Admission of attempt `at.attempt` by the per-attempt guards from guard `first` on, as
+/// [`Pipeline::attempt`] asks them: `false` when a guard queues it (it waits in
+/// [`Slow::AttemptQueue`]) or rejects it (in [`Slow::Rejected`]).
+#[inline(never)]
+fn admit_attempt<'p, C, Fut>(
+    pipeline: &'p Pipeline<C>,
+    ctx: &Context,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
+    first: usize,
+) -> bool {
+    for (i, g) in pipeline.inner.attempt_guards.iter().enumerate().skip(first) {
+        match g.acquire(ctx) {
+            Acquire::Ready(Ok(permit)) => at.hold(permit),
+            Acquire::Ready(Err(rejection)) => {
+                at.drop_attempt_permits();
+                slow.set(Slow::Rejected {
+                    rejection: Some(rejection),
+                });
+                step.set(Step::Slow);
+                return false;
+            }
+            Acquire::Wait(wait) => {
+                slow.set(Slow::AttemptQueue { wait, guard: i });
+                step.set(Step::Slow);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// After admission: what the retry loop does at its start, then the first attempt.
@@ -989,7 +1010,7 @@ where
         &result,
         elapsed_since(&inner.clock, at.started),
         at.deadline
-            .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now())),
+            .map(|(deadline, _)| deadline.saturating_duration_since(instant_now())),
     ) {
         Next::Stop => Err(finish(result, at.attempt)),
         Next::OutOfBudget(cost) => Err(out_of_budget(result, at.attempt, cost)),
