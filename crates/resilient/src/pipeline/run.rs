@@ -637,12 +637,19 @@ where
         }
     };
     // Admission, from guard `first` on, as `Pipeline::guarded_call` does.
-    let ctx = Context {
-        deadline: at.deadline.map(|(deadline, _)| deadline),
-        ..Context::bare()
+    let timed;
+    let ctx = match at.deadline {
+        None => &BARE,
+        Some((deadline, _)) => {
+            timed = Context {
+                deadline: Some(deadline),
+                ..Context::bare()
+            };
+            &timed
+        }
     };
     for (i, g) in inner.call_guards.iter().enumerate().skip(first) {
-        match g.acquire(&ctx) {
+        match g.acquire(ctx) {
             Acquire::Ready(Ok(permit)) => at.permits.push(permit),
             Acquire::Ready(Err(rejection)) => return Poll::Ready(Some(Err(rejection.into()))),
             Acquire::Wait(wait) => {
