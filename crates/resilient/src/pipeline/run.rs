@@ -248,14 +248,27 @@ where
                 if !inner.direct {
                     start_deadline(this.pipeline, this.at);
                 }
-                if this.at.deadline.is_none() && inner.call_guards.is_empty() {
-                    begin(
+                if this.at.deadline.is_none() {
+                    if inner.call_guards.is_empty() {
+                        begin(
+                            this.pipeline,
+                            this.op,
+                            this.at,
+                            this.step.as_mut(),
+                            this.slow.as_mut(),
+                        );
+                    } else if let Some(rejected) = admit_call(
                         this.pipeline,
                         this.op,
                         this.at,
                         this.step.as_mut(),
                         this.slow.as_mut(),
-                    );
+                        0,
+                    ) {
+                        // Rejected before any attempt machinery was built.
+                        this.step.set(Step::Done);
+                        return Poll::Ready(Err(rejected));
+                    }
                 }
             }
             _ => {}
@@ -498,7 +511,8 @@ where
                 Poll::Ready(None) => continue,
             },
             StepProj::Idle => {
-                // Per-call guards to ask first (without any, the call has begun already).
+                // Per-call guards to ask first under a request deadline (without a
+                // deadline, or without guards, the call has been admitted already).
                 step.set(Step::Slow);
                 continue;
             }
@@ -636,7 +650,26 @@ where
             return Poll::Ready(None);
         }
     };
-    // Admission, from guard `first` on, as `Pipeline::guarded_call` does.
+    Poll::Ready(admit_call(pipeline, op, at, step, slow, first).map(Err))
+}
+
+/// Admission by the per-call guards, from guard `first` on, as `Pipeline::guarded_call`
+/// asks them: when all admit, the call begins; a guard that queues leaves it in
+/// [`Slow::Queue`]; a rejection is returned.
+#[inline(never)]
+fn admit_call<'p, C, E, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<Fut>>,
+    mut slow: Pin<&mut Slow<'p, Fut>>,
+    first: usize,
+) -> Option<Error<E>>
+where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    let inner = &*pipeline.inner;
     let timed;
     let ctx = match at.deadline {
         None => &BARE,
@@ -651,16 +684,17 @@ where
     for (i, g) in inner.call_guards.iter().enumerate().skip(first) {
         match g.acquire(ctx) {
             Acquire::Ready(Ok(permit)) => at.permits.push(permit),
-            Acquire::Ready(Err(rejection)) => return Poll::Ready(Some(Err(rejection.into()))),
+            Acquire::Ready(Err(rejection)) => return Some(rejection.into()),
             Acquire::Wait(wait) => {
                 slow.set(Slow::Queue { wait, guard: i });
-                return Poll::Ready(None);
+                step.set(Step::Slow);
+                return None;
             }
         }
     }
     slow.set(Slow::Idle);
     begin(pipeline, op, at, step, slow);
-    Poll::Ready(None)
+    None
 }
 
 /// Starts attempt `at.attempt`: the operation alone, or (see [`launch_slow`]) after the
