@@ -843,6 +843,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Runs `op` through the pipeline.
+    // Inlined so that the call future is built where the caller keeps it, not copied there.
+    #[inline]
     pub fn execute<T, E, F, Fut>(&self, mut op: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         C: Classify<T, E>,
@@ -853,6 +855,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
+    #[inline]
     pub fn execute_with<T, E, F, Fut>(&self, mut op: F) -> impl Future<Output = Result<T, Error<E>>>
     where
         C: Classify<T, E>,
@@ -878,6 +881,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// assert!(matches!(r, Err(Error::Cancelled)));
     /// # }
     /// ```
+    #[inline]
     pub fn execute_cancellable<T, E, F, Fut>(
         &self,
         token: &CancellationToken,
@@ -905,6 +909,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// clock read, no deadline scope and one future layer less. Anything else runs
     /// [`Pipeline::run_full`]. It is one engine: the direct paths are the phases that the
     /// full path runs below phase 1.
+    #[inline]
     pub(crate) fn run<T, E, F, Fut, R>(
         &self,
         seed: Seed,

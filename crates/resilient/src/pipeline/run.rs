@@ -94,6 +94,7 @@ pub(super) struct Lean<'p> {
 }
 
 impl Drop for Lean<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.held != 0 {
             self.drop_attempt_permits();
@@ -138,6 +139,7 @@ impl<'p> Lean<'p> {
     }
 
     /// Before the first attempt.
+    #[inline]
     pub(super) fn new() -> Self {
         Self {
             attempt: 1,
