@@ -20,6 +20,7 @@ allowed_features=(
     let_chains              # stable in 1.88 (edition 2024)
     unsigned_is_multiple_of # stable in 1.87
     slice_as_chunks         # stable in 1.88 (the redis crate, for resilient-redis)
+    box_uninit_write        # stable in 1.87 (`Box::write`: a tower call's future boxed in place)
 )
 allowed_features_max="1.88" # the newest release among them
 

@@ -494,13 +494,15 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let seed = seed(&self.settings, &req);
-        Box::pin(run(
-            self.pipeline.clone(),
-            self.inner.clone(),
-            req,
-            self.clone.clone(),
-            seed,
-        ))
+        boxed_in_place(|| {
+            run(
+                self.pipeline.clone(),
+                self.inner.clone(),
+                req,
+                self.clone.clone(),
+                seed,
+            )
+        })
     }
 }
 
@@ -533,8 +535,15 @@ where
             self.clone.clone(),
             seed,
         );
-        Box::pin(async move { fut.await.map_err(Error::into_boxed) })
+        boxed_in_place(|| async move { fut.await.map_err(Error::into_boxed) })
     }
+}
+
+/// A call's future, boxed: `make` builds it in its allocation rather than on the stack to
+/// be copied there (it is as large as the engine's call future, some kilobytes).
+#[inline]
+fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 impl RateLimiter {
