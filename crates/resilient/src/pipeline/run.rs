@@ -449,9 +449,10 @@ where
     }
 }
 
-/// The lean path: the per-call guards' admission, then the retry loop of
-/// [`Pipeline::retry_loop`] for bare attempts with no probe, no deadline and no per-attempt
-/// guard, as a state machine. The per-call permits record the call's outcome as
+/// The lean path: the per-call guards' admission (under a request deadline; without one
+/// the first poll did it), then the retry loop of [`Pipeline::retry_loop`] with no probe, as
+/// a state machine (each attempt's per-attempt guards and operation timeout: see
+/// [`launch_slow`]). The per-call permits record the call's outcome as
 /// [`Pipeline::guarded_call`] does.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
