@@ -20,6 +20,10 @@ allowed_features=(
     let_chains              # stable in 1.88 (edition 2024)
     unsigned_is_multiple_of # stable in 1.87
     slice_as_chunks         # stable in 1.88 (the redis crate, for resilient-redis)
+)
+# Features of `alloc`, switched on for the project's crates only (a `no_std` dependency
+# without `alloc` rejects them as unknown).
+allowed_alloc_features=(
     box_uninit_write        # stable in 1.87 (`Box::write`: a tower call's future boxed in place)
 )
 allowed_features_max="1.88" # the newest release among them
@@ -89,12 +93,26 @@ version_le "$old" "$declared" || { echo "msrv.sh: $old_rustc is $old, not older 
 
 flags=""
 for f in "${allowed_features[@]}"; do flags+=" -Zcrate-attr=feature($f)"; done
+own_flags=""
+for f in "${allowed_alloc_features[@]}"; do own_flags+=" '-Zcrate-attr=feature($f)'"; done
+# A rustc wrapper that adds the `alloc` features to the project's own crates.
+wrapper="$(pwd)/target/msrv-rustc-wrapper.sh"
+mkdir -p target
+cat >"$wrapper" <<WRAPPER
+#!/usr/bin/env bash
+case " \$* " in
+    *" --crate-name resilient"*) exec "\$@"$own_flags ;;
+    *) exec "\$@" ;;
+esac
+WRAPPER
+chmod +x "$wrapper"
 old_build() {
     # RUSTC_BOOTSTRAP lets this stable rustc accept the feature attributes above.
-    env RUSTC="$old_rustc" RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" \
-        CARGO_TARGET_DIR=target/msrv "$old_cargo" check --locked --ignore-rust-version "$@"
+    env RUSTC="$old_rustc" RUSTC_WRAPPER="$wrapper" RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
+        RUSTFLAGS="$flags" CARGO_TARGET_DIR=target/msrv \
+        "$old_cargo" check --locked --ignore-rust-version "$@"
 }
-echo "msrv.sh: building with $($old_rustc --version) and${flags}"
+echo "msrv.sh: building with $($old_rustc --version) and${flags}; for the project's crates${own_flags}"
 old_build -p resilient-json -p resilient-macros -p resilient -p resilient-cli -p resilient-redis -p resilient-llm --all-features
 old_build -p resilient --no-default-features
 echo "msrv.sh: rust-version $declared OK"
