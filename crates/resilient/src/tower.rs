@@ -528,14 +528,17 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let seed = seed(&self.settings, &req);
-        let fut = run(
+        let (pipeline, svc, clone) = (
             self.pipeline.clone(),
             self.inner.clone(),
-            req,
             self.clone.clone(),
-            seed,
         );
-        boxed_in_place(|| async move { fut.await.map_err(Error::into_boxed) })
+        // `run`'s future is made inside the boxed one, not beside it and moved in.
+        boxed_in_place(|| async move {
+            run(pipeline, svc, req, clone, seed)
+                .await
+                .map_err(Error::into_boxed)
+        })
     }
 }
 

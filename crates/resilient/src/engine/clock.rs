@@ -236,6 +236,15 @@ struct Counter {
     base: u64,
 }
 
+impl Counter {
+    /// Nanoseconds since [`SystemClock`]'s origin, read from the counter.
+    #[inline]
+    fn nanos(&self) -> u64 {
+        self.base
+            .saturating_add(self.clock.delta_as_nanos(self.raw0, self.clock.raw()))
+    }
+}
+
 /// Set once tokio's time has been seen running apart from the real clock on some thread:
 /// from then on every [`FastClock`] reads tokio's time (as [`SystemClock`]).
 static TOKIO_TIME_VIRTUAL: AtomicBool = AtomicBool::new(false);
@@ -277,9 +286,7 @@ impl FastClock {
     #[inline]
     pub fn now_nanos(&self) -> u64 {
         match &self.counter {
-            Some(c) if !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) => c
-                .base
-                .saturating_add(c.clock.delta_as_nanos(c.raw0, c.clock.raw())),
+            Some(c) if !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) => c.nanos(),
             _ => saturating_nanos(SystemClock.now()),
         }
     }
@@ -337,13 +344,9 @@ fn saturating_nanos(d: Duration) -> u64 {
 pub(crate) fn instant_now() -> tokio::time::Instant {
     if let Some(c) = anchor()
         && !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)
+        && let Some(now) = origin().checked_add(Duration::from_nanos(c.nanos()))
     {
-        let nanos = c
-            .base
-            .saturating_add(c.clock.delta_as_nanos(c.raw0, c.clock.raw()));
-        if let Some(now) = origin().checked_add(Duration::from_nanos(nanos)) {
-            return now;
-        }
+        return now;
     }
     tokio::time::Instant::now()
 }
