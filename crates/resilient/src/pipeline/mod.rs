@@ -64,7 +64,7 @@ mod hedge;
 mod run;
 mod strategies;
 
-use run::{Lean, Phased, Run, Slow, Start, Step};
+use run::{Lean, Run, Start, Step};
 
 pub use call::Call;
 pub use fallback::WithFallback;
@@ -967,10 +967,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             start: Some(start),
             at: Lean::new(),
             step: Step::Idle,
-            slow: Slow::Idle,
             hedging: None,
             expiry: None,
-            phased: Phased::Idle,
         };
         Recovering {
             call,

@@ -56,19 +56,16 @@ pin_project_lite::pin_project! {
         pub(super) start: Option<S>,
         // Fields drop in this order: the attempt (and a queued wait) before the per-call
         // permits in `at`, as the phased engine's locals do (a bulkhead's slot is not given
-        // back while the operation's future still lives).
+        // back while the operation's future still lives). Every state that holds a future
+        // is a variant of `step`: a call that has ended drops with one check.
         #[pin]
-        pub(super) step: Step<Fut>,
-        #[pin]
-        pub(super) slow: Slow<'p, Fut>,
+        pub(super) step: PhasedStep<'p, Fut, A, G, B, O>,
         // A lean hedged attempt's hedges, once its first poll found it pending or failed.
         pub(super) hedging: Option<Box<Hedging<Fut>>>,
         pub(super) at: Lean<'p>,
         // The request timeout's timer, armed only when the call is pending.
         #[pin]
         pub(super) expiry: Option<Sleep>,
-        #[pin]
-        pub(super) phased: Phased<A, G, B, O>,
     }
 }
 
@@ -90,7 +87,37 @@ pub(super) struct Lean<'p> {
     held: usize,
     /// The per-call guards' permits, then the attempt's (a dropped call drops the
     /// attempt's first, as the phased engine does: see `Drop`).
-    permits: Permits<'p>,
+    permits: Held<'p>,
+}
+
+/// The permits of a lean call: none until a guard gives one, so that a call with no guard
+/// drops them with one check.
+#[derive(Default)]
+struct Held<'p>(Option<Permits<'p>>);
+
+impl<'p> Held<'p> {
+    #[inline]
+    fn push(&mut self, permit: Permit<'p>) {
+        self.0.get_or_insert_with(Permits::new).push(permit);
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |p| p.len())
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes out the permits from `from` on, in order.
+    #[inline]
+    fn drain(&mut self, from: usize, each: impl FnMut(Permit<'p>)) {
+        if let Some(permits) = &mut self.0 {
+            permits.drain(from..).for_each(each);
+        }
+    }
 }
 
 impl Drop for Lean<'_> {
@@ -135,7 +162,7 @@ impl<'p> Lean<'p> {
     /// Drops the attempt's permits unrecorded (a rejected or cut attempt), in order.
     fn drop_attempt_permits(&mut self) {
         let from = self.take_attempt_permits();
-        self.permits.drain(from..).for_each(drop);
+        self.permits.drain(from, drop);
     }
 
     /// Before the first attempt.
@@ -149,7 +176,7 @@ impl<'p> Lean<'p> {
             deadline: None,
             t0: None,
             held: 0,
-            permits: Permits::new(),
+            permits: Held(None),
         }
     }
 }
@@ -158,7 +185,6 @@ pin_project_lite::pin_project! {
     /// The phased engine's future, once a call that is not lean has started.
     #[project = PhasedProj]
     pub(super) enum Phased<A, G, B, O> {
-        Idle,
         Plain { #[pin] fut: A },
         Guarded { #[pin] fut: G },
         Full { #[pin] fut: B },
@@ -167,28 +193,30 @@ pin_project_lite::pin_project! {
 }
 
 pin_project_lite::pin_project! {
-    /// Where a call is. The lean path's usual states only: its drop glue stays small (a
-    /// call's first attempt replaces `Idle` without calling out of line).
+    /// Where a call is: every future a call holds is in one of these variants, so that the
+    /// future of a call that has ended drops with one check of the variant.
     #[project = StepProj]
-    pub(super) enum Step<Fut> {
+    pub(super) enum Step<'p, Fut, P> {
         /// Not polled yet.
         Idle,
         /// The lean path's attempt.
         Attempt { #[pin] fut: Fut },
-        /// A lean call in one of its `Slow` states.
-        Slow,
+        /// A lean call in one of its slow states.
+        Slow { #[pin] slow: Slow<'p, Fut> },
         /// The call runs the phased engine's future.
-        Phased,
-        /// A lean call that has ended.
+        Phased { #[pin] phased: P },
+        /// A lean call that has ended (or is between two states).
         Done,
     }
 }
+
+/// A call's step, with the phased engine's future as its `Phased` state.
+pub(super) type PhasedStep<'p, Fut, A, G, B, O> = Step<'p, Fut, Phased<A, G, B, O>>;
 
 pin_project_lite::pin_project! {
     /// The lean path's other states.
     #[project = SlowProj]
     pub(super) enum Slow<'p, Fut> {
-        Idle,
         /// Queued by per-call guard `guard`.
         Queue { wait: WaitFuture<'p>, guard: usize },
         /// The attempt queued by per-attempt guard `guard`.
@@ -233,40 +261,28 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         let mut this = self.project();
         match this.step.as_mut().project() {
-            StepProj::Phased => return poll_phased(this.phased, cx),
+            StepProj::Phased { phased } => return poll_phased(phased, cx),
             StepProj::Idle => {
                 let inner = &*this.pipeline.inner;
                 if !(*this.lean && inner.lean && !Ambient::active()) {
-                    start_phased(
+                    return start_phased(
                         this.start,
                         this.seed,
                         this.op,
                         this.retryable,
-                        this.phased.as_mut(),
+                        this.step,
+                        cx,
                     );
-                    this.step.set(Step::Phased);
-                    return poll_phased(this.phased, cx);
                 }
                 if !inner.direct {
                     start_deadline(this.pipeline, this.at);
                 }
                 if this.at.deadline.is_none() {
                     if inner.call_guards.is_empty() {
-                        begin(
-                            this.pipeline,
-                            this.op,
-                            this.at,
-                            this.step.as_mut(),
-                            this.slow.as_mut(),
-                        );
-                    } else if let Some(rejected) = admit_call(
-                        this.pipeline,
-                        this.op,
-                        this.at,
-                        this.step.as_mut(),
-                        this.slow.as_mut(),
-                        0,
-                    ) {
+                        begin(this.pipeline, this.op, this.at, this.step.as_mut());
+                    } else if let Some(rejected) =
+                        admit_call(this.pipeline, this.op, this.at, this.step.as_mut(), 0)
+                    {
                         // Rejected before any attempt machinery was built.
                         this.step.set(Step::Done);
                         return Poll::Ready(Err(rejected));
@@ -282,7 +298,6 @@ where
                 this.retryable,
                 this.at,
                 this.step,
-                this.slow,
                 this.expiry,
                 cx,
             );
@@ -295,7 +310,6 @@ where
             this.retryable,
             this.at,
             this.step,
-            this.slow,
             hedge,
             this.hedging,
             cx,
@@ -309,13 +323,12 @@ where
 /// may end it (see [`expire`]). Never hedged (see `Inner::lean`).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
-fn poll_deadline<'p, C, T, E, F, R, Fut>(
+fn poll_deadline<'p, C, T, E, F, R, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     expiry: Pin<&mut Option<Sleep>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
@@ -330,8 +343,14 @@ where
         cancel: None,
     };
     let polled = AMBIENT.sync_scope(ambient, || {
-        if matches!(&*step, Step::Idle) && pipeline.inner.call_guards.is_empty() {
-            begin(pipeline, op, at, step.as_mut(), slow.as_mut());
+        if matches!(&*step, Step::Idle) {
+            if pipeline.inner.call_guards.is_empty() {
+                begin(pipeline, op, at, step.as_mut());
+            } else if let Some(rejected) = admit_call(pipeline, op, at, step.as_mut(), 0) {
+                // Rejected before any attempt machinery was built.
+                step.set(Step::Done);
+                return Poll::Ready(Err(rejected));
+            }
         }
         let mut hedging = None;
         poll_lean(
@@ -340,14 +359,13 @@ where
             retryable,
             at,
             step.as_mut(),
-            slow.as_mut(),
             false,
             &mut hedging,
             cx,
         )
     });
     if polled.is_pending() {
-        return expire(pipeline, at, step, slow, expiry, cx);
+        return expire(pipeline, at, step, expiry, cx);
     }
     polled
 }
@@ -368,11 +386,10 @@ fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
 /// (its wait, its permits) is dropped as a failure (see [`DeadlineFired`]) and the per-call
 /// permits record a failure.
 #[inline(never)]
-fn expire<'p, C, T, E, Fut>(
+fn expire<'p, C, T, E, Fut, P>(
     pipeline: &'p Pipeline<C>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     mut expiry: Pin<&mut Option<Sleep>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>> {
@@ -386,13 +403,17 @@ fn expire<'p, C, T, E, Fut>(
         ready!(timer.poll(cx));
     }
     let elapsed = instant_now().saturating_duration_since(start);
-    if matches!(&*slow, Slow::Queue { .. }) {
-        slow.set(Slow::Idle);
+    if matches!(
+        &*step,
+        Step::Slow {
+            slow: Slow::Queue { .. }
+        }
+    ) {
+        step.set(Step::Done);
         drop(std::mem::take(&mut at.permits));
     } else {
         {
             let _fired = DeadlineFired::enter(elapsed);
-            slow.set(Slow::Idle);
             step.set(Step::Done);
             at.drop_attempt_permits();
         }
@@ -405,27 +426,38 @@ fn expire<'p, C, T, E, Fut>(
     }))
 }
 
-/// Builds the phased engine's future for a call that is not lean.
+/// Builds the phased engine's future for a call that is not lean, and polls it.
 #[inline(never)]
-fn start_phased<F, R, S, A, G, B, O>(
+fn start_phased<'p, F, R, S, Fut, A, G, B, O>(
     start: &mut Option<S>,
     seed: &mut Seed,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
-    mut phased: Pin<&mut Phased<A, G, B, O>>,
-) where
+    mut step: Pin<&mut PhasedStep<'p, Fut, A, G, B, O>>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<A::Output>
+where
     S: FnOnce(Seed, F, R) -> Start<A, G, B, O>,
+    A: Future,
+    G: Future<Output = A::Output>,
+    B: Future<Output = A::Output>,
+    O: Future<Output = A::Output>,
 {
     let (Some(start), Some(op), Some(retryable)) = (start.take(), op.take(), retryable.take())
     else {
         panic!("a call's future polled after it panicked")
     };
-    match start(std::mem::take(seed), op, retryable) {
-        Start::Plain(fut) => phased.set(Phased::Plain { fut }),
-        Start::Guarded(fut) => phased.set(Phased::Guarded { fut }),
-        Start::Full(fut) => phased.set(Phased::Full { fut }),
-        Start::Observed(fut) => phased.set(Phased::Observed { fut }),
-    }
+    let phased = match start(std::mem::take(seed), op, retryable) {
+        Start::Plain(fut) => Phased::Plain { fut },
+        Start::Guarded(fut) => Phased::Guarded { fut },
+        Start::Full(fut) => Phased::Full { fut },
+        Start::Observed(fut) => Phased::Observed { fut },
+    };
+    step.set(Step::Phased { phased });
+    let StepProj::Phased { phased } = step.project() else {
+        unreachable!("set above")
+    };
+    poll_phased(phased, cx)
 }
 
 /// Polls the phased engine's future (kept out of line: the lean path stays small).
@@ -445,24 +477,22 @@ where
         PhasedProj::Guarded { fut } => fut.poll(cx),
         PhasedProj::Full { fut } => fut.poll(cx),
         PhasedProj::Observed { fut } => fut.as_mut().poll(cx),
-        PhasedProj::Idle => unreachable!("a phased call has started"),
     }
 }
 
-/// The lean path: the per-call guards' admission (under a request deadline; without one
-/// the first poll did it), then the retry loop of [`Pipeline::retry_loop`] with no probe, as
+/// The lean path, once the first poll has had the call admitted by its per-call guards
+/// (and, under a request deadline, in its scope): the retry loop of [`Pipeline::retry_loop`] with no probe, as
 /// a state machine (each attempt's per-attempt guards and operation timeout: see
 /// [`launch_slow`]). The per-call permits record the call's outcome as
 /// [`Pipeline::guarded_call`] does.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
-fn poll_lean<'p, C, T, E, F, R, Fut>(
+fn poll_lean<'p, C, T, E, F, R, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     hedge: bool,
     hedging: &mut Option<Box<Hedging<Fut>>>,
     cx: &mut std::task::Context<'_>,
@@ -504,7 +534,7 @@ where
                     (Attempt::Done(r), outcome)
                 }
             }
-            StepProj::Slow => match poll_slow(pipeline, op, at, step.as_mut(), slow.as_mut(), cx) {
+            StepProj::Slow { .. } => match poll_slow(pipeline, op, at, step.as_mut(), cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(rejected))) => {
                     step.set(Step::Done);
@@ -513,13 +543,7 @@ where
                 Poll::Ready(Some(Ok(timed_out))) => timed_out,
                 Poll::Ready(None) => continue,
             },
-            StepProj::Idle => {
-                // Per-call guards to ask first under a request deadline (without a
-                // deadline, or without guards, the call has been admitted already).
-                step.set(Step::Slow);
-                continue;
-            }
-            StepProj::Done | StepProj::Phased => {
+            StepProj::Idle | StepProj::Done | StepProj::Phased { .. } => {
                 panic!("a call's future polled after it completed")
             }
         };
@@ -537,14 +561,14 @@ where
         let reported = call_outcome(&result, outcome);
         match lean_retry(pipeline, retryable, at, result) {
             Ok(delay) => {
-                if delay.is_zero() {
-                    slow.set(Slow::Yield);
+                let slow = if delay.is_zero() {
+                    Slow::Yield
                 } else {
-                    slow.set(Slow::Sleep {
+                    Slow::Sleep {
                         sleep: tokio::time::sleep(delay.min(HORIZON)),
-                    });
-                }
-                step.set(Step::Slow);
+                    }
+                };
+                step.set(Step::Slow { slow });
                 at.previous = Some(delay);
                 at.attempt += 1;
             }
@@ -560,16 +584,15 @@ where
 /// outcome, or a rejection.
 type SlowPoll<T, E> = Poll<Option<Result<(Attempt<T, E>, Outcome), Error<E>>>>;
 
-/// The lean path's slow states: admission (with `Slow::Idle`: not begun), queueing, a timed
-/// attempt, the wait before a retry. `Some(Ok(_))` is a timed-out attempt, `Some(Err(_))` a
+/// The lean path's slow states: a queued admission (of the call or of an attempt), a
+/// rejected attempt, a timed attempt, the wait before a retry. `Some(Ok(_))` is a timed-out attempt, `Some(Err(_))` a
 /// rejection, `None` a new state to poll.
 #[inline(never)]
-fn poll_slow<'p, C, T, E, F, Fut>(
+fn poll_slow<'p, C, T, E, F, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     cx: &mut std::task::Context<'_>,
 ) -> SlowPoll<T, E>
 where
@@ -578,14 +601,18 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let inner = &*pipeline.inner;
-    let first = match slow.as_mut().project() {
-        SlowProj::Idle => 0,
+    let StepProj::Slow { slow } = step.as_mut().project() else {
+        unreachable!("polled in a slow state")
+    };
+    let first = match slow.project() {
         SlowProj::Queue { wait, guard } => {
             let guard = *guard;
             match ready!(wait.as_mut().poll(cx)) {
                 Ok(permit) => at.permits.push(permit),
                 Err(rejection) => return Poll::Ready(Some(Err(rejection.into()))),
             }
+            // The wait has ended: it goes before the next guard is asked.
+            step.set(Step::Done);
             guard + 1
         }
         SlowProj::AttemptQueue { wait, guard } => {
@@ -594,24 +621,22 @@ where
                 Ok(permit) => at.hold(permit),
                 Err(rejection) => {
                     at.drop_attempt_permits();
-                    slow.set(Slow::Idle);
                     step.set(Step::Done);
                     let rejected = (Attempt::Rejected(rejection), Outcome::Failure);
                     return Poll::Ready(Some(Ok(rejected)));
                 }
             }
-            slow.set(Slow::Idle);
+            step.set(Step::Done);
             let Some(op) = op.as_mut() else {
                 unreachable!("a lean call keeps its operation")
             };
-            launch_slow(pipeline, op, at, step, slow, guard + 1, None);
+            launch_slow(pipeline, op, at, step, guard + 1, None);
             return Poll::Ready(None);
         }
         SlowProj::Rejected { rejection } => {
             let Some(rejection) = rejection.take() else {
                 unreachable!("a rejection is taken once")
             };
-            slow.set(Slow::Idle);
             step.set(Step::Done);
             return Poll::Ready(Some(Ok((Attempt::Rejected(rejection), Outcome::Failure))));
         }
@@ -623,7 +648,6 @@ where
         } => {
             if let Poll::Ready(r) = fut.poll(cx) {
                 let outcome = inner.classify.classify(&r);
-                slow.set(Slow::Idle);
                 step.set(Step::Done);
                 return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
             }
@@ -635,37 +659,35 @@ where
             }
             let limit = *limit;
             // The attempt that overran goes at once, as the engine's does.
-            slow.set(Slow::Idle);
             step.set(Step::Done);
             return Poll::Ready(Some(Ok((Attempt::TimedOut(limit), Outcome::Failure))));
         }
         SlowProj::Yield => {
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
             coop.made_progress();
-            slow.set(Slow::Idle);
-            launch(pipeline, op, at, step, slow, None);
+            step.set(Step::Done);
+            launch(pipeline, op, at, step, None);
             return Poll::Ready(None);
         }
         SlowProj::Sleep { sleep } => {
             ready!(sleep.poll(cx));
-            slow.set(Slow::Idle);
-            launch(pipeline, op, at, step, slow, None);
+            step.set(Step::Done);
+            launch(pipeline, op, at, step, None);
             return Poll::Ready(None);
         }
     };
-    Poll::Ready(admit_call(pipeline, op, at, step, slow, first).map(Err))
+    Poll::Ready(admit_call(pipeline, op, at, step, first).map(Err))
 }
 
 /// Admission by the per-call guards, from guard `first` on, as `Pipeline::guarded_call`
 /// asks them: when all admit, the call begins; a guard that queues leaves it in
 /// [`Slow::Queue`]; a rejection is returned.
 #[inline(never)]
-fn admit_call<'p, C, E, F, Fut>(
+fn admit_call<'p, C, E, F, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     first: usize,
 ) -> Option<Error<E>>
 where
@@ -689,26 +711,25 @@ where
             Acquire::Ready(Ok(permit)) => at.permits.push(permit),
             Acquire::Ready(Err(rejection)) => return Some(rejection.into()),
             Acquire::Wait(wait) => {
-                slow.set(Slow::Queue { wait, guard: i });
-                step.set(Step::Slow);
+                step.set(Step::Slow {
+                    slow: Slow::Queue { wait, guard: i },
+                });
                 return None;
             }
         }
     }
-    slow.set(Slow::Idle);
-    begin(pipeline, op, at, step, slow);
+    begin(pipeline, op, at, step);
     None
 }
 
 /// Starts attempt `at.attempt`: the operation alone, or (see [`launch_slow`]) after the
 /// per-attempt guards and under its deadline.
 #[inline(always)]
-fn launch<'p, C, F, Fut>(
+fn launch<'p, C, F, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     now: Option<Duration>,
 ) where
     F: FnMut(&Context) -> Fut,
@@ -718,7 +739,7 @@ fn launch<'p, C, F, Fut>(
         unreachable!("a lean call keeps its operation")
     };
     if !pipeline.inner.bare_attempts {
-        return launch_slow(pipeline, op, at, step, slow, 0, now);
+        return launch_slow(pipeline, op, at, step, 0, now);
     }
     if at.attempt == 1 {
         step.set(Step::Attempt { fut: op(&BARE) });
@@ -740,12 +761,11 @@ fn launch<'p, C, F, Fut>(
 /// scoped with the tighter of that timeout's deadline and the request's, so that nested
 /// pipelines inherit it.
 #[inline(never)]
-fn launch_slow<'p, C, F, Fut>(
+fn launch_slow<'p, C, F, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut F,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     first: usize,
     now: Option<Duration>,
 ) where
@@ -759,8 +779,7 @@ fn launch_slow<'p, C, F, Fut>(
         deadline: call_deadline,
         ..Context::bare()
     };
-    if !inner.attempt_guards.is_empty()
-        && !admit_attempt(pipeline, &ctx, at, step.as_mut(), slow.as_mut(), first)
+    if !inner.attempt_guards.is_empty() && !admit_attempt(pipeline, &ctx, at, step.as_mut(), first)
     {
         return;
     }
@@ -786,25 +805,25 @@ fn launch_slow<'p, C, F, Fut>(
         deadline: Some(deadline),
         cancel: None,
     };
-    slow.set(Slow::Timed {
-        fut: AMBIENT.scope(ambient, fut),
-        sleep: None,
-        at: due,
-        limit,
+    step.set(Step::Slow {
+        slow: Slow::Timed {
+            fut: AMBIENT.scope(ambient, fut),
+            sleep: None,
+            at: due,
+            limit,
+        },
     });
-    step.set(Step::Slow);
 }
 
 /// Admission of attempt `at.attempt` by the per-attempt guards from guard `first` on, as
 /// [`Pipeline::attempt`] asks them: `false` when a guard queues it (it waits in
 /// [`Slow::AttemptQueue`]) or rejects it (in [`Slow::Rejected`]).
 #[inline(never)]
-fn admit_attempt<'p, C, Fut>(
+fn admit_attempt<'p, C, Fut, P>(
     pipeline: &'p Pipeline<C>,
     ctx: &Context,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<Fut>>,
-    mut slow: Pin<&mut Slow<'p, Fut>>,
+    mut step: Pin<&mut Step<'p, Fut, P>>,
     first: usize,
 ) -> bool {
     for (i, g) in pipeline.inner.attempt_guards.iter().enumerate().skip(first) {
@@ -812,15 +831,17 @@ fn admit_attempt<'p, C, Fut>(
             Acquire::Ready(Ok(permit)) => at.hold(permit),
             Acquire::Ready(Err(rejection)) => {
                 at.drop_attempt_permits();
-                slow.set(Slow::Rejected {
-                    rejection: Some(rejection),
+                step.set(Step::Slow {
+                    slow: Slow::Rejected {
+                        rejection: Some(rejection),
+                    },
                 });
-                step.set(Step::Slow);
                 return false;
             }
             Acquire::Wait(wait) => {
-                slow.set(Slow::AttemptQueue { wait, guard: i });
-                step.set(Step::Slow);
+                step.set(Step::Slow {
+                    slow: Slow::AttemptQueue { wait, guard: i },
+                });
                 return false;
             }
         }
@@ -830,12 +851,11 @@ fn admit_attempt<'p, C, Fut>(
 
 /// After admission: what the retry loop does at its start, then the first attempt.
 #[inline(always)]
-fn begin<'p, C, F, Fut>(
+fn begin<'p, C, F, Fut, P>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    step: Pin<&mut Step<Fut>>,
-    slow: Pin<&mut Slow<'p, Fut>>,
+    step: Pin<&mut Step<'p, Fut, P>>,
 ) where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
@@ -857,7 +877,7 @@ fn begin<'p, C, F, Fut>(
     }
     // The attempt starts as the call is admitted: one reading of the clock for both.
     let now = at.admitted;
-    launch(pipeline, op, at, step, slow, now);
+    launch(pipeline, op, at, step, now);
 }
 
 /// A lean hedged attempt after its first poll (bare, as the phased engine's retry loop runs
@@ -1009,9 +1029,7 @@ fn record<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>, outcome: Outcome, now: O
         now.unwrap_or_else(|| pipeline.inner.clock.now())
             .saturating_sub(admitted)
     });
-    for permit in at.permits.drain(..) {
-        permit.record(outcome, took);
-    }
+    at.permits.drain(0, |permit| permit.record(outcome, took));
 }
 
 /// An attempt's end: each per-attempt permit records its outcome and duration, as
@@ -1025,9 +1043,8 @@ fn record_attempt<C>(
     let now = at.t0.map(|t0| (pipeline.inner.clock.now(), t0));
     let took = now.map_or(Duration::ZERO, |(now, t0)| now.saturating_sub(t0));
     let from = at.take_attempt_permits();
-    for permit in at.permits.drain(from..) {
-        permit.record(outcome, took);
-    }
+    at.permits
+        .drain(from, |permit| permit.record(outcome, took));
     now.map(|(now, _)| now)
 }
 
