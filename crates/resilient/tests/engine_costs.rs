@@ -94,13 +94,13 @@ async fn op() -> Result<u64, ()> {
 /// unnoticed. One engine serves every configuration, so every pipeline's call future has
 /// the same size for the same operation. Its largest variant is a hedged attempt (the
 /// first attempt inline, each hedge boxed when it starts), which costs every call future
-/// about 250 bytes. The lean path's futures (its attempt with or without an operation
-/// timeout, a queued admission, the sleep before a retry) and the phased engine's future
-/// share one place, the call's `Step`; beside it are the lean path's permits and the request
-/// deadline's timer.
+/// about 250 bytes. Beside the phased engine's future sit the lean path's attempt, its
+/// slow states (a queued admission, an attempt under an operation timeout, the sleep
+/// before a retry), its permits and the request deadline's timer, each in a place of its
+/// own so that a call never runs the drop glue of a future it did not hold.
 #[test]
 fn call_futures_stay_within_their_size_bound() {
-    const BOUND: usize = 2304;
+    const BOUND: usize = 2432;
     let retry_only = Pipeline::builder()
         .retry(Retry::exponential(Duration::from_millis(1)).attempts(3))
         .build()

@@ -139,6 +139,9 @@ struct Inner<C> {
     /// No per-attempt guard, no operation or request timeout: a lean attempt is the
     /// operation alone.
     bare_attempts: bool,
+    /// Lean with bare attempts, no per-call guard, no hedge, no retry budget and no
+    /// `max_elapsed`: a lean call's first poll calls the operation at once (see `run.rs`).
+    plain: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
     hedge: Option<Hedge>,
@@ -673,6 +676,16 @@ impl<C> PipelineBuilder<C> {
                 bare_attempts: direct
                     && self.attempt_guards.is_empty()
                     && self.timeouts.operation.is_none(),
+                plain: lean
+                    && direct
+                    && self.attempt_guards.is_empty()
+                    && self.timeouts.operation.is_none()
+                    && self.call_guards.is_empty()
+                    && self.hedge.is_none()
+                    && self
+                        .retry
+                        .as_ref()
+                        .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none()),
                 labels: self
                     .call_guards
                     .iter()
@@ -801,12 +814,17 @@ where
         if let Some(recovery) = this.recovery.as_mut() {
             return recovery.as_mut().poll(cx);
         }
-        match this.call.poll(cx) {
-            Poll::Ready(Err(failure)) => match this.classify.recover(failure) {
-                Err(failure) => Poll::Ready(Err(failure)),
-                Ok(recovery) => this.recovery.insert(recovery).as_mut().poll(cx),
-            },
-            other => other,
+        let polled = this.call.poll(cx);
+        // The call's own answer is returned where it was written unless it is a failure.
+        if !matches!(polled, Poll::Ready(Err(_))) {
+            return polled;
+        }
+        let Poll::Ready(Err(failure)) = polled else {
+            unreachable!("a failure")
+        };
+        match this.classify.recover(failure) {
+            Err(failure) => Poll::Ready(Err(failure)),
+            Ok(recovery) => this.recovery.insert(recovery).as_mut().poll(cx),
         }
     }
 }
@@ -966,9 +984,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             retryable: Some(retryable),
             start: Some(start),
             at: Lean::new(),
-            step: Step::Idle,
+            step: Step::new(),
             hedging: None,
             expiry: None,
+            phased: None,
         };
         Recovering {
             call,

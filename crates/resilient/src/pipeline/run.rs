@@ -56,16 +56,18 @@ pin_project_lite::pin_project! {
         pub(super) start: Option<S>,
         // Fields drop in this order: the attempt (and a queued wait) before the per-call
         // permits in `at`, as the phased engine's locals do (a bulkhead's slot is not given
-        // back while the operation's future still lives). Every state that holds a future
-        // is a variant of `step`: a call that has ended drops with one check.
+        // back while the operation's future still lives).
         #[pin]
-        pub(super) step: PhasedStep<'p, Fut, A, G, B, O>,
+        pub(super) step: Step<'p, Fut>,
         // A lean hedged attempt's hedges, once its first poll found it pending or failed.
         pub(super) hedging: Option<Box<Hedging<Fut>>>,
         pub(super) at: Lean<'p>,
         // The request timeout's timer, armed only when the call is pending.
         #[pin]
         pub(super) expiry: Option<Sleep>,
+        // The phased engine's future, for a call that is not lean.
+        #[pin]
+        pub(super) phased: Option<Phased<A, G, B, O>>,
     }
 }
 
@@ -192,26 +194,104 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// Where a call is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum State {
+    /// Not polled yet.
+    Idle,
+    /// The lean path's attempt runs (in [`Step`]'s `attempt`).
+    Attempt,
+    /// A lean call in one of its [`Slow`] states (in [`Step`]'s `slow`).
+    Slow,
+    /// The call runs the phased engine's future.
+    Phased,
+    /// A lean call that has ended (or is between two states).
+    Done,
+}
+
 pin_project_lite::pin_project! {
-    /// Where a call is: every future a call holds is in one of these variants, so that the
-    /// future of a call that has ended drops with one check of the variant.
-    #[project = StepProj]
-    pub(super) enum Step<'p, Fut, P> {
-        /// Not polled yet.
-        Idle,
-        /// The lean path's attempt.
-        Attempt { #[pin] fut: Fut },
-        /// A lean call in one of its slow states.
-        Slow { #[pin] slow: Slow<'p, Fut> },
-        /// The call runs the phased engine's future.
-        Phased { #[pin] phased: P },
-        /// A lean call that has ended (or is between two states).
-        Done,
+    /// Where a lean call is, with the futures it holds: its attempt, or one of its slow
+    /// states. Each future sits in an `Option` of its own, so that a call drops what it
+    /// holds with inline checks, never calling into the drop glue of futures it did not
+    /// hold; and a new state replaces an old one that held nothing without a call either.
+    pub(super) struct Step<'p, Fut> {
+        state: State,
+        #[pin]
+        attempt: Option<Fut>,
+        #[pin]
+        slow: Option<Slow<'p, Fut>>,
     }
 }
 
-/// A call's step, with the phased engine's future as its `Phased` state.
-pub(super) type PhasedStep<'p, Fut, A, G, B, O> = Step<'p, Fut, Phased<A, G, B, O>>;
+impl<'p, Fut> Step<'p, Fut> {
+    /// Before the first poll.
+    #[inline]
+    pub(super) fn new() -> Self {
+        Self {
+            state: State::Idle,
+            attempt: None,
+            slow: None,
+        }
+    }
+
+    /// The call is now in `state` (one that holds no future).
+    #[inline]
+    fn set_state(self: Pin<&mut Self>, state: State) {
+        *self.project().state = state;
+    }
+
+    /// An attempt starts with `fut`.
+    #[inline]
+    fn start(self: Pin<&mut Self>, fut: Fut) {
+        let mut this = self.project();
+        this.attempt.set(Some(fut));
+        *this.state = State::Attempt;
+    }
+
+    /// The call waits in `slow`.
+    #[inline]
+    fn wait(self: Pin<&mut Self>, slow: Slow<'p, Fut>) {
+        let mut this = self.project();
+        this.slow.set(Some(slow));
+        *this.state = State::Slow;
+    }
+
+    /// Drops what the call holds (its attempt, then its slow state): it has ended, or is
+    /// between two states.
+    #[inline]
+    fn clear(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        this.attempt.set(None);
+        this.slow.set(None);
+        *this.state = State::Done;
+    }
+
+    /// The attempt's future, while it runs.
+    #[inline]
+    fn attempt(self: Pin<&mut Self>) -> Pin<&mut Fut> {
+        let Some(fut) = self.project().attempt.as_pin_mut() else {
+            unreachable!("an attempt runs")
+        };
+        fut
+    }
+
+    /// The attempt has ended: its future goes.
+    #[inline]
+    fn end_attempt(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        this.attempt.set(None);
+        *this.state = State::Done;
+    }
+
+    /// The slow state, while the call is in one.
+    #[inline]
+    fn slow(self: Pin<&mut Self>) -> Pin<&mut Slow<'p, Fut>> {
+        let Some(slow) = self.project().slow.as_pin_mut() else {
+            unreachable!("in a slow state")
+        };
+        slow
+    }
+}
 
 pin_project_lite::pin_project! {
     /// The lean path's other states.
@@ -260,17 +340,35 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         let mut this = self.project();
-        match this.step.as_mut().project() {
-            StepProj::Phased { phased } => return poll_phased(phased, cx),
-            StepProj::Idle => {
+        match this.step.state {
+            State::Phased => return poll_phased(this.phased, cx),
+            State::Idle => {
                 let inner = &*this.pipeline.inner;
+                if *this.lean && inner.plain && !Ambient::active() {
+                    // Nothing to ask or time before the first attempt (see `begin`).
+                    let Some(op) = this.op.as_mut() else {
+                        unreachable!("a lean call keeps its operation")
+                    };
+                    this.step.as_mut().start(op(&BARE));
+                    return poll_lean(
+                        this.pipeline,
+                        this.op,
+                        this.retryable,
+                        this.at,
+                        this.step,
+                        false,
+                        this.hedging,
+                        cx,
+                    );
+                }
                 if !(*this.lean && inner.lean && !Ambient::active()) {
+                    this.step.as_mut().set_state(State::Phased);
                     return start_phased(
                         this.start,
                         this.seed,
                         this.op,
                         this.retryable,
-                        this.step,
+                        this.phased,
                         cx,
                     );
                 }
@@ -284,7 +382,7 @@ where
                         admit_call(this.pipeline, this.op, this.at, this.step.as_mut(), 0)
                     {
                         // Rejected before any attempt machinery was built.
-                        this.step.set(Step::Done);
+                        this.step.as_mut().set_state(State::Done);
                         return Poll::Ready(Err(rejected));
                     }
                 }
@@ -323,12 +421,12 @@ where
 /// may end it (see [`expire`]). Never hedged (see `Inner::lean`).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
-fn poll_deadline<'p, C, T, E, F, R, Fut, P>(
+fn poll_deadline<'p, C, T, E, F, R, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    mut step: Pin<&mut Step<'p, Fut>>,
     expiry: Pin<&mut Option<Sleep>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
@@ -343,12 +441,12 @@ where
         cancel: None,
     };
     let polled = AMBIENT.sync_scope(ambient, || {
-        if matches!(&*step, Step::Idle) {
+        if step.state == State::Idle {
             if pipeline.inner.call_guards.is_empty() {
                 begin(pipeline, op, at, step.as_mut());
             } else if let Some(rejected) = admit_call(pipeline, op, at, step.as_mut(), 0) {
                 // Rejected before any attempt machinery was built.
-                step.set(Step::Done);
+                step.as_mut().set_state(State::Done);
                 return Poll::Ready(Err(rejected));
             }
         }
@@ -386,10 +484,10 @@ fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
 /// (its wait, its permits) is dropped as a failure (see [`DeadlineFired`]) and the per-call
 /// permits record a failure.
 #[inline(never)]
-fn expire<'p, C, T, E, Fut, P>(
+fn expire<'p, C, T, E, Fut>(
     pipeline: &'p Pipeline<C>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    mut step: Pin<&mut Step<'p, Fut>>,
     mut expiry: Pin<&mut Option<Sleep>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>> {
@@ -403,23 +501,17 @@ fn expire<'p, C, T, E, Fut, P>(
         ready!(timer.poll(cx));
     }
     let elapsed = instant_now().saturating_duration_since(start);
-    if matches!(
-        &*step,
-        Step::Slow {
-            slow: Slow::Queue { .. }
-        }
-    ) {
-        step.set(Step::Done);
+    if matches!(&step.slow, Some(Slow::Queue { .. })) {
+        step.as_mut().clear();
         drop(std::mem::take(&mut at.permits));
     } else {
         {
             let _fired = DeadlineFired::enter(elapsed);
-            step.set(Step::Done);
+            step.as_mut().clear();
             at.drop_attempt_permits();
         }
         settle(pipeline, at, Outcome::Failure, None);
     }
-    step.set(Step::Done);
     Poll::Ready(Err(Error::Timeout {
         scope: TimeoutScope::Request,
         elapsed,
@@ -428,12 +520,12 @@ fn expire<'p, C, T, E, Fut, P>(
 
 /// Builds the phased engine's future for a call that is not lean, and polls it.
 #[inline(never)]
-fn start_phased<'p, F, R, S, Fut, A, G, B, O>(
+fn start_phased<F, R, S, A, G, B, O>(
     start: &mut Option<S>,
     seed: &mut Seed,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
-    mut step: Pin<&mut PhasedStep<'p, Fut, A, G, B, O>>,
+    mut phased: Pin<&mut Option<Phased<A, G, B, O>>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
@@ -447,23 +539,19 @@ where
     else {
         panic!("a call's future polled after it panicked")
     };
-    let phased = match start(std::mem::take(seed), op, retryable) {
+    phased.set(Some(match start(std::mem::take(seed), op, retryable) {
         Start::Plain(fut) => Phased::Plain { fut },
         Start::Guarded(fut) => Phased::Guarded { fut },
         Start::Full(fut) => Phased::Full { fut },
         Start::Observed(fut) => Phased::Observed { fut },
-    };
-    step.set(Step::Phased { phased });
-    let StepProj::Phased { phased } = step.project() else {
-        unreachable!("set above")
-    };
+    }));
     poll_phased(phased, cx)
 }
 
 /// Polls the phased engine's future (kept out of line: the lean path stays small).
 #[inline(never)]
 fn poll_phased<A, G, B, O>(
-    phased: Pin<&mut Phased<A, G, B, O>>,
+    phased: Pin<&mut Option<Phased<A, G, B, O>>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
@@ -472,6 +560,9 @@ where
     B: Future<Output = A::Output>,
     O: Future<Output = A::Output>,
 {
+    let Some(phased) = phased.as_pin_mut() else {
+        unreachable!("a phased call has started")
+    };
     match phased.project() {
         PhasedProj::Plain { fut } => fut.poll(cx),
         PhasedProj::Guarded { fut } => fut.poll(cx),
@@ -487,12 +578,12 @@ where
 /// [`Pipeline::guarded_call`] does.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
-fn poll_lean<'p, C, T, E, F, R, Fut, P>(
+fn poll_lean<'p, C, T, E, F, R, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    mut step: Pin<&mut Step<'p, Fut>>,
     hedge: bool,
     hedging: &mut Option<Box<Hedging<Fut>>>,
     cx: &mut std::task::Context<'_>,
@@ -505,9 +596,10 @@ where
 {
     let inner = &*pipeline.inner;
     loop {
-        let (result, outcome) = match step.as_mut().project() {
-            StepProj::Attempt { mut fut } => {
+        let (result, outcome) = match step.state {
+            State::Attempt => {
                 if hedge {
+                    let mut fut = step.as_mut().attempt();
                     let mut quick = None;
                     if hedging.is_none() {
                         // The first poll: a quick answer that is not retried is the whole
@@ -526,24 +618,26 @@ where
                         pipeline, op, retryable, at, hedging, fut, quick, cx
                     ));
                     // The other attempts go in this poll, whichever won.
-                    step.set(Step::Done);
+                    step.as_mut().end_attempt();
                     (Attempt::Done(r), outcome)
                 } else {
-                    let r = ready!(fut.as_mut().poll(cx));
+                    let r = ready!(step.as_mut().attempt().poll(cx));
+                    // The attempt's future goes as it ends, as the engine's does.
+                    step.as_mut().end_attempt();
                     let outcome = inner.classify.classify(&r);
                     (Attempt::Done(r), outcome)
                 }
             }
-            StepProj::Slow { .. } => match poll_slow(pipeline, op, at, step.as_mut(), cx) {
+            State::Slow => match poll_slow(pipeline, op, at, step.as_mut(), cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Err(rejected))) => {
-                    step.set(Step::Done);
+                    step.as_mut().clear();
                     return Poll::Ready(Err(rejected));
                 }
                 Poll::Ready(Some(Ok(timed_out))) => timed_out,
                 Poll::Ready(None) => continue,
             },
-            StepProj::Idle | StepProj::Done | StepProj::Phased { .. } => {
+            State::Idle | State::Done | State::Phased => {
                 panic!("a call's future polled after it completed")
             }
         };
@@ -568,7 +662,7 @@ where
                         sleep: tokio::time::sleep(delay.min(HORIZON)),
                     }
                 };
-                step.set(Step::Slow { slow });
+                step.as_mut().wait(slow);
                 at.previous = Some(delay);
                 at.attempt += 1;
             }
@@ -588,11 +682,11 @@ type SlowPoll<T, E> = Poll<Option<Result<(Attempt<T, E>, Outcome), Error<E>>>>;
 /// rejected attempt, a timed attempt, the wait before a retry. `Some(Ok(_))` is a timed-out attempt, `Some(Err(_))` a
 /// rejection, `None` a new state to poll.
 #[inline(never)]
-fn poll_slow<'p, C, T, E, F, Fut, P>(
+fn poll_slow<'p, C, T, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    mut step: Pin<&mut Step<'p, Fut>>,
     cx: &mut std::task::Context<'_>,
 ) -> SlowPoll<T, E>
 where
@@ -601,10 +695,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let inner = &*pipeline.inner;
-    let StepProj::Slow { slow } = step.as_mut().project() else {
-        unreachable!("polled in a slow state")
-    };
-    let first = match slow.project() {
+    let first = match step.as_mut().slow().project() {
         SlowProj::Queue { wait, guard } => {
             let guard = *guard;
             match ready!(wait.as_mut().poll(cx)) {
@@ -612,7 +703,7 @@ where
                 Err(rejection) => return Poll::Ready(Some(Err(rejection.into()))),
             }
             // The wait has ended: it goes before the next guard is asked.
-            step.set(Step::Done);
+            step.as_mut().clear();
             guard + 1
         }
         SlowProj::AttemptQueue { wait, guard } => {
@@ -621,12 +712,12 @@ where
                 Ok(permit) => at.hold(permit),
                 Err(rejection) => {
                     at.drop_attempt_permits();
-                    step.set(Step::Done);
+                    step.as_mut().clear();
                     let rejected = (Attempt::Rejected(rejection), Outcome::Failure);
                     return Poll::Ready(Some(Ok(rejected)));
                 }
             }
-            step.set(Step::Done);
+            step.as_mut().clear();
             let Some(op) = op.as_mut() else {
                 unreachable!("a lean call keeps its operation")
             };
@@ -637,7 +728,7 @@ where
             let Some(rejection) = rejection.take() else {
                 unreachable!("a rejection is taken once")
             };
-            step.set(Step::Done);
+            step.as_mut().clear();
             return Poll::Ready(Some(Ok((Attempt::Rejected(rejection), Outcome::Failure))));
         }
         SlowProj::Timed {
@@ -648,7 +739,7 @@ where
         } => {
             if let Poll::Ready(r) = fut.poll(cx) {
                 let outcome = inner.classify.classify(&r);
-                step.set(Step::Done);
+                step.as_mut().clear();
                 return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
             }
             if sleep.is_none() {
@@ -659,19 +750,19 @@ where
             }
             let limit = *limit;
             // The attempt that overran goes at once, as the engine's does.
-            step.set(Step::Done);
+            step.as_mut().clear();
             return Poll::Ready(Some(Ok((Attempt::TimedOut(limit), Outcome::Failure))));
         }
         SlowProj::Yield => {
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
             coop.made_progress();
-            step.set(Step::Done);
+            step.as_mut().clear();
             launch(pipeline, op, at, step, None);
             return Poll::Ready(None);
         }
         SlowProj::Sleep { sleep } => {
             ready!(sleep.poll(cx));
-            step.set(Step::Done);
+            step.as_mut().clear();
             launch(pipeline, op, at, step, None);
             return Poll::Ready(None);
         }
@@ -683,11 +774,11 @@ where
 /// asks them: when all admit, the call begins; a guard that queues leaves it in
 /// [`Slow::Queue`]; a rejection is returned.
 #[inline(never)]
-fn admit_call<'p, C, E, F, Fut, P>(
+fn admit_call<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    step: Pin<&mut Step<'p, Fut>>,
     first: usize,
 ) -> Option<Error<E>>
 where
@@ -711,9 +802,7 @@ where
             Acquire::Ready(Ok(permit)) => at.permits.push(permit),
             Acquire::Ready(Err(rejection)) => return Some(rejection.into()),
             Acquire::Wait(wait) => {
-                step.set(Step::Slow {
-                    slow: Slow::Queue { wait, guard: i },
-                });
+                step.wait(Slow::Queue { wait, guard: i });
                 return None;
             }
         }
@@ -725,11 +814,11 @@ where
 /// Starts attempt `at.attempt`: the operation alone, or (see [`launch_slow`]) after the
 /// per-attempt guards and under its deadline.
 #[inline(always)]
-fn launch<'p, C, F, Fut, P>(
+fn launch<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    step: Pin<&mut Step<'p, Fut>>,
     now: Option<Duration>,
 ) where
     F: FnMut(&Context) -> Fut,
@@ -742,7 +831,7 @@ fn launch<'p, C, F, Fut, P>(
         return launch_slow(pipeline, op, at, step, 0, now);
     }
     if at.attempt == 1 {
-        step.set(Step::Attempt { fut: op(&BARE) });
+        step.start(op(&BARE));
     } else {
         // The attempt number is the one thing the engine's own adapters read (the tower
         // adapter sends the last attempt its original request).
@@ -750,7 +839,7 @@ fn launch<'p, C, F, Fut, P>(
             attempt: at.attempt,
             ..Context::bare()
         };
-        step.set(Step::Attempt { fut: op(&ctx) });
+        step.start(op(&ctx));
     }
 }
 
@@ -761,11 +850,11 @@ fn launch<'p, C, F, Fut, P>(
 /// scoped with the tighter of that timeout's deadline and the request's, so that nested
 /// pipelines inherit it.
 #[inline(never)]
-fn launch_slow<'p, C, F, Fut, P>(
+fn launch_slow<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut F,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    mut step: Pin<&mut Step<'p, Fut>>,
     first: usize,
     now: Option<Duration>,
 ) where
@@ -795,7 +884,7 @@ fn launch_slow<'p, C, F, Fut, P>(
     // (The operation is called, and its future polled, under the request deadline's scope:
     // see `poll_deadline`.)
     let Some((limit, due)) = timeout else {
-        step.set(Step::Attempt { fut: op(&ctx) });
+        step.start(op(&ctx));
         return;
     };
     let deadline = call_deadline.map_or(due, |call| call.min(due));
@@ -805,13 +894,11 @@ fn launch_slow<'p, C, F, Fut, P>(
         deadline: Some(deadline),
         cancel: None,
     };
-    step.set(Step::Slow {
-        slow: Slow::Timed {
-            fut: AMBIENT.scope(ambient, fut),
-            sleep: None,
-            at: due,
-            limit,
-        },
+    step.wait(Slow::Timed {
+        fut: AMBIENT.scope(ambient, fut),
+        sleep: None,
+        at: due,
+        limit,
     });
 }
 
@@ -819,11 +906,11 @@ fn launch_slow<'p, C, F, Fut, P>(
 /// [`Pipeline::attempt`] asks them: `false` when a guard queues it (it waits in
 /// [`Slow::AttemptQueue`]) or rejects it (in [`Slow::Rejected`]).
 #[inline(never)]
-fn admit_attempt<'p, C, Fut, P>(
+fn admit_attempt<'p, C, Fut>(
     pipeline: &'p Pipeline<C>,
     ctx: &Context,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut, P>>,
+    step: Pin<&mut Step<'p, Fut>>,
     first: usize,
 ) -> bool {
     for (i, g) in pipeline.inner.attempt_guards.iter().enumerate().skip(first) {
@@ -831,17 +918,13 @@ fn admit_attempt<'p, C, Fut, P>(
             Acquire::Ready(Ok(permit)) => at.hold(permit),
             Acquire::Ready(Err(rejection)) => {
                 at.drop_attempt_permits();
-                step.set(Step::Slow {
-                    slow: Slow::Rejected {
-                        rejection: Some(rejection),
-                    },
+                step.wait(Slow::Rejected {
+                    rejection: Some(rejection),
                 });
                 return false;
             }
             Acquire::Wait(wait) => {
-                step.set(Step::Slow {
-                    slow: Slow::AttemptQueue { wait, guard: i },
-                });
+                step.wait(Slow::AttemptQueue { wait, guard: i });
                 return false;
             }
         }
@@ -851,11 +934,11 @@ fn admit_attempt<'p, C, Fut, P>(
 
 /// After admission: what the retry loop does at its start, then the first attempt.
 #[inline(always)]
-fn begin<'p, C, F, Fut, P>(
+fn begin<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut, P>>,
+    step: Pin<&mut Step<'p, Fut>>,
 ) where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
