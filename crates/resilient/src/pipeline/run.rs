@@ -151,6 +151,7 @@ pub(super) struct Hedging<Fut: Future> {
 
 impl<'p> Lean<'p> {
     /// Holds a per-attempt guard's permit.
+    #[inline]
     fn hold(&mut self, permit: Permit<'p>) {
         self.permits.push(permit);
         self.held += 1;
