@@ -588,3 +588,72 @@ fn a_failed_build_leaves_a_shared_breaker_unchanged() {
         .unwrap();
     assert_eq!(second_break(&b, &clock), Some(Duration::from_secs(3)));
 }
+
+/// A lone guard's permit is held on its own, without a list (per call or per attempt,
+/// blocking or async): it is released exactly once, with the outcome, on success, failure
+/// and panic, and as a cancellation when the call is rejected further on.
+#[tokio::test(start_paused = true)]
+async fn a_lone_guards_permit_is_released_once_on_every_path() {
+    for per_attempt in [false, true] {
+        let lone = Arc::new(Recorder::default());
+        let builder = Pipeline::builder();
+        let builder = if per_attempt {
+            builder
+                .retry(Retry::immediate().attempts(2))
+                .guard_arc(lone.clone())
+        } else {
+            builder.guard_arc(lone.clone())
+        };
+        let p = builder.build().unwrap();
+        // blocking: a success, a failure (retried per attempt), a panic
+        assert!(p.execute_blocking(|| Ok::<_, ()>(1)).is_ok());
+        assert!(p.execute_blocking(|| Err::<(), _>("no")).is_err());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.execute_blocking(|| -> Result<(), ()> { panic!("boom") })
+        }));
+        assert!(panicked.is_err());
+        // async: a success and a failure
+        assert!(p.execute(|| async { Ok::<_, ()>(1) }).await.is_ok());
+        assert!(p.execute(|| async { Err::<(), _>("no") }).await.is_err());
+        let attempts_of_failure = if per_attempt { 2 } else { 1 };
+        let mut expected = vec![Some(Outcome::Success)];
+        expected.extend(vec![Some(Outcome::Failure); attempts_of_failure]);
+        expected.push(Some(Outcome::Failure)); // the panic
+        expected.push(Some(Outcome::Success));
+        expected.extend(vec![Some(Outcome::Failure); attempts_of_failure]);
+        assert_eq!(*lone.released.lock().unwrap(), expected, "{per_attempt}");
+        assert_eq!(
+            lone.admitted.load(Ordering::SeqCst) as usize,
+            expected.len(),
+            "{per_attempt}"
+        );
+    }
+
+    // A second guard rejects: the first's permit goes back as a cancellation.
+    let first = Arc::new(Recorder::default());
+    let second = Arc::new(Recorder {
+        reject_after: Some(0),
+        ..Recorder::default()
+    });
+    let p = Pipeline::builder()
+        .guard_arc(first.clone())
+        .guard_arc(second.clone())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        p.execute_blocking(|| Ok::<_, ()>(1)),
+        Err(Error::Rejected {
+            guard: "recorder",
+            ..
+        })
+    ));
+    assert!(matches!(
+        p.execute(|| async { Ok::<_, ()>(1) }).await,
+        Err(Error::Rejected {
+            guard: "recorder",
+            ..
+        })
+    ));
+    assert_eq!(*first.released.lock().unwrap(), vec![None, None]);
+    assert!(second.released.lock().unwrap().is_empty());
+}

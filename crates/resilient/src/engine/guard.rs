@@ -302,13 +302,20 @@ impl<'a> Permit<'a> {
     /// Reports how the call went and releases the permit. `duration` is zero when no guard
     /// of the phase [measures durations](Guard::measures_duration).
     pub fn record(mut self, outcome: Outcome, duration: Duration) {
-        if let Some(g) = self.guard.take() {
-            g.on_release(self.token, Some((outcome, duration)));
+        let guard = self.guard.take();
+        let token = self.token;
+        // Released here: the drop that would find nothing to release is skipped.
+        std::mem::forget(self);
+        if let Some(g) = guard {
+            g.on_release(token, Some((outcome, duration)));
         }
     }
 }
 
 impl Drop for Permit<'_> {
+    // Out of line: a permit is dropped unrecorded only when its call was cancelled,
+    // rejected further on or panicked, and holders of permits drop with a short check.
+    #[inline(never)]
     fn drop(&mut self) {
         if let Some(g) = self.guard.take() {
             g.on_release(self.token, unrecorded_outcome());

@@ -1733,11 +1733,24 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             key,
             probe: None,
         };
-        let mut call_permits = Permits::new();
-        for g in &inner.call_guards {
-            match g.acquire_now(&ctx) {
-                Ok(p) => call_permits.push(p),
+        // One per-call guard (the usual case) holds its permit alone, with no list.
+        let mut one = None;
+        let mut call_permits = None;
+        match inner.call_guards.as_slice() {
+            [] => {}
+            [g] => match g.acquire_now(&ctx) {
+                Ok(p) => one = Some(p),
                 Err(r) => return Err(r.into()),
+            },
+            guards => {
+                let mut permits = Permits::new();
+                for g in guards {
+                    match g.acquire_now(&ctx) {
+                        Ok(p) => permits.push(p),
+                        Err(r) => return Err(r.into()),
+                    }
+                }
+                call_permits = Some(permits);
             }
         }
         let retry = inner.retry.as_ref();
@@ -1759,8 +1772,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 break end;
             }
         };
-        for p in call_permits.drain(..) {
+        if let Some(p) = one {
             p.record(outcome, Duration::ZERO);
+        }
+        if let Some(mut permits) = call_permits {
+            for p in permits.drain(..) {
+                p.record(outcome, Duration::ZERO);
+            }
         }
         result
     }
@@ -1808,6 +1826,17 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if inner.attempt_guards.is_empty() {
             let r = op(ctx);
             let outcome = inner.classify.classify(&r);
+            return (Attempt::Done(r), outcome);
+        }
+        if let [g] = inner.attempt_guards.as_slice() {
+            // One per-attempt guard: its permit alone, with no list.
+            let permit = match g.acquire_now(ctx) {
+                Ok(p) => p,
+                Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
+            };
+            let r = op(ctx);
+            let outcome = inner.classify.classify(&r);
+            permit.record(outcome, Duration::ZERO);
             return (Attempt::Done(r), outcome);
         }
         let mut permits = Permits::new();

@@ -92,32 +92,46 @@ pub(super) struct Lean<'p> {
     permits: Held<'p>,
 }
 
-/// The permits of a lean call: none until a guard gives one, so that a call with no guard
-/// drops them with one check.
+/// The permits of a lean call, in the order they were given: the first on its own, the
+/// others (if any) in a list made when the second comes. A call with one guard holds no
+/// list, and one with none drops its permits with two checks.
 #[derive(Default)]
-struct Held<'p>(Option<Permits<'p>>);
+struct Held<'p> {
+    /// The first permit; when it is `None`, so is `rest` (or it is empty).
+    first: Option<Permit<'p>>,
+    rest: Option<Permits<'p>>,
+}
 
 impl<'p> Held<'p> {
     #[inline]
     fn push(&mut self, permit: Permit<'p>) {
-        self.0.get_or_insert_with(Permits::new).push(permit);
+        if self.first.is_none() {
+            self.first = Some(permit);
+        } else {
+            self.rest.get_or_insert_with(Permits::new).push(permit);
+        }
     }
 
     #[inline]
     fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |p| p.len())
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |p| p.len())
     }
 
     #[inline]
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.first.is_none()
     }
 
     /// Takes out the permits from `from` on, in order.
     #[inline]
-    fn drain(&mut self, from: usize, each: impl FnMut(Permit<'p>)) {
-        if let Some(permits) = &mut self.0 {
-            permits.drain(from..).for_each(each);
+    fn drain(&mut self, from: usize, mut each: impl FnMut(Permit<'p>)) {
+        if from == 0
+            && let Some(first) = self.first.take()
+        {
+            each(first);
+        }
+        if let Some(rest) = &mut self.rest {
+            rest.drain(from.saturating_sub(1)..).for_each(each);
         }
     }
 }
@@ -163,6 +177,7 @@ impl<'p> Lean<'p> {
     }
 
     /// Drops the attempt's permits unrecorded (a rejected or cut attempt), in order.
+    #[inline(never)]
     fn drop_attempt_permits(&mut self) {
         let from = self.take_attempt_permits();
         self.permits.drain(from, drop);
@@ -179,7 +194,10 @@ impl<'p> Lean<'p> {
             deadline: None,
             t0: None,
             held: 0,
-            permits: Held(None),
+            permits: Held {
+                first: None,
+                rest: None,
+            },
         }
     }
 }
