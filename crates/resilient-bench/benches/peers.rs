@@ -432,6 +432,9 @@ fn retry_ok(h: &mut Harness, rt: &Runtime) {
         ROW,
         vec![
             floor("bare op", |n| calls!(rt, n, |i| op(i))),
+            floor("bare op, returning the engine's result type", |n| {
+                calls!(rt, n, |i| async move { op(i).await.map_err(Error::Inner) })
+            }),
             ours("resilient Pipeline", |n| {
                 calls!(rt, n, |i| pipeline.execute(|| op(i)))
             }),
