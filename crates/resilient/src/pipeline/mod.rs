@@ -139,8 +139,8 @@ struct Inner<C> {
     /// No per-attempt guard, no operation or request timeout: a lean attempt is the
     /// operation alone.
     bare_attempts: bool,
-    /// Lean with bare attempts, no per-call guard, no hedge, no retry budget and no
-    /// `max_elapsed`: a lean call's first poll calls the operation at once (see `run.rs`).
+    /// Lean with bare attempts, no per-call guard, no retry budget and no `max_elapsed`: a
+    /// lean call's first poll calls the operation at once (see `run.rs`).
     plain: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
@@ -681,7 +681,6 @@ impl<C> PipelineBuilder<C> {
                     && self.attempt_guards.is_empty()
                     && self.timeouts.operation.is_none()
                     && self.call_guards.is_empty()
-                    && self.hedge.is_none()
                     && self
                         .retry
                         .as_ref()

@@ -368,14 +368,30 @@ where
                     let Some(op) = this.op.as_mut() else {
                         unreachable!("a lean call keeps its operation")
                     };
+                    let Some(h) = &inner.hedge else {
+                        this.step.as_mut().start(op(&BARE));
+                        return poll_lean(
+                            this.pipeline,
+                            this.op,
+                            this.retryable,
+                            this.at,
+                            this.step,
+                            false,
+                            this.hedging,
+                            cx,
+                        );
+                    };
+                    h.deposit();
                     this.step.as_mut().start(op(&BARE));
+                    // Hedged when the call is idempotent.
+                    let hedge = !this.seed.no_hedge;
                     return poll_lean(
                         this.pipeline,
                         this.op,
                         this.retryable,
                         this.at,
                         this.step,
-                        false,
+                        hedge,
                         this.hedging,
                         cx,
                     );
