@@ -46,6 +46,7 @@ pub(super) enum Start<A, G, B, O> {
 pin_project_lite::pin_project! {
     /// One call. `start` builds the phased engine's future for the call's path; the lean
     /// path needs none of it and keeps `op` and `retryable` here.
+    #[project = RunProj]
     pub(super) struct Run<'p, C, F, R, S, Fut: Future, A, G, B, O> {
         pub(super) pipeline: &'p Pipeline<C>,
         // The call may take the lean path (decided where the call is built, from its seed).
@@ -370,31 +371,13 @@ where
                     };
                     let Some(h) = &inner.hedge else {
                         this.step.as_mut().start(op(&BARE));
-                        return poll_lean(
-                            this.pipeline,
-                            this.op,
-                            this.retryable,
-                            this.at,
-                            this.step,
-                            false,
-                            this.hedging,
-                            cx,
-                        );
+                        return lean(this, false, cx);
                     };
                     h.deposit();
                     this.step.as_mut().start(op(&BARE));
                     // Hedged when the call is idempotent.
                     let hedge = !this.seed.no_hedge;
-                    return poll_lean(
-                        this.pipeline,
-                        this.op,
-                        this.retryable,
-                        this.at,
-                        this.step,
-                        hedge,
-                        this.hedging,
-                        cx,
-                    );
+                    return lean(this, hedge, cx);
                 }
                 if !(*this.lean && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
@@ -437,17 +420,33 @@ where
         }
         // Hedged: the pipeline has a hedge and the call is idempotent.
         let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
-        poll_lean(
-            this.pipeline,
-            this.op,
-            this.retryable,
-            this.at,
-            this.step,
-            hedge,
-            this.hedging,
-            cx,
-        )
+        lean(this, hedge, cx)
     }
+}
+
+/// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline).
+#[inline(always)]
+fn lean<C, T, E, F, R, S, Fut, A, G, B, O>(
+    this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+    hedge: bool,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    poll_lean(
+        this.pipeline,
+        this.op,
+        this.retryable,
+        this.at,
+        this.step,
+        hedge,
+        this.hedging,
+        cx,
+    )
 }
 
 /// A lean call under a request deadline, as [`Pipeline::run_full`] runs it: each poll of
