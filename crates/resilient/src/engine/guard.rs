@@ -279,6 +279,7 @@ pub struct Permit<'a> {
 
 impl<'a> Permit<'a> {
     /// A permit of `guard`; `token` is handed back in [`Guard::on_release`].
+    #[inline]
     pub fn new(guard: &'a dyn Guard, token: u64) -> Self {
         Self {
             guard: Some(guard),
@@ -287,6 +288,7 @@ impl<'a> Permit<'a> {
     }
 
     /// A permit that holds nothing (for guards that have nothing to release).
+    #[inline]
     pub fn none() -> Self {
         Self {
             guard: None,
@@ -295,12 +297,14 @@ impl<'a> Permit<'a> {
     }
 
     /// The token this permit was created with.
+    #[inline]
     pub fn token(&self) -> u64 {
         self.token
     }
 
     /// Reports how the call went and releases the permit. `duration` is zero when no guard
     /// of the phase [measures durations](Guard::measures_duration).
+    #[inline]
     pub fn record(mut self, outcome: Outcome, duration: Duration) {
         let guard = self.guard.take();
         let token = self.token;
