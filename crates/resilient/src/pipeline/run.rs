@@ -1195,3 +1195,68 @@ where
         Next::Wait(delay) => Ok(delay),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::engine::guard::Guard;
+
+    /// Logs every release: the permit's token and its outcome.
+    #[derive(Debug, Default)]
+    struct Log(Mutex<Vec<(u64, Option<Outcome>)>>);
+
+    impl Guard for Log {
+        fn name(&self) -> &'static str {
+            "log"
+        }
+        fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+            unreachable!("permits are made by hand here")
+        }
+        fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((token, outcome.map(|(o, _)| o)));
+        }
+    }
+
+    fn held(log: &Log, n: u64) -> Held<'_> {
+        let mut held = Held::default();
+        for token in 1..=n {
+            held.push(Permit::new(log, token));
+        }
+        held
+    }
+
+    #[test]
+    fn held_permits_keep_their_order_whether_alone_or_listed() {
+        for n in 0..=6u64 {
+            for from in 0..=n {
+                let log = Log::default();
+                let mut permits = held(&log, n);
+                assert_eq!(permits.len() as u64, n);
+                assert_eq!(permits.is_empty(), n == 0);
+                // The permits from `from` on are taken out in order and recorded...
+                permits.drain(from as usize, |p| {
+                    p.record(Outcome::Success, Duration::ZERO)
+                });
+                assert_eq!(permits.len() as u64, from.min(n));
+                let recorded: Vec<_> = (from + 1..=n)
+                    .map(|t| (t, Some(Outcome::Success)))
+                    .collect();
+                assert_eq!(*log.0.lock().unwrap(), recorded, "n {n}, from {from}");
+                // ...and a new one goes after those left.
+                permits.push(Permit::new(&log, 100));
+                assert_eq!(permits.len() as u64, from.min(n) + 1);
+                // The rest are released unrecorded, first to last, when dropped.
+                drop(permits);
+                let mut expected = recorded;
+                expected.extend((1..=from.min(n)).map(|t| (t, None)));
+                expected.push((100, None));
+                assert_eq!(*log.0.lock().unwrap(), expected, "n {n}, from {from}");
+            }
+        }
+    }
+}
