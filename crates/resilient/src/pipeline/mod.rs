@@ -71,6 +71,50 @@ pub use fallback::WithFallback;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
+/// The permits of a call (or of an attempt), in the order they were given: the first on its own, the
+/// others (if any) in a list made when the second comes. A call with one guard holds no
+/// list, and one with none drops its permits with two checks.
+#[derive(Default)]
+struct Held<'p> {
+    /// The first permit; when it is `None`, so is `rest` (or it is empty).
+    first: Option<Permit<'p>>,
+    rest: Option<Permits<'p>>,
+}
+
+impl<'p> Held<'p> {
+    #[inline]
+    fn push(&mut self, permit: Permit<'p>) {
+        if self.first.is_none() {
+            self.first = Some(permit);
+        } else {
+            self.rest.get_or_insert_with(Permits::new).push(permit);
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |p| p.len())
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Takes out the permits from `from` on, in order.
+    #[inline]
+    fn drain(&mut self, from: usize, mut each: impl FnMut(Permit<'p>)) {
+        if from == 0
+            && let Some(first) = self.first.take()
+        {
+            each(first);
+        }
+        if let Some(rest) = &mut self.rest {
+            rest.drain(from.saturating_sub(1)..).for_each(each);
+        }
+    }
+}
+
 /// A pipeline's per-call and per-attempt guards.
 pub(crate) type GuardLists<'a> = (&'a [Arc<dyn Guard>], &'a [Arc<dyn Guard>]);
 
@@ -661,6 +705,8 @@ impl<C> PipelineBuilder<C> {
                 || (self.timeouts.operation.is_none()
                     && self.attempt_guards.is_empty()
                     && direct));
+        let bare_attempts =
+            direct && self.attempt_guards.is_empty() && self.timeouts.operation.is_none();
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -673,13 +719,9 @@ impl<C> PipelineBuilder<C> {
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 direct,
                 lean,
-                bare_attempts: direct
-                    && self.attempt_guards.is_empty()
-                    && self.timeouts.operation.is_none(),
+                bare_attempts,
                 plain: lean
-                    && direct
-                    && self.attempt_guards.is_empty()
-                    && self.timeouts.operation.is_none()
+                    && bare_attempts
                     && self.call_guards.is_empty()
                     && self
                         .retry
@@ -1732,24 +1774,11 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             key,
             probe: None,
         };
-        // One per-call guard (the usual case) holds its permit alone, with no list.
-        let mut one = None;
-        let mut call_permits = None;
-        match inner.call_guards.as_slice() {
-            [] => {}
-            [g] => match g.acquire_now(&ctx) {
-                Ok(p) => one = Some(p),
+        let mut call_permits = Held::default();
+        for g in &inner.call_guards {
+            match g.acquire_now(&ctx) {
+                Ok(p) => call_permits.push(p),
                 Err(r) => return Err(r.into()),
-            },
-            guards => {
-                let mut permits = Permits::new();
-                for g in guards {
-                    match g.acquire_now(&ctx) {
-                        Ok(p) => permits.push(p),
-                        Err(r) => return Err(r.into()),
-                    }
-                }
-                call_permits = Some(permits);
             }
         }
         let retry = inner.retry.as_ref();
@@ -1771,14 +1800,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 break end;
             }
         };
-        if let Some(p) = one {
-            p.record(outcome, Duration::ZERO);
-        }
-        if let Some(mut permits) = call_permits {
-            for p in permits.drain(..) {
-                p.record(outcome, Duration::ZERO);
-            }
-        }
+        call_permits.drain(0, |p| p.record(outcome, Duration::ZERO));
         result
     }
 
@@ -1827,18 +1849,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let outcome = inner.classify.classify(&r);
             return (Attempt::Done(r), outcome);
         }
-        if let [g] = inner.attempt_guards.as_slice() {
-            // One per-attempt guard: its permit alone, with no list.
-            let permit = match g.acquire_now(ctx) {
-                Ok(p) => p,
-                Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
-            };
-            let r = op(ctx);
-            let outcome = inner.classify.classify(&r);
-            permit.record(outcome, Duration::ZERO);
-            return (Attempt::Done(r), outcome);
-        }
-        let mut permits = Permits::new();
+        let mut permits = Held::default();
         for g in &inner.attempt_guards {
             match g.acquire_now(ctx) {
                 Ok(p) => permits.push(p),
@@ -1847,9 +1858,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         }
         let r = op(ctx);
         let outcome = inner.classify.classify(&r);
-        for p in permits.drain(..) {
-            p.record(outcome, Duration::ZERO);
-        }
+        permits.drain(0, |p| p.record(outcome, Duration::ZERO));
         (Attempt::Done(r), outcome)
     }
 

@@ -19,7 +19,7 @@ use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep};
 
 use super::{
-    Attempt, Next, Permits, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
+    Attempt, Held, Next, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
     retried,
 };
 use crate::engine::clock::instant_now;
@@ -93,50 +93,6 @@ pub(super) struct Lean<'p> {
     permits: Held<'p>,
 }
 
-/// The permits of a lean call, in the order they were given: the first on its own, the
-/// others (if any) in a list made when the second comes. A call with one guard holds no
-/// list, and one with none drops its permits with two checks.
-#[derive(Default)]
-struct Held<'p> {
-    /// The first permit; when it is `None`, so is `rest` (or it is empty).
-    first: Option<Permit<'p>>,
-    rest: Option<Permits<'p>>,
-}
-
-impl<'p> Held<'p> {
-    #[inline]
-    fn push(&mut self, permit: Permit<'p>) {
-        if self.first.is_none() {
-            self.first = Some(permit);
-        } else {
-            self.rest.get_or_insert_with(Permits::new).push(permit);
-        }
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |p| p.len())
-    }
-
-    #[inline]
-    fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
-    /// Takes out the permits from `from` on, in order.
-    #[inline]
-    fn drain(&mut self, from: usize, mut each: impl FnMut(Permit<'p>)) {
-        if from == 0
-            && let Some(first) = self.first.take()
-        {
-            each(first);
-        }
-        if let Some(rest) = &mut self.rest {
-            rest.drain(from.saturating_sub(1)..).for_each(each);
-        }
-    }
-}
-
 impl Drop for Lean<'_> {
     #[inline]
     fn drop(&mut self) {
@@ -195,10 +151,7 @@ impl<'p> Lean<'p> {
             deadline: None,
             t0: None,
             held: 0,
-            permits: Held {
-                first: None,
-                rest: None,
-            },
+            permits: Held::default(),
         }
     }
 }
