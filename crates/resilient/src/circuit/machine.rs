@@ -421,12 +421,18 @@ impl Breaker {
     }
 
     /// Emits the events of one call's outcome.
-    #[inline]
+    #[inline(always)]
     fn emit_outcome(&self, judged: Judged, probe: bool) {
-        // One check for both listeners, so that a breaker with neither pays one load.
-        if self.quiet.load(Ordering::Relaxed) {
-            return;
+        // One check for both listeners, so that a breaker with neither pays one load (and
+        // no call).
+        if !self.quiet.load(Ordering::Relaxed) {
+            self.emit_outcome_to_listeners(judged, probe);
         }
+    }
+
+    /// [`Breaker::emit_outcome`] for a breaker with a listener (out of line).
+    #[inline(never)]
+    fn emit_outcome_to_listeners(&self, judged: Judged, probe: bool) {
         if !probe
             && let Judged::Counted { failed, .. } = judged
             && let Some(remote) = self.remote.get()

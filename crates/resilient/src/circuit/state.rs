@@ -253,8 +253,14 @@ impl PhaseDeadline {
     /// The deadline if it belongs to `epoch`, as stored (modulo 2^52 µs).
     #[inline]
     pub fn at(self, epoch: u32) -> Option<Duration> {
+        self.micros(epoch).map(Duration::from_micros)
+    }
+
+    /// [`PhaseDeadline::at`] in microseconds.
+    #[inline]
+    fn micros(self, epoch: u32) -> Option<u64> {
         let tag = (self.0 >> MICROS_BITS) as u32;
-        (tag == epoch & ((1 << TAG_BITS) - 1)).then(|| Duration::from_micros(self.0 & MICROS_MASK))
+        (tag == epoch & ((1 << TAG_BITS) - 1)).then_some(self.0 & MICROS_MASK)
     }
 }
 
@@ -277,15 +283,26 @@ impl PhaseDeadline {
     /// `longest` (itself at most [`MAX_AHEAD`]). Unambiguous while the clock moves less
     /// than about 71 years between the deadline's writing and its reading.
     pub(crate) fn resolve(self, epoch: u32, now: Duration, longest: Duration) -> Option<Resolved> {
-        let stored = self.at(epoch)?.as_micros() as u64;
-        let now_micros = now.as_micros();
-        let floor = Duration::from_micros(u64::try_from(now_micros).unwrap_or(u64::MAX));
-        let ahead = stored.wrapping_sub(now_micros as u64) & MICROS_MASK;
-        let longest_micros = u64::try_from(longest.min(MAX_AHEAD).as_micros()).unwrap_or(0);
+        let stored = self.micros(epoch)?;
+        // In u64 arithmetic (no u128 `as_micros`): `now` in whole microseconds, modulo 2^64
+        // for the difference and saturated for the floor.
+        let (secs, sub) = (now.as_secs(), u64::from(now.subsec_micros()));
+        let (now_micros, floor) = match secs.checked_mul(1_000_000).and_then(|m| m.checked_add(sub))
+        {
+            Some(m) => (m, Duration::new(secs, (sub * 1_000) as u32)),
+            None => (
+                secs.wrapping_mul(1_000_000).wrapping_add(sub),
+                Duration::from_micros(u64::MAX),
+            ),
+        };
+        let ahead = stored.wrapping_sub(now_micros) & MICROS_MASK;
+        let longest = longest.min(MAX_AHEAD);
+        // At most 2^50 µs: no overflow.
+        let longest_micros = longest.as_secs() * 1_000_000 + u64::from(longest.subsec_micros());
         Some(if ahead <= longest_micros {
             Resolved::At(floor.saturating_add(Duration::from_micros(ahead)))
         } else if ahead < 1 << (MICROS_BITS - 1) {
-            Resolved::Clamped(now.saturating_add(longest.min(MAX_AHEAD)))
+            Resolved::Clamped(now.saturating_add(longest))
         } else {
             // in the past
             Resolved::At(floor.saturating_sub(Duration::from_micros((MICROS_MASK + 1) - ahead)))
@@ -346,6 +363,58 @@ mod tests {
                 d.resolve(1, base, 10 * sec),
                 Some(Resolved::Clamped(base + 10 * sec))
             );
+        }
+    }
+
+    /// `resolve` as first written, in u128 microseconds: the reference its u64 arithmetic
+    /// must agree with.
+    fn resolve_u128(
+        d: PhaseDeadline,
+        epoch: u32,
+        now: Duration,
+        longest: Duration,
+    ) -> Option<Resolved> {
+        let stored = d.at(epoch)?.as_micros() as u64;
+        let now_micros = now.as_micros();
+        let floor = Duration::from_micros(u64::try_from(now_micros).unwrap_or(u64::MAX));
+        let ahead = stored.wrapping_sub(now_micros as u64) & MICROS_MASK;
+        let longest_micros = u64::try_from(longest.min(MAX_AHEAD).as_micros()).unwrap_or(0);
+        Some(if ahead <= longest_micros {
+            Resolved::At(floor.saturating_add(Duration::from_micros(ahead)))
+        } else if ahead < 1 << (MICROS_BITS - 1) {
+            Resolved::Clamped(now.saturating_add(longest.min(MAX_AHEAD)))
+        } else {
+            Resolved::At(floor.saturating_sub(Duration::from_micros((MICROS_MASK + 1) - ahead)))
+        })
+    }
+
+    fn any_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..1 << 40, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..1 << 20).prop_map(Duration::from_micros),
+            (
+                18_446_744_073_700u64..=18_446_744_073_710,
+                0u32..1_000_000_000
+            )
+                .prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn resolving_in_u64_agrees_with_u128_microseconds(
+            epoch in 0u32..8,
+            at in any_duration(),
+            now in any_duration(),
+            longest in any_duration(),
+            near in proptest::bool::ANY,
+        ) {
+            // Half of the cases put the deadline within a few hours of `now`.
+            let at = if near { now.saturating_add(at.min(Duration::from_secs(10_000))) } else { at };
+            let d = PhaseDeadline::new(epoch & 3, at);
+            proptest::prop_assert_eq!(d.resolve(epoch, now, longest), resolve_u128(d, epoch, now, longest));
         }
     }
 }

@@ -287,7 +287,7 @@ impl FastClock {
     pub fn now_nanos(&self) -> u64 {
         match &self.counter {
             Some(c) if !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) => c.nanos(),
-            _ => saturating_nanos(SystemClock.now()),
+            _ => system_nanos(),
         }
     }
 
@@ -328,6 +328,14 @@ impl Clock for FastClock {
     fn now(&self) -> Duration {
         Duration::from_nanos(self.now_nanos())
     }
+}
+
+/// [`SystemClock`]'s reading in nanoseconds: [`FastClock`]'s fallback (out of line, so that
+/// the counter's read stays small enough to inline).
+#[cold]
+#[inline(never)]
+fn system_nanos() -> u64 {
+    saturating_nanos(SystemClock.now())
 }
 
 fn saturating_nanos(d: Duration) -> u64 {

@@ -263,12 +263,19 @@ impl RateLimiter {
     /// assert!(l.allow_n(3).is_ok());
     /// assert_eq!(l.allow_n(11).unwrap_err(), Duration::MAX);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn allow_n(&self, cost: u64) -> Result<(), Duration> {
         let inner = &*self.inner;
         if let [one] = inner.limits.as_slice() {
             return one.admit(inner.clock.nanos(), cost).map_err(wait);
         }
+        self.allow_n_of_many(cost)
+    }
+
+    /// [`RateLimiter::allow_n`] with several limits (out of line: the one-limit check stays
+    /// small enough to inline).
+    #[inline(never)]
+    fn allow_n_of_many(&self, cost: u64) -> Result<(), Duration> {
         let d = self.decide_cost(cost);
         if d.allowed {
             Ok(())
