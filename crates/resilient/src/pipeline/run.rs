@@ -15,7 +15,6 @@ use std::pin::Pin;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep};
 
 use super::{
@@ -276,17 +275,18 @@ pin_project_lite::pin_project! {
         AttemptQueue { wait: WaitFuture<'p>, guard: usize },
         /// The attempt rejected by a per-attempt guard.
         Rejected { rejection: Option<Rejection> },
-        /// An attempt under an operation timeout: the attempt's deadline (the tighter of
-        /// the operation timeout's and the request's) is the one nested pipelines inherit;
-        /// the timer (due `at`, after `limit`) is armed only if the attempt does not end at
-        /// its first poll.
+        /// An attempt under an operation timeout: the attempt's deadline `scope` (the
+        /// tighter of the operation timeout's and the request's) is the one nested
+        /// pipelines inherit, set around each poll of the attempt; the timer (due `at`,
+        /// after `limit`) is armed only if the attempt does not end at its first poll.
         Timed {
             #[pin]
-            fut: TaskLocalFuture<Ambient, Fut>,
+            fut: Fut,
             #[pin]
             sleep: Option<Sleep>,
             at: Instant,
             limit: Duration,
+            scope: Instant,
         },
         /// Before a retry with no delay: a unit of the task's coop budget is spent (an
         /// operation that fails without awaiting would otherwise never give control back).
@@ -723,8 +723,13 @@ where
             mut sleep,
             at: due,
             limit,
+            scope,
         } => {
-            if let Poll::Ready(r) = fut.poll(cx) {
+            let ambient = Ambient {
+                deadline: Some(*scope),
+                cancel: None,
+            };
+            if let Poll::Ready(r) = AMBIENT.sync_scope(ambient, || fut.poll(cx)) {
                 let outcome = inner.classify.classify(&r);
                 step.as_mut().clear();
                 return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
@@ -876,16 +881,12 @@ fn launch_slow<'p, C, F, Fut>(
     };
     let deadline = call_deadline.map_or(due, |call| call.min(due));
     ctx.deadline = Some(deadline);
-    let fut = op(&ctx);
-    let ambient = Ambient {
-        deadline: Some(deadline),
-        cancel: None,
-    };
     step.wait(Slow::Timed {
-        fut: AMBIENT.scope(ambient, fut),
+        fut: op(&ctx),
         sleep: None,
         at: due,
         limit,
+        scope: deadline,
     });
 }
 
