@@ -33,6 +33,15 @@
 //! see no backpressure from the inner service, so put load shedding below the pipeline, or
 //! use the pipeline's own bulkhead and rate limiter.
 //!
+//! # Allocation
+//!
+//! A service's future is boxed (its type holds closures that cannot be named): one
+//! allocation per request. Most calls take the engine's lean path, and their box holds the
+//! lean call alone, well under a kilobyte, a size the allocator serves from its fast
+//! per-thread cache. A call that takes the engine's phased path (one with a cost or a key,
+//! under an inherited deadline, or of a pipeline with an observer) allocates its phased
+//! engine's future on its own as it starts: a second allocation.
+//!
 //! # Errors
 //!
 //! The service's error is [`Error<S::Error>`](Error). In stacks that pass
@@ -424,8 +433,12 @@ async fn run<S, C, Req, R>(
     seed: Seed,
 ) -> Result<S::Response, Error<S::Error>>
 where
-    S: Service<Req> + Clone,
-    R: CloneRequest<Req>,
+    S: Service<Req> + Clone + Send,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: Send,
+    Req: Send,
+    R: CloneRequest<Req> + Sync,
     C: Classify<S::Response, S::Error> + Send + Sync + 'static,
 {
     let last = pipeline.max_attempts();
@@ -436,7 +449,7 @@ where
     let clone = &clone;
     let spent = &spent;
     pipeline
-        .run(
+        .run_phased_boxed(
             seed,
             move |ctx: &Context| {
                 let copy = match &original {

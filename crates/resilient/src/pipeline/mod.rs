@@ -981,42 +981,68 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
     {
-        let classify = &self.inner.classify;
+        self.call_future(seed, op, retryable, move |seed, op, retryable| {
+            self.start_phased(seed, op, retryable)
+        })
+    }
+
+    /// [`Pipeline::run`] with the phased engine's future (for a call that is not lean)
+    /// boxed where it starts: a lean call's future is then a fraction of the size, which
+    /// is what a caller that boxes every call's future wants (the tower adapter: a box
+    /// under glibc's cache limit of some 1 KB takes its fast path). A call that is not lean
+    /// allocates once more, as it starts.
+    #[cfg(feature = "tower")]
+    pub(crate) fn run_phased_boxed<'p, T, E, F, Fut, R>(
+        &'p self,
+        seed: Seed,
+        op: F,
+        retryable: R,
+    ) -> impl Future<Output = Result<T, Error<E>>> + 'p
+    where
+        C: Classify<T, E>,
+        T: Send + 'p,
+        E: Send + 'p,
+        F: FnMut(&Context) -> Fut + Send + 'p,
+        Fut: Future<Output = Result<T, E>> + Send + 'p,
+        R: Fn() -> bool + Send + Sync + 'p,
+    {
+        self.call_future(seed, op, retryable, move |seed, op, retryable| {
+            let boxed: run::Erased<'p, Result<T, Error<E>>> =
+                match self.start_phased(seed, op, retryable) {
+                    Start::Plain(fut) => Box::pin(fut),
+                    Start::Guarded(fut) => Box::pin(fut),
+                    Start::Full(fut) => Box::pin(fut),
+                    Start::Observed(fut) => fut,
+                };
+            Start::<_, run::Never<_>, run::Never<_>, run::Never<_>>::Plain(boxed)
+        })
+    }
+
+    /// A call's future (see [`Pipeline::run`]): `start` builds the phased engine's future
+    /// when the call is not lean.
+    #[inline]
+    #[allow(clippy::type_complexity)] // the call's future, by its parts
+    fn call_future<'p, T, E, F, Fut, R, S, A, G, B, O>(
+        &'p self,
+        seed: Seed,
+        op: F,
+        retryable: R,
+        start: S,
+    ) -> Recovering<'p, run::Run<'p, C, F, R, S, Fut, A, G, B, O>, C, T, E>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
+        S: FnOnce(Seed, F, R) -> Start<A, G, B, O>,
+        A: Future<Output = Result<T, Error<E>>>,
+        G: Future<Output = A::Output>,
+        B: Future<Output = A::Output>,
+        O: Future<Output = A::Output>,
+    {
         // The lean path (see `run.rs`) is for operations that ignore their context, with
         // no cancellation, cost or key of the caller's.
         let lean = seed.bare && seed.cancel.is_none() && seed.cost.is_none() && seed.key.is_none();
-        let start = move |seed: Seed, op: F, retryable: R| {
-            let inner = &*self.inner;
-            if let Some(sink) = &inner.sink {
-                return Start::Observed(Box::pin(self.run_observed(
-                    sink.clone(),
-                    seed,
-                    op,
-                    retryable,
-                )));
-            }
-            let hedge = inner.hedge.is_some() && !seed.no_hedge;
-            if !inner.direct || seed.cancel.is_some() || Ambient::active() {
-                return Start::Full(self.run_full(seed, op, retryable, None));
-            }
-            // An operation that does not read its context, with no guard to read its
-            // labels either, needs neither name nor tags (no reference count touched).
-            let labels = !seed.bare || inner.labels;
-            let ctx = Context {
-                attempt: 1,
-                operation: if labels { inner.name.clone() } else { None },
-                deadline: None,
-                tags: if labels { inner.tags.clone() } else { None },
-                cost: seed.cost,
-                key: seed.key,
-                probe: None,
-            };
-            if inner.call_guards.is_empty() {
-                Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
-            } else {
-                Start::Guarded(self.guarded_call(ctx, None, op, retryable, hedge))
-            }
-        };
         let call = Run {
             pipeline: self,
             lean,
@@ -1032,8 +1058,59 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         Recovering {
             call,
-            classify,
+            classify: &self.inner.classify,
             recovery: None,
+        }
+    }
+
+    /// The phased engine's future for a call that is not lean, by its path.
+    #[allow(clippy::type_complexity)]
+    fn start_phased<T, E, F, Fut, R>(
+        &self,
+        seed: Seed,
+        op: F,
+        retryable: R,
+    ) -> Start<
+        impl Future<Output = Result<T, Error<E>>>,
+        impl Future<Output = Result<T, Error<E>>>,
+        impl Future<Output = Result<T, Error<E>>>,
+        impl Future<Output = Result<T, Error<E>>>,
+    >
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: Fn() -> bool,
+    {
+        let inner = &*self.inner;
+        if let Some(sink) = &inner.sink {
+            return Start::Observed(Box::pin(self.run_observed(
+                sink.clone(),
+                seed,
+                op,
+                retryable,
+            )));
+        }
+        let hedge = inner.hedge.is_some() && !seed.no_hedge;
+        if !inner.direct || seed.cancel.is_some() || Ambient::active() {
+            return Start::Full(self.run_full(seed, op, retryable, None));
+        }
+        // An operation that does not read its context, with no guard to read its
+        // labels either, needs neither name nor tags (no reference count touched).
+        let labels = !seed.bare || inner.labels;
+        let ctx = Context {
+            attempt: 1,
+            operation: if labels { inner.name.clone() } else { None },
+            deadline: None,
+            tags: if labels { inner.tags.clone() } else { None },
+            cost: seed.cost,
+            key: seed.key,
+            probe: None,
+        };
+        if inner.call_guards.is_empty() {
+            Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
+        } else {
+            Start::Guarded(self.guarded_call(ctx, None, op, retryable, hedge))
         }
     }
 

@@ -71,6 +71,27 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// A phased engine's future, boxed and type-erased (see [`Pipeline::run_phased_boxed`]).
+#[cfg(feature = "tower")]
+pub(super) type Erased<'p, T> = Pin<Box<dyn Future<Output = T> + Send + 'p>>;
+
+/// A future that cannot exist: the phased paths of [`Start`] that a call building its
+/// phased future as an [`Erased`] one never takes (zero-sized, so they take no room).
+#[cfg(feature = "tower")]
+pub(super) struct Never<T>(
+    std::convert::Infallible,
+    std::marker::PhantomData<fn() -> T>,
+);
+
+#[cfg(feature = "tower")]
+impl<T> Future for Never<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<T> {
+        match self.0 {}
+    }
+}
+
 /// Where a lean call is, besides its step.
 pub(super) struct Lean<'p> {
     /// The attempt running or next (from 1).
