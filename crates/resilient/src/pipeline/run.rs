@@ -371,7 +371,7 @@ where
                     if inner.call_guards.is_empty() {
                         begin(this.pipeline, this.op, this.at, this.step.as_mut());
                     } else if let Some(rejected) =
-                        admit_call(this.pipeline, this.op, this.at, this.step.as_mut(), 0)
+                        admit_call_first(this.pipeline, this.op, this.at, this.step.as_mut())
                     {
                         // Rejected before any attempt machinery was built.
                         this.step.as_mut().set_state(State::Done);
@@ -452,7 +452,7 @@ where
         if step.state == State::Idle {
             if pipeline.inner.call_guards.is_empty() {
                 begin(pipeline, op, at, step.as_mut());
-            } else if let Some(rejected) = admit_call(pipeline, op, at, step.as_mut(), 0) {
+            } else if let Some(rejected) = admit_call_first(pipeline, op, at, step.as_mut()) {
                 // Rejected before any attempt machinery was built.
                 step.as_mut().set_state(State::Done);
                 return Poll::Ready(Err(rejected));
@@ -783,11 +783,42 @@ where
     Poll::Ready(admit_call(pipeline, op, at, step, first).map(Err))
 }
 
+/// [`admit_call`] from the first guard, inline: a call's first poll.
+#[inline(always)]
+fn admit_call_first<'p, C, E, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    step: Pin<&mut Step<'p, Fut>>,
+) -> Option<Error<E>>
+where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    admit_call_from(pipeline, op, at, step, 0)
+}
+
+/// Admission by the per-call guards, from guard `first` on (out of line).
+#[inline(never)]
+fn admit_call<'p, C, E, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    step: Pin<&mut Step<'p, Fut>>,
+    first: usize,
+) -> Option<Error<E>>
+where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    admit_call_from(pipeline, op, at, step, first)
+}
+
 /// Admission by the per-call guards, from guard `first` on, as `Pipeline::guarded_call`
 /// asks them: when all admit, the call begins; a guard that queues leaves it in
 /// [`Slow::Queue`]; a rejection is returned.
-#[inline(never)]
-fn admit_call<'p, C, E, F, Fut>(
+#[inline(always)]
+fn admit_call_from<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
@@ -913,8 +944,9 @@ fn launch_slow<'p, C, F, Fut>(
 
 /// Admission of attempt `at.attempt` by the per-attempt guards from guard `first` on, as
 /// [`Pipeline::attempt`] asks them: `false` when a guard queues it (it waits in
-/// [`Slow::AttemptQueue`]) or rejects it (in [`Slow::Rejected`]).
-#[inline(never)]
+/// [`Slow::AttemptQueue`]) or rejects it (in [`Slow::Rejected`]). Inline in
+/// [`launch_slow`], its one caller.
+#[inline(always)]
 fn admit_attempt<'p, C, Fut>(
     pipeline: &'p Pipeline<C>,
     ctx: &Context,
