@@ -478,7 +478,7 @@ where
 
 /// A lean call's request deadline, from its start (its first poll), as
 /// [`Pipeline::run_full`] sets it (none when it is too far to represent).
-#[inline(never)]
+#[inline(always)]
 fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
     let start = instant_now();
     at.deadline = within_horizon(pipeline.inner.timeouts.request)
