@@ -302,6 +302,12 @@ impl<'a> Permit<'a> {
         self.token
     }
 
+    /// Whether this permit holds nothing to record or release ([`Permit::none`]).
+    #[inline]
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.guard.is_none()
+    }
+
     /// Reports how the call went and releases the permit. `duration` is zero when no guard
     /// of the phase [measures durations](Guard::measures_duration).
     #[inline]

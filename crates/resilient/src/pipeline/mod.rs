@@ -82,8 +82,15 @@ struct Held<'p> {
 }
 
 impl<'p> Held<'p> {
-    #[inline]
+    /// Holds `permit`, unless it holds nothing to record or release (that of a guard with
+    /// nothing to give back, such as a rate limiter that admitted at once).
+    #[inline(always)]
     fn push(&mut self, permit: Permit<'p>) {
+        if permit.holds_nothing() {
+            // Nothing to release: no drop either.
+            std::mem::forget(permit);
+            return;
+        }
         if self.first.is_none() {
             self.first = Some(permit);
         } else {

@@ -144,8 +144,11 @@ impl<'p> Lean<'p> {
     /// Holds a per-attempt guard's permit.
     #[inline]
     fn hold(&mut self, permit: Permit<'p>) {
+        // (`permits` keeps none that holds nothing: see `Held::push`.)
+        if !permit.holds_nothing() {
+            self.held += 1;
+        }
         self.permits.push(permit);
-        self.held += 1;
     }
 
     /// Where the attempt's permits start in `permits`, and none held any more.
@@ -1229,9 +1232,11 @@ mod tests {
         }
     }
 
+    /// `n` permits of `log`, each after one that holds nothing (which `Held` keeps not).
     fn held(log: &Log, n: u64) -> Held<'_> {
         let mut held = Held::default();
         for token in 1..=n {
+            held.push(Permit::none());
             held.push(Permit::new(log, token));
         }
         held
@@ -1254,7 +1259,8 @@ mod tests {
                     .map(|t| (t, Some(Outcome::Success)))
                     .collect();
                 assert_eq!(*log.0.lock().unwrap(), recorded, "n {n}, from {from}");
-                // ...and a new one goes after those left.
+                // ...and a new one goes after those left (one that holds nothing, nowhere).
+                permits.push(Permit::none());
                 permits.push(Permit::new(&log, 100));
                 assert_eq!(permits.len() as u64, from.min(n) + 1);
                 // The rest are released unrecorded, first to last, when dropped.
