@@ -374,7 +374,7 @@ where
                     if inner.call_guards.is_empty() {
                         begin(this.pipeline, this.op, this.at, this.step.as_mut());
                     } else if let Some(rejected) =
-                        admit_call_first(this.pipeline, this.op, this.at, this.step.as_mut())
+                        admit_call(this.pipeline, this.op, this.at, this.step.as_mut(), 0)
                     {
                         // Rejected before any attempt machinery was built.
                         this.step.as_mut().set_state(State::Done);
@@ -455,7 +455,7 @@ where
         if step.state == State::Idle {
             if pipeline.inner.call_guards.is_empty() {
                 begin(pipeline, op, at, step.as_mut());
-            } else if let Some(rejected) = admit_call_first(pipeline, op, at, step.as_mut()) {
+            } else if let Some(rejected) = admit_call(pipeline, op, at, step.as_mut(), 0) {
                 // Rejected before any attempt machinery was built.
                 step.as_mut().set_state(State::Done);
                 return Poll::Ready(Err(rejected));
@@ -786,42 +786,12 @@ where
     Poll::Ready(admit_call(pipeline, op, at, step, first).map(Err))
 }
 
-/// [`admit_call`] from the first guard, inline: a call's first poll.
-#[inline(always)]
-fn admit_call_first<'p, C, E, F, Fut>(
-    pipeline: &'p Pipeline<C>,
-    op: &mut Option<F>,
-    at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut>>,
-) -> Option<Error<E>>
-where
-    F: FnMut(&Context) -> Fut,
-    Fut: Future,
-{
-    admit_call_from(pipeline, op, at, step, 0)
-}
-
-/// Admission by the per-call guards, from guard `first` on (out of line).
-#[inline(never)]
-fn admit_call<'p, C, E, F, Fut>(
-    pipeline: &'p Pipeline<C>,
-    op: &mut Option<F>,
-    at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut>>,
-    first: usize,
-) -> Option<Error<E>>
-where
-    F: FnMut(&Context) -> Fut,
-    Fut: Future,
-{
-    admit_call_from(pipeline, op, at, step, first)
-}
-
 /// Admission by the per-call guards, from guard `first` on, as `Pipeline::guarded_call`
 /// asks them: when all admit, the call begins; a guard that queues leaves it in
-/// [`Slow::Queue`]; a rejection is returned.
+/// [`Slow::Queue`]; a rejection is returned. Inline where it is called: in a call's first
+/// poll (no call on the guarded path), and in [`poll_slow`] (itself out of line).
 #[inline(always)]
-fn admit_call_from<'p, C, E, F, Fut>(
+fn admit_call<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
