@@ -12,7 +12,7 @@ use super::recovery::{BreakFn, Recovery, Schedule};
 use super::state::MAX_PROBES;
 use super::store::{RemoteStore, StateStore, Store};
 use super::window::{SlidingWindow, Window};
-use crate::engine::clock::{SharedClock, system_clock};
+use crate::engine::clock::{SharedClock, Time};
 use crate::engine::error::ConfigError;
 use crate::engine::random::{SharedRandom, thread_random};
 
@@ -61,7 +61,7 @@ pub struct CircuitBreakerBuilder {
     required: Option<u32>,
     max_half_open_wait: Option<Duration>,
     call_timeout: Option<Duration>,
-    clock: SharedClock,
+    clock: Time,
     random: SharedRandom,
     observers: Vec<Arc<dyn CircuitObserver>>,
     store: Option<Arc<dyn StateStore>>,
@@ -105,7 +105,7 @@ impl CircuitBreakerBuilder {
             required: None,
             max_half_open_wait: None,
             call_timeout: None,
-            clock: system_clock(),
+            clock: Time::fast(),
             random: thread_random(),
             observers: Vec::new(),
             store: None,
@@ -250,9 +250,11 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// The clock for breaks, time windows and standalone calls (default: the system clock).
+    /// The clock for breaks, time windows and standalone calls (default: a
+    /// [`FastClock`](crate::FastClock), the clock [`system_clock`](crate::system_clock)
+    /// hands out, read without a virtual call).
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.clock = Time::Shared(clock);
         self
     }
 

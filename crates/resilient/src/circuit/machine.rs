@@ -19,7 +19,7 @@ use super::snapshot::CircuitSnapshot;
 use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, split_token};
 use super::store::{Proposal, RemoteStore, RemoteSync, SharedPhase, Store};
 use super::window::{Counts, SlidingWindow, Window, code};
-use crate::engine::clock::SharedClock;
+use crate::engine::clock::Time;
 use crate::engine::error::ConfigError;
 use crate::engine::guard::Rejection;
 use crate::engine::outcome::Outcome;
@@ -46,7 +46,7 @@ pub(crate) struct Settings {
     pub(crate) max_half_open_wait: Option<Duration>,
     /// Unfinished standalone calls dropped after this long are failures.
     pub(crate) call_timeout: Option<Duration>,
-    pub(crate) clock: SharedClock,
+    pub(crate) clock: Time,
     pub(crate) observers: Vec<Arc<dyn CircuitObserver>>,
 }
 
@@ -80,7 +80,7 @@ pub(crate) struct Breaker {
     max_half_open_wait: Option<Duration>,
     /// Unfinished standalone calls dropped after this long are failures (`MAX`: never).
     call_timeout: Duration,
-    pub(crate) clock: SharedClock,
+    pub(crate) clock: Time,
     observers: Observers,
     /// Pipelines' transition sinks (telemetry).
     pub(crate) transitions: TransitionSinks,

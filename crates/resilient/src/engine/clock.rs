@@ -330,6 +330,46 @@ impl Clock for FastClock {
     }
 }
 
+/// A strategy's time source: the default [`FastClock`], read inline (without a virtual call
+/// or a `Duration` round trip), or any shared [`Clock`] a builder was given.
+#[derive(Debug, Clone)]
+pub(crate) enum Time {
+    Shared(SharedClock),
+    Fast(FastClock),
+}
+
+/// A shared clock's reading in nanoseconds (out of line: the default clock's read stays
+/// small enough to inline).
+#[inline(never)]
+fn shared_nanos(c: &SharedClock) -> u64 {
+    saturating_nanos(c.now())
+}
+
+impl Time {
+    /// The default: a [`FastClock`].
+    pub(crate) fn fast() -> Self {
+        Time::Fast(FastClock::new())
+    }
+
+    /// The reading in nanoseconds since the origin.
+    #[inline]
+    pub(crate) fn nanos(&self) -> u64 {
+        match self {
+            Time::Shared(c) => shared_nanos(c),
+            Time::Fast(c) => c.now_nanos(),
+        }
+    }
+
+    /// The reading, as [`Clock::now`].
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        match self {
+            Time::Shared(c) => c.now(),
+            Time::Fast(c) => Duration::from_nanos(c.now_nanos()),
+        }
+    }
+}
+
 /// [`SystemClock`]'s reading in nanoseconds: [`FastClock`]'s fallback (out of line, so that
 /// the counter's read stays small enough to inline).
 #[cold]

@@ -38,7 +38,7 @@ use super::algorithm::Algorithm;
 use super::decision::{CostError, Decision, Nanos, PollPause, Rate, nanos, wait};
 use super::guard::{Mode, Verdict};
 use super::quota;
-use super::time::Time;
+use crate::engine::clock::Time;
 use crate::engine::clock::{FastClock, SharedClock};
 use crate::engine::context::Context;
 use crate::engine::error::ConfigError;

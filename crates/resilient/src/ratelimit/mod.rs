@@ -164,7 +164,6 @@ pub mod sliding_counter;
 pub mod sliding_log;
 pub mod smooth;
 mod sync;
-mod time;
 pub mod token_bucket;
 
 /// The default clock, [`crate::FastClock`], under its former name here (it was a limiter-only
