@@ -71,9 +71,9 @@ pub use fallback::WithFallback;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
-/// The permits of a call (or of an attempt), in the order they were given: the first on its own, the
-/// others (if any) in a list made when the second comes. A call with one guard holds no
-/// list, and one with none drops its permits with two checks.
+/// The permits of a call (or of an attempt), in the order they were given: the first on
+/// its own, the others (if any) in a list made when the second comes. A call with one
+/// guard holds no list, and one with none drops its permits with two checks.
 #[derive(Default)]
 struct Held<'p> {
     /// The first permit; when it is `None`, so is `rest` (or it is empty).

@@ -370,16 +370,11 @@ where
                 if !inner.direct {
                     start_deadline(this.pipeline, this.at);
                 }
-                if this.at.deadline.is_none() {
-                    if inner.call_guards.is_empty() {
-                        begin(this.pipeline, this.op, this.at, this.step.as_mut());
-                    } else if let Some(rejected) =
-                        admit_call(this.pipeline, this.op, this.at, this.step.as_mut(), 0)
-                    {
-                        // Rejected before any attempt machinery was built.
-                        this.step.as_mut().set_state(State::Done);
-                        return Poll::Ready(Err(rejected));
-                    }
+                if this.at.deadline.is_none()
+                    && let Some(rejected) =
+                        admit_first(this.pipeline, this.op, this.at, this.step.as_mut())
+                {
+                    return Poll::Ready(Err(rejected));
                 }
             }
             _ => {}
@@ -452,14 +447,10 @@ where
         cancel: None,
     };
     let polled = AMBIENT.sync_scope(ambient, || {
-        if step.state == State::Idle {
-            if pipeline.inner.call_guards.is_empty() {
-                begin(pipeline, op, at, step.as_mut());
-            } else if let Some(rejected) = admit_call(pipeline, op, at, step.as_mut(), 0) {
-                // Rejected before any attempt machinery was built.
-                step.as_mut().set_state(State::Done);
-                return Poll::Ready(Err(rejected));
-            }
+        if step.state == State::Idle
+            && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut())
+        {
+            return Poll::Ready(Err(rejected));
         }
         let mut hedging = None;
         poll_lean(
@@ -784,6 +775,29 @@ where
         }
     };
     Poll::Ready(admit_call(pipeline, op, at, step, first).map(Err))
+}
+
+/// A lean call's first poll after its deadline (if any) is set: admission by the per-call
+/// guards, if it has any, then the first attempt. A rejection (`Some`) comes before any
+/// attempt machinery was built, and ends the call.
+#[inline(always)]
+fn admit_first<'p, C, E, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    mut step: Pin<&mut Step<'p, Fut>>,
+) -> Option<Error<E>>
+where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    if pipeline.inner.call_guards.is_empty() {
+        begin(pipeline, op, at, step);
+        return None;
+    }
+    let rejected = admit_call(pipeline, op, at, step.as_mut(), 0)?;
+    step.set_state(State::Done);
+    Some(rejected)
 }
 
 /// Admission by the per-call guards, from guard `first` on, as `Pipeline::guarded_call`
