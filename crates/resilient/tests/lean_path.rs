@@ -1,7 +1,7 @@
 //! The lean path: a call of `execute` on a pipeline without an observer runs a small
 //! state machine instead of the phased engine. It must decide exactly as the engine does.
 
-use std::future::ready;
+use std::future::{Future, ready};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -82,6 +82,83 @@ async fn lean_retries_wait_their_delays_and_count_their_attempts() {
         .await;
     assert_eq!(r.unwrap(), 2);
     assert_eq!(start.elapsed(), Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_call_whose_first_attempt_is_pending_or_failed_goes_on_as_a_lean_call() {
+    // Retry alone: the call's first poll runs the first attempt with no lean state set up,
+    // which it sets up only when that attempt does not end the call at once.
+    let p = Pipeline::builder()
+        .retry(
+            Retry::constant(Duration::from_millis(100))
+                .attempts(3)
+                .jitter(resilient::Jitter::None),
+        )
+        .build()
+        .unwrap();
+    for (pending, fails) in [
+        (false, 0),
+        (true, 0),
+        (true, 1),
+        (false, 1),
+        (true, 2),
+        (true, 3),
+    ] {
+        let calls = AtomicU32::new(0);
+        let start = Instant::now();
+        let r = p
+            .execute(|| {
+                let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+                async move {
+                    if pending {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    if n <= fails { Err("down") } else { Ok(n) }
+                }
+            })
+            .await;
+        let made = calls.load(Ordering::Relaxed);
+        let case = format!("pending {pending}, {fails} failures: {r:?}");
+        if fails < 3 {
+            assert_eq!(r.unwrap(), fails + 1, "{case}");
+        } else {
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::RetriesExhausted {
+                        attempts: 3,
+                        last: "down"
+                    })
+                ),
+                "{case}"
+            );
+        }
+        assert_eq!(made, (fails + 1).min(3), "{case}");
+        let slept = if pending { 10 * made } else { 0 };
+        let waited = 100 * (made - 1);
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(u64::from(slept + waited)),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "polled after it completed")]
+async fn a_plain_call_polled_after_it_completed_panics() {
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(2))
+        .build()
+        .unwrap();
+    let mut call = std::pin::pin!(p.execute(|| ready(Ok::<_, ()>(1))));
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(matches!(
+        call.as_mut().poll(&mut cx),
+        std::task::Poll::Ready(Ok(1))
+    ));
+    let _ = call.as_mut().poll(&mut cx);
 }
 
 #[tokio::test(start_paused = true)]

@@ -64,7 +64,7 @@ mod hedge;
 mod run;
 mod strategies;
 
-use run::{Lean, Run, Start, Step};
+use run::{Run, Start, Step};
 
 pub use call::Call;
 pub use fallback::WithFallback;
@@ -193,6 +193,9 @@ struct Inner<C> {
     /// Lean with bare attempts, no per-call guard, no retry budget and no `max_elapsed`: a
     /// lean call's first poll calls the operation at once (see `run.rs`).
     plain: bool,
+    /// Lean, but not plain with no hedge: a lean call's state is set up with its future
+    /// (see `run::Ext::before`).
+    eager_lean: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
     hedge: Option<Hedge>,
@@ -714,6 +717,13 @@ impl<C> PipelineBuilder<C> {
                     && direct));
         let bare_attempts =
             direct && self.attempt_guards.is_empty() && self.timeouts.operation.is_none();
+        let plain = lean
+            && bare_attempts
+            && self.call_guards.is_empty()
+            && self
+                .retry
+                .as_ref()
+                .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -727,13 +737,8 @@ impl<C> PipelineBuilder<C> {
                 direct,
                 lean,
                 bare_attempts,
-                plain: lean
-                    && bare_attempts
-                    && self.call_guards.is_empty()
-                    && self
-                        .retry
-                        .as_ref()
-                        .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none()),
+                plain,
+                eager_lean: lean && !(plain && self.hedge.is_none()),
                 labels: self
                     .call_guards
                     .iter()
@@ -1057,11 +1062,8 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             op: Some(op),
             retryable: Some(retryable),
             start: Some(start),
-            at: Lean::new(),
             step: Step::new(),
-            hedging: None,
-            expiry: None,
-            phased: None,
+            ext: run::Ext::before(lean, self.inner.eager_lean),
         };
         Recovering {
             call,

@@ -55,19 +55,60 @@ pin_project_lite::pin_project! {
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
         // Fields drop in this order: the attempt (and a queued wait) before the per-call
-        // permits in `at`, as the phased engine's locals do (a bulkhead's slot is not given
-        // back while the operation's future still lives).
+        // permits in `ext`'s `at`, as the phased engine's locals do (a bulkhead's slot is
+        // not given back while the operation's future still lives).
         #[pin]
         pub(super) step: Step<'p, Fut>,
-        // A lean hedged attempt's hedges, once its first poll found it pending or failed.
-        pub(super) hedging: Option<Box<Hedging<Fut>>>,
-        pub(super) at: Lean<'p>,
-        // The request timeout's timer, armed only when the call is pending.
+        // The rest of the call's state, set up on its path (see `Ext`).
         #[pin]
-        pub(super) expiry: Option<Sleep>,
-        // The phased engine's future, for a call that is not lean.
-        #[pin]
-        pub(super) phased: Option<Phased<A, G, B, O>>,
+        pub(super) ext: Ext<'p, Fut, A, G, B, O>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call's state past its step, by its path: none yet (a plain call whose first
+    /// attempt ends at once needs none, and builds and drops none of it), the lean path's,
+    /// or the phased engine's future.
+    #[project = ExtProj]
+    pub(super) enum Ext<'p, Fut: Future, A, G, B, O> {
+        Idle,
+        Lean {
+            // A hedged attempt's hedges, once its first poll found it pending or failed.
+            hedging: Option<Box<Hedging<Fut>>>,
+            at: Lean<'p>,
+            // The request timeout's timer, armed only when the call is pending.
+            #[pin]
+            expiry: Option<Sleep>,
+        },
+        Plain { #[pin] fut: A },
+        Guarded { #[pin] fut: G },
+        Full { #[pin] fut: B },
+        // With an observer: boxed, so that a pipeline without one keeps its future's size.
+        Observed { fut: Pin<Box<O>> },
+    }
+}
+
+impl<'p, Fut: Future, A, G, B, O> Ext<'p, Fut, A, G, B, O> {
+    /// A call's state before its first poll: the lean path's for a lean call that needs
+    /// it whatever its first attempt does (set up here, not replaced at its first poll);
+    /// none for a plain call that is not hedged, whose first attempt may be all of it.
+    #[inline(always)]
+    pub(super) fn before(lean: bool, eager: bool) -> Self {
+        if lean && eager {
+            Self::lean()
+        } else {
+            Ext::Idle
+        }
+    }
+
+    /// The lean path's state before its first attempt.
+    #[inline(always)]
+    fn lean() -> Self {
+        Ext::Lean {
+            hedging: None,
+            at: Lean::new(),
+            expiry: None,
+        }
     }
 }
 
@@ -176,17 +217,6 @@ impl<'p> Lean<'p> {
             held: 0,
             permits: Held::default(),
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The phased engine's future, once a call that is not lean has started.
-    #[project = PhasedProj]
-    pub(super) enum Phased<A, G, B, O> {
-        Plain { #[pin] fut: A },
-        Guarded { #[pin] fut: G },
-        Full { #[pin] fut: B },
-        Observed { fut: Pin<Box<O>> },
     }
 }
 
@@ -338,23 +368,23 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         let mut this = self.project();
         match this.step.state {
-            State::Phased => return poll_phased(this.phased, cx),
+            State::Phased => return poll_phased(this.ext, cx),
             State::Idle => {
                 let inner = &*this.pipeline.inner;
                 if *this.lean && inner.plain && !Ambient::active() {
                     // Nothing to ask or time before the first attempt (see `begin`).
+                    let Some(h) = &inner.hedge else {
+                        return plain_first(this, cx);
+                    };
                     let Some(op) = this.op.as_mut() else {
                         unreachable!("a lean call keeps its operation")
                     };
-                    let Some(h) = &inner.hedge else {
-                        this.step.as_mut().start(op(&BARE));
-                        return lean(this, false, cx);
-                    };
                     h.deposit();
                     this.step.as_mut().start(op(&BARE));
+                    lean_state(this.ext.as_mut());
                     // Hedged when the call is idempotent.
                     let hedge = !this.seed.no_hedge;
-                    return lean(this, hedge, cx);
+                    return lean(this, hedge, None, cx);
                 }
                 if !(*this.lean && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
@@ -363,44 +393,64 @@ where
                         this.seed,
                         this.op,
                         this.retryable,
-                        this.phased,
+                        this.ext,
                         cx,
                     );
                 }
+                let at = lean_state(this.ext.as_mut());
                 if !inner.direct {
-                    start_deadline(this.pipeline, this.at);
+                    start_deadline(this.pipeline, at);
                 }
-                if this.at.deadline.is_none()
+                if at.deadline.is_none()
                     && let Some(rejected) =
-                        admit_first(this.pipeline, this.op, this.at, this.step.as_mut())
+                        admit_first(this.pipeline, this.op, at, this.step.as_mut())
                 {
                     return Poll::Ready(Err(rejected));
                 }
             }
             _ => {}
         }
-        if this.at.deadline.is_some() {
+        let ExtProj::Lean { at, expiry, .. } = this.ext.as_mut().project() else {
+            panic!("a call's future polled after it completed")
+        };
+        if at.deadline.is_some() {
             return poll_deadline(
                 this.pipeline,
                 this.op,
                 this.retryable,
-                this.at,
+                at,
                 this.step,
-                this.expiry,
+                expiry,
                 cx,
             );
         }
         // Hedged: the pipeline has a hedge and the call is idempotent.
         let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
-        lean(this, hedge, cx)
+        lean(this, hedge, None, cx)
     }
 }
 
-/// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline).
+/// The lean path's state, as [`Ext::before`] set it up for a lean call (or here, were it not).
+#[inline(always)]
+fn lean_state<'a, 'p, Fut: Future, A, G, B, O>(
+    mut ext: Pin<&'a mut Ext<'p, Fut, A, G, B, O>>,
+) -> &'a mut Lean<'p> {
+    if matches!(*ext, Ext::Idle) {
+        ext.set(Ext::lean());
+    }
+    let ExtProj::Lean { at, .. } = ext.project() else {
+        unreachable!("set up above")
+    };
+    at
+}
+
+/// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline, its
+/// lean state set up).
 #[inline(always)]
 fn lean<C, T, E, F, R, S, Fut, A, G, B, O>(
     this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
     hedge: bool,
+    first: Option<(Attempt<T, E>, Outcome)>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -409,16 +459,73 @@ where
     Fut: Future<Output = Result<T, E>>,
     R: Fn() -> bool,
 {
+    let ExtProj::Lean { at, hedging, .. } = this.ext.project() else {
+        panic!("a call's future polled after it completed")
+    };
     poll_lean(
         this.pipeline,
         this.op,
         this.retryable,
-        this.at,
+        at,
         this.step,
         hedge,
-        this.hedging,
+        hedging,
+        first,
         cx,
     )
+}
+
+/// The first poll of a plain lean call (see `Inner::plain`: no guard, no timeout, nothing
+/// to ask before the first attempt) that is not hedged: a first attempt that ends at once
+/// and is not retried is the whole call, with none of the lean path's state (its `Ext`)
+/// built or dropped.
+#[inline(always)]
+fn plain_first<C, T, E, F, R, S, Fut, A, G, B, O>(
+    mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let Some(op) = this.op.as_mut() else {
+        unreachable!("a lean call keeps its operation")
+    };
+    this.step.as_mut().start(op(&BARE));
+    let Poll::Ready(r) = this.step.as_mut().attempt().poll(cx) else {
+        lean_state(this.ext.as_mut());
+        return Poll::Pending;
+    };
+    // The attempt's future goes as it ends, as the engine's does.
+    this.step.as_mut().end_attempt();
+    let classify = &this.pipeline.inner.classify;
+    let outcome = classify.classify(&r);
+    let result = Attempt::Done(r);
+    if !retried(classify, &result, outcome) {
+        return Poll::Ready(finish(result, 1));
+    }
+    plain_retry(this, result, outcome, cx)
+}
+
+/// A plain call whose first attempt failed at its first poll and is retried: the lean
+/// path's state is set up, and the call goes on as [`poll_lean`] does after an attempt.
+#[inline(never)]
+fn plain_retry<C, T, E, F, R, S, Fut, A, G, B, O>(
+    mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+    result: Attempt<T, E>,
+    outcome: Outcome,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    lean_state(this.ext.as_mut());
+    lean(this, false, Some((result, outcome)), cx)
 }
 
 /// A lean call under a request deadline, as [`Pipeline::run_full`] runs it: each poll of
@@ -461,6 +568,7 @@ where
             step.as_mut(),
             false,
             &mut hedging,
+            None,
             cx,
         )
     });
@@ -522,16 +630,17 @@ fn expire<'p, C, T, E, Fut>(
 
 /// Builds the phased engine's future for a call that is not lean, and polls it.
 #[inline(never)]
-fn start_phased<F, R, S, A, G, B, O>(
+fn start_phased<'p, F, R, S, Fut, A, G, B, O>(
     start: &mut Option<S>,
     seed: &mut Seed,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
-    mut phased: Pin<&mut Option<Phased<A, G, B, O>>>,
+    mut ext: Pin<&mut Ext<'p, Fut, A, G, B, O>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
     S: FnOnce(Seed, F, R) -> Start<A, G, B, O>,
+    Fut: Future,
     A: Future,
     G: Future<Output = A::Output>,
     B: Future<Output = A::Output>,
@@ -541,35 +650,34 @@ where
     else {
         panic!("a call's future polled after it panicked")
     };
-    phased.set(Some(match start(std::mem::take(seed), op, retryable) {
-        Start::Plain(fut) => Phased::Plain { fut },
-        Start::Guarded(fut) => Phased::Guarded { fut },
-        Start::Full(fut) => Phased::Full { fut },
-        Start::Observed(fut) => Phased::Observed { fut },
-    }));
-    poll_phased(phased, cx)
+    ext.set(match start(std::mem::take(seed), op, retryable) {
+        Start::Plain(fut) => Ext::Plain { fut },
+        Start::Guarded(fut) => Ext::Guarded { fut },
+        Start::Full(fut) => Ext::Full { fut },
+        Start::Observed(fut) => Ext::Observed { fut },
+    });
+    poll_phased(ext, cx)
 }
 
 /// Polls the phased engine's future (kept out of line: the lean path stays small).
 #[inline(never)]
-fn poll_phased<A, G, B, O>(
-    phased: Pin<&mut Option<Phased<A, G, B, O>>>,
+fn poll_phased<'p, Fut, A, G, B, O>(
+    ext: Pin<&mut Ext<'p, Fut, A, G, B, O>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
+    Fut: Future,
     A: Future,
     G: Future<Output = A::Output>,
     B: Future<Output = A::Output>,
     O: Future<Output = A::Output>,
 {
-    let Some(phased) = phased.as_pin_mut() else {
-        unreachable!("a phased call has started")
-    };
-    match phased.project() {
-        PhasedProj::Plain { fut } => fut.poll(cx),
-        PhasedProj::Guarded { fut } => fut.poll(cx),
-        PhasedProj::Full { fut } => fut.poll(cx),
-        PhasedProj::Observed { fut } => fut.as_mut().poll(cx),
+    match ext.project() {
+        ExtProj::Plain { fut } => fut.poll(cx),
+        ExtProj::Guarded { fut } => fut.poll(cx),
+        ExtProj::Full { fut } => fut.poll(cx),
+        ExtProj::Observed { fut } => fut.as_mut().poll(cx),
+        ExtProj::Idle | ExtProj::Lean { .. } => unreachable!("a phased call has started"),
     }
 }
 
@@ -588,6 +696,7 @@ fn poll_lean<'p, C, T, E, F, R, Fut>(
     mut step: Pin<&mut Step<'p, Fut>>,
     hedge: bool,
     hedging: &mut Option<Box<Hedging<Fut>>>,
+    mut first: Option<(Attempt<T, E>, Outcome)>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -598,49 +707,53 @@ where
 {
     let inner = &*pipeline.inner;
     loop {
-        let (result, outcome) = match step.state {
-            State::Attempt => {
-                if hedge {
-                    let mut fut = step.as_mut().attempt();
-                    let mut quick = None;
-                    if hedging.is_none() {
-                        // The first poll: a quick answer that is not retried is the whole
-                        // attempt, with no hedging state set up.
-                        if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                            let outcome = inner.classify.classify(&r);
-                            if !inner.classify.should_retry(&r, outcome) {
-                                pipeline.hedge_won();
-                                settle(pipeline, at, outcome, None);
-                                return Poll::Ready(finish(Attempt::Done(r), 1));
+        let (result, outcome) = if let Some(ended) = first.take() {
+            ended
+        } else {
+            match step.state {
+                State::Attempt => {
+                    if hedge {
+                        let mut fut = step.as_mut().attempt();
+                        let mut quick = None;
+                        if hedging.is_none() {
+                            // The first poll: a quick answer that is not retried is the whole
+                            // attempt, with no hedging state set up.
+                            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                                let outcome = inner.classify.classify(&r);
+                                if !inner.classify.should_retry(&r, outcome) {
+                                    pipeline.hedge_won();
+                                    settle(pipeline, at, outcome, None);
+                                    return Poll::Ready(finish(Attempt::Done(r), 1));
+                                }
+                                quick = Some((r, outcome));
                             }
-                            quick = Some((r, outcome));
                         }
+                        let (r, outcome) = ready!(poll_hedged(
+                            pipeline, op, retryable, at, hedging, fut, quick, cx
+                        ));
+                        // The other attempts go in this poll, whichever won.
+                        step.as_mut().end_attempt();
+                        (Attempt::Done(r), outcome)
+                    } else {
+                        let r = ready!(step.as_mut().attempt().poll(cx));
+                        // The attempt's future goes as it ends, as the engine's does.
+                        step.as_mut().end_attempt();
+                        let outcome = inner.classify.classify(&r);
+                        (Attempt::Done(r), outcome)
                     }
-                    let (r, outcome) = ready!(poll_hedged(
-                        pipeline, op, retryable, at, hedging, fut, quick, cx
-                    ));
-                    // The other attempts go in this poll, whichever won.
-                    step.as_mut().end_attempt();
-                    (Attempt::Done(r), outcome)
-                } else {
-                    let r = ready!(step.as_mut().attempt().poll(cx));
-                    // The attempt's future goes as it ends, as the engine's does.
-                    step.as_mut().end_attempt();
-                    let outcome = inner.classify.classify(&r);
-                    (Attempt::Done(r), outcome)
                 }
-            }
-            State::Slow => match poll_slow(pipeline, op, at, step.as_mut(), cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(rejected))) => {
-                    step.as_mut().clear();
-                    return Poll::Ready(Err(rejected));
+                State::Slow => match poll_slow(pipeline, op, at, step.as_mut(), cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Err(rejected))) => {
+                        step.as_mut().clear();
+                        return Poll::Ready(Err(rejected));
+                    }
+                    Poll::Ready(Some(Ok(timed_out))) => timed_out,
+                    Poll::Ready(None) => continue,
+                },
+                State::Idle | State::Done | State::Phased => {
+                    panic!("a call's future polled after it completed")
                 }
-                Poll::Ready(Some(Ok(timed_out))) => timed_out,
-                Poll::Ready(None) => continue,
-            },
-            State::Idle | State::Done | State::Phased => {
-                panic!("a call's future polled after it completed")
             }
         };
         // The clock's reading when the attempt's permits recorded it (if they did).
