@@ -246,7 +246,16 @@ impl Breaker {
                 Disabled => return Ok(Admit::Free),
                 Isolated => return Err(self.reject(Isolated, None)),
                 Open => {
-                    let now = self.clock.now();
+                    let nanos = self.clock.nanos();
+                    if let Some(rejected) = self.still_open(w, nanos) {
+                        return Err(rejected);
+                    }
+                    // (A reading past u64 nanoseconds is saturated: read it whole.)
+                    let now = if nanos == u64::MAX {
+                        self.clock.now()
+                    } else {
+                        Duration::from_nanos(nanos)
+                    };
                     let Some(until) = self.phase_end(w, now, || {
                         self.recovery
                             .duration(self.failed_recoveries.load(Ordering::Acquire))
@@ -304,6 +313,22 @@ impl Breaker {
                 }
             }
         }
+    }
+
+    /// An open breaker's rejection while its break lasts, in u64 arithmetic (see
+    /// [`PhaseDeadline::remaining`]): the common case, with the break's deadline stored
+    /// for this phase and ahead of the clock (`nanos`) by no more than a break can last.
+    /// `None` leaves every other case to the exact reading of [`Breaker::phase_end`].
+    #[inline]
+    fn still_open(&self, w: StateWord, nanos: u64) -> Option<Rejection> {
+        if nanos == u64::MAX {
+            return None;
+        }
+        let left =
+            self.store
+                .load_deadline()
+                .remaining(w.epoch(), nanos, self.longest_phase(Open))?;
+        Some(self.reject(Open, Some(left)))
     }
 
     /// The longest half-open phase: the configured maximum wait or, by default, the base

@@ -310,6 +310,31 @@ impl PhaseDeadline {
     }
 }
 
+impl PhaseDeadline {
+    /// How long the phase of `epoch` still lasts at `now_nanos` (the clock's reading in
+    /// nanoseconds), in u64 arithmetic: `Some` exactly when [`PhaseDeadline::resolve`]
+    /// reads the deadline as [`Resolved::At`] a time after now, with the time left. `None`
+    /// in every other case (no deadline for `epoch`, one past, or one further ahead than
+    /// `longest`), which `resolve` must decide.
+    #[inline]
+    pub(crate) fn remaining(
+        self,
+        epoch: u32,
+        now_nanos: u64,
+        longest: Duration,
+    ) -> Option<Duration> {
+        let stored = self.micros(epoch)?;
+        let ahead = stored.wrapping_sub(now_nanos / 1_000) & MICROS_MASK;
+        let longest = longest.min(MAX_AHEAD);
+        // At most 2^50 µs: no overflow, here or below.
+        let longest_micros = longest.as_secs() * 1_000_000 + u64::from(longest.subsec_micros());
+        // The deadline is `ahead` µs past now rounded down to the microsecond: later than
+        // now unless `ahead` is 0.
+        (ahead != 0 && ahead <= longest_micros)
+            .then(|| Duration::from_nanos(ahead * 1_000 - now_nanos % 1_000))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +440,38 @@ mod tests {
             let at = if near { now.saturating_add(at.min(Duration::from_secs(10_000))) } else { at };
             let d = PhaseDeadline::new(epoch & 3, at);
             proptest::prop_assert_eq!(d.resolve(epoch, now, longest), resolve_u128(d, epoch, now, longest));
+        }
+
+        #[test]
+        fn the_time_left_in_u64_is_what_resolving_says(
+            epoch in 0u32..8,
+            at in any_duration(),
+            now_nanos in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                0u64..1 << 40,
+                u64::MAX - (1 << 20)..u64::MAX,
+            ],
+            ahead_nanos in proptest::prop_oneof![0u64..1 << 44, 0u64..3_000],
+            longest in any_duration(),
+            near in proptest::bool::ANY,
+        ) {
+            // Half of the cases put the deadline within hours of `now`, before or after.
+            let now = Duration::from_nanos(now_nanos);
+            let at = if near {
+                if ahead_nanos % 2 == 0 {
+                    now.saturating_add(Duration::from_nanos(ahead_nanos))
+                } else {
+                    now.saturating_sub(Duration::from_nanos(ahead_nanos))
+                }
+            } else {
+                at
+            };
+            let d = PhaseDeadline::new(epoch & 3, at);
+            let expected = match d.resolve(epoch, now, longest) {
+                Some(Resolved::At(until)) if until > now => Some(until - now),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(d.remaining(epoch, now_nanos, longest), expected);
         }
     }
 }
