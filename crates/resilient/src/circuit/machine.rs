@@ -234,7 +234,18 @@ impl Breaker {
         match w.state() {
             Closed | MetricsOnly => Ok(Admit::Token(w.token())),
             Disabled => Ok(Admit::Free),
+            Open => self.acquire_open(w),
             _ => self.acquire_slow(w),
+        }
+    }
+
+    /// An open breaker's admission: a rejection while the break lasts (in u64 arithmetic,
+    /// see [`Breaker::still_open`]), else the whole decision of [`Breaker::acquire_slow`].
+    #[inline(never)]
+    fn acquire_open(&self, w: StateWord) -> Result<Admit, Rejection> {
+        match self.still_open(w, self.clock.nanos()) {
+            Some(rejected) => Err(rejected),
+            None => self.acquire_slow(w),
         }
     }
 
@@ -246,16 +257,7 @@ impl Breaker {
                 Disabled => return Ok(Admit::Free),
                 Isolated => return Err(self.reject(Isolated, None)),
                 Open => {
-                    let nanos = self.clock.nanos();
-                    if let Some(rejected) = self.still_open(w, nanos) {
-                        return Err(rejected);
-                    }
-                    // (A reading past u64 nanoseconds is saturated: read it whole.)
-                    let now = if nanos == u64::MAX {
-                        self.clock.now()
-                    } else {
-                        Duration::from_nanos(nanos)
-                    };
+                    let now = self.clock.now();
                     let Some(until) = self.phase_end(w, now, || {
                         self.recovery
                             .duration(self.failed_recoveries.load(Ordering::Acquire))
@@ -391,6 +393,7 @@ impl Breaker {
         self.hold_open_while_unhealthy && self.health.get() == Some(HealthState::Unhealthy)
     }
 
+    #[inline]
     fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> Rejection {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         self.observers
