@@ -234,19 +234,21 @@ impl Breaker {
         match w.state() {
             Closed | MetricsOnly => Ok(Admit::Token(w.token())),
             Disabled => Ok(Admit::Free),
-            Open => self.acquire_open(w),
-            _ => self.acquire_slow(w),
+            _ => self.acquire_open(w),
         }
     }
 
-    /// An open breaker's admission: a rejection while the break lasts (in u64 arithmetic,
-    /// see [`Breaker::still_open`]), else the whole decision of [`Breaker::acquire_slow`].
+    /// Admission by a breaker that is not closed: an open one's rejection while the
+    /// break lasts (in u64 arithmetic, see [`Breaker::still_open`]), else the whole
+    /// decision of [`Breaker::acquire_slow`].
     #[inline(never)]
     fn acquire_open(&self, w: StateWord) -> Result<Admit, Rejection> {
-        match self.still_open(w, self.clock.nanos()) {
-            Some(rejected) => Err(rejected),
-            None => self.acquire_slow(w),
+        if w.state() == Open
+            && let Some(rejected) = self.still_open(w, self.clock.nanos())
+        {
+            return Err(rejected);
         }
+        self.acquire_slow(w)
     }
 
     #[cold]
