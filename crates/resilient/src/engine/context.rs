@@ -2,8 +2,12 @@
 //! and key for rate limiters, plus the ambient deadline and cancellation that nested
 //! pipelines inherit.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -182,14 +186,45 @@ pub(crate) struct Ambient {
     pub(crate) cancel: Option<CancellationToken>,
 }
 
-tokio::task_local! {
-    pub(crate) static AMBIENT: Ambient;
+/// The ambient values of the call whose future this thread is polling: set around each
+/// poll of a call's body (see [`Ambient::sync_scope`] and [`Scoped`]), as a tokio
+/// task-local is, but read and written in place (a task-local's accessor is a call through
+/// a function pointer, made twice a scope). Both are empty outside any call.
+struct Slot {
+    deadline: Cell<Option<Instant>>,
+    cancel: Cell<Option<CancellationToken>>,
+}
+
+thread_local! {
+    static AMBIENT: Slot = const {
+        Slot {
+            deadline: Cell::new(None),
+            cancel: Cell::new(None),
+        }
+    };
 }
 
 impl Ambient {
     /// The ambient values of the enclosing call, if any.
     pub(crate) fn current() -> Option<Ambient> {
-        AMBIENT.try_with(|a| a.clone()).ok()
+        AMBIENT
+            .try_with(|s| {
+                let deadline = s.deadline.get();
+                let cancel = s.cancel.take();
+                let copy = cancel.clone();
+                s.cancel.set(cancel);
+                (deadline.is_some() || copy.is_some()).then_some(Ambient {
+                    deadline,
+                    cancel: copy,
+                })
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// The enclosing call's cancellation, if any.
+    pub(crate) fn inherited_cancel() -> Option<CancellationToken> {
+        Self::current().and_then(|a| a.cancel)
     }
 
     /// Whether the current task runs inside a call with a deadline or a cancellation
@@ -197,8 +232,73 @@ impl Ambient {
     #[inline]
     pub(crate) fn active() -> bool {
         AMBIENT
-            .try_with(|a| a.deadline.is_some() || a.cancel.is_some())
+            .try_with(|s| {
+                s.deadline.get().is_some() || {
+                    let cancel = s.cancel.take();
+                    let active = cancel.is_some();
+                    s.cancel.set(cancel);
+                    active
+                }
+            })
             .unwrap_or(false)
+    }
+
+    /// Runs `f` with these values as the ambient ones (nested pipelines inherit them),
+    /// restoring the enclosing ones after, also when `f` panics.
+    #[inline]
+    pub(crate) fn sync_scope<R>(mut self, f: impl FnOnce() -> R) -> R {
+        self.enter(f)
+    }
+
+    /// A future polled with these values as the ambient ones (see [`Ambient::sync_scope`]).
+    pub(crate) fn scope<F: Future>(self, fut: F) -> Scoped<F> {
+        Scoped { slot: self, fut }
+    }
+
+    /// [`Ambient::sync_scope`] with the values kept in `self` between two scopes: they are
+    /// moved in, and back out after.
+    #[inline]
+    fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        /// Moves the enclosing values back (when `f` returns or panics).
+        struct Restore<'a>(&'a mut Ambient);
+        impl Drop for Restore<'_> {
+            #[inline]
+            fn drop(&mut self) {
+                self.0.swap();
+            }
+        }
+        self.swap();
+        let _restore = Restore(self);
+        f()
+    }
+
+    /// Swaps these values with the thread's ambient ones.
+    #[inline]
+    fn swap(&mut self) {
+        AMBIENT.with(|s| {
+            self.deadline = s.deadline.replace(self.deadline);
+            self.cancel = s.cancel.replace(self.cancel.take());
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose polls see `slot` as the ambient values (see [`Ambient::scope`]).
+    pub(crate) struct Scoped<F> {
+        slot: Ambient,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let fut = this.fut;
+        this.slot.enter(|| fut.poll(cx))
     }
 }
 
@@ -211,5 +311,72 @@ impl Ambient {
 /// # }
 /// ```
 pub fn inherited_deadline() -> Option<Instant> {
-    AMBIENT.try_with(|a| a.deadline).ok().flatten()
+    AMBIENT.try_with(|s| s.deadline.get()).ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> Ambient {
+        Ambient {
+            deadline: Some(Instant::now() + Duration::from_secs(secs)),
+            cancel: None,
+        }
+    }
+
+    #[test]
+    fn scopes_nest_and_restore_the_enclosing_values_also_on_a_panic() {
+        assert!(Ambient::current().is_none() && !Ambient::active());
+        let (outer, inner) = (at(10), at(5));
+        let (d_outer, d_inner) = (outer.deadline, inner.deadline);
+        let token = CancellationToken::new();
+        let cancelled = Ambient {
+            deadline: None,
+            cancel: Some(token.clone()),
+        };
+        outer.sync_scope(|| {
+            assert_eq!(inherited_deadline(), d_outer);
+            inner.sync_scope(|| assert_eq!(inherited_deadline(), d_inner));
+            assert_eq!(inherited_deadline(), d_outer);
+            cancelled.sync_scope(|| {
+                assert!(Ambient::active());
+                assert_eq!(inherited_deadline(), None);
+                let a = Ambient::current().unwrap();
+                token.cancel();
+                assert!(a.cancel.unwrap().is_cancelled());
+                // Reading the token leaves it in place.
+                assert!(Ambient::inherited_cancel().is_some());
+            });
+            let panicked = std::panic::catch_unwind(|| {
+                at(1).sync_scope(|| panic!("in a scope"));
+            });
+            assert!(panicked.is_err());
+            assert_eq!(inherited_deadline(), d_outer);
+        });
+        assert!(Ambient::current().is_none() && !Ambient::active());
+    }
+
+    #[test]
+    fn a_scoped_future_sees_its_values_only_while_polled() {
+        let a = at(3);
+        let d = a.deadline;
+        let mut polls = 0;
+        let mut fut = std::pin::pin!(a.scope(std::future::poll_fn(|_| {
+            assert_eq!(inherited_deadline(), d);
+            polls += 1;
+            if polls < 3 {
+                Poll::Pending
+            } else {
+                Poll::Ready(polls)
+            }
+        })));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..2 {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(inherited_deadline(), None);
+        }
+        assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(3));
+        assert!(!Ambient::active());
+    }
 }

@@ -8,11 +8,10 @@ use std::pin::{Pin, pin};
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep, Timeout};
 
 use crate::engine::clock::instant_now;
-use crate::engine::context::{AMBIENT, Ambient, Context, deadline_after};
+use crate::engine::context::{Ambient, Context, Scoped, deadline_after};
 use crate::engine::error::ConfigError;
 use crate::engine::guard::Rejection;
 use crate::engine::outcome::{Classify, Outcome};
@@ -379,10 +378,10 @@ impl<C> Pipeline<C> {
                 ctx.deadline = call_deadline;
                 let ambient = Ambient {
                     deadline: Some(deadline),
-                    cancel: AMBIENT.try_with(|a| a.cancel.clone()).ok().flatten(),
+                    cancel: Ambient::inherited_cancel(),
                 };
                 Launched::Timed {
-                    fut: tokio::time::timeout_at(at, AMBIENT.scope(ambient, fut)),
+                    fut: tokio::time::timeout_at(at, ambient.scope(fut)),
                     limit,
                 }
             }
@@ -395,7 +394,7 @@ pin_project_lite::pin_project! {
     /// An attempt's operation, called, within its operation timeout if any.
     #[project = LaunchedProj]
     enum Launched<Fut> {
-        Timed { #[pin] fut: Timeout<TaskLocalFuture<Ambient, Fut>>, limit: Duration },
+        Timed { #[pin] fut: Timeout<Scoped<Fut>>, limit: Duration },
         Plain { #[pin] fut: Fut },
     }
 }

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
 use crate::engine::clock::{SharedClock, calibrate, instant_now, system_clock};
 use crate::engine::context::Context;
-use crate::engine::context::{AMBIENT, Ambient, HORIZON, deadline_after, within_horizon};
+use crate::engine::context::{Ambient, HORIZON, deadline_after, within_horizon};
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
@@ -1247,10 +1247,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         // than nested combinators: the body future is moved once, not once per wrapper.
         let expiry = deadline.zip(start).map(|(at, start)| (at, scope, start));
         // In an `Option` so that a fired deadline can drop it in place (see below).
-        let mut body = pin!(Some(AMBIENT.scope(
-            ambient,
-            self.guarded_call(&mut ctx, expiry, op, retryable, hedge)
-        )));
+        let mut body = pin!(Some(
+            ambient.scope(self.guarded_call(&mut ctx, expiry, op, retryable, hedge))
+        ));
         // With per-call guards, `call` owns the deadline timer (it must record the timeout
         // on their permits); one timer per call either way.
         let mut sleep = pin!(
@@ -1606,9 +1605,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 ctx.deadline = call_deadline;
                 let ambient = Ambient {
                     deadline: Some(deadline),
-                    cancel: AMBIENT.try_with(|a| a.cancel.clone()).ok().flatten(),
+                    cancel: Ambient::inherited_cancel(),
                 };
-                match tokio::time::timeout_at(at, AMBIENT.scope(ambient, fut)).await {
+                match tokio::time::timeout_at(at, ambient.scope(fut)).await {
                     Ok(r) => Attempt::Done(r),
                     Err(_) => {
                         if let Some(probe) = &ctx.probe {

@@ -22,7 +22,7 @@ use super::{
     retried,
 };
 use crate::engine::clock::instant_now;
-use crate::engine::context::{AMBIENT, Ambient, Context, HORIZON, deadline_after, within_horizon};
+use crate::engine::context::{Ambient, Context, HORIZON, deadline_after, within_horizon};
 use crate::engine::error::Error;
 use crate::engine::error::TimeoutScope;
 use crate::engine::guard::{Acquire, DeadlineFired, Permit, Rejection, WaitFuture};
@@ -553,7 +553,7 @@ where
         deadline: at.deadline.map(|(deadline, _)| deadline),
         cancel: None,
     };
-    let polled = AMBIENT.sync_scope(ambient, || {
+    let polled = ambient.sync_scope(|| {
         if step.state == State::Idle
             && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut())
         {
@@ -857,7 +857,7 @@ where
                 deadline: Some(*scope),
                 cancel: None,
             };
-            if let Poll::Ready(r) = AMBIENT.sync_scope(ambient, || fut.poll(cx)) {
+            if let Poll::Ready(r) = ambient.sync_scope(|| fut.poll(cx)) {
                 let outcome = inner.classify.classify(&r);
                 step.as_mut().clear();
                 return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
