@@ -175,6 +175,7 @@ pub(crate) fn deadline_after(from: Instant, after: Duration) -> Option<Instant> 
 }
 
 /// `d`, unless it is beyond the [`HORIZON`]: a timeout that never fires is none.
+#[inline]
 pub(crate) fn within_horizon(d: Option<Duration>) -> Option<Duration> {
     d.filter(|d| *d <= HORIZON)
 }

@@ -11,6 +11,7 @@
 //! [`Pipeline::run`]).
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 use std::time::Duration;
@@ -193,6 +194,7 @@ impl<'p> Lean<'p> {
     }
 
     /// Where the attempt's permits start in `permits`, and none held any more.
+    #[inline]
     fn take_attempt_permits(&mut self) -> usize {
         self.permits.len() - std::mem::take(&mut self.held)
     }
@@ -934,11 +936,12 @@ where
     let ctx = match at.deadline {
         None => &BARE,
         Some((deadline, _)) => {
-            timed = Context {
+            // (Holds no reference count: not dropped, so no drop glue runs.)
+            timed = ManuallyDrop::new(Context {
                 deadline: Some(deadline),
                 ..Context::bare()
-            };
-            &timed
+            });
+            &*timed
         }
     };
     for (i, g) in inner.call_guards.iter().enumerate().skip(first) {
@@ -979,10 +982,11 @@ fn launch<'p, C, F, Fut>(
     } else {
         // The attempt number is the one thing the engine's own adapters read (the tower
         // adapter sends the last attempt its original request).
-        let ctx = Context {
+        // (Holds no reference count: not dropped, so no drop glue runs.)
+        let ctx = ManuallyDrop::new(Context {
             attempt: at.attempt,
             ..Context::bare()
-        };
+        });
         step.start(op(&ctx));
     }
 }
@@ -1007,11 +1011,12 @@ fn launch_slow<'p, C, F, Fut>(
 {
     let inner = &*pipeline.inner;
     let call_deadline = at.deadline.map(|(deadline, _)| deadline);
-    let mut ctx = Context {
+    // (Holds no reference count: not dropped, so no drop glue runs.)
+    let mut ctx = ManuallyDrop::new(Context {
         attempt: at.attempt,
         deadline: call_deadline,
         ..Context::bare()
-    };
+    });
     if !inner.attempt_guards.is_empty() && !admit_attempt(pipeline, &ctx, at, step.as_mut(), first)
     {
         return;
