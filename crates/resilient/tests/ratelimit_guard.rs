@@ -29,6 +29,39 @@ async fn reject_mode_reports_retry_after() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn under_a_request_timeout_the_limiter_decides_on_the_calls_start() {
+    // With a request timeout the engine reads the clock as the call starts and the limiter
+    // admits on that reading: the same decisions, and the same wait, as without one.
+    let limiter = RateLimiter::gcra(Rate::per_second(2)).build().unwrap();
+    let p = Pipeline::builder()
+        .rate_limit(&limiter)
+        .timeout(Timeout::request(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    for round in 0..3 {
+        call(&p).await.unwrap();
+        call(&p).await.unwrap();
+        match call(&p).await {
+            Err(Error::RateLimited { retry_after, .. }) => {
+                assert_eq!(
+                    retry_after,
+                    Some(Duration::from_millis(500)),
+                    "round {round}"
+                )
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(call(&p).await.is_ok(), "round {round}");
+        assert!(call(&p).await.is_err(), "round {round}");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // The limiter's own reading agrees with the engine's.
+        assert!(limiter.allow().is_ok(), "round {round}");
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn wait_mode_spaces_calls_by_reservation() {
     let limiter = RateLimiter::gcra(Rate::per_second(1))
         .max_wait(Duration::from_secs(5))

@@ -360,6 +360,17 @@ impl Time {
         }
     }
 
+    /// The reading in nanoseconds, or `hint` for the default clock: a [`FastClock`]
+    /// reading the engine has just taken (see [`instant_and_nanos`]), which this clock would
+    /// read too.
+    #[inline]
+    pub(crate) fn nanos_or(&self, hint: Option<u64>) -> u64 {
+        match (self, hint) {
+            (Time::Fast(_), Some(nanos)) => nanos,
+            _ => self.nanos(),
+        }
+    }
+
     /// The reading, as [`Clock::now`].
     #[inline]
     pub(crate) fn now(&self) -> Duration {
@@ -397,6 +408,26 @@ pub(crate) fn instant_now() -> tokio::time::Instant {
         return now;
     }
     tokio::time::Instant::now()
+}
+
+/// [`instant_now`] with the same reading in nanoseconds since the origin: what every
+/// [`FastClock`] reads at that instant (the engine hands it to a guard that reads the
+/// fast clock as it admits the call, see [`Time::nanos_or`]).
+#[inline]
+pub(crate) fn instant_and_nanos() -> (tokio::time::Instant, u64) {
+    if let Some(c) = anchor()
+        && !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)
+    {
+        let nanos = c.nanos();
+        if let Some(now) = origin().checked_add(Duration::from_nanos(nanos)) {
+            return (now, nanos);
+        }
+    }
+    let now = tokio::time::Instant::now();
+    (
+        now,
+        saturating_nanos(now.saturating_duration_since(origin())),
+    )
 }
 
 /// Calibrates the process's counter now if it is not yet (see [`instant_now`]): a pipeline
@@ -480,6 +511,29 @@ fn tokio_time_is_virtual() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engines_instant_and_its_nanoseconds_are_one_reading_of_the_fast_clock() {
+        let clock = FastClock::new();
+        for _ in 0..10_000 {
+            // (Another test may pause tokio's time meanwhile, switching every clock.)
+            let virtual_before = TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed);
+            let before = clock.now_nanos();
+            let (instant, nanos) = instant_and_nanos();
+            let after = clock.now_nanos();
+            if virtual_before != TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) {
+                continue;
+            }
+            assert!(
+                before <= nanos && nanos <= after,
+                "{before} {nanos} {after}"
+            );
+            assert_eq!(
+                instant.saturating_duration_since(origin()),
+                Duration::from_nanos(nanos)
+            );
+        }
+    }
 
     #[test]
     fn the_engines_instant_is_monotonic_and_within_the_skew_of_tokios() {

@@ -1115,6 +1115,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             cost: seed.cost,
             key: seed.key,
             probe: None,
+            now: None,
         };
         if inner.call_guards.is_empty() {
             Start::Plain(self.retry_loop(ctx, op, retryable, hedge, None))
@@ -1229,6 +1230,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             cost: seed.cost,
             key: seed.key,
             probe,
+            now: None,
         };
         if deadline.is_none() && cancel.is_none() {
             if inner.call_guards.is_empty() {
@@ -1858,6 +1860,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             cost,
             key,
             probe: None,
+            now: None,
         };
         let mut call_permits = Held::default();
         for g in &inner.call_guards {
@@ -2014,6 +2017,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             cost: seed.cost,
             key: seed.key,
             probe,
+            now: None,
         };
         let mut call_permits = Permits::new();
         for g in &inner.call_guards {

@@ -22,7 +22,7 @@ use super::{
     Attempt, Held, Next, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
     retried,
 };
-use crate::engine::clock::instant_now;
+use crate::engine::clock::{instant_and_nanos, instant_now};
 use crate::engine::context::{Ambient, Context, HORIZON, deadline_after, within_horizon};
 use crate::engine::error::Error;
 use crate::engine::error::TimeoutScope;
@@ -146,6 +146,9 @@ pub(super) struct Lean<'p> {
     admitted: Option<Duration>,
     /// The request timeout's deadline and the call's start, with a request timeout.
     deadline: Option<(Instant, Instant)>,
+    /// The call's start on the default clock, in nanoseconds, with a request timeout: the
+    /// per-call guards' first admission reads it instead of the clock (see `Context::now`).
+    started_nanos: Option<u64>,
     /// When the per-attempt guards admitted the attempt, when one of them uses durations.
     t0: Option<Duration>,
     /// How many of `permits`, at its end, are the attempt's.
@@ -215,6 +218,7 @@ impl<'p> Lean<'p> {
             started: None,
             admitted: None,
             deadline: None,
+            started_nanos: None,
             t0: None,
             held: 0,
             permits: Held::default(),
@@ -584,10 +588,11 @@ where
 /// [`Pipeline::run_full`] sets it (none when it is too far to represent).
 #[inline(always)]
 fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
-    let start = instant_now();
+    let (start, nanos) = instant_and_nanos();
     at.deadline = within_horizon(pipeline.inner.timeouts.request)
         .and_then(|request| deadline_after(start, request))
         .map(|deadline| (deadline, start));
+    at.started_nanos = Some(nanos);
 }
 
 /// A pending lean call under a request timeout: when its deadline fires, the call ends
@@ -889,7 +894,7 @@ where
             return Poll::Ready(None);
         }
     };
-    Poll::Ready(admit_call(pipeline, op, at, step, first).map(Err))
+    Poll::Ready(admit_call(pipeline, op, at, step, first, None).map(Err))
 }
 
 /// A lean call's first poll after its deadline (if any) is set: admission by the per-call
@@ -910,15 +915,20 @@ where
         begin(pipeline, op, at, step);
         return None;
     }
-    let rejected = admit_call(pipeline, op, at, step.as_mut(), 0)?;
+    // The guards admit the call as it starts: a guard on the default clock reads the
+    // engine's reading of it (taken for the request deadline, if there is one).
+    let now = at.started_nanos;
+    let rejected = admit_call(pipeline, op, at, step.as_mut(), 0, now)?;
     step.set_state(State::Done);
     Some(rejected)
 }
 
 /// Admission by the per-call guards, from guard `first` on, as `Pipeline::guarded_call`
 /// asks them: when all admit, the call begins; a guard that queues leaves it in
-/// [`Slow::Queue`]; a rejection is returned. Inline where it is called: in a call's first
-/// poll (no call on the guarded path), and in [`poll_slow`] (itself out of line).
+/// [`Slow::Queue`]; a rejection is returned. `now` is the default clock's reading at the
+/// call's start, when the first admission has one (see `Context::now`). Inline where it is
+/// called: in a call's first poll (no call on the guarded path), and in [`poll_slow`]
+/// (itself out of line).
 #[inline(always)]
 fn admit_call<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
@@ -926,6 +936,7 @@ fn admit_call<'p, C, E, F, Fut>(
     at: &mut Lean<'p>,
     step: Pin<&mut Step<'p, Fut>>,
     first: usize,
+    now: Option<u64>,
 ) -> Option<Error<E>>
 where
     F: FnMut(&Context) -> Fut,
@@ -939,6 +950,7 @@ where
             // (Holds no reference count: not dropped, so no drop glue runs.)
             timed = ManuallyDrop::new(Context {
                 deadline: Some(deadline),
+                now,
                 ..Context::bare()
             });
             &*timed

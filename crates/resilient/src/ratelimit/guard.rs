@@ -265,9 +265,16 @@ impl RateLimiter {
     /// ```
     #[inline(always)]
     pub fn allow_n(&self, cost: u64) -> Result<(), Duration> {
+        self.allow_n_at(cost, None)
+    }
+
+    /// [`RateLimiter::allow_n`], on the default clock's reading `now` if the engine has
+    /// just taken it (see `Context::now`).
+    #[inline(always)]
+    fn allow_n_at(&self, cost: u64, now: Option<u64>) -> Result<(), Duration> {
         let inner = &*self.inner;
         if let [one] = inner.limits.as_slice() {
-            return one.admit(inner.clock.nanos(), cost).map_err(wait);
+            return one.admit(inner.clock.nanos_or(now), cost).map_err(wait);
         }
         self.allow_n_of_many(cost)
     }
@@ -663,7 +670,7 @@ impl Guard for RateLimiter {
         let max_wait = match self.inner.mode {
             Mode::Reject => {
                 return Acquire::Ready(
-                    self.allow_n(cost)
+                    self.allow_n_at(cost, ctx.now)
                         .map(|()| Permit::none())
                         .map_err(|after| self.rejection_for(cost, after)),
                 );
