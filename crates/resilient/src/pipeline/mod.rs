@@ -1889,6 +1889,10 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             }
         };
         call_permits.drain(0, |p| p.record(outcome, Duration::ZERO));
+        if !labels {
+            // It holds no reference count: forgotten, so no drop glue runs for it.
+            std::mem::forget(ctx);
+        }
         result
     }
 
