@@ -46,16 +46,21 @@ async fn a_zero_delay_retry_loop_gives_control_back_to_the_scheduler() {
     assert!(task.await.unwrap_err().is_cancelled());
 }
 
-#[tokio::test(start_paused = true)]
-async fn lean_retries_wait_their_delays_and_count_their_attempts() {
-    let p = Pipeline::builder()
+/// Retry alone: 3 attempts, 100 ms apart (no jitter).
+fn three_attempts_100ms_apart() -> Pipeline {
+    Pipeline::builder()
         .retry(
             Retry::constant(Duration::from_millis(100))
                 .attempts(3)
                 .jitter(resilient::Jitter::None),
         )
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn lean_retries_wait_their_delays_and_count_their_attempts() {
+    let p = three_attempts_100ms_apart();
     let start = Instant::now();
     let (r, calls) = always_down(&p).await;
     assert!(
@@ -88,14 +93,7 @@ async fn lean_retries_wait_their_delays_and_count_their_attempts() {
 async fn a_plain_call_whose_first_attempt_is_pending_or_failed_goes_on_as_a_lean_call() {
     // Retry alone: the call's first poll runs the first attempt with no lean state set up,
     // which it sets up only when that attempt does not end the call at once.
-    let p = Pipeline::builder()
-        .retry(
-            Retry::constant(Duration::from_millis(100))
-                .attempts(3)
-                .jitter(resilient::Jitter::None),
-        )
-        .build()
-        .unwrap();
+    let p = three_attempts_100ms_apart();
     for (pending, fails) in [
         (false, 0),
         (true, 0),
