@@ -193,8 +193,8 @@ struct Inner<C> {
     /// Lean with bare attempts, no per-call guard, no retry budget and no `max_elapsed`: a
     /// lean call's first poll calls the operation at once (see `run.rs`).
     plain: bool,
-    /// Lean, but not plain with no hedge: a lean call's state is set up with its future
-    /// (see `run::Ext::before`).
+    /// Lean, but not plain: a lean call's state is set up with its future (see
+    /// `run::Ext::before`).
     eager_lean: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
@@ -738,7 +738,7 @@ impl<C> PipelineBuilder<C> {
                 lean,
                 bare_attempts,
                 plain,
-                eager_lean: lean && !(plain && self.hedge.is_none()),
+                eager_lean: lean && !plain,
                 labels: self
                     .call_guards
                     .iter()

@@ -379,18 +379,15 @@ where
                 let inner = &*this.pipeline.inner;
                 if *this.lean && inner.plain && !Ambient::active() {
                     // Nothing to ask or time before the first attempt (see `begin`).
-                    let Some(h) = &inner.hedge else {
-                        return plain_first(this, cx);
+                    let hedge = match &inner.hedge {
+                        None => false,
+                        Some(h) => {
+                            h.deposit();
+                            // Hedged when the call is idempotent.
+                            !this.seed.no_hedge
+                        }
                     };
-                    let Some(op) = this.op.as_mut() else {
-                        unreachable!("a lean call keeps its operation")
-                    };
-                    h.deposit();
-                    this.step.as_mut().start(op(&BARE));
-                    lean_state(this.ext.as_mut());
-                    // Hedged when the call is idempotent.
-                    let hedge = !this.seed.no_hedge;
-                    return lean(this, hedge, None, cx);
+                    return plain_first(this, hedge, cx);
                 }
                 if !(*this.lean && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
@@ -482,12 +479,13 @@ where
 }
 
 /// The first poll of a plain lean call (see `Inner::plain`: no guard, no timeout, nothing
-/// to ask before the first attempt) that is not hedged: a first attempt that ends at once
-/// and is not retried is the whole call, with none of the lean path's state (its `Ext`)
-/// built or dropped.
+/// to ask before the first attempt): a first attempt that ends at once and is not retried
+/// is the whole call, with none of the lean path's state (its `Ext`) built or dropped. A
+/// hedged attempt that does not end so goes on in [`hedged_after_first`].
 #[inline(always)]
 fn plain_first<C, T, E, F, R, S, Fut, A, G, B, O>(
     mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+    hedge: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -502,17 +500,64 @@ where
     this.step.as_mut().start(op(&BARE));
     let Poll::Ready(r) = this.step.as_mut().attempt().poll(cx) else {
         lean_state(this.ext.as_mut());
+        if hedge {
+            return hedged_after_first(this, None, cx);
+        }
         return Poll::Pending;
     };
-    // The attempt's future goes as it ends, as the engine's does.
-    this.step.as_mut().end_attempt();
     let classify = &this.pipeline.inner.classify;
     let outcome = classify.classify(&r);
+    if hedge {
+        // A quick answer that is not retried is the whole attempt, with no hedging state
+        // set up (see `poll_lean`); a quick failure starts the hedges.
+        if !classify.should_retry(&r, outcome) {
+            this.pipeline.hedge_won();
+            return Poll::Ready(finish(Attempt::Done(r), 1));
+        }
+        lean_state(this.ext.as_mut());
+        return hedged_after_first(this, Some((r, outcome)), cx);
+    }
+    // The attempt's future goes as it ends, as the engine's does.
+    this.step.as_mut().end_attempt();
     let result = Attempt::Done(r);
     if !retried(classify, &result, outcome) {
         return Poll::Ready(finish(result, 1));
     }
     plain_retry(this, result, outcome, cx)
+}
+
+/// A plain hedged call whose first attempt did not end its first poll with an answer
+/// that is not retried (`quick` is its failure, if it failed): the attempt goes on with
+/// its hedges as [`poll_lean`] runs them, then the call as after any attempt.
+#[inline(never)]
+fn hedged_after_first<C, T, E, F, R, S, Fut, A, G, B, O>(
+    mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+    quick: Option<(Result<T, E>, Outcome)>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let ExtProj::Lean { at, hedging, .. } = this.ext.as_mut().project() else {
+        unreachable!("set up by the caller")
+    };
+    let fut = this.step.as_mut().attempt();
+    let (r, outcome) = ready!(poll_hedged(
+        this.pipeline,
+        this.op,
+        this.retryable,
+        at,
+        hedging,
+        fut,
+        quick,
+        cx
+    ));
+    // The other attempts went in this poll, whichever won.
+    this.step.as_mut().end_attempt();
+    lean(this, true, Some((Attempt::Done(r), outcome)), cx)
 }
 
 /// A plain call whose first attempt failed at its first poll and is retried: the lean
