@@ -562,7 +562,7 @@ where
 
 /// A plain call whose first attempt failed at its first poll and is retried: the lean
 /// path's state is set up, and the call goes on as [`poll_lean`] does after an attempt.
-#[inline(never)]
+#[inline(always)]
 fn plain_retry<C, T, E, F, R, S, Fut, A, G, B, O>(
     mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
     result: Attempt<T, E>,
