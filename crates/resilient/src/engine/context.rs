@@ -201,6 +201,17 @@ struct Slot {
     cancel: Cell<Option<CancellationToken>>,
 }
 
+impl Slot {
+    /// `f` of the cancellation, left in place.
+    #[inline]
+    fn peek_cancel<R>(&self, f: impl FnOnce(&Option<CancellationToken>) -> R) -> R {
+        let cancel = self.cancel.take();
+        let r = f(&cancel);
+        self.cancel.set(cancel);
+        r
+    }
+}
+
 thread_local! {
     static AMBIENT: Slot = const {
         Slot {
@@ -216,13 +227,8 @@ impl Ambient {
         AMBIENT
             .try_with(|s| {
                 let deadline = s.deadline.get();
-                let cancel = s.cancel.take();
-                let copy = cancel.clone();
-                s.cancel.set(cancel);
-                (deadline.is_some() || copy.is_some()).then_some(Ambient {
-                    deadline,
-                    cancel: copy,
-                })
+                let cancel = s.peek_cancel(Clone::clone);
+                (deadline.is_some() || cancel.is_some()).then_some(Ambient { deadline, cancel })
             })
             .ok()
             .flatten()
@@ -238,14 +244,7 @@ impl Ambient {
     #[inline]
     pub(crate) fn active() -> bool {
         AMBIENT
-            .try_with(|s| {
-                s.deadline.get().is_some() || {
-                    let cancel = s.cancel.take();
-                    let active = cancel.is_some();
-                    s.cancel.set(cancel);
-                    active
-                }
-            })
+            .try_with(|s| s.deadline.get().is_some() || s.peek_cancel(Option::is_some))
             .unwrap_or(false)
     }
 

@@ -92,7 +92,7 @@ pin_project_lite::pin_project! {
 impl<'p, Fut: Future, A, G, B, O> Ext<'p, Fut, A, G, B, O> {
     /// A call's state before its first poll: the lean path's for a lean call that needs
     /// it whatever its first attempt does (set up here, not replaced at its first poll);
-    /// none for a plain call that is not hedged, whose first attempt may be all of it.
+    /// none for a plain call, whose first attempt may be all of it.
     #[inline(always)]
     pub(super) fn before(lean: bool, eager: bool) -> Self {
         if lean && eager {
@@ -146,9 +146,6 @@ pub(super) struct Lean<'p> {
     admitted: Option<Duration>,
     /// The request timeout's deadline and the call's start, with a request timeout.
     deadline: Option<(Instant, Instant)>,
-    /// The call's start on the default clock, in nanoseconds, with a request timeout: the
-    /// per-call guards' first admission reads it instead of the clock (see `Context::now`).
-    started_nanos: Option<u64>,
     /// When the per-attempt guards admitted the attempt, when one of them uses durations.
     t0: Option<Duration>,
     /// How many of `permits`, at its end, are the attempt's.
@@ -218,7 +215,6 @@ impl<'p> Lean<'p> {
             started: None,
             admitted: None,
             deadline: None,
-            started_nanos: None,
             t0: None,
             held: 0,
             permits: Held::default(),
@@ -373,6 +369,9 @@ where
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         let mut this = self.project();
+        // The call's start on the default clock, read at its first poll for its request
+        // deadline: the per-call guards' first admission reads it (see `Context::now`).
+        let mut started = None;
         match this.step.state {
             State::Phased => return poll_phased(this.ext, cx),
             State::Idle => {
@@ -402,11 +401,11 @@ where
                 }
                 let at = lean_state(this.ext.as_mut());
                 if !inner.direct {
-                    start_deadline(this.pipeline, at);
+                    started = Some(start_deadline(this.pipeline, at));
                 }
                 if at.deadline.is_none()
                     && let Some(rejected) =
-                        admit_first(this.pipeline, this.op, at, this.step.as_mut())
+                        admit_first(this.pipeline, this.op, at, this.step.as_mut(), started)
                 {
                     return Poll::Ready(Err(rejected));
                 }
@@ -424,6 +423,7 @@ where
                 at,
                 this.step,
                 expiry,
+                started,
                 cx,
             );
         }
@@ -523,7 +523,10 @@ where
     if !retried(classify, &result, outcome) {
         return Poll::Ready(finish(result, 1));
     }
-    plain_retry(this, result, outcome, cx)
+    // Retried: the lean path's state is set up, and the call goes on as `poll_lean` does
+    // after an attempt.
+    lean_state(this.ext.as_mut());
+    lean(this, false, Some((result, outcome)), cx)
 }
 
 /// A plain hedged call whose first attempt did not end its first poll with an answer
@@ -560,25 +563,6 @@ where
     lean(this, true, Some((Attempt::Done(r), outcome)), cx)
 }
 
-/// A plain call whose first attempt failed at its first poll and is retried: the lean
-/// path's state is set up, and the call goes on as [`poll_lean`] does after an attempt.
-#[inline(always)]
-fn plain_retry<C, T, E, F, R, S, Fut, A, G, B, O>(
-    mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
-    result: Attempt<T, E>,
-    outcome: Outcome,
-    cx: &mut std::task::Context<'_>,
-) -> Poll<Result<T, Error<E>>>
-where
-    C: Classify<T, E> + Send + Sync + 'static,
-    F: FnMut(&Context) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    R: Fn() -> bool,
-{
-    lean_state(this.ext.as_mut());
-    lean(this, false, Some((result, outcome)), cx)
-}
-
 /// A lean call under a request deadline, as [`Pipeline::run_full`] runs it: each poll of
 /// the call (its guards, its operation and the future it returns) sees the deadline as
 /// the ambient one that nested pipelines inherit, and when the call is pending its timer
@@ -592,6 +576,7 @@ fn poll_deadline<'p, C, T, E, F, R, Fut>(
     at: &mut Lean<'p>,
     mut step: Pin<&mut Step<'p, Fut>>,
     expiry: Pin<&mut Option<Sleep>>,
+    started: Option<u64>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -606,7 +591,7 @@ where
     };
     let polled = ambient.sync_scope(|| {
         if step.state == State::Idle
-            && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut())
+            && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut(), started)
         {
             return Poll::Ready(Err(rejected));
         }
@@ -630,14 +615,15 @@ where
 }
 
 /// A lean call's request deadline, from its start (its first poll), as
-/// [`Pipeline::run_full`] sets it (none when it is too far to represent).
+/// [`Pipeline::run_full`] sets it (none when it is too far to represent); the start's
+/// reading of the default clock in nanoseconds is returned.
 #[inline(always)]
-fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) {
+fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) -> u64 {
     let (start, nanos) = instant_and_nanos();
     at.deadline = within_horizon(pipeline.inner.timeouts.request)
         .and_then(|request| deadline_after(start, request))
         .map(|deadline| (deadline, start));
-    at.started_nanos = Some(nanos);
+    nanos
 }
 
 /// A pending lean call under a request timeout: when its deadline fires, the call ends
@@ -944,13 +930,15 @@ where
 
 /// A lean call's first poll after its deadline (if any) is set: admission by the per-call
 /// guards, if it has any, then the first attempt. A rejection (`Some`) comes before any
-/// attempt machinery was built, and ends the call.
+/// attempt machinery was built, and ends the call. `started`: the call's start on the
+/// default clock, when its first poll read it.
 #[inline(always)]
 fn admit_first<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
     mut step: Pin<&mut Step<'p, Fut>>,
+    started: Option<u64>,
 ) -> Option<Error<E>>
 where
     F: FnMut(&Context) -> Fut,
@@ -962,8 +950,7 @@ where
     }
     // The guards admit the call as it starts: a guard on the default clock reads the
     // engine's reading of it (taken for the request deadline, if there is one).
-    let now = at.started_nanos;
-    let rejected = admit_call(pipeline, op, at, step.as_mut(), 0, now)?;
+    let rejected = admit_call(pipeline, op, at, step.as_mut(), 0, started)?;
     step.set_state(State::Done);
     Some(rejected)
 }
