@@ -55,11 +55,12 @@ pin_project_lite::pin_project! {
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
-        // Fields drop in this order: the attempt (and a queued wait) before the per-call
-        // permits in `ext`'s `at`, as the phased engine's locals do (a bulkhead's slot is
-        // not given back while the operation's future still lives).
+        // Fields drop in this order: the attempt (and then, in `ext`, a slow state such as
+        // a queued wait) before the per-call permits in `ext`'s `at`, as the phased
+        // engine's locals do (a bulkhead's slot is not given back while the operation's
+        // future still lives).
         #[pin]
-        pub(super) step: Step<'p, Fut>,
+        pub(super) step: Step<Fut>,
         // The rest of the call's state, set up on its path (see `Ext`).
         #[pin]
         pub(super) ext: Ext<'p, Fut, A, G, B, O>,
@@ -74,6 +75,10 @@ pin_project_lite::pin_project! {
     pub(super) enum Ext<'p, Fut: Future, A, G, B, O> {
         Idle,
         Lean {
+            // The call's slow state, if it is in one (see `Step`): first, so that it drops
+            // before the permits in `at`.
+            #[pin]
+            slow: Option<Slow<'p, Fut>>,
             // A hedged attempt's hedges, once its first poll found it pending or failed.
             hedging: Option<Box<Hedging<Fut>>>,
             at: Lean<'p>,
@@ -106,6 +111,7 @@ impl<'p, Fut: Future, A, G, B, O> Ext<'p, Fut, A, G, B, O> {
     #[inline(always)]
     fn lean() -> Self {
         Ext::Lean {
+            slow: None,
             hedging: None,
             at: Lean::new(),
             expiry: None,
@@ -229,7 +235,7 @@ pub(super) enum State {
     Idle,
     /// The lean path's attempt runs (in [`Step`]'s `attempt`).
     Attempt,
-    /// A lean call in one of its [`Slow`] states (in [`Step`]'s `slow`).
+    /// A lean call in one of its [`Slow`] states (in its [`Ext::Lean`]'s `slow`).
     Slow,
     /// The call runs the phased engine's future.
     Phased,
@@ -238,27 +244,25 @@ pub(super) enum State {
 }
 
 pin_project_lite::pin_project! {
-    /// Where a lean call is, with the futures it holds: its attempt, or one of its slow
-    /// states. Each future sits in an `Option` of its own, so that a call drops what it
-    /// holds with inline checks, never calling into the drop glue of futures it did not
-    /// hold; and a new state replaces an old one that held nothing without a call either.
-    pub(super) struct Step<'p, Fut> {
+    /// Where a call is, with its attempt's future while one runs. A lean call's slow state
+    /// lives in its [`Ext::Lean`] (a call that never leaves its first attempt has none, and
+    /// drops none), and the two are borrowed together as a [`StepMut`]. Each future sits in
+    /// an `Option` of its own, so that a call drops what it holds with inline checks, never
+    /// calling into the drop glue of futures it did not hold.
+    pub(super) struct Step<Fut> {
         state: State,
         #[pin]
         attempt: Option<Fut>,
-        #[pin]
-        slow: Option<Slow<'p, Fut>>,
     }
 }
 
-impl<'p, Fut> Step<'p, Fut> {
+impl<Fut> Step<Fut> {
     /// Before the first poll.
     #[inline]
     pub(super) fn new() -> Self {
         Self {
             state: State::Idle,
             attempt: None,
-            slow: None,
         }
     }
 
@@ -274,24 +278,6 @@ impl<'p, Fut> Step<'p, Fut> {
         let mut this = self.project();
         this.attempt.set(Some(fut));
         *this.state = State::Attempt;
-    }
-
-    /// The call waits in `slow`.
-    #[inline]
-    fn wait(self: Pin<&mut Self>, slow: Slow<'p, Fut>) {
-        let mut this = self.project();
-        this.slow.set(Some(slow));
-        *this.state = State::Slow;
-    }
-
-    /// Drops what the call holds (its attempt, then its slow state): it has ended, or is
-    /// between two states.
-    #[inline]
-    fn clear(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        this.attempt.set(None);
-        this.slow.set(None);
-        *this.state = State::Done;
     }
 
     /// The attempt's future, while it runs.
@@ -310,11 +296,85 @@ impl<'p, Fut> Step<'p, Fut> {
         this.attempt.set(None);
         *this.state = State::Done;
     }
+}
+
+/// A lean call's [`Step`] borrowed with its slow state (from its [`Ext::Lean`]).
+pub(super) struct StepMut<'a, 'p, Fut> {
+    step: Pin<&'a mut Step<Fut>>,
+    slow: Pin<&'a mut Option<Slow<'p, Fut>>>,
+}
+
+impl<'a, 'p, Fut> StepMut<'a, 'p, Fut> {
+    /// The step and the slow state of a lean call.
+    #[inline(always)]
+    fn new(step: Pin<&'a mut Step<Fut>>, slow: Pin<&'a mut Option<Slow<'p, Fut>>>) -> Self {
+        Self { step, slow }
+    }
+
+    /// Reborrowed, for a call that keeps it.
+    #[inline(always)]
+    fn as_mut(&mut self) -> StepMut<'_, 'p, Fut> {
+        StepMut {
+            step: self.step.as_mut(),
+            slow: self.slow.as_mut(),
+        }
+    }
+
+    /// Where the call is.
+    #[inline(always)]
+    fn state(&self) -> State {
+        self.step.state
+    }
+
+    /// The call is queued by a per-call guard.
+    #[inline]
+    fn is_queued(&self) -> bool {
+        matches!(&*self.slow, Some(Slow::Queue { .. }))
+    }
+
+    /// The call is now in `state` (one that holds no future).
+    #[inline(always)]
+    fn set_state(self, state: State) {
+        self.step.set_state(state);
+    }
+
+    /// An attempt starts with `fut`.
+    #[inline(always)]
+    fn start(self, fut: Fut) {
+        self.step.start(fut);
+    }
+
+    /// The call waits in `slow`.
+    #[inline]
+    fn wait(mut self, slow: Slow<'p, Fut>) {
+        self.slow.set(Some(slow));
+        self.step.set_state(State::Slow);
+    }
+
+    /// Drops what the call holds (its attempt, then its slow state): it has ended, or is
+    /// between two states.
+    #[inline]
+    fn clear(mut self) {
+        self.step.as_mut().end_attempt();
+        self.slow.set(None);
+    }
+
+    /// The attempt's future, while it runs.
+    #[inline(always)]
+    fn attempt(self) -> Pin<&'a mut Fut> {
+        self.step.attempt()
+    }
+
+    /// The attempt has ended: its future goes.
+    #[inline(always)]
+    fn end_attempt(self) {
+        self.step.end_attempt();
+    }
 
     /// The slow state, while the call is in one.
     #[inline]
-    fn slow(self: Pin<&mut Self>) -> Pin<&mut Slow<'p, Fut>> {
-        let Some(slow) = self.project().slow.as_pin_mut() else {
+    fn slow(self) -> Pin<&'a mut Slow<'p, Fut>> {
+        let Some(slow) = self.slow.as_pin_mut() else {
             unreachable!("in a slow state")
         };
         slow
@@ -399,20 +459,31 @@ where
                         cx,
                     );
                 }
-                let at = lean_state(this.ext.as_mut());
+                lean_state(this.ext.as_mut());
+                let ExtProj::Lean { at, slow, .. } = this.ext.as_mut().project() else {
+                    unreachable!("set up above")
+                };
                 if !inner.direct {
                     started = Some(start_deadline(this.pipeline, at));
                 }
                 if at.deadline.is_none()
-                    && let Some(rejected) =
-                        admit_first(this.pipeline, this.op, at, this.step.as_mut(), started)
+                    && let Some(rejected) = admit_first(
+                        this.pipeline,
+                        this.op,
+                        at,
+                        StepMut::new(this.step.as_mut(), slow),
+                        started,
+                    )
                 {
                     return Poll::Ready(Err(rejected));
                 }
             }
             _ => {}
         }
-        let ExtProj::Lean { at, expiry, .. } = this.ext.as_mut().project() else {
+        let ExtProj::Lean {
+            at, expiry, slow, ..
+        } = this.ext.as_mut().project()
+        else {
             panic!("a call's future polled after it completed")
         };
         if at.deadline.is_some() {
@@ -421,7 +492,7 @@ where
                 this.op,
                 this.retryable,
                 at,
-                this.step,
+                StepMut::new(this.step, slow),
                 expiry,
                 started,
                 cx,
@@ -433,18 +504,12 @@ where
     }
 }
 
-/// The lean path's state, as [`Ext::before`] set it up for a lean call (or here, were it not).
+/// Sets up the lean path's state, unless [`Ext::before`] did (for a lean call).
 #[inline(always)]
-fn lean_state<'a, 'p, Fut: Future, A, G, B, O>(
-    mut ext: Pin<&'a mut Ext<'p, Fut, A, G, B, O>>,
-) -> &'a mut Lean<'p> {
+fn lean_state<Fut: Future, A, G, B, O>(mut ext: Pin<&mut Ext<'_, Fut, A, G, B, O>>) {
     if matches!(*ext, Ext::Idle) {
         ext.set(Ext::lean());
     }
-    let ExtProj::Lean { at, .. } = ext.project() else {
-        unreachable!("set up above")
-    };
-    at
 }
 
 /// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline, its
@@ -462,7 +527,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     R: Fn() -> bool,
 {
-    let ExtProj::Lean { at, hedging, .. } = this.ext.project() else {
+    let ExtProj::Lean {
+        at, hedging, slow, ..
+    } = this.ext.project()
+    else {
         panic!("a call's future polled after it completed")
     };
     poll_lean(
@@ -470,7 +538,7 @@ where
         this.op,
         this.retryable,
         at,
-        this.step,
+        StepMut::new(this.step, slow),
         hedge,
         hedging,
         first,
@@ -574,7 +642,7 @@ fn poll_deadline<'p, C, T, E, F, R, Fut>(
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: StepMut<'_, 'p, Fut>,
     expiry: Pin<&mut Option<Sleep>>,
     started: Option<u64>,
     cx: &mut std::task::Context<'_>,
@@ -590,7 +658,7 @@ where
         cancel: None,
     };
     let polled = ambient.sync_scope(|| {
-        if step.state == State::Idle
+        if step.state() == State::Idle
             && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut(), started)
         {
             return Poll::Ready(Err(rejected));
@@ -635,7 +703,7 @@ fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) -> u64 {
 fn expire<'p, C, T, E, Fut>(
     pipeline: &'p Pipeline<C>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: StepMut<'_, 'p, Fut>,
     mut expiry: Pin<&mut Option<Sleep>>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>> {
@@ -649,7 +717,7 @@ fn expire<'p, C, T, E, Fut>(
         ready!(timer.poll(cx));
     }
     let elapsed = instant_now().saturating_duration_since(start);
-    if matches!(&step.slow, Some(Slow::Queue { .. })) {
+    if step.is_queued() {
         step.as_mut().clear();
         drop(std::mem::take(&mut at.permits));
     } else {
@@ -731,7 +799,7 @@ fn poll_lean<'p, C, T, E, F, R, Fut>(
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: StepMut<'_, 'p, Fut>,
     hedge: bool,
     hedging: &mut Option<Box<Hedging<Fut>>>,
     mut first: Option<(Attempt<T, E>, Outcome)>,
@@ -748,7 +816,7 @@ where
         let (result, outcome) = if let Some(ended) = first.take() {
             ended
         } else {
-            match step.state {
+            match step.state() {
                 State::Attempt => {
                     if hedge {
                         let mut fut = step.as_mut().attempt();
@@ -839,7 +907,7 @@ fn poll_slow<'p, C, T, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: StepMut<'_, 'p, Fut>,
     cx: &mut std::task::Context<'_>,
 ) -> SlowPoll<T, E>
 where
@@ -937,7 +1005,7 @@ fn admit_first<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: StepMut<'_, 'p, Fut>,
     started: Option<u64>,
 ) -> Option<Error<E>>
 where
@@ -966,7 +1034,7 @@ fn admit_call<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut>>,
+    step: StepMut<'_, 'p, Fut>,
     first: usize,
     now: Option<u64>,
 ) -> Option<Error<E>>
@@ -1009,7 +1077,7 @@ fn launch<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut>>,
+    step: StepMut<'_, 'p, Fut>,
     now: Option<Duration>,
 ) where
     F: FnMut(&Context) -> Fut,
@@ -1046,7 +1114,7 @@ fn launch_slow<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut F,
     at: &mut Lean<'p>,
-    mut step: Pin<&mut Step<'p, Fut>>,
+    mut step: StepMut<'_, 'p, Fut>,
     first: usize,
     now: Option<Duration>,
 ) where
@@ -1100,7 +1168,7 @@ fn admit_attempt<'p, C, Fut>(
     pipeline: &'p Pipeline<C>,
     ctx: &Context,
     at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut>>,
+    step: StepMut<'_, 'p, Fut>,
     first: usize,
 ) -> bool {
     for (i, g) in pipeline.inner.attempt_guards.iter().enumerate().skip(first) {
@@ -1128,7 +1196,7 @@ fn begin<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
-    step: Pin<&mut Step<'p, Fut>>,
+    step: StepMut<'_, 'p, Fut>,
 ) where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
