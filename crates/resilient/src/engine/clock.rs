@@ -413,7 +413,7 @@ pub(crate) fn instant_now() -> tokio::time::Instant {
 /// [`instant_now`] with the same reading in nanoseconds since the origin: what every
 /// [`FastClock`] reads at that instant (the engine hands it to a guard that reads the
 /// fast clock as it admits the call, see [`Time::nanos_or`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn instant_and_nanos() -> (tokio::time::Instant, u64) {
     if let Some(c) = anchor()
         && !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)
