@@ -631,3 +631,33 @@ fn losing_the_race_to_end_the_break_still_finds_a_free_probe_permit() {
     second.unwrap().record(Outcome::Success, MS);
     assert_eq!(b.state(), CircuitState::Closed);
 }
+
+#[test]
+fn a_panicking_blocking_operation_trips_a_pipeline_breaker_and_gives_back_its_slot() {
+    use resilient::{Bulkhead, Error, Pipeline};
+    // Alone, the breaker's permit is held on its own; with a bulkhead, in a list.
+    for with_bulkhead in [false, true] {
+        let b = panicking_breaker();
+        let bulkhead = Bulkhead::builder(1).build().unwrap();
+        let builder = Pipeline::builder().circuit_breaker(&b);
+        let p = if with_bulkhead {
+            builder.bulkhead(&bulkhead)
+        } else {
+            builder
+        }
+        .build()
+        .unwrap();
+        for _ in 0..3 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                p.execute_blocking(|| -> Result<(), ()> { panic!("the operation panicked") })
+            }));
+            assert!(r.is_err());
+            assert_eq!(bulkhead.in_flight(), 0, "bulkhead: {with_bulkhead}");
+        }
+        assert_eq!(b.state(), CircuitState::Open, "bulkhead: {with_bulkhead}");
+        assert!(matches!(
+            p.execute_blocking(|| Ok::<_, ()>(())),
+            Err(Error::CircuitOpen { .. })
+        ));
+    }
+}

@@ -71,13 +71,16 @@ pub use fallback::WithFallback;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
-/// The permits of a call (or of an attempt), in the order they were given: the first on
-/// its own, the others (if any) in a list made when the second comes. A call with one
-/// guard holds no list, and one with none drops its permits with two checks.
+/// The permits of a call (or of an attempt), in the order they were given: the first two
+/// on their own, the others (if any) in a list made when the third comes. A call with one
+/// or two guards holds no list, and one with none drops its permits with three checks.
+/// They drop (unrecorded) in order: `first`, `second`, then `rest`.
 #[derive(Default)]
 struct Held<'p> {
-    /// The first permit; when it is `None`, so is `rest` (or it is empty).
+    /// The first permit; when it is `None`, so is `second`.
     first: Option<Permit<'p>>,
+    /// The second; when it is `None`, `rest` is `None` or empty.
+    second: Option<Permit<'p>>,
     rest: Option<Permits<'p>>,
 }
 
@@ -93,6 +96,8 @@ impl<'p> Held<'p> {
         }
         if self.first.is_none() {
             self.first = Some(permit);
+        } else if self.second.is_none() {
+            self.second = Some(permit);
         } else {
             self.rest.get_or_insert_with(Permits::new).push(permit);
         }
@@ -100,7 +105,9 @@ impl<'p> Held<'p> {
 
     #[inline]
     fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, |p| p.len())
+        usize::from(self.first.is_some())
+            + usize::from(self.second.is_some())
+            + self.rest.as_ref().map_or(0, |p| p.len())
     }
 
     #[inline]
@@ -111,13 +118,23 @@ impl<'p> Held<'p> {
     /// Takes out the permits from `from` on, in order.
     #[inline]
     fn drain(&mut self, from: usize, mut each: impl FnMut(Permit<'p>)) {
-        if from == 0
-            && let Some(first) = self.first.take()
-        {
+        // (With no first permit there is no second; with no second, no list.)
+        if from == 0 {
+            let Some(first) = self.first.take() else {
+                return;
+            };
             each(first);
         }
+        if from <= 1 {
+            if self.second.is_none() {
+                return;
+            }
+            if let Some(second) = self.second.take() {
+                each(second);
+            }
+        }
         if let Some(rest) = &mut self.rest {
-            rest.drain(from.saturating_sub(1)..).for_each(each);
+            rest.drain(from.saturating_sub(2)..).for_each(each);
         }
     }
 }
@@ -1863,11 +1880,21 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             probe: None,
             now: None,
         };
-        let mut call_permits = Held::default();
-        for g in &inner.call_guards {
+        // The per-call permits: a lone guard's (a breaker or a bulkhead alone) in a local of
+        // its own, more in a list (which a call with one guard neither builds nor drops).
+        let (mut lone, mut call_permits) = (None, None);
+        if let [g] = &inner.call_guards[..] {
             match g.acquire_now(&ctx) {
-                Ok(p) => call_permits.push(p),
+                Ok(p) => lone = Some(p),
                 Err(r) => return Err(r.into()),
+            }
+        } else if !inner.call_guards.is_empty() {
+            let permits = call_permits.insert(Held::default());
+            for g in &inner.call_guards {
+                match g.acquire_now(&ctx) {
+                    Ok(p) => permits.push(p),
+                    Err(r) => return Err(r.into()),
+                }
             }
         }
         let retry = inner.retry.as_ref();
@@ -1889,7 +1916,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 break end;
             }
         };
-        call_permits.drain(0, |p| p.record(outcome, Duration::ZERO));
+        if let Some(permit) = lone {
+            permit.record(outcome, Duration::ZERO);
+        }
+        if let Some(permits) = &mut call_permits {
+            permits.drain(0, |p| p.record(outcome, Duration::ZERO));
+        }
         if !labels {
             // It holds no reference count: forgotten, so no drop glue runs for it.
             std::mem::forget(ctx);
