@@ -20,6 +20,7 @@ use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, 
 use super::store::{Proposal, RemoteStore, RemoteSync, SharedPhase, Store};
 use super::window::{Counts, SlidingWindow, Window, code};
 use crate::engine::clock::Time;
+use crate::engine::count::ShardedCount;
 use crate::engine::error::ConfigError;
 use crate::engine::guard::Rejection;
 use crate::engine::outcome::Outcome;
@@ -84,7 +85,8 @@ pub(crate) struct Breaker {
     observers: Observers,
     /// Pipelines' transition sinks (telemetry).
     pub(crate) transitions: TransitionSinks,
-    rejected: AtomicU64,
+    /// Calls rejected (counted per thread: see `ShardedCount`).
+    rejected: ShardedCount,
     health: HealthCell,
     /// Keep an open breaker open while the health check says unhealthy.
     hold_open_while_unhealthy: bool,
@@ -174,7 +176,7 @@ impl Breaker {
             clock: s.clock,
             observers: Observers(s.observers.into()),
             transitions: TransitionSinks::default(),
-            rejected: AtomicU64::new(0),
+            rejected: ShardedCount::default(),
             health: HealthCell::default(),
             hold_open_while_unhealthy: health
                 .as_ref()
@@ -397,7 +399,7 @@ impl Breaker {
 
     #[inline]
     fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> Rejection {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.add_one();
         self.observers
             .emit(&self.name, || CircuitEvent::Rejected { state, retry_after });
         Rejection::CircuitOpen { retry_after }
@@ -986,7 +988,7 @@ impl Breaker {
             buffered_calls: counts.total,
             failed_calls: counts.failures,
             slow_calls: counts.slow,
-            rejected_calls: self.rejected.load(Ordering::Relaxed),
+            rejected_calls: self.rejected.get(),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed) as u32,
             retry_after,
             failed_recoveries: self.failed_recoveries.load(Ordering::Relaxed),

@@ -5,6 +5,7 @@
 pub(crate) mod attempt;
 pub(crate) mod clock;
 pub(crate) mod context;
+pub(crate) mod count;
 pub(crate) mod error;
 pub(crate) mod guard;
 pub(crate) mod outcome;
