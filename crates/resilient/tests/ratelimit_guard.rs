@@ -241,6 +241,62 @@ fn shared_limit_changes_rate_at_runtime() {
     assert_eq!(gcra.policy().quota, 10);
 }
 
+/// A GCRA limit alone is admitted by `allow` without a call through `dyn Limiter`: that
+/// path and the others (`check`, `set_rate`, a pipeline's guard) share one state, whichever
+/// way the limit was added; with a second limit, both are asked.
+#[tokio::test(start_paused = true)]
+async fn a_lone_gcra_limit_is_one_state_on_every_path() {
+    let clock = ManualClock::new();
+    clock.set(Duration::from_secs(86_400));
+    let built = [
+        RateLimiter::gcra(Rate::per_second(10)),
+        RateLimiter::builder().limit(Gcra::limiter(Rate::per_second(10)).unwrap()),
+        RateLimiter::gcra_with_burst(Rate::per_second(10), 10),
+    ];
+    for (i, builder) in built.into_iter().enumerate() {
+        let l = builder.clock(Arc::new(clock.clone())).build().unwrap();
+        for _ in 0..4 {
+            assert!(l.allow().is_ok(), "{i}");
+        }
+        for _ in 0..3 {
+            assert!(l.check().allowed, "{i}");
+        }
+        assert!(l.allow_n(3).is_ok(), "{i}");
+        // Ten units used, by both paths: both refuse, and agree on the wait.
+        assert_eq!(l.allow(), Err(Duration::from_millis(100)), "{i}");
+        let d = l.check();
+        assert_eq!(
+            (d.allowed, d.retry_after),
+            (false, Duration::from_millis(100)),
+            "{i}"
+        );
+        // A new rate, set on the limiter, is the one `allow` admits on.
+        l.set_rate(0, Rate::per_second(1), 1).unwrap();
+        clock.advance(Duration::from_millis(100));
+        assert!(l.allow().is_err(), "{i}");
+        clock.advance(Duration::from_secs(10));
+        assert!(l.allow().is_ok(), "{i}");
+        assert!(l.allow().is_err(), "{i}");
+        // Through a pipeline, the guard's admission is the same state.
+        clock.advance(Duration::from_secs(1));
+        let p = Pipeline::builder().rate_limit(&l).build().unwrap();
+        assert!(call(&p).await.is_ok(), "{i}");
+        assert!(l.allow().is_err(), "{i}");
+        clock.advance(Duration::from_secs(1));
+    }
+    // Two limits (a quota): the second one's refusal holds for `allow` too.
+    let per_minute = Arc::new(Gcra::limiter(Rate::per_minute(2)).unwrap());
+    let quota = RateLimiter::gcra(Rate::per_second(10))
+        .limit(per_minute.clone())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    assert!(quota.allow().is_ok());
+    assert!(quota.allow().is_ok());
+    assert!(quota.allow().is_err());
+    assert!(!per_minute.peek(quota.now(), 1).allowed);
+}
+
 /// A limit's capacity cut at runtime below the guard's configured cost: every path
 /// denies (nothing is consumed), and the rejection says "never" (no retry_after) rather
 /// than a wait of centuries.

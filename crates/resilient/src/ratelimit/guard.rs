@@ -1,13 +1,14 @@
 //! [`RateLimiter`]: one or more limits (a quota) behind the [`Guard`] seam, rejecting at once
 //! or waiting up to a maximum, plus builder and tower integration.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use smallvec::SmallVec;
 
-use super::algorithm::{Limiter, Ticket};
+use super::algorithm::{AtomicLimiter, Limiter, Ticket};
 use super::decision::{CostError, Decision, PollPause, Rate, wait};
 use super::fixed_window::FixedWindow;
 use super::gcra::Gcra;
@@ -110,6 +111,10 @@ pub struct RateLimiter {
 
 struct Inner {
     limits: SmallVec<[Box<dyn Limiter>; 2]>,
+    /// The one limit, when it is a GCRA made by [`RateLimiter::gcra`] (or
+    /// `gcra_with_burst`): the same limiter as `limits[0]`, admitted without a call
+    /// through `dyn Limiter`.
+    gcra: Option<Arc<AtomicLimiter<Gcra>>>,
     clock: Time,
     cost: u64,
     mode: Mode,
@@ -128,6 +133,8 @@ impl fmt::Debug for RateLimiter {
 /// Configures a [`RateLimiter`].
 pub struct RateLimiterBuilder {
     limits: SmallVec<[Box<dyn Limiter>; 2]>,
+    /// A GCRA limit added by [`RateLimiter::gcra`], shared with `limits`.
+    gcra: Option<Arc<AtomicLimiter<Gcra>>>,
     clock: Time,
     cost: u64,
     mode: Mode,
@@ -149,6 +156,7 @@ impl RateLimiter {
     pub fn builder() -> RateLimiterBuilder {
         RateLimiterBuilder {
             limits: SmallVec::new(),
+            gcra: None,
             clock: Time::Fast(FastClock::new()),
             cost: 1,
             mode: Mode::Reject,
@@ -272,6 +280,9 @@ impl RateLimiter {
     #[inline(always)]
     fn allow_n_at(&self, cost: u64, now: Option<u64>) -> Result<(), Duration> {
         let inner = &*self.inner;
+        if let Some(gcra) = &inner.gcra {
+            return gcra.admit_at(inner.clock.nanos_or(now), cost).map_err(wait);
+        }
         if let [one] = inner.limits.as_slice() {
             return one.admit(inner.clock.nanos_or(now), cost).map_err(wait);
         }
@@ -514,7 +525,21 @@ impl RateLimiterBuilder {
 
     /// Adds a limit; with several, all must admit (a quota).
     pub fn limit(mut self, limit: impl Limiter) -> Self {
-        self.limits.push(Box::new(limit));
+        // A GCRA limit is kept beside `limits` too: a limiter with it alone admits it
+        // without a call through `dyn Limiter`.
+        let mut limit = Some(limit);
+        if let Some(gcra) =
+            (&mut limit as &mut dyn Any).downcast_mut::<Option<AtomicLimiter<Gcra>>>()
+            && let Some(gcra) = gcra.take()
+        {
+            let gcra = Arc::new(gcra);
+            self.limits.push(Box::new(Arc::clone(&gcra)));
+            self.gcra = Some(gcra);
+            return self;
+        }
+        if let Some(limit) = limit {
+            self.limits.push(Box::new(limit));
+        }
         self
     }
 
@@ -604,6 +629,8 @@ impl RateLimiterBuilder {
         }
         Ok(RateLimiter {
             inner: Arc::new(Inner {
+                // (Only while it is the one limit.)
+                gcra: self.gcra.filter(|_| self.limits.len() == 1),
                 limits: self.limits,
                 clock: self.clock,
                 cost: self.cost,
