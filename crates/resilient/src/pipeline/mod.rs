@@ -115,6 +115,13 @@ impl<'p> Held<'p> {
         self.first.is_none()
     }
 
+    /// Whether dropping it would do anything: it holds a permit, or a list (whose buffer
+    /// may be on the heap).
+    #[inline]
+    fn holds_anything(&self) -> bool {
+        self.first.is_some() || self.second.is_some() || self.rest.is_some()
+    }
+
     /// Takes out the permits from `from` on, in order.
     #[inline]
     fn drain(&mut self, from: usize, mut each: impl FnMut(Permit<'p>)) {

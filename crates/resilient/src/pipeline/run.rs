@@ -158,7 +158,9 @@ pub(super) struct Lean<'p> {
     held: usize,
     /// The per-call guards' permits, then the attempt's (a dropped call drops the
     /// attempt's first, as the phased engine does: see `Drop`).
-    permits: Held<'p>,
+    /// (Dropped by `Lean`'s `Drop`, only when it holds something: a call that recorded
+    /// its permits runs no drop glue for the empty list.)
+    permits: ManuallyDrop<Held<'p>>,
 }
 
 impl Drop for Lean<'_> {
@@ -166,6 +168,10 @@ impl Drop for Lean<'_> {
     fn drop(&mut self) {
         if self.held != 0 {
             self.drop_attempt_permits();
+        }
+        if self.permits.holds_anything() {
+            // The rest, in order; the empty list left in its place has nothing to drop.
+            drop(std::mem::take(&mut *self.permits));
         }
     }
 }
@@ -223,7 +229,7 @@ impl<'p> Lean<'p> {
             deadline: None,
             t0: None,
             held: 0,
-            permits: Held::default(),
+            permits: ManuallyDrop::new(Held::default()),
         }
     }
 }
@@ -719,7 +725,7 @@ fn expire<'p, C, T, E, Fut>(
     let elapsed = instant_now().saturating_duration_since(start);
     if step.is_queued() {
         step.as_mut().clear();
-        drop(std::mem::take(&mut at.permits));
+        drop(std::mem::take(&mut *at.permits));
     } else {
         {
             let _fired = DeadlineFired::enter(elapsed);
