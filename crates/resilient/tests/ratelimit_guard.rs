@@ -243,7 +243,7 @@ fn shared_limit_changes_rate_at_runtime() {
 
 /// A GCRA limit alone is admitted by `allow` without a call through `dyn Limiter`: that
 /// path and the others (`check`, `set_rate`, a pipeline's guard) share one state, whichever
-/// way the limit was added; with a second limit, both are asked.
+/// way the limit was added (by value or shared); with a second limit, both are asked.
 #[tokio::test(start_paused = true)]
 async fn a_lone_gcra_limit_is_one_state_on_every_path() {
     let clock = ManualClock::new();
@@ -252,6 +252,7 @@ async fn a_lone_gcra_limit_is_one_state_on_every_path() {
         RateLimiter::gcra(Rate::per_second(10)),
         RateLimiter::builder().limit(Gcra::limiter(Rate::per_second(10)).unwrap()),
         RateLimiter::gcra_with_burst(Rate::per_second(10), 10),
+        RateLimiter::builder().limit(Arc::new(Gcra::limiter(Rate::per_second(10)).unwrap())),
     ];
     for (i, builder) in built.into_iter().enumerate() {
         let l = builder.clock(Arc::new(clock.clone())).build().unwrap();

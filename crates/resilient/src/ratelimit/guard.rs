@@ -111,9 +111,8 @@ pub struct RateLimiter {
 
 struct Inner {
     limits: SmallVec<[Box<dyn Limiter>; 2]>,
-    /// The one limit, when it is a GCRA made by [`RateLimiter::gcra`] (or
-    /// `gcra_with_burst`): the same limiter as `limits[0]`, admitted without a call
-    /// through `dyn Limiter`.
+    /// The one limit, when it is a GCRA (see [`RateLimiterBuilder::limit`]): the same
+    /// limiter as `limits[0]`, admitted without a call through `dyn Limiter`.
     gcra: Option<Arc<AtomicLimiter<Gcra>>>,
     clock: Time,
     cost: u64,
@@ -133,7 +132,8 @@ impl fmt::Debug for RateLimiter {
 /// Configures a [`RateLimiter`].
 pub struct RateLimiterBuilder {
     limits: SmallVec<[Box<dyn Limiter>; 2]>,
-    /// A GCRA limit added by [`RateLimiter::gcra`], shared with `limits`.
+    /// The last GCRA limit added, shared with `limits` (kept by `build` only when it is
+    /// the one limit).
     gcra: Option<Arc<AtomicLimiter<Gcra>>>,
     clock: Time,
     cost: u64,
@@ -525,19 +525,21 @@ impl RateLimiterBuilder {
 
     /// Adds a limit; with several, all must admit (a quota).
     pub fn limit(mut self, limit: impl Limiter) -> Self {
-        // A GCRA limit is kept beside `limits` too: a limiter with it alone admits it
-        // without a call through `dyn Limiter`.
+        // A GCRA limit (by value or shared) is kept beside `limits` too: a limiter with it
+        // alone admits it without a call through `dyn Limiter`.
         let mut limit = Some(limit);
-        if let Some(gcra) =
-            (&mut limit as &mut dyn Any).downcast_mut::<Option<AtomicLimiter<Gcra>>>()
-            && let Some(gcra) = gcra.take()
-        {
-            let gcra = Arc::new(gcra);
+        let any = &mut limit as &mut dyn Any;
+        let gcra = if let Some(gcra) = any.downcast_mut::<Option<AtomicLimiter<Gcra>>>() {
+            gcra.take().map(Arc::new)
+        } else if let Some(gcra) = any.downcast_mut::<Option<Arc<AtomicLimiter<Gcra>>>>() {
+            gcra.take()
+        } else {
+            None
+        };
+        if let Some(gcra) = gcra {
             self.limits.push(Box::new(Arc::clone(&gcra)));
             self.gcra = Some(gcra);
-            return self;
-        }
-        if let Some(limit) = limit {
+        } else if let Some(limit) = limit {
             self.limits.push(Box::new(limit));
         }
         self
