@@ -882,7 +882,14 @@ where
         let reported = call_outcome(&result, outcome);
         match lean_retry(pipeline, retryable, at, result) {
             Ok(delay) => {
+                at.previous = Some(delay);
+                at.attempt += 1;
                 let slow = if delay.is_zero() {
+                    // A unit of the task's coop budget, spent here when there is one: the
+                    // next attempt starts in this poll, with no slow state set or dropped.
+                    if retry_now(pipeline, op, at, step.as_mut(), cx) {
+                        continue;
+                    }
                     Slow::Yield
                 } else {
                     Slow::Sleep {
@@ -890,8 +897,6 @@ where
                     }
                 };
                 step.as_mut().wait(slow);
-                at.previous = Some(delay);
-                at.attempt += 1;
             }
             Err(end) => {
                 settle(pipeline, at, reported, now);
@@ -899,6 +904,29 @@ where
             }
         }
     }
+}
+
+/// Starts the next attempt of a lean call that retries with no delay, if the task's coop
+/// budget has a unit left (spent here). `false`: the budget is spent, and the task must
+/// give control back first (see [`Slow::Yield`]).
+#[inline(never)]
+fn retry_now<'p, C, F, Fut>(
+    pipeline: &'p Pipeline<C>,
+    op: &mut Option<F>,
+    at: &mut Lean<'p>,
+    step: StepMut<'_, 'p, Fut>,
+    cx: &mut std::task::Context<'_>,
+) -> bool
+where
+    F: FnMut(&Context) -> Fut,
+    Fut: Future,
+{
+    let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
+        return false;
+    };
+    coop.made_progress();
+    launch(pipeline, op, at, step, None);
+    true
 }
 
 /// What a slow state comes to: a new state to poll (`None`), an attempt's result with its

@@ -266,6 +266,7 @@ impl Retry {
 
     /// The delay before the retry that follows failed attempt `attempt`, or `None` to stop.
     /// `server` is a delay the failed result asked for.
+    #[inline]
     pub(crate) fn next_delay(
         &self,
         attempt: u32,
@@ -275,6 +276,17 @@ impl Retry {
         if let Some(d) = server {
             return (d <= self.max_server_delay).then_some(d);
         }
+        // The common plain schedule (a constant delay, no jitter) without the general
+        // path's calls.
+        if let (Backoff::Constant(d), Jitter::None) = (&self.backoff, self.jitter) {
+            return Some((*d).min(self.max_delay));
+        }
+        self.scheduled_delay(attempt, previous)
+    }
+
+    /// [`Retry::next_delay`] by the backoff schedule and the jitter.
+    #[inline(never)]
+    fn scheduled_delay(&self, attempt: u32, previous: Option<Duration>) -> Option<Duration> {
         let base = self.backoff.delay(attempt)?;
         Some(self.jitter.apply(
             base,
@@ -370,5 +382,35 @@ impl Retry {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Retry;
+
+    /// The constant, unjittered schedule's shortcut gives what the general path gives:
+    /// the delay, capped by `max_delay`, on every retry; a server's delay still wins.
+    #[test]
+    fn a_constant_delay_takes_the_shortcut_to_the_same_answer() {
+        let ms = Duration::from_millis;
+        for (delay, cap) in [
+            (ms(0), ms(60_000)),
+            (ms(7), ms(60_000)),
+            (ms(7), ms(5)),
+            (Duration::MAX, ms(1)),
+        ] {
+            let retry = Retry::constant(delay).max_delay(cap);
+            for attempt in [1, 2, 9, u32::MAX] {
+                for previous in [None, Some(ms(3))] {
+                    let general = retry.scheduled_delay(attempt, previous);
+                    assert_eq!(general, Some(delay.min(cap)));
+                    assert_eq!(retry.next_delay(attempt, previous, None), general);
+                }
+            }
+            assert_eq!(retry.next_delay(1, None, Some(ms(2))), Some(ms(2)));
+        }
     }
 }
