@@ -410,22 +410,25 @@ pub(crate) fn instant_now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
-/// [`instant_now`] with the same reading in nanoseconds since the origin: what every
-/// [`FastClock`] reads at that instant (the engine hands it to a guard that reads the
-/// fast clock as it admits the call, see [`Time::nanos_or`]).
+/// One reading of the default clock in nanoseconds since the origin (what every
+/// [`FastClock`] reads at that instant: the engine hands it to a guard that reads the fast
+/// clock as it admits the call, see [`Time::nanos_or`]) and, with `after`, the instant
+/// `after` past that reading, as [`instant_now`] would give it plus `after` (`None` if it
+/// cannot be represented). One addition to the origin makes the instant.
 #[inline(always)]
-pub(crate) fn instant_and_nanos() -> (tokio::time::Instant, u64) {
+pub(crate) fn deadline_and_nanos(after: Option<Duration>) -> (Option<tokio::time::Instant>, u64) {
     if let Some(c) = anchor()
         && !TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed)
     {
         let nanos = c.nanos();
-        if let Some(now) = origin().checked_add(Duration::from_nanos(nanos)) {
-            return (now, nanos);
-        }
+        let deadline = after.and_then(|after| {
+            origin().checked_add(Duration::from_nanos(nanos).checked_add(after)?)
+        });
+        return (deadline, nanos);
     }
     let now = tokio::time::Instant::now();
     (
-        now,
+        after.and_then(|after| now.checked_add(after)),
         saturating_nanos(now.saturating_duration_since(origin())),
     )
 }
@@ -513,26 +516,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_engines_instant_and_its_nanoseconds_are_one_reading_of_the_fast_clock() {
+    fn a_deadline_and_its_nanoseconds_are_one_reading_of_the_fast_clock() {
         let clock = FastClock::new();
-        for _ in 0..10_000 {
+        let after = Duration::from_millis(1_500);
+        for i in 0..10_000 {
             // (Another test may pause tokio's time meanwhile, switching every clock.)
             let virtual_before = TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed);
             let before = clock.now_nanos();
-            let (instant, nanos) = instant_and_nanos();
-            let after = clock.now_nanos();
+            let (deadline, nanos) = deadline_and_nanos((i % 2 == 0).then_some(after));
+            let after_reading = clock.now_nanos();
             if virtual_before != TOKIO_TIME_VIRTUAL.load(Ordering::Relaxed) {
                 continue;
             }
             assert!(
-                before <= nanos && nanos <= after,
-                "{before} {nanos} {after}"
+                before <= nanos && nanos <= after_reading,
+                "{before} {nanos} {after_reading}"
             );
-            assert_eq!(
-                instant.saturating_duration_since(origin()),
-                Duration::from_nanos(nanos)
-            );
+            match deadline {
+                None => assert!(i % 2 == 1, "a deadline 1.5 s ahead is representable"),
+                Some(deadline) => assert_eq!(
+                    deadline.saturating_duration_since(origin()),
+                    Duration::from_nanos(nanos) + after
+                ),
+            }
         }
+        // A deadline past what an instant can hold is none; the reading is still given.
+        let (deadline, nanos) = deadline_and_nanos(Some(Duration::MAX));
+        assert_eq!(deadline, None);
+        assert!(nanos <= clock.now_nanos());
     }
 
     #[test]

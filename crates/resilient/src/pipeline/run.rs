@@ -22,8 +22,8 @@ use super::{
     Attempt, Held, Next, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
     retried,
 };
-use crate::engine::clock::{instant_and_nanos, instant_now};
-use crate::engine::context::{Ambient, Context, HORIZON, deadline_after, within_horizon};
+use crate::engine::clock::{deadline_and_nanos, instant_now};
+use crate::engine::context::{Ambient, Context, HORIZON, within_horizon};
 use crate::engine::error::Error;
 use crate::engine::error::TimeoutScope;
 use crate::engine::guard::{Acquire, DeadlineFired, Permit, Rejection, WaitFuture};
@@ -150,8 +150,9 @@ pub(super) struct Lean<'p> {
     started: Option<Duration>,
     /// When the per-call guards admitted the call, when one of them uses durations.
     admitted: Option<Duration>,
-    /// The request timeout's deadline and the call's start, with a request timeout.
-    deadline: Option<(Instant, Instant)>,
+    /// The request timeout's deadline and the call's start (the default clock's reading in
+    /// nanoseconds), with a request timeout.
+    deadline: Option<(Instant, u64)>,
     /// When the per-attempt guards admitted the attempt, when one of them uses durations.
     t0: Option<Duration>,
     /// How many of `permits`, at its end, are the attempt's.
@@ -693,10 +694,8 @@ where
 /// reading of the default clock in nanoseconds is returned.
 #[inline(always)]
 fn start_deadline<C>(pipeline: &Pipeline<C>, at: &mut Lean<'_>) -> u64 {
-    let (start, nanos) = instant_and_nanos();
-    at.deadline = within_horizon(pipeline.inner.timeouts.request)
-        .and_then(|request| deadline_after(start, request))
-        .map(|deadline| (deadline, start));
+    let (deadline, nanos) = deadline_and_nanos(within_horizon(pipeline.inner.timeouts.request));
+    at.deadline = deadline.map(|deadline| (deadline, nanos));
     nanos
 }
 
@@ -722,7 +721,7 @@ fn expire<'p, C, T, E, Fut>(
     if let Some(timer) = expiry.as_pin_mut() {
         ready!(timer.poll(cx));
     }
-    let elapsed = instant_now().saturating_duration_since(start);
+    let elapsed = Duration::from_nanos(deadline_and_nanos(None).1.saturating_sub(start));
     if step.is_queued() {
         step.as_mut().clear();
         drop(std::mem::take(&mut *at.permits));
@@ -1172,10 +1171,9 @@ fn launch_slow<'p, C, F, Fut>(
         // attempt (with no wait between: a guard that queues starts over without it).
         at.t0 = Some(now.unwrap_or_else(|| inner.clock.now()));
     }
-    let timeout = inner
-        .timeouts
-        .operation
-        .and_then(|limit| Some((limit, deadline_after(instant_now(), limit)?)));
+    // (One beyond the horizon, or whose deadline cannot be represented, is none.)
+    let timeout = within_horizon(inner.timeouts.operation)
+        .and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)));
     // (The operation is called, and its future polled, under the request deadline's scope:
     // see `poll_deadline`.)
     let Some((limit, due)) = timeout else {
