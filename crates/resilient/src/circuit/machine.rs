@@ -16,7 +16,9 @@ use super::events::{CircuitEvent, CircuitObserver, Observers, TransitionReason, 
 use super::health::{self, HealthCell, HealthCheck, HealthState, Hysteresis};
 use super::recovery::Recovery;
 use super::snapshot::CircuitSnapshot;
-use super::state::{CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, split_token};
+use super::state::{
+    CircuitState, MAX_AHEAD, PhaseDeadline, Resolved, StateWord, longest_micros, split_token,
+};
 use super::store::{Proposal, RemoteStore, RemoteSync, SharedPhase, Store};
 use super::window::{Counts, SlidingWindow, Window, code};
 use crate::engine::clock::Time;
@@ -75,6 +77,9 @@ pub(crate) struct Breaker {
     /// bits: a late result of an older phase cannot count in a newer one.
     consecutive: AtomicU64,
     recovery: Recovery,
+    /// The longest break, in whole microseconds (see `state::longest_micros`): what an
+    /// open breaker's rejection compares its deadline with.
+    longest_open_micros: u64,
     failed_recoveries: AtomicU32,
     probes: u32,
     required: u32,
@@ -167,6 +172,7 @@ impl Breaker {
             minimum_calls: s.minimum_calls,
             consecutive_limit: s.consecutive_limit,
             consecutive: AtomicU64::new(0),
+            longest_open_micros: longest_micros(s.recovery.longest()),
             recovery: s.recovery,
             failed_recoveries: AtomicU32::new(0),
             probes: s.probes,
@@ -333,7 +339,7 @@ impl Breaker {
         let left =
             self.store
                 .load_deadline()
-                .remaining(w.epoch(), nanos, self.longest_phase(Open))?;
+                .remaining(w.epoch(), nanos, self.longest_open_micros)?;
         Some(self.reject(Open, Some(left)))
     }
 

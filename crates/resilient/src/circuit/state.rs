@@ -310,24 +310,28 @@ impl PhaseDeadline {
     }
 }
 
+/// `longest` capped at [`MAX_AHEAD`], in whole microseconds (at most 2^50: no overflow
+/// in [`PhaseDeadline::remaining`]'s arithmetic).
+pub(crate) fn longest_micros(longest: Duration) -> u64 {
+    let longest = longest.min(MAX_AHEAD);
+    longest.as_secs() * 1_000_000 + u64::from(longest.subsec_micros())
+}
+
 impl PhaseDeadline {
     /// How long the phase of `epoch` still lasts at `now_nanos` (the clock's reading in
     /// nanoseconds), in u64 arithmetic: `Some` exactly when [`PhaseDeadline::resolve`]
     /// reads the deadline as [`Resolved::At`] a time after now, with the time left. `None`
     /// in every other case (no deadline for `epoch`, one past, or one further ahead than
-    /// `longest`), which `resolve` must decide.
+    /// the longest phase, given as [`longest_micros`] of it), which `resolve` must decide.
     #[inline]
     pub(crate) fn remaining(
         self,
         epoch: u32,
         now_nanos: u64,
-        longest: Duration,
+        longest_micros: u64,
     ) -> Option<Duration> {
         let stored = self.micros(epoch)?;
         let ahead = stored.wrapping_sub(now_nanos / 1_000) & MICROS_MASK;
-        let longest = longest.min(MAX_AHEAD);
-        // At most 2^50 µs: no overflow, here or below.
-        let longest_micros = longest.as_secs() * 1_000_000 + u64::from(longest.subsec_micros());
         // The deadline is `ahead` µs past now rounded down to the microsecond: later than
         // now unless `ahead` is 0.
         (ahead != 0 && ahead <= longest_micros)
@@ -471,7 +475,10 @@ mod tests {
                 Some(Resolved::At(until)) if until > now => Some(until - now),
                 _ => None,
             };
-            proptest::prop_assert_eq!(d.remaining(epoch, now_nanos, longest), expected);
+            proptest::prop_assert_eq!(
+                d.remaining(epoch, now_nanos, longest_micros(longest)),
+                expected
+            );
         }
     }
 }
