@@ -495,11 +495,15 @@ impl Drop for Flag {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_drops_its_attempt_before_giving_back_its_permits() {
-    for phased in [false, true] {
+    // With an operation timeout too: the attempt then runs with its timer armed.
+    for (phased, timed) in [(false, false), (true, false), (false, true), (true, true)] {
         let guard = Arc::new(DropOrder::default());
         let mut b = Pipeline::builder().guard_arc(guard.clone());
         if phased {
             b = b.observer(|_: &resilient::telemetry::Event<'_>| {});
+        }
+        if timed {
+            b = b.timeout(resilient::Timeout::operation(Duration::from_secs(1)));
         }
         let p = b.build().unwrap();
         let dropped = guard.dropped.clone();
@@ -515,7 +519,11 @@ async fn a_dropped_call_drops_its_attempt_before_giving_back_its_permits() {
         )
         .await;
         assert!(cut.is_err());
-        assert_eq!(*guard.seen.lock().unwrap(), [true], "phased: {phased}");
+        assert_eq!(
+            *guard.seen.lock().unwrap(),
+            [true],
+            "phased: {phased}, timed: {timed}"
+        );
     }
 }
 

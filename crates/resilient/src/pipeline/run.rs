@@ -78,7 +78,7 @@ pin_project_lite::pin_project! {
             // The call's slow state, if it is in one (see `Step`): first, so that it drops
             // before the permits in `at`.
             #[pin]
-            slow: Option<Slow<'p, Fut>>,
+            slow: Option<Slow<'p>>,
             // A hedged attempt's hedges, once its first poll found it pending or failed.
             hedging: Option<Box<Hedging<Fut>>>,
             at: Lean<'p>,
@@ -140,6 +140,17 @@ impl<T> Future for Never<T> {
     }
 }
 
+/// An attempt's operation timeout (see [`launch_slow`]): its timer, due `at` after
+/// `limit`, is armed (in [`Slow::Sleep`]) only if the attempt does not end at its first
+/// poll; `scope` is the deadline the attempt's polls see, the tighter of the operation
+/// timeout's and the request's, which nested pipelines inherit.
+#[derive(Clone, Copy)]
+struct Timed {
+    at: Instant,
+    limit: Duration,
+    scope: Instant,
+}
+
 /// Where a lean call is, besides its step.
 pub(super) struct Lean<'p> {
     /// The attempt running or next (from 1).
@@ -155,6 +166,8 @@ pub(super) struct Lean<'p> {
     deadline: Option<(Instant, u64)>,
     /// When the per-attempt guards admitted the attempt, when one of them uses durations.
     t0: Option<Duration>,
+    /// The running attempt's operation timeout, set as it starts in [`State::Timed`].
+    timed: Option<Timed>,
     /// How many of `permits`, at its end, are the attempt's.
     held: usize,
     /// The per-call guards' permits, then the attempt's (a dropped call drops the
@@ -229,6 +242,7 @@ impl<'p> Lean<'p> {
             admitted: None,
             deadline: None,
             t0: None,
+            timed: None,
             held: 0,
             permits: ManuallyDrop::new(Held::default()),
         }
@@ -242,6 +256,8 @@ pub(super) enum State {
     Idle,
     /// The lean path's attempt runs (in [`Step`]'s `attempt`).
     Attempt,
+    /// The lean path's attempt runs under an operation timeout (see [`Timed`]).
+    Timed,
     /// A lean call in one of its [`Slow`] states (in its [`Ext::Lean`]'s `slow`).
     Slow,
     /// The call runs the phased engine's future.
@@ -308,13 +324,13 @@ impl<Fut> Step<Fut> {
 /// A lean call's [`Step`] borrowed with its slow state (from its [`Ext::Lean`]).
 pub(super) struct StepMut<'a, 'p, Fut> {
     step: Pin<&'a mut Step<Fut>>,
-    slow: Pin<&'a mut Option<Slow<'p, Fut>>>,
+    slow: Pin<&'a mut Option<Slow<'p>>>,
 }
 
 impl<'a, 'p, Fut> StepMut<'a, 'p, Fut> {
     /// The step and the slow state of a lean call.
     #[inline(always)]
-    fn new(step: Pin<&'a mut Step<Fut>>, slow: Pin<&'a mut Option<Slow<'p, Fut>>>) -> Self {
+    fn new(step: Pin<&'a mut Step<Fut>>, slow: Pin<&'a mut Option<Slow<'p>>>) -> Self {
         Self { step, slow }
     }
 
@@ -351,9 +367,22 @@ impl<'a, 'p, Fut> StepMut<'a, 'p, Fut> {
         self.step.start(fut);
     }
 
+    /// Whether the call holds a slow state (a timed attempt: its armed timer).
+    #[inline(always)]
+    fn has_slow(&self) -> bool {
+        self.slow.is_some()
+    }
+
+    /// Sets `slow` beside the running attempt (a timed attempt's timer), which stays in
+    /// [`State::Timed`].
+    #[inline]
+    fn arm(mut self, slow: Slow<'p>) {
+        self.slow.set(Some(slow));
+    }
+
     /// The call waits in `slow`.
     #[inline]
-    fn wait(mut self, slow: Slow<'p, Fut>) {
+    fn wait(mut self, slow: Slow<'p>) {
         self.slow.set(Some(slow));
         self.step.set_state(State::Slow);
     }
@@ -380,7 +409,7 @@ impl<'a, 'p, Fut> StepMut<'a, 'p, Fut> {
 
     /// The slow state, while the call is in one.
     #[inline]
-    fn slow(self) -> Pin<&'a mut Slow<'p, Fut>> {
+    fn slow(self) -> Pin<&'a mut Slow<'p>> {
         let Some(slow) = self.slow.as_pin_mut() else {
             unreachable!("in a slow state")
         };
@@ -391,30 +420,19 @@ impl<'a, 'p, Fut> StepMut<'a, 'p, Fut> {
 pin_project_lite::pin_project! {
     /// The lean path's other states.
     #[project = SlowProj]
-    pub(super) enum Slow<'p, Fut> {
+    pub(super) enum Slow<'p> {
         /// Queued by per-call guard `guard`.
         Queue { wait: WaitFuture<'p>, guard: usize },
         /// The attempt queued by per-attempt guard `guard`.
         AttemptQueue { wait: WaitFuture<'p>, guard: usize },
         /// The attempt rejected by a per-attempt guard.
         Rejected { rejection: Option<Rejection> },
-        /// An attempt under an operation timeout: the attempt's deadline `scope` (the
-        /// tighter of the operation timeout's and the request's) is the one nested
-        /// pipelines inherit, set around each poll of the attempt; the timer (due `at`,
-        /// after `limit`) is armed only if the attempt does not end at its first poll.
-        Timed {
-            #[pin]
-            fut: Fut,
-            #[pin]
-            sleep: Option<Sleep>,
-            at: Instant,
-            limit: Duration,
-            scope: Instant,
-        },
         /// Before a retry with no delay: a unit of the task's coop budget is spent (an
         /// operation that fails without awaiting would otherwise never give control back).
         Yield,
-        /// Before a retry after a delay.
+        /// Before a retry after a delay; or, in [`State::Timed`], the timer of an attempt
+        /// under an operation timeout (see [`Timed`]), once the attempt did not end at its
+        /// first poll (the attempt runs meanwhile).
         Sleep { #[pin] sleep: Sleep },
     }
 }
@@ -853,13 +871,14 @@ where
                         (Attempt::Done(r), outcome)
                     }
                 }
+                State::Timed => ready!(poll_timed(pipeline, at, step.as_mut(), cx)),
                 State::Slow => match poll_slow(pipeline, op, at, step.as_mut(), cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Err(rejected))) => {
                         step.as_mut().clear();
                         return Poll::Ready(Err(rejected));
                     }
-                    Poll::Ready(Some(Ok(timed_out))) => timed_out,
+                    Poll::Ready(Some(Ok(rejected))) => rejected,
                     Poll::Ready(None) => continue,
                 },
                 State::Idle | State::Done | State::Phased => {
@@ -933,8 +952,8 @@ where
 type SlowPoll<T, E> = Poll<Option<Result<(Attempt<T, E>, Outcome), Error<E>>>>;
 
 /// The lean path's slow states: a queued admission (of the call or of an attempt), a
-/// rejected attempt, a timed attempt, the wait before a retry. `Some(Ok(_))` is a timed-out attempt, `Some(Err(_))` a
-/// rejection, `None` a new state to poll.
+/// rejected attempt, the wait before a retry. `Some(Ok(_))` is a rejected attempt's
+/// result, `Some(Err(_))` the call's rejection, `None` a new state to poll.
 #[inline(never)]
 fn poll_slow<'p, C, T, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
@@ -948,7 +967,6 @@ where
     F: FnMut(&Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let inner = &*pipeline.inner;
     let first = match step.as_mut().slow().project() {
         SlowProj::Queue { wait, guard } => {
             let guard = *guard;
@@ -984,33 +1002,6 @@ where
             };
             step.as_mut().clear();
             return Poll::Ready(Some(Ok((Attempt::Rejected(rejection), Outcome::Failure))));
-        }
-        SlowProj::Timed {
-            fut,
-            mut sleep,
-            at: due,
-            limit,
-            scope,
-        } => {
-            let ambient = Ambient {
-                deadline: Some(*scope),
-                cancel: None,
-            };
-            if let Poll::Ready(r) = ambient.sync_scope(|| fut.poll(cx)) {
-                let outcome = inner.classify.classify(&r);
-                step.as_mut().clear();
-                return Poll::Ready(Some(Ok((Attempt::Done(r), outcome))));
-            }
-            if sleep.is_none() {
-                sleep.set(Some(tokio::time::sleep_until(*due)));
-            }
-            if let Some(timer) = sleep.as_pin_mut() {
-                ready!(timer.poll(cx));
-            }
-            let limit = *limit;
-            // The attempt that overran goes at once, as the engine's does.
-            step.as_mut().clear();
-            return Poll::Ready(Some(Ok((Attempt::TimedOut(limit), Outcome::Failure))));
         }
         SlowProj::Yield => {
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
@@ -1180,15 +1171,57 @@ fn launch_slow<'p, C, F, Fut>(
         step.start(op(&ctx));
         return;
     };
-    let deadline = call_deadline.map_or(due, |call| call.min(due));
-    ctx.deadline = Some(deadline);
-    step.wait(Slow::Timed {
-        fut: op(&ctx),
-        sleep: None,
+    let scope = call_deadline.map_or(due, |call| call.min(due));
+    ctx.deadline = Some(scope);
+    at.timed = Some(Timed {
         at: due,
         limit,
-        scope: deadline,
+        scope,
     });
+    step.as_mut().start(op(&ctx));
+    step.set_state(State::Timed);
+}
+
+/// Polls an attempt under an operation timeout (see [`Timed`]) in its deadline's scope: its
+/// result, or a timeout when its timer fires first (the attempt that overran goes at once,
+/// as the engine's does). A timed attempt that ends at its first poll sets no slow state.
+#[inline(never)]
+fn poll_timed<'p, C, T, E, Fut>(
+    pipeline: &'p Pipeline<C>,
+    at: &mut Lean<'p>,
+    mut step: StepMut<'_, 'p, Fut>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<(Attempt<T, E>, Outcome)>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let Some(timed) = at.timed else {
+        unreachable!("a timed attempt runs")
+    };
+    let ambient = Ambient {
+        deadline: Some(timed.scope),
+        cancel: None,
+    };
+    if let Poll::Ready(r) = ambient.sync_scope(|| step.as_mut().attempt().poll(cx)) {
+        let outcome = pipeline.inner.classify.classify(&r);
+        if step.has_slow() {
+            step.as_mut().clear();
+        } else {
+            step.as_mut().end_attempt();
+        }
+        return Poll::Ready((Attempt::Done(r), outcome));
+    }
+    if !step.has_slow() {
+        step.as_mut().arm(Slow::Sleep {
+            sleep: tokio::time::sleep_until(timed.at),
+        });
+    }
+    if let SlowProj::Sleep { sleep } = step.as_mut().slow().project() {
+        ready!(sleep.poll(cx));
+    }
+    step.as_mut().clear();
+    Poll::Ready((Attempt::TimedOut(timed.limit), Outcome::Failure))
 }
 
 /// Admission of attempt `at.attempt` by the per-attempt guards from guard `first` on, as
