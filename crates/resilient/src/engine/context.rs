@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::engine::clock::deadline_and_nanos;
 use crate::engine::telemetry::Probe;
 use tokio_util::sync::CancellationToken;
 
@@ -179,6 +180,16 @@ pub(crate) fn deadline_after(from: Instant, after: Duration) -> Option<Instant> 
     from.checked_add(after)
 }
 
+/// [`deadline_after`] now: `after` past a reading of the default clock, as one addition
+/// to the clock's origin (see [`deadline_and_nanos`]).
+#[inline]
+pub(crate) fn deadline_from_now(after: Duration) -> Option<Instant> {
+    if after > HORIZON {
+        return None;
+    }
+    deadline_and_nanos(Some(after)).0
+}
+
 /// `d`, unless it is beyond the [`HORIZON`]: a timeout that never fires is none.
 #[inline]
 pub(crate) fn within_horizon(d: Option<Duration>) -> Option<Duration> {
@@ -322,6 +333,32 @@ pub fn inherited_deadline() -> Option<Instant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::clock::instant_now;
+
+    #[test]
+    fn a_deadline_from_now_is_now_plus_the_timeout_within_the_horizon() {
+        // (Should another test switch every clock to tokio's meanwhile, the readings may
+        // differ by the fast clock's stated skew, with a minute's drift.)
+        let slack = crate::engine::clock::FastClock::MAX_SKEW
+            + Duration::from_micros(
+                60_000_000 * crate::engine::clock::FastClock::MAX_DRIFT_PPM / 1_000_000,
+            );
+        for after in [Duration::ZERO, Duration::from_millis(1), HORIZON] {
+            let before = instant_now();
+            let deadline = deadline_from_now(after).expect("representable");
+            let later = instant_now();
+            assert!(
+                before + after <= deadline + slack && deadline <= later + after + slack,
+                "{after:?}"
+            );
+        }
+        // Beyond the horizon (or past what an instant holds) it is none, as
+        // `deadline_after`'s.
+        for after in [HORIZON + Duration::from_nanos(1), Duration::MAX] {
+            assert_eq!(deadline_from_now(after), None);
+            assert_eq!(deadline_after(instant_now(), after), None);
+        }
+    }
 
     fn at(secs: u64) -> Ambient {
         Ambient {

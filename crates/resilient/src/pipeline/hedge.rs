@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep, Timeout};
 
-use crate::engine::clock::instant_now;
-use crate::engine::context::{Ambient, Context, Scoped, deadline_after};
+use crate::engine::context::{Ambient, Context, Scoped, deadline_from_now};
 use crate::engine::error::ConfigError;
 use crate::engine::guard::Rejection;
 use crate::engine::outcome::{Classify, Outcome};
@@ -368,7 +367,7 @@ impl<C> Pipeline<C> {
             .inner
             .timeouts
             .operation
-            .and_then(|limit| Some((limit, deadline_after(instant_now(), limit)?)));
+            .and_then(|limit| Some((limit, deadline_from_now(limit)?)));
         match timeout {
             Some((limit, at)) => {
                 let call_deadline = ctx.deadline;

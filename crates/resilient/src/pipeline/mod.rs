@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::attempt::{FailedAttempt, RetryEvent, RetryReason};
 use crate::engine::clock::{SharedClock, calibrate, instant_now, system_clock};
 use crate::engine::context::Context;
-use crate::engine::context::{Ambient, HORIZON, deadline_after, within_horizon};
+use crate::engine::context::{Ambient, HORIZON, deadline_after, deadline_from_now, within_horizon};
 use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
@@ -1620,7 +1620,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let timeout = inner
             .timeouts
             .operation
-            .and_then(|limit| Some((limit, deadline_after(instant_now(), limit)?)));
+            .and_then(|limit| Some((limit, deadline_from_now(limit)?)));
         let result = match timeout {
             Some((limit, at)) => {
                 // The attempt's deadline, the tighter of the call's and the operation
@@ -2050,10 +2050,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             operation: if labels { inner.name.clone() } else { None },
             // the deadline as a tokio instant, the tighter of the inherited one and the
             // request timeout's
-            deadline: match (
-                inherited,
-                request.and_then(|r| deadline_after(instant_now(), r)),
-            ) {
+            deadline: match (inherited, request.and_then(deadline_from_now)) {
                 (Some(i), Some(own)) => Some(i.min(own)),
                 (i, own) => i.or(own),
             },
