@@ -23,7 +23,7 @@ use super::{
     retried,
 };
 use crate::engine::clock::{deadline_and_nanos, instant_now};
-use crate::engine::context::{Ambient, Context, HORIZON, deadline_from_now, within_horizon};
+use crate::engine::context::{Ambient, Context, HORIZON, within_horizon};
 use crate::engine::error::Error;
 use crate::engine::error::TimeoutScope;
 use crate::engine::guard::{Acquire, DeadlineFired, Permit, Rejection, WaitFuture};
@@ -1162,11 +1162,10 @@ fn launch_slow<'p, C, F, Fut>(
         // attempt (with no wait between: a guard that queues starts over without it).
         at.t0 = Some(now.unwrap_or_else(|| inner.clock.now()));
     }
-    // (One beyond the horizon, or whose deadline cannot be represented, is none.)
-    let timeout = inner
-        .timeouts
-        .operation
-        .and_then(|limit| Some((limit, deadline_from_now(limit)?)));
+    // (One beyond the horizon, or whose deadline cannot be represented, is none: as
+    // `deadline_from_now` gives it, written out here, where the helper cost 9 instructions.)
+    let timeout = within_horizon(inner.timeouts.operation)
+        .and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)));
     // (The operation is called, and its future polled, under the request deadline's scope:
     // see `poll_deadline`.)
     let Some((limit, due)) = timeout else {
