@@ -295,12 +295,12 @@ impl<Fut> Step<Fut> {
         *self.project().state = state;
     }
 
-    /// An attempt starts with `fut`.
+    /// An attempt starts with `fut`, in `state` ([`State::Attempt`] or [`State::Timed`]).
     #[inline]
-    fn start(self: Pin<&mut Self>, fut: Fut) {
+    fn start(self: Pin<&mut Self>, fut: Fut, state: State) {
         let mut this = self.project();
         this.attempt.set(Some(fut));
-        *this.state = State::Attempt;
+        *this.state = state;
     }
 
     /// The attempt's future, while it runs.
@@ -364,7 +364,13 @@ impl<'a, 'p, Fut> StepMut<'a, 'p, Fut> {
     /// An attempt starts with `fut`.
     #[inline(always)]
     fn start(self, fut: Fut) {
-        self.step.start(fut);
+        self.step.start(fut, State::Attempt);
+    }
+
+    /// An attempt under an operation timeout starts with `fut` (see [`Timed`]).
+    #[inline(always)]
+    fn start_timed(self, fut: Fut) {
+        self.step.start(fut, State::Timed);
     }
 
     /// Whether the call holds a slow state (a timed attempt: its armed timer).
@@ -590,7 +596,7 @@ where
     let Some(op) = this.op.as_mut() else {
         unreachable!("a lean call keeps its operation")
     };
-    this.step.as_mut().start(op(&BARE));
+    this.step.as_mut().start(op(&BARE), State::Attempt);
     let Poll::Ready(r) = this.step.as_mut().attempt().poll(cx) else {
         lean_state(this.ext.as_mut());
         if hedge {
@@ -1179,8 +1185,7 @@ fn launch_slow<'p, C, F, Fut>(
         limit,
         scope,
     });
-    step.as_mut().start(op(&ctx));
-    step.set_state(State::Timed);
+    step.start_timed(op(&ctx));
 }
 
 /// Polls an attempt under an operation timeout (see [`Timed`]) in its deadline's scope: its
