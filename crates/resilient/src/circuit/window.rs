@@ -3,7 +3,8 @@
 //!
 //! Both keep running totals, so judging a window costs the same whatever its size. The
 //! count window keeps one byte per call in a ring and a packed total updated with a single
-//! `fetch_add`; the time window keeps per-bucket counters (each tagged with its time slice
+//! `fetch_add` (and a success into a ring of successes, a healthy breaker's every call,
+//! writes nothing); the time window keeps per-bucket counters (each tagged with its time slice
 //! in the same atomic word) and only takes a short lock to recycle the buckets whose slice
 //! has passed (once per slice, not per call).
 
@@ -71,6 +72,9 @@ pub(crate) struct Counts {
     pub(crate) failures: u64,
     pub(crate) slow: u64,
 }
+
+/// The stored code of a call that neither failed nor was slow.
+const OK_CODE: u8 = 1;
 
 /// One call's outcome as stored: bit 0 = a call, bit 1 = failed, bit 2 = slow.
 #[inline]
@@ -157,6 +161,8 @@ pub(crate) struct CountWindow {
     /// `u64::MAX / len + 1`: turns `mod len` into two multiplications (Lemire's fastmod).
     magic: u64,
     packed: AtomicU64,
+    /// `packed` when every slot holds a plain success (`len` calls, none failed or slow).
+    all_ok: u64,
 }
 
 impl CountWindow {
@@ -167,6 +173,7 @@ impl CountWindow {
             head: AtomicU32::new(0),
             magic: (u64::MAX / len as u64).wrapping_add(1),
             packed: AtomicU64::new(0),
+            all_ok: contribution(OK_CODE) * len as u64,
         }
     }
 
@@ -179,6 +186,14 @@ impl CountWindow {
 
     #[inline]
     fn record(&self, code: u8) -> Option<Counts> {
+        // A success into a ring of successes changes nothing, wherever it lands: the ring is
+        // the same under any rotation, so the head need not move (no read-modify-write on
+        // the hot path of a healthy breaker). A concurrent call's record is then ordered
+        // after this one. The packed totals identify such a ring exactly: their fields are
+        // far smaller than a field's width, so `all_ok` decodes only as `len` successes.
+        if code == OK_CODE && self.packed.load(Ordering::Relaxed) == self.all_ok {
+            return None;
+        }
         // When the head wraps at 2^32 one slot is skipped: harmless, the counts always
         // follow the slots' actual contents.
         let slot = &self.slots[self.position(self.head.fetch_add(1, Ordering::Relaxed))];
@@ -562,6 +577,53 @@ mod tests {
         assert!(w.record(OK).is_none());
         w.reset();
         assert_eq!(w.counts(), Counts::default());
+    }
+
+    #[test]
+    fn a_success_into_a_ring_of_successes_leaves_the_head_alone() {
+        assert_eq!(code(false, false), OK_CODE);
+        let w = CountWindow::new(4);
+        for _ in 0..4 {
+            w.record(OK);
+        }
+        let head = w.head.load(Ordering::Relaxed);
+        assert!(w.record(OK).is_none());
+        assert_eq!(w.head.load(Ordering::Relaxed), head, "no read-modify-write");
+        // a failure still lands, and ages out after exactly `len` more calls
+        assert_eq!(w.record(FAIL).unwrap().failures, 1);
+        for _ in 0..3 {
+            assert!(w.record(OK).is_none());
+            assert_eq!(w.counts().failures, 1);
+        }
+        assert_eq!(w.record(OK).unwrap().failures, 0);
+        assert_eq!(w.counts().total, 4);
+    }
+
+    proptest::proptest! {
+        /// Whatever the sequence, a count window's totals are those of its last `len`
+        /// calls (the ring-of-successes shortcut included).
+        #[test]
+        fn count_window_counts_the_last_n_calls(
+            len in 1usize..9,
+            calls in proptest::collection::vec(0u8..4, 0..64),
+        ) {
+            let w = CountWindow::new(len);
+            let mut model = std::collections::VecDeque::new();
+            for c in calls {
+                let code = code(c & 1 == 1, c & 2 == 2);
+                w.record(code);
+                model.push_back(code);
+                if model.len() > len {
+                    model.pop_front();
+                }
+                let want = Counts {
+                    total: model.len() as u64,
+                    failures: model.iter().filter(|&&m| m & 2 != 0).count() as u64,
+                    slow: model.iter().filter(|&&m| m & 4 != 0).count() as u64,
+                };
+                proptest::prop_assert_eq!(w.counts(), want);
+            }
+        }
     }
 
     #[test]
