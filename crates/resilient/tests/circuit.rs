@@ -212,6 +212,53 @@ fn time_window_drops_a_whole_bucket_at_a_time() {
 }
 
 #[test]
+fn a_window_full_of_successes_still_counts_what_changes_it() {
+    // A healthy breaker's quick successes change nothing (and are not written); slow calls,
+    // failures and their ageing out still are, exactly as over any other window.
+    let (b, _clock) = build(
+        CircuitBreaker::failure_rate(0.5)
+            .slow_calls(SEC, 0.9)
+            .window(Window::count(4))
+            .minimum_calls(4),
+    );
+    for _ in 0..10 {
+        ok(&b);
+    }
+    let counts = |b: &CircuitBreaker| {
+        let s = b.snapshot();
+        (s.buffered_calls, s.failed_calls, s.slow_calls)
+    };
+    assert_eq!(counts(&b), (4, 0, 0));
+    call(&b, Outcome::Success, SEC);
+    assert_eq!(counts(&b), (4, 0, 1));
+    for _ in 0..3 {
+        ok(&b);
+        assert_eq!(counts(&b), (4, 0, 1), "ages out after 4 calls, not fewer");
+    }
+    ok(&b);
+    assert_eq!(counts(&b), (4, 0, 0));
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Closed, "1 failure of 4");
+    fail(&b);
+    assert_eq!(b.state(), CircuitState::Open, "2 failures of 4");
+}
+
+#[test]
+fn a_healthy_breaker_still_tells_its_listeners_of_every_success() {
+    let (b, _clock, log) = logged(CircuitBreaker::failure_rate(0.5).window(Window::count(2)));
+    for _ in 0..5 {
+        ok(&b);
+    }
+    let successes = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, CircuitEvent::Success { .. }))
+        .count();
+    assert_eq!(successes, 5);
+}
+
+#[test]
 fn slow_calls_trip_at_the_slow_rate() {
     let (b, _clock, log) = logged(
         CircuitBreaker::failure_rate(1.0)

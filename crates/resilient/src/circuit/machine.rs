@@ -1,7 +1,9 @@
 //! The state machine: admission, recording and transitions, driven by an injected clock.
 //!
-//! Closed-state cost per call: one atomic load to admit; to record, one load of the state
-//! word, the window's ring update (two uncontended read-modify-writes, a third only when
+//! Closed-state cost per call: one atomic load to admit. To record a quick success into a
+//! count window that holds only successes (a healthy breaker), with no listener and no
+//! consecutive-failure count: a few loads, no write. Otherwise one load of the state
+//! word, the window's ring update (one uncontended read-modify-write, two more only when
 //! the window's counts change) and, with consecutive-failure counting, one more load. No
 //! lock, no allocation, no clock read unless a time window or slow-call detection needs
 //! one.
@@ -438,11 +440,26 @@ impl Breaker {
     #[inline]
     pub(crate) fn release(&self, token: u64, outcome: Option<(Outcome, Duration)>) {
         let (epoch, state) = split_token(token);
+        if state == Closed && self.changes_nothing(outcome) {
+            return;
+        }
         match state {
             Closed | MetricsOnly => self.release_closed(epoch, state, outcome),
             HalfOpen => self.release_probe(epoch, outcome),
             _ => {}
         }
+    }
+
+    /// Whether a closed breaker's call with this outcome would record, trip and emit
+    /// nothing: a quick success, no consecutive-failure count, a count window holding only
+    /// successes (see `CountWindow::all_ok`), and no listener. A healthy breaker's calls
+    /// end here, in a few loads.
+    #[inline(always)]
+    fn changes_nothing(&self, outcome: Option<(Outcome, Duration)>) -> bool {
+        matches!(outcome, Some((Outcome::Success, duration)) if duration < self.slow_after)
+            && self.consecutive_limit == 0
+            && matches!(&self.window, Some(SlidingWindow::Count(w)) if w.all_ok())
+            && self.quiet.load(Ordering::Relaxed)
     }
 
     #[inline]

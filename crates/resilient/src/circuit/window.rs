@@ -184,6 +184,12 @@ impl CountWindow {
         ((u128::from(low) * self.slots.len() as u128) >> 64) as usize
     }
 
+    /// Whether every slot holds a plain success: then recording one changes nothing.
+    #[inline]
+    pub(crate) fn all_ok(&self) -> bool {
+        self.packed.load(Ordering::Relaxed) == self.all_ok
+    }
+
     #[inline]
     fn record(&self, code: u8) -> Option<Counts> {
         // A success into a ring of successes changes nothing, wherever it lands: the ring is
@@ -191,7 +197,7 @@ impl CountWindow {
         // the hot path of a healthy breaker). A concurrent call's record is then ordered
         // after this one. The packed totals identify such a ring exactly: their fields are
         // far smaller than a field's width, so `all_ok` decodes only as `len` successes.
-        if code == OK_CODE && self.packed.load(Ordering::Relaxed) == self.all_ok {
+        if code == OK_CODE && self.all_ok() {
             return None;
         }
         // When the head wraps at 2^32 one slot is skipped: harmless, the counts always
