@@ -443,6 +443,18 @@ impl Breaker {
         if state == Closed && self.changes_nothing(outcome) {
             return;
         }
+        self.record_release(epoch, state, outcome);
+    }
+
+    /// [`Breaker::release`] of a call that may change the breaker (out of line, so that the
+    /// healthy breaker's check pays for no frame).
+    #[inline(never)]
+    fn record_release(
+        &self,
+        epoch: u32,
+        state: CircuitState,
+        outcome: Option<(Outcome, Duration)>,
+    ) {
         match state {
             Closed | MetricsOnly => self.release_closed(epoch, state, outcome),
             HalfOpen => self.release_probe(epoch, outcome),
