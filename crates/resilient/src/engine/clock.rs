@@ -68,7 +68,9 @@ pub struct SystemClock;
 /// initialised, perhaps by another runtime on another thread. Were the origin simply the
 /// first reading, such a runtime would read a saturated zero until its virtual time caught
 /// up, and time would appear to stand still. Backing off by a day (or less, where the
-/// platform's monotonic clock cannot go that far back) leaves ample room.
+/// platform's monotonic clock cannot go that far back) leaves ample room. Inline: once
+/// set, reading it is a load and a check, which a call into another crate would double.
+#[inline]
 fn origin() -> tokio::time::Instant {
     static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
     *ORIGIN.get_or_init(|| {
@@ -361,7 +363,7 @@ impl Time {
     }
 
     /// The reading in nanoseconds, or `hint` for the default clock: a [`FastClock`]
-    /// reading the engine has just taken (see [`instant_and_nanos`]), which this clock would
+    /// reading the engine has just taken (see [`deadline_and_nanos`]), which this clock would
     /// read too.
     #[inline]
     pub(crate) fn nanos_or(&self, hint: Option<u64>) -> u64 {
@@ -441,7 +443,8 @@ pub(crate) fn calibrate() {
 }
 
 /// The process's calibrated counter, anchored on [`SystemClock`]'s origin; `None` where the
-/// counter is not trusted.
+/// counter is not trusted. Inline, as [`origin`].
+#[inline]
 fn anchor() -> &'static Option<Counter> {
     static ANCHOR: OnceLock<Option<Counter>> = OnceLock::new();
     ANCHOR.get_or_init(|| {

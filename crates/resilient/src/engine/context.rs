@@ -41,7 +41,7 @@ pub struct Context {
     pub(crate) key: Option<u64>,
     /// The call's telemetry, when its pipeline has an observer.
     pub(crate) probe: Option<Arc<Probe>>,
-    /// The default clock's reading (nanoseconds, see `engine::clock::instant_and_nanos`)
+    /// The default clock's reading (nanoseconds, see `engine::clock::deadline_and_nanos`)
     /// that the engine took as it asks the per-call guards to admit the call: a guard on
     /// that clock reads it instead of the clock.
     pub(crate) now: Option<u64>,
