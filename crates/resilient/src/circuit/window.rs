@@ -605,6 +605,44 @@ mod tests {
         assert_eq!(w.counts().total, 4);
     }
 
+    #[test]
+    fn concurrent_records_leave_the_totals_equal_to_the_slots() {
+        // Threads recording mostly successes (so that the ring-of-successes shortcut is
+        // taken between their failures): once they are done, the packed totals are the sum
+        // of what the slots hold.
+        let w = std::sync::Arc::new(CountWindow::new(7));
+        for _ in 0..7 {
+            w.record(OK);
+        }
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    for _ in 0..20_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let code = match x % 16 {
+                            0 => FAIL,
+                            1 => SLOW_OK,
+                            _ => OK,
+                        };
+                        w.record(code);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let sum = w.slots.iter().fold(0u64, |sum, slot| {
+            sum.wrapping_add(contribution(slot.load(Ordering::Relaxed)))
+        });
+        assert_eq!(w.packed.load(Ordering::Relaxed), sum);
+        assert_eq!(w.counts().total, 7);
+    }
+
     proptest::proptest! {
         /// Whatever the sequence, a count window's totals are those of its last `len`
         /// calls (the ring-of-successes shortcut included).
