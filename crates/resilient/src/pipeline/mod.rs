@@ -1826,11 +1826,42 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         C: Classify<T, E>,
         F: FnMut(&Context) -> Result<T, E>,
     {
+        // Nothing timed, no observer and no enclosing call's deadline or cancellation: no
+        // clock.
+        if self.inner.sink.is_none() && self.inner.untimed && !Ambient::active() {
+            return self.run_blocking_untimed(seed.bare, seed.cost, seed.key, op);
+        }
+        // The other paths write their result into a local of this function, not into the
+        // caller's: a result slot handed to a call that is not inlined cannot be merged
+        // with the caller's own, which then copies the 32-byte result in two 16-byte loads
+        // right after its narrower stores (a store-forwarding stall of some 10 ns a call
+        // on the untimed path, measured in issue 10's harness).
+        let mut result = Err(Error::Cancelled);
+        self.run_blocking_timed(seed, op, &mut result);
+        result
+    }
+
+    /// [`Pipeline::run_blocking`] for a call that is timed or observed, or inside another
+    /// call's deadline or cancellation (out of line: see there).
+    #[inline(never)]
+    fn run_blocking_timed<T, E, F>(&self, seed: Seed, op: F, out: &mut Result<T, Error<E>>)
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
+        // `out` holds the caller's placeholder, which has nothing to drop: replaced
+        // without running drop glue.
+        std::mem::forget(std::mem::replace(out, self.run_blocking_observed(seed, op)));
+    }
+
+    /// The blocking engine with a clock: reports to the pipeline's observer if it has one.
+    #[inline(always)]
+    fn run_blocking_observed<T, E, F>(&self, seed: Seed, op: F) -> Result<T, Error<E>>
+    where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
         let Some(sink) = &self.inner.sink else {
-            // Nothing timed and no enclosing call's deadline or cancellation: no clock.
-            if self.inner.untimed && !Ambient::active() {
-                return self.run_blocking_untimed(seed.bare, seed.cost, seed.key, op);
-            }
             return self.run_blocking_with(seed, op, None);
         };
         let clock = &self.inner.clock;

@@ -464,7 +464,7 @@ where
         // deadline: the per-call guards' first admission reads it (see `Context::now`).
         let mut started = None;
         match this.step.state {
-            State::Phased => return poll_phased(this.ext, cx),
+            State::Phased => return apart(|| poll_phased(this.ext, cx)),
             State::Idle => {
                 let inner = &*this.pipeline.inner;
                 if *this.lean && inner.plain && !Ambient::active() {
@@ -481,14 +481,9 @@ where
                 }
                 if !(*this.lean && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
-                    return start_phased(
-                        this.start,
-                        this.seed,
-                        this.op,
-                        this.retryable,
-                        this.ext,
-                        cx,
-                    );
+                    return apart(|| {
+                        start_phased(this.start, this.seed, this.op, this.retryable, this.ext, cx)
+                    });
                 }
                 lean_state(this.ext.as_mut());
                 let ExtProj::Lean { at, slow, .. } = this.ext.as_mut().project() else {
@@ -533,6 +528,26 @@ where
         let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
         lean(this, hedge, None, cx)
     }
+}
+
+/// Runs `poll`, a path that is not inlined, with its answer written into a local rather
+/// than into the caller's result slot: a slot handed to a call that is not inlined cannot
+/// be merged with the slot of the code that awaits the call, which then copies the
+/// 32-byte result in two 16-byte loads right after its narrower stores (a store-forwarding
+/// stall of some 10 ns; see `Pipeline::run_blocking`).
+#[inline(always)]
+fn apart<T>(poll: impl FnOnce() -> Poll<T>) -> Poll<T> {
+    let mut out = Poll::Pending;
+    write_into(&mut out, poll);
+    out
+}
+
+/// [`apart`]'s out-of-line half.
+#[inline(never)]
+fn write_into<T>(out: &mut Poll<T>, poll: impl FnOnce() -> Poll<T>) {
+    // `out` holds the caller's `Pending`, which has nothing to drop: replaced without
+    // running drop glue.
+    std::mem::forget(std::mem::replace(out, poll()));
 }
 
 /// Sets up the lean path's state, unless [`Ext::before`] did (for a lean call).
@@ -600,7 +615,7 @@ where
     let Poll::Ready(r) = this.step.as_mut().attempt().poll(cx) else {
         lean_state(this.ext.as_mut());
         if hedge {
-            return hedged_after_first(this, None, cx);
+            return apart(|| hedged_after_first(this, None, cx));
         }
         return Poll::Pending;
     };
@@ -614,7 +629,7 @@ where
             return Poll::Ready(finish(Attempt::Done(r), 1));
         }
         lean_state(this.ext.as_mut());
-        return hedged_after_first(this, Some((r, outcome)), cx);
+        return apart(|| hedged_after_first(this, Some((r, outcome)), cx));
     }
     // The attempt's future goes as it ends, as the engine's does.
     this.step.as_mut().end_attempt();
@@ -666,7 +681,7 @@ where
 /// the call (its guards, its operation and the future it returns) sees the deadline as
 /// the ambient one that nested pipelines inherit, and when the call is pending its timer
 /// may end it (see [`expire`]). Never hedged (see `Inner::lean`).
-#[inline(never)]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
 fn poll_deadline<'p, C, T, E, F, R, Fut>(
     pipeline: &'p Pipeline<C>,
@@ -708,7 +723,7 @@ where
         )
     });
     if polled.is_pending() {
-        return expire(pipeline, at, step, expiry, cx);
+        return apart(|| expire(pipeline, at, step, expiry, cx));
     }
     polled
 }
