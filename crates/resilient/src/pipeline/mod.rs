@@ -1908,7 +1908,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     {
         let inner = &*self.inner;
         let labels = !bare || inner.labels;
-        let mut ctx = Context {
+        let ctx = Context {
             attempt: 1,
             operation: if labels { inner.name.clone() } else { None },
             deadline: None,
@@ -1939,32 +1939,61 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         if let Some(b) = retry.and_then(|r| r.budget.as_ref()) {
             b.deposit();
         }
+        let (result, outcome) = self.untimed_attempt(&ctx, &mut op);
+        if retried(&inner.classify, &result, outcome) {
+            // Written into a local, not this call's result slot (see `run_blocking`).
+            let mut out = Err(Error::Cancelled);
+            let first = (result, outcome);
+            self.untimed_retries(ctx, op, labels, (lone, call_permits), first, &mut out);
+            return out;
+        }
+        record_blocking(lone, call_permits.as_mut(), outcome);
+        if !labels {
+            // It holds no reference count: forgotten, so no drop glue runs for it.
+            std::mem::forget(ctx);
+        }
+        // Built last, where the caller reads it.
+        finish(result, 1)
+    }
+
+    /// [`Pipeline::run_blocking_untimed`] after a first attempt that is retried: the
+    /// retries, then the per-call permits record the call's outcome (out of line: see
+    /// `run_blocking`).
+    #[inline(never)]
+    fn untimed_retries<T, E, F>(
+        &self,
+        mut ctx: Context,
+        mut op: F,
+        labels: bool,
+        (lone, mut call_permits): (Option<Permit<'_>>, Option<Held<'_>>),
+        (mut result, mut outcome): (Attempt<T, E>, Outcome),
+        out: &mut Result<T, Error<E>>,
+    ) where
+        C: Classify<T, E>,
+        F: FnMut(&Context) -> Result<T, E>,
+    {
+        let inner = &*self.inner;
         let mut previous = None;
         let mut attempt = 1;
-        let (result, outcome) = loop {
-            ctx.attempt = attempt;
-            let (result, outcome) = self.untimed_attempt(&ctx, &mut op);
-            if !retried(&inner.classify, &result, outcome) {
-                break (finish(result, 1), outcome);
-            }
+        let (end, outcome) = loop {
             let next = self.next(&ctx, attempt, previous, &result, Duration::ZERO, None);
             if let Some(end) =
                 self.blocking_next(next, result, outcome, &mut attempt, &mut previous)
             {
                 break end;
             }
+            ctx.attempt = attempt;
+            (result, outcome) = self.untimed_attempt(&ctx, &mut op);
+            if !retried(&inner.classify, &result, outcome) {
+                break (finish(result, 1), outcome);
+            }
         };
-        if let Some(permit) = lone {
-            permit.record(outcome, Duration::ZERO);
-        }
-        if let Some(permits) = &mut call_permits {
-            permits.drain(0, |p| p.record(outcome, Duration::ZERO));
-        }
+        record_blocking(lone, call_permits.as_mut(), outcome);
         if !labels {
-            // It holds no reference count: forgotten, so no drop glue runs for it.
             std::mem::forget(ctx);
         }
-        result
+        // `out` holds the caller's placeholder, which has nothing to drop.
+        std::mem::forget(std::mem::replace(out, end));
     }
 
     /// A blocking call's step after a retried attempt: the call's result and outcome when
@@ -2000,7 +2029,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// One untimed blocking attempt: phases 4 and 6 (see [`Pipeline::run_blocking_untimed`]).
-    #[inline]
+    #[inline(always)]
     fn untimed_attempt<T, E, F>(&self, ctx: &Context, op: &mut F) -> (Attempt<T, E>, Outcome)
     where
         C: Classify<T, E>,
@@ -2247,6 +2276,17 @@ fn retried<T, E, C: Classify<T, E>>(
     match result {
         Attempt::Done(r) => classify.should_retry(r, outcome),
         _ => outcome == Outcome::Failure,
+    }
+}
+
+/// The per-call permits of an untimed blocking call record its outcome (no duration).
+#[inline(always)]
+fn record_blocking(lone: Option<Permit<'_>>, permits: Option<&mut Held<'_>>, outcome: Outcome) {
+    if let Some(permit) = lone {
+        permit.record(outcome, Duration::ZERO);
+    }
+    if let Some(permits) = permits {
+        permits.drain(0, |p| p.record(outcome, Duration::ZERO));
     }
 }
 
