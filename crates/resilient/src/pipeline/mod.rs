@@ -889,8 +889,10 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // (A recovery's polls write into a local, not this poll's result slot: see
+        // `run::apart`.)
         if let Some(recovery) = this.recovery.as_mut() {
-            return recovery.as_mut().poll(cx);
+            return run::apart(|| recovery.as_mut().poll(cx));
         }
         let polled = this.call.poll(cx);
         // The call's own answer is returned where it was written unless it is a failure.
@@ -902,7 +904,10 @@ where
         };
         match this.classify.recover(failure) {
             Err(failure) => Poll::Ready(Err(failure)),
-            Ok(recovery) => this.recovery.insert(recovery).as_mut().poll(cx),
+            Ok(recovery) => {
+                let recovery = this.recovery.insert(recovery);
+                run::apart(|| recovery.as_mut().poll(cx))
+            }
         }
     }
 }

@@ -536,7 +536,7 @@ where
 /// 32-byte result in two 16-byte loads right after its narrower stores (a store-forwarding
 /// stall of some 10 ns; see `Pipeline::run_blocking`).
 #[inline(always)]
-fn apart<T>(poll: impl FnOnce() -> Poll<T>) -> Poll<T> {
+pub(super) fn apart<T>(poll: impl FnOnce() -> Poll<T>) -> Poll<T> {
     let mut out = Poll::Pending;
     write_into(&mut out, poll);
     out
