@@ -886,7 +886,9 @@ where
 {
     type Output = Result<T, Error<E>>;
 
-    #[inline]
+    // Always inline: an out-of-line poll returns its 32-byte result through memory that
+    // the awaiting code then reads at once (see `run::apart`).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // (A recovery's polls write into a local, not this poll's result slot: see
@@ -2308,6 +2310,7 @@ fn out_of_budget<T, E>(result: Attempt<T, E>, attempts: u32, cost: u64) -> Resul
     })
 }
 
+#[inline(always)]
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
         Attempt::Done(Ok(t)) => Ok(t),
