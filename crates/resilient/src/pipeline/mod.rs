@@ -2297,8 +2297,6 @@ fn record_blocking(lone: Option<Permit<'_>>, permits: Option<&mut Held<'_>>, out
     }
 }
 
-/// Turns the last attempt into the call's result. `attempts` counts the failed attempts
-/// that led here (1 when the last result was not a failure: nothing was exhausted).
 /// The end of a call whose next retry its cost budget refused: a failed `Ok` result is
 /// returned as it is (as when retries run out); a failure is wrapped in
 /// [`Error::CostBudgetExhausted`].
@@ -2310,6 +2308,9 @@ fn out_of_budget<T, E>(result: Attempt<T, E>, attempts: u32, cost: u64) -> Resul
     })
 }
 
+/// Turns the last attempt into the call's result. `attempts` counts the failed attempts
+/// that led here (1 when the last result was not a failure: nothing was exhausted).
+/// Always inline: the result is then built where the caller reads it (see `run::apart`).
 #[inline(always)]
 fn finish<T, E>(result: Attempt<T, E>, attempts: u32) -> Result<T, Error<E>> {
     match result {
