@@ -162,7 +162,7 @@ pub(crate) struct CountWindow {
     magic: u64,
     packed: AtomicU64,
     /// `packed` when every slot holds a plain success (`len` calls, none failed or slow).
-    all_ok: u64,
+    packed_all_ok: u64,
 }
 
 impl CountWindow {
@@ -173,7 +173,7 @@ impl CountWindow {
             head: AtomicU32::new(0),
             magic: (u64::MAX / len as u64).wrapping_add(1),
             packed: AtomicU64::new(0),
-            all_ok: contribution(OK_CODE) * len as u64,
+            packed_all_ok: contribution(OK_CODE) * len as u64,
         }
     }
 
@@ -187,7 +187,7 @@ impl CountWindow {
     /// Whether every slot holds a plain success: then recording one changes nothing.
     #[inline]
     pub(crate) fn all_ok(&self) -> bool {
-        self.packed.load(Ordering::Relaxed) == self.all_ok
+        self.packed.load(Ordering::Relaxed) == self.packed_all_ok
     }
 
     #[inline]
@@ -196,7 +196,7 @@ impl CountWindow {
         // the same under any rotation, so the head need not move (no read-modify-write on
         // the hot path of a healthy breaker). A concurrent call's record is then ordered
         // after this one. The packed totals identify such a ring exactly: their fields are
-        // far smaller than a field's width, so `all_ok` decodes only as `len` successes.
+        // far smaller than a field's width, so `packed_all_ok` decodes only as `len` successes.
         if code == OK_CODE && self.all_ok() {
             return None;
         }
