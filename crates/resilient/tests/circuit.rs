@@ -489,6 +489,31 @@ fn circuit_timeout_caps_the_break() {
 }
 
 #[test]
+fn a_break_under_way_is_cut_to_a_circuit_timeout_attached_later() {
+    // The breaker opens for 10 s before any pipeline caps its breaks; a pipeline with a
+    // 3 s circuit timeout then takes it: its rejections see the capped break, not the
+    // stored 10 s.
+    let (b, clock) = build(
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(SEC)
+            .break_backoff(10.0, Duration::from_secs(3600)),
+    );
+    fail(&b);
+    clock.advance(SEC);
+    admit(&b).unwrap().record(Outcome::Failure, MS);
+    assert_eq!(retry_after(&b), Some(10 * SEC));
+    let _pipeline = Pipeline::builder()
+        .timeout(Timeout::circuit(3 * SEC))
+        .circuit_breaker(&b)
+        .build()
+        .unwrap();
+    let left = retry_after(&b).expect("still open");
+    assert!(left <= 3 * SEC, "{left:?}");
+    clock.advance(3 * SEC);
+    assert!(admit(&b).is_ok(), "the capped break has ended");
+}
+
+#[test]
 fn circuit_timeout_bounds_time_window_and_base_break() {
     let err = Pipeline::builder()
         .timeout(Timeout::circuit(30 * SEC))

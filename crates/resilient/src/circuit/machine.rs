@@ -80,8 +80,9 @@ pub(crate) struct Breaker {
     consecutive: AtomicU64,
     recovery: Recovery,
     /// The longest break, in whole microseconds (see `state::longest_micros`): what an
-    /// open breaker's rejection compares its deadline with.
-    longest_open_micros: u64,
+    /// open breaker's rejection compares its deadline with. It follows the recovery's cap
+    /// (see [`Breaker::attach`]), so it is always `longest_phase(Open)`'s.
+    longest_open_micros: AtomicU64,
     failed_recoveries: AtomicU32,
     probes: u32,
     required: u32,
@@ -174,7 +175,7 @@ impl Breaker {
             minimum_calls: s.minimum_calls,
             consecutive_limit: s.consecutive_limit,
             consecutive: AtomicU64::new(0),
-            longest_open_micros: longest_micros(s.recovery.longest()),
+            longest_open_micros: AtomicU64::new(longest_micros(s.recovery.longest())),
             recovery: s.recovery,
             failed_recoveries: AtomicU32::new(0),
             probes: s.probes,
@@ -338,10 +339,11 @@ impl Breaker {
         if nanos == u64::MAX {
             return None;
         }
-        let left =
-            self.store
-                .load_deadline()
-                .remaining(w.epoch(), nanos, self.longest_open_micros)?;
+        let left = self.store.load_deadline().remaining(
+            w.epoch(),
+            nanos,
+            self.longest_open_micros.load(Ordering::Relaxed),
+        )?;
         Some(self.reject(Open, Some(left)))
     }
 
@@ -940,6 +942,9 @@ impl Breaker {
     pub(crate) fn attach(&self, timeouts: &Timeouts) {
         if let Some(circuit) = timeouts.circuit {
             self.recovery.cap_at(circuit);
+            // Caps only ever lower the longest break: the smallest one computed wins.
+            self.longest_open_micros
+                .fetch_min(longest_micros(self.recovery.longest()), Ordering::Relaxed);
         }
     }
 
