@@ -492,3 +492,86 @@ async fn a_cancelled_quota_waiter_gives_back_to_every_limit() {
     assert!(limiter.acquire(&ctx).resolve().await.is_ok());
     assert_eq!((remaining(&per_sec), remaining(&per_min)), (0, 1));
 }
+
+/// `check()` on a limiter whose one limit is a GCRA decides it directly (no call through
+/// `dyn Limiter`); the same GCRA behind `Arc<dyn Limiter>` takes the general path. Over
+/// any sequence of clock steps, costs (some above the burst) and runtime rate changes
+/// (some cutting the burst below the cost), both answer the same, field by field.
+mod gcra_direct_check {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u64),
+        Check,
+        Allow,
+        SetBurst(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..400).prop_map(Op::Advance),
+            6 => Just(Op::Check),
+            2 => Just(Op::Allow),
+            1 => (1u64..12).prop_map(Op::SetBurst),
+        ]
+    }
+
+    fn limiter(clock: &ManualClock, cost: u64, direct: bool) -> RateLimiter {
+        let gcra = Gcra::limiter(Rate::per_second(10)).unwrap();
+        let b = RateLimiter::builder()
+            .clock(Arc::new(clock.clone()))
+            .cost(cost);
+        let b = if direct {
+            b.limit(gcra)
+        } else {
+            b.limit(Arc::new(gcra) as Arc<dyn Limiter>)
+        };
+        b.build().unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn same_decisions_as_through_dyn_limiter(
+            cost in 1u64..=10,
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let clock = ManualClock::new();
+            let direct = limiter(&clock, cost, true);
+            let general = limiter(&clock, cost, false);
+            for op in ops {
+                match op {
+                    Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                    Op::Check => prop_assert_eq!(direct.check(), general.check()),
+                    Op::Allow => prop_assert_eq!(direct.allow(), general.allow()),
+                    Op::SetBurst(b) => {
+                        let rate = Rate::per_second(10);
+                        prop_assert_eq!(
+                            direct.set_rate(0, rate, b).is_ok(),
+                            general.set_rate(0, rate, b).is_ok()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cost_above_the_cut_burst_is_never_admitted_and_takes_nothing() {
+        let clock = ManualClock::new();
+        let (direct, general) = (limiter(&clock, 5, true), limiter(&clock, 5, false));
+        for l in [&direct, &general] {
+            l.set_rate(0, Rate::per_second(10), 3).unwrap();
+        }
+        let d = direct.check();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after, Duration::MAX);
+        assert_eq!(d.limit, 3);
+        assert_eq!(d, general.check());
+        // Nothing was consumed: the same answer again, and a cost that fits still fits.
+        assert_eq!(direct.check(), d);
+        clock.advance(Duration::from_millis(300));
+        assert!(direct.check_n(3).unwrap().allowed);
+    }
+}

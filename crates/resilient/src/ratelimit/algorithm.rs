@@ -597,6 +597,35 @@ impl<A: Algorithm> AtomicLimiter<A> {
         }
     }
 
+    /// The binding decision for `cost` at `now` in nanoseconds: consumed if allowed; a
+    /// cost above the capacity is a denial that can never pass (`retry_after`
+    /// `Duration::MAX`), reported for the capacity, with nothing consumed. What
+    /// [`Limiter::try_acquire`] then [`Limiter::peek`] decide, on one reading.
+    ///
+    /// ```
+    /// use resilient::ratelimit::{Gcra, Rate};
+    /// use std::time::Duration;
+    /// let l = Gcra::limiter(Rate::per_second(10)).unwrap();
+    /// let d = l.decide_at(0, 4);
+    /// assert!(d.allowed);
+    /// assert_eq!((d.limit, d.remaining), (10, 6));
+    /// let never = l.decide_at(0, 11);
+    /// assert!(!never.allowed);
+    /// assert_eq!(never.retry_after, Duration::MAX);
+    /// assert_eq!(l.decide_at(0, 6).remaining, 0); // nothing was taken by the denial
+    /// ```
+    #[inline]
+    pub fn decide_at(&self, now: Nanos, cost: u64) -> Decision {
+        let max = self.alg.max_cost();
+        if cost <= max {
+            return self.check_at(now, cost);
+        }
+        self.alg
+            .step(self.state.load(Ordering::Acquire), now, max)
+            .1
+            .never()
+    }
+
     /// [`AtomicLimiter::check_at`], also returning the states before and after (equal when
     /// nothing was taken).
     #[inline]

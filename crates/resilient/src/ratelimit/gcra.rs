@@ -159,7 +159,10 @@ impl Gcra {
 }
 
 impl Algorithm for Gcra {
-    #[inline]
+    // Always inline: out of line, the decision comes back through memory and is copied
+    // at once with wider loads than the stores that wrote it (a store-forwarding stall
+    // on every `RateLimiter::check`).
+    #[inline(always)]
     fn step(&self, tat: u64, now: Nanos, cost: u64) -> (u64, Decision) {
         let c = self.load();
         let base = tat.max(now);

@@ -226,6 +226,11 @@ impl RateLimiter {
     #[inline]
     fn decide_cost(&self, cost: u64) -> Decision {
         let inner = &*self.inner;
+        if let Some(gcra) = &inner.gcra {
+            // The one limit, decided without a call through `dyn Limiter` or a `Duration`
+            // round trip (the same reading: `now()` is this one, in nanoseconds).
+            return gcra.decide_at(inner.clock.nanos(), cost);
+        }
         let now = inner.clock.now();
         if let [one] = inner.limits.as_slice() {
             return one
