@@ -207,6 +207,16 @@ fn resilient_return(ty: &Type) -> Type {
     syn::parse2(tokens).expect("a valid type")
 }
 
+/// Whether `tokens` name or elide a lifetime anywhere (a reference, `'a`, `'_`), looking
+/// inside groups.
+fn has_lifetime(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
+        proc_macro2::TokenTree::Group(g) => has_lifetime(g.stream()),
+        _ => false,
+    })
+}
+
 /// The first `impl` keyword in `tokens`, looking inside groups.
 fn find_impl(tokens: TokenStream) -> Option<proc_macro2::Ident> {
     tokens.into_iter().find_map(|t| match t {
@@ -413,7 +423,51 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
             quote!(::resilient::Pipeline::execute_blocking),
         ),
     };
-    let run = if sig.asyncness.is_some() {
+    // An `async fn` whose future can be the pipeline's own: no fallback around the call,
+    // no key borrowed by it, no receiver and no lifetime in its signature (a returned
+    // `impl Future` captures its type parameters in every edition, but elided lifetimes
+    // only from edition 2024 on). It becomes a plain `fn` returning the call's future, so
+    // awaiting it awaits the engine's future with no `async fn` state machine around it
+    // (one more future to build and poll, whose result would be moved out once more).
+    let direct = sig.asyncness.is_some()
+        // (Nor a health check or a registry's pipeline: their set-up may need the tokio
+        // runtime, which an `async fn` only asks for once polled.)
+        && stages.iter().all(|s| {
+            s.fallback.is_none()
+                && s.key.is_none()
+                && s.pipeline.is_none()
+                && !contains_ident(s.calls.clone(), "health_aware")
+        })
+        && !sig
+            .inputs
+            .iter()
+            .any(|i| matches!(i, FnArg::Receiver(_)))
+        && !has_lifetime(sig.inputs.to_token_stream())
+        && !has_lifetime(sig.generics.to_token_stream())
+        && !has_lifetime(ret.to_token_stream())
+        // Other attributes left on it may be macros that treat an `async fn` apart (such
+        // as `tracing::instrument`): only built-in ones that read no body go with the form.
+        // (Ours, taken over by this one, stay as no-ops.)
+        && func.attrs.iter().all(|a| {
+            ours(a).is_some()
+                || ["doc", "allow", "expect", "warn", "deny", "forbid", "must_use", "inline", "cfg"]
+                    .iter()
+                    .any(|name| a.path().is_ident(name))
+        });
+    let mut new_sig = new_sig;
+    if direct {
+        let output = resilient_return(ret);
+        new_sig.asyncness = None;
+        new_sig.output = parse_quote!(-> impl ::core::future::Future<Output = #output>);
+    }
+    let run = if direct {
+        quote! {
+            #execute(#receiver, move || {
+                #rebind
+                async move { #attempt }
+            })
+        }
+    } else if sig.asyncness.is_some() {
         quote! {
             #execute(#receiver, move || {
                 #rebind
@@ -1133,6 +1187,78 @@ mod tests {
         ];
         for (kind, attr, below) in fine {
             ok(kind, attr.clone(), stacked(below.clone()));
+        }
+    }
+
+    #[test]
+    fn async_fns_return_the_engine_future_when_nothing_borrows() {
+        let direct = ok(
+            "retry",
+            quote!(attempts = 2),
+            quote!(
+                async fn f(x: u8, name: String) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(
+            direct.contains(
+                "fn f (x : u8 , name : String) -> impl :: core :: future :: Future < Output = Result < u8 , :: resilient :: Error < () > > >"
+            ),
+            "{direct}"
+        );
+        assert!(!direct.contains("async fn f"), "{direct}");
+        assert!(!direct.contains(". await"), "{direct}");
+        // Stacked attributes of ours keep the form; any other attribute, a borrowed
+        // argument, a lifetime, a fallback or a health check keeps the `async fn`.
+        let stacked = ok(
+            "retry",
+            quote!(attempts = 2),
+            quote!(
+                #[resilient::timeout(operation = "1s")]
+                async fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        );
+        assert!(
+            stacked.contains("-> impl :: core :: future :: Future"),
+            "{stacked}"
+        );
+        let kept = [
+            quote!(
+                async fn f(x: &str) -> Result<u8, ()> {
+                    Ok(1)
+                }
+            ),
+            quote!(
+                async fn f<'a>(x: Cow<'a, str>) -> Result<u8, ()> {
+                    Ok(1)
+                }
+            ),
+            quote!(
+                #[tracing::instrument]
+                async fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+            quote!(
+                #[resilient::fallback(value = 0)]
+                async fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+            quote!(
+                #[resilient::health_aware(probe = check, check_interval = "30s")]
+                async fn f(x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        ];
+        for item in kept {
+            let out = ok("retry", quote!(attempts = 2), item);
+            assert!(out.contains("async fn f"), "{out}");
+            assert!(out.contains(". await"), "{out}");
         }
     }
 

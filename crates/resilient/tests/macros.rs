@@ -288,6 +288,70 @@ async fn generated_futures_are_send() {
     assert_eq!(handle.await.unwrap().unwrap(), 3);
 }
 
+/// An `async fn` with owned arguments returns the engine's future directly (see the
+/// attributes' documentation); one with a reference argument stays an `async fn`. Either
+/// way, nothing of the body runs until the future is polled, and a future dropped unpolled
+/// never runs it.
+#[tokio::test(start_paused = true)]
+async fn async_fns_run_their_body_only_once_awaited() {
+    static OWNED: AtomicU32 = AtomicU32::new(0);
+    static BORROWED: AtomicU32 = AtomicU32::new(0);
+
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    async fn owned(x: u32) -> Result<u32, ()> {
+        OWNED.fetch_add(1, Ordering::SeqCst);
+        Ok(x + 1)
+    }
+
+    #[resilient::retry(attempts = 2, backoff = immediate)]
+    async fn borrowed(x: &str) -> Result<usize, ()> {
+        BORROWED.fetch_add(1, Ordering::SeqCst);
+        Ok(x.len())
+    }
+
+    let a = owned(1);
+    let b = borrowed("ab");
+    assert_eq!(OWNED.load(Ordering::SeqCst), 0);
+    assert_eq!(BORROWED.load(Ordering::SeqCst), 0);
+    drop((a, b));
+    assert_eq!(OWNED.load(Ordering::SeqCst), 0);
+    assert_eq!(BORROWED.load(Ordering::SeqCst), 0);
+    assert_eq!(owned(1).await, Ok(2));
+    assert_eq!(borrowed("ab").await, Ok(2));
+    assert_eq!(OWNED.load(Ordering::SeqCst), 1);
+    assert_eq!(BORROWED.load(Ordering::SeqCst), 1);
+    // The owned form's future is `'static`: it can be spawned as it is.
+    assert_eq!(tokio::spawn(owned(5)).await.unwrap(), Ok(6));
+}
+
+#[test]
+fn a_direct_async_fn_panics_on_an_invalid_configuration_when_called() {
+    static LONG_BREAK: LazyLock<CircuitBreaker> = LazyLock::new(|| {
+        CircuitBreaker::consecutive_failures(1)
+            .open_for(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    });
+
+    #[resilient::circuit(breaker = LONG_BREAK)]
+    #[resilient::timeout(circuit = "10s")]
+    async fn misconfigured(x: u8) -> Result<u8, ()> {
+        Ok(x)
+    }
+
+    for _ in 0..2 {
+        let panic = std::panic::catch_unwind(|| drop(misconfigured(1))).unwrap_err();
+        let message = panic.downcast_ref::<String>().expect("a formatted message");
+        assert!(
+            message.starts_with(
+                "invalid resilience configuration on `macros::misconfigured`: invalid \
+                 configuration: `circuit.open_for` (60s) must not exceed timeout.circuit (10s)"
+            ),
+            "{message}"
+        );
+    }
+}
+
 mod imported {
     use resilient::retry;
 
