@@ -207,16 +207,6 @@ fn resilient_return(ty: &Type) -> Type {
     syn::parse2(tokens).expect("a valid type")
 }
 
-/// Whether `tokens` name or elide a lifetime anywhere (a reference, `'a`, `'_`), looking
-/// inside groups.
-fn has_lifetime(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|t| match t {
-        proc_macro2::TokenTree::Punct(p) => p.as_char() == '&' || p.as_char() == '\'',
-        proc_macro2::TokenTree::Group(g) => has_lifetime(g.stream()),
-        _ => false,
-    })
-}
-
 /// The first `impl` keyword in `tokens`, looking inside groups.
 fn find_impl(tokens: TokenStream) -> Option<proc_macro2::Ident> {
     tokens.into_iter().find_map(|t| match t {
@@ -423,12 +413,14 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
             quote!(::resilient::Pipeline::execute_blocking),
         ),
     };
-    // An `async fn` whose future can be the pipeline's own: no fallback around the call,
-    // no key borrowed by it, no receiver and no lifetime in its signature (a returned
-    // `impl Future` captures its type parameters in every edition, but elided lifetimes
-    // only from edition 2024 on). It becomes a plain `fn` returning the call's future, so
+    // An `async fn` whose future can be the pipeline's own: no fallback around the call and
+    // no key borrowed by it. It becomes a plain `fn` returning the call's future, so
     // awaiting it awaits the engine's future with no `async fn` state machine around it
-    // (one more future to build and poll, whose result would be moved out once more).
+    // (one more future to build and poll, whose result would be moved out once more). The
+    // returned `impl Future` captures every lifetime of the signature, as the `async fn`'s
+    // future did, whatever the edition of the crate it is written in: its tokens come from
+    // this macro, and take this crate's edition (2024) and its capture rules (tested by the
+    // edition-2021 crate `resilient-edition2021`).
     let direct = sig.asyncness.is_some()
         // (Nor a health check or a registry's pipeline: their set-up may need the tokio
         // runtime, which an `async fn` only asks for once polled.)
@@ -438,13 +430,6 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
                 && s.pipeline.is_none()
                 && !contains_ident(s.calls.clone(), "health_aware")
         })
-        && !sig
-            .inputs
-            .iter()
-            .any(|i| matches!(i, FnArg::Receiver(_)))
-        && !has_lifetime(sig.inputs.to_token_stream())
-        && !has_lifetime(sig.generics.to_token_stream())
-        && !has_lifetime(ret.to_token_stream())
         // Other attributes left on it may be macros that treat an `async fn` apart (such
         // as `tracing::instrument`): only built-in ones that read no body go with the form.
         // (Ours, taken over by this one, stay as no-ops.)
@@ -1209,8 +1194,8 @@ mod tests {
         );
         assert!(!direct.contains("async fn f"), "{direct}");
         assert!(!direct.contains(". await"), "{direct}");
-        // Stacked attributes of ours keep the form; any other attribute, a borrowed
-        // argument, a lifetime, a fallback or a health check keeps the `async fn`.
+        // Stacked attributes of ours, borrowed arguments, lifetimes and `&self` keep the
+        // form; any other attribute, a fallback or a health check keeps the `async fn`.
         let stacked = ok(
             "retry",
             quote!(attempts = 2),
@@ -1225,7 +1210,7 @@ mod tests {
             stacked.contains("-> impl :: core :: future :: Future"),
             "{stacked}"
         );
-        let kept = [
+        for item in [
             quote!(
                 async fn f(x: &str) -> Result<u8, ()> {
                     Ok(1)
@@ -1236,6 +1221,16 @@ mod tests {
                     Ok(1)
                 }
             ),
+            quote!(
+                async fn f(&self, x: u8) -> Result<u8, ()> {
+                    Ok(x)
+                }
+            ),
+        ] {
+            let out = ok("retry", quote!(attempts = 2), item);
+            assert!(out.contains("-> impl :: core :: future :: Future"), "{out}");
+        }
+        let kept = [
             quote!(
                 #[tracing::instrument]
                 async fn f(x: u8) -> Result<u8, ()> {
