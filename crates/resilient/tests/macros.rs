@@ -324,34 +324,6 @@ async fn async_fns_run_their_body_only_once_awaited() {
     assert_eq!(tokio::spawn(owned(5)).await.unwrap(), Ok(6));
 }
 
-#[test]
-fn a_direct_async_fn_panics_on_an_invalid_configuration_when_called() {
-    static LONG_BREAK: LazyLock<CircuitBreaker> = LazyLock::new(|| {
-        CircuitBreaker::consecutive_failures(1)
-            .open_for(Duration::from_secs(60))
-            .build()
-            .unwrap()
-    });
-
-    #[resilient::circuit(breaker = LONG_BREAK)]
-    #[resilient::timeout(circuit = "10s")]
-    async fn misconfigured(x: u8) -> Result<u8, ()> {
-        Ok(x)
-    }
-
-    for _ in 0..2 {
-        let panic = std::panic::catch_unwind(|| drop(misconfigured(1))).unwrap_err();
-        let message = panic.downcast_ref::<String>().expect("a formatted message");
-        assert!(
-            message.starts_with(
-                "invalid resilience configuration on `macros::misconfigured`: invalid \
-                 configuration: `circuit.open_for` (60s) must not exceed timeout.circuit (10s)"
-            ),
-            "{message}"
-        );
-    }
-}
-
 mod imported {
     use resilient::retry;
 
@@ -386,18 +358,32 @@ fn configuration_errors_the_macro_cannot_see_panic_on_every_call() {
         Ok(())
     }
 
+    // An `async fn` returning the engine's future looks its pipeline up when called.
+    #[resilient::circuit(breaker = LONG_BREAK)]
+    #[resilient::timeout(circuit = "10s")]
+    async fn misconfigured_async(x: u8) -> Result<u8, ()> {
+        Ok(x)
+    }
+
     // Every call panics with the configuration error (not with a poisoned `LazyLock` after
     // the first).
-    for _ in 0..3 {
-        let panic = std::panic::catch_unwind(misconfigured).unwrap_err();
-        let message = panic.downcast_ref::<String>().expect("a formatted message");
-        assert!(
-            message.starts_with(
-                "invalid resilience configuration on `macros::misconfigured`: invalid \
-                 configuration: `circuit.open_for` (60s) must not exceed timeout.circuit (10s)"
-            ),
-            "{message}"
-        );
+    let calls: [(&str, fn()); 2] = [
+        ("misconfigured", || drop(misconfigured())),
+        ("misconfigured_async", || drop(misconfigured_async(1))),
+    ];
+    for (name, call) in calls {
+        for _ in 0..3 {
+            let panic = std::panic::catch_unwind(call).unwrap_err();
+            let message = panic.downcast_ref::<String>().expect("a formatted message");
+            assert!(
+                message.starts_with(&format!(
+                    "invalid resilience configuration on `macros::{name}`: invalid \
+                     configuration: `circuit.open_for` (60s) must not exceed timeout.circuit \
+                     (10s)"
+                )),
+                "{message}"
+            );
+        }
     }
 }
 
