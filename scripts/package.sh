@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 publishable=(resilient-json resilient-macros resilient resilient-cli resilient-redis resilient-llm)
-not_published=(resilient-bench resilient-ext-example resilient-ext-app)
+not_published=(resilient-bench resilient-ext-example resilient-ext-app resilient-edition2021)
 
 for c in "${not_published[@]}"; do
     grep -qx 'publish = false' "crates/$c/Cargo.toml" \
