@@ -422,13 +422,10 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
     // this macro, and take this crate's edition (2024) and its capture rules (tested by the
     // edition-2021 crate `resilient-edition2021`).
     let direct = sig.asyncness.is_some()
-        // (Nor a health check or a registry's pipeline: their set-up may need the tokio
-        // runtime, which an `async fn` only asks for once polled.)
+        // (Nor a stage built on the tokio runtime, or a registry's pipeline, which may hold
+        // one: an `async fn` only asks for the runtime once polled.)
         && stages.iter().all(|s| {
-            s.fallback.is_none()
-                && s.key.is_none()
-                && s.pipeline.is_none()
-                && !contains_ident(s.calls.clone(), "health_aware")
+            s.fallback.is_none() && s.key.is_none() && s.pipeline.is_none() && !s.builds_on_runtime
         })
         // Other attributes left on it may be macros that treat an `async fn` apart (such
         // as `tracing::instrument`): only built-in ones that read no body go with the form.

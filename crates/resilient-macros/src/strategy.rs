@@ -63,6 +63,10 @@ pub(crate) struct Stage {
     /// and an expression of type `Result<Pipeline<that type>, ConfigError>`, used instead
     /// of a built one.
     pub(crate) pipeline: Option<(TokenStream, TokenStream)>,
+    /// Building this stage's part of the pipeline needs the tokio runtime (a background
+    /// health check): the pipeline is then built when an `async fn` is first polled, not
+    /// when it is called.
+    pub(crate) builds_on_runtime: bool,
 }
 
 impl Stage {
@@ -78,6 +82,7 @@ impl Stage {
             call_cost: None,
             fallback: None,
             pipeline: None,
+            builds_on_runtime: false,
         }
     }
 }

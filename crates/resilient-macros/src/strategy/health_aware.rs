@@ -86,6 +86,7 @@ pub(super) fn parse(attr: Span, list: Vec<Arg>) -> syn::Result<Stage> {
                 .build()?
         )),
     );
+    stage.builds_on_runtime = true;
     stage.async_only.push(syn::Error::new(
         attr,
         "`health_aware` is for `async` functions (its check runs on the tokio runtime)",
