@@ -616,14 +616,19 @@ impl<A: Algorithm> AtomicLimiter<A> {
     /// ```
     #[inline]
     pub fn decide_at(&self, now: Nanos, cost: u64) -> Decision {
-        let max = self.alg.max_cost();
-        if cost <= max {
+        if cost <= self.alg.max_cost() {
             return self.check_at(now, cost);
         }
+        self.peek_at(now, cost).never()
+    }
+
+    /// [`Limiter::peek`] at `now` in nanoseconds: what `cost` (at most the capacity)
+    /// would get, nothing consumed.
+    fn peek_at(&self, now: Nanos, cost: u64) -> Decision {
+        let cost = cost.min(self.alg.max_cost());
         self.alg
-            .step(self.state.load(Ordering::Acquire), now, max)
+            .step(self.state.load(Ordering::Acquire), now, cost)
             .1
-            .never()
     }
 
     /// [`AtomicLimiter::check_at`], also returning the states before and after (equal when
@@ -710,10 +715,7 @@ impl<A: Algorithm> Limiter for AtomicLimiter<A> {
     }
 
     fn peek(&self, now: Duration, cost: u64) -> Decision {
-        let cost = cost.min(self.alg.max_cost());
-        self.alg
-            .step(self.state.load(Ordering::Acquire), nanos(now), cost)
-            .1
+        self.peek_at(nanos(now), cost)
     }
 
     fn refund(&self, now: Duration, cost: u64) {
