@@ -248,7 +248,8 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
 
     // Each attempt runs the body on fresh clones of the arguments.
     let mut new_sig = sig.clone();
-    new_sig.output = ReturnType::Type(*arrow, Box::new(resilient_return(ret)));
+    let output = resilient_return(ret);
+    new_sig.output = ReturnType::Type(*arrow, Box::new(output.clone()));
     let mut rebind = TokenStream::new();
     // Arguments a keyed limiter's `key = ..` reads are used by the call even when the body
     // ignores them: their per-attempt copies must not warn as unused.
@@ -436,9 +437,7 @@ fn rewrite(func: &ItemFn, stages: &[Stage]) -> syn::Result<TokenStream> {
                     .iter()
                     .any(|name| a.path().is_ident(name))
         });
-    let mut new_sig = new_sig;
     if direct {
-        let output = resilient_return(ret);
         new_sig.asyncness = None;
         new_sig.output = parse_quote!(-> impl ::core::future::Future<Output = #output>);
     }
