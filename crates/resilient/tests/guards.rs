@@ -657,3 +657,124 @@ async fn a_lone_guards_permit_is_released_once_on_every_path() {
     assert_eq!(*first.released.lock().unwrap(), vec![None, None]);
     assert!(second.released.lock().unwrap().is_empty());
 }
+
+/// Records the tokens of the permits released to it.
+#[derive(Debug, Default)]
+struct Tally {
+    issued: AtomicU32,
+    released: Mutex<Vec<u64>>,
+}
+
+impl Guard for Tally {
+    fn name(&self) -> &'static str {
+        "tally"
+    }
+    fn acquire<'a>(&'a self, _ctx: &Context) -> Acquire<'a> {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        Acquire::Ready(Ok(Permit::new(self, 100 + u64::from(n))))
+    }
+    fn on_release(&self, token: u64, _outcome: Option<(Outcome, Duration)>) {
+        self.released.lock().unwrap().push(token);
+    }
+}
+
+/// Hands out the permits of the guard in its first field, which sits at this guard's own
+/// address (`repr(C)`), or of a guard elsewhere; releases to itself are kept apart.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Front {
+    inner: Tally,
+    own: Tally,
+    elsewhere: Option<Arc<Tally>>,
+}
+
+impl Guard for Front {
+    fn name(&self) -> &'static str {
+        "front"
+    }
+    fn acquire<'a>(&'a self, ctx: &Context) -> Acquire<'a> {
+        match &self.elsewhere {
+            Some(other) => other.acquire(ctx),
+            None => self.inner.acquire(ctx),
+        }
+    }
+    fn on_release(&self, token: u64, outcome: Option<(Outcome, Duration)>) {
+        self.own.on_release(token, outcome);
+    }
+}
+
+/// Every way a pipeline runs its guards, with `guard` per call (before the retry) or per
+/// attempt (after it), alone or beside another guard.
+async fn run_every_path(guard: Arc<dyn Guard>, per_attempt: bool, with_other: bool) {
+    let build = |timeout: bool| {
+        let mut b = Pipeline::builder();
+        if !per_attempt {
+            b = b.guard_arc(guard.clone());
+            if with_other {
+                b = b.guard(Tally::default());
+            }
+        }
+        b = b.retry(Retry::immediate().attempts(2));
+        if per_attempt {
+            b = b.guard_arc(guard.clone());
+            if with_other {
+                b = b.guard(Tally::default());
+            }
+        }
+        if timeout {
+            b = b.timeout(Timeout::operation(MS * 50));
+        }
+        b.build().unwrap()
+    };
+    for timeout in [false, true] {
+        let p = build(timeout);
+        let script = Script::new([Err("a"), Ok(1)]);
+        assert_eq!(p.execute(|| script.next()).await, Ok(1));
+        let script = Script::new([Err("a"), Ok(2)]);
+        assert_eq!(p.execute_with(|_ctx| script.next()).await, Ok(2));
+        let mut runs = 0;
+        let r = p.execute_blocking(|| {
+            runs += 1;
+            if runs == 1 { Err("a") } else { Ok(3) }
+        });
+        assert_eq!(r, Ok(3));
+        assert_eq!(p.execute_blocking(|| Ok::<_, &str>(4)), Ok(4));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permit_is_released_to_the_guard_that_issued_it_with_its_token() {
+    for per_attempt in [false, true] {
+        for with_other in [false, true] {
+            // Its own permits: every token comes back to it, once.
+            let tally = Arc::new(Tally::default());
+            run_every_path(tally.clone(), per_attempt, with_other).await;
+            let issued = u64::from(tally.issued.load(Ordering::SeqCst));
+            assert!(issued >= 8, "{issued}");
+            let mut released = tally.released.lock().unwrap().clone();
+            released.sort_unstable();
+            assert_eq!(released, (101..=100 + issued).collect::<Vec<_>>());
+
+            // The permits of the guard at its own address go to that guard, not to it.
+            let front = Arc::new(Front::default());
+            run_every_path(front.clone(), per_attempt, with_other).await;
+            let issued = u64::from(front.inner.issued.load(Ordering::SeqCst));
+            assert!(issued >= 8, "{issued}");
+            assert_eq!(front.inner.released.lock().unwrap().len() as u64, issued);
+            assert!(front.own.released.lock().unwrap().is_empty());
+
+            // And those of a guard elsewhere to that one.
+            let other = Arc::new(Tally::default());
+            let front = Arc::new(Front {
+                elsewhere: Some(other.clone()),
+                ..Front::default()
+            });
+            run_every_path(front.clone(), per_attempt, with_other).await;
+            let issued = u64::from(other.issued.load(Ordering::SeqCst));
+            assert!(issued >= 8, "{issued}");
+            assert_eq!(other.released.lock().unwrap().len() as u64, issued);
+            assert!(front.own.released.lock().unwrap().is_empty());
+            assert!(front.inner.released.lock().unwrap().is_empty());
+        }
+    }
+}

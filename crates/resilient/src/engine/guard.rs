@@ -296,6 +296,30 @@ impl<'a> Permit<'a> {
         }
     }
 
+    /// This permit, rebuilt on `guard` when it is `guard`'s own (the same object seen
+    /// through the same vtable; any other permit is returned as it is). The engine calls
+    /// it on what a guard's `acquire` returned: the rebuilt permit's reference comes from
+    /// the caller's own `guard`, in registers, so moving it into the call's state does not
+    /// copy the callee's return slot with loads wider than the stores that just wrote it
+    /// (a store-forwarding stall on every guarded call).
+    #[inline(always)]
+    pub(crate) fn of(self, guard: &'a dyn Guard) -> Self {
+        match self.guard {
+            // Both halves are compared: a guard may hand out the permit of another guard
+            // at its own address (an inner guard at offset 0). A vtable emitted twice
+            // only makes the permit take the general path.
+            Some(g) if std::ptr::eq(g, guard) => {
+                let token = self.token;
+                std::mem::forget(self);
+                Self {
+                    guard: Some(guard),
+                    token,
+                }
+            }
+            _ => self,
+        }
+    }
+
     /// The token this permit was created with.
     #[inline]
     pub fn token(&self) -> u64 {

@@ -193,7 +193,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
             let mut permits = Permits::new();
             for g in &inner.attempt_guards {
                 match g.acquire(&ctx).resolve().await {
-                    Ok(p) => permits.push(p),
+                    Ok(p) => permits.push(p.of(&**g)),
                     Err(r) => return (ctx, Err(r)),
                 }
             }

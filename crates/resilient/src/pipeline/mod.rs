@@ -1385,7 +1385,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 admission(probe, g.name(), queued, &admitted);
             }
             match admitted {
-                Ok(p) => permits.push(p),
+                Ok(p) => permits.push(p.of(&**g)),
                 Err(r) => return Err(r.into()),
             }
         }
@@ -1512,7 +1512,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                         let mut permits = Permits::new();
                         for g in &inner.attempt_guards {
                             match g.acquire(ctx) {
-                                Acquire::Ready(Ok(p)) => permits.push(p),
+                                Acquire::Ready(Ok(p)) => permits.push(p.of(&**g)),
                                 Acquire::Ready(Err(r)) => {
                                     done = Some((Attempt::Rejected(r), Outcome::Failure));
                                     break;
@@ -1618,7 +1618,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 },
             };
             match admitted {
-                Ok(p) => permits.push(p),
+                Ok(p) => permits.push(p.of(&**g)),
                 Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
             }
         }
@@ -1930,14 +1930,14 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let (mut lone, mut call_permits) = (None, None);
         if let [g] = &inner.call_guards[..] {
             match g.acquire_now(&ctx) {
-                Ok(p) => lone = Some(p),
+                Ok(p) => lone = Some(p.of(&**g)),
                 Err(r) => return Err(r.into()),
             }
         } else if !inner.call_guards.is_empty() {
             let permits = call_permits.insert(Held::default());
             for g in &inner.call_guards {
                 match g.acquire_now(&ctx) {
-                    Ok(p) => permits.push(p),
+                    Ok(p) => permits.push(p.of(&**g)),
                     Err(r) => return Err(r.into()),
                 }
             }
@@ -2051,7 +2051,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let mut permits = Held::default();
         for g in &inner.attempt_guards {
             match g.acquire_now(ctx) {
-                Ok(p) => permits.push(p),
+                Ok(p) => permits.push(p.of(&**g)),
                 Err(r) => return (Attempt::Rejected(r), Outcome::Failure),
             }
         }
@@ -2134,7 +2134,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 admission(probe, g.name(), false, &admitted);
             }
             match admitted {
-                Ok(p) => call_permits.push(p),
+                Ok(p) => call_permits.push(p.of(&**g)),
                 Err(r) => return Err(r.into()),
             }
         }
@@ -2160,7 +2160,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                     admission(probe, g.name(), false, &admitted);
                 }
                 match admitted {
-                    Ok(p) => permits.push(p),
+                    Ok(p) => permits.push(p.of(&**g)),
                     Err(r) => {
                         rejected = Some(r);
                         break;

@@ -1103,7 +1103,7 @@ where
     };
     for (i, g) in inner.call_guards.iter().enumerate().skip(first) {
         match g.acquire(ctx) {
-            Acquire::Ready(Ok(permit)) => at.permits.push(permit),
+            Acquire::Ready(Ok(permit)) => at.permits.push(permit.of(&**g)),
             Acquire::Ready(Err(rejection)) => return Some(rejection.into()),
             Acquire::Wait(wait) => {
                 step.wait(Slow::Queue { wait, guard: i });
@@ -1259,7 +1259,7 @@ fn admit_attempt<'p, C, Fut>(
 ) -> bool {
     for (i, g) in pipeline.inner.attempt_guards.iter().enumerate().skip(first) {
         match g.acquire(ctx) {
-            Acquire::Ready(Ok(permit)) => at.hold(permit),
+            Acquire::Ready(Ok(permit)) => at.hold(permit.of(&**g)),
             Acquire::Ready(Err(rejection)) => {
                 at.drop_attempt_permits();
                 step.wait(Slow::Rejected {
