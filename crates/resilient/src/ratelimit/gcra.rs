@@ -30,8 +30,8 @@ use crate::engine::error::ConfigError;
 #[derive(Debug)]
 pub struct Gcra {
     /// `[interval, burst, cap, inverse]`: the emission interval (ns), the burst, `burst ×
-    /// interval` (the tolerance, ns) and `1 / interval` as `f64` bits (turns the division
-    /// for `remaining` into a multiply), read as one snapshot.
+    /// interval` (the tolerance, ns) and `u64::MAX / interval` (turns the division for
+    /// `remaining` into a multiply, see [`Gcra::units`]), read as one snapshot.
     cfg: ConfigCell<4>,
 }
 
@@ -41,7 +41,7 @@ struct Cfg {
     t: u64,
     burst: u64,
     cap: u64,
-    inverse: f64,
+    inverse: u64,
 }
 
 fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
@@ -64,7 +64,7 @@ fn check(rate: Rate, burst: u64) -> Result<(u64, u64), ConfigError> {
 }
 
 fn words(t: u64, b: u64) -> [u64; 4] {
-    [t, b, b * t, (1.0 / t as f64).to_bits()]
+    [t, b, b * t, u64::MAX / t]
 }
 
 impl Gcra {
@@ -98,31 +98,23 @@ impl Gcra {
             t,
             burst,
             cap,
-            inverse: f64::from_bits(inverse),
+            inverse,
         }
     }
 
-    /// `x / t`, exact, by a multiply and one correction step.
+    /// `x / t`, exact, by a multiply and one correction step: with `m = ⌊(2⁶⁴ − 1) / t⌋`,
+    /// `⌊x·m / 2⁶⁴⌋` is `x / t` or one less for `x < 2⁶²` (it is at most `x / t`, and
+    /// more than `x / t − x / 2⁶⁴`, so more than `x / t − 1/4`). Integer multiplies only:
+    /// a chain of float conversions and a multiply took longer, and a division longer still.
     #[inline]
     fn units(x: u64, c: &Cfg) -> u64 {
         let t = c.t;
         if x >= 1 << 62 {
             return x / t; // beyond the fast path's range
         }
-        // Signed conversions are single instructions on x86-64; both values fit.
-        let q = (x as i64 as f64 * c.inverse) as i64;
-        let q = q.max(0) as u64;
-        if q >= 1 << 50 {
-            return x / t; // beyond the f64 fast path's exactness
-        }
-        let p = q * t;
-        if p > x {
-            q - 1
-        } else if x - p >= t {
-            q + 1
-        } else {
-            q
-        }
+        let q = ((u128::from(x) * u128::from(c.inverse)) >> 64) as u64;
+        // `q · t ≤ x` (see above): no overflow, and at most one step up.
+        if x - q * t >= t { q + 1 } else { q }
     }
 
     /// The emission interval (time to replenish one unit).
@@ -246,6 +238,43 @@ impl Algorithm for Gcra {
         Policy {
             quota: c.burst,
             window: Duration::from_nanos(c.cap),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cfg, Gcra};
+    use proptest::prelude::*;
+
+    fn cfg(t: u64) -> Cfg {
+        let [t, burst, cap, inverse] = super::words(t, 1);
+        Cfg {
+            t,
+            burst,
+            cap,
+            inverse,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// `units` is the exact quotient for any interval and any amount, on both sides
+        /// of its fast path's range, and at the multiples of the interval.
+        #[test]
+        fn units_is_exact_division(
+            t in prop_oneof![1..=1_000u64, 1..=u64::MAX >> 1, Just(u64::MAX >> 1)],
+            x in prop_oneof![any::<u64>(), 0..(1u64 << 62), Just((1u64 << 62) - 1)],
+            k in 0..=u64::MAX,
+        ) {
+            let c = cfg(t);
+            prop_assert_eq!(Gcra::units(x, &c), x / t);
+            // Around a multiple of `t` below the fast path's bound.
+            let m = (k % ((1u64 << 62) / t).max(1)) * t;
+            for y in [m.saturating_sub(1), m, m + 1, m + t - 1] {
+                prop_assert_eq!(Gcra::units(y, &c), y / t, "y = {}", y);
+            }
         }
     }
 }
