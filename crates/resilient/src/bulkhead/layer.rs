@@ -96,6 +96,8 @@ where
         self.inner.poll_ready(cx).map_err(Error::Inner)
     }
 
+    // Inline, as `ResponseFuture::poll` is (the queued case is out of line).
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let state = match self.bulkhead.inner.admit() {
             Admit::Slot => {
@@ -109,20 +111,29 @@ where
             Admit::Queued(queued) => {
                 // the place in the queue passes to an owned guard (same release on drop)
                 std::mem::forget(queued);
-                let place = Place(self.bulkhead.clone());
-                // the ready service waits with the call; a clone takes its place here
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                State::Waiting {
-                    wait: Box::pin(async move {
-                        let b = &place.0;
-                        b.inner.wait_handed().await.then(|| b.clone())
-                    }),
-                    call: Some(Box::new((ready, req))),
-                }
+                queued_state(&self.bulkhead, &mut self.inner, req)
             }
         };
         ResponseFuture { state }
+    }
+}
+
+/// The state of a call that waits in `bulkhead`'s queue (its place is taken), with the
+/// ready service `inner` (a clone takes its place).
+#[inline(never)]
+fn queued_state<S, Req>(bulkhead: &Bulkhead, inner: &mut S, req: Req) -> State<S, Req>
+where
+    S: Service<Req> + Clone,
+{
+    let place = Place(bulkhead.clone());
+    let clone = inner.clone();
+    let ready = std::mem::replace(inner, clone);
+    State::Waiting {
+        wait: Box::pin(async move {
+            let b = &place.0;
+            b.inner.wait_handed().await.then(|| b.clone())
+        }),
+        call: Some(Box::new((ready, req))),
     }
 }
 
@@ -237,6 +248,11 @@ where
 {
     type Output = Result<S::Response, Error<S::Error>>;
 
+    // Inline, with every answer built here (the states before a slot is held are stepped
+    // out of line, and report back in a byte): an out-of-line poll returns its 32-byte
+    // answer through memory, which the awaiting code copies at once with loads wider than
+    // the stores that wrote it (a store-forwarding stall on every call).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
@@ -251,23 +267,53 @@ where
                     state.set(State::Done);
                     return Poll::Ready(out.map_err(Error::Inner));
                 }
-                StateProj::Waiting { wait, call } => {
-                    let Some(bulkhead) = ready!(wait.as_mut().poll(cx)) else {
-                        state.set(State::Done);
-                        return Poll::Ready(Err(Rejection::BulkheadFull.into()));
-                    };
-                    let (mut svc, req) = *call.take().expect("a waiting call holds its request");
-                    // the slot is this call's from here: held before the service runs
-                    let slot = Slot::new(&bulkhead);
-                    let fut = svc.call(req);
-                    state.set(State::Running { fut, slot });
-                }
-                StateProj::Rejected => {
-                    state.set(State::Done);
-                    return Poll::Ready(Err(Rejection::BulkheadFull.into()));
-                }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
+                _ => match step(state.as_mut(), cx) {
+                    Step::Pending => return Poll::Pending,
+                    Step::Running => {}
+                    Step::Rejected => return Poll::Ready(Err(Rejection::BulkheadFull.into())),
+                },
             }
         }
+    }
+}
+
+/// Where [`step`] left a call that was not running in its slot.
+enum Step {
+    /// Still waiting for a slot.
+    Pending,
+    /// Running in its slot now.
+    Running,
+    /// Rejected: the bulkhead is full (it is `Done` now).
+    Rejected,
+}
+
+/// Steps a call that is not running in its slot: waiting for one, or rejected.
+#[inline(never)]
+fn step<S, Req>(mut state: Pin<&mut State<S, Req>>, cx: &mut Context<'_>) -> Step
+where
+    S: Service<Req>,
+{
+    match state.as_mut().project() {
+        StateProj::Running { .. } => Step::Running,
+        StateProj::Waiting { wait, call } => {
+            let Poll::Ready(handed) = wait.as_mut().poll(cx) else {
+                return Step::Pending;
+            };
+            let Some(bulkhead) = handed else {
+                state.set(State::Done);
+                return Step::Rejected;
+            };
+            let (mut svc, req) = *call.take().expect("a waiting call holds its request");
+            // the slot is this call's from here: held before the service runs
+            let slot = Slot::new(&bulkhead);
+            let fut = svc.call(req);
+            state.set(State::Running { fut, slot });
+            Step::Running
+        }
+        StateProj::Rejected => {
+            state.set(State::Done);
+            Step::Rejected
+        }
+        StateProj::Done => panic!("ResponseFuture polled after completion"),
     }
 }
