@@ -127,8 +127,13 @@ where
 {
     type Output = Result<T, Error<E>>;
 
+    // Always inline, with every answer built here (the timer is armed and polled out of
+    // line, and reports back in registers): an out-of-line poll returns its 32-byte answer
+    // through memory, which the awaiting code copies at once with loads wider than the
+    // stores that wrote it (a store-forwarding stall on every call).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         let Some(limit) = *this.limit else {
             return this.fut.poll(cx).map_err(Error::Inner);
         };
@@ -136,17 +141,31 @@ where
         if let Poll::Ready(out) = this.fut.poll(cx) {
             return Poll::Ready(out.map_err(Error::Inner));
         }
-        if this.sleep.is_none() {
-            this.sleep
-                .set(Some(tokio::time::sleep_until(started + limit)));
-        }
-        let sleep = this.sleep.as_pin_mut().expect("armed above");
-        match sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout {
+        match expired(this.sleep, started, limit, cx) {
+            Some(elapsed) => Poll::Ready(Err(Error::Timeout {
                 scope: *this.scope,
-                elapsed: Instant::now().saturating_duration_since(started),
+                elapsed,
             })),
-            Poll::Pending => Poll::Pending,
+            None => Poll::Pending,
         }
+    }
+}
+
+/// Whether the timer of a call `started` with `limit` has fired (armed at the call's first
+/// `Pending`): how long the call ran when it has.
+#[inline(never)]
+fn expired(
+    mut sleep: Pin<&mut Option<Sleep>>,
+    started: Instant,
+    limit: Duration,
+    cx: &mut Context<'_>,
+) -> Option<Duration> {
+    if sleep.is_none() {
+        sleep.set(Some(tokio::time::sleep_until(started + limit)));
+    }
+    let sleep = sleep.as_pin_mut().expect("armed above");
+    match sleep.poll(cx) {
+        Poll::Ready(()) => Some(Instant::now().saturating_duration_since(started)),
+        Poll::Pending => None,
     }
 }
