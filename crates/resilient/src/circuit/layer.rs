@@ -202,6 +202,10 @@ where
 {
     type Output = Result<T, Error<E>>;
 
+    // Always inline: an out-of-line poll returns its 32-byte answer through memory, which
+    // the awaiting code copies at once with loads wider than the stores that wrote it (a
+    // store-forwarding stall on every call).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(r) = this.rejected.take() {
