@@ -67,6 +67,19 @@ fn words(t: u64, b: u64) -> [u64; 4] {
     [t, b, b * t, u64::MAX / t]
 }
 
+impl Cfg {
+    /// The configuration that [`words`] wrote.
+    #[inline]
+    fn from_words([t, burst, cap, inverse]: [u64; 4]) -> Self {
+        Self {
+            t,
+            burst,
+            cap,
+            inverse,
+        }
+    }
+}
+
 impl Gcra {
     /// `rate`, with a burst of `rate.count`.
     pub fn new(rate: Rate) -> Result<Self, ConfigError> {
@@ -93,13 +106,7 @@ impl Gcra {
 
     #[inline]
     fn load(&self) -> Cfg {
-        let [t, burst, cap, inverse] = self.cfg.read();
-        Cfg {
-            t,
-            burst,
-            cap,
-            inverse,
-        }
+        Cfg::from_words(self.cfg.read())
     }
 
     /// `x / t`, exact, by a multiply and one correction step: with `m = ⌊(2⁶⁴ − 1) / t⌋`,
@@ -248,13 +255,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cfg(t: u64) -> Cfg {
-        let [t, burst, cap, inverse] = super::words(t, 1);
-        Cfg {
-            t,
-            burst,
-            cap,
-            inverse,
-        }
+        Cfg::from_words(super::words(t, 1))
     }
 
     proptest! {
