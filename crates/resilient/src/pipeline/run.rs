@@ -61,19 +61,23 @@ pin_project_lite::pin_project! {
         // future still lives).
         #[pin]
         pub(super) step: Step<Fut>,
-        // The rest of the call's state, set up on its path (see `Ext`).
+        // The rest of the call's state, set up on its path (see `Ext`): none before the
+        // first poll, and none for a plain call whose first attempt is all of it. `None`
+        // rather than a variant of `Ext`: built with one store and dropped with an inline
+        // check, where `Ext`'s own drop glue is a call. (A state built with the future
+        // whenever the call might need it was also written, field by field, for the
+        // calls that did not, and every call dropped it through that call.)
         #[pin]
-        pub(super) ext: Ext<'p, Fut, A, G, B, O>,
+        pub(super) ext: Option<Ext<'p, Fut, A, G, B, O>>,
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A call's state past its step, by its path: none yet (a plain call whose first
-    /// attempt ends at once needs none, and builds and drops none of it), the lean path's,
-    /// or the phased engine's future.
+    /// A call's state past its step, by its path (a plain call whose first attempt ends
+    /// at once needs none, and builds and drops none of it): the lean path's, or the
+    /// phased engine's future.
     #[project = ExtProj]
     pub(super) enum Ext<'p, Fut: Future, A, G, B, O> {
-        Idle,
         Lean {
             // The call's slow state, if it is in one (see `Step`): first, so that it drops
             // before the permits in `at`.
@@ -91,22 +95,16 @@ pin_project_lite::pin_project! {
         Full { #[pin] fut: B },
         // With an observer: boxed, so that a pipeline without one keeps its future's size.
         Observed { fut: Pin<Box<O>> },
+        // The phased engine's future has ended: it was dropped as it ended, with what it
+        // held, not when the call's future is.
+        Ended,
     }
 }
 
-impl<'p, Fut: Future, A, G, B, O> Ext<'p, Fut, A, G, B, O> {
-    /// A call's state before its first poll: the lean path's for a lean call that needs
-    /// it whatever its first attempt does (set up here, not replaced at its first poll);
-    /// none for a plain call, whose first attempt may be all of it.
-    #[inline(always)]
-    pub(super) fn before(lean: bool, eager: bool) -> Self {
-        if lean && eager {
-            Self::lean()
-        } else {
-            Ext::Idle
-        }
-    }
+/// Where a call keeps its [`Ext`], pinned (see [`Run`]'s `ext`).
+type ExtSlot<'a, 'p, Fut, A, G, B, O> = Pin<&'a mut Option<Ext<'p, Fut, A, G, B, O>>>;
 
+impl<'p, Fut: Future, A, G, B, O> Ext<'p, Fut, A, G, B, O> {
     /// The lean path's state before its first attempt.
     #[inline(always)]
     fn lean() -> Self {
@@ -486,7 +484,7 @@ where
                     });
                 }
                 lean_state(this.ext.as_mut());
-                let ExtProj::Lean { at, slow, .. } = this.ext.as_mut().project() else {
+                let Some(ExtProj::Lean { at, slow, .. }) = project(this.ext.as_mut()) else {
                     unreachable!("set up above")
                 };
                 if !inner.direct {
@@ -506,9 +504,9 @@ where
             }
             _ => {}
         }
-        let ExtProj::Lean {
+        let Some(ExtProj::Lean {
             at, expiry, slow, ..
-        } = this.ext.as_mut().project()
+        }) = project(this.ext.as_mut())
         else {
             panic!("a call's future polled after it completed")
         };
@@ -550,12 +548,20 @@ fn write_into<T>(out: &mut Poll<T>, poll: impl FnOnce() -> Poll<T>) {
     std::mem::forget(std::mem::replace(out, poll()));
 }
 
-/// Sets up the lean path's state, unless [`Ext::before`] did (for a lean call).
+/// Sets up the lean path's state, unless it is set up. (Over `None`: no drop glue runs.)
 #[inline(always)]
-fn lean_state<Fut: Future, A, G, B, O>(mut ext: Pin<&mut Ext<'_, Fut, A, G, B, O>>) {
-    if matches!(*ext, Ext::Idle) {
-        ext.set(Ext::lean());
+fn lean_state<Fut: Future, A, G, B, O>(mut ext: ExtSlot<'_, '_, Fut, A, G, B, O>) {
+    if ext.is_none() {
+        ext.set(Some(Ext::lean()));
     }
+}
+
+/// A call's state past its step, projected, once it has one.
+#[inline(always)]
+fn project<'a, 'p, Fut: Future, A, G, B, O>(
+    ext: ExtSlot<'a, 'p, Fut, A, G, B, O>,
+) -> Option<ExtProj<'a, 'p, Fut, A, G, B, O>> {
+    ext.as_pin_mut().map(Ext::project)
 }
 
 /// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline, its
@@ -573,9 +579,9 @@ where
     Fut: Future<Output = Result<T, E>>,
     R: Fn() -> bool,
 {
-    let ExtProj::Lean {
+    let Some(ExtProj::Lean {
         at, hedging, slow, ..
-    } = this.ext.project()
+    }) = project(this.ext)
     else {
         panic!("a call's future polled after it completed")
     };
@@ -658,7 +664,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     R: Fn() -> bool,
 {
-    let ExtProj::Lean { at, hedging, .. } = this.ext.as_mut().project() else {
+    let Some(ExtProj::Lean { at, hedging, .. }) = project(this.ext.as_mut()) else {
         unreachable!("set up by the caller")
     };
     let fut = this.step.as_mut().attempt();
@@ -785,7 +791,7 @@ fn start_phased<'p, F, R, S, Fut, A, G, B, O>(
     seed: &mut Seed,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
-    mut ext: Pin<&mut Ext<'p, Fut, A, G, B, O>>,
+    mut ext: ExtSlot<'_, 'p, Fut, A, G, B, O>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
@@ -800,19 +806,19 @@ where
     else {
         panic!("a call's future polled after it panicked")
     };
-    ext.set(match start(std::mem::take(seed), op, retryable) {
+    ext.set(Some(match start(std::mem::take(seed), op, retryable) {
         Start::Plain(fut) => Ext::Plain { fut },
         Start::Guarded(fut) => Ext::Guarded { fut },
         Start::Full(fut) => Ext::Full { fut },
         Start::Observed(fut) => Ext::Observed { fut },
-    });
+    }));
     poll_phased(ext, cx)
 }
 
 /// Polls the phased engine's future (kept out of line: the lean path stays small).
 #[inline(never)]
 fn poll_phased<'p, Fut, A, G, B, O>(
-    ext: Pin<&mut Ext<'p, Fut, A, G, B, O>>,
+    ext: ExtSlot<'_, 'p, Fut, A, G, B, O>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
@@ -822,13 +828,23 @@ where
     B: Future<Output = A::Output>,
     O: Future<Output = A::Output>,
 {
-    match ext.project() {
+    let Some(mut phased) = ext.as_pin_mut() else {
+        unreachable!("a phased call has started")
+    };
+    let polled = match phased.as_mut().project() {
         ExtProj::Plain { fut } => fut.poll(cx),
         ExtProj::Guarded { fut } => fut.poll(cx),
         ExtProj::Full { fut } => fut.poll(cx),
         ExtProj::Observed { fut } => fut.as_mut().poll(cx),
-        ExtProj::Idle | ExtProj::Lean { .. } => unreachable!("a phased call has started"),
+        ExtProj::Lean { .. } | ExtProj::Ended => unreachable!("a phased call runs"),
+    };
+    if polled.is_ready() {
+        // The future goes as it ends, as an attempt's does. (This also keeps `Ext`'s drop
+        // glue a function of its own that `Option<Ext>`'s calls, not inlines: the check
+        // for `None` stays small enough to inline where the call is dropped.)
+        phased.set(Ext::Ended);
     }
+    polled
 }
 
 /// The lean path, once the first poll has had the call admitted by its per-call guards
