@@ -866,18 +866,28 @@ pin_project_lite::pin_project! {
     /// A call with its outermost phase: when the call fails, the classifier's
     /// [`Classify::recover`] (a pipeline's fallback chain) may answer instead. On the
     /// success path it costs one check of `recovery`.
-    struct Recovering<'a, F, C, T, E> {
+    /// (The classifier is the call's pipeline's, not a reference of its own: one store
+    /// less where every call's future is built.)
+    struct Recovering<F, T, E> {
         #[pin]
         call: F,
-        classify: &'a C,
         recovery: Option<Recovery<T, E>>,
     }
 }
 
-impl<F, C, T, E> Future for Recovering<'_, F, C, T, E>
+/// A call's future that knows its pipeline (see [`Recovering`]).
+pub(super) trait OfPipeline {
+    /// The pipeline's classifier.
+    type Classify;
+
+    /// The pipeline running the call.
+    fn pipeline(&self) -> &Pipeline<Self::Classify>;
+}
+
+impl<F, T, E> Future for Recovering<F, T, E>
 where
-    F: Future<Output = Result<T, Error<E>>>,
-    C: Classify<T, E>,
+    F: Future<Output = Result<T, Error<E>>> + OfPipeline,
+    F::Classify: Classify<T, E>,
 {
     type Output = Result<T, Error<E>>;
 
@@ -885,13 +895,13 @@ where
     // the awaiting code then reads at once (see `run::apart`).
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         // (A recovery's polls write into a local, not this poll's result slot: see
         // `run::apart`.)
         if let Some(recovery) = this.recovery.as_mut() {
             return run::apart(|| recovery.as_mut().poll(cx));
         }
-        let polled = this.call.poll(cx);
+        let polled = this.call.as_mut().poll(cx);
         // The call's own answer is returned where it was written unless it is a failure.
         if !matches!(polled, Poll::Ready(Err(_))) {
             return polled;
@@ -899,7 +909,15 @@ where
         let Poll::Ready(Err(failure)) = polled else {
             unreachable!("a failure")
         };
-        match this.classify.recover(failure) {
+        match this
+            .call
+            .as_ref()
+            .get_ref()
+            .pipeline()
+            .inner
+            .classify
+            .recover(failure)
+        {
             Err(failure) => Poll::Ready(Err(failure)),
             Ok(recovery) => {
                 let recovery = this.recovery.insert(recovery);
@@ -1020,9 +1038,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
     {
-        self.call_future(seed, op, retryable, move |seed, op, retryable| {
-            self.start_phased(seed, op, retryable)
-        })
+        self.call_future(
+            seed,
+            op,
+            retryable,
+            |pipeline: &Self, seed, op, retryable| pipeline.start_phased(seed, op, retryable),
+        )
     }
 
     /// [`Pipeline::run`] with the phased engine's future (for a call that is not lean)
@@ -1045,16 +1066,21 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         Fut: Future<Output = Result<T, E>> + Send + 'p,
         R: Fn() -> bool + Send + Sync + 'p,
     {
-        self.call_future(seed, op, retryable, move |seed, op, retryable| {
-            let boxed: run::Erased<'p, Result<T, Error<E>>> =
-                match self.start_phased(seed, op, retryable) {
-                    Start::Plain(fut) => Box::pin(fut),
-                    Start::Guarded(fut) => Box::pin(fut),
-                    Start::Full(fut) => Box::pin(fut),
-                    Start::Observed(fut) => fut,
-                };
-            Start::<_, run::Never<_>, run::Never<_>, run::Never<_>>::Plain(boxed)
-        })
+        self.call_future(
+            seed,
+            op,
+            retryable,
+            |pipeline: &'p Self, seed, op, retryable| {
+                let boxed: run::Erased<'p, Result<T, Error<E>>> =
+                    match pipeline.start_phased(seed, op, retryable) {
+                        Start::Plain(fut) => Box::pin(fut),
+                        Start::Guarded(fut) => Box::pin(fut),
+                        Start::Full(fut) => Box::pin(fut),
+                        Start::Observed(fut) => fut,
+                    };
+                Start::<_, run::Never<_>, run::Never<_>, run::Never<_>>::Plain(boxed)
+            },
+        )
     }
 
     /// A call's future (see [`Pipeline::run`]): `start` builds the phased engine's future
@@ -1067,13 +1093,13 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         op: F,
         retryable: R,
         start: S,
-    ) -> Recovering<'p, run::Run<'p, C, F, R, S, Fut, A, G, B, O>, C, T, E>
+    ) -> Recovering<run::Run<'p, C, F, R, S, Fut, A, G, B, O>, T, E>
     where
         C: Classify<T, E>,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
-        S: FnOnce(Seed, F, R) -> Start<A, G, B, O>,
+        S: FnOnce(&'p Self, Seed, F, R) -> Start<A, G, B, O>,
         A: Future<Output = Result<T, Error<E>>>,
         G: Future<Output = A::Output>,
         B: Future<Output = A::Output>,
@@ -1094,7 +1120,6 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         };
         Recovering {
             call,
-            classify: &self.inner.classify,
             recovery: None,
         }
     }

@@ -101,6 +101,17 @@ pin_project_lite::pin_project! {
     }
 }
 
+impl<C, F, R, S, Fut: Future, A, G, B, O> super::OfPipeline
+    for Run<'_, C, F, R, S, Fut, A, G, B, O>
+{
+    type Classify = C;
+
+    #[inline(always)]
+    fn pipeline(&self) -> &Pipeline<C> {
+        self.pipeline
+    }
+}
+
 /// Where a call keeps its [`Ext`], pinned (see [`Run`]'s `ext`).
 type ExtSlot<'a, 'p, Fut, A, G, B, O> = Pin<&'a mut Option<Ext<'p, Fut, A, G, B, O>>>;
 
@@ -441,13 +452,13 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<C, T, E, F, R, S, Fut, A, G, B, O> Future for Run<'_, C, F, R, S, Fut, A, G, B, O>
+impl<'p, C, T, E, F, R, S, Fut, A, G, B, O> Future for Run<'p, C, F, R, S, Fut, A, G, B, O>
 where
     C: Classify<T, E> + Send + Sync + 'static,
     F: FnMut(&Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     R: Fn() -> bool,
-    S: FnOnce(Seed, F, R) -> Start<A, G, B, O>,
+    S: FnOnce(&'p Pipeline<C>, Seed, F, R) -> Start<A, G, B, O>,
     A: Future<Output = Result<T, Error<E>>>,
     G: Future<Output = A::Output>,
     B: Future<Output = A::Output>,
@@ -480,7 +491,15 @@ where
                 if !(*this.lean && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
                     return apart(|| {
-                        start_phased(this.start, this.seed, this.op, this.retryable, this.ext, cx)
+                        start_phased(
+                            this.pipeline,
+                            this.start,
+                            this.seed,
+                            this.op,
+                            this.retryable,
+                            this.ext,
+                            cx,
+                        )
                     });
                 }
                 lean_state(this.ext.as_mut());
@@ -786,7 +805,9 @@ fn expire<'p, C, T, E, Fut>(
 
 /// Builds the phased engine's future for a call that is not lean, and polls it.
 #[inline(never)]
-fn start_phased<'p, F, R, S, Fut, A, G, B, O>(
+#[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
+fn start_phased<'p, C, F, R, S, Fut, A, G, B, O>(
+    pipeline: &'p Pipeline<C>,
     start: &mut Option<S>,
     seed: &mut Seed,
     op: &mut Option<F>,
@@ -795,7 +816,7 @@ fn start_phased<'p, F, R, S, Fut, A, G, B, O>(
     cx: &mut std::task::Context<'_>,
 ) -> Poll<A::Output>
 where
-    S: FnOnce(Seed, F, R) -> Start<A, G, B, O>,
+    S: FnOnce(&'p Pipeline<C>, Seed, F, R) -> Start<A, G, B, O>,
     Fut: Future,
     A: Future,
     G: Future<Output = A::Output>,
@@ -806,12 +827,14 @@ where
     else {
         panic!("a call's future polled after it panicked")
     };
-    ext.set(Some(match start(std::mem::take(seed), op, retryable) {
-        Start::Plain(fut) => Ext::Plain { fut },
-        Start::Guarded(fut) => Ext::Guarded { fut },
-        Start::Full(fut) => Ext::Full { fut },
-        Start::Observed(fut) => Ext::Observed { fut },
-    }));
+    ext.set(Some(
+        match start(pipeline, std::mem::take(seed), op, retryable) {
+            Start::Plain(fut) => Ext::Plain { fut },
+            Start::Guarded(fut) => Ext::Guarded { fut },
+            Start::Full(fut) => Ext::Full { fut },
+            Start::Observed(fut) => Ext::Observed { fut },
+        },
+    ));
     poll_phased(ext, cx)
 }
 
