@@ -344,6 +344,70 @@ async fn per_call_guards_see_the_same_call_on_the_lean_and_the_phased_path() {
     assert_eq!(log, ["acquire attempt 1"]);
 }
 
+/// Two per-call guards, `first` then `second`, each admitting at once, making the caller
+/// wait or rejecting, around an operation that fails once, then succeeds; `labels` keeps
+/// the pipeline off the lean path. Returns the result, both guards' logs and the number of
+/// operation calls.
+async fn two_guards(labels: bool, first: &'static str, second: &'static str) -> String {
+    let (a, b) = (Logged::new(labels, first), Logged::new(false, second));
+    let p = Pipeline::builder()
+        .guard_arc(a.clone())
+        .guard_arc(b.clone())
+        .retry(
+            Retry::constant(Duration::from_millis(10))
+                .attempts(2)
+                .jitter(resilient::Jitter::None),
+        )
+        .build()
+        .unwrap();
+    let calls = AtomicU32::new(0);
+    let r = p
+        .execute(|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if n == 0 { Err("a") } else { Ok(n) }
+            }
+        })
+        .await;
+    format!(
+        "{r:?} {:?} {:?} {}",
+        a.log(),
+        b.log(),
+        calls.load(Ordering::Relaxed)
+    )
+}
+
+/// The lean path's first poll asks the first per-call guard before it builds the call's
+/// state (a call rejected at once builds none): whatever each of two guards does, the
+/// guards see the same call, and the caller the same result, as on the phased engine.
+#[tokio::test(start_paused = true)]
+async fn two_per_call_guards_see_the_same_call_on_the_lean_and_the_phased_path() {
+    for first in ["ready", "wait", "reject"] {
+        for second in ["ready", "wait", "reject"] {
+            let lean = two_guards(false, first, second).await;
+            let phased = two_guards(true, first, second).await;
+            assert_eq!(lean, phased, "{first} then {second}");
+        }
+    }
+    // The first guard rejects: the second is never asked, the operation never runs.
+    assert_eq!(
+        two_guards(false, "reject", "ready").await,
+        r#"Err(BulkheadFull) ["acquire attempt 1"] [] 0"#
+    );
+    // The first admits and the second rejects: the first's permit goes back unrecorded.
+    assert_eq!(
+        two_guards(false, "ready", "reject").await,
+        r#"Err(BulkheadFull) ["acquire attempt 1", "release 7 None"] ["acquire attempt 1"] 0"#
+    );
+    // Both admit (the first after a wait): one admission and one release each, with the
+    // call's outcome and its time since each admission.
+    assert_eq!(
+        two_guards(false, "wait", "ready").await,
+        r#"Ok(1) ["acquire attempt 1", "release 7 Some((Success, 12ms))"] ["acquire attempt 1", "release 7 Some((Success, 12ms))"] 2"#
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lean_call_that_panics_records_a_failure_and_one_dropped_records_nothing() {
     let guard = Logged::new(false, "ready");

@@ -320,6 +320,23 @@ impl<'a> Permit<'a> {
         }
     }
 
+    /// [`Permit::of`] in two steps, for a caller that keeps the permit later: the token
+    /// alone (`Ok`) when this is `guard`'s own permit, to be rebuilt with
+    /// `Permit::new(guard, token)` where it is kept; the permit itself otherwise. (A
+    /// token is kept in a register; a permit kept across other work may be spilled and
+    /// copied back with a load wider than the stores that spilled it.)
+    #[inline(always)]
+    pub(crate) fn into_token_of(self, guard: &'a dyn Guard) -> Result<u64, Self> {
+        match self.guard {
+            Some(g) if std::ptr::eq(g, guard) => {
+                let token = self.token;
+                std::mem::forget(self);
+                Ok(token)
+            }
+            _ => Err(self),
+        }
+    }
+
     /// The token this permit was created with.
     #[inline]
     pub fn token(&self) -> u64 {

@@ -502,23 +502,71 @@ where
                         )
                     });
                 }
-                lean_state(this.ext.as_mut());
-                let Some(ExtProj::Lean { at, slow, .. }) = project(this.ext.as_mut()) else {
-                    unreachable!("set up above")
-                };
-                if !inner.direct {
-                    started = Some(start_deadline(this.pipeline, at));
-                }
-                if at.deadline.is_none()
-                    && let Some(rejected) = admit_first(
-                        this.pipeline,
-                        this.op,
-                        at,
-                        StepMut::new(this.step.as_mut(), slow),
-                        started,
-                    )
+                // With no deadline to set, the first per-call guard is asked before the
+                // lean state is built: a call it rejects at once (an open breaker, an empty
+                // limiter) ends with no state built or dropped.
+                let mut asked = false;
+                if inner.direct
+                    && let Some(g) = inner.call_guards.first()
                 {
-                    return Poll::Ready(Err(rejected));
+                    asked = true;
+                    match g.acquire(&BARE) {
+                        Acquire::Ready(Ok(permit)) => {
+                            // (Only the token is carried past the state's setup, and the
+                            // permit rebuilt on `g` where it is kept: see `Permit::of`.)
+                            let kept = permit.into_token_of(&**g);
+                            lean_state(this.ext.as_mut());
+                            let Some(ExtProj::Lean { at, slow, .. }) = project(this.ext.as_mut())
+                            else {
+                                unreachable!("set up above")
+                            };
+                            at.permits.push(match kept {
+                                Ok(token) => Permit::new(&**g, token),
+                                Err(permit) => permit,
+                            });
+                            let mut step = StepMut::new(this.step.as_mut(), slow);
+                            if let Some(rejected) =
+                                admit_call(this.pipeline, this.op, at, step.as_mut(), 1, None)
+                            {
+                                step.set_state(State::Done);
+                                return Poll::Ready(Err(rejected));
+                            }
+                        }
+                        Acquire::Ready(Err(rejection)) => {
+                            this.step.as_mut().set_state(State::Done);
+                            return Poll::Ready(Err(rejection.into()));
+                        }
+                        Acquire::Wait(wait) => {
+                            lean_state(this.ext.as_mut());
+                            let Some(ExtProj::Lean { slow, .. }) = project(this.ext.as_mut())
+                            else {
+                                unreachable!("set up above")
+                            };
+                            // Queued: polled below, as after `admit_call`'s wait.
+                            StepMut::new(this.step.as_mut(), slow)
+                                .wait(Slow::Queue { wait, guard: 0 });
+                        }
+                    }
+                }
+                if !asked {
+                    lean_state(this.ext.as_mut());
+                    let Some(ExtProj::Lean { at, slow, .. }) = project(this.ext.as_mut()) else {
+                        unreachable!("set up above")
+                    };
+                    if !inner.direct {
+                        started = Some(start_deadline(this.pipeline, at));
+                    }
+                    if at.deadline.is_none()
+                        && let Some(rejected) = admit_first(
+                            this.pipeline,
+                            this.op,
+                            at,
+                            StepMut::new(this.step.as_mut(), slow),
+                            started,
+                        )
+                    {
+                        return Poll::Ready(Err(rejected));
+                    }
                 }
             }
             _ => {}
