@@ -63,10 +63,9 @@ pin_project_lite::pin_project! {
         pub(super) step: Step<Fut>,
         // The rest of the call's state, set up on its path (see `Ext`): none before the
         // first poll, and none for a plain call whose first attempt is all of it. `None`
-        // rather than a variant of `Ext`: built with one store and dropped with an inline
-        // check, where `Ext`'s own drop glue is a call. (A state built with the future
-        // whenever the call might need it was also written, field by field, for the
-        // calls that did not, and every call dropped it through that call.)
+        // rather than a variant of `Ext`: nothing of the lean state is written where the
+        // future is built, and an empty one is dropped with an inline check where `Ext`'s
+        // own drop glue is a call.
         #[pin]
         pub(super) ext: Option<Ext<'p, Fut, A, G, B, O>>,
     }
@@ -910,9 +909,10 @@ where
         ExtProj::Lean { .. } | ExtProj::Ended => unreachable!("a phased call runs"),
     };
     if polled.is_ready() {
-        // The future goes as it ends, as an attempt's does. (This also keeps `Ext`'s drop
-        // glue a function of its own that `Option<Ext>`'s calls, not inlines: the check
-        // for `None` stays small enough to inline where the call is dropped.)
+        // The future goes as it ends, as an attempt's does. (In an LTO build this also
+        // keeps `Ext`'s drop glue a function of its own that `Option<Ext>`'s calls, not
+        // inlines: the check for `None` stays small enough to inline where the call is
+        // dropped, or its state set up.)
         phased.set(Ext::Ended);
     }
     polled
