@@ -304,6 +304,16 @@ impl<'a> Permit<'a> {
     /// (a store-forwarding stall on every guarded call).
     #[inline(always)]
     pub(crate) fn of(self, guard: &'a dyn Guard) -> Self {
+        Self::kept(self.into_token_of(guard), guard)
+    }
+
+    /// [`Permit::of`] in two steps, for a caller that keeps the permit later: the token
+    /// alone (`Ok`) when this is `guard`'s own permit, to be rebuilt with
+    /// [`Permit::kept`] where it is kept; the permit itself otherwise. (A
+    /// token is kept in a register; a permit kept across other work may be spilled and
+    /// copied back with a load wider than the stores that spilled it.)
+    #[inline(always)]
+    pub(crate) fn into_token_of(self, guard: &'a dyn Guard) -> Result<u64, Self> {
         match self.guard {
             // Both halves are compared: a guard may hand out the permit of another guard
             // at its own address (an inner guard at offset 0). A vtable emitted twice
@@ -311,29 +321,21 @@ impl<'a> Permit<'a> {
             Some(g) if std::ptr::eq(g, guard) => {
                 let token = self.token;
                 std::mem::forget(self);
-                Self {
-                    guard: Some(guard),
-                    token,
-                }
-            }
-            _ => self,
-        }
-    }
-
-    /// [`Permit::of`] in two steps, for a caller that keeps the permit later: the token
-    /// alone (`Ok`) when this is `guard`'s own permit, to be rebuilt with
-    /// `Permit::new(guard, token)` where it is kept; the permit itself otherwise. (A
-    /// token is kept in a register; a permit kept across other work may be spilled and
-    /// copied back with a load wider than the stores that spilled it.)
-    #[inline(always)]
-    pub(crate) fn into_token_of(self, guard: &'a dyn Guard) -> Result<u64, Self> {
-        match self.guard {
-            Some(g) if std::ptr::eq(g, guard) => {
-                let token = self.token;
-                std::mem::forget(self);
                 Ok(token)
             }
             _ => Err(self),
+        }
+    }
+
+    /// The permit that [`Permit::into_token_of`] took apart, rebuilt on `guard`.
+    #[inline(always)]
+    pub(crate) fn kept(kept: Result<u64, Self>, guard: &'a dyn Guard) -> Self {
+        match kept {
+            Ok(token) => Self {
+                guard: Some(guard),
+                token,
+            },
+            Err(permit) => permit,
         }
     }
 

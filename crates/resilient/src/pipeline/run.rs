@@ -504,30 +504,20 @@ where
                 // With no deadline to set, the first per-call guard is asked before the
                 // lean state is built: a call it rejects at once (an open breaker, an empty
                 // limiter) ends with no state built or dropped.
-                let mut asked = false;
                 if inner.direct
                     && let Some(g) = inner.call_guards.first()
                 {
-                    asked = true;
                     match g.acquire(&BARE) {
                         Acquire::Ready(Ok(permit)) => {
                             // (Only the token is carried past the state's setup, and the
                             // permit rebuilt on `g` where it is kept: see `Permit::of`.)
                             let kept = permit.into_token_of(&**g);
-                            lean_state(this.ext.as_mut());
-                            let Some(ExtProj::Lean { at, slow, .. }) = project(this.ext.as_mut())
-                            else {
-                                unreachable!("set up above")
-                            };
-                            at.permits.push(match kept {
-                                Ok(token) => Permit::new(&**g, token),
-                                Err(permit) => permit,
-                            });
-                            let mut step = StepMut::new(this.step.as_mut(), slow);
+                            let (at, slow) = lean_parts(this.ext.as_mut());
+                            at.permits.push(Permit::kept(kept, &**g));
+                            let step = StepMut::new(this.step.as_mut(), slow);
                             if let Some(rejected) =
-                                admit_call(this.pipeline, this.op, at, step.as_mut(), 1, None)
+                                admit_first(this.pipeline, this.op, at, step, 1, None)
                             {
-                                step.set_state(State::Done);
                                 return Poll::Ready(Err(rejected));
                             }
                         }
@@ -536,22 +526,14 @@ where
                             return Poll::Ready(Err(rejection.into()));
                         }
                         Acquire::Wait(wait) => {
-                            lean_state(this.ext.as_mut());
-                            let Some(ExtProj::Lean { slow, .. }) = project(this.ext.as_mut())
-                            else {
-                                unreachable!("set up above")
-                            };
+                            let (_, slow) = lean_parts(this.ext.as_mut());
                             // Queued: polled below, as after `admit_call`'s wait.
                             StepMut::new(this.step.as_mut(), slow)
                                 .wait(Slow::Queue { wait, guard: 0 });
                         }
                     }
-                }
-                if !asked {
-                    lean_state(this.ext.as_mut());
-                    let Some(ExtProj::Lean { at, slow, .. }) = project(this.ext.as_mut()) else {
-                        unreachable!("set up above")
-                    };
+                } else {
+                    let (at, slow) = lean_parts(this.ext.as_mut());
                     if !inner.direct {
                         started = Some(start_deadline(this.pipeline, at));
                     }
@@ -561,6 +543,7 @@ where
                             this.op,
                             at,
                             StepMut::new(this.step.as_mut(), slow),
+                            0,
                             started,
                         )
                     {
@@ -628,6 +611,18 @@ fn project<'a, 'p, Fut: Future, A, G, B, O>(
     ext: ExtSlot<'a, 'p, Fut, A, G, B, O>,
 ) -> Option<ExtProj<'a, 'p, Fut, A, G, B, O>> {
     ext.as_pin_mut().map(Ext::project)
+}
+
+/// The lean path's state, set up if it is not: where the call is, and its slow state.
+#[inline(always)]
+fn lean_parts<'a, 'p, Fut: Future, A, G, B, O>(
+    mut ext: ExtSlot<'a, 'p, Fut, A, G, B, O>,
+) -> (&'a mut Lean<'p>, Pin<&'a mut Option<Slow<'p>>>) {
+    lean_state(ext.as_mut());
+    let Some(ExtProj::Lean { at, slow, .. }) = project(ext) else {
+        unreachable!("set up above")
+    };
+    (at, slow)
 }
 
 /// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline, its
@@ -777,7 +772,7 @@ where
     };
     let polled = ambient.sync_scope(|| {
         if step.state() == State::Idle
-            && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut(), started)
+            && let Some(rejected) = admit_first(pipeline, op, at, step.as_mut(), 0, started)
         {
             return Poll::Ready(Err(rejected));
         }
@@ -1129,28 +1124,30 @@ where
 }
 
 /// A lean call's first poll after its deadline (if any) is set: admission by the per-call
-/// guards, if it has any, then the first attempt. A rejection (`Some`) comes before any
-/// attempt machinery was built, and ends the call. `started`: the call's start on the
-/// default clock, when its first poll read it.
+/// guards from guard `first` on (the ones before it have admitted the call), if there
+/// are any, then the first attempt. A rejection (`Some`) comes before any attempt
+/// machinery was built, and ends the call. `started`: the call's start on the default
+/// clock, when its first poll read it.
 #[inline(always)]
 fn admit_first<'p, C, E, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
     at: &mut Lean<'p>,
     mut step: StepMut<'_, 'p, Fut>,
+    first: usize,
     started: Option<u64>,
 ) -> Option<Error<E>>
 where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
 {
-    if pipeline.inner.call_guards.is_empty() {
+    if pipeline.inner.call_guards.len() <= first {
         begin(pipeline, op, at, step);
         return None;
     }
     // The guards admit the call as it starts: a guard on the default clock reads the
     // engine's reading of it (taken for the request deadline, if there is one).
-    let rejected = admit_call(pipeline, op, at, step.as_mut(), 0, started)?;
+    let rejected = admit_call(pipeline, op, at, step.as_mut(), first, started)?;
     step.set_state(State::Done);
     Some(rejected)
 }
