@@ -619,7 +619,22 @@ impl<A: Algorithm> AtomicLimiter<A> {
         if cost <= self.alg.max_cost() {
             return self.check_at(now, cost);
         }
+        self.never_at(now, cost)
+    }
+
+    /// [`AtomicLimiter::decide_at`] for a cost above the capacity: what the capacity would
+    /// get, denied for ever, nothing consumed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn never_at(&self, now: Nanos, cost: u64) -> Decision {
         self.peek_at(now, cost).never()
+    }
+
+    /// The state word (for an algorithm's own compare-and-swap loop, see
+    /// `AtomicLimiter<Gcra>::decide_now`).
+    #[inline]
+    pub(crate) fn state_word(&self) -> &AtomicU64 {
+        &self.state
     }
 
     /// [`Limiter::peek`] at `now` in nanoseconds: what `cost` (at most the capacity)

@@ -5,6 +5,7 @@
 //! `now` is admitted iff `max(tat, now) + c·T - now <= B·T`; it then moves `tat` to
 //! `max(tat, now) + c·T`. The limiter is full when `tat <= now`, so state `0` is fresh.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::algorithm::{Algorithm, AtomicLimiter, Rescale};
@@ -157,6 +158,39 @@ impl Gcra {
     }
 }
 
+impl AtomicLimiter<Gcra> {
+    /// [`AtomicLimiter::decide_at`] for GCRA, as [`RateLimiter::check`] makes it: the same
+    /// decision, with the capacity check and the step on one reading of the configuration,
+    /// and the decision's fields worked out after the compare-and-swap (the locked
+    /// instruction does not wait for their stores).
+    ///
+    /// [`RateLimiter::check`]: super::RateLimiter::check
+    #[inline(always)]
+    pub(crate) fn decide_now(&self, now: Nanos, cost: u64) -> Decision {
+        let state = self.state_word();
+        let mut tat = state.load(Ordering::Acquire);
+        loop {
+            let c = self.algorithm().load();
+            if cost > c.burst {
+                return self.never_at(now, cost);
+            }
+            let base = tat.max(now);
+            let next = base.saturating_add(cost.saturating_mul(c.t));
+            let over = (next - now).saturating_sub(c.cap);
+            if over != 0 {
+                return Gcra::decision(&c, false, base, now, over);
+            }
+            if next == tat {
+                return Gcra::decision(&c, true, next, now, 0);
+            }
+            match state.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Gcra::decision(&c, true, next, now, 0),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+}
+
 impl Algorithm for Gcra {
     // Always inline: out of line, the decision comes back through memory and is copied
     // at once with wider loads than the stores that wrote it (a store-forwarding stall
@@ -251,6 +285,10 @@ impl Algorithm for Gcra {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::algorithm::Limiter;
+    use super::super::decision::Rate;
     use super::{Cfg, Gcra};
     use proptest::prelude::*;
 
@@ -275,6 +313,44 @@ mod tests {
             let m = (k % ((1u64 << 62) / t).max(1)) * t;
             for y in [m.saturating_sub(1), m, m + 1, m + t - 1] {
                 prop_assert_eq!(Gcra::units(y, &c), y / t, "y = {}", y);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// `decide_now` (`RateLimiter::check`'s GCRA path) makes the same decisions and
+        /// leaves the same state as the generic `decide_at`, for any rate and burst and any
+        /// sequence of readings (backwards too) and costs (zero, and above the burst),
+        /// across runtime rate changes.
+        #[test]
+        fn decide_now_is_decide_at(
+            per in 1..=10_000_000_000u64,
+            burst in 1..=50u64,
+            steps in proptest::collection::vec(
+                (0..=3_000_000_000u64, 0..=60u64, any::<bool>(), any::<bool>(), 1..=50u64),
+                1..60,
+            ),
+        ) {
+            let rate = Rate::new(1, Duration::from_nanos(per));
+            let (fast, generic) = (
+                Gcra::limiter_with_burst(rate, burst).unwrap(),
+                Gcra::limiter_with_burst(rate, burst).unwrap(),
+            );
+            let mut now = 1_000_000_000_000u64;
+            for (dt, cost, back, change, new_burst) in steps {
+                now = if back { now.saturating_sub(dt / 4) } else { now + dt };
+                if change {
+                    let d = Duration::from_nanos(now);
+                    fast.set_rate(d, rate, new_burst).unwrap();
+                    generic.set_rate(d, rate, new_burst).unwrap();
+                }
+                prop_assert_eq!(fast.decide_now(now, cost), generic.decide_at(now, cost));
+                prop_assert_eq!(
+                    fast.peek(Duration::from_nanos(now), 0),
+                    generic.peek(Duration::from_nanos(now), 0)
+                );
             }
         }
     }
