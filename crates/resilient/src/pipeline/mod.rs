@@ -1111,7 +1111,9 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let call = Run {
             pipeline: self,
             lean,
-            seed,
+            no_hedge: seed.no_hedge,
+            // (A lean seed that allows hedging is `Seed::bare`: kept as `None`.)
+            seed: (!lean || seed.no_hedge).then_some(seed),
             op: Some(op),
             retryable: Some(retryable),
             start: Some(start),

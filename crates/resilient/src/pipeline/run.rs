@@ -51,7 +51,12 @@ pin_project_lite::pin_project! {
         pub(super) pipeline: &'p Pipeline<C>,
         // The call may take the lean path (decided where the call is built, from its seed).
         pub(super) lean: bool,
-        pub(super) seed: Seed,
+        // The call is not idempotent (`Seed::no_hedge`; kept apart, so that the lean path
+        // does not read `seed`).
+        pub(super) no_hedge: bool,
+        // `None`: a plain `execute`'s seed (`Seed::bare`), which then costs one store where
+        // the future is built rather than one a field, and nothing to drop.
+        pub(super) seed: Option<Seed>,
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
@@ -482,7 +487,7 @@ where
                         Some(h) => {
                             h.deposit();
                             // Hedged when the call is idempotent.
-                            !this.seed.no_hedge
+                            !*this.no_hedge
                         }
                     };
                     return plain_first(this, hedge, cx);
@@ -557,7 +562,7 @@ where
             at, expiry, slow, ..
         }) = project(this.ext.as_mut())
         else {
-            panic!("a call's future polled after it completed")
+            polled_after_completion()
         };
         if at.deadline.is_some() {
             return poll_deadline(
@@ -572,9 +577,18 @@ where
             );
         }
         // Hedged: the pipeline has a hedge and the call is idempotent.
-        let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
+        let hedge = !*this.no_hedge && this.pipeline.inner.hedge.is_some();
         lean(this, hedge, None, cx)
     }
+}
+
+/// A call's future polled again after it completed: a caller's bug. (Out of line and cold:
+/// where several arms share one `panic!`, LLVM merged them and set the message's arguments
+/// up on the path that completes every call.)
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("a call's future polled after it completed")
 }
 
 /// Runs `poll`, a path that is not inlined, with its answer written into a local rather
@@ -644,7 +658,7 @@ where
         at, hedging, slow, ..
     }) = project(this.ext)
     else {
-        panic!("a call's future polled after it completed")
+        polled_after_completion()
     };
     poll_lean(
         this.pipeline,
@@ -851,7 +865,7 @@ fn expire<'p, C, T, E, Fut>(
 fn start_phased<'p, C, F, R, S, Fut, A, G, B, O>(
     pipeline: &'p Pipeline<C>,
     start: &mut Option<S>,
-    seed: &mut Seed,
+    seed: &mut Option<Seed>,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     mut ext: ExtSlot<'_, 'p, Fut, A, G, B, O>,
@@ -870,7 +884,12 @@ where
         panic!("a call's future polled after it panicked")
     };
     ext.set(Some(
-        match start(pipeline, std::mem::take(seed), op, retryable) {
+        match start(
+            pipeline,
+            seed.take().unwrap_or_else(Seed::bare),
+            op,
+            retryable,
+        ) {
             Start::Plain(fut) => Ext::Plain { fut },
             Start::Guarded(fut) => Ext::Guarded { fut },
             Start::Full(fut) => Ext::Full { fut },
@@ -984,9 +1003,7 @@ where
                     Poll::Ready(Some(Ok(rejected))) => rejected,
                     Poll::Ready(None) => continue,
                 },
-                State::Idle | State::Done | State::Phased => {
-                    panic!("a call's future polled after it completed")
-                }
+                State::Idle | State::Done | State::Phased => polled_after_completion(),
             }
         };
         // The clock's reading when the attempt's permits recorded it (if they did).
