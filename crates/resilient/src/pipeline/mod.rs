@@ -1690,6 +1690,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     }
 
     /// Decides whether failed attempt `attempt` is retried and after which delay.
+    #[inline(always)]
     fn next<T, E>(
         &self,
         ctx: &Context,
