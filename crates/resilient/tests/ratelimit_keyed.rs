@@ -24,6 +24,40 @@ fn keys_have_separate_state() {
     assert!(k.check_n(&"a".into(), 3).is_err());
 }
 
+/// `allow` refuses a cost above the capacity for ever (`Duration::MAX`) and takes nothing,
+/// for a stored key as for a new one, with a fixed window as with GCRA.
+#[test]
+fn allow_refuses_a_cost_above_the_capacity_for_a_stored_key_too() {
+    let clock = ManualClock::new();
+    let gcra = KeyedLimiter::builder(Gcra::new(Rate::per_second(3)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<u32>()
+        .unwrap();
+    let window = KeyedLimiter::builder(FixedWindow::new(3, Duration::from_secs(1)).unwrap())
+        .clock(Arc::new(clock.clone()))
+        .build::<u32>()
+        .unwrap();
+    for (name, allow) in [
+        (
+            "gcra",
+            &(|c| gcra.allow(&1, c)) as &dyn Fn(u64) -> Result<(), Duration>,
+        ),
+        ("window", &|c| window.allow(&1, c)),
+    ] {
+        // A new key: refused, nothing stored.
+        assert_eq!(allow(4), Err(Duration::MAX), "{name}");
+        // A stored key (one unit taken): refused, and nothing more is taken.
+        assert_eq!(allow(1), Ok(()), "{name}");
+        assert_eq!(allow(4), Err(Duration::MAX), "{name}");
+        assert_eq!(allow(2), Ok(()), "{name}: two units were left");
+        let wait = allow(1).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{name}: {wait:?}"
+        );
+    }
+}
+
 #[test]
 fn idle_keys_expire_without_changing_decisions() {
     let clock = ManualClock::new();

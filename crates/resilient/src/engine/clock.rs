@@ -242,8 +242,10 @@ impl Counter {
     /// Nanoseconds since [`SystemClock`]'s origin, read from the counter.
     #[inline]
     fn nanos(&self) -> u64 {
+        // (Wrapping: an anchor plus the time since cannot reach `u64::MAX` nanoseconds, 584
+        // years; a saturating add put one more step between the counter and its users.)
         self.base
-            .saturating_add(self.clock.delta_as_nanos(self.raw0, self.clock.raw()))
+            .wrapping_add(self.clock.delta_as_nanos(self.raw0, self.clock.raw()))
     }
 }
 

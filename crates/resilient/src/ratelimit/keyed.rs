@@ -315,12 +315,13 @@ impl<K, A, S> KeyedLimiter<K, A, S, 1> {
     }
 }
 
-/// Admits `cost` on one packed state by CAS: `Err(retry_after)` in nanoseconds.
+/// Admits `cost` on one packed state by CAS: `Err(retry_after)` in nanoseconds, `u64::MAX`
+/// for a cost above the capacity (checked on the same reading of the configuration).
 #[inline]
 fn cas_admit<A: Algorithm>(alg: &A, state: &AtomicU64, now: u64, cost: u64) -> Result<(), u64> {
     let mut s = state.load(Ordering::Relaxed);
     loop {
-        let next = alg.admit(s, now, cost)?;
+        let next = alg.admit_any(s, now, cost)?;
         if next == s {
             return Ok(());
         }
@@ -543,16 +544,17 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// ```
     #[inline]
     pub fn allow(&self, key: &K, cost: u64) -> Result<(), Duration> {
-        if self.cost_ok(cost).is_err() {
-            return Err(Duration::MAX);
-        }
         let now = self.clock.nanos();
         if N == 1 {
             let hash = self.hasher.hash_one(key);
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
+                // (A cost above the capacity is refused by the admission itself.)
                 return cas_admit(&self.algs[0], &e.state[0], now, cost).map_err(wait);
             }
+        }
+        if self.cost_ok(cost).is_err() {
+            return Err(Duration::MAX);
         }
         let d = self.check_at(key, now, cost);
         if d.allowed {
