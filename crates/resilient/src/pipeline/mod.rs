@@ -1052,6 +1052,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// under glibc's cache limit of some 1 KB takes its fast path). A call that is not lean
     /// allocates once more, as it starts.
     #[cfg(feature = "tower")]
+    #[inline]
     pub(crate) fn run_phased_boxed<'p, T, E, F, Fut, R>(
         &'p self,
         seed: Seed,
@@ -1111,9 +1112,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         let call = Run {
             pipeline: self,
             lean,
-            no_hedge: seed.no_hedge,
-            // (A lean seed that allows hedging is `Seed::bare`: kept as `None`.)
-            seed: (!lean || seed.no_hedge).then_some(seed),
+            seed,
             op: Some(op),
             retryable: Some(retryable),
             start: Some(start),

@@ -51,12 +51,7 @@ pin_project_lite::pin_project! {
         pub(super) pipeline: &'p Pipeline<C>,
         // The call may take the lean path (decided where the call is built, from its seed).
         pub(super) lean: bool,
-        // The call is not idempotent (`Seed::no_hedge`; kept apart, so that the lean path
-        // does not read `seed`).
-        pub(super) no_hedge: bool,
-        // `None`: a plain `execute`'s seed (`Seed::bare`), which then costs one store where
-        // the future is built rather than one a field, and nothing to drop.
-        pub(super) seed: Option<Seed>,
+        pub(super) seed: Seed,
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
@@ -487,7 +482,7 @@ where
                         Some(h) => {
                             h.deposit();
                             // Hedged when the call is idempotent.
-                            !*this.no_hedge
+                            !this.seed.no_hedge
                         }
                     };
                     return plain_first(this, hedge, cx);
@@ -577,7 +572,7 @@ where
             );
         }
         // Hedged: the pipeline has a hedge and the call is idempotent.
-        let hedge = !*this.no_hedge && this.pipeline.inner.hedge.is_some();
+        let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
         lean(this, hedge, None, cx)
     }
 }
@@ -865,7 +860,7 @@ fn expire<'p, C, T, E, Fut>(
 fn start_phased<'p, C, F, R, S, Fut, A, G, B, O>(
     pipeline: &'p Pipeline<C>,
     start: &mut Option<S>,
-    seed: &mut Option<Seed>,
+    seed: &mut Seed,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     mut ext: ExtSlot<'_, 'p, Fut, A, G, B, O>,
@@ -884,12 +879,7 @@ where
         panic!("a call's future polled after it panicked")
     };
     ext.set(Some(
-        match start(
-            pipeline,
-            seed.take().unwrap_or_else(Seed::bare),
-            op,
-            retryable,
-        ) {
+        match start(pipeline, std::mem::take(seed), op, retryable) {
             Start::Plain(fut) => Ext::Plain { fut },
             Start::Guarded(fut) => Ext::Guarded { fut },
             Start::Full(fut) => Ext::Full { fut },
