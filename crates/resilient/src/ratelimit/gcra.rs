@@ -145,6 +145,16 @@ impl Gcra {
         }
     }
 
+    /// A request of `cost` at `now` on the state `tat`: the later of the two (`base`), the
+    /// state after it (`next`), and how far it goes past the tolerance (`over`: zero when
+    /// it fits).
+    #[inline(always)]
+    fn advance(c: &Cfg, tat: u64, now: Nanos, cost: u64) -> (u64, u64, u64) {
+        let base = tat.max(now);
+        let next = base.saturating_add(cost.saturating_mul(c.t));
+        (base, next, (next - now).saturating_sub(c.cap))
+    }
+
     #[inline]
     fn decision(c: &Cfg, allowed: bool, tat: u64, now: Nanos, retry: Nanos) -> Decision {
         let used = tat.saturating_sub(now);
@@ -174,9 +184,7 @@ impl AtomicLimiter<Gcra> {
             if cost > c.burst {
                 return self.never_at(now, cost);
             }
-            let base = tat.max(now);
-            let next = base.saturating_add(cost.saturating_mul(c.t));
-            let over = (next - now).saturating_sub(c.cap);
+            let (base, next, over) = Gcra::advance(&c, tat, now, cost);
             if over != 0 {
                 return Gcra::decision(&c, false, base, now, over);
             }
@@ -198,9 +206,7 @@ impl Algorithm for Gcra {
     #[inline(always)]
     fn step(&self, tat: u64, now: Nanos, cost: u64) -> (u64, Decision) {
         let c = self.load();
-        let base = tat.max(now);
-        let next = base.saturating_add(cost.saturating_mul(c.t));
-        let over = (next - now).saturating_sub(c.cap);
+        let (base, next, over) = Self::advance(&c, tat, now, cost);
         if over == 0 {
             (next, Self::decision(&c, true, next, now, 0))
         } else {
@@ -229,9 +235,7 @@ impl Algorithm for Gcra {
 
     fn reserve(&self, tat: u64, now: Nanos, cost: u64, max_wait: Nanos) -> Option<(u64, Decision)> {
         let c = self.load();
-        let base = tat.max(now);
-        let next = base.saturating_add(cost.saturating_mul(c.t));
-        let wait = (next - now).saturating_sub(c.cap);
+        let (base, next, wait) = Self::advance(&c, tat, now, cost);
         Some(if wait <= max_wait {
             (next, Self::decision(&c, true, next, now, wait))
         } else {
