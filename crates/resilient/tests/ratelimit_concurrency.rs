@@ -82,6 +82,39 @@ fn gcra_never_over_admits() {
     );
 }
 
+/// A `RateLimiter` of one GCRA limit decides on its own fast paths (`check` builds the
+/// decision after its compare-and-swap, `allow` computes none): neither over-admits.
+#[test]
+fn a_single_gcra_limiters_fast_paths_never_over_admit() {
+    for full in [true, false] {
+        let clock = ManualClock::new();
+        clock.set(START);
+        let l = RateLimiter::gcra_with_burst(Rate::per_second(100), 10)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let (admitted, elapsed) = hammer_on(
+            &clock,
+            Arc::new(move |_| {
+                if full {
+                    let d = l.check();
+                    // A decision that admits reports no wait, and one that refuses a wait.
+                    assert_eq!(d.allowed, d.retry_after.is_zero(), "{d:?}");
+                    d.allowed
+                } else {
+                    l.allow().is_ok()
+                }
+            }),
+        );
+        let max = bound(10, 100, elapsed);
+        assert!(
+            admitted <= max,
+            "check: {full}: admitted {admitted} > {max}"
+        );
+        assert!(admitted >= 10, "check: {full}: admitted only {admitted}");
+    }
+}
+
 #[test]
 fn token_bucket_never_over_admits() {
     run(
