@@ -229,8 +229,8 @@ impl RateLimiter {
         if let Some(gcra) = &inner.gcra {
             // The one limit, decided without a call through `dyn Limiter` or a `Duration`
             // round trip (the same reading: `now()` is this one, in nanoseconds). Inline,
-            // the decision is made in registers, and fields the caller does not read need
-            // not be worked out.
+            // so that the decision is built in the caller's registers rather than returned
+            // through memory.
             return gcra.decide_now(inner.clock.nanos(), cost);
         }
         self.decide_cost_of_limits(cost)
