@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use loom::thread;
-use resilient::ratelimit::{AtomicLimiter, Gcra, Limiter, Rate};
+use resilient::ManualClock;
+use resilient::ratelimit::{AtomicLimiter, Gcra, Limiter, Rate, RateLimiter};
 
 /// The fixed time of the model: a realistic clock reading, far from the origin.
 const NOW: Duration = Duration::from_secs(86_400);
@@ -126,24 +127,41 @@ fn three_threads_reserve_and_cancel() {
     model(1, &[&[false, true], &[true], &[false]]);
 }
 
-/// A rate change racing a reservation (or, `reserve == false`, an admission on the
-/// `try_acquire` path): the decision is made on one whole configuration (old or new, never
+/// How a request is decided in [`rate_change_racing`].
+#[derive(Clone, Copy)]
+enum Take {
+    /// `AtomicLimiter::reserve`.
+    Reserve,
+    /// `Limiter::try_acquire`.
+    TryAcquire,
+    /// `RateLimiter::check` on a limiter of this one GCRA limit (its own decision path,
+    /// which builds the decision after the compare-and-swap).
+    Check,
+}
+
+/// A rate change racing a reservation, an admission on the `try_acquire` path or a
+/// `RateLimiter::check`: the decision is made on one whole configuration (old or new, never
 /// a torn mix), and the unit it took is carried over to the new rate exactly once (not
 /// scaled twice, not left counted at the old rate), so the next request finds the same
 /// state whichever came first.
-fn rate_change_racing(reserve: bool) {
+fn rate_change_racing(how: Take) {
     loom::model(move || {
         let l = limiter(1);
+        let clock = ManualClock::new();
+        clock.set(NOW);
+        let checked = RateLimiter::builder()
+            .limit(l.clone())
+            .clock(Arc::new(clock))
+            .build()
+            .unwrap();
         let changer = {
             let l = l.clone();
             thread::spawn(move || l.set_rate(NOW, Rate::new(1, INTERVAL / 2), 2).unwrap())
         };
-        let take = |l: &AtomicLimiter<Gcra>| {
-            if reserve {
-                l.reserve(NOW, 1, MAX_WAIT).unwrap().unwrap()
-            } else {
-                l.try_acquire(NOW, 1).unwrap()
-            }
+        let take = |l: &AtomicLimiter<Gcra>| match how {
+            Take::Reserve => l.reserve(NOW, 1, MAX_WAIT).unwrap().unwrap(),
+            Take::TryAcquire => l.try_acquire(NOW, 1).unwrap(),
+            Take::Check => checked.check(),
         };
         let d = take(&l);
         assert!(d.allowed && d.retry_after.is_zero(), "{d:?}");
@@ -165,12 +183,17 @@ fn rate_change_racing(reserve: bool) {
 
 #[test]
 fn rate_change_racing_a_reservation_carries_it_over_once() {
-    rate_change_racing(true);
+    rate_change_racing(Take::Reserve);
 }
 
 #[test]
 fn rate_change_racing_an_admission_carries_it_over_once() {
-    rate_change_racing(false);
+    rate_change_racing(Take::TryAcquire);
+}
+
+#[test]
+fn rate_change_racing_a_full_check_carries_it_over_once() {
+    rate_change_racing(Take::Check);
 }
 
 /// A kept reservation's start bound, checked from the decisions' own waits: the kept
