@@ -138,21 +138,18 @@ impl Gcra {
     /// The admission under interval `t` and tolerance `cap`.
     #[inline]
     fn admit_with(t: u64, cap: u64, tat: u64, now: Nanos, cost: u64) -> Result<u64, Nanos> {
-        let next = tat.max(now).saturating_add(cost.saturating_mul(t));
-        match (next - now).saturating_sub(cap) {
-            0 => Ok(next),
-            over => Err(over),
-        }
+        let (_, next, over) = Self::advance(t, cap, tat, now, cost);
+        if over == 0 { Ok(next) } else { Err(over) }
     }
 
-    /// A request of `cost` at `now` on the state `tat`: the later of the two (`base`), the
-    /// state after it (`next`), and how far it goes past the tolerance (`over`: zero when
-    /// it fits).
+    /// A request of `cost` at `now` on the state `tat`, with emission interval `t` and
+    /// tolerance `cap`: the later of the two (`base`), the state after it (`next`), and how
+    /// far it goes past the tolerance (`over`: zero when it fits).
     #[inline(always)]
-    fn advance(c: &Cfg, tat: u64, now: Nanos, cost: u64) -> (u64, u64, u64) {
+    fn advance(t: u64, cap: u64, tat: u64, now: Nanos, cost: u64) -> (u64, u64, u64) {
         let base = tat.max(now);
-        let next = base.saturating_add(cost.saturating_mul(c.t));
-        (base, next, (next - now).saturating_sub(c.cap))
+        let next = base.saturating_add(cost.saturating_mul(t));
+        (base, next, (next - now).saturating_sub(cap))
     }
 
     #[inline]
@@ -184,7 +181,7 @@ impl AtomicLimiter<Gcra> {
             if cost > c.burst {
                 return self.never_at(now, cost);
             }
-            let (base, next, over) = Gcra::advance(&c, tat, now, cost);
+            let (base, next, over) = Gcra::advance(c.t, c.cap, tat, now, cost);
             if over != 0 {
                 return Gcra::decision(&c, false, base, now, over);
             }
@@ -206,7 +203,7 @@ impl Algorithm for Gcra {
     #[inline(always)]
     fn step(&self, tat: u64, now: Nanos, cost: u64) -> (u64, Decision) {
         let c = self.load();
-        let (base, next, over) = Self::advance(&c, tat, now, cost);
+        let (base, next, over) = Self::advance(c.t, c.cap, tat, now, cost);
         if over == 0 {
             (next, Self::decision(&c, true, next, now, 0))
         } else {
@@ -235,7 +232,7 @@ impl Algorithm for Gcra {
 
     fn reserve(&self, tat: u64, now: Nanos, cost: u64, max_wait: Nanos) -> Option<(u64, Decision)> {
         let c = self.load();
-        let (base, next, wait) = Self::advance(&c, tat, now, cost);
+        let (base, next, wait) = Self::advance(c.t, c.cap, tat, now, cost);
         Some(if wait <= max_wait {
             (next, Self::decision(&c, true, next, now, wait))
         } else {

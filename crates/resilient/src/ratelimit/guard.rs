@@ -307,7 +307,8 @@ impl RateLimiter {
     /// small enough to inline).
     #[inline(never)]
     fn allow_n_of_many(&self, cost: u64) -> Result<(), Duration> {
-        let d = self.decide_cost(cost);
+        // (No GCRA fast path here: `allow_n_at` took it.)
+        let d = self.decide_cost_of_limits(cost);
         if d.allowed {
             Ok(())
         } else {
