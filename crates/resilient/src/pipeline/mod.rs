@@ -46,7 +46,7 @@ use crate::engine::error::{ConfigError, Error, TimeoutScope};
 use crate::engine::guard::DeadlineFired;
 use crate::engine::guard::{Acquire, Guard, Permit, Rejection};
 use crate::engine::outcome::{
-    AllErrors, Classify, DelayFrom, OnRetry, Outcome, Recovery, RetryCost, RetryIf,
+    AllErrors, Classify, DelayFrom, OnRetry, Outcome, RetryCost, RetryIf,
 };
 use crate::engine::telemetry::{
     CallOutcome, EventKind, Fanout, GaugeSource, Gauges, Observer, Probe, SharedObserver, Sink,
@@ -852,6 +852,56 @@ impl Seed {
     }
 }
 
+/// What a call's future keeps of its [`Seed`] until its first poll.
+pub(crate) trait CallSeed {
+    /// The call may take the lean path (see `run.rs`): its operation ignores its
+    /// context, with no cancellation, cost or key of the caller's.
+    fn lean(&self) -> bool;
+    /// The call is not idempotent: no hedges.
+    fn no_hedge(&self) -> bool;
+    /// The seed, for the phased engine (once: what is left is a default seed).
+    fn take(&mut self) -> Seed;
+}
+
+impl CallSeed for Seed {
+    #[inline]
+    fn lean(&self) -> bool {
+        self.bare && self.cancel.is_none() && self.cost.is_none() && self.key.is_none()
+    }
+
+    #[inline]
+    fn no_hedge(&self) -> bool {
+        self.no_hedge
+    }
+
+    #[inline]
+    fn take(&mut self) -> Seed {
+        std::mem::take(self)
+    }
+}
+
+/// The seed of a plain `execute` ([`Seed::bare`]), known where the call is built: its
+/// future stores, checks and drops nothing of it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Bare;
+
+impl CallSeed for Bare {
+    #[inline(always)]
+    fn lean(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn no_hedge(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn take(&mut self) -> Seed {
+        Seed::bare()
+    }
+}
+
 /// Every failed attempt may be retried (the engine's `retryable` for plain calls).
 #[inline(always)]
 pub(crate) fn always() -> bool {
@@ -860,71 +910,6 @@ pub(crate) fn always() -> bool {
 
 fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
     start.map_or(Duration::ZERO, |s| clock.now().saturating_sub(s))
-}
-
-pin_project_lite::pin_project! {
-    /// A call with its outermost phase: when the call fails, the classifier's
-    /// [`Classify::recover`] (a pipeline's fallback chain) may answer instead. On the
-    /// success path it costs one check of `recovery`.
-    /// (The classifier is the call's pipeline's, not a reference of its own: one store
-    /// less where every call's future is built.)
-    struct Recovering<F, T, E> {
-        #[pin]
-        call: F,
-        recovery: Option<Recovery<T, E>>,
-    }
-}
-
-/// A call's future that knows its pipeline (see [`Recovering`]).
-pub(super) trait OfPipeline {
-    /// The pipeline's classifier.
-    type Classify;
-
-    /// The pipeline running the call.
-    fn pipeline(&self) -> &Pipeline<Self::Classify>;
-}
-
-impl<F, T, E> Future for Recovering<F, T, E>
-where
-    F: Future<Output = Result<T, Error<E>>> + OfPipeline,
-    F::Classify: Classify<T, E>,
-{
-    type Output = Result<T, Error<E>>;
-
-    // Always inline: an out-of-line poll returns its 32-byte result through memory that
-    // the awaiting code then reads at once (see `run::apart`).
-    #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        // (A recovery's polls write into a local, not this poll's result slot: see
-        // `run::apart`.)
-        if let Some(recovery) = this.recovery.as_mut() {
-            return run::apart(|| recovery.as_mut().poll(cx));
-        }
-        let polled = this.call.as_mut().poll(cx);
-        // The call's own answer is returned where it was written unless it is a failure.
-        if !matches!(polled, Poll::Ready(Err(_))) {
-            return polled;
-        }
-        let Poll::Ready(Err(failure)) = polled else {
-            unreachable!("a failure")
-        };
-        match this
-            .call
-            .as_ref()
-            .get_ref()
-            .pipeline()
-            .inner
-            .classify
-            .recover(failure)
-        {
-            Err(failure) => Poll::Ready(Err(failure)),
-            Ok(recovery) => {
-                let recovery = this.recovery.insert(recovery);
-                run::apart(|| recovery.as_mut().poll(cx))
-            }
-        }
-    }
 }
 
 impl<C: Send + Sync + 'static> Pipeline<C> {
@@ -967,7 +952,7 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run(Seed::bare(), move |_| op(), always)
+        self.run(Bare, move |_| op(), always)
     }
 
     /// Runs `op` through the pipeline, handing it the [`Context`] of each attempt.
@@ -1026,14 +1011,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// [`Pipeline::run_full`]. It is one engine: the direct paths are the phases that the
     /// full path runs below phase 1.
     #[inline]
-    pub(crate) fn run<T, E, F, Fut, R>(
+    pub(crate) fn run<T, E, Sd, F, Fut, R>(
         &self,
-        seed: Seed,
+        seed: Sd,
         op: F,
         retryable: R,
     ) -> impl Future<Output = Result<T, Error<E>>>
     where
         C: Classify<T, E>,
+        Sd: CallSeed,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
@@ -1053,14 +1039,15 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// allocates once more, as it starts.
     #[cfg(feature = "tower")]
     #[inline]
-    pub(crate) fn run_phased_boxed<'p, T, E, F, Fut, R>(
+    pub(crate) fn run_phased_boxed<'p, T, E, Sd, F, Fut, R>(
         &'p self,
-        seed: Seed,
+        seed: Sd,
         op: F,
         retryable: R,
     ) -> impl Future<Output = Result<T, Error<E>>> + 'p
     where
         C: Classify<T, E>,
+        Sd: CallSeed + Send + 'p,
         T: Send + 'p,
         E: Send + 'p,
         F: FnMut(&Context) -> Fut + Send + 'p,
@@ -1088,15 +1075,16 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
     /// when the call is not lean.
     #[inline]
     #[allow(clippy::type_complexity)] // the call's future, by its parts
-    fn call_future<'p, T, E, F, Fut, R, S, A, G, B, O>(
+    fn call_future<'p, T, E, Sd, F, Fut, R, S, A, G, B, O>(
         &'p self,
-        seed: Seed,
+        seed: Sd,
         op: F,
         retryable: R,
         start: S,
-    ) -> Recovering<run::Run<'p, C, F, R, S, Fut, A, G, B, O>, T, E>
+    ) -> run::Run<'p, C, Sd, F, R, S, Fut, A, G, B, O>
     where
         C: Classify<T, E>,
+        Sd: CallSeed,
         F: FnMut(&Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         R: Fn() -> bool,
@@ -1106,22 +1094,14 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
         B: Future<Output = A::Output>,
         O: Future<Output = A::Output>,
     {
-        // The lean path (see `run.rs`) is for operations that ignore their context, with
-        // no cancellation, cost or key of the caller's.
-        let lean = seed.bare && seed.cancel.is_none() && seed.cost.is_none() && seed.key.is_none();
-        let call = Run {
+        Run {
             pipeline: self,
-            lean,
             seed,
             op: Some(op),
             retryable: Some(retryable),
             start: Some(start),
             step: Step::new(),
             ext: None,
-        };
-        Recovering {
-            call,
-            recovery: None,
         }
     }
 

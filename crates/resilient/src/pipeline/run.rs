@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::{
-    Attempt, Held, Next, Pipeline, Seed, call_outcome, elapsed_since, finish, out_of_budget,
-    retried,
+    Attempt, CallSeed, Held, Next, Pipeline, Seed, call_outcome, elapsed_since, finish,
+    out_of_budget, retried,
 };
 use crate::engine::clock::{deadline_and_nanos, instant_now};
 use crate::engine::context::{Ambient, Context, HORIZON, within_horizon};
@@ -47,11 +47,11 @@ pin_project_lite::pin_project! {
     /// One call. `start` builds the phased engine's future for the call's path; the lean
     /// path needs none of it and keeps `op` and `retryable` here.
     #[project = RunProj]
-    pub(super) struct Run<'p, C, F, R, S, Fut: Future, A, G, B, O> {
+    pub(super) struct Run<'p, C, Sd, F, R, S, Fut: Future, A: Future, G, B, O> {
         pub(super) pipeline: &'p Pipeline<C>,
-        // The call may take the lean path (decided where the call is built, from its seed).
-        pub(super) lean: bool,
-        pub(super) seed: Seed,
+        // What the call brings besides its operation: for a plain `execute`, a seed known
+        // where the call is built, with nothing to store, check or drop (see `CallSeed`).
+        pub(super) seed: Sd,
         pub(super) op: Option<F>,
         pub(super) retryable: Option<R>,
         pub(super) start: Option<S>,
@@ -76,7 +76,7 @@ pin_project_lite::pin_project! {
     /// at once needs none, and builds and drops none of it): the lean path's, or the
     /// phased engine's future.
     #[project = ExtProj]
-    pub(super) enum Ext<'p, Fut: Future, A, G, B, O> {
+    pub(super) enum Ext<'p, Fut: Future, A: Future, G, B, O> {
         Lean {
             // The call's slow state, if it is in one (see `Step`): first, so that it drops
             // before the permits in `at`.
@@ -97,24 +97,16 @@ pin_project_lite::pin_project! {
         // The phased engine's future has ended: it was dropped as it ended, with what it
         // held, not when the call's future is.
         Ended,
-    }
-}
-
-impl<C, F, R, S, Fut: Future, A, G, B, O> super::OfPipeline
-    for Run<'_, C, F, R, S, Fut, A, G, B, O>
-{
-    type Classify = C;
-
-    #[inline(always)]
-    fn pipeline(&self) -> &Pipeline<C> {
-        self.pipeline
+        // The call has failed and the classifier's recovery (a fallback chain) answers
+        // instead (see `Run`'s `poll`).
+        Recovery { fut: Pin<Box<dyn Future<Output = A::Output> + Send>> },
     }
 }
 
 /// Where a call keeps its [`Ext`], pinned (see [`Run`]'s `ext`).
 type ExtSlot<'a, 'p, Fut, A, G, B, O> = Pin<&'a mut Option<Ext<'p, Fut, A, G, B, O>>>;
 
-impl<'p, Fut: Future, A, G, B, O> Ext<'p, Fut, A, G, B, O> {
+impl<'p, Fut: Future, A: Future, G, B, O> Ext<'p, Fut, A, G, B, O> {
     /// The lean path's state before its first attempt.
     #[inline(always)]
     fn lean() -> Self {
@@ -272,6 +264,8 @@ pub(super) enum State {
     Phased,
     /// A lean call that has ended (or is between two states).
     Done,
+    /// The call has failed and its recovery runs (in [`Ext::Recovery`]).
+    Recovering,
 }
 
 pin_project_lite::pin_project! {
@@ -451,11 +445,12 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<'p, C, T, E, F, R, S, Fut, A, G, B, O> Future for Run<'p, C, F, R, S, Fut, A, G, B, O>
+impl<'p, C, T, E, Sd, F, R, S, Fut, A, G, B, O> Future for Run<'p, C, Sd, F, R, S, Fut, A, G, B, O>
 where
     C: Classify<T, E> + Send + Sync + 'static,
     F: FnMut(&Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
+    Sd: CallSeed,
     R: Fn() -> bool,
     S: FnOnce(&'p Pipeline<C>, Seed, F, R) -> Start<A, G, B, O>,
     A: Future<Output = Result<T, Error<E>>>,
@@ -465,8 +460,57 @@ where
 {
     type Output = A::Output;
 
+    /// The call, and then, if it fails, the classifier's [`Classify::recover`] (a
+    /// pipeline's fallback chain) may answer instead. On the success path the recovery
+    /// costs nothing but the check of the call's state that the call makes anyway: the
+    /// recovery's future takes the place of the call's state once the call has ended
+    /// (see [`Ext::Recovery`]), so a call's future stores, checks and drops no slot of
+    /// its own for it.
     #[inline(always)]
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
+        if self.step.state == State::Recovering {
+            // (A recovery's polls write into a local, not this poll's result slot: see
+            // `apart`.)
+            return apart(|| poll_recovery(self.project().ext, cx));
+        }
+        let polled = self.as_mut().poll_call(cx);
+        // The call's own answer is returned where it was written unless it is a failure.
+        if !matches!(polled, Poll::Ready(Err(_))) {
+            return polled;
+        }
+        let Poll::Ready(Err(failure)) = polled else {
+            unreachable!("a failure")
+        };
+        let mut this = self.project();
+        match this.pipeline.inner.classify.recover(failure) {
+            Err(failure) => Poll::Ready(Err(failure)),
+            Ok(recovery) => {
+                // The call has ended: what is left of its state goes (its permits have
+                // recorded the call's outcome), and the recovery runs in its place.
+                this.ext.set(Some(Ext::Recovery { fut: recovery }));
+                this.step.set_state(State::Recovering);
+                apart(|| poll_recovery(this.ext, cx))
+            }
+        }
+    }
+}
+
+impl<'p, C, T, E, Sd, F, R, S, Fut, A, G, B, O> Run<'p, C, Sd, F, R, S, Fut, A, G, B, O>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    Sd: CallSeed,
+    R: Fn() -> bool,
+    S: FnOnce(&'p Pipeline<C>, Seed, F, R) -> Start<A, G, B, O>,
+    A: Future<Output = Result<T, Error<E>>>,
+    G: Future<Output = A::Output>,
+    B: Future<Output = A::Output>,
+    O: Future<Output = A::Output>,
+{
+    /// Polls the call (without its recovery: see `poll`).
+    #[inline(always)]
+    fn poll_call(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         let mut this = self.project();
         // The call's start on the default clock, read at its first poll for its request
         // deadline: the per-call guards' first admission reads it (see `Context::now`).
@@ -475,19 +519,19 @@ where
             State::Phased => return apart(|| poll_phased(this.ext, cx)),
             State::Idle => {
                 let inner = &*this.pipeline.inner;
-                if *this.lean && inner.plain && !Ambient::active() {
+                if this.seed.lean() && inner.plain && !Ambient::active() {
                     // Nothing to ask or time before the first attempt (see `begin`).
                     let hedge = match &inner.hedge {
                         None => false,
                         Some(h) => {
                             h.deposit();
                             // Hedged when the call is idempotent.
-                            !this.seed.no_hedge
+                            !this.seed.no_hedge()
                         }
                     };
                     return plain_first(this, hedge, cx);
                 }
-                if !(*this.lean && inner.lean && !Ambient::active()) {
+                if !(this.seed.lean() && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
                     return apart(|| {
                         start_phased(
@@ -572,7 +616,7 @@ where
             );
         }
         // Hedged: the pipeline has a hedge and the call is idempotent.
-        let hedge = !this.seed.no_hedge && this.pipeline.inner.hedge.is_some();
+        let hedge = !this.seed.no_hedge() && this.pipeline.inner.hedge.is_some();
         lean(this, hedge, None, cx)
     }
 }
@@ -608,7 +652,7 @@ fn write_into<T>(out: &mut Poll<T>, poll: impl FnOnce() -> Poll<T>) {
 
 /// Sets up the lean path's state, unless it is set up. (Over `None`: no drop glue runs.)
 #[inline(always)]
-fn lean_state<Fut: Future, A, G, B, O>(mut ext: ExtSlot<'_, '_, Fut, A, G, B, O>) {
+fn lean_state<Fut: Future, A: Future, G, B, O>(mut ext: ExtSlot<'_, '_, Fut, A, G, B, O>) {
     if ext.is_none() {
         ext.set(Some(Ext::lean()));
     }
@@ -616,7 +660,7 @@ fn lean_state<Fut: Future, A, G, B, O>(mut ext: ExtSlot<'_, '_, Fut, A, G, B, O>
 
 /// A call's state past its step, projected, once it has one.
 #[inline(always)]
-fn project<'a, 'p, Fut: Future, A, G, B, O>(
+fn project<'a, 'p, Fut: Future, A: Future, G, B, O>(
     ext: ExtSlot<'a, 'p, Fut, A, G, B, O>,
 ) -> Option<ExtProj<'a, 'p, Fut, A, G, B, O>> {
     ext.as_pin_mut().map(Ext::project)
@@ -624,7 +668,7 @@ fn project<'a, 'p, Fut: Future, A, G, B, O>(
 
 /// The lean path's state, set up if it is not: where the call is, and its slow state.
 #[inline(always)]
-fn lean_parts<'a, 'p, Fut: Future, A, G, B, O>(
+fn lean_parts<'a, 'p, Fut: Future, A: Future, G, B, O>(
     mut ext: ExtSlot<'a, 'p, Fut, A, G, B, O>,
 ) -> (&'a mut Lean<'p>, Pin<&'a mut Option<Slow<'p>>>) {
     lean_state(ext.as_mut());
@@ -637,8 +681,8 @@ fn lean_parts<'a, 'p, Fut: Future, A, G, B, O>(
 /// [`poll_lean`] on the fields of a projected [`Run`] (a lean call with no deadline, its
 /// lean state set up).
 #[inline(always)]
-fn lean<C, T, E, F, R, S, Fut, A, G, B, O>(
-    this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+fn lean<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
     hedge: bool,
     first: Option<(Attempt<T, E>, Outcome)>,
     cx: &mut std::task::Context<'_>,
@@ -673,8 +717,8 @@ where
 /// is the whole call, with none of the lean path's state (its `Ext`) built or dropped. A
 /// hedged attempt that does not end so goes on in [`hedged_after_first`].
 #[inline(always)]
-fn plain_first<C, T, E, F, R, S, Fut, A, G, B, O>(
-    mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+fn plain_first<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
     hedge: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
@@ -723,8 +767,8 @@ where
 /// that is not retried (`quick` is its failure, if it failed): the attempt goes on with
 /// its hedges as [`poll_lean`] runs them, then the call as after any attempt.
 #[inline(never)]
-fn hedged_after_first<C, T, E, F, R, S, Fut, A, G, B, O>(
-    mut this: RunProj<'_, '_, C, F, R, S, Fut, A, G, B, O>,
+fn hedged_after_first<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
     quick: Option<(Result<T, E>, Outcome)>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
@@ -857,10 +901,10 @@ fn expire<'p, C, T, E, Fut>(
 /// Builds the phased engine's future for a call that is not lean, and polls it.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)] // the fields of one projected `Run`, borrowed apart
-fn start_phased<'p, C, F, R, S, Fut, A, G, B, O>(
+fn start_phased<'p, C, Sd: CallSeed, F, R, S, Fut, A, G, B, O>(
     pipeline: &'p Pipeline<C>,
     start: &mut Option<S>,
-    seed: &mut Seed,
+    seed: &mut Sd,
     op: &mut Option<F>,
     retryable: &mut Option<R>,
     mut ext: ExtSlot<'_, 'p, Fut, A, G, B, O>,
@@ -878,15 +922,29 @@ where
     else {
         panic!("a call's future polled after it panicked")
     };
-    ext.set(Some(
-        match start(pipeline, std::mem::take(seed), op, retryable) {
-            Start::Plain(fut) => Ext::Plain { fut },
-            Start::Guarded(fut) => Ext::Guarded { fut },
-            Start::Full(fut) => Ext::Full { fut },
-            Start::Observed(fut) => Ext::Observed { fut },
-        },
-    ));
+    ext.set(Some(match start(pipeline, seed.take(), op, retryable) {
+        Start::Plain(fut) => Ext::Plain { fut },
+        Start::Guarded(fut) => Ext::Guarded { fut },
+        Start::Full(fut) => Ext::Full { fut },
+        Start::Observed(fut) => Ext::Observed { fut },
+    }));
     poll_phased(ext, cx)
+}
+
+/// Polls a failed call's recovery (see `Run`'s `poll`).
+#[inline(never)]
+fn poll_recovery<Fut, A, G, B, O>(
+    ext: ExtSlot<'_, '_, Fut, A, G, B, O>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<A::Output>
+where
+    Fut: Future,
+    A: Future,
+{
+    match ext.as_pin_mut().map(Ext::project) {
+        Some(ExtProj::Recovery { fut }) => fut.as_mut().poll(cx),
+        _ => unreachable!("a failed call's recovery runs"),
+    }
 }
 
 /// Polls the phased engine's future (kept out of line: the lean path stays small).
@@ -910,7 +968,9 @@ where
         ExtProj::Guarded { fut } => fut.poll(cx),
         ExtProj::Full { fut } => fut.poll(cx),
         ExtProj::Observed { fut } => fut.as_mut().poll(cx),
-        ExtProj::Lean { .. } | ExtProj::Ended => unreachable!("a phased call runs"),
+        ExtProj::Lean { .. } | ExtProj::Ended | ExtProj::Recovery { .. } => {
+            unreachable!("a phased call runs")
+        }
     };
     if polled.is_ready() {
         // The future goes as it ends, as an attempt's does. (In an LTO build this also
@@ -993,7 +1053,9 @@ where
                     Poll::Ready(Some(Ok(rejected))) => rejected,
                     Poll::Ready(None) => continue,
                 },
-                State::Idle | State::Done | State::Phased => polled_after_completion(),
+                State::Idle | State::Done | State::Phased | State::Recovering => {
+                    polled_after_completion()
+                }
             }
         };
         // The clock's reading when the attempt's permits recorded it (if they did).
