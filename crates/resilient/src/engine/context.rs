@@ -230,6 +230,11 @@ thread_local! {
             cancel: Cell::new(None),
         }
     };
+    /// Whether `AMBIENT` holds a deadline or a cancellation (kept by [`Ambient::swap`]),
+    /// for [`Ambient::active`], which every call asks: a thread-local with nothing to
+    /// drop is read with one load, where `AMBIENT`, which holds a token to drop, is read
+    /// after a check of its registration state.
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Ambient {
@@ -254,9 +259,7 @@ impl Ambient {
     /// (without cloning them).
     #[inline]
     pub(crate) fn active() -> bool {
-        AMBIENT
-            .try_with(|s| s.deadline.get().is_some() || s.peek_cancel(Option::is_some))
-            .unwrap_or(false)
+        ACTIVE.get()
     }
 
     /// Runs `f` with these values as the ambient ones (nested pipelines inherit them),
@@ -291,6 +294,7 @@ impl Ambient {
     /// Swaps these values with the thread's ambient ones.
     #[inline]
     fn swap(&mut self) {
+        ACTIVE.set(self.deadline.is_some() || self.cancel.is_some());
         AMBIENT.with(|s| {
             self.deadline = s.deadline.replace(self.deadline);
             self.cancel = s.cancel.replace(self.cancel.take());
@@ -397,6 +401,33 @@ mod tests {
             assert_eq!(inherited_deadline(), d_outer);
         });
         assert!(Ambient::current().is_none() && !Ambient::active());
+    }
+
+    #[test]
+    fn active_follows_the_innermost_scope_and_comes_back_with_the_enclosing_one() {
+        assert!(!Ambient::active());
+        let token = CancellationToken::new();
+        let cancelled = Ambient {
+            deadline: None,
+            cancel: Some(token),
+        };
+        at(10).sync_scope(|| {
+            assert!(Ambient::active());
+            // A scope with neither a deadline nor a cancellation (a call's body that
+            // inherits nothing) is not active, and the enclosing scope is again after it.
+            Ambient::default().sync_scope(|| {
+                assert!(!Ambient::active());
+                cancelled.sync_scope(|| assert!(Ambient::active()));
+                assert!(!Ambient::active());
+            });
+            assert!(Ambient::active());
+            let panicked = std::panic::catch_unwind(|| {
+                Ambient::default().sync_scope(|| panic!("in a scope"));
+            });
+            assert!(panicked.is_err());
+            assert!(Ambient::active());
+        });
+        assert!(!Ambient::active());
     }
 
     #[test]
