@@ -908,6 +908,7 @@ pub(crate) fn always() -> bool {
     true
 }
 
+#[inline]
 fn elapsed_since(clock: &SharedClock, start: Option<Duration>) -> Duration {
     start.map_or(Duration::ZERO, |s| clock.now().saturating_sub(s))
 }

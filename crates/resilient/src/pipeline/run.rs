@@ -1099,7 +1099,7 @@ where
 /// Starts the next attempt of a lean call that retries with no delay, if the task's coop
 /// budget has a unit left (spent here). `false`: the budget is spent, and the task must
 /// give control back first (see [`Slow::Yield`]).
-#[inline(never)]
+#[inline]
 fn retry_now<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
     op: &mut Option<F>,
