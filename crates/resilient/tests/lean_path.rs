@@ -143,6 +143,60 @@ async fn a_plain_call_whose_first_attempt_is_pending_or_failed_goes_on_as_a_lean
 }
 
 #[tokio::test(start_paused = true)]
+async fn immediate_retries_of_a_plain_call_count_every_attempt_wherever_one_is_pending() {
+    // Retry alone with no delay: retries whose attempts end at once run in the call's
+    // first poll with no lean state; an attempt that is pending hands the call over to the
+    // lean path with its attempt number and last delay. Every pattern of pending attempts
+    // over four, with every number of failures: the same attempts, result and retry
+    // events as if nothing were pending.
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let p = Pipeline::builder()
+        .retry(Retry::immediate().attempts(4).on_retry(move |e| {
+            seen.lock().unwrap().push((e.attempt, e.delay));
+        }))
+        .build()
+        .unwrap();
+    for pending in 0..16u32 {
+        for fails in 0..=4u32 {
+            events.lock().unwrap().clear();
+            let calls = AtomicU32::new(0);
+            let r = p
+                .execute(|| {
+                    let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+                    let wait = pending & (1 << (n - 1)) != 0;
+                    async move {
+                        if wait {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        if n <= fails { Err("down") } else { Ok(n) }
+                    }
+                })
+                .await;
+            let made = calls.load(Ordering::Relaxed);
+            let case = format!("pending {pending:04b}, {fails} failures: {r:?}");
+            if fails < 4 {
+                assert_eq!(r.unwrap(), fails + 1, "{case}");
+            } else {
+                assert!(
+                    matches!(
+                        r,
+                        Err(Error::RetriesExhausted {
+                            attempts: 4,
+                            last: "down"
+                        })
+                    ),
+                    "{case}"
+                );
+            }
+            assert_eq!(made, (fails + 1).min(4), "{case}");
+            let retried: Vec<_> = (1..made).map(|a| (a, Duration::ZERO)).collect();
+            assert_eq!(*events.lock().unwrap(), retried, "{case}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
 #[should_panic(expected = "polled after it completed")]
 async fn a_plain_call_polled_after_it_completed_panics() {
     let p = Pipeline::builder()

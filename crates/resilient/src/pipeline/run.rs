@@ -757,10 +757,84 @@ where
     if !retried(classify, &result, outcome) {
         return Poll::Ready(finish(result, 1));
     }
-    // Retried: the lean path's state is set up, and the call goes on as `poll_lean` does
-    // after an attempt.
-    lean_state(this.ext.as_mut());
-    lean(this, false, Some((result, outcome)), cx)
+    plain_retries(this, result, cx)
+}
+
+/// A plain call (see [`plain_first`]) whose attempt `result` is retried, with no hedge: the
+/// retries that start at once (no delay, a unit of the task's coop budget left) and end
+/// at their first poll run here, as [`poll_lean`] runs them, with none of the lean path's
+/// state (its `Ext`) built or dropped; a plain pipeline has no guard, no timeout, no retry
+/// budget and no `max_elapsed`, so an attempt's number and the last delay are all the
+/// retry decision reads. A retry that waits, or an attempt that does not end at its first
+/// poll, sets that state up with them and goes on in [`poll_lean`].
+#[inline(always)]
+fn plain_retries<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
+    mut result: Attempt<T, E>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let pipeline: &Pipeline<C> = this.pipeline;
+    let classify = &pipeline.inner.classify;
+    let mut attempt = 1;
+    let mut previous = None;
+    loop {
+        // (A plain call holds no permit: nothing to record or settle.)
+        let delay = match plain_retry(pipeline, this.retryable, attempt, previous, result) {
+            Ok(delay) => delay,
+            Err(end) => return Poll::Ready(end),
+        };
+        previous = Some(delay);
+        attempt += 1;
+        let coop = if delay.is_zero() {
+            tokio::task::coop::poll_proceed(cx)
+        } else {
+            Poll::Pending
+        };
+        let Poll::Ready(coop) = coop else {
+            // A wait (or a yield for the coop budget): in the lean path's slow state.
+            let slow = if delay.is_zero() {
+                Slow::Yield
+            } else {
+                Slow::Sleep {
+                    sleep: tokio::time::sleep(delay.min(HORIZON)),
+                }
+            };
+            let (at, slow_slot) = lean_parts(this.ext.as_mut());
+            at.attempt = attempt;
+            at.previous = previous;
+            StepMut::new(this.step.as_mut(), slow_slot).wait(slow);
+            return lean(this, false, None, cx);
+        };
+        coop.made_progress();
+        let Some(op) = this.op.as_mut() else {
+            unreachable!("a lean call keeps its operation")
+        };
+        // The attempt number is the one thing the engine's own adapters read (see
+        // `launch`). (Holds no reference count: not dropped, so no drop glue runs.)
+        let ctx = ManuallyDrop::new(Context {
+            attempt,
+            ..Context::bare()
+        });
+        this.step.as_mut().start(op(&ctx), State::Attempt);
+        let Poll::Ready(r) = this.step.as_mut().attempt().poll(cx) else {
+            let (at, _) = lean_parts(this.ext.as_mut());
+            at.attempt = attempt;
+            at.previous = previous;
+            return Poll::Pending;
+        };
+        this.step.as_mut().end_attempt();
+        let outcome = classify.classify(&r);
+        result = Attempt::Done(r);
+        if !retried(classify, &result, outcome) {
+            return Poll::Ready(finish(result, 1));
+        }
+    }
 }
 
 /// A plain hedged call whose first attempt did not end its first poll with an answer
@@ -1626,6 +1700,31 @@ fn record_attempt<C>(
     at.permits
         .drain(from, |permit| permit.record(outcome, took));
     now.map(|(now, _)| now)
+}
+
+/// After failed attempt `attempt` of a plain call (see [`plain_retries`]): the delay
+/// before the next one, or the call's result, as [`lean_retry`] decides with no start
+/// (no `max_elapsed`) and no deadline.
+#[inline(never)]
+fn plain_retry<C, T, E, R>(
+    pipeline: &Pipeline<C>,
+    retryable: &Option<R>,
+    attempt: u32,
+    previous: Option<Duration>,
+    result: Attempt<T, E>,
+) -> Result<Duration, Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    R: Fn() -> bool,
+{
+    if !retryable.as_ref().is_none_or(|r| r()) {
+        return Err(finish(result, attempt));
+    }
+    match pipeline.next(&BARE, attempt, previous, &result, Duration::ZERO, None) {
+        Next::Stop => Err(finish(result, attempt)),
+        Next::OutOfBudget(cost) => Err(out_of_budget(result, attempt, cost)),
+        Next::Wait(delay) => Ok(delay),
+    }
 }
 
 /// After a failed lean attempt: the delay before the next one, or the call's result.
