@@ -1755,17 +1755,19 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                 reason,
             });
         }
-        let event = RetryEvent {
+        // Built where it is read: with no hook, and a classifier that ignores retries (the
+        // default), no event is written at all.
+        let event = || RetryEvent {
             operation: inner.name.as_deref(),
             attempt,
             delay,
             reason,
         };
         if let Some(hook) = &retry.on_retry {
-            hook(&event);
+            hook(&event());
         }
         inner.classify.on_retry(
-            &event,
+            &event(),
             match result {
                 Attempt::Done(Ok(t)) => FailedAttempt::FailedResult(t),
                 Attempt::Done(Err(e)) => FailedAttempt::Error(e),

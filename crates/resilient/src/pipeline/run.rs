@@ -1705,7 +1705,7 @@ fn record_attempt<C>(
 /// After failed attempt `attempt` of a plain call (see [`plain_retries`]): the delay
 /// before the next one, or the call's result, as [`lean_retry`] decides with no start
 /// (no `max_elapsed`) and no deadline.
-#[inline(never)]
+#[inline(always)]
 fn plain_retry<C, T, E, R>(
     pipeline: &Pipeline<C>,
     retryable: &Option<R>,
