@@ -236,16 +236,47 @@ struct Counter {
     raw0: u64,
     /// [`SystemClock`]'s reading at `raw0`, in nanoseconds.
     base: u64,
+    /// Nanoseconds per tick as a 0.64 fixed-point fraction (quanta's calibration, see
+    /// [`Counter::multiplier`]), for a counter of more than 1 GHz; 0 for a slower one.
+    mult: u64,
 }
 
 impl Counter {
+    /// Ticks over which quanta's calibrated rate is read (some 6 days at 2 GHz, computed,
+    /// not waited for): its nanoseconds fill some 50 bits, so the rate keeps some 50
+    /// significant bits (a year's readings are off quanta's by some 100 ns at most).
+    const PROBE_TICKS: u64 = 1 << 50;
+
+    /// `mult` for `clock` (see the field).
+    fn multiplier(clock: &quanta::Clock) -> u64 {
+        let nanos = clock.delta_as_nanos(0, Self::PROBE_TICKS);
+        // nanos / 2^50 nanoseconds a tick, times 2^64; below 2^64 when under 1 ns a tick.
+        if nanos == 0 || nanos >= Self::PROBE_TICKS {
+            0
+        } else {
+            nanos << 14
+        }
+    }
+
     /// Nanoseconds since [`SystemClock`]'s origin, read from the counter.
     #[inline]
     fn nanos(&self) -> u64 {
         // (Wrapping: an anchor plus the time since cannot reach `u64::MAX` nanoseconds, 584
         // years; a saturating add put one more step between the counter and its users.)
-        self.base
-            .wrapping_add(self.clock.delta_as_nanos(self.raw0, self.clock.raw()))
+        self.base.wrapping_add(self.since(self.clock.raw()))
+    }
+
+    /// Nanoseconds from `raw0` to `raw` (none for a reading before `raw0`, as quanta's
+    /// `delta_as_nanos`). With a fast counter, the high half of one multiplication: quanta's
+    /// own scaling shifts the product by a calibrated amount, a variable shift of a 128-bit
+    /// value (several more steps between the counter and every decision that reads it).
+    #[inline]
+    fn since(&self, raw: u64) -> u64 {
+        if self.mult == 0 {
+            return self.clock.delta_as_nanos(self.raw0, raw);
+        }
+        let ticks = raw.saturating_sub(self.raw0);
+        ((u128::from(ticks) * u128::from(self.mult)) >> 64) as u64
     }
 }
 
@@ -465,6 +496,7 @@ fn anchor() -> &'static Option<Counter> {
         let after = clock.raw();
         let raw0 = before.wrapping_add(after.wrapping_sub(before) / 2);
         Some(Counter {
+            mult: Counter::multiplier(&clock),
             clock,
             raw0,
             base: saturating_nanos(system.saturating_duration_since(origin)),
@@ -549,6 +581,35 @@ mod tests {
         let (deadline, nanos) = deadline_and_nanos(Some(Duration::MAX));
         assert_eq!(deadline, None);
         assert!(nanos <= clock.now_nanos());
+    }
+
+    #[test]
+    fn the_counters_scaling_is_quantas_within_a_nanosecond_a_year() {
+        // The high half of one multiplication gives what quanta's calibrated scaling gives,
+        // within one nanosecond plus 2^-50 of the span: over a year of readings, ~100 ns.
+        let Some(c) = anchor() else {
+            return; // no trusted counter here: readings are `SystemClock`'s
+        };
+        let year_of_ticks = c.clock.delta_as_nanos(0, 1 << 40).max(1);
+        let year_of_ticks =
+            (365 * 24 * 3600 * 1_000_000_000u128 * (1 << 40) / u128::from(year_of_ticks)) as u64;
+        let mut ticks = 1u64;
+        while ticks <= year_of_ticks {
+            for d in [ticks - 1, ticks, ticks + 7, ticks.saturating_mul(3) / 2] {
+                let raw = c.raw0.wrapping_add(d);
+                let quanta = c.clock.delta_as_nanos(c.raw0, raw);
+                let ours = c.since(raw);
+                let slack = 1 + (quanta >> 50) + 1;
+                assert!(
+                    quanta.abs_diff(ours) <= slack,
+                    "{d} ticks: {ours} vs {quanta}"
+                );
+            }
+            ticks = ticks.saturating_mul(3);
+        }
+        // A reading before the anchor is none, as quanta's.
+        assert_eq!(c.since(c.raw0.wrapping_sub(5)), 0);
+        assert_eq!(c.since(c.raw0), 0);
     }
 
     #[test]
