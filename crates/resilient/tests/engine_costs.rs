@@ -102,7 +102,7 @@ async fn op() -> Result<u64, ()> {
 /// call takes one path or the other.
 #[test]
 fn call_futures_stay_within_their_size_bound() {
-    const BOUND: usize = 1856;
+    const BOUND: usize = 1792;
     let retry_only = Pipeline::builder()
         .retry(Retry::exponential(Duration::from_millis(1)).attempts(3))
         .build()
