@@ -74,7 +74,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     /// A call's state past its step, by its path (a plain call whose first attempt ends
     /// at once needs none, and builds and drops none of it): the lean path's, or the
-    /// phased engine's future.
+    /// phased engine's future; once a failed call's recovery runs, that recovery's future.
     #[project = ExtProj]
     pub(super) enum Ext<'p, Fut: Future, A: Future, G, B, O> {
         Lean {
