@@ -785,7 +785,15 @@ where
     let mut previous = None;
     loop {
         // (A plain call holds no permit: nothing to record or settle.)
-        let delay = match plain_retry(pipeline, this.retryable, attempt, previous, result) {
+        let delay = match decide_retry(
+            pipeline,
+            this.retryable,
+            attempt,
+            previous,
+            result,
+            Duration::ZERO,
+            None,
+        ) {
             Ok(delay) => delay,
             Err(end) => return Poll::Ready(end),
         };
@@ -798,13 +806,7 @@ where
         };
         let Poll::Ready(coop) = coop else {
             // A wait (or a yield for the coop budget): in the lean path's slow state.
-            let slow = if delay.is_zero() {
-                Slow::Yield
-            } else {
-                Slow::Sleep {
-                    sleep: tokio::time::sleep(delay.min(HORIZON)),
-                }
-            };
+            let slow = retry_wait(delay);
             let (at, slow_slot) = lean_parts(this.ext.as_mut());
             at.attempt = attempt;
             at.previous = previous;
@@ -1148,18 +1150,13 @@ where
             Ok(delay) => {
                 at.previous = Some(delay);
                 at.attempt += 1;
-                let slow = if delay.is_zero() {
-                    // A unit of the task's coop budget, spent here when there is one: the
-                    // next attempt starts in this poll, with no slow state set or dropped.
-                    if retry_now(pipeline, op, at, step.as_mut(), cx) {
-                        continue;
-                    }
-                    Slow::Yield
-                } else {
-                    Slow::Sleep {
-                        sleep: tokio::time::sleep(delay.min(HORIZON)),
-                    }
-                };
+                // With no delay, a unit of the task's coop budget, spent here when there is
+                // one: the next attempt starts in this poll, with no slow state set or
+                // dropped.
+                if delay.is_zero() && retry_now(pipeline, op, at, step.as_mut(), cx) {
+                    continue;
+                }
+                let slow = retry_wait(delay);
                 step.as_mut().wait(slow);
             }
             Err(end) => {
@@ -1364,14 +1361,30 @@ fn launch<'p, C, F, Fut>(
     if at.attempt == 1 {
         step.start(op(&BARE));
     } else {
-        // The attempt number is the one thing the engine's own adapters read (the tower
-        // adapter sends the last attempt its original request).
-        // (Holds no reference count: not dropped, so no drop glue runs.)
-        let ctx = ManuallyDrop::new(Context {
-            attempt: at.attempt,
-            ..Context::bare()
-        });
-        step.start(op(&ctx));
+        step.start(op(&attempt_context(at.attempt)));
+    }
+}
+
+/// The context of bare attempt `attempt` after the first: the attempt number is the one
+/// thing the engine's own adapters read (the tower adapter sends the last attempt its
+/// original request). (Holds no reference count: not dropped, so no drop glue runs.)
+#[inline(always)]
+fn attempt_context(attempt: u32) -> ManuallyDrop<Context> {
+    ManuallyDrop::new(Context {
+        attempt,
+        ..Context::bare()
+    })
+}
+
+/// The wait before a retry after `delay`: a yield for the task's coop budget with none.
+#[inline(always)]
+fn retry_wait<'p>(delay: Duration) -> Slow<'p> {
+    if delay.is_zero() {
+        Slow::Yield
+    } else {
+        Slow::Sleep {
+            sleep: tokio::time::sleep(delay.min(HORIZON)),
+        }
     }
 }
 
@@ -1702,31 +1715,6 @@ fn record_attempt<C>(
     now.map(|(now, _)| now)
 }
 
-/// After failed attempt `attempt` of a plain call (see [`plain_retries`]): the delay
-/// before the next one, or the call's result, as [`lean_retry`] decides with no start
-/// (no `max_elapsed`) and no deadline.
-#[inline(always)]
-fn plain_retry<C, T, E, R>(
-    pipeline: &Pipeline<C>,
-    retryable: &Option<R>,
-    attempt: u32,
-    previous: Option<Duration>,
-    result: Attempt<T, E>,
-) -> Result<Duration, Result<T, Error<E>>>
-where
-    C: Classify<T, E> + Send + Sync + 'static,
-    R: Fn() -> bool,
-{
-    if !retryable.as_ref().is_none_or(|r| r()) {
-        return Err(finish(result, attempt));
-    }
-    match pipeline.next(&BARE, attempt, previous, &result, Duration::ZERO, None) {
-        Next::Stop => Err(finish(result, attempt)),
-        Next::OutOfBudget(cost) => Err(out_of_budget(result, attempt, cost)),
-        Next::Wait(delay) => Ok(delay),
-    }
-}
-
 /// After a failed lean attempt: the delay before the next one, or the call's result.
 #[inline(never)]
 fn lean_retry<C, T, E, R>(
@@ -1739,21 +1727,41 @@ where
     C: Classify<T, E> + Send + Sync + 'static,
     R: Fn() -> bool,
 {
-    if !retryable.as_ref().is_none_or(|r| r()) {
-        return Err(finish(result, at.attempt));
-    }
-    let inner = &*pipeline.inner;
-    match pipeline.next(
-        &BARE,
+    decide_retry(
+        pipeline,
+        retryable,
         at.attempt,
         at.previous,
-        &result,
-        elapsed_since(&inner.clock, at.started),
+        result,
+        elapsed_since(&pipeline.inner.clock, at.started),
         at.deadline
             .map(|(deadline, _)| deadline.saturating_duration_since(instant_now())),
-    ) {
-        Next::Stop => Err(finish(result, at.attempt)),
-        Next::OutOfBudget(cost) => Err(out_of_budget(result, at.attempt, cost)),
+    )
+}
+
+/// After failed attempt `attempt` of a lean call ([`lean_retry`], [`plain_retries`]): the
+/// delay before the next one, or the call's result; `elapsed` since the call started (for
+/// `max_elapsed`) and the time `remaining` before its deadline.
+#[inline(always)]
+fn decide_retry<C, T, E, R>(
+    pipeline: &Pipeline<C>,
+    retryable: &Option<R>,
+    attempt: u32,
+    previous: Option<Duration>,
+    result: Attempt<T, E>,
+    elapsed: Duration,
+    remaining: Option<Duration>,
+) -> Result<Duration, Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    R: Fn() -> bool,
+{
+    if !retryable.as_ref().is_none_or(|r| r()) {
+        return Err(finish(result, attempt));
+    }
+    match pipeline.next(&BARE, attempt, previous, &result, elapsed, remaining) {
+        Next::Stop => Err(finish(result, attempt)),
+        Next::OutOfBudget(cost) => Err(out_of_budget(result, attempt, cost)),
         Next::Wait(delay) => Ok(delay),
     }
 }
