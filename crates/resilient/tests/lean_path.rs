@@ -502,10 +502,13 @@ async fn a_lean_call_that_panics_records_a_failure_and_one_dropped_records_nothi
     assert_eq!(guard.log(), ["acquire attempt 1", "release 7 None"]);
 }
 
-/// Runs an operation that takes `takes` (or ends at once for zero) under an operation
-/// timeout of 10 ms and 3 attempts 5 ms apart, on the lean path or (with an observer) the
-/// phased one; returns the result, the attempts made, the time taken and the deadlines the
-/// operation inherited.
+/// In `timed`'s `takes`: the attempt fails at once.
+const FAILS: u64 = u64::MAX;
+
+/// Runs an operation whose attempts take `takes` milliseconds each (or end at once for
+/// zero; fail at once for [`FAILS`]) under an operation timeout of 10 ms and 3 attempts
+/// 5 ms apart, on the lean path or (with an observer) the phased one; returns the result,
+/// the attempts made, the time taken and the deadlines the operation inherited.
 async fn timed(
     phased: bool,
     takes: &'static [u64],
@@ -536,10 +539,13 @@ async fn timed(
             async move {
                 // A nested pipeline inside the attempt sees the attempt's deadline.
                 let inherited = resilient::inherited_deadline().map(|d| d - start);
+                if ms == FAILS {
+                    return Err((n, inherited));
+                }
                 if ms > 0 {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
-                Ok::<_, ()>((n, inherited))
+                Ok((n, inherited))
             }
         })
         .await;
@@ -556,6 +562,14 @@ async fn the_operation_timeout_on_the_lean_path_matches_the_engine() {
         (&[50, 50, 2][..], true),
         (&[50][..], true),
         (&[50][..], false),
+        // attempts that fail at once, before one that ends at once, one that is cut and
+        // one that ends in time, or as the last attempt
+        (&[FAILS, 0][..], true),
+        (&[FAILS, 50, 2][..], true),
+        (&[FAILS, FAILS, 3][..], false),
+        (&[FAILS][..], true),
+        (&[FAILS][..], false),
+        (&[3, FAILS, 0][..], true),
     ] {
         let lean = timed(false, takes, again).await;
         let phased = timed(true, takes, again).await;
@@ -571,6 +585,18 @@ async fn the_operation_timeout_on_the_lean_path_matches_the_engine() {
     assert_eq!(made, 1);
     assert_eq!(took, Duration::from_millis(10));
     assert!(r.contains("Timeout") && r.contains("Operation"), "{r}");
+    // A first attempt that fails at once is retried 5 ms later, under a deadline of its own.
+    let (r, made, took, seen) = timed(false, &[FAILS, 50, 2], true).await;
+    assert_eq!(made, 3);
+    assert_eq!(took, Duration::from_millis(5 + 10 + 5 + 2));
+    assert_eq!(r, "Ok((2, Some(30ms)))");
+    assert_eq!(seen, [None, None, None]);
+    let (r, made, _, _) = timed(false, &[FAILS], true).await;
+    assert_eq!(made, 3);
+    assert_eq!(
+        r,
+        "Err(RetriesExhausted { attempts: 3, last: (2, Some(20ms)) })"
+    );
 }
 
 /// A per-call guard that notes, when its permit comes back, whether the operation's future

@@ -217,6 +217,10 @@ struct Inner<C> {
     /// Lean with bare attempts, no per-call guard, no retry budget and no `max_elapsed`: a
     /// lean call's first poll calls the operation at once (see `run.rs`).
     plain: bool,
+    /// As `plain`, but for an operation timeout (within the horizon) around each attempt:
+    /// a lean call's first poll calls the operation at once, under its deadline (see
+    /// `run.rs`).
+    plain_timed: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
     hedge: Option<Hedge>,
@@ -738,13 +742,19 @@ impl<C> PipelineBuilder<C> {
                     && direct));
         let bare_attempts =
             direct && self.attempt_guards.is_empty() && self.timeouts.operation.is_none();
-        let plain = lean
-            && bare_attempts
-            && self.call_guards.is_empty()
+        // Nothing to ask or time before a call's first attempt, or after it.
+        let unguarded = self.call_guards.is_empty()
             && self
                 .retry
                 .as_ref()
                 .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
+        let plain = lean && bare_attempts && unguarded;
+        let plain_timed = lean
+            && unguarded
+            && direct
+            && self.attempt_guards.is_empty()
+            && self.hedge.is_none()
+            && within_horizon(self.timeouts.operation).is_some();
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -759,6 +769,7 @@ impl<C> PipelineBuilder<C> {
                 lean,
                 bare_attempts,
                 plain,
+                plain_timed,
                 labels: self
                     .call_guards
                     .iter()

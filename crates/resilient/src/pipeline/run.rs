@@ -531,6 +531,11 @@ where
                     };
                     return plain_first(this, hedge, cx);
                 }
+                if this.seed.lean() && inner.plain_timed && !Ambient::active() {
+                    // Nothing to ask before the first attempt, which runs under its
+                    // operation timeout.
+                    return timed_first(this, cx);
+                }
                 if !(this.seed.lean() && inner.lean && !Ambient::active()) {
                     this.step.as_mut().set_state(State::Phased);
                     return apart(|| {
@@ -837,6 +842,124 @@ where
             return Poll::Ready(finish(result, 1));
         }
     }
+}
+
+/// The first poll of a plain call under an operation timeout (see `Inner::plain_timed`: no
+/// guard, no request timeout, no retry budget, no `max_elapsed`, no hedge): the first
+/// attempt starts and is polled in its deadline's scope, as [`launch_slow`] and
+/// [`poll_timed`] run it. One that ends at once and is not retried is the whole call, with
+/// none of the lean path's state (its `Ext`) built or dropped; otherwise the call goes on in
+/// the lean path ([`timed_pending`], [`timed_retry`]).
+#[inline(always)]
+fn timed_first<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let inner = &*this.pipeline.inner;
+    // (As `launch_slow` computes it: a deadline that cannot be represented is none.)
+    let timeout = within_horizon(inner.timeouts.operation)
+        .and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)));
+    let Some((limit, due)) = timeout else {
+        return apart(|| timed_untimed(this, cx));
+    };
+    let Some(op) = this.op.as_mut() else {
+        unreachable!("a lean call keeps its operation")
+    };
+    // (Holds no reference count: not dropped, so no drop glue runs.)
+    let ctx = ManuallyDrop::new(Context {
+        deadline: Some(due),
+        ..Context::bare()
+    });
+    this.step.as_mut().start(op(&ctx), State::Timed);
+    let ambient = Ambient {
+        deadline: Some(due),
+        cancel: None,
+    };
+    let polled = ambient.sync_scope(|| this.step.as_mut().attempt().poll(cx));
+    let timed = Timed {
+        at: due,
+        limit,
+        scope: due,
+    };
+    let Poll::Ready(r) = polled else {
+        return apart(|| timed_pending(this, timed, cx));
+    };
+    let classify = &inner.classify;
+    let outcome = classify.classify(&r);
+    // The attempt's future goes as it ends, as the engine's does.
+    this.step.as_mut().end_attempt();
+    let result = Attempt::Done(r);
+    if !retried(classify, &result, outcome) {
+        return Poll::Ready(finish(result, 1));
+    }
+    apart(|| timed_retry(this, (result, outcome), cx))
+}
+
+/// [`timed_first`] with an operation deadline that cannot be represented: the call as the
+/// lean path runs it (its attempt then has no deadline, as [`launch_slow`] starts it).
+#[inline(never)]
+fn timed_untimed<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let (at, slow) = lean_parts(this.ext.as_mut());
+    begin(
+        this.pipeline,
+        this.op,
+        at,
+        StepMut::new(this.step.as_mut(), slow),
+    );
+    lean(this, false, None, cx)
+}
+
+/// [`timed_first`]'s attempt is pending: the lean path's state is set up as [`launch_slow`]
+/// leaves it for the attempt, and its timer armed and polled as [`poll_timed`] does.
+#[inline(never)]
+fn timed_pending<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
+    timed: Timed,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let (at, slow) = lean_parts(this.ext.as_mut());
+    at.timed = Some(timed);
+    let timed_out = ready!(timer(timed, StepMut::new(this.step.as_mut(), slow), cx));
+    lean(this, false, Some(timed_out), cx)
+}
+
+/// [`timed_first`]'s attempt ended at once and is retried: the call goes on in the lean
+/// path from that attempt's result.
+#[inline(never)]
+fn timed_retry<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
+    first: (Attempt<T, E>, Outcome),
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    lean_state(this.ext.as_mut());
+    lean(this, false, Some(first), cx)
 }
 
 /// A plain hedged call whose first attempt did not end its first poll with an answer
@@ -1473,6 +1596,17 @@ where
         }
         return Poll::Ready((Attempt::Done(r), outcome));
     }
+    timer(timed, step, cx)
+}
+
+/// The timer of a timed attempt that is pending (see [`poll_timed`]): armed at the
+/// attempt's first `Pending`, then polled; when it fires, the attempt goes, timed out.
+#[inline(always)]
+fn timer<'p, T, E, Fut>(
+    timed: Timed,
+    mut step: StepMut<'_, 'p, Fut>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<(Attempt<T, E>, Outcome)> {
     if !step.has_slow() {
         step.as_mut().arm(Slow::Sleep {
             sleep: tokio::time::sleep_until(timed.at),
