@@ -203,51 +203,46 @@ pub(crate) struct Ambient {
     pub(crate) cancel: Option<CancellationToken>,
 }
 
-/// The ambient values of the call whose future this thread is polling: set around each
-/// poll of a call's body (see [`Ambient::sync_scope`] and [`Scoped`]), as a tokio
-/// task-local is, but read and written in place (a task-local's accessor is a call through
-/// a function pointer, made twice a scope). Both are empty outside any call.
-struct Slot {
-    deadline: Cell<Option<Instant>>,
-    cancel: Cell<Option<CancellationToken>>,
-}
-
-impl Slot {
-    /// `f` of the cancellation, left in place.
-    #[inline]
-    fn peek_cancel<R>(&self, f: impl FnOnce(&Option<CancellationToken>) -> R) -> R {
-        let cancel = self.cancel.take();
-        let r = f(&cancel);
-        self.cancel.set(cancel);
-        r
-    }
-}
-
+// The ambient values of the call whose future this thread is polling: set around each
+// poll of a call's body (see [`Ambient::sync_scope`] and [`Scoped`]), as a tokio
+// task-local is, but read and written in place (a task-local's accessor is a call through
+// a function pointer, made twice a scope). All are empty outside any call.
 thread_local! {
-    static AMBIENT: Slot = const {
-        Slot {
-            deadline: Cell::new(None),
-            cancel: Cell::new(None),
-        }
-    };
-    /// Whether `AMBIENT` holds a deadline or a cancellation (kept by [`Ambient::swap`]),
-    /// for [`Ambient::active`], which every call asks: a thread-local with nothing to
-    /// drop is read with one load, where `AMBIENT`, which holds a token to drop, is read
-    /// after a check of its registration state.
+    /// The ambient deadline: with nothing to drop, read and written with plain loads and
+    /// stores (a thread-local that holds something to drop is read after a check of its
+    /// registration state).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The ambient cancellation, which holds a token to drop.
+    static CANCEL: Cell<Option<CancellationToken>> = const { Cell::new(None) };
+    /// Whether `CANCEL` holds a token: a scope that brings none, in a thread that holds
+    /// none, leaves `CANCEL` alone (kept by [`Ambient::swap`], its only writer).
+    static CANCELLING: Cell<bool> = const { Cell::new(false) };
+    /// Whether `DEADLINE` or `CANCEL` holds a value (kept by [`Ambient::swap`]), for
+    /// [`Ambient::active`], which every call asks.
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Ambient {
     /// The ambient values of the enclosing call, if any.
     pub(crate) fn current() -> Option<Ambient> {
-        AMBIENT
-            .try_with(|s| {
-                let deadline = s.deadline.get();
-                let cancel = s.peek_cancel(Clone::clone);
-                (deadline.is_some() || cancel.is_some()).then_some(Ambient { deadline, cancel })
-            })
-            .ok()
-            .flatten()
+        if !Self::active() {
+            return None;
+        }
+        let deadline = DEADLINE.get();
+        let cancel = if CANCELLING.get() {
+            CANCEL
+                .try_with(|c| {
+                    // (Taken out to be cloned, and put back.)
+                    let token = c.take();
+                    c.set(token.clone());
+                    token
+                })
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        Some(Ambient { deadline, cancel })
     }
 
     /// The enclosing call's cancellation, if any.
@@ -292,13 +287,22 @@ impl Ambient {
     }
 
     /// Swaps these values with the thread's ambient ones.
-    #[inline]
+    #[inline(always)]
     fn swap(&mut self) {
         ACTIVE.set(self.deadline.is_some() || self.cancel.is_some());
-        AMBIENT.with(|s| {
-            self.deadline = s.deadline.replace(self.deadline);
-            self.cancel = s.cancel.replace(self.cancel.take());
-        });
+        self.deadline = DEADLINE.replace(self.deadline);
+        // (With no token on either side, the swap would move `None` for `None`.)
+        if self.cancel.is_some() || CANCELLING.get() {
+            self.swap_cancel();
+        }
+    }
+
+    /// [`Ambient::swap`]'s cancellation, where there is one to move (out of line: most
+    /// scopes have none).
+    #[inline(never)]
+    fn swap_cancel(&mut self) {
+        CANCELLING.set(self.cancel.is_some());
+        self.cancel = CANCEL.replace(self.cancel.take());
     }
 }
 
@@ -331,7 +335,7 @@ impl<F: Future> Future for Scoped<F> {
 /// # }
 /// ```
 pub fn inherited_deadline() -> Option<Instant> {
-    AMBIENT.try_with(|s| s.deadline.get()).ok().flatten()
+    DEADLINE.get()
 }
 
 #[cfg(test)]
@@ -428,6 +432,40 @@ mod tests {
             assert!(Ambient::active());
         });
         assert!(!Ambient::active());
+    }
+
+    #[test]
+    fn the_cancellation_is_the_innermost_scopes_and_the_enclosing_one_comes_back() {
+        let outer = CancellationToken::new();
+        let inner = CancellationToken::new();
+        let cancel = |t: &CancellationToken| Ambient {
+            deadline: None,
+            cancel: Some(t.clone()),
+        };
+        assert!(Ambient::inherited_cancel().is_none());
+        cancel(&outer).sync_scope(|| {
+            outer.cancel();
+            assert!(Ambient::inherited_cancel().unwrap().is_cancelled());
+            // A scope with a deadline alone hides the enclosing cancellation, as a call that
+            // does not inherit it.
+            at(5).sync_scope(|| {
+                assert!(Ambient::inherited_cancel().is_none());
+                assert!(inherited_deadline().is_some());
+                cancel(&inner).sync_scope(|| {
+                    assert!(!Ambient::inherited_cancel().unwrap().is_cancelled());
+                });
+                assert!(Ambient::inherited_cancel().is_none());
+            });
+            assert!(Ambient::inherited_cancel().unwrap().is_cancelled());
+            assert!(inherited_deadline().is_none());
+            let panicked = std::panic::catch_unwind(|| {
+                cancel(&inner).sync_scope(|| panic!("in a scope"));
+            });
+            assert!(panicked.is_err());
+            assert!(Ambient::inherited_cancel().unwrap().is_cancelled());
+        });
+        assert!(Ambient::inherited_cancel().is_none());
+        assert!(Ambient::current().is_none());
     }
 
     #[test]
