@@ -27,7 +27,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -546,7 +546,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     pub fn allow(&self, key: &K, cost: u64) -> Result<(), Duration> {
         let now = self.clock.nanos();
         if N == 1 {
-            let hash = self.hasher.hash_one(key);
+            let hash = self.hash(key);
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, |e| e.key == *key) {
                 // (A cost above the capacity is refused by the admission itself.)
@@ -564,6 +564,17 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         }
     }
 
+    /// `key`'s hash, the one every lookup and insertion uses (written out, where
+    /// `BuildHasher::hash_one` was a call of its own on the fast path; a hasher that
+    /// overrides `hash_one` is not asked for it, so that all agree).
+    #[inline(always)]
+    #[allow(clippy::manual_hash_one)] // written out on purpose: see above
+    fn hash(&self, key: &K) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        key.hash(&mut hasher);
+        hasher.finish()
+    }
+
     #[inline]
     fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry<K, N>>> {
         &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
@@ -573,7 +584,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// if `f` changed them (a request that leaves a fresh state stores nothing).
     #[inline]
     fn with_states<R>(&self, key: &K, now: u64, f: impl FnOnce(&[AtomicU64; N]) -> R) -> R {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let shard = self.shard(hash);
         {
             let table = shard.read().unwrap_or_else(|e| e.into_inner());
@@ -597,7 +608,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             key: key.clone(),
             state,
         };
-        table.insert_unique(hash, entry, |e| self.hasher.hash_one(&e.key));
+        table.insert_unique(hash, entry, |e| self.hash(&e.key));
         r
     }
 
@@ -657,7 +668,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// forgotten since is left alone.
     pub(crate) fn undo(&self, key: &K, cost: u64, tickets: &KeyedTickets) {
         let now = self.clock.nanos();
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = table.find(hash, |e| e.key == *key) {
             for ((alg, state), t) in self.algs.iter().zip(&e.state).zip(tickets).rev() {
@@ -673,7 +684,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     #[cold]
     pub(crate) fn rejection_for(&self, key: &K, cost: u64, after: Duration) -> Rejection {
         let now = self.clock.nanos();
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let states: [u64; N] = {
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             match table.find(hash, |e| e.key == *key) {
@@ -847,11 +858,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             })
             .max()
             .unwrap_or(0);
-        (
-            used,
-            self.time_to_idle(&e.state, now),
-            self.hasher.hash_one(&e.key),
-        )
+        (used, self.time_to_idle(&e.state, now), self.hash(&e.key))
     }
 
     fn make_room(&self, table: &mut HashTable<Entry<K, N>>, now: u64) {
@@ -896,7 +903,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
                 t.retain(|e| self.time_to_idle(&e.state, now) > 0);
                 if t.capacity() > 4 * t.len() {
                     let len = t.len();
-                    t.shrink_to(2 * len, |e| self.hasher.hash_one(&e.key));
+                    t.shrink_to(2 * len, |e| self.hash(&e.key));
                 }
                 t.len()
             })
