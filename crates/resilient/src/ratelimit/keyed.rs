@@ -575,6 +575,14 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
         hasher.finish()
     }
 
+    /// [`KeyedLimiter::hash`] out of line, for the paths past `allow`'s (one copy of the
+    /// hashing for them all, which keeps the fast path's inline one within the inliner's
+    /// budget in builds with many code generation units).
+    #[inline(never)]
+    fn hash_cold(&self, key: &K) -> u64 {
+        self.hash(key)
+    }
+
     #[inline]
     fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry<K, N>>> {
         &self.shards[(hash >> 48) as usize & (self.shards.len() - 1)]
@@ -584,7 +592,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// if `f` changed them (a request that leaves a fresh state stores nothing).
     #[inline]
     fn with_states<R>(&self, key: &K, now: u64, f: impl FnOnce(&[AtomicU64; N]) -> R) -> R {
-        let hash = self.hash(key);
+        let hash = self.hash_cold(key);
         let shard = self.shard(hash);
         {
             let table = shard.read().unwrap_or_else(|e| e.into_inner());
@@ -608,7 +616,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             key: key.clone(),
             state,
         };
-        table.insert_unique(hash, entry, |e| self.hash(&e.key));
+        table.insert_unique(hash, entry, |e| self.hash_cold(&e.key));
         r
     }
 
@@ -668,7 +676,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     /// forgotten since is left alone.
     pub(crate) fn undo(&self, key: &K, cost: u64, tickets: &KeyedTickets) {
         let now = self.clock.nanos();
-        let hash = self.hash(key);
+        let hash = self.hash_cold(key);
         let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = table.find(hash, |e| e.key == *key) {
             for ((alg, state), t) in self.algs.iter().zip(&e.state).zip(tickets).rev() {
@@ -684,7 +692,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
     #[cold]
     pub(crate) fn rejection_for(&self, key: &K, cost: u64, after: Duration) -> Rejection {
         let now = self.clock.nanos();
-        let hash = self.hash(key);
+        let hash = self.hash_cold(key);
         let states: [u64; N] = {
             let table = self.shard(hash).read().unwrap_or_else(|e| e.into_inner());
             match table.find(hash, |e| e.key == *key) {
@@ -858,7 +866,11 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
             })
             .max()
             .unwrap_or(0);
-        (used, self.time_to_idle(&e.state, now), self.hash(&e.key))
+        (
+            used,
+            self.time_to_idle(&e.state, now),
+            self.hash_cold(&e.key),
+        )
     }
 
     fn make_room(&self, table: &mut HashTable<Entry<K, N>>, now: u64) {
@@ -903,7 +915,7 @@ impl<K: Hash + Eq + Clone, A: Algorithm, S: BuildHasher, const N: usize> KeyedLi
                 t.retain(|e| self.time_to_idle(&e.state, now) > 0);
                 if t.capacity() > 4 * t.len() {
                     let len = t.len();
-                    t.shrink_to(2 * len, |e| self.hash(&e.key));
+                    t.shrink_to(2 * len, |e| self.hash_cold(&e.key));
                 }
                 t.len()
             })
