@@ -849,7 +849,7 @@ where
 /// attempt starts and is polled in its deadline's scope, as [`launch_slow`] and
 /// [`poll_timed`] run it. One that ends at once and is not retried is the whole call, with
 /// none of the lean path's state (its `Ext`) built or dropped; otherwise the call goes on in
-/// the lean path ([`timed_pending`], [`timed_retry`]).
+/// the lean path ([`timed_after_first`]).
 #[inline(always)]
 fn timed_first<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
     mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
@@ -866,7 +866,7 @@ where
     let timeout = within_horizon(inner.timeouts.operation)
         .and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)));
     let Some((limit, due)) = timeout else {
-        return apart(|| timed_untimed(this, cx));
+        return apart(|| timed_after_first(this, TimedNext::Untimed, cx));
     };
     let Some(op) = this.op.as_mut() else {
         unreachable!("a lean call keeps its operation")
@@ -888,7 +888,7 @@ where
         scope: due,
     };
     let Poll::Ready(r) = polled else {
-        return apart(|| timed_pending(this, timed, cx));
+        return apart(|| timed_after_first(this, TimedNext::Pending(timed), cx));
     };
     let classify = &inner.classify;
     let outcome = classify.classify(&r);
@@ -898,14 +898,26 @@ where
     if !retried(classify, &result, outcome) {
         return Poll::Ready(finish(result, 1));
     }
-    apart(|| timed_retry(this, (result, outcome), cx))
+    apart(|| timed_after_first(this, TimedNext::Retried((result, outcome)), cx))
 }
 
-/// [`timed_first`] with an operation deadline that cannot be represented: the call as the
-/// lean path runs it (its attempt then has no deadline, as [`launch_slow`] starts it).
+/// What [`timed_first`] hands over to the lean path.
+enum TimedNext<T, E> {
+    /// The operation deadline cannot be represented: the call as the lean path runs it (its
+    /// attempt then has no deadline, as [`launch_slow`] starts it).
+    Untimed,
+    /// The attempt is pending: the lean path's state is set up as [`launch_slow`] leaves it
+    /// for the attempt, and its timer armed and polled as [`poll_timed`] does.
+    Pending(Timed),
+    /// The attempt ended at once and is retried: the call goes on from its result.
+    Retried((Attempt<T, E>, Outcome)),
+}
+
+/// [`timed_first`]'s call goes on in the lean path (see [`TimedNext`]).
 #[inline(never)]
-fn timed_untimed<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+fn timed_after_first<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
     mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
+    next: TimedNext<T, E>,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -914,52 +926,28 @@ where
     Fut: Future<Output = Result<T, E>>,
     R: Fn() -> bool,
 {
-    let (at, slow) = lean_parts(this.ext.as_mut());
-    begin(
-        this.pipeline,
-        this.op,
-        at,
-        StepMut::new(this.step.as_mut(), slow),
-    );
-    lean(this, false, None, cx)
-}
-
-/// [`timed_first`]'s attempt is pending: the lean path's state is set up as [`launch_slow`]
-/// leaves it for the attempt, and its timer armed and polled as [`poll_timed`] does.
-#[inline(never)]
-fn timed_pending<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
-    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
-    timed: Timed,
-    cx: &mut std::task::Context<'_>,
-) -> Poll<Result<T, Error<E>>>
-where
-    C: Classify<T, E> + Send + Sync + 'static,
-    F: FnMut(&Context) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    R: Fn() -> bool,
-{
-    let (at, slow) = lean_parts(this.ext.as_mut());
-    at.timed = Some(timed);
-    let timed_out = ready!(timer(timed, StepMut::new(this.step.as_mut(), slow), cx));
-    lean(this, false, Some(timed_out), cx)
-}
-
-/// [`timed_first`]'s attempt ended at once and is retried: the call goes on in the lean
-/// path from that attempt's result.
-#[inline(never)]
-fn timed_retry<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
-    mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
-    first: (Attempt<T, E>, Outcome),
-    cx: &mut std::task::Context<'_>,
-) -> Poll<Result<T, Error<E>>>
-where
-    C: Classify<T, E> + Send + Sync + 'static,
-    F: FnMut(&Context) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    R: Fn() -> bool,
-{
-    lean_state(this.ext.as_mut());
-    lean(this, false, Some(first), cx)
+    let first = match next {
+        TimedNext::Untimed => {
+            let (at, slow) = lean_parts(this.ext.as_mut());
+            let step = StepMut::new(this.step.as_mut(), slow);
+            begin(this.pipeline, this.op, at, step);
+            None
+        }
+        TimedNext::Pending(timed) => {
+            let (at, slow) = lean_parts(this.ext.as_mut());
+            at.timed = Some(timed);
+            Some(ready!(timer(
+                timed,
+                StepMut::new(this.step.as_mut(), slow),
+                cx
+            )))
+        }
+        TimedNext::Retried(first) => {
+            lean_state(this.ext.as_mut());
+            Some(first)
+        }
+    };
+    lean(this, false, first, cx)
 }
 
 /// A plain hedged call whose first attempt did not end its first poll with an answer
