@@ -452,16 +452,9 @@ where
         .run_phased_boxed(
             seed,
             move |ctx: &Context| {
-                let copy = match &original {
-                    Some(r) if hedging || ctx.attempt() < last => clone.clone_request(r),
-                    _ => None,
-                };
-                let req = copy.unwrap_or_else(|| {
-                    spent.store(true, Ordering::Relaxed);
-                    original
-                        .take()
-                        .expect("the pipeline makes no attempt after the one sent the original")
-                });
+                // (The choice of request out of line, this closure small: inlined where the
+                // engine starts an attempt, it builds the attempt's future in place.)
+                let req = request(&mut original, clone, hedging || ctx.attempt() < last, spent);
                 let mut svc = svc.clone();
                 async move {
                     poll_fn(|cx| svc.poll_ready(cx)).await?;
@@ -471,6 +464,28 @@ where
             || !spent.load(Ordering::Relaxed),
         )
         .await
+}
+
+/// The request for an attempt: a copy of `original` made by `clone` while another attempt
+/// may follow (`copy`), else (or when `clone` refuses) the original itself, which marks the
+/// call `spent` (the pipeline then stops retrying).
+#[inline(never)]
+fn request<Req, R: CloneRequest<Req>>(
+    original: &mut Option<Req>,
+    clone: &R,
+    copy: bool,
+    spent: &AtomicBool,
+) -> Req {
+    let copied = match original {
+        Some(r) if copy => clone.clone_request(r),
+        _ => None,
+    };
+    copied.unwrap_or_else(|| {
+        spent.store(true, Ordering::Relaxed);
+        original
+            .take()
+            .expect("the pipeline makes no attempt after the one sent the original")
+    })
 }
 
 /// The call's settings read from `req`.
