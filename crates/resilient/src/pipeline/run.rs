@@ -822,13 +822,9 @@ where
         let Some(op) = this.op.as_mut() else {
             unreachable!("a lean call keeps its operation")
         };
-        // The attempt number is the one thing the engine's own adapters read (see
-        // `launch`). (Holds no reference count: not dropped, so no drop glue runs.)
-        let ctx = ManuallyDrop::new(Context {
-            attempt,
-            ..Context::bare()
-        });
-        this.step.as_mut().start(op(&ctx), State::Attempt);
+        this.step
+            .as_mut()
+            .start(op(&attempt_context(attempt)), State::Attempt);
         let Poll::Ready(r) = this.step.as_mut().attempt().poll(cx) else {
             let (at, _) = lean_parts(this.ext.as_mut());
             at.attempt = attempt;
@@ -862,10 +858,7 @@ where
     R: Fn() -> bool,
 {
     let inner = &*this.pipeline.inner;
-    // (As `launch_slow` computes it: a deadline that cannot be represented is none.)
-    let timeout = within_horizon(inner.timeouts.operation)
-        .and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)));
-    let Some((limit, due)) = timeout else {
+    let Some((limit, due)) = operation_deadline(inner.timeouts.operation) else {
         return apart(|| timed_after_first(this, TimedNext::Untimed, cx));
     };
     let Some(op) = this.op.as_mut() else {
@@ -1534,13 +1527,9 @@ fn launch_slow<'p, C, F, Fut>(
         // attempt (with no wait between: a guard that queues starts over without it).
         at.t0 = Some(now.unwrap_or_else(|| inner.clock.now()));
     }
-    // (One beyond the horizon, or whose deadline cannot be represented, is none: as
-    // `deadline_from_now` gives it, written out here, where the helper cost 9 instructions.)
-    let timeout = within_horizon(inner.timeouts.operation)
-        .and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)));
     // (The operation is called, and its future polled, under the request deadline's scope:
     // see `poll_deadline`.)
-    let Some((limit, due)) = timeout else {
+    let Some((limit, due)) = operation_deadline(inner.timeouts.operation) else {
         step.start(op(&ctx));
         return;
     };
@@ -1552,6 +1541,14 @@ fn launch_slow<'p, C, F, Fut>(
         scope,
     });
     step.start_timed(op(&ctx));
+}
+
+/// An attempt's operation timeout starting now, and its deadline: none for a timeout
+/// beyond the horizon or a deadline that cannot be represented (as `deadline_from_now`
+/// gives it, written out here, where that helper cost 9 instructions).
+#[inline(always)]
+fn operation_deadline(operation: Option<Duration>) -> Option<(Duration, Instant)> {
+    within_horizon(operation).and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)))
 }
 
 /// Polls an attempt under an operation timeout (see [`Timed`]) in its deadline's scope: its
