@@ -35,12 +35,25 @@
 //!
 //! # Allocation
 //!
-//! A service's future is boxed (its type holds closures that cannot be named): one
-//! allocation per request. Most calls take the engine's lean path, and their box holds the
-//! lean call alone, well under a kilobyte, a size the allocator serves from its fast
+//! A service's future is a [`ResponseFuture`]. A call of a pipeline that has nothing to do
+//! but the call's one attempt (no strategy, or an operation timeout alone: no retry, guard,
+//! hedge, request timeout, observer, fallback or classifier of its own), made with no cost
+//! or key and outside any other pipeline's call, runs in place: its future is a few words, holds no reference to the
+//! pipeline, and allocates nothing when the service answers at its first poll (one that is
+//! pending under an operation timeout allocates its timer, about 100 bytes). It answers as
+//! the engine would: the same result, timeout and deadline scope.
+//!
+//! Any other call boxes the engine's call (its type holds closures that cannot be named):
+//! one allocation per request. Most calls take the engine's lean path, and their box holds
+//! the lean call alone, well under a kilobyte, a size the allocator serves from its fast
 //! per-thread cache. A call that takes the engine's phased path (one with a cost or a key,
 //! under an inherited deadline, or of a pipeline with an observer) allocates its phased
 //! engine's future on its own as it starts: a second allocation.
+//!
+//! A call made inside another pipeline's call (by that call's operation) inherits its
+//! deadline and cancellation, as any nested call does; it takes the engine's path. (A call
+//! of a pipeline of one bare attempt is told apart when it is made: its future made outside
+//! any call, and only polled inside one, inherits nothing.)
 //!
 //! # Errors
 //!
@@ -49,11 +62,12 @@
 //! use [`PipelineLayer::boxed_errors`]: the inner service's errors come out as themselves
 //! and the strategies' verdicts as `Error<BoxedError>` (see [`Error::into_boxed`]).
 
+use std::fmt;
 use std::future::{Future, poll_fn};
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, ready};
 
 use tower_layer::Layer;
 use tower_service::Service;
@@ -61,7 +75,7 @@ use tower_service::Service;
 use crate::engine::context::{Context, hash_key};
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
-use crate::pipeline::{Pipeline, Seed};
+use crate::pipeline::{Once, Pipeline, Seed};
 use crate::ratelimit::RateLimiter;
 
 /// How a pipeline service gets a request for an attempt that may be retried (see [the
@@ -488,18 +502,6 @@ fn request<Req, R: CloneRequest<Req>>(
     })
 }
 
-/// The call's settings read from `req`.
-fn seed<Req>(settings: &impl RequestSettings<Req>, req: &Req) -> Seed {
-    Seed {
-        cancel: None,
-        // The service never sees the context (only the engine reads its attempt).
-        bare: true,
-        cost: settings.cost(req),
-        key: settings.key(req),
-        no_hedge: false,
-    }
-}
-
 impl<S, C, R, P, Req> Service<Req> for PipelineService<S, C, R, P>
 where
     P: RequestSettings<Req>,
@@ -513,24 +515,22 @@ where
 {
     type Response = S::Response;
     type Error = Error<S::Error>;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S, Req>;
 
     /// Always ready: see [the module documentation](self#readiness).
     fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let seed = seed(&self.settings, &req);
-        boxed_in_place(|| {
-            run(
-                self.pipeline.clone(),
-                self.inner.clone(),
-                req,
-                self.clone.clone(),
-                seed,
-            )
-        })
+        respond(
+            &self.pipeline,
+            &self.inner,
+            &self.clone,
+            &self.settings,
+            req,
+        )
     }
 }
 
@@ -547,26 +547,257 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+    type Future = BoxedResponseFuture<S, Req>;
 
     /// Always ready: see [the module documentation](self#readiness).
     fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let seed = seed(&self.settings, &req);
-        let (pipeline, svc, clone) = (
-            self.pipeline.clone(),
-            self.inner.clone(),
-            self.clone.clone(),
-        );
-        // `run`'s future is made inside the boxed one, not beside it and moved in.
-        boxed_in_place(|| async move {
-            run(pipeline, svc, req, clone, seed)
-                .await
-                .map_err(Error::into_boxed)
-        })
+        BoxedResponseFuture {
+            inner: respond(
+                &self.pipeline,
+                &self.inner,
+                &self.clone,
+                &self.settings,
+                req,
+            ),
+        }
+    }
+}
+
+/// A pipeline service's call of `req`: one bare attempt on a clone of `svc` when the
+/// pipeline allows it (see [`Pipeline::single_attempt`]), else [`run`], boxed.
+#[inline(always)]
+fn respond<S, C, R, P, Req>(
+    pipeline: &Pipeline<C>,
+    svc: &S,
+    clone: &R,
+    settings: &P,
+    req: Req,
+) -> ResponseFuture<S, Req>
+where
+    P: RequestSettings<Req>,
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: Send,
+    Req: Send + 'static,
+    R: CloneRequest<Req> + Clone + Send + Sync + 'static,
+    C: Classify<S::Response, S::Error>,
+{
+    let (cost, key) = (settings.cost(&req), settings.key(&req));
+    let Some(single) = pipeline.single_attempt(cost.is_none() && key.is_none()) else {
+        return ResponseFuture {
+            kind: Kind::Boxed {
+                fut: boxed(pipeline, svc, clone, req, cost, key),
+            },
+        };
+    };
+    // No engine state, no box, no reference to the pipeline.
+    ResponseFuture {
+        kind: Kind::Once {
+            once: single.run(Attempt::Ready {
+                svc: svc.clone(),
+                req: Some(req),
+            }),
+        },
+    }
+}
+
+/// A pipeline service's call of `req` as the engine runs it ([`run`]), boxed, with the
+/// request's `cost` and `key`. Out of line (returning the box in registers): the call
+/// that runs in place stays small enough to be inlined where it is made, and builds its
+/// future there. (The settings come in registers, not as a seed in memory: read back at
+/// once with loads wider than the stores that wrote them, they stalled every call.)
+#[inline(never)]
+fn boxed<S, C, R, Req>(
+    pipeline: &Pipeline<C>,
+    svc: &S,
+    clone: &R,
+    req: Req,
+    cost: Option<u64>,
+    key: Option<u64>,
+) -> BoxedCall<S::Response, S::Error>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: Send,
+    Req: Send + 'static,
+    R: CloneRequest<Req> + Clone + Send + Sync + 'static,
+    C: Classify<S::Response, S::Error>,
+{
+    let seed = Seed {
+        cancel: None,
+        // The service never sees the context (only the engine reads its attempt).
+        bare: true,
+        cost,
+        key,
+        no_hedge: false,
+    };
+    boxed_in_place(|| run(pipeline.clone(), svc.clone(), req, clone.clone(), seed))
+}
+
+/// The engine's call of a pipeline service, boxed.
+type BoxedCall<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of a [`PipelineService`]'s call (see [the module
+    /// documentation](self#allocation)): the call as one bare attempt, in place, when the
+    /// pipeline has nothing to do but that attempt (at most an operation timeout around it);
+    /// otherwise the engine's call, boxed.
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline, Timeout, TimeoutScope};
+    /// use resilient::tower::ResponseFuture;
+    /// use std::time::Duration;
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let pipeline = Pipeline::builder()
+    ///     .timeout(Timeout::operation(Duration::from_millis(100)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer())
+    ///     .service(service_fn(|ms: u64| async move {
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///         Ok::<_, std::io::Error>(ms)
+    ///     }));
+    /// // A future type that can be named: stored, passed on, no box.
+    /// let fast: ResponseFuture<_, u64> = svc.call(10);
+    /// assert_eq!(fast.await.unwrap(), 10);
+    /// let slow = svc.call(500).await;
+    /// assert!(matches!(slow, Err(Error::Timeout { scope: TimeoutScope::Operation, .. })));
+    /// # }
+    /// ```
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        kind: Kind<S, Req, S::Future, BoxedCall<S::Response, S::Error>>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// How a [`ResponseFuture`] runs its call.
+    #[project = KindProj]
+    enum Kind<S, Req, Fut, B> {
+        /// One bare attempt, run in place.
+        Once {
+            #[pin]
+            once: Once<Attempt<S, Req, Fut>>,
+        },
+        /// The engine's call.
+        Boxed { fut: B },
+    }
+}
+
+impl<S: Service<Req>, Req> Future for ResponseFuture<S, Req> {
+    type Output = Result<S::Response, Error<S::Error>>;
+
+    // Always inline, as the bare attempt's poll (see `Once`).
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Once { once } => once.poll(cx),
+            KindProj::Boxed { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Once { .. } => "one bare attempt",
+            Kind::Boxed { .. } => "boxed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a [`BoxedPipelineService`]'s call: a [`ResponseFuture`] whose error is
+    /// converted with [`Error::into_boxed`].
+    ///
+    /// ```
+    /// use resilient::{BoxError, Pipeline};
+    /// use resilient::tower::BoxedResponseFuture;
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pipeline = Pipeline::builder().build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().boxed_errors())
+    ///     .service(service_fn(|x: u32| async move { Err::<u32, BoxError>(x.to_string().into()) }));
+    /// let call: BoxedResponseFuture<_, u32> = svc.call(7);
+    /// assert_eq!(call.await.unwrap_err().to_string(), "7");
+    /// # }
+    /// ```
+    pub struct BoxedResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        inner: ResponseFuture<S, Req>,
+    }
+}
+
+impl<S: Service<Req>, Req> Future for BoxedResponseFuture<S, Req>
+where
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_err(Error::into_boxed)
+    }
+}
+
+impl<S: Service<Req>, Req> fmt::Debug for BoxedResponseFuture<S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoxedResponseFuture")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An attempt of a call run as one bare attempt: its clone of the inner service driven
+    /// to readiness, then called (as [`run`]'s attempts are).
+    #[project = AttemptProj]
+    enum Attempt<S, Req, Fut> {
+        Ready { svc: S, req: Option<Req> },
+        Called {
+            #[pin]
+            fut: Fut,
+        },
+    }
+}
+
+impl<S: Service<Req>, Req> Future for Attempt<S, Req, S::Future> {
+    type Output = Result<S::Response, S::Error>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        loop {
+            let fut = match self.as_mut().project() {
+                AttemptProj::Called { fut } => return fut.poll(cx),
+                AttemptProj::Ready { svc, req } => {
+                    ready!(svc.poll_ready(cx))?;
+                    let Some(req) = req.take() else {
+                        unreachable!("an attempt's request is sent once")
+                    };
+                    svc.call(req)
+                }
+            };
+            self.set(Attempt::Called { fut });
+        }
     }
 }
 

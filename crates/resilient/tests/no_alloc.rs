@@ -261,3 +261,66 @@ fn hedge_and_fallback_success_paths_do_not_allocate() {
         assert_eq!(stop_counting(), 0);
     });
 }
+
+/// A pipeline service whose pipeline has nothing to do but the call's one attempt (no
+/// strategy, or an operation timeout) runs the call in place: no box, no allocation for an
+/// answer at the first poll, and only its timer (boxed) for a call that is pending under
+/// an operation timeout. Any other pipeline's call boxes the engine's call: one allocation.
+#[cfg(feature = "tower")]
+#[test]
+fn tower_calls_of_one_bare_attempt_do_not_allocate() {
+    use tower::{Service, ServiceBuilder, service_fn};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let untimed = Pipeline::builder().build().unwrap();
+    let timed = Pipeline::builder()
+        .timeout(Timeout::operation(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    // Odd requests are pending once.
+    let service = service_fn(|x: u64| async move {
+        if x % 2 == 1 {
+            tokio::task::yield_now().await;
+        }
+        Ok::<_, ()>(x)
+    });
+    let boxed_errors = service_fn(|x: u64| async move { Ok::<_, std::io::Error>(x) });
+    rt.block_on(async {
+        for (p, timers) in [(&untimed, 0), (&timed, 1)] {
+            let mut svc = ServiceBuilder::new().layer(p.layer()).service(service);
+            let mut boxed = ServiceBuilder::new()
+                .layer(p.layer().boxed_errors())
+                .service(boxed_errors);
+            for i in 0..3 {
+                assert_eq!(svc.call(i).await, Ok(i));
+            }
+            start_counting();
+            for i in (0..200u64).step_by(2) {
+                assert_eq!(svc.call(i).await, Ok(i));
+                assert_eq!(boxed.call(i).await.unwrap(), i);
+            }
+            assert_eq!(stop_counting(), 0, "allocations of {:?}", p.stages());
+            start_counting();
+            assert_eq!(svc.call(1).await, Ok(1));
+            assert_eq!(
+                stop_counting(),
+                timers,
+                "a pending call of {:?}",
+                p.stages()
+            );
+        }
+        let retrying = Pipeline::builder()
+            .retry(Retry::immediate().attempts(2))
+            .build()
+            .unwrap();
+        let mut svc = ServiceBuilder::new()
+            .layer(retrying.layer())
+            .service(service);
+        assert_eq!(svc.call(2).await, Ok(2));
+        start_counting();
+        assert_eq!(svc.call(2).await, Ok(2));
+        assert_eq!(stop_counting(), 1, "a retrying pipeline's call is boxed");
+    });
+}

@@ -264,6 +264,14 @@ impl Ambient {
         self.enter(f)
     }
 
+    /// [`Ambient::sync_scope`], always inlined: for a caller whose poll must stay inline
+    /// (see `pipeline::once`), where the compiler would not inline the scope.
+    #[cfg(feature = "tower")]
+    #[inline(always)]
+    pub(crate) fn sync_scope_inline<R>(mut self, f: impl FnOnce() -> R) -> R {
+        self.enter_inline(f)
+    }
+
     /// A future polled with these values as the ambient ones (see [`Ambient::sync_scope`]).
     pub(crate) fn scope<F: Future>(self, fut: F) -> Scoped<F> {
         Scoped { slot: self, fut }
@@ -273,6 +281,12 @@ impl Ambient {
     /// moved in, and back out after.
     #[inline]
     fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.enter_inline(f)
+    }
+
+    /// [`Ambient::enter`], always inlined.
+    #[inline(always)]
+    fn enter_inline<R>(&mut self, f: impl FnOnce() -> R) -> R {
         /// Moves the enclosing values back (when `f` returns or panics).
         struct Restore<'a>(&'a mut Ambient);
         impl Drop for Restore<'_> {

@@ -61,6 +61,8 @@ use crate::timeout::Timeout;
 mod call;
 mod fallback;
 mod hedge;
+#[cfg(feature = "tower")]
+mod once;
 mod run;
 mod strategies;
 
@@ -68,6 +70,8 @@ use run::{Run, Start, Step};
 
 pub use call::Call;
 pub use fallback::WithFallback;
+#[cfg(feature = "tower")]
+pub(crate) use once::Once;
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 

@@ -1547,7 +1547,7 @@ fn launch_slow<'p, C, F, Fut>(
 /// beyond the horizon or a deadline that cannot be represented (as `deadline_from_now`
 /// gives it, written out here, where that helper cost 9 instructions).
 #[inline(always)]
-fn operation_deadline(operation: Option<Duration>) -> Option<(Duration, Instant)> {
+pub(super) fn operation_deadline(operation: Option<Duration>) -> Option<(Duration, Instant)> {
     within_horizon(operation).and_then(|limit| Some((limit, deadline_and_nanos(Some(limit)).0?)))
 }
 
