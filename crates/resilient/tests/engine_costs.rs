@@ -135,6 +135,7 @@ thread_local! {
 }
 
 /// The size of the largest allocation `f` makes on this thread, if it makes any.
+#[cfg(feature = "tower")]
 fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, Option<usize>) {
     LARGEST.with(|l| l.set(None));
     RECORDING.with(|r| r.set(true));
