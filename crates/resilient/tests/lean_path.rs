@@ -1012,3 +1012,58 @@ async fn a_lean_call_under_guards_and_a_request_timeout_does_what_the_engine_say
         ]
     );
 }
+
+/// Runs `calls` calls of `p` in a task of their own, each failing at once `failures` times
+/// (then succeeding) in a retry with no delay, and says whether the task gave control back
+/// meanwhile: a task spawned after it, which sets a flag, has then run.
+async fn yields_over(p: Pipeline, calls: u32, failures: u32, path: &'static str) -> bool {
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = ran.clone();
+    let task = tokio::spawn(async move {
+        for _ in 0..calls {
+            let mut n = 0;
+            let mut op = move || {
+                n += 1;
+                ready(if n > failures { Ok(n) } else { Err("down") })
+            };
+            let r = match path {
+                "plain" | "guarded" => p.execute(&mut op).await,
+                _ => p.execute_with(|_| op()).await,
+            };
+            assert!(r.is_ok(), "{path}: {r:?}");
+        }
+        seen.load(Ordering::Relaxed)
+    });
+    tokio::spawn(async move { ran.store(true, Ordering::Relaxed) });
+    task.await.unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_calls_first_immediate_retry_spends_no_coop_budget_and_the_next_ones_do() {
+    // 300 calls that retry once with no delay stay within the task's coop budget (128
+    // units): the first retry of a call spends none. 300 that retry twice spend a unit on
+    // each second retry, and the task yields when the budget is spent. On every path: a
+    // plain pipeline, one with a guard (the lean path's retry loop), and a call that reads
+    // its context (the phased engine).
+    let pipelines = |path| match path {
+        "guarded" => Pipeline::builder()
+            .bulkhead(resilient::Bulkhead::builder(4))
+            .retry(Retry::immediate().attempts(3))
+            .build()
+            .unwrap(),
+        _ => Pipeline::builder()
+            .retry(Retry::immediate().attempts(3))
+            .build()
+            .unwrap(),
+    };
+    for path in ["plain", "guarded", "phased"] {
+        assert!(
+            !yields_over(pipelines(path), 300, 1, path).await,
+            "{path}: one retry per call"
+        );
+        assert!(
+            yields_over(pipelines(path), 300, 2, path).await,
+            "{path}: two retries per call"
+        );
+    }
+}

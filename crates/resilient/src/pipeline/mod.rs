@@ -1595,9 +1595,12 @@ impl<C: Send + Sync + 'static> Pipeline<C> {
                             // An operation that fails without awaiting would otherwise
                             // loop without ever giving control back: spend a unit of the
                             // task's coop budget, yielding when it is exhausted, so that
-                            // an enclosing timeout or an abort can stop the call. (A
+                            // an enclosing timeout or an abort can stop the call (from the
+                            // call's second retry on: see `run::free_of_budget`). (A
                             // sleep does the same for non-zero waits.)
-                            tokio::task::coop::consume_budget().await;
+                            if !run::free_of_budget(attempt + 1) {
+                                tokio::task::coop::consume_budget().await;
+                            }
                         } else {
                             tokio::time::sleep(delay.min(HORIZON)).await;
                         }

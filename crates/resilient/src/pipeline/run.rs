@@ -804,10 +804,12 @@ where
         };
         previous = Some(delay);
         attempt += 1;
-        let coop = if delay.is_zero() {
-            tokio::task::coop::poll_proceed(cx)
-        } else {
+        let coop = if !delay.is_zero() {
             Poll::Pending
+        } else if free_of_budget(attempt) {
+            Poll::Ready(None)
+        } else {
+            tokio::task::coop::poll_proceed(cx).map(Some)
         };
         let Poll::Ready(coop) = coop else {
             // A wait (or a yield for the coop budget): in the lean path's slow state.
@@ -818,7 +820,9 @@ where
             StepMut::new(this.step.as_mut(), slow_slot).wait(slow);
             return lean(this, false, None, cx);
         };
-        coop.made_progress();
+        if let Some(coop) = coop {
+            coop.made_progress();
+        }
         let Some(op) = this.op.as_mut() else {
             unreachable!("a lean call keeps its operation")
         };
@@ -1272,8 +1276,9 @@ where
 }
 
 /// Starts the next attempt of a lean call that retries with no delay, if the task's coop
-/// budget has a unit left (spent here). `false`: the budget is spent, and the task must
-/// give control back first (see [`Slow::Yield`]).
+/// budget has a unit left (spent here), or the retry needs none ([`free_of_budget`]).
+/// `false`: the budget is spent, and the task must give control back first (see
+/// [`Slow::Yield`]).
 #[inline]
 fn retry_now<'p, C, F, Fut>(
     pipeline: &'p Pipeline<C>,
@@ -1286,12 +1291,26 @@ where
     F: FnMut(&Context) -> Fut,
     Fut: Future,
 {
-    let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
-        return false;
-    };
-    coop.made_progress();
+    if !free_of_budget(at.attempt) {
+        let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
+            return false;
+        };
+        coop.made_progress();
+    }
     launch(pipeline, op, at, step, None);
     true
+}
+
+/// Whether attempt `attempt`, a retry with no delay, starts without spending a unit of the
+/// task's coop budget: a call's first retry does. An operation that fails without awaiting,
+/// retried with no delay and no end, would never give control back: from the call's second
+/// retry on, each spends a unit, and the task yields when the budget is spent (see
+/// [`Slow::Yield`]). The first needs none: a call does a bounded amount of work before it
+/// (one attempt), so a loop of such calls gives control back where the same loop without
+/// retries would, and peers' retries (tower's, backon's) spend nothing at all.
+#[inline(always)]
+pub(super) fn free_of_budget(attempt: u32) -> bool {
+    attempt == 2
 }
 
 /// What a slow state comes to: a new state to poll (`None`), an attempt's result with its

@@ -110,7 +110,19 @@ impl Retry {
         Self::with_backoff(Backoff::Constant(delay))
     }
 
-    /// Retries at once (no delay).
+    /// Retries at once (no delay). Async calls stay fair to the runtime: from a call's
+    /// second retry on, each spends a unit of the task's tokio coop budget and yields when
+    /// it is spent, so an operation that fails without awaiting cannot hold the thread (a
+    /// call's first retry spends none: the call has done one attempt's work before it).
+    ///
+    /// ```
+    /// use resilient::{Error, Pipeline, Retry};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let p = Pipeline::builder().retry(Retry::immediate().attempts(3)).build().unwrap();
+    /// let r = p.execute(|| async { Err::<(), _>("down") }).await;
+    /// assert!(matches!(r, Err(Error::RetriesExhausted { attempts: 3, .. })));
+    /// # }
+    /// ```
     pub fn immediate() -> Self {
         Self::constant(Duration::ZERO)
     }
