@@ -436,6 +436,22 @@ impl<S, C, R: Clone, P: Clone> Layer<S> for BoxedPipelineLayer<C, R, P> {
     }
 }
 
+/// What a pipeline service asks of the service it wraps (the bounds of its `Service`
+/// implementations, in one place for the functions that run its calls).
+trait Inner<Req>:
+    Service<Req, Future: Send, Response: Send, Error: Send> + Clone + Send + 'static
+{
+}
+
+impl<S, Req> Inner<Req> for S
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: Send,
+{
+}
+
 /// Runs `req` through `pipeline`, each attempt on its own ready clone of `svc`. An attempt
 /// that may be retried is sent a copy made by `clone`; the last possible one, or one whose
 /// copy `clone` refused, the original (after which the pipeline stops retrying).
@@ -447,10 +463,7 @@ async fn run<S, C, Req, R>(
     seed: Seed,
 ) -> Result<S::Response, Error<S::Error>>
 where
-    S: Service<Req> + Clone + Send,
-    S::Future: Send,
-    S::Response: Send,
-    S::Error: Send,
+    S: Inner<Req>,
     Req: Send,
     R: CloneRequest<Req> + Sync,
     C: Classify<S::Response, S::Error> + Send + Sync + 'static,
@@ -580,10 +593,7 @@ fn respond<S, C, R, P, Req>(
 ) -> ResponseFuture<S, Req>
 where
     P: RequestSettings<Req>,
-    S: Service<Req> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Response: Send,
-    S::Error: Send,
+    S: Inner<Req>,
     Req: Send + 'static,
     R: CloneRequest<Req> + Clone + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
@@ -622,10 +632,7 @@ fn boxed<S, C, R, Req>(
     key: Option<u64>,
 ) -> BoxedCall<S::Response, S::Error>
 where
-    S: Service<Req> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Response: Send,
-    S::Error: Send,
+    S: Inner<Req>,
     Req: Send + 'static,
     R: CloneRequest<Req> + Clone + Send + Sync + 'static,
     C: Classify<S::Response, S::Error>,
