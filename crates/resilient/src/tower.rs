@@ -38,10 +38,11 @@
 //! A service's future is a [`ResponseFuture`]. A call of a pipeline that has nothing to do
 //! but the call's one attempt (no strategy, or an operation timeout alone: no retry, guard,
 //! hedge, request timeout, observer, fallback or classifier of its own), made with no cost
-//! or key and outside any other pipeline's call, runs in place: its future is a few words, holds no reference to the
-//! pipeline, and allocates nothing when the service answers at its first poll (one that is
-//! pending under an operation timeout allocates its timer, about 100 bytes). It answers as
-//! the engine would: the same result, timeout and deadline scope.
+//! or key and outside any other pipeline's call, runs in place: its future is a few words,
+//! holds no reference to the pipeline, and allocates nothing when the service answers at
+//! its first poll (one that is pending under an operation timeout allocates its timer,
+//! about 100 bytes). It answers as the engine would: the same result, timeout and deadline
+//! scope.
 //!
 //! Any other call boxes the engine's call (its type holds closures that cannot be named):
 //! one allocation per request. Most calls take the engine's lean path, and their box holds
@@ -740,7 +741,9 @@ pin_project_lite::pin_project! {
     /// let pipeline = Pipeline::builder().build().unwrap();
     /// let mut svc = ServiceBuilder::new()
     ///     .layer(pipeline.layer().boxed_errors())
-    ///     .service(service_fn(|x: u32| async move { Err::<u32, BoxError>(x.to_string().into()) }));
+    ///     .service(service_fn(|x: u32| async move {
+    ///         Err::<u32, BoxError>(x.to_string().into())
+    ///     }));
     /// let call: BoxedResponseFuture<_, u32> = svc.call(7);
     /// assert_eq!(call.await.unwrap_err().to_string(), "7");
     /// # }

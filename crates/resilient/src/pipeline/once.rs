@@ -3,9 +3,9 @@
 //!
 //! A pipeline whose calls need nothing but their one attempt (no guard, no retry, no
 //! hedge, no request timeout, no observer, the default classifier: at most an operation
-//! timeout around the attempt) runs a call made outside any other call's scope as [`Once`]. It does what the
-//! engine's lean path does with such a call (see `run.rs`: `plain_first` and
-//! `timed_first`), and keeps no reference to the pipeline.
+//! timeout around the attempt) runs a call made outside any other call's scope as
+//! [`Once`]. It does what the engine's lean path does with such a call (see `run.rs`:
+//! `plain_first` and `timed_first`), and keeps no reference to the pipeline.
 
 use std::any::TypeId;
 use std::future::Future;

@@ -766,11 +766,12 @@ where
 }
 
 /// A plain call (see [`plain_first`]) whose attempt `result` is retried, with no hedge: the
-/// retries that start at once (no delay, a unit of the task's coop budget left) and end
-/// at their first poll run here, as [`poll_lean`] runs them, with none of the lean path's
-/// state (its `Ext`) built or dropped; a plain pipeline has no guard, no timeout, no retry
-/// budget and no `max_elapsed`, so an attempt's number and the last delay are all the
-/// retry decision reads. A retry that waits, or an attempt that does not end at its first
+/// retries that start at once (no delay, and a unit of the task's coop budget left where
+/// the retry spends one: see [`free_of_budget`]) and end at their first poll run here, as
+/// [`poll_lean`] runs them, with none of the lean path's state (its `Ext`) built or
+/// dropped; a plain pipeline has no guard, no timeout, no retry budget and no
+/// `max_elapsed`, so an attempt's number and the last delay are all the retry decision
+/// reads. A retry that waits, or an attempt that does not end at its first
 /// poll, sets that state up with them and goes on in [`poll_lean`].
 #[inline(always)]
 fn plain_retries<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
