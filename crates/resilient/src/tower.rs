@@ -656,7 +656,8 @@ pin_project_lite::pin_project! {
     /// The future of a [`PipelineService`]'s call (see [the module
     /// documentation](self#allocation)): the call as one bare attempt, in place, when the
     /// pipeline has nothing to do but that attempt (at most an operation timeout around it);
-    /// otherwise the engine's call, boxed.
+    /// otherwise the engine's call, boxed. `Send` and `'static`, and `Unpin` when the inner
+    /// service's future is.
     ///
     /// ```
     /// use resilient::{Error, Pipeline, Timeout, TimeoutScope};
