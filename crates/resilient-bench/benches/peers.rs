@@ -709,6 +709,10 @@ fn bulkhead(h: &mut Harness, rt: &Runtime) {
         .build()
         .unwrap();
     check(rt, pipeline.execute(|| op(7)));
+    let mut pipeline_layer = ServiceBuilder::new()
+        .layer(pipeline.layer())
+        .service(service_fn(op));
+    check(rt, pipeline_layer.clone().oneshot(7));
     let mut layered = ServiceBuilder::new()
         .layer(Bulkhead::builder(SLOTS).build().unwrap().layer())
         .service(service_fn(op));
@@ -733,6 +737,11 @@ fn bulkhead(h: &mut Harness, rt: &Runtime) {
             floor("bare op", |n| calls!(rt, n, |i| op(i))),
             ours("resilient Pipeline", |n| {
                 calls!(rt, n, |i| pipeline.execute(|| op(i)))
+            }),
+            ours("resilient Pipeline layer", move |n| {
+                calls!(rt, n, |i| async {
+                    pipeline_layer.ready().await.unwrap().call(i).await
+                })
             }),
             ours("resilient Bulkhead layer", move |n| {
                 calls!(rt, n, |i| async {
