@@ -64,7 +64,7 @@
 //! and the strategies' verdicts as `Error<BoxedError>` (see [`Error::into_boxed`]).
 
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -483,10 +483,9 @@ where
                 // (The choice of request out of line, this closure small: inlined where the
                 // engine starts an attempt, it builds the attempt's future in place.)
                 let req = request(&mut original, clone, hedging || ctx.attempt() < last, spent);
-                let mut svc = svc.clone();
-                async move {
-                    poll_fn(|cx| svc.poll_ready(cx)).await?;
-                    svc.call(req).await
+                Attempt::Ready {
+                    svc: svc.clone(),
+                    req: Some(req),
                 }
             },
             || !spent.load(Ordering::Relaxed),
@@ -779,8 +778,8 @@ impl<S: Service<Req>, Req> fmt::Debug for BoxedResponseFuture<S, Req> {
 }
 
 pin_project_lite::pin_project! {
-    /// An attempt of a call run as one bare attempt: its clone of the inner service driven
-    /// to readiness, then called (as [`run`]'s attempts are).
+    /// An attempt of a pipeline service's call (in place or in the engine): its clone of the
+    /// inner service driven to readiness, then called.
     #[project = AttemptProj]
     enum Attempt<S, Req, Fut> {
         Ready { svc: S, req: Option<Req> },

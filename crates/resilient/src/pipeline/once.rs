@@ -17,7 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::Pipeline;
 use super::run::operation_deadline;
-use crate::engine::context::{Ambient, HORIZON, within_horizon};
+use crate::engine::context::{Ambient, within_horizon};
 use crate::engine::error::{Error, TimeoutScope};
 use crate::engine::outcome::AllErrors;
 
@@ -25,7 +25,7 @@ use crate::engine::outcome::AllErrors;
 /// [`Pipeline::single_attempt`]): the attempt's operation timeout, if any.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Single {
-    operation: Option<Duration>,
+    limit: Limit,
 }
 
 impl<C> Pipeline<C> {
@@ -49,7 +49,7 @@ impl<C> Pipeline<C> {
             && lean
             && !Ambient::active();
         bare.then(|| Single {
-            operation: within_horizon(inner.timeouts.operation),
+            limit: Limit::new(inner.timeouts.operation),
         })
     }
 }
@@ -59,7 +59,7 @@ impl Single {
     #[inline]
     pub(crate) fn run<F>(self, attempt: F) -> Once<F> {
         Once {
-            limit: Limit::new(self.operation),
+            limit: self.limit,
             attempt: Some(attempt),
             sleep: None,
         }
@@ -88,9 +88,10 @@ impl Limit {
     const UNTIMED: u64 = u64::MAX;
     const UNSET: u64 = 1 << 63;
 
+    /// A pipeline's operation timeout (none beyond the horizon), its deadline not yet set.
     #[inline]
     fn new(operation: Option<Duration>) -> Self {
-        match operation.filter(|d| *d <= HORIZON) {
+        match within_horizon(operation) {
             Some(d) => Limit(Self::UNSET | d.as_nanos() as u64),
             None => Limit(Self::UNTIMED),
         }

@@ -771,8 +771,8 @@ where
 /// [`poll_lean`] runs them, with none of the lean path's state (its `Ext`) built or
 /// dropped; a plain pipeline has no guard, no timeout, no retry budget and no
 /// `max_elapsed`, so an attempt's number and the last delay are all the retry decision
-/// reads. A retry that waits, or an attempt that does not end at its first
-/// poll, sets that state up with them and goes on in [`poll_lean`].
+/// reads. A retry that waits, or an attempt that does not end at its first poll, sets that
+/// state up with them and goes on in [`poll_lean`].
 #[inline(always)]
 fn plain_retries<C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
     mut this: RunProj<'_, '_, C, Sd, F, R, S, Fut, A, G, B, O>,
