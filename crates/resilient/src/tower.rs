@@ -44,6 +44,16 @@
 //! about 100 bytes). It answers as the engine would: the same result, timeout and deadline
 //! scope.
 //!
+//! So does a call of a pipeline whose only strategy is one bulkhead or one circuit breaker,
+//! added with [`bulkhead`](crate::PipelineBuilder::bulkhead) or
+//! [`circuit_breaker`](crate::PipelineBuilder::circuit_breaker) (not a guard of one's own
+//! through [`guard`](crate::PipelineBuilder::guard)): its future holds the pipeline (one
+//! reference count) and the guard's permit, and allocates nothing. The guard admits or
+//! rejects the call at its first poll, and records the call's outcome (and its duration,
+//! for a breaker that times calls) as the attempt ends, as the engine's call does. A
+//! bulkhead that queues the call (its slots taken, room in its queue): the call goes on in
+//! the engine, which boxes its call and queues it again.
+//!
 //! Any other call boxes the engine's call (its type holds closures that cannot be named):
 //! one allocation per request. Most calls take the engine's lean path, and their box holds
 //! the lean call alone, well under a kilobyte, a size the allocator serves from its fast
@@ -76,7 +86,7 @@ use tower_service::Service;
 use crate::engine::context::{Context, hash_key};
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
-use crate::pipeline::{Once, Pipeline, Seed};
+use crate::pipeline::{Guarded, Once, Pipeline, Seed};
 use crate::ratelimit::RateLimiter;
 
 /// How a pipeline service gets a request for an attempt that may be retried (see [the
@@ -535,7 +545,10 @@ where
         Poll::Ready(Ok(()))
     }
 
-    #[inline]
+    // Always inline: the future is built where the caller keeps it. (Returned from a call
+    // out of line, it is written with narrow stores that the caller's wider loads of it,
+    // as it moves it into place, would stall on.)
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         respond(
             &self.pipeline,
@@ -567,7 +580,10 @@ where
         Poll::Ready(Ok(()))
     }
 
-    #[inline]
+    // Always inline: the future is built where the caller keeps it. (Returned from a call
+    // out of line, it is written with narrow stores that the caller's wider loads of it,
+    // as it moves it into place, would stall on.)
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         BoxedResponseFuture {
             inner: respond(
@@ -599,7 +615,20 @@ where
     C: Classify<S::Response, S::Error>,
 {
     let (cost, key) = (settings.cost(&req), settings.key(&req));
-    let Some(single) = pipeline.single_attempt(cost.is_none() && key.is_none()) else {
+    let lean = cost.is_none() && key.is_none();
+    let Some(single) = pipeline.single_attempt(lean) else {
+        if let Some(one) = pipeline.one_guard(lean) {
+            // No engine state, no box: the pipeline's one guard around the attempt.
+            return ResponseFuture {
+                kind: Kind::Guarded {
+                    call: one.run(Attempt::Ready {
+                        svc: svc.clone(),
+                        req: Some(req),
+                    }),
+                    divert: divert::<S, Req>,
+                },
+            };
+        }
         return ResponseFuture {
             kind: Kind::Boxed {
                 fut: boxed(pipeline, svc, clone, req, cost, key),
@@ -651,11 +680,47 @@ where
 /// The engine's call of a pipeline service, boxed.
 type BoxedCall<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
 
+/// The engine's call of a request whose [`Guarded`] call its guard queued (see
+/// [`divert`]).
+type Divert<S, Req> = fn(
+    &Pipeline<AllErrors>,
+    &S,
+    Req,
+) -> BoxedCall<<S as Service<Req>>::Response, <S as Service<Req>>::Error>;
+
+/// A request whose [`Guarded`] call its guard queued, on the engine: its call joins the
+/// queue again and goes on from there. (A function pointer, made where the service's
+/// bounds hold, so that the future's own impl needs none.)
+#[inline(never)]
+fn divert<S, Req>(
+    pipeline: &Pipeline<AllErrors>,
+    svc: &S,
+    req: Req,
+) -> BoxedCall<S::Response, S::Error>
+where
+    S: Inner<Req>,
+    Req: Send + 'static,
+{
+    // (A pipeline of one guard and no retry never copies a request.)
+    boxed(pipeline, svc, &NoCopy, req, None, None)
+}
+
+/// Copies no request (for [`divert`]'s pipelines, which have no retry or hedge).
+#[derive(Clone, Copy)]
+struct NoCopy;
+
+impl<Req> CloneRequest<Req> for NoCopy {
+    fn clone_request(&self, _req: &Req) -> Option<Req> {
+        None
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The future of a [`PipelineService`]'s call (see [the module
     /// documentation](self#allocation)): the call as one bare attempt, in place, when the
-    /// pipeline has nothing to do but that attempt (at most an operation timeout around it);
-    /// otherwise the engine's call, boxed. `Send` and `'static`, and `Unpin` when the inner
+    /// pipeline has nothing to do but that attempt (at most an operation timeout around it),
+    /// or as one attempt under the pipeline's one bulkhead or breaker, in place; otherwise
+    /// the engine's call, boxed. `Send` and `'static`, and `Unpin` when the inner
     /// service's future is.
     ///
     /// ```
@@ -686,18 +751,25 @@ pin_project_lite::pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        kind: Kind<S, Req, S::Future, BoxedCall<S::Response, S::Error>>,
+        kind: Kind<S, Req, S::Future, BoxedCall<S::Response, S::Error>, Divert<S, Req>>,
     }
 }
 
 pin_project_lite::pin_project! {
     /// How a [`ResponseFuture`] runs its call.
     #[project = KindProj]
-    enum Kind<S, Req, Fut, B> {
+    enum Kind<S, Req, Fut, B, D> {
         /// One bare attempt, run in place.
         Once {
             #[pin]
             once: Once<Attempt<S, Req, Fut>>,
+        },
+        /// One attempt under the pipeline's one guard, run in place; `divert` makes the
+        /// engine's call when the guard queues it.
+        Guarded {
+            #[pin]
+            call: Guarded<Attempt<S, Req, Fut>>,
+            divert: D,
         },
         /// The engine's call.
         Boxed { fut: B },
@@ -710,17 +782,49 @@ impl<S: Service<Req>, Req> Future for ResponseFuture<S, Req> {
     // Always inline, as the bare attempt's poll (see `Once`).
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        match kind.as_mut().project() {
             KindProj::Once { once } => once.poll(cx),
+            KindProj::Guarded { call, .. } => match call.poll_call(cx) {
+                Poll::Ready(Some(answer)) => Poll::Ready(answer),
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => on_engine(kind, cx),
+            },
             KindProj::Boxed { fut } => fut.as_mut().poll(cx),
         }
     }
+}
+
+/// A [`Guarded`] call that its guard queued goes on in the engine (see [`divert`]).
+#[inline(never)]
+#[allow(clippy::type_complexity)] // the service future's kinds
+fn on_engine<S: Service<Req>, Req>(
+    mut kind: Pin<&mut Kind<S, Req, S::Future, BoxedCall<S::Response, S::Error>, Divert<S, Req>>>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Result<S::Response, Error<S::Error>>> {
+    let KindProj::Guarded { call, divert } = kind.as_mut().project() else {
+        unreachable!("only a guarded call goes on in the engine")
+    };
+    let divert = *divert;
+    let pipeline = call.pipeline().clone();
+    let Some(AttemptProj::Ready { svc, req }) = call.attempt().as_pin_mut().map(Attempt::project)
+    else {
+        unreachable!("a queued call's attempt has not started")
+    };
+    let Some(req) = req.take() else {
+        unreachable!("a queued call's request is unsent")
+    };
+    let mut fut = divert(&pipeline, svc, req);
+    let polled = fut.as_mut().poll(cx);
+    kind.set(Kind::Boxed { fut });
+    polled
 }
 
 impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             Kind::Once { .. } => "one bare attempt",
+            Kind::Guarded { .. } => "one attempt under one guard",
             Kind::Boxed { .. } => "boxed",
         };
         f.debug_struct("ResponseFuture")

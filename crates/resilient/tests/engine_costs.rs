@@ -160,7 +160,8 @@ unsafe impl std::alloc::GlobalAlloc for Recording {
 static GLOBAL: Recording = Recording;
 
 /// The tower adapter runs a call of a pipeline with nothing but its one attempt (at most an
-/// operation timeout around it) in place: its future is small and holds no box. Any other
+/// operation timeout around it), or one attempt under one bulkhead or breaker, in place:
+/// its future is small and holds no box. Any other
 /// call's future boxes the engine's call. A lean call's box holds the call without the
 /// phased engine's future (that is boxed on its own, only by a call that takes the phased
 /// path), which keeps it under glibc's per-thread cache limit (1,032 bytes): its
@@ -172,6 +173,7 @@ fn tower_call_futures_fit_the_allocators_fast_path() {
     use tower::{Service, ServiceBuilder, service_fn};
     const BOUND: usize = 1024;
     const BARE_BOUND: usize = 64;
+    const GUARDED_BOUND: usize = 96;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -188,6 +190,21 @@ fn tower_call_futures_fit_the_allocators_fast_path() {
     assert_eq!(boxed, None, "a bare attempt's call allocates nothing");
     println!("tower call future: operation timeout {bare} bytes, not boxed");
     assert!(bare <= BARE_BOUND, "{bare}");
+    assert_eq!(rt.block_on(f).unwrap(), 7);
+
+    // One bulkhead: its permit is held in the future, which holds the pipeline.
+    let guarded = Pipeline::builder()
+        .bulkhead(Bulkhead::builder(10))
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(guarded.layer())
+        .service(service_fn(|x: u64| async move { Ok::<_, ()>(x) }));
+    let (f, boxed) = largest_allocation(|| svc.call(7));
+    let one_guard = std::mem::size_of_val(&f);
+    assert_eq!(boxed, None, "a call under one bulkhead allocates nothing");
+    println!("tower call future: one bulkhead {one_guard} bytes, not boxed");
+    assert!(one_guard <= GUARDED_BOUND, "{one_guard}");
     assert_eq!(rt.block_on(f).unwrap(), 7);
 
     let five = Pipeline::builder()

@@ -324,3 +324,66 @@ fn tower_calls_of_one_bare_attempt_do_not_allocate() {
         assert_eq!(stop_counting(), 1, "a retrying pipeline's call is boxed");
     });
 }
+
+/// A tower service of a pipeline whose only strategy is one bulkhead or one breaker (with
+/// no cost or key) runs a call in place: the guard's permit is held in the service's
+/// future, not in a box. A guard added through `guard(..)` is any guard to the pipeline:
+/// its calls take the engine's path, one box each.
+#[cfg(feature = "tower")]
+#[test]
+fn tower_calls_under_one_bulkhead_or_breaker_do_not_allocate() {
+    use resilient::{Bulkhead, CircuitBreaker};
+    use tower::{Service, ServiceBuilder, service_fn};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let bulkhead = Pipeline::builder()
+        .bulkhead(Bulkhead::builder(4))
+        .build()
+        .unwrap();
+    let breaker = Pipeline::builder()
+        .circuit_breaker(CircuitBreaker::consecutive_failures(1_000))
+        .build()
+        .unwrap();
+    let slow_calls = Pipeline::builder()
+        .circuit_breaker(CircuitBreaker::failure_rate(1.0).slow_calls(Duration::from_secs(1), 1.0))
+        .build()
+        .unwrap();
+    let any_guard = Pipeline::builder()
+        .guard(Bulkhead::builder(4).build().unwrap())
+        .build()
+        .unwrap();
+    // Odd requests are pending once; requests over 100 fail.
+    let service = service_fn(|x: u64| async move {
+        if x % 2 == 1 {
+            tokio::task::yield_now().await;
+        }
+        if x > 100 { Err(x) } else { Ok(x) }
+    });
+    rt.block_on(async {
+        for p in [&bulkhead, &breaker, &slow_calls] {
+            let mut svc = ServiceBuilder::new().layer(p.layer()).service(service);
+            for i in 0..3 {
+                let _ = svc.call(i).await;
+            }
+            start_counting();
+            for i in 0..200u64 {
+                let r = svc.call(i).await;
+                assert_eq!(r.is_ok(), i <= 100, "{r:?}");
+            }
+            assert_eq!(stop_counting(), 0, "allocations of {:?}", p.stages());
+        }
+        let mut svc = ServiceBuilder::new()
+            .layer(any_guard.layer())
+            .service(service);
+        assert_eq!(svc.call(2).await, Ok(2));
+        start_counting();
+        assert_eq!(svc.call(2).await, Ok(2));
+        assert_eq!(
+            stop_counting(),
+            1,
+            "a call of any guard's pipeline is boxed"
+        );
+    });
+}

@@ -272,17 +272,37 @@ impl Bulkhead {
 pub trait IntoBulkhead {
     /// The bulkhead as a shareable guard.
     fn into_guard(self) -> Arc<dyn Guard>;
+
+    /// The guard, and whether it is this crate's own bulkhead (`false` unless overridden):
+    /// the engine then knows how its permits and waits behave (it runs a call of a
+    /// pipeline whose only strategy it is in place, in a tower service's future). Only
+    /// this crate's conversions override it.
+    #[doc(hidden)]
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool)
+    where
+        Self: Sized,
+    {
+        (self.into_guard(), false)
+    }
 }
 
 impl IntoBulkhead for Bulkhead {
     fn into_guard(self) -> Arc<dyn Guard> {
         Arc::new(self)
     }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (self.into_guard(), true)
+    }
 }
 
 impl IntoBulkhead for &Bulkhead {
     fn into_guard(self) -> Arc<dyn Guard> {
         Arc::new(self.clone())
+    }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (self.into_guard(), true)
     }
 }
 
@@ -292,6 +312,10 @@ impl IntoBulkhead for BulkheadBuilder {
             Ok(b) => Arc::new(b),
             Err(e) => Arc::new(Invalid::new("bulkhead", e)),
         }
+    }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (self.into_guard(), true)
     }
 }
 

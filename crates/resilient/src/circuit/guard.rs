@@ -73,17 +73,37 @@ impl Guard for CircuitBreaker {
 pub trait IntoCircuitBreaker {
     /// The breaker as a shareable guard.
     fn into_guard(self) -> Arc<dyn Guard>;
+
+    /// The guard, and whether it is this crate's own breaker (`false` unless overridden):
+    /// the engine then knows how its permits and waits behave (it runs a call of a
+    /// pipeline whose only strategy it is in place, in a tower service's future). Only
+    /// this crate's conversions override it.
+    #[doc(hidden)]
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool)
+    where
+        Self: Sized,
+    {
+        (self.into_guard(), false)
+    }
 }
 
 impl IntoCircuitBreaker for CircuitBreaker {
     fn into_guard(self) -> Arc<dyn Guard> {
         Arc::new(self)
     }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (self.into_guard(), true)
+    }
 }
 
 impl IntoCircuitBreaker for &CircuitBreaker {
     fn into_guard(self) -> Arc<dyn Guard> {
         Arc::new(self.clone())
+    }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (self.into_guard(), true)
     }
 }
 
@@ -93,5 +113,9 @@ impl IntoCircuitBreaker for CircuitBreakerBuilder {
             Ok(b) => Arc::new(b),
             Err(e) => Arc::new(Invalid::new("circuit_breaker", e)),
         }
+    }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (self.into_guard(), true)
     }
 }

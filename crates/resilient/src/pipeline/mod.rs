@@ -71,7 +71,7 @@ use run::{Run, Start, Step};
 pub use call::Call;
 pub use fallback::WithFallback;
 #[cfg(feature = "tower")]
-pub(crate) use once::Once;
+pub(crate) use once::{Guarded, Once};
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
@@ -199,6 +199,11 @@ struct Inner<C> {
     timeouts: Timeouts,
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
+    /// Whether every per-call guard is a bulkhead or a breaker of this crate: a guard whose
+    /// permit is its own (or none) and that waits only in a queue a call leaves as it drops
+    /// the wait (see `once::Guarded`).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    known_call_guards: bool,
     /// Whether any per-call guard uses durations (else the clock is not read for them).
     time_calls: bool,
     /// Whether any per-attempt guard uses durations.
@@ -257,6 +262,9 @@ pub struct PipelineBuilder<C = AllErrors> {
     timeouts: Timeouts,
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
+    /// Whether every per-call guard is a bulkhead or a breaker of this crate (see
+    /// `Inner::known_call_guards`).
+    known_call_guards: bool,
     retry: Option<Retry>,
     hedge: Option<Hedge>,
     idempotent: bool,
@@ -288,6 +296,7 @@ impl Pipeline {
             timeouts: Timeouts::default(),
             call_guards: Vec::new(),
             attempt_guards: Vec::new(),
+            known_call_guards: true,
             retry: None,
             hedge: None,
             idempotent: false,
@@ -312,6 +321,7 @@ impl<C> PipelineBuilder<C> {
             timeouts: self.timeouts,
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
+            known_call_guards: self.known_call_guards,
             retry: self.retry,
             hedge: self.hedge,
             idempotent: self.idempotent,
@@ -416,8 +426,17 @@ impl<C> PipelineBuilder<C> {
     }
 
     /// Adds a shared guard at the current position (share one breaker between pipelines).
-    pub fn guard_arc(mut self, guard: Arc<dyn Guard>) -> Self {
+    pub fn guard_arc(self, guard: Arc<dyn Guard>) -> Self {
+        self.push_guard(guard, false)
+    }
+
+    /// Adds `guard` at the current position; `known`: it is a bulkhead or a breaker of this
+    /// crate (see `Inner::known_call_guards`).
+    fn push_guard(mut self, guard: Arc<dyn Guard>, known: bool) -> Self {
         let per_attempt = self.retry.is_some();
+        if !per_attempt && !known {
+            self.known_call_guards = false;
+        }
         self.stages.push(format!(
             "{}({})",
             guard.name(),
@@ -474,6 +493,7 @@ impl<C> PipelineBuilder<C> {
             timeouts: self.timeouts,
             call_guards: self.call_guards,
             attempt_guards: self.attempt_guards,
+            known_call_guards: self.known_call_guards,
             retry: self.retry,
             hedge: self.hedge,
             idempotent: self.idempotent,
@@ -767,6 +787,7 @@ impl<C> PipelineBuilder<C> {
                 name: self.name,
                 tags,
                 timeouts: self.timeouts,
+                known_call_guards: self.known_call_guards,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 direct,

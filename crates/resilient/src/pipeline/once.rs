@@ -1,13 +1,18 @@
-//! A call that is one bare attempt, as a future whose type can be named (for the tower
-//! adapter's services, whose futures are then not boxed).
+//! A call that is one bare attempt, or one attempt under one per-call guard, as a future
+//! whose type can be named (for the tower adapter's services, whose futures are then not
+//! boxed).
 //!
 //! A pipeline whose calls need nothing but their one attempt (no guard, no retry, no
 //! hedge, no request timeout, no observer, the default classifier: at most an operation
 //! timeout around the attempt) runs a call made outside any other call's scope as
 //! [`Once`]. It does what the engine's lean path does with such a call (see `run.rs`:
 //! `plain_first` and `timed_first`), and keeps no reference to the pipeline.
+//!
+//! A pipeline whose only strategy is one bulkhead or one breaker of this crate runs such a
+//! call as [`Guarded`]: the guard's admission, the attempt, and the guard's record of the
+//! outcome, as the lean path runs them (`admit_first`, `begin`, `settle`).
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Poll, ready};
@@ -16,10 +21,11 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::Pipeline;
-use super::run::operation_deadline;
+use super::run::{BARE, operation_deadline};
 use crate::engine::context::{Ambient, within_horizon};
 use crate::engine::error::{Error, TimeoutScope};
-use crate::engine::outcome::AllErrors;
+use crate::engine::guard::{Acquire, Guard, unrecorded_outcome};
+use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// What a call that is one bare attempt needs of its pipeline (see
 /// [`Pipeline::single_attempt`]): the attempt's operation timeout, if any.
@@ -192,4 +198,211 @@ fn fired(
         .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)))
         .as_mut()
         .poll(cx)
+}
+
+/// What a call under one per-call guard needs of its pipeline (see
+/// [`Pipeline::one_guard`]): the pipeline, for its guard and its clock.
+#[derive(Debug)]
+pub(crate) struct OneGuard(Pipeline<AllErrors>);
+
+impl<C> Pipeline<C> {
+    /// How a call made now runs as one attempt under the pipeline's one per-call guard
+    /// ([`Guarded`]), if it can: a call with nothing of the caller's but its operation
+    /// (`lean`), made outside any other call's scope, of a pipeline with the default
+    /// classifier whose only strategy is one bulkhead or one breaker of this crate (no
+    /// retry, hedge, timeout, per-attempt guard or observer). Such a guard hands out its
+    /// own permit (or none), and waits only in a queue that a call leaves as it drops the
+    /// wait: a call it queues goes on in the engine (see [`Guarded`]).
+    #[inline]
+    pub(crate) fn one_guard(&self, lean: bool) -> Option<OneGuard>
+    where
+        C: 'static,
+    {
+        let inner = &*self.inner;
+        let one = lean
+            && inner.lean
+            && inner.bare_attempts
+            && inner.known_call_guards
+            && inner.call_guards.len() == 1
+            && inner.retry.is_none()
+            && inner.hedge.is_none()
+            && !Ambient::active();
+        if !one {
+            return None;
+        }
+        // (The default classifier, by the pipeline's type.)
+        let pipeline: &dyn Any = self;
+        pipeline
+            .downcast_ref::<Pipeline<AllErrors>>()
+            .map(|p| OneGuard(p.clone()))
+    }
+}
+
+impl OneGuard {
+    /// The call whose attempt is `attempt`.
+    #[inline]
+    pub(crate) fn run<F>(self, attempt: F) -> Guarded<F> {
+        Guarded {
+            attempt: Some(attempt),
+            hold: Hold {
+                pipeline: self.0,
+                held: Held::Unasked,
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call that is one attempt under its pipeline's one per-call guard (see
+    /// [`Pipeline::one_guard`]). At its first poll the guard is asked, as the engine asks
+    /// it: a rejection ends the call; a permit is held (as its token) while the attempt
+    /// runs, and records the call's outcome (and duration, when the guard uses it) when
+    /// the attempt ends, after the attempt's future is dropped. A call dropped before
+    /// that gives its permit back unrecorded, as a failure while its thread panics.
+    ///
+    /// A guard that queues the call (a bulkhead with a queue, all slots taken): the wait
+    /// borrows the pipeline this future holds, so the call leaves the queue at once and
+    /// [`Guarded::poll_call`] answers `None`: the caller runs the call on the engine,
+    /// whose call joins the queue again.
+    pub(crate) struct Guarded<F> {
+        // First: the attempt's future is dropped before the permit is given back.
+        #[pin]
+        attempt: Option<F>,
+        hold: Hold,
+    }
+}
+
+/// A [`Guarded`] call's pipeline and permit.
+#[derive(Debug)]
+struct Hold {
+    pipeline: Pipeline<AllErrors>,
+    held: Held,
+}
+
+/// Where a [`Guarded`] call is with its guard.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    /// Not asked yet.
+    Unasked,
+    /// Holding the permit of this token; `admitted`: the clock's reading at the
+    /// admission, when the guard uses durations.
+    Permit {
+        token: u64,
+        admitted: Option<Duration>,
+    },
+    /// Nothing to give back: a permit that holds nothing, one recorded, a rejection, or
+    /// a call gone on in the engine.
+    Nothing,
+}
+
+impl Hold {
+    /// The pipeline's one per-call guard.
+    #[inline(always)]
+    fn guard(&self) -> &dyn Guard {
+        &*self.pipeline.inner.call_guards[0]
+    }
+
+    /// The call's end: the permit records `outcome`, as the lean path's `settle` does.
+    #[inline]
+    fn record(&mut self, outcome: Outcome) {
+        if let Held::Permit { token, admitted } = std::mem::replace(&mut self.held, Held::Nothing) {
+            let took = admitted.map_or(Duration::ZERO, |admitted| {
+                self.pipeline.inner.clock.now().saturating_sub(admitted)
+            });
+            self.guard().on_release(token, Some((outcome, took)));
+        }
+    }
+}
+
+impl Drop for Hold {
+    /// A permit dropped unrecorded, as the engine's [`Permit`](crate::Permit) is.
+    fn drop(&mut self) {
+        if let Held::Permit { token, .. } = self.held {
+            self.held = Held::Nothing;
+            self.guard().on_release(token, unrecorded_outcome());
+        }
+    }
+}
+
+impl<F> Guarded<F> {
+    /// The call's pipeline (for a call that goes on in the engine).
+    #[inline]
+    pub(crate) fn pipeline(&self) -> &Pipeline<AllErrors> {
+        &self.hold.pipeline
+    }
+
+    /// The call's attempt, not started when the call goes on in the engine.
+    #[inline]
+    pub(crate) fn attempt(self: Pin<&mut Self>) -> Pin<&mut Option<F>> {
+        self.project().attempt
+    }
+}
+
+impl<T, E, F: Future<Output = Result<T, E>>> Guarded<F> {
+    /// Polls the call: its result, or `None` when the guard queued it (the caller then
+    /// runs it on the engine: see [`Guarded`]).
+    #[inline(always)]
+    pub(crate) fn poll_call(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<T, Error<E>>>> {
+        let mut this = self.project();
+        if let Held::Unasked = this.hold.held
+            && let Some(answer) = admit(this.hold)
+        {
+            return Poll::Ready(answer);
+        }
+        let Some(attempt) = this.attempt.as_mut().as_pin_mut() else {
+            panic!("`Guarded` polled after it completed")
+        };
+        let r = ready!(attempt.poll(cx));
+        // The attempt's future goes before the permit records the outcome, as the
+        // engine's does.
+        this.attempt.set(None);
+        this.hold.record(AllErrors.classify(&r));
+        Poll::Ready(Some(r.map_err(Error::Inner)))
+    }
+}
+
+/// A [`Guarded`] call's admission by its guard, at its first poll: `None` when the guard
+/// admits it (its permit held), the call's answer when it rejects it, and `Some(None)`
+/// when it queues it (the wait dropped: the call goes on in the engine). Inline, with the
+/// guard's answer read where the guard wrote it (a copy of it, loaded wider than the
+/// guard's stores, would stall).
+#[inline(always)]
+fn admit<T, E>(hold: &mut Hold) -> Option<Option<Result<T, Error<E>>>> {
+    hold.held = Held::Nothing;
+    let inner = &*hold.pipeline.inner;
+    let guard = &*inner.call_guards[0];
+    let acquired = guard.acquire(&BARE);
+    match acquired {
+        Acquire::Ready(Ok(ref permit)) => {
+            // This crate's bulkheads and breakers hand out their own permits (a vtable
+            // emitted twice only makes the two halves of the pointers differ: see
+            // `Permit::token_at`), or permits that hold nothing.
+            match permit.token_at(guard) {
+                Some(token) => {
+                    std::mem::forget(acquired);
+                    if let Some(token) = token {
+                        hold.held = Held::Permit {
+                            token,
+                            admitted: inner.time_calls.then(|| inner.clock.now()),
+                        };
+                    }
+                    None
+                }
+                None => {
+                    // (Not one of its own: given back, and the call goes on in the
+                    // engine, which holds any permit.)
+                    drop(acquired);
+                    Some(None)
+                }
+            }
+        }
+        Acquire::Ready(Err(rejection)) => Some(Some(Err(rejection.into()))),
+        Acquire::Wait(wait) => {
+            drop(wait);
+            Some(None)
+        }
+    }
 }

@@ -32,7 +32,7 @@ use crate::engine::outcome::Outcome;
 
 /// The context of a lean call's first attempt. The lean path is only taken by operations
 /// that ignore their context but its attempt number, and no guard reads it.
-static BARE: Context = Context::bare();
+pub(super) static BARE: Context = Context::bare();
 
 /// The path a call takes after its first poll (see [`Pipeline::run`]).
 pub(super) enum Start<A, G, B, O> {

@@ -25,7 +25,8 @@ impl<C> PipelineBuilder<C> {
     /// assert_eq!(err.field(), "circuit.open_for");
     /// ```
     pub fn circuit_breaker(self, breaker: impl IntoCircuitBreaker) -> Self {
-        self.guard_arc(breaker.into_guard())
+        let (guard, known) = breaker.into_known_guard();
+        self.push_guard(guard, known)
     }
 
     /// Adds a rate limiter at the current position (per call before `.retry(..)`, per
@@ -64,7 +65,8 @@ impl<C> PipelineBuilder<C> {
     /// assert_eq!(err.field(), "bulkhead.max_concurrent");
     /// ```
     pub fn bulkhead(self, bulkhead: impl IntoBulkhead) -> Self {
-        self.guard_arc(bulkhead.into_guard())
+        let (guard, known) = bulkhead.into_known_guard();
+        self.push_guard(guard, known)
     }
 
     /// Adds a health-aware guard at the current position (per call before `.retry(..)`,

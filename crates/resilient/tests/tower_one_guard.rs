@@ -1,0 +1,549 @@
+//! A pipeline service whose pipeline's only strategy is one bulkhead or one breaker runs a
+//! call in place (the guard's admission, the attempt, the guard's record), without the
+//! engine's state: it must answer exactly as the engine does. Each script of readiness
+//! and answer runs, for each state of the guard (free, full, queued, open, half-open,
+//! timing slow calls), through three services: the one that runs in place, one whose
+//! pipeline takes the engine's lean path (the same guard and a retry of one attempt), and
+//! one whose calls take its phased path (a request cost). All three must agree on the
+//! result, the time it took, and everything the guard and the service saw, when.
+#![cfg(feature = "tower")]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use resilient::bulkhead::Aimd;
+use resilient::circuit::{CircuitEvent, Window};
+use resilient::{Bulkhead, CircuitBreaker, CircuitBreakerBuilder, Error, Pipeline, Retry};
+use tokio::time::Instant;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// What happened, when (ms from the call's start), in order.
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn ms_since(start: Instant) -> u64 {
+    u64::try_from(Instant::now().saturating_duration_since(start).as_millis()).unwrap()
+}
+
+/// The guard's state, as a line of the log.
+type Probe = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What the service does with a request.
+#[derive(Debug, Clone, Copy)]
+struct Script {
+    /// Not ready for this long first (each clone waits on its own).
+    not_ready: Option<u64>,
+    /// Readiness fails.
+    ready_fails: bool,
+    /// Answers after this long (0: at its first poll).
+    delay: u64,
+    /// Answers with its error.
+    fails: bool,
+    /// Panics as it answers.
+    panics: bool,
+}
+
+struct Scripted {
+    script: Script,
+    start: Instant,
+    log: Log,
+    probe: Probe,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Clone for Scripted {
+    /// A fresh clone, not yet waiting to be ready.
+    fn clone(&self) -> Self {
+        Self {
+            script: self.script,
+            start: self.start,
+            log: self.log.clone(),
+            probe: self.probe.clone(),
+            wait: None,
+        }
+    }
+}
+
+/// Logs the guard's state when the service's future is dropped.
+struct Dropped(Log, Probe, Instant);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        let line = format!(
+            "{} service future dropped, {}",
+            ms_since(self.2),
+            (self.1)()
+        );
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// The service's future: it logs when it is dropped (not when it answers).
+struct Answer {
+    answer: Pin<Box<dyn Future<Output = Result<u64, u64>> + Send>>,
+    _dropped: Dropped,
+}
+
+impl Future for Answer {
+    type Output = Result<u64, u64>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.answer.as_mut().poll(cx)
+    }
+}
+
+impl Service<u64> for Scripted {
+    type Response = u64;
+    type Error = u64;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), u64>> {
+        if let Some(ms) = self.script.not_ready {
+            let wait = self
+                .wait
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(ms))));
+            std::task::ready!(wait.as_mut().poll(cx));
+        }
+        if self.script.ready_fails {
+            return Poll::Ready(Err(1));
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        let Script {
+            delay,
+            fails,
+            panics,
+            ..
+        } = self.script;
+        let (start, log, probe) = (self.start, self.log.clone(), self.probe.clone());
+        let line = format!("{} service called, {}", ms_since(start), probe());
+        log.lock().unwrap().push(line);
+        Answer {
+            answer: Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                assert!(!panics, "the service panics");
+                if fails { Err(req) } else { Ok(req) }
+            }),
+            _dropped: Dropped(log, probe, start),
+        }
+    }
+}
+
+/// A guard in a given state at the call's start.
+#[derive(Debug, Clone, Copy)]
+enum Setup {
+    /// A bulkhead of one free slot.
+    Free,
+    /// A bulkhead of one slot, taken for a second, no queue.
+    Full,
+    /// A bulkhead of one slot taken for 60 ms, a queue of one, 200 ms of waiting at most.
+    Handed,
+    /// As `Handed`, the slot taken for 500 ms: the wait ends first.
+    WaitEnds,
+    /// An adaptive bulkhead (it times calls).
+    Adaptive,
+    /// A breaker that opens at the first failure, closed, with an observer (it times calls).
+    Closed,
+    /// The same breaker, opened by a failure.
+    Open,
+    /// The same breaker, opened by a failure 100 ms ago: the call is its probe.
+    HalfOpen,
+    /// A breaker counting calls of 50 ms or more as slow.
+    Slow,
+}
+
+const SETUPS: [Setup; 9] = [
+    Setup::Free,
+    Setup::Full,
+    Setup::Handed,
+    Setup::WaitEnds,
+    Setup::Adaptive,
+    Setup::Closed,
+    Setup::Open,
+    Setup::HalfOpen,
+    Setup::Slow,
+];
+
+/// A fresh guard of `setup`, its probe, and the pipeline builder with it added; its state
+/// is set up when `prepare` runs.
+enum Guard {
+    Bulkhead(Bulkhead),
+    Breaker(CircuitBreaker),
+}
+
+fn breaker(b: CircuitBreakerBuilder, log: &Log, start: Arc<Mutex<Instant>>) -> CircuitBreaker {
+    let log = log.clone();
+    b.observer(move |_: &str, e: &CircuitEvent| {
+        let at = ms_since(*start.lock().unwrap());
+        log.lock().unwrap().push(format!("{at} breaker {e:?}"));
+    })
+    .build()
+    .unwrap()
+}
+
+fn guard(setup: Setup, log: &Log, start: Arc<Mutex<Instant>>) -> Guard {
+    let ms = Duration::from_millis;
+    match setup {
+        Setup::Free | Setup::Full => Guard::Bulkhead(Bulkhead::builder(1).build().unwrap()),
+        Setup::Handed | Setup::WaitEnds => Guard::Bulkhead(
+            Bulkhead::builder(1)
+                .queue(1)
+                .max_wait(ms(200))
+                .build()
+                .unwrap(),
+        ),
+        Setup::Adaptive => Guard::Bulkhead(
+            Bulkhead::builder(2)
+                .adaptive(Aimd::new(2, 1, 2))
+                .build()
+                .unwrap(),
+        ),
+        Setup::Closed | Setup::Open | Setup::HalfOpen => Guard::Breaker(breaker(
+            CircuitBreaker::consecutive_failures(1).open_for(ms(100)),
+            log,
+            start,
+        )),
+        Setup::Slow => Guard::Breaker(breaker(
+            CircuitBreaker::failure_rate(1.0)
+                .slow_calls(ms(50), 0.5)
+                .window(Window::count(10))
+                .minimum_calls(1),
+            log,
+            start,
+        )),
+    }
+}
+
+impl Guard {
+    fn probe(&self) -> Probe {
+        match self {
+            Guard::Bulkhead(b) => {
+                let b = b.clone();
+                Arc::new(move || {
+                    format!(
+                        "in flight {}, queued {}, limit {}",
+                        b.in_flight(),
+                        b.queued(),
+                        b.limit()
+                    )
+                })
+            }
+            Guard::Breaker(b) => {
+                let b = b.clone();
+                Arc::new(move || {
+                    let s = b.snapshot();
+                    format!(
+                        "{:?}, {} calls, {} failed, {} slow, {} rejected, {} probing",
+                        s.state,
+                        s.buffered_calls,
+                        s.failed_calls,
+                        s.slow_calls,
+                        s.rejected_calls,
+                        s.probes_in_flight
+                    )
+                })
+            }
+        }
+    }
+
+    fn add(&self, p: resilient::PipelineBuilder) -> resilient::PipelineBuilder {
+        match self {
+            Guard::Bulkhead(b) => p.bulkhead(b),
+            Guard::Breaker(b) => p.circuit_breaker(b),
+        }
+    }
+
+    /// Puts the guard in `setup`'s state.
+    async fn prepare(&self, setup: Setup) {
+        let hold = |b: &Bulkhead, ms: u64| {
+            let p = Pipeline::builder().bulkhead(b).build().unwrap();
+            tokio::spawn(async move {
+                p.execute(|| async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok::<_, ()>(())
+                })
+                .await
+            });
+        };
+        match (self, setup) {
+            (Guard::Bulkhead(b), Setup::Full) => hold(b, 1_000),
+            (Guard::Bulkhead(b), Setup::Handed) => hold(b, 60),
+            (Guard::Bulkhead(b), Setup::WaitEnds) => hold(b, 500),
+            (Guard::Breaker(b), Setup::Open | Setup::HalfOpen) => {
+                let _ = b.call(|| async { Err::<(), _>(()) }).await;
+                if let Setup::HalfOpen = setup {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            _ => {}
+        }
+        // (The holder takes its slot.)
+        tokio::task::yield_now().await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path {
+    InPlace,
+    Lean,
+    Phased,
+}
+
+/// One call of `script` through the path's service, with a fresh guard in `setup`'s
+/// state: the result, and the log from the call's start to a second after it (what the
+/// guard's holders and timers do later too).
+async fn call(setup: Setup, path: Path, script: Script) -> (String, Vec<String>) {
+    let log: Log = Arc::default();
+    let start = Arc::new(Mutex::new(Instant::now()));
+    let guard = guard(setup, &log, start.clone());
+    guard.prepare(setup).await;
+    let probe = guard.probe();
+    let p = match path {
+        Path::Lean => guard
+            .add(Pipeline::builder())
+            .retry(Retry::immediate().attempts(1))
+            .build(),
+        Path::InPlace | Path::Phased => guard.add(Pipeline::builder()).build(),
+    }
+    .unwrap();
+    let now = Instant::now();
+    *start.lock().unwrap() = now;
+    log.lock().unwrap().clear();
+    let service = Scripted {
+        script,
+        start: now,
+        log: log.clone(),
+        probe: probe.clone(),
+        wait: None,
+    };
+    let r = if let Path::Phased = path {
+        let mut svc = ServiceBuilder::new()
+            .layer(p.layer().cost(|_: &u64| 1))
+            .service(service);
+        svc.ready().await.unwrap().call(7).await
+    } else {
+        let mut svc = ServiceBuilder::new().layer(p.layer()).service(service);
+        svc.ready().await.unwrap().call(7).await
+    };
+    let line = format!("{} answered, {}", ms_since(now), probe());
+    log.lock().unwrap().push(line);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let line = format!("{} a second later, {}", ms_since(now), probe());
+    log.lock().unwrap().push(line);
+    let log = log.lock().unwrap().clone();
+    (format!("{r:?}"), log)
+}
+
+fn scripts() -> Vec<Script> {
+    let mut all = Vec::new();
+    for not_ready in [None, Some(30)] {
+        for ready_fails in [false, true] {
+            for delay in [0, 40, 100] {
+                for fails in [false, true] {
+                    all.push(Script {
+                        not_ready,
+                        ready_fails,
+                        delay,
+                        fails,
+                        panics: false,
+                    });
+                }
+            }
+        }
+    }
+    all
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_under_one_guard_run_in_place_answers_as_the_engine_does() {
+    for setup in SETUPS {
+        for script in scripts() {
+            let ours = call(setup, Path::InPlace, script).await;
+            let lean = call(setup, Path::Lean, script).await;
+            let phased = call(setup, Path::Phased, script).await;
+            assert_eq!(ours, lean, "{setup:?} {script:?}: in place / lean path");
+            assert_eq!(ours, phased, "{setup:?} {script:?}: in place / phased path");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_under_one_guard_run_in_place_keeps_the_guards_rules() {
+    // Pinned outcomes, beside the comparison above.
+    let script = Script {
+        not_ready: None,
+        ready_fails: false,
+        delay: 40,
+        fails: false,
+        panics: false,
+    };
+    // A free slot: held while the service's future lives, given back after it is dropped.
+    let (r, log) = call(Setup::Free, Path::InPlace, script).await;
+    assert_eq!(r, "Ok(7)");
+    assert_eq!(
+        log,
+        [
+            "0 service called, in flight 1, queued 0, limit 1",
+            "40 service future dropped, in flight 1, queued 0, limit 1",
+            "40 answered, in flight 0, queued 0, limit 1",
+            "1040 a second later, in flight 0, queued 0, limit 1",
+        ]
+    );
+    // No slot and no queue: rejected at once, the service never called.
+    let (r, log) = call(Setup::Full, Path::InPlace, script).await;
+    assert_eq!(
+        r,
+        format!("{:?}", Err::<u64, Error<u64>>(Error::BulkheadFull))
+    );
+    assert_eq!(log[0], "0 answered, in flight 1, queued 0, limit 1");
+    // Queued until the holder's slot is handed over at 60 ms, then run.
+    let (r, log) = call(Setup::Handed, Path::InPlace, script).await;
+    assert_eq!(r, "Ok(7)");
+    assert_eq!(log[0], "60 service called, in flight 1, queued 0, limit 1");
+    assert_eq!(log[2], "100 answered, in flight 0, queued 0, limit 1");
+    // Queued past its 200 ms of waiting: rejected then.
+    let (r, log) = call(Setup::WaitEnds, Path::InPlace, script).await;
+    assert_eq!(
+        r,
+        format!("{:?}", Err::<u64, Error<u64>>(Error::BulkheadFull))
+    );
+    assert_eq!(log[0], "200 answered, in flight 1, queued 0, limit 1");
+    // A breaker records the call's outcome and its duration on the pipeline's clock.
+    let (r, log) = call(
+        Setup::Closed,
+        Path::InPlace,
+        Script {
+            fails: true,
+            ..script
+        },
+    )
+    .await;
+    assert_eq!(r, format!("{:?}", Err::<u64, Error<u64>>(Error::Inner(7))));
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("40 breaker Failure { duration: 40ms")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("40 answered, Open")),
+        "{log:?}"
+    );
+    // An open breaker rejects at once.
+    let (r, log) = call(Setup::Open, Path::InPlace, script).await;
+    assert!(r.starts_with("Err(CircuitOpen"), "{r}");
+    assert!(log.iter().all(|l| !l.contains("service called")), "{log:?}");
+    // A half-open breaker's probe closes it.
+    let (r, log) = call(Setup::HalfOpen, Path::InPlace, script).await;
+    assert_eq!(r, "Ok(7)");
+    assert!(log[1].starts_with("0 service called, HalfOpen"), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("40 answered, Closed")),
+        "{log:?}"
+    );
+    // A call of 50 ms or more is slow.
+    let (_, log) = call(
+        Setup::Slow,
+        Path::InPlace,
+        Script {
+            delay: 100,
+            ..script
+        },
+    )
+    .await;
+    assert!(
+        log.iter().any(|l| l.contains("SlowCall { duration: 100ms")),
+        "{log:?}"
+    );
+}
+
+/// Runs `script` through `path`'s service with a fresh breaker that opens at the first
+/// failure (or a bulkhead of one slot), dropping the call's future after `cancel_after`
+/// ms if it is still running, and catching its panic: the guard's state afterwards.
+async fn interrupted(bulkhead: bool, path: Path, script: Script, cancel_after: u64) -> String {
+    let log: Log = Arc::default();
+    let start = Arc::new(Mutex::new(Instant::now()));
+    let setup = if bulkhead { Setup::Free } else { Setup::Closed };
+    let guard = guard(setup, &log, start);
+    let probe = guard.probe();
+    let p = match path {
+        Path::Lean => guard
+            .add(Pipeline::builder())
+            .retry(Retry::immediate().attempts(1))
+            .build(),
+        Path::InPlace | Path::Phased => guard.add(Pipeline::builder()).build(),
+    }
+    .unwrap();
+    let service = Scripted {
+        script,
+        start: Instant::now(),
+        log: log.clone(),
+        probe: probe.clone(),
+        wait: None,
+    };
+    let task = tokio::spawn(async move {
+        let mut svc = ServiceBuilder::new().layer(p.layer()).service(service);
+        let call = svc.ready().await.unwrap().call(7);
+        tokio::time::timeout(Duration::from_millis(cancel_after), call).await
+    });
+    let outcome = match task.await {
+        Ok(Ok(r)) => format!("{r:?}"),
+        Ok(Err(_)) => "cancelled".to_string(),
+        Err(e) if e.is_panic() => "panicked".to_string(),
+        Err(e) => panic!("{e}"),
+    };
+    let log = log.lock().unwrap().clone();
+    format!("{outcome}: {log:?}; then {}", probe())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_under_one_guard_run_in_place_gives_its_permit_back_when_dropped_or_panicking() {
+    let script = Script {
+        not_ready: None,
+        ready_fails: false,
+        delay: 100,
+        fails: false,
+        panics: false,
+    };
+    for bulkhead in [true, false] {
+        for (script, cancel_after) in [
+            (script, 50),
+            (
+                Script {
+                    panics: true,
+                    ..script
+                },
+                500,
+            ),
+        ] {
+            let ours = interrupted(bulkhead, Path::InPlace, script, cancel_after).await;
+            let lean = interrupted(bulkhead, Path::Lean, script, cancel_after).await;
+            assert_eq!(ours, lean, "bulkhead {bulkhead}, {script:?}");
+            // The slot is given back (or the breaker records nothing on a cancel, and the
+            // panic as a failure).
+            if bulkhead {
+                assert!(ours.ends_with("in flight 0, queued 0, limit 1"), "{ours}");
+            } else if script.panics {
+                assert!(ours.starts_with("panicked"), "{ours}");
+                assert!(ours.contains("breaker Failure { duration: 0ns }"), "{ours}");
+                assert!(
+                    ours.ends_with("then Open, 0 calls, 0 failed, 0 slow, 0 rejected, 0 probing"),
+                    "{ours}"
+                );
+            } else {
+                assert!(ours.starts_with("cancelled"), "{ours}");
+                assert!(
+                    ours.contains("50 breaker Cancelled { probe: false }"),
+                    "{ours}"
+                );
+                assert!(
+                    ours.ends_with("then Closed, 0 calls, 0 failed, 0 slow, 0 rejected, 0 probing"),
+                    "{ours}"
+                );
+            }
+        }
+    }
+}
