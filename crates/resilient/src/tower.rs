@@ -44,10 +44,13 @@
 //! about 100 bytes). It answers as the engine would: the same result, timeout and deadline
 //! scope.
 //!
-//! So does a call of a pipeline whose only strategy is one bulkhead or one circuit breaker,
-//! added with [`bulkhead`](crate::PipelineBuilder::bulkhead) or
-//! [`circuit_breaker`](crate::PipelineBuilder::circuit_breaker) (not a guard of one's own
-//! through [`guard`](crate::PipelineBuilder::guard)): its future holds the pipeline (one
+//! So does a call of a pipeline whose only strategy is one bulkhead, one circuit breaker or
+//! one rate limiter that rejects rather than waits (the default), added with
+//! [`bulkhead`](crate::PipelineBuilder::bulkhead),
+//! [`circuit_breaker`](crate::PipelineBuilder::circuit_breaker) or
+//! [`rate_limit`](crate::PipelineBuilder::rate_limit) (not a guard of one's own through
+//! [`guard`](crate::PipelineBuilder::guard)), as [`RateLimiter::layer`] builds one: its
+//! future holds the pipeline (one
 //! reference count) and the guard's permit, and allocates nothing. The guard admits or
 //! rejects the call at its first poll, and records the call's outcome (and its duration,
 //! for a breaker that times calls) as the attempt ends, as the engine's call does. A
@@ -719,7 +722,8 @@ pin_project_lite::pin_project! {
     /// The future of a [`PipelineService`]'s call (see [the module
     /// documentation](self#allocation)): the call as one bare attempt, in place, when the
     /// pipeline has nothing to do but that attempt (at most an operation timeout around it),
-    /// or as one attempt under the pipeline's one bulkhead or breaker, in place; otherwise
+    /// or as one attempt under the pipeline's one bulkhead, breaker or rejecting limiter,
+    /// in place; otherwise
     /// the engine's call, boxed. `Send` and `'static`, and `Unpin` when the inner
     /// service's future is.
     ///
@@ -923,7 +927,9 @@ fn boxed_in_place<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
 }
 
 impl RateLimiter {
-    /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]).
+    /// This limiter as a `Clone` tower `Layer` (a one-guard [`crate::Pipeline`]). A limiter
+    /// that rejects rather than waits (the default [`Mode`](crate::ratelimit::Mode)) answers
+    /// a request in place, with no allocation (see [the module documentation](self#allocation)).
     ///
     /// ```
     /// use resilient::ratelimit::{Rate, RateLimiter};

@@ -325,13 +325,15 @@ fn tower_calls_of_one_bare_attempt_do_not_allocate() {
     });
 }
 
-/// A tower service of a pipeline whose only strategy is one bulkhead or one breaker (with
-/// no cost or key) runs a call in place: the guard's permit is held in the service's
-/// future, not in a box. A guard added through `guard(..)` is any guard to the pipeline:
-/// its calls take the engine's path, one box each.
+/// A tower service of a pipeline whose only strategy is one bulkhead, one breaker or one
+/// rejecting rate limiter (with no cost or key) runs a call in place: the guard's permit is
+/// held in the service's future, not in a box. A guard added through `guard(..)` is any
+/// guard to the pipeline, and a limiter that waits holds its wait in the engine: their
+/// calls take the engine's path, one box each.
 #[cfg(feature = "tower")]
 #[test]
-fn tower_calls_under_one_bulkhead_or_breaker_do_not_allocate() {
+fn tower_calls_under_one_bulkhead_breaker_or_limiter_do_not_allocate() {
+    use resilient::ratelimit::{Mode, Rate, RateLimiter};
     use resilient::{Bulkhead, CircuitBreaker};
     use tower::{Service, ServiceBuilder, service_fn};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -350,8 +352,18 @@ fn tower_calls_under_one_bulkhead_or_breaker_do_not_allocate() {
         .circuit_breaker(CircuitBreaker::failure_rate(1.0).slow_calls(Duration::from_secs(1), 1.0))
         .build()
         .unwrap();
+    let limiter = RateLimiter::gcra(Rate::per_second(1_000_000_000))
+        .build()
+        .unwrap();
     let any_guard = Pipeline::builder()
         .guard(Bulkhead::builder(4).build().unwrap())
+        .build()
+        .unwrap();
+    let waiting = Pipeline::builder()
+        .rate_limit(
+            RateLimiter::gcra(Rate::per_second(1_000_000_000))
+                .mode(Mode::Wait(Duration::from_secs(1))),
+        )
         .build()
         .unwrap();
     // Odd requests are pending once; requests over 100 fail.
@@ -362,8 +374,14 @@ fn tower_calls_under_one_bulkhead_or_breaker_do_not_allocate() {
         if x > 100 { Err(x) } else { Ok(x) }
     });
     rt.block_on(async {
-        for p in [&bulkhead, &breaker, &slow_calls] {
-            let mut svc = ServiceBuilder::new().layer(p.layer()).service(service);
+        for layer in [
+            bulkhead.layer(),
+            breaker.layer(),
+            slow_calls.layer(),
+            limiter.layer(),
+        ] {
+            let stages = format!("{layer:?}");
+            let mut svc = ServiceBuilder::new().layer(layer).service(service);
             for i in 0..3 {
                 let _ = svc.call(i).await;
             }
@@ -372,18 +390,14 @@ fn tower_calls_under_one_bulkhead_or_breaker_do_not_allocate() {
                 let r = svc.call(i).await;
                 assert_eq!(r.is_ok(), i <= 100, "{r:?}");
             }
-            assert_eq!(stop_counting(), 0, "allocations of {:?}", p.stages());
+            assert_eq!(stop_counting(), 0, "allocations of {stages}");
         }
-        let mut svc = ServiceBuilder::new()
-            .layer(any_guard.layer())
-            .service(service);
-        assert_eq!(svc.call(2).await, Ok(2));
-        start_counting();
-        assert_eq!(svc.call(2).await, Ok(2));
-        assert_eq!(
-            stop_counting(),
-            1,
-            "a call of any guard's pipeline is boxed"
-        );
+        for p in [&any_guard, &waiting] {
+            let mut svc = ServiceBuilder::new().layer(p.layer()).service(service);
+            assert_eq!(svc.call(2).await, Ok(2));
+            start_counting();
+            assert_eq!(svc.call(2).await, Ok(2));
+            assert_eq!(stop_counting(), 1, "a call of {:?} is boxed", p.stages());
+        }
     });
 }

@@ -503,15 +503,20 @@ proptest! {
         quiet_op_panics();
         let clock = ManualClock::new();
         clock.set(Duration::from_secs(86_400));
-        let (Some(async_b), Some(blocking_b)) = (builder(&cfg, None), builder(&cfg, Some(&clock)))
-        else {
-            return Ok(());
-        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .unwrap();
+        // The pipelines are built in the paused runtime, as tests of one's own build them:
+        // their default clocks then follow its time (see `FastClock`), not the real time
+        // that passes meanwhile (on a busy machine, enough to miss a 1 ns request timeout's
+        // bound).
+        let _entered = rt.enter();
+        let (Some(async_b), Some(blocking_b)) = (builder(&cfg, None), builder(&cfg, Some(&clock)))
+        else {
+            return Ok(());
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if cfg.typed_hook {
                 let (Ok(p), Ok(b)) = (async_b.on_retry(typed_hook).build(), blocking_b.on_retry(typed_hook).build())

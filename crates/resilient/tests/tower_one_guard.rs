@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use resilient::bulkhead::Aimd;
 use resilient::circuit::{CircuitEvent, Window};
+use resilient::ratelimit::{Mode, Rate, RateLimiter};
 use resilient::{Bulkhead, CircuitBreaker, CircuitBreakerBuilder, Error, Pipeline, Retry};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -154,9 +155,16 @@ enum Setup {
     HalfOpen,
     /// A breaker counting calls of 50 ms or more as slow.
     Slow,
+    /// A rate limiter (rejecting) with one unit of its burst of two left.
+    Limiter,
+    /// The same limiter with none left.
+    Limited,
+    /// A rate limiter that waits (at most 200 ms) with none left: the next unit in 100 ms.
+    /// (Its calls take the engine's path, which holds its wait.)
+    LimiterWaits,
 }
 
-const SETUPS: [Setup; 9] = [
+const SETUPS: [Setup; 12] = [
     Setup::Free,
     Setup::Full,
     Setup::Handed,
@@ -166,6 +174,9 @@ const SETUPS: [Setup; 9] = [
     Setup::Open,
     Setup::HalfOpen,
     Setup::Slow,
+    Setup::Limiter,
+    Setup::Limited,
+    Setup::LimiterWaits,
 ];
 
 /// A fresh guard of `setup`, its probe, and the pipeline builder with it added; its state
@@ -173,6 +184,7 @@ const SETUPS: [Setup; 9] = [
 enum Guard {
     Bulkhead(Bulkhead),
     Breaker(CircuitBreaker),
+    Limiter(RateLimiter),
 }
 
 fn breaker(b: CircuitBreakerBuilder, log: &Log, start: Arc<Mutex<Instant>>) -> CircuitBreaker {
@@ -215,6 +227,17 @@ fn guard(setup: Setup, log: &Log, start: Arc<Mutex<Instant>>) -> Guard {
             log,
             start,
         )),
+        Setup::Limiter | Setup::Limited => Guard::Limiter(
+            RateLimiter::gcra_with_burst(Rate::per_second(1), 2)
+                .build()
+                .unwrap(),
+        ),
+        Setup::LimiterWaits => Guard::Limiter(
+            RateLimiter::gcra_with_burst(Rate::per_second(10), 1)
+                .mode(Mode::Wait(ms(200)))
+                .build()
+                .unwrap(),
+        ),
     }
 }
 
@@ -247,6 +270,16 @@ impl Guard {
                     )
                 })
             }
+            // (A limiter's state is read after the call: see `call`.)
+            Guard::Limiter(_) => Arc::new(String::new),
+        }
+    }
+
+    /// What the limiter says to one more request (after the call).
+    fn allows_another(&self) -> Option<bool> {
+        match self {
+            Guard::Limiter(l) => Some(l.allow().is_ok()),
+            _ => None,
         }
     }
 
@@ -254,6 +287,7 @@ impl Guard {
         match self {
             Guard::Bulkhead(b) => p.bulkhead(b),
             Guard::Breaker(b) => p.circuit_breaker(b),
+            Guard::Limiter(l) => p.rate_limit(l),
         }
     }
 
@@ -279,6 +313,8 @@ impl Guard {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+            (Guard::Limiter(l), Setup::Limiter | Setup::LimiterWaits) => assert!(l.allow().is_ok()),
+            (Guard::Limiter(l), Setup::Limited) => assert!(l.allow().is_ok() && l.allow().is_ok()),
             _ => {}
         }
         // (The holder takes its slot.)
@@ -331,6 +367,11 @@ async fn call(setup: Setup, path: Path, script: Script) -> (String, Vec<String>)
     };
     let line = format!("{} answered, {}", ms_since(now), probe());
     log.lock().unwrap().push(line);
+    if let Some(allows) = guard.allows_another() {
+        log.lock()
+            .unwrap()
+            .push(format!("allows another: {allows}"));
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let line = format!("{} a second later, {}", ms_since(now), probe());
     log.lock().unwrap().push(line);
@@ -458,6 +499,20 @@ async fn a_call_under_one_guard_run_in_place_keeps_the_guards_rules() {
         log.iter().any(|l| l.contains("SlowCall { duration: 100ms")),
         "{log:?}"
     );
+    // A limiter's call takes its last unit; with none left, it is rejected at once.
+    let (r, log) = call(Setup::Limiter, Path::InPlace, script).await;
+    assert_eq!(r, "Ok(7)");
+    assert!(
+        log.contains(&"allows another: false".to_string()),
+        "{log:?}"
+    );
+    let (r, log) = call(Setup::Limited, Path::InPlace, script).await;
+    assert!(r.starts_with("Err(RateLimited { retry_after: Some("), "{r}");
+    assert_eq!(log[0], "0 answered, ");
+    // A limiter that waits holds its call until its unit is due.
+    let (r, log) = call(Setup::LimiterWaits, Path::InPlace, script).await;
+    assert_eq!(r, "Ok(7)");
+    assert_eq!(log[0], "100 service called, ");
 }
 
 /// Runs `script` through `path`'s service with a fresh breaker that opens at the first

@@ -328,7 +328,7 @@ impl<'a> Permit<'a> {
     }
 
     /// What this permit holds, for a guard known to hand out its own permits (this
-    /// crate's bulkheads and breakers): `Some(None)` when it holds nothing, `Some(token)`
+    /// crate's bulkheads, breakers and limiters): `Some(None)` when it holds nothing, `Some(token)`
     /// when its guard is at `guard`'s address (the check [`Permit::into_token_of`] makes
     /// may fail when the guard's vtable was emitted twice), `None` otherwise. (Not for a
     /// guard that may hand out the permit of a guard it holds at its own address.) By

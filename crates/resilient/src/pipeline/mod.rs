@@ -199,9 +199,9 @@ struct Inner<C> {
     timeouts: Timeouts,
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
-    /// Whether every per-call guard is a bulkhead or a breaker of this crate: a guard whose
-    /// permit is its own (or none) and that waits only in a queue a call leaves as it drops
-    /// the wait (see `once::Guarded`).
+    /// Whether every per-call guard is a bulkhead, a breaker or a rejecting rate limiter of
+    /// this crate: a guard whose permit is its own (or none) and that waits only in a queue
+    /// a call leaves as it drops the wait (see `once::Guarded`).
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     known_call_guards: bool,
     /// Whether any per-call guard uses durations (else the clock is not read for them).
@@ -262,8 +262,8 @@ pub struct PipelineBuilder<C = AllErrors> {
     timeouts: Timeouts,
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
-    /// Whether every per-call guard is a bulkhead or a breaker of this crate (see
-    /// `Inner::known_call_guards`).
+    /// Whether every per-call guard is a bulkhead, a breaker or a rejecting rate limiter of
+    /// this crate (see `Inner::known_call_guards`).
     known_call_guards: bool,
     retry: Option<Retry>,
     hedge: Option<Hedge>,
@@ -430,8 +430,8 @@ impl<C> PipelineBuilder<C> {
         self.push_guard(guard, false)
     }
 
-    /// Adds `guard` at the current position; `known`: it is a bulkhead or a breaker of this
-    /// crate (see `Inner::known_call_guards`).
+    /// Adds `guard` at the current position; `known`: it is a bulkhead, a breaker or a
+    /// rejecting rate limiter of this crate (see `Inner::known_call_guards`).
     fn push_guard(mut self, guard: Arc<dyn Guard>, known: bool) -> Self {
         let per_attempt = self.retry.is_some();
         if !per_attempt && !known {

@@ -8,7 +8,8 @@
 //! [`Once`]. It does what the engine's lean path does with such a call (see `run.rs`:
 //! `plain_first` and `timed_first`), and keeps no reference to the pipeline.
 //!
-//! A pipeline whose only strategy is one bulkhead or one breaker of this crate runs such a
+//! A pipeline whose only strategy is one bulkhead, one breaker or one rejecting rate limiter
+//! of this crate runs such a
 //! call as [`Guarded`]: the guard's admission, the attempt, and the guard's record of the
 //! outcome, as the lean path runs them (`admit_first`, `begin`, `settle`).
 
@@ -209,7 +210,8 @@ impl<C> Pipeline<C> {
     /// How a call made now runs as one attempt under the pipeline's one per-call guard
     /// ([`Guarded`]), if it can: a call with nothing of the caller's but its operation
     /// (`lean`), made outside any other call's scope, of a pipeline with the default
-    /// classifier whose only strategy is one bulkhead or one breaker of this crate (no
+    /// classifier whose only strategy is one bulkhead, one breaker or one rate limiter that
+    /// rejects rather than waits, of this crate (no
     /// retry, hedge, timeout, per-attempt guard or observer). Such a guard hands out its
     /// own permit (or none), and waits only in a queue that a call leaves as it drops the
     /// wait: a call it queues goes on in the engine (see [`Guarded`]).
@@ -377,7 +379,8 @@ fn admit<T, E>(hold: &mut Hold) -> Option<Option<Result<T, Error<E>>>> {
     let acquired = guard.acquire(&BARE);
     match acquired {
         Acquire::Ready(Ok(ref permit)) => {
-            // This crate's bulkheads and breakers hand out their own permits (a vtable
+            // This crate's bulkheads and breakers hand out their own permits, its limiters
+            // none (a vtable
             // emitted twice only makes the two halves of the pointers differ: see
             // `Permit::token_at`), or permits that hold nothing.
             match permit.token_at(guard) {

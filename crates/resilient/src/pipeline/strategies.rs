@@ -47,7 +47,8 @@ impl<C> PipelineBuilder<C> {
     /// assert_eq!(p.stages(), ["rate_limiter(per call)"]);
     /// ```
     pub fn rate_limit(self, limiter: impl IntoRateLimiter) -> Self {
-        self.guard_arc(limiter.into_guard())
+        let (guard, known) = limiter.into_known_guard();
+        self.push_guard(guard, known)
     }
 
     /// Adds a bulkhead at the current position (per call before `.retry(..)`, per attempt

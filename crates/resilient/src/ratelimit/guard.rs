@@ -738,11 +738,35 @@ impl Guard for RateLimiter {
 pub trait IntoRateLimiter {
     /// The limiter as a shareable guard.
     fn into_guard(self) -> Arc<dyn Guard>;
+
+    /// The guard, and whether it is this crate's own limiter that rejects rather than
+    /// waits (`false` unless overridden): the engine then knows how it answers (it runs a
+    /// call of a pipeline whose only strategy it is in place, in a tower service's
+    /// future). Only this crate's conversions override it.
+    #[doc(hidden)]
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool)
+    where
+        Self: Sized,
+    {
+        (self.into_guard(), false)
+    }
+}
+
+impl RateLimiter {
+    /// Whether the limiter answers every call at once (it rejects rather than waits).
+    fn rejects(&self) -> bool {
+        matches!(self.inner.mode, Mode::Reject)
+    }
 }
 
 impl IntoRateLimiter for RateLimiter {
     fn into_guard(self) -> Arc<dyn Guard> {
         Arc::new(self)
+    }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        let known = self.rejects();
+        (Arc::new(self), known)
     }
 }
 
@@ -750,13 +774,21 @@ impl IntoRateLimiter for &RateLimiter {
     fn into_guard(self) -> Arc<dyn Guard> {
         Arc::new(self.clone())
     }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
+        (Arc::new(self.clone()), self.rejects())
+    }
 }
 
 impl IntoRateLimiter for RateLimiterBuilder {
     fn into_guard(self) -> Arc<dyn Guard> {
+        self.into_known_guard().0
+    }
+
+    fn into_known_guard(self) -> (Arc<dyn Guard>, bool) {
         match self.build() {
-            Ok(l) => Arc::new(l),
-            Err(e) => Arc::new(Invalid::new("rate_limiter", e)),
+            Ok(l) => l.into_known_guard(),
+            Err(e) => (Arc::new(Invalid::new("rate_limiter", e)), false),
         }
     }
 }
