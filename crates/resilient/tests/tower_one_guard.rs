@@ -291,6 +291,20 @@ impl Guard {
         }
     }
 
+    /// The pipeline of `path` with this guard: the guard alone (its calls run in place, or,
+    /// with a cost, on the phased path), or the guard and a retry of one attempt (the
+    /// engine's lean path).
+    fn pipeline(&self, path: Path) -> Pipeline {
+        match path {
+            Path::Lean => self
+                .add(Pipeline::builder())
+                .retry(Retry::immediate().attempts(1))
+                .build(),
+            Path::InPlace | Path::Phased => self.add(Pipeline::builder()).build(),
+        }
+        .unwrap()
+    }
+
     /// Puts the guard in `setup`'s state.
     async fn prepare(&self, setup: Setup) {
         let hold = |b: &Bulkhead, ms: u64| {
@@ -338,14 +352,7 @@ async fn call(setup: Setup, path: Path, script: Script) -> (String, Vec<String>)
     let guard = guard(setup, &log, start.clone());
     guard.prepare(setup).await;
     let probe = guard.probe();
-    let p = match path {
-        Path::Lean => guard
-            .add(Pipeline::builder())
-            .retry(Retry::immediate().attempts(1))
-            .build(),
-        Path::InPlace | Path::Phased => guard.add(Pipeline::builder()).build(),
-    }
-    .unwrap();
+    let p = guard.pipeline(path);
     let now = Instant::now();
     *start.lock().unwrap() = now;
     log.lock().unwrap().clear();
@@ -524,14 +531,7 @@ async fn interrupted(bulkhead: bool, path: Path, script: Script, cancel_after: u
     let setup = if bulkhead { Setup::Free } else { Setup::Closed };
     let guard = guard(setup, &log, start);
     let probe = guard.probe();
-    let p = match path {
-        Path::Lean => guard
-            .add(Pipeline::builder())
-            .retry(Retry::immediate().attempts(1))
-            .build(),
-        Path::InPlace | Path::Phased => guard.add(Pipeline::builder()).build(),
-    }
-    .unwrap();
+    let p = guard.pipeline(path);
     let service = Scripted {
         script,
         start: Instant::now(),
