@@ -89,7 +89,7 @@ use tower_service::Service;
 use crate::engine::context::{Context, hash_key};
 use crate::engine::error::{BoxError, Error};
 use crate::engine::outcome::{AllErrors, Classify};
-use crate::pipeline::{Guarded, Once, Pipeline, Seed};
+use crate::pipeline::{Guarded, InPlaceCall, Once, Pipeline, Seed};
 use crate::ratelimit::RateLimiter;
 
 /// How a pipeline service gets a request for an attempt that may be retried (see [the
@@ -600,8 +600,9 @@ where
     }
 }
 
-/// A pipeline service's call of `req`: one bare attempt on a clone of `svc` when the
-/// pipeline allows it (see [`Pipeline::single_attempt`]), else [`run`], boxed.
+/// A pipeline service's call of `req`: in place on a clone of `svc` when the pipeline and
+/// the call allow it (one bare attempt, or one attempt under the pipeline's one guard: see
+/// [`Pipeline::in_place`]), else [`run`], boxed.
 #[inline(always)]
 fn respond<S, C, R, P, Req>(
     pipeline: &Pipeline<C>,
@@ -618,35 +619,27 @@ where
     C: Classify<S::Response, S::Error>,
 {
     let (cost, key) = (settings.cost(&req), settings.key(&req));
-    let lean = cost.is_none() && key.is_none();
-    let Some(single) = pipeline.single_attempt(lean) else {
-        if let Some(one) = pipeline.one_guard(lean) {
-            // No engine state, no box: the pipeline's one guard around the attempt.
-            return ResponseFuture {
-                kind: Kind::Guarded {
-                    call: one.run(Attempt::Ready {
-                        svc: svc.clone(),
-                        req: Some(req),
-                    }),
-                    divert: divert::<S, Req>,
-                },
-            };
-        }
-        return ResponseFuture {
-            kind: Kind::Boxed {
-                fut: boxed(pipeline, svc, clone, req, cost, key),
-            },
-        };
-    };
-    // No engine state, no box, no reference to the pipeline.
-    ResponseFuture {
-        kind: Kind::Once {
+    let kind = match pipeline.in_place(cost.is_none() && key.is_none()) {
+        // No engine state, no box, no reference to the pipeline.
+        Some(InPlaceCall::Once(single)) => Kind::Once {
             once: single.run(Attempt::Ready {
                 svc: svc.clone(),
                 req: Some(req),
             }),
         },
-    }
+        // No engine state, no box: the pipeline's one guard around the attempt.
+        Some(InPlaceCall::Guarded(one)) => Kind::Guarded {
+            call: one.run(Attempt::Ready {
+                svc: svc.clone(),
+                req: Some(req),
+            }),
+            divert: divert::<S, Req> as Divert<S, Req>,
+        },
+        None => Kind::Boxed {
+            fut: boxed(pipeline, svc, clone, req, cost, key),
+        },
+    };
+    ResponseFuture { kind }
 }
 
 /// A pipeline service's call of `req` as the engine runs it ([`run`]), boxed, with the

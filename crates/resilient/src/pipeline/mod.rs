@@ -71,7 +71,7 @@ use run::{Run, Start, Step};
 pub use call::Call;
 pub use fallback::WithFallback;
 #[cfg(feature = "tower")]
-pub(crate) use once::{Guarded, Once};
+pub(crate) use once::{Guarded, InPlaceCall, Once};
 
 type Permits<'a> = SmallVec<[Permit<'a>; 4]>;
 
@@ -153,6 +153,23 @@ impl<'p> Held<'p> {
 /// A pipeline's per-call and per-attempt guards.
 pub(crate) type GuardLists<'a> = (&'a [Arc<dyn Guard>], &'a [Arc<dyn Guard>]);
 
+/// Which calls of a pipeline's tower service may run in place (see `once.rs`), by the
+/// pipeline's strategies; a call's own conditions (no cost or key, made outside any other
+/// call) and the classifier (the default) are checked as it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
+enum InPlace {
+    /// None.
+    No,
+    /// A call of one bare attempt (at most an operation timeout around it): no guard,
+    /// retry, hedge, request timeout or observer.
+    Bare,
+    /// A call of one attempt under the one per-call guard, a bulkhead, a breaker or a
+    /// rejecting rate limiter of this crate (`PipelineBuilder::known_call_guards`): no other
+    /// strategy.
+    OneGuard,
+}
+
 /// A validated, shareable resilience pipeline. Cloning is cheap (one `Arc`); clones share
 /// all state (budgets, breakers, limiters).
 ///
@@ -199,11 +216,10 @@ struct Inner<C> {
     timeouts: Timeouts,
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
-    /// Whether every per-call guard is a bulkhead, a breaker or a rejecting rate limiter of
-    /// this crate: a guard whose permit is its own (or none) and that waits only in a queue
-    /// a call leaves as it drops the wait (see `once::Guarded`).
+    /// Which calls of a tower service of this pipeline may run in place, by its strategies
+    /// (see `once.rs`).
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    known_call_guards: bool,
+    in_place: InPlace,
     /// Whether any per-call guard uses durations (else the clock is not read for them).
     time_calls: bool,
     /// Whether any per-attempt guard uses durations.
@@ -263,7 +279,8 @@ pub struct PipelineBuilder<C = AllErrors> {
     call_guards: Vec<Arc<dyn Guard>>,
     attempt_guards: Vec<Arc<dyn Guard>>,
     /// Whether every per-call guard is a bulkhead, a breaker or a rejecting rate limiter of
-    /// this crate (see `Inner::known_call_guards`).
+    /// this crate: a guard whose permit is its own (or none) and that waits only in a queue
+    /// a call leaves as it drops the wait (see `InPlace::OneGuard`).
     known_call_guards: bool,
     retry: Option<Retry>,
     hedge: Option<Hedge>,
@@ -431,7 +448,7 @@ impl<C> PipelineBuilder<C> {
     }
 
     /// Adds `guard` at the current position; `known`: it is a bulkhead, a breaker or a
-    /// rejecting rate limiter of this crate (see `Inner::known_call_guards`).
+    /// rejecting rate limiter of this crate (see `PipelineBuilder::known_call_guards`).
     fn push_guard(mut self, guard: Arc<dyn Guard>, known: bool) -> Self {
         let per_attempt = self.retry.is_some();
         if !per_attempt && !known {
@@ -779,6 +796,15 @@ impl<C> PipelineBuilder<C> {
             && self.attempt_guards.is_empty()
             && self.hedge.is_none()
             && within_horizon(self.timeouts.operation).is_some();
+        let in_place = if self.retry.is_some() || self.hedge.is_some() {
+            InPlace::No
+        } else if plain || plain_timed {
+            InPlace::Bare
+        } else if lean && bare_attempts && self.known_call_guards && self.call_guards.len() == 1 {
+            InPlace::OneGuard
+        } else {
+            InPlace::No
+        };
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 sink,
@@ -787,7 +813,7 @@ impl<C> PipelineBuilder<C> {
                 name: self.name,
                 tags,
                 timeouts: self.timeouts,
-                known_call_guards: self.known_call_guards,
+                in_place,
                 time_calls: self.call_guards.iter().any(|g| g.measures_duration()),
                 time_attempts: self.attempt_guards.iter().any(|g| g.measures_duration()),
                 direct,

@@ -21,43 +21,65 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::Pipeline;
 use super::run::{BARE, operation_deadline};
+use super::{InPlace, Pipeline};
 use crate::engine::context::{Ambient, within_horizon};
 use crate::engine::error::{Error, TimeoutScope};
 use crate::engine::guard::{Acquire, Guard, unrecorded_outcome};
 use crate::engine::outcome::{AllErrors, Classify, Outcome};
 
 /// What a call that is one bare attempt needs of its pipeline (see
-/// [`Pipeline::single_attempt`]): the attempt's operation timeout, if any.
+/// [`Pipeline::in_place`]): the attempt's operation timeout, if any.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Single {
     limit: Limit,
 }
 
+/// How a call of a pipeline's tower service runs in place (see [`Pipeline::in_place`]).
+#[derive(Debug)]
+pub(crate) enum InPlaceCall {
+    /// As one bare attempt ([`Once`]).
+    Once(Single),
+    /// As one attempt under the pipeline's one per-call guard ([`Guarded`]).
+    Guarded(OneGuard),
+}
+
 impl<C> Pipeline<C> {
-    /// How a call made now runs as one bare attempt ([`Once`]), if it is one: a call with
-    /// nothing of the caller's but its operation (`lean`, see `CallSeed::lean`), made
-    /// outside any other call's scope (it inherits no deadline or cancellation), of a
-    /// pipeline with no guard, no retry, no hedge, no request timeout and no observer, and
-    /// with the default classifier ([`AllErrors`]: it has no recovery to run on a failure,
-    /// such as a fallback chain, and no effect of its own; any other classifier is asked
-    /// as the engine asks it, so its calls take the engine's path).
+    /// How a call made now runs in place, if it can: a call with nothing of the caller's
+    /// but its operation (`lean`, see `CallSeed::lean`), made outside any other call's scope
+    /// (it inherits no deadline or cancellation), of a pipeline with the default classifier
+    /// ([`AllErrors`]: it has no recovery to run on a failure, such as a fallback chain, and
+    /// no effect of its own; any other classifier is asked as the engine asks it, so its
+    /// calls take the engine's path) and either
+    /// - no strategy but at most an operation timeout (no guard, retry, hedge, request
+    ///   timeout or observer): one bare attempt ([`Once`]);
+    /// - or one per-call guard alone, a bulkhead, a breaker or a rate limiter that rejects
+    ///   rather than waits, of this crate: such a guard hands out its own permit (or none),
+    ///   and waits only in a queue that a call leaves as it drops the wait (a call it
+    ///   queues goes on in the engine: see [`Guarded`]).
     #[inline]
-    pub(crate) fn single_attempt(&self, lean: bool) -> Option<Single>
+    pub(crate) fn in_place(&self, lean: bool) -> Option<InPlaceCall>
     where
         C: 'static,
     {
         let inner = &*self.inner;
-        let bare = TypeId::of::<C>() == TypeId::of::<AllErrors>()
-            && inner.retry.is_none()
-            && inner.hedge.is_none()
-            && (inner.plain || inner.plain_timed)
-            && lean
-            && !Ambient::active();
-        bare.then(|| Single {
-            limit: Limit::new(inner.timeouts.operation),
-        })
+        // (The classifier's check is decided when this is compiled.)
+        if TypeId::of::<C>() != TypeId::of::<AllErrors>()
+            || inner.in_place == InPlace::No
+            || !lean
+            || Ambient::active()
+        {
+            return None;
+        }
+        if inner.in_place == InPlace::Bare {
+            return Some(InPlaceCall::Once(Single {
+                limit: Limit::new(inner.timeouts.operation),
+            }));
+        }
+        let pipeline: &dyn Any = self;
+        pipeline
+            .downcast_ref::<Pipeline<AllErrors>>()
+            .map(|p| InPlaceCall::Guarded(OneGuard(p.clone())))
     }
 }
 
@@ -119,7 +141,7 @@ impl Limit {
 }
 
 pin_project_lite::pin_project! {
-    /// A call that is one bare attempt (see [`Pipeline::single_attempt`]). Under an
+    /// A call that is one bare attempt (see [`Pipeline::in_place`]). Under an
     /// operation timeout, the attempt is polled in its deadline's scope (nested pipelines
     /// inherit it), from the deadline set at its first poll; a timer is armed at its first
     /// `Pending`, and when it fires the attempt is dropped at once and the call ends with
@@ -202,43 +224,9 @@ fn fired(
 }
 
 /// What a call under one per-call guard needs of its pipeline (see
-/// [`Pipeline::one_guard`]): the pipeline, for its guard and its clock.
+/// [`Pipeline::in_place`]): the pipeline, for its guard and its clock.
 #[derive(Debug)]
 pub(crate) struct OneGuard(Pipeline<AllErrors>);
-
-impl<C> Pipeline<C> {
-    /// How a call made now runs as one attempt under the pipeline's one per-call guard
-    /// ([`Guarded`]), if it can: a call with nothing of the caller's but its operation
-    /// (`lean`), made outside any other call's scope, of a pipeline with the default
-    /// classifier whose only strategy is one bulkhead, one breaker or one rate limiter that
-    /// rejects rather than waits, of this crate (no
-    /// retry, hedge, timeout, per-attempt guard or observer). Such a guard hands out its
-    /// own permit (or none), and waits only in a queue that a call leaves as it drops the
-    /// wait: a call it queues goes on in the engine (see [`Guarded`]).
-    #[inline]
-    pub(crate) fn one_guard(&self, lean: bool) -> Option<OneGuard>
-    where
-        C: 'static,
-    {
-        let inner = &*self.inner;
-        let one = lean
-            && inner.lean
-            && inner.bare_attempts
-            && inner.known_call_guards
-            && inner.call_guards.len() == 1
-            && inner.retry.is_none()
-            && inner.hedge.is_none()
-            && !Ambient::active();
-        if !one {
-            return None;
-        }
-        // (The default classifier, by the pipeline's type.)
-        let pipeline: &dyn Any = self;
-        pipeline
-            .downcast_ref::<Pipeline<AllErrors>>()
-            .map(|p| OneGuard(p.clone()))
-    }
-}
 
 impl OneGuard {
     /// The call whose attempt is `attempt`.
@@ -256,7 +244,7 @@ impl OneGuard {
 
 pin_project_lite::pin_project! {
     /// A call that is one attempt under its pipeline's one per-call guard (see
-    /// [`Pipeline::one_guard`]). At its first poll the guard is asked, as the engine asks
+    /// [`Pipeline::in_place`]). At its first poll the guard is asked, as the engine asks
     /// it: a rejection ends the call; a permit is held (as its token) while the attempt
     /// runs, and records the call's outcome (and duration, when the guard uses it) when
     /// the attempt ends, after the attempt's future is dropped. A call dropped before
