@@ -50,12 +50,11 @@
 //! [`circuit_breaker`](crate::PipelineBuilder::circuit_breaker) or
 //! [`rate_limit`](crate::PipelineBuilder::rate_limit) (not a guard of one's own through
 //! [`guard`](crate::PipelineBuilder::guard)), as [`RateLimiter::layer`] builds one: its
-//! future holds the pipeline (one
-//! reference count) and the guard's permit, and allocates nothing. The guard admits or
-//! rejects the call at its first poll, and records the call's outcome (and its duration,
-//! for a breaker that times calls) as the attempt ends, as the engine's call does. A
-//! bulkhead that queues the call (its slots taken, room in its queue): the call goes on in
-//! the engine, which boxes its call and queues it again.
+//! future holds the pipeline (one reference count) and the guard's permit, and allocates
+//! nothing. The guard admits or rejects the call at its first poll, and records the call's
+//! outcome (and its duration, for a breaker that times calls) as the attempt ends, as the
+//! engine's call does. A bulkhead that queues the call (its slots taken, room in its
+//! queue): the call goes on in the engine, which boxes its call and queues it again.
 //!
 //! Any other call boxes the engine's call (its type holds closures that cannot be named):
 //! one allocation per request. Most calls take the engine's lean path, and their box holds
@@ -716,9 +715,8 @@ pin_project_lite::pin_project! {
     /// documentation](self#allocation)): the call as one bare attempt, in place, when the
     /// pipeline has nothing to do but that attempt (at most an operation timeout around it),
     /// or as one attempt under the pipeline's one bulkhead, breaker or rejecting limiter,
-    /// in place; otherwise
-    /// the engine's call, boxed. `Send` and `'static`, and `Unpin` when the inner
-    /// service's future is.
+    /// in place; otherwise the engine's call, boxed. `Send` and `'static`, and `Unpin` when
+    /// the inner service's future is.
     ///
     /// ```
     /// use resilient::{Error, Pipeline, Timeout, TimeoutScope};

@@ -328,12 +328,12 @@ impl<'a> Permit<'a> {
     }
 
     /// What this permit holds, for a guard known to hand out its own permits (this
-    /// crate's bulkheads, breakers and limiters): `Some(None)` when it holds nothing, `Some(token)`
-    /// when its guard is at `guard`'s address (the check [`Permit::into_token_of`] makes
-    /// may fail when the guard's vtable was emitted twice), `None` otherwise. (Not for a
-    /// guard that may hand out the permit of a guard it holds at its own address.) By
-    /// reference: a caller that keeps only the token forgets the permit where the guard
-    /// wrote it.
+    /// crate's bulkheads, breakers and limiters): `Some(None)` when it holds nothing,
+    /// `Some(token)` when its guard is at `guard`'s address (the check
+    /// [`Permit::into_token_of`] makes may fail when the guard's vtable was emitted twice),
+    /// `None` otherwise. (Not for a guard that may hand out the permit of a guard it holds
+    /// at its own address.) By reference: a caller that keeps only the token forgets the
+    /// permit where the guard wrote it.
     #[cfg(feature = "tower")]
     #[inline(always)]
     pub(crate) fn token_at(&self, guard: &dyn Guard) -> Option<Option<u64>> {

@@ -9,9 +9,9 @@
 //! `plain_first` and `timed_first`), and keeps no reference to the pipeline.
 //!
 //! A pipeline whose only strategy is one bulkhead, one breaker or one rejecting rate limiter
-//! of this crate runs such a
-//! call as [`Guarded`]: the guard's admission, the attempt, and the guard's record of the
-//! outcome, as the lean path runs them (`admit_first`, `begin`, `settle`).
+//! of this crate runs such a call as [`Guarded`]: the guard's admission, the attempt, and
+//! the guard's record of the outcome, as the lean path runs them (`admit_first`, `begin`,
+//! `settle`).
 
 use std::any::{Any, TypeId};
 use std::future::Future;
@@ -308,7 +308,6 @@ impl Drop for Hold {
     /// A permit dropped unrecorded, as the engine's [`Permit`](crate::Permit) is.
     fn drop(&mut self) {
         if let Held::Permit { token, .. } = self.held {
-            self.held = Held::Nothing;
             self.guard().on_release(token, unrecorded_outcome());
         }
     }
@@ -367,10 +366,9 @@ fn admit<T, E>(hold: &mut Hold) -> Option<Option<Result<T, Error<E>>>> {
     let acquired = guard.acquire(&BARE);
     match acquired {
         Acquire::Ready(Ok(ref permit)) => {
-            // This crate's bulkheads and breakers hand out their own permits, its limiters
-            // none (a vtable
-            // emitted twice only makes the two halves of the pointers differ: see
-            // `Permit::token_at`), or permits that hold nothing.
+            // This crate's bulkheads and breakers hand out their own permits (or none),
+            // its limiters none (a vtable emitted twice only makes the two halves of the
+            // pointers differ: see `Permit::token_at`).
             match permit.token_at(guard) {
                 Some(token) => {
                     std::mem::forget(acquired);
