@@ -206,6 +206,81 @@ async fn nested_pipeline_inherits_the_tighter_outer_deadline() {
     }
 }
 
+/// Runs, inside a call with a 1 s request timeout, a call of `inner` whose operation fails
+/// at once (`fails`: with the deadline it sees, in ms from the start) or answers after
+/// 5 s; how long it took and the outer call's result.
+async fn nested_under_1s(inner: &Pipeline, fails: bool) -> (Duration, String) {
+    let outer = Pipeline::builder()
+        .timeout(Timeout::request(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let r = outer
+        .execute(|| async move {
+            inner
+                .execute(|| async move {
+                    let seen = resilient::inherited_deadline()
+                        .map(|d| d.saturating_duration_since(start).as_millis());
+                    if fails {
+                        return Err(format!("failed, deadline {seen:?}"));
+                    }
+                    sleep(Duration::from_secs(5)).await;
+                    Ok(1)
+                })
+                .await
+        })
+        .await;
+    (start.elapsed(), format!("{r:?}"))
+}
+
+/// The calls whose first poll `execute` inlines where they are awaited (a pipeline of a
+/// retry alone, of an operation timeout alone, of one per-call guard) inherit the deadline
+/// of the call they are made in like every other call.
+#[tokio::test(start_paused = true)]
+async fn nested_calls_of_every_shape_inherit_the_outer_deadline() {
+    let retry = Pipeline::builder()
+        .retry(
+            Retry::constant(MS * 600)
+                .attempts(3)
+                .jitter(resilient::Jitter::None),
+        )
+        .build()
+        .unwrap();
+    let timed = Pipeline::builder()
+        .timeout(Timeout::operation(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let guarded = Pipeline::builder()
+        .bulkhead(resilient::Bulkhead::builder(4))
+        .build()
+        .unwrap();
+    let late = "Err(Inner(Timeout { scope: Inherited, elapsed: 1s }))";
+    // A retry that would start past the deadline is not made.
+    assert_eq!(
+        nested_under_1s(&retry, true).await,
+        (
+            MS * 600,
+            r#"Err(Inner(RetriesExhausted { attempts: 2, last: "failed, deadline Some(1000)" }))"#
+                .to_string()
+        )
+    );
+    // The operation sees the tighter of its timeout and the deadline.
+    let failed = r#"Err(Inner(Inner("failed, deadline Some(1000)")))"#;
+    for p in [&timed, &guarded] {
+        assert_eq!(
+            nested_under_1s(p, true).await,
+            (Duration::ZERO, failed.to_string())
+        );
+    }
+    // A slow call ends at the deadline, as a call that inherited it.
+    for p in [&retry, &timed, &guarded] {
+        assert_eq!(
+            nested_under_1s(p, false).await,
+            (Duration::from_secs(1), late.to_string())
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn nested_pipeline_keeps_its_own_tighter_deadline() {
     let outer = Pipeline::builder()

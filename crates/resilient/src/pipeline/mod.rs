@@ -916,6 +916,9 @@ impl Seed {
 
 /// What a call's future keeps of its [`Seed`] until its first poll.
 pub(crate) trait CallSeed {
+    /// The call's future inlines only the first poll of its usual paths where it is
+    /// awaited, and runs every other poll out of line (see `Run::poll_call` in `run.rs`).
+    const SPLIT: bool;
     /// The call may take the lean path (see `run.rs`): its operation ignores its
     /// context, with no cancellation, cost or key of the caller's.
     fn lean(&self) -> bool;
@@ -926,6 +929,8 @@ pub(crate) trait CallSeed {
 }
 
 impl CallSeed for Seed {
+    const SPLIT: bool = false;
+
     #[inline]
     fn lean(&self) -> bool {
         self.bare && self.cancel.is_none() && self.cost.is_none() && self.key.is_none()
@@ -948,6 +953,8 @@ impl CallSeed for Seed {
 pub(crate) struct Bare;
 
 impl CallSeed for Bare {
+    const SPLIT: bool = true;
+
     #[inline(always)]
     fn lean(&self) -> bool {
         true
