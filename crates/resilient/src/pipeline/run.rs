@@ -575,23 +575,22 @@ where
                 }
                 if inner.direct && !inner.call_guards.is_empty() {
                     return direct_first(this, cx);
-                } else {
-                    let (at, slow) = lean_parts(this.ext.as_mut());
-                    if !inner.direct {
-                        started = Some(start_deadline(this.pipeline, at));
-                    }
-                    if at.deadline.is_none()
-                        && let Some(rejected) = admit_first(
-                            this.pipeline,
-                            this.op,
-                            at,
-                            StepMut::new(this.step.as_mut(), slow),
-                            0,
-                            started,
-                        )
-                    {
-                        return Poll::Ready(Err(rejected));
-                    }
+                }
+                let (at, slow) = lean_parts(this.ext.as_mut());
+                if !inner.direct {
+                    started = Some(start_deadline(this.pipeline, at));
+                }
+                if at.deadline.is_none()
+                    && let Some(rejected) = admit_first(
+                        this.pipeline,
+                        this.op,
+                        at,
+                        StepMut::new(this.step.as_mut(), slow),
+                        0,
+                        started,
+                    )
+                {
+                    return Poll::Ready(Err(rejected));
                 }
             }
             _ => {}
