@@ -739,8 +739,8 @@ where
 /// guards: the first guard is asked before the lean state is built, so a call it rejects
 /// at once (an open breaker, an empty limiter) ends with no state built or dropped; a
 /// permit is kept in that state, the other guards asked ([`admit_first`]), and the call
-/// goes on in [`lean`], out of line (see [`Run::poll_call`]). A call the guard queues
-/// waits there.
+/// goes on in [`lean`] (out of line for a seed that splits its polls: see
+/// [`Run::poll_call`]). A call the guard queues waits there.
 #[inline(always)]
 fn direct_first<'p, C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
     mut this: RunProj<'_, 'p, C, Sd, F, R, S, Fut, A, G, B, O>,
@@ -781,7 +781,10 @@ where
     }
     // Hedged: the pipeline has a hedge and the call is idempotent.
     let hedge = !this.seed.no_hedge() && pipeline.inner.hedge.is_some();
-    apart(|| lean(this, hedge, None, cx))
+    if Sd::SPLIT {
+        return apart(|| lean(this, hedge, None, cx));
+    }
+    lean(this, hedge, None, cx)
 }
 
 /// The first poll of a plain lean call (see `Inner::plain`: no guard, no timeout, nothing
