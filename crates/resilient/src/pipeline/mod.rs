@@ -246,6 +246,10 @@ struct Inner<C> {
     /// a lean call's first poll calls the operation at once, under its deadline (see
     /// `run.rs`).
     plain_timed: bool,
+    /// Lean with bare attempts, one per-call guard, no hedge, no retry budget and no
+    /// `max_elapsed`: a lean call's first poll asks the guard and calls the operation at
+    /// once, with the permit in a local (see `run.rs`).
+    one_guard: bool,
     retry: Option<Retry>,
     /// Hedged attempts (see [`PipelineBuilder::hedge`]).
     hedge: Option<Hedge>,
@@ -790,6 +794,14 @@ impl<C> PipelineBuilder<C> {
                 .as_ref()
                 .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
         let plain = lean && bare_attempts && unguarded;
+        let one_guard = lean
+            && bare_attempts
+            && self.call_guards.len() == 1
+            && self.hedge.is_none()
+            && self
+                .retry
+                .as_ref()
+                .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
         let plain_timed = lean
             && unguarded
             && direct
@@ -821,6 +833,7 @@ impl<C> PipelineBuilder<C> {
                 bare_attempts,
                 plain,
                 plain_timed,
+                one_guard,
                 labels: self
                     .call_guards
                     .iter()

@@ -533,6 +533,9 @@ where
             if inner.plain_timed {
                 return timed_first(self.project(), cx);
             }
+            if inner.one_guard {
+                return one_guard_first(self.project(), cx);
+            }
             if inner.lean && inner.direct && !inner.call_guards.is_empty() {
                 return direct_first(self.project(), cx);
             }
@@ -785,6 +788,104 @@ where
         return apart(|| lean(this, hedge, None, cx));
     }
     lean(this, hedge, None, cx)
+}
+
+/// The first poll of a call of a pipeline whose one per-call guard is all it asks (see
+/// `Inner::one_guard`): the guard's admission, then the attempt, with the permit in a
+/// local. An attempt that ends at once and is not retried is the whole call: the permit
+/// records its outcome (and duration, when the guard uses it) after the attempt's future
+/// is dropped, with none of the lean path's state (its `Ext`) built or dropped, as
+/// [`plain_first`] runs a call with no guard. An attempt that is pending or retried, or a
+/// call the guard queues, goes on in [`lean`] (out of line) with the permit kept in that
+/// state, as after [`direct_first`]. Should the operation panic, its future goes before
+/// the permit (see [`Admitted`]).
+#[inline(always)]
+fn one_guard_first<'p, C, T, E, Sd, F, R, S, Fut, A: Future, G, B, O>(
+    mut this: RunProj<'_, 'p, C, Sd, F, R, S, Fut, A, G, B, O>,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<T, Error<E>>>
+where
+    C: Classify<T, E> + Send + Sync + 'static,
+    Sd: CallSeed,
+    F: FnMut(&Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: Fn() -> bool,
+{
+    let pipeline: &'p Pipeline<C> = this.pipeline;
+    let inner = &*pipeline.inner;
+    let Some(g) = inner.call_guards.first() else {
+        unreachable!("the pipeline has a per-call guard")
+    };
+    let permit = match g.acquire(&BARE) {
+        Acquire::Ready(Ok(permit)) => permit,
+        Acquire::Ready(Err(rejection)) => {
+            this.step.as_mut().set_state(State::Done);
+            return Poll::Ready(Err(rejection.into()));
+        }
+        Acquire::Wait(wait) => {
+            let (_, slow) = lean_parts(this.ext.as_mut());
+            // Queued: polled in `lean`, as after `admit_call`'s wait.
+            StepMut::new(this.step.as_mut(), slow).wait(Slow::Queue { wait, guard: 0 });
+            return apart(|| lean(this, false, None, cx));
+        }
+    };
+    // What `begin` does for such a pipeline (no retry budget, `max_elapsed` or hedge).
+    let admitted = inner.time_calls.then(|| inner.clock.now());
+    let Some(op) = this.op.as_mut() else {
+        unreachable!("a lean call keeps its operation")
+    };
+    let mut held = Admitted {
+        step: this.step.as_mut(),
+        permit: Some(permit),
+    };
+    held.step.as_mut().start(op(&BARE), State::Attempt);
+    let polled = held.step.as_mut().attempt().poll(cx);
+    let Some(permit) = held.permit.take() else {
+        unreachable!("taken once")
+    };
+    drop(held);
+    let first = match polled {
+        Poll::Ready(r) => {
+            // The attempt's future goes as it ends, as the engine's does.
+            this.step.as_mut().end_attempt();
+            let outcome = inner.classify.classify(&r);
+            let result = Attempt::Done(r);
+            if !retried(&inner.classify, &result, outcome) {
+                let took = admitted.map_or(Duration::ZERO, |admitted| {
+                    inner.clock.now().saturating_sub(admitted)
+                });
+                permit.record(outcome, took);
+                return Poll::Ready(finish(result, 1));
+            }
+            Some((result, outcome))
+        }
+        Poll::Pending => None,
+    };
+    let (at, _) = lean_parts(this.ext.as_mut());
+    at.admitted = admitted;
+    at.permits.push(permit);
+    if first.is_none() {
+        return Poll::Pending;
+    }
+    apart(|| lean(this, false, first, cx))
+}
+
+/// The permit of a [`one_guard_first`] call while its first attempt is polled: should the
+/// operation panic, the attempt's future goes before the permit is given back (as a
+/// failure: see [`Permit`]'s `Drop`), as a call's fields drop. Emptied on every other way
+/// out.
+struct Admitted<'a, 'p, Fut> {
+    step: Pin<&'a mut Step<Fut>>,
+    permit: Option<Permit<'p>>,
+}
+
+impl<Fut> Drop for Admitted<'_, '_, Fut> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            self.step.as_mut().end_attempt();
+        }
+    }
 }
 
 /// The first poll of a plain lean call (see `Inner::plain`: no guard, no timeout, nothing
