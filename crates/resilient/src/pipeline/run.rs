@@ -515,13 +515,12 @@ where
     /// one under an operation timeout alone, a call whose one per-call guard is all it asks
     /// ([`one_guard_first`]: the admission and the first attempt), and the first per-call
     /// guard's admission when there is no deadline to set (the rest of that call runs out
-    /// of line). Every other
-    /// poll runs out of line, in [`apart`]. The code inlined into the caller is then a
-    /// fraction of the engine, and its success path keeps its values in registers: retry,
-    /// `Ok` at once, 85 -> 62 instructions in an LTO build and 106 -> 83 in a default one;
-    /// an open breaker's rejection 289 -> 260 and 326 -> 296. Other seeds (the tower
-    /// adapter's boxed call, whose future holds the 5-strategy stack's call) inline every
-    /// path, as before.
+    /// of line). Every other poll runs out of line, in [`apart`]. The code inlined into the
+    /// caller is then a fraction of the engine, and its success path keeps its values in
+    /// registers: retry, `Ok` at once, 85 -> 62 instructions in an LTO build and 106 -> 83
+    /// in a default one; an open breaker's rejection 289 -> 260 and 326 -> 296. Other seeds
+    /// (the tower adapter's boxed call, whose future holds the 5-strategy stack's call)
+    /// inline every path, as before.
     #[inline(always)]
     fn poll_call(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<A::Output> {
         if !Sd::SPLIT {
