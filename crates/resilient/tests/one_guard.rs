@@ -8,66 +8,19 @@
 //! time it took, the attempts made, and the guard's state when the call ends and a second
 //! later.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use resilient::bulkhead::Aimd;
-use resilient::circuit::{CircuitEvent, Window};
-use resilient::ratelimit::{Mode, Rate, RateLimiter};
-use resilient::{Bulkhead, CircuitBreaker, Error, Pipeline, PipelineBuilder, Retry};
+use resilient::{Error, Pipeline, Retry};
 use tokio::time::Instant;
+
+#[path = "support/one_guard.rs"]
+mod guards;
+use guards::{Log, SETUPS, Setup, guard};
 
 const fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// The guard, and the state it is in when the call starts.
-#[derive(Debug, Clone, Copy)]
-enum Setup {
-    /// A bulkhead of one free slot.
-    Free,
-    /// A bulkhead of one slot, taken for 1.5 s, no queue.
-    Full,
-    /// A bulkhead of one slot taken for 60 ms, a queue of one, 200 ms of waiting at most.
-    Handed,
-    /// An adaptive bulkhead (it times calls).
-    Adaptive,
-    /// A breaker that opens at the first failure, closed, with an observer (it times calls).
-    Closed,
-    /// A breaker that opens at the first failure, without an observer, opened by a failure.
-    Open,
-    /// The breaker of `Closed`, opened by a failure 100 ms ago: the call is its probe.
-    HalfOpen,
-    /// A breaker counting calls of 50 ms or more as slow.
-    Slow,
-    /// A rejecting rate limiter with one unit of its burst of two left.
-    Limiter,
-    /// The same limiter with none left.
-    Limited,
-    /// A rate limiter that waits (at most 200 ms) with none left: the next unit in 100 ms.
-    LimiterWaits,
-}
-
-const SETUPS: [Setup; 11] = [
-    Setup::Free,
-    Setup::Full,
-    Setup::Handed,
-    Setup::Adaptive,
-    Setup::Closed,
-    Setup::Open,
-    Setup::HalfOpen,
-    Setup::Slow,
-    Setup::Limiter,
-    Setup::Limited,
-    Setup::LimiterWaits,
-];
-
-enum Guard {
-    Bulkhead(Bulkhead),
-    Breaker(CircuitBreaker),
-    Limiter(RateLimiter),
 }
 
 /// What the call's operation does, each attempt.
@@ -89,134 +42,6 @@ enum Retried {
     After10ms,
 }
 
-/// The events the breakers' observers saw (so that both paths' calls are compared on them).
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn guard(setup: Setup, log: &Log, start: Arc<Mutex<Instant>>) -> Guard {
-    let observed = |b: resilient::CircuitBreakerBuilder| {
-        let log = log.clone();
-        let start = start.clone();
-        b.observer(move |_: &str, e: &CircuitEvent| {
-            let at = Instant::now().saturating_duration_since(*start.lock().unwrap());
-            log.lock()
-                .unwrap()
-                .push(format!("{} breaker {e:?}", at.as_millis()));
-        })
-        .build()
-        .unwrap()
-    };
-    match setup {
-        Setup::Free | Setup::Full => Guard::Bulkhead(Bulkhead::builder(1).build().unwrap()),
-        Setup::Handed => Guard::Bulkhead(
-            Bulkhead::builder(1)
-                .queue(1)
-                .max_wait(ms(200))
-                .build()
-                .unwrap(),
-        ),
-        Setup::Adaptive => Guard::Bulkhead(
-            Bulkhead::builder(2)
-                .adaptive(Aimd::new(2, 1, 2))
-                .build()
-                .unwrap(),
-        ),
-        Setup::Closed | Setup::HalfOpen => Guard::Breaker(observed(
-            CircuitBreaker::consecutive_failures(1).open_for(ms(100)),
-        )),
-        Setup::Open => Guard::Breaker(
-            CircuitBreaker::consecutive_failures(1)
-                .open_for(ms(100))
-                .build()
-                .unwrap(),
-        ),
-        Setup::Slow => Guard::Breaker(observed(
-            CircuitBreaker::failure_rate(1.0)
-                .slow_calls(ms(50), 0.5)
-                .window(Window::count(10))
-                .minimum_calls(1),
-        )),
-        Setup::Limiter | Setup::Limited => Guard::Limiter(
-            RateLimiter::gcra_with_burst(Rate::per_second(1), 2)
-                .build()
-                .unwrap(),
-        ),
-        Setup::LimiterWaits => Guard::Limiter(
-            RateLimiter::gcra_with_burst(Rate::per_second(10), 1)
-                .mode(Mode::Wait(ms(200)))
-                .build()
-                .unwrap(),
-        ),
-    }
-}
-
-impl Guard {
-    fn add(&self, p: PipelineBuilder) -> PipelineBuilder {
-        match self {
-            Guard::Bulkhead(b) => p.bulkhead(b),
-            Guard::Breaker(b) => p.circuit_breaker(b),
-            Guard::Limiter(l) => p.rate_limit(l),
-        }
-    }
-
-    /// The guard's state, as a line.
-    fn probe(&self) -> String {
-        match self {
-            Guard::Bulkhead(b) => format!(
-                "in flight {}, queued {}, limit {}",
-                b.in_flight(),
-                b.queued(),
-                b.limit()
-            ),
-            Guard::Breaker(b) => {
-                let s = b.snapshot();
-                format!(
-                    "{:?}, {} calls, {} failed, {} slow, {} rejected, {} probing",
-                    s.state,
-                    s.buffered_calls,
-                    s.failed_calls,
-                    s.slow_calls,
-                    s.rejected_calls,
-                    s.probes_in_flight
-                )
-            }
-            // What the limiter says to one more request (it takes the unit, if any: read
-            // once, after the call).
-            Guard::Limiter(l) => format!("allows another: {}", l.allow().is_ok()),
-        }
-    }
-
-    /// Puts the guard in `setup`'s state.
-    async fn prepare(&self, setup: Setup) {
-        let hold = |b: &Bulkhead, ms: u64| {
-            let p = Pipeline::builder().bulkhead(b).build().unwrap();
-            tokio::spawn(async move {
-                p.execute(|| async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Ok::<_, ()>(())
-                })
-                .await
-            });
-        };
-        match (self, setup) {
-            (Guard::Bulkhead(b), Setup::Full) => hold(b, 1_500),
-            (Guard::Bulkhead(b), Setup::Handed) => hold(b, 60),
-            (Guard::Breaker(b), Setup::Open | Setup::HalfOpen) => {
-                let _ = b.call(|| async { Err::<(), _>(()) }).await;
-                if let Setup::HalfOpen = setup {
-                    tokio::time::sleep(ms(100)).await;
-                }
-            }
-            (Guard::Limiter(l), Setup::Limiter | Setup::LimiterWaits) => assert!(l.allow().is_ok()),
-            (Guard::Limiter(l), Setup::Limited) => {
-                assert!(l.allow().is_ok() && l.allow().is_ok())
-            }
-            _ => {}
-        }
-        // (The holder takes its slot.)
-        tokio::task::yield_now().await;
-    }
-}
-
 /// One call of `script` through a fresh guard in `setup`'s state, on the first-poll path
 /// (`phased` false) or the phased engine (an observer on the pipeline): the result, the
 /// attempts made, and what happened, when (ms from the call's start).
@@ -225,6 +50,7 @@ async fn call(setup: Setup, retried: Retried, script: Script, phased: bool) -> S
     let start = Arc::new(Mutex::new(Instant::now()));
     let guard = guard(setup, &log, start.clone());
     guard.prepare(setup).await;
+    let probe = guard.probe();
     let mut b = guard.add(Pipeline::builder());
     b = match retried {
         Retried::No => b,
@@ -259,17 +85,14 @@ async fn call(setup: Setup, retried: Retried, script: Script, phased: bool) -> S
         })
         .await;
     let took = now.elapsed().as_millis();
-    let answered = guard.probe();
+    let answered = probe();
+    let allows = guard.allows_another();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let later = match guard {
-        // (A limiter's state was read once.)
-        Guard::Limiter(_) => String::new(),
-        _ => guard.probe(),
-    };
     format!(
-        "{r:?} after {took} ms, {} attempts; at the answer: {answered}; a second later: \
-         {later}; {:?}",
+        "{r:?} after {took} ms, {} attempts; at the answer: {answered}; allows another: \
+         {allows:?}; a second later: {}; {:?}",
         attempts.load(Ordering::Relaxed),
+        probe(),
         log.lock().unwrap()
     )
 }
@@ -313,13 +136,13 @@ async fn a_call_under_one_guard_answers_as_the_engine_does() {
     };
     assert_eq!(
         call(Setup::Free, Retried::No, ok_at_once, false).await,
-        "Ok(0) after 0 ms, 1 attempts; at the answer: in flight 0, queued 0, limit 1; a \
-         second later: in flight 0, queued 0, limit 1; []"
+        "Ok(0) after 0 ms, 1 attempts; at the answer: in flight 0, queued 0, limit 1; \
+         allows another: None; a second later: in flight 0, queued 0, limit 1; []"
     );
     assert_eq!(
         call(Setup::Full, Retried::Immediate, ok_at_once, false).await,
         "Err(BulkheadFull) after 0 ms, 0 attempts; at the answer: in flight 1, queued 0, \
-         limit 1; a second later: in flight 1, queued 0, limit 1; []"
+         limit 1; allows another: None; a second later: in flight 1, queued 0, limit 1; []"
     );
     let open = call(Setup::Open, Retried::No, ok_at_once, false).await;
     assert!(

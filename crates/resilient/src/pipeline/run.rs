@@ -26,7 +26,7 @@ use crate::engine::clock::{deadline_and_nanos, instant_now};
 use crate::engine::context::{Ambient, Context, HORIZON, within_horizon};
 use crate::engine::error::Error;
 use crate::engine::error::TimeoutScope;
-use crate::engine::guard::{Acquire, DeadlineFired, Permit, Rejection, WaitFuture};
+use crate::engine::guard::{Acquire, DeadlineFired, Guard, Permit, Rejection, WaitFuture};
 use crate::engine::outcome::Classify;
 use crate::engine::outcome::Outcome;
 
@@ -761,8 +761,8 @@ where
     let Some(g) = pipeline.inner.call_guards.first() else {
         unreachable!("the pipeline has a per-call guard")
     };
-    match g.acquire(&BARE) {
-        Acquire::Ready(Ok(permit)) => {
+    match ask_first(&**g, this.step.as_mut(), this.ext.as_mut()) {
+        Ok(permit) => {
             // (Only the token is carried past the state's setup, and the permit rebuilt
             // on `g` where it is kept: see `Permit::of`.)
             let kept = permit.into_token_of(&**g);
@@ -773,15 +773,9 @@ where
                 return Poll::Ready(Err(rejected));
             }
         }
-        Acquire::Ready(Err(rejection)) => {
-            this.step.as_mut().set_state(State::Done);
-            return Poll::Ready(Err(rejection.into()));
-        }
-        Acquire::Wait(wait) => {
-            let (_, slow) = lean_parts(this.ext.as_mut());
-            // Queued: polled in `lean`, as after `admit_call`'s wait.
-            StepMut::new(this.step.as_mut(), slow).wait(Slow::Queue { wait, guard: 0 });
-        }
+        Err(Some(rejected)) => return Poll::Ready(Err(rejected)),
+        // Queued: polled in `lean`.
+        Err(None) => {}
     }
     // Hedged: the pipeline has a hedge and the call is idempotent.
     let hedge = !this.seed.no_hedge() && pipeline.inner.hedge.is_some();
@@ -789,6 +783,30 @@ where
         return apart(|| lean(this, hedge, None, cx));
     }
     lean(this, hedge, None, cx)
+}
+
+/// The first per-call guard's answer at a call's first poll ([`direct_first`],
+/// [`one_guard_first`]): its permit; or the call's end (`Err(Some(..))`) when the guard
+/// rejects it; or `Err(None)` when the guard queues it: the call then waits in
+/// [`Slow::Queue`] (polled in [`lean`], as after `admit_call`'s wait).
+#[inline(always)]
+fn ask_first<'a, 'p, Fut: Future, A: Future, G, B, O, E>(
+    g: &'p dyn Guard,
+    mut step: Pin<&'a mut Step<Fut>>,
+    ext: ExtSlot<'a, 'p, Fut, A, G, B, O>,
+) -> Result<Permit<'p>, Option<Error<E>>> {
+    match g.acquire(&BARE) {
+        Acquire::Ready(Ok(permit)) => Ok(permit),
+        Acquire::Ready(Err(rejection)) => {
+            step.as_mut().set_state(State::Done);
+            Err(Some(rejection.into()))
+        }
+        Acquire::Wait(wait) => {
+            let (_, slow) = lean_parts(ext);
+            StepMut::new(step, slow).wait(Slow::Queue { wait, guard: 0 });
+            Err(None)
+        }
+    }
 }
 
 /// The first poll of a call of a pipeline whose one per-call guard is all it asks (see
@@ -817,18 +835,10 @@ where
     let Some(g) = inner.call_guards.first() else {
         unreachable!("the pipeline has a per-call guard")
     };
-    let permit = match g.acquire(&BARE) {
-        Acquire::Ready(Ok(permit)) => permit,
-        Acquire::Ready(Err(rejection)) => {
-            this.step.as_mut().set_state(State::Done);
-            return Poll::Ready(Err(rejection.into()));
-        }
-        Acquire::Wait(wait) => {
-            let (_, slow) = lean_parts(this.ext.as_mut());
-            // Queued: polled in `lean`, as after `admit_call`'s wait.
-            StepMut::new(this.step.as_mut(), slow).wait(Slow::Queue { wait, guard: 0 });
-            return apart(|| lean(this, false, None, cx));
-        }
+    let permit = match ask_first(&**g, this.step.as_mut(), this.ext.as_mut()) {
+        Ok(permit) => permit,
+        Err(Some(rejected)) => return Poll::Ready(Err(rejected)),
+        Err(None) => return apart(|| lean(this, false, None, cx)),
     };
     // What `begin` does for such a pipeline (no retry budget, `max_elapsed` or hedge).
     let admitted = inner.time_calls.then(|| inner.clock.now());
