@@ -787,21 +787,19 @@ impl<C> PipelineBuilder<C> {
                     && direct));
         let bare_attempts =
             direct && self.attempt_guards.is_empty() && self.timeouts.operation.is_none();
+        // A retry (if any) with nothing to pay into or time as a call starts.
+        let untimed_retry = self
+            .retry
+            .as_ref()
+            .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
         // Nothing to ask or time before a call's first attempt, or after it.
-        let unguarded = self.call_guards.is_empty()
-            && self
-                .retry
-                .as_ref()
-                .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
+        let unguarded = self.call_guards.is_empty() && untimed_retry;
         let plain = lean && bare_attempts && unguarded;
         let one_guard = lean
             && bare_attempts
             && self.call_guards.len() == 1
             && self.hedge.is_none()
-            && self
-                .retry
-                .as_ref()
-                .is_none_or(|r| r.budget.is_none() && r.max_elapsed.is_none());
+            && untimed_retry;
         let plain_timed = lean
             && unguarded
             && direct
